@@ -1,0 +1,14 @@
+#ifndef COMPROBIFY_CLIBPQ_SHIM_H
+#define COMPROBIFY_CLIBPQ_SHIM_H
+
+#include <libpq-fe.h>
+
+/* libpq's diagnostic field codes are char-literal macros ('C', 'M', ...),
+   which Swift cannot import. Re-expose the ones the wrapper reads. */
+static const int CLIBPQ_DIAG_SQLSTATE = PG_DIAG_SQLSTATE;
+static const int CLIBPQ_DIAG_MESSAGE_PRIMARY = PG_DIAG_MESSAGE_PRIMARY;
+static const int CLIBPQ_DIAG_MESSAGE_DETAIL = PG_DIAG_MESSAGE_DETAIL;
+static const int CLIBPQ_DIAG_CONSTRAINT_NAME = PG_DIAG_CONSTRAINT_NAME;
+static const int CLIBPQ_DIAG_SEVERITY_NONLOCALIZED = PG_DIAG_SEVERITY_NONLOCALIZED;
+
+#endif

@@ -1,0 +1,75 @@
+import Hummingbird
+import Postgres
+
+/// Support's routes, enabled only when COMPROBIFY_ADMIN_TOKEN is set.
+struct AdminController {
+    let database: Database
+    let adminToken: String
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        let group = router.group("admin/v1/tenants")
+        group.post(":id/verify-email", use: verifyEmail)
+        group.post(":id/keys", use: mintKey)
+        group.delete(":id/keys/:keyId", use: revokeKey)
+    }
+
+    /// The admin bearer token, compared in constant time.
+    func authorize(_ context: AppRequestContext) throws {
+        guard let bearer = context.bearer, Crypto.constantTimeEquals(Array(bearer.utf8), Array(adminToken.utf8)) else {
+            throw APIError.unauthorized("A valid admin token is required (Authorization: Bearer <admin token>).")
+        }
+    }
+
+    static let tenantNotFound = APIError.notFound("No tenant with this id.")
+    static let tenantRow = Statement("SELECT \(Representation.tenantColumns) FROM tenants WHERE id = current_tenant_id() FOR UPDATE")
+
+    @Sendable func verifyEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try authorize(context)
+        guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
+        let tenant = try await database.asTenantID(id, prologue: [AdminController.tenantRow]) { transaction, results in
+            guard let row = results[0].first else { throw AdminController.tenantNotFound }
+            if try row.decode(String.self, at: 3) == "ACTIVE" {
+                return try Representation.tenant(row)
+            }
+            let updated = try transaction.commit(after: [
+                Statement("UPDATE tenants SET status = 'ACTIVE' WHERE id = current_tenant_id() RETURNING \(Representation.tenantColumns)"),
+                Statement(
+                    """
+                    INSERT INTO audit_events (tenant_id, action, actor, details)
+                    VALUES (current_tenant_id(), 'tenant.email_verified', 'support', '{"manual": true}')
+                    """
+                ),
+            ])
+            return try Representation.tenant(updated[0][0])
+        }
+        return Reply.json([("tenant", tenant)])
+    }
+
+    @Sendable func mintKey(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try authorize(context)
+        guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
+        let mint = try KeysController.MintRequest(try await Input.read(request, allowEmpty: true))
+        let token = try await database.asTenantID(id, isolation: .serializable, prologue: [AdminController.tenantRow]) {
+            transaction, results in
+            guard let row = results[0].first else { throw AdminController.tenantNotFound }
+            if mint.environment == .production, try row.decode(String.self, at: 4) != "production" {
+                throw APIError.forbidden("Production keys can be minted only after the tenant has been promoted to production.")
+            }
+            return try KeysController.insertKey(
+                transaction, label: mint.label, environment: mint.environment, actor: "support", actorKeyID: nil
+            )
+        }
+        return Reply.json(.created, [("apiKey", .string(token.plaintext))], noStore: true)
+    }
+
+    @Sendable func revokeKey(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try authorize(context)
+        guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
+        guard let keyID = Format.pathID(context.parameters.get("keyId")) else { throw KeysController.keyNotFound }
+        try await database.asTenantID(id, prologue: [AdminController.tenantRow]) { transaction, results in
+            guard results[0].count == 1 else { throw AdminController.tenantNotFound }
+            try KeysController.revokeKey(transaction, id: keyID, actor: "support", actorKeyID: nil)
+        }
+        return Reply.json([])
+    }
+}

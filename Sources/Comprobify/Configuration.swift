@@ -1,0 +1,77 @@
+import Logging
+
+/// Settings of `comprobify serve`, read from the environment. Each variable is
+/// read through `env("NAME")` here and nowhere else, so this file lists them all.
+public struct Configuration: Sendable {
+    /// libpq URI or conninfo string; must name the `comprobify_app` role.
+    public var databaseURL: String
+    public var host = "0.0.0.0"
+    public var port = 8080
+    /// Database connections (and the threads that drive them).
+    public var poolSize = 8
+    /// How long a request waits for a free connection before 503.
+    public var poolWaitMilliseconds = 2_000
+    public var statementTimeoutMilliseconds = 5_000
+    public var idleInTransactionTimeoutMilliseconds = 10_000
+    /// A client connection that sends nothing for this long is closed.
+    public var httpIdleTimeoutSeconds = 30
+    /// How long in-flight requests may run after SIGTERM before the server stops anyway.
+    public var shutdownGraceSeconds = 20
+    public var logLevel: Logger.Level = .info
+    /// Enables the admin routes when set.
+    public var adminToken: String?
+    /// Sign-ups per client address per hour; 0 turns the limit off.
+    public var signupRateLimit = 10
+    /// Take the client address from X-Forwarded-For.
+    public var trustProxy = false
+
+    public init(databaseURL: String) {
+        self.databaseURL = databaseURL
+    }
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Reads every setting from `environment`, refusing malformed values.
+    public static func fromEnvironment(_ environment: [String: String]) throws -> Configuration {
+        func env(_ name: String) -> String? {
+            guard let value = environment[name], !value.isEmpty else { return nil }
+            return value
+        }
+        func integer(_ name: String, _ range: ClosedRange<Int>) throws -> Int? {
+            guard let text = env(name) else { return nil }
+            guard let value = Int(text), range.contains(value) else {
+                throw Invalid(description: "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), got \"\(text)\"")
+            }
+            return value
+        }
+        guard let url = env("DATABASE_URL") else {
+            throw Invalid(description: "DATABASE_URL is not set (a libpq URI or conninfo string for the comprobify_app role)")
+        }
+        var configuration = Configuration(databaseURL: url)
+        configuration.host = env("HOST") ?? configuration.host
+        configuration.port = try integer("PORT", 0...65535) ?? configuration.port
+        configuration.poolSize = try integer("DB_POOL_SIZE", 1...256) ?? configuration.poolSize
+        configuration.poolWaitMilliseconds = try integer("DB_POOL_WAIT_MS", 1...600_000) ?? configuration.poolWaitMilliseconds
+        configuration.statementTimeoutMilliseconds =
+            try integer("DB_STATEMENT_TIMEOUT_MS", 1...3_600_000) ?? configuration.statementTimeoutMilliseconds
+        configuration.idleInTransactionTimeoutMilliseconds =
+            try integer("DB_IDLE_IN_TX_TIMEOUT_MS", 1...3_600_000) ?? configuration.idleInTransactionTimeoutMilliseconds
+        configuration.httpIdleTimeoutSeconds = try integer("HTTP_IDLE_TIMEOUT_S", 1...3600) ?? configuration.httpIdleTimeoutSeconds
+        configuration.shutdownGraceSeconds = try integer("SHUTDOWN_GRACE_S", 0...3600) ?? configuration.shutdownGraceSeconds
+        if let level = env("LOG_LEVEL") {
+            guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
+                throw Invalid(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            configuration.logLevel = parsed
+        }
+        configuration.adminToken = env("COMPROBIFY_ADMIN_TOKEN")
+        configuration.signupRateLimit = try integer("SIGNUP_RATE_LIMIT", 0...1_000_000) ?? configuration.signupRateLimit
+        if let proxy = env("TRUST_PROXY") {
+            guard proxy == "0" || proxy == "1" else { throw Invalid(description: "TRUST_PROXY must be 0 or 1") }
+            configuration.trustProxy = proxy == "1"
+        }
+        return configuration
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Facts about a request gathered while it runs, for its log line and metrics.
+/// Shared by reference because contexts are values copied into handlers.
+public final class RequestFacts: Sendable {
+    private let state = NIOLockedValueBox<(tenantID: Int64?, keyID: Int64?)>((nil, nil))
+
+    public func authenticated(tenantID: Int64, keyID: Int64?) {
+        state.withLockedValue { $0 = (tenantID, keyID) }
+    }
+
+    public var tenantID: Int64? { state.withLockedValue { $0.tenantID } }
+    public var keyID: Int64? { state.withLockedValue { $0.keyID } }
+}
+
+/// The context of every request: its id, the client's address and the bearer
+/// credential it presented (only its shape is checked here, no database work).
+public struct AppRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var requestID = ""
+    public let peerAddress: String?
+    public let facts = RequestFacts()
+    /// The token of `Authorization: Bearer <token>` when it has a token's shape.
+    public var presentedToken: APIToken?
+    /// The raw bearer value, for the admin routes.
+    public var bearer: Substring?
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.peerAddress = source.channel.remoteAddress?.ipAddress
+    }
+
+    /// Bodies are read through `readJSONBody`, which enforces 1 MiB itself.
+    public var maxUploadSize: Int { RequestBodyLimit.bytes }
+}
+
+enum RequestBodyLimit {
+    static let bytes = 1 << 20
+}
+
+/// The context of routes that act for a tenant. It cannot be made without a
+/// credential of the right shape, so a handler cannot forget to authenticate;
+/// the credential itself is checked by the tenant transaction it must go through.
+public struct TenantRequestContext: ChildRequestContext {
+    public typealias ParentContext = AppRequestContext
+    public var coreContext: CoreRequestContextStorage
+    public let requestID: String
+    public let facts: RequestFacts
+    public let token: APIToken
+
+    public init(context: AppRequestContext) throws {
+        guard let token = context.presentedToken else { throw APIError.unauthorized }
+        self.coreContext = context.coreContext
+        self.requestID = context.requestID
+        self.facts = context.facts
+        self.token = token
+    }
+
+    public var maxUploadSize: Int { RequestBodyLimit.bytes }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Postgres
+
+/// Who a request acts for, as found by `authenticate()` in the request's own transaction.
+public struct Principal: Sendable {
+    public let keyID: Int64
+    public let tenantID: Int64
+    public let keyEnvironment: Environment
+    public let tenantActive: Bool
+    public let tenantEnvironment: Environment
+
+    init?(_ result: QueryResult) throws {
+        guard let row = result.first else { return nil }
+        keyID = try row.decode(at: 0)
+        tenantID = try row.decode(at: 1)
+        keyEnvironment = Environment(rawValue: try row.decode(at: 2)) ?? .sandbox
+        tenantActive = try row.decode(String.self, at: 3) == "ACTIVE"
+        tenantEnvironment = Environment(rawValue: try row.decode(at: 4)) ?? .sandbox
+    }
+}
+
+/// Every data access of the service goes through one of these entry points, so
+/// row-level security scopes every statement to one tenant.
+public struct Database: Sendable {
+    public let pool: ConnectionPool
+
+    public init(pool: ConnectionPool) {
+        self.pool = pool
+    }
+
+    static let authenticateSQL =
+        "SELECT key_id, tenant_id, environment, tenant_status, tenant_environment FROM authenticate($1, $2)"
+
+    /// A transaction acting for the tenant of `token`. The key is looked up by its
+    /// digest in the transaction's first round trip (pipelined with BEGIN and
+    /// `prologue`), holding a share lock on the key row until commit: a revocation
+    /// that committed first makes this 401; one that comes later waits for it.
+    public func asTenant<T: Sendable>(
+        _ token: APIToken,
+        facts: RequestFacts,
+        isolation: IsolationLevel = .readCommitted,
+        prologue: [Statement] = [],
+        _ body: @escaping @Sendable (Transaction, Principal, [QueryResult]) throws -> T
+    ) async throws -> T {
+        let auth = Statement(Database.authenticateSQL, [token.digest, true])
+        return try await pool.transaction(isolation, prologue: [auth] + prologue) { transaction, results in
+            guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
+            facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
+            return try body(transaction, principal, Array(results.dropFirst()))
+        }
+    }
+
+    /// Reads for the tenant of `token` in one round trip: authentication and the
+    /// statements are pipelined as one implicit transaction. With an unknown key no
+    /// tenant is set, so the statements see nothing, and this throws 401.
+    public func readAsTenant(
+        _ token: APIToken,
+        facts: RequestFacts,
+        _ statements: [Statement]
+    ) async throws -> (Principal, [QueryResult]) {
+        let auth = Statement(Database.authenticateSQL, [token.digest, false])
+        let results = try await pool.pipeline([auth] + statements)
+        guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
+        facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
+        return (principal, Array(results.dropFirst()))
+    }
+
+    /// A transaction acting for a tenant known by id (admin routes, email links).
+    public func asTenantID<T: Sendable>(
+        _ tenantID: Int64,
+        isolation: IsolationLevel = .readCommitted,
+        prologue: [Statement] = [],
+        _ body: @escaping @Sendable (Transaction, [QueryResult]) throws -> T
+    ) async throws -> T {
+        let set = Statement("SELECT set_config('app.tenant_id', $1, true)", [String(tenantID)])
+        return try await pool.transaction(isolation, prologue: [set] + prologue) { transaction, results in
+            try body(transaction, Array(results.dropFirst()))
+        }
+    }
+}
+
+extension Row {
+    /// A timestamptz column as RFC 3339 UTC with milliseconds, e.g. `2026-03-01T12:00:00.000Z`.
+    func timestamp(at column: Int) throws -> JSONValue {
+        guard let date = try decode(Date?.self, at: column) else { return .null }
+        return .string(Timestamp.format(date, fractionDigits: 3) + "Z")
+    }
+
+    func int(at column: Int) throws -> JSONValue {
+        JSONValue(try decode(Int64.self, at: column))
+    }
+
+    func string(at column: Int) throws -> JSONValue {
+        JSONValue(try decode(String?.self, at: column))
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// A request body read and parsed as JSON, with typed accessors that collect
+/// field errors; `validated()` throws them all at once as 400 VALIDATION_ERROR.
+struct Input {
+    let bytes: [UInt8]
+    let value: JSONValue
+    private(set) var errors: [APIError.FieldError] = []
+
+    /// Reads at most 1 MiB (413 past that). An empty body is `{}` when `allowEmpty`.
+    static func read(_ request: Request, allowEmpty: Bool = false) async throws -> Input {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > RequestBodyLimit.bytes {
+            throw APIError.payloadTooLarge
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: RequestBodyLimit.bytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError.payloadTooLarge
+        }
+        let bytes = Array(buffer.readableBytesView)
+        if bytes.allSatisfy({ [0x20, 0x09, 0x0a, 0x0d].contains($0) }) {
+            guard allowEmpty else { throw APIError.validation(field: "body", "A JSON object is required.") }
+            return Input(bytes: bytes, value: .object([]))
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes)
+        } catch {
+            throw APIError.validation(field: "body", "The body is not valid JSON: \(error.message).")
+        }
+        guard case .object = value else {
+            throw APIError.validation(field: "body", "The body must be a JSON object, not \(value.typeName).")
+        }
+        return Input(bytes: bytes, value: value)
+    }
+
+    init(bytes: [UInt8], value: JSONValue) {
+        self.bytes = bytes
+        self.value = value
+    }
+
+    mutating func fail(_ field: String, _ message: String) {
+        errors.append(.init(field: field, message: message))
+    }
+
+    /// A string member. Absent or null gives nil (an error when `required`).
+    /// Lengths count Unicode scalars.
+    mutating func string(_ field: String, required: Bool, length: ClosedRange<Int>) -> String? {
+        switch value[field] {
+        case nil, .null?:
+            if required { fail(field, "\(field) is required.") }
+            return nil
+        case .string(let text)?:
+            let count = text.unicodeScalars.count
+            guard length.contains(count) else {
+                fail(field, "\(field) must be \(length.lowerBound) to \(length.upperBound) characters long (got \(count)).")
+                return nil
+            }
+            return text
+        case let other?:
+            fail(field, "\(field) must be a string, not \(other.typeName).")
+            return nil
+        }
+    }
+
+    /// A string member that must be one of `allowed`.
+    mutating func choice(_ field: String, required: Bool, allowed: [String]) -> String? {
+        switch value[field] {
+        case nil, .null?:
+            if required { fail(field, "\(field) is required.") }
+            return nil
+        case .string(let text)? where allowed.contains(text):
+            return text
+        default:
+            fail(field, "\(field) must be one of \(allowed.map { "\"\($0)\"" }.joined(separator: ", ")).")
+            return nil
+        }
+    }
+
+    /// A string member matching `pattern` (checked by `matches`).
+    mutating func formatted(_ field: String, required: Bool, rule: String, matches: (String) -> Bool) -> String? {
+        switch value[field] {
+        case nil, .null?:
+            if required { fail(field, "\(field) is required.") }
+            return nil
+        case .string(let text)? where matches(text):
+            return text
+        default:
+            fail(field, "\(field) must be \(rule).")
+            return nil
+        }
+    }
+
+    func validated() throws {
+        if !errors.isEmpty { throw APIError.validation(errors) }
+    }
+
+    /// An integer JSON value (a whole number such as `5` or `5.0`) within `range`.
+    static func integer(_ value: JSONValue?, in range: ClosedRange<Int64>) -> Int64? {
+        guard case .number(let text)? = value else { return nil }
+        if let exact = Int64(text) { return range.contains(exact) ? exact : nil }
+        guard let double = Double(text), double.rounded() == double, abs(double) < 9.0e15 else { return nil }
+        let whole = Int64(double)
+        return range.contains(whole) ? whole : nil
+    }
+}
+
+enum Format {
+    static func digits(_ text: String, count: Int) -> Bool {
+        text.utf8.count == count && text.utf8.allSatisfy { (48...57).contains($0) }
+    }
+
+    /// A plausible email address: something@domain.tld, no spaces, at most 254 characters.
+    static func email(_ text: String) -> Bool {
+        guard text.unicodeScalars.count <= 254 else { return false }
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return false }
+        guard !text.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 }) else { return false }
+        // As the schema's check: a dot with something before and after it.
+        return parts[1].dropFirst().dropLast().contains(".")
+    }
+
+    /// A path id: a positive integer, else nil (which routes answer with 404).
+    static func pathID(_ text: String?) -> Int64? {
+        guard let text, let id = Int64(text), id > 0, Format.digits(text, count: text.utf8.count) else { return nil }
+        return id
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+import Postgres
+
+extension HTTPField.Name {
+    static let requestID = HTTPField.Name("X-Request-Id")!
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+    static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
+    static let issuerID = HTTPField.Name("X-Issuer-Id")!
+    static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
+}
+
+/// The outermost middleware: request id, bearer parsing, problem documents for
+/// every error, one structured log line and the metrics of each request.
+struct RequestMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+
+    let logger: Logger
+
+    func handle(
+        _ request: Request, context: AppRequestContext,
+        next: (Request, AppRequestContext) async throws -> Response
+    ) async throws -> Response {
+        let start = ContinuousClock.now
+        var context = context
+        context.requestID = RequestMiddleware.requestID(from: request.headers[.requestID])
+        context.logger[metadataKey: "request_id"] = .string(context.requestID)
+        if let authorization = request.headers[.authorization] {
+            let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+            if parts.count == 2, parts[0].lowercased() == "bearer" {
+                context.bearer = parts[1]
+                context.presentedToken = APIToken.parse(parts[1])
+            }
+        }
+        ServiceMetrics.inFlight.increment()
+        defer { ServiceMetrics.inFlight.decrement() }
+
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            response = problem(for: error, request: request, context: context)
+        }
+        response.headers[.requestID] = context.requestID
+
+        let route = context.endpointPath ?? "unmatched"
+        let elapsed = ContinuousClock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        ServiceMetrics.record(method: request.method.rawValue, route: route, status: UInt16(response.status.code), seconds: seconds)
+        var metadata: Logger.Metadata = [
+            "method": .string(request.method.rawValue),
+            "route": .string(route),
+            "status": .stringConvertible(response.status.code),
+            "duration_ms": .string(String(format: "%.2f", seconds * 1000)),
+        ]
+        if let tenant = context.facts.tenantID { metadata["tenant_id"] = .stringConvertible(tenant) }
+        if let key = context.facts.keyID { metadata["key_id"] = .stringConvertible(key) }
+        context.logger.info("request", metadata: metadata)
+        return response
+    }
+
+    /// The client's id when it is sane (1 to 128 of [A-Za-z0-9._-]), else a fresh one.
+    static func requestID(from header: String?) -> String {
+        if let header, (1...128).contains(header.utf8.count),
+            header.utf8.allSatisfy({ c in
+                (48...57).contains(c) || (65...90).contains(c) || (97...122).contains(c) || c == 46 || c == 95 || c == 45
+            })
+        {
+            return header
+        }
+        return Crypto.hex(Crypto.randomBytes(12))
+    }
+
+    func problem(for error: any Error, request: Request, context: AppRequestContext) -> Response {
+        let apiError: APIError
+        switch error {
+        case let error as APIError:
+            apiError = error
+        case let error as PostgresError where error.isUnavailable || error.hasCode(SQLState.queryCanceled):
+            context.logger.warning("database unavailable", metadata: ["error": .string(error.description)])
+            apiError = .unavailable
+        case let error as HTTPResponseError:
+            switch error.status {
+            case .notFound: apiError = .notFound("No route matches \(request.method.rawValue) \(request.uri.path).")
+            case .contentTooLarge: apiError = .payloadTooLarge
+            case .methodNotAllowed:
+                apiError = APIError(status: .methodNotAllowed, code: "BAD_REQUEST", detail: "Method not allowed on this route.")
+            case let status where (400..<500).contains(status.code):
+                apiError = .badRequest("The request could not be processed.")
+            default:
+                context.logger.error("unexpected error", metadata: ["error": .string("\(error)")])
+                apiError = .internalError
+            }
+        default:
+            context.logger.error("unexpected error", metadata: ["error": .string("\(error)")])
+            apiError = .internalError
+        }
+        return Problem.response(apiError, instance: request.uri.path, requestID: context.requestID)
+    }
+}
+
+enum Problem {
+    static func response(_ error: APIError, instance: String, requestID: String) -> Response {
+        var members: [(String, JSONValue)] = [
+            ("ok", false),
+            ("type", "about:blank"),
+            ("title", .string(error.status.reasonPhrase)),
+            ("status", JSONValue(Int(error.status.code))),
+            ("code", .string(error.code)),
+            ("detail", .string(error.detail)),
+            ("instance", .string(instance)),
+            ("requestId", .string(requestID)),
+        ]
+        if !error.fieldErrors.isEmpty {
+            members.append(
+                ("errors", .array(error.fieldErrors.map { .object([("field", .string($0.field)), ("message", .string($0.message))]) }))
+            )
+        }
+        var headers = error.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(
+            status: error.status, headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: JSONValue.object(members).serialized))
+        )
+    }
+}
+
+/// JSON responses.
+enum Reply {
+    static func json(_ members: [(String, JSONValue)], noStore: Bool = false) -> Response {
+        json(.ok, members, noStore: noStore)
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ members: [(String, JSONValue)], noStore: Bool = false) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        if noStore { headers[.cacheControl] = "no-store" }
+        let body = JSONValue.object([("ok", true)] + members).serialized
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Postgres
+
+/// Applies `sql/migrations/NNNN_name.sql` in order, each once and in its own
+/// transaction, under an advisory lock (two migrators at once are safe), and
+/// records each with its SHA-256 in `schema_migrations`. Refuses to run when a
+/// file that was applied has changed since.
+public struct Migrator {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public let directory: URL
+
+    public init(directory: URL) {
+        self.directory = directory
+    }
+
+    /// An arbitrary but fixed key for pg_advisory_lock.
+    static let lockKey: Int64 = 0x636F_6D70_726F_62
+
+    /// The migration files, sorted by name.
+    public func files() throws -> [(name: String, sql: String)] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            .filter { $0.hasSuffix(".sql") }
+            .sorted()
+        return try names.map { ($0, try String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8)) }
+    }
+
+    /// Applies pending migrations; returns the names applied by this run.
+    @discardableResult
+    public func run(on connection: Connection) throws -> [String] {
+        let files = try files()
+        guard !files.isEmpty else { throw Failure(description: "no .sql files in \(directory.path)") }
+        try connection.execute(script: "SET client_min_messages = warning")
+        try connection.query("SELECT pg_advisory_lock($1)", [Migrator.lockKey], prepared: false)
+        defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Migrator.lockKey], prepared: false) }
+        try connection.execute(
+            script: """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    name       text PRIMARY KEY,
+                    checksum   text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                );
+                COMMENT ON TABLE schema_migrations IS 'The migrations ledger: each file of sql/migrations applied, once, with the SHA-256 of its text.';
+                """
+        )
+        var applied: [String: String] = [:]
+        for row in try connection.query("SELECT name, checksum FROM schema_migrations", prepared: false).rows {
+            applied[try row.decode(String.self, at: 0)] = try row.decode(String.self, at: 1)
+        }
+        var ran: [String] = []
+        for (name, sql) in files {
+            let checksum = Crypto.hex(Crypto.sha256(sql))
+            if let recorded = applied[name] {
+                guard recorded == checksum else {
+                    throw Failure(description: "migration \(name) was changed after it was applied (checksum \(recorded.prefix(12))… is now \(checksum.prefix(12))…); add a new migration instead")
+                }
+                continue
+            }
+            do {
+                try connection.execute(script: "BEGIN")
+                try connection.execute(script: sql)
+                try connection.query("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
+                try connection.execute(script: "COMMIT")
+            } catch {
+                _ = try? connection.execute(script: "ROLLBACK")
+                throw Failure(description: "migration \(name) failed: \(error)")
+            }
+            ran.append(name)
+        }
+        return ran
+    }
+
+    /// Lets comprobify_app log in with `password` (local set-ups and compose).
+    public static func grantLogin(on connection: Connection, password: String) throws {
+        // ALTER ROLE takes no parameters; quote the literal with the server's own function.
+        let literal = try connection.query("SELECT quote_literal($1)", [password], prepared: false)[0].decode(String.self, at: 0)
+        try connection.execute(script: "ALTER ROLE comprobify_app LOGIN PASSWORD \(literal)")
+    }
+}

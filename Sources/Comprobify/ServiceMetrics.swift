@@ -1,0 +1,46 @@
+import CoreMetrics
+import Prometheus
+
+/// The service's own series. Exposed at GET /metrics through swift-prometheus
+/// (the database pool's series come from the Postgres module the same way).
+enum ServiceMetrics {
+    static let inFlight = Meter(label: "http_requests_in_flight")
+
+    static func record(method: String, route: String, status: UInt16, seconds: Double) {
+        let dimensions = [("method", method), ("route", route), ("status", String(status))]
+        Counter(label: "http_requests_total", dimensions: dimensions).increment()
+        Timer(label: "http_request_duration_seconds", dimensions: dimensions)
+            .recordNanoseconds(Int64(seconds * 1e9))
+    }
+
+    static func documentIssued(type: String, environment: Environment) {
+        Counter(label: "documents_issued_total", dimensions: [("document_type", type), ("environment", environment.rawValue)])
+            .increment()
+    }
+
+    static func promoted() {
+        Counter(label: "tenant_promotions_total").increment()
+    }
+}
+
+/// Bootstraps swift-metrics with a Prometheus registry once per process.
+public enum MetricsBootstrap {
+    public static let registry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+            .seconds(1), .seconds(2), .seconds(5),
+        ]
+        MetricsSystem.bootstrap(factory)
+        return registry
+    }()
+
+    /// The Prometheus text exposition of every series.
+    static func render() -> String {
+        var buffer = [UInt8]()
+        registry.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+}

@@ -1,0 +1,228 @@
+import CLibPQ
+import Foundation
+
+/// One libpq connection. Every call blocks the calling thread until the server
+/// answers, so connections are used only on the pool's own threads (or in tests).
+/// Not thread-safe: one thread uses a connection at a time.
+public final class Connection: @unchecked Sendable {
+    let handle: OpaquePointer
+    private var preparedNames: [String: String] = [:]
+    private var preparedCount = 0
+    /// Statements sent on this connection (prepares not counted).
+    public private(set) var statementCount = 0
+
+    /// Connects with a libpq URI (`postgresql://...`) or conninfo string (`host=... dbname=...`).
+    public init(conninfo: String) throws {
+        guard let handle = PQconnectdb(conninfo) else {
+            throw PostgresError(kind: .connection, message: "out of memory creating a connection")
+        }
+        guard PQstatus(handle) == CONNECTION_OK else {
+            let message = Connection.trimmed(PQerrorMessage(handle))
+            PQfinish(handle)
+            throw PostgresError(kind: .connection, message: message.isEmpty ? "could not connect" : message)
+        }
+        self.handle = handle
+    }
+
+    deinit {
+        PQfinish(handle)
+    }
+
+    /// True once libpq has seen the connection fail; the pool discards such connections.
+    public var isBroken: Bool {
+        PQstatus(handle) != CONNECTION_OK
+    }
+
+    /// True while a transaction block is open (or failed) on the server side.
+    public var isInTransaction: Bool {
+        let status = PQtransactionStatus(handle)
+        return status == PQTRANS_INTRANS || status == PQTRANS_INERROR || status == PQTRANS_ACTIVE
+    }
+
+    /// The backend's process id (for `pg_terminate_backend` in tests and diagnostics).
+    public var backendPID: Int32 {
+        PQbackendPID(handle)
+    }
+
+    /// Runs one statement with parameters and returns its rows. Statements are
+    /// prepared once per connection and then reused, unless `prepared` is false.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [any PostgresBindable] = [], prepared: Bool = true) throws -> QueryResult {
+        statementCount += 1
+        return try withCStrings(parameters.map(\.postgresText)) { values in
+            let result: OpaquePointer?
+            if prepared {
+                let name = try prepare(sql, parameterCount: values.count)
+                result = PQexecPrepared(handle, name, Int32(values.count), values, nil, nil, 0)
+            } else {
+                result = PQexecParams(handle, sql, Int32(values.count), nil, values, nil, nil, 0)
+            }
+            return try check(result)
+        }
+    }
+
+    /// Sends every statement at once in pipeline mode and reads all the answers:
+    /// one network round trip. Statements before the first failing one have run;
+    /// the failing one's error is thrown and the rest were skipped by the server.
+    /// Outside an explicit transaction block the statements form one implicit
+    /// transaction, committed when the pipeline ends.
+    public func pipeline(_ statements: [Statement]) throws -> [QueryResult] {
+        guard statements.count > 1 else {
+            return try statements.map { try query($0.sql, $0.parameters) }
+        }
+        guard PQenterPipelineMode(handle) == 1 else {
+            throw connectionError()
+        }
+        defer { _ = PQexitPipelineMode(handle) }
+        statementCount += statements.count
+
+        // What was sent, in order: a prepare (its name and SQL) or a statement.
+        enum Sent {
+            case prepare(name: String, sql: String)
+            case statement
+        }
+        var sent: [Sent] = []
+        sent.reserveCapacity(statements.count * 2)
+        for statement in statements {
+            let values = statement.parameters.map(\.postgresText)
+            let ok: Bool = withCStrings(values) { pointers in
+                var name = preparedNames[statement.sql]
+                if name == nil {
+                    let fresh = nextPreparedName()
+                    guard PQsendPrepare(handle, fresh, statement.sql, Int32(pointers.count), nil) == 1 else { return false }
+                    sent.append(.prepare(name: fresh, sql: statement.sql))
+                    name = fresh
+                }
+                guard PQsendQueryPrepared(handle, name!, Int32(pointers.count), pointers, nil, nil, 0) == 1 else {
+                    return false
+                }
+                sent.append(.statement)
+                return true
+            }
+            guard ok else { throw connectionError() }
+        }
+        guard PQpipelineSync(handle) == 1, PQflush(handle) == 0 else {
+            throw connectionError()
+        }
+
+        var results: [QueryResult] = []
+        var firstError: PostgresError?
+        for item in sent {
+            var last: OpaquePointer?
+            while let result = PQgetResult(handle) {
+                if let last { PQclear(last) }
+                last = result
+            }
+            guard let result = last else {
+                throw connectionError()
+            }
+            let status = PQresultStatus(result)
+            if status == PGRES_PIPELINE_ABORTED {
+                PQclear(result)
+                continue
+            }
+            switch item {
+            case .prepare(let name, let sql):
+                if status == PGRES_COMMAND_OK {
+                    preparedNames[sql] = name
+                    PQclear(result)
+                } else if firstError == nil {
+                    firstError = error(from: result)
+                    PQclear(result)
+                } else {
+                    PQclear(result)
+                }
+            case .statement:
+                do {
+                    results.append(try check(result))
+                } catch let error as PostgresError {
+                    if firstError == nil { firstError = error }
+                }
+            }
+        }
+        // The synchronization point closes the pipeline.
+        while let result = PQgetResult(handle) {
+            let status = PQresultStatus(result)
+            PQclear(result)
+            if status == PGRES_PIPELINE_SYNC { break }
+        }
+        if let firstError { throw firstError }
+        if isBroken { throw connectionError() }
+        return results
+    }
+
+    /// Runs SQL text with no parameters through the simple query protocol (several
+    /// statements allowed). For fixed SQL only: migrations, session settings.
+    public func execute(script sql: String) throws {
+        statementCount += 1
+        _ = try check(PQexec(handle, sql))
+    }
+
+    // MARK: - Internals
+
+    private func prepare(_ sql: String, parameterCount: Int) throws -> String {
+        if let name = preparedNames[sql] { return name }
+        let name = nextPreparedName()
+        _ = try check(PQprepare(handle, name, sql, Int32(parameterCount), nil))
+        preparedNames[sql] = name
+        return name
+    }
+
+    private func nextPreparedName() -> String {
+        preparedCount += 1
+        return "cfy_\(preparedCount)"
+    }
+
+    private func check(_ result: OpaquePointer?) throws -> QueryResult {
+        guard let result else { throw connectionError() }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return QueryResult(handle: result)
+        default:
+            let error = error(from: result)
+            PQclear(result)
+            throw error
+        }
+    }
+
+    private func error(from result: OpaquePointer) -> PostgresError {
+        func field(_ code: Int32) -> String? {
+            guard let pointer = PQresultErrorField(result, code) else { return nil }
+            return String(cString: pointer)
+        }
+        guard let sqlState = field(CLIBPQ_DIAG_SQLSTATE) else {
+            // No SQLSTATE: libpq itself failed (lost connection and the like).
+            let message = Connection.trimmed(PQresultErrorMessage(result))
+            return PostgresError(kind: .connection, message: message.isEmpty ? connectionMessage() : message)
+        }
+        let broken = isBroken
+        return PostgresError(
+            kind: broken ? .connection : .server,
+            sqlState: sqlState,
+            message: field(CLIBPQ_DIAG_MESSAGE_PRIMARY) ?? "error",
+            detail: field(CLIBPQ_DIAG_MESSAGE_DETAIL),
+            constraint: field(CLIBPQ_DIAG_CONSTRAINT_NAME)
+        )
+    }
+
+    private func connectionMessage() -> String {
+        let message = Connection.trimmed(PQerrorMessage(handle))
+        return message.isEmpty ? "connection lost" : message
+    }
+
+    private func connectionError() -> PostgresError {
+        PostgresError(kind: .connection, message: connectionMessage())
+    }
+
+    static func trimmed(_ pointer: UnsafePointer<CChar>?) -> String {
+        guard let pointer else { return "" }
+        return String(cString: pointer).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// Calls `body` with C strings for `values` (NULL for nil), freed afterwards.
+private func withCStrings<R>(_ values: [String?], _ body: ([UnsafePointer<CChar>?]) throws -> R) rethrows -> R {
+    let pointers: [UnsafeMutablePointer<CChar>?] = values.map { $0.map { strdup($0) } ?? nil }
+    defer { pointers.forEach { free($0) } }
+    return try body(pointers.map { $0.map { UnsafePointer($0) } })
+}

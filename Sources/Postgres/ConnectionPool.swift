@@ -1,0 +1,297 @@
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import NIOPosix
+
+/// Transaction isolation levels.
+public enum IsolationLevel: String, Sendable {
+    case readCommitted = "READ COMMITTED"
+    case repeatableRead = "REPEATABLE READ"
+    case serializable = "SERIALIZABLE"
+}
+
+/// A fixed-size pool of libpq connections with its own threads.
+///
+/// libpq blocks, so a whole unit of work (one statement, a pipeline, or a
+/// transaction from BEGIN to COMMIT) runs in one hop on a thread of the pool's
+/// `NIOThreadPool`, which has one thread per connection: the async executor's
+/// threads never block on the database. Callers wait in FIFO order for a free
+/// connection, at most `waitTimeout`. A connection that breaks is discarded and
+/// its slot reconnects on next use; the caller gets an error with
+/// `isUnavailable == true` and never hangs.
+public final class ConnectionPool: Sendable {
+    public struct Configuration: Sendable {
+        /// libpq URI or conninfo string.
+        public var conninfo: String
+        public var size: Int
+        /// How long a caller waits for a free connection before `poolTimeout`.
+        public var waitTimeout: Duration
+        /// Session settings applied once per new connection (`set_config(name, value, false)`).
+        /// `DateStyle` and `TimeZone`, which result decoding relies on, are always set.
+        public var sessionSettings: [(String, String)]
+        /// Attempts of a transaction that fails with 40001 or 40P01 (including the first).
+        public var maxTransactionAttempts: Int
+
+        public init(
+            conninfo: String,
+            size: Int = 8,
+            waitTimeout: Duration = .seconds(5),
+            sessionSettings: [(String, String)] = [],
+            maxTransactionAttempts: Int = 8
+        ) {
+            self.conninfo = conninfo
+            self.size = size
+            self.waitTimeout = waitTimeout
+            self.sessionSettings = sessionSettings
+            self.maxTransactionAttempts = maxTransactionAttempts
+        }
+    }
+
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Connection?, any Error>
+        let timeout: Task<Void, Never>
+    }
+
+    private struct State {
+        /// Free slots: a connection, or nil for a slot that must connect first.
+        var free: [Connection?]
+        var waiters: [Waiter] = []
+        var nextWaiterID: UInt64 = 0
+        var inUse = 0
+        var closed = false
+    }
+
+    public let configuration: Configuration
+    private let state: NIOLockedValueBox<State>
+    private let threads: NIOThreadPool
+    private let logger: Logger
+
+    private let inUseGauge: Gauge
+    private let sizeGauge: Gauge
+    private let waitTimer: Metrics.Timer
+    private let retryCounter: Counter
+    private let discardCounter: Counter
+
+    public init(configuration: Configuration, logger: Logger = Logger(label: "postgres.pool")) {
+        precondition(configuration.size > 0, "pool size must be positive")
+        self.configuration = configuration
+        self.logger = logger
+        self.state = NIOLockedValueBox(State(free: Array(repeating: nil, count: configuration.size)))
+        self.threads = NIOThreadPool(numberOfThreads: configuration.size)
+        self.threads.start()
+        self.inUseGauge = Gauge(label: "db_pool_connections_in_use")
+        self.sizeGauge = Gauge(label: "db_pool_size")
+        self.waitTimer = Metrics.Timer(label: "db_pool_wait_seconds")
+        self.retryCounter = Counter(label: "db_transaction_retries_total")
+        self.discardCounter = Counter(label: "db_connections_discarded_total")
+        sizeGauge.record(configuration.size)
+    }
+
+    /// Runs `body` with a connection on one of the pool's threads.
+    public func withConnection<T: Sendable>(_ body: @escaping @Sendable (Connection) throws -> T) async throws -> T {
+        let slot = try await acquire()
+        let configuration = self.configuration
+        let outcome: (Connection?, Result<T, any Error>)
+        do {
+            outcome = try await threads.runIfActive {
+                let connection: Connection
+                do {
+                    connection = try slot ?? ConnectionPool.connect(configuration)
+                } catch {
+                    return (nil, .failure(error))
+                }
+                let result = Result { try body(connection) }
+                if !connection.isBroken, connection.isInTransaction {
+                    // Work that left a transaction open (a thrown error mid-way) is undone here.
+                    _ = try? connection.query("ROLLBACK", prepared: false)
+                }
+                return (connection.isBroken ? nil : connection, result)
+            }
+        } catch {
+            release(slot)
+            throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down")
+        }
+        if outcome.0 == nil, slot != nil { discardCounter.increment() }
+        release(outcome.0)
+        return try outcome.1.get()
+    }
+
+    /// Sends the statements in one round trip (pipeline mode) as one implicit
+    /// transaction: all of them take effect, or none.
+    public func pipeline(_ statements: [Statement]) async throws -> [QueryResult] {
+        try await withConnection { try $0.pipeline(statements) }
+    }
+
+    /// Runs `body` inside `BEGIN ISOLATION LEVEL ... COMMIT`; rolls back when it throws.
+    ///
+    /// `prologue` statements are pipelined with BEGIN, so the first round trip
+    /// also carries them (authentication, `set_config`, a first read); their
+    /// results are handed to `body`. The whole transaction is run again, up to
+    /// `maxTransactionAttempts` times with jittered backoff, when it fails with a
+    /// serialization failure or a deadlock: `body` must be safe to repeat.
+    public func transaction<T: Sendable>(
+        _ isolation: IsolationLevel = .readCommitted,
+        prologue: [Statement] = [],
+        _ body: @escaping @Sendable (Transaction, [QueryResult]) throws -> T
+    ) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await withConnection { connection in
+                    let begin = Statement("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                    let results = try connection.pipeline([begin] + prologue)
+                    let transaction = Transaction(connection: connection)
+                    let value = try body(transaction, Array(results.dropFirst()))
+                    if !transaction.isCommitted {
+                        try connection.query("COMMIT")
+                    }
+                    return value
+                }
+            } catch let error as PostgresError where error.isTransactionRetryable && attempt < configuration.maxTransactionAttempts {
+                retryCounter.increment()
+                logger.debug("transaction retried", metadata: ["sqlstate": "\(error.sqlState ?? "")", "attempt": "\(attempt)"])
+                // Exponential backoff with full jitter: 1, 2, 4 ... ms, at most 50 ms.
+                let ceiling = min(50_000, 1_000 << min(attempt - 1, 6))
+                try await Task.sleep(for: .microseconds(Int.random(in: 0...ceiling)))
+                attempt += 1
+            }
+        }
+    }
+
+    /// Waits for in-flight work, then closes every connection. Later calls fail with `poolClosed`.
+    public func shutdown() async {
+        let waiters = state.withLockedValue { state -> [Waiter] in
+            state.closed = true
+            let waiters = state.waiters
+            state.waiters = []
+            return waiters
+        }
+        for waiter in waiters {
+            waiter.timeout.cancel()
+            waiter.continuation.resume(throwing: PostgresError(kind: .poolClosed, message: "the connection pool is shut down"))
+        }
+        try? await threads.shutdownGracefully()
+        state.withLockedValue { $0.free = [] }
+    }
+
+    /// Connections currently lent out.
+    public var inUse: Int {
+        state.withLockedValue { $0.inUse }
+    }
+
+    // MARK: - Slots
+
+    private func acquire() async throws -> Connection? {
+        let start = ContinuousClock.now
+        defer {
+            let waited = ContinuousClock.now - start
+            waitTimer.recordNanoseconds(waited.components.seconds * 1_000_000_000 + waited.components.attoseconds / 1_000_000_000)
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            enum Immediate {
+                case slot(Connection?)
+                case closed
+                case wait
+            }
+            let immediate = state.withLockedValue { state -> Immediate in
+                if state.closed { return .closed }
+                if let slot = state.free.popLast() {
+                    state.inUse += 1
+                    return .slot(slot)
+                }
+                let id = state.nextWaiterID
+                state.nextWaiterID += 1
+                let timeout = configuration.waitTimeout
+                let task = Task { [weak self] in
+                    try? await Task.sleep(for: timeout)
+                    guard !Task.isCancelled else { return }
+                    self?.expire(waiter: id)
+                }
+                state.waiters.append(Waiter(id: id, continuation: continuation, timeout: task))
+                return .wait
+            }
+            switch immediate {
+            case .slot(let slot):
+                inUseGauge.record(inUse)
+                continuation.resume(returning: slot)
+            case .closed:
+                continuation.resume(throwing: PostgresError(kind: .poolClosed, message: "the connection pool is shut down"))
+            case .wait:
+                break
+            }
+        }
+    }
+
+    private func expire(waiter id: UInt64) {
+        let expired = state.withLockedValue { state -> Waiter? in
+            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: index)
+        }
+        expired?.continuation.resume(
+            throwing: PostgresError(kind: .poolTimeout, message: "no database connection became free in time")
+        )
+    }
+
+    private func release(_ slot: Connection?) {
+        let waiter = state.withLockedValue { state -> Waiter? in
+            if state.closed {
+                state.inUse -= 1
+                return nil
+            }
+            if !state.waiters.isEmpty {
+                return state.waiters.removeFirst()
+            }
+            state.inUse -= 1
+            state.free.append(slot)
+            return nil
+        }
+        if let waiter {
+            waiter.timeout.cancel()
+            waiter.continuation.resume(returning: slot)
+        }
+        inUseGauge.record(inUse)
+    }
+
+    private static func connect(_ configuration: Configuration) throws -> Connection {
+        let connection = try Connection(conninfo: configuration.conninfo)
+        let settings = [("DateStyle", "ISO"), ("TimeZone", "UTC"), ("client_encoding", "UTF8")] + configuration.sessionSettings
+        for (name, value) in settings {
+            try connection.query("SELECT set_config($1, $2, false)", [name, value], prepared: false)
+        }
+        return connection
+    }
+}
+
+/// A transaction in progress, handed to the body of `ConnectionPool.transaction`.
+/// Used only on the pool thread that runs the body.
+public final class Transaction {
+    public let connection: Connection
+    public private(set) var isCommitted = false
+
+    init(connection: Connection) {
+        self.connection = connection
+    }
+
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [any PostgresBindable] = []) throws -> QueryResult {
+        try connection.query(sql, parameters)
+    }
+
+    /// Several statements in one round trip; see `Connection.pipeline`.
+    public func pipeline(_ statements: [Statement]) throws -> [QueryResult] {
+        try connection.pipeline(statements)
+    }
+
+    /// Runs the last statements and COMMIT in one round trip. If a statement
+    /// fails, nothing commits and the error is thrown.
+    @discardableResult
+    public func commit(after statements: [Statement] = []) throws -> [QueryResult] {
+        let results = try connection.pipeline(statements + [Statement("COMMIT")])
+        isCommitted = true
+        return Array(results.dropLast())
+    }
+
+    /// Statements sent on this transaction's connection so far.
+    public var statementCount: Int { connection.statementCount }
+}

@@ -1,0 +1,228 @@
+import CLibPQ
+import Foundation
+
+/// Type OIDs of the built-in types the wrapper decodes (pg_type.oid).
+public enum PostgresType {
+    public static let bool: Oid = 16
+    public static let bytea: Oid = 17
+    public static let name: Oid = 19
+    public static let int8: Oid = 20
+    public static let int2: Oid = 21
+    public static let int4: Oid = 23
+    public static let text: Oid = 25
+    public static let oid: Oid = 26
+    public static let json: Oid = 114
+    public static let float4: Oid = 700
+    public static let float8: Oid = 701
+    public static let unknown: Oid = 705
+    public static let bpchar: Oid = 1042
+    public static let varchar: Oid = 1043
+    public static let date: Oid = 1082
+    public static let timestamp: Oid = 1114
+    public static let timestamptz: Oid = 1184
+    public static let numeric: Oid = 1700
+    public static let jsonb: Oid = 3802
+}
+
+/// The rows of one statement. Owns the `PGresult` and frees it when released.
+public final class QueryResult: @unchecked Sendable {
+    let handle: OpaquePointer
+
+    /// Number of rows returned.
+    public let count: Int
+    /// Number of rows the statement inserted, updated or deleted (or returned, for SELECT).
+    public let affectedRows: Int
+
+    init(handle: OpaquePointer) {
+        self.handle = handle
+        self.count = Int(PQntuples(handle))
+        self.affectedRows = Int(String(cString: PQcmdTuples(handle))) ?? 0
+    }
+
+    deinit {
+        PQclear(handle)
+    }
+
+    public var columnCount: Int { Int(PQnfields(handle)) }
+
+    public func columnName(_ column: Int) -> String {
+        String(cString: PQfname(handle, Int32(column)))
+    }
+
+    public var rows: [Row] {
+        (0..<count).map { Row(result: self, index: $0) }
+    }
+
+    public var first: Row? {
+        count > 0 ? Row(result: self, index: 0) : nil
+    }
+
+    public subscript(row: Int) -> Row {
+        precondition(row >= 0 && row < count, "row \(row) out of range 0..<\(count)")
+        return Row(result: self, index: row)
+    }
+}
+
+/// One row of a `QueryResult`. Values are decoded by column position, with the
+/// Swift type stating the expected type and nullness: `String?` accepts NULL,
+/// `String` refuses it with a clear error.
+public struct Row: Sendable {
+    let result: QueryResult
+    let index: Int
+
+    public func decode<T: PostgresDecodable>(_ type: T.Type = T.self, at column: Int) throws -> T {
+        let handle = result.handle
+        guard column >= 0, column < Int(PQnfields(handle)) else {
+            throw PostgresError(kind: .decoding, message: "column \(column) does not exist (the row has \(PQnfields(handle)))")
+        }
+        let col = Int32(column)
+        let oid = PQftype(handle, col)
+        if PQgetisnull(handle, Int32(index), col) == 1 {
+            guard let value = T.postgresNull else {
+                throw PostgresError(
+                    kind: .decoding,
+                    message: "column \(column) (\(result.columnName(column))) is NULL but \(T.self) cannot hold NULL"
+                )
+            }
+            return value
+        }
+        let length = Int(PQgetlength(handle, Int32(index), col))
+        let pointer = PQgetvalue(handle, Int32(index), col)!
+        return try pointer.withMemoryRebound(to: UInt8.self, capacity: length) { base in
+            let bytes = UnsafeBufferPointer(start: base, count: length)
+            guard let value = try T.decodePostgres(bytes, type: oid) else {
+                throw PostgresError(
+                    kind: .decoding,
+                    message: "column \(column) (\(result.columnName(column))) of type oid \(oid) cannot be decoded as \(T.self)"
+                )
+            }
+            return value
+        }
+    }
+
+    /// Whether the column is SQL NULL.
+    public func isNull(at column: Int) -> Bool {
+        PQgetisnull(result.handle, Int32(index), Int32(column)) == 1
+    }
+}
+
+/// A Swift type that a column value (text format) can be decoded into.
+public protocol PostgresDecodable {
+    /// The value for SQL NULL, or nil when the type cannot hold NULL.
+    static var postgresNull: Self? { get }
+    /// Decodes a non-NULL value; nil when the column's type does not fit.
+    static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Self?
+}
+
+extension PostgresDecodable {
+    public static var postgresNull: Self? { nil }
+}
+
+extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
+    public static var postgresNull: Self? { .some(.none) }
+
+    public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Self? {
+        try Wrapped.decodePostgres(bytes, type: type).map { .some($0) }
+    }
+}
+
+private func parseInteger(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
+    guard !bytes.isEmpty else { return nil }
+    var index = 0
+    var negative = false
+    if bytes[0] == UInt8(ascii: "-") {
+        negative = true
+        index = 1
+    }
+    guard index < bytes.count else { return nil }
+    var value: Int64 = 0
+    while index < bytes.count {
+        let c = bytes[index]
+        guard c >= 48, c <= 57 else { return nil }
+        let (m, o1) = value.multipliedReportingOverflow(by: 10)
+        let (s, o2) = negative ? m.subtractingReportingOverflow(Int64(c - 48)) : m.addingReportingOverflow(Int64(c - 48))
+        guard !o1, !o2 else { return nil }
+        value = s
+        index += 1
+    }
+    return value
+}
+
+private let integerTypes: Set<Oid> = [PostgresType.int2, PostgresType.int4, PostgresType.int8, PostgresType.oid]
+private let textTypes: Set<Oid> = [
+    PostgresType.text, PostgresType.varchar, PostgresType.bpchar, PostgresType.name,
+    PostgresType.unknown, PostgresType.json, PostgresType.jsonb,
+]
+
+extension Int64: PostgresDecodable {
+    public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Int64? {
+        guard integerTypes.contains(type) else { return nil }
+        return parseInteger(bytes)
+    }
+}
+
+extension Int: PostgresDecodable {
+    public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Int? {
+        try Int64.decodePostgres(bytes, type: type).map { Int($0) }
+    }
+}
+
+extension Int32: PostgresDecodable {
+    public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Int32? {
+        guard let value = try Int64.decodePostgres(bytes, type: type) else { return nil }
+        return Int32(exactly: value)
+    }
+}
+
+extension String: PostgresDecodable {
+    /// text, varchar, char, name, json and jsonb (JSON as its text).
+    public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> String? {
+        guard textTypes.contains(type) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension Bool: PostgresDecodable {
+    public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Bool? {
+        guard type == PostgresType.bool, bytes.count == 1 else { return nil }
+        switch bytes[0] {
+        case UInt8(ascii: "t"): return true
+        case UInt8(ascii: "f"): return false
+        default: return nil
+        }
+    }
+}
+
+extension Double: PostgresDecodable {
+    /// float4, float8, numeric and the integer types.
+    public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Double? {
+        let numeric: Set<Oid> = [PostgresType.float4, PostgresType.float8, PostgresType.numeric]
+        guard numeric.contains(type) || integerTypes.contains(type) else { return nil }
+        return Double(String(decoding: bytes, as: UTF8.self))
+    }
+}
+
+extension Data: PostgresDecodable {
+    /// bytea in hex output format (`\x...`, the default since PostgreSQL 9.0).
+    public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Data? {
+        guard type == PostgresType.bytea, bytes.count >= 2, bytes[0] == UInt8(ascii: "\\"), bytes[1] == UInt8(ascii: "x"),
+            bytes.count % 2 == 0
+        else { return nil }
+        var data = Data(capacity: (bytes.count - 2) / 2)
+        var index = 2
+        while index < bytes.count {
+            guard let high = Hex.value(of: bytes[index]), let low = Hex.value(of: bytes[index + 1]) else { return nil }
+            data.append(high << 4 | low)
+            index += 2
+        }
+        return data
+    }
+}
+
+extension Date: PostgresDecodable {
+    /// timestamptz (and timestamp, taken as UTC).
+    public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Date? {
+        guard type == PostgresType.timestamptz || type == PostgresType.timestamp else { return nil }
+        return Timestamp.parse(bytes)
+    }
+}

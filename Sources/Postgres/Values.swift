@@ -1,0 +1,231 @@
+import Foundation
+
+/// A value that can be sent as a query parameter, in PostgreSQL's text format.
+/// `nil` is SQL NULL. Every parameter travels out of band (`PQexecParams`,
+/// `PQexecPrepared`): no value is ever spliced into SQL text.
+public protocol PostgresBindable: Sendable {
+    var postgresText: String? { get }
+}
+
+extension String: PostgresBindable {
+    public var postgresText: String? { self }
+}
+
+extension Int: PostgresBindable {
+    public var postgresText: String? { String(self) }
+}
+
+extension Int64: PostgresBindable {
+    public var postgresText: String? { String(self) }
+}
+
+extension Int32: PostgresBindable {
+    public var postgresText: String? { String(self) }
+}
+
+extension Bool: PostgresBindable {
+    public var postgresText: String? { self ? "t" : "f" }
+}
+
+extension Double: PostgresBindable {
+    public var postgresText: String? {
+        if isNaN { return "NaN" }
+        if isInfinite { return self < 0 ? "-Infinity" : "Infinity" }
+        return "\(self)"
+    }
+}
+
+extension Data: PostgresBindable {
+    /// bytea in hex format: `\x0a1b...`.
+    public var postgresText: String? { Hex.byteaLiteral(self) }
+}
+
+extension Date: PostgresBindable {
+    /// timestamptz with microseconds, in UTC.
+    public var postgresText: String? { Timestamp.format(self, fractionDigits: 6, separator: " ") + "+00" }
+}
+
+extension Optional: PostgresBindable where Wrapped: PostgresBindable {
+    public var postgresText: String? {
+        switch self {
+        case .none: return nil
+        case .some(let value): return value.postgresText
+        }
+    }
+}
+
+/// A statement and its parameters, for pipelines.
+public struct Statement: Sendable {
+    public let sql: String
+    public let parameters: [any PostgresBindable]
+
+    public init(_ sql: String, _ parameters: [any PostgresBindable] = []) {
+        self.sql = sql
+        self.parameters = parameters
+    }
+}
+
+enum Hex {
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    static func byteaLiteral(_ data: Data) -> String {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(2 + data.count * 2)
+        bytes.append(UInt8(ascii: "\\"))
+        bytes.append(UInt8(ascii: "x"))
+        for byte in data {
+            bytes.append(digits[Int(byte >> 4)])
+            bytes.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func value(of char: UInt8) -> UInt8? {
+        switch char {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return char - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return char - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return char - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
+
+/// Conversions between `Date` and the text PostgreSQL uses for timestamptz
+/// (`DateStyle=ISO`, `TimeZone=UTC`, which every pooled session sets).
+public enum Timestamp {
+    /// `2026-03-01 12:00:00.123456+00` (any fraction, offset `+hh`, `+hh:mm` or `+hh:mm:ss`).
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> Date? {
+        var index = 0
+        func number(_ count: Int) -> Int? {
+            guard index + count <= bytes.count else { return nil }
+            var value = 0
+            for _ in 0..<count {
+                let c = bytes[index]
+                guard c >= 48, c <= 57 else { return nil }
+                value = value * 10 + Int(c - 48)
+                index += 1
+            }
+            return value
+        }
+        func expect(_ char: UInt8) -> Bool {
+            guard index < bytes.count, bytes[index] == char else { return false }
+            index += 1
+            return true
+        }
+        guard let year = number(4), expect(45), let month = number(2), expect(45), let day = number(2) else { return nil }
+        guard expect(32) || expect(84) else { return nil }
+        guard let hour = number(2), expect(58), let minute = number(2), expect(58), let second = number(2) else { return nil }
+        var fraction = 0.0
+        if index < bytes.count, bytes[index] == 46 {
+            index += 1
+            var scale = 0.1
+            while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
+                fraction += Double(bytes[index] - 48) * scale
+                scale /= 10
+                index += 1
+            }
+        }
+        var offsetSeconds = 0
+        if index < bytes.count {
+            let sign: Int
+            switch bytes[index] {
+            case 43: sign = 1
+            case 45: sign = -1
+            case 90: sign = 0
+            default: return nil
+            }
+            index += 1
+            if sign != 0 {
+                guard let hours = number(2) else { return nil }
+                var minutes = 0
+                var seconds = 0
+                if expect(58) { minutes = number(2) ?? 0 }
+                if expect(58) { seconds = number(2) ?? 0 }
+                offsetSeconds = sign * (hours * 3600 + minutes * 60 + seconds)
+            }
+        }
+        guard index == bytes.count else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+
+    /// `2026-03-01T12:00:00.000` (no zone designator) with the given number of
+    /// fraction digits (0 to 6). Always UTC.
+    public static func format(_ date: Date, fractionDigits: Int, separator: Character = "T") -> String {
+        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
+        var seconds = micros / 1_000_000
+        var fraction = micros % 1_000_000
+        if fraction < 0 {
+            fraction += 1_000_000
+            seconds -= 1
+        }
+        var days = seconds / 86_400
+        var secondOfDay = seconds % 86_400
+        if secondOfDay < 0 {
+            secondOfDay += 86_400
+            days -= 1
+        }
+        let (year, month, day) = civilFromDays(Int(days))
+        var out = ""
+        out.reserveCapacity(32)
+        out += pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2)
+        out.append(separator)
+        out += pad(Int(secondOfDay / 3600), 2) + ":" + pad(Int(secondOfDay % 3600 / 60), 2) + ":" + pad(Int(secondOfDay % 60), 2)
+        if fractionDigits > 0 {
+            var divisor = 1
+            for _ in 0..<(6 - min(fractionDigits, 6)) { divisor *= 10 }
+            out += "." + pad(Int(fraction) / divisor, min(fractionDigits, 6))
+        }
+        return out
+    }
+
+    private static func pad(_ value: Int, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civilFromDays(_ days: Int) -> (Int, Int, Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+}
+
+extension Array: PostgresBindable where Element: PostgresBindable {
+    /// A one-dimensional array literal: `{"a","b",NULL}`, every element quoted.
+    public var postgresText: String? {
+        var out = "{"
+        for (index, element) in enumerated() {
+            if index > 0 { out += "," }
+            guard let text = element.postgresText else {
+                out += "NULL"
+                continue
+            }
+            out += "\""
+            for char in text.unicodeScalars {
+                if char == "\"" || char == "\\" { out += "\\" }
+                out.unicodeScalars.append(char)
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+}

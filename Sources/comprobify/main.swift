@@ -1,0 +1,77 @@
+import ArgumentParser
+import Comprobify
+import Foundation
+import Hummingbird
+import Logging
+import Postgres
+import ServiceLifecycle
+
+@main
+struct ComprobifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "comprobify",
+        abstract: "Multi-tenant API for Ecuadorian electronic tax documents.",
+        subcommands: [Serve.self, Migrate.self]
+    )
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the HTTP server (settings from the environment; see README)."
+    )
+
+    func run() async throws {
+        let configuration: Configuration
+        do {
+            configuration = try Configuration.fromEnvironment(ProcessInfo.processInfo.environment)
+        } catch {
+            FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: configuration.logLevel) }
+        var logger = Logger(label: "comprobify")
+        logger.logLevel = configuration.logLevel
+        let app: any ApplicationProtocol
+        do {
+            app = try await buildApplication(configuration: configuration, logger: logger)
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+        )
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.shutdownGraceSeconds)
+        try await ServiceGroup(configuration: groupConfiguration).run()
+    }
+}
+
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply the SQL migrations as the schema owner (DATABASE_URL).",
+        discussion: "With COMPROBIFY_APP_PASSWORD set, also lets comprobify_app log in with that password."
+    )
+
+    @Option(help: "Folder of NNNN_name.sql files.")
+    var directory = "sql/migrations"
+
+    func run() throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard let url = environment["DATABASE_URL"], !url.isEmpty else {
+            FileHandle.standardError.write(Data("comprobify: DATABASE_URL is not set\n".utf8))
+            throw ExitCode(2)
+        }
+        do {
+            let connection = try Connection(conninfo: url)
+            let applied = try Migrator(directory: URL(fileURLWithPath: directory)).run(on: connection)
+            print(applied.isEmpty ? "migrations: up to date" : "migrations: applied \(applied.joined(separator: ", "))")
+            if let password = environment["COMPROBIFY_APP_PASSWORD"], !password.isEmpty {
+                try Migrator.grantLogin(on: connection, password: password)
+                print("migrations: comprobify_app may log in")
+            }
+        } catch {
+            FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,57 @@
+# shellcheck shell=bash
+# Throwaway PostgreSQL 15 clusters for development, tests and benchmarks.
+# Source this file, then: pg_start DIR  (exports the URLs below) ... pg_stop DIR
+#
+#   OWNER_URL  the cluster's superuser, used to run migrations
+#   APP_URL    comprobify_app, the role the server logs in as
+#
+# When run as root the cluster belongs to the `postgres` user (initdb refuses root).
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+pg_as_owner() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# pg_start DIR [PORT]: creates the cluster in DIR if it has none, starts it on
+# 127.0.0.1 (a free port unless PORT is given) and exports OWNER_URL, APP_URL,
+# PGPORT and COMPROBIFY_APP_PASSWORD.
+pg_start() {
+    local dir=$1 port=${2:-}
+    if [ ! -x "$PG_BIN/initdb" ]; then
+        echo "PostgreSQL 15 server binaries are missing: apt-get install -y postgresql-15" >&2
+        return 1
+    fi
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; chmod 700 "$dir"; fi
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/owner.pw"
+        head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/app.pw"
+        [ "$(id -u)" = 0 ] && chown postgres: "$dir/owner.pw" "$dir/app.pw"
+        pg_as_owner "$PG_BIN/initdb" -D "$dir/data" -U postgres --pwfile="$dir/owner.pw" \
+            --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+            || { cat "$dir/initdb.log" >&2; return 1; }
+    fi
+    [ -n "$port" ] || port=$(pg_free_port)
+    pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=256MB -c fsync=${PG_FSYNC:-on} -c max_locks_per_transaction=256" \
+        >/dev/null || { tail -20 "$dir/postgres.log" >&2; return 1; }
+    echo "$port" > "$dir/port"
+    local owner_pw app_pw
+    owner_pw=$(cat "$dir/owner.pw"); app_pw=$(cat "$dir/app.pw")
+    export PGPORT=$port
+    export OWNER_URL="postgresql://postgres:$owner_pw@127.0.0.1:$port/postgres"
+    export APP_URL="postgresql://comprobify_app:$app_pw@127.0.0.1:$port/postgres"
+    export COMPROBIFY_APP_PASSWORD=$app_pw
+}
+
+pg_stop() {
+    local dir=$1
+    [ -f "$dir/data/postmaster.pid" ] || return 0
+    pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 \
+        || pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+}
