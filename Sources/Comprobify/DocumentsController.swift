@@ -156,8 +156,13 @@ struct DocumentsController {
                     )
                 )
             }
-            let inserted = try transaction.commit(after: statements)
-            return (try Representation.document(inserted[0][0]), false, document)
+            do {
+                let inserted = try transaction.commit(after: statements)
+                return (try Representation.document(inserted[0][0]), false, document)
+            } catch let error as PostgresError where error.hasClass("22") {
+                // A value valid JSON but beyond what jsonb holds (e.g. a number past numeric's range).
+                throw APIError.validation(field: "content", "content holds a value the service cannot store (a number or string out of range).")
+            }
         }
         if !replayed {
             ServiceMetrics.documentIssued(type: issued.documentType, environment: context.token.environment)

@@ -130,6 +130,7 @@ public final class ConnectionPool: Sendable {
     /// results are handed to `body`. The whole transaction is run again, up to
     /// `maxTransactionAttempts` times with jittered backoff, when it fails with a
     /// serialization failure or a deadlock: `body` must be safe to repeat.
+    @discardableResult
     public func transaction<T: Sendable>(
         _ isolation: IsolationLevel = .readCommitted,
         prologue: [Statement] = [],

@@ -2,8 +2,9 @@
 ///
 /// Server errors carry the raw five-character SQLSTATE and the server's message,
 /// detail and constraint name. Query parameters never appear here: they may be
-/// tokens or tax ids. `description` leaves out `detail` too, because the server
-/// copies column values into it ("Key (email)=(...) already exists").
+/// tokens or tax ids. `description` leaves out `detail`, because the server
+/// copies column values into it ("Key (email)=(...) already exists"), and elides
+/// the input that data exceptions quote in their message.
 public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public enum Kind: String, Sendable {
         /// The server answered the statement with an error; `sqlState` is set.
@@ -67,9 +68,28 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         var text = "PostgresError(\(kind.rawValue)"
         if let sqlState { text += " \(sqlState)" }
-        text += ": \(message)"
+        text += ": \(hasClass("22") ? PostgresError.redactingQuotes(message) : message)"
         if let constraint { text += " [constraint \(constraint)]" }
         return text + ")"
+    }
+}
+
+extension PostgresError {
+    /// Data exceptions (class 22) quote the offending input, which may be a
+    /// parameter: `invalid input syntax for type integer: "..."`. Logs get the
+    /// message with every quoted part elided.
+    static func redactingQuotes(_ message: String) -> String {
+        var out = ""
+        var inQuote = false
+        for char in message {
+            if char == "\"" {
+                out.append(inQuote ? "…\"" : "\"")
+                inQuote.toggle()
+            } else if !inQuote {
+                out.append(char)
+            }
+        }
+        return out
     }
 }
 

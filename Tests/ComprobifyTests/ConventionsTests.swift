@@ -1,0 +1,99 @@
+import HTTPTypes
+import XCTest
+
+@testable import Comprobify
+
+/// The "Conventions" section of API.md: problem documents, request ids,
+/// authentication failures, body limits.
+final class ConventionsTests: XCTestCase {
+    func testUnknownRouteIsAProblemDocument() async throws {
+        try await TestServer.run { server in
+            let reply = try await server.call(.get, "/v1/nothing-here")
+            reply.assertProblem(404, "NOT_FOUND")
+            XCTAssertEqual(try reply.string("instance"), "/v1/nothing-here")
+        }
+    }
+
+    func testRequestIDIsEchoedWhenSaneAndGeneratedOtherwise() async throws {
+        try await TestServer.run { server in
+            let echoed = try await server.call(.get, "/healthz", headers: [.requestID: "client-id_1.2"])
+            XCTAssertEqual(echoed.headers[.requestID], "client-id_1.2")
+            let replaced = try await server.call(.get, "/healthz", headers: [.requestID: "bad id <script>"])
+            let fresh = try XCTUnwrap(replaced.headers[.requestID])
+            XCTAssertNotEqual(fresh, "bad id <script>")
+            XCTAssertTrue(fresh.allSatisfy { $0.isLetter || $0.isNumber })
+            let problem = try await server.call(.get, "/v1/keys", headers: [.requestID: "trace-me"])
+            XCTAssertEqual(try problem.string("requestId"), "trace-me")
+        }
+    }
+
+    func testEveryAuthenticationFailureIsTheSame401() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let revoked = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: "{}")
+            let revokedKey = try revoked.string("apiKey")
+            let keys = try await server.call(.get, "/v1/keys", key: tenant.key)
+            let revokedID = try keys.array("keys").compactMap { $0["id"]?.intValue }.max()!
+            let revocation = try await server.call(.delete, "/v1/keys/\(revokedID)", key: tenant.key)
+            XCTAssertEqual(revocation.status, 200, revocation.text)
+
+            let variants: [HTTPFields] = [
+                [:],
+                [.authorization: "Basic dXNlcjpwYXNz"],
+                [.authorization: "Bearer"],
+                [.authorization: "Bearer cfy_test_short"],
+                [.authorization: "Bearer " + APIToken.generate(.sandbox).plaintext],
+                [.authorization: "Bearer " + revokedKey],
+                [.authorization: "Token " + tenant.key],
+            ]
+            var details = Set<String>()
+            for headers in variants {
+                let reply = try await server.call(.get, "/v1/keys", headers: headers)
+                reply.assertProblem(401, "UNAUTHORIZED")
+                details.insert(try reply.string("detail"))
+            }
+            XCTAssertEqual(details.count, 1, "the same message whatever the cause")
+        }
+    }
+
+    func testMalformedJSONWrongTypesAndOversizedBodies() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            let malformed = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "#)
+            malformed.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(malformed.errorFields, ["body"])
+
+            let notObject = try await server.call(.post, "/v1/keys", key: tenant.key, json: "[1, 2]")
+            notObject.assertProblem(400, "VALIDATION_ERROR")
+
+            let wrongType = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": 5, "environment": true}"#)
+            wrongType.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(Set(wrongType.errorFields), ["label", "environment"])
+
+            let nul = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "a\u0000b"}"#)
+            nul.assertProblem(400, "VALIDATION_ERROR")
+
+            let huge = "{\"label\": \"" + String(repeating: "x", count: (1 << 20) + 10) + "\"}"
+            let tooLarge = try await server.call(.post, "/v1/keys", key: tenant.key, json: huge)
+            tooLarge.assertProblem(413, "PAYLOAD_TOO_LARGE")
+
+            let extra = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "ok", "unknown": {"x": 1}}"#)
+            XCTAssertEqual(extra.status, 201, "unknown fields are ignored")
+            let count = try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1", [tenant.id], as: Int.self)
+            XCTAssertEqual(count, 2, "only the valid request created a key")
+        }
+    }
+
+    func testNothingInternalLeaksIntoErrors() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            let issuer = try await server.createIssuer(tenant.key)
+            // A number PostgreSQL's jsonb cannot hold fails inside the database.
+            let reply = try await server.issue(tenant.key, issuer: issuer, body: #"{"documentType": "01", "content": {"n": 1e1000000}}"#)
+            reply.assertProblem(400, "VALIDATION_ERROR")
+            for leak in ["SQL", "sqlstate", "22003", "numeric", "postgres", "INSERT"] {
+                XCTAssertFalse(reply.text.lowercased().contains(leak.lowercased()), "\(leak) in \(reply.text)")
+            }
+        }
+    }
+}

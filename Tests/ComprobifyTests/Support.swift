@@ -1,0 +1,261 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import Postgres
+import XCTest
+
+@testable import Comprobify
+
+/// The databases started by scripts/test.
+enum TestDatabase {
+    static func url(_ name: String) -> String {
+        guard let url = ProcessInfo.processInfo.environment[name], !url.isEmpty else {
+            fatalError("\(name) is not set: run the tests with scripts/test, which starts a throwaway PostgreSQL")
+        }
+        return url
+    }
+
+    static var ownerURL: String { url("COMPROBIFY_TEST_OWNER_URL") }
+    static var appURL: String { url("COMPROBIFY_TEST_APP_URL") }
+
+    /// A superuser connection for assertions and fixtures the API cannot make.
+    static func owner() throws -> Connection {
+        try Connection(conninfo: ownerURL)
+    }
+
+    /// Runs one statement as the superuser and returns its rows.
+    @discardableResult
+    static func query(_ sql: String, _ parameters: [any PostgresBindable] = []) throws -> QueryResult {
+        try owner().query(sql, parameters, prepared: false)
+    }
+
+    static func scalar<T: PostgresDecodable>(_ sql: String, _ parameters: [any PostgresBindable] = [], as type: T.Type = T.self) throws -> T {
+        try query(sql, parameters)[0].decode(T.self, at: 0)
+    }
+}
+
+let adminToken = "test-admin-token"
+
+/// Log lines written while a server runs, to check what never reaches them.
+final class LogCapture: Sendable {
+    let lines = NIOLockedValueBox<[String]>([])
+
+    var text: String { lines.withLockedValue { $0.joined(separator: "\n") } }
+
+    struct Handler: LogHandler {
+        let capture: LogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            capture.lines.withLockedValue { $0.append("\(event.level) \(event.message) \(all)") }
+        }
+    }
+}
+
+/// A live server on a free loopback port, over the test database as comprobify_app.
+struct TestServer: Sendable {
+    let port: Int
+
+    static func run(
+        configure: @Sendable (inout Configuration) -> Void = { _ in },
+        logs: LogCapture? = nil,
+        _ body: @escaping @Sendable (TestServer) async throws -> Void
+    ) async throws {
+        var configuration = Configuration(databaseURL: TestDatabase.appURL)
+        configuration.host = "127.0.0.1"
+        configuration.port = 0
+        configuration.poolSize = 4
+        configuration.adminToken = adminToken
+        configuration.signupRateLimit = 0
+        configure(&configuration)
+        var logger = Logger(label: "test") { _ in
+            logs.map { LogCapture.Handler(capture: $0) as any LogHandler } ?? SwiftLogNoOpLogHandler()
+        }
+        logger.logLevel = .trace
+        let app = try await buildApplication(configuration: configuration, logger: logger)
+        try await app.test(.live) { client in
+            try await body(TestServer(port: client.port!))
+        }
+    }
+
+    /// One request on its own connection (so tests can run many at once).
+    func call(
+        _ method: HTTPRequest.Method, _ path: String, key: String? = nil, issuer: Int64? = nil,
+        headers: HTTPFields = [:], json: String? = nil
+    ) async throws -> Reply {
+        var fields = headers
+        if let key { fields[.authorization] = "Bearer \(key)" }
+        if let issuer { fields[.issuerID] = String(issuer) }
+        if json != nil, fields[.contentType] == nil { fields[.contentType] = "application/json" }
+        let body = json.map { ByteBuffer(string: $0) }
+        let requestHeaders = fields
+        let response = try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
+            try await client.execute(.init(path, method: method, headers: requestHeaders, body: body))
+        }
+        return Reply(status: Int(response.head.status.code), headers: response.head.headerFields, body: response.body)
+    }
+
+    // MARK: - Fixtures made through the public API
+
+    struct Tenant: Sendable {
+        let id: Int64
+        let email: String
+        let key: String
+    }
+
+    static func uniqueEmail(_ tag: String = "t") -> String {
+        "\(tag)-\(Crypto.hex(Crypto.randomBytes(6)))@example.ec"
+    }
+
+    /// A new sandbox tenant (PENDING_VERIFICATION) and its initial key.
+    func signUp(email: String? = nil) async throws -> Tenant {
+        let email = email ?? TestServer.uniqueEmail()
+        let reply = try await call(.post, "/v1/tenants", json: #"{"email": "\#(email)", "name": "Test S.A."}"#)
+        XCTAssertEqual(reply.status, 201, reply.text)
+        return Tenant(id: try reply.int("tenant", "id"), email: email, key: try reply.string("apiKey"))
+    }
+
+    /// A new tenant whose email is verified (through the admin route).
+    func activeTenant() async throws -> Tenant {
+        let tenant = try await signUp()
+        let reply = try await call(.post, "/admin/v1/tenants/\(tenant.id)/verify-email", key: adminToken)
+        XCTAssertEqual(reply.status, 200, reply.text)
+        return tenant
+    }
+
+    func mintKey(_ key: String, label: String? = nil, environment: String = "sandbox") async throws -> String {
+        let labelJSON = label.map { JSONValue.string($0).serialized } ?? "null"
+        let reply = try await call(.post, "/v1/keys", key: key, json: #"{"label": \#(labelJSON), "environment": "\#(environment)"}"#)
+        XCTAssertEqual(reply.status, 201, reply.text)
+        return try reply.string("apiKey")
+    }
+
+    func createIssuer(_ key: String, ruc: String = "1790012345001", establishment: String = "001", emissionPoint: String = "001")
+        async throws -> Int64
+    {
+        let reply = try await call(
+            .post, "/v1/issuers", key: key,
+            json: #"{"ruc": "\#(ruc)", "legalName": "Empresa S.A.", "establishment": "\#(establishment)", "emissionPoint": "\#(emissionPoint)"}"#
+        )
+        XCTAssertEqual(reply.status, 201, reply.text)
+        return try reply.int("issuer", "id")
+    }
+
+    func issue(_ key: String, issuer: Int64, type: String = "01", headers: HTTPFields = [:], body: String? = nil) async throws -> Reply {
+        try await call(.post, "/v1/documents", key: key, issuer: issuer, headers: headers, json: body ?? #"{"documentType": "\#(type)"}"#)
+    }
+}
+
+/// A response as a client sees it.
+struct Reply: Sendable {
+    let status: Int
+    let headers: HTTPFields
+    let text: String
+    let json: JSONValue?
+
+    init(status: Int, headers: HTTPFields, body: ByteBuffer?) {
+        self.status = status
+        self.headers = headers
+        text = body.map { String(buffer: $0) } ?? ""
+        json = try? JSONParser.parse(Array(text.utf8))
+    }
+
+    func value(_ path: [Any]) -> JSONValue? {
+        var current = json
+        for step in path {
+            switch (current, step) {
+            case (.object?, let key as String): current = current?[key]
+            case (.array(let items)?, let index as Int): current = items.indices.contains(index) ? items[index] : nil
+            default: return nil
+            }
+        }
+        return current
+    }
+
+    func int(_ path: Any...) throws -> Int64 {
+        guard case .number(let text)? = value(path), let number = Int64(text) else {
+            throw Unexpected(description: "no integer at \(path) in \(self.text)")
+        }
+        return number
+    }
+
+    func string(_ path: Any...) throws -> String {
+        guard case .string(let text)? = value(path) else { throw Unexpected(description: "no string at \(path) in \(self.text)") }
+        return text
+    }
+
+    func array(_ path: Any...) throws -> [JSONValue] {
+        guard case .array(let items)? = value(path) else { throw Unexpected(description: "no array at \(path) in \(self.text)") }
+        return items
+    }
+
+    func isNull(_ path: Any...) -> Bool {
+        value(path) == .null
+    }
+
+    var code: String? {
+        if case .string(let code)? = json?["code"] { return code }
+        return nil
+    }
+
+    /// Asserts the RFC 9457 problem document of API.md with this status and code.
+    func assertProblem(_ status: Int, _ code: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(self.status, status, text, file: file, line: line)
+        XCTAssertEqual(self.code, code, text, file: file, line: line)
+        XCTAssertEqual(headers[.contentType], "application/problem+json", file: file, line: line)
+        XCTAssertEqual(json?["ok"], .bool(false), file: file, line: line)
+        XCTAssertEqual(json?["status"], .number(String(status)), file: file, line: line)
+        XCTAssertEqual(json?["type"], .string("about:blank"), file: file, line: line)
+        XCTAssertNotNil(json?["detail"], file: file, line: line)
+        XCTAssertNotNil(json?["instance"], file: file, line: line)
+        XCTAssertEqual(json?["requestId"], headers[.requestID].map { .string($0) }, file: file, line: line)
+        if status == 401 {
+            XCTAssertEqual(headers[.wwwAuthenticate], "Bearer", file: file, line: line)
+        }
+    }
+
+    /// The field names of a VALIDATION_ERROR.
+    var errorFields: [String] {
+        guard case .array(let items)? = json?["errors"] else { return [] }
+        return items.compactMap { if case .string(let field)? = $0["field"] { return field } else { return nil } }
+    }
+}
+
+struct Unexpected: Error, CustomStringConvertible {
+    let description: String
+}
+
+extension JSONValue {
+    var intValue: Int64? {
+        if case .number(let text) = self { return Int64(text) }
+        return nil
+    }
+
+    var stringValue: String? {
+        if case .string(let text) = self { return text }
+        return nil
+    }
+}
+
+/// Runs `count` operations at once and returns their results in order.
+func concurrently<T: Sendable>(_ count: Int, _ operation: @escaping @Sendable (Int) async throws -> T) async throws -> [T] {
+    try await withThrowingTaskGroup(of: (Int, T).self) { group in
+        for index in 0..<count {
+            group.addTask { (index, try await operation(index)) }
+        }
+        var results = [T?](repeating: nil, count: count)
+        for try await (index, value) in group { results[index] = value }
+        return results.map { $0! }
+    }
+}

@@ -1,0 +1,159 @@
+import HTTPTypes
+import Postgres
+import XCTest
+
+@testable import Comprobify
+
+final class TenantsTests: XCTestCase {
+    func testSignUpCreatesASandboxTenantWithOneKeyAndAQueuedVerification() async throws {
+        try await TestServer.run { server in
+            let email = TestServer.uniqueEmail("Mixed.Case")
+            let reply = try await server.call(.post, "/v1/tenants", json: #"{"email": "\#(email)", "name": "Ñandú S.A."}"#)
+            XCTAssertEqual(reply.status, 201, reply.text)
+            XCTAssertEqual(reply.headers[.cacheControl], "no-store")
+            XCTAssertEqual(try reply.string("tenant", "status"), "PENDING_VERIFICATION")
+            XCTAssertEqual(try reply.string("tenant", "environment"), "sandbox")
+            XCTAssertEqual(try reply.string("tenant", "name"), "Ñandú S.A.")
+            XCTAssertTrue(reply.isNull("tenant", "promotedAt"))
+            XCTAssertNotNil(try reply.string("tenant", "createdAt").wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/))
+            let key = try reply.string("apiKey")
+            XCTAssertNotNil(key.wholeMatch(of: /cfy_test_[0-9a-f]{64}/))
+            let id = try reply.int("tenant", "id")
+
+            let keys = try await server.call(.get, "/v1/keys", key: key)
+            XCTAssertEqual(try keys.array("keys").count, 1)
+            XCTAssertEqual(try keys.string("keys", 0, "label"), "Initial sandbox key")
+            XCTAssertEqual(try keys.string("keys", 0, "environment"), "sandbox")
+            XCTAssertEqual(try keys.string("keys", 0, "prefix"), String(key.prefix(14)))
+            XCTAssertFalse(keys.text.contains(key), "the plaintext is never listed")
+
+            let owner = try TestDatabase.owner()
+            let outbox = try owner.query("SELECT recipient, body FROM email_outbox WHERE tenant_id = $1", [id], prepared: false)
+            XCTAssertEqual(outbox.count, 1)
+            XCTAssertEqual(try outbox[0].decode(String.self, at: 0), email)
+            let stored = try owner.query("SELECT token_digest FROM api_keys WHERE tenant_id = $1", [id], prepared: false)
+            XCTAssertEqual(try stored[0].decode(Data.self, at: 0), Crypto.sha256(key), "only the digest is stored")
+            let audit = try owner.query("SELECT action, actor FROM audit_events WHERE tenant_id = $1", [id], prepared: false)
+            XCTAssertEqual(try audit.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.signed_up"])
+
+            let duplicate = try await server.call(.post, "/v1/tenants", json: #"{"email": "\#(email.uppercased())", "name": "Other"}"#)
+            duplicate.assertProblem(409, "CONFLICT")
+        }
+    }
+
+    func testSignUpValidation() async throws {
+        try await TestServer.run { server in
+            for (body, field) in [
+                (#"{"name": "X"}"#, "email"),
+                (#"{"email": "not-an-email", "name": "X"}"#, "email"),
+                (#"{"email": "a b@example.ec", "name": "X"}"#, "email"),
+                (#"{"email": "a@\#(String(repeating: "x", count: 250)).ec", "name": "X"}"#, "email"),
+                (#"{"email": "ok@example.ec", "name": ""}"#, "name"),
+                (#"{"email": "ok@example.ec", "name": "\#(String(repeating: "n", count: 201))"}"#, "name"),
+                (#"{"email": "ok@example.ec", "name": 7}"#, "name"),
+            ] {
+                let reply = try await server.call(.post, "/v1/tenants", json: body)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, [field], body)
+            }
+            let name200 = String(repeating: "ñ", count: 200)
+            let ok = try await server.call(.post, "/v1/tenants", json: #"{"email": "\#(TestServer.uniqueEmail())", "name": "\#(name200)"}"#)
+            XCTAssertEqual(ok.status, 201, ok.text)
+        }
+    }
+
+    static func outboxToken(_ tenantID: Int64) throws -> String {
+        let body = try TestDatabase.scalar(
+            "SELECT body FROM email_outbox WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1", [tenantID], as: String.self
+        )
+        return String(body.suffix(64))
+    }
+
+    func testEmailVerificationIsSingleUseAndExpires() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let forbidden = try await server.call(.post, "/v1/keys", key: tenant.key, json: "{}")
+            forbidden.assertProblem(403, "FORBIDDEN")
+
+            let token = try TenantsTests.outboxToken(tenant.id)
+            let bad = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "nope"}"#)
+            bad.assertProblem(400, "BAD_REQUEST")
+            let ok = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(token)"}"#)
+            XCTAssertEqual(ok.status, 200, ok.text)
+            let again = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(token)"}"#)
+            again.assertProblem(400, "BAD_REQUEST")
+            let me = try await server.call(.get, "/v1/tenants/me", key: tenant.key)
+            XCTAssertEqual(try me.string("tenant", "status"), "ACTIVE")
+            XCTAssertEqual(try me.int("tenant", "id"), tenant.id)
+
+            let resend = try await server.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
+            resend.assertProblem(409, "CONFLICT")
+
+            let other = try await server.signUp()
+            try TestDatabase.query(
+                "UPDATE email_verifications SET created_at = now() - interval '49 hours', expires_at = now() - interval '1 hour' WHERE tenant_id = $1",
+                [other.id]
+            )
+            let expired = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(try TenantsTests.outboxToken(other.id))"}"#)
+            expired.assertProblem(400, "BAD_REQUEST")
+            let actions = try TestDatabase.query("SELECT action FROM audit_events WHERE tenant_id = $1 ORDER BY id", [tenant.id])
+            XCTAssertEqual(try actions.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.signed_up", "tenant.email_verified"])
+        }
+    }
+
+    func testResendInvalidatesEarlierTokensAndIsLimited() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let first = try TenantsTests.outboxToken(tenant.id)
+            for _ in 0..<5 {
+                let reply = try await server.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
+                XCTAssertEqual(reply.status, 200, reply.text)
+            }
+            let limited = try await server.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
+            limited.assertProblem(429, "RATE_LIMITED")
+            XCTAssertNotNil(limited.headers[.retryAfter].flatMap(Int.init))
+            let stale = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(first)"}"#)
+            stale.assertProblem(400, "BAD_REQUEST")
+            let latest = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(try TenantsTests.outboxToken(tenant.id))"}"#)
+            XCTAssertEqual(latest.status, 200, latest.text)
+        }
+    }
+
+    func testSignUpRateLimitPerClientAddress() async throws {
+        let address = "203.0.113.\(Int.random(in: 1...250))-\(Crypto.hex(Crypto.randomBytes(3)))"
+        try await TestServer.run(configure: { $0.signupRateLimit = 2; $0.trustProxy = true }) { server in
+            for _ in 0..<2 {
+                let reply = try await server.call(
+                    .post, "/v1/tenants", headers: [.forwardedFor: address],
+                    json: #"{"email": "\#(TestServer.uniqueEmail())", "name": "X"}"#
+                )
+                XCTAssertEqual(reply.status, 201, reply.text)
+            }
+            let limited = try await server.call(
+                .post, "/v1/tenants", headers: [.forwardedFor: "\(address), 10.0.0.1"],
+                json: #"{"email": "\#(TestServer.uniqueEmail())", "name": "X"}"#
+            )
+            limited.assertProblem(429, "RATE_LIMITED")
+            let retryAfter = try XCTUnwrap(limited.headers[.retryAfter].flatMap(Int.init))
+            XCTAssertTrue((1...3600).contains(retryAfter))
+            let otherAddress = try await server.call(
+                .post, "/v1/tenants", headers: [.forwardedFor: address + "-other"],
+                json: #"{"email": "\#(TestServer.uniqueEmail())", "name": "X"}"#
+            )
+            XCTAssertEqual(otherAddress.status, 201)
+        }
+        // Without TRUST_PROXY the header is ignored: the limit applies to the peer
+        // address, so two "different" forwarded addresses share one allowance.
+        try await TestServer.run(configure: { $0.signupRateLimit = 1 }) { server in
+            var statuses: [Int] = []
+            for hop in ["198.51.100.1", "198.51.100.2"] {
+                let reply = try await server.call(
+                    .post, "/v1/tenants", headers: [.forwardedFor: hop],
+                    json: #"{"email": "\#(TestServer.uniqueEmail())", "name": "X"}"#
+                )
+                statuses.append(reply.status)
+            }
+            XCTAssertEqual(statuses.last, 429)
+        }
+    }
+}

@@ -1,0 +1,133 @@
+import XCTest
+
+@testable import Comprobify
+
+final class AccessKeyTests: XCTestCase {
+    func testKnownRealKeysCarryACorrectCheckDigit() {
+        XCTAssertTrue(AccessKey.isValid("0110201401099126726300120010010002742492823013317"))
+        XCTAssertTrue(AccessKey.isValid("0312202201019007200200120029020004874985766297216"))
+        XCTAssertFalse(AccessKey.isValid("0110201401099126726300120010010002742492823013318"))
+        XCTAssertFalse(AccessKey.isValid("011020140109912672630012001001000274249282301331"))
+        XCTAssertFalse(AccessKey.isValid("01102014010991267263001200100100027424928230133a7"))
+    }
+
+    func testCheckDigitEdgeCases() {
+        // Sum 0: 11 − 0 = 11 gives 0.
+        XCTAssertEqual(AccessKey.checkDigit(String(repeating: "0", count: 48)), 0)
+        // 6 × weight 2 = 12, 12 mod 11 = 1: 11 − 1 = 10 gives 1.
+        XCTAssertEqual(AccessKey.checkDigit(String(repeating: "0", count: 47) + "6"), 1)
+        // Weights run 2..7 from the right and repeat: a 1 in 7th place from the right has weight 2 again.
+        XCTAssertEqual(AccessKey.checkDigit("1" + String(repeating: "0", count: 6)), 11 - 2)
+        XCTAssertEqual(AccessKey.checkDigit("1" + String(repeating: "0", count: 5)), 11 - 7)
+    }
+
+    func testLayoutOfAGeneratedKey() {
+        let key = AccessKey.make(
+            .init(
+                issueDate: CalendarDate(year: 2026, month: 3, day: 1)!, documentType: "04", ruc: "1790012345001",
+                environment: .production, establishment: "002", emissionPoint: "015", sequential: 42, numericCode: "12345678"
+            )
+        )
+        XCTAssertEqual(key.count, 49)
+        XCTAssertTrue(AccessKey.isValid(key))
+        XCTAssertEqual(String(key.prefix(48)), "01032026" + "04" + "1790012345001" + "2" + "002015" + "000000042" + "12345678" + "1")
+    }
+
+    func testCalendarDates() {
+        XCTAssertNotNil(CalendarDate(iso: "2024-02-29"))
+        XCTAssertNil(CalendarDate(iso: "2025-02-29"))
+        XCTAssertNil(CalendarDate(iso: "2025-13-01"))
+        XCTAssertNil(CalendarDate(iso: "2025-1-01"))
+        XCTAssertNil(CalendarDate(iso: "０２０２-01-01"))
+        // 2026-03-02 03:00 UTC is still March 1st in Guayaquil (UTC−5).
+        XCTAssertEqual(CalendarDate.todayInEcuador(now: 1_772_420_400), CalendarDate(year: 2026, month: 3, day: 1))
+    }
+}
+
+final class TokenTests: XCTestCase {
+    func testGeneratedTokensHaveTheDocumentedShape() {
+        let test = APIToken.generate(.sandbox)
+        let live = APIToken.generate(.production)
+        XCTAssertTrue(test.plaintext.wholeMatch(of: /cfy_test_[0-9a-f]{64}/) != nil, test.plaintext)
+        XCTAssertTrue(live.plaintext.wholeMatch(of: /cfy_live_[0-9a-f]{64}/) != nil, live.plaintext)
+        XCTAssertEqual(test.prefix.count, 14)
+        XCTAssertNotEqual(APIToken.generate(.sandbox).plaintext, test.plaintext)
+        XCTAssertEqual(test.digest.count, 32)
+    }
+
+    func testParsingRefusesAnythingButATokenShape() {
+        let good = APIToken.generate(.sandbox).plaintext
+        XCTAssertEqual(APIToken.parse(Substring(good))?.environment, .sandbox)
+        XCTAssertNil(APIToken.parse(Substring(good.uppercased())))
+        XCTAssertNil(APIToken.parse(Substring(good + "0")))
+        XCTAssertNil(APIToken.parse(Substring(String(good.dropLast()))))
+        XCTAssertNil(APIToken.parse(Substring("cfy_prod_" + String(good.dropFirst(9)))))
+        XCTAssertNil(APIToken.parse(Substring("cfy_test_" + String(repeating: "g", count: 64))))
+    }
+
+    func testEnvironmentMatrixOfTheSeedDocumentation() {
+        XCTAssertNoThrow(try ResolvedIssuer.checkEnvironment(key: .sandbox, issuer: .sandbox))
+        XCTAssertNoThrow(try ResolvedIssuer.checkEnvironment(key: .production, issuer: .production))
+        XCTAssertThrowsError(try ResolvedIssuer.checkEnvironment(key: .sandbox, issuer: .production)) { error in
+            let error = error as! APIError
+            XCTAssertEqual(error.status.code, 401)
+            XCTAssertTrue(error.detail.contains("sandbox key cannot address a production issuer"), error.detail)
+        }
+        XCTAssertThrowsError(try ResolvedIssuer.checkEnvironment(key: .production, issuer: .sandbox)) { error in
+            let error = error as! APIError
+            XCTAssertEqual(error.status.code, 401)
+            XCTAssertTrue(error.detail.contains("production key cannot address a sandbox issuer"), error.detail)
+        }
+    }
+
+    func testRequestIDsAreEchoedOnlyWhenSane() {
+        XCTAssertEqual(RequestMiddleware.requestID(from: "abc-123_X.y"), "abc-123_X.y")
+        XCTAssertNotEqual(RequestMiddleware.requestID(from: "bad id"), "bad id")
+        XCTAssertNotEqual(RequestMiddleware.requestID(from: String(repeating: "a", count: 129)).count, 129)
+        XCTAssertEqual(RequestMiddleware.requestID(from: String(repeating: "a", count: 128)).count, 128)
+        XCTAssertFalse(RequestMiddleware.requestID(from: nil).isEmpty)
+    }
+}
+
+final class JSONParserTests: XCTestCase {
+    func parse(_ text: String) throws -> JSONValue {
+        try JSONParser.parse(Array(text.utf8))
+    }
+
+    func testNumbersKeepTheirExactText() throws {
+        let value = try parse(#"{"big": 123456789012345678901234567890, "f": 2.50, "e": -1E+5}"#)
+        XCTAssertEqual(value["big"], .number("123456789012345678901234567890"))
+        XCTAssertEqual(value["f"], .number("2.50"))
+        XCTAssertEqual(value.serialized, #"{"big":123456789012345678901234567890,"f":2.50,"e":-1E+5}"#)
+    }
+
+    func testStringsAndEscapes() throws {
+        XCTAssertEqual(try parse(#""a\"b\\c\/\n\u00e9\ud83d\ude00""#), .string("a\"b\\c/\né😀"))
+        XCTAssertEqual(JSONValue.string("a\"\n\u{1}").serialized, #""a\"\n\u0001""#)
+    }
+
+    func testRefusals() {
+        for bad in [
+            #"{"a": "\u0000"}"#, #"{"a": "\ud800"}"#, #"{"a": "\udc00x"}"#, "{\"a\": \"\u{0001}\"}", #"{"a": 01}"#,
+            #"{"a": 1.}"#, #"{"a": }"#, #"{"a": 1,}"#, "[1] x", #"{"a": tru}"#, "", #"{"a": "unterminated}"#,
+        ] {
+            XCTAssertThrowsError(try parse(bad), bad)
+        }
+        XCTAssertThrowsError(try JSONParser.parse([0x22, 0xff, 0x22]), "invalid UTF-8")
+        XCTAssertThrowsError(try parse(String(repeating: "[", count: 100) + String(repeating: "]", count: 100)))
+        XCTAssertNoThrow(try parse(String(repeating: "[", count: 60) + String(repeating: "]", count: 60)))
+    }
+
+    func testRepeatedMembersKeepTheLast() throws {
+        XCTAssertEqual(try parse(#"{"a": 1, "a": 2}"#), .object([("a", .number("2"))]))
+    }
+
+    func testIntegersAcceptWholeNumbersOnly() {
+        XCTAssertEqual(Input.integer(.number("5"), in: 1...10), 5)
+        XCTAssertEqual(Input.integer(.number("5.0"), in: 1...10), 5)
+        XCTAssertNil(Input.integer(.number("5.5"), in: 1...10))
+        XCTAssertNil(Input.integer(.number("1e400"), in: 1...10))
+        XCTAssertNil(Input.integer(.number("99999999999999999999999"), in: 1...Int64.max))
+        XCTAssertNil(Input.integer(.string("5"), in: 1...10))
+    }
+}

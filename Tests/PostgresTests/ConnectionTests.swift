@@ -1,0 +1,151 @@
+import Foundation
+import Postgres
+import XCTest
+
+enum TestDatabase {
+    static var ownerURL: String {
+        guard let url = ProcessInfo.processInfo.environment["COMPROBIFY_TEST_OWNER_URL"], !url.isEmpty else {
+            fatalError("COMPROBIFY_TEST_OWNER_URL is not set: run the tests with scripts/test, which starts a throwaway PostgreSQL")
+        }
+        return url
+    }
+
+    static var appURL: String {
+        guard let url = ProcessInfo.processInfo.environment["COMPROBIFY_TEST_APP_URL"], !url.isEmpty else {
+            fatalError("COMPROBIFY_TEST_APP_URL is not set: run the tests with scripts/test")
+        }
+        return url
+    }
+
+    /// A table name no other test uses.
+    static func uniqueTable(_ stem: String) -> String {
+        "\(stem)_\(UInt32.random(in: 0...UInt32.max))"
+    }
+}
+
+final class ConnectionTests: XCTestCase {
+    func testEveryParameterTypeRoundTripsWithNull() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let bytes = Data([0, 1, 2, 0xfe, 0xff, 0x5c, 0x78])
+        let moment = Date(timeIntervalSince1970: 1_772_366_400.123)  // 2026-03-01T12:00:00.123Z
+        let row = try connection.query(
+            "SELECT $1::bigint, $2::int, $3::text, $4::bool, $5::float8, $6::bytea, $7::timestamptz, $8::jsonb, $9::text, $10::bigint",
+            [Int64.max, Int32.min, "hello", true, 2.5, bytes, moment, #"{"a": [1, "x"]}"#, String?.none, Int64?.none]
+        )[0]
+        XCTAssertEqual(try row.decode(Int64.self, at: 0), Int64.max)
+        XCTAssertEqual(try row.decode(Int32.self, at: 1), Int32.min)
+        XCTAssertEqual(try row.decode(String.self, at: 2), "hello")
+        XCTAssertEqual(try row.decode(Bool.self, at: 3), true)
+        XCTAssertEqual(try row.decode(Double.self, at: 4), 2.5)
+        XCTAssertEqual(try row.decode(Data.self, at: 5), bytes)
+        XCTAssertEqual(try row.decode(Date.self, at: 6).timeIntervalSince1970, moment.timeIntervalSince1970, accuracy: 0.000_001)
+        XCTAssertEqual(try row.decode(String.self, at: 7), #"{"a": [1, "x"]}"#)
+        XCTAssertNil(try row.decode(String?.self, at: 8))
+        XCTAssertNil(try row.decode(Int64?.self, at: 9))
+        XCTAssertEqual(try row.decode(Int.self, at: 1), Int(Int32.min))
+    }
+
+    func testUnicodeAndByteaRoundTripVerbatim() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let texts = ["ñandú", "\u{202E}reversed", "👩🏽‍💻", "e\u{301}", "'; DROP TABLE tenants; --", "\\x00", "\"quoted\""]
+        for text in texts {
+            XCTAssertEqual(try connection.query("SELECT $1::text", [text])[0].decode(String.self, at: 0), text)
+        }
+        let all = Data((0...255).map { UInt8($0) })
+        XCTAssertEqual(try connection.query("SELECT $1::bytea", [all])[0].decode(Data.self, at: 0), all)
+        XCTAssertEqual(try connection.query("SELECT octet_length($1::bytea)", [all])[0].decode(Int.self, at: 0), 256)
+        let array = ["a\"b", "c\\d", "ñ"]
+        XCTAssertEqual(try connection.query("SELECT array_to_string($1::text[], '|')", [array])[0].decode(String.self, at: 0), "a\"b|c\\d|ñ")
+    }
+
+    func testTimestampsDecodeFromAnyZoneOffset() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        try connection.query("SET TimeZone = 'America/Guayaquil'", prepared: false)
+        let date = try connection.query("SELECT '2026-03-01 12:00:00.5+00'::timestamptz")[0].decode(Date.self, at: 0)
+        XCTAssertEqual(date.timeIntervalSince1970, 1_772_366_400.5, accuracy: 0.000_001)
+    }
+
+    func testNullIntoNonOptionalIsAClearDecodingError() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let row = try connection.query("SELECT NULL::text AS nothing")[0]
+        XCTAssertThrowsError(try row.decode(String.self, at: 0)) { error in
+            let error = error as? PostgresError
+            XCTAssertEqual(error?.kind, .decoding)
+            XCTAssertTrue(error?.message.contains("nothing") ?? false, error?.message ?? "")
+            XCTAssertTrue(error?.message.contains("NULL") ?? false, error?.message ?? "")
+        }
+    }
+
+    func testTypeMismatchIsAClearDecodingError() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let row = try connection.query("SELECT 'abc'::text, 5::int")[0]
+        XCTAssertThrowsError(try row.decode(Int64.self, at: 0)) { XCTAssertEqual(($0 as? PostgresError)?.kind, .decoding) }
+        XCTAssertThrowsError(try row.decode(String.self, at: 1)) { XCTAssertEqual(($0 as? PostgresError)?.kind, .decoding) }
+        XCTAssertThrowsError(try row.decode(Bool.self, at: 1)) { XCTAssertEqual(($0 as? PostgresError)?.kind, .decoding) }
+        XCTAssertThrowsError(try row.decode(Int.self, at: 7)) { XCTAssertEqual(($0 as? PostgresError)?.kind, .decoding) }
+    }
+
+    func testServerErrorsCarrySQLStateAndConstraintButNotParameters() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        try connection.query("CREATE TEMP TABLE t (id int CONSTRAINT t_pk PRIMARY KEY)", prepared: false)
+        try connection.query("INSERT INTO t VALUES ($1)", [7])
+        XCTAssertThrowsError(try connection.query("INSERT INTO t VALUES ($1)", [7])) { error in
+            let error = error as! PostgresError
+            XCTAssertEqual(error.kind, .server)
+            XCTAssertTrue(error.hasCode(SQLState.uniqueViolation))
+            XCTAssertTrue(error.hasClass("23"))
+            XCTAssertFalse(error.hasClass("22"))
+            XCTAssertEqual(error.constraint, "t_pk")
+            XCTAssertFalse(error.isTransactionRetryable)
+        }
+        let secret = "cfy_test_secret-value"
+        XCTAssertThrowsError(try connection.query("SELECT $1::int", [secret])) { error in
+            let error = error as! PostgresError
+            XCTAssertEqual(error.sqlState, SQLState.invalidTextRepresentation)
+            XCTAssertFalse(error.description.contains(secret), error.description)
+        }
+        // The connection is still usable after errors.
+        XCTAssertEqual(try connection.query("SELECT 1")[0].decode(Int.self, at: 0), 1)
+    }
+
+    func testRowLevelSecurityViolationAsTheAppRole() throws {
+        let connection = try Connection(conninfo: TestDatabase.appURL)
+        XCTAssertThrowsError(
+            try connection.query(
+                "INSERT INTO issuers (tenant_id, ruc, legal_name, establishment, emission_point) VALUES (1, '1790012345001', 'X', '001', '001')"
+            )
+        ) { error in
+            XCTAssertEqual((error as? PostgresError)?.sqlState, SQLState.insufficientPrivilege)
+        }
+    }
+
+    func testPipelineRunsStatementsInOneImplicitTransaction() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        try connection.query("CREATE TEMP TABLE p (v int CHECK (v < 10))", prepared: false)
+        let results = try connection.pipeline([
+            Statement("INSERT INTO p VALUES ($1)", [1]),
+            Statement("SELECT set_config('app.x', $1, true)", ["local"]),
+            Statement("SELECT current_setting('app.x'), count(*) FROM p"),
+        ])
+        XCTAssertEqual(results.count, 3)
+        XCTAssertEqual(try results[2][0].decode(String.self, at: 0), "local")
+        XCTAssertEqual(try results[2][0].decode(Int.self, at: 1), 1)
+        // A failure in the middle undoes the statements before it and skips those after.
+        XCTAssertThrowsError(
+            try connection.pipeline([
+                Statement("INSERT INTO p VALUES ($1)", [2]),
+                Statement("INSERT INTO p VALUES ($1)", [20]),
+                Statement("INSERT INTO p VALUES ($1)", [3]),
+            ])
+        ) { XCTAssertEqual(($0 as? PostgresError)?.sqlState, SQLState.checkViolation) }
+        XCTAssertEqual(try connection.query("SELECT array_to_string(array_agg(v ORDER BY v), ',') FROM p")[0].decode(String.self, at: 0), "1")
+        XCTAssertFalse(connection.isInTransaction)
+    }
+
+    func testBadConnectionStringFailsClearly() {
+        XCTAssertThrowsError(try Connection(conninfo: "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")) { error in
+            XCTAssertEqual((error as? PostgresError)?.kind, .connection)
+            XCTAssertTrue((error as? PostgresError)?.isUnavailable ?? false)
+        }
+    }
+}
