@@ -1,0 +1,323 @@
+import Foundation
+import HTTPTypes
+import Postgres
+import XCTest
+
+@testable import Comprobify
+
+final class DocumentsTests: XCTestCase {
+    func testIssuedDocumentsHaveTheSRILayout() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key, ruc: "1790012345001", establishment: "002", emissionPoint: "015")
+            let reply = try await server.issue(
+                tenant.key, issuer: issuer,
+                body: #"{"documentType": "04", "issueDate": "2026-03-01", "content": {"total": 12.50, "items": [{"name": "Café ☕"}], "n": null}}"#
+            )
+            XCTAssertEqual(reply.status, 201, reply.text)
+            XCTAssertEqual(try reply.int("document", "sequential"), 1)
+            XCTAssertEqual(try reply.string("document", "number"), "002-015-000000001")
+            XCTAssertEqual(try reply.string("document", "environment"), "sandbox")
+            XCTAssertEqual(try reply.string("document", "issueDate"), "2026-03-01")
+            XCTAssertEqual(try reply.int("document", "issuerId"), issuer)
+            let key = try reply.string("document", "accessKey")
+            XCTAssertTrue(AccessKey.isValid(key), key)
+            XCTAssertTrue(key.hasPrefix("01032026" + "04" + "1790012345001" + "1" + "002015" + "000000001"), key)
+            XCTAssertTrue(key.dropFirst(47).hasPrefix("1"), "emission type 1")
+            let content = try XCTUnwrap(reply.value(["document", "content"]))
+            XCTAssertEqual(content["total"], .number("12.50"))
+            XCTAssertEqual(content["items"], .array([.object([("name", "Café ☕")])]))
+            XCTAssertEqual(content["n"], .null)
+
+            let today = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(try today.string("document", "issueDate"), CalendarDate.todayInEcuador(now: Date().timeIntervalSince1970).description)
+            XCTAssertEqual(try today.int("document", "sequential"), 1, "each document type has its own counter")
+
+            let fetched = try await server.call(.get, "/v1/documents/\(key)", key: tenant.key, issuer: issuer)
+            XCTAssertEqual(fetched.status, 200)
+            XCTAssertEqual(fetched.value(["document"]), reply.value(["document"]))
+        }
+    }
+
+    func testSixtyFourConcurrentIssuesAreGaplessAndUnique() async throws {
+        try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let replies = try await concurrently(64) { _ in try await server.issue(tenant.key, issuer: issuer) }
+            XCTAssertEqual(replies.map(\.status), Array(repeating: 201, count: 64))
+            let sequentials = try replies.map { try $0.int("document", "sequential") }.sorted()
+            XCTAssertEqual(sequentials, Array(1...64))
+            for reply in replies { XCTAssertTrue(AccessKey.isValid(try reply.string("document", "accessKey"))) }
+            XCTAssertEqual(Set(try replies.map { try $0.string("document", "accessKey") }).count, 64)
+        }
+    }
+
+    func testCountersOfIssuersAndTypesAreIndependentUnderConcurrency() async throws {
+        try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
+            let tenant = try await server.signUp()
+            let issuers = [
+                try await server.createIssuer(tenant.key, emissionPoint: "001"),
+                try await server.createIssuer(tenant.key, emissionPoint: "002"),
+            ]
+            let combos = issuers.flatMap { issuer in ["01", "07"].map { (issuer, $0) } }
+            let replies = try await concurrently(48) { index in
+                let (issuer, type) = combos[index % combos.count]
+                return try await server.issue(tenant.key, issuer: issuer, type: type)
+            }
+            var seen: [String: [Int64]] = [:]
+            for reply in replies {
+                XCTAssertEqual(reply.status, 201, reply.text)
+                let key = "\(try reply.int("document", "issuerId"))/\(try reply.string("document", "documentType"))"
+                seen[key, default: []].append(try reply.int("document", "sequential"))
+            }
+            XCTAssertEqual(seen.count, 4)
+            for (_, numbers) in seen { XCTAssertEqual(numbers.sorted(), Array(1...12)) }
+        }
+    }
+
+    func testAFailureAfterTakingANumberLeavesNoGap() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let first = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(try first.int("document", "sequential"), 1)
+            // Passes validation, takes number 2, then the insert fails in the database.
+            let failed = try await server.issue(tenant.key, issuer: issuer, body: #"{"documentType": "01", "content": {"n": 1e1000000}}"#)
+            failed.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(failed.errorFields, ["content"])
+            let next = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(try next.int("document", "sequential"), 2, "the aborted request left no hole")
+        }
+    }
+
+    func testExhaustedCounterIs409() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            _ = try await server.issue(tenant.key, issuer: issuer)
+            try TestDatabase.query(
+                "UPDATE sequentials SET next_sequential = 999999999 WHERE tenant_id = $1 AND issuer_id = $2", [tenant.id, issuer]
+            )
+            let last = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(try last.int("document", "sequential"), 999_999_999)
+            XCTAssertEqual(try last.string("document", "number"), "001-001-999999999")
+            let over = try await server.issue(tenant.key, issuer: issuer)
+            over.assertProblem(409, "CONFLICT")
+        }
+    }
+
+    func testResolveIssuer() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let missing = try await server.call(.post, "/v1/documents", key: tenant.key, json: #"{"documentType": "01"}"#)
+            missing.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(missing.errorFields, ["X-Issuer-Id"])
+            for bad in ["abc", "-1", "1.5", " "] {
+                let reply = try await server.call(.get, "/v1/documents", key: tenant.key, headers: [.issuerID: bad])
+                reply.assertProblem(400, "VALIDATION_ERROR")
+            }
+            let other = try await server.signUp()
+            let otherIssuer = try await server.createIssuer(other.key)
+            for id in [otherIssuer, 0, 99_999_999_999] {
+                let issue = try await server.issue(tenant.key, issuer: id)
+                issue.assertProblem(404, "NOT_FOUND")
+                let list = try await server.call(.get, "/v1/documents", key: tenant.key, issuer: id)
+                list.assertProblem(404, "NOT_FOUND")
+            }
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM documents WHERE tenant_id = $1", [other.id], as: Int.self), 0)
+            let ok = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(ok.status, 201)
+        }
+    }
+
+    func testEnvironmentMatrixThroughTheAPI() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            let issuer = try await server.createIssuer(tenant.key)
+            // sandbox key → sandbox issuer: OK
+            let sandboxIssue = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(sandboxIssue.status, 201)
+            let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+            XCTAssertEqual(promoted.status, 200, promoted.text)
+            let live = try promoted.string("apiKeys", 0, "apiKey")
+            // production key → production issuer: OK, with a production number
+            let production = try await server.issue(live, issuer: issuer)
+            XCTAssertEqual(production.status, 201, production.text)
+            XCTAssertEqual(try production.string("document", "environment"), "production")
+            XCTAssertEqual(try production.int("document", "sequential"), 1)
+            XCTAssertEqual(Array(try production.string("document", "accessKey"))[23], "2")
+            // sandbox key (minted after promotion, allowed) → production issuer: 401 naming the sides
+            let sandbox = try await server.mintKey(live, label: "test rig")
+            XCTAssertTrue(sandbox.hasPrefix("cfy_test_"))
+            let refused = try await server.issue(sandbox, issuer: issuer)
+            refused.assertProblem(401, "UNAUTHORIZED")
+            XCTAssertTrue(try refused.string("detail").contains("sandbox key cannot address a production issuer"))
+            let listRefused = try await server.call(.get, "/v1/documents", key: sandbox, issuer: issuer)
+            listRefused.assertProblem(401, "UNAUTHORIZED")
+            // The sandbox key can still manage keys.
+            let keys = try await server.call(.get, "/v1/keys", key: sandbox)
+            XCTAssertEqual(keys.status, 200)
+        }
+    }
+
+    func testIdempotentReplayConflictsAndRaces() async throws {
+        try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let second = try await server.createIssuer(tenant.key, emissionPoint: "002")
+            let body = #"{"documentType": "01", "content": {"order": 1}}"#
+            let first = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: body)
+            XCTAssertEqual(first.status, 201)
+            XCTAssertNil(first.headers[.idempotentReplayed])
+            let replay = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: body)
+            XCTAssertEqual(replay.status, 201)
+            XCTAssertEqual(replay.headers[.idempotentReplayed], "true")
+            XCTAssertEqual(replay.value(["document"]), first.value(["document"]))
+
+            let otherBody = try await server.issue(
+                tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: #"{"documentType": "01", "content": {"order": 2}}"#
+            )
+            otherBody.assertProblem(409, "CONFLICT")
+            let sameBytesOtherSpacing = try await server.issue(
+                tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: #"{"documentType":"01","content":{"order":1}}"#
+            )
+            sameBytesOtherSpacing.assertProblem(409, "CONFLICT")
+            let otherIssuer = try await server.issue(tenant.key, issuer: second, headers: [.idempotencyKey: "order-1"], body: body)
+            otherIssuer.assertProblem(409, "CONFLICT")
+
+            // A failed request is not remembered.
+            let invalid = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-2"], body: #"{"documentType": "99"}"#)
+            invalid.assertProblem(400, "VALIDATION_ERROR")
+            let valid = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-2"], body: body)
+            XCTAssertEqual(valid.status, 201)
+            XCTAssertNil(valid.headers[.idempotentReplayed])
+
+            let badKey = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: String(repeating: "k", count: 256)], body: body)
+            badKey.assertProblem(400, "VALIDATION_ERROR")
+
+            // Racing duplicates: one document, every reply the same.
+            for round in 0..<3 {
+                let key = "race-\(round)"
+                let replies = try await concurrently(16) { _ in
+                    try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: key], body: body)
+                }
+                XCTAssertEqual(replies.map(\.status), Array(repeating: 201, count: 16))
+                XCTAssertEqual(Set(try replies.map { try $0.int("document", "id") }).count, 1)
+                XCTAssertEqual(replies.filter { $0.headers[.idempotentReplayed] == nil }.count, 1)
+            }
+            let documents = try TestDatabase.scalar("SELECT count(*) FROM documents WHERE tenant_id = $1", [tenant.id], as: Int.self)
+            XCTAssertEqual(documents, 5, "order-1, order-2 and one per race")
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT max(sequential) FROM documents WHERE tenant_id = $1", [tenant.id], as: Int.self), 5,
+                "replays took no number"
+            )
+            // Idempotency keys are per tenant.
+            let stranger = try await server.signUp()
+            let strangerIssuer = try await server.createIssuer(stranger.key)
+            let theirs = try await server.issue(stranger.key, issuer: strangerIssuer, headers: [.idempotencyKey: "order-1"], body: body)
+            XCTAssertEqual(theirs.status, 201)
+            XCTAssertNil(theirs.headers[.idempotentReplayed])
+        }
+    }
+
+    func testExpiredIdempotencyKeysArePurgedAndReusable() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let body = #"{"documentType": "01"}"#
+            _ = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "old"], body: body)
+            try TestDatabase.query(
+                "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', expires_at = now() - interval '1 hour' WHERE tenant_id = $1",
+                [tenant.id]
+            )
+            let fresh = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "old"], body: body)
+            XCTAssertEqual(fresh.status, 201)
+            XCTAssertNil(fresh.headers[.idempotentReplayed], "an expired key starts over")
+            XCTAssertEqual(try fresh.int("document", "sequential"), 2)
+            try TestDatabase.query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours', expires_at = now() - interval '1 hour' WHERE tenant_id = $1", [tenant.id])
+            let app = try Postgres.Connection(conninfo: TestDatabase.appURL)
+            XCTAssertGreaterThanOrEqual(try app.query("SELECT purge_expired()")[0].decode(Int64.self, at: 0), 1)
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1", [tenant.id], as: Int.self), 0)
+        }
+    }
+
+    func testListingPaginationAndValidation() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            var ids: [Int64] = []
+            for type in ["01", "04", "01", "01", "04"] {
+                ids.append(try await server.issue(tenant.key, issuer: issuer, type: type).int("document", "id"))
+            }
+            func page(_ query: String) async throws -> ([Int64], Int64?) {
+                let reply = try await server.call(.get, "/v1/documents\(query)", key: tenant.key, issuer: issuer)
+                XCTAssertEqual(reply.status, 200, reply.text)
+                let next: Int64? = reply.isNull("nextAfter") ? nil : try reply.int("nextAfter")
+                return (try reply.array("documents").compactMap { $0["id"]?.intValue }, next)
+            }
+            var (items, next) = try await page("?limit=2")
+            XCTAssertEqual(items, Array(ids[0..<2]))
+            XCTAssertEqual(next, ids[1])
+            (items, next) = try await page("?limit=2&after=\(ids[1])")
+            XCTAssertEqual(items, Array(ids[2..<4]))
+            XCTAssertEqual(next, ids[3])
+            (items, next) = try await page("?limit=2&after=\(ids[3])")
+            XCTAssertEqual(items, [ids[4]])
+            XCTAssertNil(next)
+            (items, next) = try await page("?limit=5")
+            XCTAssertEqual(items, ids)
+            XCTAssertEqual(next, ids[4], "a full page points at its last id")
+            (items, next) = try await page("?limit=5&after=\(ids[4])")
+            XCTAssertEqual(items, [])
+            XCTAssertNil(next)
+            (items, _) = try await page("")
+            XCTAssertEqual(items, ids, "default limit 50")
+            (items, _) = try await page("?documentType=04")
+            XCTAssertEqual(items, [ids[1], ids[4]])
+            (items, _) = try await page("?limit=200&after=0")
+            XCTAssertEqual(items, ids)
+
+            for (query, field) in [
+                ("?limit=0", "limit"), ("?limit=201", "limit"), ("?limit=abc", "limit"), ("?after=-1", "after"),
+                ("?after=x", "after"), ("?documentType=02", "documentType"),
+            ] {
+                let reply = try await server.call(.get, "/v1/documents\(query)", key: tenant.key, issuer: issuer)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, [field], query)
+            }
+            let unknown = try await server.call(.get, "/v1/documents/" + String(repeating: "1", count: 49), key: tenant.key, issuer: issuer)
+            unknown.assertProblem(404, "NOT_FOUND")
+        }
+    }
+
+    func testIssueValidation() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            for (body, field) in [
+                (#"{}"#, "documentType"),
+                (#"{"documentType": "02"}"#, "documentType"),
+                (#"{"documentType": 1}"#, "documentType"),
+                (#"{"documentType": "01", "issueDate": "2026-02-30"}"#, "issueDate"),
+                (#"{"documentType": "01", "issueDate": "01/03/2026"}"#, "issueDate"),
+                (#"{"documentType": "01", "content": [1]}"#, "content"),
+                (#"{"documentType": "01", "content": "x"}"#, "content"),
+            ] {
+                let reply = try await server.issue(tenant.key, issuer: issuer, body: body)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, [field], body)
+            }
+            let deep = #"{"documentType": "01", "content": "# + String(repeating: #"{"a":"#, count: 500) + "1" + String(repeating: "}", count: 501)
+            let nested = try await server.issue(tenant.key, issuer: issuer, body: deep)
+            nested.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM documents WHERE tenant_id = $1", [tenant.id], as: Int.self), 0)
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM sequentials WHERE tenant_id = $1", [tenant.id], as: Int.self), 0)
+        }
+    }
+
+    func testDocumentTypesMatchTheReferenceTable() throws {
+        let rows = try TestDatabase.query("SELECT code FROM document_types ORDER BY code")
+        XCTAssertEqual(try rows.rows.map { try $0.decode(String.self, at: 0) }, DocumentType.codes)
+    }
+}

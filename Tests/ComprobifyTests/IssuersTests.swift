@@ -1,0 +1,85 @@
+import HTTPTypes
+import XCTest
+
+@testable import Comprobify
+
+final class IssuersTests: XCTestCase {
+    func testCreateListShowAndValidate() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()  // pending tenants may create issuers
+            let created = try await server.call(
+                .post, "/v1/issuers", key: tenant.key,
+                json: #"{"ruc": "0990012345001", "legalName": "Comercial Ñ S.A.", "tradeName": "Ñ", "establishment": "002", "emissionPoint": "010", "address": "Av. 9 de Octubre"}"#
+            )
+            XCTAssertEqual(created.status, 201, created.text)
+            let id = try created.int("issuer", "id")
+            XCTAssertEqual(try created.string("issuer", "ruc"), "0990012345001")
+            XCTAssertEqual(try created.string("issuer", "tradeName"), "Ñ")
+            XCTAssertEqual(created.value(["issuer", "sandbox"]), .bool(true))
+
+            let duplicate = try await server.call(
+                .post, "/v1/issuers", key: tenant.key,
+                json: #"{"ruc": "0990012345001", "legalName": "Other", "establishment": "002", "emissionPoint": "010"}"#
+            )
+            duplicate.assertProblem(409, "CONFLICT")
+
+            let second = try await server.createIssuer(tenant.key, establishment: "002", emissionPoint: "011")
+            let list = try await server.call(.get, "/v1/issuers", key: tenant.key)
+            XCTAssertEqual(try list.array("issuers").compactMap { $0["id"]?.intValue }, [id, second])
+            let show = try await server.call(.get, "/v1/issuers/\(id)", key: tenant.key)
+            XCTAssertEqual(try show.string("issuer", "legalName"), "Comercial Ñ S.A.")
+            XCTAssertTrue(show.isNull("issuer", "tradeName") == false)
+
+            let other = try await server.signUp()
+            let hidden = try await server.call(.get, "/v1/issuers/\(id)", key: other.key)
+            hidden.assertProblem(404, "NOT_FOUND")
+            let otherList = try await server.call(.get, "/v1/issuers", key: other.key)
+            XCTAssertEqual(try otherList.array("issuers").count, 0)
+            for path in ["/v1/issuers/0", "/v1/issuers/abc", "/v1/issuers/-4", "/v1/issuers/\(id)/sequentials-x"] {
+                let reply = try await server.call(.get, path, key: tenant.key)
+                reply.assertProblem(404, "NOT_FOUND")
+            }
+
+            let base = #""legalName": "X", "establishment": "001", "emissionPoint": "001""#
+            for (body, field) in [
+                (#"{"ruc": "123", \#(base)}"#, "ruc"),
+                (#"{"ruc": "17900123450011", \#(base)}"#, "ruc"),
+                (#"{"ruc": 1790012345001, \#(base)}"#, "ruc"),
+                (#"{"ruc": "179001234500a", \#(base)}"#, "ruc"),
+                (#"{"ruc": "1790012345001", "legalName": "X", "establishment": "000", "emissionPoint": "001"}"#, "establishment"),
+                (#"{"ruc": "1790012345001", "legalName": "X", "establishment": "01", "emissionPoint": "001"}"#, "establishment"),
+                (#"{"ruc": "1790012345001", "legalName": "X", "establishment": "001", "emissionPoint": "000"}"#, "emissionPoint"),
+                (#"{"ruc": "1790012345001", "legalName": "", "establishment": "001", "emissionPoint": "001"}"#, "legalName"),
+                (#"{"ruc": "1790012345001", "legalName": "\#(String(repeating: "x", count: 301))", "establishment": "001", "emissionPoint": "001"}"#, "legalName"),
+                (#"{"ruc": "1790012345001", \#(base), "tradeName": ""}"#, "tradeName"),
+                (#"{"ruc": "1790012345001", \#(base), "address": 5}"#, "address"),
+            ] {
+                let reply = try await server.call(.post, "/v1/issuers", key: tenant.key, json: body)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, [field], body)
+            }
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM issuers WHERE tenant_id = $1", [tenant.id], as: Int.self), 2)
+        }
+    }
+
+    func testSequentialsListsEveryCounterInOrder() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let empty = try await server.call(.get, "/v1/issuers/\(issuer)/sequentials", key: tenant.key)
+            XCTAssertEqual(try empty.array("sequentials").count, 0)
+            for type in ["04", "01", "01"] {
+                let reply = try await server.issue(tenant.key, issuer: issuer, type: type)
+                XCTAssertEqual(reply.status, 201, reply.text)
+            }
+            let counters = try await server.call(.get, "/v1/issuers/\(issuer)/sequentials", key: tenant.key)
+            XCTAssertEqual(
+                counters.json?["sequentials"],
+                .array([
+                    .object([("documentType", "01"), ("environment", "sandbox"), ("next", JSONValue(3))]),
+                    .object([("documentType", "04"), ("environment", "sandbox"), ("next", JSONValue(2))]),
+                ])
+            )
+        }
+    }
+}

@@ -1,0 +1,199 @@
+import HTTPTypes
+import Postgres
+import XCTest
+
+@testable import Comprobify
+
+/// seeds/api-keys.txt and the "API keys" section of API.md.
+final class KeysTests: XCTestCase {
+    func testMintListAndRevoke() async throws {
+        let logs = LogCapture()
+        try await TestServer.run(logs: logs) { server in
+            let tenant = try await server.activeTenant()
+            let minted = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "mobile-app", "environment": "sandbox"}"#)
+            XCTAssertEqual(minted.status, 201, minted.text)
+            XCTAssertEqual(minted.headers[.cacheControl], "no-store")
+            let token = try minted.string("apiKey")
+            XCTAssertNotNil(token.wholeMatch(of: /cfy_test_[0-9a-f]{64}/))
+
+            let defaults = try await server.call(.post, "/v1/keys", key: tenant.key)
+            XCTAssertEqual(defaults.status, 201, "no body: label null, environment sandbox")
+
+            let list = try await server.call(.get, "/v1/keys", key: token)
+            XCTAssertEqual(list.status, 200)
+            let keys = try list.array("keys")
+            XCTAssertEqual(keys.count, 3)
+            XCTAssertEqual(keys[1]["label"], .string("mobile-app"))
+            XCTAssertEqual(keys[1]["active"], .bool(true))
+            XCTAssertEqual(keys[1]["revokedAt"], .null)
+            XCTAssertEqual(keys[2]["label"], .null)
+            XCTAssertEqual(keys[2]["environment"], .string("sandbox"))
+            XCTAssertFalse(list.text.contains(token) || list.text.contains(tenant.key), "no plaintext in lists")
+
+            let mintedID = try XCTUnwrap(keys[1]["id"]?.intValue)
+            let revoked = try await server.call(.delete, "/v1/keys/\(mintedID)", key: tenant.key)
+            XCTAssertEqual(revoked.status, 200, revoked.text)
+            XCTAssertEqual(revoked.json?["ok"], .bool(true))
+            // Refused at once.
+            let refused = try await server.call(.get, "/v1/keys", key: token)
+            refused.assertProblem(401, "UNAUTHORIZED")
+            let again = try await server.call(.delete, "/v1/keys/\(mintedID)", key: tenant.key)
+            again.assertProblem(404, "NOT_FOUND")
+            let after = try await server.call(.get, "/v1/keys", key: tenant.key)
+            XCTAssertEqual(try after.array("keys").count, 2)
+
+            let audit = try TestDatabase.query(
+                "SELECT action, actor, actor_key_id, details->>'keyId' FROM audit_events WHERE tenant_id = $1 AND action LIKE 'api_key.%' ORDER BY id",
+                [tenant.id]
+            )
+            XCTAssertEqual(try audit.rows.map { try $0.decode(String.self, at: 0) }, ["api_key.minted", "api_key.minted", "api_key.revoked"])
+            XCTAssertEqual(try audit[2].decode(String.self, at: 3), String(mintedID))
+            XCTAssertEqual(try audit[2].decode(String.self, at: 1), "tenant")
+            XCTAssertNotNil(try audit[2].decode(Int64?.self, at: 2))
+
+            XCTAssertFalse(logs.text.isEmpty)
+            XCTAssertFalse(logs.text.contains(token), "the plaintext never reaches the logs")
+            XCTAssertFalse(logs.text.contains(String(token.dropFirst(9))))
+            XCTAssertFalse(logs.text.contains(Crypto.hex(Crypto.sha256(token))), "nor its digest")
+        }
+    }
+
+    func testLabelAndEnvironmentValidation() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            let hundred = String(repeating: "é", count: 100)
+            let ok = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "\#(hundred)"}"#)
+            XCTAssertEqual(ok.status, 201, ok.text)
+            for (body, field) in [
+                (#"{"label": "\#(hundred)x"}"#, "label"),
+                (#"{"label": ""}"#, "label"),
+                (#"{"label": 12}"#, "label"),
+                (#"{"label": ["a"]}"#, "label"),
+                (#"{"environment": "staging"}"#, "environment"),
+                (#"{"environment": 1}"#, "environment"),
+                (#"{"environment": "Sandbox"}"#, "environment"),
+            ] {
+                let reply = try await server.call(.post, "/v1/keys", key: tenant.key, json: body)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, [field], body)
+            }
+            let strange = ["'; DROP TABLE api_keys; --", "\u{202E}tfel-ot-thgir", "👩🏽‍💻 ERP", "1 OR 1=1", "<b>x</b>"]
+            for label in strange {
+                let reply = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": \#(JSONValue.string(label).serialized)}"#)
+                XCTAssertEqual(reply.status, 201, reply.text)
+            }
+            let list = try await server.call(.get, "/v1/keys", key: tenant.key)
+            let labels = try list.array("keys").compactMap { $0["label"]?.stringValue }
+            for label in strange { XCTAssertTrue(labels.contains(label), "stored verbatim: \(label)") }
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1", [tenant.id], as: Int.self), 7)
+        }
+    }
+
+    func testForbiddenCases() async throws {
+        try await TestServer.run { server in
+            let pending = try await server.signUp()
+            let unverified = try await server.call(.post, "/v1/keys", key: pending.key, json: #"{"label": "x"}"#)
+            unverified.assertProblem(403, "FORBIDDEN")
+            let active = try await server.activeTenant()
+            let production = try await server.call(.post, "/v1/keys", key: active.key, json: #"{"environment": "production"}"#)
+            production.assertProblem(403, "FORBIDDEN")
+            for tenant in [pending, active] {
+                XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1", [tenant.id], as: Int.self), 1)
+            }
+            // A pending tenant may still list and revoke keys.
+            let list = try await server.call(.get, "/v1/keys", key: pending.key)
+            XCTAssertEqual(list.status, 200)
+        }
+    }
+
+    func testAKeyCannotRevokeItselfOrOtherTenantsKeys() async throws {
+        try await TestServer.run { server in
+            let alice = try await server.activeTenant()
+            let bob = try await server.activeTenant()
+            let aliceKeys = try await server.call(.get, "/v1/keys", key: alice.key)
+            let aliceKeyID = try XCTUnwrap(try aliceKeys.array("keys").first?["id"]?.intValue)
+            let itself = try await server.call(.delete, "/v1/keys/\(aliceKeyID)", key: alice.key)
+            itself.assertProblem(400, "BAD_REQUEST")
+
+            let crossTenant = try await server.call(.delete, "/v1/keys/\(aliceKeyID)", key: bob.key)
+            crossTenant.assertProblem(404, "NOT_FOUND")
+            let unknown = try await server.call(.delete, "/v1/keys/999999999", key: bob.key)
+            unknown.assertProblem(404, "NOT_FOUND")
+            XCTAssertEqual(try crossTenant.string("detail"), try unknown.string("detail"), "never reveal which")
+            for path in ["/v1/keys/0", "/v1/keys/-1", "/v1/keys/abc", "/v1/keys/99999999999999999999999"] {
+                let reply = try await server.call(.delete, path, key: bob.key)
+                reply.assertProblem(404, "NOT_FOUND")
+            }
+            let stillActive = try await server.call(.get, "/v1/keys", key: alice.key)
+            XCTAssertEqual(stillActive.status, 200, "nothing changed for the other tenant")
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL", [alice.id], as: Int.self), 1
+            )
+        }
+    }
+
+    func testARevocationThatCommittedFirstStopsTheRevokedKeysChanges() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            // Two keys revoke each other at the same time, many times: never both.
+            for _ in 0..<10 {
+                let a = try await server.mintKey(tenant.key, label: "a")
+                let b = try await server.mintKey(tenant.key, label: "b")
+                let keys = try await server.call(.get, "/v1/keys", key: tenant.key)
+                let ids = try keys.array("keys").suffix(2).compactMap { $0["id"]?.intValue }
+                let replies = try await concurrently(2) { index in
+                    try await server.call(.delete, "/v1/keys/\(ids[1 - index])", key: index == 0 ? a : b)
+                }
+                let statuses = replies.map(\.status).sorted()
+                XCTAssertTrue(statuses == [200, 401], "one revocation wins, the other key is refused: \(statuses)")
+                let active = try TestDatabase.scalar(
+                    "SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND id = ANY($2::bigint[]) AND revoked_at IS NULL",
+                    [tenant.id, ids], as: Int.self
+                )
+                XCTAssertEqual(active, 1)
+            }
+        }
+    }
+
+    func testAdminRoutes() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let wrong = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/verify-email", key: "not-the-admin-token")
+            wrong.assertProblem(401, "UNAUTHORIZED")
+            let tenantKey = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/verify-email", key: tenant.key)
+            tenantKey.assertProblem(401, "UNAUTHORIZED")
+            let missing = try await server.call(.post, "/admin/v1/tenants/999999999/verify-email", key: adminToken)
+            missing.assertProblem(404, "NOT_FOUND")
+
+            for _ in 0..<2 {
+                let verified = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/verify-email", key: adminToken)
+                XCTAssertEqual(verified.status, 200, verified.text)
+                XCTAssertEqual(try verified.string("tenant", "status"), "ACTIVE")
+            }
+            let minted = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: #"{"label": "recovery"}"#)
+            XCTAssertEqual(minted.status, 201, minted.text)
+            XCTAssertEqual(minted.headers[.cacheControl], "no-store")
+            let recovery = try minted.string("apiKey")
+            let production = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: #"{"environment": "production"}"#)
+            production.assertProblem(403, "FORBIDDEN")
+
+            let keys = try await server.call(.get, "/v1/keys", key: recovery)
+            let initialID = try XCTUnwrap(try keys.array("keys").first?["id"]?.intValue)
+            let revoked = try await server.call(.delete, "/admin/v1/tenants/\(tenant.id)/keys/\(initialID)", key: adminToken)
+            XCTAssertEqual(revoked.status, 200, revoked.text)
+            let gone = try await server.call(.get, "/v1/keys", key: tenant.key)
+            gone.assertProblem(401, "UNAUTHORIZED")
+            let twice = try await server.call(.delete, "/admin/v1/tenants/\(tenant.id)/keys/\(initialID)", key: adminToken)
+            twice.assertProblem(404, "NOT_FOUND")
+
+            let actors = try TestDatabase.query(
+                "SELECT action FROM audit_events WHERE tenant_id = $1 AND actor = 'support' ORDER BY id", [tenant.id]
+            )
+            XCTAssertEqual(try actors.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.email_verified", "api_key.minted", "api_key.revoked"])
+        }
+        try await TestServer.run(configure: { $0.adminToken = nil }) { server in
+            let disabled = try await server.call(.post, "/admin/v1/tenants/1/verify-email", key: adminToken)
+            disabled.assertProblem(404, "NOT_FOUND")
+        }
+    }
+}
