@@ -35,14 +35,19 @@ public struct Database: Sendable {
     /// digest in the transaction's first round trip (pipelined with BEGIN and
     /// `prologue`), holding a share lock on the key row until commit: a revocation
     /// that committed first makes this 401; one that comes later waits for it.
+    /// A transaction that itself revokes keys (promotion) passes `lockKey: false`:
+    /// under SERIALIZABLE its own update of the key row already conflicts with any
+    /// concurrent revocation, and holding share locks there would deadlock
+    /// concurrent promotions against each other.
     public func asTenant<T: Sendable>(
         _ token: APIToken,
         facts: RequestFacts,
         isolation: IsolationLevel = .readCommitted,
+        lockKey: Bool = true,
         prologue: [Statement] = [],
         _ body: @escaping @Sendable (Transaction, Principal, [QueryResult]) throws -> T
     ) async throws -> T {
-        let auth = Statement(Database.authenticateSQL, [token.digest, true])
+        let auth = Statement(Database.authenticateSQL, [token.digest, lockKey])
         return try await pool.transaction(isolation, prologue: [auth] + prologue) { transaction, results in
             guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
             facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)

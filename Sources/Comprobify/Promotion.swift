@@ -88,7 +88,7 @@ struct Promotion {
     /// Promotes the tenant of `token`.
     func run(token: APIToken, facts: RequestFacts, request: Result<Request, any Error>) async throws -> [IssuedKey] {
         let state = Promotion.stateStatement((try? request.get()) ?? Request())
-        return try await database.asTenant(token, facts: facts, isolation: .serializable, prologue: [state]) {
+        return try await database.asTenant(token, facts: facts, isolation: .serializable, lockKey: false, prologue: [state]) {
             transaction, principal, results in
             try Promotion.perform(transaction, state: results[0], request: try request.get(), actorKeyID: principal.keyID)
         }

@@ -1,0 +1,305 @@
+import Foundation
+import HTTPTypes
+import NIOConcurrencyHelpers
+import Postgres
+import XCTest
+
+@testable import Comprobify
+
+/// seeds/promote-tenant.txt and the promotion paragraph of API.md.
+final class PromotionTests: XCTestCase {
+    /// What a tenant looks like in the database, to prove that refused requests changed nothing.
+    static func snapshot(_ tenantID: Int64) throws -> String {
+        try TestDatabase.scalar(
+            """
+            SELECT concat_ws(' | ',
+                (SELECT environment || '/' || coalesce(promoted_at::text, '-') FROM tenants WHERE id = $1),
+                (SELECT string_agg(id || ':' || sandbox, ',' ORDER BY id) FROM issuers WHERE tenant_id = $1),
+                (SELECT string_agg(id || ':' || environment || ':' || (revoked_at IS NULL), ',' ORDER BY id) FROM api_keys WHERE tenant_id = $1),
+                (SELECT count(*) FROM sequentials WHERE tenant_id = $1 AND environment = 'production'),
+                (SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'tenant.promoted'))
+            """,
+            [tenantID], as: String.self
+        )
+    }
+
+    func testTheFullFlowOfThePublishedDocumentation() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            let first = try await server.createIssuer(tenant.key, emissionPoint: "001")
+            let second = try await server.createIssuer(tenant.key, emissionPoint: "002")
+            let erp = try await server.mintKey(tenant.key, label: "erp-integration")
+            let unnamed = try await server.mintKey(tenant.key)
+            _ = try await server.issue(tenant.key, issuer: first)
+
+            let reply = try await server.call(
+                .post, "/v1/tenants/promote", key: tenant.key,
+                json: #"{"initialSequentials": [{"issuerId": \#(first), "documentType": "01", "sequential": 100}, {"issuerId": \#(second), "documentType": "07", "sequential": 5.0}]}"#
+            )
+            XCTAssertEqual(reply.status, 200, reply.text)
+            XCTAssertEqual(reply.headers[.cacheControl], "no-store")
+            let issued = try reply.array("apiKeys")
+            XCTAssertEqual(issued.map { $0["label"] }, [.string("Initial sandbox key"), .string("erp-integration"), .null])
+            let tokens = issued.compactMap { $0["apiKey"]?.stringValue }
+            XCTAssertEqual(tokens.count, 3)
+            for token in tokens { XCTAssertNotNil(token.wholeMatch(of: /cfy_live_[0-9a-f]{64}/)) }
+
+            for old in [tenant.key, erp, unnamed] {
+                let refused = try await server.call(.get, "/v1/keys", key: old)
+                refused.assertProblem(401, "UNAUTHORIZED")
+            }
+            let me = try await server.call(.get, "/v1/tenants/me", key: tokens[1])
+            XCTAssertEqual(try me.string("tenant", "environment"), "production")
+            XCTAssertFalse(me.isNull("tenant", "promotedAt"))
+            let keys = try await server.call(.get, "/v1/keys", key: tokens[0])
+            XCTAssertEqual(try keys.array("keys").map { $0["environment"] }, Array(repeating: .string("production"), count: 3))
+
+            let issuers = try await server.call(.get, "/v1/issuers", key: tokens[0])
+            XCTAssertEqual(try issuers.array("issuers").map { $0["sandbox"] }, [.bool(false), .bool(false)])
+            for (issuer, special) in [(first, ("01", Int64(100))), (second, ("07", Int64(5)))] {
+                let counters = try await server.call(.get, "/v1/issuers/\(issuer)/sequentials", key: tokens[0])
+                let production = try counters.array("sequentials").filter { $0["environment"] == .string("production") }
+                XCTAssertEqual(production.compactMap { $0["documentType"]?.stringValue }, DocumentType.codes)
+                for counter in production {
+                    let expected: Int64 = counter["documentType"] == .string(special.0) ? special.1 : 1
+                    XCTAssertEqual(counter["next"]?.intValue, expected)
+                }
+            }
+            let document = try await server.issue(tokens[2], issuer: first)
+            XCTAssertEqual(try document.int("document", "sequential"), 100)
+            XCTAssertEqual(try document.string("document", "number"), "001-001-000000100")
+
+            let audit = try TestDatabase.query(
+                "SELECT actor, actor_key_id, details->>'keysReplaced' FROM audit_events WHERE tenant_id = $1 AND action = 'tenant.promoted'",
+                [tenant.id]
+            )
+            XCTAssertEqual(audit.count, 1)
+            XCTAssertEqual(try audit[0].decode(String.self, at: 2), "3")
+
+            // Once in production: 409, whatever key asks.
+            let again = try await server.call(.post, "/v1/tenants/promote", key: tokens[0])
+            again.assertProblem(409, "CONFLICT")
+            let rig = try await server.mintKey(tokens[0], label: "rig")
+            let fromSandbox = try await server.call(.post, "/v1/tenants/promote", key: rig, json: "{}")
+            fromSandbox.assertProblem(409, "CONFLICT")
+            // New issuers are born production with their counters.
+            let born = try await server.createIssuer(tokens[0], emissionPoint: "003")
+            let bornCounters = try await server.call(.get, "/v1/issuers/\(born)/sequentials", key: tokens[0])
+            XCTAssertEqual(try bornCounters.array("sequentials").count, 6)
+            let bornIssuer = try await server.call(.get, "/v1/issuers/\(born)", key: tokens[0])
+            XCTAssertEqual(bornIssuer.value(["issuer", "sandbox"]), .bool(false))
+        }
+    }
+
+    func testRefusalsChangeNothing() async throws {
+        try await TestServer.run { server in
+            let pending = try await server.signUp()
+            _ = try await server.createIssuer(pending.key)
+            let before = try PromotionTests.snapshot(pending.id)
+            let forbidden = try await server.call(.post, "/v1/tenants/promote", key: pending.key)
+            forbidden.assertProblem(403, "FORBIDDEN")
+            XCTAssertEqual(try PromotionTests.snapshot(pending.id), before)
+
+            let tenant = try await server.activeTenant()
+            let issuer = try await server.createIssuer(tenant.key)
+            let foreign = try await server.createIssuer(pending.key, emissionPoint: "002")
+            let snapshot = try PromotionTests.snapshot(tenant.id)
+            let entry = { (issuer: String, type: String, sequential: String) in
+                #"{"issuerId": \#(issuer), "documentType": \#(type), "sequential": \#(sequential)}"#
+            }
+            for (body, field) in [
+                (#"{"initialSequentials": "all"}"#, "initialSequentials"),
+                (#"{"initialSequentials": {"issuerId": 1}}"#, "initialSequentials"),
+                (#"{"initialSequentials": [5]}"#, "initialSequentials[0]"),
+                (#"{"initialSequentials": [\#(entry(String(foreign), "\"01\"", "1"))]}"#, "initialSequentials[0].issuerId"),
+                (#"{"initialSequentials": [\#(entry("999999999", "\"01\"", "1"))]}"#, "initialSequentials[0].issuerId"),
+                (#"{"initialSequentials": [\#(entry(String(issuer), "\"02\"", "1"))]}"#, "initialSequentials[0].documentType"),
+                (#"{"initialSequentials": [\#(entry(String(issuer), "1", "1"))]}"#, "initialSequentials[0].documentType"),
+                (#"{"initialSequentials": [\#(entry(String(issuer), "\"01\"", "0"))]}"#, "initialSequentials[0].sequential"),
+                (#"{"initialSequentials": [\#(entry(String(issuer), "\"01\"", "1000000000"))]}"#, "initialSequentials[0].sequential"),
+                (#"{"initialSequentials": [\#(entry(String(issuer), "\"01\"", "1.5"))]}"#, "initialSequentials[0].sequential"),
+                (#"{"initialSequentials": [\#(entry(String(issuer), "\"01\"", "\"7\""))]}"#, "initialSequentials[0].sequential"),
+                (#"{"initialSequentials": [\#(entry(String(issuer), "\"01\"", "1")), \#(entry(String(issuer), "\"01\"", "2"))]}"#, "initialSequentials[1]"),
+                (#"{"initialSequentials": [{"documentType": "01", "sequential": 1}]}"#, "initialSequentials[0].issuerId"),
+            ] {
+                let reply = try await server.call(.post, "/v1/tenants/promote", key: tenant.key, json: body)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, [field], body)
+                XCTAssertEqual(try PromotionTests.snapshot(tenant.id), snapshot, body)
+            }
+            let empty = try await server.call(.post, "/v1/tenants/promote", key: tenant.key, json: "{}")
+            XCTAssertEqual(empty.status, 200, empty.text)
+        }
+    }
+
+    func testConcurrentPromotionsHaveExactlyOneWinner() async throws {
+        try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
+            for _ in 0..<4 {
+                let tenant = try await server.activeTenant()
+                _ = try await server.createIssuer(tenant.key)
+                var keys = [tenant.key]
+                for index in 0..<5 { keys.append(try await server.mintKey(tenant.key, label: "k\(index)")) }
+                let allKeys = keys
+                let replies = try await concurrently(12) { index in
+                    try await server.call(.post, "/v1/tenants/promote", key: allKeys[index % allKeys.count])
+                }
+                let statuses = replies.map(\.status)
+                XCTAssertEqual(statuses.filter { $0 == 200 }.count, 1, "\(statuses)")
+                XCTAssertTrue(statuses.allSatisfy { [200, 409, 401].contains($0) }, "\(statuses)")
+                let winner = try XCTUnwrap(replies.first { $0.status == 200 })
+                XCTAssertEqual(
+                    try winner.array("apiKeys").map { $0["label"] },
+                    [.string("Initial sandbox key")] + (0..<5).map { .string("k\($0)") }
+                )
+                try PromotionTests.assertFullyPromoted(tenant.id)
+            }
+        }
+    }
+
+    /// Production, every issuer production with six production counters, no
+    /// active sandbox key, and one production key per revoked sandbox key.
+    static func assertFullyPromoted(_ tenantID: Int64, file: StaticString = #filePath, line: UInt = #line) throws {
+        let row = try TestDatabase.query(
+            """
+            SELECT (SELECT environment FROM tenants WHERE id = $1),
+                   (SELECT count(*) FROM issuers WHERE tenant_id = $1 AND sandbox),
+                   (SELECT count(*) FROM issuers i WHERE tenant_id = $1
+                      AND (SELECT count(*) FROM sequentials s WHERE s.tenant_id = i.tenant_id AND s.issuer_id = i.id AND s.environment = 'production') <> 6),
+                   (SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND environment = 'sandbox' AND revoked_at IS NULL AND replaces_key_id IS NULL
+                      AND created_at <= (SELECT promoted_at FROM tenants WHERE id = $1)),
+                   (SELECT count(*) FROM api_keys s WHERE tenant_id = $1 AND environment = 'sandbox' AND revoked_at IS NOT NULL
+                      AND revoked_at = (SELECT promoted_at FROM tenants WHERE id = $1)
+                      AND NOT EXISTS (SELECT 1 FROM api_keys p WHERE p.tenant_id = s.tenant_id AND p.replaces_key_id = s.id AND p.label IS NOT DISTINCT FROM s.label))
+            """,
+            [tenantID]
+        )[0]
+        XCTAssertEqual(try row.decode(String.self, at: 0), "production", file: file, line: line)
+        XCTAssertEqual(try row.decode(Int.self, at: 1), 0, "sandbox issuers left", file: file, line: line)
+        XCTAssertEqual(try row.decode(Int.self, at: 2), 0, "issuers without their six production counters", file: file, line: line)
+        XCTAssertEqual(try row.decode(Int.self, at: 3), 0, "sandbox keys from before the promotion still active", file: file, line: line)
+        XCTAssertEqual(try row.decode(Int.self, at: 4), 0, "revoked sandbox keys without their production twin", file: file, line: line)
+    }
+
+    func testMintIssuerAndDocumentRacingAPromotion() async throws {
+        try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
+            var mintOutcomes = Set<Int>()
+            for round in 0..<8 {
+                let tenant = try await server.activeTenant()
+                let issuer = try await server.createIssuer(tenant.key)
+                let minter = try await server.mintKey(tenant.key, label: "minter")
+                let builder = try await server.mintKey(tenant.key, label: "builder")
+                let issuerKey = try await server.mintKey(tenant.key, label: "issuer")
+                let replies = try await concurrently(4) { index -> Reply in
+                    switch index {
+                    case 0: return try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+                    case 1: return try await server.call(.post, "/v1/keys", key: minter, json: #"{"label": "raced-\#(round)"}"#)
+                    case 2:
+                        return try await server.call(
+                            .post, "/v1/issuers", key: builder,
+                            json: #"{"ruc": "1790012345001", "legalName": "Raced", "establishment": "001", "emissionPoint": "009"}"#
+                        )
+                    default: return try await server.issue(issuerKey, issuer: issuer)
+                    }
+                }
+                XCTAssertEqual(replies[0].status, 200, replies[0].text)
+                let labels = try replies[0].array("apiKeys").compactMap { $0["label"]?.stringValue }
+                mintOutcomes.insert(replies[1].status)
+                switch replies[1].status {
+                case 201:
+                    // The mint committed first: its key was swapped like the others.
+                    XCTAssertTrue(labels.contains("raced-\(round)"), "\(labels)")
+                    let minted = try replies[1].string("apiKey")
+                    let refused = try await server.call(.get, "/v1/keys", key: minted)
+                    refused.assertProblem(401, "UNAUTHORIZED")
+                case 401:
+                    XCTAssertFalse(labels.contains("raced-\(round)"))
+                    XCTAssertEqual(
+                        try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND label = $2", [tenant.id, "raced-\(round)"], as: Int.self),
+                        0, "a refused mint created nothing"
+                    )
+                default:
+                    XCTFail("mint racing a promotion: \(replies[1].status) \(replies[1].text)")
+                }
+                XCTAssertTrue([201, 401].contains(replies[2].status), replies[2].text)
+                XCTAssertTrue([201, 401].contains(replies[3].status), replies[3].text)
+                if replies[3].status == 201 {
+                    XCTAssertEqual(try replies[3].string("document", "environment"), "sandbox")
+                    XCTAssertEqual(Array(try replies[3].string("document", "accessKey"))[23], "1")
+                }
+                XCTAssertEqual(
+                    try TestDatabase.scalar(
+                        "SELECT count(*) FROM documents WHERE tenant_id = $1 AND environment = 'production'", [tenant.id], as: Int.self
+                    ), 0, "no production number taken with a sandbox key"
+                )
+                try PromotionTests.assertFullyPromoted(tenant.id)
+            }
+            XCTAssertFalse(mintOutcomes.isEmpty)
+        }
+    }
+
+    func testStatementCountDoesNotGrowWithTheTenant() async throws {
+        let ids = try await Self.makeSmallAndLargeTenants()
+        try await Self.checkStatementCount(small: ids.0, large: ids.1)
+    }
+
+    static func makeSmallAndLargeTenants() async throws -> (Int64, Int64) {
+        let ids = NIOLockedValueBox<(Int64, Int64)>((0, 0))
+        try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
+            let smallTenant = try await server.activeTenant()
+            for point in 1...2 { _ = try await server.createIssuer(smallTenant.key, emissionPoint: String(format: "%03d", point)) }
+            let largeTenant = try await server.activeTenant()
+            _ = try await concurrently(200) { point in
+                try await server.createIssuer(largeTenant.key, establishment: String(format: "%03d", point / 100 + 1), emissionPoint: String(format: "%03d", point % 100 + 1))
+            }
+            _ = try await concurrently(49) { index in try await server.mintKey(largeTenant.key, label: "key-\(index)") }
+            ids.withLockedValue { $0 = (smallTenant.id, largeTenant.id) }
+        }
+        return ids.withLockedValue { $0 }
+    }
+
+    static func checkStatementCount(small: Int64, large: Int64) async throws {
+        let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.appURL, size: 1))
+        let database = Database(pool: pool)
+        func statements(_ tenantID: Int64) async throws -> (Int, [Promotion.IssuedKey]) {
+            let before = try await pool.withConnection { $0.statementCount }
+            let keys = try await Promotion(database: database).run(tenantID: tenantID, request: .init())
+            let after = try await pool.withConnection { $0.statementCount }
+            return (after - before, keys)
+        }
+        let (smallCount, smallKeys) = try await statements(small)
+        let (largeCount, largeKeys) = try await statements(large)
+        await pool.shutdown()
+        XCTAssertEqual(smallCount, largeCount, "the same statements for 2 issuers × 1 key and 200 issuers × 50 keys")
+        XCTAssertEqual(smallKeys.count, 1)
+        XCTAssertEqual(largeKeys.count, 50)
+        XCTAssertEqual(
+            try TestDatabase.scalar("SELECT count(*) FROM sequentials WHERE tenant_id = $1 AND environment = 'production' AND next_sequential = 1", [large], as: Int.self),
+            1200
+        )
+        XCTAssertEqual(
+            try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND environment = 'production' AND revoked_at IS NULL", [large], as: Int.self),
+            50
+        )
+        try PromotionTests.assertFullyPromoted(large)
+        try PromotionTests.assertFullyPromoted(small)
+    }
+
+    func testATenantWithNoSandboxKeysGetsAnEmptyList() async throws {
+        let box = NIOLockedValueBox<Int64>(0)
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            _ = try await server.createIssuer(tenant.key)
+            box.withLockedValue { $0 = tenant.id }
+        }
+        let tenantID = box.withLockedValue { $0 }
+        try TestDatabase.query("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1", [tenantID])
+        let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.appURL, size: 1))
+        let keys = try await Promotion(database: Database(pool: pool)).run(tenantID: tenantID, request: .init())
+        await pool.shutdown()
+        XCTAssertEqual(keys.count, 0)
+        XCTAssertEqual(try TestDatabase.scalar("SELECT environment FROM tenants WHERE id = $1", [tenantID], as: String.self), "production")
+        XCTAssertEqual(
+            try TestDatabase.scalar("SELECT count(*) FROM sequentials WHERE tenant_id = $1 AND environment = 'production'", [tenantID], as: Int.self), 6
+        )
+    }
+}
