@@ -280,6 +280,7 @@ COMMENT ON COLUMN audit_events.actor IS 'tenant: through one of its API keys (ac
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE signup_attempts (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     client_address text NOT NULL CONSTRAINT signup_attempts_address_length CHECK (char_length(client_address) BETWEEN 1 AND 255),
     attempted_at   timestamptz NOT NULL DEFAULT now()
 );
@@ -360,7 +361,7 @@ CREATE POLICY email_verifications_authenticator ON email_verifications FOR SELEC
 CREATE FUNCTION authenticate(p_token_digest bytea, p_lock boolean)
     RETURNS TABLE (key_id bigint, tenant_id bigint, environment text, tenant_status text, tenant_environment text)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, public
+    SET search_path = pg_catalog, public, pg_temp
     AS $$
 DECLARE
     found_key record;
@@ -394,7 +395,7 @@ COMMENT ON FUNCTION authenticate(bytea, boolean) IS
 CREATE FUNCTION email_verification_tenant(p_token_digest bytea)
     RETURNS bigint
     LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog, public
+    SET search_path = pg_catalog, public, pg_temp
     AS $$
     SELECT v.tenant_id FROM email_verifications v
      WHERE v.token_digest = p_token_digest
@@ -420,7 +421,7 @@ GRANT SELECT ON email_verifications TO comprobify_auth;
 -- Housekeeping across tenants: expired idempotency keys and old sign-up attempts.
 CREATE FUNCTION purge_expired() RETURNS bigint
     LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, public
+    SET search_path = pg_catalog, public, pg_temp
     AS $$
     WITH purged_keys AS (
         DELETE FROM idempotency_keys WHERE expires_at < now() RETURNING 1
@@ -458,7 +459,8 @@ GRANT UPDATE (sandbox) ON issuers TO comprobify_app;
 GRANT SELECT, INSERT ON sequentials TO comprobify_app;
 GRANT UPDATE (next_sequential) ON sequentials TO comprobify_app;
 GRANT SELECT, INSERT ON documents TO comprobify_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency_keys TO comprobify_app;
+GRANT SELECT, INSERT, DELETE ON idempotency_keys TO comprobify_app;
+GRANT UPDATE (issuer_id, request_digest, document_id, created_at, expires_at) ON idempotency_keys TO comprobify_app;
 GRANT SELECT, INSERT ON audit_events TO comprobify_app;
 GRANT SELECT, INSERT ON signup_attempts TO comprobify_app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO comprobify_app;

@@ -1,0 +1,77 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Postgres
+import XCTest
+
+@testable import Comprobify
+
+final class MigrateTests: XCTestCase {
+    static let migrations = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("sql/migrations")
+
+    /// A fresh, empty database on the test cluster, dropped afterwards.
+    func withDatabase(_ body: (String) throws -> Void) throws {
+        let name = "migrate_\(UInt32.random(in: 0...UInt32.max))"
+        try TestDatabase.query("CREATE DATABASE \(name)")
+        defer { _ = try? TestDatabase.query("DROP DATABASE \(name) WITH (FORCE)") }
+        guard let range = TestDatabase.ownerURL.range(of: "/postgres", options: .backwards) else {
+            throw Unexpected(description: "the owner URL does not name the postgres database")
+        }
+        try body(TestDatabase.ownerURL.replacingCharacters(in: range, with: "/\(name)"))
+    }
+
+    func testRunningTwiceChangesNothing() throws {
+        try withDatabase { url in
+            let binary = try Executable.url()
+            let first = try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": url])
+            XCTAssertEqual(first.status, 0, first.output)
+            XCTAssertTrue(first.output.contains("applied 0001_roles.sql, 0002_schema.sql"), first.output)
+            let connection = try Connection(conninfo: url)
+            let ledger = "SELECT string_agg(name || '=' || checksum || '@' || applied_at, ',' ORDER BY name) FROM schema_migrations"
+            let schema = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+            let before = (try connection.query(ledger)[0].decode(String.self, at: 0), try connection.query(schema)[0].decode(Int.self, at: 0))
+            let second = try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": url])
+            XCTAssertEqual(second.status, 0, second.output)
+            XCTAssertTrue(second.output.contains("up to date"), second.output)
+            let after = (try connection.query(ledger)[0].decode(String.self, at: 0), try connection.query(schema)[0].decode(Int.self, at: 0))
+            XCTAssertEqual(before.0, after.0)
+            XCTAssertEqual(before.1, after.1)
+        }
+    }
+
+    func testTwoMigratorsAtOnceAreSafe() throws {
+        try withDatabase { url in
+            let group = DispatchGroup()
+            let errors = NIOLockedValueBox<[String]>([])
+            for _ in 0..<3 {
+                group.enter()
+                DispatchQueue.global().async {
+                    defer { group.leave() }
+                    do {
+                        _ = try Migrator(directory: Self.migrations).run(on: try Connection(conninfo: url))
+                    } catch {
+                        errors.withLockedValue { $0.append("\(error)") }
+                    }
+                }
+            }
+            group.wait()
+            XCTAssertEqual(errors.withLockedValue { $0 }, [])
+            XCTAssertEqual(try Connection(conninfo: url).query("SELECT count(*) FROM schema_migrations")[0].decode(Int.self, at: 0), 2)
+        }
+    }
+
+    func testAChangedAppliedFileIsRefused() throws {
+        try withDatabase { url in
+            let copy = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+            try FileManager.default.copyItem(at: Self.migrations, to: copy)
+            defer { try? FileManager.default.removeItem(at: copy) }
+            let binary = try Executable.url()
+            XCTAssertEqual(try Executable.run(binary, ["migrate", "--directory", copy.path], environment: ["DATABASE_URL": url]).status, 0)
+            let file = copy.appendingPathComponent("0002_schema.sql")
+            try (try String(contentsOf: file, encoding: .utf8) + "\n-- edited\n").write(to: file, atomically: true, encoding: .utf8)
+            let refused = try Executable.run(binary, ["migrate", "--directory", copy.path], environment: ["DATABASE_URL": url])
+            XCTAssertNotEqual(refused.status, 0)
+            XCTAssertTrue(refused.output.contains("0002_schema.sql was changed"), refused.output)
+        }
+    }
+}

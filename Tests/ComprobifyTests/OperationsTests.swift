@@ -1,0 +1,255 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Postgres
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@testable import Comprobify
+
+final class OperationsTests: XCTestCase {
+    func testHealthReadinessAndOpenAPI() async throws {
+        try await TestServer.run { server in
+            let health = try await server.call(.get, "/healthz")
+            XCTAssertEqual(health.status, 200)
+            let ready = try await server.call(.get, "/readyz")
+            XCTAssertEqual(ready.status, 200)
+            let spec = try await server.call(.get, "/openapi.yaml")
+            XCTAssertEqual(spec.status, 200)
+            XCTAssertTrue(spec.text.hasPrefix("openapi: 3.1"), String(spec.text.prefix(40)))
+        }
+    }
+
+    func testReadinessIs503WhenTheDatabaseIsUnreachable() async throws {
+        var configuration = Configuration(databaseURL: "postgresql://comprobify_app@127.0.0.1:1/none?connect_timeout=1")
+        configuration.poolSize = 1
+        let pool = makePool(configuration: configuration, logger: Logger(label: "test"))
+        let router = buildRouter(configuration: configuration, database: Database(pool: pool), logger: Logger(label: "test"))
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let ready = try await client.execute(uri: "/readyz", method: .get)
+            XCTAssertEqual(ready.status, .serviceUnavailable)
+            XCTAssertEqual(ready.headers[.contentType], "application/problem+json")
+            let health = try await client.execute(uri: "/healthz", method: .get)
+            XCTAssertEqual(health.status, .ok, "the process is alive")
+            let keys = try await client.execute(
+                uri: "/v1/keys", method: .get, headers: [.authorization: "Bearer " + APIToken.generate(.sandbox).plaintext]
+            )
+            XCTAssertEqual(keys.status, .serviceUnavailable)
+            XCTAssertTrue(String(buffer: keys.body).contains("SERVICE_UNAVAILABLE"))
+        }
+        await pool.shutdown()
+    }
+
+    func testMetricsMoveWithTraffic() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            func sample(_ line: String) async throws -> Double {
+                let metrics = try await server.call(.get, "/metrics")
+                XCTAssertEqual(metrics.status, 200)
+                let match = metrics.text.split(separator: "\n").first { $0.hasPrefix(line + " ") }
+                return match.flatMap { Double($0.split(separator: " ").last!) } ?? 0
+            }
+            let requests = #"http_requests_total{method="POST",route="/v1/documents",status="201"}"#
+            let documents = #"documents_issued_total{document_type="05",environment="sandbox"}"#
+            let beforeRequests = try await sample(requests)
+            let beforeDocuments = try await sample(documents)
+            for _ in 0..<3 { _ = try await server.issue(tenant.key, issuer: issuer, type: "05") }
+            let afterRequests = try await sample(requests)
+            let afterDocuments = try await sample(documents)
+            XCTAssertGreaterThanOrEqual(afterRequests - beforeRequests, 3)
+            XCTAssertGreaterThanOrEqual(afterDocuments - beforeDocuments, 3)
+            let text = try await server.call(.get, "/metrics").text
+            for series in [
+                "http_request_duration_seconds_bucket", "http_requests_in_flight", "db_pool_size", "db_pool_connections_in_use",
+                "db_pool_wait_seconds",
+            ] {
+                XCTAssertTrue(text.contains(series), series)
+            }
+            XCTAssertTrue(text.contains(#"route="/v1/issuers/{id}/sequentials""#) || !text.contains("/v1/issuers/\(issuer)/"), "route patterns, not raw paths")
+        }
+    }
+
+    func testServeRefusesSuperusersAndRolesThatBypassRowLevelSecurity() async throws {
+        var configuration = Configuration(databaseURL: TestDatabase.ownerURL)
+        configuration.port = 0
+        do {
+            _ = try await buildApplication(configuration: configuration, logger: Logger(label: "test"))
+            XCTFail("a superuser must be refused")
+        } catch let error as RoleCheck.Refused {
+            XCTAssertTrue(error.description.contains("superuser"), error.description)
+        }
+        let binary = try Executable.url()
+        let result = try Executable.run(binary, ["serve"], environment: ["DATABASE_URL": TestDatabase.ownerURL, "PORT": "0"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.output.contains("refusing to serve"), result.output)
+    }
+
+    func testTimeoutsOfTheAppRolesSessions() async throws {
+        var configuration = Configuration(databaseURL: TestDatabase.appURL)
+        configuration.poolSize = 1
+        configuration.statementTimeoutMilliseconds = 200
+        configuration.idleInTransactionTimeoutMilliseconds = 300
+        configuration.poolWaitMilliseconds = 100
+        let pool = makePool(configuration: configuration, logger: Logger(label: "test"))
+        do {
+            _ = try await pool.withConnection { try $0.query("SELECT pg_sleep(2)") }
+            XCTFail("statement_timeout must cancel the statement")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, SQLState.queryCanceled)
+        }
+        // A session left idle inside a transaction is ended by the server.
+        do {
+            _ = try await pool.withConnection { connection -> Int in
+                try connection.query("BEGIN", prepared: false)
+                Thread.sleep(forTimeInterval: 0.8)
+                return try connection.query("SELECT 1")[0].decode(Int.self, at: 0)
+            }
+            XCTFail("idle_in_transaction_session_timeout must end the session")
+        } catch let error as PostgresError {
+            XCTAssertTrue(error.isUnavailable, "\(error)")
+        }
+        // Bounded pool wait.
+        async let holder: Void = pool.withConnection { _ = try $0.query("SELECT pg_sleep(0.15)") }
+        try await Task.sleep(for: .milliseconds(20))
+        do {
+            _ = try await pool.withConnection { try $0.query("SELECT 1") }
+            XCTFail("the wait for a connection is bounded")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.kind, .poolTimeout)
+        }
+        try await holder
+        let one = try await pool.withConnection { try $0.query("SELECT 1")[0].decode(Int.self, at: 0) }
+        XCTAssertEqual(one, 1, "the pool recovered its connection")
+        await pool.shutdown()
+    }
+
+    func testIdleAndStalledClientsAreCutOff() async throws {
+        try await TestServer.run(configure: { $0.httpIdleTimeoutSeconds = 1 }) { server in
+            // Sends nothing at all.
+            let silent = try RawSocket(port: server.port)
+            XCTAssertTrue(silent.waitForClose(within: 5), "a silent connection is closed")
+            // Stops in the middle of a request.
+            let stalled = try RawSocket(port: server.port)
+            stalled.send("POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"email\":")
+            XCTAssertTrue(stalled.waitForClose(within: 5), "a stalled request is cut off")
+            let health = try await server.call(.get, "/healthz")
+            XCTAssertEqual(health.status, 200)
+        }
+    }
+
+    func testSIGTERMLetsInFlightRequestsFinish() async throws {
+        let binary = try Executable.url()
+        // A tenant whose row we lock, so its next request waits inside the server.
+        let box = TenantBox()
+        try await TestServer.run { server in box.tenant = try await server.signUp() }
+        let tenant = try XCTUnwrap(box.tenant)
+        let port = Int.random(in: 20000...40000)
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve"]
+        process.environment = [
+            "DATABASE_URL": TestDatabase.appURL, "PORT": String(port), "HOST": "127.0.0.1", "LOG_LEVEL": "error",
+            "SHUTDOWN_GRACE_S": "10",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        let client = TestServer(port: port)
+        var ready = false
+        for _ in 0..<100 where !ready {
+            ready = (try? await client.call(.get, "/healthz"))?.status == 200
+            if !ready { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        XCTAssertTrue(ready, "the server started")
+
+        let locker = try TestDatabase.owner()
+        try locker.query("BEGIN", prepared: false)
+        try locker.query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", [tenant.id], prepared: false)
+        async let inFlight = client.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
+        try await Task.sleep(for: .milliseconds(500))
+        kill(process.processIdentifier, SIGTERM)
+        try await Task.sleep(for: .milliseconds(500))
+        XCTAssertTrue(process.isRunning, "still draining the request in flight")
+        try locker.query("COMMIT", prepared: false)
+        let reply = try await inFlight
+        XCTAssertEqual(reply.status, 200, reply.text)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+    }
+}
+
+final class TenantBox: @unchecked Sendable {
+    var tenant: TestServer.Tenant?
+}
+
+/// The built `comprobify` executable, beside the test bundle.
+enum Executable {
+    static func url() throws -> URL {
+        if let path = ProcessInfo.processInfo.environment["COMPROBIFY_TEST_BIN"], !path.isEmpty {
+            return URL(fileURLWithPath: path)
+        }
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        while directory.path != "/" {
+            let candidate = directory.appendingPathComponent("comprobify")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        throw Unexpected(description: "the comprobify executable is not built (swift build --product comprobify)")
+    }
+
+    static func run(_ binary: URL, _ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// A bare TCP client, to behave as badly as real clients do.
+final class RawSocket {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw Unexpected(description: "connect failed") }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ text: String) {
+        _ = text.withCString { Glibc.send(fd, $0, strlen($0), 0) }
+    }
+
+    /// True when the server closes the connection before `seconds` pass.
+    func waitForClose(within seconds: Int) -> Bool {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count == 0 { return true }
+            if count < 0 { return errno == ECONNRESET }
+        }
+    }
+}
