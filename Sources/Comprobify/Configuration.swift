@@ -1,7 +1,7 @@
 import Logging
 
-/// Settings of `comprobify serve`, read from the environment. Each variable is
-/// read through `env("NAME")` here and nowhere else, so this file lists them all.
+/// Settings of `comprobify serve`, read from the environment here and nowhere
+/// else (through `env("NAME")` or `integer("NAME", range)`), so this file lists them all.
 public struct Configuration: Sendable {
     /// libpq URI or conninfo string; must name the `comprobify_app` role.
     public var databaseURL: String
