@@ -37,13 +37,25 @@ public enum AccessKey {
 
     /// The 49-digit key for `parts`.
     public static func make(_ parts: Parts) -> String {
+        let digits = leadingDigits(parts) + pad(parts.sequential, 9) + trailingDigits(numericCode: parts.numericCode)
+        precondition(digits.utf8.count == 48 && digits.utf8.allSatisfy { (48...57).contains($0) }, "malformed access key parts")
+        return digits + String(checkDigit(digits))
+    }
+
+    /// The 23 digits before the sequential: date, type, RUC, environment,
+    /// establishment and emission point. (The sequential is only known inside the
+    /// transaction that takes it, where `sri_check_digit()` completes the key.)
+    static func leadingDigits(_ parts: Parts) -> String {
         let date = parts.issueDate
         var digits = pad(date.day, 2) + pad(date.month, 2) + pad(date.year, 4)
         digits += parts.documentType + parts.ruc
         digits.append(parts.environment.accessKeyDigit)
-        digits += parts.establishment + parts.emissionPoint + pad(parts.sequential, 9) + parts.numericCode + "1"
-        precondition(digits.utf8.count == 48 && digits.utf8.allSatisfy { (48...57).contains($0) }, "malformed access key parts")
-        return digits + String(checkDigit(digits))
+        return digits + parts.establishment + parts.emissionPoint
+    }
+
+    /// The 9 digits after the sequential: the numeric code and emission type 1.
+    static func trailingDigits(numericCode: String) -> String {
+        numericCode + "1"
     }
 
     /// Modulo 11 over the digits with weights 2, 3, 4, 5, 6, 7 from the right,

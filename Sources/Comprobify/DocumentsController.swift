@@ -112,40 +112,21 @@ struct DocumentsController {
             if let key = idempotencyKey, let replay = try DocumentsController.claim(transaction, key: key, issuer: issuer.id, digest: bodyDigest) {
                 return (replay, true, document)
             }
-            let sequential: Int
-            do {
-                let counter = try transaction.query(
-                    """
-                    INSERT INTO sequentials AS s (tenant_id, issuer_id, document_type, environment, next_sequential)
-                    VALUES (current_tenant_id(), $1, $2, $3, 2)
-                    ON CONFLICT (tenant_id, issuer_id, document_type, environment)
-                    DO UPDATE SET next_sequential = s.next_sequential + 1
-                    RETURNING next_sequential - 1
-                    """,
-                    [issuer.id, document.documentType, issuer.environment.rawValue]
-                )
-                sequential = try counter[0].decode(Int.self, at: 0)
-            } catch let error as PostgresError where error.hasCode(SQLState.checkViolation) {
-                throw APIError.conflict("The counter of this issuer and document type is exhausted (999999999 reached).")
-            }
-            let accessKey = AccessKey.make(
-                .init(
-                    issueDate: document.issueDate, documentType: document.documentType, ruc: issuer.ruc,
-                    environment: issuer.environment, establishment: issuer.establishment,
-                    emissionPoint: issuer.emissionPoint, sequential: sequential,
-                    numericCode: AccessKey.randomNumericCode()
-                )
+            // The counter's row lock is held from here to COMMIT, one round trip:
+            // take the number, build the access key around it, store the document.
+            let parts = AccessKey.Parts(
+                issueDate: document.issueDate, documentType: document.documentType, ruc: issuer.ruc,
+                environment: issuer.environment, establishment: issuer.establishment, emissionPoint: issuer.emissionPoint,
+                sequential: 0, numericCode: AccessKey.randomNumericCode()
             )
-            let number = "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(sequential, 9))"
             var statements = [
                 Statement(
-                    """
-                    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, content)
-                    VALUES (current_tenant_id(), $1, $2, $3, $4, $5, $6, $7::date, $8::jsonb)
-                    RETURNING \(Representation.documentColumns)
-                    """,
-                    [issuer.id, document.documentType, issuer.environment.rawValue, sequential, number, accessKey,
-                     document.issueDate.description, document.content]
+                    DocumentsController.issueSQL,
+                    [
+                        issuer.id, document.documentType, issuer.environment.rawValue, AccessKey.leadingDigits(parts),
+                        AccessKey.trailingDigits(numericCode: parts.numericCode), "\(issuer.establishment)-\(issuer.emissionPoint)-",
+                        document.issueDate.description, document.content,
+                    ]
                 )
             ]
             if let key = idempotencyKey {
@@ -159,6 +140,8 @@ struct DocumentsController {
             do {
                 let inserted = try transaction.commit(after: statements)
                 return (try Representation.document(inserted[0][0]), false, document)
+            } catch let error as PostgresError where error.constraint == "sequentials_next_in_range" {
+                throw APIError.conflict("The counter of this issuer and document type is exhausted (999999999 reached).")
             } catch let error as PostgresError where error.hasClass("22") {
                 // A value valid JSON but beyond what jsonb holds (e.g. a number past numeric's range).
                 throw APIError.validation(field: "content", "content holds a value the service cannot store (a number or string out of range).")
@@ -171,6 +154,25 @@ struct DocumentsController {
         if replayed { response.headers[.idempotentReplayed] = "true" }
         return response
     }
+
+    /// Takes the next number of the counter (creating it at 1) and inserts the
+    /// document with its number and access key, in one statement.
+    static let issueSQL = """
+        WITH counter AS (
+            INSERT INTO sequentials AS s (tenant_id, issuer_id, document_type, environment, next_sequential)
+            VALUES (current_tenant_id(), $1, $2, $3, 2)
+            ON CONFLICT (tenant_id, issuer_id, document_type, environment)
+            DO UPDATE SET next_sequential = s.next_sequential + 1
+            RETURNING next_sequential - 1 AS sequential
+        ), keyed AS (
+            SELECT sequential, $4 || lpad(sequential::text, 9, '0') || $5 AS digits FROM counter
+        )
+        INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, content)
+        SELECT current_tenant_id(), $1, $2, $3, sequential, $6 || lpad(sequential::text, 9, '0'),
+               digits || sri_check_digit(digits), $7::date, $8::jsonb
+          FROM keyed
+        RETURNING \(Representation.documentColumns)
+        """
 
     /// Claims an Idempotency-Key for this request, or returns the document of the
     /// earlier request that holds it. A concurrent request with the same key

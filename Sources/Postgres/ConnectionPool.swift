@@ -141,8 +141,9 @@ public final class ConnectionPool: Sendable {
             do {
                 return try await withConnection { connection in
                     let begin = Statement("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                    let start = connection.statementCount
                     let results = try connection.pipeline([begin] + prologue)
-                    let transaction = Transaction(connection: connection)
+                    let transaction = Transaction(connection: connection, statementBase: start)
                     let value = try body(transaction, Array(results.dropFirst()))
                     if !transaction.isCommitted {
                         try connection.query("COMMIT")
@@ -269,9 +270,11 @@ public final class ConnectionPool: Sendable {
 public final class Transaction {
     public let connection: Connection
     public private(set) var isCommitted = false
+    private let statementBase: Int
 
-    init(connection: Connection) {
+    init(connection: Connection, statementBase: Int) {
         self.connection = connection
+        self.statementBase = statementBase
     }
 
     @discardableResult
@@ -293,6 +296,7 @@ public final class Transaction {
         return Array(results.dropLast())
     }
 
-    /// Statements sent on this transaction's connection so far.
-    public var statementCount: Int { connection.statementCount }
+    /// Statements sent by this attempt of the transaction so far, BEGIN and
+    /// its prologue included (COMMIT, when the pool sends it, is one more).
+    public var statementCount: Int { connection.statementCount - statementBase }
 }

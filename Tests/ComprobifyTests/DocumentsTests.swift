@@ -321,3 +321,24 @@ final class DocumentsTests: XCTestCase {
         XCTAssertEqual(try rows.rows.map { try $0.decode(String.self, at: 0) }, DocumentType.codes)
     }
 }
+
+final class CheckDigitAgreementTests: XCTestCase {
+    /// The database's sri_check_digit() (used to fill keys and in a CHECK
+    /// constraint) and the Swift rule give the same digit.
+    func testDatabaseAndSwiftAgree() throws {
+        var inputs = [
+            String(repeating: "0", count: 48), String(repeating: "0", count: 47) + "6", String(repeating: "9", count: 48),
+            String("0110201401099126726300120010010002742492823013317".prefix(48)),
+            String("0312202201019007200200120029020004874985766297216".prefix(48)),
+        ]
+        for _ in 0..<300 {
+            inputs.append(String((0..<48).map { _ in Character(String(Int.random(in: 0...9))) }))
+        }
+        let connection = try Postgres.Connection(conninfo: TestDatabase.appURL)
+        let rows = try connection.query("SELECT sri_check_digit(d) FROM unnest($1::text[]) WITH ORDINALITY AS t(d, n) ORDER BY n", [inputs])
+        XCTAssertEqual(rows.count, inputs.count)
+        for (index, input) in inputs.enumerated() {
+            XCTAssertEqual(try rows[index].decode(String.self, at: 0), String(AccessKey.checkDigit(input)), input)
+        }
+    }
+}
