@@ -109,7 +109,9 @@ struct DocumentsController {
             _ = try issuerID.get()
             let issuer = try ResolvedIssuer.resolve(results[0], keyEnvironment: principal.keyEnvironment)
             let document = try parsed.get()
-            if let key = idempotencyKey, let replay = try DocumentsController.claim(transaction, key: key, issuer: issuer.id, digest: bodyDigest) {
+            if let key = idempotencyKey,
+                let replay = try DocumentsController.claim(transaction, key: key, issuer: issuer.id, digest: bodyDigest)
+            {
                 return (replay, true, document)
             }
             // The counter's row lock is held from here to COMMIT, one round trip:
@@ -144,7 +146,8 @@ struct DocumentsController {
                 throw APIError.conflict("The counter of this issuer and document type is exhausted (999999999 reached).")
             } catch let error as PostgresError where error.hasClass("22") {
                 // A value valid JSON but beyond what jsonb holds (e.g. a number past numeric's range).
-                throw APIError.validation(field: "content", "content holds a value the service cannot store (a number or string out of range).")
+                throw APIError.validation(
+                    field: "content", "content holds a value the service cannot store (a number or string out of range).")
             }
         }
         if !replayed {
@@ -212,18 +215,26 @@ struct DocumentsController {
         let query = request.uri.queryParameters
         var documentType: String?
         if let value = query["documentType"].map(String.init) {
-            if DocumentType.codes.contains(value) { documentType = value } else {
-                errors.append(.init(field: "documentType", message: "documentType must be one of \(DocumentType.codes.joined(separator: ", ")).")) }
+            if DocumentType.codes.contains(value) {
+                documentType = value
+            } else {
+                errors.append(
+                    .init(field: "documentType", message: "documentType must be one of \(DocumentType.codes.joined(separator: ", "))."))
+            }
         }
         var limit = 50
         if let value = query["limit"].map(String.init) {
-            if let parsed = Int(value), (1...200).contains(parsed) { limit = parsed } else {
+            if let parsed = Int(value), (1...200).contains(parsed) {
+                limit = parsed
+            } else {
                 errors.append(.init(field: "limit", message: "limit must be an integer from 1 to 200."))
             }
         }
         var after: Int64 = 0
         if let value = query["after"].map(String.init) {
-            if let parsed = Int64(value), parsed >= 0 { after = parsed } else {
+            if let parsed = Int64(value), parsed >= 0 {
+                after = parsed
+            } else {
                 errors.append(.init(field: "after", message: "after must be a document id (a non-negative integer)."))
             }
         }

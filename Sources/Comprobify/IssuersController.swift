@@ -23,8 +23,10 @@ struct IssuersController {
         let ruc = input.formatted("ruc", required: true, rule: "exactly 13 digits") { Format.digits($0, count: 13) }
         let legalName = input.string("legalName", required: true, length: 1...300)
         let tradeName = input.string("tradeName", required: false, length: 1...300)
-        let establishment = input.formatted("establishment", required: true, rule: "3 digits other than \"000\"", matches: Format.branchCode)
-        let emissionPoint = input.formatted("emissionPoint", required: true, rule: "3 digits other than \"000\"", matches: Format.branchCode)
+        let establishment = input.formatted(
+            "establishment", required: true, rule: "3 digits other than \"000\"", matches: Format.branchCode)
+        let emissionPoint = input.formatted(
+            "emissionPoint", required: true, rule: "3 digits other than \"000\"", matches: Format.branchCode)
         let address = input.string("address", required: false, length: 1...300)
         let validation = Result { try input.validated() }
 

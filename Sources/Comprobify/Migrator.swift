@@ -54,7 +54,10 @@ public struct Migrator {
             let checksum = Crypto.hex(Crypto.sha256(sql))
             if let recorded = applied[name] {
                 guard recorded == checksum else {
-                    throw Failure(description: "migration \(name) was changed after it was applied (checksum \(recorded.prefix(12))… is now \(checksum.prefix(12))…); add a new migration instead")
+                    throw Failure(
+                        description:
+                            "migration \(name) was changed after it was applied (checksum \(recorded.prefix(12))… is now \(checksum.prefix(12))…); add a new migration instead"
+                    )
                 }
                 continue
             }

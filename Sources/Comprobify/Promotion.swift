@@ -107,8 +107,10 @@ struct Promotion {
         let row = state[0]
         var problems: [APIError.FieldError] = []
         if let unknown = try row.decode(String?.self, at: 3) {
-            for (index, entry) in request.entries.enumerated() where unknown.split(separator: ",").contains(Substring(String(entry.issuerID))) {
-                problems.append(.init(field: "initialSequentials[\(index)].issuerId", message: "No issuer \(entry.issuerID) in this tenant."))
+            for (index, entry) in request.entries.enumerated()
+            where unknown.split(separator: ",").contains(Substring(String(entry.issuerID))) {
+                problems.append(
+                    .init(field: "initialSequentials[\(index)].issuerId", message: "No issuer \(entry.issuerID) in this tenant."))
             }
         }
         if let unknown = try row.decode(String?.self, at: 4) {

@@ -23,7 +23,8 @@ struct TenantsController {
 
     @Sendable func signUp(_ request: Request, context: AppRequestContext) async throws -> Response {
         var input = try await Input.read(request)
-        let email = input.formatted("email", required: true, rule: "a plausible email address of at most 254 characters", matches: Format.email)
+        let email = input.formatted(
+            "email", required: true, rule: "a plausible email address of at most 254 characters", matches: Format.email)
         let name = input.string("name", required: true, length: 1...200)
         try input.validated()
         guard let email, let name else { throw APIError.internalError }

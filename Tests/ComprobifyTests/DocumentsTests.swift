@@ -12,7 +12,8 @@ final class DocumentsTests: XCTestCase {
             let issuer = try await server.createIssuer(tenant.key, ruc: "1790012345001", establishment: "002", emissionPoint: "015")
             let reply = try await server.issue(
                 tenant.key, issuer: issuer,
-                body: #"{"documentType": "04", "issueDate": "2026-03-01", "content": {"total": 12.50, "items": [{"name": "Café ☕"}], "n": null}}"#
+                body:
+                    #"{"documentType": "04", "issueDate": "2026-03-01", "content": {"total": 12.50, "items": [{"name": "Café ☕"}], "n": null}}"#
             )
             XCTAssertEqual(reply.status, 201, reply.text)
             XCTAssertEqual(try reply.int("document", "sequential"), 1)
@@ -30,7 +31,8 @@ final class DocumentsTests: XCTestCase {
             XCTAssertEqual(content["n"], .null)
 
             let today = try await server.issue(tenant.key, issuer: issuer)
-            XCTAssertEqual(try today.string("document", "issueDate"), CalendarDate.todayInEcuador(now: Date().timeIntervalSince1970).description)
+            XCTAssertEqual(
+                try today.string("document", "issueDate"), CalendarDate.todayInEcuador(now: Date().timeIntervalSince1970).description)
             XCTAssertEqual(try today.int("document", "sequential"), 1, "each document type has its own counter")
 
             let fetched = try await server.call(.get, "/v1/documents/\(key)", key: tenant.key, issuer: issuer)
@@ -187,13 +189,15 @@ final class DocumentsTests: XCTestCase {
             otherIssuer.assertProblem(409, "CONFLICT")
 
             // A failed request is not remembered.
-            let invalid = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-2"], body: #"{"documentType": "99"}"#)
+            let invalid = try await server.issue(
+                tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-2"], body: #"{"documentType": "99"}"#)
             invalid.assertProblem(400, "VALIDATION_ERROR")
             let valid = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-2"], body: body)
             XCTAssertEqual(valid.status, 201)
             XCTAssertNil(valid.headers[.idempotentReplayed])
 
-            let badKey = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: String(repeating: "k", count: 256)], body: body)
+            let badKey = try await server.issue(
+                tenant.key, issuer: issuer, headers: [.idempotencyKey: String(repeating: "k", count: 256)], body: body)
             badKey.assertProblem(400, "VALIDATION_ERROR")
 
             // Racing duplicates: one document, every reply the same.
@@ -235,10 +239,13 @@ final class DocumentsTests: XCTestCase {
             XCTAssertEqual(fresh.status, 201)
             XCTAssertNil(fresh.headers[.idempotentReplayed], "an expired key starts over")
             XCTAssertEqual(try fresh.int("document", "sequential"), 2)
-            try TestDatabase.query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours', expires_at = now() - interval '1 hour' WHERE tenant_id = $1", [tenant.id])
+            try TestDatabase.query(
+                "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', expires_at = now() - interval '1 hour' WHERE tenant_id = $1",
+                [tenant.id])
             let app = try Postgres.Connection(conninfo: TestDatabase.appURL)
             XCTAssertGreaterThanOrEqual(try app.query("SELECT purge_expired()")[0].decode(Int64.self, at: 0), 1)
-            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1", [tenant.id], as: Int.self), 0)
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1", [tenant.id], as: Int.self), 0)
         }
     }
 
@@ -308,7 +315,8 @@ final class DocumentsTests: XCTestCase {
                 reply.assertProblem(400, "VALIDATION_ERROR")
                 XCTAssertEqual(reply.errorFields, [field], body)
             }
-            let deep = #"{"documentType": "01", "content": "# + String(repeating: #"{"a":"#, count: 500) + "1" + String(repeating: "}", count: 501)
+            let deep =
+                #"{"documentType": "01", "content": "# + String(repeating: #"{"a":"#, count: 500) + "1" + String(repeating: "}", count: 501)
             let nested = try await server.issue(tenant.key, issuer: issuer, body: deep)
             nested.assertProblem(400, "VALIDATION_ERROR")
             XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM documents WHERE tenant_id = $1", [tenant.id], as: Int.self), 0)

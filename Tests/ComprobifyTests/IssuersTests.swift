@@ -9,7 +9,8 @@ final class IssuersTests: XCTestCase {
             let tenant = try await server.signUp()  // pending tenants may create issuers
             let created = try await server.call(
                 .post, "/v1/issuers", key: tenant.key,
-                json: #"{"ruc": "0990012345001", "legalName": "Comercial Ñ S.A.", "tradeName": "Ñ", "establishment": "002", "emissionPoint": "010", "address": "Av. 9 de Octubre"}"#
+                json:
+                    #"{"ruc": "0990012345001", "legalName": "Comercial Ñ S.A.", "tradeName": "Ñ", "establishment": "002", "emissionPoint": "010", "address": "Av. 9 de Octubre"}"#
             )
             XCTAssertEqual(created.status, 201, created.text)
             let id = try created.int("issuer", "id")
@@ -50,7 +51,10 @@ final class IssuersTests: XCTestCase {
                 (#"{"ruc": "1790012345001", "legalName": "X", "establishment": "01", "emissionPoint": "001"}"#, "establishment"),
                 (#"{"ruc": "1790012345001", "legalName": "X", "establishment": "001", "emissionPoint": "000"}"#, "emissionPoint"),
                 (#"{"ruc": "1790012345001", "legalName": "", "establishment": "001", "emissionPoint": "001"}"#, "legalName"),
-                (#"{"ruc": "1790012345001", "legalName": "\#(String(repeating: "x", count: 301))", "establishment": "001", "emissionPoint": "001"}"#, "legalName"),
+                (
+                    #"{"ruc": "1790012345001", "legalName": "\#(String(repeating: "x", count: 301))", "establishment": "001", "emissionPoint": "001"}"#,
+                    "legalName"
+                ),
                 (#"{"ruc": "1790012345001", \#(base), "tradeName": ""}"#, "tradeName"),
                 (#"{"ruc": "1790012345001", \#(base), "address": 5}"#, "address"),
             ] {

@@ -10,7 +10,8 @@ final class KeysTests: XCTestCase {
         let logs = LogCapture()
         try await TestServer.run(logs: logs) { server in
             let tenant = try await server.activeTenant()
-            let minted = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "mobile-app", "environment": "sandbox"}"#)
+            let minted = try await server.call(
+                .post, "/v1/keys", key: tenant.key, json: #"{"label": "mobile-app", "environment": "sandbox"}"#)
             XCTAssertEqual(minted.status, 201, minted.text)
             XCTAssertEqual(minted.headers[.cacheControl], "no-store")
             let token = try minted.string("apiKey")
@@ -46,7 +47,8 @@ final class KeysTests: XCTestCase {
                 "SELECT action, actor, actor_key_id, details->>'keyId' FROM audit_events WHERE tenant_id = $1 AND action LIKE 'api_key.%' ORDER BY id",
                 [tenant.id]
             )
-            XCTAssertEqual(try audit.rows.map { try $0.decode(String.self, at: 0) }, ["api_key.minted", "api_key.minted", "api_key.revoked"])
+            XCTAssertEqual(
+                try audit.rows.map { try $0.decode(String.self, at: 0) }, ["api_key.minted", "api_key.minted", "api_key.revoked"])
             XCTAssertEqual(try audit[2].decode(String.self, at: 3), String(mintedID))
             XCTAssertEqual(try audit[2].decode(String.self, at: 1), "tenant")
             XCTAssertNotNil(try audit[2].decode(Int64?.self, at: 2))
@@ -79,7 +81,8 @@ final class KeysTests: XCTestCase {
             }
             let strange = ["'; DROP TABLE api_keys; --", "\u{202E}tfel-ot-thgir", "👩🏽‍💻 ERP", "1 OR 1=1", "<b>x</b>"]
             for label in strange {
-                let reply = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": \#(JSONValue.string(label).serialized)}"#)
+                let reply = try await server.call(
+                    .post, "/v1/keys", key: tenant.key, json: #"{"label": \#(JSONValue.string(label).serialized)}"#)
                 XCTAssertEqual(reply.status, 201, reply.text)
             }
             let list = try await server.call(.get, "/v1/keys", key: tenant.key)
@@ -127,7 +130,8 @@ final class KeysTests: XCTestCase {
             let stillActive = try await server.call(.get, "/v1/keys", key: alice.key)
             XCTAssertEqual(stillActive.status, 200, "nothing changed for the other tenant")
             XCTAssertEqual(
-                try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL", [alice.id], as: Int.self), 1
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL", [alice.id], as: Int.self), 1
             )
         }
     }
@@ -170,11 +174,13 @@ final class KeysTests: XCTestCase {
                 XCTAssertEqual(verified.status, 200, verified.text)
                 XCTAssertEqual(try verified.string("tenant", "status"), "ACTIVE")
             }
-            let minted = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: #"{"label": "recovery"}"#)
+            let minted = try await server.call(
+                .post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: #"{"label": "recovery"}"#)
             XCTAssertEqual(minted.status, 201, minted.text)
             XCTAssertEqual(minted.headers[.cacheControl], "no-store")
             let recovery = try minted.string("apiKey")
-            let production = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: #"{"environment": "production"}"#)
+            let production = try await server.call(
+                .post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: #"{"environment": "production"}"#)
             production.assertProblem(403, "FORBIDDEN")
 
             let keys = try await server.call(.get, "/v1/keys", key: recovery)
@@ -189,7 +195,8 @@ final class KeysTests: XCTestCase {
             let actors = try TestDatabase.query(
                 "SELECT action FROM audit_events WHERE tenant_id = $1 AND actor = 'support' ORDER BY id", [tenant.id]
             )
-            XCTAssertEqual(try actors.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.email_verified", "api_key.minted", "api_key.revoked"])
+            XCTAssertEqual(
+                try actors.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.email_verified", "api_key.minted", "api_key.revoked"])
         }
         try await TestServer.run(configure: { $0.adminToken = nil }) { server in
             let disabled = try await server.call(.post, "/admin/v1/tenants/1/verify-email", key: adminToken)

@@ -29,11 +29,15 @@ final class MigrateTests: XCTestCase {
             let connection = try Connection(conninfo: url)
             let ledger = "SELECT string_agg(name || '=' || checksum || '@' || applied_at, ',' ORDER BY name) FROM schema_migrations"
             let schema = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
-            let before = (try connection.query(ledger)[0].decode(String.self, at: 0), try connection.query(schema)[0].decode(Int.self, at: 0))
+            let before = (
+                try connection.query(ledger)[0].decode(String.self, at: 0), try connection.query(schema)[0].decode(Int.self, at: 0)
+            )
             let second = try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": url])
             XCTAssertEqual(second.status, 0, second.output)
             XCTAssertTrue(second.output.contains("up to date"), second.output)
-            let after = (try connection.query(ledger)[0].decode(String.self, at: 0), try connection.query(schema)[0].decode(Int.self, at: 0))
+            let after = (
+                try connection.query(ledger)[0].decode(String.self, at: 0), try connection.query(schema)[0].decode(Int.self, at: 0)
+            )
             XCTAssertEqual(before.0, after.0)
             XCTAssertEqual(before.1, after.1)
         }

@@ -6,11 +6,11 @@ import Logging
 import Postgres
 import XCTest
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @testable import Comprobify
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 final class OperationsTests: XCTestCase {
     func testHealthReadinessAndOpenAPI() async throws {
@@ -72,7 +72,9 @@ final class OperationsTests: XCTestCase {
             ] {
                 XCTAssertTrue(text.contains(series), series)
             }
-            XCTAssertTrue(text.contains(#"route="/v1/issuers/{id}/sequentials""#) || !text.contains("/v1/issuers/\(issuer)/"), "route patterns, not raw paths")
+            XCTAssertTrue(
+                text.contains(#"route="/v1/issuers/{id}/sequentials""#) || !text.contains("/v1/issuers/\(issuer)/"),
+                "route patterns, not raw paths")
         }
     }
 

@@ -34,7 +34,8 @@ final class PromotionTests: XCTestCase {
 
             let reply = try await server.call(
                 .post, "/v1/tenants/promote", key: tenant.key,
-                json: #"{"initialSequentials": [{"issuerId": \#(first), "documentType": "01", "sequential": 100}, {"issuerId": \#(second), "documentType": "07", "sequential": 5.0}]}"#
+                json:
+                    #"{"initialSequentials": [{"issuerId": \#(first), "documentType": "01", "sequential": 100}, {"issuerId": \#(second), "documentType": "07", "sequential": 5.0}]}"#
             )
             XCTAssertEqual(reply.status, 200, reply.text)
             XCTAssertEqual(reply.headers[.cacheControl], "no-store")
@@ -119,7 +120,10 @@ final class PromotionTests: XCTestCase {
                 (#"{"initialSequentials": [\#(entry(String(issuer), "\"01\"", "1000000000"))]}"#, "initialSequentials[0].sequential"),
                 (#"{"initialSequentials": [\#(entry(String(issuer), "\"01\"", "1.5"))]}"#, "initialSequentials[0].sequential"),
                 (#"{"initialSequentials": [\#(entry(String(issuer), "\"01\"", "\"7\""))]}"#, "initialSequentials[0].sequential"),
-                (#"{"initialSequentials": [\#(entry(String(issuer), "\"01\"", "1")), \#(entry(String(issuer), "\"01\"", "2"))]}"#, "initialSequentials[1]"),
+                (
+                    #"{"initialSequentials": [\#(entry(String(issuer), "\"01\"", "1")), \#(entry(String(issuer), "\"01\"", "2"))]}"#,
+                    "initialSequentials[1]"
+                ),
                 (#"{"initialSequentials": [{"documentType": "01", "sequential": 1}]}"#, "initialSequentials[0].issuerId"),
             ] {
                 let reply = try await server.call(.post, "/v1/tenants/promote", key: tenant.key, json: body)
@@ -214,7 +218,9 @@ final class PromotionTests: XCTestCase {
                 case 401:
                     XCTAssertFalse(labels.contains("raced-\(round)"))
                     XCTAssertEqual(
-                        try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND label = $2", [tenant.id, "raced-\(round)"], as: Int.self),
+                        try TestDatabase.scalar(
+                            "SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND label = $2", [tenant.id, "raced-\(round)"], as: Int.self
+                        ),
                         0, "a refused mint created nothing"
                     )
                 default:
@@ -249,7 +255,9 @@ final class PromotionTests: XCTestCase {
             for point in 1...2 { _ = try await server.createIssuer(smallTenant.key, emissionPoint: String(format: "%03d", point)) }
             let largeTenant = try await server.activeTenant()
             _ = try await concurrently(200) { point in
-                try await server.createIssuer(largeTenant.key, establishment: String(format: "%03d", point / 100 + 1), emissionPoint: String(format: "%03d", point % 100 + 1))
+                try await server.createIssuer(
+                    largeTenant.key, establishment: String(format: "%03d", point / 100 + 1),
+                    emissionPoint: String(format: "%03d", point % 100 + 1))
             }
             _ = try await concurrently(49) { index in try await server.mintKey(largeTenant.key, label: "key-\(index)") }
             ids.withLockedValue { $0 = (smallTenant.id, largeTenant.id) }
@@ -276,11 +284,15 @@ final class PromotionTests: XCTestCase {
         XCTAssertEqual(smallKeys.count, 1)
         XCTAssertEqual(largeKeys.count, 50)
         XCTAssertEqual(
-            try TestDatabase.scalar("SELECT count(*) FROM sequentials WHERE tenant_id = $1 AND environment = 'production' AND next_sequential = 1", [large], as: Int.self),
+            try TestDatabase.scalar(
+                "SELECT count(*) FROM sequentials WHERE tenant_id = $1 AND environment = 'production' AND next_sequential = 1", [large],
+                as: Int.self),
             1200
         )
         XCTAssertEqual(
-            try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND environment = 'production' AND revoked_at IS NULL", [large], as: Int.self),
+            try TestDatabase.scalar(
+                "SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND environment = 'production' AND revoked_at IS NULL", [large],
+                as: Int.self),
             50
         )
         try PromotionTests.assertFullyPromoted(large)
@@ -302,7 +314,8 @@ final class PromotionTests: XCTestCase {
         XCTAssertEqual(keys.count, 0)
         XCTAssertEqual(try TestDatabase.scalar("SELECT environment FROM tenants WHERE id = $1", [tenantID], as: String.self), "production")
         XCTAssertEqual(
-            try TestDatabase.scalar("SELECT count(*) FROM sequentials WHERE tenant_id = $1 AND environment = 'production'", [tenantID], as: Int.self), 6
+            try TestDatabase.scalar(
+                "SELECT count(*) FROM sequentials WHERE tenant_id = $1 AND environment = 'production'", [tenantID], as: Int.self), 6
         )
     }
 }

@@ -33,7 +33,8 @@ enum TestDatabase {
         try owner().query(sql, parameters, prepared: false)
     }
 
-    static func scalar<T: PostgresDecodable>(_ sql: String, _ parameters: [any PostgresBindable] = [], as type: T.Type = T.self) throws -> T {
+    static func scalar<T: PostgresDecodable>(_ sql: String, _ parameters: [any PostgresBindable] = [], as type: T.Type = T.self) throws -> T
+    {
         try query(sql, parameters)[0].decode(T.self, at: 0)
     }
 }
@@ -146,7 +147,8 @@ struct TestServer: Sendable {
     {
         let reply = try await call(
             .post, "/v1/issuers", key: key,
-            json: #"{"ruc": "\#(ruc)", "legalName": "Empresa S.A.", "establishment": "\#(establishment)", "emissionPoint": "\#(emissionPoint)"}"#
+            json:
+                #"{"ruc": "\#(ruc)", "legalName": "Empresa S.A.", "establishment": "\#(establishment)", "emissionPoint": "\#(emissionPoint)"}"#
         )
         XCTAssertEqual(reply.status, 201, reply.text)
         return try reply.int("issuer", "id")

@@ -94,7 +94,8 @@ final class TenantsTests: XCTestCase {
                 "UPDATE email_verifications SET created_at = now() - interval '49 hours', expires_at = now() - interval '1 hour' WHERE tenant_id = $1",
                 [other.id]
             )
-            let expired = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(try TenantsTests.outboxToken(other.id))"}"#)
+            let expired = try await server.call(
+                .post, "/v1/tenants/verify-email", json: #"{"token": "\#(try TenantsTests.outboxToken(other.id))"}"#)
             expired.assertProblem(400, "BAD_REQUEST")
             let actions = try TestDatabase.query("SELECT action FROM audit_events WHERE tenant_id = $1 ORDER BY id", [tenant.id])
             XCTAssertEqual(try actions.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.signed_up", "tenant.email_verified"])
@@ -114,14 +115,17 @@ final class TenantsTests: XCTestCase {
             XCTAssertNotNil(limited.headers[.retryAfter].flatMap(Int.init))
             let stale = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(first)"}"#)
             stale.assertProblem(400, "BAD_REQUEST")
-            let latest = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(try TenantsTests.outboxToken(tenant.id))"}"#)
+            let latest = try await server.call(
+                .post, "/v1/tenants/verify-email", json: #"{"token": "\#(try TenantsTests.outboxToken(tenant.id))"}"#)
             XCTAssertEqual(latest.status, 200, latest.text)
         }
     }
 
     func testSignUpRateLimitPerClientAddress() async throws {
         let address = "203.0.113.\(Int.random(in: 1...250))-\(Crypto.hex(Crypto.randomBytes(3)))"
-        try await TestServer.run(configure: { $0.signupRateLimit = 2; $0.trustProxy = true }) { server in
+        try await TestServer.run(configure: {
+            $0.signupRateLimit = 2; $0.trustProxy = true
+        }) { server in
             for _ in 0..<2 {
                 let reply = try await server.call(
                     .post, "/v1/tenants", headers: [.forwardedFor: address],

@@ -55,7 +55,8 @@ final class ConnectionTests: XCTestCase {
         XCTAssertEqual(try connection.query("SELECT $1::bytea", [all])[0].decode(Data.self, at: 0), all)
         XCTAssertEqual(try connection.query("SELECT octet_length($1::bytea)", [all])[0].decode(Int.self, at: 0), 256)
         let array = ["a\"b", "c\\d", "ñ"]
-        XCTAssertEqual(try connection.query("SELECT array_to_string($1::text[], '|')", [array])[0].decode(String.self, at: 0), "a\"b|c\\d|ñ")
+        XCTAssertEqual(
+            try connection.query("SELECT array_to_string($1::text[], '|')", [array])[0].decode(String.self, at: 0), "a\"b|c\\d|ñ")
     }
 
     func testTimestampsDecodeFromAnyZoneOffset() throws {
@@ -138,7 +139,8 @@ final class ConnectionTests: XCTestCase {
                 Statement("INSERT INTO p VALUES ($1)", [3]),
             ])
         ) { XCTAssertEqual(($0 as? PostgresError)?.sqlState, SQLState.checkViolation) }
-        XCTAssertEqual(try connection.query("SELECT array_to_string(array_agg(v ORDER BY v), ',') FROM p")[0].decode(String.self, at: 0), "1")
+        XCTAssertEqual(
+            try connection.query("SELECT array_to_string(array_agg(v ORDER BY v), ',') FROM p")[0].decode(String.self, at: 0), "1")
         XCTAssertFalse(connection.isInTransaction)
     }
 

@@ -51,7 +51,9 @@ final class PoolTests: XCTestCase {
             bothRead.enter()
             let results = try await concurrentlyRun(2) { index in
                 try await pool.transaction(.serializable) { transaction, _ in
-                    let attempt = attempts.withLockedValue { $0 += 1; return $0 }
+                    let attempt = attempts.withLockedValue {
+                        $0 += 1; return $0
+                    }
                     let sum = try transaction.query("SELECT coalesce(sum(v), 0)::int FROM \(table)")[0].decode(Int.self, at: 0)
                     if attempt <= 2 {
                         bothRead.leave()
