@@ -144,6 +144,18 @@ final class ConnectionTests: XCTestCase {
         XCTAssertFalse(connection.isInTransaction)
     }
 
+    func testLocalSettingsEndWithThePipeline() throws {
+        let connection = try Connection(conninfo: TestDatabase.appURL)
+        let results = try connection.pipeline([
+            Statement("SELECT set_config('app.tenant_id', $1, true)", ["42"]),
+            Statement("SELECT current_tenant_id()"),
+        ])
+        XCTAssertEqual(try results[1][0].decode(Int64?.self, at: 0), 42)
+        // The next unit of work on the same connection starts with no tenant.
+        XCTAssertNil(try connection.query("SELECT current_tenant_id()")[0].decode(Int64?.self, at: 0))
+        XCTAssertEqual(try connection.query("SELECT current_setting('app.tenant_id', true)")[0].decode(String?.self, at: 0) ?? "", "")
+    }
+
     func testBadConnectionStringFailsClearly() {
         XCTAssertThrowsError(try Connection(conninfo: "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")) { error in
             XCTAssertEqual((error as? PostgresError)?.kind, .connection)
