@@ -84,10 +84,9 @@ struct RequestMiddleware: RouterMiddleware {
             apiError = .unavailable
         case let error as HTTPResponseError:
             switch error.status {
-            case .notFound: apiError = .notFound("No route matches \(request.method.rawValue) \(request.uri.path).")
+            case .notFound, .methodNotAllowed:
+                apiError = .notFound("No route matches \(request.method.rawValue) \(request.uri.path).")
             case .contentTooLarge: apiError = .payloadTooLarge
-            case .methodNotAllowed:
-                apiError = APIError(status: .methodNotAllowed, code: "BAD_REQUEST", detail: "Method not allowed on this route.")
             case let status where (400..<500).contains(status.code):
                 apiError = .badRequest("The request could not be processed.")
             default:
