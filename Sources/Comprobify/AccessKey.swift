@@ -42,7 +42,7 @@ public enum AccessKey {
         return digits + String(checkDigit(digits))
     }
 
-    /// The 23 digits before the sequential: date, type, RUC, environment,
+    /// The 30 digits before the sequential: date, type, RUC, environment,
     /// establishment and emission point. (The sequential is only known inside the
     /// transaction that takes it, where `sri_check_digit()` completes the key.)
     static func leadingDigits(_ parts: Parts) -> String {

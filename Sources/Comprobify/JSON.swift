@@ -78,9 +78,16 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
+    private static let hexDigits: [Character] = Array("0123456789abcdef")
+
     static func writeString(_ text: String, to out: inout String) {
         out += "\""
-        let hex: [Character] = Array("0123456789abcdef")
+        // Most strings need no escaping: append them whole.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c }) {
+            out += text
+            out += "\""
+            return
+        }
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
@@ -90,8 +97,8 @@ public enum JSONValue: Sendable, Equatable {
             case "\t": out += "\\t"
             case _ where scalar.value < 0x20:
                 out += "\\u00"
-                out.append(hex[Int(scalar.value >> 4)])
-                out.append(hex[Int(scalar.value & 0xf)])
+                out.append(hexDigits[Int(scalar.value >> 4)])
+                out.append(hexDigits[Int(scalar.value & 0xf)])
             default: out.unicodeScalars.append(scalar)
             }
         }

@@ -48,17 +48,19 @@ struct RequestMiddleware: RouterMiddleware {
 
         let route = context.endpointPath ?? "unmatched"
         let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        ServiceMetrics.record(method: request.method.rawValue, route: route, status: UInt16(response.status.code), seconds: seconds)
-        var metadata: Logger.Metadata = [
-            "method": .string(request.method.rawValue),
-            "route": .string(route),
-            "status": .stringConvertible(response.status.code),
-            "duration_ms": .string(String(format: "%.2f", seconds * 1000)),
-        ]
-        if let tenant = context.facts.tenantID { metadata["tenant_id"] = .stringConvertible(tenant) }
-        if let key = context.facts.keyID { metadata["key_id"] = .stringConvertible(key) }
-        context.logger.info("request", metadata: metadata)
+        let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+        ServiceMetrics.record(method: request.method.rawValue, route: route, status: UInt16(response.status.code), nanoseconds: nanoseconds)
+        if context.logger.logLevel <= .info {
+            var metadata: Logger.Metadata = [
+                "method": .string(request.method.rawValue),
+                "route": .string(route),
+                "status": .stringConvertible(response.status.code),
+                "duration_ms": .stringConvertible(Double(nanoseconds / 10_000) / 100),
+            ]
+            if let tenant = context.facts.tenantID { metadata["tenant_id"] = .stringConvertible(tenant) }
+            if let key = context.facts.keyID { metadata["key_id"] = .stringConvertible(key) }
+            context.logger.info("request", metadata: metadata)
+        }
         return response
     }
 

@@ -1,4 +1,5 @@
 import CoreMetrics
+import NIOConcurrencyHelpers
 import Prometheus
 
 /// The service's own series. Exposed at GET /metrics through swift-prometheus
@@ -6,11 +7,28 @@ import Prometheus
 enum ServiceMetrics {
     static let inFlight = Meter(label: "http_requests_in_flight")
 
-    static func record(method: String, route: String, status: UInt16, seconds: Double) {
-        let dimensions = [("method", method), ("route", route), ("status", String(status))]
-        Counter(label: "http_requests_total", dimensions: dimensions).increment()
-        Timer(label: "http_request_duration_seconds", dimensions: dimensions)
-            .recordNanoseconds(Int64(seconds * 1e9))
+    private struct RequestSeries {
+        let count: CoreMetrics.Counter
+        let duration: CoreMetrics.Timer
+    }
+
+    /// One counter and timer per method × route pattern × status, made once.
+    private static let requestSeries = NIOLockedValueBox<[String: RequestSeries]>([:])
+
+    static func record(method: String, route: String, status: UInt16, nanoseconds: Int64) {
+        let key = "\(method) \(status) \(route)"
+        let series = requestSeries.withLockedValue { cache in
+            if let series = cache[key] { return series }
+            let dimensions = [("method", method), ("route", route), ("status", String(status))]
+            let series = RequestSeries(
+                count: CoreMetrics.Counter(label: "http_requests_total", dimensions: dimensions),
+                duration: CoreMetrics.Timer(label: "http_request_duration_seconds", dimensions: dimensions)
+            )
+            cache[key] = series
+            return series
+        }
+        series.count.increment()
+        series.duration.recordNanoseconds(nanoseconds)
     }
 
     static func documentIssued(type: String, environment: Environment) {

@@ -48,16 +48,17 @@ public final class ConnectionPool: Sendable {
     }
 
     private struct Waiter {
-        let id: UInt64
         let continuation: CheckedContinuation<Connection?, any Error>
-        let timeout: Task<Void, Never>
+        let deadline: ContinuousClock.Instant
     }
 
     private struct State {
         /// Free slots: a connection, or nil for a slot that must connect first.
         var free: [Connection?]
+        /// Callers waiting for a slot, oldest first.
         var waiters: [Waiter] = []
-        var nextWaiterID: UInt64 = 0
+        /// Whether the task that expires overdue waiters is running.
+        var sweeping = false
         var inUse = 0
         var closed = false
     }
@@ -170,7 +171,6 @@ public final class ConnectionPool: Sendable {
             return waiters
         }
         for waiter in waiters {
-            waiter.timeout.cancel()
             waiter.continuation.resume(throwing: PostgresError(kind: .poolClosed, message: "the connection pool is shut down"))
         }
         try? await threads.shutdownGracefully()
@@ -184,55 +184,75 @@ public final class ConnectionPool: Sendable {
 
     // MARK: - Slots
 
+    private enum Slot {
+        case ready(Connection?)
+        case closed
+        case busy
+    }
+
     private func acquire() async throws -> Connection? {
         let start = ContinuousClock.now
         defer {
             let waited = ContinuousClock.now - start
             waitTimer.recordNanoseconds(waited.components.seconds * 1_000_000_000 + waited.components.attoseconds / 1_000_000_000)
         }
+        // A free slot is taken without suspending the caller.
+        switch takeFreeSlot() {
+        case .ready(let slot): return slot
+        case .closed: throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down")
+        case .busy: break
+        }
         return try await withCheckedThrowingContinuation { continuation in
-            enum Immediate {
-                case slot(Connection?)
-                case closed
-                case wait
-            }
-            let immediate = state.withLockedValue { state -> Immediate in
-                if state.closed { return .closed }
+            let (immediate, startSweeper) = state.withLockedValue { state -> (Slot, Bool) in
+                if state.closed { return (.closed, false) }
                 if let slot = state.free.popLast() {
                     state.inUse += 1
-                    return .slot(slot)
+                    return (.ready(slot), false)
                 }
-                let id = state.nextWaiterID
-                state.nextWaiterID += 1
-                let timeout = configuration.waitTimeout
-                let task = Task { [weak self] in
-                    try? await Task.sleep(for: timeout)
-                    guard !Task.isCancelled else { return }
-                    self?.expire(waiter: id)
-                }
-                state.waiters.append(Waiter(id: id, continuation: continuation, timeout: task))
-                return .wait
+                state.waiters.append(Waiter(continuation: continuation, deadline: start + configuration.waitTimeout))
+                let startSweeper = !state.sweeping
+                state.sweeping = true
+                return (.busy, startSweeper)
             }
             switch immediate {
-            case .slot(let slot):
-                inUseGauge.record(inUse)
-                continuation.resume(returning: slot)
-            case .closed:
-                continuation.resume(throwing: PostgresError(kind: .poolClosed, message: "the connection pool is shut down"))
-            case .wait:
-                break
+            case .ready(let slot): continuation.resume(returning: slot)
+            case .closed: continuation.resume(throwing: PostgresError(kind: .poolClosed, message: "the connection pool is shut down"))
+            case .busy: if startSweeper { startSweeping() }
             }
         }
     }
 
-    private func expire(waiter id: UInt64) {
-        let expired = state.withLockedValue { state -> Waiter? in
-            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-            return state.waiters.remove(at: index)
+    private func takeFreeSlot() -> Slot {
+        state.withLockedValue { state -> Slot in
+            if state.closed { return .closed }
+            guard state.waiters.isEmpty, let slot = state.free.popLast() else { return .busy }
+            state.inUse += 1
+            return .ready(slot)
         }
-        expired?.continuation.resume(
-            throwing: PostgresError(kind: .poolTimeout, message: "no database connection became free in time")
-        )
+    }
+
+    /// One task, running only while callers wait, fails those past their deadline
+    /// (checked every few milliseconds) instead of a timer per waiter.
+    private func startSweeping() {
+        let interval = min(configuration.waitTimeout / 10, .milliseconds(25))
+        Task { [weak self] in
+            while let self {
+                try? await Task.sleep(for: interval)
+                let now = ContinuousClock.now
+                let (expired, done) = self.state.withLockedValue { state -> ([Waiter], Bool) in
+                    let expired = state.waiters.filter { $0.deadline <= now }
+                    state.waiters.removeAll { $0.deadline <= now }
+                    if state.waiters.isEmpty { state.sweeping = false }
+                    return (expired, state.waiters.isEmpty)
+                }
+                for waiter in expired {
+                    waiter.continuation.resume(
+                        throwing: PostgresError(kind: .poolTimeout, message: "no database connection became free in time")
+                    )
+                }
+                if done { return }
+            }
+        }
     }
 
     private func release(_ slot: Connection?) {
@@ -248,10 +268,7 @@ public final class ConnectionPool: Sendable {
             state.free.append(slot)
             return nil
         }
-        if let waiter {
-            waiter.timeout.cancel()
-            waiter.continuation.resume(returning: slot)
-        }
+        waiter?.continuation.resume(returning: slot)
         inUseGauge.record(inUse)
     }
 
