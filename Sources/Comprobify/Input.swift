@@ -19,6 +19,9 @@ struct Input {
             buffer = try await request.body.collect(upTo: RequestBodyLimit.bytes)
         } catch is NIOTooManyBytesError {
             throw APIError.payloadTooLarge
+        } catch {
+            // The client closed or broke the stream before the declared length.
+            throw APIError.badRequest("The request body ended before its declared length.")
         }
         let bytes = Array(buffer.readableBytesView)
         if bytes.allSatisfy({ [0x20, 0x09, 0x0a, 0x0d].contains($0) }) {
@@ -66,10 +69,11 @@ struct Input {
         }
     }
 
-    /// A string member that must be one of `allowed`.
+    /// A string member that must be one of `allowed`; absent is nil (an error
+    /// when `required`), and null is refused like any other value.
     mutating func choice(_ field: String, required: Bool, allowed: [String]) -> String? {
         switch value[field] {
-        case nil, .null?:
+        case nil:
             if required { fail(field, "\(field) is required.") }
             return nil
         case .string(let text)? where allowed.contains(text):

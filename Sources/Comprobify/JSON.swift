@@ -28,10 +28,10 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    /// The member named `key` of an object (the last one, if a key repeats).
+    /// The member named `key` of an object.
     public subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
-        return members.last(where: { $0.0 == key })?.1
+        return members.first(where: { $0.0 == key })?.1
     }
 
     /// The JSON type name used in validation messages.
@@ -174,6 +174,8 @@ public struct JSONParser {
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         index += 1
         var members: [(String, JSONValue)] = []
+        // Position of each name in `members`, so repeated names cost no scan.
+        var positions: [String: Int] = [:]
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -188,11 +190,13 @@ public struct JSONParser {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth + 1)
-            if let existing = members.firstIndex(where: { $0.0 == key }) {
-                // A repeated name: the last one wins, as in PostgreSQL's jsonb.
-                members.remove(at: existing)
+            if let existing = positions[key] {
+                // A repeated name: the last value wins, as in PostgreSQL's jsonb.
+                members[existing].1 = value
+            } else {
+                positions[key] = members.count
+                members.append((key, value))
             }
-            members.append((key, value))
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of JSON") }
             if bytes[index] == UInt8(ascii: ",") {

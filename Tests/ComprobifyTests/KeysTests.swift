@@ -74,6 +74,7 @@ final class KeysTests: XCTestCase {
                 (#"{"environment": "staging"}"#, "environment"),
                 (#"{"environment": 1}"#, "environment"),
                 (#"{"environment": "Sandbox"}"#, "environment"),
+                (#"{"environment": null}"#, "environment"),
             ] {
                 let reply = try await server.call(.post, "/v1/keys", key: tenant.key, json: body)
                 reply.assertProblem(400, "VALIDATION_ERROR")

@@ -120,6 +120,16 @@ final class JSONParserTests: XCTestCase {
 
     func testRepeatedMembersKeepTheLast() throws {
         XCTAssertEqual(try parse(#"{"a": 1, "a": 2}"#), .object([("a", .number("2"))]))
+        XCTAssertEqual(try parse(#"{"a": 1, "b": 2, "a": 3}"#), .object([("a", .number("3")), ("b", .number("2"))]))
+    }
+
+    func testWideObjectsParseInOnePass() throws {
+        let members = (0..<50_000).map { #""k\#($0)": \#($0)"# }.joined(separator: ",")
+        let value = try parse("{" + members + #", "k7": "last"}"#)
+        guard case .object(let parsed) = value else { return XCTFail("not an object") }
+        XCTAssertEqual(parsed.count, 50_000)
+        XCTAssertEqual(value["k7"], .string("last"))
+        XCTAssertEqual(value["k49999"], .number("49999"))
     }
 
     func testIntegersAcceptWholeNumbersOnly() {
