@@ -5,7 +5,7 @@
 -- rule, so the refusals are not caused by something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(18);
+SELECT plan(19);
 
 -- environment is 'sandbox' or 'production' -----------------------------------------------
 
@@ -23,9 +23,16 @@ SELECT throws_ok($$ INSERT INTO sequentials (tenant_id, issuer_id, document_type
 SELECT throws_ok($$
     INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
     VALUES (900001, 900061, '01', 'staging', 2, '001-001-000000002',
-            '0103202601179001234500120010010000000021234567810', '2026-03-01')
+            '0103202601179001234500120010010000000021234567814', '2026-03-01')
 $$, '23514', 'new row for relation "documents" violates check constraint "documents_environment_values"',
    'documents.environment refuses ''staging''');
+-- The clave de acceso must carry its modulo-11 check digit (the right one is 4).
+SELECT throws_ok($$
+    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
+    VALUES (900001, 900061, '01', 'production', 2, '001-001-000000002',
+            '0103202601179001234500120010010000000021234567815', '2026-03-01')
+$$, '23514', 'new row for relation "documents" violates check constraint "documents_access_key_check_digit"',
+   'documents.access_key refuses a wrong check digit');
 SELECT lives_ok($$ INSERT INTO sequentials (tenant_id, issuer_id, document_type, environment) VALUES (900001, 900061, '04', 'production') $$,
                 'sequentials.environment accepts ''production''');
 

@@ -99,7 +99,7 @@ $$, '42501', 'new row violates row-level security policy for table "sequentials"
 SELECT throws_ok($$
     INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
     VALUES (900002, 900062, '01', 'sandbox', 2, '001-001-000000002',
-            '0103202601099001234500110010010000000021234567810', '2026-03-01')
+            '0103202601099001234500110010010000000021234567815', '2026-03-01')
 $$, '42501', 'new row violates row-level security policy for table "documents"',
    'tenant A cannot issue a document for tenant B');
 SELECT throws_ok($$
