@@ -10,6 +10,7 @@
 ///     1         emission type (normal)     (1)
 ///     v         modulo-11 check digit      (1)
 public enum AccessKey {
+    /// What a document's key says of its issuer, type, date and environment.
     public struct Parts: Sendable {
         public var issueDate: CalendarDate
         public var documentType: String
@@ -17,12 +18,10 @@ public enum AccessKey {
         public var environment: Environment
         public var establishment: String
         public var emissionPoint: String
-        public var sequential: Int
-        public var numericCode: String
 
         public init(
             issueDate: CalendarDate, documentType: String, ruc: String, environment: Environment,
-            establishment: String, emissionPoint: String, sequential: Int, numericCode: String
+            establishment: String, emissionPoint: String
         ) {
             self.issueDate = issueDate
             self.documentType = documentType
@@ -30,14 +29,12 @@ public enum AccessKey {
             self.environment = environment
             self.establishment = establishment
             self.emissionPoint = emissionPoint
-            self.sequential = sequential
-            self.numericCode = numericCode
         }
     }
 
-    /// The 49-digit key for `parts`.
-    public static func make(_ parts: Parts) -> String {
-        let digits = leadingDigits(parts) + pad(parts.sequential, 9) + trailingDigits(numericCode: parts.numericCode)
+    /// The 49-digit key of the document `sequential` with `numericCode`.
+    public static func make(_ parts: Parts, sequential: Int, numericCode: String) -> String {
+        let digits = leadingDigits(parts) + pad(sequential, 9) + trailingDigits(numericCode: numericCode)
         precondition(digits.utf8.count == 48 && digits.utf8.allSatisfy { (48...57).contains($0) }, "malformed access key parts")
         return digits + String(checkDigit(digits))
     }
@@ -81,10 +78,16 @@ public enum AccessKey {
         return checkDigit(String(key.prefix(48))) == Int(key.utf8.last! - 48)
     }
 
-    /// Eight random digits for the numeric code.
+    /// Eight random digits for the numeric code, uniformly distributed (bytes
+    /// of 250 and above are drawn again, so `% 10` has no bias).
     static func randomNumericCode() -> String {
-        let bytes = Crypto.randomBytes(8)
-        return String(bytes.map { Character(String(Int($0) % 10)) })
+        var digits = ""
+        while digits.count < 8 {
+            for byte in Crypto.randomBytes(8) where byte < 250 && digits.count < 8 {
+                digits.append(Character(String(byte % 10)))
+            }
+        }
+        return digits
     }
 
     static func pad(_ value: Int, _ width: Int) -> String {

@@ -118,16 +118,15 @@ struct DocumentsController {
             // take the number, build the access key around it, store the document.
             let parts = AccessKey.Parts(
                 issueDate: document.issueDate, documentType: document.documentType, ruc: issuer.ruc,
-                environment: issuer.environment, establishment: issuer.establishment, emissionPoint: issuer.emissionPoint,
-                sequential: 0, numericCode: AccessKey.randomNumericCode()
+                environment: issuer.environment, establishment: issuer.establishment, emissionPoint: issuer.emissionPoint
             )
             var statements = [
                 Statement(
                     DocumentsController.issueSQL,
                     [
                         issuer.id, document.documentType, issuer.environment.rawValue, AccessKey.leadingDigits(parts),
-                        AccessKey.trailingDigits(numericCode: parts.numericCode), "\(issuer.establishment)-\(issuer.emissionPoint)-",
-                        document.issueDate.description, document.content,
+                        AccessKey.trailingDigits(numericCode: AccessKey.randomNumericCode()),
+                        "\(issuer.establishment)-\(issuer.emissionPoint)-", document.issueDate.description, document.content,
                     ]
                 )
             ]
@@ -197,8 +196,9 @@ struct DocumentsController {
         if claimed.count == 1 { return nil }
         let earlier = try transaction.query(
             """
-            SELECT k.issuer_id, k.request_digest, \(Representation.documentColumns.split(separator: ",").map { "d." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
-              FROM idempotency_keys k JOIN documents d ON d.id = k.document_id
+            SELECT k.issuer_id, k.request_digest, d.*
+              FROM idempotency_keys k,
+                   LATERAL (SELECT \(Representation.documentColumns) FROM documents WHERE id = k.document_id) AS d
              WHERE k.key = $1
             """,
             [key]

@@ -25,12 +25,21 @@ final class AccessKeyTests: XCTestCase {
         let key = AccessKey.make(
             .init(
                 issueDate: CalendarDate(year: 2026, month: 3, day: 1)!, documentType: "04", ruc: "1790012345001",
-                environment: .production, establishment: "002", emissionPoint: "015", sequential: 42, numericCode: "12345678"
-            )
+                environment: .production, establishment: "002", emissionPoint: "015"
+            ),
+            sequential: 42, numericCode: "12345678"
         )
         XCTAssertEqual(key.count, 49)
         XCTAssertTrue(AccessKey.isValid(key))
         XCTAssertEqual(String(key.prefix(48)), "01032026" + "04" + "1790012345001" + "2" + "002015" + "000000042" + "12345678" + "1")
+    }
+
+    func testNumericCodesAreEightDigits() {
+        for _ in 0..<200 {
+            let code = AccessKey.randomNumericCode()
+            XCTAssertEqual(code.count, 8)
+            XCTAssertTrue(code.allSatisfy(\.isASCII) && code.allSatisfy(\.isNumber), code)
+        }
     }
 
     func testCalendarDates() {
