@@ -177,11 +177,20 @@ COMMENT ON COLUMN sequentials.next_sequential IS 'The number the next document t
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION sri_check_digit(digits text) RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
-    SELECT CASE 11 - total % 11 WHEN 11 THEN '0' WHEN 10 THEN '1' ELSE (11 - total % 11)::text END
-      FROM (SELECT sum(substr(digits, length(digits) - i, 1)::int * (2 + i % 6)) AS total
-              FROM generate_series(0, length(digits) - 1) AS i) AS weighted
+DECLARE
+    bytes bytea := convert_to(digits, 'UTF8');
+    n integer := length(bytes);
+    total integer := 0;
+BEGIN
+    -- Weights 2, 3, 4, 5, 6, 7 from the rightmost digit, repeating.
+    FOR i IN 0 .. n - 1 LOOP
+        total := total + (get_byte(bytes, n - 1 - i) - 48) * (2 + i % 6);
+    END LOOP;
+    total := 11 - total % 11;
+    RETURN CASE total WHEN 11 THEN '0' WHEN 10 THEN '1' ELSE total::text END;
+END
 $$;
 
 COMMENT ON FUNCTION sri_check_digit(text) IS
