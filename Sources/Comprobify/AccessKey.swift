@@ -1,3 +1,5 @@
+import Postgres
+
 /// The SRI clave de acceso: 49 digits.
 ///
 ///     ddmmyyyy  issue date                 (8)
@@ -136,19 +138,7 @@ public struct CalendarDate: Sendable, Equatable, CustomStringConvertible {
     public static func todayInEcuador(now: Double) -> CalendarDate {
         let seconds = Int((now - 5 * 3600).rounded(.down))
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let (y, m, d) = civil(days)
+        let (y, m, d) = Timestamp.civilFromDays(days)
         return CalendarDate(year: y, month: m, day: d)!
-    }
-
-    private static func civil(_ days: Int) -> (Int, Int, Int) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 }

@@ -27,6 +27,19 @@ struct ResolvedIssuer: Sendable {
         return Int64(text) ?? 0
     }
 
+    /// The statement that reads the requested issuer, pipelined with authentication.
+    static func lookup(_ requested: Result<Int64, any Error>) -> Statement {
+        Statement("SELECT \(columns) FROM issuers WHERE id = $1", [(try? requested.get()) ?? 0])
+    }
+
+    /// resolveIssuer for a request: the header's own error first (400), then the lookup's row.
+    static func resolve(_ requested: Result<Int64, any Error>, _ result: QueryResult, keyEnvironment: Environment) throws
+        -> ResolvedIssuer
+    {
+        _ = try requested.get()
+        return try resolve(result, keyEnvironment: keyEnvironment)
+    }
+
     /// resolveIssuer: the issuer row read under the tenant's row-level security
     /// (none: 404, the same for another tenant's), then the environment check.
     static func resolve(_ result: QueryResult, keyEnvironment: Environment) throws -> ResolvedIssuer {
@@ -104,10 +117,9 @@ struct DocumentsController {
 
         let (document, replayed, issued) = try await database.asTenant(
             context.token, facts: context.facts,
-            prologue: [Statement("SELECT \(ResolvedIssuer.columns) FROM issuers WHERE id = $1", [(try? issuerID.get()) ?? 0])]
+            prologue: [ResolvedIssuer.lookup(issuerID)]
         ) { transaction, principal, results -> (JSONValue, Bool, IssueRequest) in
-            _ = try issuerID.get()
-            let issuer = try ResolvedIssuer.resolve(results[0], keyEnvironment: principal.keyEnvironment)
+            let issuer = try ResolvedIssuer.resolve(issuerID, results[0], keyEnvironment: principal.keyEnvironment)
             let document = try parsed.get()
             if let key = idempotencyKey,
                 let replay = try DocumentsController.claim(transaction, key: key, issuer: issuer.id, digest: bodyDigest)
@@ -244,15 +256,14 @@ struct DocumentsController {
         let (principal, results) = try await database.readAsTenant(
             context.token, facts: context.facts,
             [
-                Statement("SELECT \(ResolvedIssuer.columns) FROM issuers WHERE id = $1", [(try? issuerID.get()) ?? 0]),
+                ResolvedIssuer.lookup(issuerID),
                 Statement(
                     "SELECT \(Representation.documentColumns) FROM documents WHERE issuer_id = $1 AND id > $2\(filter) ORDER BY id LIMIT $3",
                     parameters
                 ),
             ]
         )
-        _ = try issuerID.get()
-        _ = try ResolvedIssuer.resolve(results[0], keyEnvironment: principal.keyEnvironment)
+        _ = try ResolvedIssuer.resolve(issuerID, results[0], keyEnvironment: principal.keyEnvironment)
         if !errors.isEmpty { throw APIError.validation(errors) }
         let rows = results[1].rows
         let nextAfter: JSONValue = rows.count == limit ? try rows[rows.count - 1].int(at: 0) : .null
@@ -265,15 +276,14 @@ struct DocumentsController {
         let (principal, results) = try await database.readAsTenant(
             context.token, facts: context.facts,
             [
-                Statement("SELECT \(ResolvedIssuer.columns) FROM issuers WHERE id = $1", [(try? issuerID.get()) ?? 0]),
+                ResolvedIssuer.lookup(issuerID),
                 Statement(
                     "SELECT \(Representation.documentColumns) FROM documents WHERE issuer_id = $1 AND access_key = $2",
                     [(try? issuerID.get()) ?? 0, accessKey]
                 ),
             ]
         )
-        _ = try issuerID.get()
-        _ = try ResolvedIssuer.resolve(results[0], keyEnvironment: principal.keyEnvironment)
+        _ = try ResolvedIssuer.resolve(issuerID, results[0], keyEnvironment: principal.keyEnvironment)
         guard let row = results[1].first else { throw APIError.notFound("No document of this issuer has this access key.") }
         return Reply.json([("document", try Representation.document(row))])
     }

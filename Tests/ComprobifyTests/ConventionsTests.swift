@@ -1,4 +1,5 @@
 import HTTPTypes
+import TestSupport
 import XCTest
 
 @testable import Comprobify

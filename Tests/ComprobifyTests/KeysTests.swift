@@ -1,5 +1,6 @@
 import HTTPTypes
 import Postgres
+import TestSupport
 import XCTest
 
 @testable import Comprobify

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Postgres
+import TestSupport
 import XCTest
 
 @testable import Comprobify

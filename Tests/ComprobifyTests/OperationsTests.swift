@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import Postgres
+import TestSupport
 import XCTest
 
 @testable import Comprobify

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import NIOConcurrencyHelpers
 import Postgres
+import TestSupport
 import XCTest
 
 @testable import Comprobify

@@ -6,38 +6,10 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Postgres
+import TestSupport
 import XCTest
 
 @testable import Comprobify
-
-/// The databases started by scripts/test.
-enum TestDatabase {
-    static func url(_ name: String) -> String {
-        guard let url = ProcessInfo.processInfo.environment[name], !url.isEmpty else {
-            fatalError("\(name) is not set: run the tests with scripts/test, which starts a throwaway PostgreSQL")
-        }
-        return url
-    }
-
-    static var ownerURL: String { url("COMPROBIFY_TEST_OWNER_URL") }
-    static var appURL: String { url("COMPROBIFY_TEST_APP_URL") }
-
-    /// A superuser connection for assertions and fixtures the API cannot make.
-    static func owner() throws -> Connection {
-        try Connection(conninfo: ownerURL)
-    }
-
-    /// Runs one statement as the superuser and returns its rows.
-    @discardableResult
-    static func query(_ sql: String, _ parameters: [any PostgresBindable] = []) throws -> QueryResult {
-        try owner().query(sql, parameters, prepared: false)
-    }
-
-    static func scalar<T: PostgresDecodable>(_ sql: String, _ parameters: [any PostgresBindable] = [], as type: T.Type = T.self) throws -> T
-    {
-        try query(sql, parameters)[0].decode(T.self, at: 0)
-    }
-}
 
 let adminToken = "test-admin-token"
 
@@ -247,17 +219,5 @@ extension JSONValue {
     var stringValue: String? {
         if case .string(let text) = self { return text }
         return nil
-    }
-}
-
-/// Runs `count` operations at once and returns their results in order.
-func concurrently<T: Sendable>(_ count: Int, _ operation: @escaping @Sendable (Int) async throws -> T) async throws -> [T] {
-    try await withThrowingTaskGroup(of: (Int, T).self) { group in
-        for index in 0..<count {
-            group.addTask { (index, try await operation(index)) }
-        }
-        var results = [T?](repeating: nil, count: count)
-        for try await (index, value) in group { results[index] = value }
-        return results.map { $0! }
     }
 }

@@ -1,27 +1,7 @@
 import Foundation
 import Postgres
+import TestSupport
 import XCTest
-
-enum TestDatabase {
-    static var ownerURL: String {
-        guard let url = ProcessInfo.processInfo.environment["COMPROBIFY_TEST_OWNER_URL"], !url.isEmpty else {
-            fatalError("COMPROBIFY_TEST_OWNER_URL is not set: run the tests with scripts/test, which starts a throwaway PostgreSQL")
-        }
-        return url
-    }
-
-    static var appURL: String {
-        guard let url = ProcessInfo.processInfo.environment["COMPROBIFY_TEST_APP_URL"], !url.isEmpty else {
-            fatalError("COMPROBIFY_TEST_APP_URL is not set: run the tests with scripts/test")
-        }
-        return url
-    }
-
-    /// A table name no other test uses.
-    static func uniqueTable(_ stem: String) -> String {
-        "\(stem)_\(UInt32.random(in: 0...UInt32.max))"
-    }
-}
 
 final class ConnectionTests: XCTestCase {
     func testEveryParameterTypeRoundTripsWithNull() throws {

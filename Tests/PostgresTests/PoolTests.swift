@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Postgres
+import TestSupport
 import XCTest
 
 final class PoolTests: XCTestCase {
@@ -49,7 +50,7 @@ final class PoolTests: XCTestCase {
             let bothRead = DispatchGroup()
             bothRead.enter()
             bothRead.enter()
-            let results = try await concurrentlyRun(2) { index in
+            let results = try await concurrently(2) { index in
                 try await pool.transaction(.serializable) { transaction, _ in
                     let attempt = attempts.withLockedValue {
                         $0 += 1; return $0
@@ -90,7 +91,7 @@ final class PoolTests: XCTestCase {
 
     func testWaitersAreServedWhenAConnectionFrees() async throws {
         let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL, size: 1, waitTimeout: .seconds(10)))
-        let values = try await concurrentlyRun(6) { index in
+        let values = try await concurrently(6) { index in
             try await pool.withConnection { connection in
                 try connection.query("SELECT $1::int FROM pg_sleep(0.05)", [index])[0].decode(Int.self, at: 0)
             }
@@ -126,16 +127,5 @@ final class PoolTests: XCTestCase {
         } catch let error as PostgresError {
             XCTAssertEqual(error.kind, .poolClosed)
         }
-    }
-}
-
-func concurrentlyRun<T: Sendable>(_ count: Int, _ operation: @escaping @Sendable (Int) async throws -> T) async throws -> [T] {
-    try await withThrowingTaskGroup(of: (Int, T).self) { group in
-        for index in 0..<count {
-            group.addTask { (index, try await operation(index)) }
-        }
-        var results = [T?](repeating: nil, count: count)
-        for try await (index, value) in group { results[index] = value }
-        return results.map { $0! }
     }
 }
