@@ -27,7 +27,13 @@ pg_start() {
         return 1
     fi
     mkdir -p "$dir"
-    if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; chmod 700 "$dir"; fi
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres: "$dir"; chmod 700 "$dir"
+        if ! runuser -u postgres -- test -x "$dir"; then
+            echo "the postgres user cannot reach $dir: give its parent folders o+x, or put the checkout elsewhere" >&2
+            return 1
+        fi
+    fi
     if [ ! -f "$dir/data/PG_VERSION" ]; then
         head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/owner.pw"
         head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/app.pw"
