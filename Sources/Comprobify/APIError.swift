@@ -64,6 +64,13 @@ public struct APIError: Error, Sendable {
         headers: [.retryAfter: "1"]
     )
 
+    /// A transaction that kept failing on serialization or deadlock after every retry.
+    public static let contended = APIError(
+        status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE",
+        detail: "The request kept conflicting with concurrent changes to the same data. Retry shortly.",
+        headers: [.retryAfter: "1"]
+    )
+
     public static let internalError = APIError(
         status: .internalServerError, code: "INTERNAL", detail: "An unexpected error occurred."
     )

@@ -49,7 +49,9 @@ struct AdminController {
         try authorize(context)
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
         let mint = try KeysController.MintRequest(try await Input.read(request, allowEmpty: true))
-        let token = try await database.asTenantID(id, isolation: .serializable, prologue: [AdminController.tenantRow]) {
+        let rosterRow = Statement(
+            "UPDATE tenants SET roster_changed_at = now() WHERE id = current_tenant_id() RETURNING \(Representation.tenantColumns)")
+        let token = try await database.asTenantID(id, prologue: [rosterRow]) {
             transaction, results in
             guard let row = results[0].first else { throw AdminController.tenantNotFound }
             if mint.environment == .production, try row.decode(String.self, at: 4) != "production" {

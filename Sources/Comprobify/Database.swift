@@ -17,6 +17,23 @@ public struct Principal: Sendable {
         tenantActive = try row.decode(String.self, at: 3) == "ACTIVE"
         tenantEnvironment = Environment(rawValue: try row.decode(at: 4)) ?? .sandbox
     }
+
+    /// The same key with the tenant's status and environment as read later in the transaction.
+    func with(tenant row: Row) throws -> Principal {
+        Principal(
+            keyID: keyID, tenantID: tenantID, keyEnvironment: keyEnvironment,
+            tenantActive: try row.decode(String.self, at: 0) == "ACTIVE",
+            tenantEnvironment: Environment(rawValue: try row.decode(at: 1)) ?? .sandbox
+        )
+    }
+
+    private init(keyID: Int64, tenantID: Int64, keyEnvironment: Environment, tenantActive: Bool, tenantEnvironment: Environment) {
+        self.keyID = keyID
+        self.tenantID = tenantID
+        self.keyEnvironment = keyEnvironment
+        self.tenantActive = tenantActive
+        self.tenantEnvironment = tenantEnvironment
+    }
 }
 
 /// Every data access of the service goes through one of these entry points, so
@@ -52,6 +69,41 @@ public struct Database: Sendable {
             guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
             facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
             return try body(transaction, principal, Array(results.dropFirst()))
+        }
+    }
+
+    /// Takes the tenant row for an addition to its roster (an API key, an issuer):
+    /// returns the tenant's current status and environment. Additions of one
+    /// tenant queue on this row lock; a promotion that locks the row after the
+    /// addition committed fails with a serialization error and is retried, so
+    /// it never misses a key or an issuer added while it ran.
+    static let rosterLock = Statement(
+        "UPDATE tenants SET roster_changed_at = now() WHERE id = current_tenant_id() RETURNING status, environment"
+    )
+
+    /// A READ COMMITTED transaction that adds a key or an issuer for the tenant of
+    /// `token`, in one first round trip: the key lookup, the tenant row (see
+    /// `rosterLock`), then the key again under a share lock. Locks are taken in
+    /// the order a promotion takes them (tenant row, then keys), so the two never
+    /// deadlock: a promotion that committed first has revoked the sandbox key,
+    /// and the second look at the key makes this 401; one that comes later waits
+    /// for this commit, then retries with the addition in view.
+    public func asTenantAddingToRoster<T: Sendable>(
+        _ token: APIToken,
+        facts: RequestFacts,
+        _ body: @escaping @Sendable (Transaction, Principal) throws -> T
+    ) async throws -> T {
+        let prologue = [
+            Statement(Database.authenticateSQL, [token.digest, false]),
+            Database.rosterLock,
+            Statement("SELECT id FROM api_keys WHERE token_digest = $1 AND revoked_at IS NULL FOR SHARE", [token.digest]),
+        ]
+        return try await pool.transaction(.readCommitted, prologue: prologue) { transaction, results in
+            guard let found = try Principal(results[0]), let tenant = results[1].first, results[2].count == 1 else {
+                throw APIError.unauthorized
+            }
+            facts.authenticated(tenantID: found.tenantID, keyID: found.keyID)
+            return try body(transaction, try found.with(tenant: tenant))
         }
     }
 

@@ -14,10 +14,11 @@ struct IssuersController {
 
     static let notFound = APIError.notFound("No issuer with this id.")
 
-    /// SERIALIZABLE: the issuer reads the tenant's environment in the statement
-    /// that inserts it, so one created while the tenant is being promoted either
-    /// commits first (and is promoted with the others) or is retried and born a
-    /// production issuer with all its counters.
+    /// The issuer takes the tenant's environment from the tenant row this
+    /// transaction holds locked, so one created while the tenant is being promoted
+    /// either commits first (and is promoted with the others) or comes after the
+    /// promotion and is refused, its sandbox key revoked (401); a production key
+    /// then creates a production issuer with all its counters.
     @Sendable func create(_ request: Request, context: TenantRequestContext) async throws -> Response {
         var input = try await Input.read(request)
         let ruc = input.formatted("ruc", required: true, rule: "exactly 13 digits") { Format.digits($0, count: 13) }
@@ -30,7 +31,7 @@ struct IssuersController {
         let address = input.string("address", required: false, length: 1...300)
         let validation = Result { try input.validated() }
 
-        let issuer = try await database.asTenant(context.token, facts: context.facts, isolation: .serializable) { transaction, _, _ in
+        let issuer = try await database.asTenantAddingToRoster(context.token, facts: context.facts) { transaction, _ in
             try validation.get()
             do {
                 let results = try transaction.commit(after: [

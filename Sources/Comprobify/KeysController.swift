@@ -34,14 +34,13 @@ struct KeysController {
         }
     }
 
-    /// SERIALIZABLE, so a mint racing a promotion either commits first (and its key
-    /// is then swapped by the promotion) or fails and is retried, seeing the
-    /// minting key revoked.
+    /// A mint racing a promotion either commits first (and its key is then
+    /// swapped by the promotion) or sees the minting key revoked (401): see
+    /// `Database.asTenantAddingToRoster`.
     @Sendable func mint(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let input = try await Input.read(request, allowEmpty: true)
         let parsed = Result { try MintRequest(input) }
-        let token = try await database.asTenant(context.token, facts: context.facts, isolation: .serializable) {
-            transaction, principal, _ in
+        let token = try await database.asTenantAddingToRoster(context.token, facts: context.facts) { transaction, principal in
             let mint = try parsed.get()
             guard principal.tenantActive else {
                 throw APIError.forbidden("Verify the tenant's email address before minting keys.")

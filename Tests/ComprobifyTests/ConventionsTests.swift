@@ -1,4 +1,8 @@
 import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Postgres
 import TestSupport
 import XCTest
 
@@ -94,6 +98,31 @@ final class ConventionsTests: XCTestCase {
             reply.assertProblem(400, "VALIDATION_ERROR")
             for leak in ["SQL", "sqlstate", "22003", "numeric", "postgres", "INSERT"] {
                 XCTAssertFalse(reply.text.lowercased().contains(leak.lowercased()), "\(leak) in \(reply.text)")
+            }
+        }
+    }
+}
+
+/// What a client sees when a transaction still fails on a serialization failure
+/// or a deadlock after the pool's last retry: a retryable 503, never a 500.
+final class ExhaustedRetryTests: XCTestCase {
+    func testExhaustedRetriesAreA503WithRetryAfter() async throws {
+        let router = Router(context: AppRequestContext.self)
+        router.add(middleware: RequestMiddleware(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+        for (path, sqlState) in [("conflict", "40001"), ("deadlock", "40P01")] {
+            router.get(RouterPath(path)) { _, _ -> Response in
+                throw PostgresError(kind: .server, sqlState: sqlState, message: "could not serialize access")
+            }
+        }
+        try await Application(router: router).test(.router) { client in
+            for path in ["/conflict", "/deadlock"] {
+                try await client.execute(uri: path, method: .get) { response in
+                    XCTAssertEqual(response.status, .serviceUnavailable)
+                    XCTAssertEqual(response.headers[.retryAfter], "1")
+                    let body = String(buffer: response.body)
+                    XCTAssertTrue(body.contains(#""code":"SERVICE_UNAVAILABLE""#), body)
+                    XCTAssertFalse(body.contains("serialize"), body)
+                }
             }
         }
     }

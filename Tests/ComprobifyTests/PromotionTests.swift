@@ -185,6 +185,48 @@ final class PromotionTests: XCTestCase {
         XCTAssertEqual(try row.decode(Int.self, at: 4), 0, "revoked sandbox keys without their production twin", file: file, line: line)
     }
 
+    /// A mint that holds the tenant row while a promotion queues behind it: the
+    /// promotion's snapshot predates the mint's commit, so it must fail on the
+    /// tenant row, retry, and swap the new key with the others.
+    func testAKeyMintedWhileThePromotionWaitsIsSwappedToo() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            _ = try await server.createIssuer(tenant.key)
+            let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.appURL, size: 1))
+            let database = Database(pool: pool)
+            let holding = AsyncStream<Int32>.makeStream()
+            let mint = Task {
+                try await database.asTenantAddingToRoster(APIToken.parse(Substring(tenant.key))!, facts: RequestFacts()) {
+                    transaction, principal in
+                    let backend = try transaction.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
+                    holding.continuation.yield(backend)
+                    // Keep the tenant row until the promotion is queued behind it.
+                    let deadline = Date().addingTimeInterval(10)
+                    while try TestDatabase.scalar(
+                        "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [backend], as: Int.self) == 0,
+                        Date() < deadline
+                    {
+                        usleep(2_000)
+                    }
+                    return try KeysController.insertKey(
+                        transaction, label: "held", environment: .sandbox, actor: "tenant", actorKeyID: principal.keyID)
+                }
+            }
+            var iterator = holding.stream.makeAsyncIterator()
+            _ = await iterator.next()
+            let promotion = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+            let held = try await mint.value
+            await pool.shutdown()
+
+            XCTAssertEqual(promotion.status, 200, promotion.text)
+            let labels = try promotion.array("apiKeys").map { $0["label"]?.stringValue }
+            XCTAssertEqual(Set(labels), ["Initial sandbox key", "held"])
+            let refused = try await server.call(.get, "/v1/keys", key: held.plaintext)
+            refused.assertProblem(401, "UNAUTHORIZED")
+            try PromotionTests.assertFullyPromoted(tenant.id)
+        }
+    }
+
     func testMintIssuerAndDocumentRacingAPromotion() async throws {
         try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
             var mintOutcomes = Set<Int>()

@@ -52,6 +52,7 @@ CREATE TABLE tenants (
         CONSTRAINT tenants_environment_values CHECK (environment IN ('sandbox', 'production')),
     created_at  timestamptz NOT NULL DEFAULT now(),
     promoted_at timestamptz,
+    roster_changed_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT tenants_promoted_when_production CHECK ((environment = 'production') = (promoted_at IS NOT NULL)),
     CONSTRAINT tenants_production_is_verified CHECK (environment = 'sandbox' OR status = 'ACTIVE')
 );
@@ -62,6 +63,7 @@ COMMENT ON TABLE tenants IS 'Customer accounts. A tenant starts in sandbox and i
 COMMENT ON COLUMN tenants.email IS 'Contact address, unique case-insensitively (index tenants_email_unique).';
 COMMENT ON COLUMN tenants.status IS 'PENDING_VERIFICATION until the email address is verified, then ACTIVE.';
 COMMENT ON COLUMN tenants.promoted_at IS 'When the tenant was promoted to production; NULL while in sandbox.';
+COMMENT ON COLUMN tenants.roster_changed_at IS 'When an API key or an issuer was last added. Every addition updates this row first, so additions of one tenant queue behind each other and a promotion running at the same time (SERIALIZABLE, locking this row) fails with a serialization error and is retried with the addition included.';
 
 -- ---------------------------------------------------------------------------
 -- API keys
@@ -469,7 +471,7 @@ GRANT EXECUTE ON FUNCTION purge_expired() TO comprobify_app;
 
 GRANT SELECT ON document_types TO comprobify_app;
 GRANT SELECT, INSERT ON tenants TO comprobify_app;
-GRANT UPDATE (status, environment, promoted_at) ON tenants TO comprobify_app;
+GRANT UPDATE (status, environment, promoted_at, roster_changed_at) ON tenants TO comprobify_app;
 GRANT SELECT, INSERT ON api_keys TO comprobify_app;
 GRANT UPDATE (revoked_at) ON api_keys TO comprobify_app;
 GRANT SELECT, INSERT ON email_verifications TO comprobify_app;
