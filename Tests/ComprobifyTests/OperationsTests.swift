@@ -118,15 +118,18 @@ final class OperationsTests: XCTestCase {
         } catch let error as PostgresError {
             XCTAssertTrue(error.isUnavailable, "\(error)")
         }
-        // Bounded pool wait.
-        async let holder: Void = pool.withConnection { _ = try $0.query("SELECT pg_sleep(0.15)") }
-        try await Task.sleep(for: .milliseconds(20))
+        // Bounded pool wait: the only connection is held (outside any statement,
+        // so no server timeout applies) until the waiter has given up.
+        let release = DispatchSemaphore(value: 0)
+        async let holder: Void = pool.withConnection { _ in _ = release.wait(timeout: .now() + 30) }
+        while pool.inUse == 0 { try await Task.sleep(for: .milliseconds(5)) }
         do {
             _ = try await pool.withConnection { try $0.query("SELECT 1") }
             XCTFail("the wait for a connection is bounded")
         } catch let error as PostgresError {
             XCTAssertEqual(error.kind, .poolTimeout)
         }
+        release.signal()
         try await holder
         let one = try await pool.withConnection { try $0.query("SELECT 1")[0].decode(Int.self, at: 0) }
         XCTAssertEqual(one, 1, "the pool recovered its connection")
@@ -153,7 +156,7 @@ final class OperationsTests: XCTestCase {
         let box = TenantBox()
         try await TestServer.run { server in box.tenant = try await server.signUp() }
         let tenant = try XCTUnwrap(box.tenant)
-        let port = Int.random(in: 20000...40000)
+        let port = try freeLoopbackPort()
         let process = Process()
         process.executableURL = binary
         process.arguments = ["serve"]
@@ -176,7 +179,8 @@ final class OperationsTests: XCTestCase {
         try locker.query("BEGIN", prepared: false)
         try locker.query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", [tenant.id], prepared: false)
         async let inFlight = client.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
-        try await Task.sleep(for: .milliseconds(500))
+        let lockerPID = try locker.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0)
+        XCTAssertTrue(TestDatabase.waitForSessionBlocked(by: lockerPID), "the request is waiting inside the server")
         kill(process.processIdentifier, SIGTERM)
         try await Task.sleep(for: .milliseconds(500))
         XCTAssertTrue(process.isRunning, "still draining the request in flight")

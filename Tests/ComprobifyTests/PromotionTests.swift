@@ -201,13 +201,7 @@ final class PromotionTests: XCTestCase {
                     let backend = try transaction.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
                     holding.continuation.yield(backend)
                     // Keep the tenant row until the promotion is queued behind it.
-                    let deadline = Date().addingTimeInterval(10)
-                    while try TestDatabase.scalar(
-                        "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [backend], as: Int.self) == 0,
-                        Date() < deadline
-                    {
-                        usleep(2_000)
-                    }
+                    XCTAssertTrue(TestDatabase.waitForSessionBlocked(by: backend), "the promotion queued behind the mint")
                     return try KeysController.insertKey(
                         transaction, label: "held", environment: .sandbox, actor: "tenant", actorKeyID: principal.keyID)
                 }

@@ -32,10 +32,50 @@ public enum TestDatabase {
         try query(sql, parameters)[0].decode(T.self, at: 0)
     }
 
+    /// True as soon as some session waits for a lock held by backend `pid`;
+    /// false after `timeout` seconds. For tests that must act only once a
+    /// request is queued behind a lock, whatever the machine's load.
+    public static func waitForSessionBlocked(by pid: Int32, timeout: TimeInterval = 30) -> Bool {
+        poll(timeout) { try scalar("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid], as: Int.self) > 0 }
+    }
+
+    /// True as soon as backend `pid` has exited; false after `timeout` seconds.
+    public static func waitForBackendExit(_ pid: Int32, timeout: TimeInterval = 30) -> Bool {
+        poll(timeout) { try scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", [pid], as: Int.self) == 0 }
+    }
+
+    private static func poll(_ timeout: TimeInterval, _ condition: () throws -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            if (try? condition()) == true { return true }
+            usleep(5_000)
+        } while Date() < deadline
+        return false
+    }
+
     /// A table name no other test uses.
     public static func uniqueTable(_ stem: String) -> String {
         "\(stem)_\(UInt32.random(in: 0...UInt32.max))"
     }
+}
+
+/// A TCP port that was free on 127.0.0.1 a moment ago (the kernel's choice).
+public func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EMFILE) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw POSIXError(.EADDRNOTAVAIL) }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// Runs `count` operations at once and returns their results in order.
