@@ -64,7 +64,8 @@ public struct APIError: Error, Sendable {
         headers: [.retryAfter: "1"]
     )
 
-    /// A transaction that kept failing on serialization or deadlock after every retry.
+    /// A transaction that kept failing on serialization or deadlock after every
+    /// retry, or waited longer than the role's lock_timeout for a row lock.
     public static let contended = APIError(
         status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE",
         detail: "The request kept conflicting with concurrent changes to the same data. Retry shortly.",

@@ -21,7 +21,7 @@ struct AdminController {
     }
 
     static let tenantNotFound = APIError.notFound("No tenant with this id.")
-    static let tenantRow = Statement("SELECT \(Representation.tenantColumns) FROM tenants WHERE id = current_tenant_id() FOR UPDATE")
+    static let tenantRow = Statement("SELECT \(Representation.tenantColumns) FROM tenants WHERE id = current_tenant_id() FOR NO KEY UPDATE")
 
     @Sendable func verifyEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
         try authorize(context)
@@ -49,12 +49,9 @@ struct AdminController {
         try authorize(context)
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
         let mint = try KeysController.MintRequest(try await Input.read(request, allowEmpty: true))
-        let rosterRow = Statement(
-            "UPDATE tenants SET roster_changed_at = now() WHERE id = current_tenant_id() RETURNING \(Representation.tenantColumns)")
-        let token = try await database.asTenantID(id, prologue: [rosterRow]) {
-            transaction, results in
+        let token = try await database.asTenantID(id, prologue: [Database.rosterLock]) { transaction, results in
             guard let row = results[0].first else { throw AdminController.tenantNotFound }
-            if mint.environment == .production, try row.decode(String.self, at: 4) != "production" {
+            if mint.environment == .production, try row.decode(String.self, at: 1) != "production" {
                 throw APIError.forbidden("Production keys can be minted only after the tenant has been promoted to production.")
             }
             return try KeysController.insertKey(

@@ -74,16 +74,17 @@ public struct Database: Sendable {
 
     /// Takes the tenant row for an addition to its roster (an API key, an issuer):
     /// returns the tenant's current status and environment. Additions of one
-    /// tenant queue on this row lock; a promotion that locks the row after the
-    /// addition committed fails with a serialization error and is retried, so
-    /// it never misses a key or an issuer added while it ran.
+    /// tenant queue on this row lock. A promotion whose snapshot was taken before
+    /// the addition committed cannot lock the row afterwards without a
+    /// serialization failure, so it is retried and never misses a key or an
+    /// issuer added while it ran.
     static let rosterLock = Statement(
         "UPDATE tenants SET roster_changed_at = now() WHERE id = current_tenant_id() RETURNING status, environment"
     )
 
     /// A READ COMMITTED transaction that adds a key or an issuer for the tenant of
     /// `token`, in one first round trip: the key lookup, the tenant row (see
-    /// `rosterLock`), then the key again under a share lock. Locks are taken in
+    /// `rosterLock`), then the key again, now under a share lock. Locks are taken in
     /// the order a promotion takes them (tenant row, then keys), so the two never
     /// deadlock: a promotion that committed first has revoked the sandbox key,
     /// and the second look at the key makes this 401; one that comes later waits
@@ -96,7 +97,7 @@ public struct Database: Sendable {
         let prologue = [
             Statement(Database.authenticateSQL, [token.digest, false]),
             Database.rosterLock,
-            Statement("SELECT id FROM api_keys WHERE token_digest = $1 AND revoked_at IS NULL FOR SHARE", [token.digest]),
+            Statement("SELECT key_id FROM authenticate($1, true)", [token.digest]),
         ]
         return try await pool.transaction(.readCommitted, prologue: prologue) { transaction, results in
             guard let found = try Principal(results[0]), let tenant = results[1].first, results[2].count == 1 else {

@@ -84,7 +84,7 @@ struct RequestMiddleware: RouterMiddleware {
         case let error as PostgresError where error.isUnavailable || error.hasCode(SQLState.queryCanceled):
             context.logger.warning("database unavailable", metadata: ["error": .string(error.description)])
             apiError = .unavailable
-        case let error as PostgresError where error.isTransactionRetryable:
+        case let error as PostgresError where error.isTransactionRetryable || error.hasCode(SQLState.lockNotAvailable):
             context.logger.warning("transaction retries exhausted", metadata: ["error": .string(error.description)])
             apiError = .contended
         case let error as HTTPResponseError:

@@ -67,7 +67,11 @@ struct Promotion {
     }
 
     /// The tenant's state and the checks of the request that need the database,
-    /// read under a lock on the tenant row so concurrent promotions queue.
+    /// read under a lock on the tenant row so concurrent promotions queue, and
+    /// so do additions of keys and issuers (`Database.rosterLock`). The lock is
+    /// FOR NO KEY UPDATE, not FOR UPDATE: requests that insert rows referencing
+    /// the tenant take FOR KEY SHARE on it for their foreign keys, and they may
+    /// hold the share lock on a sandbox key this promotion is about to revoke.
     static func stateStatement(_ request: Request) -> Statement {
         Statement(
             """
@@ -79,7 +83,7 @@ struct Promotion {
                      WHERE NOT EXISTS (SELECT 1 FROM document_types d WHERE d.code = r.code))
               FROM tenants t
              WHERE t.id = current_tenant_id()
-               FOR UPDATE
+               FOR NO KEY UPDATE
             """,
             [request.entries.map(\.issuerID), request.entries.map(\.documentType)]
         )
@@ -131,7 +135,10 @@ struct Promotion {
         let tokens = (0..<(try row.decode(Int.self, at: 2))).map { _ in APIToken.generate(.production) }
         let results = try transaction.pipeline([
             Statement(
-                "UPDATE tenants SET environment = 'production', promoted_at = now() WHERE id = current_tenant_id() AND environment = 'sandbox'"
+                """
+                UPDATE tenants SET environment = 'production', promoted_at = now(), roster_changed_at = now()
+                 WHERE id = current_tenant_id() AND environment = 'sandbox'
+                """
             ),
             Statement("UPDATE issuers SET sandbox = false WHERE sandbox"),
             Statement(

@@ -173,7 +173,7 @@ struct TenantsController {
                            (SELECT ceil(extract(epoch FROM min(created_at) + interval '1 hour' - now()))::bigint FROM audit_events
                              WHERE action = 'tenant.verification_resent' AND created_at > now() - interval '1 hour')
                       FROM tenants t WHERE t.id = current_tenant_id()
-                       FOR UPDATE
+                       FOR NO KEY UPDATE
                     """
                 )
             ]

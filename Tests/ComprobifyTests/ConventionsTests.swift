@@ -104,18 +104,19 @@ final class ConventionsTests: XCTestCase {
 }
 
 /// What a client sees when a transaction still fails on a serialization failure
-/// or a deadlock after the pool's last retry: a retryable 503, never a 500.
+/// or a deadlock after the pool's last retry, or outwaits the role's
+/// lock_timeout: a retryable 503, never a 500.
 final class ExhaustedRetryTests: XCTestCase {
     func testExhaustedRetriesAreA503WithRetryAfter() async throws {
         let router = Router(context: AppRequestContext.self)
         router.add(middleware: RequestMiddleware(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
-        for (path, sqlState) in [("conflict", "40001"), ("deadlock", "40P01")] {
+        for (path, sqlState) in [("conflict", "40001"), ("deadlock", "40P01"), ("lock-timeout", "55P03")] {
             router.get(RouterPath(path)) { _, _ -> Response in
                 throw PostgresError(kind: .server, sqlState: sqlState, message: "could not serialize access")
             }
         }
         try await Application(router: router).test(.router) { client in
-            for path in ["/conflict", "/deadlock"] {
+            for path in ["/conflict", "/deadlock", "/lock-timeout"] {
                 try await client.execute(uri: path, method: .get) { response in
                     XCTAssertEqual(response.status, .serviceUnavailable)
                     XCTAssertEqual(response.headers[.retryAfter], "1")

@@ -221,6 +221,34 @@ final class PromotionTests: XCTestCase {
         }
     }
 
+    /// A request in flight holds the share lock of a sandbox key and inserts a
+    /// row referencing its tenant (as issuing a document does) while a promotion
+    /// holds the tenant row and waits for that key. The promotion's lock must
+    /// not block the insert's foreign-key check: that would be a deadlock.
+    func testAPromotionWaitingForAKeyDoesNotBlockForeignKeysToItsTenant() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            let inFlight = try TestDatabase.owner()
+            try inFlight.query("BEGIN", prepared: false)
+            // This session, not the promotion, would be the one to detect a deadlock.
+            try inFlight.query("SET LOCAL deadlock_timeout = '10ms'", prepared: false)
+            try inFlight.query(
+                "SELECT 1 FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL FOR SHARE", [tenant.id], prepared: false)
+            let pid = try inFlight.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0)
+            async let promotion = server.call(.post, "/v1/tenants/promote", key: tenant.key)
+            XCTAssertTrue(TestDatabase.waitForSessionBlocked(by: pid), "the promotion waits for the key in flight")
+            XCTAssertNoThrow(
+                try inFlight.query(
+                    "INSERT INTO audit_events (tenant_id, action, actor) VALUES ($1, 'tenant.verification_resent', 'system')", [tenant.id],
+                    prepared: false)
+            )
+            try inFlight.query("ROLLBACK", prepared: false)
+            let reply = try await promotion
+            XCTAssertEqual(reply.status, 200, reply.text)
+            try PromotionTests.assertFullyPromoted(tenant.id)
+        }
+    }
+
     func testMintIssuerAndDocumentRacingAPromotion() async throws {
         try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
             var mintOutcomes = Set<Int>()

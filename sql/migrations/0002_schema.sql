@@ -63,7 +63,7 @@ COMMENT ON TABLE tenants IS 'Customer accounts. A tenant starts in sandbox and i
 COMMENT ON COLUMN tenants.email IS 'Contact address, unique case-insensitively (index tenants_email_unique).';
 COMMENT ON COLUMN tenants.status IS 'PENDING_VERIFICATION until the email address is verified, then ACTIVE.';
 COMMENT ON COLUMN tenants.promoted_at IS 'When the tenant was promoted to production; NULL while in sandbox.';
-COMMENT ON COLUMN tenants.roster_changed_at IS 'When an API key or an issuer was last added. Every addition updates this row first, so additions of one tenant queue behind each other and a promotion running at the same time (SERIALIZABLE, locking this row) fails with a serialization error and is retried with the addition included.';
+COMMENT ON COLUMN tenants.roster_changed_at IS 'When API keys or issuers were last added (a mint, an issuer, a promotion). A request that adds one updates this row first, so additions of one tenant queue behind each other and behind a promotion. A promotion (SERIALIZABLE) whose snapshot predates an addition''s commit fails on this row with a serialization error and is retried with the addition included; an addition that waited for a promotion finds its sandbox key revoked.';
 
 -- ---------------------------------------------------------------------------
 -- API keys
