@@ -100,7 +100,9 @@ public struct Database: Sendable {
             Statement("SELECT key_id FROM authenticate($1, true)", [token.digest]),
         ]
         return try await pool.transaction(.readCommitted, prologue: prologue) { transaction, results in
-            guard let found = try Principal(results[0]), let tenant = results[1].first, results[2].count == 1 else {
+            guard let found = try Principal(results[0]), let tenant = results[1].first,
+                try results[2].first?.decode(Int64.self, at: 0) == found.keyID
+            else {
                 throw APIError.unauthorized
             }
             facts.authenticated(tenantID: found.tenantID, keyID: found.keyID)
