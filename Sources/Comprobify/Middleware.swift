@@ -85,7 +85,8 @@ struct RequestMiddleware: RouterMiddleware {
             context.logger.warning("database unavailable", metadata: ["error": .string(error.description)])
             apiError = .unavailable
         case let error as PostgresError where error.isTransactionRetryable || error.hasCode(SQLState.lockNotAvailable):
-            context.logger.warning("lock contention: retries exhausted or lock wait timed out", metadata: ["error": .string(error.description)])
+            context.logger.warning(
+                "lock contention: retries exhausted or lock wait timed out", metadata: ["error": .string(error.description)])
             apiError = .contended
         case let error as HTTPResponseError:
             switch error.status {
