@@ -221,6 +221,18 @@ final class PromotionTests: XCTestCase {
         }
     }
 
+    /// A session (as the owner) inside a transaction holding `lock` on the
+    /// tenant's active keys (those labelled `label`, or all), so a request
+    /// that needs those rows waits until it ends; and its backend pid.
+    static func lockingKeys(of tenantID: Int64, label: String?, _ lock: String) throws -> (Connection, Int32) {
+        let session = try TestDatabase.owner()
+        try session.query("BEGIN", prepared: false)
+        try session.query(
+            "SELECT 1 FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL AND ($2::text IS NULL OR label = $2) \(lock)",
+            [tenantID, label], prepared: false)
+        return (session, try session.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0))
+    }
+
     /// A request in flight holds the share lock of a sandbox key and inserts a
     /// row referencing its tenant (as issuing a document does) while a promotion
     /// holds the tenant row and waits for that key. The promotion's lock must
@@ -228,13 +240,9 @@ final class PromotionTests: XCTestCase {
     func testAPromotionWaitingForAKeyDoesNotBlockForeignKeysToItsTenant() async throws {
         try await TestServer.run { server in
             let tenant = try await server.activeTenant()
-            let inFlight = try TestDatabase.owner()
-            try inFlight.query("BEGIN", prepared: false)
+            let (inFlight, pid) = try PromotionTests.lockingKeys(of: tenant.id, label: nil, "FOR SHARE")
             // This session, not the promotion, would be the one to detect a deadlock.
             try inFlight.query("SET LOCAL deadlock_timeout = '10ms'", prepared: false)
-            try inFlight.query(
-                "SELECT 1 FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL FOR SHARE", [tenant.id], prepared: false)
-            let pid = try inFlight.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0)
             async let promotion = server.call(.post, "/v1/tenants/promote", key: tenant.key)
             XCTAssertTrue(TestDatabase.waitForSessionBlocked(by: pid), "the promotion waits for the key in flight")
             XCTAssertNoThrow(
@@ -245,6 +253,67 @@ final class PromotionTests: XCTestCase {
             try inFlight.query("ROLLBACK", prepared: false)
             let reply = try await promotion
             XCTAssertEqual(reply.status, 200, reply.text)
+            try PromotionTests.assertFullyPromoted(tenant.id)
+        }
+    }
+
+    /// An issuer whose creation holds the tenant row when a promotion arrives:
+    /// the creation commits first, and the promotion, retried, promotes it with
+    /// its six counters. The creation is paused after taking the tenant row by
+    /// a lock on its key, which its second look at the key has to wait for.
+    func testAnIssuerCreatedBeforeAWaitingPromotionIsPromotedWithIt() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            _ = try await server.createIssuer(tenant.key)
+            let builder = try await server.mintKey(tenant.key, label: "builder")
+            let (pause, pausePID) = try PromotionTests.lockingKeys(of: tenant.id, label: "builder", "FOR UPDATE")
+            async let created = server.call(
+                .post, "/v1/issuers", key: builder,
+                json: #"{"ruc": "1790012345001", "legalName": "Held", "establishment": "002", "emissionPoint": "001"}"#)
+            let creation = try XCTUnwrap(TestDatabase.sessionBlocked(by: pausePID), "the creation waits on its key")
+            async let promotion = server.call(.post, "/v1/tenants/promote", key: tenant.key)
+            XCTAssertNotNil(TestDatabase.sessionBlocked(by: creation), "the promotion waits for the tenant row")
+            try pause.query("ROLLBACK", prepared: false)
+
+            let (issuerReply, promotionReply) = try await (created, promotion)
+            XCTAssertEqual(issuerReply.status, 201, issuerReply.text)
+            XCTAssertEqual(promotionReply.status, 200, promotionReply.text)
+            XCTAssertEqual(Set(try promotionReply.array("apiKeys").map { $0["label"]?.stringValue }), ["Initial sandbox key", "builder"])
+            let issuerID = try issuerReply.int("issuer", "id")
+            let sequentials = try await server.call(
+                .get, "/v1/issuers/\(issuerID)/sequentials", key: try promotionReply.string("apiKeys", 0, "apiKey"))
+            XCTAssertEqual(sequentials.status, 200, sequentials.text)
+            let production = try sequentials.array("sequentials").filter { $0["environment"] == .string("production") }
+            XCTAssertEqual(production.count, 6, sequentials.text)
+            try PromotionTests.assertFullyPromoted(tenant.id)
+        }
+    }
+
+    /// The other order: the promotion holds the tenant row when an issuer's
+    /// creation arrives. The creation waits, then finds its sandbox key revoked
+    /// (401) and creates nothing. The promotion is paused after taking the tenant
+    /// row by a lock on a sandbox key, which its key swap has to wait for.
+    func testAnIssuerCreationThatWaitedForAPromotionIsRefused() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            _ = try await server.createIssuer(tenant.key)
+            let builder = try await server.mintKey(tenant.key, label: "builder")
+            let (pause, pausePID) = try PromotionTests.lockingKeys(of: tenant.id, label: "builder", "FOR SHARE")
+            async let promotion = server.call(.post, "/v1/tenants/promote", key: tenant.key)
+            let promoting = try XCTUnwrap(TestDatabase.sessionBlocked(by: pausePID), "the promotion waits to revoke the key")
+            async let created = server.call(
+                .post, "/v1/issuers", key: builder,
+                json: #"{"ruc": "1790012345001", "legalName": "Late", "establishment": "002", "emissionPoint": "001"}"#)
+            XCTAssertNotNil(TestDatabase.sessionBlocked(by: promoting), "the creation waits for the tenant row")
+            try pause.query("ROLLBACK", prepared: false)
+
+            let (issuerReply, promotionReply) = try await (created, promotion)
+            XCTAssertEqual(promotionReply.status, 200, promotionReply.text)
+            issuerReply.assertProblem(401, "UNAUTHORIZED")
+            XCTAssertEqual(
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM issuers WHERE tenant_id = $1 AND legal_name = 'Late'", [tenant.id], as: Int.self),
+                0, "a refused creation created nothing")
             try PromotionTests.assertFullyPromoted(tenant.id)
         }
     }

@@ -39,6 +39,18 @@ public enum TestDatabase {
         poll(timeout) { try scalar("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid], as: Int.self) > 0 }
     }
 
+    /// The backend that is waiting for a lock held by backend `pid`, as soon as
+    /// there is one; nil after `timeout` seconds.
+    public static func sessionBlocked(by pid: Int32, timeout: TimeInterval = 30) -> Int32? {
+        var blocked: Int32?
+        _ = poll(timeout) {
+            blocked = try query("SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) LIMIT 1", [pid]).first?
+                .decode(Int32.self, at: 0)
+            return blocked != nil
+        }
+        return blocked
+    }
+
     /// True as soon as backend `pid` has exited; false after `timeout` seconds.
     public static func waitForBackendExit(_ pid: Int32, timeout: TimeInterval = 30) -> Bool {
         poll(timeout) { try scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", [pid], as: Int.self) == 0 }
