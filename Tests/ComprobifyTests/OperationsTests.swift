@@ -79,6 +79,39 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// Roles that are not superusers yet are not held by row-level security the
+    /// way comprobify_app is: a table owner and a member of comprobify_auth.
+    func testServeRefusesTableOwnersAndMembersOfTheAuthenticator() async throws {
+        let owner = "cfy_test_owner_\(UInt32.random(in: 0...UInt32.max))"
+        let member = "cfy_test_member_\(UInt32.random(in: 0...UInt32.max))"
+        let table = TestDatabase.uniqueTable("owned")
+        try TestDatabase.query("CREATE ROLE \(owner) NOLOGIN")
+        try TestDatabase.query("CREATE TABLE public.\(table) (id int)")
+        try TestDatabase.query("ALTER TABLE public.\(table) OWNER TO \(owner)")
+        try TestDatabase.query("CREATE ROLE \(member) NOLOGIN IN ROLE comprobify_auth")
+        defer {
+            _ = try? TestDatabase.query("DROP TABLE public.\(table)")
+            _ = try? TestDatabase.query("DROP ROLE \(owner)")
+            _ = try? TestDatabase.query("DROP ROLE \(member)")
+        }
+        for (role, reason) in [(owner, "owns tables"), (member, "member of comprobify_auth")] {
+            // The owner's login, acting as the role from the start of the session.
+            let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL + "?options=-c%20role%3D\(role)", size: 1))
+            do {
+                try await RoleCheck.verify(pool: pool)
+                XCTFail("\(role) must be refused")
+            } catch let error as RoleCheck.Refused {
+                XCTAssertTrue(error.description.contains(reason), error.description)
+                XCTAssertFalse(error.description.contains("superuser"), error.description)
+            }
+            await pool.shutdown()
+        }
+        // comprobify_app itself passes.
+        let app = ConnectionPool(configuration: .init(conninfo: TestDatabase.appURL, size: 1))
+        try await RoleCheck.verify(pool: app)
+        await app.shutdown()
+    }
+
     func testServeRefusesSuperusersAndRolesThatBypassRowLevelSecurity() async throws {
         var configuration = Configuration(databaseURL: TestDatabase.ownerURL)
         configuration.port = 0
