@@ -6,6 +6,11 @@
 -- app.tenant_id setting. With no tenant set the setting reads NULL or '' and
 -- current_tenant_id() is NULL, so no row matches: the policies fail closed.
 
+-- Only the owner creates objects here. PostgreSQL 15 no longer lets PUBLIC
+-- create in schema public, but a database upgraded from an older release keeps
+-- that grant: revoke it explicitly.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------
 -- The tenant of the current transaction.
 -- ---------------------------------------------------------------------------
@@ -250,6 +255,45 @@ CREATE TRIGGER documents_immutable_rows BEFORE UPDATE OR DELETE ON documents
     FOR EACH ROW EXECUTE FUNCTION documents_are_immutable();
 CREATE TRIGGER documents_immutable_table BEFORE TRUNCATE ON documents
     FOR EACH STATEMENT EXECUTE FUNCTION documents_are_immutable();
+
+-- ---------------------------------------------------------------------------
+-- Changes that only go one way
+-- ---------------------------------------------------------------------------
+-- The app may update a few columns (grants at the end of this file). These
+-- triggers hold those updates to the directions the product allows, for every
+-- role: a revoked key is never reinstated, a used or superseded verification
+-- token never comes back, a verified tenant never becomes unverified, and a
+-- promotion is never undone. Each fires only on the change it refuses (WHEN),
+-- so ordinary updates pay nothing for it.
+
+CREATE FUNCTION refuse_change() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'integrity_constraint_violation';
+END
+$$;
+
+COMMENT ON FUNCTION refuse_change() IS
+    'Trigger function: refuses the row change with the message given as the trigger''s argument (SQLSTATE 23000).';
+
+CREATE TRIGGER api_keys_revocation_is_final BEFORE UPDATE ON api_keys FOR EACH ROW
+    WHEN (OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS DISTINCT FROM OLD.revoked_at)
+    EXECUTE FUNCTION refuse_change('a revoked API key stays revoked');
+CREATE TRIGGER email_verifications_use_is_final BEFORE UPDATE ON email_verifications FOR EACH ROW
+    WHEN ((OLD.used_at IS NOT NULL AND NEW.used_at IS DISTINCT FROM OLD.used_at)
+          OR (OLD.invalidated_at IS NOT NULL AND NEW.invalidated_at IS DISTINCT FROM OLD.invalidated_at))
+    EXECUTE FUNCTION refuse_change('a used or superseded verification token stays so');
+CREATE TRIGGER tenants_verification_is_final BEFORE UPDATE ON tenants FOR EACH ROW
+    WHEN (OLD.status = 'ACTIVE' AND NEW.status <> 'ACTIVE')
+    EXECUTE FUNCTION refuse_change('a verified tenant stays verified');
+CREATE TRIGGER tenants_promotion_is_final BEFORE UPDATE ON tenants FOR EACH ROW
+    WHEN (OLD.environment = 'production'
+          AND (NEW.environment <> 'production' OR NEW.promoted_at IS DISTINCT FROM OLD.promoted_at))
+    EXECUTE FUNCTION refuse_change('a promotion to production is final');
+CREATE TRIGGER issuers_promotion_is_final BEFORE UPDATE ON issuers FOR EACH ROW
+    WHEN (NOT OLD.sandbox AND NEW.sandbox)
+    EXECUTE FUNCTION refuse_change('a production issuer stays in production');
 
 -- ---------------------------------------------------------------------------
 -- Idempotency keys

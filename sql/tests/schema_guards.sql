@@ -1,0 +1,107 @@
+-- Guards on the catalog, so that a later change that weakens isolation fails
+-- here even when no other test looks at the new object:
+--
+--   * the SECURITY DEFINER functions are exactly the three reviewed ones, and
+--     any such function is owned by comprobify_auth, pins a search_path ending
+--     in pg_temp and cannot be executed by PUBLIC;
+--   * comprobify_auth's cross-tenant policies are exactly the reviewed set;
+--   * every table is a tenant table (covered by rls_coverage.sql) or one of the
+--     three known others; there are no views or materialized views;
+--   * comprobify_app's privileges are exactly the ones 0002_schema.sql grants.
+--
+-- Objects that belong to an extension (pgTAP's own views and functions) are
+-- left out. When one of these lists has to change, review the change for
+-- isolation first, then update the list here.
+BEGIN;
+\ir fixtures/tenant_tables.sql
+SELECT plan(7);
+
+CREATE TEMP VIEW schema_objects AS
+SELECT c.oid, c.relname::text AS name, c.relkind
+  FROM pg_class c
+ WHERE c.relnamespace = 'public'::regnamespace
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e');
+
+-- Functions that run with their owner's rights ---------------------------------------
+
+SELECT set_eq($$
+    SELECT p.oid::regprocedure::text FROM pg_proc p
+     WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+$$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()'],
+'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant and purge_expired');
+
+SELECT is_empty($$
+    SELECT p.oid::regprocedure::text FROM pg_proc p
+     WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
+       AND (p.proowner <> 'comprobify_auth'::regrole
+            OR NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) AS c WHERE c ~ '^search_path=pg_catalog, .*\mpg_temp$')
+            OR has_function_privilege('public', p.oid, 'EXECUTE'))
+$$, 'every SECURITY DEFINER function is owned by comprobify_auth, pins search_path (pg_catalog first, pg_temp last) and is not executable by PUBLIC');
+
+-- What comprobify_auth may see across tenants ----------------------------------------
+
+SELECT set_eq($$
+    SELECT p.polrelid::regclass::text AS table_name, p.polname::text AS policy, p.polcmd::text AS command,
+           coalesce(pg_get_expr(p.polqual, p.polrelid), '') AS using_expr,
+           coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') AS check_expr
+      FROM pg_policy p
+     WHERE 'comprobify_auth'::regrole::oid = ANY (p.polroles)
+$$, $$ VALUES
+    ('api_keys', 'api_keys_authenticator', 'r', 'true', ''),
+    ('api_keys', 'api_keys_authenticator_lock', 'w', 'true', 'false'),
+    ('email_verifications', 'email_verifications_authenticator', 'r', 'true', ''),
+    ('idempotency_keys', 'idempotency_keys_purge', 'r', '(expires_at < now())', ''),
+    ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', '(expires_at < now())', '')
+$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys');
+
+-- Tables and views --------------------------------------------------------------------
+
+SELECT is_empty($$
+    SELECT o.name FROM schema_objects o
+     WHERE o.relkind IN ('r', 'p', 'f')
+       AND o.oid NOT IN (SELECT relid FROM tenant_tables)
+       AND o.name NOT IN ('document_types', 'signup_attempts', 'schema_migrations')
+$$, 'every table is a tenant table or one of document_types, signup_attempts, schema_migrations');
+
+SELECT is_empty($$ SELECT o.name FROM schema_objects o WHERE o.relkind IN ('v', 'm') $$,
+                'no views or materialized views (a view runs with its owner''s rights, a materialized view has no policies)');
+
+-- comprobify_app's privileges ------------------------------------------------------------
+
+SELECT set_eq($$
+    SELECT o.name, a.privilege_type::text
+      FROM schema_objects o, LATERAL aclexplode(
+               (SELECT c.relacl FROM pg_class c WHERE c.oid = o.oid)) AS a
+     WHERE o.relkind IN ('r', 'p') AND a.grantee = 'comprobify_app'::regrole
+$$, $$ VALUES
+    ('api_keys', 'SELECT'), ('api_keys', 'INSERT'),
+    ('audit_events', 'SELECT'), ('audit_events', 'INSERT'),
+    ('document_types', 'SELECT'),
+    ('documents', 'SELECT'), ('documents', 'INSERT'),
+    ('email_outbox', 'SELECT'), ('email_outbox', 'INSERT'),
+    ('email_verifications', 'SELECT'), ('email_verifications', 'INSERT'),
+    ('idempotency_keys', 'SELECT'), ('idempotency_keys', 'INSERT'), ('idempotency_keys', 'DELETE'),
+    ('issuers', 'SELECT'), ('issuers', 'INSERT'),
+    ('sequentials', 'SELECT'), ('sequentials', 'INSERT'),
+    ('signup_attempts', 'SELECT'), ('signup_attempts', 'INSERT'),
+    ('tenants', 'SELECT'), ('tenants', 'INSERT')
+$$, 'comprobify_app''s table privileges are exactly the granted ones (no UPDATE, DELETE, TRUNCATE, REFERENCES or TRIGGER beyond them)');
+
+SELECT set_eq($$
+    SELECT table_name::text, column_name::text FROM information_schema.column_privileges
+     WHERE grantee = 'comprobify_app' AND privilege_type = 'UPDATE' AND table_schema = 'public'
+$$, $$ VALUES
+    ('api_keys', 'revoked_at'),
+    ('email_verifications', 'used_at'), ('email_verifications', 'invalidated_at'),
+    ('idempotency_keys', 'issuer_id'), ('idempotency_keys', 'request_digest'), ('idempotency_keys', 'document_id'),
+    ('idempotency_keys', 'created_at'), ('idempotency_keys', 'expires_at'),
+    ('issuers', 'sandbox'),
+    ('sequentials', 'next_sequential'),
+    ('tenants', 'status'), ('tenants', 'environment'), ('tenants', 'promoted_at'), ('tenants', 'roster_changed_at')
+$$, 'comprobify_app may update exactly these columns (never tenant_id, ids, digests or document content)');
+
+SELECT * FROM finish();
+ROLLBACK;
