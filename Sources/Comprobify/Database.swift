@@ -82,31 +82,47 @@ public struct Database: Sendable {
         "UPDATE tenants SET roster_changed_at = now() WHERE id = current_tenant_id() RETURNING status, environment"
     )
 
-    /// A READ COMMITTED transaction that adds a key or an issuer for the tenant of
-    /// `token`, in one first round trip: the key lookup, the tenant row (see
-    /// `rosterLock`), then the key again, now under a share lock. Locks are taken in
-    /// the order a promotion takes them (tenant row, then keys), so the two never
-    /// deadlock: a promotion that committed first has revoked the sandbox key,
-    /// and the second look at the key makes this 401; one that comes later waits
-    /// for this commit, then retries with the addition in view.
-    public func asTenantAddingToRoster<T: Sendable>(
+    /// A READ COMMITTED transaction for the tenant of `token` that holds the
+    /// tenant row, in one first round trip: the key lookup, `tenantRow` (a
+    /// statement that locks the row and returns its status and environment),
+    /// the key again, now under a share lock, then `prologue`, whose snapshots
+    /// are taken with the lock held. Locks are taken in the order a promotion
+    /// takes them (tenant row, then keys), so the two never deadlock: a
+    /// promotion that committed first has revoked the sandbox key, and the
+    /// second look at the key makes this 401.
+    public func asTenant<T: Sendable>(
         _ token: APIToken,
         facts: RequestFacts,
-        _ body: @escaping @Sendable (Transaction, Principal) throws -> T
+        holdingTenantRow tenantRow: Statement,
+        prologue: [Statement] = [],
+        _ body: @escaping @Sendable (Transaction, Principal, [QueryResult]) throws -> T
     ) async throws -> T {
-        let prologue = [
+        let lead = [
             Statement(Database.authenticateSQL, [token.digest, false]),
-            Database.rosterLock,
+            tenantRow,
             Statement("SELECT key_id FROM authenticate($1, true)", [token.digest]),
         ]
-        return try await pool.transaction(.readCommitted, prologue: prologue) { transaction, results in
+        return try await pool.transaction(.readCommitted, prologue: lead + prologue) { transaction, results in
             guard let found = try Principal(results[0]), let tenant = results[1].first,
                 try results[2].first?.decode(Int64.self, at: 0) == found.keyID
             else {
                 throw APIError.unauthorized
             }
             facts.authenticated(tenantID: found.tenantID, keyID: found.keyID)
-            return try body(transaction, try found.with(tenant: tenant))
+            return try body(transaction, try found.with(tenant: tenant), Array(results.dropFirst(lead.count)))
+        }
+    }
+
+    /// Adds a key or an issuer for the tenant of `token`, holding the tenant row
+    /// through `rosterLock`: a promotion that comes later waits for this commit,
+    /// then retries with the addition in view.
+    public func asTenantAddingToRoster<T: Sendable>(
+        _ token: APIToken,
+        facts: RequestFacts,
+        _ body: @escaping @Sendable (Transaction, Principal) throws -> T
+    ) async throws -> T {
+        try await asTenant(token, facts: facts, holdingTenantRow: Database.rosterLock) { transaction, principal, _ in
+            try body(transaction, principal)
         }
     }
 

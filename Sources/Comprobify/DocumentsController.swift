@@ -83,10 +83,12 @@ struct DocumentsController {
         init(_ input: Input, today: CalendarDate) throws {
             var input = input
             let documentType = input.choice("documentType", required: true, allowed: DocumentType.codes)
+            // Optional, but when present a date (null is not a date).
+            if case .null? = input.value["issueDate"] { input.fail("issueDate", "issueDate must be a date as YYYY-MM-DD, not null.") }
             let issueDate = input.formatted("issueDate", required: false, rule: "a date as YYYY-MM-DD") { CalendarDate(iso: $0) != nil }
             var content = "{}"
             switch input.value["content"] {
-            case nil, .null?: break
+            case nil: break
             case .object(let members)?: content = JSONValue.object(members).serialized
             case let other?: input.fail("content", "content must be a JSON object, not \(other.typeName).")
             }

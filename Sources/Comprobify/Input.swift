@@ -117,14 +117,17 @@ enum Format {
         text.utf8.count == count && text.utf8.allSatisfy { (48...57).contains($0) }
     }
 
-    /// A plausible email address: something@domain.tld, no spaces, at most 254 characters.
+    /// A plausible email address: something@domain.tld, no spaces, at most 254
+    /// characters. Read scalar by scalar, as the schema's check reads it: an "@"
+    /// followed by a combining mark is still an "@".
     static func email(_ text: String) -> Bool {
-        guard text.unicodeScalars.count <= 254 else { return false }
-        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return false }
-        guard !text.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 }) else { return false }
-        // As the schema's check: a dot with something before and after it.
-        return parts[1].dropFirst().dropLast().contains(".")
+        let scalars = Array(text.unicodeScalars)
+        guard scalars.count <= 254 else { return false }
+        guard !scalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) else { return false }
+        let ats = scalars.indices.filter { scalars[$0] == "@" }
+        guard ats.count == 1, let at = ats.first, at > 0 else { return false }
+        // As the schema's check: a dot in the domain with something before and after it.
+        return scalars[(at + 1)...].dropFirst().dropLast().contains(".")
     }
 
     /// A path id: a positive integer, else nil (which routes answer with 404).

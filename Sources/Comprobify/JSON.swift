@@ -175,7 +175,7 @@ public struct JSONParser {
         index += 1
         var members: [(String, JSONValue)] = []
         // Position of each name in `members`, so repeated names cost no scan.
-        var positions: [String: Int] = [:]
+        var positions: [MemberName: Int] = [:]
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -190,11 +190,11 @@ public struct JSONParser {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth + 1)
-            if let existing = positions[key] {
+            if let existing = positions[MemberName(key)] {
                 // A repeated name: the last value wins, as in PostgreSQL's jsonb.
                 members[existing].1 = value
             } else {
-                positions[key] = members.count
+                positions[MemberName(key)] = members.count
                 members.append((key, value))
             }
             skipWhitespace()
@@ -335,5 +335,25 @@ public struct JSONParser {
             }
             runStart = index
         }
+    }
+}
+
+/// An object member name compared byte for byte, as PostgreSQL compares jsonb
+/// keys. Swift's String equality is canonical equivalence, which would take
+/// "\u{E9}" and "e\u{301}" for the same name and merge two distinct members.
+private struct MemberName: Hashable {
+    let text: String
+
+    init(_ text: String) {
+        self.text = text
+    }
+
+    static func == (lhs: MemberName, rhs: MemberName) -> Bool {
+        lhs.text.utf8.elementsEqual(rhs.text.utf8)
+    }
+
+    func hash(into hasher: inout Hasher) {
+        var text = text
+        text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }

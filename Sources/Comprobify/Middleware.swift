@@ -40,6 +40,10 @@ struct RequestMiddleware: RouterMiddleware {
 
         var response: Response
         do {
+            // Every route refuses a body over the limit, also those that never read one.
+            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > RequestBodyLimit.bytes {
+                throw APIError.payloadTooLarge
+            }
             response = try await next(request, context)
         } catch {
             response = problem(for: error, request: request, context: context)
@@ -84,6 +88,11 @@ struct RequestMiddleware: RouterMiddleware {
         case let error as PostgresError where error.isUnavailable || error.hasCode(SQLState.queryCanceled):
             context.logger.warning("database unavailable", metadata: ["error": .string(error.description)])
             apiError = .unavailable
+        case let error as PostgresError where error.hasCode(SQLState.checkViolation):
+            // Input validation should have caught it first; the database refused it,
+            // the transaction rolled back, and nothing changed.
+            context.logger.warning("a value passed validation but not the schema", metadata: ["error": .string(error.description)])
+            apiError = .badRequest("A value in the request is not accepted (\(error.constraint ?? "a check constraint")).")
         case let error as PostgresError where error.isTransactionRetryable || error.hasCode(SQLState.lockNotAvailable):
             context.logger.warning(
                 "lock contention: retries exhausted or lock wait timed out", metadata: ["error": .string(error.description)])

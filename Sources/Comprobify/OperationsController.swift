@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOConcurrencyHelpers
 import Postgres
 
 /// /healthz, /readyz, /metrics and /openapi.yaml.
@@ -26,21 +27,27 @@ struct OperationsController {
         }
     }
 
-    /// 200 when the database answers a query within a second, else 503.
+    /// 200 when the database answers a query within a second, else 503 after
+    /// that second. The probe runs on its own: a blocking libpq call cannot be
+    /// cancelled, and the answer must not wait for it (a database host that
+    /// drops packets would otherwise hold it for minutes).
     @Sendable func ready(_ request: Request, context: AppRequestContext) async throws -> Response {
-        do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { _ = try await database.pool.withConnection { try $0.query("SELECT 1") } }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(1))
-                    throw PostgresError(kind: .poolTimeout, message: "readiness check timed out")
+        let pending = NIOLockedValueBox<CheckedContinuation<Bool, Never>?>(nil)
+        let answered = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            pending.withLockedValue { $0 = continuation }
+            let finish: @Sendable (Bool) -> Void = { ok in
+                pending.withLockedValue { waiting in
+                    waiting?.resume(returning: ok)
+                    waiting = nil
                 }
-                try await group.next()
-                group.cancelAll()
             }
-        } catch {
-            throw APIError.unavailable
+            Task { finish((try? await database.pool.withConnection { try $0.query("SELECT 1") }) != nil) }
+            Task {
+                try? await Task.sleep(for: .seconds(1))
+                finish(false)
+            }
         }
+        guard answered else { throw APIError.unavailable }
         return Reply.json([])
     }
 }

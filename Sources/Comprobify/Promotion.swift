@@ -27,7 +27,7 @@ struct Promotion {
             var input = input
             var entries: [Entry] = []
             switch input.value["initialSequentials"] {
-            case nil, .null?:
+            case nil:
                 break
             case .array(let items)?:
                 var seen = Set<String>()
@@ -40,8 +40,16 @@ struct Promotion {
                     let issuerID = Input.integer(item["issuerId"], in: 1...Int64.max)
                     if issuerID == nil { input.fail("\(field).issuerId", "issuerId must be a positive integer.") }
                     var documentType: String?
-                    if case .string(let text)? = item["documentType"] { documentType = text }
-                    if documentType == nil { input.fail("\(field).documentType", "documentType must be a string such as \"01\".") }
+                    if case .string(let text)? = item["documentType"] {
+                        // Every code is two digits; anything else cannot name a type.
+                        if Format.digits(text, count: 2) {
+                            documentType = text
+                        } else {
+                            input.fail("\(field).documentType", "No document type \(JSONValue.string(text).serialized).")
+                        }
+                    } else {
+                        input.fail("\(field).documentType", "documentType must be a string such as \"01\".")
+                    }
                     let sequential = Input.integer(item["sequential"], in: 1...999_999_999)
                     if sequential == nil {
                         input.fail("\(field).sequential", "sequential must be an integer from 1 to 999999999.")

@@ -82,7 +82,8 @@ struct TenantsController {
     func clientAddress(_ request: Request, _ context: AppRequestContext) -> String {
         if configuration.trustProxy, let forwarded = request.headers[.forwardedFor] {
             let first = forwarded.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-            if !first.isEmpty { return String(first.prefix(255)) }
+            // At most 255 code points, as the schema counts them.
+            if !first.isEmpty { return String(String.UnicodeScalarView(first.unicodeScalars.prefix(255))) }
         }
         return context.peerAddress ?? "unknown"
     }
@@ -124,7 +125,8 @@ struct TenantsController {
 
     @Sendable func verifyEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
         var input = try await Input.read(request)
-        let token = input.string("token", required: true, length: 1...200)
+        // Any string is looked up: an empty or overlong one is simply unknown (BAD_REQUEST).
+        let token = input.string("token", required: true, length: 0...Int.max)
         try input.validated()
         let digest = Crypto.sha256(token ?? "")
         let invalid = APIError.badRequest("The verification token is unknown, already used or expired.")
@@ -162,8 +164,13 @@ struct TenantsController {
 
     @Sendable func resendVerification(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let token = Crypto.hex(Crypto.randomBytes(32))
+        // Resends of one tenant queue on the tenant row; the state is read by a
+        // statement whose snapshot is taken once the lock is held, so it counts
+        // the resends and sees a verification that came first.
         try await database.asTenant(
             context.token, facts: context.facts,
+            holdingTenantRow: Statement(
+                "SELECT status, environment FROM tenants WHERE id = current_tenant_id() FOR NO KEY UPDATE"),
             prologue: [
                 Statement(
                     """
@@ -173,7 +180,6 @@ struct TenantsController {
                            (SELECT ceil(extract(epoch FROM min(created_at) + interval '1 hour' - now()))::bigint FROM audit_events
                              WHERE action = 'tenant.verification_resent' AND created_at > now() - interval '1 hour')
                       FROM tenants t WHERE t.id = current_tenant_id()
-                       FOR NO KEY UPDATE
                     """
                 )
             ]

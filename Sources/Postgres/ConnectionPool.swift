@@ -195,6 +195,7 @@ public final class ConnectionPool: Sendable {
         defer {
             let waited = ContinuousClock.now - start
             waitTimer.recordNanoseconds(waited.components.seconds * 1_000_000_000 + waited.components.attoseconds / 1_000_000_000)
+            inUseGauge.record(inUse)
         }
         // A free slot is taken without suspending the caller.
         switch takeFreeSlot() {

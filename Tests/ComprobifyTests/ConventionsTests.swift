@@ -81,6 +81,17 @@ final class ConventionsTests: XCTestCase {
             let huge = "{\"label\": \"" + String(repeating: "x", count: (1 << 20) + 10) + "\"}"
             let tooLarge = try await server.call(.post, "/v1/keys", key: tenant.key, json: huge)
             tooLarge.assertProblem(413, "PAYLOAD_TOO_LARGE")
+            // Also on routes that never read a body.
+            for (method, path) in [
+                (HTTPRequest.Method.post, "/v1/tenants/resend-verification"), (.delete, "/v1/keys/1"), (.get, "/healthz"),
+            ] {
+                let reply = try await server.call(method, path, key: tenant.key, json: huge)
+                reply.assertProblem(413, "PAYLOAD_TOO_LARGE")
+            }
+            XCTAssertEqual(
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'tenant.verification_resent'", [tenant.id],
+                    as: Int.self), 0, "the refused resend queued nothing")
 
             let extra = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "ok", "unknown": {"x": 1}}"#)
             XCTAssertEqual(extra.status, 201, "unknown fields are ignored")

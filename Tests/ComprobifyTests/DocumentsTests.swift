@@ -301,6 +301,27 @@ final class DocumentsTests: XCTestCase {
         }
     }
 
+    /// Member names are compared as PostgreSQL compares jsonb keys, byte for
+    /// byte: "é" (one code point) and "é" (e + combining accent) are two
+    /// members, and both are stored and returned.
+    func testCanonicallyEquivalentMemberNamesStayDistinct() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let reply = try await server.issue(
+                tenant.key, issuer: issuer, body: #"{"documentType": "01", "content": {"\u00e9": 1, "e\u0301": 2}}"#)
+            XCTAssertEqual(reply.status, 201, reply.text)
+            guard case .object(let members)? = reply.value(["document", "content"]) else {
+                return XCTFail("no content object in \(reply.text)")
+            }
+            XCTAssertEqual(members.map { Array($0.0.unicodeScalars) }, [["\u{E9}"], ["e", "\u{301}"]])
+            XCTAssertEqual(members.map(\.1), [.number("1"), .number("2")])
+            XCTAssertEqual(
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM documents d, jsonb_object_keys(d.content) WHERE d.tenant_id = $1", [tenant.id], as: Int.self), 2)
+        }
+    }
+
     func testIssueValidation() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()
@@ -313,6 +334,8 @@ final class DocumentsTests: XCTestCase {
                 (#"{"documentType": "01", "issueDate": "01/03/2026"}"#, "issueDate"),
                 (#"{"documentType": "01", "content": [1]}"#, "content"),
                 (#"{"documentType": "01", "content": "x"}"#, "content"),
+                (#"{"documentType": "01", "content": null}"#, "content"),
+                (#"{"documentType": "01", "issueDate": null}"#, "issueDate"),
             ] {
                 let reply = try await server.issue(tenant.key, issuer: issuer, body: body)
                 reply.assertProblem(400, "VALIDATION_ERROR")

@@ -126,6 +126,9 @@ final class PromotionTests: XCTestCase {
                     "initialSequentials[1]"
                 ),
                 (#"{"initialSequentials": [{"documentType": "01", "sequential": 1}]}"#, "initialSequentials[0].issuerId"),
+                (#"{"initialSequentials": null}"#, "initialSequentials"),
+                (#"{"initialSequentials": [\#(entry(String(issuer), "\"\"", "1"))]}"#, "initialSequentials[0].documentType"),
+                (#"{"initialSequentials": [\#(entry(String(issuer), "\"01,03\"", "1"))]}"#, "initialSequentials[0].documentType"),
             ] {
                 let reply = try await server.call(.post, "/v1/tenants/promote", key: tenant.key, json: body)
                 reply.assertProblem(400, "VALIDATION_ERROR")

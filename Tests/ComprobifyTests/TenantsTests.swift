@@ -52,6 +52,9 @@ final class TenantsTests: XCTestCase {
                 (#"{"email": "ok@example.ec", "name": ""}"#, "name"),
                 (#"{"email": "ok@example.ec", "name": "\#(String(repeating: "n", count: 201))"}"#, "name"),
                 (#"{"email": "ok@example.ec", "name": 7}"#, "name"),
+                // An "@" followed by a combining mark is still a second "@".
+                (#"{"email": "a@b@\u0301c.ec", "name": "X"}"#, "email"),
+                (#"{"email": "a@example.ec\u0085", "name": "X"}"#, "email"),
             ] {
                 let reply = try await server.call(.post, "/v1/tenants", json: body)
                 reply.assertProblem(400, "VALIDATION_ERROR")
@@ -77,6 +80,11 @@ final class TenantsTests: XCTestCase {
             forbidden.assertProblem(403, "FORBIDDEN")
 
             let token = try TenantsTests.outboxToken(tenant.id)
+            // Any string that is not a live token is the same 400 BAD_REQUEST, empty or long.
+            for unknown in ["", String(repeating: "f", count: 300)] {
+                let reply = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(unknown)"}"#)
+                reply.assertProblem(400, "BAD_REQUEST")
+            }
             let bad = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "nope"}"#)
             bad.assertProblem(400, "BAD_REQUEST")
             let ok = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(token)"}"#)
@@ -119,6 +127,39 @@ final class TenantsTests: XCTestCase {
             let latest = try await server.call(
                 .post, "/v1/tenants/verify-email", json: #"{"token": "\#(try TenantsTests.outboxToken(tenant.id))"}"#)
             XCTAssertEqual(latest.status, 200, latest.text)
+        }
+    }
+
+    /// Resends racing each other still stop at five an hour: the count is read
+    /// with the tenant row held.
+    func testConcurrentResendsStopAtTheLimit() async throws {
+        try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
+            let tenant = try await server.signUp()
+            let replies = try await concurrently(12) { _ in
+                try await server.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
+            }
+            XCTAssertEqual(replies.filter { $0.status == 200 }.count, 5, replies.map(\.text).joined(separator: "\n"))
+            XCTAssertEqual(replies.filter { $0.status == 429 }.count, 7, replies.map(\.text).joined(separator: "\n"))
+            XCTAssertEqual(
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'tenant.verification_resent'", [tenant.id],
+                    as: Int.self), 5)
+        }
+    }
+
+    /// With TRUST_PROXY=1 the first X-Forwarded-For hop is kept to 255 code
+    /// points, as the schema counts them, whatever characters it is made of.
+    func testAForwardedForOfCombiningCharactersIsCutByCodePoints() async throws {
+        try await TestServer.run(configure: {
+            $0.trustProxy = true; $0.signupRateLimit = 5
+        }) { server in
+            let hop = Crypto.hex(Crypto.randomBytes(4)) + String(repeating: "e\u{301}", count: 200)
+            let reply = try await server.call(
+                .post, "/v1/tenants", headers: [.forwardedFor: hop], json: #"{"email": "\#(TestServer.uniqueEmail())", "name": "X"}"#)
+            XCTAssertEqual(reply.status, 201, reply.text)
+            let stored = String(String.UnicodeScalarView(hop.unicodeScalars.prefix(255)))
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT count(*) FROM signup_attempts WHERE client_address = $1", [stored], as: Int.self), 1)
         }
     }
 
