@@ -51,8 +51,9 @@ struct AdminController {
         let mint = try KeysController.MintRequest(try await Input.read(request, allowEmpty: true))
         let token = try await database.asTenantID(id, prologue: [Database.rosterLock]) { transaction, results in
             guard let row = results[0].first else { throw AdminController.tenantNotFound }
-            if mint.environment == .production, try row.decode(String.self, at: 1) != "production" {
-                throw APIError.forbidden("Production keys can be minted only after the tenant has been promoted to production.")
+            if mint.environment == .production {
+                try KeysController.requirePromotedIssuer(
+                    transaction, tenantInProduction: try row.decode(String.self, at: 1) == "production")
             }
             return try KeysController.insertKey(
                 transaction, label: mint.label, environment: mint.environment, actor: "support", actorKeyID: nil

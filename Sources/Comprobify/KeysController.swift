@@ -45,8 +45,8 @@ struct KeysController {
             guard principal.tenantActive else {
                 throw APIError.forbidden("Verify the tenant's email address before minting keys.")
             }
-            if mint.environment == .production, principal.tenantEnvironment != .production {
-                throw APIError.forbidden("Production keys can be minted only after the tenant has been promoted to production.")
+            if mint.environment == .production {
+                try KeysController.requirePromotedIssuer(transaction, tenantInProduction: principal.tenantEnvironment == .production)
             }
             return try KeysController.insertKey(
                 transaction, label: mint.label, environment: mint.environment, actor: "tenant", actorKeyID: principal.keyID
@@ -71,6 +71,17 @@ struct KeysController {
     }
 
     static let keyNotFound = APIError.notFound("No active key with this id.")
+
+    /// A production key needs a production issuer to act on: 403 "before any
+    /// issuer has been promoted" (the published documentation), which covers a
+    /// tenant still in sandbox and one promoted with no issuer yet.
+    static func requirePromotedIssuer(_ transaction: Transaction, tenantInProduction: Bool) throws {
+        let forbidden = APIError.forbidden(
+            "Production keys can be minted only once the tenant has been promoted to production with at least one issuer.")
+        guard tenantInProduction else { throw forbidden }
+        let found = try transaction.query("SELECT EXISTS (SELECT 1 FROM issuers WHERE NOT sandbox)")
+        guard try found[0].decode(Bool.self, at: 0) else { throw forbidden }
+    }
 
     /// Inserts a key for the transaction's tenant and its audit event, and commits.
     static func insertKey(

@@ -111,6 +111,29 @@ final class KeysTests: XCTestCase {
         }
     }
 
+    /// "403 ... attempting to mint a production key before any issuer has been
+    /// promoted": a tenant promoted with no issuer gets its production keys
+    /// from the promotion, but mints more only once it has a production issuer.
+    func testProductionKeysNeedAPromotedIssuer() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+            XCTAssertEqual(promoted.status, 200, promoted.text)
+            let live = try promoted.string("apiKeys", 0, "apiKey")
+            let early = try await server.call(.post, "/v1/keys", key: live, json: #"{"environment": "production"}"#)
+            early.assertProblem(403, "FORBIDDEN")
+            let support = try await server.call(
+                .post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: #"{"environment": "production"}"#)
+            support.assertProblem(403, "FORBIDDEN")
+            XCTAssertEqual(
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND environment = 'production'", [tenant.id], as: Int.self), 1)
+            _ = try await server.createIssuer(live)
+            let minted = try await server.mintKey(live, label: "second", environment: "production")
+            XCTAssertTrue(minted.hasPrefix("cfy_live_"), minted)
+        }
+    }
+
     func testAKeyCannotRevokeItselfOrOtherTenantsKeys() async throws {
         try await TestServer.run { server in
             let alice = try await server.activeTenant()
