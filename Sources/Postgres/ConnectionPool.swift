@@ -195,7 +195,6 @@ public final class ConnectionPool: Sendable {
         defer {
             let waited = ContinuousClock.now - start
             waitTimer.recordNanoseconds(waited.components.seconds * 1_000_000_000 + waited.components.attoseconds / 1_000_000_000)
-            inUseGauge.record(inUse)
         }
         // A free slot is taken without suspending the caller.
         switch takeFreeSlot() {
@@ -208,6 +207,7 @@ public final class ConnectionPool: Sendable {
                 if state.closed { return (.closed, false) }
                 if let slot = state.free.popLast() {
                     state.inUse += 1
+                    inUseGauge.record(state.inUse)
                     return (.ready(slot), false)
                 }
                 state.waiters.append(Waiter(continuation: continuation, deadline: start + configuration.waitTimeout))
@@ -228,6 +228,7 @@ public final class ConnectionPool: Sendable {
             if state.closed { return .closed }
             guard state.waiters.isEmpty, let slot = state.free.popLast() else { return .busy }
             state.inUse += 1
+            inUseGauge.record(state.inUse)
             return .ready(slot)
         }
     }
@@ -258,11 +259,13 @@ public final class ConnectionPool: Sendable {
 
     private func release(_ slot: Connection?) {
         let waiter = state.withLockedValue { state -> Waiter? in
+            defer { inUseGauge.record(state.inUse) }
             if state.closed {
                 state.inUse -= 1
                 return nil
             }
             if !state.waiters.isEmpty {
+                // Handed straight to the next caller: still in use.
                 return state.waiters.removeFirst()
             }
             state.inUse -= 1
@@ -270,7 +273,6 @@ public final class ConnectionPool: Sendable {
             return nil
         }
         waiter?.continuation.resume(returning: slot)
-        inUseGauge.record(inUse)
     }
 
     private static func connect(_ configuration: Configuration) throws -> Connection {
