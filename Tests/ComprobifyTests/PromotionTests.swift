@@ -204,7 +204,7 @@ final class PromotionTests: XCTestCase {
                     let backend = try transaction.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
                     holding.continuation.yield(backend)
                     // Keep the tenant row until the promotion is queued behind it.
-                    XCTAssertTrue(TestDatabase.waitForSessionBlocked(by: backend), "the promotion queued behind the mint")
+                    XCTAssertNotNil(TestDatabase.sessionBlocked(by: backend), "the promotion queued behind the mint")
                     return try KeysController.insertKey(
                         transaction, label: "held", environment: .sandbox, actor: "tenant", actorKeyID: principal.keyID)
                 }
@@ -247,7 +247,7 @@ final class PromotionTests: XCTestCase {
             // This session, not the promotion, would be the one to detect a deadlock.
             try inFlight.query("SET LOCAL deadlock_timeout = '10ms'", prepared: false)
             async let promotion = server.call(.post, "/v1/tenants/promote", key: tenant.key)
-            XCTAssertTrue(TestDatabase.waitForSessionBlocked(by: pid), "the promotion waits for the key in flight")
+            XCTAssertNotNil(TestDatabase.sessionBlocked(by: pid), "the promotion waits for the key in flight")
             XCTAssertNoThrow(
                 try inFlight.query(
                     "INSERT INTO audit_events (tenant_id, action, actor) VALUES ($1, 'tenant.verification_resent', 'system')", [tenant.id],

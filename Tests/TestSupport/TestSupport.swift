@@ -32,15 +32,9 @@ public enum TestDatabase {
         try query(sql, parameters)[0].decode(T.self, at: 0)
     }
 
-    /// True as soon as some session waits for a lock held by backend `pid`;
-    /// false after `timeout` seconds. For tests that must act only once a
-    /// request is queued behind a lock, whatever the machine's load.
-    public static func waitForSessionBlocked(by pid: Int32, timeout: TimeInterval = 30) -> Bool {
-        poll(timeout) { try scalar("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid], as: Int.self) > 0 }
-    }
-
     /// The backend that is waiting for a lock held by backend `pid`, as soon as
-    /// there is one; nil after `timeout` seconds.
+    /// there is one; nil after `timeout` seconds. For tests that must act only
+    /// once a request is queued behind a lock, whatever the machine's load.
     public static func sessionBlocked(by pid: Int32, timeout: TimeInterval = 30) -> Int32? {
         var blocked: Int32?
         _ = poll(timeout) {
