@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Postgres", targets: ["Postgres"]),
+        .library(name: "SRI", targets: ["SRI"]),
         .library(name: "Comprobify", targets: ["Comprobify"]),
         .executable(name: "comprobify", targets: ["comprobify"]),
     ],
@@ -29,6 +30,11 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CLibXML2",
+            pkgConfig: "libxml-2.0",
+            providers: [.apt(["libxml2-dev"])]
+        ),
         .target(
             name: "Postgres",
             dependencies: [
@@ -41,9 +47,15 @@ let package = Package(
             ]
         ),
         .target(
+            name: "SRI",
+            dependencies: ["CLibXML2", "COpenSSL"],
+            resources: [.copy("Schemas")]
+        ),
+        .target(
             name: "Comprobify",
             dependencies: [
                 "Postgres",
+                "SRI",
                 "COpenSSL",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -67,6 +79,10 @@ let package = Package(
         .testTarget(
             name: "PostgresTests",
             dependencies: ["Postgres", "TestSupport"]
+        ),
+        .testTarget(
+            name: "SRITests",
+            dependencies: ["SRI"]
         ),
         .testTarget(
             name: "ComprobifyTests",
