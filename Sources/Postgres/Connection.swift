@@ -44,15 +44,32 @@ public final class Connection: @unchecked Sendable {
         PQbackendPID(handle)
     }
 
-    /// Runs one statement with parameters and returns its rows. Statements are
-    /// prepared once per connection and then reused, unless `prepared` is false.
+    /// Runs one statement and returns its rows: `query("... WHERE id = \(id)")`.
+    /// Statements are prepared once per connection and then reused, unless
+    /// `prepared` is false or the connection already holds `maxPreparedStatements`.
     @discardableResult
-    public func query(_ sql: String, _ parameters: [any PostgresBindable] = [], prepared: Bool = true) throws -> QueryResult {
+    public func query(_ query: PostgresQuery, prepared: Bool = true) throws -> QueryResult {
+        try run(query.sql, query.binds, prepared: prepared)
+    }
+
+    /// Runs SQL with `$n` placeholders written by hand and their values in order.
+    /// Prefer `query(_:)` with interpolated values; this form exists for the
+    /// wrapper's own tests of parameter handling.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [any PostgresBindable], prepared: Bool = true) throws -> QueryResult {
+        try run(sql, parameters, prepared: prepared)
+    }
+
+    /// At most this many statements are prepared per connection. SQL built at run
+    /// time cannot pile up server-side statements: past the limit, new SQL runs
+    /// unprepared (one extra parse per execution, nothing kept).
+    public static let maxPreparedStatements = 256
+
+    private func run(_ sql: String, _ parameters: [any PostgresBindable], prepared: Bool) throws -> QueryResult {
         statementCount += 1
         return try withCStrings(parameters.map(\.postgresText)) { values in
             let result: OpaquePointer?
-            if prepared {
-                let name = try prepare(sql, parameterCount: values.count)
+            if prepared, let name = try prepare(sql, parameterCount: values.count) {
                 result = PQexecPrepared(handle, name, Int32(values.count), values, nil, nil, 0)
             } else {
                 result = PQexecParams(handle, sql, Int32(values.count), nil, values, nil, nil, 0)
@@ -68,7 +85,7 @@ public final class Connection: @unchecked Sendable {
     /// transaction, committed when the pipeline ends.
     public func pipeline(_ statements: [Statement]) throws -> [QueryResult] {
         guard statements.count > 1 else {
-            return try statements.map { try query($0.sql, $0.parameters) }
+            return try statements.map { try query($0) }
         }
         guard PQenterPipelineMode(handle) == 1 else {
             throw connectionError()
@@ -83,14 +100,24 @@ public final class Connection: @unchecked Sendable {
         }
         var sent: [Sent] = []
         sent.reserveCapacity(statements.count * 2)
+        var pendingPrepares = 0
         for statement in statements {
-            let values = statement.parameters.map(\.postgresText)
+            let values = statement.binds.map(\.postgresText)
             let ok: Bool = withCStrings(values) { pointers in
                 var name = preparedNames[statement.sql]
+                if name == nil, preparedNames.count + pendingPrepares >= Connection.maxPreparedStatements {
+                    // The cache is full: this statement runs unnamed.
+                    guard PQsendQueryParams(handle, statement.sql, Int32(pointers.count), nil, pointers, nil, nil, 0) == 1 else {
+                        return false
+                    }
+                    sent.append(.statement)
+                    return true
+                }
                 if name == nil {
                     let fresh = nextPreparedName()
                     guard PQsendPrepare(handle, fresh, statement.sql, Int32(pointers.count), nil) == 1 else { return false }
                     sent.append(.prepare(name: fresh, sql: statement.sql))
+                    pendingPrepares += 1
                     name = fresh
                 }
                 guard PQsendQueryPrepared(handle, name!, Int32(pointers.count), pointers, nil, nil, 0) == 1 else {
@@ -154,14 +181,18 @@ public final class Connection: @unchecked Sendable {
     /// Runs SQL text with no parameters through the simple query protocol (several
     /// statements allowed). For fixed SQL only: migrations, session settings.
     public func execute(script sql: String) throws {
+        // The simple query protocol: never parameters, never prepared.
         statementCount += 1
         _ = try check(PQexec(handle, sql))
     }
 
     // MARK: - Internals
 
-    private func prepare(_ sql: String, parameterCount: Int) throws -> String {
+    /// The prepared statement's name, preparing it first if needed; nil when the
+    /// cache is full and the statement should run unprepared.
+    private func prepare(_ sql: String, parameterCount: Int) throws -> String? {
         if let name = preparedNames[sql] { return name }
+        guard preparedNames.count < Connection.maxPreparedStatements else { return nil }
         let name = nextPreparedName()
         _ = try check(PQprepare(handle, name, sql, Int32(parameterCount), nil))
         preparedNames[sql] = name
@@ -198,7 +229,7 @@ public final class Connection: @unchecked Sendable {
         let broken = isBroken
         return PostgresError(
             kind: broken ? .connection : .server,
-            sqlState: sqlState,
+            sqlState: SQLState(sqlState),
             message: field(CLIBPQ_DIAG_MESSAGE_PRIMARY) ?? "error",
             detail: field(CLIBPQ_DIAG_MESSAGE_DETAIL),
             constraint: field(CLIBPQ_DIAG_CONSTRAINT_NAME)

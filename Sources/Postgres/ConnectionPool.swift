@@ -141,7 +141,7 @@ public final class ConnectionPool: Sendable {
         while true {
             do {
                 return try await withConnection { connection in
-                    let begin = Statement("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                    let begin = Statement("BEGIN ISOLATION LEVEL \(unescaped: isolation.rawValue)")
                     let start = connection.statementCount
                     let results = try connection.pipeline([begin] + prologue)
                     let transaction = Transaction(connection: connection, statementBase: start)
@@ -279,7 +279,7 @@ public final class ConnectionPool: Sendable {
         let connection = try Connection(conninfo: configuration.conninfo)
         let settings = [("DateStyle", "ISO"), ("TimeZone", "UTC"), ("client_encoding", "UTF8")] + configuration.sessionSettings
         for (name, value) in settings {
-            try connection.query("SELECT set_config($1, $2, false)", [name, value], prepared: false)
+            try connection.query("SELECT set_config(\(name), \(value), false)", prepared: false)
         }
         return connection
     }
@@ -298,8 +298,8 @@ public final class Transaction {
     }
 
     @discardableResult
-    public func query(_ sql: String, _ parameters: [any PostgresBindable] = []) throws -> QueryResult {
-        try connection.query(sql, parameters)
+    public func query(_ query: PostgresQuery) throws -> QueryResult {
+        try connection.query(query)
     }
 
     /// Several statements in one round trip; see `Connection.pipeline`.

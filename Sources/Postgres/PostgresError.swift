@@ -20,14 +20,14 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     }
 
     public let kind: Kind
-    public let sqlState: String?
+    public let sqlState: SQLState?
     public let message: String
     public let detail: String?
     public let constraint: String?
 
     public init(
         kind: Kind,
-        sqlState: String? = nil,
+        sqlState: SQLState? = nil,
         message: String,
         detail: String? = nil,
         constraint: String? = nil
@@ -41,17 +41,20 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
 
     /// True when the SQLSTATE belongs to the class, e.g. `"23"` (integrity constraint violation).
     public func hasClass(_ sqlClass: String) -> Bool {
-        sqlState?.hasPrefix(sqlClass) ?? false
+        sqlState?.code.hasPrefix(sqlClass) ?? false
     }
 
-    /// True when the SQLSTATE is exactly `code`, e.g. `"23505"` (unique violation).
-    public func hasCode(_ code: String) -> Bool {
+    /// True when the SQLSTATE is exactly `code`, e.g. `.uniqueViolation`.
+    public func hasCode(_ code: SQLState) -> Bool {
         sqlState == code
     }
 
     /// Serialization failure or deadlock: the whole transaction may simply be run again.
     public var isTransactionRetryable: Bool {
-        sqlState == SQLState.serializationFailure || sqlState == SQLState.deadlockDetected
+        switch sqlState {
+        case .serializationFailure, .deadlockDetected: return true
+        default: return false
+        }
     }
 
     /// The database could not be reached or the connection was lost (including an
@@ -61,13 +64,13 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         case .connection, .poolTimeout, .poolClosed: return true
         case .decoding: return false
         case .server:
-            return hasClass("08") || hasClass("57P") || hasCode(SQLState.cannotConnectNow)
+            return hasClass("08") || hasClass("57P") || hasCode(.cannotConnectNow)
         }
     }
 
     public var description: String {
         var text = "PostgresError(\(kind.rawValue)"
-        if let sqlState { text += " \(sqlState)" }
+        if let sqlState { text += " \(sqlState.code)" }
         text += ": \(hasClass("22") ? PostgresError.redactingQuotes(message) : message)"
         if let constraint { text += " [constraint \(constraint)]" }
         return text + ")"
@@ -93,18 +96,56 @@ extension PostgresError {
     }
 }
 
-/// SQLSTATE codes the wrapper and its users match on.
-public enum SQLState {
-    public static let uniqueViolation = "23505"
-    public static let foreignKeyViolation = "23503"
-    public static let checkViolation = "23514"
-    public static let notNullViolation = "23502"
-    public static let serializationFailure = "40001"
-    public static let deadlockDetected = "40P01"
-    public static let insufficientPrivilege = "42501"
-    public static let invalidTextRepresentation = "22P02"
-    public static let queryCanceled = "57014"
-    public static let cannotConnectNow = "57P03"
-    public static let lockNotAvailable = "55P03"
-    public static let idleInTransactionTimeout = "25P03"
+/// A five-character SQLSTATE, or a two-character class of them, matched as a
+/// value: `switch error.sqlState { case .uniqueViolation: ...; case .integrityConstraintViolation: ... }`.
+/// A class pattern matches every code of its class, as GRDB's `ResultCode ~=` does.
+public struct SQLState: Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
+    public let code: String
+
+    public init(_ code: String) {
+        self.code = code
+    }
+
+    public init(stringLiteral value: String) {
+        self.code = value
+    }
+
+    /// The two-character class of a code ("23" for "23505").
+    public var sqlClass: SQLState { SQLState(String(code.prefix(2))) }
+
+    public var isClass: Bool { code.utf8.count == 2 }
+
+    public var description: String { code }
+
+    /// A class pattern matches the codes of its class; a code pattern only itself.
+    public static func ~= (pattern: SQLState, value: SQLState) -> Bool {
+        pattern.isClass ? value.code.hasPrefix(pattern.code) : pattern.code == value.code
+    }
+
+    public static func ~= (pattern: SQLState, value: SQLState?) -> Bool {
+        value.map { pattern ~= $0 } ?? false
+    }
+
+    // Classes.
+    public static let connectionException: SQLState = "08"
+    public static let dataException: SQLState = "22"
+    public static let integrityConstraintViolation: SQLState = "23"
+    public static let transactionRollback: SQLState = "40"
+    public static let insufficientResources: SQLState = "53"
+    public static let operatorIntervention: SQLState = "57"
+
+    // Codes.
+    public static let uniqueViolation: SQLState = "23505"
+    public static let foreignKeyViolation: SQLState = "23503"
+    public static let checkViolation: SQLState = "23514"
+    public static let notNullViolation: SQLState = "23502"
+    public static let serializationFailure: SQLState = "40001"
+    public static let deadlockDetected: SQLState = "40P01"
+    public static let insufficientPrivilege: SQLState = "42501"
+    public static let invalidTextRepresentation: SQLState = "22P02"
+    public static let queryCanceled: SQLState = "57014"
+    public static let adminShutdown: SQLState = "57P01"
+    public static let cannotConnectNow: SQLState = "57P03"
+    public static let lockNotAvailable: SQLState = "55P03"
+    public static let idleInTransactionTimeout: SQLState = "25P03"
 }

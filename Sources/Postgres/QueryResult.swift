@@ -22,6 +22,12 @@ public enum PostgresType {
     public static let timestamptz: Oid = 1184
     public static let numeric: Oid = 1700
     public static let jsonb: Oid = 3802
+    public static let int2Array: Oid = 1005
+    public static let int4Array: Oid = 1007
+    public static let textArray: Oid = 1009
+    public static let bpcharArray: Oid = 1014
+    public static let varcharArray: Oid = 1015
+    public static let int8Array: Oid = 1016
 }
 
 /// The rows of one statement. Owns the `PGresult` and frees it when released.
@@ -47,6 +53,15 @@ public final class QueryResult: @unchecked Sendable {
 
     public func columnName(_ column: Int) -> String {
         String(cString: PQfname(handle, Int32(column)))
+    }
+
+    /// The position of the column called `name`.
+    public func columnIndex(_ name: String) throws -> Int {
+        let index = Int(PQfnumber(handle, "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""))
+        guard index >= 0 else {
+            throw PostgresError(kind: .decoding, message: "no column named \(name) in the result")
+        }
+        return index
     }
 
     public var rows: [Row] {
@@ -98,6 +113,24 @@ public struct Row: Sendable {
             }
             return value
         }
+    }
+
+    /// Consecutive columns from `offset` as a tuple, each checked like `decode(_:at:)`:
+    /// `let (id, label, createdAt) = try row.decode((Int64, String?, Date).self)`.
+    public func decode<each Column: PostgresDecodable>(
+        _ types: (repeat each Column).Type, from offset: Int = 0
+    ) throws -> (repeat each Column) {
+        var column = offset
+        func next<Value: PostgresDecodable>(_ type: Value.Type) throws -> Value {
+            defer { column += 1 }
+            return try decode(Value.self, at: column)
+        }
+        return (repeat try next((each Column).self))
+    }
+
+    /// The column called `name` (the first, when several share it).
+    public func decode<T: PostgresDecodable>(_ type: T.Type = T.self, named name: String) throws -> T {
+        try decode(T.self, at: result.columnIndex(name))
     }
 
     /// Whether the column is SQL NULL.
@@ -224,5 +257,87 @@ extension Date: PostgresDecodable {
     public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Date? {
         guard type == PostgresType.timestamptz || type == PostgresType.timestamp else { return nil }
         return Timestamp.parse(bytes)
+    }
+}
+
+extension Array: PostgresDecodable where Element: PostgresDecodable {
+    /// One-dimensional arrays of the integer and text types (`bigint[]`,
+    /// `text[]`), from PostgreSQL's array text form: `{1,2}`, `{"a b",NULL}`.
+    /// Elements that are NULL need an optional element type.
+    public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> [Element]? {
+        let elementType: Oid
+        switch type {
+        case PostgresType.int2Array: elementType = PostgresType.int2
+        case PostgresType.int4Array: elementType = PostgresType.int4
+        case PostgresType.int8Array: elementType = PostgresType.int8
+        case PostgresType.textArray: elementType = PostgresType.text
+        case PostgresType.varcharArray: elementType = PostgresType.varchar
+        case PostgresType.bpcharArray: elementType = PostgresType.bpchar
+        default: return nil
+        }
+        guard let items = ArrayLiteral.split(bytes) else { return nil }
+        var values: [Element] = []
+        values.reserveCapacity(items.count)
+        for item in items {
+            guard let item else {
+                guard let null = Element.postgresNull else { return nil }
+                values.append(null)
+                continue
+            }
+            let decoded = try item.withUnsafeBufferPointer { try Element.decodePostgres($0, type: elementType) }
+            guard let decoded else { return nil }
+            values.append(decoded)
+        }
+        return values
+    }
+}
+
+/// The text form of a one-dimensional array: `{a,"b c",NULL}`.
+enum ArrayLiteral {
+    /// The elements' bytes, unquoted and unescaped; nil for SQL NULL. Nil for
+    /// anything that is not a one-dimensional array literal.
+    static func split(_ bytes: UnsafeBufferPointer<UInt8>) -> [[UInt8]?]? {
+        let open = UInt8(ascii: "{"), close = UInt8(ascii: "}"), comma = UInt8(ascii: ",")
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        guard bytes.count >= 2, bytes.first == open, bytes.last == close else { return nil }
+        var items: [[UInt8]?] = []
+        var index = 1
+        let end = bytes.count - 1
+        if index == end { return [] }
+        while index <= end {
+            var item: [UInt8] = []
+            var quoted = false
+            if bytes[index] == quote {
+                quoted = true
+                index += 1
+                while true {
+                    guard index < end else { return nil }
+                    let c = bytes[index]
+                    if c == backslash {
+                        guard index + 1 < end else { return nil }
+                        item.append(bytes[index + 1])
+                        index += 2
+                    } else if c == quote {
+                        index += 1
+                        break
+                    } else {
+                        item.append(c)
+                        index += 1
+                    }
+                }
+            } else {
+                while index < end, bytes[index] != comma {
+                    guard bytes[index] != open, bytes[index] != quote else { return nil }
+                    item.append(bytes[index])
+                    index += 1
+                }
+            }
+            let isNull = !quoted && item == Array("NULL".utf8)
+            items.append(isNull ? nil : item)
+            if index == end { break }
+            guard bytes[index] == comma else { return nil }
+            index += 1
+        }
+        return items
     }
 }

@@ -54,17 +54,6 @@ extension Optional: PostgresBindable where Wrapped: PostgresBindable {
     }
 }
 
-/// A statement and its parameters, for pipelines.
-public struct Statement: Sendable {
-    public let sql: String
-    public let parameters: [any PostgresBindable]
-
-    public init(_ sql: String, _ parameters: [any PostgresBindable] = []) {
-        self.sql = sql
-        self.parameters = parameters
-    }
-}
-
 enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 

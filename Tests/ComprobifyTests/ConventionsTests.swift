@@ -123,7 +123,7 @@ final class ExhaustedRetryTests: XCTestCase {
         router.add(middleware: RequestMiddleware(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
         for (path, sqlState) in [("conflict", "40001"), ("deadlock", "40P01"), ("lock-timeout", "55P03")] {
             router.get(RouterPath(path)) { _, _ -> Response in
-                throw PostgresError(kind: .server, sqlState: sqlState, message: "could not serialize access")
+                throw PostgresError(kind: .server, sqlState: SQLState(sqlState), message: "could not serialize access")
             }
         }
         try await Application(router: router).test(.router) { client in

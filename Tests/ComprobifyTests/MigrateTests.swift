@@ -28,8 +28,9 @@ final class MigrateTests: XCTestCase {
             XCTAssertEqual(first.status, 0, first.output)
             XCTAssertTrue(first.output.contains("applied 0001_roles.sql, 0002_schema.sql"), first.output)
             let connection = try Connection(conninfo: url)
-            let ledger = "SELECT string_agg(name || '=' || checksum || '@' || applied_at, ',' ORDER BY name) FROM schema_migrations"
-            let schema = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+            let ledger: PostgresQuery =
+                "SELECT string_agg(name || '=' || checksum || '@' || applied_at, ',' ORDER BY name) FROM schema_migrations"
+            let schema: PostgresQuery = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
             let before = (
                 try connection.query(ledger)[0].decode(String.self, at: 0), try connection.query(schema)[0].decode(Int.self, at: 0)
             )

@@ -199,13 +199,13 @@ final class PromotionTests: XCTestCase {
             let database = Database(pool: pool)
             let holding = AsyncStream<Int32>.makeStream()
             let mint = Task {
-                try await database.asTenantAddingToRoster(APIToken.parse(Substring(tenant.key))!, facts: RequestFacts()) {
+                try await database.transactionAddingToRoster(for: APIToken.parse(Substring(tenant.key))!, facts: RequestFacts()) {
                     transaction, principal in
                     let backend = try transaction.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
                     holding.continuation.yield(backend)
                     // Keep the tenant row until the promotion is queued behind it.
                     XCTAssertNotNil(TestDatabase.sessionBlocked(by: backend), "the promotion queued behind the mint")
-                    return try KeysController.insertKey(
+                    return try KeysStore.insertKey(
                         transaction, label: "held", environment: .sandbox, actor: "tenant", actorKeyID: principal.keyID)
                 }
             }
@@ -408,9 +408,9 @@ final class PromotionTests: XCTestCase {
         /// Statements of the attempt that committed (a serialization failure
         /// caused by other tests' traffic may make it run more than once).
         func statements(_ tenantID: Int64) async throws -> (Int, [Promotion.IssuedKey]) {
-            try await database.asTenantID(tenantID, isolation: .serializable, prologue: [Promotion.stateStatement(.init())]) {
+            try await database.transaction(forTenantID: tenantID, isolation: .serializable, prologue: [PromotionStore.state(.init())]) {
                 transaction, results in
-                let keys = try Promotion.perform(transaction, state: results[0], request: .init(), actorKeyID: nil)
+                let keys = try PromotionStore.perform(transaction, state: results[0], request: .init(), actorKeyID: nil)
                 return (transaction.statementCount + 1, keys)  // + the COMMIT the pool sends
             }
         }

@@ -27,16 +27,16 @@ final class PoolTests: XCTestCase {
     func testTransactionCommitsOnReturnAndRollsBackOnThrow() async throws {
         try await withTable("v int") { table, pool in
             struct Boom: Error {}
-            try await pool.transaction { transaction, _ in try transaction.query("INSERT INTO \(table) VALUES (1)") }
+            try await pool.transaction { transaction, _ in try transaction.query("INSERT INTO \(unescaped: table) VALUES (1)") }
             do {
                 try await pool.transaction { transaction, _ in
-                    try transaction.query("INSERT INTO \(table) VALUES (2)")
+                    try transaction.query("INSERT INTO \(unescaped: table) VALUES (2)")
                     throw Boom()
                 }
                 XCTFail("the transaction should have thrown")
             } catch is Boom {}
             let values = try await pool.withConnection { connection in
-                try connection.query("SELECT v FROM \(table) ORDER BY v").rows.map { try $0.decode(Int.self, at: 0) }
+                try connection.query("SELECT v FROM \(unescaped: table) ORDER BY v").rows.map { try $0.decode(Int.self, at: 0) }
             }
             XCTAssertEqual(values, [1])
         }
@@ -55,12 +55,12 @@ final class PoolTests: XCTestCase {
                     let attempt = attempts.withLockedValue {
                         $0 += 1; return $0
                     }
-                    let sum = try transaction.query("SELECT coalesce(sum(v), 0)::int FROM \(table)")[0].decode(Int.self, at: 0)
+                    let sum = try transaction.query("SELECT coalesce(sum(v), 0)::int FROM \(unescaped: table)")[0].decode(Int.self, at: 0)
                     if attempt <= 2 {
                         bothRead.leave()
                         _ = bothRead.wait(timeout: .now() + 10)
                     }
-                    try transaction.query("INSERT INTO \(table) VALUES ($1, $2)", [index, sum + 1])
+                    try transaction.query("INSERT INTO \(unescaped: table) VALUES (\(index), \(sum + 1))")
                     return sum
                 }
             }

@@ -5,14 +5,6 @@ import Logging
 import Metrics
 import Postgres
 
-extension HTTPField.Name {
-    static let requestID = HTTPField.Name("X-Request-Id")!
-    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
-    static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
-    static let issuerID = HTTPField.Name("X-Issuer-Id")!
-    static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
-}
-
 /// The outermost middleware: request id, bearer parsing, problem documents for
 /// every error, one structured log line and the metrics of each request.
 struct RequestMiddleware: RouterMiddleware {
@@ -27,7 +19,8 @@ struct RequestMiddleware: RouterMiddleware {
         let start = ContinuousClock.now
         var context = context
         context.requestID = RequestMiddleware.requestID(from: request.headers[.requestID])
-        context.logger[metadataKey: "request_id"] = .string(context.requestID)
+        // One request id in every log line: ours, under Hummingbird's own key.
+        context.logger[metadataKey: JSONLogHandler.requestIDKey] = .string(context.requestID)
         if let authorization = request.headers[.authorization] {
             let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
             if parts.count == 2, parts[0].lowercased() == "bearer" {
@@ -113,45 +106,5 @@ struct RequestMiddleware: RouterMiddleware {
             apiError = .internalError
         }
         return Problem.response(apiError, instance: request.uri.path, requestID: context.requestID)
-    }
-}
-
-enum Problem {
-    static func response(_ error: APIError, instance: String, requestID: String) -> Response {
-        var members: [(String, JSONValue)] = [
-            ("ok", false),
-            ("type", "about:blank"),
-            ("title", .string(error.status.reasonPhrase)),
-            ("status", JSONValue(Int(error.status.code))),
-            ("code", .string(error.code)),
-            ("detail", .string(error.detail)),
-            ("instance", .string(instance)),
-            ("requestId", .string(requestID)),
-        ]
-        if !error.fieldErrors.isEmpty {
-            members.append(
-                ("errors", .array(error.fieldErrors.map { .object([("field", .string($0.field)), ("message", .string($0.message))]) }))
-            )
-        }
-        var headers = error.headers
-        headers[.contentType] = "application/problem+json"
-        return Response(
-            status: error.status, headers: headers,
-            body: .init(byteBuffer: ByteBuffer(string: JSONValue.object(members).serialized))
-        )
-    }
-}
-
-/// JSON responses.
-enum Reply {
-    static func json(_ members: [(String, JSONValue)], noStore: Bool = false) -> Response {
-        json(.ok, members, noStore: noStore)
-    }
-
-    static func json(_ status: HTTPResponse.Status, _ members: [(String, JSONValue)], noStore: Bool = false) -> Response {
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
-        if noStore { headers[.cacheControl] = "no-store" }
-        let body = JSONValue.object([("ok", true)] + members).serialized
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }

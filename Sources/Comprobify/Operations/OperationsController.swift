@@ -41,7 +41,7 @@ struct OperationsController {
                     waiting = nil
                 }
             }
-            Task { finish((try? await database.pool.withConnection { try $0.query("SELECT 1") }) != nil) }
+            Task { finish((try? await database.ping()) != nil) }
             Task {
                 try? await Task.sleep(for: .seconds(1))
                 finish(false)

@@ -82,59 +82,12 @@ struct HousekeepingService: Service {
     func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                let removed = try await database.pool.withConnection { try $0.query("SELECT purge_expired()")[0].decode(Int64.self, at: 0) }
+                let removed = try await database.purgeExpired()
                 if removed > 0 { logger.debug("purged expired rows", metadata: ["rows": "\(removed)"]) }
             } catch {
                 logger.warning("housekeeping failed", metadata: ["error": "\(error)"])
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(300)) }
         }
-    }
-}
-
-/// Refuses to serve as any role row-level security does not hold to the app's
-/// rules: a superuser, a role that bypasses it, a role that owns (or is a member
-/// of the owner of) a table of the schema, or a member of comprobify_auth, whose
-/// policies see every tenant's keys.
-public enum RoleCheck {
-    public struct Refused: Error, CustomStringConvertible {
-        public let description: String
-    }
-
-    static let sql = """
-        SELECT r.rolname::text, r.rolsuper, r.rolbypassrls,
-               EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')
-                          AND pg_has_role(r.oid, c.relowner, 'MEMBER')),
-               EXISTS (SELECT 1 FROM pg_roles a WHERE a.rolname = 'comprobify_auth' AND pg_has_role(r.oid, a.oid, 'MEMBER'))
-          FROM pg_roles r WHERE r.rolname = current_user
-        """
-
-    public static func verify(pool: ConnectionPool) async throws {
-        let row = try await pool.withConnection { try $0.query(RoleCheck.sql)[0] }
-        let name = try row.decode(String.self, at: 0)
-        let reasons = [
-            (try row.decode(Bool.self, at: 1), "it is a superuser"),
-            (try row.decode(Bool.self, at: 2), "it bypasses row-level security"),
-            (try row.decode(Bool.self, at: 3), "it owns tables of the schema (row-level security does not hold owners by default)"),
-            (try row.decode(Bool.self, at: 4), "it is a member of comprobify_auth, whose policies see every tenant's keys"),
-        ].filter(\.0).map(\.1)
-        if !reasons.isEmpty {
-            throw Refused(
-                description: "refusing to serve as role \"\(name)\": \(reasons.joined(separator: "; ")). Connect as comprobify_app."
-            )
-        }
-    }
-}
-
-enum OpenAPIDocument {
-    /// openapi.yaml from the working directory or beside the executable's package, if present.
-    static func load() -> String? {
-        let candidates = [
-            FileManager.default.currentDirectoryPath + "/openapi.yaml",
-            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("openapi.yaml").path,
-        ]
-        return candidates.lazy.compactMap { try? String(contentsOfFile: $0, encoding: .utf8) }.first
     }
 }

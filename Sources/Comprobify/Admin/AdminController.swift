@@ -21,26 +21,16 @@ struct AdminController {
     }
 
     static let tenantNotFound = APIError.notFound("No tenant with this id.")
-    static let tenantRow = Statement("SELECT \(Representation.tenantColumns) FROM tenants WHERE id = current_tenant_id() FOR NO KEY UPDATE")
 
     @Sendable func verifyEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
         try authorize(context)
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
-        let tenant = try await database.asTenantID(id, prologue: [AdminController.tenantRow]) { transaction, results in
+        let tenant = try await database.transaction(forTenantID: id, prologue: [TenantsStore.lockedForSupport]) { transaction, results in
             guard let row = results[0].first else { throw AdminController.tenantNotFound }
             if try row.decode(String.self, at: 3) == "ACTIVE" {
-                return try Representation.tenant(row)
+                return try TenantsStore.tenant(row)
             }
-            let updated = try transaction.commit(after: [
-                Statement("UPDATE tenants SET status = 'ACTIVE' WHERE id = current_tenant_id() RETURNING \(Representation.tenantColumns)"),
-                Statement(
-                    """
-                    INSERT INTO audit_events (tenant_id, action, actor, details)
-                    VALUES (current_tenant_id(), 'tenant.email_verified', 'support', '{"manual": true}')
-                    """
-                ),
-            ])
-            return try Representation.tenant(updated[0][0])
+            return try TenantsStore.verifyBySupport(transaction)
         }
         return Reply.json([("tenant", tenant)])
     }
@@ -48,14 +38,14 @@ struct AdminController {
     @Sendable func mintKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         try authorize(context)
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
-        let mint = try KeysController.MintRequest(try await Input.read(request, allowEmpty: true))
-        let token = try await database.asTenantID(id, prologue: [Database.rosterLock]) { transaction, results in
+        let mint = try MintRequest(try await Input.read(request, allowEmpty: true))
+        let token = try await database.transaction(forTenantID: id, prologue: [TenantsStore.rosterLock]) { transaction, results in
             guard let row = results[0].first else { throw AdminController.tenantNotFound }
             if mint.environment == .production {
-                try KeysController.requirePromotedIssuer(
+                try KeysStore.requirePromotedIssuer(
                     transaction, tenantInProduction: try row.decode(String.self, at: 1) == "production")
             }
-            return try KeysController.insertKey(
+            return try KeysStore.insertKey(
                 transaction, label: mint.label, environment: mint.environment, actor: "support", actorKeyID: nil
             )
         }
@@ -65,10 +55,10 @@ struct AdminController {
     @Sendable func revokeKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         try authorize(context)
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
-        guard let keyID = Format.pathID(context.parameters.get("keyId")) else { throw KeysController.keyNotFound }
-        try await database.asTenantID(id, prologue: [AdminController.tenantRow]) { transaction, results in
+        guard let keyID = Format.pathID(context.parameters.get("keyId")) else { throw KeysStore.keyNotFound }
+        try await database.transaction(forTenantID: id, prologue: [TenantsStore.lockedForSupport]) { transaction, results in
             guard results[0].count == 1 else { throw AdminController.tenantNotFound }
-            try KeysController.revokeKey(transaction, id: keyID, actor: "support", actorKeyID: nil)
+            try KeysStore.revokeKey(transaction, id: keyID, actor: "support", actorKeyID: nil)
         }
         return Reply.json([])
     }

@@ -1,0 +1,233 @@
+import Foundation
+import Postgres
+
+/// Who a request acts for, as found by `authenticate()` in the request's own transaction.
+public struct Principal: Sendable {
+    public let keyID: Int64
+    public let tenantID: Int64
+    public let keyEnvironment: Environment
+    public let tenantActive: Bool
+    public let tenantEnvironment: Environment
+
+    static let columns = "key_id, tenant_id, environment, tenant_status, tenant_environment"
+
+    /// The row of `authenticate()`, or nil when the key is unknown or revoked.
+    /// An environment the service does not know fails the request (500), never
+    /// defaults to sandbox.
+    init?(_ result: QueryResult) throws {
+        guard let row = result.first else { return nil }
+        let (keyID, tenantID, keyEnvironment, status, tenantEnvironment) = try row.decode((Int64, Int64, String, String, String).self)
+        self.keyID = keyID
+        self.tenantID = tenantID
+        self.keyEnvironment = try Environment(column: keyEnvironment)
+        self.tenantActive = status == "ACTIVE"
+        self.tenantEnvironment = try Environment(column: tenantEnvironment)
+    }
+
+    /// The same key with the tenant's status and environment as read later in the transaction.
+    func with(tenant row: Row) throws -> Principal {
+        let (status, environment) = try row.decode((String, String).self)
+        return Principal(
+            keyID: keyID, tenantID: tenantID, keyEnvironment: keyEnvironment,
+            tenantActive: status == "ACTIVE", tenantEnvironment: try Environment(column: environment)
+        )
+    }
+
+    private init(keyID: Int64, tenantID: Int64, keyEnvironment: Environment, tenantActive: Bool, tenantEnvironment: Environment) {
+        self.keyID = keyID
+        self.tenantID = tenantID
+        self.keyEnvironment = keyEnvironment
+        self.tenantActive = tenantActive
+        self.tenantEnvironment = tenantEnvironment
+    }
+}
+
+/// A read a store offers for the one-round-trip path: its SQL and how its rows
+/// decode. `Database.read` pipelines it with the authentication.
+struct Read<Value: Sendable>: Sendable {
+    let query: PostgresQuery
+    let decode: @Sendable (QueryResult) throws -> Value
+
+    init(_ query: PostgresQuery, decode: @escaping @Sendable (QueryResult) throws -> Value) {
+        self.query = query
+        self.decode = decode
+    }
+}
+
+/// The only way the service reaches PostgreSQL. Every entry point below sets the
+/// tenant before any statement of the request runs, so row-level security scopes
+/// all of them; the pool itself is private to this type.
+public struct Database: Sendable {
+    private let pool: ConnectionPool
+
+    public init(pool: ConnectionPool) {
+        self.pool = pool
+    }
+
+    static func authenticate(_ token: APIToken, lockKey: Bool) -> PostgresQuery {
+        "SELECT \(unescaped: Principal.columns) FROM authenticate(\(token.digest), \(lockKey))"
+    }
+
+    /// A transaction acting for the tenant of `token`. The key is looked up by its
+    /// digest in the transaction's first round trip (pipelined with BEGIN and
+    /// `prologue`), holding a share lock on the key row until commit: a revocation
+    /// that committed first makes this 401; one that comes later waits for it.
+    /// A transaction that itself revokes keys (promotion) passes `lockKey: false`:
+    /// under SERIALIZABLE its own update of the key row already conflicts with any
+    /// concurrent revocation, and holding share locks there would deadlock
+    /// concurrent promotions against each other.
+    func transaction<T: Sendable>(
+        for token: APIToken,
+        facts: RequestFacts,
+        isolation: IsolationLevel = .readCommitted,
+        lockKey: Bool = true,
+        prologue: [PostgresQuery] = [],
+        _ body: @escaping @Sendable (Transaction, Principal, [QueryResult]) throws -> T
+    ) async throws -> T {
+        let auth = Database.authenticate(token, lockKey: lockKey)
+        return try await pool.transaction(isolation, prologue: [auth] + prologue) { transaction, results in
+            guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
+            facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
+            return try body(transaction, principal, Array(results.dropFirst()))
+        }
+    }
+
+    /// A READ COMMITTED transaction for the tenant of `token` that holds the
+    /// tenant row, in one first round trip: the key lookup, `tenantRow` (a
+    /// statement that locks the row and returns its status and environment),
+    /// the key again, now under a share lock, then `prologue`, whose snapshots
+    /// are taken with the lock held. Locks are taken in the order a promotion
+    /// takes them (tenant row, then keys), so the two never deadlock: a
+    /// promotion that committed first has revoked the sandbox key, and the
+    /// second look at the key makes this 401.
+    func transactionHoldingTenantRow<T: Sendable>(
+        for token: APIToken,
+        facts: RequestFacts,
+        tenantRow: PostgresQuery,
+        prologue: [PostgresQuery] = [],
+        _ body: @escaping @Sendable (Transaction, Principal, [QueryResult]) throws -> T
+    ) async throws -> T {
+        let lead = [
+            Database.authenticate(token, lockKey: false),
+            tenantRow,
+            "SELECT key_id FROM authenticate(\(token.digest), true)",
+        ]
+        return try await pool.transaction(.readCommitted, prologue: lead + prologue) { transaction, results in
+            guard let found = try Principal(results[0]), let tenant = results[1].first,
+                try results[2].first?.decode(Int64.self, at: 0) == found.keyID
+            else {
+                throw APIError.unauthorized
+            }
+            facts.authenticated(tenantID: found.tenantID, keyID: found.keyID)
+            return try body(transaction, try found.with(tenant: tenant), Array(results.dropFirst(lead.count)))
+        }
+    }
+
+    /// Adds a key or an issuer for the tenant of `token`, holding the tenant row
+    /// through `TenantsStore.rosterLock`: a promotion that comes later waits for
+    /// this commit, then retries with the addition in view.
+    func transactionAddingToRoster<T: Sendable>(
+        for token: APIToken,
+        facts: RequestFacts,
+        _ body: @escaping @Sendable (Transaction, Principal) throws -> T
+    ) async throws -> T {
+        try await transactionHoldingTenantRow(for: token, facts: facts, tenantRow: TenantsStore.rosterLock) { transaction, principal, _ in
+            try body(transaction, principal)
+        }
+    }
+
+    /// A read for the tenant of `token` in one round trip: authentication and the
+    /// read are pipelined as one implicit transaction. With an unknown key no
+    /// tenant is set, so the read sees nothing, and this throws 401.
+    func read<A>(for token: APIToken, facts: RequestFacts, _ a: Read<A>) async throws -> (Principal, A) {
+        let (principal, results) = try await pipelined(token, facts, [a.query])
+        return (principal, try a.decode(results[0]))
+    }
+
+    /// Two reads in the same round trip (a resolved issuer and its documents, say).
+    func read<A, B>(for token: APIToken, facts: RequestFacts, _ a: Read<A>, _ b: Read<B>) async throws -> (Principal, A, B) {
+        let (principal, results) = try await pipelined(token, facts, [a.query, b.query])
+        return (principal, try a.decode(results[0]), try b.decode(results[1]))
+    }
+
+    /// Runs `check`, a check of the request that needs no database (a header, a
+    /// body's fields). When it fails, the credential is looked at first, so the
+    /// order of answers is the same on every route: 401, then 404, then 400.
+    func checkAfterAuthenticating<T>(for token: APIToken, facts: RequestFacts, _ check: () throws -> T) async throws -> T {
+        do {
+            return try check()
+        } catch {
+            _ = try await pipelined(token, facts, [])
+            throw error
+        }
+    }
+
+    private func pipelined(_ token: APIToken, _ facts: RequestFacts, _ queries: [PostgresQuery]) async throws -> (Principal, [QueryResult])
+    {
+        let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries)
+        guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
+        facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
+        return (principal, Array(results.dropFirst()))
+    }
+
+    /// A transaction acting for a tenant known by id (admin routes, promotion by support).
+    func transaction<T: Sendable>(
+        forTenantID tenantID: Int64,
+        isolation: IsolationLevel = .readCommitted,
+        prologue: [PostgresQuery] = [],
+        _ body: @escaping @Sendable (Transaction, [QueryResult]) throws -> T
+    ) async throws -> T {
+        let set: PostgresQuery = "SELECT set_config('app.tenant_id', \(String(tenantID)), true)"
+        return try await pool.transaction(isolation, prologue: [set] + prologue) { transaction, results in
+            try body(transaction, Array(results.dropFirst()))
+        }
+    }
+
+    /// A transaction that starts with no tenant: the first statement of
+    /// `prologue` must set one through a SECURITY DEFINER function (sign-up takes
+    /// a fresh id, email verification finds it by token) or touch only tables
+    /// without tenants (the sign-up limit). Until then row-level security hides
+    /// every tenant row.
+    func transactionFindingTenant<T: Sendable>(
+        prologue: [PostgresQuery],
+        _ body: @escaping @Sendable (Transaction, [QueryResult]) throws -> T
+    ) async throws -> T {
+        try await pool.transaction(.readCommitted, prologue: prologue, body)
+    }
+
+    /// One trivial statement: is the database answering?
+    func ping() async throws {
+        _ = try await pool.withConnection { try $0.query("SELECT 1") }
+    }
+
+    /// Deletes expired idempotency keys and old sign-up attempts; the count removed.
+    func purgeExpired() async throws -> Int64 {
+        try await pool.withConnection { try $0.query("SELECT purge_expired()")[0].decode(Int64.self, at: 0) }
+    }
+}
+
+extension Environment {
+    /// An environment column; anything else is a broken invariant, not a sandbox.
+    init(column: String) throws {
+        guard let value = Environment(rawValue: column) else {
+            throw PostgresError(kind: .decoding, message: "unknown environment in the database")
+        }
+        self = value
+    }
+}
+
+extension Row {
+    /// A timestamptz column as RFC 3339 UTC with milliseconds, e.g. `2026-03-01T12:00:00.000Z`.
+    func timestamp(at column: Int) throws -> JSONValue {
+        guard let date = try decode(Date?.self, at: column) else { return .null }
+        return .string(Timestamp.format(date, fractionDigits: 3) + "Z")
+    }
+
+    func int(at column: Int) throws -> JSONValue {
+        JSONValue(try decode(Int64.self, at: column))
+    }
+
+    func string(at column: Int) throws -> JSONValue {
+        JSONValue(try decode(String?.self, at: column))
+    }
+}

@@ -1,0 +1,54 @@
+import Hummingbird
+import Postgres
+
+/// An issuer resolved for a document route (resolveIssuer): the tenant's, and of
+/// the key's environment.
+struct ResolvedIssuer: Sendable {
+    let id: Int64
+    let ruc: String
+    let establishment: String
+    let emissionPoint: String
+    let environment: Environment
+
+    /// The `X-Issuer-Id` header: 400 when missing or not a number; a number that
+    /// cannot be an id (0, too large) resolves to no issuer, hence 404.
+    static func requestedID(_ request: Request) throws -> Int64 {
+        guard let text = request.headers[.issuerID], !text.isEmpty, Format.digits(text, count: text.utf8.count) else {
+            throw APIError.validation(field: "X-Issuer-Id", "The X-Issuer-Id header must be the numeric id of one of your issuers.")
+        }
+        return Int64(text) ?? 0
+    }
+
+    /// The issuer row read under the tenant's row-level security; nil when there
+    /// is none (404, the same for another tenant's).
+    static func lookup(_ id: Int64) -> Read<ResolvedIssuer?> {
+        Read("SELECT id, ruc, establishment, emission_point, sandbox FROM issuers WHERE id = \(id)") { result in
+            guard let row = result.first else { return nil }
+            let (id, ruc, establishment, emissionPoint, sandbox) = try row.decode((Int64, String, String, String, Bool).self)
+            return ResolvedIssuer(
+                id: id, ruc: ruc, establishment: establishment, emissionPoint: emissionPoint,
+                environment: sandbox ? .sandbox : .production
+            )
+        }
+    }
+
+    /// resolveIssuer once authentication has passed: no issuer is 404, an issuer
+    /// of the other environment 401.
+    static func resolve(_ found: ResolvedIssuer?, keyEnvironment: Environment) throws -> ResolvedIssuer {
+        guard let issuer = found else { throw APIError.notFound("No issuer with this id.") }
+        try checkEnvironment(key: keyEnvironment, issuer: issuer.environment)
+        return issuer
+    }
+
+    /// The "Key environment + targeted issuer" table of the API keys documentation.
+    static func checkEnvironment(key: Environment, issuer: Environment) throws {
+        switch (key, issuer) {
+        case (.sandbox, .sandbox), (.production, .production):
+            return
+        case (.sandbox, .production):
+            throw APIError.unauthorized("A sandbox key cannot address a production issuer; use a production key.")
+        case (.production, .sandbox):
+            throw APIError.unauthorized("A production key cannot address a sandbox issuer; use a sandbox key.")
+        }
+    }
+}

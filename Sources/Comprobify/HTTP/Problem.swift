@@ -1,0 +1,29 @@
+import Hummingbird
+import NIOCore
+
+/// An `APIError` as an RFC 9457 problem document (application/problem+json).
+enum Problem {
+    static func response(_ error: APIError, instance: String, requestID: String) -> Response {
+        var members: [(String, JSONValue)] = [
+            ("ok", false),
+            ("type", "about:blank"),
+            ("title", .string(error.status.reasonPhrase)),
+            ("status", JSONValue(Int(error.status.code))),
+            ("code", .string(error.code)),
+            ("detail", .string(error.detail)),
+            ("instance", .string(instance)),
+            ("requestId", .string(requestID)),
+        ]
+        if !error.fieldErrors.isEmpty {
+            members.append(
+                ("errors", .array(error.fieldErrors.map { .object([("field", .string($0.field)), ("message", .string($0.message))]) }))
+            )
+        }
+        var headers = error.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(
+            status: error.status, headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: JSONValue.object(members).serialized))
+        )
+    }
+}

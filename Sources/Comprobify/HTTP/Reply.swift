@@ -1,0 +1,16 @@
+import Hummingbird
+import NIOCore
+
+/// JSON responses.
+enum Reply {
+    static func json(_ members: [(String, JSONValue)], noStore: Bool = false) -> Response {
+        json(.ok, members, noStore: noStore)
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ members: [(String, JSONValue)], noStore: Bool = false) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        if noStore { headers[.cacheControl] = "no-store" }
+        let body = JSONValue.object([("ok", true)] + members).serialized
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}

@@ -1,0 +1,85 @@
+import Postgres
+
+/// The SQL of issuers and their counters.
+enum IssuersStore {
+    static let columns = "id, ruc, legal_name, trade_name, establishment, emission_point, address, sandbox, created_at"
+
+    /// An issuer as API.md shows it, from `columns`.
+    static func issuer(_ row: Row) throws -> JSONValue {
+        .object([
+            ("id", try row.int(at: 0)),
+            ("ruc", try row.string(at: 1)),
+            ("legalName", try row.string(at: 2)),
+            ("tradeName", try row.string(at: 3)),
+            ("establishment", try row.string(at: 4)),
+            ("emissionPoint", try row.string(at: 5)),
+            ("address", try row.string(at: 6)),
+            ("sandbox", .bool(try row.decode(Bool.self, at: 7))),
+            ("createdAt", try row.timestamp(at: 8)),
+        ])
+    }
+
+    static let notFound = APIError.notFound("No issuer with this id.")
+
+    static let all = Read<[JSONValue]>("SELECT \(unescaped: columns) FROM issuers ORDER BY id") { result in
+        try result.rows.map(issuer)
+    }
+
+    /// One issuer; 404 when it is not the tenant's.
+    static func one(_ id: Int64) -> Read<JSONValue> {
+        Read("SELECT \(unescaped: columns) FROM issuers WHERE id = \(id)") { result in
+            guard let row = result.first else { throw notFound }
+            return try issuer(row)
+        }
+    }
+
+    /// Whether the tenant has this issuer.
+    static func exists(_ id: Int64) -> Read<Bool> {
+        Read("SELECT 1 FROM issuers WHERE id = \(id)") { $0.count == 1 }
+    }
+
+    /// The issuer's counters, production first... in the order API.md lists them.
+    static func counters(_ id: Int64) -> Read<[JSONValue]> {
+        Read(
+            """
+            SELECT document_type, environment, next_sequential FROM sequentials
+             WHERE issuer_id = \(id) ORDER BY environment, document_type
+            """
+        ) { result in
+            try result.rows.map { row in
+                .object([
+                    ("documentType", try row.string(at: 0)),
+                    ("environment", try row.string(at: 1)),
+                    ("next", try row.int(at: 2)),
+                ])
+            }
+        }
+    }
+
+    /// Creates an issuer in the tenant's environment (read from the tenant row the
+    /// transaction holds) with, in production, all its counters; commits.
+    static func create(_ transaction: Transaction, _ new: NewIssuer) throws -> JSONValue {
+        do {
+            let results = try transaction.commit(after: [
+                """
+                WITH issuer AS (
+                    INSERT INTO issuers (tenant_id, ruc, legal_name, trade_name, establishment, emission_point, address, sandbox)
+                    SELECT t.id, \(new.ruc), \(new.legalName), \(new.tradeName), \(new.establishment), \(new.emissionPoint),
+                           \(new.address), t.environment = 'sandbox'
+                      FROM tenants t WHERE t.id = current_tenant_id()
+                    RETURNING \(unescaped: columns), tenant_id
+                ), counters AS (
+                    INSERT INTO sequentials (tenant_id, issuer_id, document_type, environment)
+                    SELECT i.tenant_id, i.id, d.code, 'production'
+                      FROM issuer i CROSS JOIN document_types d
+                     WHERE NOT i.sandbox
+                )
+                SELECT \(unescaped: columns) FROM issuer
+                """
+            ])
+            return try issuer(results[0][0])
+        } catch let error as PostgresError where error.hasCode(.uniqueViolation) {
+            throw APIError.conflict("This tenant already has an issuer with this RUC, establishment and emission point.")
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Postgres
+
+/// The SQL of API keys and their audit events. Every function runs inside the
+/// caller's tenant transaction; row-level security scopes it to that tenant.
+enum KeysStore {
+    static let columns = "id, label, environment, token_prefix, created_at, revoked_at"
+
+    /// A key as API.md shows it, from `columns`.
+    static func key(_ row: Row) throws -> JSONValue {
+        .object([
+            ("id", try row.int(at: 0)),
+            ("label", try row.string(at: 1)),
+            ("environment", try row.string(at: 2)),
+            ("prefix", try row.string(at: 3)),
+            ("active", .bool(row.isNull(at: 5))),
+            ("createdAt", try row.timestamp(at: 4)),
+            ("revokedAt", try row.timestamp(at: 5)),
+        ])
+    }
+
+    /// Active keys, oldest first.
+    static let activeKeys = Read<[JSONValue]>(
+        "SELECT \(unescaped: columns) FROM api_keys WHERE revoked_at IS NULL ORDER BY id"
+    ) { result in try result.rows.map(key) }
+
+    static let keyNotFound = APIError.notFound("No active key with this id.")
+
+    /// A production key needs a production issuer to act on: 403 "before any
+    /// issuer has been promoted" (the published documentation), which covers a
+    /// tenant still in sandbox and one promoted with no issuer yet.
+    static func requirePromotedIssuer(_ transaction: Transaction, tenantInProduction: Bool) throws {
+        let forbidden = APIError.forbidden(
+            "Production keys can be minted only once the tenant has been promoted to production with at least one issuer.")
+        guard tenantInProduction else { throw forbidden }
+        let found = try transaction.query("SELECT EXISTS (SELECT 1 FROM issuers WHERE NOT sandbox)")
+        guard try found[0].decode(Bool.self, at: 0) else { throw forbidden }
+    }
+
+    /// Inserts a key for the transaction's tenant and its audit event, and commits.
+    static func insertKey(
+        _ transaction: Transaction, label: String?, environment: Environment, actor: String, actorKeyID: Int64?
+    ) throws -> APIToken {
+        let token = APIToken.generate(environment)
+        try transaction.commit(after: [
+            """
+            WITH minted AS (
+                INSERT INTO api_keys (tenant_id, label, environment, token_digest, token_prefix)
+                VALUES (current_tenant_id(), \(label), \(environment.rawValue), \(token.digest), \(token.prefix))
+                RETURNING tenant_id, id, label, environment
+            )
+            INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+            SELECT tenant_id, 'api_key.minted', \(actor), \(actorKeyID)::bigint,
+                   jsonb_build_object('keyId', id, 'environment', environment, 'label', label)
+              FROM minted
+            """
+        ])
+        return token
+    }
+
+    /// Revokes an active key of the transaction's tenant with its audit event and
+    /// commits; 404 when there is no such active key (unknown, revoked or another tenant's).
+    static func revokeKey(_ transaction: Transaction, id: Int64, actor: String, actorKeyID: Int64?) throws {
+        let results = try transaction.commit(after: [
+            """
+            WITH revoked AS (
+                UPDATE api_keys SET revoked_at = now()
+                 WHERE id = \(id) AND revoked_at IS NULL
+                RETURNING tenant_id, id
+            ), audited AS (
+                INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+                SELECT tenant_id, 'api_key.revoked', \(actor), \(actorKeyID)::bigint, jsonb_build_object('keyId', id)
+                  FROM revoked
+            )
+            SELECT count(*) FROM revoked
+            """
+        ])
+        guard try results[0].first?.decode(Int64.self, at: 0) == 1 else { throw keyNotFound }
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// One JSON object per line on standard output: time, level, message and
+/// metadata. Lines from concurrent requests never interleave: each is written
+/// whole, under a lock, with one `write(2)`.
+public struct JSONLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    private let label: String
+
+    /// Hummingbird names its request id `hb.request.id`; the middleware puts the
+    /// service's own id (X-Request-Id) there, and the log line calls it `request_id`.
+    static let requestIDKey = "hb.request.id"
+
+    private static let output = NIOLock()
+
+    public init(label: String, level: Logger.Level) {
+        self.label = label
+        self.logLevel = level
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var members: [(String, JSONValue)] = [
+            ("time", .string(JSONLogHandler.timestamp(Date()))),
+            ("level", .string(event.level.rawValue)),
+            ("logger", .string(label)),
+            ("message", .string("\(event.message)")),
+        ]
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        for key in merged.keys.sorted() {
+            members.append((key == JSONLogHandler.requestIDKey ? "request_id" : key, JSONLogHandler.json(merged[key]!)))
+        }
+        var line = Array((JSONValue.object(members).serialized + "\n").utf8)
+        JSONLogHandler.output.withLock {
+            line.withUnsafeMutableBytes { buffer in
+                var offset = 0
+                while offset < buffer.count {
+                    let written = write(STDOUT_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
+                    if written <= 0 {
+                        if written < 0, errno == EINTR { continue }
+                        return
+                    }
+                    offset += written
+                }
+            }
+        }
+    }
+
+    static func json(_ value: Logger.Metadata.Value) -> JSONValue {
+        switch value {
+        case .string(let text): return .string(text)
+        case .stringConvertible(let value): return .string(value.description)
+        case .array(let items): return .array(items.map(json))
+        case .dictionary(let members): return .object(members.keys.sorted().map { ($0, json(members[$0]!)) })
+        }
+    }
+
+    /// RFC 3339 in UTC with milliseconds: `2026-12-01T10:00:00.123Z`.
+    static func timestamp(_ date: Date) -> String {
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(milliseconds / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let millis = Int(milliseconds % 1000)
+        let fraction = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
+    }
+}

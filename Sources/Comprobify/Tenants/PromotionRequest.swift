@@ -1,0 +1,55 @@
+import Foundation
+
+/// A validated body: `{}` / no body, or `{"initialSequentials": [...]}`.
+struct PromotionRequest: Sendable {
+    let entries: [Promotion.Entry]
+
+    init(entries: [Promotion.Entry] = []) {
+        self.entries = entries
+    }
+
+    init(_ input: Input) throws {
+        var input = input
+        var entries: [Promotion.Entry] = []
+        switch input.value["initialSequentials"] {
+        case nil:
+            break
+        case .array(let items)?:
+            var seen = Set<String>()
+            for (index, item) in items.enumerated() {
+                let field = "initialSequentials[\(index)]"
+                guard case .object = item else {
+                    input.fail(field, "\(field) must be an object.")
+                    continue
+                }
+                let issuerID = Input.integer(item["issuerId"], in: 1...Int64.max)
+                if issuerID == nil { input.fail("\(field).issuerId", "issuerId must be a positive integer.") }
+                var documentType: String?
+                if case .string(let text)? = item["documentType"] {
+                    // Every code is two digits; anything else cannot name a type.
+                    if Format.digits(text, count: 2) {
+                        documentType = text
+                    } else {
+                        input.fail("\(field).documentType", "No document type \(JSONValue.string(text).serialized).")
+                    }
+                } else {
+                    input.fail("\(field).documentType", "documentType must be a string such as \"01\".")
+                }
+                let sequential = Input.integer(item["sequential"], in: 1...999_999_999)
+                if sequential == nil {
+                    input.fail("\(field).sequential", "sequential must be an integer from 1 to 999999999.")
+                }
+                guard let issuerID, let documentType, let sequential else { continue }
+                if !seen.insert("\(issuerID)/\(documentType)").inserted {
+                    input.fail(field, "issuer \(issuerID) × document type \(documentType) is listed twice.")
+                    continue
+                }
+                entries.append(Promotion.Entry(issuerID: issuerID, documentType: documentType, sequential: sequential))
+            }
+        case .some(let other):
+            input.fail("initialSequentials", "initialSequentials must be an array, not \(other.typeName).")
+        }
+        try input.validated()
+        self.entries = entries
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Hummingbird
+import Postgres
+
+/// Sign-up, email verification, GET /v1/tenants/me and promotion.
+struct TenantsController {
+    let database: Database
+    let configuration: Configuration
+
+    /// Routes without authentication.
+    func addPublicRoutes(to router: Router<AppRequestContext>) {
+        router.post("v1/tenants", use: signUp)
+        router.post("v1/tenants/verify-email", use: verifyEmail)
+    }
+
+    func addRoutes(to group: RouterGroup<TenantRequestContext>) {
+        group.get("tenants/me", use: me)
+        group.post("tenants/resend-verification", use: resendVerification)
+        group.post("tenants/promote", use: promote)
+    }
+
+    @Sendable func signUp(_ request: Request, context: AppRequestContext) async throws -> Response {
+        var input = try await Input.read(request)
+        let email = input.formatted(
+            "email", required: true, rule: "a plausible email address of at most 254 characters", matches: Format.email)
+        let name = input.string("name", required: true, length: 1...200)
+        try input.validated()
+        guard let email, let name else { throw APIError.internalError }
+
+        try await enforceSignupLimit(for: clientAddress(request, context))
+
+        let apiKey = APIToken.generate(.sandbox)
+        let verification = Crypto.hex(Crypto.randomBytes(32))
+        let tenant = try await database.transactionFindingTenant(prologue: [TenantsStore.newTenantID]) { transaction, _ in
+            try TenantsStore.signUp(transaction, email: email, name: name, apiKey: apiKey, verification: verification)
+        }
+        return Reply.json(.created, [("tenant", tenant), ("apiKey", .string(apiKey.plaintext))], noStore: true)
+    }
+
+    /// The client's address: the peer, or the first X-Forwarded-For hop when TRUST_PROXY=1.
+    func clientAddress(_ request: Request, _ context: AppRequestContext) -> String {
+        if configuration.trustProxy, let forwarded = request.headers[.forwardedFor] {
+            let first = forwarded.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            // At most 255 code points, as the schema counts them.
+            if !first.isEmpty { return String(String.UnicodeScalarView(first.unicodeScalars.prefix(255))) }
+        }
+        return context.peerAddress ?? "unknown"
+    }
+
+    /// At most SIGNUP_RATE_LIMIT attempts per address per hour, counted in the
+    /// database so the limit holds across server instances. Concurrent attempts
+    /// from one address are serialized by an advisory lock on the address.
+    func enforceSignupLimit(for address: String) async throws {
+        let limit = configuration.signupRateLimit
+        guard limit > 0 else { return }
+        let retryAfter = try await database.transactionFindingTenant(prologue: [TenantsStore.signupLock(address)]) { transaction, _ in
+            try TenantsStore.recordSignupAttempt(transaction, address: address, limit: limit)
+        }
+        if let retryAfter {
+            throw APIError.rateLimited("Too many sign-ups from this address; try again later.", retryAfter: retryAfter)
+        }
+    }
+
+    @Sendable func verifyEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
+        var input = try await Input.read(request)
+        // Any string is looked up: an empty or overlong one is simply unknown (BAD_REQUEST).
+        let token = input.string("token", required: true, length: 0...Int.max)
+        try input.validated()
+        let digest = Crypto.sha256(token ?? "")
+        let invalid = APIError.badRequest("The verification token is unknown, already used or expired.")
+        try await database.transactionFindingTenant(prologue: [TenantsStore.tenantOfVerification(digest)]) { transaction, results in
+            guard results[0].count == 1, try TenantsStore.verify(transaction, digest: digest) else { throw invalid }
+        }
+        return Reply.json([])
+    }
+
+    @Sendable func resendVerification(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let token = Crypto.hex(Crypto.randomBytes(32))
+        // Resends of one tenant queue on the tenant row; the state is read by a
+        // statement whose snapshot is taken once the lock is held, so it counts
+        // the resends and sees a verification that came first.
+        try await database.transactionHoldingTenantRow(
+            for: context.token, facts: context.facts,
+            tenantRow: TenantsStore.lockedForResend, prologue: [TenantsStore.resendState]
+        ) { transaction, principal, results in
+            guard !principal.tenantActive else { throw APIError.conflict("The tenant's email address is already verified.") }
+            let (email, recent, wait) = try results[0][0].decode((String, Int64, Int64?).self)
+            if recent >= 5 {
+                throw APIError.rateLimited("At most 5 verification emails an hour; try again later.", retryAfter: Int(wait ?? 3600))
+            }
+            try TenantsStore.resend(transaction, email: email, token: token, actorKeyID: principal.keyID)
+        }
+        return Reply.json([])
+    }
+
+    @Sendable func me(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let (_, tenant) = try await database.read(for: context.token, facts: context.facts, TenantsStore.current)
+        return Reply.json([("tenant", tenant)])
+    }
+
+    @Sendable func promote(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let input = try await Input.read(request, allowEmpty: true)
+        let requested = Result { try PromotionRequest(input) }
+        let keys = try await Promotion(database: database).run(token: context.token, facts: context.facts, request: requested)
+        ServiceMetrics.promoted()
+        return Reply.json(
+            [("apiKeys", .array(keys.map { .object([("label", JSONValue($0.label)), ("apiKey", .string($0.token.plaintext))]) }))],
+            noStore: true
+        )
+    }
+}

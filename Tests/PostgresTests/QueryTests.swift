@@ -1,0 +1,110 @@
+import Foundation
+import Postgres
+import TestSupport
+import XCTest
+
+/// The wrapper's query API: interpolated binds, tuple and named decoding,
+/// arrays, SQLSTATE patterns and the bounded statement cache.
+final class QueryTests: XCTestCase {
+    func testInterpolatedValuesBecomeNumberedBindsAndNeverSQLText() throws {
+        let hostile = "'; DROP TABLE pg_class; --"
+        let limit: Int64? = nil
+        let query: PostgresQuery = "SELECT \(hostile)::text, \(42)::int, \(limit)::bigint, \(unescaped: "'fragment'")::text"
+        XCTAssertEqual(query.sql, "SELECT $1::text, $2::int, $3::bigint, 'fragment'::text")
+        XCTAssertEqual(query.binds.count, 3)
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let (text, number, nothing, fragment) = try connection.query(query)[0].decode((String, Int, Int64?, String).self)
+        XCTAssertEqual(text, hostile)
+        XCTAssertEqual(number, 42)
+        XCTAssertNil(nothing)
+        XCTAssertEqual(fragment, "fragment")
+    }
+
+    func testOneSQLTextForEveryValueSoOnePreparedStatementServesThemAll() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        for value in 0..<20 {
+            XCTAssertEqual(try connection.query("SELECT \(value)::int + 1")[0].decode(Int.self, at: 0), value + 1)
+        }
+        let prepared = try connection.query("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1::int + 1%'")
+        XCTAssertEqual(try prepared[0].decode(Int.self, at: 0), 1)
+    }
+
+    func testPreparedStatementsPerConnectionAreBounded() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let extra = 20
+        for index in 0..<(Connection.maxPreparedStatements + extra) {
+            // SQL built at run time: every text differs.
+            let sql = PostgresQuery("SELECT $1::int + \(index)", [1])
+            XCTAssertEqual(try connection.query(sql)[0].decode(Int.self, at: 0), 1 + index)
+        }
+        let results = try connection.pipeline([PostgresQuery("SELECT $1::int - 1", [5]), "SELECT count(*) FROM pg_prepared_statements"])
+        XCTAssertEqual(try results[0][0].decode(Int.self, at: 0), 4)
+        XCTAssertEqual(try results[1][0].decode(Int.self, at: 0), Connection.maxPreparedStatements)
+    }
+
+    func testRowsDecodeIntoTuplesFromAnOffsetAndByColumnName() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let row = try connection.query("SELECT 1::bigint AS id, 'x'::text AS label, NULL::text AS note, true AS active")[0]
+        let (id, label, note, active) = try row.decode((Int64, String, String?, Bool).self)
+        XCTAssertEqual(id, 1)
+        XCTAssertEqual(label, "x")
+        XCTAssertNil(note)
+        XCTAssertTrue(active)
+        let (tail, flag) = try row.decode((String?, Bool).self, from: 2)
+        XCTAssertNil(tail)
+        XCTAssertTrue(flag)
+        XCTAssertEqual(try row.decode(String.self, named: "label"), "x")
+        XCTAssertEqual(try row.decode(Int64.self, named: "id"), 1)
+        XCTAssertThrowsError(try row.decode(String.self, named: "missing")) { error in
+            XCTAssertEqual((error as? PostgresError)?.kind, .decoding)
+        }
+        // A NULL where the tuple says non-optional is an error, never a default.
+        XCTAssertThrowsError(try row.decode((Int64, String, String).self))
+    }
+
+    func testArraysDecode() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let texts = ["plain", "with space", "quote\"d", "back\\slash", "comma,here", "{braces}", "NULL", "", "ñ👩🏽‍💻"]
+        let row = try connection.query(
+            """
+            SELECT \(texts)::text[], ARRAY[1, -2, 9223372036854775807]::bigint[], '{}'::bigint[],
+                   ARRAY['a', NULL]::text[], ARRAY[3, 4]::int[]
+            """
+        )[0]
+        XCTAssertEqual(try row.decode([String].self, at: 0), texts)
+        XCTAssertEqual(try row.decode([Int64].self, at: 1), [1, -2, Int64.max])
+        XCTAssertEqual(try row.decode([Int64].self, at: 2), [])
+        XCTAssertEqual(try row.decode([String?].self, at: 3), ["a", nil])
+        XCTAssertThrowsError(try row.decode([String].self, at: 3), "a NULL element needs an optional element type")
+        XCTAssertEqual(try row.decode([Int].self, at: 4), [3, 4])
+        XCTAssertThrowsError(try row.decode([Int64].self, at: 0), "text[] is not bigint[]")
+    }
+
+    func testSQLStateMatchesCodesAndClassesAsValues() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        try connection.query("CREATE TEMP TABLE u (id int PRIMARY KEY)", prepared: false)
+        try connection.query("INSERT INTO u VALUES (1)")
+        func classify(_ body: () throws -> Void) -> String {
+            do {
+                try body()
+                return "none"
+            } catch let error as PostgresError {
+                switch error.sqlState {
+                case .uniqueViolation: return "unique"
+                case .integrityConstraintViolation: return "integrity"
+                case .dataException: return "data"
+                default: return "other"
+                }
+            } catch {
+                return "not a PostgresError"
+            }
+        }
+        XCTAssertEqual(classify { try connection.query("INSERT INTO u VALUES (1)") }, "unique")
+        XCTAssertEqual(classify { try connection.query("INSERT INTO u VALUES (NULL)") }, "integrity")
+        XCTAssertEqual(classify { try connection.query("SELECT 1 / 0") }, "data")
+        XCTAssertEqual(classify { try connection.query("SELECT * FROM no_such_table") }, "other")
+        XCTAssertTrue(SQLState.integrityConstraintViolation ~= SQLState.checkViolation)
+        XCTAssertFalse(SQLState.uniqueViolation ~= SQLState.checkViolation)
+        XCTAssertEqual(SQLState.checkViolation.sqlClass, .integrityConstraintViolation)
+    }
+}
