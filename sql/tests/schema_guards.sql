@@ -85,6 +85,7 @@ $$, $$ VALUES
     ('email_verifications', 'SELECT'), ('email_verifications', 'INSERT'),
     ('idempotency_keys', 'SELECT'), ('idempotency_keys', 'INSERT'), ('idempotency_keys', 'DELETE'),
     ('issuers', 'SELECT'), ('issuers', 'INSERT'),
+    ('issuer_certificates', 'SELECT'), ('issuer_certificates', 'INSERT'),
     ('sequentials', 'SELECT'), ('sequentials', 'INSERT'),
     ('signup_attempts', 'SELECT'), ('signup_attempts', 'INSERT'),
     ('tenants', 'SELECT'), ('tenants', 'INSERT')
@@ -98,7 +99,13 @@ $$, $$ VALUES
     ('email_verifications', 'used_at'), ('email_verifications', 'invalidated_at'),
     ('idempotency_keys', 'issuer_id'), ('idempotency_keys', 'request_digest'), ('idempotency_keys', 'document_id'),
     ('idempotency_keys', 'created_at'), ('idempotency_keys', 'expires_at'),
-    ('issuers', 'sandbox'),
+    ('issuers', 'sandbox'), ('issuers', 'legal_name'), ('issuers', 'trade_name'), ('issuers', 'address'),
+    ('issuers', 'head_office_address'), ('issuers', 'accounting_required'), ('issuers', 'special_taxpayer'),
+    ('issuers', 'withholding_agent'), ('issuers', 'rimpe'), ('issuers', 'updated_at'),
+    ('issuer_certificates', 'subject'), ('issuer_certificates', 'issuer_name'), ('issuer_certificates', 'serial_number'),
+    ('issuer_certificates', 'not_before'), ('issuer_certificates', 'not_after'), ('issuer_certificates', 'sha256'),
+    ('issuer_certificates', 'certificate'), ('issuer_certificates', 'sealed_private_key'),
+    ('issuer_certificates', 'master_key_id'), ('issuer_certificates', 'uploaded_at'),
     ('sequentials', 'next_sequential'),
     ('tenants', 'status'), ('tenants', 'environment'), ('tenants', 'promoted_at'), ('tenants', 'roster_changed_at')
 $$, 'comprobify_app may update exactly these columns (never tenant_id, ids, digests or document content)');

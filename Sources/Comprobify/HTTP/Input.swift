@@ -98,6 +98,22 @@ struct Input {
         }
     }
 
+    /// A boolean member; absent gives nil. Null is refused like any other non-boolean.
+    mutating func boolean(_ field: String) -> Bool? {
+        switch value[field] {
+        case nil: return nil
+        case .bool(let flag)?: return flag
+        case let other?:
+            fail(field, "\(field) must be true or false, not \(other.typeName).")
+            return nil
+        }
+    }
+
+    /// Whether the member is present (null counts as present: it clears a value).
+    func has(_ field: String) -> Bool {
+        value[field] != nil
+    }
+
     func validated() throws {
         if !errors.isEmpty { throw APIError.validation(errors) }
     }

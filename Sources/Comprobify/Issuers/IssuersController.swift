@@ -9,6 +9,7 @@ struct IssuersController {
         group.post("issuers", use: create)
         group.get("issuers", use: list)
         group.get("issuers/:id", use: show)
+        group.patch("issuers/:id", use: update)
         group.get("issuers/:id/sequentials", use: sequentials)
     }
 
@@ -37,6 +38,21 @@ struct IssuersController {
         return Reply.json([("issuer", issuer)])
     }
 
+    /// Changes what the XML says about the issuer; documents issued before keep
+    /// what they said. The branch identity (RUC, establishment, emission point) is fixed.
+    @Sendable func update(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let id = Format.pathID(context.parameters.get("id"))
+        let input = try await Input.read(request)
+        let changes = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
+            guard id != nil else { throw IssuersStore.notFound }
+            return try IssuerChanges(input)
+        }
+        let issuer = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
+            try IssuersStore.update(transaction, id: id ?? 0, changes, actorKeyID: principal.keyID)
+        }
+        return Reply.json([("issuer", issuer)])
+    }
+
     @Sendable func sequentials(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id")) ?? 0
         let (_, exists, counters) = try await database.read(
@@ -55,6 +71,7 @@ struct NewIssuer: Sendable {
     let establishment: String
     let emissionPoint: String
     let address: String?
+    let tax: IssuerTaxData
 
     init(_ input: Input) throws {
         var input = input
@@ -66,11 +83,71 @@ struct NewIssuer: Sendable {
         let emissionPoint = input.formatted(
             "emissionPoint", required: true, rule: "3 digits other than \"000\"", matches: Format.branchCode)
         address = input.string("address", required: false, length: 1...300)
+        tax = IssuerTaxData(&input)
         try input.validated()
         guard let ruc, let legalName, let establishment, let emissionPoint else { throw APIError.internalError }
         self.ruc = ruc
         self.legalName = legalName
         self.establishment = establishment
         self.emissionPoint = emissionPoint
+    }
+}
+
+/// The fields the SRI XML needs about an issuer beyond its branch identity
+/// (SRI.md, "Issuers"). Absent and null are both nil here.
+struct IssuerTaxData: Sendable {
+    var headOfficeAddress: String?
+    var accountingRequired: Bool?
+    var specialTaxpayer: String?
+    var withholdingAgent: String?
+    var rimpe: String?
+
+    static let rimpeValues = ["EMPRENDEDOR", "NEGOCIO_POPULAR"]
+
+    init(_ input: inout Input) {
+        headOfficeAddress = input.string("headOfficeAddress", required: false, length: 1...300)
+        accountingRequired = input.boolean("accountingRequired")
+        specialTaxpayer = input.formatted("specialTaxpayer", required: false, rule: "3 to 13 letters or digits") { text in
+            (3...13).contains(text.utf8.count)
+                && text.utf8.allSatisfy { (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0) }
+        }
+        withholdingAgent = input.formatted("withholdingAgent", required: false, rule: "1 to 8 digits") { text in
+            (1...8).contains(text.utf8.count) && Format.digits(text, count: text.utf8.count)
+        }
+        if case .null? = input.value["rimpe"] {
+            rimpe = nil
+        } else {
+            rimpe = input.choice("rimpe", required: false, allowed: IssuerTaxData.rimpeValues)
+        }
+    }
+}
+
+/// The body of PATCH /v1/issuers/:id: the members present change, null clears
+/// an optional one. `ruc`, `establishment` and `emissionPoint` cannot change.
+struct IssuerChanges: Sendable {
+    static let changeable: Set<String> = [
+        "legalName", "tradeName", "address", "headOfficeAddress", "accountingRequired", "specialTaxpayer", "withholdingAgent", "rimpe",
+    ]
+
+    let present: Set<String>
+    let legalName: String?
+    let tradeName: String?
+    let address: String?
+    let tax: IssuerTaxData
+
+    init(_ input: Input) throws {
+        var input = input
+        for field in ["ruc", "establishment", "emissionPoint"] where input.has(field) {
+            input.fail(field, "\(field) identifies the branch and its numbering; it cannot change. Create another issuer instead.")
+        }
+        legalName = input.string("legalName", required: false, length: 1...300)
+        if input.has("legalName"), legalName == nil, case .null? = input.value["legalName"] {
+            input.fail("legalName", "legalName cannot be null.")
+        }
+        tradeName = input.string("tradeName", required: false, length: 1...300)
+        address = input.string("address", required: false, length: 1...300)
+        tax = IssuerTaxData(&input)
+        try input.validated()
+        present = Set(IssuerChanges.changeable.filter { input.has($0) })
     }
 }

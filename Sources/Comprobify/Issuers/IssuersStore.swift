@@ -2,7 +2,10 @@ import Postgres
 
 /// The SQL of issuers and their counters.
 enum IssuersStore {
-    static let columns = "id, ruc, legal_name, trade_name, establishment, emission_point, address, sandbox, created_at"
+    static let columns = """
+        id, ruc, legal_name, trade_name, establishment, emission_point, address, sandbox, created_at, \
+        head_office_address, accounting_required, special_taxpayer, withholding_agent, rimpe
+        """
 
     /// An issuer as API.md shows it, from `columns`.
     static func issuer(_ row: Row) throws -> JSONValue {
@@ -16,6 +19,11 @@ enum IssuersStore {
             ("address", try row.string(at: 6)),
             ("sandbox", .bool(try row.decode(Bool.self, at: 7))),
             ("createdAt", try row.timestamp(at: 8)),
+            ("headOfficeAddress", try row.string(at: 9)),
+            ("accountingRequired", .bool(try row.decode(Bool.self, at: 10))),
+            ("specialTaxpayer", try row.string(at: 11)),
+            ("withholdingAgent", try row.string(at: 12)),
+            ("rimpe", try row.string(at: 13)),
         ])
     }
 
@@ -63,9 +71,11 @@ enum IssuersStore {
             let results = try transaction.commit(after: [
                 """
                 WITH issuer AS (
-                    INSERT INTO issuers (tenant_id, ruc, legal_name, trade_name, establishment, emission_point, address, sandbox)
+                    INSERT INTO issuers (tenant_id, ruc, legal_name, trade_name, establishment, emission_point, address, sandbox,
+                                         head_office_address, accounting_required, special_taxpayer, withholding_agent, rimpe)
                     SELECT t.id, \(new.ruc), \(new.legalName), \(new.tradeName), \(new.establishment), \(new.emissionPoint),
-                           \(new.address), t.environment = 'sandbox'
+                           \(new.address), t.environment = 'sandbox', \(new.tax.headOfficeAddress), \(new.tax.accountingRequired ?? false),
+                           \(new.tax.specialTaxpayer), \(new.tax.withholdingAgent), \(new.tax.rimpe)
                       FROM tenants t WHERE t.id = current_tenant_id()
                     RETURNING \(unescaped: columns), tenant_id
                 ), counters AS (
@@ -81,5 +91,40 @@ enum IssuersStore {
         } catch let error as PostgresError where error.hasCode(.uniqueViolation) {
             throw APIError.conflict("This tenant already has an issuer with this RUC, establishment and emission point.")
         }
+    }
+
+    /// Changes the fields present in `changes` (null clears an optional one),
+    /// records `issuer.updated` and commits; 404 when the issuer is not the tenant's.
+    static func update(_ transaction: Transaction, id: Int64, _ changes: IssuerChanges, actorKeyID: Int64) throws -> JSONValue {
+        let set = changes.present
+        let tax = changes.tax
+        let results = try transaction.commit(after: [
+            """
+            WITH updated AS (
+                UPDATE issuers SET
+                    legal_name = CASE WHEN \(set.contains("legalName")) THEN \(changes.legalName) ELSE legal_name END,
+                    trade_name = CASE WHEN \(set.contains("tradeName")) THEN \(changes.tradeName) ELSE trade_name END,
+                    address = CASE WHEN \(set.contains("address")) THEN \(changes.address) ELSE address END,
+                    head_office_address = CASE WHEN \(set.contains("headOfficeAddress")) THEN \(tax.headOfficeAddress)
+                                               ELSE head_office_address END,
+                    accounting_required = coalesce(\(tax.accountingRequired), accounting_required),
+                    special_taxpayer = CASE WHEN \(set.contains("specialTaxpayer")) THEN \(tax.specialTaxpayer) ELSE special_taxpayer END,
+                    withholding_agent = CASE WHEN \(set.contains("withholdingAgent")) THEN \(tax.withholdingAgent)
+                                             ELSE withholding_agent END,
+                    rimpe = CASE WHEN \(set.contains("rimpe")) THEN \(tax.rimpe) ELSE rimpe END,
+                    updated_at = now()
+                 WHERE id = \(id)
+                RETURNING \(unescaped: columns), tenant_id
+            ), audited AS (
+                INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+                SELECT tenant_id, 'issuer.updated', 'tenant', \(actorKeyID),
+                       jsonb_build_object('issuerId', id, 'fields', \(set.sorted())::text[])
+                  FROM updated
+            )
+            SELECT \(unescaped: columns) FROM updated
+            """
+        ])
+        guard let row = results[0].first else { throw notFound }
+        return try issuer(row)
     }
 }
