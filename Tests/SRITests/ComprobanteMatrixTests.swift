@@ -379,6 +379,31 @@ final class ComprobanteMatrixTests: XCTestCase {
         XCTAssertEqual(try XMLLint.string("count(/factura/detalles/detalle)", in: xml), "1000")
     }
 
+    func testEveryBuyerTypeAndRimpeRegimePassesBothJudges() throws {
+        let buyers = [
+            BuyerInput(idType: "04", id: "0912345678001", name: "Empresa S.A."),
+            BuyerInput(idType: "05", id: "0912345678", name: "Ana"),
+            BuyerInput(idType: "06", id: "P1234567", name: "Anne", address: "Lyon"),
+            BuyerInput(idType: "07", id: "9999999999999", name: "CONSUMIDOR FINAL"),
+            BuyerInput(idType: "08", id: "DE-123 456/7", name: "Jörg", email: "j@example.de"),
+        ]
+        let regimes: [ComprobanteIssuer.Rimpe?] = [nil, .emprendedor, .negocioPopular]
+        for (index, buyer) in buyers.enumerated() {
+            var input = ComprobanteValidatorTests.factura()
+            input.buyer = buyer
+            var issuer = Self.minimalIssuer
+            issuer.rimpe = regimes[index % regimes.count]
+            for body in [input, Self.asCreditNote(input)] {
+                let comprobante = try body.validated(today: Self.today)
+                let xml = try ComprobanteXML.build(
+                    comprobante, issuer: issuer, numbering: ComprobanteNumbering(accessKey: Self.accessKey, sequential: index + 1))
+                try assertValid(xml, kind: comprobante.kind, "\(buyer.idType ?? "") \(body.documentType ?? "")")
+                let root = comprobante.kind == .factura ? "/factura" : "/notaCredito"
+                XCTAssertEqual(try XMLLint.string(root + "/infoTributaria/contribuyenteRimpe", in: xml), issuer.rimpe?.legend ?? "")
+            }
+        }
+    }
+
     // MARK: - The judges can fail
 
     func testBothJudgesRefuseBrokenDocuments() throws {
