@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import NIOCore
+import NIOPosix
 import SRI
 import ServiceLifecycle
 
@@ -144,7 +145,7 @@ public final class SRIClient: Service, Sendable {
             return Received(status: Int(response.status.code), bytes: Array(buffer.readableBytesView))
         } catch let error as HTTPClientError {
             switch error {
-            case .deadlineExceeded, .readTimeout, .writeTimeout:
+            case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout:
                 throw .timeout(milliseconds: settings.timeoutMilliseconds)
             case .connectTimeout:
                 throw .connection("connect timeout")
@@ -155,8 +156,10 @@ public final class SRIClient: Service, Sendable {
             }
         } catch is NIOTooManyBytesError {
             throw .unparseable("answer larger than \(settings.maximumAnswerBytes) bytes")
+        } catch let error as NIOConnectionError {
+            // AsyncHTTPClient retries a failed connection until the deadline, then reports the last failure.
+            throw .connection(Self.short(error.connectionErrors.last.map { "\($0.error)" } ?? "cannot connect to \(error.host)"))
         } catch {
-            if NIODeadline.now() >= deadline { throw .timeout(milliseconds: settings.timeoutMilliseconds) }
             throw .connection(Self.short("\(error)"))
         }
     }
