@@ -11,7 +11,7 @@ struct ComprobifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "comprobify",
         abstract: "Multi-tenant API for Ecuadorian electronic tax documents.",
-        subcommands: [Serve.self, Migrate.self]
+        subcommands: [Serve.self, Migrate.self, SRISimulatorCommand.self]
     )
 }
 

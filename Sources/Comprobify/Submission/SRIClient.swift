@@ -1,0 +1,172 @@
+import AsyncHTTPClient
+import NIOCore
+import NIOPosix
+import SRI
+import ServiceLifecycle
+
+/// Why an exchange with SRI failed. Every case is retried with backoff; the
+/// description is short, fit for a document's `lastError`, and never holds XML.
+public enum SRITransportError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No connection, or the connection failed before a whole answer arrived.
+    case connection(String)
+    /// No whole answer within the timeout.
+    case timeout(milliseconds: Int)
+    /// An HTTP status other than 200 (and no SOAP Fault in the body).
+    case httpStatus(Int)
+    /// A SOAP Fault (SRI's server errors come as HTTP 500 with one).
+    case soapFault(code: String, message: String)
+    /// An answer that is not SRI's: not XML, not SOAP, missing elements, too large.
+    case unparseable(String)
+
+    public var description: String {
+        switch self {
+        case .connection(let reason): "connection failed: \(reason)"
+        case .timeout(let milliseconds): "no answer within \(milliseconds) ms"
+        case .httpStatus(let status): "HTTP \(status)"
+        case .soapFault(let code, let message): "SOAP fault \(code): \(message)"
+        case .unparseable(let reason): "unparseable answer: \(reason)"
+        }
+    }
+}
+
+/// The SOAP client of SRI's offline web services (shared/sri/soap.md) over
+/// AsyncHTTPClient; TLS through swift-nio-ssl with the system's trust roots.
+/// One client serves the whole process: create it once, and call `shutdown()`
+/// (or run it as a Service, which shuts it down on graceful shutdown).
+public final class SRIClient: Service, Sendable {
+    public struct Settings: Sendable, Equatable {
+        /// A whole exchange, connection included (`SRI_TIMEOUT_MS`, default 20000).
+        public var timeoutMilliseconds: Int
+        /// The largest answer read; larger ones are unparseable. The authorization
+        /// answer carries the whole comprobante, so this is generous.
+        public var maximumAnswerBytes: Int
+
+        public init(timeoutMilliseconds: Int = 20_000, maximumAnswerBytes: Int = 8 << 20) {
+            self.timeoutMilliseconds = timeoutMilliseconds
+            self.maximumAnswerBytes = maximumAnswerBytes
+        }
+
+        /// Reads `SRI_TIMEOUT_MS`; nil when it is set but not a positive integer.
+        public static func fromEnvironment(_ environment: [String: String]) -> Settings? {
+            var settings = Settings()
+            if let text = environment["SRI_TIMEOUT_MS"], !text.isEmpty {
+                guard let value = Int(text), value > 0 else { return nil }
+                settings.timeoutMilliseconds = value
+            }
+            return settings
+        }
+    }
+
+    /// The path appended to a base URL for each service.
+    public static let receptionPath = "/RecepcionComprobantesOffline"
+    public static let authorizationPath = "/AutorizacionComprobantesOffline"
+
+    public let settings: Settings
+    private let http: HTTPClient
+
+    public init(settings: Settings = Settings()) {
+        self.settings = settings
+        let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMilliseconds))
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: timeout, read: timeout)
+        )
+        configuration.decompression = .disabled
+        http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    /// Closes the connections; the client cannot be used afterwards.
+    public func shutdown() async throws {
+        try await http.shutdown()
+    }
+
+    /// As a Service: waits for graceful shutdown, then shuts the client down.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await shutdown()
+    }
+
+    /// Sends the signed comprobante to reception (`validarComprobante`).
+    public func validate(signed: [UInt8], baseURL: String) async throws(SRITransportError) -> ReceptionAnswer {
+        let body = try await exchange(SOAPRequest.reception(signed: signed), url: Self.join(baseURL, Self.receptionPath))
+        let result: SOAPResult<ReceptionAnswer>
+        do {
+            result = try ReceptionAnswer.parse(body.bytes)
+        } catch {
+            throw body.status == 200 ? .unparseable(error.reason) : .httpStatus(body.status)
+        }
+        return try Self.answer(result, status: body.status)
+    }
+
+    /// Asks for the authorization of one access key (`autorizacionComprobante`).
+    public func authorize(accessKey: String, baseURL: String) async throws(SRITransportError) -> AuthorizationAnswer {
+        let body = try await exchange(
+            SOAPRequest.authorization(accessKey: accessKey), url: Self.join(baseURL, Self.authorizationPath))
+        let result: SOAPResult<AuthorizationAnswer>
+        do {
+            result = try AuthorizationAnswer.parse(body.bytes)
+        } catch {
+            throw body.status == 200 ? .unparseable(error.reason) : .httpStatus(body.status)
+        }
+        return try Self.answer(result, status: body.status)
+    }
+
+    /// A fault wins over the status; an answer counts only with HTTP 200.
+    private static func answer<Answer>(_ result: SOAPResult<Answer>, status: Int) throws(SRITransportError) -> Answer {
+        switch result {
+        case .fault(let fault):
+            throw .soapFault(code: short(fault.code), message: short(fault.message))
+        case .answer(let answer):
+            guard status == 200 else { throw .httpStatus(status) }
+            return answer
+        }
+    }
+
+    static func join(_ base: String, _ path: String) -> String {
+        base.hasSuffix("/") ? String(base.dropLast()) + path : base + path
+    }
+
+    private struct Received {
+        var status: Int
+        var bytes: [UInt8]
+    }
+
+    /// One POST; the whole exchange, body included, within the timeout.
+    private func exchange(_ envelope: [UInt8], url: String) async throws(SRITransportError) -> Received {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")
+        request.headers.add(name: "SOAPAction", value: "")
+        request.body = .bytes(ByteBuffer(bytes: envelope))
+        let deadline = NIODeadline.now() + .milliseconds(Int64(settings.timeoutMilliseconds))
+        do {
+            let response = try await http.execute(request, deadline: deadline)
+            let buffer = try await response.body.collect(upTo: settings.maximumAnswerBytes)
+            return Received(status: Int(response.status.code), bytes: Array(buffer.readableBytesView))
+        } catch let error as HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout:
+                throw .timeout(milliseconds: settings.timeoutMilliseconds)
+            case .connectTimeout:
+                throw .connection("connect timeout")
+            case .remoteConnectionClosed:
+                throw .connection("closed by SRI before the answer was complete")
+            default:
+                throw .connection(Self.short("\(error)"))
+            }
+        } catch is NIOTooManyBytesError {
+            throw .unparseable("answer larger than \(settings.maximumAnswerBytes) bytes")
+        } catch let error as NIOConnectionError {
+            // AsyncHTTPClient retries a failed connection until the deadline, then reports the last failure.
+            throw .connection(Self.short(error.connectionErrors.last.map { "\($0.error)" } ?? "cannot connect to \(error.host)"))
+        } catch {
+            throw .connection(Self.short("\(error)"))
+        }
+    }
+
+    /// At most 200 characters on one line.
+    static func short(_ text: String) -> String {
+        let line = String(text.map { $0.isNewline ? " " : $0 })
+        return line.count > 200 ? String(line.prefix(199)) + "…" : line
+    }
+}

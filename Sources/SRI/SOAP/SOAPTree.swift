@@ -1,0 +1,193 @@
+import CLibXML2
+
+// The few libxml2 calls the SOAP code needs, kept to this folder: a parsed
+// document that frees itself, element lookup by local name, text content, and
+// a document built node by node and saved as UTF-8.
+
+/// Initializes libxml2 once before any use from several threads.
+let soapLibxml2Ready: Void = { xmlInitParser() }()
+
+/// A document parsed from bytes; owns the libxml2 tree.
+final class SOAPParsedDocument {
+    let pointer: xmlDocPtr
+
+    /// Parses without network access, DTD loading or entity substitution, and
+    /// refuses documents with a DTD (SOAP forbids them). Nil when not well-formed.
+    init?(_ bytes: [UInt8]) {
+        _ = soapLibxml2Ready
+        guard !bytes.isEmpty, bytes.count < Int(Int32.max) else { return nil }
+        let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
+        let parsed = bytes.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                xmlReadMemory($0, Int32(buffer.count), nil, nil, options)
+            }
+        }
+        guard let parsed else { return nil }
+        guard parsed.pointee.intSubset == nil, xmlDocGetRootElement(parsed) != nil else {
+            xmlFreeDoc(parsed)
+            return nil
+        }
+        pointer = parsed
+    }
+
+    deinit { xmlFreeDoc(pointer) }
+
+    /// Runs `body` on the root element while the document is alive (elements
+    /// borrow the tree: none may escape `body`).
+    func read<T>(_ body: (SOAPElement) throws(SOAPParseError) -> T) throws(SOAPParseError) -> T {
+        try body(SOAPElement(node: xmlDocGetRootElement(pointer)!))
+    }
+}
+
+/// An element of a document that outlives it (a borrowed pointer).
+struct SOAPElement {
+    let node: xmlNodePtr
+
+    var localName: String { String(cString: node.pointee.name) }
+
+    var namespaceURI: String? {
+        guard let ns = node.pointee.ns, let href = ns.pointee.href else { return nil }
+        return String(cString: href)
+    }
+
+    var children: [SOAPElement] {
+        var result: [SOAPElement] = []
+        var child = node.pointee.children
+        while let current = child {
+            if current.pointee.type == XML_ELEMENT_NODE { result.append(SOAPElement(node: current)) }
+            child = current.pointee.next
+        }
+        return result
+    }
+
+    /// The first child element with this local name, whatever its namespace.
+    func child(_ name: String) -> SOAPElement? {
+        children.first { $0.localName == name }
+    }
+
+    func children(_ name: String) -> [SOAPElement] {
+        children.filter { $0.localName == name }
+    }
+
+    /// The first element with this local name in document order, this one included.
+    func descendant(_ name: String) -> SOAPElement? {
+        if localName == name { return self }
+        for child in children {
+            if let found = child.descendant(name) { return found }
+        }
+        return nil
+    }
+
+    /// The text of every text and CDATA node below, as an XML parser reads it:
+    /// escaped text comes back unescaped and CDATA comes back as written.
+    var text: String {
+        guard let buffer = xmlBufferCreate() else { return "" }
+        defer { xmlBufferFree(buffer) }
+        xmlNodeBufGetContent(buffer, node)
+        guard let content = xmlBufferContent(buffer) else { return "" }
+        return String(cString: content)
+    }
+
+    /// The text with surrounding whitespace removed.
+    var trimmedText: String {
+        let value = text
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\n" || $0 == "\r" || $0 == "\t" }
+        guard let first = value.firstIndex(where: { !isSpace($0) }) else { return "" }
+        let last = value.lastIndex(where: { !isSpace($0) })!
+        return String(value[first...last])
+    }
+
+    /// The element on its own as UTF-8 markup: copied with its subtree into an
+    /// empty document (libxml2 adds there the declarations of namespaces the
+    /// copy uses but its ancestors declared), then saved without an XML
+    /// declaration. Elements, attributes, text and CDATA sections come out as
+    /// they were received; only what an XML parser does not keep can differ
+    /// (attribute quotes, line ends normalized to LF, character references).
+    func serialized() -> [UInt8] {
+        guard let document = xmlNewDoc("1.0") else { return [] }
+        defer { xmlFreeDoc(document) }
+        guard let copy = xmlDocCopyNode(node, document, 1) else { return [] }
+        xmlDocSetRootElement(document, copy)
+        return SOAPTree.save(node: copy, declaration: false)
+    }
+}
+
+enum SOAPTree {
+    /// Saves a document or one node as UTF-8.
+    static func save(node: xmlNodePtr, declaration: Bool) -> [UInt8] {
+        guard let buffer = xmlBufferCreate() else { return [] }
+        defer { xmlBufferFree(buffer) }
+        let options = declaration ? Int32(0) : Int32(XML_SAVE_NO_DECL.rawValue)
+        guard let context = xmlSaveToBuffer(buffer, "UTF-8", options) else { return [] }
+        if node.pointee.type == XML_DOCUMENT_NODE {
+            xmlSaveDoc(context, UnsafeMutablePointer<xmlDoc>(OpaquePointer(node)))
+        } else {
+            xmlSaveTree(context, node)
+        }
+        xmlSaveClose(context)
+        let length = Int(xmlBufferLength(buffer))
+        guard length > 0, let content = xmlBufferContent(buffer) else { return [] }
+        return Array(UnsafeBufferPointer(start: content, count: length))
+    }
+}
+
+/// A document built node by node; text always goes through libxml2's escaping.
+final class SOAPDocumentBuilder {
+    let document: xmlDocPtr
+
+    init() {
+        _ = soapLibxml2Ready
+        document = xmlNewDoc("1.0")
+    }
+
+    deinit { xmlFreeDoc(document) }
+
+    /// The root element, declaring `namespace` with `prefix` (nil: the default namespace).
+    func root(_ name: String, namespace: String, prefix: String?) -> xmlNodePtr {
+        let node = xmlNewDocNode(document, nil, name, nil)!
+        let ns = xmlNewNs(node, namespace, prefix)
+        xmlSetNs(node, ns)
+        xmlDocSetRootElement(document, node)
+        return node
+    }
+
+    /// A child element in the parent's namespace (`inherit`), in a namespace
+    /// declared here (`declare`), or in no namespace (`none`).
+    func element(_ name: String, in parent: xmlNodePtr, namespace: Namespace = .inherit, text: String? = nil) -> xmlNodePtr {
+        let node = xmlNewTextChild(parent, nil, name, text)!
+        switch namespace {
+        case .inherit:
+            xmlSetNs(node, parent.pointee.ns)
+        case .declare(let uri, let prefix):
+            xmlSetNs(node, xmlNewNs(node, uri, prefix))
+        case .none:
+            // xmlNewTextChild gave it the parent's namespace; under a default
+            // namespace, "no namespace" must also be declared: xmlns="".
+            xmlSetNs(node, nil)
+            if let inScope = xmlSearchNs(document, parent, nil), let href = inScope.pointee.href, href.pointee != 0 {
+                _ = xmlNewNs(node, "", nil)
+            }
+        }
+        return node
+    }
+
+    /// A child element holding `text` as one CDATA section.
+    func cdataElement(_ name: String, in parent: xmlNodePtr, text: String) -> xmlNodePtr {
+        let node = element(name, in: parent, namespace: .inherit)
+        let utf8 = Array(text.utf8)
+        let section = utf8.withUnsafeBufferPointer { xmlNewCDataBlock(document, $0.baseAddress, Int32($0.count)) }
+        xmlAddChild(node, section)
+        return node
+    }
+
+    enum Namespace {
+        case inherit
+        case declare(String, prefix: String?)
+        case none
+    }
+
+    /// The whole document, UTF-8, with its XML declaration.
+    func bytes() -> [UInt8] {
+        SOAPTree.save(node: UnsafeMutablePointer<xmlNode>(OpaquePointer(document)), declaration: true)
+    }
+}

@@ -1,0 +1,334 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import NIOPosix
+import SRI
+import XCTest
+
+@testable import Comprobify
+
+/// The local SRI driven by the real SRIClient over a loopback port. No database.
+final class SimulatorTests: XCTestCase {
+    /// A live simulator on a free port, a client, and the control API.
+    struct Harness: Sendable {
+        let sri: SRIClient
+        let simulator: SRISimulator
+        let control: any TestClientProtocol
+        let port: Int
+
+        var baseURL: String { "http://127.0.0.1:\(port)/comprobantes-electronicos-ws" }
+
+        /// POST /control/faults with a JSON object; fails the test unless 200.
+        func faults(_ json: String, file: StaticString = #filePath, line: UInt = #line) async throws {
+            let response = try await control.execute(
+                uri: "/control/faults", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: json))
+            XCTAssertEqual(response.status, .ok, String(buffer: response.body), file: file, line: line)
+        }
+
+        func received() async throws -> [String: Any] {
+            let response = try await control.execute(uri: "/control/received", method: .get)
+            XCTAssertEqual(response.status, .ok)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+        }
+    }
+
+    func run(
+        judges: SRIJudges = .wellFormednessOnlyNoSignatureCheck, timeoutMilliseconds: Int = 5000,
+        _ body: @escaping @Sendable (Harness) async throws -> Void
+    ) async throws {
+        let simulator = SRISimulator(judges: judges)
+        let app = buildSimulator(simulator: simulator, port: 0, logger: Logger(label: "sri-simulator-test"))
+        try await app.test(.live) { client in
+            let sri = SRIClient(settings: .init(timeoutMilliseconds: timeoutMilliseconds))
+            do {
+                try await body(Harness(sri: sri, simulator: simulator, control: client, port: client.port!))
+            } catch {
+                try await sri.shutdown()
+                throw error
+            }
+            try await sri.shutdown()
+        }
+    }
+
+    /// A fresh, valid access key (sandbox, random sequential and code).
+    static func newKey(environment: Character = "1") -> String {
+        let sequential = String(format: "%09d", Int.random(in: 1...999_999_999))
+        let code = String(format: "%08d", Int.random(in: 0...99_999_999))
+        let digits = "01122026" + "01" + "1790012345001" + String(environment) + "001001" + sequential + code + "1"
+        return digits + String(AccessKey.checkDigit(digits))
+    }
+
+    static func comprobante(_ key: String) -> [UInt8] {
+        let text = """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <factura id="comprobante" version="2.1.0"><infoTributaria><ambiente>1</ambiente>\
+            <claveAcceso>\(key)</claveAcceso></infoTributaria><detalle>Ñandú &amp; café</detalle></factura>
+            """
+        return Array(text.utf8)
+    }
+
+    // MARK: The happy path
+
+    func testReceivedThenAuthorized() async throws {
+        try await run { sri in
+            let key = Self.newKey()
+            let signed = Self.comprobante(key)
+            let reception = try await sri.sri.validate(signed: signed, baseURL: sri.baseURL)
+            XCTAssertEqual(reception, ReceptionAnswer(status: .received))
+            XCTAssertEqual(ReceptionOutcome(reception), .received)
+
+            let answer = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            XCTAssertEqual(answer.queriedAccessKey, key)
+            XCTAssertEqual(answer.count, 1)
+            guard case .authorized(let authorization) = AuthorizationOutcome(answer) else { return XCTFail("\(answer)") }
+            XCTAssertEqual(authorization.number, key)
+            XCTAssertEqual(authorization.environment, "PRUEBAS")
+            XCTAssertEqual(authorization.comprobante.map { Array($0.utf8) }, signed, "the comprobante comes back as sent")
+            let date = try XCTUnwrap(authorization.date)
+            XCTAssertTrue(date.hasSuffix("-05:00"), date)
+            XCTAssertTrue(String(decoding: authorization.element, as: UTF8.self).hasPrefix("<autorizacion>"))
+            // Asked again: the same decision.
+            let again = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            XCTAssertEqual(again.authorizations.map(\.status), [.authorized])
+            let count = await sri.simulator.receptionCount(key)
+            XCTAssertEqual(count, 1)
+        }
+    }
+
+    func testRepeatIs43AndCountsAsReceived() async throws {
+        try await run { sri in
+            let key = Self.newKey()
+            _ = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            let repeated = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            XCTAssertEqual(repeated.status, .returned)
+            XCTAssertEqual(repeated.comprobantes.map(\.accessKey), [key])
+            XCTAssertEqual(repeated.messages.map(\.identifier), ["43"])
+            XCTAssertEqual(repeated.messages.first?.message, "CLAVE ACCESO REGISTRADA")
+            XCTAssertTrue(ReceptionOutcome(repeated).countsAsReceived)
+            let received = try await sri.received()
+            let keys = try XCTUnwrap(received["keys"] as? [String: [String: Any]])
+            XCTAssertEqual(keys[key]?["receptions"] as? Int, 2)
+            XCTAssertEqual(keys[key]?["status"] as? String, "RECIBIDA")
+            XCTAssertEqual(received["totalReceptions"] as? Int, 2)
+        }
+    }
+
+    func testTheRootBaseURLWorksToo() async throws {
+        try await run { sri in
+            let key = Self.newKey(environment: "2")
+            let root = "http://127.0.0.1:\(sri.port)/"
+            let reception = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: root)
+            XCTAssertEqual(reception.status, .received)
+            let answer = try await sri.sri.authorize(accessKey: key, baseURL: root)
+            XCTAssertEqual(answer.authorizations.first?.environment, "PRODUCCIÓN")
+        }
+    }
+
+    // MARK: Judging
+
+    func testSchemaFailureIs35AndNothingIsHeld() async throws {
+        let judges = SRIJudges(schemaCheck: { _ in ["cvc-complex-type: element detalle is not expected"] }, signatureCheck: { _ in true })
+        try await run(judges: judges) { sri in
+            let key = Self.newKey()
+            let reception = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            XCTAssertEqual(reception.status, .returned)
+            XCTAssertEqual(reception.messages.map(\.identifier), ["35"])
+            XCTAssertEqual(reception.messages.first?.additionalInformation, "cvc-complex-type: element detalle is not expected")
+            XCTAssertEqual(ReceptionOutcome(reception), .returned(reception.messages))
+            let answer = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            XCTAssertEqual(answer.count, 0, "a returned document is not held")
+            XCTAssertEqual(AuthorizationOutcome(answer), .pending)
+        }
+    }
+
+    func testNotWellFormedAndBadKeysAreReturned() async throws {
+        try await run { sri in
+            let garbage = try await sri.sri.validate(signed: Array("<factura>".utf8), baseURL: sri.baseURL)
+            XCTAssertEqual(garbage.messages.map(\.identifier), ["35"])
+            var key = Self.newKey()
+            let last = key.removeLast()
+            key.append(last == "9" ? "0" : "9")
+            let badCheckDigit = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            XCTAssertEqual(badCheckDigit.status, .returned)
+            XCTAssertEqual(badCheckDigit.messages.map(\.identifier), ["58"])
+            XCTAssertFalse(ReceptionOutcome(badCheckDigit).countsAsReceived)
+        }
+    }
+
+    func testInvalidSignatureIsRefusedWith39() async throws {
+        try await run(judges: SRIJudges(schemaCheck: { _ in nil }, signatureCheck: { _ in false })) { sri in
+            let key = Self.newKey()
+            let reception = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            XCTAssertEqual(reception.status, .received, "the signature is decided at authorization")
+            let answer = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            guard case .refused(let refusal) = AuthorizationOutcome(answer) else { return XCTFail("\(answer)") }
+            XCTAssertEqual(refusal.status, .notAuthorized)
+            XCTAssertNil(refusal.number)
+            XCTAssertEqual(refusal.messages.map(\.identifier), ["39"])
+            XCTAssertEqual(refusal.messages.first?.message, "FIRMA INVALIDA")
+        }
+    }
+
+    // MARK: Faults
+
+    func testInjectedHTTP500IsASOAPFaultAndReceivesNothing() async throws {
+        try await run { sri in
+            let key = Self.newKey()
+            try await sri.faults(#"{"reception": {"http500": 1}, "authorization": {"http500": 1}}"#)
+            do throws(SRITransportError) {
+                _ = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+                XCTFail("expected a fault")
+            } catch {
+                guard case .soapFault(let code, _) = error else { return XCTFail("\(error)") }
+                XCTAssertEqual(code, "soap:Server")
+                XCTAssertEqual(error.description, "SOAP fault soap:Server: Simulated server error")
+            }
+            let count = await sri.simulator.receptionCount(key)
+            XCTAssertEqual(count, 0)
+            let reception = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            XCTAssertEqual(reception.status, .received, "the 500 received nothing")
+            do throws(SRITransportError) {
+                _ = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+                XCTFail("expected a fault")
+            } catch {
+                guard case .soapFault = error else { return XCTFail("\(error)") }
+            }
+            let answer = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            XCTAssertEqual(answer.authorizations.map(\.status), [.authorized])
+        }
+    }
+
+    func testDelayBeyondTheTimeoutIsATimeoutAndTheDocumentWasReceived() async throws {
+        try await run(timeoutMilliseconds: 300) { sri in
+            let key = Self.newKey()
+            try await sri.faults(#"{"reception": {"delayMs": 1500, "delayCount": 1}}"#)
+            let started = ContinuousClock.now
+            do throws(SRITransportError) {
+                _ = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+                XCTFail("expected a timeout")
+            } catch {
+                XCTAssertEqual(error, .timeout(milliseconds: 300))
+                XCTAssertEqual(error.description, "no answer within 300 ms")
+            }
+            XCTAssertLessThan(ContinuousClock.now - started, .milliseconds(1200), "the client gave up on time")
+            let repeated = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            XCTAssertEqual(repeated.messages.map(\.identifier), ["43"])
+            XCTAssertEqual(ReceptionOutcome(repeated), .alreadyReceived(repeated.messages))
+        }
+    }
+
+    func testLostAnswerThenResendIs43ThenAuthorized() async throws {
+        try await run { sri in
+            let key = Self.newKey()
+            try await sri.faults(#"{"reception": {"loseAnswer": 1}}"#)
+            do throws(SRITransportError) {
+                _ = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+                XCTFail("expected a lost answer")
+            } catch {
+                guard case .connection = error else { return XCTFail("\(error)") }
+            }
+            let repeated = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            XCTAssertTrue(ReceptionOutcome(repeated).countsAsReceived)
+            XCTAssertEqual(repeated.messages.map(\.identifier), ["43"])
+            let answer = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            guard case .authorized = AuthorizationOutcome(answer) else { return XCTFail("\(answer)") }
+            let count = await sri.simulator.receptionCount(key)
+            XCTAssertEqual(count, 2)
+        }
+    }
+
+    func testReturnWith70CountsAsReceived() async throws {
+        try await run { sri in
+            let key = Self.newKey()
+            try await sri.faults(#"{"reception": {"returnWith": "70"}}"#)
+            let first = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            XCTAssertEqual(first.messages.map(\.identifier), ["70"])
+            XCTAssertEqual(ReceptionOutcome(first), .alreadyReceived(first.messages))
+            let answer = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            XCTAssertEqual(answer.authorizations.map(\.status), [.authorized])
+        }
+    }
+
+    func testPendingThenInProcessThenAuthorized() async throws {
+        try await run { sri in
+            let key = Self.newKey()
+            let unknown = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            XCTAssertEqual(unknown, AuthorizationAnswer(queriedAccessKey: key, count: 0, authorizations: []))
+            _ = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            try await sri.faults(#"{"authorization": {"pending": 1, "inProcess": 1}, "style": "unprefixed", "escapedComprobante": true}"#)
+            let pending = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            XCTAssertEqual(pending.count, 0)
+            XCTAssertEqual(AuthorizationOutcome(pending), .pending)
+            let inProcess = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            XCTAssertEqual(inProcess.authorizations.map(\.status), [.inProcess])
+            XCTAssertEqual(AuthorizationOutcome(inProcess), .pending)
+            let decided = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            guard case .authorized(let authorization) = AuthorizationOutcome(decided) else { return XCTFail("\(decided)") }
+            XCTAssertEqual(authorization.comprobante.map { Array($0.utf8) }, Self.comprobante(key), "escaped text reads the same")
+        }
+    }
+
+    func testInjectedRefusal() async throws {
+        try await run { sri in
+            let key = Self.newKey()
+            _ = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            try await sri.faults(#"{"authorization": {"refuse": 1, "refuseWith": "56"}}"#)
+            let answer = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            guard case .refused(let refusal) = AuthorizationOutcome(answer) else { return XCTFail("\(answer)") }
+            XCTAssertEqual(refusal.messages.map(\.identifier), ["56"])
+            let again = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
+            XCTAssertEqual(again.authorizations.map(\.status), [.notAuthorized], "a decision is kept")
+        }
+    }
+
+    // MARK: Transport errors and the control API
+
+    func testConnectionRefusedAndWrongPathAreTypedErrors() async throws {
+        try await run(timeoutMilliseconds: 2000) { sri in
+            do throws(SRITransportError) {
+                _ = try await sri.sri.authorize(accessKey: Self.newKey(), baseURL: "http://127.0.0.1:\(sri.port)/nothing")
+                XCTFail("expected an HTTP status error")
+            } catch {
+                XCTAssertEqual(error, .httpStatus(404))
+            }
+            // A port that was just free: bound, then closed, so connecting is refused.
+            let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: 0).get()
+            let closedPort = try XCTUnwrap(listener.localAddress?.port)
+            try await listener.close()
+            do throws(SRITransportError) {
+                _ = try await sri.sri.authorize(accessKey: Self.newKey(), baseURL: "http://127.0.0.1:\(closedPort)")
+                XCTFail("expected a connection error")
+            } catch {
+                guard case .connection(let reason) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(reason.localizedCaseInsensitiveContains("refused"), reason)
+            }
+        }
+    }
+
+    func testControlAPIRejectsNonsenseAndResets() async throws {
+        try await run { sri in
+            let bad = try await sri.control.execute(uri: "/control/faults", method: .post, body: ByteBuffer(string: #"{"reception": 5}"#))
+            XCTAssertEqual(bad.status, .badRequest)
+            let negative = try await sri.control.execute(
+                uri: "/control/faults", method: .post, body: ByteBuffer(string: #"{"reception": {"http500": -1}}"#))
+            XCTAssertEqual(negative.status, .badRequest)
+            let key = Self.newKey()
+            _ = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            try await sri.faults(#"{"reception": {"http500": 3}, "latencyMs": 5}"#)
+            let current = try await sri.control.execute(uri: "/control/faults", method: .get)
+            let faults = try JSONDecoder().decode(SRISimulatorFaults.self, from: Data(buffer: current.body))
+            XCTAssertEqual(faults.reception?.http500, 3)
+            XCTAssertEqual(faults.latencyMs, 5)
+            let reset = try await sri.control.execute(uri: "/control/reset", method: .post)
+            XCTAssertEqual(reset.status, .noContent)
+            let received = try await sri.received()
+            XCTAssertEqual(received["totalReceptions"] as? Int, 0)
+            let again = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
+            XCTAssertEqual(again.status, .received, "reset forgot the key and the faults")
+        }
+    }
+}
