@@ -18,7 +18,7 @@ CREATE TABLE issuer_certificates (
     certificate        bytea NOT NULL,
     sealed_private_key bytea NOT NULL,
     master_key_id      text NOT NULL
-        CONSTRAINT issuer_certificates_master_key_id_format CHECK (master_key_id ~ '^[0-9a-f]{16}$'),
+        CONSTRAINT issuer_certificates_master_key_id_format CHECK (master_key_id ~ '^[0-9a-f]{8}$'),
     uploaded_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, issuer_id),
     FOREIGN KEY (tenant_id, issuer_id) REFERENCES issuers (tenant_id, id),
@@ -32,7 +32,7 @@ COMMENT ON COLUMN issuer_certificates.serial_number IS 'The certificate''s seria
 COMMENT ON COLUMN issuer_certificates.sha256 IS 'SHA-256 of the certificate''s DER encoding (its fingerprint; also the XAdES CertDigest).';
 COMMENT ON COLUMN issuer_certificates.certificate IS 'The certificate, DER. Public: it travels in every signature.';
 COMMENT ON COLUMN issuer_certificates.sealed_private_key IS 'The PKCS#8 private key sealed with AES-256-GCM: version, master key id, nonce, ciphertext, tag. Opens only with the master key and this row''s tenant and issuer ids.';
-COMMENT ON COLUMN issuer_certificates.master_key_id IS 'Which master key sealed the private key (the first 16 hex digits of its SHA-256), so keys can be rotated: see the README.';
+COMMENT ON COLUMN issuer_certificates.master_key_id IS 'Which master key sealed the private key (8 hex digits derived from it), so keys can be rotated: see the README.';
 
 ALTER TABLE issuer_certificates ENABLE ROW LEVEL SECURITY;
 ALTER TABLE issuer_certificates FORCE ROW LEVEL SECURITY;

@@ -28,7 +28,7 @@ SELECT is((SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = 'documents'::r
 
 -- As the superuser ------------------------------------------------------------------------
 
-SELECT throws_ok($$ UPDATE documents SET content = '{"total": "0.00"}' WHERE id = 900071 $$,
+SELECT throws_ok($$ UPDATE documents SET metadata = '{"total": "0.00"}' WHERE id = 900071 $$,
                  '23000', 'issued documents cannot be changed or deleted',
                  'the superuser cannot UPDATE a document');
 SELECT throws_ok($$ DELETE FROM documents WHERE id = 900071 $$,
@@ -45,7 +45,7 @@ SELECT throws_ok($$ TRUNCATE documents CASCADE $$,
 SET LOCAL ROLE comprobify_app;
 SELECT is(set_config('app.tenant_id', '900001', true), '900001', 'acting for tenant A, the document''s owner');
 
-SELECT throws_ok($$ UPDATE documents SET content = '{"total": "0.00"}' WHERE id = 900071 $$,
+SELECT throws_ok($$ UPDATE documents SET metadata = '{"total": "0.00"}' WHERE id = 900071 $$,
                  '42501', 'permission denied for table documents',
                  'the app cannot UPDATE its own document');
 SELECT throws_ok($$ DELETE FROM documents WHERE id = 900071 $$,
@@ -65,15 +65,15 @@ RESET ROLE;
 
 -- Nothing changed -------------------------------------------------------------------------
 
-SELECT is((SELECT content FROM documents WHERE id = 900071), '{"total": "10.00"}'::jsonb,
+SELECT is((SELECT metadata::text FROM documents WHERE id = 900071), '{"total": "10.00"}',
           'tenant A''s document is unchanged');
 SELECT is((SELECT count(*) FROM documents WHERE tenant_id IN (900001, 900002)), 3::bigint,
           'no document was deleted (two fixtures and the new one)');
 -- An UPDATE that matches no row runs no row trigger, so it "succeeds" with 0
 -- rows: the trigger guards rows, it does not forbid the statement.
-SELECT lives_ok($$ UPDATE documents SET content = '{}' WHERE id = -1 $$,
+SELECT lives_ok($$ UPDATE documents SET metadata = '{}' WHERE id = -1 $$,
                 'an UPDATE that matches no document is harmless');
-SELECT is((SELECT count(*) FROM documents WHERE content = '{}' AND id IN (900071, 900072)), 0::bigint,
+SELECT is((SELECT count(*) FROM documents WHERE metadata::text = '{}' AND id IN (900071, 900072)), 0::bigint,
           'and it changed nothing');
 
 SELECT * FROM finish();

@@ -81,6 +81,7 @@ $$, $$ VALUES
     ('audit_events', 'SELECT'), ('audit_events', 'INSERT'),
     ('document_types', 'SELECT'),
     ('documents', 'SELECT'), ('documents', 'INSERT'),
+    ('document_submissions', 'SELECT'), ('document_submissions', 'INSERT'),
     ('email_outbox', 'SELECT'), ('email_outbox', 'INSERT'),
     ('email_verifications', 'SELECT'), ('email_verifications', 'INSERT'),
     ('idempotency_keys', 'SELECT'), ('idempotency_keys', 'INSERT'), ('idempotency_keys', 'DELETE'),
@@ -106,6 +107,10 @@ $$, $$ VALUES
     ('issuer_certificates', 'not_before'), ('issuer_certificates', 'not_after'), ('issuer_certificates', 'sha256'),
     ('issuer_certificates', 'certificate'), ('issuer_certificates', 'sealed_private_key'),
     ('issuer_certificates', 'master_key_id'), ('issuer_certificates', 'uploaded_at'),
+    ('document_submissions', 'status'), ('document_submissions', 'attempts'), ('document_submissions', 'last_error'),
+    ('document_submissions', 'next_attempt_at'), ('document_submissions', 'messages'),
+    ('document_submissions', 'authorization_number'), ('document_submissions', 'authorized_at'),
+    ('document_submissions', 'authorization_xml'), ('document_submissions', 'updated_at'),
     ('sequentials', 'next_sequential'),
     ('tenants', 'status'), ('tenants', 'environment'), ('tenants', 'promoted_at'), ('tenants', 'roster_changed_at')
 $$, 'comprobify_app may update exactly these columns (never tenant_id, ids, digests or document content)');
