@@ -54,16 +54,17 @@ private final class C14NOutput {
     }
 }
 
+/// What the visibility callback needs, computed once per canonicalization
+/// (the field offsets too: a global would cost a lazy-initialization check per node).
 private struct C14NScope {
     let target: xmlNodePtr
     let excluded: xmlNodePtr?
+    // Every node kind libxml2 hands the callback (element, text, attribute,
+    // namespace, document) starts with `_private` then `type`, and all but the
+    // namespace have `parent` where xmlNode has it; only those fields are read.
+    let typeOffset = MemoryLayout<xmlNode>.offset(of: \xmlNode.type)!
+    let parentOffset = MemoryLayout<xmlNode>.offset(of: \xmlNode.parent)!
 }
-
-// Every node kind libxml2 hands the callback (element, text, attribute,
-// namespace, document) starts with `_private` then `type`, and all but the
-// namespace have `parent` where xmlNode has it; read only those fields.
-private let typeOffset = MemoryLayout<xmlNode>.offset(of: \xmlNode.type)!
-private let parentOffset = MemoryLayout<xmlNode>.offset(of: \xmlNode.parent)!
 
 /// A node is visible when it lies in the target's subtree and not in the
 /// excluded one. An attribute or a namespace node is judged by the element
@@ -72,7 +73,8 @@ private let parentOffset = MemoryLayout<xmlNode>.offset(of: \xmlNode.parent)!
 private let c14nIsVisible: xmlC14NIsVisibleCallback = { userData, node, parent in
     guard let userData, let node else { return 0 }
     let scope = userData.assumingMemoryBound(to: C14NScope.self)
-    let type = UnsafeRawPointer(node).load(fromByteOffset: typeOffset, as: xmlElementType.self)
+    let parentOffset = scope.pointee.parentOffset
+    let type = UnsafeRawPointer(node).load(fromByteOffset: scope.pointee.typeOffset, as: xmlElementType.self)
     var current: xmlNodePtr? = (type == XML_NAMESPACE_DECL || type == XML_ATTRIBUTE_NODE) ? parent : node
     let target = scope.pointee.target
     let excluded = scope.pointee.excluded
