@@ -1,12 +1,11 @@
 #ifndef COMPROBIFY_CLIBXML2_SHIM_H
 #define COMPROBIFY_CLIBXML2_SHIM_H
 
-/* The distribution's libxml2 is built with ICU support, so encoding.h would
-   pull in the system's ICU headers, whose UErrorCode differs from the one in
-   Foundation's bundled ICU: a Swift module importing both then fails to build.
-   Only trailing members of xmlCharEncodingHandler depend on the macro, a
-   struct this package never allocates or reads. */
 #include <libxml/xmlversion.h>
+/* Debian's libxml2 is built with ICU, and its encoding.h then includes ICU's
+   headers, which clash with the ICU copy Foundation carries (a file importing
+   both modules fails to build). Only xmlCharEncodingHandler's trailing ICU
+   pointers depend on this; Swift never allocates that struct. */
 #undef LIBXML_ICU_ENABLED
 
 #include <libxml/parser.h>
@@ -16,5 +15,11 @@
 #include <libxml/c14n.h>
 #include <libxml/xmlschemas.h>
 #include <libxml/xmlsave.h>
+
+/* xmlFree is a global function pointer, which Swift 6 refuses to read as
+   shared mutable state. */
+static inline void comprobify_xml_free(void *pointer) {
+    xmlFree(pointer);
+}
 
 #endif

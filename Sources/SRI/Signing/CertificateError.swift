@@ -1,0 +1,43 @@
+import Foundation
+
+/// Why a PKCS#12 file (or a stored key) cannot become a signing identity. Each
+/// case names the request field at fault (`p12` or `password`) and says why in
+/// words a client can act on; none carries key material or the password.
+public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertible {
+    case notBase64
+    case notPKCS12
+    case wrongPassword
+    case noMatchingKey
+    case notRSA
+    case keyTooSmall(bits: Int)
+    case expired(notAfter: Date)
+    case notYetValid(notBefore: Date)
+    /// A stored key and certificate that do not decode, or do not belong together.
+    case invalidStoredKey
+
+    /// The request field the error is about.
+    public var field: String {
+        self == .wrongPassword ? "password" : "p12"
+    }
+
+    /// One sentence for the client.
+    public var message: String {
+        switch self {
+        case .notBase64: return "must be the PKCS#12 file encoded in base64"
+        case .notPKCS12: return "is not a PKCS#12 (.p12) file"
+        case .wrongPassword: return "does not open the PKCS#12 file"
+        case .noMatchingKey: return "holds no private key matching a signing certificate"
+        case .notRSA: return "the signing key must be an RSA key"
+        case .keyTooSmall(let bits): return "the signing key has \(bits) bits; at least 2048 are required"
+        case .expired(let notAfter): return "the certificate expired on \(CertificateError.format(notAfter))"
+        case .notYetValid(let notBefore): return "the certificate is not valid before \(CertificateError.format(notBefore))"
+        case .invalidStoredKey: return "the stored key does not match its certificate"
+        }
+    }
+
+    public var description: String { "\(field): \(message)" }
+
+    private static func format(_ date: Date) -> String {
+        date.formatted(.iso8601)
+    }
+}

@@ -1,0 +1,274 @@
+import COpenSSL
+import Foundation
+
+/// What a client may know about a signing certificate.
+public struct CertificateInfo: Sendable, Equatable {
+    /// RFC 4514, e.g. `CN=Ana Pérez,O=Ñandú S.A.,C=EC`.
+    public let subject: String
+    public let issuer: String
+    /// Decimal.
+    public let serialNumber: String
+    public let notBefore: Date
+    public let notAfter: Date
+    /// Lowercase hex SHA-256 of the DER.
+    public let sha256: String
+    /// The certificate, DER.
+    public let der: [UInt8]
+
+    init?(_ certificate: OpaquePointer) {
+        guard let der = OpenSSL.der(of: certificate),
+            let subjectName = X509_get_subject_name(certificate),
+            let issuerName = X509_get_issuer_name(certificate),
+            let notBefore = OpenSSL.date(X509_get0_notBefore(certificate)),
+            let notAfter = OpenSSL.date(X509_get0_notAfter(certificate))
+        else { return nil }
+        self.subject = OpenSSL.rfc4514(subjectName)
+        self.issuer = OpenSSL.rfc4514(issuerName)
+        self.serialNumber = OpenSSL.decimalSerial(certificate)
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.sha256 = OpenSSL.digest(der, .sha256).hex
+        self.der = der
+    }
+
+    /// Throws `expired` or `notYetValid` unless `now` lies in the validity window.
+    public func checkValidity(at now: Date) throws(CertificateError) {
+        if now > notAfter { throw .expired(notAfter: notAfter) }
+        if now < notBefore { throw .notYetValid(notBefore: notBefore) }
+    }
+}
+
+/// An RSA private key and the certificate that goes with it, ready to sign.
+///
+/// Immutable once made; OpenSSL allows one key to sign from many threads at
+/// once. Its descriptions name the certificate, never the key.
+public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    let key: OpaquePointer
+    let x509: OpaquePointer
+    public let certificate: CertificateInfo
+    /// What the signer writes for every signature, computed once.
+    let certificateBase64: String
+    let certificateDigests: (sha1: String, sha256: String)
+
+    private init(key: OpaquePointer, x509: OpaquePointer, certificate: CertificateInfo) {
+        self.key = key
+        self.x509 = x509
+        self.certificate = certificate
+        self.certificateBase64 = Data(certificate.der).base64EncodedString()
+        self.certificateDigests = (
+            Data(OpenSSL.digest(certificate.der, .sha1)).base64EncodedString(),
+            Data(OpenSSL.digest(certificate.der, .sha256)).base64EncodedString()
+        )
+    }
+
+    deinit {
+        EVP_PKEY_free(key)
+        X509_free(x509)
+    }
+
+    public var description: String {
+        "SigningIdentity(subject: \(certificate.subject), serialNumber: \(certificate.serialNumber))"
+    }
+
+    public var debugDescription: String { description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: ["certificate": certificate], displayStyle: .class)
+    }
+
+    /// Opens a PKCS#12 file given as base64 (whitespace allowed, as pasted).
+    public convenience init(pkcs12Base64: String, password: String, now: Date) throws(CertificateError) {
+        guard let bytes = Data(base64Encoded: pkcs12Base64, options: .ignoreUnknownCharacters), !bytes.isEmpty,
+            pkcs12Base64.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+/=\r\n\t ".contains($0)) })
+        else { throw .notBase64 }
+        try self.init(pkcs12: [UInt8](bytes), password: password, now: now)
+    }
+
+    /// Opens a PKCS#12 file and picks its signing pair: the certificate whose
+    /// public key matches a private key in the file; when several match, the one
+    /// that is not a CA and whose key usage allows digitalSignature or
+    /// nonRepudiation. Then requires RSA of at least 2048 bits and a certificate
+    /// valid at `now`.
+    public convenience init(pkcs12: [UInt8], password: String, now: Date) throws(CertificateError) {
+        OpenSSL.loadProviders()
+        defer { OpenSSL.clearErrors() }
+        let contents = try PKCS12Contents(pkcs12, password: password)
+        let (key, x509) = try contents.signingPair()
+        guard let info = CertificateInfo(x509) else { throw .notPKCS12 }
+        guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else { throw .notRSA }
+        let bits = Int(EVP_PKEY_get_bits(key))
+        guard bits >= 2048 else { throw .keyTooSmall(bits: bits) }
+        try info.checkValidity(at: now)
+        EVP_PKEY_up_ref(key)
+        X509_up_ref(x509)
+        self.init(key: key, x509: x509, certificate: info)
+    }
+
+    /// An identity restored from storage: the private key as PKCS#8 DER (see
+    /// ``privateKeyPKCS8()``) and the certificate's DER. Validity is not checked:
+    /// the caller decides what `now` means for it.
+    public convenience init(privateKeyPKCS8: [UInt8], certificateDER: [UInt8]) throws(CertificateError) {
+        OpenSSL.loadProviders()
+        defer { OpenSSL.clearErrors() }
+        let info = privateKeyPKCS8.withUnsafeBufferPointer { buffer -> OpaquePointer? in
+            var cursor = buffer.baseAddress
+            return d2i_PKCS8_PRIV_KEY_INFO(nil, &cursor, buffer.count)
+        }
+        guard let info else { throw .invalidStoredKey }
+        let key = EVP_PKCS82PKEY(info)
+        PKCS8_PRIV_KEY_INFO_free(info)
+        guard let key else { throw .invalidStoredKey }
+        guard let x509 = OpenSSL.certificate(fromDER: certificateDER) else {
+            EVP_PKEY_free(key)
+            throw .invalidStoredKey
+        }
+        guard EVP_PKEY_eq(X509_get0_pubkey(x509), key) == 1, let certificate = CertificateInfo(x509) else {
+            EVP_PKEY_free(key)
+            X509_free(x509)
+            throw .invalidStoredKey
+        }
+        guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else {
+            EVP_PKEY_free(key)
+            X509_free(x509)
+            throw .notRSA
+        }
+        self.init(key: key, x509: x509, certificate: certificate)
+    }
+
+    /// The private key as unencrypted PKCS#8 DER, to be sealed before it is stored.
+    public func privateKeyPKCS8() -> [UInt8] {
+        guard let info = EVP_PKEY2PKCS8(key) else {
+            OpenSSL.clearErrors()
+            return []
+        }
+        defer { PKCS8_PRIV_KEY_INFO_free(info) }
+        let length = i2d_PKCS8_PRIV_KEY_INFO(info, nil)
+        guard length > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: Int(length))
+        bytes.withUnsafeMutableBufferPointer { buffer in
+            var cursor = buffer.baseAddress
+            _ = i2d_PKCS8_PRIV_KEY_INFO(info, &cursor)
+        }
+        return bytes
+    }
+
+    /// RSA signature (PKCS#1 v1.5) of `data` with the digest `algorithm`.
+    func sign(_ data: UnsafeRawBufferPointer, _ algorithm: DigestAlgorithm) -> [UInt8] {
+        guard let context = EVP_MD_CTX_new() else { fatalError("OpenSSL could not allocate a digest context") }
+        defer { EVP_MD_CTX_free(context) }
+        guard EVP_DigestSignInit(context, nil, algorithm.md, nil, key) == 1 else {
+            fatalError("OpenSSL refused to sign with a checked RSA key")
+        }
+        var length = 0
+        var signature = [UInt8](repeating: 0, count: Int(EVP_PKEY_get_size(key)))
+        length = signature.count
+        let status = EVP_DigestSign(context, &signature, &length, data.baseAddress, data.count)
+        precondition(status == 1, "OpenSSL EVP_DigestSign failed")
+        if length < signature.count { signature.removeSubrange(length...) }
+        return signature
+    }
+}
+
+/// Every key and certificate of a PKCS#12 file, walked bag by bag (PKCS12_parse
+/// would keep only the first key).
+private final class PKCS12Contents {
+    private(set) var keys: [OpaquePointer] = []
+    private(set) var certificates: [OpaquePointer] = []
+
+    init(_ bytes: [UInt8], password: String) throws(CertificateError) {
+        let file = bytes.withUnsafeBufferPointer { buffer -> OpaquePointer? in
+            var cursor = buffer.baseAddress
+            return d2i_PKCS12(nil, &cursor, buffer.count)
+        }
+        guard let file else { throw .notPKCS12 }
+        defer { PKCS12_free(file) }
+        // An empty password may have been encoded as absent; try both forms.
+        var candidates: [String?] = [password]
+        if password.isEmpty { candidates.append(nil) }
+        var opened: String?? = .none
+        if PKCS12_mac_present(file) == 1 {
+            for candidate in candidates where PKCS12_verify_mac(file, candidate, candidate == nil ? 0 : -1) == 1 {
+                opened = .some(candidate)
+                break
+            }
+            guard case .some(let pass) = opened else { throw .wrongPassword }
+            try read(file, pass)
+        } else {
+            try read(file, password)
+        }
+    }
+
+    deinit {
+        keys.forEach { EVP_PKEY_free($0) }
+        certificates.forEach { X509_free($0) }
+    }
+
+    private func read(_ file: OpaquePointer, _ password: String?) throws(CertificateError) {
+        guard let safes = PKCS12_unpack_authsafes(file) else { throw .notPKCS12 }
+        defer { OPENSSL_sk_pop_free(safes, { PKCS7_free($0?.assumingMemoryBound(to: PKCS7.self)) }) }
+        for index in 0..<OPENSSL_sk_num(safes) {
+            guard let safe = OPENSSL_sk_value(safes, index)?.assumingMemoryBound(to: PKCS7.self) else { continue }
+            let bags: OpaquePointer?
+            switch OBJ_obj2nid(safe.pointee.type) {
+            case NID_pkcs7_data: bags = PKCS12_unpack_p7data(safe)
+            case NID_pkcs7_encrypted: bags = PKCS12_unpack_p7encdata(safe, password, password == nil ? 0 : -1)
+            default: continue
+            }
+            // Without a MAC, a failed decryption is the only sign of a wrong password.
+            guard let bags else { throw PKCS12_mac_present(file) == 1 ? .notPKCS12 : .wrongPassword }
+            defer { OPENSSL_sk_pop_free(bags, { PKCS12_SAFEBAG_free(OpaquePointer($0)) }) }
+            try collect(bags, password)
+        }
+    }
+
+    private func collect(_ bags: OpaquePointer, _ password: String?) throws(CertificateError) {
+        for index in 0..<OPENSSL_sk_num(bags) {
+            guard let raw = OPENSSL_sk_value(bags, index) else { continue }
+            let bag = OpaquePointer(raw)
+            switch PKCS12_SAFEBAG_get_nid(bag) {
+            case NID_keyBag:
+                if let info = PKCS12_SAFEBAG_get0_p8inf(bag), let key = EVP_PKCS82PKEY(info) { keys.append(key) }
+            case NID_pkcs8ShroudedKeyBag:
+                guard let info = PKCS12_decrypt_skey(bag, password, password == nil ? 0 : -1) else { throw .wrongPassword }
+                if let key = EVP_PKCS82PKEY(info) { keys.append(key) }
+                PKCS8_PRIV_KEY_INFO_free(info)
+            case NID_certBag:
+                if PKCS12_SAFEBAG_get_bag_nid(bag) == NID_x509Certificate, let certificate = PKCS12_SAFEBAG_get1_cert(bag) {
+                    certificates.append(certificate)
+                }
+            case NID_safeContentsBag:
+                if let nested = PKCS12_SAFEBAG_get0_safes(bag) { try collect(nested, password) }
+            default:
+                continue
+            }
+        }
+    }
+
+    /// The pair to sign with, by the rules, never by position. Borrowed: the
+    /// caller takes its own references.
+    func signingPair() throws(CertificateError) -> (key: OpaquePointer, certificate: OpaquePointer) {
+        var pairs: [(key: OpaquePointer, certificate: OpaquePointer)] = []
+        for certificate in certificates {
+            guard let publicKey = X509_get0_pubkey(certificate) else { continue }
+            if let key = keys.first(where: { EVP_PKEY_eq(publicKey, $0) == 1 }) { pairs.append((key, certificate)) }
+        }
+        if pairs.count == 1 { return pairs[0] }
+        let signing = pairs.filter { pair in
+            let usage = X509_get_key_usage(pair.certificate)
+            return X509_check_ca(pair.certificate) == 0 && usage & UInt32(KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION) != 0
+        }
+        // Several equally fit pairs: prefer the one whose usage names both
+        // purposes, then the latest to expire; the file's order never decides.
+        let best = signing.max { a, b in
+            let both = UInt32(KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION)
+            let aBoth = X509_get_key_usage(a.certificate) & both == both
+            let bBoth = X509_get_key_usage(b.certificate) & both == both
+            if aBoth != bBoth { return !aBoth }
+            let aEnd = OpenSSL.date(X509_get0_notAfter(a.certificate)) ?? .distantPast
+            let bEnd = OpenSSL.date(X509_get0_notAfter(b.certificate)) ?? .distantPast
+            return aEnd < bEnd
+        }
+        guard let best else { throw .noMatchingKey }
+        return best
+    }
+}

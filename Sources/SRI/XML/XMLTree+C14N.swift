@@ -1,0 +1,87 @@
+import CLibXML2
+
+extension XMLTree {
+    /// Inclusive Canonical XML 1.0 (http://www.w3.org/TR/2001/REC-xml-c14n-20010315)
+    /// of `element` where it stands in the document: the namespaces in scope from
+    /// its ancestors are rendered on it, as XML-DSig requires for a same-document
+    /// reference. `excluding` (a descendant, e.g. an enveloped signature) is left
+    /// out with everything below it.
+    ///
+    /// The canonical bytes are streamed to `sink` in chunks, so a digest needs no
+    /// copy of them.
+    public func canonicalize(
+        _ element: Element, excluding: Element? = nil, withComments: Bool = false,
+        into sink: (UnsafeRawBufferPointer) -> Void
+    ) throws(XMLError) {
+        precondition(element.tree === self && (excluding == nil || excluding!.tree === self), "the element belongs to another tree")
+        try withoutActuallyEscaping(sink) { (escapable) throws(XMLError) in
+            let output = C14NOutput(sink: escapable)
+            var scope = C14NScope(target: element.node, excluded: excluding?.node)
+            let status = withUnsafeMutablePointer(to: &scope) { scopePointer -> Int32 in
+                let buffer = xmlOutputBufferCreateIO(
+                    { context, bytes, length in
+                        guard let context, let bytes, length > 0 else { return 0 }
+                        let output = Unmanaged<C14NOutput>.fromOpaque(context).takeUnretainedValue()
+                        output.sink(UnsafeRawBufferPointer(start: bytes, count: Int(length)))
+                        return length
+                    }, nil, Unmanaged.passUnretained(output).toOpaque(), nil)
+                guard let buffer else { return -1 }
+                let written = xmlC14NExecute(
+                    doc, c14nIsVisible, scopePointer, Int32(XML_C14N_1_0.rawValue), nil, withComments ? 1 : 0, buffer)
+                let closed = xmlOutputBufferClose(buffer)
+                return written < 0 ? written : closed
+            }
+            withExtendedLifetime(output) {}
+            guard status >= 0 else { throw XMLError("libxml2 could not canonicalize the element") }
+        }
+    }
+
+    /// The inclusive C14N 1.0 of `element` in place, as bytes.
+    public func canonicalBytes(_ element: Element, excluding: Element? = nil, withComments: Bool = false) throws(XMLError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        try canonicalize(element, excluding: excluding, withComments: withComments) { chunk in
+            bytes.append(contentsOf: chunk)
+        }
+        return bytes
+    }
+}
+
+private final class C14NOutput {
+    let sink: (UnsafeRawBufferPointer) -> Void
+
+    init(sink: @escaping (UnsafeRawBufferPointer) -> Void) {
+        self.sink = sink
+    }
+}
+
+/// What the visibility callback needs, computed once per canonicalization
+/// (the field offsets too: a global would cost a lazy-initialization check per node).
+private struct C14NScope {
+    let target: xmlNodePtr
+    let excluded: xmlNodePtr?
+    // Every node kind libxml2 hands the callback (element, text, attribute,
+    // namespace, document) starts with `_private` then `type`, and all but the
+    // namespace have `parent` where xmlNode has it; only those fields are read.
+    let typeOffset = MemoryLayout<xmlNode>.offset(of: \xmlNode.type)!
+    let parentOffset = MemoryLayout<xmlNode>.offset(of: \xmlNode.parent)!
+}
+
+/// A node is visible when it lies in the target's subtree and not in the
+/// excluded one. An attribute or a namespace node is judged by the element
+/// that carries it (libxml2 passes it as `parent`), so the namespaces an
+/// ancestor declares are rendered on the target, as inclusive C14N requires.
+private let c14nIsVisible: xmlC14NIsVisibleCallback = { userData, node, parent in
+    guard let userData, let node else { return 0 }
+    let scope = userData.assumingMemoryBound(to: C14NScope.self)
+    let parentOffset = scope.pointee.parentOffset
+    let type = UnsafeRawPointer(node).load(fromByteOffset: scope.pointee.typeOffset, as: xmlElementType.self)
+    var current: xmlNodePtr? = (type == XML_NAMESPACE_DECL || type == XML_ATTRIBUTE_NODE) ? parent : node
+    let target = scope.pointee.target
+    let excluded = scope.pointee.excluded
+    while let here = current {
+        if here == excluded { return 0 }
+        if here == target { return 1 }
+        current = UnsafeRawPointer(here).load(fromByteOffset: parentOffset, as: xmlNodePtr?.self)
+    }
+    return 0
+}

@@ -1,0 +1,173 @@
+import Foundation
+import XCTest
+
+@testable import SRI
+
+final class SigningIdentityTests: XCTestCase {
+    private static let pkiResult = Result { try TestPKI() }
+    private var pki: TestPKI { get throws { try Self.pkiResult.get() } }
+
+    private func load(_ file: [UInt8], password: String = TestPKI.password, now: Date = Date()) throws -> SigningIdentity {
+        try SigningIdentity(pkcs12: file, password: password, now: now)
+    }
+
+    private func assertFails(
+        _ expected: (CertificateError) -> Bool, field: String, file: [UInt8], password: String = TestPKI.password,
+        line: UInt = #line
+    ) {
+        do {
+            _ = try load(file, password: password)
+            XCTFail("loaded", line: line)
+        } catch let error as CertificateError {
+            XCTAssertTrue(expected(error), "\(error)", line: line)
+            XCTAssertEqual(error.field, field, line: line)
+            XCTAssertFalse(error.message.isEmpty, line: line)
+        } catch {
+            XCTFail("\(error)", line: line)
+        }
+    }
+
+    func testLoadsALeafAndDescribesItsCertificate() throws {
+        let pki = try pki
+        let name = try pki.leaf("José Núñez Signer")
+        let identity = try load(try pki.pkcs12(name))
+        let certificate = identity.certificate
+
+        let subject = try pki.openssl(["x509", "-in", pki.path("\(name).pem"), "-noout", "-subject", "-nameopt", "RFC2253,-esc_msb"])
+        let issuer = try pki.openssl(["x509", "-in", pki.path("\(name).pem"), "-noout", "-issuer", "-nameopt", "RFC2253,-esc_msb"])
+        XCTAssertEqual("subject=" + certificate.subject, subject.trimmingCharacters(in: .newlines))
+        XCTAssertEqual("issuer=" + certificate.issuer, issuer.trimmingCharacters(in: .newlines))
+        XCTAssertEqual(certificate.subject, #"CN=José Núñez Signer,O=Ñandú & Hijos\, S.A.,C=EC"#)
+
+        let serialHex = try pki.openssl(["x509", "-in", pki.path("\(name).pem"), "-noout", "-serial"])
+        let serial = UInt64(serialHex.trimmingCharacters(in: .newlines).dropFirst("serial=".count), radix: 16)
+        XCTAssertEqual(certificate.serialNumber, serial.map(String.init))
+
+        let der = try pki.der(name)
+        XCTAssertEqual(certificate.der, der)
+        let fingerprint = try pki.openssl(["x509", "-in", pki.path("\(name).pem"), "-noout", "-fingerprint", "-sha256"])
+        XCTAssertEqual(
+            certificate.sha256,
+            fingerprint.trimmingCharacters(in: .newlines).split(separator: "=")[1].replacingOccurrences(of: ":", with: "").lowercased())
+        XCTAssertEqual(certificate.notBefore, Date(timeIntervalSince1970: 1_735_689_600))  // 2025-01-01T00:00:00Z
+        XCTAssertEqual(certificate.notAfter, Date(timeIntervalSince1970: 2_240_611_199))  // 2040-12-31T23:59:59Z
+    }
+
+    func testLoadsFromBase64AndRejectsWhatIsNot() throws {
+        let pki = try pki
+        let file = try pki.pkcs12(try pki.leaf("Base64 Signer"))
+        let text = Data(file).base64EncodedString(options: .lineLength76Characters)
+        XCTAssertNoThrow(try SigningIdentity(pkcs12Base64: text, password: TestPKI.password, now: Date()))
+        XCTAssertThrowsError(try SigningIdentity(pkcs12Base64: "not base64 at all!", password: "x", now: Date())) { error in
+            XCTAssertEqual(error as? CertificateError, .notBase64)
+            XCTAssertEqual((error as? CertificateError)?.field, "p12")
+        }
+    }
+
+    func testRejectsFilesThatAreNotPKCS12() throws {
+        let pki = try pki
+        let name = try pki.leaf("PEM Not P12")
+        assertFails({ $0 == .notPKCS12 }, field: "p12", file: try pki.der(name))
+        assertFails({ $0 == .notPKCS12 }, field: "p12", file: Array("hello".utf8))
+    }
+
+    func testRejectsAWrongPassword() throws {
+        let pki = try pki
+        let file = try pki.pkcs12(try pki.leaf("Wrong Password"))
+        assertFails({ $0 == .wrongPassword }, field: "password", file: file, password: "not the password")
+        assertFails({ $0 == .wrongPassword }, field: "password", file: file, password: "")
+    }
+
+    func testRejectsAFileWithoutAKey() throws {
+        let pki = try pki
+        let file = try pki.pkcs12(try pki.leaf("No Key"), options: ["-nokeys"])
+        assertFails({ $0 == .noMatchingKey }, field: "p12", file: file)
+    }
+
+    func testRejectsAnECKey() throws {
+        let pki = try pki
+        let file = try pki.pkcs12(try pki.leaf("EC Signer", key: "ec"))
+        assertFails({ $0 == .notRSA }, field: "p12", file: file)
+    }
+
+    func testRejectsA1024BitKey() throws {
+        let pki = try pki
+        let file = try pki.pkcs12(try pki.leaf("Small Signer", key: "rsa:1024"))
+        assertFails({ $0 == .keyTooSmall(bits: 1024) }, field: "p12", file: file)
+    }
+
+    func testRejectsExpiredAndNotYetValidCertificates() throws {
+        let pki = try pki
+        let expired = try pki.pkcs12(try pki.leaf("Expired", from: "20200101000000Z", until: "20210101000000Z"))
+        assertFails({ if case .expired = $0 { return true } else { return false } }, field: "p12", file: expired)
+        let future = try pki.pkcs12(try pki.leaf("Future", from: "20450101000000Z", until: "20460101000000Z"))
+        assertFails({ if case .notYetValid = $0 { return true } else { return false } }, field: "p12", file: future)
+
+        // Validity is judged against the `now` given.
+        let file = try pki.pkcs12(try pki.leaf("Window"))
+        XCTAssertNoThrow(try load(file, now: Date(timeIntervalSince1970: 1_800_000_000)))
+        XCTAssertThrowsError(try load(file, now: Date(timeIntervalSince1970: 1_700_000_000))) { error in
+            XCTAssertEqual(error as? CertificateError, .notYetValid(notBefore: Date(timeIntervalSince1970: 1_735_689_600)))
+        }
+        XCTAssertThrowsError(try load(file, now: Date(timeIntervalSince1970: 2_300_000_000))) { error in
+            XCTAssertEqual(error as? CertificateError, .expired(notAfter: Date(timeIntervalSince1970: 2_240_611_199)))
+        }
+    }
+
+    func testLoadsALegacyEncryptedFile() throws {
+        let pki = try pki
+        let name = try pki.leaf("Legacy Signer")
+        let file = try pki.pkcs12(name, options: ["-legacy"])
+        try Data(file).write(to: pki.url("legacy-check.p12"))
+        let info = try pki.openssl([
+            "pkcs12", "-info", "-legacy", "-noout", "-in", pki.path("legacy-check.p12"), "-passin", "pass:\(TestPKI.password)",
+        ])
+        XCTAssertTrue(info.contains("RC2"), info)
+        XCTAssertTrue(info.contains("3DES") || info.contains("TripleDES"), info)
+        XCTAssertEqual(try load(file).certificate.der, try pki.der(name))
+    }
+
+    func testPicksTheSigningPairNotTheFirstOne() throws {
+        let pki = try pki
+        let encipherment = try pki.leaf("Cifrado", profile: "encipherment")
+        let signing = try pki.leaf("Firma", profile: "signing")
+        for order in [[encipherment, signing], [signing, encipherment]] {
+            let file = try pki.pkcs12(pairs: order)
+            let identity = try load(file)
+            XCTAssertEqual(identity.certificate.der, try pki.der(signing), "order \(order)")
+        }
+        // A file with the encipherment pair alone still has one matching pair.
+        XCTAssertEqual(try load(try pki.pkcs12(pairs: [encipherment])).certificate.der, try pki.der(encipherment))
+    }
+
+    func testRestoresFromStoredKeyAndKeepsKeyMaterialOutOfDescriptions() throws {
+        let pki = try pki
+        let name = try pki.leaf("Restored Signer")
+        let identity = try load(try pki.pkcs12(name))
+        let pkcs8 = identity.privateKeyPKCS8()
+        XCTAssertGreaterThan(pkcs8.count, 1000)
+
+        // The PKCS#8 is the same key openssl holds.
+        try pki.openssl(["pkcs8", "-topk8", "-nocrypt", "-in", pki.path("\(name).key"), "-outform", "DER", "-out", pki.path("\(name).p8")])
+        XCTAssertEqual(pkcs8, try [UInt8](Data(contentsOf: pki.url("\(name).p8"))))
+
+        let restored = try SigningIdentity(privateKeyPKCS8: pkcs8, certificateDER: identity.certificate.der)
+        XCTAssertEqual(restored.certificate, identity.certificate)
+        let signed = try XAdESSigner.sign(Fixtures.factura, identity: restored, signingTime: Fixtures.signingTime)
+        XCTAssertEqual(try SignatureVerifier.verify(signed).certificate, identity.certificate)
+
+        let other = try load(try pki.pkcs12(try pki.leaf("Other Signer")))
+        XCTAssertThrowsError(try SigningIdentity(privateKeyPKCS8: pkcs8, certificateDER: other.certificate.der)) { error in
+            XCTAssertEqual(error as? CertificateError, .invalidStoredKey)
+        }
+        XCTAssertThrowsError(try SigningIdentity(privateKeyPKCS8: [1, 2, 3], certificateDER: identity.certificate.der))
+
+        let texts = [identity.description, identity.debugDescription, String(describing: identity), String(reflecting: identity)]
+        let secrets = [Data(pkcs8).base64EncodedString(), pkcs8.hex, String(decoding: pkcs8, as: UTF8.self)]
+        for text in texts {
+            XCTAssertTrue(text.contains("Restored Signer"), text)
+            for secret in secrets { XCTAssertFalse(text.contains(secret)) }
+            XCTAssertLessThan(text.count, 300)
+        }
+    }
+}
