@@ -5,8 +5,7 @@ import XCTest
 
 /// The signer against bare RSA with the same key, in the same process: the
 /// XML work (parse, three canonicalizations, serialization) must stay small
-/// next to the RSA operation. The bar (0.8) is meaningful for optimized
-/// builds; a debug build only reports.
+/// next to the RSA operation (goal: 0.8 of its rate).
 final class SigningPerformanceTests: XCTestCase {
     func testSignerKeepsUpWithBareRSA() throws {
         let pki = try TestPKI()
@@ -35,8 +34,10 @@ final class SigningPerformanceTests: XCTestCase {
         }
         let ratio = best.signer / best.rsa
         print("signer \(Int(best.signer))/s, bare RSA-SHA256 \(Int(best.rsa))/s, ratio \(String(format: "%.2f", ratio))")
-        #if !DEBUG
-            XCTAssertGreaterThanOrEqual(ratio, 0.8)
-        #endif
+        // Timing is only meaningful on an optimized build and a quiet machine:
+        // scripts/bench sets SRI_SIGNER_MIN_RATIO (0.8) where both hold.
+        if let bar = ProcessInfo.processInfo.environment["SRI_SIGNER_MIN_RATIO"].flatMap(Double.init) {
+            XCTAssertGreaterThanOrEqual(ratio, bar)
+        }
     }
 }
