@@ -1,4 +1,5 @@
 import Logging
+import SRI
 
 /// Settings of `comprobify serve`, read from the environment here and nowhere
 /// else (through `env("NAME")` or `integer("NAME", range)`), so this file lists them all.
@@ -24,9 +25,16 @@ public struct Configuration: Sendable {
     public var signupRateLimit = 10
     /// Take the client address from X-Forwarded-For.
     public var trustProxy = false
+    /// The master key that seals issuers' private keys (COMPROBIFY_SECRET_KEY),
+    /// plus earlier ones that still open (COMPROBIFY_SECRET_KEY_PREVIOUS).
+    /// `serve` refuses to start without a valid one.
+    public var secretBox: SecretBox
+    /// SRI_SIGNATURE_ALGORITHM: rsa-sha256 (SRI.md's profile) or rsa-sha1.
+    public var signatureAlgorithm: SignatureAlgorithm = .rsaSHA256
 
-    public init(databaseURL: String) {
+    public init(databaseURL: String, secretBox: SecretBox) {
         self.databaseURL = databaseURL
+        self.secretBox = secretBox
     }
 
     public struct Invalid: Error, CustomStringConvertible {
@@ -49,7 +57,13 @@ public struct Configuration: Sendable {
         guard let url = env("DATABASE_URL") else {
             throw Invalid(description: "DATABASE_URL is not set (a libpq URI or conninfo string for the comprobify_app role)")
         }
-        var configuration = Configuration(databaseURL: url)
+        let secretBox: SecretBox
+        do {
+            secretBox = try SecretBox(environment: environment)
+        } catch {
+            throw Invalid(description: error.description)
+        }
+        var configuration = Configuration(databaseURL: url, secretBox: secretBox)
         configuration.host = env("HOST") ?? configuration.host
         configuration.port = try integer("PORT", 0...65535) ?? configuration.port
         configuration.poolSize = try integer("DB_POOL_SIZE", 1...256) ?? configuration.poolSize
@@ -71,6 +85,12 @@ public struct Configuration: Sendable {
         if let proxy = env("TRUST_PROXY") {
             guard proxy == "0" || proxy == "1" else { throw Invalid(description: "TRUST_PROXY must be 0 or 1") }
             configuration.trustProxy = proxy == "1"
+        }
+        if let algorithm = env("SRI_SIGNATURE_ALGORITHM") {
+            guard let parsed = SignatureAlgorithm(rawValue: algorithm) else {
+                throw Invalid(description: "SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1")
+            }
+            configuration.signatureAlgorithm = parsed
         }
         return configuration
     }
