@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SRI
 
@@ -59,7 +60,9 @@ public struct Configuration: Sendable {
         }
         let secretBox: SecretBox
         do {
-            secretBox = try SecretBox(environment: environment)
+            let previous = (env("COMPROBIFY_SECRET_KEY_PREVIOUS") ?? "").split(separator: ",")
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            secretBox = try SecretBox(currentKey: env("COMPROBIFY_SECRET_KEY"), previousKeys: previous)
         } catch {
             throw Invalid(description: error.description)
         }
