@@ -235,7 +235,8 @@ final class HostileInputTests: XCTestCase {
                     "metadata"
                 ),
                 (
-                    "/v1/documents", a.key, a.issuer, { jsonObject(replacing(facturaMembers(), "documentType", with: jsonString("01" + $0))) },
+                    "/v1/documents", a.key, a.issuer,
+                    { jsonObject(replacing(facturaMembers(), "documentType", with: jsonString("01" + $0))) },
                     "documentType"
                 ),
                 (
@@ -418,7 +419,8 @@ final class HostileInputTests: XCTestCase {
             for unitPrice in ["10.75", #""10.75""#, "1075e-2", "0.1075E+2", "10.750000", #""10.7500000000""#, "10.75e0"] {
                 let reply = try await server.issue(a.key, issuer: a.issuer, body: facturaJSON(item: "unitPrice", unitPrice))
                 reply.assertSuccess(201, label: "unitPrice \(unitPrice)")
-                XCTAssertEqual(reply.value(["document", "totals", "total"]), .string("24.15"), "unitPrice \(unitPrice): \(reply.text.prefix(300))")
+                XCTAssertEqual(
+                    reply.value(["document", "totals", "total"]), .string("24.15"), "unitPrice \(unitPrice): \(reply.text.prefix(300))")
             }
             // Nothing above may have promoted V or seeded its production counters.
             let me = try await server.call(.get, "/v1/tenants/me", key: v.key)
@@ -529,7 +531,8 @@ final class HostileInputTests: XCTestCase {
                                 ("ruc", jsonString(randomRUC())), ("legalName", #""x""#), ("establishment", #""006""#),
                                 ("emissionPoint", #""001""#),
                             ]
-                        case "/v1/documents": facturaMembers(metadata: #"{"erpId": "INV-1"}"#) + [("issueDate", jsonString(guayaquilDate()))]
+                        case "/v1/documents":
+                            facturaMembers(metadata: #"{"erpId": "INV-1"}"#) + [("issueDate", jsonString(guayaquilDate()))]
                         case "/v1/tenants": [("email", jsonString(TestServer.uniqueEmail("typ"))), ("name", #""x""#)]
                         default: []
                         }
@@ -1190,12 +1193,16 @@ extension TestServer {
 
     /// Issues a factura with this metadata; the 201 and a read back carry it
     /// exactly as written (json, not jsonb: member order and number literals kept).
-    func assertRoundTrip(metadata: String, in party: Party, label: String, file: StaticString = #filePath, line: UInt = #line) async throws {
+    func assertRoundTrip(
+        metadata: String, in party: Party, label: String, file: StaticString = #filePath, line: UInt = #line
+    ) async throws {
         let reply = try await issue(party.key, issuer: party.issuer, body: documentJSON(metadata: metadata))
         reply.assertSuccess(201, label: label, file: file, line: line)
         guard reply.status == 201 else { return }
         let sent = try JSONParser.parse(Array(metadata.utf8))
-        XCTAssertTrue(identical(reply.value(["document", "metadata"]), sent), "\(label) in the 201: \(reply.text.prefix(300))", file: file, line: line)
+        XCTAssertTrue(
+            identical(reply.value(["document", "metadata"]), sent), "\(label) in the 201: \(reply.text.prefix(300))", file: file, line: line
+        )
         let read = try await call(.get, "/v1/documents/\(try reply.string("document", "accessKey"))", key: party.key, issuer: party.issuer)
         XCTAssertTrue(identical(read.value(["document", "metadata"]), sent), "\(label) read back as written", file: file, line: line)
         XCTAssertNil(read.value(["document", "content"]), "\(label): no content member", file: file, line: line)
