@@ -63,7 +63,7 @@ struct ComprobanteRequest: Sendable {
             // type error already names it.
             let typed = Set(reader.errors.map(\.field))
             violations += error.violations.filter { !typed.contains($0.field) }.map {
-                APIError.FieldError(field: $0.field, message: "\($0.field) \($0.message).")
+                APIError.FieldError(field: $0.field, message: "\($0.field): \($0.message).")
             }
             throw APIError.validation(violations)
         }
