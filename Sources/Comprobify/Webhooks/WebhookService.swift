@@ -3,6 +3,7 @@ import CoreMetrics
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 
 /// Delivers webhook events. Up to `WEBHOOK_WORKERS` attempts run at once, at
@@ -28,13 +29,10 @@ struct WebhookService: Service {
     let worker = UUID()
 
     func run() async throws {
-        let http = HTTPClient(
-            eventLoopGroup: HTTPClient.defaultEventLoopGroup,
-            configuration: .init(
-                redirectConfiguration: .disallow,
-                timeout: .init(
-                    connect: .milliseconds(Int64(settings.timeoutMilliseconds)), read: .milliseconds(Int64(settings.timeoutMilliseconds))),
-                decompression: .disabled))
+        let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMilliseconds))
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
+        configuration.decompression = .disabled
+        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
         await withDiscardingTaskGroup { group in
             group.addTask { await watchQueueDepth() }
             if settings.workers > 0 {
@@ -130,7 +128,6 @@ struct WebhookService: Service {
         }
         let outcome = await attempt(http, pending, secret: secret)
         ServiceMetrics.webhookDelivery(outcome: outcome.kind)
-        let settings = self.settings
         do {
             let status = try await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try WebhooksStore.record(

@@ -116,7 +116,7 @@ enum WebhooksStore {
                     ("eventType", try row.string(at: 1)),
                     ("outcome", try row.string(at: 2)),
                     ("status", try row.string(at: 3)),
-                    ("responseCode", row.isNull(at: 4) ? .null : try row.int(at: 4)),
+                    ("responseCode", try row.decode(Int64?.self, at: 4).map { JSONValue($0) } ?? .null),
                     ("durationMs", try row.int(at: 5)),
                     ("error", try row.string(at: 6)),
                     ("attemptedAt", try row.timestamp(at: 7)),
@@ -140,7 +140,8 @@ enum WebhooksStore {
             throw PostgresError(kind: .decoding, message: "unknown webhook event type")
         }
         let id = "evt_" + Crypto.hex(Crypto.randomBytes(16))
-        let documentID = document["id"]?.intValue
+        var documentID: Int64?
+        if case .number(let text)? = document["id"] { documentID = Int64(text) }
         try transaction.query(
             """
             WITH event AS (
