@@ -53,11 +53,8 @@ struct ComprobanteRequest: Sendable {
         }
 
         var violations = reader.errors
-        guard let todayForRules = ComprobanteDate(year: today.year, month: today.month, day: today.day) else {
-            throw APIError.internalError
-        }
         do {
-            comprobante = try comprobanteInput.validated(today: todayForRules)
+            comprobante = try comprobanteInput.validated(today: today)
         } catch {
             // A field whose JSON type was wrong reaches the rules as absent; its
             // type error already names it.
