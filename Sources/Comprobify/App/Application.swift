@@ -56,7 +56,8 @@ public func buildApplication(configuration: Configuration, logger: Logger) async
     let router = buildRouter(configuration: configuration, database: database, logger: logger)
     let files = FileLimits.raiseSoftLimit()
     let limits = ConnectionLimits(
-        maximum: min(configuration.httpMaxConnections, FileLimits.connectionBudget(softLimit: files.soft, poolSize: configuration.poolSize)),
+        maximum: min(
+            configuration.httpMaxConnections, FileLimits.connectionBudget(softLimit: files.soft, poolSize: configuration.poolSize)),
         maximumPerAddress: configuration.httpMaxConnectionsPerAddress,
         requestTimeout: .seconds(Int64(configuration.httpRequestTimeoutSeconds)),
         idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))

@@ -9,9 +9,9 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// What one server process lets its clients hold (docs/adr/006-hostile-load.md).
@@ -137,12 +137,6 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     func handle(value: Value, logger: Logger) async {
         guard let http = value.http else { return }
         await handleHTTP(asyncChannel: http, logger: logger)
-    }
-}
-
-extension Duration {
-    init(_ amount: TimeAmount) {
-        self = .nanoseconds(amount.nanoseconds)
     }
 }
 
@@ -292,9 +286,18 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         logger.debug("malformed HTTP request", metadata: ["error": "\(parserError)"])
         let apiError = RequestGuardHandler.problem(for: parserError)
         let bytes = RawResponse.bytes(apiError, allocator: context.channel.allocator)
-        // Below the codec: the answer is written as bytes, then the connection closes.
+        // Written below the codec, as bytes, from the first handler's place. Then
+        // the output closes and the rest of the request is read and dropped for
+        // a moment, so the client sees the answer rather than a reset.
+        guard let first = try? context.pipeline.syncOperations.context(handlerType: RequestStartHandler.self) else {
+            context.close(promise: nil)
+            return
+        }
         let channel = context.channel
-        channel.writeAndFlush(bytes).whenComplete { _ in channel.close(promise: nil) }
+        first.writeAndFlush(NIOAny(bytes)).whenComplete { _ in
+            channel.close(mode: .output, promise: nil)
+            channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
+        }
     }
 
     static func problem(for error: HTTPParserError) -> APIError {
@@ -375,9 +378,9 @@ public enum FileLimits {
     public static func raiseSoftLimit() -> (soft: Int, hard: Int) {
         var limit = rlimit()
         #if canImport(Glibc)
-        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+            let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
         #else
-        let resource = RLIMIT_NOFILE
+            let resource = RLIMIT_NOFILE
         #endif
         guard getrlimit(resource, &limit) == 0 else { return (1024, 1024) }
         let wanted = min(limit.rlim_max, 1 << 20)
