@@ -89,7 +89,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SRITests",
-            dependencies: ["SRI"]
+            dependencies: ["SRI", "TestSupport"]
         ),
         .testTarget(
             name: "ComprobifyTests",
