@@ -106,4 +106,25 @@ final class LoadLimitsTests: XCTestCase {
         let document = Problem.document(.badRequest("x"), instance: "", requestID: "abc")
         XCTAssertTrue(document.contains(#""requestId":"abc""#) || document.contains(#""requestId": "abc""#))
     }
+
+    /// `{"k0": 1e131071, ...}`: 8 bytes a number in the request. Stored as
+    /// json, each comes back as written, and neither the answer nor the list
+    /// is much larger than the request.
+    func testAnExponentBombComesBackAsWrittenAndSmall() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let metadata = "{" + (0..<50).map { #""k\#($0)": 1e131071"# }.joined(separator: ", ") + "}"
+            let body = Bodies.factura(metadata: metadata)
+            let issued = try await server.issue(tenant.key, issuer: issuer, body: body)
+            XCTAssertEqual(issued.status, 201, issued.text)
+            XCTAssertEqual(issued.value(["document", "metadata", "k49"]), .number("1e131071"))
+            XCTAssertLessThan(issued.text.utf8.count, 4 * body.utf8.count + 16_384)
+            let listed = try await server.call(.get, "/v1/documents?limit=200", key: tenant.key, issuer: issuer)
+            XCTAssertEqual(listed.status, 200, listed.text)
+            XCTAssertLessThan(listed.text.utf8.count, 4 * body.utf8.count + 16_384)
+            XCTAssertTrue(
+                listed.text.contains(#""k0":1e131071"#) || listed.text.contains(#""k0": 1e131071"#), listed.text.prefix(300).description)
+        }
+    }
 }
