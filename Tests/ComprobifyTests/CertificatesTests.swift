@@ -48,7 +48,8 @@ final class CertificatesTests: XCTestCase {
             XCTAssertEqual(replaced.status, 200, replaced.text)
             XCTAssertTrue(try replaced.string("certificate", "subject").contains("CN=Firma Dos"))
             let audits = try TestDatabase.query(
-                "SELECT details::text FROM audit_events WHERE tenant_id = $1 AND action = 'issuer.certificate_set' ORDER BY id", [tenant.id])
+                "SELECT details::text FROM audit_events WHERE tenant_id = $1 AND action = 'issuer.certificate_set' ORDER BY id", [tenant.id]
+            )
             XCTAssertEqual(audits.count, 2)
             for row in audits.rows {
                 let details = try row.decode(String.self, at: 0)
@@ -93,7 +94,8 @@ final class CertificatesTests: XCTestCase {
                 try TestDatabase.scalar("SELECT count(*) FROM issuer_certificates WHERE tenant_id = $1", [tenant.id], as: Int.self), 0)
             XCTAssertEqual(
                 try TestDatabase.scalar(
-                    "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'issuer.certificate_set'", [tenant.id], as: Int.self),
+                    "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'issuer.certificate_set'", [tenant.id],
+                    as: Int.self),
                 0)
             // A file in the legacy encryption (RC2-40, 3DES, SHA-1 MAC) loads.
             let legacy = try await server.call(
@@ -134,14 +136,16 @@ final class CertificatesTests: XCTestCase {
         try await TestServer.run(logs: logs) { server in
             let tenant = try await server.signUp()
             let issuer = try await server.createIssuer(tenant.key, signing: false)
-            let reply = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: Self.upload(p12, password: password))
+            let reply = try await server.call(
+                .put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: Self.upload(p12, password: password))
             XCTAssertEqual(reply.status, 200, reply.text)
             let issued = try await server.issue(tenant.key, issuer: issuer)
             XCTAssertEqual(issued.status, 201, issued.text)
         }
         let dumpFile = FileManager.default.temporaryDirectory.appendingPathComponent("dump-\(UUID().uuidString).sql")
         defer { try? FileManager.default.removeItem(at: dumpFile) }
-        let pgDump = FileManager.default.fileExists(atPath: "/usr/lib/postgresql/15/bin/pg_dump") ? "/usr/lib/postgresql/15/bin/pg_dump" : "pg_dump"
+        let pgDump =
+            FileManager.default.fileExists(atPath: "/usr/lib/postgresql/15/bin/pg_dump") ? "/usr/lib/postgresql/15/bin/pg_dump" : "pg_dump"
         let (status, output) = try runTool(pgDump, ["--data-only", "--file", dumpFile.path, TestDatabase.ownerURL])
         XCTAssertEqual(status, 0, output)
         let dump = try String(contentsOf: dumpFile, encoding: .utf8)

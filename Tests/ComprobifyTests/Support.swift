@@ -51,6 +51,8 @@ struct TestServer: Sendable {
         configuration.poolSize = 4
         configuration.adminToken = adminToken
         configuration.signupRateLimit = 0
+        // Only tests that deliver webhooks turn the workers on, for their own tenants.
+        configuration.webhooks.workers = 0
         configure(&configuration)
         var logger = Logger(label: "test") { _ in
             logs.map { LogCapture.Handler(capture: $0) as any LogHandler } ?? SwiftLogNoOpLogHandler()

@@ -26,12 +26,31 @@ public struct Configuration: Sendable {
     public var signupRateLimit = 10
     /// Take the client address from X-Forwarded-For.
     public var trustProxy = false
+    /// Open client connections in total (also kept under the open-file limit).
+    public var httpMaxConnections = 10_000
+    /// Open client connections from one address.
+    public var httpMaxConnectionsPerAddress = 256
+    /// From the first byte of a request to its last, headers and body together.
+    public var httpRequestTimeoutSeconds = 30
+    /// Connections one tenant may hold at once; nil is half the pool.
+    public var tenantMaxConnections: Int?
+    /// Requests per second per API key (a token bucket); 0 turns the limit off.
+    public var rateLimitPerKey = 100
+    /// Requests a key may make at once above its rate (the bucket's size).
+    public var rateLimitBurst = 200
+
+    /// `tenantMaxConnections`, or half the pool (at least one).
+    public var effectiveTenantMaxConnections: Int {
+        min(poolSize, tenantMaxConnections ?? max(1, poolSize / 2))
+    }
     /// The master key that seals issuers' private keys (COMPROBIFY_SECRET_KEY),
     /// plus earlier ones that still open (COMPROBIFY_SECRET_KEY_PREVIOUS).
     /// `serve` refuses to start without a valid one.
     public var secretBox: SecretBox
     /// SRI_SIGNATURE_ALGORITHM: rsa-sha256 (SRI.md's profile) or rsa-sha1.
     public var signatureAlgorithm: SignatureAlgorithm = .rsaSHA256
+    /// Delivering webhooks: the WEBHOOK_* settings.
+    public var webhooks = WebhookSettings()
 
     public init(databaseURL: String, secretBox: SecretBox) {
         self.databaseURL = databaseURL
@@ -89,11 +108,30 @@ public struct Configuration: Sendable {
             guard proxy == "0" || proxy == "1" else { throw Invalid(description: "TRUST_PROXY must be 0 or 1") }
             configuration.trustProxy = proxy == "1"
         }
+        configuration.httpMaxConnections = try integer("HTTP_MAX_CONNECTIONS", 1...1_000_000) ?? configuration.httpMaxConnections
+        configuration.httpMaxConnectionsPerAddress =
+            try integer("HTTP_MAX_CONNECTIONS_PER_ADDRESS", 1...1_000_000) ?? configuration.httpMaxConnectionsPerAddress
+        configuration.httpRequestTimeoutSeconds = try integer("HTTP_REQUEST_TIMEOUT_S", 1...3600) ?? configuration.httpRequestTimeoutSeconds
+        configuration.tenantMaxConnections = try integer("DB_TENANT_MAX_CONNECTIONS", 1...256)
+        configuration.rateLimitPerKey = try integer("RATE_LIMIT_PER_KEY", 0...1_000_000) ?? configuration.rateLimitPerKey
+        configuration.rateLimitBurst = try integer("RATE_LIMIT_BURST", 1...1_000_000) ?? configuration.rateLimitBurst
         if let algorithm = env("SRI_SIGNATURE_ALGORITHM") {
             guard let parsed = SignatureAlgorithm(rawValue: algorithm) else {
                 throw Invalid(description: "SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1")
             }
             configuration.signatureAlgorithm = parsed
+        }
+        configuration.webhooks.timeoutMilliseconds =
+            try integer("WEBHOOK_TIMEOUT_MS", 1...600_000) ?? configuration.webhooks.timeoutMilliseconds
+        configuration.webhooks.retryBaseMilliseconds =
+            try integer("WEBHOOK_RETRY_BASE_MS", 1...86_400_000) ?? configuration.webhooks.retryBaseMilliseconds
+        configuration.webhooks.retryForSeconds =
+            try integer("WEBHOOK_RETRY_FOR_S", 0...31_536_000) ?? configuration.webhooks.retryForSeconds
+        configuration.webhooks.workers = try integer("WEBHOOK_WORKERS", 0...1024) ?? configuration.webhooks.workers
+        configuration.webhooks.pollMilliseconds = try integer("WEBHOOK_POLL_MS", 10...600_000) ?? configuration.webhooks.pollMilliseconds
+        if let allow = env("WEBHOOKS_ALLOW_HTTP") {
+            guard allow == "0" || allow == "1" else { throw Invalid(description: "WEBHOOKS_ALLOW_HTTP must be 0 or 1") }
+            configuration.webhooks.allowHTTP = allow == "1"
         }
         return configuration
     }

@@ -55,8 +55,7 @@ struct DocumentsController {
             if case .creditNote(let note) = comprobante {
                 modifiedDocumentID = try DocumentsStore.creditedFactura(transaction, issuer: issuer, note: note)
             }
-            let date = comprobante.issueDate
-            guard let issueDate = CalendarDate(year: date.year, month: date.month, day: date.day) else { throw APIError.internalError }
+            let issueDate = comprobante.issueDate
             let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
             let accessKey = AccessKey.make(
                 AccessKey.Parts(
@@ -95,8 +94,10 @@ struct DocumentsController {
                 issuer: issuerID, after: page.after, limit: page.limit, documentType: page.documentType, status: page.status)
         )
         _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
-        let nextAfter: JSONValue = rows.count == page.limit ? JSONValue(rows[rows.count - 1].id) : .null
-        return Reply.json([("documents", .array(rows.map(\.json))), ("nextAfter", nextAfter)])
+        let kept = ListBudget.fitting(rows) { $0.json.serialized.utf8.count }
+        let more = kept < rows.count || rows.count == page.limit
+        let nextAfter: JSONValue = more && kept > 0 ? JSONValue(rows[kept - 1].id) : .null
+        return Reply.json([("documents", .array(rows.prefix(kept).map(\.json))), ("nextAfter", nextAfter)])
     }
 
     @Sendable func show(_ request: Request, context: TenantRequestContext) async throws -> Response {
