@@ -1,13 +1,13 @@
 -- Guards on the catalog, so that a later change that weakens isolation fails
 -- here even when no other test looks at the new object:
 --
---   * the SECURITY DEFINER functions are exactly the three reviewed ones, and
+--   * the SECURITY DEFINER functions are exactly the five reviewed ones, and
 --     any such function is owned by comprobify_auth, pins a search_path ending
 --     in pg_temp and cannot be executed by PUBLIC;
 --   * comprobify_auth's cross-tenant policies are exactly the reviewed set;
 --   * every table is a tenant table (covered by rls_coverage.sql) or one of the
 --     three known others; there are no views or materialized views;
---   * comprobify_app's privileges are exactly the ones 0002_schema.sql grants.
+--   * comprobify_app's privileges are exactly the ones the migrations grant.
 --
 -- Objects that belong to an extension (pgTAP's own views and functions) are
 -- left out. When one of these lists has to change, review the change for
@@ -30,8 +30,9 @@ SELECT set_eq($$
      WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
        AND NOT EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-$$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()'],
-'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant and purge_expired');
+$$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
+        'claim_sri_work(uuid,integer,integer,bigint[])', 'sri_queue_depth()'],
+'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_sri_work and sri_queue_depth');
 
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -52,10 +53,12 @@ SELECT set_eq($$
 $$, $$ VALUES
     ('api_keys', 'api_keys_authenticator', 'r', 'true', ''),
     ('api_keys', 'api_keys_authenticator_lock', 'w', 'true', 'false'),
+    ('document_submissions', 'document_submissions_claimer', 'r', 'true', ''),
+    ('document_submissions', 'document_submissions_claimer_lease', 'w', 'true', 'true'),
     ('email_verifications', 'email_verifications_authenticator', 'r', 'true', ''),
     ('idempotency_keys', 'idempotency_keys_purge', 'r', '(expires_at < now())', ''),
     ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', '(expires_at < now())', '')
-$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys');
+$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys, see and lease SRI submissions');
 
 -- Tables and views --------------------------------------------------------------------
 
@@ -89,6 +92,7 @@ $$, $$ VALUES
     ('issuer_certificates', 'SELECT'), ('issuer_certificates', 'INSERT'),
     ('sequentials', 'SELECT'), ('sequentials', 'INSERT'),
     ('signup_attempts', 'SELECT'), ('signup_attempts', 'INSERT'),
+    ('sri_exchanges', 'SELECT'), ('sri_exchanges', 'INSERT'),
     ('tenants', 'SELECT'), ('tenants', 'INSERT')
 $$, 'comprobify_app''s table privileges are exactly the granted ones (no UPDATE, DELETE, TRUNCATE, REFERENCES or TRIGGER beyond them)');
 
@@ -111,6 +115,7 @@ $$, $$ VALUES
     ('document_submissions', 'next_attempt_at'), ('document_submissions', 'messages'),
     ('document_submissions', 'authorization_number'), ('document_submissions', 'authorized_at'),
     ('document_submissions', 'authorization_xml'), ('document_submissions', 'updated_at'),
+    ('document_submissions', 'streak'), ('document_submissions', 'leased_by'), ('document_submissions', 'leased_until'),
     ('sequentials', 'next_sequential'),
     ('tenants', 'status'), ('tenants', 'environment'), ('tenants', 'promoted_at'), ('tenants', 'roster_changed_at')
 $$, 'comprobify_app may update exactly these columns (never tenant_id, ids, digests or document content)');
