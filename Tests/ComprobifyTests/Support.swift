@@ -51,6 +51,8 @@ struct TestServer: Sendable {
         configuration.poolSize = 4
         configuration.adminToken = adminToken
         configuration.signupRateLimit = 0
+        // Tests that send to SRI turn workers on for their own tenants only.
+        configuration.sri.workers = 0
         configure(&configuration)
         var logger = Logger(label: "test") { _ in
             logs.map { LogCapture.Handler(capture: $0) as any LogHandler } ?? SwiftLogNoOpLogHandler()

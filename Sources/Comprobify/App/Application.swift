@@ -19,6 +19,7 @@ public func buildRouter(configuration: Configuration, database: Database, logger
     KeysController(database: database).addRoutes(to: v1)
     IssuersController(database: database).addRoutes(to: v1)
     DocumentsController(database: database).addRoutes(to: v1)
+    SubmissionsController(database: database).addRoutes(to: v1)
 
     if let adminToken = configuration.adminToken {
         AdminController(database: database, adminToken: adminToken).addRoutes(to: router)
@@ -60,7 +61,13 @@ public func buildApplication(configuration: Configuration, logger: Logger) async
         },
         logger: logger
     )
-    app.addServices(PoolService(pool: pool), HousekeepingService(database: database, logger: logger))
+    // Services stop in reverse order: the SRI workers first (their exchanges
+    // in flight finish), then the SOAP client, then the pool.
+    let sri = SRIClient(settings: .init(timeoutMilliseconds: configuration.sri.timeoutMilliseconds))
+    app.addServices(
+        PoolService(pool: pool), HousekeepingService(database: database, logger: logger), sri,
+        SubmissionService(database: database, client: sri, settings: configuration.sri, logger: logger)
+    )
     return app
 }
 

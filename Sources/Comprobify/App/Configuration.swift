@@ -24,6 +24,8 @@ public struct Configuration: Sendable {
     public var signupRateLimit = 10
     /// Take the client address from X-Forwarded-For.
     public var trustProxy = false
+    /// Sending to SRI: the SRI_* settings.
+    public var sri = SRISettings()
 
     public init(databaseURL: String) {
         self.databaseURL = databaseURL
@@ -71,6 +73,27 @@ public struct Configuration: Sendable {
         if let proxy = env("TRUST_PROXY") {
             guard proxy == "0" || proxy == "1" else { throw Invalid(description: "TRUST_PROXY must be 0 or 1") }
             configuration.trustProxy = proxy == "1"
+        }
+        configuration.sri.testURL = env("SRI_TEST_URL") ?? configuration.sri.testURL
+        configuration.sri.productionURL = env("SRI_PRODUCTION_URL") ?? configuration.sri.productionURL
+        for url in [configuration.sri.testURL, configuration.sri.productionURL]
+        where !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
+            throw Invalid(description: "SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs, got \"\(url)\"")
+        }
+        configuration.sri.timeoutMilliseconds = try integer("SRI_TIMEOUT_MS", 1...3_600_000) ?? configuration.sri.timeoutMilliseconds
+        configuration.sri.retryBaseMilliseconds =
+            try integer("SRI_RETRY_BASE_MS", 1...86_400_000) ?? configuration.sri.retryBaseMilliseconds
+        configuration.sri.retryMaxMilliseconds = try integer("SRI_RETRY_MAX_MS", 1...86_400_000) ?? configuration.sri.retryMaxMilliseconds
+        configuration.sri.authorizationDelayMilliseconds =
+            try integer("SRI_AUTHORIZATION_DELAY_MS", 0...86_400_000) ?? configuration.sri.authorizationDelayMilliseconds
+        configuration.sri.leaseMilliseconds = try integer("SRI_LEASE_MS", 1000...86_400_000) ?? configuration.sri.leaseMilliseconds
+        configuration.sri.workers = try integer("SRI_WORKERS", 0...1024) ?? configuration.sri.workers
+        configuration.sri.pollMilliseconds = try integer("SRI_POLL_MS", 10...600_000) ?? configuration.sri.pollMilliseconds
+        guard configuration.sri.leaseMilliseconds > configuration.sri.timeoutMilliseconds else {
+            throw Invalid(description: "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS")
+        }
+        guard configuration.sri.retryMaxMilliseconds >= configuration.sri.retryBaseMilliseconds else {
+            throw Invalid(description: "SRI_RETRY_MAX_MS must not be shorter than SRI_RETRY_BASE_MS")
         }
         return configuration
     }
