@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import Postgres
 import SRI
+import ServiceLifecycle
 import TestSupport
 import XCTest
 
@@ -158,7 +159,10 @@ struct QueueTenant: Sendable {
             if states.allSatisfy(statuses.contains) { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        let states = try keys.map { "\($0.suffix(12)): \(try submission($0).status)" }
+        let states = try keys.map { key in
+            let submission = try submission(key)
+            return "\(key.suffix(12)): \(submission.status) \(submission.attempts) \(submission.lastError ?? "")"
+        }
         XCTFail("not all documents reached \(statuses.sorted()) in \(timeout) s: \(states)", file: file, line: line)
         throw Unexpected(description: "timed out")
     }
@@ -171,11 +175,32 @@ struct LocalSRI: Sendable {
 
     var baseURL: String { "http://127.0.0.1:\(port)/comprobantes-electronicos-ws" }
 
-    static func run(port: Int = 0, _ body: @escaping @Sendable (LocalSRI) async throws -> Void) async throws {
+    /// On a free port (HummingbirdTesting's live mode picks it).
+    static func run(_ body: @escaping @Sendable (LocalSRI) async throws -> Void) async throws {
         let simulator = SRISimulator(judges: .sri)
-        let app = buildSimulator(simulator: simulator, port: port, logger: Logger(label: "sri-simulator-test"))
+        let app = buildSimulator(simulator: simulator, port: 0, logger: Logger(label: "sri-simulator-test"))
         try await app.test(.live) { client in
             try await body(LocalSRI(simulator: simulator, port: client.port!))
+        }
+    }
+
+    /// On a given port (SRI coming back where it was expected); the body may
+    /// start before the port is open.
+    static func run(port: Int, _ body: @escaping @Sendable (LocalSRI) async throws -> Void) async throws {
+        let simulator = SRISimulator(judges: .sri)
+        let logger = Logger(label: "sri-simulator-test")
+        let app = buildSimulator(simulator: simulator, port: port, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                try await body(LocalSRI(simulator: simulator, port: port))
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
         }
     }
 

@@ -140,12 +140,10 @@ final class SubmissionTests: XCTestCase {
 
     // MARK: Transport faults
 
-    func testEachTransportFaultIsRetriedUntilDecided() async throws {
+    func testServerErrorsAreRetriedUntilDecided() async throws {
         try await run { _, tenant, sri in
-            // A 500 with a SOAP fault, then an answer slower than the timeout
-            // (SRI has the document by then), then an authorization 500.
-            try await sri.faults(
-                .init(reception: .init(http500: 1, delayMs: 1_500, delayCount: 1), authorization: .init(http500: 1)))
+            // HTTP 500 with a SOAP fault at reception (nothing received), then at authorization.
+            try await sri.faults(.init(reception: .init(http500: 2), authorization: .init(http500: 1)))
             let key = try tenant.queue()
             try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
                 try await tenant.waitFor([key])
@@ -156,10 +154,29 @@ final class SubmissionTests: XCTestCase {
             XCTAssertEqual(
                 try tenant.outcomes(key),
                 [
-                    "reception:soap_fault", "reception:timeout", "reception:already_received", "authorization:soap_fault",
+                    "reception:soap_fault", "reception:soap_fault", "reception:received", "authorization:soap_fault",
                     "authorization:authorized",
                 ])
             XCTAssertEqual(submission.attempts, 5)
+            let receptions = await sri.receptions(key)
+            XCTAssertEqual(receptions, 1)
+        }
+    }
+
+    func testATimeoutIsRetriedAndTheResendCountsAsReceived() async throws {
+        try await run { _, tenant, sri in
+            // The answer comes after the client's timeout (1 s), but SRI has the document.
+            try await sri.faults(.init(reception: .init(delayMs: 1_500, delayCount: 1)))
+            let key = try tenant.queue()
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await tenant.waitFor([key])
+            }
+            XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")
+            XCTAssertEqual(try tenant.outcomes(key), ["reception:timeout", "reception:already_received", "authorization:authorized"])
+            let failures = try TestDatabase.scalar(
+                "SELECT count(*) FROM sri_exchanges WHERE tenant_id = $1 AND error LIKE 'no answer within 1000 ms'", [tenant.tenant.id],
+                as: Int.self)
+            XCTAssertEqual(failures, 1)
         }
     }
 
