@@ -12,12 +12,12 @@
 # Package.swift declares swift-tools-version 6.1, so the toolchain must be 6.1 or later.
 FROM swift:6.1-bookworm AS builder
 
-# Headers and pkg-config files for the CLibPQ and COpenSSL system modules.
+# Headers and pkg-config files for the CLibPQ, COpenSSL and CLibXML2 system modules.
 # Unpinned apt versions: the image tag pins the bookworm suite, and exact versions vanish from the mirror on point releases.
 # hadolint ignore=DL3008
 RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update -q \
-    && apt-get install -y -q --no-install-recommends libpq-dev libssl-dev \
+    && apt-get install -y -q --no-install-recommends libpq-dev libssl-dev libxml2-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /build
@@ -37,6 +37,7 @@ COPY Tests ./Tests
 RUN swift build -c release --product comprobify --static-swift-stdlib \
     && mkdir -p /staging \
     && cp "$(swift build -c release --show-bin-path)/comprobify" /staging/comprobify \
+    && cp -R "$(swift build -c release --show-bin-path)/comprobify_SRI.resources" /staging/comprobify_SRI.resources \
     && cp /usr/libexec/swift/linux/swift-backtrace-static /staging/swift-backtrace-static
 
 # ================================
@@ -44,7 +45,7 @@ RUN swift build -c release --product comprobify --static-swift-stdlib \
 # ================================
 FROM debian:bookworm-slim
 
-# libpq5 and libssl3 are what the binary links against; ca-certificates lets
+# libpq5, libssl3 and libxml2 are what the binary links against; ca-certificates lets
 # sslmode=verify-full check a managed database's certificate; curl serves the
 # HEALTHCHECK; tzdata gives Foundation real time zones.
 # Unpinned apt versions: the image tag pins the bookworm suite, and exact versions vanish from the mirror on point releases.
@@ -56,6 +57,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
         curl \
         libpq5 \
         libssl3 \
+        libxml2 \
         libstdc++6 \
         tzdata \
     && rm -rf /var/lib/apt/lists/*
@@ -68,6 +70,8 @@ RUN groupadd --system --gid 10001 comprobify \
 # `comprobify migrate` reads sql/migrations relative to the working directory.
 WORKDIR /app
 COPY --from=builder /staging/comprobify /usr/local/bin/comprobify
+# SRI's official schemas (the SRI target's resources), found beside the binary.
+COPY --from=builder /staging/comprobify_SRI.resources /usr/local/bin/comprobify_SRI.resources
 COPY --from=builder /staging/swift-backtrace-static /usr/local/libexec/swift-backtrace-static
 COPY sql/migrations ./sql/migrations
 

@@ -84,7 +84,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SRITests",
-            dependencies: ["SRI"]
+            dependencies: ["SRI", "TestSupport"]
         ),
         .testTarget(
             name: "ComprobifyTests",

@@ -104,9 +104,11 @@ final class ConventionsTests: XCTestCase {
         try await TestServer.run { server in
             let tenant = try await server.activeTenant()
             let issuer = try await server.createIssuer(tenant.key)
-            // A number PostgreSQL's jsonb cannot hold fails inside the database.
-            let reply = try await server.issue(tenant.key, issuer: issuer, body: #"{"documentType": "01", "content": {"n": 1e1000000}}"#)
+            // An amount no decimal column could hold is refused by the rules, by name.
+            let reply = try await server.issue(
+                tenant.key, issuer: issuer, body: Bodies.factura().replacingOccurrences(of: #""10.75""#, with: "1e1000000"))
             reply.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(reply.errorFields, ["items[0].unitPrice"])
             for leak in ["SQL", "sqlstate", "22003", "numeric", "postgres", "INSERT"] {
                 XCTAssertFalse(reply.text.lowercased().contains(leak.lowercased()), "\(leak) in \(reply.text)")
             }

@@ -13,8 +13,8 @@ final class DocumentsTests: XCTestCase {
             let issuer = try await server.createIssuer(tenant.key, ruc: "1790012345001", establishment: "002", emissionPoint: "015")
             let reply = try await server.issue(
                 tenant.key, issuer: issuer,
-                body:
-                    #"{"documentType": "04", "issueDate": "2026-03-01", "content": {"total": 12.50, "items": [{"name": "Café ☕"}], "n": null}}"#
+                body: Bodies.creditNote(facturaDate: "2026-02-27", metadata: #"{"total": 12.50, "items": [{"name": "Café ☕"}], "n": null}"#)
+                    .replacingOccurrences(of: #""documentType": "04","#, with: #""documentType": "04", "issueDate": "2026-03-01","#)
             )
             XCTAssertEqual(reply.status, 201, reply.text)
             XCTAssertEqual(try reply.int("document", "sequential"), 1)
@@ -22,14 +22,15 @@ final class DocumentsTests: XCTestCase {
             XCTAssertEqual(try reply.string("document", "environment"), "sandbox")
             XCTAssertEqual(try reply.string("document", "issueDate"), "2026-03-01")
             XCTAssertEqual(try reply.int("document", "issuerId"), issuer)
+            XCTAssertEqual(try reply.string("document", "status"), "SIGNED")
             let key = try reply.string("document", "accessKey")
             XCTAssertTrue(AccessKey.isValid(key), key)
             XCTAssertTrue(key.hasPrefix("01032026" + "04" + "1790012345001" + "1" + "002015" + "000000001"), key)
             XCTAssertTrue(key.dropFirst(47).hasPrefix("1"), "emission type 1")
-            let content = try XCTUnwrap(reply.value(["document", "content"]))
-            XCTAssertEqual(content["total"], .number("12.50"))
-            XCTAssertEqual(content["items"], .array([.object([("name", "Café ☕")])]))
-            XCTAssertEqual(content["n"], .null)
+            let metadata = try XCTUnwrap(reply.value(["document", "metadata"]))
+            XCTAssertEqual(metadata["total"], .number("12.50"))
+            XCTAssertEqual(metadata["items"], .array([.object([("name", "Café ☕")])]))
+            XCTAssertEqual(metadata["n"], .null)
 
             let today = try await server.issue(tenant.key, issuer: issuer)
             XCTAssertEqual(
@@ -62,7 +63,7 @@ final class DocumentsTests: XCTestCase {
                 try await server.createIssuer(tenant.key, emissionPoint: "001"),
                 try await server.createIssuer(tenant.key, emissionPoint: "002"),
             ]
-            let combos = issuers.flatMap { issuer in ["01", "07"].map { (issuer, $0) } }
+            let combos = issuers.flatMap { issuer in ["01", "04"].map { (issuer, $0) } }
             let replies = try await concurrently(48) { index in
                 let (issuer, type) = combos[index % combos.count]
                 return try await server.issue(tenant.key, issuer: issuer, type: type)
@@ -84,10 +85,19 @@ final class DocumentsTests: XCTestCase {
             let issuer = try await server.createIssuer(tenant.key)
             let first = try await server.issue(tenant.key, issuer: issuer)
             XCTAssertEqual(try first.int("document", "sequential"), 1)
-            // Passes validation, takes number 2, then the insert fails in the database.
-            let failed = try await server.issue(tenant.key, issuer: issuer, body: #"{"documentType": "01", "content": {"n": 1e1000000}}"#)
-            failed.assertProblem(400, "VALIDATION_ERROR")
-            XCTAssertEqual(failed.errorFields, ["content"])
+            // A fault injected after validation: the number is taken, the XML
+            // signed, then the insert fails in the database.
+            let trigger = "fail_after_number_\(tenant.id)"
+            try TestDatabase.query(
+                """
+                CREATE FUNCTION \(trigger)() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'injected failure' USING ERRCODE = 'XX001'; END $$;
+                CREATE TRIGGER \(trigger) BEFORE INSERT ON documents FOR EACH ROW
+                    WHEN (NEW.tenant_id = \(tenant.id) AND NEW.metadata::text LIKE '%fail-here%') EXECUTE FUNCTION \(trigger)();
+                """)
+            defer { _ = try? TestDatabase.query("DROP TRIGGER \(trigger) ON documents; DROP FUNCTION \(trigger)();") }
+            let failed = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(metadata: #"{"fail-here": true}"#))
+            failed.assertProblem(500, "INTERNAL")
             let next = try await server.issue(tenant.key, issuer: issuer)
             XCTAssertEqual(try next.int("document", "sequential"), 2, "the aborted request left no hole")
         }
@@ -113,7 +123,7 @@ final class DocumentsTests: XCTestCase {
         try await TestServer.run { server in
             let tenant = try await server.signUp()
             let issuer = try await server.createIssuer(tenant.key)
-            let missing = try await server.call(.post, "/v1/documents", key: tenant.key, json: #"{"documentType": "01"}"#)
+            let missing = try await server.call(.post, "/v1/documents", key: tenant.key, json: Bodies.factura())
             missing.assertProblem(400, "VALIDATION_ERROR")
             XCTAssertEqual(missing.errorFields, ["X-Issuer-Id"])
             for bad in ["abc", "-1", "1.5", " "] {
@@ -169,7 +179,7 @@ final class DocumentsTests: XCTestCase {
             let tenant = try await server.signUp()
             let issuer = try await server.createIssuer(tenant.key)
             let second = try await server.createIssuer(tenant.key, emissionPoint: "002")
-            let body = #"{"documentType": "01", "content": {"order": 1}}"#
+            let body = Bodies.factura(metadata: #"{"order": 1}"#)
             let first = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: body)
             XCTAssertEqual(first.status, 201)
             XCTAssertNil(first.headers[.idempotentReplayed])
@@ -179,11 +189,11 @@ final class DocumentsTests: XCTestCase {
             XCTAssertEqual(replay.value(["document"]), first.value(["document"]))
 
             let otherBody = try await server.issue(
-                tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: #"{"documentType": "01", "content": {"order": 2}}"#
+                tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: Bodies.factura(metadata: #"{"order": 2}"#)
             )
             otherBody.assertProblem(409, "CONFLICT")
             let sameBytesOtherSpacing = try await server.issue(
-                tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: #"{"documentType":"01","content":{"order":1}}"#
+                tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: Bodies.factura(metadata: #"{"order":1}"#)
             )
             sameBytesOtherSpacing.assertProblem(409, "CONFLICT")
             let otherIssuer = try await server.issue(tenant.key, issuer: second, headers: [.idempotencyKey: "order-1"], body: body)
@@ -230,7 +240,7 @@ final class DocumentsTests: XCTestCase {
         try await TestServer.run { server in
             let tenant = try await server.signUp()
             let issuer = try await server.createIssuer(tenant.key)
-            let body = #"{"documentType": "01"}"#
+            let body = Bodies.factura()
             _ = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "old"], body: body)
             try TestDatabase.query(
                 "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', expires_at = now() - interval '1 hour' WHERE tenant_id = $1",
@@ -301,24 +311,22 @@ final class DocumentsTests: XCTestCase {
         }
     }
 
-    /// Member names are compared as PostgreSQL compares jsonb keys, byte for
-    /// byte: "é" (one code point) and "é" (e + combining accent) are two
-    /// members, and both are stored and returned.
+    /// Member names are compared byte for byte: "é" (one code point) and "é"
+    /// (e + combining accent) are two members, and both are stored and returned.
     func testCanonicallyEquivalentMemberNamesStayDistinct() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()
             let issuer = try await server.createIssuer(tenant.key)
-            let reply = try await server.issue(
-                tenant.key, issuer: issuer, body: #"{"documentType": "01", "content": {"\u00e9": 1, "e\u0301": 2}}"#)
+            let reply = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(metadata: #"{"\u00e9": 1, "e\u0301": 2}"#))
             XCTAssertEqual(reply.status, 201, reply.text)
-            guard case .object(let members)? = reply.value(["document", "content"]) else {
-                return XCTFail("no content object in \(reply.text)")
+            guard case .object(let members)? = reply.value(["document", "metadata"]) else {
+                return XCTFail("no metadata object in \(reply.text)")
             }
             XCTAssertEqual(members.map { Array($0.0.unicodeScalars) }, [["\u{E9}"], ["e", "\u{301}"]])
             XCTAssertEqual(members.map(\.1), [.number("1"), .number("2")])
             XCTAssertEqual(
                 try TestDatabase.scalar(
-                    "SELECT count(*) FROM documents d, jsonb_object_keys(d.content) WHERE d.tenant_id = $1", [tenant.id], as: Int.self), 2)
+                    "SELECT count(*) FROM documents d, json_object_keys(d.metadata) WHERE d.tenant_id = $1", [tenant.id], as: Int.self), 2)
         }
     }
 
@@ -326,23 +334,25 @@ final class DocumentsTests: XCTestCase {
         try await TestServer.run { server in
             let tenant = try await server.signUp()
             let issuer = try await server.createIssuer(tenant.key)
+            let factura = Bodies.factura()
+            func with(_ member: String) -> String { String(factura.dropLast()) + ", " + member + "}" }
             for (body, field) in [
-                (#"{}"#, "documentType"),
-                (#"{"documentType": "02"}"#, "documentType"),
-                (#"{"documentType": 1}"#, "documentType"),
-                (#"{"documentType": "01", "issueDate": "2026-02-30"}"#, "issueDate"),
-                (#"{"documentType": "01", "issueDate": "01/03/2026"}"#, "issueDate"),
-                (#"{"documentType": "01", "content": [1]}"#, "content"),
-                (#"{"documentType": "01", "content": "x"}"#, "content"),
-                (#"{"documentType": "01", "content": null}"#, "content"),
-                (#"{"documentType": "01", "issueDate": null}"#, "issueDate"),
+                (factura.replacingOccurrences(of: #""documentType": "01", "#, with: ""), "documentType"),
+                (factura.replacingOccurrences(of: #""documentType": "01""#, with: #""documentType": "02""#), "documentType"),
+                (factura.replacingOccurrences(of: #""documentType": "01""#, with: #""documentType": 1"#), "documentType"),
+                (factura.replacingOccurrences(of: #""documentType": "01""#, with: #""documentType": "07""#), "documentType"),
+                (with(#""issueDate": "2026-02-30""#), "issueDate"),
+                (with(#""issueDate": "01/03/2026""#), "issueDate"),
+                (with(#""metadata": [1]"#), "metadata"),
+                (with(#""metadata": "x""#), "metadata"),
+                (with(#""content": {"a": 1}"#), "content"),
+                (with(#""issueDate": null"#), "issueDate"),
             ] {
                 let reply = try await server.issue(tenant.key, issuer: issuer, body: body)
                 reply.assertProblem(400, "VALIDATION_ERROR")
                 XCTAssertEqual(reply.errorFields, [field], body)
             }
-            let deep =
-                #"{"documentType": "01", "content": "# + String(repeating: #"{"a":"#, count: 500) + "1" + String(repeating: "}", count: 501)
+            let deep = with(#""metadata": "# + String(repeating: #"{"a":"#, count: 500) + "1" + String(repeating: "}", count: 500))
             let nested = try await server.issue(tenant.key, issuer: issuer, body: deep)
             nested.assertProblem(400, "VALIDATION_ERROR")
             XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM documents WHERE tenant_id = $1", [tenant.id], as: Int.self), 0)

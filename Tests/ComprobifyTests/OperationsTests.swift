@@ -27,7 +27,8 @@ final class OperationsTests: XCTestCase {
     }
 
     func testReadinessIs503WhenTheDatabaseIsUnreachable() async throws {
-        var configuration = Configuration(databaseURL: "postgresql://comprobify_app@127.0.0.1:1/none?connect_timeout=1")
+        var configuration = Configuration(
+            databaseURL: "postgresql://comprobify_app@127.0.0.1:1/none?connect_timeout=1", secretBox: TestSecrets.box)
         configuration.poolSize = 1
         let pool = makePool(configuration: configuration, logger: Logger(label: "test"))
         let router = buildRouter(configuration: configuration, database: Database(pool: pool), logger: Logger(label: "test"))
@@ -58,10 +59,10 @@ final class OperationsTests: XCTestCase {
                 return match.flatMap { Double($0.split(separator: " ").last!) } ?? 0
             }
             let requests = #"http_requests_total{method="POST",route="/v1/documents",status="201"}"#
-            let documents = #"documents_issued_total{document_type="05",environment="sandbox"}"#
+            let documents = #"documents_issued_total{document_type="04",environment="sandbox"}"#
             let beforeRequests = try await sample(requests)
             let beforeDocuments = try await sample(documents)
-            for _ in 0..<3 { _ = try await server.issue(tenant.key, issuer: issuer, type: "05") }
+            for _ in 0..<3 { _ = try await server.issue(tenant.key, issuer: issuer, type: "04") }
             let afterRequests = try await sample(requests)
             let afterDocuments = try await sample(documents)
             XCTAssertGreaterThanOrEqual(afterRequests - beforeRequests, 3)
@@ -113,7 +114,7 @@ final class OperationsTests: XCTestCase {
     }
 
     func testServeRefusesSuperusersAndRolesThatBypassRowLevelSecurity() async throws {
-        var configuration = Configuration(databaseURL: TestDatabase.ownerURL)
+        var configuration = Configuration(databaseURL: TestDatabase.ownerURL, secretBox: TestSecrets.box)
         configuration.port = 0
         do {
             _ = try await buildApplication(configuration: configuration, logger: Logger(label: "test"))
@@ -122,13 +123,15 @@ final class OperationsTests: XCTestCase {
             XCTAssertTrue(error.description.contains("superuser"), error.description)
         }
         let binary = try Executable.url()
-        let result = try Executable.run(binary, ["serve"], environment: ["DATABASE_URL": TestDatabase.ownerURL, "PORT": "0"])
+        let result = try Executable.run(
+            binary, ["serve"],
+            environment: ["DATABASE_URL": TestDatabase.ownerURL, "PORT": "0", "COMPROBIFY_SECRET_KEY": TestSecrets.keyText])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.output.contains("refusing to serve"), result.output)
     }
 
     func testTimeoutsOfTheAppRolesSessions() async throws {
-        var configuration = Configuration(databaseURL: TestDatabase.appURL)
+        var configuration = Configuration(databaseURL: TestDatabase.appURL, secretBox: TestSecrets.box)
         configuration.poolSize = 1
         configuration.statementTimeoutMilliseconds = 200
         configuration.idleInTransactionTimeoutMilliseconds = 300
@@ -195,7 +198,7 @@ final class OperationsTests: XCTestCase {
         process.arguments = ["serve"]
         process.environment = [
             "DATABASE_URL": TestDatabase.appURL, "PORT": String(port), "HOST": "127.0.0.1", "LOG_LEVEL": "error",
-            "SHUTDOWN_GRACE_S": "10",
+            "SHUTDOWN_GRACE_S": "10", "COMPROBIFY_SECRET_KEY": TestSecrets.keyText,
         ]
         process.standardOutput = FileHandle.nullDevice
         try process.run()
@@ -245,17 +248,7 @@ enum Executable {
     }
 
     static func run(_ binary: URL, _ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runTool(binary.path, arguments, environment: environment)
     }
 }
 
@@ -290,6 +283,28 @@ final class RawSocket {
             let count = recv(fd, &buffer, buffer.count, 0)
             if count == 0 { return true }
             if count < 0 { return errno == ECONNRESET }
+        }
+    }
+}
+
+final class SecretKeySettingTests: XCTestCase {
+    /// serve refuses to start without a valid master key, and says why in one line.
+    func testServeRefusesAMissingOrMalformedSecretKey() throws {
+        let binary = try Executable.url()
+        let cases: [(String?, String)] = [
+            (nil, "COMPROBIFY_SECRET_KEY is not set"),
+            ("not base64!", "COMPROBIFY_SECRET_KEY is not valid base64"),
+            (Data(repeating: 7, count: 16).base64EncodedString(), "COMPROBIFY_SECRET_KEY must be base64 of 32 bytes, it decodes to 16"),
+        ]
+        for (key, message) in cases {
+            var environment = ["DATABASE_URL": TestDatabase.appURL, "PORT": "0"]
+            environment["COMPROBIFY_SECRET_KEY"] = key
+            let result = try Executable.run(binary, ["serve"], environment: environment)
+            XCTAssertEqual(result.status, 2, result.output)
+            let lines = result.output.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, result.output)
+            XCTAssertTrue(result.output.contains(message), result.output)
+            XCTAssertFalse(result.output.contains(key ?? "\u{0}"), "the value itself is never printed")
         }
     }
 }

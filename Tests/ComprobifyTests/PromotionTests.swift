@@ -394,7 +394,7 @@ final class PromotionTests: XCTestCase {
             _ = try await concurrently(200) { point in
                 try await server.createIssuer(
                     largeTenant.key, establishment: String(format: "%03d", point / 100 + 1),
-                    emissionPoint: String(format: "%03d", point % 100 + 1))
+                    emissionPoint: String(format: "%03d", point % 100 + 1), signing: false)
             }
             _ = try await concurrently(49) { index in try await server.mintKey(largeTenant.key, label: "key-\(index)") }
             ids.withLockedValue { $0 = (smallTenant.id, largeTenant.id) }

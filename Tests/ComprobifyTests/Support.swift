@@ -45,7 +45,7 @@ struct TestServer: Sendable {
         logs: LogCapture? = nil,
         _ body: @escaping @Sendable (TestServer) async throws -> Void
     ) async throws {
-        var configuration = Configuration(databaseURL: TestDatabase.appURL)
+        var configuration = Configuration(databaseURL: TestDatabase.appURL, secretBox: TestSecrets.box)
         configuration.host = "127.0.0.1"
         configuration.port = 0
         configuration.poolSize = 4
@@ -64,16 +64,17 @@ struct TestServer: Sendable {
         }
     }
 
-    /// One request on its own connection (so tests can run many at once).
+    /// One request on its own connection (so tests can run many at once). The
+    /// body is `json` (sent as application/json) or `bytes` as they are.
     func call(
         _ method: HTTPRequest.Method, _ path: String, key: String? = nil, issuer: Int64? = nil,
-        headers: HTTPFields = [:], json: String? = nil
+        headers: HTTPFields = [:], json: String? = nil, bytes: [UInt8]? = nil
     ) async throws -> Reply {
         var fields = headers
         if let key { fields[.authorization] = "Bearer \(key)" }
         if let issuer { fields[.issuerID] = String(issuer) }
         if json != nil, fields[.contentType] == nil { fields[.contentType] = "application/json" }
-        let body = json.map { ByteBuffer(string: $0) }
+        let body = json.map { ByteBuffer(string: $0) } ?? bytes.map { ByteBuffer(bytes: $0) }
         let requestHeaders = fields
         let response = try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
             try await client.execute(.init(path, method: method, headers: requestHeaders, body: body))
@@ -116,20 +117,28 @@ struct TestServer: Sendable {
         return try reply.string("apiKey")
     }
 
-    func createIssuer(_ key: String, ruc: String = "1790012345001", establishment: String = "001", emissionPoint: String = "001")
-        async throws -> Int64
-    {
+    /// An issuer that can issue: a head office address and (unless `signing`
+    /// is false) the test signing certificate.
+    func createIssuer(
+        _ key: String, ruc: String = "1790012345001", establishment: String = "001", emissionPoint: String = "001", signing: Bool = true
+    ) async throws -> Int64 {
         let reply = try await call(
             .post, "/v1/issuers", key: key,
             json:
-                #"{"ruc": "\#(ruc)", "legalName": "Empresa S.A.", "establishment": "\#(establishment)", "emissionPoint": "\#(emissionPoint)"}"#
+                #"{"ruc": "\#(ruc)", "legalName": "Empresa S.A.", "establishment": "\#(establishment)", "emissionPoint": "\#(emissionPoint)", "headOfficeAddress": "Av. Amazonas N34-451, Quito"}"#
         )
         XCTAssertEqual(reply.status, 201, reply.text)
-        return try reply.int("issuer", "id")
+        let id = try reply.int("issuer", "id")
+        guard signing else { return id }
+        let certificate = try await call(.put, "/v1/issuers/\(id)/certificate", key: key, json: TestSigning.uploadBody)
+        XCTAssertEqual(certificate.status, 200, certificate.text)
+        return id
     }
 
+    /// POST /v1/documents; without a body, a valid comprobante of `type`
+    /// (a factura, or a credit note against a factura issued elsewhere).
     func issue(_ key: String, issuer: Int64, type: String = "01", headers: HTTPFields = [:], body: String? = nil) async throws -> Reply {
-        try await call(.post, "/v1/documents", key: key, issuer: issuer, headers: headers, json: body ?? #"{"documentType": "\#(type)"}"#)
+        try await call(.post, "/v1/documents", key: key, issuer: issuer, headers: headers, json: body ?? Bodies.body(for: type))
     }
 }
 

@@ -18,7 +18,10 @@ public func buildRouter(configuration: Configuration, database: Database, logger
     tenants.addRoutes(to: v1)
     KeysController(database: database).addRoutes(to: v1)
     IssuersController(database: database).addRoutes(to: v1)
-    DocumentsController(database: database).addRoutes(to: v1)
+    CertificatesController(database: database, secretBox: configuration.secretBox).addRoutes(to: v1)
+    DocumentsController(
+        database: database, signing: DocumentSigning(secretBox: configuration.secretBox, algorithm: configuration.signatureAlgorithm)
+    ).addRoutes(to: v1)
     SubmissionsController(database: database).addRoutes(to: v1)
 
     if let adminToken = configuration.adminToken {

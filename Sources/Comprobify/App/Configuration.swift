@@ -1,4 +1,6 @@
+import Foundation
 import Logging
+import SRI
 
 /// Settings of `comprobify serve`, read from the environment here and nowhere
 /// else (through `env("NAME")` or `integer("NAME", range)`), so this file lists them all.
@@ -26,9 +28,16 @@ public struct Configuration: Sendable {
     public var trustProxy = false
     /// Sending to SRI: the SRI_* settings.
     public var sri = SRISettings()
+    /// The master key that seals issuers' private keys (COMPROBIFY_SECRET_KEY),
+    /// plus earlier ones that still open (COMPROBIFY_SECRET_KEY_PREVIOUS).
+    /// `serve` refuses to start without a valid one.
+    public var secretBox: SecretBox
+    /// SRI_SIGNATURE_ALGORITHM: rsa-sha256 (SRI.md's profile) or rsa-sha1.
+    public var signatureAlgorithm: SignatureAlgorithm = .rsaSHA256
 
-    public init(databaseURL: String) {
+    public init(databaseURL: String, secretBox: SecretBox) {
         self.databaseURL = databaseURL
+        self.secretBox = secretBox
     }
 
     public struct Invalid: Error, CustomStringConvertible {
@@ -51,7 +60,15 @@ public struct Configuration: Sendable {
         guard let url = env("DATABASE_URL") else {
             throw Invalid(description: "DATABASE_URL is not set (a libpq URI or conninfo string for the comprobify_app role)")
         }
-        var configuration = Configuration(databaseURL: url)
+        let secretBox: SecretBox
+        do {
+            let previous = (env("COMPROBIFY_SECRET_KEY_PREVIOUS") ?? "").split(separator: ",")
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            secretBox = try SecretBox(currentKey: env("COMPROBIFY_SECRET_KEY"), previousKeys: previous)
+        } catch {
+            throw Invalid(description: error.description)
+        }
+        var configuration = Configuration(databaseURL: url, secretBox: secretBox)
         configuration.host = env("HOST") ?? configuration.host
         configuration.port = try integer("PORT", 0...65535) ?? configuration.port
         configuration.poolSize = try integer("DB_POOL_SIZE", 1...256) ?? configuration.poolSize
@@ -94,6 +111,12 @@ public struct Configuration: Sendable {
         }
         guard configuration.sri.retryMaxMilliseconds >= configuration.sri.retryBaseMilliseconds else {
             throw Invalid(description: "SRI_RETRY_MAX_MS must not be shorter than SRI_RETRY_BASE_MS")
+        }
+        if let algorithm = env("SRI_SIGNATURE_ALGORITHM") {
+            guard let parsed = SignatureAlgorithm(rawValue: algorithm) else {
+                throw Invalid(description: "SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1")
+            }
+            configuration.signatureAlgorithm = parsed
         }
         return configuration
     }

@@ -1,36 +1,44 @@
 import Foundation
 import Hummingbird
 import Postgres
+import SRI
 
-/// POST/GET /v1/documents and GET /v1/documents/:accessKey.
+/// POST/GET /v1/documents, GET /v1/documents/:accessKey and its signed XML.
 struct DocumentsController {
     let database: Database
+    let signing: DocumentSigning
 
     func addRoutes(to group: RouterGroup<TenantRequestContext>) {
         group.post("documents", use: issue)
         group.get("documents", use: list)
         group.get("documents/:accessKey", use: show)
+        group.get("documents/:accessKey/xml", use: xml)
     }
 
-    /// Issues a document: the counter row is taken with its lock in the
-    /// transaction that inserts the document, so numbers are gapless and unique.
+    /// Issues a comprobante: validated before any database work, then in one
+    /// transaction the counter's number, the access key, the XML (checked
+    /// against the official XSD) and its XAdES-BES signature, and the stored
+    /// document. Any failure rolls all of it back: no number is consumed.
     @Sendable func issue(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let input = try await Input.read(request)
         let issuerID = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
             try ResolvedIssuer.requestedID(request)
         }
         let idempotencyKey = request.headers[.idempotencyKey]
-        let document: IssueRequest
+        let document: ComprobanteRequest
         do {
-            document = try IssueRequest(input, idempotencyKey: idempotencyKey, today: .todayInEcuador(now: Date().timeIntervalSince1970))
+            try IssueRequest.checkIdempotencyKey(idempotencyKey)
+            document = try ComprobanteRequest(input, today: .todayInEcuador(now: Date().timeIntervalSince1970))
         } catch {
             try await resolve(issuerID, context)
             throw error
         }
         let bodyDigest = Crypto.sha256(input.bytes)
+        let signing = self.signing
 
         let (json, replayed) = try await database.transaction(
-            for: context.token, facts: context.facts, prologue: [ResolvedIssuer.lookup(issuerID).query]
+            for: context.token, facts: context.facts,
+            prologue: [ResolvedIssuer.lookup(issuerID).query, CertificatesStore.signingMaterial(issuer: issuerID)]
         ) { transaction, principal, results -> (JSONValue, Bool) in
             let issuer = try ResolvedIssuer.resolve(
                 try ResolvedIssuer.lookup(issuerID).decode(results[0]), keyEnvironment: principal.keyEnvironment)
@@ -38,14 +46,31 @@ struct DocumentsController {
             {
                 return (replay, true)
             }
-            let json = try DocumentsStore.issue(
-                transaction, issuer: issuer, documentType: document.documentType, issueDate: document.issueDate,
-                content: document.content, idempotencyKey: idempotencyKey
-            )
-            return (json, false)
+            let xmlIssuer = try issuer.forXML()
+            let now = Date()
+            let identity = try CertificatesStore.signingIdentity(
+                results[1], tenant: principal.tenantID, issuer: issuer.id, secretBox: signing.secretBox, now: now)
+            let comprobante = document.comprobante
+            var modifiedDocumentID: Int64?
+            if case .creditNote(let note) = comprobante {
+                modifiedDocumentID = try DocumentsStore.creditedFactura(transaction, issuer: issuer, note: note)
+            }
+            let issueDate = comprobante.issueDate
+            let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
+            let accessKey = AccessKey.make(
+                AccessKey.Parts(
+                    issueDate: issueDate, documentType: comprobante.kind.rawValue, ruc: issuer.ruc, environment: issuer.environment,
+                    establishment: issuer.establishment, emissionPoint: issuer.emissionPoint),
+                sequential: sequential, numericCode: AccessKey.randomNumericCode())
+            let xml = try signing.signedXML(
+                comprobante, issuer: xmlIssuer, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
+            let signed = DocumentsStore.Signed(
+                comprobante: comprobante, sequential: sequential, accessKey: accessKey, xml: xml, metadata: document.metadata,
+                modifiedDocumentID: modifiedDocumentID)
+            return (try DocumentsStore.store(transaction, issuer: issuer, signed, idempotencyKey: idempotencyKey), false)
         }
         if !replayed {
-            ServiceMetrics.documentIssued(type: document.documentType, environment: context.token.environment)
+            ServiceMetrics.documentIssued(type: document.comprobante.kind.rawValue, environment: context.token.environment)
         }
         var response = Reply.json(.created, [("document", json)])
         if replayed { response.headers[.idempotentReplayed] = "true" }
@@ -65,7 +90,8 @@ struct DocumentsController {
         }
         let (principal, found, rows) = try await database.read(
             for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID),
-            DocumentsStore.page(issuer: issuerID, after: page.after, limit: page.limit, documentType: page.documentType)
+            DocumentsStore.page(
+                issuer: issuerID, after: page.after, limit: page.limit, documentType: page.documentType, status: page.status)
         )
         _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
         let nextAfter: JSONValue = rows.count == page.limit ? JSONValue(rows[rows.count - 1].id) : .null
@@ -86,6 +112,24 @@ struct DocumentsController {
         return Reply.json([("document", document)])
     }
 
+    /// The signed comprobante: the bytes sent to SRI, the same every time.
+    @Sendable func xml(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let issuerID = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
+            try ResolvedIssuer.requestedID(request)
+        }
+        let accessKey = context.parameters.get("accessKey") ?? ""
+        let (principal, found, xml) = try await database.read(
+            for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID),
+            DocumentsStore.xml(issuer: issuerID, accessKey: accessKey)
+        )
+        _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
+        guard let stored = xml else { throw APIError.notFound("No document of this issuer has this access key.") }
+        guard let bytes = stored else {
+            throw APIError.conflict("This document was numbered before comprobantes existed: it has no signed XML.")
+        }
+        return Reply.xml(bytes)
+    }
+
     /// resolveIssuer alone, for a request refused for its fields: the answer is
     /// 401 or 404 when those come first.
     private func resolve(_ issuerID: Int64, _ context: TenantRequestContext) async throws {
@@ -94,41 +138,25 @@ struct DocumentsController {
     }
 }
 
-/// The body of POST /v1/documents and its Idempotency-Key header.
-struct IssueRequest: Sendable {
-    let documentType: String
-    let issueDate: CalendarDate
-    let content: String
-
+/// The Idempotency-Key header of POST /v1/documents.
+enum IssueRequest {
     static let idempotencyKeyError = APIError.validation(
         field: "Idempotency-Key", "The Idempotency-Key header must be 1 to 255 printable ASCII characters."
     )
 
-    init(_ input: Input, idempotencyKey: String?, today: CalendarDate) throws {
-        if let key = idempotencyKey, !(1...255).contains(key.utf8.count) || !key.utf8.allSatisfy({ (0x20...0x7e).contains($0) }) {
-            throw IssueRequest.idempotencyKeyError
+    static func checkIdempotencyKey(_ key: String?) throws {
+        if let key, !(1...255).contains(key.utf8.count) || !key.utf8.allSatisfy({ (0x20...0x7e).contains($0) }) {
+            throw idempotencyKeyError
         }
-        var input = input
-        let documentType = input.choice("documentType", required: true, allowed: DocumentType.codes)
-        // Optional, but when present a date (null is not a date).
-        if case .null? = input.value["issueDate"] { input.fail("issueDate", "issueDate must be a date as YYYY-MM-DD, not null.") }
-        let issueDate = input.formatted("issueDate", required: false, rule: "a date as YYYY-MM-DD") { CalendarDate(iso: $0) != nil }
-        var content = "{}"
-        switch input.value["content"] {
-        case nil: break
-        case .object(let members)?: content = JSONValue.object(members).serialized
-        case let other?: input.fail("content", "content must be a JSON object, not \(other.typeName).")
-        }
-        try input.validated()
-        self.documentType = documentType!
-        self.issueDate = issueDate.flatMap(CalendarDate.init(iso:)) ?? today
-        self.content = content
     }
 }
 
-/// The query of GET /v1/documents: `documentType`, `limit` (1–200, default 50), `after`.
+/// The query of GET /v1/documents: `documentType`, `status`, `limit` (1–200, default 50), `after`.
 struct ListRequest: Sendable {
+    static let statuses = ["SIGNED", "RECEIVED", "RETURNED", "AUTHORIZED", "NOT_AUTHORIZED", DocumentsStore.legacyStatus]
+
     var documentType: String?
+    var status: String?
     var limit = 50
     var after: Int64 = 0
 
@@ -141,6 +169,13 @@ struct ListRequest: Sendable {
             } else {
                 errors.append(
                     .init(field: "documentType", message: "documentType must be one of \(DocumentType.codes.joined(separator: ", "))."))
+            }
+        }
+        if let value = query["status"].map(String.init) {
+            if ListRequest.statuses.contains(value) {
+                status = value
+            } else {
+                errors.append(.init(field: "status", message: "status must be one of \(ListRequest.statuses.joined(separator: ", "))."))
             }
         }
         if let value = query["limit"].map(String.init) {

@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import SRI
 
 /// The SRI document types; the `document_types` table holds the same rows
 /// (a test keeps the two in step).
@@ -7,14 +8,24 @@ enum DocumentType {
     static let codes = ["01", "03", "04", "05", "06", "07"]
 }
 
-/// The SQL of documents, their numbering and their idempotency keys.
+/// The SQL of documents: numbering, the signed comprobante, where it stands
+/// with SRI, credit notes against their facturas, and Idempotency-Keys.
 enum DocumentsStore {
-    static let columns =
-        "id, issuer_id, document_type, environment, sequential, number, access_key, issue_date::text, content::text, created_at"
+    /// A document with where it stands with SRI; read `FROM \(from)`.
+    static let columns = """
+        d.id, d.issuer_id, d.document_type, d.environment, d.sequential, d.number, d.access_key, d.issue_date::text, \
+        d.metadata::text, d.created_at, d.body::text, s.status, s.attempts, s.last_error, s.next_attempt_at, s.messages::text, \
+        s.authorization_number, s.authorized_at
+        """
+    static let from = "documents d LEFT JOIN document_submissions s ON s.tenant_id = d.tenant_id AND s.document_id = d.id"
 
-    /// A document as API.md shows it, from `columns` starting at column `offset`.
+    /// The status of a document numbered before comprobantes existed: it has
+    /// no XML and was never sent to SRI.
+    static let legacyStatus = "LEGACY"
+
+    /// A document as SRI.md shows it, from `columns` starting at column `offset`.
     static func document(_ row: Row, offset o: Int = 0) throws -> JSONValue {
-        .object([
+        var members: [(String, JSONValue)] = [
             ("id", try row.int(at: o)),
             ("issuerId", try row.int(at: o + 1)),
             ("documentType", try row.string(at: o + 2)),
@@ -23,18 +34,40 @@ enum DocumentsStore {
             ("number", try row.string(at: o + 5)),
             ("accessKey", try row.string(at: o + 6)),
             ("issueDate", try row.string(at: o + 7)),
-            ("content", .raw(try row.decode(String.self, at: o + 8))),
-            ("createdAt", try row.timestamp(at: o + 9)),
-        ])
+            ("status", .string(try row.decode(String?.self, at: o + 11) ?? legacyStatus)),
+        ]
+        if let body = try row.decode(String?.self, at: o + 10), case .object(let computed) = try JSONParser.parse(Array(body.utf8)) {
+            members += computed
+        }
+        members.append(("metadata", .raw(try row.decode(String.self, at: o + 8))))
+        let messages = try row.decode(String?.self, at: o + 15)
+        members.append(
+            (
+                "sri",
+                .object([
+                    ("authorizationNumber", try row.string(at: o + 16)),
+                    ("authorizedAt", try row.timestamp(at: o + 17)),
+                    ("messages", messages.map { .raw($0) } ?? .array([])),
+                    ("attempts", JSONValue(Int64(try row.decode(Int?.self, at: o + 12) ?? 0))),
+                    ("lastError", try row.string(at: o + 13)),
+                    ("nextAttemptAt", try row.timestamp(at: o + 14)),
+                ])
+            ))
+        members.append(("createdAt", try row.timestamp(at: o + 9)))
+        return .object(members)
     }
 
     /// A page of the issuer's documents after `after`, by id.
-    static func page(issuer: Int64, after: Int64, limit: Int, documentType: String?) -> Read<[(id: Int64, json: JSONValue)]> {
+    static func page(issuer: Int64, after: Int64, limit: Int, documentType: String?, status: String?) -> Read<
+        [(id: Int64, json: JSONValue)]
+    > {
         Read(
             """
-            SELECT \(unescaped: columns) FROM documents
-             WHERE issuer_id = \(issuer) AND id > \(after) AND (\(documentType)::text IS NULL OR document_type = \(documentType))
-             ORDER BY id LIMIT \(limit)
+            SELECT \(unescaped: columns) FROM \(unescaped: from)
+             WHERE d.issuer_id = \(issuer) AND d.id > \(after)
+               AND (\(documentType)::text IS NULL OR d.document_type = \(documentType))
+               AND (\(status)::text IS NULL OR coalesce(s.status, \(legacyStatus)) = \(status))
+             ORDER BY d.id LIMIT \(limit)
             """
         ) { result in
             try result.rows.map { (try $0.decode(Int64.self, at: 0), try document($0)) }
@@ -43,42 +76,117 @@ enum DocumentsStore {
 
     /// One document of the issuer by its access key; nil when there is none.
     static func byAccessKey(issuer: Int64, accessKey: String) -> Read<JSONValue?> {
-        Read("SELECT \(unescaped: columns) FROM documents WHERE issuer_id = \(issuer) AND access_key = \(accessKey)") { result in
+        Read("SELECT \(unescaped: columns) FROM \(unescaped: from) WHERE d.issuer_id = \(issuer) AND d.access_key = \(accessKey)") {
+            result in
             try result.first.map { try document($0) }
         }
     }
 
-    /// Takes the next number of the counter (creating it at 1), builds the access
-    /// key around it and inserts the document, with the Idempotency-Key pointing
-    /// at it, then commits: the counter's row lock is held from the first
-    /// statement to COMMIT, one round trip, so numbers are gapless and unique.
-    static func issue(
-        _ transaction: Transaction, issuer: ResolvedIssuer, documentType: String, issueDate: CalendarDate, content: String,
-        idempotencyKey: String?
-    ) throws -> JSONValue {
-        let parts = AccessKey.Parts(
-            issueDate: issueDate, documentType: documentType, ruc: issuer.ruc, environment: issuer.environment,
-            establishment: issuer.establishment, emissionPoint: issuer.emissionPoint
-        )
-        let leading = AccessKey.leadingDigits(parts)
-        let trailing = AccessKey.trailingDigits(numericCode: AccessKey.randomNumericCode())
-        let prefix = "\(issuer.establishment)-\(issuer.emissionPoint)-"
-        var statements: [PostgresQuery] = [
+    /// The signed XML of one document of the issuer: nil when there is no such
+    /// document; `.some(nil)` for one numbered before comprobantes.
+    static func xml(issuer: Int64, accessKey: String) -> Read<Data??> {
+        Read("SELECT xml FROM documents WHERE issuer_id = \(issuer) AND access_key = \(accessKey)") { result in
+            guard let row = result.first else { return nil }
+            return .some(try row.decode(Data?.self, at: 0))
+        }
+    }
+
+    /// For a credit note: the factura it modifies when Comprobify issued it
+    /// (same issuer and environment), checked as SRI.md says, under a lock on
+    /// the factura's submission row so concurrent credit notes queue and cannot
+    /// overdraw it. Nil for a number Comprobify does not know (taken as given).
+    static func creditedFactura(_ transaction: Transaction, issuer: ResolvedIssuer, note: CreditNote) throws -> Int64? {
+        let modified = note.modifiedDocument
+        let found = try transaction.query(
             """
-            WITH counter AS (
+            SELECT d.id, d.issue_date::text, d.buyer_id_type, d.buyer_id, d.total::text, s.status
+              FROM documents d JOIN document_submissions s ON s.tenant_id = d.tenant_id AND s.document_id = d.id
+             WHERE d.issuer_id = \(issuer.id) AND d.environment = \(issuer.environment.rawValue) AND d.document_type = '01'
+               AND d.number = \(modified.number)
+               FOR UPDATE OF s
+            """
+        )
+        guard let row = found.first else { return nil }
+        let (id, issueDate, buyerIDType, buyerID, totalText, status) = try row.decode((Int64, String, String, String, String, String).self)
+        guard status == "AUTHORIZED" else {
+            throw APIError.conflict("The factura \(modified.number) is \(status); only an AUTHORIZED factura can be credited.")
+        }
+        guard issueDate == modified.issueDate.iso else {
+            throw APIError.conflict("The factura \(modified.number) was issued on \(issueDate), not \(modified.issueDate.iso).")
+        }
+        guard buyerIDType == note.buyer.idType, buyerID == note.buyer.id else {
+            throw APIError.conflict("The credit note's buyer must be the factura's buyer (idType and id).")
+        }
+        // A statement of its own: its snapshot is taken once the lock is held,
+        // so it sees every credit note that committed before.
+        let credited = try transaction.query(
+            """
+            SELECT coalesce(sum(c.total), 0)::text
+              FROM documents c JOIN document_submissions cs ON cs.tenant_id = c.tenant_id AND cs.document_id = c.id
+             WHERE c.modified_document_id = \(id) AND cs.status NOT IN ('RETURNED', 'NOT_AUTHORIZED')
+            """
+        )
+        let factura = try ExactDecimal(parsing: totalText)
+        let already = try ExactDecimal(parsing: try credited[0].decode(String.self, at: 0))
+        guard already + note.totals.total <= factura else {
+            throw APIError.conflict(
+                "Credit notes may not exceed the factura's total of \(factura.text(places: 2)): "
+                    + "\(already.text(places: 2)) is already credited, this one adds \(note.totals.total.text(places: 2)).")
+        }
+        return id
+    }
+
+    /// Takes the next number of the counter (creating it at 1). Its row lock is
+    /// held from here to COMMIT: numbers are gapless and unique.
+    static func takeNumber(_ transaction: Transaction, issuer: ResolvedIssuer, documentType: String) throws -> Int {
+        do {
+            let counter = try transaction.query(
+                """
                 INSERT INTO sequentials AS s (tenant_id, issuer_id, document_type, environment, next_sequential)
                 VALUES (current_tenant_id(), \(issuer.id), \(documentType), \(issuer.environment.rawValue), 2)
                 ON CONFLICT (tenant_id, issuer_id, document_type, environment)
                 DO UPDATE SET next_sequential = s.next_sequential + 1
-                RETURNING issuer_id, document_type, environment, next_sequential - 1 AS sequential
-            ), keyed AS (
-                SELECT *, \(leading) || lpad(sequential::text, 9, '0') || \(trailing) AS digits FROM counter
+                RETURNING next_sequential - 1
+                """
             )
-            INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, content)
-            SELECT current_tenant_id(), issuer_id, document_type, environment, sequential, \(prefix) || lpad(sequential::text, 9, '0'),
-                   digits || sri_check_digit(digits), \(issueDate.description)::date, \(content)::jsonb
-              FROM keyed
-            RETURNING \(unescaped: columns)
+            return try counter[0].decode(Int.self, at: 0)
+        } catch let error as PostgresError where error.constraint == "sequentials_next_in_range" {
+            throw APIError.conflict("The counter of this issuer and document type is exhausted (999999999 reached).")
+        }
+    }
+
+    /// A document ready to store: numbered, signed, with its computed body.
+    struct Signed {
+        let comprobante: Comprobante
+        let sequential: Int
+        let accessKey: String
+        let xml: [UInt8]
+        let metadata: String
+        let modifiedDocumentID: Int64?
+    }
+
+    /// Stores the document, its submission row (SIGNED, due now) and the
+    /// Idempotency-Key's pointer to it, and commits in the same round trip.
+    static func store(_ transaction: Transaction, issuer: ResolvedIssuer, _ signed: Signed, idempotencyKey: String?) throws -> JSONValue {
+        let comprobante = signed.comprobante
+        var modifiedNumber: String?
+        if case .creditNote(let note) = comprobante { modifiedNumber = note.modifiedDocument.number }
+        let number = "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(signed.sequential, 9))"
+        var statements: [PostgresQuery] = [
+            """
+            WITH d AS (
+                INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date,
+                                       metadata, body, xml, total, buyer_id_type, buyer_id, modified_number, modified_document_id)
+                VALUES (current_tenant_id(), \(issuer.id), \(comprobante.kind.rawValue), \(issuer.environment.rawValue), \(signed.sequential),
+                        \(number), \(signed.accessKey), \(comprobante.issueDate.iso)::date, \(signed.metadata)::json,
+                        \(DocumentBody.json(comprobante).serialized)::json, \(Data(signed.xml)), \(comprobante.totals.total.text(places: 2))::numeric,
+                        \(comprobante.buyer.idType), \(comprobante.buyer.id), \(modifiedNumber), \(signed.modifiedDocumentID))
+                RETURNING *
+            ), s AS (
+                INSERT INTO document_submissions (tenant_id, document_id) SELECT tenant_id, id FROM d
+                RETURNING *
+            )
+            SELECT \(unescaped: columns) FROM d, s
             """
         ]
         if let idempotencyKey {
@@ -89,16 +197,8 @@ enum DocumentsStore {
                 """
             )
         }
-        do {
-            let inserted = try transaction.commit(after: statements)
-            return try document(inserted[0][0])
-        } catch let error as PostgresError where error.constraint == "sequentials_next_in_range" {
-            throw APIError.conflict("The counter of this issuer and document type is exhausted (999999999 reached).")
-        } catch let error as PostgresError where SQLState.dataException ~= error.sqlState {
-            // A value valid JSON but beyond what jsonb holds (e.g. a number past numeric's range).
-            throw APIError.validation(
-                field: "content", "content holds a value the service cannot store (a number or string out of range).")
-        }
+        let inserted = try transaction.commit(after: statements)
+        return try document(inserted[0][0])
     }
 
     /// Claims an Idempotency-Key for this request, or returns the document of the
@@ -120,9 +220,9 @@ enum DocumentsStore {
         if claimed.count == 1 { return nil }
         let earlier = try transaction.query(
             """
-            SELECT k.issuer_id, k.request_digest, d.*
+            SELECT k.issuer_id, k.request_digest, doc.*
               FROM idempotency_keys k,
-                   LATERAL (SELECT \(unescaped: columns) FROM documents WHERE id = k.document_id) AS d
+                   LATERAL (SELECT \(unescaped: columns) FROM \(unescaped: from) WHERE d.id = k.document_id) AS doc
              WHERE k.key = \(key)
             """
         )

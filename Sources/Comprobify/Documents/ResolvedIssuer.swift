@@ -1,5 +1,6 @@
 import Hummingbird
 import Postgres
+import SRI
 
 /// An issuer resolved for a document route (resolveIssuer): the tenant's, and of
 /// the key's environment.
@@ -9,6 +10,15 @@ struct ResolvedIssuer: Sendable {
     let establishment: String
     let emissionPoint: String
     let environment: Environment
+    /// What the XML says about the issuer; nil `headOfficeAddress` means it cannot issue yet.
+    let legalName: String
+    let tradeName: String?
+    let address: String?
+    let headOfficeAddress: String?
+    let accountingRequired: Bool
+    let specialTaxpayer: String?
+    let withholdingAgent: String?
+    let rimpe: String?
 
     /// The `X-Issuer-Id` header: 400 when missing or not a number; a number that
     /// cannot be an id (0, too large) resolves to no issuer, hence 404.
@@ -22,12 +32,23 @@ struct ResolvedIssuer: Sendable {
     /// The issuer row read under the tenant's row-level security; nil when there
     /// is none (404, the same for another tenant's).
     static func lookup(_ id: Int64) -> Read<ResolvedIssuer?> {
-        Read("SELECT id, ruc, establishment, emission_point, sandbox FROM issuers WHERE id = \(id)") { result in
+        Read(
+            """
+            SELECT id, ruc, establishment, emission_point, sandbox, legal_name, trade_name, address, head_office_address,
+                   accounting_required, special_taxpayer, withholding_agent, rimpe
+              FROM issuers WHERE id = \(id)
+            """
+        ) { result in
             guard let row = result.first else { return nil }
             let (id, ruc, establishment, emissionPoint, sandbox) = try row.decode((Int64, String, String, String, Bool).self)
+            let (legalName, tradeName, address, headOfficeAddress) = try row.decode((String, String?, String?, String?).self, from: 5)
+            let (accountingRequired, specialTaxpayer, withholdingAgent, rimpe) = try row.decode(
+                (Bool, String?, String?, String?).self, from: 9)
             return ResolvedIssuer(
                 id: id, ruc: ruc, establishment: establishment, emissionPoint: emissionPoint,
-                environment: sandbox ? .sandbox : .production
+                environment: sandbox ? .sandbox : .production, legalName: legalName, tradeName: tradeName, address: address,
+                headOfficeAddress: headOfficeAddress, accountingRequired: accountingRequired, specialTaxpayer: specialTaxpayer,
+                withholdingAgent: withholdingAgent, rimpe: rimpe
             )
         }
     }
@@ -50,5 +71,19 @@ struct ResolvedIssuer: Sendable {
         case (.production, .sandbox):
             throw APIError.unauthorized("A production key cannot address a sandbox issuer; use a sandbox key.")
         }
+    }
+
+    /// The issuer as the XML states it; 409 when it lacks what the XML requires.
+    func forXML() throws -> ComprobanteIssuer {
+        guard let headOfficeAddress else {
+            throw APIError.conflict(
+                "The issuer has no headOfficeAddress, which every comprobante states: set it with PATCH /v1/issuers/:id.")
+        }
+        return ComprobanteIssuer(
+            ruc: ruc, legalName: legalName, tradeName: tradeName, headOfficeAddress: headOfficeAddress, address: address,
+            accountingRequired: accountingRequired, specialTaxpayer: specialTaxpayer, withholdingAgent: withholdingAgent,
+            rimpe: rimpe.flatMap(ComprobanteIssuer.Rimpe.init(rawValue:)), establishment: establishment, emissionPoint: emissionPoint,
+            environment: environment == .sandbox ? .test : .production
+        )
     }
 }

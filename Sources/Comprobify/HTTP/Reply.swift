@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import NIOCore
 
@@ -12,5 +13,11 @@ enum Reply {
         if noStore { headers[.cacheControl] = "no-store" }
         let body = JSONValue.object([("ok", true)] + members).serialized
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// An XML document, as stored (application/xml; its declaration says UTF-8).
+    static func xml(_ bytes: Data) -> Response {
+        Response(
+            status: .ok, headers: [.contentType: "application/xml; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }

@@ -116,23 +116,4 @@ enum SubmissionsStore {
             return .notYet(status: status)
         }
     }
-
-    /// The columns `sri(_:offset:)` reads, from `document_submissions s`.
-    static let sriColumns =
-        "s.status, s.authorization_number, s.authorized_at, s.messages::text, s.attempts, s.last_error, s.next_attempt_at"
-
-    /// The document's `sri` object (and its `status`) from `sriColumns` at `offset`;
-    /// a document without a submission (numbered before comprobantes) has neither.
-    static func sri(_ row: Row, offset o: Int) throws -> (status: JSONValue, sri: JSONValue) {
-        guard let status = try row.decode(String?.self, at: o) else { return (.null, .null) }
-        let sri = JSONValue.object([
-            ("authorizationNumber", try row.string(at: o + 1)),
-            ("authorizedAt", try row.timestamp(at: o + 2)),
-            ("messages", .raw(try row.decode(String?.self, at: o + 3) ?? "[]")),
-            ("attempts", try row.int(at: o + 4)),
-            ("lastError", try row.string(at: o + 5)),
-            ("nextAttemptAt", try row.timestamp(at: o + 6)),
-        ])
-        return (.string(status), sri)
-    }
 }

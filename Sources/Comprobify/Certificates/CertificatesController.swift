@@ -1,0 +1,73 @@
+import Foundation
+import Hummingbird
+import Postgres
+import SRI
+
+/// PUT/GET /v1/issuers/:id/certificate: the issuer's signing certificate.
+struct CertificatesController {
+    let database: Database
+    let secretBox: SecretBox
+
+    func addRoutes(to group: RouterGroup<TenantRequestContext>) {
+        group.put("issuers/:id/certificate", use: upload)
+        group.get("issuers/:id/certificate", use: show)
+    }
+
+    /// Opens the PKCS#12 file before any database work (it is CPU work, and a
+    /// bad file must not hold a connection); a refused file is still answered
+    /// in the order of every route: 401, then 404 for an issuer that is not the
+    /// tenant's, then 400. Nothing is stored on any error.
+    @Sendable func upload(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let id = Format.pathID(context.parameters.get("id")) ?? 0
+        let input = try await Input.read(request)
+        let identity: SigningIdentity
+        do {
+            identity = try CertificateUpload(input).open(now: Date())
+        } catch {
+            let (_, exists) = try await database.read(for: context.token, facts: context.facts, IssuersStore.exists(id))
+            guard exists else { throw IssuersStore.notFound }
+            throw error
+        }
+        let secretBox = self.secretBox
+        let certificate = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
+            try CertificatesStore.replace(
+                transaction, issuer: id, tenant: principal.tenantID, identity: identity, secretBox: secretBox, actorKeyID: principal.keyID)
+        }
+        return Reply.json([("certificate", certificate)])
+    }
+
+    @Sendable func show(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let id = Format.pathID(context.parameters.get("id")) ?? 0
+        let (_, exists, certificate) = try await database.read(
+            for: context.token, facts: context.facts, IssuersStore.exists(id), CertificatesStore.current(issuer: id))
+        guard exists else { throw IssuersStore.notFound }
+        guard let certificate else { throw CertificatesStore.noCertificate }
+        return Reply.json([("certificate", certificate)])
+    }
+}
+
+/// The body of PUT /v1/issuers/:id/certificate: `p12` (base64 of a PKCS#12
+/// file) and its `password`. Neither is kept, logged or echoed.
+struct CertificateUpload {
+    let p12: String
+    let password: String
+
+    init(_ input: Input) throws {
+        var input = input
+        let p12 = input.string("p12", required: true, length: 1...Int.max)
+        let password = input.string("password", required: true, length: 0...1024)
+        try input.validated()
+        self.p12 = p12 ?? ""
+        self.password = password ?? ""
+    }
+
+    /// The signing identity, chosen by SRI.md's rules; 400 naming `p12` or
+    /// `password` when the file cannot give one that is valid at `now`.
+    func open(now: Date) throws -> SigningIdentity {
+        do {
+            return try SigningIdentity(pkcs12Base64: p12, password: password, now: now)
+        } catch {
+            throw APIError.validation(field: error.field, "\(error.field): \(error.message).")
+        }
+    }
+}

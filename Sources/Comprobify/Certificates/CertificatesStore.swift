@@ -1,0 +1,108 @@
+import Foundation
+import Postgres
+import SRI
+
+/// The SQL of issuers' signing certificates. The private key is sealed before
+/// it reaches a statement and opened only to sign; the PKCS#12 file and its
+/// password never reach the database.
+enum CertificatesStore {
+    static let columns = "subject, issuer_name, serial_number, not_before, not_after, sha256, uploaded_at"
+
+    /// A certificate as SRI.md shows it, from `columns`.
+    static func certificate(_ row: Row) throws -> JSONValue {
+        .object([
+            ("subject", try row.string(at: 0)),
+            ("issuer", try row.string(at: 1)),
+            ("serialNumber", try row.string(at: 2)),
+            ("notBefore", try row.timestamp(at: 3)),
+            ("notAfter", try row.timestamp(at: 4)),
+            ("sha256", .string(Crypto.hex(try row.decode(Data.self, at: 5)))),
+            ("uploadedAt", try row.timestamp(at: 6)),
+        ])
+    }
+
+    static let noCertificate = APIError.notFound("This issuer has no signing certificate; upload one with PUT /v1/issuers/:id/certificate.")
+
+    /// The issuer's certificate; nil when none was uploaded.
+    static func current(issuer: Int64) -> Read<JSONValue?> {
+        Read("SELECT \(unescaped: columns) FROM issuer_certificates WHERE issuer_id = \(issuer)") { result in
+            try result.first.map(certificate)
+        }
+    }
+
+    /// Stores `identity` as the issuer's certificate (replacing any earlier one),
+    /// its private key sealed under the master key with the tenant and issuer as
+    /// associated data, records `issuer.certificate_set` and commits. 404 when the
+    /// issuer is not the tenant's.
+    static func replace(
+        _ transaction: Transaction, issuer: Int64, tenant: Int64, identity: SigningIdentity, secretBox: SecretBox, actorKeyID: Int64
+    ) throws -> JSONValue {
+        let info = identity.certificate
+        var pkcs8 = identity.privateKeyPKCS8()
+        let sealed = secretBox.seal(pkcs8, associatedData: SecretBox.associatedData(tenantID: tenant, issuerID: issuer))
+        pkcs8.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+        let results = try transaction.commit(after: [
+            """
+            WITH stored AS (
+                INSERT INTO issuer_certificates AS c (tenant_id, issuer_id, subject, issuer_name, serial_number, not_before, not_after,
+                                                     sha256, certificate, sealed_private_key, master_key_id)
+                SELECT i.tenant_id, i.id, \(info.subject), \(info.issuer), \(info.serialNumber), \(info.notBefore), \(info.notAfter),
+                       \(Crypto.sha256(info.der)), \(Data(info.der)), \(Data(sealed)), \(secretBox.currentKeyID)
+                  FROM issuers i WHERE i.id = \(issuer)
+                ON CONFLICT (tenant_id, issuer_id) DO UPDATE
+                   SET subject = excluded.subject, issuer_name = excluded.issuer_name, serial_number = excluded.serial_number,
+                       not_before = excluded.not_before, not_after = excluded.not_after, sha256 = excluded.sha256,
+                       certificate = excluded.certificate, sealed_private_key = excluded.sealed_private_key,
+                       master_key_id = excluded.master_key_id, uploaded_at = now()
+                RETURNING \(unescaped: columns), tenant_id
+            ), audited AS (
+                INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+                SELECT tenant_id, 'issuer.certificate_set', 'tenant', \(actorKeyID),
+                       jsonb_build_object('issuerId', \(issuer)::bigint, 'sha256', encode(sha256, 'hex'), 'notAfter', not_after)
+                  FROM stored
+            )
+            SELECT \(unescaped: columns) FROM stored
+            """
+        ])
+        guard let row = results[0].first else { throw IssuersStore.notFound }
+        return try certificate(row)
+    }
+
+    /// The statement that reads what signing needs, for a transaction's prologue.
+    static func signingMaterial(issuer: Int64) -> PostgresQuery {
+        "SELECT certificate, sealed_private_key, not_before, not_after FROM issuer_certificates WHERE issuer_id = \(issuer)"
+    }
+
+    /// The issuer's signing identity from `signingMaterial`'s row: 409 when there
+    /// is no certificate or it is not valid at `now`.
+    static func signingIdentity(
+        _ result: QueryResult, tenant: Int64, issuer: Int64, secretBox: SecretBox, now: Date
+    ) throws -> SigningIdentity {
+        guard let row = result.first else {
+            throw APIError.conflict("The issuer has no signing certificate: upload one with PUT /v1/issuers/:id/certificate.")
+        }
+        let (der, sealed, notBefore, notAfter) = try row.decode((Data, Data, Date, Date).self)
+        guard notBefore <= now, now <= notAfter else {
+            throw APIError.conflict("The issuer's signing certificate is not valid now: upload a current one.")
+        }
+        var pkcs8: [UInt8]
+        do {
+            pkcs8 = try secretBox.open(Array(sealed), associatedData: SecretBox.associatedData(tenantID: tenant, issuerID: issuer))
+        } catch {
+            throw SealedKeyUnavailable(reason: error.description)
+        }
+        defer { pkcs8.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
+        do {
+            return try SigningIdentity(privateKeyPKCS8: pkcs8, certificateDER: Array(der))
+        } catch {
+            throw SealedKeyUnavailable(reason: "the stored key does not match its certificate")
+        }
+    }
+}
+
+/// A stored private key that cannot be used: sealed under a master key that is
+/// not configured, or altered. An operator's problem (500, logged), never the client's.
+struct SealedKeyUnavailable: Error, CustomStringConvertible {
+    let reason: String
+    var description: String { "an issuer's sealed private key cannot be opened: \(reason)" }
+}

@@ -1,0 +1,137 @@
+import Foundation
+
+/// Runs a program and returns its exit status and its output (stdout then
+/// stderr). `tool` is a path, or a name looked up on PATH; `environment`, when
+/// given, replaces the inherited one.
+@discardableResult
+public func runTool(
+    _ tool: String, _ arguments: [String], in directory: URL? = nil, environment: [String: String]? = nil
+) throws -> (status: Int32, output: String) {
+    let process = Process()
+    if tool.hasPrefix("/") {
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+    } else {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [tool] + arguments
+    }
+    if let directory { process.currentDirectoryURL = directory }
+    if let environment { process.environment = environment }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+public struct ToolFailed: Error, CustomStringConvertible {
+    public let description: String
+
+    public init(description: String) {
+        self.description = description
+    }
+}
+
+/// A throwaway PKI made with the `openssl` CLI: a CA and leaves signed by it
+/// with `openssl ca`, whose -startdate/-enddate give any validity window.
+public final class TestPKI: @unchecked Sendable {
+    public let directory: URL
+    private let lock = NSLock()
+    private var counter = 0
+
+    public static let password = "clave Ñ s3creta"
+
+    public init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sri-pki-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("newcerts"), withIntermediateDirectories: true)
+        try Data().write(to: url("index.txt"))
+        try Data("4F3A2B1C0D9E8F71\n".utf8).write(to: url("serial"))
+        let config = """
+            [ ca ]
+            default_ca = test_ca
+            [ test_ca ]
+            dir = \(directory.path)
+            database = $dir/index.txt
+            new_certs_dir = $dir/newcerts
+            serial = $dir/serial
+            default_md = sha256
+            policy = policy_any
+            unique_subject = no
+            email_in_dn = no
+            string_mask = utf8only
+            [ policy_any ]
+            countryName = optional
+            organizationName = optional
+            commonName = supplied
+            [ signing ]
+            basicConstraints = critical, CA:FALSE
+            keyUsage = critical, digitalSignature, nonRepudiation
+            [ encipherment ]
+            basicConstraints = critical, CA:FALSE
+            keyUsage = critical, keyEncipherment, dataEncipherment
+            """
+        try Data(config.utf8).write(to: url("ca.cnf"))
+        try openssl([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("ca.key"), "-out", path("ca.pem"),
+            "-days", "3650", "-utf8", "-subj", "/C=EC/O=Autoridad de Pruebas Ñ/CN=Comprobify Test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        ])
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    public func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
+    public func path(_ name: String) -> String { url(name).path }
+
+    @discardableResult
+    public func openssl(_ arguments: [String]) throws -> String {
+        let (status, output) = try runTool("openssl", arguments, in: directory)
+        guard status == 0 else { throw ToolFailed(description: "openssl \(arguments.joined(separator: " ")): \(output)") }
+        return output
+    }
+
+    /// A key (`rsa:2048`, `rsa:1024`, `ec`) and a certificate for it signed by
+    /// the CA; returns the base name of `<name>.key` and `<name>.pem`.
+    public func leaf(
+        _ commonName: String, key: String = "rsa:2048", profile: String = "signing",
+        from start: String = "20250101000000Z", until end: String = "20401231235959Z"
+    ) throws -> String {
+        let name = lock.withLock {
+            counter += 1
+            return "leaf\(counter)"
+        }
+        var request = ["req", "-new", "-nodes", "-keyout", path("\(name).key"), "-out", path("\(name).csr"), "-utf8"]
+        request += ["-subj", "/C=EC/O=Ñandú & Hijos, S.A./CN=\(commonName)"]
+        if key == "ec" {
+            request += ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+        } else {
+            request += ["-newkey", key]
+        }
+        try openssl(request)
+        try openssl([
+            "ca", "-batch", "-config", path("ca.cnf"), "-cert", path("ca.pem"), "-keyfile", path("ca.key"),
+            "-in", path("\(name).csr"), "-out", path("\(name).pem"), "-notext", "-utf8",
+            "-startdate", start, "-enddate", end, "-extensions", profile,
+        ])
+        return name
+    }
+
+    /// `openssl pkcs12 -export` of a leaf with the CA in the chain.
+    public func pkcs12(_ name: String, password: String = TestPKI.password, options: [String] = []) throws -> [UInt8] {
+        let output = "\(name)-\(UUID().uuidString).p12"
+        var arguments = ["pkcs12", "-export", "-in", path("\(name).pem"), "-certfile", path("ca.pem")]
+        if !options.contains("-nokeys") { arguments += ["-inkey", path("\(name).key")] }
+        arguments += ["-passout", "pass:\(password)", "-out", path(output)] + options
+        try openssl(arguments)
+        return try [UInt8](Data(contentsOf: url(output)))
+    }
+
+    public func der(_ name: String) throws -> [UInt8] {
+        try openssl(["x509", "-in", path("\(name).pem"), "-outform", "DER", "-out", path("\(name).der")])
+        return try [UInt8](Data(contentsOf: url("\(name).der")))
+    }
+}
