@@ -59,6 +59,42 @@ final class SubmissionTests: XCTestCase {
         }
     }
 
+    func testAFacturaIssuedThroughTheAPIIsSentAndShowsWhereItStands() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"headOfficeAddress": "Quito"}"#)
+            _ = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: TestSigning.uploadBody)
+            let issued = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura())
+            XCTAssertEqual(issued.status, 201, issued.text)
+            XCTAssertEqual(try issued.string("document", "status"), "SIGNED")
+            let key = try issued.string("document", "accessKey")
+            try await LocalSRI.run { sri in
+                var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.id])
+                settings.workers = 1
+                try await withSender(settings) { _ in
+                    let deadline = Date().addingTimeInterval(30)
+                    while Date() < deadline {
+                        let reply = try await server.call(.get, "/v1/documents/\(key)", key: tenant.key, issuer: issuer)
+                        if try reply.string("document", "status") == "AUTHORIZED" { break }
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                }
+                let shown = try await server.call(.get, "/v1/documents/\(key)", key: tenant.key, issuer: issuer)
+                XCTAssertEqual(try shown.string("document", "status"), "AUTHORIZED", shown.text)
+                XCTAssertEqual(try shown.string("document", "sri", "authorizationNumber"), key)
+                XCTAssertEqual(try shown.int("document", "sri", "attempts"), 2)
+                XCTAssertTrue(shown.isNull("document", "sri", "lastError"))
+                XCTAssertTrue(shown.isNull("document", "sri", "nextAttemptAt"))
+                let receptions = await sri.receptions(key)
+                XCTAssertEqual(receptions, 1, "the local SRI's XSD and signature checks passed once")
+                let authorization = try await server.call(.get, "/v1/documents/\(key)/authorization", key: tenant.key, issuer: issuer)
+                XCTAssertEqual(authorization.status, 200, authorization.text)
+                XCTAssertTrue(authorization.text.contains("<estado>AUTORIZADO</estado>"))
+            }
+        }
+    }
+
     func testReturnedIsFinalWithSRIsMessages() async throws {
         try await run { _, tenant, sri in
             try await sri.faults(.init(reception: .init(returnWith: "45")))
