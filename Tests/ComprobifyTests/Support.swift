@@ -53,6 +53,8 @@ struct TestServer: Sendable {
         configuration.signupRateLimit = 0
         // Tests that send to SRI turn workers on for their own tenants only.
         configuration.sri.workers = 0
+        // Only tests that deliver webhooks turn the workers on, for their own tenants.
+        configuration.webhooks.workers = 0
         configure(&configuration)
         var logger = Logger(label: "test") { _ in
             logs.map { LogCapture.Handler(capture: $0) as any LogHandler } ?? SwiftLogNoOpLogHandler()

@@ -31,8 +31,9 @@ SELECT set_eq($$
        AND NOT EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
 $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
+        'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'webhook_queue_depth()',
         'claim_sri_work(uuid,integer,integer,bigint[])', 'sri_queue_depth()'],
-'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_sri_work and sri_queue_depth');
+'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work and sri_queue_depth');
 
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -57,8 +58,10 @@ $$, $$ VALUES
     ('document_submissions', 'document_submissions_claimer_lease', 'w', 'true', 'true'),
     ('email_verifications', 'email_verifications_authenticator', 'r', 'true', ''),
     ('idempotency_keys', 'idempotency_keys_purge', 'r', '(expires_at < now())', ''),
-    ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', '(expires_at < now())', '')
-$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys, see and lease SRI submissions');
+    ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', '(expires_at < now())', ''),
+    ('webhook_deliveries', 'webhook_deliveries_claimer', 'r', 'true', ''),
+    ('webhook_deliveries', 'webhook_deliveries_claimer_lease', 'w', 'true', 'true')
+$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys, see and lease webhook deliveries, see and lease SRI submissions');
 
 -- Tables and views --------------------------------------------------------------------
 
@@ -92,8 +95,11 @@ $$, $$ VALUES
     ('issuer_certificates', 'SELECT'), ('issuer_certificates', 'INSERT'),
     ('sequentials', 'SELECT'), ('sequentials', 'INSERT'),
     ('signup_attempts', 'SELECT'), ('signup_attempts', 'INSERT'),
-    ('sri_exchanges', 'SELECT'), ('sri_exchanges', 'INSERT'),
-    ('tenants', 'SELECT'), ('tenants', 'INSERT')
+    ('tenants', 'SELECT'), ('tenants', 'INSERT'),
+    ('webhook_endpoints', 'SELECT'), ('webhook_endpoints', 'INSERT'),
+    ('webhook_events', 'SELECT'), ('webhook_events', 'INSERT'),
+    ('webhook_deliveries', 'SELECT'), ('webhook_deliveries', 'INSERT'),
+    ('webhook_delivery_attempts', 'SELECT'), ('webhook_delivery_attempts', 'INSERT')
 $$, 'comprobify_app''s table privileges are exactly the granted ones (no UPDATE, DELETE, TRUNCATE, REFERENCES or TRIGGER beyond them)');
 
 SELECT set_eq($$
@@ -117,7 +123,11 @@ $$, $$ VALUES
     ('document_submissions', 'authorization_xml'), ('document_submissions', 'updated_at'),
     ('document_submissions', 'streak'), ('document_submissions', 'leased_by'), ('document_submissions', 'leased_until'),
     ('sequentials', 'next_sequential'),
-    ('tenants', 'status'), ('tenants', 'environment'), ('tenants', 'promoted_at'), ('tenants', 'roster_changed_at')
+    ('tenants', 'status'), ('tenants', 'environment'), ('tenants', 'promoted_at'), ('tenants', 'roster_changed_at'),
+    ('webhook_endpoints', 'deleted_at'),
+    ('webhook_deliveries', 'status'), ('webhook_deliveries', 'attempts'), ('webhook_deliveries', 'next_attempt_at'),
+    ('webhook_deliveries', 'leased_by'), ('webhook_deliveries', 'leased_until'), ('webhook_deliveries', 'last_response_code'),
+    ('webhook_deliveries', 'last_duration_ms'), ('webhook_deliveries', 'last_error'), ('webhook_deliveries', 'updated_at')
 $$, 'comprobify_app may update exactly these columns (never tenant_id, ids, digests or document content)');
 
 SELECT * FROM finish();

@@ -23,6 +23,7 @@ public func buildRouter(configuration: Configuration, database: Database, logger
         database: database, signing: DocumentSigning(secretBox: configuration.secretBox, algorithm: configuration.signatureAlgorithm)
     ).addRoutes(to: v1)
     SubmissionsController(database: database).addRoutes(to: v1)
+    WebhooksController(database: database, secretBox: configuration.secretBox, settings: configuration.webhooks).addRoutes(to: v1)
 
     if let adminToken = configuration.adminToken {
         AdminController(database: database, adminToken: adminToken).addRoutes(to: router)
@@ -71,6 +72,8 @@ public func buildApplication(configuration: Configuration, logger: Logger) async
         PoolService(pool: pool), HousekeepingService(database: database, logger: logger), sri,
         SubmissionService(database: database, client: sri, settings: configuration.sri, logger: logger)
     )
+    app.addServices(
+        WebhookService(database: database, settings: configuration.webhooks, secretBox: configuration.secretBox, logger: logger))
     return app
 }
 
