@@ -95,6 +95,7 @@ $$, $$ VALUES
     ('issuer_certificates', 'SELECT'), ('issuer_certificates', 'INSERT'),
     ('sequentials', 'SELECT'), ('sequentials', 'INSERT'),
     ('signup_attempts', 'SELECT'), ('signup_attempts', 'INSERT'),
+    ('sri_exchanges', 'SELECT'), ('sri_exchanges', 'INSERT'),
     ('tenants', 'SELECT'), ('tenants', 'INSERT'),
     ('webhook_endpoints', 'SELECT'), ('webhook_endpoints', 'INSERT'),
     ('webhook_events', 'SELECT'), ('webhook_events', 'INSERT'),

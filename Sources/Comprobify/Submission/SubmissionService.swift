@@ -147,9 +147,19 @@ struct SubmissionService: Service {
         }
         do {
             let applied = try await database.transaction(forTenantID: tenantID) { transaction, _ in
-                try SubmissionsStore.record(
+                let applied = try SubmissionsStore.record(
                     transaction, document: document, service: service, url: url, result: result, transition: transition,
                     durationMilliseconds: milliseconds, worker: worker)
+                // A decision is announced to the tenant's webhooks in the same commit.
+                if applied, let event = transition.status.webhookEvent {
+                    let rows = try transaction.query(
+                        "SELECT \(unescaped: DocumentsStore.columns) FROM \(unescaped: DocumentsStore.from) WHERE d.id = \(documentID)")
+                    if let row = rows.first {
+                        try WebhooksStore.recordEvent(
+                            transaction, type: event, document: DocumentsStore.document(row), environment: document.environment)
+                    }
+                }
+                return applied
             }
             if !applied { metadata["leaseLost"] = "true" }
             logger.info("sri exchange", metadata: metadata)

@@ -11,6 +11,16 @@ enum SubmissionStatus: String, Sendable {
 
     /// RETURNED, AUTHORIZED and NOT_AUTHORIZED wait for nothing more.
     var isFinal: Bool { self != .signed && self != .received }
+
+    /// The webhook event a final status announces.
+    var webhookEvent: String? {
+        switch self {
+        case .authorized: "document.authorized"
+        case .notAuthorized: "document.not_authorized"
+        case .returned: "document.returned"
+        case .signed, .received: nil
+        }
+    }
 }
 
 /// SRI's two offline services.
