@@ -31,8 +31,7 @@ struct SRISimulatorCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logger(label: "sri-simulator")
-        logger.warning("schema check: well-formedness only; signatures are not verified")
-        let simulator = SRISimulator(judges: .wellFormednessOnlyNoSignatureCheck, latencyMilliseconds: latencyMilliseconds)
+        let simulator = SRISimulator(judges: .sri, latencyMilliseconds: latencyMilliseconds)
         let app = buildSimulator(simulator: simulator, host: host, port: port, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

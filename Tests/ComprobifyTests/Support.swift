@@ -51,6 +51,8 @@ struct TestServer: Sendable {
         configuration.poolSize = 4
         configuration.adminToken = adminToken
         configuration.signupRateLimit = 0
+        // Tests that send to SRI turn workers on for their own tenants only.
+        configuration.sri.workers = 0
         // Only tests that deliver webhooks turn the workers on, for their own tenants.
         configuration.webhooks.workers = 0
         configure(&configuration)

@@ -84,7 +84,8 @@ SELECT set_eq($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
      WHERE p.proowner = 'comprobify_auth'::regrole
 $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
-         'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'webhook_queue_depth()'],
+         'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'webhook_queue_depth()',
+         'claim_sri_work(uuid,integer,integer,bigint[])', 'sri_queue_depth()'],
    'comprobify_auth owns exactly the five cross-tenant functions');
 
 SELECT is_empty($$

@@ -31,8 +31,9 @@ SELECT set_eq($$
        AND NOT EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
 $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
-        'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'webhook_queue_depth()'],
-'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries and webhook_queue_depth');
+        'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'webhook_queue_depth()',
+        'claim_sri_work(uuid,integer,integer,bigint[])', 'sri_queue_depth()'],
+'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work and sri_queue_depth');
 
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -53,12 +54,14 @@ SELECT set_eq($$
 $$, $$ VALUES
     ('api_keys', 'api_keys_authenticator', 'r', 'true', ''),
     ('api_keys', 'api_keys_authenticator_lock', 'w', 'true', 'false'),
+    ('document_submissions', 'document_submissions_claimer', 'r', 'true', ''),
+    ('document_submissions', 'document_submissions_claimer_lease', 'w', 'true', 'true'),
     ('email_verifications', 'email_verifications_authenticator', 'r', 'true', ''),
     ('idempotency_keys', 'idempotency_keys_purge', 'r', '(expires_at < now())', ''),
     ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', '(expires_at < now())', ''),
     ('webhook_deliveries', 'webhook_deliveries_claimer', 'r', 'true', ''),
     ('webhook_deliveries', 'webhook_deliveries_claimer_lease', 'w', 'true', 'true')
-$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys, see and lease webhook deliveries');
+$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys, see and lease webhook deliveries, see and lease SRI submissions');
 
 -- Tables and views --------------------------------------------------------------------
 
@@ -92,6 +95,7 @@ $$, $$ VALUES
     ('issuer_certificates', 'SELECT'), ('issuer_certificates', 'INSERT'),
     ('sequentials', 'SELECT'), ('sequentials', 'INSERT'),
     ('signup_attempts', 'SELECT'), ('signup_attempts', 'INSERT'),
+    ('sri_exchanges', 'SELECT'), ('sri_exchanges', 'INSERT'),
     ('tenants', 'SELECT'), ('tenants', 'INSERT'),
     ('webhook_endpoints', 'SELECT'), ('webhook_endpoints', 'INSERT'),
     ('webhook_events', 'SELECT'), ('webhook_events', 'INSERT'),
@@ -118,6 +122,7 @@ $$, $$ VALUES
     ('document_submissions', 'next_attempt_at'), ('document_submissions', 'messages'),
     ('document_submissions', 'authorization_number'), ('document_submissions', 'authorized_at'),
     ('document_submissions', 'authorization_xml'), ('document_submissions', 'updated_at'),
+    ('document_submissions', 'streak'), ('document_submissions', 'leased_by'), ('document_submissions', 'leased_until'),
     ('sequentials', 'next_sequential'),
     ('tenants', 'status'), ('tenants', 'environment'), ('tenants', 'promoted_at'), ('tenants', 'roster_changed_at'),
     ('webhook_endpoints', 'deleted_at'),

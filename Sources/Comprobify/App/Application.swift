@@ -25,6 +25,7 @@ public func buildRouter(configuration: Configuration, database: Database, logger
     DocumentsController(
         database: database, signing: DocumentSigning(secretBox: configuration.secretBox, algorithm: configuration.signatureAlgorithm)
     ).addRoutes(to: v1)
+    SubmissionsController(database: database).addRoutes(to: v1)
     WebhooksController(database: database, secretBox: configuration.secretBox, settings: configuration.webhooks).addRoutes(to: v1)
 
     if let adminToken = configuration.adminToken {
@@ -85,7 +86,13 @@ public func buildApplication(configuration: Configuration, logger: Logger) async
         },
         logger: logger
     )
-    app.addServices(PoolService(pool: pool), HousekeepingService(database: database, logger: logger))
+    // Services stop in reverse order: the SRI workers first (their exchanges
+    // in flight finish), then the SOAP client, then the pool.
+    let sri = SRIClient(settings: .init(timeoutMilliseconds: configuration.sri.timeoutMilliseconds))
+    app.addServices(
+        PoolService(pool: pool), HousekeepingService(database: database, logger: logger), sri,
+        SubmissionService(database: database, client: sri, settings: configuration.sri, logger: logger)
+    )
     app.addServices(
         WebhookService(database: database, settings: configuration.webhooks, secretBox: configuration.secretBox, logger: logger))
     return app

@@ -43,6 +43,8 @@ public struct Configuration: Sendable {
     public var effectiveTenantMaxConnections: Int {
         min(poolSize, tenantMaxConnections ?? max(1, poolSize / 2))
     }
+    /// Sending to SRI: the SRI_* settings.
+    public var sri = SRISettings()
     /// The master key that seals issuers' private keys (COMPROBIFY_SECRET_KEY),
     /// plus earlier ones that still open (COMPROBIFY_SECRET_KEY_PREVIOUS).
     /// `serve` refuses to start without a valid one.
@@ -115,6 +117,27 @@ public struct Configuration: Sendable {
         configuration.tenantMaxConnections = try integer("DB_TENANT_MAX_CONNECTIONS", 1...256)
         configuration.rateLimitPerKey = try integer("RATE_LIMIT_PER_KEY", 0...1_000_000) ?? configuration.rateLimitPerKey
         configuration.rateLimitBurst = try integer("RATE_LIMIT_BURST", 1...1_000_000) ?? configuration.rateLimitBurst
+        configuration.sri.testURL = env("SRI_TEST_URL") ?? configuration.sri.testURL
+        configuration.sri.productionURL = env("SRI_PRODUCTION_URL") ?? configuration.sri.productionURL
+        for url in [configuration.sri.testURL, configuration.sri.productionURL]
+        where !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
+            throw Invalid(description: "SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs, got \"\(url)\"")
+        }
+        configuration.sri.timeoutMilliseconds = try integer("SRI_TIMEOUT_MS", 1...3_600_000) ?? configuration.sri.timeoutMilliseconds
+        configuration.sri.retryBaseMilliseconds =
+            try integer("SRI_RETRY_BASE_MS", 1...86_400_000) ?? configuration.sri.retryBaseMilliseconds
+        configuration.sri.retryMaxMilliseconds = try integer("SRI_RETRY_MAX_MS", 1...86_400_000) ?? configuration.sri.retryMaxMilliseconds
+        configuration.sri.authorizationDelayMilliseconds =
+            try integer("SRI_AUTHORIZATION_DELAY_MS", 0...86_400_000) ?? configuration.sri.authorizationDelayMilliseconds
+        configuration.sri.leaseMilliseconds = try integer("SRI_LEASE_MS", 1000...86_400_000) ?? configuration.sri.leaseMilliseconds
+        configuration.sri.workers = try integer("SRI_WORKERS", 0...1024) ?? configuration.sri.workers
+        configuration.sri.pollMilliseconds = try integer("SRI_POLL_MS", 10...600_000) ?? configuration.sri.pollMilliseconds
+        guard configuration.sri.leaseMilliseconds > configuration.sri.timeoutMilliseconds else {
+            throw Invalid(description: "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS")
+        }
+        guard configuration.sri.retryMaxMilliseconds >= configuration.sri.retryBaseMilliseconds else {
+            throw Invalid(description: "SRI_RETRY_MAX_MS must not be shorter than SRI_RETRY_BASE_MS")
+        }
         if let algorithm = env("SRI_SIGNATURE_ALGORITHM") {
             guard let parsed = SignatureAlgorithm(rawValue: algorithm) else {
                 throw Invalid(description: "SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1")

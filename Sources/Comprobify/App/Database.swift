@@ -231,6 +231,34 @@ public struct Database: Sendable {
         try await pool.withConnection { try $0.query("SELECT purge_expired()")[0].decode(Int64.self, at: 0) }
     }
 
+    /// Claims up to `limit` documents due for SRI, across tenants, through
+    /// `claim_sri_work()`: only (tenant, document) pairs come back, leased to
+    /// `worker` for `leaseMilliseconds`. Each is then handled in a transaction
+    /// of its own tenant.
+    func claimSRIWork(worker: UUID, limit: Int, leaseMilliseconds: Int, tenants: [Int64]?) async throws -> [(
+        tenantID: Int64, documentID: Int64
+    )] {
+        let query: PostgresQuery = """
+            SELECT tenant_id, document_id
+              FROM claim_sri_work(\(worker.uuidString)::uuid, \(limit), \(leaseMilliseconds), \(tenants)::bigint[])
+            """
+        return try await pool.withConnection { connection in
+            try connection.query(query).rows.map { row in
+                let (tenantID, documentID) = try row.decode((Int64, Int64).self)
+                return (tenantID, documentID)
+            }
+        }
+    }
+
+    /// Documents of all tenants waiting for SRI, and the age of the oldest in seconds.
+    func sriQueueDepth() async throws -> (pending: Int64, oldestSeconds: Double) {
+        try await pool.withConnection { connection in
+            let row = try connection.query("SELECT pending, oldest_seconds FROM sri_queue_depth()")[0]
+            let (pending, oldest) = try row.decode((Int64, Double).self)
+            return (pending, oldest)
+        }
+    }
+
     /// Claims up to `limit` webhook deliveries that are due, across tenants,
     /// through `claim_webhook_deliveries()`: only (tenant, delivery) pairs come
     /// back, leased to `worker`. Each is then made and recorded as its tenant.

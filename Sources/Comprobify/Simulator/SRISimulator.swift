@@ -15,6 +15,28 @@ public struct SRIJudges: Sendable {
         self.signatureCheck = signatureCheck
     }
 
+    /// SRI's own checks: the official XSD of the document type (factura 2.1.0,
+    /// nota de crédito 1.1.0; any other root fails), and the XAdES-BES
+    /// signature through `SignatureVerifier`.
+    public static let sri = SRIJudges(
+        schemaCheck: { bytes in
+            switch ComprobanteProbe.rootName(of: bytes) {
+            case "factura"?: SchemaValidator.factura.validate(bytes)
+            case "notaCredito"?: SchemaValidator.creditNote.validate(bytes)
+            case let root?: ["the root element \(root) is not a comprobante this SRI accepts"]
+            case nil: ["the comprobante is not well-formed XML"]
+            }
+        },
+        signatureCheck: { bytes in
+            do {
+                _ = try SignatureVerifier.verify(bytes)
+                return true
+            } catch {
+                return false
+            }
+        }
+    )
+
     /// Checks only that the comprobante is well-formed XML, and verifies no
     /// signature at all: every signature is taken as valid. For tests of the
     /// exchanges, and until the real judges are wired in.

@@ -14,4 +14,11 @@ public enum ComprobanteProbe {
             root.child("infoTributaria")?.child("claveAcceso")?.trimmedText
         }
     }
+
+    /// The local name of the root element (`factura`, `notaCredito`, …); nil
+    /// when the bytes are not XML.
+    public static func rootName(of bytes: [UInt8]) -> String? {
+        guard let document = SOAPParsedDocument(bytes) else { return nil }
+        return try? document.read { root in root.localName }
+    }
 }

@@ -1,0 +1,43 @@
+/// How this process talks to SRI (shared/SRI.md, "Sending to SRI"). Read from
+/// the environment in `Configuration.fromEnvironment`.
+public struct SRISettings: Sendable, Equatable {
+    /// Base URL for sandbox documents (ambiente 1): `SRI_TEST_URL`.
+    public var testURL = "https://celcer.sri.gob.ec/comprobantes-electronicos-ws"
+    /// Base URL for production documents (ambiente 2): `SRI_PRODUCTION_URL`.
+    public var productionURL = "https://cel.sri.gob.ec/comprobantes-electronicos-ws"
+    /// A whole exchange, connection included: `SRI_TIMEOUT_MS`.
+    public var timeoutMilliseconds = 20_000
+    /// The first retry wait after a failed exchange: `SRI_RETRY_BASE_MS`.
+    public var retryBaseMilliseconds = 1_000
+    /// The longest retry wait: `SRI_RETRY_MAX_MS`.
+    public var retryMaxMilliseconds = 300_000
+    /// From reception to the first authorization request: `SRI_AUTHORIZATION_DELAY_MS`.
+    public var authorizationDelayMilliseconds = 3_000
+    /// How long a claimed document stays with its worker: `SRI_LEASE_MS` (> timeout).
+    public var leaseMilliseconds = 60_000
+    /// Concurrent exchanges of this process; 0 sends nothing: `SRI_WORKERS`.
+    public var workers = 4
+    /// How often an idle process looks for due documents: `SRI_POLL_MS`.
+    public var pollMilliseconds = 500
+    /// How often the queue gauges are refreshed.
+    public var gaugeIntervalMilliseconds = 5_000
+    /// Only these tenants' documents are sent from this process; nil: every
+    /// tenant's. Not read from the environment: for tests and dedicated workers.
+    public var tenantIDs: [Int64]?
+
+    public init() {}
+
+    /// The base URL for a document's environment.
+    func baseURL(for environment: Environment) -> String {
+        environment == .production ? productionURL : testURL
+    }
+
+    /// The wait before the next exchange after `streak` exchanges in a row
+    /// without progress: base × 2^(streak − 1), at most the maximum.
+    func backoffMilliseconds(streak: Int) -> Int {
+        guard streak > 0 else { return 0 }
+        let doublings = min(streak - 1, 30)
+        let wait = retryBaseMilliseconds.multipliedReportingOverflow(by: 1 << doublings)
+        return wait.overflow ? retryMaxMilliseconds : min(wait.partialValue, retryMaxMilliseconds)
+    }
+}

@@ -1,0 +1,215 @@
+import CoreMetrics
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import SRI
+import ServiceLifecycle
+
+/// Sends every signed document to SRI and follows it to a decision
+/// (shared/SRI.md, "Sending to SRI"). Up to `SRI_WORKERS` exchanges run at once;
+/// the work comes from the queue in PostgreSQL, shared by every process:
+///
+/// 1. `claim_sri_work()` leases due documents to this process, across tenants;
+/// 2. each is read, as its tenant, with the lease still held;
+/// 3. one exchange with SRI (reception when SIGNED, authorization when RECEIVED);
+/// 4. as the tenant again, one statement records the exchange, moves the
+///    document to its next state and lets the lease go, in one commit.
+///
+/// A crash between 3 and 4 loses only the answer: the lease ends, another
+/// worker takes the document and sends it again, and SRI answers 43.
+struct SubmissionService: Service {
+    let database: Database
+    let client: SRIClient
+    let settings: SRISettings
+    let logger: Logger
+    /// This process's workers, as `leased_by`.
+    let worker = UUID()
+
+    func run() async throws {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await watchQueueDepth() }
+            if settings.workers > 0 {
+                group.addTask { await dispatch() }
+            }
+        }
+    }
+
+    private enum Event: Sendable {
+        case finished
+        case tick
+    }
+
+    private static var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
+
+    /// Keeps up to `workers` exchanges running: claims as many documents as
+    /// there are free workers; when fewer are due, looks again after the poll
+    /// interval or as soon as a worker is done. On shutdown it claims nothing
+    /// more and lets the exchanges in flight finish.
+    private func dispatch() async {
+        logger.info(
+            "sending to SRI",
+            metadata: [
+                "workers": "\(settings.workers)", "worker": "\(worker)", "testURL": "\(settings.testURL)",
+                "productionURL": "\(settings.productionURL)",
+            ])
+        await withTaskGroup(of: Event.self) { group in
+            var running = 0
+            var ticking = false
+            var failing = false
+            while !Self.stopping {
+                let free = settings.workers - running
+                var claimed = 0
+                if free > 0 {
+                    do {
+                        let work = try await database.claimSRIWork(
+                            worker: worker, limit: free, leaseMilliseconds: settings.leaseMilliseconds, tenants: settings.tenantIDs)
+                        if failing { logger.info("claiming SRI work again") }
+                        failing = false
+                        for item in work {
+                            running += 1
+                            group.addTask {
+                                await process(tenantID: item.tenantID, documentID: item.documentID)
+                                return .finished
+                            }
+                        }
+                        claimed = work.count
+                    } catch {
+                        if !failing { logger.warning("cannot claim SRI work", metadata: ["error": "\(error)"]) }
+                        failing = true
+                    }
+                }
+                if claimed < free && !ticking {
+                    ticking = true
+                    let poll = settings.pollMilliseconds
+                    group.addTask {
+                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(poll)) }
+                        return .tick
+                    }
+                }
+                switch await group.next() {
+                case .finished?: running -= 1
+                case .tick?: ticking = false
+                case nil: break
+                }
+            }
+            while await group.next() != nil {}
+        }
+    }
+
+    /// One exchange for one claimed document, recorded with what it changed.
+    private func process(tenantID: Int64, documentID: Int64) async {
+        let worker = self.worker
+        let document: QueuedDocument?
+        do {
+            document = try await database.transaction(forTenantID: tenantID) { transaction, _ in
+                try SubmissionsStore.load(transaction, tenantID: tenantID, documentID: documentID, worker: worker)
+            }
+        } catch {
+            logger.warning("cannot read a claimed document", metadata: ["error": "\(error)"])
+            return
+        }
+        guard let document else { return }
+        guard let xml = document.xml else {
+            // Nothing to send; look again much later rather than spin.
+            logger.error("a queued document has no signed XML", metadata: ["accessKey": "\(document.accessKey)"])
+            _ = try? await database.transaction(forTenantID: tenantID) { transaction, _ in
+                try SubmissionsStore.release(
+                    transaction, documentID: documentID, worker: worker, retryMilliseconds: settings.retryMaxMilliseconds)
+            }
+            return
+        }
+
+        let baseURL = settings.baseURL(for: document.environment)
+        let service: SRIService = document.status == .signed ? .reception : .authorization
+        let url = SRIClient.join(baseURL, service == .reception ? SRIClient.receptionPath : SRIClient.authorizationPath)
+        let start = ContinuousClock.now
+        let result: ExchangeResult
+        do {
+            switch service {
+            case .reception: result = .reception(try await client.validate(signed: xml, baseURL: baseURL))
+            case .authorization: result = .authorization(try await client.authorize(accessKey: document.accessKey, baseURL: baseURL))
+            }
+        } catch {
+            result = .failed(error)
+        }
+        let elapsed = ContinuousClock.now - start
+        let milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+        let transition = Transition.after(result, from: document.status, streak: document.streak, settings: settings, now: Date())
+        SubmissionMetrics.exchange(service: service, outcome: transition.outcome, duration: elapsed)
+
+        var metadata: Logger.Metadata = [
+            "accessKey": "\(document.accessKey)", "service": "\(service.rawValue)", "outcome": "\(transition.outcome)",
+            "durationMs": "\(milliseconds)", "status": "\(transition.status.rawValue)", "attempt": "\(document.attempts + 1)",
+        ]
+        if let error = transition.lastError { metadata["error"] = "\(error)" }
+        if let next = transition.nextAttemptMilliseconds, transition.lastError != nil || transition.outcome == "pending" {
+            metadata["retryInMs"] = "\(next)"
+        }
+        do {
+            let applied = try await database.transaction(forTenantID: tenantID) { transaction, _ in
+                let applied = try SubmissionsStore.record(
+                    transaction, document: document, service: service, url: url, result: result, transition: transition,
+                    durationMilliseconds: milliseconds, worker: worker)
+                // A decision is announced to the tenant's webhooks in the same commit.
+                if applied, let event = transition.status.webhookEvent {
+                    let rows = try transaction.query(
+                        "SELECT \(unescaped: DocumentsStore.columns) FROM \(unescaped: DocumentsStore.from) WHERE d.id = \(documentID)")
+                    if let row = rows.first {
+                        try WebhooksStore.recordEvent(
+                            transaction, type: event, document: DocumentsStore.document(row), environment: document.environment)
+                    }
+                }
+                return applied
+            }
+            if !applied { metadata["leaseLost"] = "true" }
+            logger.info("sri exchange", metadata: metadata)
+        } catch {
+            // The lease ends and the exchange is made again (a resend gets 43).
+            metadata["recordError"] = "\(error)"
+            logger.warning("sri exchange not recorded", metadata: metadata)
+        }
+    }
+
+    /// Refreshes `sri_documents_pending` and `sri_oldest_pending_seconds`.
+    private func watchQueueDepth() async {
+        while !Self.stopping {
+            if let depth = try? await database.sriQueueDepth() {
+                SubmissionMetrics.queue(pending: depth.pending, oldestSeconds: depth.oldestSeconds)
+            }
+            let interval = settings.gaugeIntervalMilliseconds
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(interval)) }
+        }
+    }
+}
+
+/// The SRI series: `sri_requests_total{service,outcome}`,
+/// `sri_request_duration_seconds{service}`, `sri_documents_pending`,
+/// `sri_oldest_pending_seconds`.
+enum SubmissionMetrics {
+    private static let counters = NIOLockedValueBox<[String: CoreMetrics.Counter]>([:])
+    private static let timers: [SRIService: CoreMetrics.Timer] = [
+        .reception: CoreMetrics.Timer(label: "sri_request_duration_seconds", dimensions: [("service", "reception")]),
+        .authorization: CoreMetrics.Timer(label: "sri_request_duration_seconds", dimensions: [("service", "authorization")]),
+    ]
+    private static let pending = Gauge(label: "sri_documents_pending")
+    private static let oldest = Gauge(label: "sri_oldest_pending_seconds")
+
+    static func exchange(service: SRIService, outcome: String, duration: Duration) {
+        let key = "\(service.rawValue) \(outcome)"
+        let counter = counters.withLockedValue { cache in
+            if let counter = cache[key] { return counter }
+            let counter = CoreMetrics.Counter(
+                label: "sri_requests_total", dimensions: [("service", service.rawValue), ("outcome", outcome)])
+            cache[key] = counter
+            return counter
+        }
+        counter.increment()
+        let (seconds, attoseconds) = duration.components
+        timers[service]?.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    static func queue(pending count: Int64, oldestSeconds: Double) {
+        pending.record(count)
+        oldest.record(oldestSeconds)
+    }
+}

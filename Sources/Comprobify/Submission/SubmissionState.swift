@@ -1,0 +1,183 @@
+import Foundation
+import SRI
+
+/// Where a signed document stands with SRI (`document_submissions.status`).
+enum SubmissionStatus: String, Sendable {
+    case signed = "SIGNED"
+    case received = "RECEIVED"
+    case returned = "RETURNED"
+    case authorized = "AUTHORIZED"
+    case notAuthorized = "NOT_AUTHORIZED"
+
+    /// RETURNED, AUTHORIZED and NOT_AUTHORIZED wait for nothing more.
+    var isFinal: Bool { self != .signed && self != .received }
+
+    /// The webhook event a final status announces.
+    var webhookEvent: String? {
+        switch self {
+        case .authorized: "document.authorized"
+        case .notAuthorized: "document.not_authorized"
+        case .returned: "document.returned"
+        case .signed, .received: nil
+        }
+    }
+}
+
+/// SRI's two offline services.
+enum SRIService: String, Sendable {
+    case reception
+    case authorization
+}
+
+/// What one exchange with SRI produced: an answer, or why there was none.
+enum ExchangeResult: Sendable {
+    case reception(ReceptionAnswer)
+    case authorization(AuthorizationAnswer)
+    case failed(SRITransportError)
+}
+
+/// The authorization SRI gave, as kept on the submission.
+struct GrantedAuthorization: Sendable, Equatable {
+    let number: String
+    let date: Date
+    /// The `<autorizacion>` element as received.
+    let element: [UInt8]
+}
+
+/// What an exchange does to a submission: its new status and what is written
+/// with it (shared/SRI.md, "Sending to SRI").
+struct Transition: Sendable, Equatable {
+    var status: SubmissionStatus
+    /// The `outcome` of the exchange record and of `sri_requests_total`.
+    var outcome: String
+    /// SRI's messages to keep; nil keeps the current ones.
+    var messages: [SRIMessage]?
+    var authorization: GrantedAuthorization?
+    /// Why the exchange failed; nil after an answer.
+    var lastError: String?
+    /// Exchanges in a row without progress, this one included.
+    var streak: Int
+    /// When the next exchange is due, from now; nil once the status is final.
+    var nextAttemptMilliseconds: Int?
+    /// The HTTP status of the answer, when known.
+    var httpStatus: Int?
+
+    /// The transition of a submission in `status`, `streak` exchanges into a run
+    /// without progress, after `result`.
+    static func after(_ result: ExchangeResult, from status: SubmissionStatus, streak: Int, settings: SRISettings, now: Date) -> Transition
+    {
+        switch result {
+        case .failed(let error):
+            return Transition(
+                status: status, outcome: error.outcome, messages: nil, authorization: nil, lastError: error.description,
+                streak: streak + 1, nextAttemptMilliseconds: settings.backoffMilliseconds(streak: streak + 1),
+                httpStatus: error.httpStatus)
+        case .reception(let answer):
+            switch ReceptionOutcome(answer) {
+            case .received:
+                return Transition(
+                    status: .received, outcome: "received", messages: [], lastError: nil, streak: 0,
+                    nextAttemptMilliseconds: settings.authorizationDelayMilliseconds, httpStatus: 200)
+            case .alreadyReceived(let messages):
+                return Transition(
+                    status: .received, outcome: "already_received", messages: messages, lastError: nil, streak: 0,
+                    nextAttemptMilliseconds: settings.authorizationDelayMilliseconds, httpStatus: 200)
+            case .returned(let messages):
+                return Transition(
+                    status: .returned, outcome: "returned", messages: messages, lastError: nil, streak: 0,
+                    nextAttemptMilliseconds: nil, httpStatus: 200)
+            }
+        case .authorization(let answer):
+            switch AuthorizationOutcome(answer) {
+            case .authorized(let granted):
+                let authorization = GrantedAuthorization(
+                    number: granted.number ?? answer.queriedAccessKey ?? "",
+                    date: granted.date.flatMap(Self.parseDate) ?? now,
+                    element: granted.element)
+                return Transition(
+                    status: .authorized, outcome: "authorized", messages: granted.messages, authorization: authorization,
+                    lastError: nil, streak: 0, nextAttemptMilliseconds: nil, httpStatus: 200)
+            case .refused(let refusal):
+                return Transition(
+                    status: .notAuthorized, outcome: "not_authorized", messages: refusal.messages, lastError: nil, streak: 0,
+                    nextAttemptMilliseconds: nil, httpStatus: 200)
+            case .pending:
+                let inProcess = answer.authorizations.last { $0.status == .inProcess }
+                return Transition(
+                    status: status, outcome: "pending", messages: inProcess.map(\.messages), lastError: nil,
+                    streak: streak + 1, nextAttemptMilliseconds: settings.backoffMilliseconds(streak: streak + 1),
+                    httpStatus: 200)
+            }
+        }
+    }
+
+    /// `fechaAutorizacion`: ISO 8601 with an offset, with or without fractions of a second.
+    static func parseDate(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text)
+    }
+}
+
+extension SRITransportError {
+    /// The outcome label of a failed exchange.
+    var outcome: String {
+        switch self {
+        case .connection: "connection"
+        case .timeout: "timeout"
+        case .httpStatus: "http_status"
+        case .soapFault: "soap_fault"
+        case .unparseable: "unparseable"
+        }
+    }
+
+    var httpStatus: Int? {
+        switch self {
+        case .httpStatus(let status): status
+        case .unparseable: 200
+        default: nil
+        }
+    }
+}
+
+extension SRIMessage {
+    /// `{identifier, message, additionalInfo, type}`, as the document shows it.
+    var json: JSONValue {
+        .object([
+            ("identifier", .string(identifier)),
+            ("message", .string(message)),
+            ("additionalInfo", additionalInformation.map { .string($0) } ?? .null),
+            ("type", .string(type)),
+        ])
+    }
+}
+
+extension ExchangeResult {
+    /// SRI's answer as the exchange record keeps it: never the comprobante.
+    var answerJSON: JSONValue? {
+        switch self {
+        case .failed:
+            return nil
+        case .reception(let answer):
+            return .object([("estado", .string(answer.status.rawValue)), ("messages", .array(answer.messages.map(\.json)))])
+        case .authorization(let answer):
+            let items: [JSONValue] = answer.authorizations.map { item in
+                .object([
+                    ("estado", .string(item.status.description)),
+                    ("numero", item.number.map { .string($0) } ?? .null),
+                    ("fecha", item.date.map { .string($0) } ?? .null),
+                    ("ambiente", item.environment.map { .string($0) } ?? .null),
+                    ("messages", .array(item.messages.map(\.json))),
+                ])
+            }
+            return .object([("count", JSONValue(Int64(answer.count))), ("autorizaciones", .array(items))])
+        }
+    }
+
+    var error: String? {
+        if case .failed(let error) = self { return error.description }
+        return nil
+    }
+}

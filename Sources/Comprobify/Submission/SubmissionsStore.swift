@@ -1,0 +1,119 @@
+import Foundation
+import Postgres
+
+/// A document claimed from the queue, as its worker needs it.
+struct QueuedDocument: Sendable {
+    let tenantID: Int64
+    let documentID: Int64
+    let status: SubmissionStatus
+    let streak: Int
+    let attempts: Int
+    let accessKey: String
+    let environment: Environment
+    /// The signed comprobante; nil only for rows that predate comprobantes.
+    let xml: [UInt8]?
+}
+
+/// The SQL of document_submissions (where each document stands with SRI) and
+/// sri_exchanges (every exchange). Runs in a transaction of the document's tenant.
+enum SubmissionsStore {
+    /// The document claimed by `worker`, when it still holds the lease and the
+    /// document still waits for SRI; nil otherwise.
+    static func load(_ transaction: Transaction, tenantID: Int64, documentID: Int64, worker: UUID) throws -> QueuedDocument? {
+        let result = try transaction.query(
+            """
+            SELECT s.status, s.streak, s.attempts, d.access_key, d.environment, d.xml
+              FROM document_submissions s
+              JOIN documents d ON d.tenant_id = s.tenant_id AND d.id = s.document_id
+             WHERE s.document_id = \(documentID) AND s.leased_by = \(worker.uuidString)::uuid
+               AND s.status IN ('SIGNED', 'RECEIVED')
+            """)
+        guard let row = result.first else { return nil }
+        let (status, streak, attempts, accessKey, environment, xml) = try row.decode((String, Int, Int, String, String, Data?).self)
+        guard let status = SubmissionStatus(rawValue: status) else {
+            throw PostgresError(kind: .decoding, message: "unknown submission status in the database")
+        }
+        return QueuedDocument(
+            tenantID: tenantID, documentID: documentID, status: status, streak: streak, attempts: attempts,
+            accessKey: accessKey, environment: try Environment(column: environment), xml: xml.map { [UInt8]($0) })
+    }
+
+    /// Lets the lease go without an exchange (a document that cannot be sent).
+    static func release(_ transaction: Transaction, documentID: Int64, worker: UUID, retryMilliseconds: Int) throws {
+        try transaction.query(
+            """
+            UPDATE document_submissions
+               SET leased_by = NULL, leased_until = NULL,
+                   next_attempt_at = now() + \(retryMilliseconds)::integer * interval '1 millisecond'
+             WHERE document_id = \(documentID) AND leased_by = \(worker.uuidString)::uuid
+            """)
+    }
+
+    /// One exchange and what it changed, in one statement: the submission moves
+    /// to the transition's state (when `worker` still holds its lease), the lease
+    /// is let go, and the exchange is recorded with the state it really left.
+    /// Returns false when the lease had been lost (nothing changed but the record).
+    static func record(
+        _ transaction: Transaction, document: QueuedDocument, service: SRIService, url: String, result: ExchangeResult,
+        transition: Transition, durationMilliseconds: Int, worker: UUID
+    ) throws -> Bool {
+        let messages = transition.messages.map { JSONValue.array($0.map(\.json)).serialized }
+        let answer = result.answerJSON?.serialized
+        let error = result.error
+        let number = transition.authorization?.number
+        let authorizedAt = transition.authorization?.date
+        let element = transition.authorization.map { Data($0.element) }
+        let rows = try transaction.query(
+            """
+            WITH changed AS (
+                UPDATE document_submissions
+                   SET status = \(transition.status.rawValue),
+                       attempts = attempts + 1,
+                       last_error = \(transition.lastError),
+                       streak = \(transition.streak),
+                       next_attempt_at = now() + \(transition.nextAttemptMilliseconds)::integer * interval '1 millisecond',
+                       messages = coalesce(\(messages)::json, messages),
+                       authorization_number = \(number),
+                       authorized_at = \(authorizedAt)::timestamptz,
+                       authorization_xml = \(element)::bytea,
+                       leased_by = NULL, leased_until = NULL,
+                       updated_at = now()
+                 WHERE document_id = \(document.documentID) AND leased_by = \(worker.uuidString)::uuid
+                   AND status = \(document.status.rawValue)
+                RETURNING status
+            )
+            INSERT INTO sri_exchanges (tenant_id, document_id, service, url, outcome, http_status, duration_ms,
+                                       status_before, status_after, answer, error, worker)
+            VALUES (\(document.tenantID), \(document.documentID), \(service.rawValue), \(url), \(transition.outcome),
+                    \(transition.httpStatus), \(durationMilliseconds), \(document.status.rawValue),
+                    coalesce((SELECT status FROM changed), \(document.status.rawValue)), \(answer)::json, \(error),
+                    \(worker.uuidString)::uuid)
+            RETURNING (SELECT count(*) FROM changed)
+            """)
+        return try rows[0].decode(Int64.self, at: 0) == 1
+    }
+
+    /// What GET /v1/documents/:accessKey/authorization needs: whether the
+    /// issuer has the document, and its `<autorizacion>` once AUTHORIZED.
+    enum AuthorizationLookup: Sendable {
+        case noDocument
+        case notYet(status: String)
+        case authorized([UInt8])
+    }
+
+    static func authorization(issuer: Int64, accessKey: String) -> Read<AuthorizationLookup> {
+        Read(
+            """
+            SELECT coalesce(s.status, 'NONE'), s.authorization_xml
+              FROM documents d
+              LEFT JOIN document_submissions s ON s.tenant_id = d.tenant_id AND s.document_id = d.id
+             WHERE d.issuer_id = \(issuer) AND d.access_key = \(accessKey)
+            """
+        ) { result in
+            guard let row = result.first else { return .noDocument }
+            let (status, xml) = try row.decode((String, Data?).self)
+            if status == SubmissionStatus.authorized.rawValue, let xml { return .authorized([UInt8](xml)) }
+            return .notYet(status: status)
+        }
+    }
+}

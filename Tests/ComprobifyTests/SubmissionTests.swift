@@ -1,0 +1,428 @@
+import Foundation
+import Postgres
+import SRI
+import TestSupport
+import XCTest
+
+@testable import Comprobify
+
+/// Sending to SRI against the real database and the local SRI (with the real
+/// judges: the XSD and the XAdES verifier). Each test queues documents of its
+/// own tenant and runs server processes whose workers claim only that tenant.
+final class SubmissionTests: XCTestCase {
+    /// An API server (no workers), a tenant with an issuer, and a local SRI.
+    func run(_ body: @escaping @Sendable (TestServer, QueueTenant, LocalSRI) async throws -> Void) async throws {
+        try await TestServer.run { server in
+            let tenant = try await QueueTenant(server: server)
+            try await LocalSRI.run { sri in
+                try await body(server, tenant, sri)
+            }
+        }
+    }
+
+    // MARK: Transitions
+
+    func testSignedIsReceivedThenAuthorized() async throws {
+        try await run { server, tenant, sri in
+            let key = try tenant.queue()
+            let early = try await server.call(
+                .get, "/v1/documents/\(key)/authorization", key: tenant.tenant.key, issuer: tenant.issuer)
+            early.assertProblem(409, "CONFLICT")
+
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await tenant.waitFor([key])
+            }
+            let submission = try tenant.submission(key)
+            XCTAssertEqual(submission.status, "AUTHORIZED")
+            XCTAssertEqual(submission.attempts, 2)
+            XCTAssertNil(submission.lastError)
+            XCTAssertNil(submission.nextAttemptAt)
+            XCTAssertFalse(submission.leased)
+            XCTAssertEqual(submission.authorizationNumber, key)
+            XCTAssertNotNil(submission.authorizedAt)
+            XCTAssertEqual(try tenant.outcomes(key), ["reception:received", "authorization:authorized"])
+            let receptions = await sri.receptions(key)
+            XCTAssertEqual(receptions, 1)
+
+            let reply = try await server.call(.get, "/v1/documents/\(key)/authorization", key: tenant.tenant.key, issuer: tenant.issuer)
+            XCTAssertEqual(reply.status, 200, reply.text)
+            XCTAssertEqual(reply.headers[.contentType], "application/xml; charset=utf-8")
+            XCTAssertTrue(reply.text.hasPrefix("<autorizacion>"), reply.text)
+            XCTAssertTrue(reply.text.contains("<estado>AUTORIZADO</estado>"))
+            XCTAssertTrue(reply.text.contains("<numeroAutorizacion>\(key)</numeroAutorizacion>"))
+            XCTAssertEqual(reply.text, submission.authorizationXML)
+
+            let missing = try await server.call(
+                .get, "/v1/documents/\(TestSigner.accessKey(sequential: 999, environment: .sandbox))/authorization",
+                key: tenant.tenant.key, issuer: tenant.issuer)
+            missing.assertProblem(404, "NOT_FOUND")
+        }
+    }
+
+    func testAFacturaIssuedThroughTheAPIIsSentAndShowsWhereItStands() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"headOfficeAddress": "Quito"}"#)
+            _ = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: TestSigning.uploadBody)
+            let issued = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura())
+            XCTAssertEqual(issued.status, 201, issued.text)
+            XCTAssertEqual(try issued.string("document", "status"), "SIGNED")
+            let key = try issued.string("document", "accessKey")
+            try await LocalSRI.run { sri in
+                var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.id])
+                settings.workers = 1
+                try await withSender(settings) { _ in
+                    let deadline = Date().addingTimeInterval(30)
+                    while Date() < deadline {
+                        let reply = try await server.call(.get, "/v1/documents/\(key)", key: tenant.key, issuer: issuer)
+                        if try reply.string("document", "status") == "AUTHORIZED" { break }
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                }
+                let shown = try await server.call(.get, "/v1/documents/\(key)", key: tenant.key, issuer: issuer)
+                XCTAssertEqual(try shown.string("document", "status"), "AUTHORIZED", shown.text)
+                XCTAssertEqual(try shown.string("document", "sri", "authorizationNumber"), key)
+                XCTAssertEqual(try shown.int("document", "sri", "attempts"), 2)
+                XCTAssertTrue(shown.isNull("document", "sri", "lastError"))
+                XCTAssertTrue(shown.isNull("document", "sri", "nextAttemptAt"))
+                let receptions = await sri.receptions(key)
+                XCTAssertEqual(receptions, 1, "the local SRI's XSD and signature checks passed once")
+                let authorization = try await server.call(.get, "/v1/documents/\(key)/authorization", key: tenant.key, issuer: issuer)
+                XCTAssertEqual(authorization.status, 200, authorization.text)
+                XCTAssertTrue(authorization.text.contains("<estado>AUTORIZADO</estado>"))
+            }
+        }
+    }
+
+    func testReturnedIsFinalWithSRIsMessages() async throws {
+        try await run { _, tenant, sri in
+            try await sri.faults(.init(reception: .init(returnWith: "45")))
+            let key = try tenant.queue()
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await tenant.waitFor([key])
+            }
+            let submission = try tenant.submission(key)
+            XCTAssertEqual(submission.status, "RETURNED")
+            XCTAssertEqual(submission.attempts, 1)
+            XCTAssertNil(submission.nextAttemptAt)
+            XCTAssertTrue(submission.messages.contains(#""identifier":"45""#), submission.messages)
+            XCTAssertTrue(submission.messages.contains(#""type":"ERROR""#), submission.messages)
+            XCTAssertEqual(try tenant.outcomes(key), ["reception:returned"])
+        }
+    }
+
+    func testABrokenSignatureIsNotAuthorized() async throws {
+        try await run { _, tenant, sri in
+            let key = try tenant.queue(tamper: true)
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await tenant.waitFor([key])
+            }
+            let submission = try tenant.submission(key)
+            XCTAssertEqual(submission.status, "NOT_AUTHORIZED")
+            XCTAssertNil(submission.authorizationNumber)
+            XCTAssertNil(submission.nextAttemptAt)
+            XCTAssertTrue(submission.messages.contains(#""identifier":"39""#), submission.messages)
+            XCTAssertEqual(try tenant.outcomes(key), ["reception:received", "authorization:not_authorized"])
+        }
+    }
+
+    // MARK: Lost answers and pending decisions
+
+    func testA43AfterALostAnswerEndsAuthorized() async throws {
+        try await run { _, tenant, sri in
+            try await sri.faults(.init(reception: .init(loseAnswer: 1)))
+            let key = try tenant.queue()
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await tenant.waitFor([key])
+            }
+            XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")
+            XCTAssertEqual(try tenant.outcomes(key), ["reception:connection", "reception:already_received", "authorization:authorized"])
+            let receptions = await sri.receptions(key)
+            XCTAssertEqual(receptions, 2)
+        }
+    }
+
+    func testA70EndsAuthorized() async throws {
+        try await run { _, tenant, sri in
+            try await sri.faults(.init(reception: .init(returnWith: "70")))
+            let key = try tenant.queue()
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await tenant.waitFor([key])
+            }
+            XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")
+            XCTAssertEqual(try tenant.outcomes(key), ["reception:already_received", "authorization:authorized"])
+        }
+    }
+
+    func testPendingAuthorizationsAreAskedAgain() async throws {
+        try await run { _, tenant, sri in
+            try await sri.faults(.init(authorization: .init(pending: 2, inProcess: 1)))
+            let key = try tenant.queue()
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await tenant.waitFor([key])
+            }
+            let submission = try tenant.submission(key)
+            XCTAssertEqual(submission.status, "AUTHORIZED")
+            XCTAssertEqual(submission.attempts, 5)
+            XCTAssertEqual(
+                try tenant.outcomes(key),
+                [
+                    "reception:received", "authorization:pending", "authorization:pending", "authorization:pending",
+                    "authorization:authorized",
+                ])
+        }
+    }
+
+    // MARK: Transport faults
+
+    func testServerErrorsAreRetriedUntilDecided() async throws {
+        try await run { _, tenant, sri in
+            // HTTP 500 with a SOAP fault at reception (nothing received), then at authorization.
+            try await sri.faults(.init(reception: .init(http500: 2), authorization: .init(http500: 1)))
+            let key = try tenant.queue()
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await tenant.waitFor([key])
+            }
+            let submission = try tenant.submission(key)
+            XCTAssertEqual(submission.status, "AUTHORIZED")
+            XCTAssertNil(submission.lastError)
+            XCTAssertEqual(
+                try tenant.outcomes(key),
+                [
+                    "reception:soap_fault", "reception:soap_fault", "reception:received", "authorization:soap_fault",
+                    "authorization:authorized",
+                ])
+            XCTAssertEqual(submission.attempts, 5)
+            let receptions = await sri.receptions(key)
+            XCTAssertEqual(receptions, 1)
+        }
+    }
+
+    func testATimeoutIsRetriedAndTheResendCountsAsReceived() async throws {
+        try await run { _, tenant, sri in
+            // The answer comes after the client's timeout (1 s), but SRI has the document.
+            try await sri.faults(.init(reception: .init(delayMs: 1_500, delayCount: 1)))
+            let key = try tenant.queue()
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await tenant.waitFor([key])
+            }
+            XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")
+            XCTAssertEqual(try tenant.outcomes(key), ["reception:timeout", "reception:already_received", "authorization:authorized"])
+            let failures = try TestDatabase.scalar(
+                "SELECT count(*) FROM sri_exchanges WHERE tenant_id = $1 AND error LIKE 'no answer within 1000 ms'", [tenant.tenant.id],
+                as: Int.self)
+            XCTAssertEqual(failures, 1)
+        }
+    }
+
+    func testSRIDownThenTheQueueDrains() async throws {
+        let port = try freeLoopbackPort()
+        try await TestServer.run { server in
+            let tenant = try await QueueTenant(server: server)
+            let keys = try (0..<8).map { _ in try tenant.queue() }
+            let url = "http://127.0.0.1:\(port)/comprobantes-electronicos-ws"
+            try await withSender(testSRISettings(url: url, tenants: [tenant.tenant.id])) { _ in
+                // Nobody listens: every exchange fails, and is retried.
+                let deadline = Date().addingTimeInterval(30)
+                while try keys.contains(where: { try tenant.submission($0).attempts < 3 }), Date() < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                for key in keys {
+                    let submission = try tenant.submission(key)
+                    XCTAssertEqual(submission.status, "SIGNED")
+                    XCTAssertGreaterThanOrEqual(submission.attempts, 3)
+                    XCTAssertTrue(submission.lastError?.hasPrefix("connection failed") == true, "\(submission.lastError ?? "nil")")
+                    XCTAssertNotNil(submission.nextAttemptAt)
+                }
+                // SRI comes back.
+                try await LocalSRI.run(port: port) { sri in
+                    try await tenant.waitFor(keys)
+                    for key in keys {
+                        XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")
+                        XCTAssertNil(try tenant.submission(key).lastError)
+                        let receptions = await sri.receptions(key)
+                        XCTAssertEqual(receptions, 1)
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Where documents go
+
+    func testSandboxGoesToTheTestURLAndProductionToTheProductionURL() async throws {
+        try await run { _, tenant, testSRI in
+            try await LocalSRI.run { productionSRI in
+                let sandbox = try tenant.queue(environment: .sandbox)
+                let production = try tenant.queue(environment: .production)
+                let settings = testSRISettings(url: testSRI.baseURL, productionURL: productionSRI.baseURL, tenants: [tenant.tenant.id])
+                try await withSender(settings) { _ in
+                    try await tenant.waitFor([sandbox, production])
+                }
+                XCTAssertEqual(try tenant.submission(sandbox).status, "AUTHORIZED")
+                XCTAssertEqual(try tenant.submission(production).status, "AUTHORIZED")
+                let counts = (
+                    await testSRI.receptions(sandbox), await testSRI.receptions(production),
+                    await productionSRI.receptions(sandbox), await productionSRI.receptions(production)
+                )
+                XCTAssertEqual(counts.0, 1)
+                XCTAssertEqual(counts.1, 0)
+                XCTAssertEqual(counts.2, 0)
+                XCTAssertEqual(counts.3, 1)
+                XCTAssertTrue(try tenant.submission(production).authorizationXML?.contains("PRODUCCIÓN") == true)
+            }
+        }
+    }
+
+    // MARK: Many processes, one queue
+
+    func testTwoProcessesShareOneQueueAndReceiveEachDocumentOnce() async throws {
+        try await run { _, tenant, sri in
+            try await sri.faults(.init(latencyMs: 20))
+            let keys = try (0..<40).map { _ in try tenant.queue() }
+            let settings = testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id], workers: 4)
+            try await withSender(settings) { _ in
+                try await withSender(settings) { _ in
+                    try await tenant.waitFor(keys, timeout: 90)
+                }
+            }
+            for key in keys {
+                XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")
+                let receptions = await sri.receptions(key)
+                XCTAssertEqual(receptions, 1, "\(key) was sent to reception \(receptions) times")
+            }
+            let workers = try TestDatabase.scalar(
+                "SELECT count(DISTINCT worker) FROM sri_exchanges WHERE tenant_id = $1", [tenant.tenant.id], as: Int.self)
+            XCTAssertEqual(workers, 2, "both processes took part")
+        }
+    }
+
+    func testWorkHeldByADeadProcessIsTakenOverWhenItsLeaseEnds() async throws {
+        try await run { _, tenant, sri in
+            let key = try tenant.queue()
+            // A process claimed it and died: its lease runs for another second.
+            try TestDatabase.query(
+                """
+                UPDATE document_submissions SET leased_by = gen_random_uuid(), leased_until = now() + interval '1 second'
+                 WHERE tenant_id = $1
+                """, [tenant.tenant.id])
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await Task.sleep(for: .milliseconds(500))
+                XCTAssertEqual(try tenant.submission(key).attempts, 0, "nobody touches it while the lease lasts")
+                try await tenant.waitFor([key])
+            }
+            XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")
+        }
+    }
+
+    func testNoWorkersSendNothing() async throws {
+        try await run { _, tenant, sri in
+            let key = try tenant.queue()
+            var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])
+            settings.workers = 0
+            try await withSender(settings) { _ in
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            XCTAssertEqual(try tenant.submission(key).attempts, 0)
+            let receptions = await sri.receptions(key)
+            XCTAssertEqual(receptions, 0)
+        }
+    }
+
+    func testOneLogLinePerExchangeWithoutTheXML() async throws {
+        try await run { _, tenant, sri in
+            let key = try tenant.queue()
+            let logs = LogCapture()
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id]), logs: logs) { _ in
+                try await tenant.waitFor([key])
+            }
+            let lines = logs.lines.withLockedValue { $0 }.filter { $0.contains("sri exchange") }
+            XCTAssertEqual(lines.count, 2, lines.joined(separator: "\n"))
+            for line in lines {
+                XCTAssertTrue(line.contains(key), line)
+                XCTAssertTrue(line.contains("durationMs"), line)
+                XCTAssertFalse(line.contains("<"), "no XML in logs: \(line)")
+            }
+        }
+    }
+}
+
+/// The state machine alone (no database, no SRI).
+final class SubmissionStateTests: XCTestCase {
+    var settings: SRISettings {
+        var settings = SRISettings()
+        settings.retryBaseMilliseconds = 1_000
+        settings.retryMaxMilliseconds = 300_000
+        settings.authorizationDelayMilliseconds = 3_000
+        return settings
+    }
+
+    func testBackoffDoublesUpToTheMaximum() {
+        XCTAssertEqual(
+            [1, 2, 3, 4, 9, 10, 64].map { settings.backoffMilliseconds(streak: $0) },
+            [1_000, 2_000, 4_000, 8_000, 256_000, 300_000, 300_000])
+    }
+
+    func testReceptionAnswers() {
+        let received = Transition.after(.reception(.init(status: .received)), from: .signed, streak: 3, settings: settings, now: Date())
+        XCTAssertEqual(received.status, .received)
+        XCTAssertEqual(received.nextAttemptMilliseconds, 3_000)
+        XCTAssertEqual(received.streak, 0)
+
+        let only43and70 = ReceptionAnswer(
+            status: .returned,
+            comprobantes: [
+                .init(accessKey: "k", messages: [SRIMessage(identifier: "43", message: "x"), SRIMessage(identifier: "70", message: "y")])
+            ])
+        let already = Transition.after(.reception(only43and70), from: .signed, streak: 0, settings: settings, now: Date())
+        XCTAssertEqual(already.status, .received)
+        XCTAssertEqual(already.outcome, "already_received")
+
+        let mixed = ReceptionAnswer(
+            status: .returned,
+            comprobantes: [
+                .init(accessKey: "k", messages: [SRIMessage(identifier: "43", message: "x"), SRIMessage(identifier: "35", message: "y")])
+            ])
+        let returned = Transition.after(.reception(mixed), from: .signed, streak: 0, settings: settings, now: Date())
+        XCTAssertEqual(returned.status, .returned)
+        XCTAssertNil(returned.nextAttemptMilliseconds)
+        XCTAssertEqual(returned.messages?.map(\.identifier), ["43", "35"])
+    }
+
+    func testAnyAutorizadoWins() throws {
+        let answer = AuthorizationAnswer(
+            queriedAccessKey: "k", count: 2,
+            authorizations: [
+                .init(status: .notAuthorized, messages: [SRIMessage(identifier: "39", message: "FIRMA INVALIDA")]),
+                .init(status: .authorized, number: "k", date: "2026-12-01T10:15:32-05:00", element: Array("<autorizacion/>".utf8)),
+            ])
+        let transition = Transition.after(.authorization(answer), from: .received, streak: 0, settings: settings, now: Date())
+        XCTAssertEqual(transition.status, .authorized)
+        XCTAssertEqual(transition.authorization?.number, "k")
+        XCTAssertEqual(transition.authorization?.date, Date(timeIntervalSince1970: 1_796_138_132))
+        XCTAssertNil(transition.nextAttemptMilliseconds)
+    }
+
+    func testPendingAndFailuresBackOffAndKeepTheStatus() {
+        let pending = Transition.after(
+            .authorization(.init(queriedAccessKey: "k", count: 0, authorizations: [])), from: .received, streak: 2, settings: settings,
+            now: Date())
+        XCTAssertEqual(pending.status, .received)
+        XCTAssertEqual(pending.outcome, "pending")
+        XCTAssertEqual(pending.nextAttemptMilliseconds, 4_000)
+        XCTAssertNil(pending.lastError)
+
+        let failures: [SRITransportError] = [
+            .connection("refused"), .timeout(milliseconds: 20_000), .httpStatus(503), .soapFault(code: "soap:Server", message: "x"),
+            .unparseable("not XML"),
+        ]
+        for error in failures {
+            let failed = Transition.after(.failed(error), from: .signed, streak: 0, settings: settings, now: Date())
+            XCTAssertEqual(failed.status, .signed)
+            XCTAssertEqual(failed.lastError, error.description)
+            XCTAssertEqual(failed.streak, 1)
+            XCTAssertEqual(failed.nextAttemptMilliseconds, 1_000)
+        }
+    }
+}
