@@ -51,6 +51,8 @@ struct TestServer: Sendable {
         configuration.poolSize = 4
         configuration.adminToken = adminToken
         configuration.signupRateLimit = 0
+        // Only tests that deliver webhooks turn the workers on, for their own tenants.
+        configuration.webhooks.workers = 0
         configure(&configuration)
         var logger = Logger(label: "test") { _ in
             logs.map { LogCapture.Handler(capture: $0) as any LogHandler } ?? SwiftLogNoOpLogHandler()
@@ -62,16 +64,17 @@ struct TestServer: Sendable {
         }
     }
 
-    /// One request on its own connection (so tests can run many at once).
+    /// One request on its own connection (so tests can run many at once). The
+    /// body is `json` (sent as application/json) or `bytes` as they are.
     func call(
         _ method: HTTPRequest.Method, _ path: String, key: String? = nil, issuer: Int64? = nil,
-        headers: HTTPFields = [:], json: String? = nil
+        headers: HTTPFields = [:], json: String? = nil, bytes: [UInt8]? = nil
     ) async throws -> Reply {
         var fields = headers
         if let key { fields[.authorization] = "Bearer \(key)" }
         if let issuer { fields[.issuerID] = String(issuer) }
         if json != nil, fields[.contentType] == nil { fields[.contentType] = "application/json" }
-        let body = json.map { ByteBuffer(string: $0) }
+        let body = json.map { ByteBuffer(string: $0) } ?? bytes.map { ByteBuffer(bytes: $0) }
         let requestHeaders = fields
         let response = try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
             try await client.execute(.init(path, method: method, headers: requestHeaders, body: body))

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import SRI
@@ -196,6 +197,7 @@ final class ComprobanteMatrixTests: XCTestCase {
                 let xml = try ComprobanteXML.build(
                     comprobante, issuer: testCase.issuer, numbering: ComprobanteNumbering(accessKey: Self.accessKey, sequential: 123))
                 try assertValid(xml, kind: comprobante.kind, label)
+                try assertSignedAndVerified(xml, kind: comprobante.kind, label)
                 let root = comprobante.kind == .factura ? "/factura" : "/notaCredito"
                 let info = comprobante.kind == .factura ? "/infoFactura" : "/infoNotaCredito"
                 let totalElement = comprobante.kind == .factura ? "importeTotal" : "valorModificacion"
@@ -228,6 +230,30 @@ final class ComprobanteMatrixTests: XCTestCase {
         let schema = Schemas.file(kind == .factura ? "factura_V2.1.0.xsd" : "nota_credito_V1.1.0.xsd")
         let outcome = try XMLLint.validate(xml, schema: schema)
         XCTAssertEqual(outcome.status, 0, "\(label): \(outcome.output)", file: file, line: line)
+    }
+
+    private static let signer = Result { () throws -> (TestPKI, SigningIdentity) in
+        let pki = try TestPKI()
+        let name = try pki.leaf("Matriz Firmante")
+        return (pki, try SigningIdentity(pkcs12: try pki.pkcs12(name), password: TestPKI.password, now: Date()))
+    }
+
+    /// Signs the built comprobante and has `xmlsec1 --verify` judge it, with the
+    /// test CA trusted; the signed document still passes the official schema.
+    private func assertSignedAndVerified(_ xml: [UInt8], kind: DocumentKind, _ label: String) throws {
+        let (pki, identity) = try Self.signer.get()
+        let signed = try XAdESSigner.sign(xml, identity: identity, signingTime: Date())
+        try assertValid(signed, kind: kind, label + " (signed)")
+        let file = pki.url("matrix-\(UUID().uuidString).xml")
+        try Data(signed).write(to: file)
+        let root = kind == .factura ? "factura" : "notaCredito"
+        let (status, output) = try runTool(
+            "xmlsec1",
+            [
+                "--verify", "--trusted-pem", pki.path("ca.pem"), "--id-attr:id", root,
+                "--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties", file.path,
+            ])
+        XCTAssertEqual(status, 0, "\(label): \(output)")
     }
 
     // MARK: - The XML itself

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// Debian's `xmllint` (libxml2-utils), run as a separate process: the judge
@@ -15,16 +16,8 @@ enum XMLLint {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("comprobante-\(UUID().uuidString).xml")
         try Data(document).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments + [file.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Outcome(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        let (status, output) = try runTool(path, arguments + [file.path])
+        return Outcome(status: status, output: output)
     }
 
     /// `xmllint --noout --nonet --schema <xsd> <file>`.

@@ -1,12 +1,22 @@
 import Foundation
 
-/// Runs a tool; returns its exit status and its output (stdout then stderr).
+/// Runs a program and returns its exit status and its output (stdout then
+/// stderr). `tool` is a path, or a name looked up on PATH; `environment`, when
+/// given, replaces the inherited one.
 @discardableResult
-public func runTool(_ tool: String, _ arguments: [String], in directory: URL? = nil) throws -> (status: Int32, output: String) {
+public func runTool(
+    _ tool: String, _ arguments: [String], in directory: URL? = nil, environment: [String: String]? = nil
+) throws -> (status: Int32, output: String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [tool] + arguments
+    if tool.hasPrefix("/") {
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+    } else {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [tool] + arguments
+    }
     if let directory { process.currentDirectoryURL = directory }
+    if let environment { process.environment = environment }
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe

@@ -83,8 +83,9 @@ $$, 'comprobify_auth owns no table, view, index or sequence');
 SELECT set_eq($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
      WHERE p.proowner = 'comprobify_auth'::regrole
-$$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()'],
-   'comprobify_auth owns exactly the three cross-tenant functions');
+$$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
+         'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'webhook_queue_depth()'],
+   'comprobify_auth owns exactly the five cross-tenant functions');
 
 SELECT is_empty($$
     SELECT c.relname || ': ' || p.privilege

@@ -1,13 +1,13 @@
 -- Guards on the catalog, so that a later change that weakens isolation fails
 -- here even when no other test looks at the new object:
 --
---   * the SECURITY DEFINER functions are exactly the three reviewed ones, and
+--   * the SECURITY DEFINER functions are exactly the five reviewed ones, and
 --     any such function is owned by comprobify_auth, pins a search_path ending
 --     in pg_temp and cannot be executed by PUBLIC;
 --   * comprobify_auth's cross-tenant policies are exactly the reviewed set;
 --   * every table is a tenant table (covered by rls_coverage.sql) or one of the
 --     three known others; there are no views or materialized views;
---   * comprobify_app's privileges are exactly the ones 0002_schema.sql grants.
+--   * comprobify_app's privileges are exactly the ones the migrations grant.
 --
 -- Objects that belong to an extension (pgTAP's own views and functions) are
 -- left out. When one of these lists has to change, review the change for
@@ -30,8 +30,9 @@ SELECT set_eq($$
      WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
        AND NOT EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-$$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()'],
-'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant and purge_expired');
+$$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
+        'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'webhook_queue_depth()'],
+'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries and webhook_queue_depth');
 
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -54,8 +55,10 @@ $$, $$ VALUES
     ('api_keys', 'api_keys_authenticator_lock', 'w', 'true', 'false'),
     ('email_verifications', 'email_verifications_authenticator', 'r', 'true', ''),
     ('idempotency_keys', 'idempotency_keys_purge', 'r', '(expires_at < now())', ''),
-    ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', '(expires_at < now())', '')
-$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys');
+    ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', '(expires_at < now())', ''),
+    ('webhook_deliveries', 'webhook_deliveries_claimer', 'r', 'true', ''),
+    ('webhook_deliveries', 'webhook_deliveries_claimer_lease', 'w', 'true', 'true')
+$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys, see and lease webhook deliveries');
 
 -- Tables and views --------------------------------------------------------------------
 
@@ -89,7 +92,11 @@ $$, $$ VALUES
     ('issuer_certificates', 'SELECT'), ('issuer_certificates', 'INSERT'),
     ('sequentials', 'SELECT'), ('sequentials', 'INSERT'),
     ('signup_attempts', 'SELECT'), ('signup_attempts', 'INSERT'),
-    ('tenants', 'SELECT'), ('tenants', 'INSERT')
+    ('tenants', 'SELECT'), ('tenants', 'INSERT'),
+    ('webhook_endpoints', 'SELECT'), ('webhook_endpoints', 'INSERT'),
+    ('webhook_events', 'SELECT'), ('webhook_events', 'INSERT'),
+    ('webhook_deliveries', 'SELECT'), ('webhook_deliveries', 'INSERT'),
+    ('webhook_delivery_attempts', 'SELECT'), ('webhook_delivery_attempts', 'INSERT')
 $$, 'comprobify_app''s table privileges are exactly the granted ones (no UPDATE, DELETE, TRUNCATE, REFERENCES or TRIGGER beyond them)');
 
 SELECT set_eq($$
@@ -112,7 +119,11 @@ $$, $$ VALUES
     ('document_submissions', 'authorization_number'), ('document_submissions', 'authorized_at'),
     ('document_submissions', 'authorization_xml'), ('document_submissions', 'updated_at'),
     ('sequentials', 'next_sequential'),
-    ('tenants', 'status'), ('tenants', 'environment'), ('tenants', 'promoted_at'), ('tenants', 'roster_changed_at')
+    ('tenants', 'status'), ('tenants', 'environment'), ('tenants', 'promoted_at'), ('tenants', 'roster_changed_at'),
+    ('webhook_endpoints', 'deleted_at'),
+    ('webhook_deliveries', 'status'), ('webhook_deliveries', 'attempts'), ('webhook_deliveries', 'next_attempt_at'),
+    ('webhook_deliveries', 'leased_by'), ('webhook_deliveries', 'leased_until'), ('webhook_deliveries', 'last_response_code'),
+    ('webhook_deliveries', 'last_duration_ms'), ('webhook_deliveries', 'last_error'), ('webhook_deliveries', 'updated_at')
 $$, 'comprobify_app may update exactly these columns (never tenant_id, ids, digests or document content)');
 
 SELECT * FROM finish();

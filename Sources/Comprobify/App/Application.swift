@@ -22,6 +22,7 @@ public func buildRouter(configuration: Configuration, database: Database, logger
     DocumentsController(
         database: database, signing: DocumentSigning(secretBox: configuration.secretBox, algorithm: configuration.signatureAlgorithm)
     ).addRoutes(to: v1)
+    WebhooksController(database: database, secretBox: configuration.secretBox, settings: configuration.webhooks).addRoutes(to: v1)
 
     if let adminToken = configuration.adminToken {
         AdminController(database: database, adminToken: adminToken).addRoutes(to: router)
@@ -64,6 +65,8 @@ public func buildApplication(configuration: Configuration, logger: Logger) async
         logger: logger
     )
     app.addServices(PoolService(pool: pool), HousekeepingService(database: database, logger: logger))
+    app.addServices(
+        WebhookService(database: database, settings: configuration.webhooks, secretBox: configuration.secretBox, logger: logger))
     return app
 }
 

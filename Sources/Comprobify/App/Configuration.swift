@@ -32,6 +32,8 @@ public struct Configuration: Sendable {
     public var secretBox: SecretBox
     /// SRI_SIGNATURE_ALGORITHM: rsa-sha256 (SRI.md's profile) or rsa-sha1.
     public var signatureAlgorithm: SignatureAlgorithm = .rsaSHA256
+    /// Delivering webhooks: the WEBHOOK_* settings.
+    public var webhooks = WebhookSettings()
 
     public init(databaseURL: String, secretBox: SecretBox) {
         self.databaseURL = databaseURL
@@ -94,6 +96,18 @@ public struct Configuration: Sendable {
                 throw Invalid(description: "SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1")
             }
             configuration.signatureAlgorithm = parsed
+        }
+        configuration.webhooks.timeoutMilliseconds =
+            try integer("WEBHOOK_TIMEOUT_MS", 1...600_000) ?? configuration.webhooks.timeoutMilliseconds
+        configuration.webhooks.retryBaseMilliseconds =
+            try integer("WEBHOOK_RETRY_BASE_MS", 1...86_400_000) ?? configuration.webhooks.retryBaseMilliseconds
+        configuration.webhooks.retryForSeconds =
+            try integer("WEBHOOK_RETRY_FOR_S", 0...31_536_000) ?? configuration.webhooks.retryForSeconds
+        configuration.webhooks.workers = try integer("WEBHOOK_WORKERS", 0...1024) ?? configuration.webhooks.workers
+        configuration.webhooks.pollMilliseconds = try integer("WEBHOOK_POLL_MS", 10...600_000) ?? configuration.webhooks.pollMilliseconds
+        if let allow = env("WEBHOOKS_ALLOW_HTTP") {
+            guard allow == "0" || allow == "1" else { throw Invalid(description: "WEBHOOKS_ALLOW_HTTP must be 0 or 1") }
+            configuration.webhooks.allowHTTP = allow == "1"
         }
         return configuration
     }

@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import SRI
 
 /// SHA-256, CSPRNG bytes and constant-time comparison, from OpenSSL.
 enum Crypto {
@@ -36,12 +37,6 @@ enum Crypto {
     }
 
     static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        Hex.encode(bytes)
     }
 }

@@ -204,6 +204,34 @@ public struct Database: Sendable {
     func purgeExpired() async throws -> Int64 {
         try await pool.withConnection { try $0.query("SELECT purge_expired()")[0].decode(Int64.self, at: 0) }
     }
+
+    /// Claims up to `limit` webhook deliveries that are due, across tenants,
+    /// through `claim_webhook_deliveries()`: only (tenant, delivery) pairs come
+    /// back, leased to `worker`. Each is then made and recorded as its tenant.
+    func claimWebhookDeliveries(worker: UUID, limit: Int, leaseMilliseconds: Int, perEndpoint: Int, tenants: [Int64]?) async throws
+        -> [(tenantID: Int64, deliveryID: Int64)]
+    {
+        let query: PostgresQuery = """
+            SELECT tenant_id, delivery_id
+              FROM claim_webhook_deliveries(\(worker.uuidString)::uuid, \(limit), \(leaseMilliseconds), \(perEndpoint),
+                                            \(tenants)::bigint[])
+            """
+        return try await pool.withConnection { connection in
+            try connection.query(query).rows.map { row in
+                let (tenantID, deliveryID) = try row.decode((Int64, Int64).self)
+                return (tenantID, deliveryID)
+            }
+        }
+    }
+
+    /// Pending webhook deliveries of all tenants, and the age of the oldest in seconds.
+    func webhookQueueDepth() async throws -> (pending: Int64, oldestSeconds: Double) {
+        try await pool.withConnection { connection in
+            let row = try connection.query("SELECT pending, oldest_seconds FROM webhook_queue_depth()")[0]
+            let (pending, oldest) = try row.decode((Int64, Double).self)
+            return (pending, oldest)
+        }
+    }
 }
 
 extension Environment {

@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import SRI
 
 /// Seals private keys at rest with AES-256-GCM (OpenSSL EVP) under the
 /// deployment's master key, `COMPROBIFY_SECRET_KEY`.
@@ -101,7 +102,7 @@ public struct SecretBox: Sendable, CustomStringConvertible, CustomDebugStringCon
         }
         let id = Array(sealed[1..<(1 + SecretBox.keyIDLength)])
         guard let key = ([current] + previous).first(where: { $0.id == id }) else {
-            throw .unknownKey(id: id.map { String(format: "%02x", $0) }.joined())
+            throw .unknownKey(id: Hex.encode(id))
         }
         let header = Array(sealed[0..<SecretBox.headerLength])
         let nonce = Array(header[(1 + SecretBox.keyIDLength)...])
@@ -147,7 +148,7 @@ private struct MasterKey: Sendable {
     let bytes: [UInt8]
     let id: [UInt8]
 
-    var idText: String { id.map { String(format: "%02x", $0) }.joined() }
+    var idText: String { Hex.encode(id) }
 
     init(parsing text: String?, variable: String) throws(SecretKeyError) {
         guard let text = text?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty else {

@@ -1,4 +1,4 @@
-import Postgres
+import SRI
 
 /// The SRI clave de acceso: 49 digits.
 ///
@@ -93,52 +93,10 @@ public enum AccessKey {
     }
 
     static func pad(_ value: Int, _ width: Int) -> String {
-        let text = String(value)
-        return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+        ComprobanteDate.pad(value, width)
     }
 }
 
-/// A calendar date without time or zone (an issue date).
-public struct CalendarDate: Sendable, Equatable, CustomStringConvertible {
-    public let year: Int
-    public let month: Int
-    public let day: Int
-
-    public init?(year: Int, month: Int, day: Int) {
-        guard (1...9999).contains(year), (1...12).contains(month), day >= 1 else { return nil }
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-        let lengths = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-        guard day <= lengths[month - 1] else { return nil }
-        self.year = year
-        self.month = month
-        self.day = day
-    }
-
-    /// Parses `YYYY-MM-DD`.
-    public init?(iso text: String) {
-        let utf8 = Array(text.utf8)
-        guard utf8.count == 10, utf8[4] == 45, utf8[7] == 45 else { return nil }
-        func number(_ range: Range<Int>) -> Int? {
-            var value = 0
-            for i in range {
-                guard (48...57).contains(utf8[i]) else { return nil }
-                value = value * 10 + Int(utf8[i] - 48)
-            }
-            return value
-        }
-        guard let y = number(0..<4), let m = number(5..<7), let d = number(8..<10) else { return nil }
-        self.init(year: y, month: m, day: d)
-    }
-
-    public var description: String {
-        AccessKey.pad(year, 4) + "-" + AccessKey.pad(month, 2) + "-" + AccessKey.pad(day, 2)
-    }
-
-    /// Today in America/Guayaquil (UTC−5 all year: Ecuador observes no daylight saving).
-    public static func todayInEcuador(now: Double) -> CalendarDate {
-        let seconds = Int((now - 5 * 3600).rounded(.down))
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let (y, m, d) = Timestamp.civilFromDays(days)
-        return CalendarDate(year: y, month: m, day: d)!
-    }
-}
+/// A calendar date without time or zone (an issue date): the SRI library's,
+/// so the API, the access key and the XML agree on what a day is.
+public typealias CalendarDate = ComprobanteDate

@@ -53,17 +53,14 @@ struct ComprobanteRequest: Sendable {
         }
 
         var violations = reader.errors
-        guard let todayForRules = ComprobanteDate(year: today.year, month: today.month, day: today.day) else {
-            throw APIError.internalError
-        }
         do {
-            comprobante = try comprobanteInput.validated(today: todayForRules)
+            comprobante = try comprobanteInput.validated(today: today)
         } catch {
             // A field whose JSON type was wrong reaches the rules as absent; its
             // type error already names it.
             let typed = Set(reader.errors.map(\.field))
             violations += error.violations.filter { !typed.contains($0.field) }.map {
-                APIError.FieldError(field: $0.field, message: "\($0.field) \($0.message).")
+                APIError.FieldError(field: $0.field, message: "\($0.field): \($0.message).")
             }
             throw APIError.validation(violations)
         }

@@ -55,8 +55,7 @@ struct DocumentsController {
             if case .creditNote(let note) = comprobante {
                 modifiedDocumentID = try DocumentsStore.creditedFactura(transaction, issuer: issuer, note: note)
             }
-            let date = comprobante.issueDate
-            guard let issueDate = CalendarDate(year: date.year, month: date.month, day: date.day) else { throw APIError.internalError }
+            let issueDate = comprobante.issueDate
             let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
             let accessKey = AccessKey.make(
                 AccessKey.Parts(

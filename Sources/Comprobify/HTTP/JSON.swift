@@ -78,8 +78,6 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    private static let hexDigits: [Character] = Array("0123456789abcdef")
-
     static func writeString(_ text: String, to out: inout String) {
         out += "\""
         // Most strings need no escaping: append them whole.
@@ -96,9 +94,7 @@ public enum JSONValue: Sendable, Equatable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             case _ where scalar.value < 0x20:
-                out += "\\u00"
-                out.append(hexDigits[Int(scalar.value >> 4)])
-                out.append(hexDigits[Int(scalar.value & 0xf)])
+                out += "\\u00" + Crypto.hex([UInt8(scalar.value)])
             default: out.unicodeScalars.append(scalar)
             }
         }

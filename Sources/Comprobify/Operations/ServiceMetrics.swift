@@ -39,6 +39,11 @@ enum ServiceMetrics {
     static func promoted() {
         Counter(label: "tenant_promotions_total").increment()
     }
+
+    /// One webhook attempt, by outcome (delivered, http_status, timeout, connection, refused_address).
+    static func webhookDelivery(outcome: String) {
+        Counter(label: "webhook_deliveries_total", dimensions: [("outcome", outcome)]).increment()
+    }
 }
 
 /// Bootstraps swift-metrics with a Prometheus registry once per process.

@@ -32,6 +32,29 @@ public struct ComprobanteDate: Sendable, Hashable, Comparable, CustomStringConve
         self.init(year: y, month: m, day: d)
     }
 
+    /// The day `days` after 1970-01-01 (proleptic Gregorian; H. Hinnant's civil-from-days).
+    public init(daysSince1970 days: Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shifted = (5 * dayOfYear + 2) / 153
+        day = dayOfYear - (153 * shifted + 2) / 5 + 1
+        month = shifted < 10 ? shifted + 3 : shifted - 9
+        year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+    }
+
+    /// Today in America/Guayaquil (UTC−5 all year: Ecuador keeps no daylight
+    /// saving time), for `now` in seconds since 1970.
+    public static func todayInEcuador(now: Double) -> ComprobanteDate {
+        let seconds = Int((now + Double(ecuadorUTCOffset)).rounded(.down))
+        return ComprobanteDate(daysSince1970: seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
+    }
+
+    /// Ecuador's offset from UTC, in seconds.
+    public static let ecuadorUTCOffset = -5 * 3600
+
     /// `YYYY-MM-DD`.
     public var iso: String { Self.pad(year, 4) + "-" + Self.pad(month, 2) + "-" + Self.pad(day, 2) }
 
@@ -44,7 +67,8 @@ public struct ComprobanteDate: Sendable, Hashable, Comparable, CustomStringConve
         (lhs.year, lhs.month, lhs.day) < (rhs.year, rhs.month, rhs.day)
     }
 
-    private static func pad(_ value: Int, _ width: Int) -> String {
+    /// `value` in decimal, zero-padded on the left to `width` digits.
+    public static func pad(_ value: Int, _ width: Int) -> String {
         let text = String(value)
         return String(repeating: "0", count: max(0, width - text.count)) + text
     }

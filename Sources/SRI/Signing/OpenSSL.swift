@@ -111,16 +111,22 @@ public enum DigestAlgorithm: Sendable {
     }
 }
 
-extension [UInt8] {
-    /// Lowercase hexadecimal.
-    var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
+/// Lowercase hexadecimal, the one encoder of the SRI library and the service.
+public enum Hex {
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
         var out = [UInt8]()
-        out.reserveCapacity(count * 2)
-        for byte in self {
+        out.reserveCapacity(bytes.underestimatedCount * 2)
+        for byte in bytes {
             out.append(digits[Int(byte >> 4)])
             out.append(digits[Int(byte & 0x0f)])
         }
         return String(decoding: out, as: UTF8.self)
     }
+}
+
+extension [UInt8] {
+    /// Lowercase hexadecimal.
+    var hex: String { Hex.encode(self) }
 }

@@ -72,16 +72,8 @@ enum XAdES {
         let local = Int(date.timeIntervalSince1970.rounded(.down)) + utcOffset
         let days = local >= 0 ? local / 86_400 : (local - 86_399) / 86_400
         let seconds = local - days * 86_400
-        // Days since 1970-01-01 to a civil date (proleptic Gregorian).
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let shifted = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * shifted + 2) / 5 + 1
-        let month = shifted < 10 ? shifted + 3 : shifted - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        let date = ComprobanteDate(daysSince1970: days)
+        let (year, month, day) = (date.year, date.month, date.day)
         let sign = utcOffset < 0 ? "-" : "+"
         let offset = abs(utcOffset) / 60
         return
@@ -90,7 +82,6 @@ enum XAdES {
     }
 
     private static func pad(_ value: Int, _ width: Int) -> String {
-        let text = String(value)
-        return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+        ComprobanteDate.pad(value, width)
     }
 }

@@ -7,7 +7,7 @@ import Foundation
 /// namespaces in scope are exactly those a verifier sees.
 public enum XAdESSigner {
     /// Ecuador's offset from UTC (America/Guayaquil keeps no daylight saving time).
-    public static let ecuadorUTCOffset = -5 * 3600
+    public static let ecuadorUTCOffset = ComprobanteDate.ecuadorUTCOffset
 
     /// The comprobante (root with `id="comprobante"`), signed: `ds:Signature` is
     /// appended as the root's last child. `utcOffset` (seconds) is how

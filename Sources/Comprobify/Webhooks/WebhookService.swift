@@ -1,0 +1,219 @@
+import AsyncHTTPClient
+import CoreMetrics
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// Delivers webhook events. Up to `WEBHOOK_WORKERS` attempts run at once, at
+/// most `perEndpoint` per endpoint across every process; the work comes from
+/// webhook_deliveries, shared by every process:
+///
+/// 1. `claim_webhook_deliveries()` leases due deliveries to this process, across tenants;
+/// 2. each is read as its tenant, lease still held, and its secret opened;
+/// 3. one POST, signed, within `WEBHOOK_TIMEOUT_MS`;
+/// 4. as the tenant again, one statement records the attempt, moves the
+///    delivery on (delivered, retried later, or failed) and lets the lease go.
+///
+/// A crash between 3 and 4 loses only the answer: the lease ends and another
+/// process delivers the event again, with the same id (at least once).
+/// Webhooks have their own HTTP client and workers, so a slow endpoint never
+/// holds up the SRI exchanges.
+struct WebhookService: Service {
+    let database: Database
+    let settings: WebhookSettings
+    let secretBox: SecretBox
+    let logger: Logger
+    /// This process's workers, as `leased_by`.
+    let worker = UUID()
+
+    func run() async throws {
+        let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMilliseconds))
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
+        configuration.decompression = .disabled
+        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        await withDiscardingTaskGroup { group in
+            group.addTask { await watchQueueDepth() }
+            if settings.workers > 0 {
+                group.addTask { await dispatch(http) }
+            }
+        }
+        try? await http.shutdown()
+    }
+
+    private static var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
+
+    private enum Event: Sendable {
+        case finished
+        case tick
+    }
+
+    /// Keeps up to `workers` attempts running: claims as many deliveries as
+    /// there are free workers; when fewer are due, looks again after the poll
+    /// interval or as soon as a worker is done. On shutdown it claims nothing
+    /// more and lets the attempts in flight finish.
+    private func dispatch(_ http: HTTPClient) async {
+        logger.info("delivering webhooks", metadata: ["workers": "\(settings.workers)", "worker": "\(worker)"])
+        await withTaskGroup(of: Event.self) { group in
+            var running = 0
+            var ticking = false
+            var failing = false
+            while !Self.stopping {
+                let free = settings.workers - running
+                var claimed = 0
+                if free > 0 {
+                    do {
+                        let work = try await database.claimWebhookDeliveries(
+                            worker: worker, limit: free, leaseMilliseconds: settings.leaseMilliseconds,
+                            perEndpoint: settings.perEndpoint, tenants: settings.tenantIDs?())
+                        if failing { logger.info("claiming webhook deliveries again") }
+                        failing = false
+                        for item in work {
+                            running += 1
+                            group.addTask {
+                                await deliver(http, tenantID: item.tenantID, deliveryID: item.deliveryID)
+                                return .finished
+                            }
+                        }
+                        claimed = work.count
+                    } catch {
+                        if !failing { logger.warning("cannot claim webhook deliveries", metadata: ["error": "\(error)"]) }
+                        failing = true
+                    }
+                }
+                if claimed < free && !ticking {
+                    ticking = true
+                    let poll = settings.pollMilliseconds
+                    group.addTask {
+                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(poll)) }
+                        return .tick
+                    }
+                }
+                switch await group.next() {
+                case .finished?: running -= 1
+                case .tick?: ticking = false
+                case nil: break
+                }
+            }
+            while await group.next() != nil {}
+        }
+    }
+
+    /// One attempt for one claimed delivery, recorded with what it changed.
+    private func deliver(_ http: HTTPClient, tenantID: Int64, deliveryID: Int64) async {
+        let worker = self.worker
+        let pending: WebhooksStore.Pending?
+        do {
+            pending = try await database.transaction(forTenantID: tenantID) { transaction, _ in
+                try WebhooksStore.load(transaction, tenantID: tenantID, deliveryID: deliveryID, worker: worker)
+            }
+        } catch {
+            logger.warning("cannot read a claimed webhook delivery", metadata: ["error": "\(error)"])
+            return
+        }
+        guard let pending else { return }
+        let secret: [UInt8]
+        do {
+            secret = try secretBox.open(
+                pending.sealedSecret, associatedData: WebhooksStore.associatedData(tenantID: tenantID, webhookID: pending.endpointID))
+        } catch {
+            logger.error(
+                "a webhook secret does not open", metadata: ["webhookId": "\(pending.endpointID)", "error": "\(error.description)"])
+            _ = try? await database.transaction(forTenantID: tenantID) { transaction, _ in
+                try WebhooksStore.release(
+                    transaction, deliveryID: deliveryID, worker: worker, retryMilliseconds: settings.retryBaseMilliseconds)
+            }
+            return
+        }
+        let outcome = await attempt(http, pending, secret: secret)
+        ServiceMetrics.webhookDelivery(outcome: outcome.kind)
+        do {
+            let status = try await database.transaction(forTenantID: tenantID) { transaction, _ in
+                try WebhooksStore.record(
+                    transaction, pending, outcome, worker: worker, retryBaseMilliseconds: settings.retryBaseMilliseconds,
+                    retryForSeconds: settings.retryForSeconds)
+            }
+            if status == "failed" {
+                logger.notice(
+                    "a webhook delivery failed for good",
+                    metadata: ["tenantId": "\(tenantID)", "webhookId": "\(pending.endpointID)", "eventId": "\(pending.eventID)"])
+            }
+        } catch {
+            // The lease ends and the event is delivered again: at least once.
+            logger.warning("cannot record a webhook attempt", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The POST itself: the address check, the signature, the timeout.
+    private func attempt(_ http: HTTPClient, _ pending: WebhooksStore.Pending, secret: [UInt8]) async -> WebhooksStore.Outcome {
+        let started = ContinuousClock.now
+        func elapsed() -> Int {
+            let duration = ContinuousClock.now - started
+            return Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        }
+        func failure(_ kind: String, _ code: Int? = nil, _ error: String) -> WebhooksStore.Outcome {
+            .init(kind: kind, responseCode: code, durationMilliseconds: elapsed(), error: Self.short(error))
+        }
+        switch WebhookURL.parse(pending.url, allowHTTP: settings.allowHTTP) {
+        case .failure(let refusal):
+            return failure("refused_address", refusal.message)
+        case .success(let url):
+            if let refusal = await AddressGuard.refusal(for: url, allowHTTP: settings.allowHTTP) {
+                return failure("refused_address", refusal)
+            }
+        }
+        var request = HTTPClientRequest(url: pending.url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+        request.headers.add(name: "User-Agent", value: "Comprobify-Webhooks/1")
+        request.headers.add(name: "Comprobify-Event-Id", value: pending.eventID)
+        let timestamp = Int64(Date().timeIntervalSince1970)
+        request.headers.add(
+            name: WebhookSignature.headerName, value: WebhookSignature.header(secret: secret, timestamp: timestamp, body: pending.body))
+        request.body = .bytes(ByteBuffer(bytes: pending.body))
+        let deadline = NIODeadline.now() + .milliseconds(Int64(settings.timeoutMilliseconds))
+        do {
+            let response = try await http.execute(request, deadline: deadline)
+            let code = Int(response.status.code)
+            // The answer's body is read (bounded) and dropped; only the status counts.
+            _ = try? await response.body.collect(upTo: 64 << 10)
+            if (200...299).contains(code) {
+                return .init(kind: "delivered", responseCode: code, durationMilliseconds: elapsed(), error: nil)
+            }
+            return failure("http_status", code, "HTTP \(code)")
+        } catch let error as HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout, .connectTimeout:
+                return failure("timeout", "no answer within \(settings.timeoutMilliseconds) ms")
+            case .remoteConnectionClosed:
+                return failure("connection", "closed by the endpoint before the answer was complete")
+            default:
+                return failure("connection", "\(error)")
+            }
+        } catch let error as NIOConnectionError {
+            return failure("connection", error.connectionErrors.last.map { "\($0.error)" } ?? "cannot connect to \(error.host)")
+        } catch {
+            return failure("connection", "\(error)")
+        }
+    }
+
+    /// Publishes webhook_oldest_pending_seconds every few seconds.
+    private func watchQueueDepth() async {
+        let oldest = Gauge(label: "webhook_oldest_pending_seconds")
+        let pending = Gauge(label: "webhook_deliveries_pending")
+        while !Self.stopping {
+            if let depth = try? await database.webhookQueueDepth() {
+                oldest.record(depth.oldestSeconds)
+                pending.record(Double(depth.pending))
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(5)) }
+        }
+    }
+
+    /// At most 200 characters on one line.
+    static func short(_ text: String) -> String {
+        let line = String(text.map { $0.isNewline ? " " : $0 })
+        return line.count > 200 ? String(line.prefix(199)) + "…" : line
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+
+/// The rules for a webhook URL that need no network: https (or http to
+/// localhost / 127.0.0.1 with `WEBHOOKS_ALLOW_HTTP=1`), a host, no user
+/// information, no fragment, and no literal address that is loopback, private,
+/// link-local or a cloud metadata address (unless the allowance covers it).
+/// `AddressGuard` checks what a host name resolves to, at creation and again
+/// at each delivery.
+struct WebhookURL: Sendable, Equatable {
+    let text: String
+    let host: String
+    let port: Int
+    let isHTTPS: Bool
+
+    static let maximumLength = 2048
+
+    /// Whether `host` is one of the two names the allowance covers.
+    static func isAllowedLoopbackHost(_ host: String) -> Bool {
+        host == "localhost" || host == "127.0.0.1"
+    }
+
+    /// Why `text` is not acceptable, or the parsed URL.
+    static func parse(_ text: String, allowHTTP: Bool) -> Result<WebhookURL, Refusal> {
+        guard text.utf8.count <= maximumLength else { return .failure(.init("url must be at most \(maximumLength) bytes long.")) }
+        guard !text.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7f }),
+            let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+            let rawHost = components.host, !rawHost.isEmpty
+        else {
+            return .failure(.init("url must be an absolute https URL, such as https://erp.example.ec/comprobify."))
+        }
+        if components.user != nil || components.password != nil {
+            return .failure(.init("url must not carry a user name or password."))
+        }
+        if components.fragment != nil {
+            return .failure(.init("url must not have a fragment (#...)."))
+        }
+        var host = rawHost.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        // "localhost." is "localhost": a trailing dot only roots the name.
+        while host.hasSuffix(".") { host.removeLast() }
+        guard !host.isEmpty else { return .failure(.init("url must name a host.")) }
+        let loopbackAllowed = allowHTTP && isAllowedLoopbackHost(host)
+        switch scheme {
+        case "https": break
+        case "http" where loopbackAllowed: break
+        case "http":
+            return .failure(
+                .init(
+                    allowHTTP
+                        ? "url must be https; http is allowed only for localhost and 127.0.0.1."
+                        : "url must be https."))
+        default:
+            return .failure(.init("url must be https."))
+        }
+        if let address = IPAddress(host), !loopbackAllowed, let reason = address.forbiddenReason {
+            return .failure(
+                .init("url must not point at \(reason).")
+            )
+        }
+        if !loopbackAllowed, host == "localhost" || host.hasSuffix(".localhost") {
+            return .failure(.init("url must not point at a loopback address."))
+        }
+        let port = components.port ?? (scheme == "https" ? 443 : 80)
+        guard (1...65535).contains(port) else { return .failure(.init("url has an invalid port.")) }
+        return .success(WebhookURL(text: text, host: host, port: port, isHTTPS: scheme == "https"))
+    }
+
+    struct Refusal: Error, Sendable, Equatable {
+        let message: String
+        init(_ message: String) { self.message = message }
+    }
+}
+
+/// An IPv4 or IPv6 address, parsed with inet_pton, and whether a webhook may
+/// be sent to it.
+struct IPAddress: Sendable, Equatable, CustomStringConvertible {
+    /// 4 bytes for IPv4, 16 for IPv6.
+    let bytes: [UInt8]
+
+    init?(_ text: String) {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            bytes = withUnsafeBytes(of: &v4) { Array($0) }
+            return
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 {
+            bytes = withUnsafeBytes(of: &v6) { Array($0) }
+            return
+        }
+        return nil
+    }
+
+    init(bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    var description: String {
+        if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
+        return stride(from: 0, to: 16, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+            .joined(separator: ":")
+    }
+
+    var isLoopback: Bool {
+        if bytes.count == 4 { return bytes[0] == 127 }
+        if let mapped = ipv4Mapped { return mapped.isLoopback }
+        return bytes == [UInt8](repeating: 0, count: 15) + [1]
+    }
+
+    /// For an IPv4-mapped (::ffff:a.b.c.d) or IPv4-compatible (::a.b.c.d) IPv6 address, the IPv4 inside.
+    private var ipv4Mapped: IPAddress? {
+        guard bytes.count == 16 else { return nil }
+        let head = Array(bytes[0..<12])
+        if head == [UInt8](repeating: 0, count: 10) + [0xff, 0xff] || (head == [UInt8](repeating: 0, count: 12) && bytes[12] != 0) {
+            return IPAddress(bytes: Array(bytes[12...]))
+        }
+        return nil
+    }
+
+    /// Why a webhook may not go here ("a private address", ...), or nil when it may.
+    var forbiddenReason: String? {
+        if let mapped = ipv4Mapped { return mapped.forbiddenReason }
+        if bytes.count == 4 {
+            let (a, b) = (bytes[0], bytes[1])
+            switch (a, b) {
+            case (127, _): return "a loopback address"
+            case (10, _), (172, 16...31), (192, 168): return "a private address"
+            case (169, 254): return "a link-local or metadata address"
+            case (100, 64...127): return "a shared (carrier-grade NAT) address"
+            case (0, _): return "an unspecified address"
+            case (224...255, _): return "a multicast or reserved address"
+            case (192, 0) where bytes[2] == 0: return "a reserved address"
+            case (198, 18...19): return "a reserved address"
+            default: return nil
+            }
+        }
+        if isLoopback { return "a loopback address" }
+        if bytes.allSatisfy({ $0 == 0 }) { return "an unspecified address" }
+        switch bytes[0] {
+        case 0xfc, 0xfd: return "a private address"
+        case 0xfe where bytes[1] & 0xc0 == 0x80: return "a link-local address"
+        case 0xfe where bytes[1] & 0xc0 == 0xc0: return "a site-local address"
+        case 0xff: return "a multicast address"
+        default: break
+        }
+        // fd00:ec2::254, AWS's IPv6 metadata address, is inside fc00::/7 above.
+        // NAT64 (64:ff9b::/96) can reach any IPv4 address: check the embedded one.
+        if Array(bytes[0..<12]) == [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0] {
+            return IPAddress(bytes: Array(bytes[12...])).forbiddenReason
+        }
+        return nil
+    }
+}

@@ -1,0 +1,105 @@
+import Hummingbird
+import Postgres
+
+/// POST/GET /v1/webhooks, DELETE /v1/webhooks/:id and GET /v1/webhooks/:id/deliveries.
+/// A webhook belongs to the environment of the key that created it: keys see,
+/// delete and read the history of their own environment's webhooks only.
+struct WebhooksController {
+    let database: Database
+    let secretBox: SecretBox
+    let settings: WebhookSettings
+
+    func addRoutes(to group: RouterGroup<TenantRequestContext>) {
+        group.post("webhooks", use: create)
+        group.get("webhooks", use: list)
+        group.delete("webhooks/:id", use: delete)
+        group.get("webhooks/:id/deliveries", use: deliveries)
+    }
+
+    /// 201 with the secret, shown this once. Fields are checked before any
+    /// database work (answered after the credential); the host's addresses are
+    /// looked up before the transaction, so no connection waits on DNS.
+    @Sendable func create(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let input = try await Input.read(request)
+        let allowHTTP = settings.allowHTTP
+        let parsed = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
+            try WebhookRequest(input, allowHTTP: allowHTTP)
+        }
+        let refusal = await AddressGuard.refusal(for: parsed.url, allowHTTP: allowHTTP)
+        let secretBox = self.secretBox
+        let created = try await database.transactionHoldingTenantRow(
+            for: context.token, facts: context.facts, tenantRow: WebhooksStore.tenantRow
+        ) { transaction, principal, _ in
+            if let refusal { throw APIError.validation(field: "url", refusal) }
+            return try WebhooksStore.create(
+                transaction, tenantID: principal.tenantID, keyID: principal.keyID, environment: principal.keyEnvironment,
+                url: parsed.url.text, events: parsed.events, secretBox: secretBox)
+        }
+        return Reply.json(.created, [("webhook", created.webhook), ("secret", .string(created.secret))], noStore: true)
+    }
+
+    /// The active webhooks of the key's environment, oldest first. One round trip.
+    @Sendable func list(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let (principal, all) = try await database.read(for: context.token, facts: context.facts, WebhooksStore.active)
+        let mine = all.filter { $0.environment == principal.keyEnvironment.rawValue }.map(\.json)
+        return Reply.json([("webhooks", .array(mine))])
+    }
+
+    /// Deletes a webhook; its pending deliveries are given up.
+    @Sendable func delete(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let id = Format.pathID(context.parameters.get("id")) ?? 0
+        try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
+            try WebhooksStore.delete(transaction, id: id, environment: principal.keyEnvironment)
+        }
+        return Reply.json([])
+    }
+
+    /// The webhook's last 100 attempts, newest first. One round trip.
+    @Sendable func deliveries(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let id = Format.pathID(context.parameters.get("id")) ?? 0
+        let (principal, environment, attempts) = try await database.read(
+            for: context.token, facts: context.facts, WebhooksStore.exists(id), WebhooksStore.attempts(endpoint: id, limit: 100))
+        guard environment == principal.keyEnvironment.rawValue else { throw WebhooksStore.notFound }
+        return Reply.json([("deliveries", .array(attempts))])
+    }
+}
+
+/// The fields of POST /v1/webhooks.
+struct WebhookRequest: Sendable {
+    let url: WebhookURL
+    let events: [WebhookEventType]
+
+    init(_ input: Input, allowHTTP: Bool) throws {
+        var input = input
+        var url: WebhookURL?
+        if let text = input.string("url", required: true, length: 1...WebhookURL.maximumLength) {
+            switch WebhookURL.parse(text, allowHTTP: allowHTTP) {
+            case .success(let parsed): url = parsed
+            case .failure(let refusal): input.fail("url", refusal.message)
+            }
+        }
+        var events = WebhookEventType.allCases
+        let allowed = WebhookEventType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+        switch input.value["events"] {
+        case nil:
+            break
+        case .array(let items)? where !items.isEmpty:
+            var chosen: [WebhookEventType] = []
+            for item in items {
+                guard case .string(let name) = item, let type = WebhookEventType(rawValue: name) else {
+                    input.fail("events", "events must list event types among \(allowed).")
+                    chosen = []
+                    break
+                }
+                if !chosen.contains(type) { chosen.append(type) }
+            }
+            if !chosen.isEmpty { events = chosen }
+        default:
+            input.fail("events", "events must be a non-empty array of event types among \(allowed).")
+        }
+        try input.validated()
+        guard let url else { throw APIError.validation(field: "url", "url is required.") }
+        self.url = url
+        self.events = events
+    }
+}

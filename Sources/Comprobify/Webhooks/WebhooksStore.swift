@@ -1,0 +1,282 @@
+import Foundation
+import Postgres
+
+/// The SQL of webhook endpoints, events, deliveries and attempts. Every
+/// function runs in the caller's tenant transaction; row-level security
+/// scopes it to that tenant.
+enum WebhooksStore {
+    /// Active endpoints per tenant and environment.
+    static let limit = 10
+
+    static let columns = "id, url, events, environment, created_at"
+
+    /// A webhook as the API shows it, from `columns`.
+    static func webhook(_ row: Row) throws -> JSONValue {
+        .object([
+            ("id", try row.int(at: 0)),
+            ("url", try row.string(at: 1)),
+            ("events", .array(try row.decode([String].self, at: 2).map { .string($0) })),
+            ("environment", try row.string(at: 3)),
+            ("createdAt", try row.timestamp(at: 4)),
+        ])
+    }
+
+    static let notFound = APIError.notFound("No webhook with this id.")
+
+    /// The tenant row, locked as promotion locks it, so that two creations
+    /// cannot both see nine endpoints (`Database.transactionHoldingTenantRow`).
+    static let tenantRow: PostgresQuery =
+        "SELECT status, environment FROM tenants WHERE id = current_tenant_id() FOR NO KEY UPDATE"
+
+    /// Active endpoints of every environment, oldest first; callers keep the key's.
+    static let active = Read<[(environment: String, json: JSONValue)]>(
+        "SELECT \(unescaped: columns) FROM webhook_endpoints WHERE deleted_at IS NULL ORDER BY id"
+    ) { result in
+        try result.rows.map { (try $0.decode(String.self, at: 3), try webhook($0)) }
+    }
+
+    /// The associated data binding a sealed secret to its tenant and endpoint.
+    static func associatedData(tenantID: Int64, webhookID: Int64) -> [UInt8] {
+        Array("comprobify/webhook-secret/v1 tenant=\(tenantID) webhook=\(webhookID)".utf8)
+    }
+
+    /// Creates an endpoint of `environment` with a new secret, sealed, and
+    /// commits; 409 past `limit` active ones. Needs the tenant row locked.
+    static func create(
+        _ transaction: Transaction, tenantID: Int64, keyID: Int64, environment: Environment, url: String,
+        events: [WebhookEventType], secretBox: SecretBox
+    ) throws -> (webhook: JSONValue, secret: String) {
+        let found = try transaction.query(
+            """
+            SELECT count(*), nextval('webhook_endpoints_id_seq')
+              FROM webhook_endpoints WHERE environment = \(environment.rawValue) AND deleted_at IS NULL
+            """)
+        let (count, id) = try found[0].decode((Int64, Int64).self)
+        guard count < limit else {
+            throw APIError.conflict(
+                "The tenant already has \(limit) webhooks in \(environment.rawValue): delete one before adding another.")
+        }
+        let secret = WebhookSignature.generateSecret()
+        let sealed = secretBox.seal(Array(secret.utf8), associatedData: associatedData(tenantID: tenantID, webhookID: id))
+        let inserted = try transaction.commit(after: [
+            """
+            INSERT INTO webhook_endpoints (tenant_id, id, environment, url, events, sealed_secret, master_key_id, created_by_key_id)
+            VALUES (current_tenant_id(), \(id), \(environment.rawValue), \(url), \(events.map(\.rawValue))::text[],
+                    \(Data(sealed)), \(secretBox.currentKeyID), \(keyID))
+            RETURNING \(unescaped: columns)
+            """
+        ])
+        return (try webhook(inserted[0][0]), secret)
+    }
+
+    /// Deletes an active endpoint of `environment` and gives up its pending
+    /// deliveries, and commits; 404 when there is none.
+    static func delete(_ transaction: Transaction, id: Int64, environment: Environment) throws {
+        let results = try transaction.commit(after: [
+            """
+            WITH deleted AS (
+                UPDATE webhook_endpoints SET deleted_at = now()
+                 WHERE id = \(id) AND environment = \(environment.rawValue) AND deleted_at IS NULL
+                RETURNING id
+            ), abandoned AS (
+                UPDATE webhook_deliveries
+                   SET status = 'failed', next_attempt_at = NULL, leased_by = NULL, leased_until = NULL,
+                       last_error = 'the webhook was deleted', updated_at = now()
+                 WHERE endpoint_id IN (SELECT id FROM deleted) AND status = 'pending'
+            )
+            SELECT count(*) FROM deleted
+            """
+        ])
+        guard try results[0].first?.decode(Int64.self, at: 0) == 1 else { throw notFound }
+    }
+
+    /// Whether an active endpoint of `environment` has this id.
+    static func exists(_ id: Int64) -> Read<String?> {
+        Read("SELECT environment FROM webhook_endpoints WHERE id = \(id) AND deleted_at IS NULL") { result in
+            try result.first?.decode(String.self, at: 0)
+        }
+    }
+
+    /// The endpoint's latest attempts, newest first.
+    static func attempts(endpoint id: Int64, limit: Int) -> Read<[JSONValue]> {
+        Read(
+            """
+            SELECT a.event_id, e.type, a.outcome, a.status_after, a.response_code, a.duration_ms, a.error, a.attempted_at,
+                   d.status, d.attempts
+              FROM webhook_delivery_attempts a
+              JOIN webhook_events e ON e.tenant_id = a.tenant_id AND e.id = a.event_id
+              JOIN webhook_deliveries d ON d.tenant_id = a.tenant_id AND d.id = a.delivery_id
+             WHERE a.endpoint_id = \(id)
+             ORDER BY a.id DESC LIMIT \(limit)
+            """
+        ) { result in
+            try result.rows.map { row in
+                .object([
+                    ("eventId", try row.string(at: 0)),
+                    ("eventType", try row.string(at: 1)),
+                    ("outcome", try row.string(at: 2)),
+                    ("status", try row.string(at: 3)),
+                    ("responseCode", try row.decode(Int64?.self, at: 4).map { JSONValue($0) } ?? .null),
+                    ("durationMs", try row.int(at: 5)),
+                    ("error", try row.string(at: 6)),
+                    ("attemptedAt", try row.timestamp(at: 7)),
+                    ("deliveryStatus", try row.string(at: 8)),
+                    ("deliveryAttempts", try row.int(at: 9)),
+                ])
+            }
+        }
+    }
+
+    // MARK: - Events
+
+    /// Records an event of `type` about `document` (its JSON as the API shows
+    /// it) and one pending delivery per active endpoint of the tenant in
+    /// `environment` subscribed to the type, in the caller's transaction: the
+    /// event commits, or not, with the change that caused it. Returns the
+    /// event's id (`evt_...`).
+    @discardableResult
+    static func recordEvent(_ transaction: Transaction, type: String, document: JSONValue, environment: Environment) throws -> String {
+        guard let type = WebhookEventType(rawValue: type) else {
+            throw PostgresError(kind: .decoding, message: "unknown webhook event type")
+        }
+        let id = "evt_" + Crypto.hex(Crypto.randomBytes(16))
+        var documentID: Int64?
+        if case .number(let text)? = document["id"] { documentID = Int64(text) }
+        try transaction.query(
+            """
+            WITH event AS (
+                INSERT INTO webhook_events (tenant_id, id, environment, type, document_id, payload)
+                VALUES (current_tenant_id(), \(id), \(environment.rawValue), \(type.rawValue), \(documentID)::bigint,
+                        \(document.serialized)::json)
+                RETURNING tenant_id, id, created_at
+            )
+            INSERT INTO webhook_deliveries (tenant_id, event_id, endpoint_id, next_attempt_at, created_at)
+            SELECT event.tenant_id, event.id, w.id, event.created_at, event.created_at
+              FROM event, webhook_endpoints w
+             WHERE w.environment = \(environment.rawValue) AND w.deleted_at IS NULL AND \(type.rawValue) = ANY (w.events)
+            """)
+        return id
+    }
+
+    /// For the SRI state machine: after a document's submission has moved to a
+    /// final status in `transaction`, records the event that status causes
+    /// (AUTHORIZED, NOT_AUTHORIZED, RETURNED) with the document as it now
+    /// reads. Nil, and nothing written, for any other status.
+    @discardableResult
+    static func recordDecision(_ transaction: Transaction, documentID: Int64) throws -> String? {
+        let found = try transaction.query(
+            "SELECT \(unescaped: DocumentsStore.columns) FROM \(unescaped: DocumentsStore.from) WHERE d.id = \(documentID)")
+        guard let row = found.first, let status = try row.decode(String?.self, at: 11),
+            let type = WebhookEventType(finalStatus: status)
+        else { return nil }
+        let environment = try Environment(column: try row.decode(String.self, at: 3))
+        return try recordEvent(transaction, type: type.rawValue, document: try DocumentsStore.document(row), environment: environment)
+    }
+
+    // MARK: - Deliveries (the workers' side)
+
+    /// A claimed delivery, with what its attempt needs.
+    struct Pending: Sendable {
+        let tenantID: Int64
+        let id: Int64
+        let endpointID: Int64
+        let eventID: String
+        let url: String
+        let sealedSecret: [UInt8]
+        /// The exact body every attempt sends.
+        let body: [UInt8]
+    }
+
+    /// The delivery, when `worker` still holds its lease and it is still pending.
+    static func load(_ transaction: Transaction, tenantID: Int64, deliveryID: Int64, worker: UUID) throws -> Pending? {
+        let found = try transaction.query(
+            """
+            SELECT d.endpoint_id, d.event_id, e.type, e.created_at, e.payload::text, w.url, w.sealed_secret
+              FROM webhook_deliveries d
+              JOIN webhook_events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+              JOIN webhook_endpoints w ON w.tenant_id = d.tenant_id AND w.id = d.endpoint_id
+             WHERE d.id = \(deliveryID) AND d.leased_by = \(worker.uuidString)::uuid AND d.status = 'pending'
+               AND w.deleted_at IS NULL
+            """)
+        guard let row = found.first else { return nil }
+        let (endpointID, eventID, type, _, payload, url, sealed) = try row.decode((Int64, String, String, Date, String, String, Data).self)
+        let body = JSONValue.object([
+            ("id", .string(eventID)),
+            ("type", .string(type)),
+            ("createdAt", try row.timestamp(at: 3)),
+            ("data", .object([("document", .raw(payload))])),
+        ]).serialized
+        return Pending(
+            tenantID: tenantID, id: deliveryID, endpointID: endpointID, eventID: eventID, url: url, sealedSecret: [UInt8](sealed),
+            body: Array(body.utf8))
+    }
+
+    /// What one attempt came to.
+    struct Outcome: Sendable {
+        /// delivered, http_status, timeout, connection or refused_address.
+        let kind: String
+        let responseCode: Int?
+        let durationMilliseconds: Int
+        let error: String?
+
+        var delivered: Bool { kind == "delivered" }
+    }
+
+    /// Records one attempt and what it changed, in one statement: the delivery
+    /// becomes delivered, or is retried after `retryBaseMilliseconds` ×
+    /// 2^(attempts so far), or fails once that retry would fall past
+    /// `retryForSeconds` after the event; the lease is let go (when `worker`
+    /// still holds it) and the attempt is kept. Returns the delivery's status.
+    @discardableResult
+    static func record(
+        _ transaction: Transaction, _ delivery: Pending, _ outcome: Outcome, worker: UUID, retryBaseMilliseconds: Int,
+        retryForSeconds: Int
+    ) throws -> String {
+        let rows = try transaction.query(
+            """
+            WITH planned AS (
+                SELECT d.id,
+                       now() + make_interval(secs => \(retryBaseMilliseconds)::double precision / 1000
+                                                      * power(2, least(d.attempts, 40))) AS next_at,
+                       d.created_at + make_interval(secs => \(retryForSeconds)::double precision) AS give_up_at
+                  FROM webhook_deliveries d
+                 WHERE d.id = \(delivery.id) AND d.leased_by = \(worker.uuidString)::uuid AND d.status = 'pending'
+            ), changed AS (
+                UPDATE webhook_deliveries d
+                   SET status = CASE WHEN \(outcome.delivered) THEN 'delivered'
+                                     WHEN p.next_at > p.give_up_at THEN 'failed' ELSE 'pending' END,
+                       next_attempt_at = CASE WHEN \(outcome.delivered) OR p.next_at > p.give_up_at THEN NULL ELSE p.next_at END,
+                       attempts = d.attempts + 1,
+                       leased_by = NULL, leased_until = NULL,
+                       last_response_code = \(outcome.responseCode)::integer,
+                       last_duration_ms = \(outcome.durationMilliseconds),
+                       last_error = \(outcome.error),
+                       updated_at = now()
+                  FROM planned p
+                 WHERE d.id = p.id
+                RETURNING d.status
+            )
+            INSERT INTO webhook_delivery_attempts (tenant_id, delivery_id, endpoint_id, event_id, outcome, response_code,
+                                                   duration_ms, error, status_after, worker)
+            VALUES (current_tenant_id(), \(delivery.id), \(delivery.endpointID), \(delivery.eventID), \(outcome.kind),
+                    \(outcome.responseCode)::integer, \(outcome.durationMilliseconds), \(outcome.error),
+                    coalesce((SELECT status FROM changed),
+                             (SELECT status FROM webhook_deliveries WHERE id = \(delivery.id))),
+                    \(worker.uuidString)::uuid)
+            RETURNING status_after
+            """)
+        return try rows[0].decode(String.self, at: 0)
+    }
+
+    /// Lets the lease go without an attempt (a secret that does not open),
+    /// to be looked at again after `retryMilliseconds`.
+    static func release(_ transaction: Transaction, deliveryID: Int64, worker: UUID, retryMilliseconds: Int) throws {
+        try transaction.query(
+            """
+            UPDATE webhook_deliveries
+               SET leased_by = NULL, leased_until = NULL,
+                   next_attempt_at = now() + \(retryMilliseconds)::integer * interval '1 millisecond'
+             WHERE id = \(deliveryID) AND leased_by = \(worker.uuidString)::uuid AND status = 'pending'
+            """)
+    }
+}

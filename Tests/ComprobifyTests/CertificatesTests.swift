@@ -1,0 +1,166 @@
+import Foundation
+import HTTPTypes
+import TestSupport
+import XCTest
+
+@testable import Comprobify
+
+/// PUT/GET /v1/issuers/:id/certificate (SRI.md, "Signing certificates").
+final class CertificatesTests: XCTestCase {
+    static let pki = TestSigning.pki
+
+    static func upload(_ p12: [UInt8], password: String = TestPKI.password) -> String {
+        #"{"p12": "\#(Data(p12).base64EncodedString())", "password": "\#(password)"}"#
+    }
+
+    func testUploadShowsTheCertificateAsOpenSSLSeesIt() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key, signing: false)
+            let none = try await server.call(.get, "/v1/issuers/\(issuer)/certificate", key: tenant.key)
+            none.assertProblem(404, "NOT_FOUND")
+
+            let name = try Self.pki.leaf("Firma Uno")
+            let uploaded = try await server.call(
+                .put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: Self.upload(try Self.pki.pkcs12(name)))
+            XCTAssertEqual(uploaded.status, 200, uploaded.text)
+            XCTAssertEqual(uploaded.value(["ok"]), .bool(true))
+
+            let fingerprint = try Self.pki.openssl(["x509", "-in", Self.pki.path("\(name).pem"), "-noout", "-fingerprint", "-sha256"])
+            let expectedSHA = fingerprint.split(separator: "=").last!.trimmingCharacters(in: .whitespacesAndNewlines)
+                .replacingOccurrences(of: ":", with: "").lowercased()
+            XCTAssertEqual(try uploaded.string("certificate", "sha256"), expectedSHA)
+            let serialHex = try Self.pki.openssl(["x509", "-in", Self.pki.path("\(name).pem"), "-noout", "-serial"])
+                .split(separator: "=").last!.trimmingCharacters(in: .whitespacesAndNewlines)
+            XCTAssertEqual(try uploaded.string("certificate", "serialNumber"), String(UInt64(serialHex, radix: 16)!))
+            XCTAssertTrue(try uploaded.string("certificate", "subject").contains("CN=Firma Uno"))
+            XCTAssertTrue(try uploaded.string("certificate", "issuer").contains("CN=Comprobify Test CA"))
+            XCTAssertEqual(try uploaded.string("certificate", "notAfter"), "2040-12-31T23:59:59.000Z")
+            XCTAssertNotNil(uploaded.value(["certificate", "uploadedAt"]))
+
+            let shown = try await server.call(.get, "/v1/issuers/\(issuer)/certificate", key: tenant.key)
+            XCTAssertEqual(shown.value(["certificate"]), uploaded.value(["certificate"]))
+
+            // A new upload replaces the old one; each is audited without key material.
+            let second = try Self.pki.leaf("Firma Dos")
+            let replaced = try await server.call(
+                .put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: Self.upload(try Self.pki.pkcs12(second)))
+            XCTAssertEqual(replaced.status, 200, replaced.text)
+            XCTAssertTrue(try replaced.string("certificate", "subject").contains("CN=Firma Dos"))
+            let audits = try TestDatabase.query(
+                "SELECT details::text FROM audit_events WHERE tenant_id = $1 AND action = 'issuer.certificate_set' ORDER BY id", [tenant.id]
+            )
+            XCTAssertEqual(audits.count, 2)
+            for row in audits.rows {
+                let details = try row.decode(String.self, at: 0)
+                XCTAssertTrue(details.contains("\"issuerId\": \(issuer)"), details)
+                XCTAssertFalse(details.contains("BEGIN"), details)
+            }
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT count(*) FROM issuer_certificates WHERE tenant_id = $1", [tenant.id], as: Int.self), 1)
+        }
+    }
+
+    func testRefusedFilesNameTheFieldAndStoreNothing() async throws {
+        let pki = Self.pki
+        let good = try pki.leaf("Bien")
+        let expired = try pki.leaf("Vencido", from: "20200101000000Z", until: "20210101000000Z")
+        let future = try pki.leaf("Futuro", from: "20390101000000Z", until: "20400101000000Z")
+        let ec = try pki.leaf("Curva", key: "ec")
+        let small = try pki.leaf("Corto", key: "rsa:1024")
+        let cases: [(String, String, String)] = [
+            (#"{"p12": "not base64 at all!", "password": "x"}"#, "p12", "base64"),
+            (#"{"p12": "\#(Data("hello world, not pkcs12".utf8).base64EncodedString())", "password": "x"}"#, "p12", "PKCS#12"),
+            (Self.upload(try pki.pkcs12(good), password: "wrong"), "password", "does not open"),
+            (Self.upload(try pki.pkcs12(good, options: ["-nokeys"])), "p12", "no private key"),
+            (Self.upload(try pki.pkcs12(ec)), "p12", "RSA"),
+            (Self.upload(try pki.pkcs12(small)), "p12", "1024 bits"),
+            (Self.upload(try pki.pkcs12(expired)), "p12", "expired"),
+            (Self.upload(try pki.pkcs12(future)), "p12", "not valid before"),
+            (#"{"password": "x"}"#, "p12", "required"),
+            (#"{"p12": "AAAA"}"#, "password", "required"),
+        ]
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key, signing: false)
+            for (body, field, words) in cases {
+                let reply = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: body)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, [field], "\(field): \(reply.text)")
+                XCTAssertTrue(reply.text.contains(words), "\(words) in \(reply.text)")
+                XCTAssertFalse(reply.text.contains(TestPKI.password))
+            }
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT count(*) FROM issuer_certificates WHERE tenant_id = $1", [tenant.id], as: Int.self), 0)
+            XCTAssertEqual(
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'issuer.certificate_set'", [tenant.id],
+                    as: Int.self),
+                0)
+            // A file in the legacy encryption (RC2-40, 3DES, SHA-1 MAC) loads.
+            let legacy = try await server.call(
+                .put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: Self.upload(try pki.pkcs12(good, options: ["-legacy"])))
+            XCTAssertEqual(legacy.status, 200, legacy.text)
+        }
+    }
+
+    func testAnotherTenantsIssuerIs404AndOrderOfAnswersHolds() async throws {
+        try await TestServer.run { server in
+            let owner = try await server.signUp()
+            let issuer = try await server.createIssuer(owner.key)
+            let stranger = try await server.signUp()
+            let put = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", key: stranger.key, json: TestSigning.uploadBody)
+            put.assertProblem(404, "NOT_FOUND")
+            let badFileElsewhere = try await server.call(
+                .put, "/v1/issuers/\(issuer)/certificate", key: stranger.key, json: #"{"p12": "!!", "password": "x"}"#)
+            badFileElsewhere.assertProblem(404, "NOT_FOUND")
+            let get = try await server.call(.get, "/v1/issuers/\(issuer)/certificate", key: stranger.key)
+            get.assertProblem(404, "NOT_FOUND")
+            let anonymous = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", json: #"{"p12": "!!", "password": "x"}"#)
+            anonymous.assertProblem(401, "UNAUTHORIZED")
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT count(*) FROM issuer_certificates WHERE tenant_id = $1", [stranger.id], as: Int.self), 0)
+        }
+    }
+
+    /// The private key and the password appear nowhere: not in a dump of the
+    /// whole database, not in anything the server logged.
+    func testNoKeyMaterialInTheDatabaseOrTheLogs() async throws {
+        let pki = Self.pki
+        let name = try pki.leaf("Secreto")
+        let password = "s3cret-\(UUID().uuidString)"
+        let p12 = try pki.pkcs12(name, password: password)
+        try pki.openssl(["pkcs8", "-topk8", "-nocrypt", "-in", pki.path("\(name).key"), "-outform", "DER", "-out", pki.path("\(name).p8")])
+        let keyDER = try Data(contentsOf: pki.url("\(name).p8"))
+        let logs = LogCapture()
+        try await TestServer.run(logs: logs) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key, signing: false)
+            let reply = try await server.call(
+                .put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: Self.upload(p12, password: password))
+            XCTAssertEqual(reply.status, 200, reply.text)
+            let issued = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(issued.status, 201, issued.text)
+        }
+        let dumpFile = FileManager.default.temporaryDirectory.appendingPathComponent("dump-\(UUID().uuidString).sql")
+        defer { try? FileManager.default.removeItem(at: dumpFile) }
+        let pgDump =
+            FileManager.default.fileExists(atPath: "/usr/lib/postgresql/15/bin/pg_dump") ? "/usr/lib/postgresql/15/bin/pg_dump" : "pg_dump"
+        let (status, output) = try runTool(pgDump, ["--data-only", "--file", dumpFile.path, TestDatabase.ownerURL])
+        XCTAssertEqual(status, 0, output)
+        let dump = try String(contentsOf: dumpFile, encoding: .utf8)
+        XCTAssertTrue(dump.contains("issuer_certificates"), "the dump holds the certificates table")
+        let hex = keyDER.map { String(format: "%02x", $0) }.joined()
+        // A distinctive slice of the key: its DER middle, base64 and hex.
+        let middle = keyDER.subdata(in: (keyDER.count / 2)..<(keyDER.count / 2 + 48))
+        let needles = [
+            password, keyDER.base64EncodedString(), String(middle.base64EncodedString().dropFirst(4).prefix(40)), hex,
+            String(hex.dropFirst(keyDER.count).prefix(80)), Data(p12).base64EncodedString().prefix(60).description,
+        ]
+        for needle in needles {
+            XCTAssertFalse(dump.contains(needle), "key material or password in pg_dump")
+            XCTAssertFalse(logs.text.contains(needle), "key material or password in the server log")
+        }
+        XCTAssertFalse(dump.contains(String(decoding: middle, as: UTF8.self)))
+    }
+}

@@ -1,0 +1,273 @@
+import Foundation
+import HTTPTypes
+import NIOConcurrencyHelpers
+import TestSupport
+import XCTest
+
+@testable import Comprobify
+
+/// Facturas and credit notes through the API: the XML passes the official
+/// schema and the signature an independent verifier, both by tools other than
+/// ours; the amounts are the ones worked out by hand; state checks consume no
+/// number; credit notes cannot overdraw their factura.
+final class ComprobantesTests: XCTestCase {
+    static let today = CalendarDate.todayInEcuador(now: Date().timeIntervalSince1970).description
+
+    /// Three lines at three rates, a discount, 6-decimal quantities and prices,
+    /// half-up boundaries, payments, every optional field, and hostile text.
+    static let richFactura = """
+        {"documentType": "01",
+         "buyer": {"idType": "05", "id": "1712345678", "name": "José Núñez & Hijos <\\"Cía\\"> ]]> 🧾",
+                   "address": "Av. 6 de Diciembre & Colón", "email": "jose@example.ec"},
+         "items": [
+           {"code": "A-1", "auxCode": "AUX<1>", "description": "Widget 'grande' & <pequeño>", "quantity": "2",
+            "unitPrice": "10.75", "discount": "0.50", "taxes": [{"code": "2", "rateCode": "4"}],
+            "details": [{"name": "Color", "value": "Rojo ]]>"}]},
+           {"description": "Servicio exento", "quantity": 1.5, "unitPrice": 0.015,
+            "taxes": [{"code": "2", "rateCode": "7"}]},
+           {"description": "Fracción", "quantity": "0.333333", "unitPrice": "3.000003",
+            "taxes": [{"code": "2", "rateCode": "5"}]}
+         ],
+         "payments": [{"method": "01", "total": "25.22"}],
+         "additionalInfo": [{"name": "Pedido", "value": "PO-77 & <urgente>"}],
+         "metadata": {"erpId": "INV-1001", "n": 1e500}}
+        """
+
+    func testAFacturaIsSchemaValidSignedAndComputedExactly() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let reply = try await server.issue(tenant.key, issuer: issuer, body: Self.richFactura)
+            XCTAssertEqual(reply.status, 201, reply.text)
+            XCTAssertEqual(try reply.string("document", "status"), "SIGNED")
+            // By hand: line 1: round(2 × 10.75) − 0.50 = 21.00, IVA 15 % = 3.15;
+            // line 2: round(1.5 × 0.015 = 0.0225) = 0.02, exento 0 %;
+            // line 3: round(0.333333 × 3.000003 = 0.999999999999) = 1.00, 5 % = 0.05.
+            XCTAssertEqual(try reply.string("document", "items", 0, "subtotal"), "21.00")
+            XCTAssertEqual(try reply.string("document", "items", 0, "taxes", 0, "value"), "3.15")
+            XCTAssertEqual(try reply.string("document", "items", 1, "subtotal"), "0.02")
+            XCTAssertEqual(try reply.string("document", "items", 1, "taxes", 0, "value"), "0.00")
+            XCTAssertEqual(try reply.string("document", "items", 2, "subtotal"), "1.00")
+            XCTAssertEqual(try reply.string("document", "items", 2, "taxes", 0, "value"), "0.05")
+            XCTAssertEqual(try reply.string("document", "items", 2, "quantity"), "0.333333")
+            XCTAssertEqual(try reply.string("document", "totals", "subtotal"), "22.02")
+            XCTAssertEqual(try reply.string("document", "totals", "discount"), "0.50")
+            XCTAssertEqual(try reply.string("document", "totals", "tip"), "0.00")
+            XCTAssertEqual(try reply.string("document", "totals", "total"), "25.22")
+            XCTAssertEqual(try reply.array("document", "totals", "taxes").count, 3)
+            XCTAssertEqual(reply.value(["document", "metadata", "n"]), .number("1e500"), "metadata comes back as written")
+            XCTAssertEqual(try reply.string("document", "buyer", "name"), "José Núñez & Hijos <\"Cía\"> ]]> 🧾")
+            XCTAssertEqual(reply.value(["document", "sri", "attempts"]), .number("0"))
+        }
+    }
+
+    func testTheSignedXMLPassesTheOfficialSchemaAndXmlsec1() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let factura = try await server.issue(tenant.key, issuer: issuer, body: Self.richFactura)
+            XCTAssertEqual(factura.status, 201, factura.text)
+            let note = try await server.issue(tenant.key, issuer: issuer, body: Bodies.creditNote(metadata: #"{"x": "<&>"}"#))
+            XCTAssertEqual(note.status, 201, note.text)
+            for (reply, root, type) in [(factura, "factura", "01"), (note, "notaCredito", "04")] {
+                let key = try reply.string("document", "accessKey")
+                let first = try await server.call(.get, "/v1/documents/\(key)/xml", key: tenant.key, issuer: issuer)
+                XCTAssertEqual(first.status, 200, first.text)
+                XCTAssertEqual(first.headers[.contentType], "application/xml; charset=utf-8")
+                let again = try await server.call(.get, "/v1/documents/\(key)/xml", key: tenant.key, issuer: issuer)
+                XCTAssertEqual(again.text, first.text, "the same bytes every time")
+                let xml = Array(first.text.utf8)
+                XCTAssertTrue(first.text.contains("<claveAcceso>\(key)</claveAcceso>"))
+                XCTAssertTrue(first.text.contains(#"<\#(root) id="comprobante" version=""#))
+                XCTAssertNil(try IndependentCheck.schemaErrors(xml, documentType: type))
+                XCTAssertNil(try IndependentCheck.signatureErrors(xml, root: root))
+                // One changed byte of the signed content: xmlsec1 refuses it.
+                let tampered = Array(first.text.replacingOccurrences(of: "<ruc>1790012345001</ruc>", with: "<ruc>1790012345002</ruc>").utf8)
+                XCTAssertNotEqual(tampered, xml)
+                XCTAssertNotNil(try IndependentCheck.signatureErrors(tampered, root: root))
+            }
+            let other = try await server.signUp()
+            let otherIssuer = try await server.createIssuer(other.key)
+            let key = try factura.string("document", "accessKey")
+            let foreign = try await server.call(.get, "/v1/documents/\(key)/xml", key: other.key, issuer: otherIssuer)
+            foreign.assertProblem(404, "NOT_FOUND")
+        }
+    }
+
+    func testStateChecksAre409AndConsumeNoNumber() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            // No head office address.
+            let created = try await server.call(
+                .post, "/v1/issuers", key: tenant.key,
+                json: #"{"ruc": "1790012345001", "legalName": "Sin Matriz", "establishment": "001", "emissionPoint": "001"}"#)
+            let issuer = try created.int("issuer", "id")
+            let noAddress = try await server.issue(tenant.key, issuer: issuer)
+            noAddress.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(try noAddress.string("detail").contains("headOfficeAddress"))
+            // An address, still no certificate.
+            _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"headOfficeAddress": "Quito"}"#)
+            let noCertificate = try await server.issue(tenant.key, issuer: issuer)
+            noCertificate.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(try noCertificate.string("detail").contains("certificate"))
+            // A certificate that is no longer valid (its row aged by hand).
+            _ = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: TestSigning.uploadBody)
+            try TestDatabase.query(
+                "UPDATE issuer_certificates SET not_before = now() - interval '2 years', not_after = now() - interval '1 day' WHERE issuer_id = $1",
+                [issuer])
+            let expired = try await server.issue(tenant.key, issuer: issuer)
+            expired.assertProblem(409, "CONFLICT")
+            // Validation failures of every kind.
+            for body in [
+                Bodies.factura(extra: #""payments": [{"method": "01", "total": "1.00"}]"#),
+                Bodies.factura().replacingOccurrences(of: #""rateCode": "4""#, with: #""rateCode": "9""#),
+                #"{"documentType": "03"}"#,
+            ] {
+                let refused = try await server.issue(tenant.key, issuer: issuer, body: body)
+                refused.assertProblem(400, "VALIDATION_ERROR")
+            }
+            _ = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: TestSigning.uploadBody)
+            let first = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(first.status, 201, first.text)
+            XCTAssertEqual(try first.int("document", "sequential"), 1, "nothing before took a number")
+        }
+    }
+
+    func testEveryViolationIsReportedAtOnceByPath() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let body = """
+                {"documentType": "01", "buyer": {"idType": "05", "id": "123", "name": ""},
+                 "items": [{"description": "ok", "quantity": "1", "unitPrice": "1.00", "taxes": [{"code": "2", "rateCode": "4"}]},
+                           {"description": "bad", "quantity": "0", "unitPrice": "1.1234567", "discount": true,
+                            "taxes": [{"code": "2", "rateCode": "4"}]}],
+                 "additionalInfo": [{"name": "a\\u0007b", "value": "x"}]}
+                """
+            let reply = try await server.issue(tenant.key, issuer: issuer, body: body)
+            reply.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(
+                Set(reply.errorFields),
+                ["buyer.id", "buyer.name", "items[1].quantity", "items[1].unitPrice", "items[1].discount", "additionalInfo[0].name"])
+        }
+    }
+
+    /// Marks a factura AUTHORIZED as SRI's answer would (sending comes later).
+    static func authorize(_ documentID: Int64) throws {
+        try TestDatabase.query(
+            """
+            UPDATE document_submissions SET status = 'AUTHORIZED', authorization_number = 'test', authorized_at = now(),
+                   authorization_xml = '<autorizacion/>', next_attempt_at = NULL
+             WHERE document_id = $1
+            """, [documentID])
+    }
+
+    func testCreditNotesFollowTheirFactura() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let buyer = #"{"idType": "05", "id": "1712345678", "name": "José Núñez"}"#
+            // A factura of 23.00 (20.00 + 15 %) to that buyer.
+            let facturaBody = Bodies.factura().replacingOccurrences(
+                of: #""buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#, with: #""buyer": \#(buyer)"#
+            ).replacingOccurrences(
+                of: #""quantity": "2", "unitPrice": "10.75", "discount": "0.50""#, with: #""quantity": "2", "unitPrice": "10.00""#)
+            let factura = try await server.issue(tenant.key, issuer: issuer, body: facturaBody)
+            XCTAssertEqual(try factura.string("document", "totals", "total"), "23.00", factura.text)
+            let number = try factura.string("document", "number")
+            let date = try factura.string("document", "issueDate")
+            func note(_ price: String = "10.00", buyer: String = buyer, date: String = date) async throws -> Reply {
+                try await server.issue(
+                    tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: price))
+            }
+            let early = try await note()
+            early.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(try early.string("detail").contains("AUTHORIZED"))
+            try Self.authorize(try factura.int("document", "id"))
+            let otherBuyer = try await note(buyer: #"{"idType": "05", "id": "0912345678", "name": "Otra"}"#)
+            otherBuyer.assertProblem(409, "CONFLICT")
+            let otherDate = try await note(date: "2026-01-02")
+            otherDate.assertProblem(409, "CONFLICT")
+            let first = try await note()  // 11.50
+            XCTAssertEqual(first.status, 201, first.text)
+            XCTAssertEqual(try first.string("document", "modifiedDocument", "number"), number)
+            let tooMuch = try await note("10.01")  // 11.51 + 11.50 > 23.00
+            tooMuch.assertProblem(409, "CONFLICT")
+            let rest = try await note()  // exactly the rest
+            XCTAssertEqual(rest.status, 201, rest.text)
+            let more = try await note("0.01")
+            more.assertProblem(409, "CONFLICT")
+            XCTAssertEqual(try first.int("document", "sequential"), 1)
+            XCTAssertEqual(try rest.int("document", "sequential"), 2, "refused credit notes took no number")
+            // A factura unknown to Comprobify is taken as given.
+            let elsewhere = try await server.issue(tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-001-000009999"))
+            XCTAssertEqual(elsewhere.status, 201, elsewhere.text)
+        }
+    }
+
+    func testConcurrentCreditNotesCannotOverdrawAFactura() async throws {
+        try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let factura = try await server.issue(tenant.key, issuer: issuer)  // 24.15
+            try Self.authorize(try factura.int("document", "id"))
+            let number = try factura.string("document", "number")
+            let date = try factura.string("document", "issueDate")
+            // Each note is 5.75 (5.00 + 15 %): four fit (23.00), the fifth would not.
+            let replies = try await concurrently(12) { _ in
+                try await server.issue(
+                    tenant.key, issuer: issuer,
+                    body: Bodies.creditNote(
+                        number: number, facturaDate: date, buyer: #"{"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#,
+                        unitPrice: "5.00"))
+            }
+            let accepted = replies.filter { $0.status == 201 }
+            XCTAssertEqual(accepted.count, 4, replies.map(\.text).joined(separator: "\n"))
+            XCTAssertEqual(replies.filter { $0.status == 409 }.count, 8)
+            XCTAssertEqual(try accepted.map { try $0.int("document", "sequential") }.sorted(), [1, 2, 3, 4], "gapless")
+            let credited = try TestDatabase.scalar(
+                "SELECT sum(total)::text FROM documents WHERE tenant_id = $1 AND document_type = '04'", [tenant.id], as: String.self)
+            XCTAssertEqual(credited, "23.00")
+        }
+    }
+
+    func testListFiltersByStatusAndLegacyDocumentsShowWhatTheyAre() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let signed = try await server.issue(tenant.key, issuer: issuer)
+            let authorized = try await server.issue(tenant.key, issuer: issuer)
+            try Self.authorize(try authorized.int("document", "id"))
+            // A document numbered before comprobantes existed: no XML, no submission.
+            try TestDatabase.query(
+                """
+                INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata)
+                SELECT $1, $2, '04', 'sandbox', 99, '001-001-000000099', k || sri_check_digit(k), '2026-03-01', '{"old": true}'
+                  FROM (SELECT '010320260417900123450011001001000000099123456781'::text AS k) x
+                """, [tenant.id, issuer])
+            func ids(_ query: String) async throws -> [Int64] {
+                let reply = try await server.call(.get, "/v1/documents\(query)", key: tenant.key, issuer: issuer)
+                XCTAssertEqual(reply.status, 200, reply.text)
+                return try reply.array("documents").compactMap { $0["id"]?.intValue }
+            }
+            let signedID = try signed.int("document", "id")
+            let authorizedID = try authorized.int("document", "id")
+            let signedIDs = try await ids("?status=SIGNED")
+            XCTAssertEqual(signedIDs, [signedID])
+            let authorizedIDs = try await ids("?status=AUTHORIZED")
+            XCTAssertEqual(authorizedIDs, [authorizedID])
+            let legacy = try await ids("?status=LEGACY")
+            XCTAssertEqual(legacy.count, 1)
+            let bad = try await server.call(.get, "/v1/documents?status=DONE", key: tenant.key, issuer: issuer)
+            bad.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(bad.errorFields, ["status"])
+            let legacyKey = try TestDatabase.scalar(
+                "SELECT access_key FROM documents WHERE tenant_id = $1 AND sequential = 99", [tenant.id], as: String.self)
+            let shown = try await server.call(.get, "/v1/documents/\(legacyKey)", key: tenant.key, issuer: issuer)
+            XCTAssertEqual(try shown.string("document", "status"), "LEGACY")
+            XCTAssertEqual(shown.value(["document", "metadata", "old"]), .bool(true))
+            let noXML = try await server.call(.get, "/v1/documents/\(legacyKey)/xml", key: tenant.key, issuer: issuer)
+            noXML.assertProblem(409, "CONFLICT")
+        }
+    }
+}

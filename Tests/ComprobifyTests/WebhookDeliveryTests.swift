@@ -1,0 +1,276 @@
+import Foundation
+import HTTPTypes
+import NIOConcurrencyHelpers
+import Postgres
+import TestSupport
+import XCTest
+
+@testable import Comprobify
+
+/// Issue 16: deliveries, signed, retried, isolated from each other.
+final class WebhookDeliveryTests: XCTestCase {
+    /// A document's JSON for events recorded without a real document.
+    static func document(_ tag: String) -> JSONValue {
+        .object([("accessKey", .string(tag)), ("status", .string("AUTHORIZED"))])
+    }
+
+    /// Records an event for `tenant` in its own transaction, as the SRI state machine will.
+    static func record(
+        _ database: Database, tenant: Int64, type: String = "document.authorized", tag: String,
+        environment: Environment = .sandbox
+    ) async throws -> String {
+        try await database.transaction(forTenantID: tenant) { transaction, _ in
+            let id = try WebhooksStore.recordEvent(transaction, type: type, document: document(tag), environment: environment)
+            try transaction.commit()
+            return id
+        }
+    }
+
+    /// The hex HMAC-SHA256 of `message` with `key`, computed by the openssl tool,
+    /// not by the service's code.
+    static func opensslHMAC(key: String, message: [UInt8]) throws -> String {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("hmac-\(UUID().uuidString)")
+        try Data(message).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let (status, output) = try runTool("openssl", ["dgst", "-sha256", "-hmac", key, "-r", file.path])
+        XCTAssertEqual(status, 0, output)
+        return String(output.prefix(64))
+    }
+
+    func testTheDecisionIsDeliveredSignedToSubscribedEndpointsOfItsTenantAndEnvironment() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0) }) { server in
+                let tenant = try await server.activeTenant()
+                scope.add(tenant.id)
+                let other = try await server.activeTenant()
+                scope.add(other.id)
+                let all = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/all")
+                _ = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/returned", events: ["document.returned"])
+                _ = try await server.createWebhook(other.key, url: "http://127.0.0.1:\(port)/ok/other")
+
+                // A real document, decided in a transaction of its tenant, as the SRI state machine does.
+                let issuer = try await server.createIssuer(tenant.key)
+                let issued = try await server.issue(tenant.key, issuer: issuer)
+                XCTAssertEqual(issued.status, 201, issued.text)
+                let documentID = try issued.int("document", "id")
+                let accessKey = try issued.string("document", "accessKey")
+                let eventID = try await withTestDatabaseValue { database in
+                    try await database.transaction(forTenantID: tenant.id) { transaction, _ -> String? in
+                        try transaction.query(
+                            """
+                            UPDATE document_submissions
+                               SET status = 'AUTHORIZED', authorization_number = \(accessKey), authorized_at = now(),
+                                   authorization_xml = '\\x3c612f3e'::bytea, next_attempt_at = NULL, updated_at = now()
+                             WHERE document_id = \(documentID)
+                            """)
+                        let id = try WebhooksStore.recordDecision(transaction, documentID: documentID)
+                        try transaction.commit()
+                        return id
+                    }
+                }
+                let id = try XCTUnwrap(eventID)
+                XCTAssertNotNil(id.wholeMatch(of: /evt_[0-9a-f]{32}/))
+
+                try await eventually("the delivery") { !receiver.hits("/ok/all").isEmpty }
+                let hit = try XCTUnwrap(receiver.hits("/ok/all").first)
+                let body = try XCTUnwrap(hit.json)
+                XCTAssertEqual(body["id"], .string(id))
+                XCTAssertEqual(body["type"], .string("document.authorized"))
+                XCTAssertNotNil(body["createdAt"]?.stringValue)
+                XCTAssertEqual(body["data"]?["document"]?["accessKey"], .string(accessKey))
+                XCTAssertEqual(body["data"]?["document"]?["status"], .string("AUTHORIZED"), "the document as it reads after the decision")
+                XCTAssertEqual(body["data"]?["document"]?["id"]?.intValue, documentID)
+
+                // The signature, checked with openssl's HMAC.
+                let signature = try XCTUnwrap(hit.signature)
+                let match = try XCTUnwrap(signature.wholeMatch(of: /t=([0-9]+),v1=([0-9a-f]{64})/))
+                let timestamp = String(match.1)
+                XCTAssertLessThan(abs(Double(timestamp)! - Date().timeIntervalSince1970), 60)
+                XCTAssertEqual(
+                    String(match.2), try Self.opensslHMAC(key: all.secret, message: Array("\(timestamp).".utf8) + hit.body))
+                XCTAssertNotEqual(
+                    String(match.2), try Self.opensslHMAC(key: all.secret + "x", message: Array("\(timestamp).".utf8) + hit.body))
+
+                // Not to the endpoint subscribed to other events, nor to the other tenant's.
+                try await Task.sleep(for: .milliseconds(500))
+                XCTAssertEqual(receiver.hits("/ok/returned").count, 0, "the events filter is honoured")
+                XCTAssertEqual(receiver.hits("/ok/other").count, 0, "another tenant's endpoint receives nothing")
+                XCTAssertEqual(receiver.hits("/ok/all").count, 1)
+
+                // An event of the other environment reaches no sandbox endpoint.
+                try await withTestDatabase { database in
+                    _ = try await Self.record(database, tenant: tenant.id, tag: "production", environment: .production)
+                    _ = try await Self.record(database, tenant: tenant.id, type: "document.returned", tag: "returned")
+                }
+                try await eventually("the returned event") { receiver.hits("/ok/returned").count == 1 }
+                try await Task.sleep(for: .milliseconds(300))
+                XCTAssertEqual(receiver.hits("/ok/all").count, 2, "the returned event, and not the production one")
+                XCTAssertFalse(receiver.hits("/").contains { $0.json?["data"]?["document"]?["accessKey"] == .string("production") })
+
+                // The history.
+                let history = try await server.call(.get, "/v1/webhooks/\(all.id)/deliveries", key: tenant.key)
+                XCTAssertEqual(history.status, 200, history.text)
+                let attempts = try history.array("deliveries")
+                XCTAssertEqual(attempts.count, 2)
+                XCTAssertEqual(attempts[1]["eventId"], .string(id))
+                XCTAssertEqual(attempts[1]["eventType"], .string("document.authorized"))
+                XCTAssertEqual(attempts[1]["status"], .string("delivered"))
+                XCTAssertEqual(attempts[1]["responseCode"]?.intValue, 200)
+                XCTAssertNotNil(attempts[1]["durationMs"]?.intValue)
+                XCTAssertNotNil(attempts[1]["attemptedAt"]?.stringValue)
+                try await server.call(.get, "/v1/webhooks/\(all.id)/deliveries", key: other.key).assertProblem(404, "NOT_FOUND")
+            }
+        }
+    }
+
+    func testAnEventRollsBackWithItsTransaction() async throws {
+        try await TestServer.run(configure: { $0.webhooks.allowHTTP = true }) { server in
+            let tenant = try await server.signUp()
+            let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:9/x")
+            try await withTestDatabase { database in
+                struct Abandon: Error {}
+                do {
+                    _ = try await database.transaction(forTenantID: tenant.id) { transaction, _ in
+                        try WebhooksStore.recordEvent(
+                            transaction, type: "document.authorized", document: Self.document("x"), environment: .sandbox)
+                        throw Abandon()
+                    }
+                } catch is Abandon {}
+            }
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", [hook.id], as: Int64.self), 0,
+                "an event is never invented: nothing without the change that causes it")
+        }
+    }
+
+    func testRetriesAfter500sAndTimeoutsWithBackoffAndTheSameEventID() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0, timeoutMilliseconds: 700) }) { server in
+                let tenant = try await server.signUp()
+                scope.add(tenant.id)
+                let flaky = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/fail2/a")
+                let slow = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/slowonce/a")
+                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "retried") }
+                try await eventually("three attempts at the failing endpoint") { receiver.hits("/fail2/a").count >= 3 }
+                try await eventually("two at the slow one") { receiver.hits("/slowonce/a").count >= 2 }
+                let hits = receiver.hits("/fail2/a")
+                XCTAssertEqual(Set(hits.map(\.eventID)), [id], "every attempt carries the same event id")
+                XCTAssertEqual(Set(hits.map { $0.body }).count, 1, "and the same body")
+                // Backoff: 200 ms, then 400 ms (the poll adds a little).
+                XCTAssertGreaterThanOrEqual(hits[1].at - hits[0].at, .milliseconds(190))
+                XCTAssertGreaterThanOrEqual(hits[2].at - hits[1].at, .milliseconds(390))
+
+                try await eventually("both delivered") {
+                    try TestDatabase.scalar(
+                        "SELECT count(*) FROM webhook_deliveries WHERE event_id = $1 AND status = 'delivered'", [id], as: Int64.self) == 2
+                }
+                let flakyHistory = try await server.call(.get, "/v1/webhooks/\(flaky.id)/deliveries", key: tenant.key).array("deliveries")
+                XCTAssertEqual(flakyHistory.map { $0["outcome"] }, [.string("delivered"), .string("http_status"), .string("http_status")])
+                XCTAssertEqual(flakyHistory.map { $0["responseCode"]?.intValue }, [200, 500, 500])
+                XCTAssertEqual(flakyHistory.map { $0["status"] }, [.string("delivered"), .string("pending"), .string("pending")])
+                let slowHistory = try await server.call(.get, "/v1/webhooks/\(slow.id)/deliveries", key: tenant.key).array("deliveries")
+                XCTAssertEqual(slowHistory.map { $0["outcome"] }, [.string("delivered"), .string("timeout")])
+                XCTAssertEqual(slowHistory[1]["responseCode"], .null)
+                XCTAssertGreaterThanOrEqual(slowHistory[1]["durationMs"]?.intValue ?? 0, 650)
+                XCTAssertLessThan(slowHistory[1]["durationMs"]?.intValue ?? .max, 2500, "the attempt is cut at WEBHOOK_TIMEOUT_MS")
+            }
+        }
+    }
+
+    func testFailedAfterTheRetryWindow() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0, retryForSeconds: 1) }) { server in
+                let tenant = try await server.signUp()
+                scope.add(tenant.id)
+                let dead = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/dead/a")
+                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "dead") }
+                try await eventually("the delivery to fail") {
+                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "failed"
+                }
+                let attempts = try TestDatabase.scalar("SELECT attempts FROM webhook_deliveries WHERE event_id = $1", [id], as: Int64.self)
+                // 0 s, 0.2 s, 0.6 s; the next would be at 1.4 s, past the window.
+                XCTAssertEqual(attempts, 3)
+                XCTAssertEqual(Int64(receiver.hits("/dead/a").count), attempts)
+                try await Task.sleep(for: .seconds(1))
+                XCTAssertEqual(Int64(receiver.hits("/dead/a").count), attempts, "nothing more once failed")
+                let history = try await server.call(.get, "/v1/webhooks/\(dead.id)/deliveries", key: tenant.key).array("deliveries")
+                XCTAssertEqual(history.first?["status"], .string("failed"))
+                XCTAssertEqual(history.first?["deliveryStatus"], .string("failed"))
+            }
+        }
+    }
+
+    func testASlowEndpointDoesNotDelayAnother() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0, timeoutMilliseconds: 5_000) }) { server in
+                let slowTenant = try await server.signUp()
+                scope.add(slowTenant.id)
+                let liveTenant = try await server.signUp()
+                scope.add(liveTenant.id)
+                _ = try await server.createWebhook(slowTenant.key, url: "http://127.0.0.1:\(port)/slow/a")
+                _ = try await server.createWebhook(liveTenant.key, url: "http://127.0.0.1:\(port)/ok/live")
+                try await withTestDatabase { database in
+                    for index in 0..<10 { _ = try await Self.record(database, tenant: slowTenant.id, tag: "slow-\(index)") }
+                    try await eventually("the slow endpoint to be busy") { receiver.hits("/slow/a").count >= 1 }
+                    let started = ContinuousClock.now
+                    for index in 0..<5 { _ = try await Self.record(database, tenant: liveTenant.id, tag: "live-\(index)") }
+                    try await eventually("the live endpoint's five") { receiver.hits("/ok/live").count == 5 }
+                    XCTAssertLessThan(ContinuousClock.now - started, .seconds(2), "not queued behind the slow endpoint")
+                }
+                XCTAssertLessThanOrEqual(receiver.hits("/slow/a").count, 2, "at most two deliveries in flight per endpoint")
+            }
+        }
+    }
+
+    func testADeliveryWhoseWorkerDiedIsMadeAgainWithTheSameID() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            let tenant = try await TestServer.run(returning: scope) { server in
+                let tenant = try await server.signUp()
+                _ = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/crash")
+                return tenant
+            }
+            // A worker claims the delivery, then dies before recording anything:
+            // its lease (1 s here) is all that is left of it.
+            let id = try await withTestDatabaseValue { database in
+                let id = try await Self.record(database, tenant: tenant.id, tag: "crash")
+                let claimed = try await database.claimWebhookDeliveries(
+                    worker: UUID(), limit: 10, leaseMilliseconds: 1_000, perEndpoint: 2, tenants: [tenant.id])
+                XCTAssertEqual(claimed.count, 1)
+                return id
+            }
+            try await TestServer.run(configure: { scope.configure(&$0) }) { _ in
+                scope.add(tenant.id)
+                try await eventually("the delivery after the lease ended") { receiver.hits("/ok/crash").count == 1 }
+                XCTAssertEqual(receiver.hits("/ok/crash").first?.eventID, id)
+                try await eventually("delivered") {
+                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self)
+                        == "delivered"
+                }
+            }
+        }
+    }
+}
+
+/// `withTestDatabase`, returning what `body` returns.
+func withTestDatabaseValue<T: Sendable>(_ body: (Database) async throws -> T) async throws -> T {
+    var value: T?
+    try await withTestDatabase { value = try await body($0) }
+    return value!
+}
+
+extension TestServer {
+    /// Runs a server with the webhook workers off and returns what `body` returns.
+    static func run<T: Sendable>(returning _: TenantScope, _ body: @escaping @Sendable (TestServer) async throws -> T) async throws -> T {
+        let box = NIOLockedValueBox<T?>(nil)
+        try await run { server in
+            let value = try await body(server)
+            box.withLockedValue { $0 = value }
+        }
+        return box.withLockedValue { $0 }!
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import HTTPTypes
+import Postgres
+import TestSupport
+import XCTest
+
+@testable import Comprobify
+
+/// Issue 16: webhooks, from POST /v1/webhooks to the signed, retried delivery.
+final class WebhooksTests: XCTestCase {
+    func testCreateListDeleteAndTheSecretShownOnce() async throws {
+        let logs = LogCapture()
+        try await TestServer.run(configure: { $0.webhooks.allowHTTP = true }, logs: logs) { server in
+            let tenant = try await server.signUp()
+            let created = try await server.call(
+                .post, "/v1/webhooks", key: tenant.key, json: #"{"url": "https://erp.example.com/hooks/comprobify"}"#)
+            XCTAssertEqual(created.status, 201, created.text)
+            XCTAssertEqual(created.headers[.cacheControl], "no-store")
+            let secret = try created.string("secret")
+            XCTAssertNotNil(secret.wholeMatch(of: /whsec_[0-9a-f]{64}/))
+            let id = try created.int("webhook", "id")
+            XCTAssertEqual(try created.string("webhook", "url"), "https://erp.example.com/hooks/comprobify")
+            XCTAssertEqual(
+                try created.array("webhook", "events"),
+                [.string("document.authorized"), .string("document.not_authorized"), .string("document.returned")],
+                "all three events by default")
+            XCTAssertEqual(try created.string("webhook", "environment"), "sandbox")
+
+            let filtered = try await server.createWebhook(
+                tenant.key, url: "http://127.0.0.1:9/x", events: ["document.returned", "document.returned"])
+            let list = try await server.call(.get, "/v1/webhooks", key: tenant.key)
+            XCTAssertEqual(list.status, 200, list.text)
+            let hooks = try list.array("webhooks")
+            XCTAssertEqual(hooks.map { $0["id"]?.intValue }, [id, filtered.id])
+            XCTAssertEqual(hooks[1]["events"], .array([.string("document.returned")]), "duplicates folded")
+            XCTAssertFalse(list.text.contains(secret), "the secret is shown once, at creation")
+            XCTAssertFalse(list.text.contains("whsec_"))
+
+            // Stored sealed: not in the row, not in pg_dump, not in the log.
+            let stored = try TestDatabase.query("SELECT sealed_secret FROM webhook_endpoints WHERE id = $1", [id])
+            let sealed = try stored[0].decode(Data.self, at: 0)
+            XCTAssertFalse(String(decoding: sealed, as: UTF8.self).contains(String(secret.dropFirst(6).prefix(16))))
+            XCTAssertEqual(
+                try TestSecrets.box.open([UInt8](sealed), associatedData: WebhooksStore.associatedData(tenantID: tenant.id, webhookID: id)),
+                Array(secret.utf8), "it opens with the master key, the tenant and the webhook id")
+            XCTAssertThrowsError(
+                try TestSecrets.box.open(
+                    [UInt8](sealed), associatedData: WebhooksStore.associatedData(tenantID: tenant.id, webhookID: id + 1)))
+            let dumpFile = FileManager.default.temporaryDirectory.appendingPathComponent("webhooks-\(UUID().uuidString).sql")
+            defer { try? FileManager.default.removeItem(at: dumpFile) }
+            let pgDump =
+                FileManager.default.fileExists(atPath: "/usr/lib/postgresql/15/bin/pg_dump")
+                ? "/usr/lib/postgresql/15/bin/pg_dump" : "pg_dump"
+            let (status, output) = try runTool(
+                pgDump, ["--data-only", "--table", "webhook_endpoints", "--file", dumpFile.path, TestDatabase.ownerURL])
+            XCTAssertEqual(status, 0, output)
+            let dump = try String(contentsOf: dumpFile, encoding: .utf8)
+            XCTAssertTrue(dump.contains("erp.example.com"))
+            XCTAssertFalse(dump.contains(String(secret.dropFirst(6))), "no plaintext secret in pg_dump")
+            XCTAssertFalse(dump.contains(Data(secret.utf8).base64EncodedString().prefix(40)))
+            XCTAssertFalse(logs.text.contains(String(secret.dropFirst(6))), "nor in the log")
+
+            let deleted = try await server.call(.delete, "/v1/webhooks/\(id)", key: tenant.key)
+            XCTAssertEqual(deleted.status, 200, deleted.text)
+            try await server.call(.delete, "/v1/webhooks/\(id)", key: tenant.key).assertProblem(404, "NOT_FOUND")
+            try await server.call(.delete, "/v1/webhooks/abc", key: tenant.key).assertProblem(404, "NOT_FOUND")
+            try await server.call(.get, "/v1/webhooks/\(id)/deliveries", key: tenant.key).assertProblem(404, "NOT_FOUND")
+            let after = try await server.call(.get, "/v1/webhooks", key: tenant.key)
+            XCTAssertEqual(try after.array("webhooks").map { $0["id"]?.intValue }, [filtered.id])
+
+            // Another tenant's webhook is not found, whatever the route.
+            let other = try await server.signUp()
+            try await server.call(.delete, "/v1/webhooks/\(filtered.id)", key: other.key).assertProblem(404, "NOT_FOUND")
+            try await server.call(.get, "/v1/webhooks/\(filtered.id)/deliveries", key: other.key).assertProblem(404, "NOT_FOUND")
+            let otherList = try await server.call(.get, "/v1/webhooks", key: other.key)
+            XCTAssertEqual(try otherList.array("webhooks"), [])
+        }
+    }
+
+    func testValidationAndTheOrderOfAnswers() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            for (body, field) in [
+                (#"{}"#, "url"),
+                (#"{"url": 12}"#, "url"),
+                (#"{"url": "ftp://example.com/x"}"#, "url"),
+                (#"{"url": "http://erp.example.com/x"}"#, "url"),
+                (#"{"url": "http://localhost:8080/x"}"#, "url"),
+                (#"{"url": "https://user:pw@erp.example.com/x"}"#, "url"),
+                (#"{"url": "not a url"}"#, "url"),
+                (#"{"url": "https://erp.example.com/x", "events": []}"#, "events"),
+                (#"{"url": "https://erp.example.com/x", "events": "document.authorized"}"#, "events"),
+                (#"{"url": "https://erp.example.com/x", "events": ["document.signed"]}"#, "events"),
+                (#"{"url": "https://erp.example.com/x", "events": [null]}"#, "events"),
+            ] {
+                let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: body)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, [field], body)
+            }
+            let both = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "x", "events": 1}"#)
+            XCTAssertEqual(Set(both.errorFields), ["url", "events"], "all fields at once")
+
+            // 401 before 400, whatever the body.
+            let forged = "cfy_test_" + String(repeating: "0", count: 64)
+            try await server.call(.post, "/v1/webhooks", key: forged, json: #"{"url": "ftp://x"}"#).assertProblem(401, "UNAUTHORIZED")
+            try await server.call(.post, "/v1/webhooks", json: #"{"url": "https://erp.example.com/x"}"#).assertProblem(401, "UNAUTHORIZED")
+            try await server.call(.get, "/v1/webhooks", key: forged).assertProblem(401, "UNAUTHORIZED")
+            try await server.call(.delete, "/v1/webhooks/1", key: forged).assertProblem(401, "UNAUTHORIZED")
+            try await server.call(.get, "/v1/webhooks/1/deliveries", key: forged).assertProblem(401, "UNAUTHORIZED")
+        }
+    }
+
+    func testPrivateAddressesAreRefused() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            for url in [
+                "https://10.1.2.3/x", "https://169.254.169.254/latest/meta-data", "https://[::1]/x", "https://127.0.0.1/x",
+                "https://192.168.1.10/x", "https://172.16.0.1/x", "https://[fd00:ec2::254]/x", "https://[::ffff:10.0.0.1]/x",
+                "https://[fe80::1]/x", "https://0.0.0.0/x", "https://localhost/x", "https://LOCALHOST./x",
+            ] + WebhooksTests.loopbackHostNames.map { "https://\($0)/x" } {
+                let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, ["url"], url)
+            }
+            let list = try await server.call(.get, "/v1/webhooks", key: tenant.key)
+            XCTAssertEqual(try list.array("webhooks"), [], "nothing stored")
+        }
+        try await TestServer.run(configure: { $0.webhooks.allowHTTP = true }) { server in
+            let tenant = try await server.signUp()
+            for url in ["http://127.0.0.1:8080/x", "http://localhost:8080/x", "https://localhost/x"] {
+                let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)
+                XCTAssertEqual(reply.status, 201, "\(url): \(reply.text)")
+            }
+            for url in ["http://10.0.0.1/x", "https://169.254.169.254/x", "http://[::1]:8080/x", "http://erp.example.com/x"] {
+                let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)
+                XCTAssertEqual(reply.errorFields, ["url"], "\(url): the allowance covers localhost and 127.0.0.1 only")
+            }
+        }
+    }
+
+    /// Host names of this machine that resolve to a loopback address (the
+    /// machine's own name usually does, through /etc/hosts).
+    static var loopbackHostNames: [String] {
+        let name = ProcessInfo.processInfo.hostName
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard !name.isEmpty, name != "localhost", getaddrinfo(name, nil, &hints, &list) == 0, let first = list else { return [] }
+        defer { freeaddrinfo(list) }
+        let address = first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+        return UInt32(bigEndian: address) >> 24 == 127 ? [name] : []
+    }
+
+    func testAHostNameIsJudgedByWhatItResolvesTo() async throws {
+        let url = try WebhookURL.parse("https://rebind.example.com/x", allowHTTP: false).get()
+        let answers: [String: [IPAddress]] = [
+            "loopback": [IPAddress("127.0.0.1")!], "metadata": [IPAddress("169.254.169.254")!],
+            "mixed": [IPAddress("93.184.215.14")!, IPAddress("10.0.0.7")!], "v6": [IPAddress("::1")!],
+            "public": [IPAddress("93.184.215.14")!, IPAddress("2606:2800:21f:cb07:6820:80da:af6b:8b2c")!],
+        ]
+        for (name, addresses) in answers {
+            let refusal = await AddressGuard.refusal(for: url, allowHTTP: false) { _ in addresses }
+            XCTAssertEqual(refusal == nil, name == "public", "\(name): \(refusal ?? "allowed")")
+        }
+        let unresolved = await AddressGuard.refusal(for: url, allowHTTP: false) { _ in nil }
+        XCTAssertNotNil(unresolved)
+        let allowed = try WebhookURL.parse("http://localhost:8080/x", allowHTTP: true).get()
+        let asked = await AddressGuard.refusal(for: allowed, allowHTTP: true) { _ in [IPAddress("127.0.0.1")!] }
+        XCTAssertNil(asked, "the allowance covers localhost")
+    }
+
+    func testAtMostTenPerTenantAndEnvironment() async throws {
+        try await TestServer.run(configure: { $0.webhooks.allowHTTP = true }) { server in
+            let tenant = try await server.signUp()
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<14 {
+                    group.addTask {
+                        try await server.call(
+                            .post, "/v1/webhooks", key: tenant.key, json: #"{"url": "http://127.0.0.1:9/\#(index)"}"#
+                        ).status
+                    }
+                }
+                var statuses: [Int] = []
+                for try await status in group { statuses.append(status) }
+                XCTAssertEqual(statuses.filter { $0 == 201 }.count, 10, "concurrent creations never pass the limit")
+                XCTAssertEqual(statuses.filter { $0 == 409 }.count, 4)
+            }
+            let refused = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "http://127.0.0.1:9/y"}"#)
+            refused.assertProblem(409, "CONFLICT")
+            let first = try await server.call(.get, "/v1/webhooks", key: tenant.key).array("webhooks")[0]["id"]!.intValue!
+            let deleted = try await server.call(.delete, "/v1/webhooks/\(first)", key: tenant.key)
+            XCTAssertEqual(deleted.status, 200)
+            let again = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "http://127.0.0.1:9/y"}"#)
+            XCTAssertEqual(again.status, 201, "a deleted one frees its place")
+        }
+    }
+}
