@@ -91,11 +91,17 @@ final class DocumentsTests: XCTestCase {
             try TestDatabase.query(
                 """
                 CREATE FUNCTION \(trigger)() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN RAISE EXCEPTION 'injected failure' USING ERRCODE = 'XX001'; END $$;
-                CREATE TRIGGER \(trigger) BEFORE INSERT ON documents FOR EACH ROW
-                    WHEN (NEW.tenant_id = \(tenant.id) AND NEW.metadata::text LIKE '%fail-here%') EXECUTE FUNCTION \(trigger)();
+                BEGIN RAISE EXCEPTION 'injected failure' USING ERRCODE = 'XX001'; END $$
                 """)
-            defer { _ = try? TestDatabase.query("DROP TRIGGER \(trigger) ON documents; DROP FUNCTION \(trigger)();") }
+            try TestDatabase.query(
+                """
+                CREATE TRIGGER \(trigger) BEFORE INSERT ON documents FOR EACH ROW
+                    WHEN (NEW.tenant_id = \(tenant.id) AND NEW.metadata::text LIKE '%fail-here%') EXECUTE FUNCTION \(trigger)()
+                """)
+            defer {
+                _ = try? TestDatabase.query("DROP TRIGGER \(trigger) ON documents")
+                _ = try? TestDatabase.query("DROP FUNCTION \(trigger)()")
+            }
             let failed = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(metadata: #"{"fail-here": true}"#))
             failed.assertProblem(500, "INTERNAL")
             let next = try await server.issue(tenant.key, issuer: issuer)

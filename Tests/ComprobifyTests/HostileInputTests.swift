@@ -144,7 +144,7 @@ final class HostileInputTests: XCTestCase {
             }
             // As Idempotency-Keys they are legal, and replay.
             for (n, text) in Self.sqlish.enumerated() {
-                let body = documentJSON(content: #"{"idem": \#(n)}"#)
+                let body = documentJSON(metadata: #"{"idem": \#(n)}"#)
                 let first = try await server.issue(a.key, issuer: a.issuer, headers: [.idempotencyKey: text], body: body)
                 first.assertSuccess(201, label: "Idempotency-Key \(text)")
                 let again = try await server.issue(a.key, issuer: a.issuer, headers: [.idempotencyKey: text], body: body)
@@ -228,19 +228,27 @@ final class HostileInputTests: XCTestCase {
                     { #"{"email": \#(jsonString("nul" + $0 + Crypto.hex(Crypto.randomBytes(3)) + "@example.ec")), "name": "n"}"# }, "email"
                 ),
                 ("/v1/tenants/verify-email", nil, nil, { #"{"token": \#(jsonString(String(repeating: "a", count: 64) + $0))}"# }, "body"),
-                ("/v1/documents", a.key, a.issuer, { documentJSON(content: #"{"v": \#(jsonString($0))}"#) }, "content"),
-                ("/v1/documents", a.key, a.issuer, { documentJSON(content: #"{\#(jsonString("k" + $0)): 1}"#) }, "content"),
+                ("/v1/documents", a.key, a.issuer, { documentJSON(metadata: #"{"v": \#(jsonString($0))}"#) }, "metadata"),
+                ("/v1/documents", a.key, a.issuer, { documentJSON(metadata: #"{\#(jsonString("k" + $0)): 1}"#) }, "metadata"),
                 (
-                    "/v1/documents", a.key, a.issuer, { documentJSON(content: #"{"deep": [{"deeper": ["ok", \#(jsonString($0))]}]}"#) },
-                    "content"
+                    "/v1/documents", a.key, a.issuer, { documentJSON(metadata: #"{"deep": [{"deeper": ["ok", \#(jsonString($0))]}]}"#) },
+                    "metadata"
                 ),
                 (
-                    "/v1/documents", a.key, a.issuer, { #"{"documentType": \#(jsonString("01" + $0)), "issueDate": "2026-03-01"}"# },
+                    "/v1/documents", a.key, a.issuer,
+                    { jsonObject(replacing(facturaMembers(), "documentType", with: jsonString("01" + $0))) },
                     "documentType"
                 ),
                 (
-                    "/v1/documents", a.key, a.issuer, { #"{"documentType": "01", "issueDate": \#(jsonString("2026-03-01" + $0))}"# },
+                    "/v1/documents", a.key, a.issuer, { jsonObject(facturaMembers() + [("issueDate", jsonString(guayaquilDate() + $0))]) },
                     "issueDate"
+                ),
+                ("/v1/documents", a.key, a.issuer, { facturaJSON(item: "description", jsonString("Widget" + $0)) }, "items[0].description"),
+                ("/v1/documents", a.key, a.issuer, { facturaJSON(item: "unitPrice", jsonString("10.75" + $0)) }, "items[0].unitPrice"),
+                (
+                    "/v1/documents", a.key, a.issuer,
+                    { Bodies.factura(extra: #""additionalInfo": [{"name": "Pedido", "value": \#(jsonString($0))}]"#) },
+                    "additionalInfo[0].value"
                 ),
                 (admin, adminToken, nil, { #"{"label": \#(jsonString($0))}"# }, "label"),
                 ("/v1/tenants/promote", v.key, nil, { promoteJSON(v.issuer, type: jsonString("01" + $0)) }, "body"),
@@ -266,8 +274,9 @@ final class HostileInputTests: XCTestCase {
             for escape in [#"\ud800"#, #"\udc00"#, #"a\ud800b"#, #"\ud800\ud800"#, #"\udc00\ud800"#, #"x\ud83d"#, #"\udfff"#] {
                 let bodies: [(String, Int64?, String)] = [
                     ("/v1/keys", nil, #"{"label":"\#(escape)"}"#),
-                    ("/v1/documents", a.issuer, #"{"documentType":"01","content":{"v":"\#(escape)"}}"#),
-                    ("/v1/documents", a.issuer, #"{"documentType":"01","content":{"\#(escape)":1}}"#),
+                    ("/v1/documents", a.issuer, documentJSON(metadata: #"{"v":"\#(escape)"}"#)),
+                    ("/v1/documents", a.issuer, documentJSON(metadata: #"{"\#(escape)":1}"#)),
+                    ("/v1/documents", a.issuer, facturaJSON(item: "description", #""\#(escape)""#)),
                     ("/v1/tenants", nil, #"{"email":"\#(TestServer.uniqueEmail("sur"))","name":"\#(escape)"}"#),
                     (
                         "/v1/issuers", nil,
@@ -291,8 +300,9 @@ final class HostileInputTests: XCTestCase {
             for (bad, what) in invalid {
                 let bodies: [(String, Int64?, [UInt8])] = [
                     ("/v1/keys", nil, Array(#"{"label":"a"#.utf8) + bad + Array(#""}"#.utf8)),
-                    ("/v1/documents", a.issuer, Array(#"{"documentType":"01","content":{"v":""#.utf8) + bad + Array(#""}}"#.utf8)),
-                    ("/v1/documents", a.issuer, Array(#"{"documentType":"01","content":{"k"#.utf8) + bad + Array(#"":1}}"#.utf8)),
+                    ("/v1/documents", a.issuer, Array(documentJSON(metadata: #"{"v":"a\#u{1}"}"#).utf8).replacing([1], with: bad)),
+                    ("/v1/documents", a.issuer, Array(documentJSON(metadata: #"{"k\#u{1}":1}"#).utf8).replacing([1], with: bad)),
+                    ("/v1/documents", a.issuer, Array(facturaJSON(item: "description", "\"W\u{1}\"").utf8).replacing([1], with: bad)),
                 ]
                 for (path, issuer, body) in bodies {
                     try await server.send(.post, path, key: a.key, issuer: issuer, body)
@@ -357,22 +367,62 @@ final class HostileInputTests: XCTestCase {
             }
             try await server.call(.get, "/v1/documents", key: a.key).assertHostileProblem(400, "VALIDATION_ERROR", label: "no X-Issuer-Id")
 
-            // Big numbers inside content are stored, never a 5xx.
+            // Any number in metadata is the client's: stored as json, it comes
+            // back exactly as written, whatever PostgreSQL's numeric could hold.
             let numbers =
-                #"{"a":99999999999999999999999,"b":1e400,"c":-1e-400,"d":123456789012345678901234567890.123456789,"e":-0,"f":1E+2}"#
-            let stored = try await server.issue(a.key, issuer: a.issuer, body: #"{"documentType":"01","content":\#(numbers)}"#)
-            stored.assertSuccess(201, label: "content with huge numbers")
-            let read = try await server.call(
-                .get, "/v1/documents/\(try stored.string("document", "accessKey"))", key: a.key, issuer: a.issuer)
-            XCTAssertTrue(equivalent(read.value(["document", "content"]), try JSONParser.parse(Array(numbers.utf8))), read.text)
-            for n in ["1e131071", "1e-16383"] {
-                try await server.issue(a.key, issuer: a.issuer, body: #"{"documentType":"01","content":{"x":\#(n)}}"#)
-                    .assertSuccess(201, label: "content number \(n) (within PostgreSQL numeric)")
+                #"{"a":99999999999999999999999,"b":1e400,"c":-1e-400,"d":123456789012345678901234567890.123456789,"e":-0,"f":1E+2,"g":1.50,"h":0.1e-0}"#
+            try await server.assertRoundTrip(metadata: numbers, in: a, label: "metadata with huge numbers")
+            for n in ["1e131071", "1e-16383", "1e131072", "1e-16384", "1e1000000", "-1e1000000", "1e-1000000", "-0.0E-00"] {
+                try await server.assertRoundTrip(metadata: #"{"x":\#(n)}"#, in: a, label: "metadata number \(n)")
             }
-            // Past PostgreSQL's numeric range the number cannot be stored: 400, never 500.
-            for n in ["1e131072", "1e-16384", "1e1000000", "-1e1000000", "1e-1000000", "1" + String(repeating: "0", count: 200_000)] {
-                try await server.issue(a.key, issuer: a.issuer, body: #"{"documentType":"01","content":{"x":\#(n)}}"#)
-                    .assertAnswer([201, 400], label: "content number \(n.prefix(12))")
+            // The longest number the server's JSON parser reads (1000 characters)
+            // comes back as written; longer ones anywhere in a body are refused
+            // while parsing (a 400 naming the body), never a 5xx.
+            let longest = "-1." + String(repeating: "0", count: 993) + "1e-5"
+            XCTAssertEqual(longest.count, 1000)
+            try await server.assertRoundTrip(metadata: #"{"x":\#(longest)}"#, in: a, label: "metadata number of 1000 characters")
+            for digits in [1001, 16000, 200_001] {
+                try await server.issue(
+                    a.key, issuer: a.issuer, body: documentJSON(metadata: #"{"x":1\#(String(repeating: "0", count: digits - 1))}"#)
+                )
+                .assertHostileProblem(400, "VALIDATION_ERROR", field: "body", label: "metadata number of \(digits) digits")
+            }
+
+            // Amounts are exact decimals: a huge, malformed or non-numeric one is
+            // a 400 naming its path, never a 5xx nor a rounded float.
+            let badAmounts = [
+                "1e400", "99999999999999999999999", "9223372036854775808", "1000000000000", "-1", "-0.01", "1e-400", "1e131072",
+                "1e-1000000", "123456789012345678901234567890.123456789", #""1e400""#, #""NaN""#, #""Infinity""#, #""-Infinity""#,
+                #""0x10""#, #""01""#, #"".5""#, #""5.""#, #""+1""#, #"" 1""#, #""1 ""#, #""1,50""#, #""""#, #""abc""#, "true", "[]",
+                "{}", #"["1"]"#, #"{"value": "1"}"#, jsonString("１"), jsonString("1" + String(repeating: "0", count: 200_000)),
+            ]
+            let amountFields: [(String, @Sendable (String) -> String)] = [
+                ("items[0].quantity", { facturaJSON(item: "quantity", $0) }),
+                ("items[0].unitPrice", { facturaJSON(item: "unitPrice", $0) }),
+                ("items[0].discount", { facturaJSON(item: "discount", $0) }),
+                ("payments[0].total", { Bodies.factura(extra: #""payments": [{"method": "01", "total": \#($0)}]"#) }),
+            ]
+            for (field, make) in amountFields {
+                for n in badAmounts {
+                    try await server.issue(a.key, issuer: a.issuer, body: make(n))
+                        .assertHostileProblem(400, "VALIDATION_ERROR", field: field, label: "\(field) \(n.prefix(40))")
+                }
+            }
+            for (field, n) in [
+                ("items[0].quantity", "0.0000001"), ("items[0].unitPrice", "10.7500001"), ("items[0].discount", "0.505"),
+                ("payments[0].total", "24.151"), ("items[0].quantity", "0"), ("payments[0].total", "0"),
+            ] {
+                let item = String(field.dropFirst("items[0].".count))
+                let body = field.hasPrefix("payments") ? amountFields[3].1(n) : facturaJSON(item: item, n)
+                try await server.issue(a.key, issuer: a.issuer, body: body)
+                    .assertHostileProblem(400, "VALIDATION_ERROR", field: field, label: "\(field) \(n)")
+            }
+            // The same value written as any JSON number or decimal string is the same exact amount.
+            for unitPrice in ["10.75", #""10.75""#, "1075e-2", "0.1075E+2", "10.750000", #""10.7500000000""#, "10.75e0"] {
+                let reply = try await server.issue(a.key, issuer: a.issuer, body: facturaJSON(item: "unitPrice", unitPrice))
+                reply.assertSuccess(201, label: "unitPrice \(unitPrice)")
+                XCTAssertEqual(
+                    reply.value(["document", "totals", "total"]), .string("24.15"), "unitPrice \(unitPrice): \(reply.text.prefix(300))")
             }
             // Nothing above may have promoted V or seeded its production counters.
             let me = try await server.call(.get, "/v1/tenants/me", key: v.key)
@@ -391,13 +441,15 @@ final class HostileInputTests: XCTestCase {
             let v = try await server.party()
             let deepObject = String(repeating: #"{"a":"#, count: 10000) + "1" + String(repeating: "}", count: 10000)
             let deepArray = String(repeating: "[", count: 10000) + String(repeating: "]", count: 10000)
-            let contents = [
+            let nestings = [
                 ("objects", deepObject), ("arrays", deepArray), ("unclosed", String(repeating: "[", count: 10000)),
                 ("mixed", String(repeating: #"{"a":["#, count: 5000) + String(repeating: "]}", count: 5000)),
             ]
-            for (what, content) in contents {
-                try await server.issue(a.key, issuer: a.issuer, body: #"{"documentType":"01","content":{"x":\#(content)}}"#)
-                    .assertHostileProblem(400, "VALIDATION_ERROR", label: "content nested 10000 levels (\(what))")
+            for (what, deep) in nestings {
+                try await server.issue(a.key, issuer: a.issuer, body: documentJSON(metadata: #"{"x":\#(deep)}"#))
+                    .assertHostileProblem(400, "VALIDATION_ERROR", label: "metadata nested 10000 levels (\(what))")
+                try await server.issue(a.key, issuer: a.issuer, body: facturaJSON(item: "taxes", deep))
+                    .assertHostileProblem(400, "VALIDATION_ERROR", label: "items[0].taxes nested 10000 levels (\(what))")
             }
             let arrays = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
             try await server.call(.post, "/v1/keys", key: a.key, json: arrays)
@@ -408,7 +460,7 @@ final class HostileInputTests: XCTestCase {
                 .assertHostileProblem(400, "VALIDATION_ERROR", label: "sign-up body nested 10000 levels")
             var nested = #"{"level":0}"#
             for i in 1..<40 { nested = #"{"level":\#(i),"child":\#(nested),"list":[\#(i),[\#(i)]]}"# }
-            try await server.assertRoundTrip(content: nested, in: a, label: "content nested 40 levels")
+            try await server.assertRoundTrip(metadata: nested, in: a, label: "metadata nested 40 levels")
             try await server.assertGapless(a)
         }
     }
@@ -440,16 +492,27 @@ final class HostileInputTests: XCTestCase {
                 ("/v1/issuers", k, nil, "address", ["1", "[]", "{}", "true"]),
                 (
                     "/v1/documents", k, a.issuer, "documentType",
-                    ["1", #""1""#, #""02""#, #""00""#, #""01 ""#, #""""#, "[]", "{}", #""99""#, "null"]
+                    [
+                        "1", #""1""#, #""02""#, #""00""#, #""01 ""#, #""""#, "[]", "{}", #""99""#, "null", #""03""#, #""05""#, #""06""#,
+                        #""07""#,
+                    ]
                 ),
                 (
                     "/v1/documents", k, a.issuer, "issueDate",
                     [
                         #""2026-02-30""#, #""2026-13-01""#, #""20260101""#, "20260101", #""2026-1-1""#, #""""#, #""2026-01-01T00:00:00Z""#,
-                        #""0000-01-01""#, #""99999-01-01""#, "[]", #""2026-03-01 ""#, "null",
+                        #""0000-01-01""#, #""99999-01-01""#, "[]", jsonString(guayaquilDate() + " "), "null", #""9999-12-31""#,
+                        #""0001-01-01""#, #""1970-01-01""#, #""1999-12-31""#, #""2100-01-01""#, jsonString(guayaquilDate(offset: 1)),
+                        jsonString(guayaquilDate(offset: 366)),
                     ]
                 ),
-                ("/v1/documents", k, a.issuer, "content", ["[]", #""x""#, "1", "true", "[{}]", "null"]),
+                (
+                    "/v1/documents", k, a.issuer, "content",
+                    ["[]", #""x""#, "1", "true", "[{}]", "null", "{}", #"{"total":"1.00"}"#]
+                ),
+                ("/v1/documents", k, a.issuer, "metadata", ["[]", #""x""#, "1", "true", "[{}]", "false", #""{}""#]),
+                ("/v1/documents", k, a.issuer, "buyer", ["1", #""x""#, "[]", "true", "{}", #"[{"idType": "07"}]"#]),
+                ("/v1/documents", k, a.issuer, "items", ["1", #""x""#, "[]", "{}", "[1]", "[[]]", "[null]", "[{}]", "true"]),
                 (
                     "/v1/tenants", nil, nil, "email",
                     [
@@ -471,7 +534,7 @@ final class HostileInputTests: XCTestCase {
                                 ("emissionPoint", #""001""#),
                             ]
                         case "/v1/documents":
-                            [("documentType", #""01""#), ("issueDate", #""2026-03-01""#), ("content", #"{"total":"1.00"}"#)]
+                            facturaMembers(metadata: #"{"erpId": "INV-1"}"#) + [("issueDate", jsonString(guayaquilDate()))]
                         case "/v1/tenants": [("email", jsonString(TestServer.uniqueEmail("typ"))), ("name", #""x""#)]
                         default: []
                         }
@@ -485,8 +548,13 @@ final class HostileInputTests: XCTestCase {
                         .assertHostileProblem(400, "VALIDATION_ERROR", field: field, label: "POST \(path) \(field)=\(value.prefix(40))")
                 }
             }
+            // metadata is optional: null is as absent, an empty object.
+            let noMetadata = try await server.issue(k, issuer: a.issuer, body: documentJSON(metadata: "null"))
+            noMetadata.assertSuccess(201, label: "metadata null")
+            XCTAssertEqual(noMetadata.value(["document", "metadata"]), .object([]), "metadata null reads back as {}")
             let required: [(String, String?, Int64?, String)] = [
-                ("/v1/issuers", k, nil, "ruc"), ("/v1/documents", k, a.issuer, "documentType"), ("/v1/tenants", nil, nil, "email"),
+                ("/v1/issuers", k, nil, "ruc"), ("/v1/documents", k, a.issuer, "documentType"), ("/v1/documents", k, a.issuer, "buyer"),
+                ("/v1/documents", k, a.issuer, "items"), ("/v1/tenants", nil, nil, "email"),
                 ("/v1/tenants/verify-email", nil, nil, "token"),
             ]
             for (path, key, issuer, field) in required {
@@ -542,29 +610,54 @@ final class HostileInputTests: XCTestCase {
             let a = try await server.party()
             let b = try await server.party()
             let k = a.key
-            for date in ["2024-02-29", "9999-12-31", "0001-01-01", "1970-01-01"] {
-                let reply = try await server.issue(k, issuer: a.issuer, body: #"{"documentType": "01", "issueDate": "\#(date)"}"#)
+            // The legal edges: SRI's first year, a leap day in the past, yesterday and today in Guayaquil.
+            for date in ["2000-01-01", "2024-02-29", "2000-02-29", guayaquilDate(offset: -1), guayaquilDate()] {
+                let reply = try await server.issue(k, issuer: a.issuer, body: documentJSON(date: date))
                 reply.assertSuccess(201, label: "issueDate \(date)")
                 let parts = date.split(separator: "-").map(String.init)
                 XCTAssertEqual(try reply.string("document", "issueDate"), date)
                 XCTAssertEqual(String(try reply.string("document", "accessKey").prefix(8)), parts[2] + parts[1] + parts[0])
             }
-            try await server.issue(k, issuer: a.issuer, body: #"{"documentType": "01", "issueDate": "2026-02-29"}"#)
-                .assertHostileProblem(400, "VALIDATION_ERROR", field: "issueDate", label: "issueDate 2026-02-29")
-            // A wide object well within 1 MiB must not cost the server more than linear work.
+            let today = try await server.issue(k, issuer: a.issuer, body: documentJSON())
+            XCTAssertEqual(try today.string("document", "issueDate"), guayaquilDate(), "issueDate defaults to today in Guayaquil")
+            // Just past them: before 2000, after today, not a day of the calendar.
+            for date in ["2026-02-29", "1999-12-31", "2100-02-29", guayaquilDate(offset: 1), "9999-12-31", "0001-01-01", "1970-01-01"] {
+                try await server.issue(k, issuer: a.issuer, body: documentJSON(date: date))
+                    .assertHostileProblem(400, "VALIDATION_ERROR", field: "issueDate", label: "issueDate \(date)")
+            }
+            // A wide object well within 1 MiB must not cost the server more than
+            // linear work: 25000 metadata members are read, then refused by name.
             let wide = "{" + (0..<25000).map { #""k\#($0)":\#($0)"# }.joined(separator: ",") + "}"
             let started = ContinuousClock.now
-            let wideReply = try await server.issue(k, issuer: a.issuer, body: documentJSON(content: wide))
+            let wideReply = try await server.issue(k, issuer: a.issuer, body: documentJSON(metadata: wide))
             XCTAssertLessThan(ContinuousClock.now - started, .seconds(5), "parsing a wide JSON object is slower than linear")
-            wideReply.assertSuccess(201, label: "content with 25000 members")
-            let wideRead = try await server.call(
-                .get, "/v1/documents/\(try wideReply.string("document", "accessKey"))", key: k, issuer: a.issuer)
-            XCTAssertTrue(equivalent(wideRead.value(["document", "content"]), try JSONParser.parse(Array(wide.utf8))), "read back equal")
-            let long = #"{"items":[\#((0..<100_000).map(String.init).joined(separator: ","))]}"#
-            try await server.issue(k, issuer: a.issuer, body: documentJSON(content: long)).assertAnswer(
-                [201], label: "100000-element array")
+            wideReply.assertHostileProblem(400, "VALIDATION_ERROR", field: "metadata", label: "metadata with 25000 members")
+            // The widest metadata that fits, 50 members, comes back in its order.
+            let fifty = "{" + (0..<50).reversed().map { #""k\#($0)":\#($0).0"# }.joined(separator: ",") + "}"
+            try await server.assertRoundTrip(metadata: fifty, in: a, label: "metadata with 50 members")
+            try await server.issue(k, issuer: a.issuer, body: documentJSON(metadata: "{" + fifty.dropFirst().dropLast() + #","k50":0}"#))
+                .assertHostileProblem(400, "VALIDATION_ERROR", field: "metadata", label: "metadata with 51 members")
+            // Up to 16 KiB as JSON: a 16384-byte object is kept, one byte more is refused.
+            let padding = #"{"pad":""# + String(repeating: "p", count: 16 * 1024 - 10) + #""}"#
+            XCTAssertEqual(padding.utf8.count, 16 * 1024)
+            try await server.assertRoundTrip(metadata: padding, in: a, label: "metadata of 16 KiB")
+            try await server.issue(k, issuer: a.issuer, body: documentJSON(metadata: #"{"pad":"p"# + padding.dropFirst(8)))
+                .assertHostileProblem(400, "VALIDATION_ERROR", field: "metadata", label: "metadata of 16 KiB + 1")
+            // A long array is read in linear time; past the items' limit (1000) it
+            // is refused by name, at it every line is issued.
+            let line = jsonObject(replacing(facturaItem, "quantity", with: #""1""#).filter { $0.0 != "discount" })
+            let many = "[" + Array(repeating: "{}", count: 100_000).joined(separator: ",") + "]"
+            let manyStarted = ContinuousClock.now
+            try await server.issue(k, issuer: a.issuer, body: jsonObject(replacing(facturaMembers(), "items", with: many)))
+                .assertHostileProblem(400, "VALIDATION_ERROR", field: "items", label: "100000 items")
+            XCTAssertLessThan(ContinuousClock.now - manyStarted, .seconds(5), "100000 items are refused in linear time")
+            let thousand = "[" + Array(repeating: line, count: 1000).joined(separator: ",") + "]"
+            let big = try await server.issue(k, issuer: a.issuer, body: jsonObject(replacing(facturaMembers(), "items", with: thousand)))
+            big.assertSuccess(201, label: "1000 items")
+            // 1000 × 10.75 = 10750.00, IVA 15 % on each line 1.61: 1610.00.
+            XCTAssertEqual(big.value(["document", "totals", "total"]), .string("12360.00"), "1000 lines add up exactly")
             let odd = #"{"": "", " ": null, "\u00e9": [true, false, null, -0.0, 1e-07], "k": {"": {"": []}}}"#
-            try await server.assertRoundTrip(content: odd, in: a, label: "content with empty keys, null, booleans, nested empties")
+            try await server.assertRoundTrip(metadata: odd, in: a, label: "metadata with empty keys, null, booleans, nested empties")
             let extra = #"{"label": "extra", "id": 1, "tenantId": \#(b.id), "environment": "sandbox", "active": false, "revokedAt": "x"}"#
             try await server.call(.post, "/v1/keys", key: k, json: extra).assertSuccess(201, label: "unknown extra fields are ignored")
             let keys = try await server.call(.get, "/v1/keys", key: k).array("keys")
@@ -580,10 +673,12 @@ final class HostileInputTests: XCTestCase {
                 ("/v1/keys", k, nil, #"{"label":"dup-a","label":"dup-b"}"#),
                 ("/v1/keys", k, nil, #"{"environment":"production","environment":"sandbox"}"#),
                 ("/v1/keys", k, nil, #"{"label":"dup","label":null}"#),
-                ("/v1/documents", k, a.issuer, #"{"documentType":"01","documentType":"99"}"#),
-                ("/v1/documents", k, a.issuer, #"{"documentType":"99","documentType":"01"}"#),
-                ("/v1/documents", k, a.issuer, #"{"documentType":"01","content":{"a":1,"a":2}}"#),
-                ("/v1/documents", k, a.issuer, #"{"documentType":"01","content":{"a":1},"content":[1]}"#),
+                ("/v1/documents", k, a.issuer, jsonObject(facturaMembers() + [("documentType", #""99""#)])),
+                ("/v1/documents", k, a.issuer, jsonObject([("documentType", #""99""#)] + facturaMembers())),
+                ("/v1/documents", k, a.issuer, documentJSON(metadata: #"{"a":1,"a":2}"#)),
+                ("/v1/documents", k, a.issuer, jsonObject(facturaMembers(metadata: #"{"a":1}"#) + [("metadata", "[1]")])),
+                ("/v1/documents", k, a.issuer, jsonObject(facturaMembers() + [("items", "[]")])),
+                ("/v1/documents", k, a.issuer, facturaJSON(item: "unitPrice", #""1", "unitPrice": "99999999999999999999""#)),
                 (
                     "/v1/issuers", k, nil,
                     #"{"ruc":"\#(randomRUC())","ruc":"x","legalName":"d","establishment":"007","emissionPoint":"001"}"#
@@ -607,13 +702,38 @@ final class HostileInputTests: XCTestCase {
         try await hostile { server in
             let a = try await server.party()
             let mib = 1 << 20
-            let (head, tail) = (#"{"documentType": "01", "issueDate": "2026-03-01", "content": {"pad": ""#, #""}}"#)
-            let exact = head + String(repeating: "y", count: mib - head.utf8.count - tail.utf8.count) + tail
+            // A factura of about 1 MiB within the rules' limits: lines with the
+            // longest description and details, whitespace for the last bytes.
+            let text = String(repeating: "ñ", count: 300)
+            let detail = #"{"name": \#(jsonString(text)), "value": \#(jsonString(text))}"#
+            let line = jsonObject(
+                replacing(facturaItem, "description", with: jsonString(text)).filter { $0.0 != "discount" }
+                    + [("details", "[" + [detail, detail, detail].joined(separator: ", ") + "]")])
+            func factura(lines: Int, padding: Int) -> String {
+                let items = "[" + Array(repeating: line, count: lines).joined(separator: ",") + "]"
+                return String(jsonObject(replacing(facturaMembers(metadata: #"{"erpId": "MIB"}"#), "items", with: items)).dropLast())
+                    + String(repeating: " ", count: padding) + "}"
+            }
+            let lines = (mib - factura(lines: 0, padding: 0).utf8.count) / (line.utf8.count + 1)
+            XCTAssertLessThanOrEqual(lines, 1000)
+            let padding = mib - factura(lines: lines, padding: 0).utf8.count
+            XCTAssertLessThan(padding, line.utf8.count + 1)
+            let exact = factura(lines: lines, padding: padding)
             XCTAssertEqual(exact.utf8.count, mib)
-            try await server.issue(a.key, issuer: a.issuer, body: exact).assertSuccess(201, label: "exactly 1 MiB")
+            let issued = try await server.issue(a.key, issuer: a.issuer, body: exact)
+            issued.assertSuccess(201, label: "a factura of exactly 1 MiB (\(lines) lines)")
+            XCTAssertEqual(try? issued.array("document", "items").count, lines, "every line issued")
+            try await server.issue(a.key, issuer: a.issuer, body: factura(lines: lines, padding: padding + 1))
+                .assertHostileProblem(413, "PAYLOAD_TOO_LARGE", label: "a factura of 1 MiB + 1 byte")
+            // Exactly 1 MiB whose metadata is over its 16 KiB: read, and refused by name.
+            let (head, tail) = (String(documentJSON(metadata: #"{"pad": "X"}"#).split(separator: "X")[0]), #""}}"#)
+            let oversized = head + String(repeating: "y", count: mib - head.utf8.count - tail.utf8.count) + tail
+            XCTAssertEqual(oversized.utf8.count, mib)
+            try await server.issue(a.key, issuer: a.issuer, body: oversized)
+                .assertHostileProblem(400, "VALIDATION_ERROR", field: "metadata", label: "exactly 1 MiB of metadata")
             let over = head + String(repeating: "y", count: mib - head.utf8.count - tail.utf8.count + 1) + tail
             try await server.issue(a.key, issuer: a.issuer, body: over).assertHostileProblem(
-                413, "PAYLOAD_TOO_LARGE", label: "1 MiB + 1 byte")
+                413, "PAYLOAD_TOO_LARGE", label: "1 MiB + 1 byte of metadata")
             try await server.assertGapless(a)
         }
     }
@@ -798,7 +918,7 @@ final class HostileInputTests: XCTestCase {
             let longest: HTTPFields = [.idempotencyKey: String(repeating: "k", count: 255)]
             try await server.issue(a.key, issuer: a.issuer, headers: longest, body: documentJSON())
                 .assertSuccess(201, label: "Idempotency-Key of 255 characters")
-            try await server.issue(a.key, issuer: a.issuer, headers: longest, body: documentJSON(date: "2026-03-02"))
+            try await server.issue(a.key, issuer: a.issuer, headers: longest, body: documentJSON(metadata: #"{"another": "body"}"#))
                 .assertHostileProblem(409, "CONFLICT", label: "Idempotency-Key reused with another body")
             try await server.call(.post, "/v1/tenants", json: #"{"email": "\#(a.tenant.email.uppercased())", "name": "dup"}"#)
                 .assertHostileProblem(409, "CONFLICT", label: "sign-up with an existing email in upper case")
@@ -887,8 +1007,56 @@ func issuerJSON(establishment: String, emissionPoint: String = "001", extra: Str
     return "{" + members.joined(separator: ", ") + "}"
 }
 
-func documentJSON(content: String = #"{"total": "1.00"}"#, date: String = "2026-03-01") -> String {
-    #"{"documentType": "01", "issueDate": "\#(date)", "content": \#(content)}"#
+/// A valid factura (Bodies.factura) with this metadata and issue date.
+func documentJSON(metadata: String? = nil, date: String? = nil) -> String {
+    Bodies.factura(metadata: metadata, issueDate: date)
+}
+
+/// The members of Bodies.factura's item, as raw JSON values, in order.
+let facturaItem: [(String, String)] = [
+    ("code", #""A-1""#), ("description", #""Widget""#), ("quantity", #""2""#), ("unitPrice", #""10.75""#), ("discount", #""0.50""#),
+    ("taxes", #"[{"code": "2", "rateCode": "4"}]"#),
+]
+
+/// The members of Bodies.factura, as raw JSON values, for tests that replace,
+/// repeat or add one; with `item`, its single item's members.
+func facturaMembers(metadata: String? = nil, item: [(String, String)] = facturaItem) -> [(String, String)] {
+    var members = [
+        ("documentType", #""01""#), ("buyer", #"{"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#),
+        ("items", "[" + jsonObject(item) + "]"),
+    ]
+    if let metadata { members.append(("metadata", metadata)) }
+    return members
+}
+
+/// An object of these members (raw JSON values), duplicates kept.
+func jsonObject(_ members: [(String, String)]) -> String {
+    "{" + members.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
+}
+
+/// `members` with the value of `name` replaced (or added when absent).
+func replacing(_ members: [(String, String)], _ name: String, with value: String) -> [(String, String)] {
+    var members = members
+    if let index = members.firstIndex(where: { $0.0 == name }) {
+        members[index].1 = value
+    } else {
+        members.append((name, value))
+    }
+    return members
+}
+
+/// A factura whose item member `field` is `value` (raw JSON).
+func facturaJSON(item field: String, _ value: String) -> String {
+    jsonObject(facturaMembers(item: replacing(facturaItem, field, with: value)))
+}
+
+/// Today in America/Guayaquil, `offset` days later, as YYYY-MM-DD.
+func guayaquilDate(offset: Int = 0) -> String {
+    var calendar = Calendar(identifier: .gregorian)
+    calendar.timeZone = TimeZone(identifier: "America/Guayaquil")!
+    let day = calendar.date(byAdding: .day, value: offset, to: Date())!
+    let parts = calendar.dateComponents([.year, .month, .day], from: day)
+    return String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
 }
 
 func promoteJSON(_ issuer: Int64, type: String) -> String {
@@ -913,43 +1081,19 @@ func isSaneRequestID(_ id: String?) -> Bool {
     }
 }
 
-/// The same JSON value: members in any order, numbers by value, strings by scalars.
-func equivalent(_ a: JSONValue?, _ b: JSONValue?) -> Bool {
+/// The same JSON value as written: members in the same order, numbers with
+/// the same text, strings by scalars (metadata is stored as json, not jsonb).
+func identical(_ a: JSONValue?, _ b: JSONValue?) -> Bool {
     switch (a, b) {
     case (.null?, .null?): return true
     case (.bool(let x)?, .bool(let y)?): return x == y
-    case (.number(let x)?, .number(let y)?): return canonicalNumber(x) == canonicalNumber(y)
+    case (.number(let x)?, .number(let y)?): return x == y
     case (.string(let x)?, .string(let y)?): return sameScalars(x, y)
-    case (.array(let x)?, .array(let y)?): return x.count == y.count && zip(x, y).allSatisfy { equivalent($0, $1) }
+    case (.array(let x)?, .array(let y)?): return x.count == y.count && zip(x, y).allSatisfy { identical($0, $1) }
     case (.object(let x)?, .object(let y)?):
-        // Keyed by scalars: a Swift String key would merge canonical equivalents.
-        let left = Dictionary(x.map { (Array($0.0.unicodeScalars), $0.1) }, uniquingKeysWith: { $1 })
-        let right = Dictionary(y.map { (Array($0.0.unicodeScalars), $0.1) }, uniquingKeysWith: { $1 })
-        return left.count == x.count && right.count == y.count && left.count == right.count
-            && left.allSatisfy { key, value in equivalent(value, right[key]) }
+        return x.count == y.count && zip(x, y).allSatisfy { sameScalars($0.0, $1.0) && identical($0.1, $1.1) }
     default: return false
     }
-}
-
-/// A JSON number as sign, significant digits and exponent, so that 1E+2, 100 and 100.0 are equal.
-func canonicalNumber(_ text: String) -> String {
-    var rest = Substring(text)
-    let negative = rest.first == "-"
-    if negative { rest = rest.dropFirst() }
-    var exponent = 0
-    if let e = rest.firstIndex(where: { $0 == "e" || $0 == "E" }) {
-        exponent = Int(rest[rest.index(after: e)...].replacingOccurrences(of: "+", with: "")) ?? 0
-        rest = rest[..<e]
-    }
-    var digits = rest.replacingOccurrences(of: ".", with: "")
-    if let dot = rest.firstIndex(of: ".") { exponent -= rest.distance(from: rest.index(after: dot), to: rest.endIndex) }
-    digits = String(digits.drop { $0 == "0" })
-    if digits.isEmpty { return "0" }
-    while digits.last == "0" {
-        digits.removeLast()
-        exponent += 1
-    }
-    return (negative ? "-" : "") + digits + "e" + String(exponent)
 }
 
 extension Reply {
@@ -1049,18 +1193,25 @@ extension TestServer {
         return try XCTUnwrap(keys.last { $0["label"] == .string(label) }?["id"]?.intValue)
     }
 
-    /// Issues a document with this content and reads it back equal.
-    func assertRoundTrip(content: String, in party: Party, label: String, file: StaticString = #filePath, line: UInt = #line) async throws {
-        let reply = try await issue(party.key, issuer: party.issuer, body: documentJSON(content: content))
+    /// Issues a factura with this metadata; the 201 and a read back carry it
+    /// exactly as written (json, not jsonb: member order and number literals kept).
+    func assertRoundTrip(
+        metadata: String, in party: Party, label: String, file: StaticString = #filePath, line: UInt = #line
+    ) async throws {
+        let reply = try await issue(party.key, issuer: party.issuer, body: documentJSON(metadata: metadata))
         reply.assertSuccess(201, label: label, file: file, line: line)
-        let read = try await call(.get, "/v1/documents/\(try reply.string("document", "accessKey"))", key: party.key, issuer: party.issuer)
+        guard reply.status == 201 else { return }
+        let sent = try JSONParser.parse(Array(metadata.utf8))
         XCTAssertTrue(
-            equivalent(read.value(["document", "content"]), try JSONParser.parse(Array(content.utf8))), "\(label) read back equal",
-            file: file, line: line)
+            identical(reply.value(["document", "metadata"]), sent), "\(label) in the 201: \(reply.text.prefix(300))", file: file, line: line
+        )
+        let read = try await call(.get, "/v1/documents/\(try reply.string("document", "accessKey"))", key: party.key, issuer: party.issuer)
+        XCTAssertTrue(identical(read.value(["document", "metadata"]), sent), "\(label) read back as written", file: file, line: line)
+        XCTAssertNil(read.value(["document", "content"]), "\(label): no content member", file: file, line: line)
     }
 
     /// The string as a key label (raw and escaped), issuer names and address,
-    /// tenant name and document content, each read back with the same scalars.
+    /// tenant name and document metadata, each read back with the same scalars.
     func assertStoredVerbatim(_ text: String, n: Int, emissionPoint: Int, in a: Party) async throws {
         for ascii in [false, true] {
             let before = Set(try await call(.get, "/v1/keys", key: a.key).array("keys").compactMap { $0["id"]?.intValue })
@@ -1089,14 +1240,14 @@ extension TestServer {
         let me = try await call(.get, "/v1/tenants/me", key: try tenant.string("apiKey"))
         XCTAssertTrue(sameScalars(try? me.string("tenant", "name"), text), "tenant name \(text) read back verbatim: \(me.text)")
         let c = jsonString(text, ascii: n % 2 == 0)
-        let content = #"{\#(c): \#(c), "nested": [\#(c), {"k": \#(c)}]}"#
-        try await assertRoundTrip(content: content, in: a, label: "document content \(text)")
+        let metadata = #"{\#(c): \#(c), "nested": [\#(c), {"k": \#(c)}]}"#
+        try await assertRoundTrip(metadata: metadata, in: a, label: "document metadata \(text)")
     }
 
     /// Every attempt that failed (400, 404, 409, 413) left no gap: type 01's
     /// sandbox sequentials are 1...n and the counter's next is n + 1.
     func assertGapless(_ party: Party, file: StaticString = #filePath, line: UInt = #line) async throws {
-        // From the table: a listed document's content may hold numbers longer
+        // From the table: a listed document's metadata may hold numbers longer
         // than the test client's parser reads.
         let listed = try TestDatabase.scalar(
             """

@@ -264,10 +264,11 @@ func withTestDatabaseValue<T: Sendable>(_ body: (Database) async throws -> T) as
 }
 
 extension TestServer {
-    /// Runs a server with the webhook workers off and returns what `body` returns.
+    /// Runs a server with the webhook workers off (local http endpoints allowed)
+    /// and returns what `body` returns.
     static func run<T: Sendable>(returning _: TenantScope, _ body: @escaping @Sendable (TestServer) async throws -> T) async throws -> T {
         let box = NIOLockedValueBox<T?>(nil)
-        try await run { server in
+        try await run(configure: { $0.webhooks.allowHTTP = true }) { server in
             let value = try await body(server)
             box.withLockedValue { $0 = value }
         }

@@ -98,7 +98,7 @@ func withTestDatabase(_ body: (Database) async throws -> Void) async throws {
 }
 
 /// Waits until `condition` holds (at most `seconds`), checking every 50 ms.
-func eventually(_ seconds: Double = 15, _ what: String, _ condition: () throws -> Bool) async throws {
+func eventually(_ what: String, within seconds: Double = 15, _ condition: () throws -> Bool) async throws {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     while ContinuousClock.now < deadline {
         if try condition() { return }

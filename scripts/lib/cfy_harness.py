@@ -24,7 +24,8 @@ import requests
 
 PROBLEM_CODES = {
     "VALIDATION_ERROR", "BAD_REQUEST", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "CONFLICT",
-    "PAYLOAD_TOO_LARGE", "RATE_LIMITED", "INTERNAL", "SERVICE_UNAVAILABLE",
+    "PAYLOAD_TOO_LARGE", "RATE_LIMITED", "INTERNAL", "SERVICE_UNAVAILABLE", "TOO_MANY_CONNECTIONS",
+    "HEADERS_TOO_LARGE",
 }
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # Words that must never reach a client (SQL, driver or internal names).
@@ -300,7 +301,7 @@ class ServerProcess:
     stopped at exit at the latest, by its own pid."""
 
     def __init__(self, binary: str, database_url: str, admin_token: str, *, log_path: str,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, command_prefix: list[str] | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         environment = dict(os.environ)
@@ -313,7 +314,7 @@ class ServerProcess:
         self.log = open(log_path, "ab")
         for attempt in range(60):
             try:
-                self.proc = subprocess.Popen([binary, "serve"], cwd=REPO_ROOT, env=environment,
+                self.proc = subprocess.Popen([*(command_prefix or []), binary, "serve"], cwd=REPO_ROOT, env=environment,
                                              stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
                 break
             except OSError as error:  # ETXTBSY: the binary is being rewritten by a build right now

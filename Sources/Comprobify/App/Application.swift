@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import Postgres
@@ -9,7 +10,9 @@ import ServiceLifecycle
 /// authenticated /v1 routes (TenantRequestContext) and, when enabled, admin.
 public func buildRouter(configuration: Configuration, database: Database, logger: Logger) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
-    router.add(middleware: RequestMiddleware(logger: logger))
+    router.add(
+        middleware: RequestMiddleware(
+            logger: logger, keyRateLimiter: KeyRateLimiter(rate: configuration.rateLimitPerKey, burst: configuration.rateLimitBurst)))
     OperationsController(database: database, openAPIDocument: OpenAPIDocument.load()).addRoutes(to: router)
     let tenants = TenantsController(database: database, configuration: configuration)
     tenants.addPublicRoutes(to: router)
@@ -52,14 +55,32 @@ public func makePool(configuration: Configuration, logger: Logger) -> Connection
 public func buildApplication(configuration: Configuration, logger: Logger) async throws -> some ApplicationProtocol {
     _ = MetricsBootstrap.registry
     let pool = makePool(configuration: configuration, logger: logger)
-    let database = Database(pool: pool)
+    let database = Database(pool: pool, tenantMaxConnections: configuration.effectiveTenantMaxConnections)
     try await RoleCheck.verify(pool: pool)
     let router = buildRouter(configuration: configuration, database: database, logger: logger)
+    let files = FileLimits.raiseSoftLimit()
+    let limits = ConnectionLimits(
+        maximum: min(
+            configuration.httpMaxConnections, FileLimits.connectionBudget(softLimit: files.soft, poolSize: configuration.poolSize)),
+        maximumPerAddress: configuration.httpMaxConnectionsPerAddress,
+        requestTimeout: .seconds(Int64(configuration.httpRequestTimeoutSeconds)),
+        idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))
+    )
+    logger.info(
+        "connection limits",
+        metadata: [
+            "open_files_soft": "\(files.soft)", "open_files_hard": "\(files.hard)",
+            "max_connections": "\(limits.maximum)", "max_connections_per_address": "\(limits.maximumPerAddress)",
+        ])
     var app = Application(
         router: router,
-        server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds)))),
+        server: HTTPServerBuilder { responder in GuardedHTTP1Channel(responder: responder, limits: limits) },
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "comprobify"),
         onServerRunning: { channel in
+            // Accept errors (no file descriptors left) pause accepting rather than end the server.
+            try? await channel.eventLoop.submit {
+                try channel.pipeline.syncOperations.addHandler(AcceptErrorHandler(logger: logger), position: .first)
+            }.get()
             logger.info("listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
         },
         logger: logger

@@ -26,6 +26,23 @@ public struct Configuration: Sendable {
     public var signupRateLimit = 10
     /// Take the client address from X-Forwarded-For.
     public var trustProxy = false
+    /// Open client connections in total (also kept under the open-file limit).
+    public var httpMaxConnections = 10_000
+    /// Open client connections from one address.
+    public var httpMaxConnectionsPerAddress = 256
+    /// From the first byte of a request to its last, headers and body together.
+    public var httpRequestTimeoutSeconds = 30
+    /// Connections one tenant may hold at once; nil is half the pool.
+    public var tenantMaxConnections: Int?
+    /// Requests per second per API key (a token bucket); 0 turns the limit off.
+    public var rateLimitPerKey = 100
+    /// Requests a key may make at once above its rate (the bucket's size).
+    public var rateLimitBurst = 200
+
+    /// `tenantMaxConnections`, or half the pool (at least one).
+    public var effectiveTenantMaxConnections: Int {
+        min(poolSize, tenantMaxConnections ?? max(1, poolSize / 2))
+    }
     /// The master key that seals issuers' private keys (COMPROBIFY_SECRET_KEY),
     /// plus earlier ones that still open (COMPROBIFY_SECRET_KEY_PREVIOUS).
     /// `serve` refuses to start without a valid one.
@@ -91,6 +108,13 @@ public struct Configuration: Sendable {
             guard proxy == "0" || proxy == "1" else { throw Invalid(description: "TRUST_PROXY must be 0 or 1") }
             configuration.trustProxy = proxy == "1"
         }
+        configuration.httpMaxConnections = try integer("HTTP_MAX_CONNECTIONS", 1...1_000_000) ?? configuration.httpMaxConnections
+        configuration.httpMaxConnectionsPerAddress =
+            try integer("HTTP_MAX_CONNECTIONS_PER_ADDRESS", 1...1_000_000) ?? configuration.httpMaxConnectionsPerAddress
+        configuration.httpRequestTimeoutSeconds = try integer("HTTP_REQUEST_TIMEOUT_S", 1...3600) ?? configuration.httpRequestTimeoutSeconds
+        configuration.tenantMaxConnections = try integer("DB_TENANT_MAX_CONNECTIONS", 1...256)
+        configuration.rateLimitPerKey = try integer("RATE_LIMIT_PER_KEY", 0...1_000_000) ?? configuration.rateLimitPerKey
+        configuration.rateLimitBurst = try integer("RATE_LIMIT_BURST", 1...1_000_000) ?? configuration.rateLimitBurst
         if let algorithm = env("SRI_SIGNATURE_ALGORITHM") {
             guard let parsed = SignatureAlgorithm(rawValue: algorithm) else {
                 throw Invalid(description: "SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1")

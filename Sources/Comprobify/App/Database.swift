@@ -57,11 +57,24 @@ struct Read<Value: Sendable>: Sendable {
 /// The only way the service reaches PostgreSQL. Every entry point below sets the
 /// tenant before any statement of the request runs, so row-level security scopes
 /// all of them; the pool itself is private to this type.
+///
+/// Every entry point acting for a tenant also goes through the `TenantGate`:
+/// one tenant holds at most its share of the pool at once.
 public struct Database: Sendable {
     private let pool: ConnectionPool
+    private let gate: TenantGate
 
-    public init(pool: ConnectionPool) {
+    /// `tenantMaxConnections`: connections one tenant may hold at once (half the pool when nil).
+    public init(pool: ConnectionPool, tenantMaxConnections: Int? = nil) {
         self.pool = pool
+        let size = pool.configuration.size
+        self.gate = TenantGate(perTenant: min(size, tenantMaxConnections ?? max(1, size / 2)), wait: pool.configuration.waitTimeout)
+    }
+
+    /// Runs `work` in the lane of the tenant `token` acts for, and remembers the tenant it finds.
+    private func gated<T>(_ token: APIToken, _ work: (Data) async throws -> T) async throws -> T {
+        let digest = token.digest
+        return try await gate.run(lane: gate.lane(for: digest)) { try await work(digest) }
     }
 
     static func authenticate(_ token: APIToken, lockKey: Bool) -> PostgresQuery {
@@ -85,10 +98,14 @@ public struct Database: Sendable {
         _ body: @escaping @Sendable (Transaction, Principal, [QueryResult]) throws -> T
     ) async throws -> T {
         let auth = Database.authenticate(token, lockKey: lockKey)
-        return try await pool.transaction(isolation, prologue: [auth] + prologue) { transaction, results in
-            guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
-            facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
-            return try body(transaction, principal, Array(results.dropFirst()))
+        let gate = self.gate
+        return try await gated(token) { digest in
+            try await pool.transaction(isolation, prologue: [auth] + prologue) { transaction, results in
+                guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
+                facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
+                gate.learn(digest: digest, tenantID: principal.tenantID)
+                return try body(transaction, principal, Array(results.dropFirst()))
+            }
         }
     }
 
@@ -112,14 +129,18 @@ public struct Database: Sendable {
             tenantRow,
             "SELECT key_id FROM authenticate(\(token.digest), true)",
         ]
-        return try await pool.transaction(.readCommitted, prologue: lead + prologue) { transaction, results in
-            guard let found = try Principal(results[0]), let tenant = results[1].first,
-                try results[2].first?.decode(Int64.self, at: 0) == found.keyID
-            else {
-                throw APIError.unauthorized
+        let gate = self.gate
+        return try await gated(token) { digest in
+            try await pool.transaction(.readCommitted, prologue: lead + prologue) { transaction, results in
+                guard let found = try Principal(results[0]), let tenant = results[1].first,
+                    try results[2].first?.decode(Int64.self, at: 0) == found.keyID
+                else {
+                    throw APIError.unauthorized
+                }
+                facts.authenticated(tenantID: found.tenantID, keyID: found.keyID)
+                gate.learn(digest: digest, tenantID: found.tenantID)
+                return try body(transaction, try found.with(tenant: tenant), Array(results.dropFirst(lead.count)))
             }
-            facts.authenticated(tenantID: found.tenantID, keyID: found.keyID)
-            return try body(transaction, try found.with(tenant: tenant), Array(results.dropFirst(lead.count)))
         }
     }
 
@@ -164,10 +185,13 @@ public struct Database: Sendable {
 
     private func pipelined(_ token: APIToken, _ facts: RequestFacts, _ queries: [PostgresQuery]) async throws -> (Principal, [QueryResult])
     {
-        let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries)
-        guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
-        facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
-        return (principal, Array(results.dropFirst()))
+        try await gated(token) { digest in
+            let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries)
+            guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
+            facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
+            gate.learn(digest: digest, tenantID: principal.tenantID)
+            return (principal, Array(results.dropFirst()))
+        }
     }
 
     /// A transaction acting for a tenant known by id (admin routes, promotion by support).
@@ -178,8 +202,10 @@ public struct Database: Sendable {
         _ body: @escaping @Sendable (Transaction, [QueryResult]) throws -> T
     ) async throws -> T {
         let set: PostgresQuery = "SELECT set_config('app.tenant_id', \(String(tenantID)), true)"
-        return try await pool.transaction(isolation, prologue: [set] + prologue) { transaction, results in
-            try body(transaction, Array(results.dropFirst()))
+        return try await gate.run(lane: TenantGate.lane(tenantID: tenantID)) {
+            try await pool.transaction(isolation, prologue: [set] + prologue) { transaction, results in
+                try body(transaction, Array(results.dropFirst()))
+            }
         }
     }
 

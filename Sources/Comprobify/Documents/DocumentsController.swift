@@ -94,8 +94,10 @@ struct DocumentsController {
                 issuer: issuerID, after: page.after, limit: page.limit, documentType: page.documentType, status: page.status)
         )
         _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
-        let nextAfter: JSONValue = rows.count == page.limit ? JSONValue(rows[rows.count - 1].id) : .null
-        return Reply.json([("documents", .array(rows.map(\.json))), ("nextAfter", nextAfter)])
+        let kept = ListBudget.fitting(rows) { $0.json.serialized.utf8.count }
+        let more = kept < rows.count || rows.count == page.limit
+        let nextAfter: JSONValue = more && kept > 0 ? JSONValue(rows[kept - 1].id) : .null
+        return Reply.json([("documents", .array(rows.prefix(kept).map(\.json))), ("nextAfter", nextAfter)])
     }
 
     @Sendable func show(_ request: Request, context: TenantRequestContext) async throws -> Response {

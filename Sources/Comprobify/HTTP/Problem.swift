@@ -4,6 +4,16 @@ import NIOCore
 /// An `APIError` as an RFC 9457 problem document (application/problem+json).
 enum Problem {
     static func response(_ error: APIError, instance: String, requestID: String) -> Response {
+        var headers = error.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(
+            status: error.status, headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: document(error, instance: instance, requestID: requestID)))
+        )
+    }
+
+    /// The problem document's JSON text.
+    static func document(_ error: APIError, instance: String, requestID: String) -> String {
         var members: [(String, JSONValue)] = [
             ("ok", false),
             ("type", "about:blank"),
@@ -19,11 +29,6 @@ enum Problem {
                 ("errors", .array(error.fieldErrors.map { .object([("field", .string($0.field)), ("message", .string($0.message))]) }))
             )
         }
-        var headers = error.headers
-        headers[.contentType] = "application/problem+json"
-        return Response(
-            status: error.status, headers: headers,
-            body: .init(byteBuffer: ByteBuffer(string: JSONValue.object(members).serialized))
-        )
+        return JSONValue.object(members).serialized
     }
 }

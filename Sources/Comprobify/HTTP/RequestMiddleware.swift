@@ -11,6 +11,8 @@ struct RequestMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
 
     let logger: Logger
+    /// Requests per key per second; nil: no limit.
+    var keyRateLimiter: KeyRateLimiter? = nil
 
     func handle(
         _ request: Request, context: AppRequestContext,
@@ -36,6 +38,9 @@ struct RequestMiddleware: RouterMiddleware {
             // Every route refuses a body over the limit, also those that never read one.
             if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > RequestBodyLimit.bytes {
                 throw APIError.payloadTooLarge
+            }
+            if let token = context.presentedToken, let limiter = keyRateLimiter, let wait = limiter.take(token.digest) {
+                throw APIError.rateLimited("Too many requests with this API key; slow down.", retryAfter: wait)
             }
             response = try await next(request, context)
         } catch {

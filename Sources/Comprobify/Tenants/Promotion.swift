@@ -21,11 +21,14 @@ struct Promotion {
     }
 
     /// Promotes the tenant of `token`.
+    /// A body that fails its checks (which need no database) is refused after
+    /// the credential is looked at, without a transaction or the tenant's lock.
     func run(token: APIToken, facts: RequestFacts, request: Result<PromotionRequest, any Error>) async throws -> [IssuedKey] {
-        let state = PromotionStore.state((try? request.get()) ?? PromotionRequest())
+        let request = try await database.checkAfterAuthenticating(for: token, facts: facts) { try request.get() }
+        let state = PromotionStore.state(request)
         return try await database.transaction(for: token, facts: facts, isolation: .serializable, lockKey: false, prologue: [state]) {
             transaction, principal, results in
-            try PromotionStore.perform(transaction, state: results[0], request: try request.get(), actorKeyID: principal.keyID)
+            try PromotionStore.perform(transaction, state: results[0], request: request, actorKeyID: principal.keyID)
         }
     }
 
@@ -41,7 +44,8 @@ struct Promotion {
 
 /// The SQL of a promotion.
 enum PromotionStore {
-    /// The tenant's state and the checks of the request that need the database,
+    /// The tenant's state and the checks of the request that need the database
+    /// (each distinct id once, as arrays),
     /// read under a lock on the tenant row so concurrent promotions queue, and
     /// so do additions of keys and issuers (`TenantsStore.rosterLock`). The lock is
     /// FOR NO KEY UPDATE, not FOR UPDATE: requests that insert rows referencing
@@ -51,9 +55,9 @@ enum PromotionStore {
         """
         SELECT t.status, t.environment,
                (SELECT count(*) FROM api_keys WHERE environment = 'sandbox' AND revoked_at IS NULL),
-               ARRAY(SELECT DISTINCT r.issuer_id FROM unnest(\(request.entries.map(\.issuerID))::bigint[]) AS r(issuer_id)
+               ARRAY(SELECT DISTINCT r.issuer_id FROM unnest(\(request.issuerIDs)::bigint[]) AS r(issuer_id)
                       WHERE NOT EXISTS (SELECT 1 FROM issuers i WHERE i.id = r.issuer_id)),
-               ARRAY(SELECT DISTINCT r.code FROM unnest(\(request.entries.map(\.documentType))::text[]) AS r(code)
+               ARRAY(SELECT DISTINCT r.code FROM unnest(\(request.documentTypes)::text[]) AS r(code)
                       WHERE NOT EXISTS (SELECT 1 FROM document_types d WHERE d.code = r.code))
           FROM tenants t
          WHERE t.id = current_tenant_id()

@@ -1,8 +1,16 @@
 import Foundation
 
 /// A validated body: `{}` / no body, or `{"initialSequentials": [...]}`.
+/// Validation needs no database and is linear in the body: a list longer than
+/// `maximumEntries` is refused before any entry is looked at.
 struct PromotionRequest: Sendable {
     let entries: [Promotion.Entry]
+
+    /// Issuers a promotion can seed counters for, times the document types:
+    /// one entry per issuer × type is the most a list can say without a
+    /// duplicate. Tenants with more issuers seed the rest at 1 or promote by support.
+    static let maximumIssuers = 1_000
+    static let maximumEntries = maximumIssuers * DocumentType.codes.count
 
     init(entries: [Promotion.Entry] = []) {
         self.entries = entries
@@ -14,8 +22,14 @@ struct PromotionRequest: Sendable {
         switch input.value["initialSequentials"] {
         case nil:
             break
+        case .array(let items)? where items.count > PromotionRequest.maximumEntries:
+            throw APIError.validation(
+                field: "initialSequentials",
+                "initialSequentials may list at most \(PromotionRequest.maximumEntries) entries "
+                    + "(\(PromotionRequest.maximumIssuers) issuers × \(DocumentType.codes.count) document types), not \(items.count).")
         case .array(let items)?:
-            var seen = Set<String>()
+            var seen = Set<Key>()
+            seen.reserveCapacity(items.count)
             for (index, item) in items.enumerated() {
                 let field = "initialSequentials[\(index)]"
                 guard case .object = item else {
@@ -40,7 +54,7 @@ struct PromotionRequest: Sendable {
                     input.fail("\(field).sequential", "sequential must be an integer from 1 to 999999999.")
                 }
                 guard let issuerID, let documentType, let sequential else { continue }
-                if !seen.insert("\(issuerID)/\(documentType)").inserted {
+                if !seen.insert(Key(issuerID: issuerID, documentType: documentType)).inserted {
                     input.fail(field, "issuer \(issuerID) × document type \(documentType) is listed twice.")
                     continue
                 }
@@ -51,5 +65,14 @@ struct PromotionRequest: Sendable {
         }
         try input.validated()
         self.entries = entries
+    }
+
+    /// The distinct issuer ids and document types the entries name.
+    var issuerIDs: [Int64] { Array(Set(entries.map(\.issuerID))) }
+    var documentTypes: [String] { Array(Set(entries.map(\.documentType))) }
+
+    private struct Key: Hashable {
+        let issuerID: Int64
+        let documentType: String
     }
 }

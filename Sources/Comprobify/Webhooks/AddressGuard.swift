@@ -9,16 +9,19 @@ import NIOPosix
 /// connect, so a name whose answers change in between (DNS rebinding) can
 /// slip through once; docs/webhooks in the README says so.
 enum AddressGuard {
-    /// Why `url` may not be used right now, or nil.
-    static func refusal(for url: WebhookURL, allowHTTP: Bool) async -> String? {
-        await refusal(for: url, allowHTTP: allowHTTP) { host in
+    /// Why `url` may not be used right now, or nil. A name that does not
+    /// resolve is refused only when `requireAddress` (before a delivery): at
+    /// creation the endpoint may not be in DNS yet, and every delivery is
+    /// checked again.
+    static func refusal(for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true) async -> String? {
+        await refusal(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress) { host in
             try await NIOThreadPool.singleton.runIfActive { resolve(host) }
         }
     }
 
     /// The same, with the name lookup given (tests).
     static func refusal(
-        for url: WebhookURL, allowHTTP: Bool, lookup: @Sendable (String) async throws -> [IPAddress]?
+        for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true, lookup: @Sendable (String) async throws -> [IPAddress]?
     ) async -> String? {
         if allowHTTP && WebhookURL.isAllowedLoopbackHost(url.host) { return nil }
         if let address = IPAddress(url.host) {
@@ -31,7 +34,7 @@ enum AddressGuard {
         } catch {
             addresses = nil
         }
-        guard let addresses, !addresses.isEmpty else { return "url's host name does not resolve." }
+        guard let addresses, !addresses.isEmpty else { return requireAddress ? "url's host name does not resolve." : nil }
         for address in addresses {
             if let reason = address.forbiddenReason { return "url's host name resolves to \(reason)." }
         }

@@ -152,7 +152,7 @@ struct WebhookService: Service {
             let duration = ContinuousClock.now - started
             return Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
         }
-        func failure(_ kind: String, _ code: Int? = nil, _ error: String) -> WebhooksStore.Outcome {
+        func failure(_ kind: String, code: Int? = nil, _ error: String) -> WebhooksStore.Outcome {
             .init(kind: kind, responseCode: code, durationMilliseconds: elapsed(), error: Self.short(error))
         }
         switch WebhookURL.parse(pending.url, allowHTTP: settings.allowHTTP) {
@@ -181,7 +181,7 @@ struct WebhookService: Service {
             if (200...299).contains(code) {
                 return .init(kind: "delivered", responseCode: code, durationMilliseconds: elapsed(), error: nil)
             }
-            return failure("http_status", code, "HTTP \(code)")
+            return failure("http_status", code: code, "HTTP \(code)")
         } catch let error as HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout, .connectTimeout:

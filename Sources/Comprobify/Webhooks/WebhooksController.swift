@@ -25,7 +25,7 @@ struct WebhooksController {
         let parsed = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
             try WebhookRequest(input, allowHTTP: allowHTTP)
         }
-        let refusal = await AddressGuard.refusal(for: parsed.url, allowHTTP: allowHTTP)
+        let refusal = await AddressGuard.refusal(for: parsed.url, allowHTTP: allowHTTP, requireAddress: false)
         let secretBox = self.secretBox
         let created = try await database.transactionHoldingTenantRow(
             for: context.token, facts: context.facts, tenantRow: WebhooksStore.tenantRow

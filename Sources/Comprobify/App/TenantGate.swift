@@ -1,0 +1,183 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Postgres
+
+/// At most `perTenant` database connections held at once by one tenant
+/// (docs/adr/006-hostile-load.md). A request over the share waits, at most
+/// `wait`, for one of its own tenant's requests to finish, then gets 503; it
+/// never takes a connection from the pool while it waits, so the rest of the
+/// pool stays free for everyone else.
+///
+/// The tenant is known only once a key has been authenticated, so a lane is
+/// keyed by the tenant a key digest was last seen acting for (remembered for a
+/// minute), or by the digest itself the first time.
+final class TenantGate: Sendable {
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private struct Lane {
+        var held = 0
+        var waiters: [Waiter] = []
+    }
+
+    private struct State {
+        var lanes: [String: Lane] = [:]
+        var nextID: UInt64 = 0
+        var tenants: [Data: (tenantID: Int64, until: ContinuousClock.Instant)] = [:]
+    }
+
+    let perTenant: Int
+    let wait: Duration
+    private let state = NIOLockedValueBox(State())
+    private static let cacheLimit = 100_000
+    private static let cacheLifetime = Duration.seconds(60)
+
+    init(perTenant: Int, wait: Duration) {
+        self.perTenant = max(1, perTenant)
+        self.wait = wait
+    }
+
+    /// The lane of a key: its tenant when known, else the key's digest.
+    func lane(for digest: Data) -> String {
+        let now = ContinuousClock.now
+        return state.withLockedValue { state in
+            if let known = state.tenants[digest], known.until > now { return "t\(known.tenantID)" }
+            return "k" + digest.base64EncodedString()
+        }
+    }
+
+    static func lane(tenantID: Int64) -> String { "t\(tenantID)" }
+
+    /// Remembers which tenant a key acts for.
+    func learn(digest: Data, tenantID: Int64) {
+        let until = ContinuousClock.now + TenantGate.cacheLifetime
+        state.withLockedValue { state in
+            if state.tenants.count >= TenantGate.cacheLimit { state.tenants.removeAll(keepingCapacity: true) }
+            state.tenants[digest] = (tenantID, until)
+        }
+    }
+
+    /// Runs `body` holding one of the lane's places.
+    func run<T>(lane: String, _ body: () async throws -> T) async throws -> T {
+        try await enter(lane)
+        defer { leave(lane) }
+        return try await body()
+    }
+
+    private func enter(_ lane: String) async throws {
+        let admitted = state.withLockedValue { state -> Bool in
+            var entry = state.lanes[lane, default: Lane()]
+            guard entry.held < perTenant, entry.waiters.isEmpty else { return false }
+            entry.held += 1
+            state.lanes[lane] = entry
+            return true
+        }
+        if admitted { return }
+        let id = state.withLockedValue { state -> UInt64 in
+            state.nextID += 1
+            return state.nextID
+        }
+        let wait = self.wait
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let admittedNow = state.withLockedValue { state -> Bool in
+                var entry = state.lanes[lane, default: Lane()]
+                if entry.held < perTenant, entry.waiters.isEmpty {
+                    entry.held += 1
+                    state.lanes[lane] = entry
+                    return true
+                }
+                entry.waiters.append(Waiter(id: id, continuation: continuation))
+                state.lanes[lane] = entry
+                return false
+            }
+            if admittedNow {
+                continuation.resume()
+                return
+            }
+            Task { [weak self] in
+                try? await Task.sleep(for: wait)
+                self?.expire(lane, id)
+            }
+        }
+    }
+
+    private func expire(_ lane: String, _ id: UInt64) {
+        let expired = state.withLockedValue { state -> Waiter? in
+            guard var entry = state.lanes[lane], let index = entry.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            let waiter = entry.waiters.remove(at: index)
+            state.lanes[lane] = entry
+            return waiter
+        }
+        expired?.continuation.resume(throwing: APIError.tenantBusy)
+    }
+
+    private func leave(_ lane: String) {
+        let next = state.withLockedValue { state -> Waiter? in
+            guard var entry = state.lanes[lane] else { return nil }
+            if !entry.waiters.isEmpty {
+                // The place passes straight to the oldest waiter of the same lane.
+                let waiter = entry.waiters.removeFirst()
+                state.lanes[lane] = entry
+                return waiter
+            }
+            entry.held -= 1
+            state.lanes[lane] = entry.held > 0 ? entry : nil
+            return nil
+        }
+        next?.continuation.resume()
+    }
+}
+
+extension APIError {
+    static let tenantBusy = APIError(
+        status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE",
+        detail: "This tenant already has as many requests at the database as it may have at once. Retry shortly.",
+        headers: [.retryAfter: "1"]
+    )
+}
+
+/// Requests per second per API key: a token bucket of `burst` requests that
+/// refills at `rate` a second (docs/adr/006-hostile-load.md). In memory, per
+/// server process.
+final class KeyRateLimiter: Sendable {
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+
+    let rate: Double
+    let burst: Double
+    private let buckets = NIOLockedValueBox<[Data: Bucket]>([:])
+    private static let bucketLimit = 100_000
+
+    init(rate: Int, burst: Int) {
+        self.rate = Double(rate)
+        self.burst = Double(max(1, burst))
+    }
+
+    /// Nil when the request may go ahead; else the seconds until it may.
+    func take(_ digest: Data, now: ContinuousClock.Instant = .now) -> Int? {
+        guard rate > 0 else { return nil }
+        return buckets.withLockedValue { buckets in
+            if buckets.count >= KeyRateLimiter.bucketLimit, buckets[digest] == nil {
+                // Full buckets say nothing a fresh one would not: drop them.
+                buckets = buckets.filter { KeyRateLimiter.refilled($0.value, now: now, rate: rate, burst: burst).tokens < burst }
+            }
+            var bucket = KeyRateLimiter.refilled(buckets[digest] ?? Bucket(tokens: burst, updated: now), now: now, rate: rate, burst: burst)
+            defer { buckets[digest] = bucket }
+            guard bucket.tokens >= 1 else {
+                return Int(((1 - bucket.tokens) / rate).rounded(.up))
+            }
+            bucket.tokens -= 1
+            return nil
+        }
+    }
+
+    private static func refilled(_ bucket: Bucket, now: ContinuousClock.Instant, rate: Double, burst: Double) -> Bucket {
+        let elapsed = now - bucket.updated
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return Bucket(tokens: min(burst, bucket.tokens + max(0, seconds) * rate), updated: now)
+    }
+}

@@ -1,0 +1,400 @@
+import CoreMetrics
+import HTTPTypes
+import HummingbirdCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// What one server process lets its clients hold (docs/adr/006-hostile-load.md).
+public struct ConnectionLimits: Sendable {
+    /// Open client connections in total; extras are answered 503 and closed.
+    public var maximum: Int
+    /// Open client connections from one address.
+    public var maximumPerAddress: Int
+    /// From the first byte of a request to its last (headers and body together).
+    public var requestTimeout: TimeAmount
+    /// A connection with no request in progress is closed after this long.
+    public var idleTimeout: TimeAmount
+
+    public init(maximum: Int, maximumPerAddress: Int, requestTimeout: TimeAmount, idleTimeout: TimeAmount) {
+        self.maximum = maximum
+        self.maximumPerAddress = maximumPerAddress
+        self.requestTimeout = requestTimeout
+        self.idleTimeout = idleTimeout
+    }
+}
+
+/// Counts open client connections, in total and per address.
+final class ConnectionCounter: Sendable {
+    private struct State {
+        var total = 0
+        var byAddress: [String: Int] = [:]
+    }
+
+    private let state = NIOLockedValueBox(State())
+    let maximum: Int
+    let maximumPerAddress: Int
+    private let openGauge = Gauge(label: "http_connections_open")
+    private let refusedCounter = CoreMetrics.Counter(label: "http_connections_refused_total")
+
+    init(maximum: Int, maximumPerAddress: Int) {
+        self.maximum = maximum
+        self.maximumPerAddress = maximumPerAddress
+    }
+
+    /// Takes a place for a connection from `address`; false when a limit is reached.
+    func admit(_ address: String) -> Bool {
+        let admitted = state.withLockedValue { state -> Bool in
+            let fromAddress = state.byAddress[address, default: 0]
+            guard state.total < maximum, fromAddress < maximumPerAddress else { return false }
+            state.total += 1
+            state.byAddress[address] = fromAddress + 1
+            openGauge.record(state.total)
+            return true
+        }
+        if !admitted { refusedCounter.increment() }
+        return admitted
+    }
+
+    func release(_ address: String) {
+        state.withLockedValue { state in
+            state.total -= 1
+            let left = state.byAddress[address, default: 1] - 1
+            state.byAddress[address] = left > 0 ? left : nil
+            openGauge.record(state.total)
+        }
+    }
+
+    var open: Int { state.withLockedValue { $0.total } }
+}
+
+/// Hummingbird's HTTP/1 child channel with the limits of `ConnectionLimits`:
+/// connections past a cap are refused at once, a request must arrive whole
+/// within the request timeout, parser errors become problem documents, and
+/// `Expect: 100-continue` is answered. The request handling itself is
+/// Hummingbird's (`handleHTTP`).
+struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
+    struct Value: ServerChildChannelValue {
+        let channel: any Channel
+        /// Nil for a refused connection, which is answered and closed by its pipeline.
+        let http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>?
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let limits: ConnectionLimits
+    let counter: ConnectionCounter
+
+    init(responder: @escaping HTTPChannelHandler.Responder, limits: ConnectionLimits) {
+        self.responder = responder
+        self.limits = limits
+        self.counter = ConnectionCounter(maximum: limits.maximum, maximumPerAddress: limits.maximumPerAddress)
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let address = channel.remoteAddress?.ipAddress ?? "unknown"
+            let pipeline = channel.pipeline.syncOperations
+            guard counter.admit(address) else {
+                try pipeline.addHandler(RefusingHandler())
+                return Value(channel: channel, http: nil)
+            }
+            let counter = self.counter
+            channel.closeFuture.whenComplete { _ in counter.release(address) }
+
+            let deadline = RequestDeadline(timeout: limits.requestTimeout, logger: logger)
+            try pipeline.addHandler(RequestStartHandler(deadline: deadline))
+            var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+            decoderLimits.maxHeaderFieldSize = 16 * 1024
+            decoderLimits.maxHeaderListSize = 64 * 1024
+            decoderLimits.maxHeaderFieldCount = 200
+            try pipeline.configureHTTPServerPipeline(
+                withPipeliningAssistance: false,
+                withErrorHandling: false,
+                withOutboundHeaderValidation: false,
+                withEncoderConfiguration: .init(),
+                withDecoderLimitConfiguration: decoderLimits
+            )
+            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try pipeline.addHandler(RequestGuardHandler(deadline: deadline, logger: logger))
+            try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: .init(limits.idleTimeout), logger: logger))
+            let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                wrappingChannelSynchronously: channel,
+                configuration: .init(isOutboundHalfClosureEnabled: true)
+            )
+            return Value(channel: channel, http: http)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        guard let http = value.http else { return }
+        await handleHTTP(asyncChannel: http, logger: logger)
+    }
+}
+
+/// A whole HTTP response as bytes, for the pipeline's own answers (no router).
+enum RawResponse {
+    static func bytes(_ error: APIError, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let requestID = RequestMiddleware.requestID(from: nil)
+        let body = Problem.document(error, instance: "", requestID: requestID)
+        var head = "HTTP/1.1 \(error.status.code) \(error.status.reasonPhrase)\r\n"
+        head += "Content-Type: application/problem+json\r\n"
+        head += "Content-Length: \(body.utf8.count)\r\n"
+        head += "Connection: close\r\n"
+        head += "X-Request-Id: \(requestID)\r\n"
+        for field in error.headers { head += "\(field.name.canonicalName): \(field.value)\r\n" }
+        return allocator.buffer(string: head + "\r\n" + body)
+    }
+}
+
+extension APIError {
+    static let tooManyConnections = APIError(
+        status: .serviceUnavailable, code: "TOO_MANY_CONNECTIONS",
+        detail: "Too many open connections from this address or in total. Retry shortly.",
+        headers: [.retryAfter: "1"]
+    )
+}
+
+/// A connection over a limit: answered 503 as soon as it is active, then closed.
+final class RefusingHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    func channelActive(context: ChannelHandlerContext) {
+        let bytes = RawResponse.bytes(.tooManyConnections, allocator: context.channel.allocator)
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(NIOAny(bytes)).whenComplete { _ in loopBound.value.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // The request is not read.
+    }
+}
+
+/// The clock of the request being received: it starts at the request's first
+/// byte and stops at its end; past `timeout` the connection is closed. The
+/// idle timeout alone cannot do this: every trickled body byte resets it.
+final class RequestDeadline {
+    let timeout: TimeAmount
+    let logger: Logger
+    private var scheduled: Scheduled<Void>?
+
+    init(timeout: TimeAmount, logger: Logger) {
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    func start(_ context: ChannelHandlerContext) {
+        guard scheduled == nil else { return }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let logger = self.logger
+        scheduled = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+            logger.debug("request not received within the request timeout; closing the connection")
+            RequestDeadline.timeouts.increment()
+            loopBound.value.close(promise: nil)
+        }
+    }
+
+    func stop() {
+        scheduled?.cancel()
+        scheduled = nil
+    }
+
+    static let timeouts = CoreMetrics.Counter(label: "http_request_timeouts_total")
+}
+
+/// First in the pipeline: a byte arriving while no request is being received starts the clock.
+final class RequestStartHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    let deadline: RequestDeadline
+
+    init(deadline: RequestDeadline) {
+        self.deadline = deadline
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        deadline.start(context)
+        context.fireChannelRead(data)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline.stop()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline.stop()
+        context.fireChannelInactive()
+    }
+}
+
+/// After the HTTP codec: stops the request clock at each request's end,
+/// answers `Expect: 100-continue`, and turns a parser error between requests
+/// into a problem document with X-Request-Id (a parser error inside a request
+/// whose handler is running is left to Hummingbird, which owns that response).
+final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    let deadline: RequestDeadline
+    let logger: Logger
+    /// Requests whose head was read and whose response has not ended.
+    private var open = 0
+    private var failed = false
+
+    init(deadline: RequestDeadline, logger: Logger) {
+        self.deadline = deadline
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            open += 1
+            if RequestGuardHandler.expectsContinue(head) && RequestGuardHandler.acceptableLength(head) {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+            }
+        case .body:
+            break
+        case .end:
+            deadline.stop()
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { open -= 1 }
+        context.write(data, promise: promise)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parserError = error as? HTTPParserError, open == 0, !failed else {
+            context.fireErrorCaught(error)
+            return
+        }
+        failed = true
+        deadline.stop()
+        logger.debug("malformed HTTP request", metadata: ["error": "\(parserError)"])
+        let apiError = RequestGuardHandler.problem(for: parserError)
+        let bytes = RawResponse.bytes(apiError, allocator: context.channel.allocator)
+        // Written below the codec, as bytes, from the first handler's place. Then
+        // the output closes and the rest of the request is read and dropped for
+        // a moment, so the client sees the answer rather than a reset.
+        guard let first = try? context.pipeline.syncOperations.context(handlerType: RequestStartHandler.self) else {
+            context.close(promise: nil)
+            return
+        }
+        let channel = context.channel
+        first.writeAndFlush(NIOAny(bytes)).whenComplete { _ in
+            channel.close(mode: .output, promise: nil)
+            channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
+        }
+    }
+
+    static func problem(for error: HTTPParserError) -> APIError {
+        switch error {
+        case .headerOverflow:
+            return APIError(
+                status: .init(code: 431, reasonPhrase: "Request Header Fields Too Large"), code: "HEADERS_TOO_LARGE",
+                detail: "The request's headers are too large (at most 16 KiB a field, 64 KiB in all).")
+        case .invalidMethod, .unknown:
+            return .badRequest("The request is not valid HTTP/1.1: unknown method or malformed request line.")
+        default:
+            return .badRequest("The request is not valid HTTP/1.1 (\(error)).")
+        }
+    }
+
+    static func expectsContinue(_ head: HTTPRequest) -> Bool {
+        head.headerFields[.expect]?.lowercased() == "100-continue"
+    }
+
+    /// Whether the declared body fits the body limit (a chunked body is judged as it arrives).
+    static func acceptableLength(_ head: HTTPRequest) -> Bool {
+        guard let text = head.headerFields[.contentLength] else { return true }
+        guard let length = Int(text) else { return false }
+        return length <= RequestBodyLimit.bytes
+    }
+}
+
+/// On the listening socket: an accept that fails for want of file descriptors
+/// or memory pauses accepting for a moment instead of reaching Hummingbird's
+/// accept loop, which would end on any error and leave the server deaf.
+final class AcceptErrorHandler: ChannelDuplexHandler {
+    typealias InboundIn = NIOAny
+    typealias OutboundIn = NIOAny
+
+    let logger: Logger
+    private var paused = false
+    private var readPending = false
+    private var lastLogged: NIODeadline = .distantPast
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let ioError = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED].contains(ioError.errnoCode) else {
+            context.fireErrorCaught(error)
+            return
+        }
+        if NIODeadline.now() - lastLogged > .seconds(10) {
+            lastLogged = .now()
+            logger.warning("accept failed; pausing accepts for 100 ms", metadata: ["error": "\(ioError)"])
+        }
+        guard !paused else { return }
+        paused = true
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .milliseconds(100)) {
+            let (handler, context) = loopBound.value
+            handler.paused = false
+            if handler.readPending {
+                handler.readPending = false
+                context.read()
+            }
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if paused {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+}
+
+/// The process's limit on open files: the soft limit is raised to the hard one
+/// (at most 1,048,576) at start-up.
+public enum FileLimits {
+    public static func raiseSoftLimit() -> (soft: Int, hard: Int) {
+        var limit = rlimit()
+        #if canImport(Glibc)
+            let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+            let resource = RLIMIT_NOFILE
+        #endif
+        guard getrlimit(resource, &limit) == 0 else { return (1024, 1024) }
+        let wanted = min(limit.rlim_max, 1 << 20)
+        if limit.rlim_cur < wanted {
+            var raised = limit
+            raised.rlim_cur = wanted
+            if setrlimit(resource, &raised) == 0 { limit = raised }
+        }
+        return (Int(clamping: limit.rlim_cur), Int(clamping: limit.rlim_max))
+    }
+
+    /// Client connections that fit under `softLimit` with room left for the
+    /// database connections, the event loops, logs and the runtime's own descriptors.
+    public static func connectionBudget(softLimit: Int, poolSize: Int) -> Int {
+        max(1, softLimit - max(128, softLimit / 8) - poolSize)
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import XCTest
+
+@testable import Comprobify
+
+/// The pure parts of issue 12's limits; scripts/load drives them against live servers.
+final class LoadLimitsTests: XCTestCase {
+    func testConnectionCounterCapsPerAddressAndInTotal() {
+        let counter = ConnectionCounter(maximum: 3, maximumPerAddress: 2)
+        XCTAssertTrue(counter.admit("127.0.0.1"))
+        XCTAssertTrue(counter.admit("127.0.0.1"))
+        XCTAssertFalse(counter.admit("127.0.0.1"), "a third connection from one address")
+        XCTAssertTrue(counter.admit("127.0.0.2"))
+        XCTAssertFalse(counter.admit("127.0.0.3"), "the total is reached")
+        counter.release("127.0.0.1")
+        XCTAssertTrue(counter.admit("127.0.0.3"))
+        XCTAssertEqual(counter.open, 3)
+    }
+
+    func testConnectionBudgetLeavesRoomUnderTheFileLimit() {
+        XCTAssertEqual(FileLimits.connectionBudget(softLimit: 4096, poolSize: 8), 4096 - 512 - 8)
+        XCTAssertEqual(FileLimits.connectionBudget(softLimit: 512, poolSize: 8), 512 - 128 - 8)
+        XCTAssertEqual(FileLimits.connectionBudget(softLimit: 64, poolSize: 8), 1)
+    }
+
+    func testRateLimiterRefillsAtItsRateUpToItsBurst() {
+        let limiter = KeyRateLimiter(rate: 2, burst: 3)
+        let key = Data([1, 2, 3])
+        let start = ContinuousClock.now
+        for _ in 0..<3 { XCTAssertNil(limiter.take(key, now: start)) }
+        XCTAssertEqual(limiter.take(key, now: start), 1, "the bucket is empty: retry in a second")
+        XCTAssertNil(limiter.take(Data([9]), now: start), "another key has its own bucket")
+        XCTAssertNil(limiter.take(key, now: start + .milliseconds(500)), "one token back after half a second")
+        XCTAssertNotNil(limiter.take(key, now: start + .milliseconds(500)))
+        for _ in 0..<3 { XCTAssertNil(limiter.take(key, now: start + .seconds(60))) }
+        XCTAssertNotNil(limiter.take(key, now: start + .seconds(60)), "never more than the burst")
+        XCTAssertNil(KeyRateLimiter(rate: 0, burst: 1).take(key), "rate 0 is no limit")
+    }
+
+    func testTenantGateHoldsALaneToItsShareAndTimesOut() async throws {
+        let gate = TenantGate(perTenant: 2, wait: .milliseconds(200))
+        let held = AsyncStream<Void>.makeStream()
+        let release = AsyncStream<Void>.makeStream()
+        let holders = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<2 {
+                    group.addTask {
+                        try await gate.run(lane: "t1") {
+                            held.continuation.yield()
+                            for await _ in release.stream { break }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        var iterator = held.stream.makeAsyncIterator()
+        _ = await iterator.next()
+        _ = await iterator.next()
+        let started = ContinuousClock.now
+        do {
+            try await gate.run(lane: "t1") {}
+            XCTFail("a third request of the same tenant got in")
+        } catch let error as APIError {
+            XCTAssertEqual(error.status, .serviceUnavailable)
+            XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(150))
+        }
+        try await gate.run(lane: "t2") {}  // another tenant is not held up
+        release.continuation.yield()
+        release.continuation.yield()
+        release.continuation.finish()
+        try await holders.value
+        try await gate.run(lane: "t1") {}
+    }
+
+    func testTenantGateLearnsTheTenantOfAKey() {
+        let gate = TenantGate(perTenant: 1, wait: .milliseconds(10))
+        let digest = Data([7, 7])
+        XCTAssertTrue(gate.lane(for: digest).hasPrefix("k"))
+        gate.learn(digest: digest, tenantID: 42)
+        XCTAssertEqual(gate.lane(for: digest), TenantGate.lane(tenantID: 42))
+    }
+
+    func testListBudgetStopsEarlyButAlwaysMovesForward() {
+        XCTAssertEqual(ListBudget.fitting([10, 10, 10], bytes: 25) { $0 }, 2)
+        XCTAssertEqual(ListBudget.fitting([100, 10], bytes: 25) { $0 }, 1, "one item even when it alone is over")
+        XCTAssertEqual(ListBudget.fitting([1, 1], bytes: 25) { $0 }, 2)
+        XCTAssertEqual(ListBudget.fitting([Int](), bytes: 25) { $0 }, 0)
+    }
+
+    func testPromotionListOverTheMaximumIsRefusedBeforeItsEntriesAreRead() throws {
+        let entry = #"{"issuerId": "not even a number"}"#
+        let body =
+            #"{"initialSequentials": ["# + Array(repeating: entry, count: PromotionRequest.maximumEntries + 1).joined(separator: ",")
+            + "]}"
+        let input = Input(bytes: Array(body.utf8), value: try JSONParser.parse(Array(body.utf8)))
+        XCTAssertThrowsError(try PromotionRequest(input)) { error in
+            let fields = (error as? APIError)?.fieldErrors ?? []
+            XCTAssertEqual(fields.map(\.field), ["initialSequentials"], "one error, not one per entry")
+        }
+    }
+
+    func testParserErrorsBecomeProblems() {
+        XCTAssertEqual(RequestGuardHandler.problem(for: .headerOverflow).status.code, 431)
+        XCTAssertEqual(RequestGuardHandler.problem(for: .invalidMethod).status.code, 400)
+        let document = Problem.document(.badRequest("x"), instance: "", requestID: "abc")
+        XCTAssertTrue(document.contains(#""requestId":"abc""#) || document.contains(#""requestId": "abc""#))
+    }
+
+    /// `{"k0": 1e131071, ...}`: 8 bytes a number in the request. Stored as
+    /// json, each comes back as written, and neither the answer nor the list
+    /// is much larger than the request.
+    func testAnExponentBombComesBackAsWrittenAndSmall() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let metadata = "{" + (0..<50).map { #""k\#($0)": 1e131071"# }.joined(separator: ", ") + "}"
+            let body = Bodies.factura(metadata: metadata)
+            let issued = try await server.issue(tenant.key, issuer: issuer, body: body)
+            XCTAssertEqual(issued.status, 201, issued.text)
+            XCTAssertEqual(issued.value(["document", "metadata", "k49"]), .number("1e131071"))
+            XCTAssertLessThan(issued.text.utf8.count, 4 * body.utf8.count + 16_384)
+            let listed = try await server.call(.get, "/v1/documents?limit=200", key: tenant.key, issuer: issuer)
+            XCTAssertEqual(listed.status, 200, listed.text)
+            XCTAssertLessThan(listed.text.utf8.count, 4 * body.utf8.count + 16_384)
+            XCTAssertTrue(
+                listed.text.contains(#""k0":1e131071"#) || listed.text.contains(#""k0": 1e131071"#), listed.text.prefix(300).description)
+        }
+    }
+}
