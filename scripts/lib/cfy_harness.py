@@ -432,10 +432,11 @@ def factura_body(metadata: dict | None = None, **extra: Any) -> dict:
     return body
 
 
-def credit_note_body(metadata: dict | None = None, number: str = "001-001-000000123",
+def credit_note_body(metadata: dict | None = None, number: str = "999-999-000000123",
                      factura_date: str = "2025-12-01", **extra: Any) -> dict:
     """A valid credit note of 11.50 against a factura issued before Comprobify
-    (an unknown number is taken as given)."""
+    (an unknown number is taken as given). The default number is of a branch
+    (999-999) the scripts never create, so no factura issued here can take it."""
     body: dict[str, Any] = {
         "documentType": "04",
         "buyer": {"idType": "05", "id": "1712345678", "name": "José Núñez"},
