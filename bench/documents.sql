@@ -1,13 +1,20 @@
--- pgbench twin of POST /v1/documents, as comprobify_app: the server's
--- statements (DocumentsController.issue, DocumentsController.issueSQL) in its
--- two round trips.
---   1. BEGIN + authenticate (locking the key) + the issuer, pipelined
---   2. the one statement that takes the sequential from the counter, completes
---      the access key with sri_check_digit() and inserts the document, + COMMIT,
+-- pgbench twin of POST /v1/documents (a factura, no Idempotency-Key), as
+-- comprobify_app: the server's statements (DocumentsController.issue,
+-- DocumentsStore.takeNumber and .store, CertificatesStore.signingMaterial) in
+-- its three round trips.
+--   1. BEGIN + authenticate (locking the key) + the issuer + its certificate
+--      and sealed key, pipelined
+--   2. the hot counter: the upsert that takes the sequential, RETURNING it (its
+--      row lock is held from here to COMMIT)
+--   3. the document and its submission row, inserted by one statement, + COMMIT,
 --      pipelined
+-- What the server does between 2 and 3 — build the XML, check it against the
+-- XSD, sign it (RSA-2048) — has no twin here: the gap between D1 and this is the
+-- HTTP, JSON and signing work done while the counter's lock is held.
 -- The server's parameters: the access key's 30 leading digits (date, type, RUC,
 -- environment, establishment, emission point), its 9 trailing digits (a random
--- 8-digit numeric code and emission type 1) and the number's prefix.
+-- 8-digit numeric code and emission type 1) and the number's prefix. The XML is
+-- a stand-in of the size of a signed factura (6 KB).
 --   -D digest=\x<sha256 of the token> -D issuer=<id> -D doctype=01 -D env=sandbox
 --   -D keyhead=<30 digits> -D numberhead=052-001- -D issuedate=YYYY-MM-DD
 \set keytail random(10000000, 99999999) * 10 + 1
@@ -15,21 +22,31 @@
 BEGIN ISOLATION LEVEL READ COMMITTED;
 SELECT key_id, tenant_id, environment, tenant_status, tenant_environment FROM authenticate(:digest, true);
 SELECT id, ruc, establishment, emission_point, sandbox FROM issuers WHERE id = :issuer;
+SELECT certificate, sealed_private_key, not_before, not_after FROM issuer_certificates WHERE issuer_id = :issuer;
 \endpipeline
+INSERT INTO sequentials AS s (tenant_id, issuer_id, document_type, environment, next_sequential)
+VALUES (current_tenant_id(), :issuer, :doctype, :env, 2)
+ON CONFLICT (tenant_id, issuer_id, document_type, environment)
+DO UPDATE SET next_sequential = s.next_sequential + 1
+RETURNING next_sequential - 1 AS sequential
+\gset
 \startpipeline
-WITH counter AS (
-    INSERT INTO sequentials AS s (tenant_id, issuer_id, document_type, environment, next_sequential)
-    VALUES (current_tenant_id(), :issuer, :doctype, :env, 2)
-    ON CONFLICT (tenant_id, issuer_id, document_type, environment)
-    DO UPDATE SET next_sequential = s.next_sequential + 1
-    RETURNING next_sequential - 1 AS sequential
-), keyed AS (
-    SELECT sequential, :keyhead || lpad(sequential::text, 9, '0') || :keytail AS digits FROM counter
+WITH d AS (
+    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date,
+                           metadata, body, xml, total, buyer_id_type, buyer_id, modified_number, modified_document_id)
+    SELECT current_tenant_id(), :issuer, :doctype, :env, :sequential, :numberhead || lpad(:sequential::text, 9, '0'),
+           k.digits || sri_check_digit(k.digits), :issuedate::date, '{}'::json,
+           '{"buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL", "address": null, "email": null}, "items": [{"code": "A-1", "auxCode": null, "description": "Widget", "quantity": "2", "unitPrice": "10.75", "discount": "0.50", "subtotal": "21.00", "taxes": [{"code": "2", "rateCode": "4", "rate": "15.00", "base": "21.00", "value": "3.15"}], "details": []}], "totals": {"subtotal": "21.00", "discount": "0.50", "taxes": [{"code": "2", "rateCode": "4", "rate": "15.00", "base": "21.00", "value": "3.15"}], "tip": "0.00", "total": "24.15"}, "payments": [{"method": "01", "total": "24.15", "term": null, "termUnit": null}], "additionalInfo": []}'::json,
+           convert_to(repeat('<x/>', 1500), 'UTF8'), 24.15::numeric, '07', '9999999999999', NULL, NULL
+      FROM (SELECT :keyhead || lpad(:sequential::text, 9, '0') || :keytail AS digits) AS k
+    RETURNING *
+), s AS (
+    INSERT INTO document_submissions (tenant_id, document_id) SELECT tenant_id, id FROM d
+    RETURNING *
 )
-INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, content)
-SELECT current_tenant_id(), :issuer, :doctype, :env, sequential, :numberhead || lpad(sequential::text, 9, '0'),
-       digits || sri_check_digit(digits), :issuedate::date, '{}'::jsonb
-  FROM keyed
-RETURNING id, issuer_id, document_type, environment, sequential, number, access_key, issue_date::text, content::text, created_at;
+SELECT d.id, d.issuer_id, d.document_type, d.environment, d.sequential, d.number, d.access_key, d.issue_date::text,
+       d.metadata::text, d.created_at, d.body::text, s.status, s.attempts, s.last_error, s.next_attempt_at, s.messages::text,
+       s.authorization_number, s.authorized_at
+  FROM d, s;
 COMMIT;
 \endpipeline

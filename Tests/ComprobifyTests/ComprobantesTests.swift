@@ -127,6 +127,12 @@ final class ComprobantesTests: XCTestCase {
                 refused.assertProblem(400, "VALIDATION_ERROR")
             }
             _ = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: TestSigning.uploadBody)
+            // A trade name XML cannot carry (the issuer's names take any text).
+            _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"tradeName": "Tienda\u0001"}"#)
+            let unwritable = try await server.issue(tenant.key, issuer: issuer)
+            unwritable.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(try unwritable.string("detail").contains("tradeName"), unwritable.text)
+            _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"tradeName": "Tienda"}"#)
             let first = try await server.issue(tenant.key, issuer: issuer)
             XCTAssertEqual(first.status, 201, first.text)
             XCTAssertEqual(try first.int("document", "sequential"), 1, "nothing before took a number")

@@ -356,3 +356,101 @@ def psql(url: str, sql: str, timeout: float = 60.0) -> list[list[str]]:
     if out.returncode != 0:
         raise SetupError(f"psql failed: {out.stderr.strip()}\n    SQL: {sql}")
     return [line.split("\x1f") for line in out.stdout.splitlines() if line != ""]
+
+
+# ---------------------------------------------------------------- comprobantes (SRI.md)
+
+TEST_P12_PASSWORD = "clave-de-prueba"
+HEAD_OFFICE = "Av. Amazonas N34-451, Quito"
+_CERTIFICATE: dict[str, str] | None = None
+
+
+def test_certificate() -> dict[str, str]:
+    """A signing certificate for every issuer of this run, made once with the
+    openssl CLI: a throwaway CA and a 2048-bit RSA leaf it signs (keyUsage
+    digitalSignature, nonRepudiation), exported with `openssl pkcs12 -export`.
+    Returns {"p12": base64 of the file, "password": ..., "dir": the folder}."""
+    global _CERTIFICATE
+    if _CERTIFICATE is not None:
+        return _CERTIFICATE
+    import base64
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="comprobify-pki.")
+    atexit.register(lambda: subprocess.run(["rm", "-rf", folder], check=False))
+
+    def openssl(*args: str) -> None:
+        out = subprocess.run(["openssl", *args], cwd=folder, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise SetupError(f"openssl {' '.join(args)}: {out.stderr.strip()}")
+
+    with open(os.path.join(folder, "leaf.ext"), "w", encoding="utf-8") as f:
+        f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
+            "-subj", "/C=EC/O=Autoridad de Pruebas/CN=Comprobify Script CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+            "-subj", "/C=EC/O=Empresa de Pruebas S.A./CN=Firma de Pruebas")
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "30", "-sha256", "-extfile", "leaf.ext", "-out", "leaf.pem")
+    openssl("pkcs12", "-export", "-inkey", "leaf.key", "-in", "leaf.pem", "-certfile", "ca.pem",
+            "-passout", f"pass:{TEST_P12_PASSWORD}", "-out", "leaf.p12")
+    with open(os.path.join(folder, "leaf.p12"), "rb") as f:
+        p12 = base64.b64encode(f.read()).decode("ascii")
+    _CERTIFICATE = {"p12": p12, "password": TEST_P12_PASSWORD, "dir": folder}
+    return _CERTIFICATE
+
+
+def upload_certificate(api: Api, key: str, issuer_id: int) -> dict:
+    """PUT /v1/issuers/:id/certificate with the run's test certificate."""
+    cert = test_certificate()
+    body = {"p12": cert["p12"], "password": cert["password"]}
+    return expect(api.request("PUT", f"/v1/issuers/{issuer_id}/certificate", key=key, json_body=body), 200,
+                  "upload certificate")["certificate"]
+
+
+def new_signing_issuer(api: Api, key: str, **fields: Any) -> dict:
+    """An issuer that can issue: with headOfficeAddress and the run's certificate."""
+    fields.setdefault("headOfficeAddress", HEAD_OFFICE)
+    issuer = new_issuer(api, key, **fields)
+    upload_certificate(api, key, issuer["id"])
+    return issuer
+
+
+def factura_body(metadata: dict | None = None, **extra: Any) -> dict:
+    """A valid factura (SRI.md): one line of 2 x 10.75 less 0.50 at 15 % IVA for a
+    final consumer; subtotal 21.00, IVA 3.15, total 24.15."""
+    body: dict[str, Any] = {
+        "documentType": "01",
+        "buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"},
+        "items": [{"code": "A-1", "description": "Widget", "quantity": "2", "unitPrice": "10.75", "discount": "0.50",
+                   "taxes": [{"code": "2", "rateCode": "4"}]}],
+        "payments": [{"method": "01", "total": "24.15"}],
+    }
+    if metadata is not None:
+        body["metadata"] = metadata
+    body.update(extra)
+    return body
+
+
+def credit_note_body(metadata: dict | None = None, number: str = "999-999-000000123",
+                     factura_date: str = "2025-12-01", **extra: Any) -> dict:
+    """A valid credit note of 11.50 against a factura issued before Comprobify
+    (an unknown number is taken as given). The default number is of a branch
+    (999-999) the scripts never create, so no factura issued here can take it."""
+    body: dict[str, Any] = {
+        "documentType": "04",
+        "buyer": {"idType": "05", "id": "1712345678", "name": "José Núñez"},
+        "items": [{"description": "Devolución", "quantity": "1", "unitPrice": "10.00",
+                   "taxes": [{"code": "2", "rateCode": "4"}]}],
+        "modifiedDocument": {"documentType": "01", "number": number, "issueDate": factura_date},
+        "reason": "Devolución",
+    }
+    if metadata is not None:
+        body["metadata"] = metadata
+    body.update(extra)
+    return body
+
+
+def document_body(document_type: str, metadata: dict | None = None) -> dict:
+    """A valid body for an issuable type ("01" or "04")."""
+    return credit_note_body(metadata) if document_type == "04" else factura_body(metadata)

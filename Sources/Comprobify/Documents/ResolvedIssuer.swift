@@ -79,11 +79,32 @@ struct ResolvedIssuer: Sendable {
             throw APIError.conflict(
                 "The issuer has no headOfficeAddress, which every comprobante states: set it with PATCH /v1/issuers/:id.")
         }
+        // Issuers' names and addresses may hold any text, but a comprobante is
+        // XML 1.0: a control character, U+FFFE or U+FFFF cannot be written.
+        let texts = [
+            ("legalName", legalName), ("tradeName", tradeName), ("headOfficeAddress", headOfficeAddress), ("address", address),
+        ]
+        for case let (field, text?) in texts where !ResolvedIssuer.representableInXML(text) {
+            throw APIError.conflict(
+                "The issuer's \(field) holds a character a comprobante cannot carry (a control character, U+FFFE or U+FFFF): "
+                    + "change it with PATCH /v1/issuers/:id.")
+        }
         return ComprobanteIssuer(
             ruc: ruc, legalName: legalName, tradeName: tradeName, headOfficeAddress: headOfficeAddress, address: address,
             accountingRequired: accountingRequired, specialTaxpayer: specialTaxpayer, withholdingAgent: withholdingAgent,
             rimpe: rimpe.flatMap(ComprobanteIssuer.Rimpe.init(rawValue:)), establishment: establishment, emissionPoint: emissionPoint,
             environment: environment == .sandbox ? .test : .production
         )
+    }
+
+    /// Whether XML 1.0 can carry the text (tab, line feed and carriage return are the only control characters it takes).
+    static func representableInXML(_ text: String) -> Bool {
+        text.unicodeScalars.allSatisfy { scalar in
+            switch scalar.value {
+            case 0x09, 0x0A, 0x0D: true
+            case 0..<0x20, 0xFFFE, 0xFFFF: false
+            default: true
+            }
+        }
     }
 }
