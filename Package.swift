@@ -94,6 +94,7 @@ let package = Package(
         .testTarget(
             name: "ComprobifyTests",
             dependencies: [
+                "SRI",
                 "Comprobify",
                 "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import SRI
 import TestSupport
 import XCTest
 
@@ -162,5 +163,23 @@ final class CertificatesTests: XCTestCase {
             XCTAssertFalse(logs.text.contains(needle), "key material or password in the server log")
         }
         XCTAssertFalse(dump.contains(String(decoding: middle, as: UTF8.self)))
+    }
+}
+
+final class SigningIdentityCacheTests: XCTestCase {
+    func testEntriesAreKeyedBySealedBytesAndBounded() throws {
+        let identity = try SigningIdentity(pkcs12: TestSigning.p12, password: TestSigning.password, now: Date())
+        let cache = SigningIdentityCache(capacity: 2)
+        let first = SigningIdentityCache.Key(tenant: 1, issuer: 1, sealed: Data([1, 2, 3]))
+        XCTAssertNil(cache.identity(for: first))
+        cache.store(identity, for: first)
+        XCTAssertTrue(cache.identity(for: first) === identity)
+        // A new upload seals new bytes: a different entry, never the old one.
+        XCTAssertNil(cache.identity(for: .init(tenant: 1, issuer: 1, sealed: Data([9]))))
+        XCTAssertNil(cache.identity(for: .init(tenant: 2, issuer: 1, sealed: Data([1, 2, 3]))), "another tenant's entry")
+        cache.store(identity, for: .init(tenant: 1, issuer: 2, sealed: Data([4])))
+        XCTAssertEqual(cache.count, 2)
+        cache.store(identity, for: .init(tenant: 1, issuer: 3, sealed: Data([5])))
+        XCTAssertLessThanOrEqual(cache.count, 2, "bounded")
     }
 }

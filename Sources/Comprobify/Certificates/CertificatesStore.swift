@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Postgres
 import SRI
 
@@ -76,7 +77,7 @@ enum CertificatesStore {
     /// The issuer's signing identity from `signingMaterial`'s row: 409 when there
     /// is no certificate or it is not valid at `now`.
     static func signingIdentity(
-        _ result: QueryResult, tenant: Int64, issuer: Int64, secretBox: SecretBox, now: Date
+        _ result: QueryResult, tenant: Int64, issuer: Int64, secretBox: SecretBox, cache: SigningIdentityCache? = nil, now: Date
     ) throws -> SigningIdentity {
         guard let row = result.first else {
             throw APIError.conflict("The issuer has no signing certificate: upload one with PUT /v1/issuers/:id/certificate.")
@@ -85,6 +86,8 @@ enum CertificatesStore {
         guard notBefore <= now, now <= notAfter else {
             throw APIError.conflict("The issuer's signing certificate is not valid now: upload a current one.")
         }
+        let cacheKey = SigningIdentityCache.Key(tenant: tenant, issuer: issuer, sealed: sealed)
+        if let cached = cache?.identity(for: cacheKey) { return cached }
         var pkcs8: [UInt8]
         do {
             pkcs8 = try secretBox.open(Array(sealed), associatedData: SecretBox.associatedData(tenantID: tenant, issuerID: issuer))
@@ -93,7 +96,9 @@ enum CertificatesStore {
         }
         defer { pkcs8.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
         do {
-            return try SigningIdentity(privateKeyPKCS8: pkcs8, certificateDER: Array(der))
+            let identity = try SigningIdentity(privateKeyPKCS8: pkcs8, certificateDER: Array(der))
+            cache?.store(identity, for: cacheKey)
+            return identity
         } catch {
             throw SealedKeyUnavailable(reason: "the stored key does not match its certificate")
         }
@@ -105,4 +110,37 @@ enum CertificatesStore {
 struct SealedKeyUnavailable: Error, CustomStringConvertible {
     let reason: String
     var description: String { "an issuer's sealed private key cannot be opened: \(reason)" }
+}
+
+/// Signing identities opened from their sealed keys, kept per process so a
+/// document does not pay for AES-GCM and OpenSSL's key decoding each time
+/// (the decoding costs more than the signature). Keyed by the sealed bytes
+/// themselves: a new upload is a new key, and the old entry is simply never
+/// asked for again. Bounded: past `capacity` entries the cache starts over.
+final class SigningIdentityCache: Sendable {
+    struct Key: Hashable, Sendable {
+        let tenant: Int64
+        let issuer: Int64
+        let sealed: Data
+    }
+
+    let capacity: Int
+    private let entries = NIOLockedValueBox<[Key: SigningIdentity]>([:])
+
+    init(capacity: Int = 1024) {
+        self.capacity = capacity
+    }
+
+    func identity(for key: Key) -> SigningIdentity? {
+        entries.withLockedValue { $0[key] }
+    }
+
+    func store(_ identity: SigningIdentity, for key: Key) {
+        entries.withLockedValue { entries in
+            if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+            entries[key] = identity
+        }
+    }
+
+    var count: Int { entries.withLockedValue { $0.count } }
 }

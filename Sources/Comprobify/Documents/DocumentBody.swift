@@ -109,6 +109,7 @@ enum DocumentBody {
 struct DocumentSigning: Sendable {
     let secretBox: SecretBox
     let algorithm: SignatureAlgorithm
+    let identities = SigningIdentityCache()
 
     /// A comprobante that fails the official schema: a bug in the builder, never
     /// the client's fault (500); the transaction rolls back, so no number is used.

@@ -49,7 +49,8 @@ struct DocumentsController {
             let xmlIssuer = try issuer.forXML()
             let now = Date()
             let identity = try CertificatesStore.signingIdentity(
-                results[1], tenant: principal.tenantID, issuer: issuer.id, secretBox: signing.secretBox, now: now)
+                results[1], tenant: principal.tenantID, issuer: issuer.id, secretBox: signing.secretBox, cache: signing.identities, now: now
+            )
             let comprobante = document.comprobante
             var modifiedDocumentID: Int64?
             if case .creditNote(let note) = comprobante {
