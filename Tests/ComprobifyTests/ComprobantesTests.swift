@@ -132,7 +132,13 @@ final class ComprobantesTests: XCTestCase {
             let unwritable = try await server.issue(tenant.key, issuer: issuer)
             unwritable.assertProblem(409, "CONFLICT")
             XCTAssertTrue(try unwritable.string("detail").contains("tradeName"), unwritable.text)
-            _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"tradeName": "Tienda"}"#)
+            // A head office address over two lines: the official XSD takes none.
+            _ = try await server.call(
+                .patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"tradeName": "Tienda", "headOfficeAddress": "Quito\nCentro"}"#)
+            let twoLines = try await server.issue(tenant.key, issuer: issuer)
+            twoLines.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(try twoLines.string("detail").contains("headOfficeAddress"), twoLines.text)
+            _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"headOfficeAddress": "Quito"}"#)
             let first = try await server.issue(tenant.key, issuer: issuer)
             XCTAssertEqual(first.status, 201, first.text)
             XCTAssertEqual(try first.int("document", "sequential"), 1, "nothing before took a number")

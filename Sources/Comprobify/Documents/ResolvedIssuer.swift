@@ -79,14 +79,15 @@ struct ResolvedIssuer: Sendable {
             throw APIError.conflict(
                 "The issuer has no headOfficeAddress, which every comprobante states: set it with PATCH /v1/issuers/:id.")
         }
-        // Issuers' names and addresses may hold any text, but a comprobante is
-        // XML 1.0: a control character, U+FFFE or U+FFFF cannot be written.
+        // Issuers' names and addresses may hold any text, but the official XSD
+        // takes no line breaks in them and XML 1.0 no other control characters,
+        // U+FFFE or U+FFFF: the rule of every text of a comprobante.
         let texts = [
             ("legalName", legalName), ("tradeName", tradeName), ("headOfficeAddress", headOfficeAddress), ("address", address),
         ]
         for case let (field, text?) in texts where !ResolvedIssuer.representableInXML(text) {
             throw APIError.conflict(
-                "The issuer's \(field) holds a character a comprobante cannot carry (a control character, U+FFFE or U+FFFF): "
+                "The issuer's \(field) holds a character a comprobante cannot carry (a control character or line break, U+FFFE or U+FFFF): "
                     + "change it with PATCH /v1/issuers/:id.")
         }
         return ComprobanteIssuer(
@@ -97,14 +98,8 @@ struct ResolvedIssuer: Sendable {
         )
     }
 
-    /// Whether XML 1.0 can carry the text (tab, line feed and carriage return are the only control characters it takes).
+    /// Whether a comprobante can carry the text: no U+0000–U+001F, U+007F, U+FFFE or U+FFFF.
     static func representableInXML(_ text: String) -> Bool {
-        text.unicodeScalars.allSatisfy { scalar in
-            switch scalar.value {
-            case 0x09, 0x0A, 0x0D: true
-            case 0..<0x20, 0xFFFE, 0xFFFF: false
-            default: true
-            }
-        }
+        !text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0.value == 0xFFFE || $0.value == 0xFFFF }
     }
 }
