@@ -113,11 +113,13 @@ final class WebhooksTests: XCTestCase {
     func testPrivateAddressesAreRefused() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()
-            for url in [
-                "https://10.1.2.3/x", "https://169.254.169.254/latest/meta-data", "https://[::1]/x", "https://127.0.0.1/x",
-                "https://192.168.1.10/x", "https://172.16.0.1/x", "https://[fd00:ec2::254]/x", "https://[::ffff:10.0.0.1]/x",
-                "https://[fe80::1]/x", "https://0.0.0.0/x", "https://localhost/x", "https://LOCALHOST./x",
-            ] + WebhooksTests.loopbackHostNames.map { "https://\($0)/x" } {
+            let privateURLs =
+                [
+                    "https://10.1.2.3/x", "https://169.254.169.254/latest/meta-data", "https://[::1]/x", "https://127.0.0.1/x",
+                    "https://192.168.1.10/x", "https://172.16.0.1/x", "https://[fd00:ec2::254]/x", "https://[::ffff:10.0.0.1]/x",
+                    "https://[fe80::1]/x", "https://0.0.0.0/x", "https://localhost/x", "https://LOCALHOST./x",
+                ] + WebhooksTests.loopbackHostNames.map { "https://\($0)/x" }
+            for url in privateURLs {
                 let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)
                 reply.assertProblem(400, "VALIDATION_ERROR")
                 XCTAssertEqual(reply.errorFields, ["url"], url)
