@@ -34,11 +34,6 @@ struct SubmissionService: Service {
         }
     }
 
-    private enum Event: Sendable {
-        case finished
-        case tick
-    }
-
     private static var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
 
     /// Keeps up to `workers` exchanges running: claims as many documents as
@@ -52,48 +47,14 @@ struct SubmissionService: Service {
                 "workers": "\(settings.workers)", "worker": "\(worker)", "testURL": "\(settings.testURL)",
                 "productionURL": "\(settings.productionURL)",
             ])
-        await withTaskGroup(of: Event.self) { group in
-            var running = 0
-            var ticking = false
-            var failing = false
-            while !Self.stopping {
-                let free = settings.workers - running
-                var claimed = 0
-                if free > 0 {
-                    do {
-                        let work = try await database.claimSRIWork(
-                            worker: worker, limit: free, leaseMilliseconds: settings.leaseMilliseconds, tenants: settings.tenantIDs)
-                        if failing { logger.info("claiming SRI work again") }
-                        failing = false
-                        for item in work {
-                            running += 1
-                            group.addTask {
-                                await process(tenantID: item.tenantID, documentID: item.documentID)
-                                return .finished
-                            }
-                        }
-                        claimed = work.count
-                    } catch {
-                        if !failing { logger.warning("cannot claim SRI work", metadata: ["error": "\(error)"]) }
-                        failing = true
-                    }
-                }
-                if claimed < free && !ticking {
-                    ticking = true
-                    let poll = settings.pollMilliseconds
-                    group.addTask {
-                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(poll)) }
-                        return .tick
-                    }
-                }
-                switch await group.next() {
-                case .finished?: running -= 1
-                case .tick?: ticking = false
-                case nil: break
-                }
-            }
-            while await group.next() != nil {}
-        }
+        await ClaimLoop.run(
+            workers: settings.workers, pollMilliseconds: settings.pollMilliseconds, what: "SRI work", logger: logger,
+            claim: { limit in
+                try await database.claimSRIWork(
+                    worker: worker, limit: limit, leaseMilliseconds: settings.leaseMilliseconds, tenants: settings.tenantIDs)
+            },
+            process: { item in await process(tenantID: item.tenantID, documentID: item.documentID) }
+        )
     }
 
     /// One exchange for one claimed document, recorded with what it changed.

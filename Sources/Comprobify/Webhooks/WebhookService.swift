@@ -44,60 +44,21 @@ struct WebhookService: Service {
 
     private static var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
 
-    private enum Event: Sendable {
-        case finished
-        case tick
-    }
-
     /// Keeps up to `workers` attempts running: claims as many deliveries as
     /// there are free workers; when fewer are due, looks again after the poll
     /// interval or as soon as a worker is done. On shutdown it claims nothing
     /// more and lets the attempts in flight finish.
     private func dispatch(_ http: HTTPClient) async {
         logger.info("delivering webhooks", metadata: ["workers": "\(settings.workers)", "worker": "\(worker)"])
-        await withTaskGroup(of: Event.self) { group in
-            var running = 0
-            var ticking = false
-            var failing = false
-            while !Self.stopping {
-                let free = settings.workers - running
-                var claimed = 0
-                if free > 0 {
-                    do {
-                        let work = try await database.claimWebhookDeliveries(
-                            worker: worker, limit: free, leaseMilliseconds: settings.leaseMilliseconds,
-                            perEndpoint: settings.perEndpoint, tenants: settings.tenantIDs?())
-                        if failing { logger.info("claiming webhook deliveries again") }
-                        failing = false
-                        for item in work {
-                            running += 1
-                            group.addTask {
-                                await deliver(http, tenantID: item.tenantID, deliveryID: item.deliveryID)
-                                return .finished
-                            }
-                        }
-                        claimed = work.count
-                    } catch {
-                        if !failing { logger.warning("cannot claim webhook deliveries", metadata: ["error": "\(error)"]) }
-                        failing = true
-                    }
-                }
-                if claimed < free && !ticking {
-                    ticking = true
-                    let poll = settings.pollMilliseconds
-                    group.addTask {
-                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(poll)) }
-                        return .tick
-                    }
-                }
-                switch await group.next() {
-                case .finished?: running -= 1
-                case .tick?: ticking = false
-                case nil: break
-                }
-            }
-            while await group.next() != nil {}
-        }
+        await ClaimLoop.run(
+            workers: settings.workers, pollMilliseconds: settings.pollMilliseconds, what: "webhook deliveries", logger: logger,
+            claim: { limit in
+                try await database.claimWebhookDeliveries(
+                    worker: worker, limit: limit, leaseMilliseconds: settings.leaseMilliseconds,
+                    perEndpoint: settings.perEndpoint, tenants: settings.tenantIDs?())
+            },
+            process: { item in await deliver(http, tenantID: item.tenantID, deliveryID: item.deliveryID) }
+        )
     }
 
     /// One attempt for one claimed delivery, recorded with what it changed.
