@@ -30,7 +30,7 @@ struct DocumentsController {
             try IssueRequest.checkIdempotencyKey(idempotencyKey)
             document = try ComprobanteRequest(input, today: .todayInEcuador(now: Date().timeIntervalSince1970))
         } catch {
-            try await resolve(issuerID, context)
+            try await database.resolveIssuer(issuerID, context)
             throw error
         }
         let bodyDigest = Crypto.sha256(input.bytes)
@@ -86,7 +86,7 @@ struct DocumentsController {
         do {
             page = try ListRequest(request)
         } catch {
-            try await resolve(issuerID, context)
+            try await database.resolveIssuer(issuerID, context)
             throw error
         }
         let (principal, found, rows) = try await database.read(
@@ -102,42 +102,21 @@ struct DocumentsController {
     }
 
     @Sendable func show(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let issuerID = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
-            try ResolvedIssuer.requestedID(request)
-        }
         let accessKey = context.parameters.get("accessKey") ?? ""
-        let (principal, found, document) = try await database.read(
-            for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID),
-            DocumentsStore.byAccessKey(issuer: issuerID, accessKey: accessKey)
-        )
-        _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
+        let document = try await database.readOfIssuer(request, context) { DocumentsStore.byAccessKey(issuer: $0, accessKey: accessKey) }
         guard let document else { throw APIError.notFound("No document of this issuer has this access key.") }
         return Reply.json([("document", document)])
     }
 
     /// The signed comprobante: the bytes sent to SRI, the same every time.
     @Sendable func xml(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let issuerID = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
-            try ResolvedIssuer.requestedID(request)
-        }
         let accessKey = context.parameters.get("accessKey") ?? ""
-        let (principal, found, xml) = try await database.read(
-            for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID),
-            DocumentsStore.xml(issuer: issuerID, accessKey: accessKey)
-        )
-        _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
+        let xml = try await database.readOfIssuer(request, context) { DocumentsStore.xml(issuer: $0, accessKey: accessKey) }
         guard let stored = xml else { throw APIError.notFound("No document of this issuer has this access key.") }
         guard let bytes = stored else {
             throw APIError.conflict("This document was numbered before comprobantes existed: it has no signed XML.")
         }
         return Reply.xml(bytes)
-    }
-
-    /// resolveIssuer alone, for a request refused for its fields: the answer is
-    /// 401 or 404 when those come first.
-    private func resolve(_ issuerID: Int64, _ context: TenantRequestContext) async throws {
-        let (principal, found) = try await database.read(for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID))
-        _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
     }
 }
 

@@ -103,3 +103,28 @@ struct ResolvedIssuer: Sendable {
         !text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0.value == 0xFFFE || $0.value == 0xFFFF }
     }
 }
+
+extension Database {
+    /// resolveIssuer for a read of one of the issuer's things: the `X-Issuer-Id`
+    /// header (400, answered after the credential), then in one round trip the
+    /// authentication, the issuer and `read` of that issuer; then 404 for an
+    /// issuer that is not the tenant's and 401 for one of the other environment.
+    func readOfIssuer<Value>(
+        _ request: Request, _ context: TenantRequestContext, _ read: (_ issuerID: Int64) -> Read<Value>
+    ) async throws -> Value {
+        let issuerID = try await checkAfterAuthenticating(for: context.token, facts: context.facts) {
+            try ResolvedIssuer.requestedID(request)
+        }
+        let (principal, found, value) = try await self.read(
+            for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID), read(issuerID))
+        _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
+        return value
+    }
+
+    /// resolveIssuer alone, for a request refused for its fields: the answer is
+    /// 401 or 404 when those come first.
+    func resolveIssuer(_ issuerID: Int64, _ context: TenantRequestContext) async throws {
+        let (principal, found) = try await read(for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID))
+        _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
+    }
+}

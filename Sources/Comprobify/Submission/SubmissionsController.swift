@@ -1,5 +1,5 @@
+import Foundation
 import Hummingbird
-import NIOCore
 
 /// GET /v1/documents/:accessKey/authorization: SRI's `<autorizacion>` element,
 /// exactly as it was received, once the document is AUTHORIZED.
@@ -11,26 +11,17 @@ struct SubmissionsController: Sendable {
     }
 
     @Sendable func authorization(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let issuerID = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
-            try ResolvedIssuer.requestedID(request)
-        }
         let accessKey = context.parameters.get("accessKey") ?? ""
-        let (principal, found, lookup) = try await database.read(
-            for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID),
-            SubmissionsStore.authorization(issuer: issuerID, accessKey: accessKey)
-        )
-        _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
+        let lookup = try await database.readOfIssuer(request, context) {
+            SubmissionsStore.authorization(issuer: $0, accessKey: accessKey)
+        }
         switch lookup {
         case .noDocument:
             throw APIError.notFound("No document of this issuer has this access key.")
         case .notYet(let status):
             throw APIError.conflict("The document is not authorized by SRI (status \(status)); its authorization is not available.")
         case .authorized(let element):
-            return Response(
-                status: .ok,
-                headers: [.contentType: "application/xml; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: element))
-            )
+            return Reply.xml(Data(element))
         }
     }
 }
