@@ -124,6 +124,91 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// End to end: documents issued through the API and decided by the local
+    /// SRI (authorized, not authorized, returned) through a sending server;
+    /// each decision reaches the endpoint once, signed, with the document as
+    /// the API shows it afterwards, and nothing else arrives.
+    func testEachSRIDecisionOfAnIssuedDocumentIsDeliveredSigned() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await LocalSRI.run { sri in
+                try await TestServer.run(configure: { scope.configure(&$0) }) { server in
+                    let tenant = try await server.activeTenant()
+                    scope.add(tenant.id)
+                    let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/decisions")
+                    let issuer = try await server.createIssuer(tenant.key)
+                    var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.id])
+                    settings.workers = 1
+                    let decisions: [(fault: SRISimulatorFaults?, status: String, event: String, message: String?)] = [
+                        (nil, "AUTHORIZED", "document.authorized", nil),
+                        (.init(authorization: .init(refuse: 1)), "NOT_AUTHORIZED", "document.not_authorized", "39"),
+                        (.init(reception: .init(returnWith: "45")), "RETURNED", "document.returned", "45"),
+                    ]
+                    let decided = NIOLockedValueBox<[(accessKey: String, eventID: String, event: String)]>([])
+                    try await withSender(settings) { _ in
+                        for decision in decisions {
+                            if let fault = decision.fault { try await sri.faults(fault) }
+                            let issued = try await server.issue(tenant.key, issuer: issuer)
+                            XCTAssertEqual(issued.status, 201, issued.text)
+                            XCTAssertEqual(try issued.string("document", "status"), "SIGNED")
+                            let key = try issued.string("document", "accessKey")
+                            func about(_ hit: WebhookReceiver.Hit) -> Bool {
+                                hit.json?["data"]?["document"]?["accessKey"] == .string(key)
+                            }
+                            try await eventually("the \(decision.event) delivery", within: 30) {
+                                receiver.hits("/ok/decisions").contains(where: about)
+                            }
+                            let hit = try XCTUnwrap(receiver.hits("/ok/decisions").first(where: about))
+                            let body = try XCTUnwrap(hit.json)
+                            let eventID = try XCTUnwrap(hit.eventID)
+                            XCTAssertEqual(body["type"], .string(decision.event))
+                            let document = try XCTUnwrap(body["data"]?["document"])
+                            XCTAssertEqual(document["status"], .string(decision.status))
+                            if let identifier = decision.message {
+                                var identifiers: [JSONValue?] = []
+                                if case .array(let messages)? = document["sri"]?["messages"] {
+                                    identifiers = messages.map { $0["identifier"] }
+                                }
+                                XCTAssertTrue(identifiers.contains(.string(identifier)), "SRI's message \(identifier): \(document)")
+                            } else {
+                                XCTAssertEqual(document["sri"]?["authorizationNumber"], .string(key))
+                            }
+                            let shown = try await server.call(.get, "/v1/documents/\(key)", key: tenant.key, issuer: issuer)
+                            XCTAssertEqual(shown.status, 200, shown.text)
+                            XCTAssertEqual(document, shown.value(["document"]), "the document as the API shows it after the decision")
+
+                            // Signed with the endpoint's secret (openssl's HMAC, not the service's).
+                            let signature = try XCTUnwrap(hit.signature)
+                            let match = try XCTUnwrap(signature.wholeMatch(of: /t=([0-9]+),v1=([0-9a-f]{64})/))
+                            XCTAssertLessThan(abs(Double(String(match.1))! - Date().timeIntervalSince1970), 60)
+                            XCTAssertEqual(
+                                String(match.2), try Self.opensslHMAC(key: hook.secret, message: Array("\(match.1).".utf8) + hit.body))
+                            decided.withLockedValue { $0.append((key, eventID, decision.event)) }
+                        }
+                    }
+
+                    // One event per decision, the ones in the database, each delivered once.
+                    try await Task.sleep(for: .milliseconds(500))
+                    let hits = receiver.hits("/ok/decisions")
+                    let received = decided.withLockedValue { $0 }
+                    XCTAssertEqual(hits.map(\.eventID), received.map { $0.eventID as String? }, "each decision delivered once, in order")
+                    let events = try TestDatabase.query(
+                        """
+                        SELECT e.id, e.type, d.access_key, w.status
+                          FROM webhook_events e JOIN documents d ON d.tenant_id = e.tenant_id AND d.id = e.document_id
+                          JOIN webhook_deliveries w ON w.tenant_id = e.tenant_id AND w.event_id = e.id
+                         WHERE e.tenant_id = $1 ORDER BY e.created_at
+                        """, [tenant.id]
+                    ).rows.map { try $0.decode((String, String, String, String).self) }
+                    XCTAssertEqual(events.map(\.0), received.map(\.eventID))
+                    XCTAssertEqual(events.map(\.1), received.map(\.event))
+                    XCTAssertEqual(events.map(\.2), received.map(\.accessKey))
+                    XCTAssertEqual(events.map(\.3), ["delivered", "delivered", "delivered"])
+                }
+            }
+        }
+    }
+
     func testAnEventRollsBackWithItsTransaction() async throws {
         try await TestServer.run(configure: { $0.webhooks.allowHTTP = true }) { server in
             let tenant = try await server.signUp()
