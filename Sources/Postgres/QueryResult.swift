@@ -241,14 +241,19 @@ extension Data: PostgresDecodable {
         guard type == PostgresType.bytea, bytes.count >= 2, bytes[0] == UInt8(ascii: "\\"), bytes[1] == UInt8(ascii: "x"),
             bytes.count % 2 == 0
         else { return nil }
-        var data = Data(capacity: (bytes.count - 2) / 2)
-        var index = 2
-        while index < bytes.count {
-            guard let high = Hex.value(of: bytes[index]), let low = Hex.value(of: bytes[index + 1]) else { return nil }
-            data.append(high << 4 | low)
-            index += 2
+        // Written through one buffer: Data's per-byte append costs a call and
+        // checks per byte, which made this a tenth of a signed document's CPU.
+        var data = Data(count: (bytes.count - 2) / 2)
+        let valid = data.withUnsafeMutableBytes { output -> Bool in
+            var index = 2
+            for position in 0..<output.count {
+                guard let high = Hex.value(of: bytes[index]), let low = Hex.value(of: bytes[index + 1]) else { return false }
+                output[position] = high << 4 | low
+                index += 2
+            }
+            return true
         }
-        return data
+        return valid ? data : nil
     }
 }
 

@@ -58,15 +58,19 @@ enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
     static func byteaLiteral(_ data: Data) -> String {
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(2 + data.count * 2)
-        bytes.append(UInt8(ascii: "\\"))
-        bytes.append(UInt8(ascii: "x"))
-        for byte in data {
-            bytes.append(digits[Int(byte >> 4)])
-            bytes.append(digits[Int(byte & 0x0f)])
+        data.withUnsafeBytes { input in
+            String(unsafeUninitializedCapacity: 2 + input.count * 2) { output in
+                output[0] = UInt8(ascii: "\\")
+                output[1] = UInt8(ascii: "x")
+                var index = 2
+                for byte in input {
+                    output[index] = digits[Int(byte >> 4)]
+                    output[index + 1] = digits[Int(byte & 0x0f)]
+                    index += 2
+                }
+                return index
+            }
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func value(of char: UInt8) -> UInt8? {
