@@ -24,7 +24,9 @@ enum DocumentsStore {
     static let legacyStatus = "LEGACY"
 
     /// A document as SRI.md shows it, from `columns` starting at column `offset`.
-    static func document(_ row: Row, offset o: Int = 0) throws -> JSONValue {
+    /// `body`: the computed body when the caller has it (the row's `body` column
+    /// holds the same JSON, serialized; reading it back costs a parse).
+    static func document(_ row: Row, offset o: Int = 0, body known: JSONValue? = nil) throws -> JSONValue {
         var members: [(String, JSONValue)] = [
             ("id", try row.int(at: o)),
             ("issuerId", try row.int(at: o + 1)),
@@ -36,7 +38,11 @@ enum DocumentsStore {
             ("issueDate", try row.string(at: o + 7)),
             ("status", .string(try row.decode(String?.self, at: o + 11) ?? legacyStatus)),
         ]
-        if let body = try row.decode(String?.self, at: o + 10), case .object(let computed) = try JSONParser.parse(Array(body.utf8)) {
+        if case .object(let computed) = known {
+            members += computed
+        } else if let body = try row.decode(String?.self, at: o + 10),
+            case .object(let computed) = try JSONParser.parse(Array(body.utf8))
+        {
             members += computed
         }
         members.append(("metadata", .raw(try row.decode(String.self, at: o + 8))))
@@ -172,6 +178,7 @@ enum DocumentsStore {
         var modifiedNumber: String?
         if case .creditNote(let note) = comprobante { modifiedNumber = note.modifiedDocument.number }
         let number = "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(signed.sequential, 9))"
+        let body = DocumentBody.json(comprobante)
         var statements: [PostgresQuery] = [
             """
             WITH d AS (
@@ -179,7 +186,7 @@ enum DocumentsStore {
                                        metadata, body, xml, total, buyer_id_type, buyer_id, modified_number, modified_document_id)
                 VALUES (current_tenant_id(), \(issuer.id), \(comprobante.kind.rawValue), \(issuer.environment.rawValue), \(signed.sequential),
                         \(number), \(signed.accessKey), \(comprobante.issueDate.iso)::date, \(signed.metadata)::json,
-                        \(DocumentBody.json(comprobante).serialized)::json, \(Data(signed.xml)), \(comprobante.totals.total.text(places: 2))::numeric,
+                        \(body.serialized)::json, \(Data(signed.xml)), \(comprobante.totals.total.text(places: 2))::numeric,
                         \(comprobante.buyer.idType), \(comprobante.buyer.id), \(modifiedNumber), \(signed.modifiedDocumentID))
                 RETURNING *
             ), s AS (
@@ -198,7 +205,7 @@ enum DocumentsStore {
             )
         }
         let inserted = try transaction.commit(after: statements)
-        return try document(inserted[0][0])
+        return try document(inserted[0][0], body: body)
     }
 
     /// Claims an Idempotency-Key for this request, or returns the document of the
