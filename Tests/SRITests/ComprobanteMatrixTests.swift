@@ -198,6 +198,7 @@ final class ComprobanteMatrixTests: XCTestCase {
                     comprobante, issuer: testCase.issuer, numbering: ComprobanteNumbering(accessKey: Self.accessKey, sequential: 123))
                 try assertValid(xml, kind: comprobante.kind, label)
                 try assertSignedAndVerified(xml, kind: comprobante.kind, label)
+                try assertPreparedMatchesBuilt(comprobante, issuer: testCase.issuer, built: xml, label)
                 let root = comprobante.kind == .factura ? "/factura" : "/notaCredito"
                 let info = comprobante.kind == .factura ? "/infoFactura" : "/infoNotaCredito"
                 let totalElement = comprobante.kind == .factura ? "importeTotal" : "valorModificacion"
@@ -241,8 +242,34 @@ final class ComprobanteMatrixTests: XCTestCase {
     /// Signs the built comprobante and has `xmlsec1 --verify` judge it, with the
     /// test CA trusted; the signed document still passes the official schema.
     private func assertSignedAndVerified(_ xml: [UInt8], kind: DocumentKind, _ label: String) throws {
-        let (pki, identity) = try Self.signer.get()
-        let signed = try XAdESSigner.sign(xml, identity: identity, signingTime: Date())
+        let (_, identity) = try Self.signer.get()
+        try assertVerified(try XAdESSigner.sign(xml, identity: identity, signingTime: Date()), kind: kind, label)
+    }
+
+    /// The path issuing takes: built and validated with a placeholder number,
+    /// then numbered and signed in the same tree. Apart from its signature the
+    /// result is the comprobante `ComprobanteXML.build` writes with that number
+    /// (the same canonical bytes), and it passes the schema and xmlsec1.
+    private func assertPreparedMatchesBuilt(_ comprobante: Comprobante, issuer: ComprobanteIssuer, built: [UInt8], _ label: String) throws {
+        let (_, identity) = try Self.signer.get()
+        let prepared = try PreparedComprobante.prepare(comprobante, issuer: issuer)
+        let signed = try prepared.signed(
+            numbering: ComprobanteNumbering(accessKey: Self.accessKey, sequential: 123), identity: identity, signingTime: Date())
+        try assertVerified(signed, kind: comprobante.kind, label + " (prepared)")
+        let tree = try XMLTree(parsing: signed)
+        let signature = try XCTUnwrap(tree.root.firstChild("Signature", namespace: "http://www.w3.org/2000/09/xmldsig#"), label)
+        let reference = try XMLTree(parsing: built)
+        XCTAssertEqual(
+            String(decoding: try tree.canonicalBytes(tree.root, excluding: signature), as: UTF8.self),
+            String(decoding: try reference.canonicalBytes(reference.root), as: UTF8.self), label)
+        XCTAssertEqual(try XMLLint.string("//infoTributaria/secuencial", in: signed), "000000123", label)
+        XCTAssertEqual(try XMLLint.string("//infoTributaria/claveAcceso", in: signed), Self.accessKey, label)
+    }
+
+    /// `xmlsec1 --verify` judges a signed comprobante, with the test CA
+    /// trusted; it still passes the official schema.
+    private func assertVerified(_ signed: [UInt8], kind: DocumentKind, _ label: String) throws {
+        let (pki, _) = try Self.signer.get()
         try assertValid(signed, kind: kind, label + " (signed)")
         let file = pki.url("matrix-\(UUID().uuidString).xml")
         try Data(signed).write(to: file)

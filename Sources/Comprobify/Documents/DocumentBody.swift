@@ -103,27 +103,38 @@ enum DocumentBody {
     }
 }
 
-/// Builds, checks and signs a comprobante's XML: the step of issuing that runs
-/// while the counter's row lock is held, so it takes the number and its access
-/// key and returns the signed bytes.
+/// Builds, checks and signs a comprobante's XML. `prepare` builds the tree and
+/// checks it against the official schema before the number is taken; `signed`
+/// writes the number in and signs, the only XML work done while the counter's
+/// row lock is held.
 struct DocumentSigning: Sendable {
     let secretBox: SecretBox
     let algorithm: SignatureAlgorithm
     let identities = SigningIdentityCache()
 
-    /// A comprobante that fails the official schema: a bug in the builder, never
-    /// the client's fault (500); the transaction rolls back, so no number is used.
-    struct SchemaViolation: Error, CustomStringConvertible {
-        let problems: [String]
-        var description: String { "the built comprobante fails the official XSD: \(problems.prefix(3).joined(separator: "; "))" }
+    /// A comprobante that could not be built, failed the official schema or
+    /// could not be signed: a bug, never the client's fault (500); the
+    /// transaction rolls back, so no number is used.
+    struct Failure: Error, CustomStringConvertible {
+        let error: PreparedComprobante.PreparationError
+        var description: String { error.description }
     }
 
-    func signedXML(
-        _ comprobante: Comprobante, issuer: ComprobanteIssuer, accessKey: String, sequential: Int, identity: SigningIdentity, now: Date
-    ) throws -> [UInt8] {
-        let unsigned = try ComprobanteXML.build(comprobante, issuer: issuer, numbering: .init(accessKey: accessKey, sequential: sequential))
-        let problems = SchemaValidator.forKind(comprobante.kind).validate(unsigned)
-        guard problems.isEmpty else { throw SchemaViolation(problems: problems) }
-        return try XAdESSigner.sign(unsigned, identity: identity, algorithm: algorithm, signingTime: now)
+    func prepare(_ comprobante: Comprobante, issuer: ComprobanteIssuer) throws -> PreparedComprobante {
+        do {
+            return try PreparedComprobante.prepare(comprobante, issuer: issuer)
+        } catch {
+            throw Failure(error: error)
+        }
+    }
+
+    func signed(_ prepared: PreparedComprobante, accessKey: String, sequential: Int, identity: SigningIdentity, now: Date) throws -> [UInt8]
+    {
+        do {
+            return try prepared.signed(
+                numbering: .init(accessKey: accessKey, sequential: sequential), identity: identity, algorithm: algorithm, signingTime: now)
+        } catch {
+            throw Failure(error: error)
+        }
     }
 }

@@ -56,15 +56,16 @@ struct DocumentsController {
             if case .creditNote(let note) = comprobante {
                 modifiedDocumentID = try DocumentsStore.creditedFactura(transaction, issuer: issuer, note: note)
             }
+            let prepared = try signing.prepare(comprobante, issuer: xmlIssuer)
             let issueDate = comprobante.issueDate
+            // The counter's row stays locked from here to the commit.
             let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
             let accessKey = AccessKey.make(
                 AccessKey.Parts(
                     issueDate: issueDate, documentType: comprobante.kind.rawValue, ruc: issuer.ruc, environment: issuer.environment,
                     establishment: issuer.establishment, emissionPoint: issuer.emissionPoint),
                 sequential: sequential, numericCode: AccessKey.randomNumericCode())
-            let xml = try signing.signedXML(
-                comprobante, issuer: xmlIssuer, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
+            let xml = try signing.signed(prepared, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
             let signed = DocumentsStore.Signed(
                 comprobante: comprobante, sequential: sequential, accessKey: accessKey, xml: xml, metadata: document.metadata,
                 modifiedDocumentID: modifiedDocumentID)

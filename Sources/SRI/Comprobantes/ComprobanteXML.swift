@@ -1,4 +1,5 @@
 import CLibXML2
+import Foundation
 
 /// Builds a comprobante's XML through libxml2's tree API, in the official
 /// schema's element order, optional elements left out when empty. Text goes in
@@ -33,6 +34,13 @@ public enum ComprobanteXML {
     public static func build(
         _ comprobante: Comprobante, issuer: ComprobanteIssuer, numbering: ComprobanteNumbering
     ) throws(BuildError) -> [UInt8] {
+        try tree(comprobante, issuer: issuer, numbering: numbering).serialized()
+    }
+
+    /// The comprobante built as a tree, for `PreparedComprobante`.
+    fileprivate static func tree(
+        _ comprobante: Comprobante, issuer: ComprobanteIssuer, numbering: ComprobanteNumbering
+    ) throws(BuildError) -> ComprobanteTree {
         let accessKey = numbering.accessKey
         guard accessKey.utf8.count == 49, accessKey.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else {
             throw .invalidNumbering("the access key must be 49 digits")
@@ -48,7 +56,7 @@ public enum ComprobanteXML {
         case .creditNote(let note):
             try writeCreditNote(note, issuer: issuer, numbering: numbering, into: tree)
         }
-        return try tree.serialized()
+        return tree
     }
 
     // MARK: - Factura 2.1.0
@@ -230,9 +238,10 @@ enum ComprobanteLibXML2 {
     }
 }
 
-/// A libxml2 document under construction, freed with its owner.
+/// A libxml2 document under construction, freed with its owner unless handed on.
 private final class ComprobanteTree {
     let document: xmlDocPtr
+    private var owned = true
 
     init() throws(ComprobanteXML.BuildError) {
         guard let document = xmlNewDoc("1.0") else { throw .libxml2 }
@@ -240,7 +249,13 @@ private final class ComprobanteTree {
     }
 
     deinit {
-        xmlFreeDoc(document)
+        if owned { xmlFreeDoc(document) }
+    }
+
+    /// The document, now the caller's to free.
+    func handOver() -> xmlDocPtr {
+        owned = false
+        return document
     }
 
     func root(_ name: String, version: String) throws(ComprobanteXML.BuildError) -> xmlNodePtr {
@@ -290,5 +305,87 @@ private final class ComprobanteTree {
         let written = xmlSaveDoc(context, document)
         guard xmlSaveClose(context) >= 0, written >= 0, let content = xmlBufferContent(buffer) else { throw .libxml2 }
         return Array(UnsafeBufferPointer(start: content, count: Int(xmlBufferLength(buffer))))
+    }
+}
+
+/// A comprobante built and checked against the official schema before it has a
+/// number: issuing prepares it first, then takes the number under the counter's
+/// row lock and only writes the number in and signs while the lock is held.
+///
+/// The number lies in two elements, `claveAcceso` (49 digits) and `secuencial`
+/// (9 digits); the schema constrains them by pattern alone, so a placeholder of
+/// the same shape validates exactly as the final digits will. One tree is built,
+/// validated, signed and serialized: nothing is parsed back.
+public final class PreparedComprobante {
+    private let tree: XMLTree
+    private let accessKeyNode: xmlNodePtr
+    private let sequentialNode: xmlNodePtr
+    private var used = false
+
+    /// Builds `comprobante` for `issuer` and validates it against its schema;
+    /// `SchemaValidator`'s complaints, when there are any, come back as `.invalid`.
+    public static func prepare(_ comprobante: Comprobante, issuer: ComprobanteIssuer) throws(PreparationError) -> PreparedComprobante {
+        let placeholder = ComprobanteNumbering(accessKey: String(repeating: "0", count: 49), sequential: 1)
+        let built: ComprobanteTree
+        do {
+            built = try ComprobanteXML.tree(comprobante, issuer: issuer, numbering: placeholder)
+        } catch {
+            throw .build(error)
+        }
+        let tree = XMLTree(owning: built.handOver())
+        let problems = SchemaValidator.forKind(comprobante.kind).validate(tree)
+        guard problems.isEmpty else { throw .invalid(problems) }
+        guard let info = tree.root.firstChild("infoTributaria"), let key = info.firstChild("claveAcceso"),
+            let sequential = info.firstChild("secuencial")
+        else { throw .build(.libxml2) }
+        return PreparedComprobante(tree: tree, accessKeyNode: key.node, sequentialNode: sequential.node)
+    }
+
+    private init(tree: XMLTree, accessKeyNode: xmlNodePtr, sequentialNode: xmlNodePtr) {
+        self.tree = tree
+        self.accessKeyNode = accessKeyNode
+        self.sequentialNode = sequentialNode
+    }
+
+    /// Writes the numbering in, signs (XAdES-BES) and serializes. Once only.
+    public func signed(
+        numbering: ComprobanteNumbering, identity: SigningIdentity, algorithm: SignatureAlgorithm = .rsaSHA256, signingTime: Date,
+        utcOffset: Int = XAdESSigner.ecuadorUTCOffset
+    ) throws(PreparationError) -> [UInt8] {
+        precondition(!used, "a prepared comprobante is signed once")
+        used = true
+        let key = numbering.accessKey
+        guard key.utf8.count == 49, key.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else {
+            throw .build(.invalidNumbering("the access key must be 49 digits"))
+        }
+        guard (1...999_999_999).contains(numbering.sequential) else {
+            throw .build(.invalidNumbering("the sequential must be 1 to 999999999"))
+        }
+        let digits = String(numbering.sequential)
+        // Digits only: nothing to escape.
+        xmlNodeSetContent(accessKeyNode, key)
+        xmlNodeSetContent(sequentialNode, String(repeating: "0", count: 9 - digits.count) + digits)
+        do {
+            try XAdESSigner.sign(tree, identity: identity, algorithm: algorithm, signingTime: signingTime, utcOffset: utcOffset)
+        } catch {
+            throw .signing(error)
+        }
+        return tree.serialized()
+    }
+
+    public enum PreparationError: Error, Sendable, Equatable, CustomStringConvertible {
+        case build(ComprobanteXML.BuildError)
+        /// The built document fails the official schema (a bug in the builder).
+        case invalid([String])
+        case signing(SigningError)
+
+        public var description: String {
+            switch self {
+            case .build(let error): return "the comprobante could not be built: \(error)"
+            case .invalid(let problems):
+                return "the built comprobante fails the official XSD: \(problems.prefix(3).joined(separator: "; "))"
+            case .signing(let error): return "the comprobante could not be signed: \(error)"
+            }
+        }
     }
 }

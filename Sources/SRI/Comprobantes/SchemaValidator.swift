@@ -54,7 +54,7 @@ public final class SchemaValidator: @unchecked Sendable {
     /// The schema's complaints about `bytes`, empty when the document is valid.
     /// A document that is not well-formed XML yields the parser's complaint.
     public func validate(_ bytes: [UInt8]) -> [String] {
-        guard let schema else { return loadErrors }
+        guard schema != nil else { return loadErrors }
         guard let parser = xmlNewParserCtxt() else { return ["libxml2 could not allocate a parser"] }
         defer { xmlFreeParserCtxt(parser) }
         let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
@@ -69,7 +69,17 @@ public final class SchemaValidator: @unchecked Sendable {
         }
         defer { xmlFreeDoc(document) }
         guard document.pointee.intSubset == nil else { return ["a comprobante may not have a DOCTYPE"] }
+        return validate(document: document)
+    }
 
+    /// The schema's complaints about a tree, empty when it is valid.
+    public func validate(_ tree: XMLTree) -> [String] {
+        guard schema != nil else { return loadErrors }
+        return validate(document: tree.doc)
+    }
+
+    private func validate(document: xmlDocPtr) -> [String] {
+        guard let schema else { return loadErrors }
         guard let context = xmlSchemaNewValidCtxt(schema) else { return ["libxml2 could not allocate a validation context"] }
         defer { xmlSchemaFreeValidCtxt(context) }
         let collector = SchemaErrorCollector()

@@ -28,7 +28,8 @@ public final class XMLTree {
         self.init(owning: doc)
     }
 
-    private init(owning doc: xmlDocPtr) {
+    /// Takes ownership of a document built elsewhere in this module.
+    init(owning doc: xmlDocPtr) {
         self.doc = doc
     }
 
