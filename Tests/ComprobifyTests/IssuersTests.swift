@@ -87,4 +87,45 @@ final class IssuersTests: XCTestCase {
             )
         }
     }
+
+    /// GET /v1/issuers returns every issuer, unpaged, so a tenant has at most
+    /// `IssuersStore.limit`: the next one is 409 and changes nothing, and
+    /// concurrent creations never pass the limit.
+    func testAtMostAThousandIssuers() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            // Three short of the limit, made as the database owner.
+            try TestDatabase.query(
+                """
+                INSERT INTO issuers (tenant_id, ruc, legal_name, establishment, emission_point)
+                SELECT $1, '1790012345001', 'Sucursal ' || g, lpad((g / 100 + 1)::text, 3, '0'), lpad((g % 100 + 1)::text, 3, '0')
+                  FROM generate_series(0, $2 - 1) AS g
+                """, [tenant.id, IssuersStore.limit - 3])
+            let statuses = try await concurrently(6) { index in
+                try await server.call(
+                    .post, "/v1/issuers", key: tenant.key,
+                    json:
+                        #"{"ruc": "0990012345001", "legalName": "Race", "establishment": "001", "emissionPoint": "\#(String(format: "%03d", index + 1))"}"#
+                ).status
+            }
+            XCTAssertEqual(statuses.sorted(), [201, 201, 201, 409, 409, 409], "concurrent creations never pass the limit")
+            XCTAssertEqual(try IssuersTests.issuers(tenant.id), 1000)
+
+            let refused = try await server.call(
+                .post, "/v1/issuers", key: tenant.key,
+                json: #"{"ruc": "0990012345001", "legalName": "One too many", "establishment": "002", "emissionPoint": "001"}"#)
+            refused.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(refused.text.contains("1000 issuers"), refused.text)
+            let invalid = try await server.call(.post, "/v1/issuers", key: tenant.key, json: #"{"ruc": "1"}"#)
+            invalid.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(try IssuersTests.issuers(tenant.id), 1000, "nothing stored")
+            let list = try await server.call(.get, "/v1/issuers", key: tenant.key)
+            XCTAssertEqual(list.status, 200)
+            XCTAssertEqual(try list.array("issuers").count, 1000)
+        }
+    }
+
+    static func issuers(_ tenantID: Int64) throws -> Int {
+        try TestDatabase.scalar("SELECT count(*) FROM issuers WHERE tenant_id = $1", [tenantID])
+    }
 }

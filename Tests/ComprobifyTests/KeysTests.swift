@@ -228,4 +228,76 @@ final class KeysTests: XCTestCase {
             disabled.assertProblem(404, "NOT_FOUND")
         }
     }
+
+    /// GET /v1/keys returns every active key, unpaged, so a tenant has at most
+    /// `KeysStore.limit` of them per environment: the next mint is 409 and
+    /// changes nothing, concurrent mints never pass the limit, a revocation
+    /// frees a place, and promotion's production keys stay within it.
+    func testAtMostAHundredActiveKeysPerEnvironment() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            _ = try await server.createIssuer(tenant.key, signing: false)
+            // With the sign-up key, one short of the limit; revoked keys do not count.
+            try KeysTests.fillKeys(tenant.id, active: KeysStore.limit - 2, revoked: 20)
+            let statuses = try await concurrently(6) { index in
+                try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "race-\#(index)"}"#).status
+            }
+            XCTAssertEqual(statuses.sorted(), [201, 409, 409, 409, 409, 409], "concurrent mints never pass the limit")
+            XCTAssertEqual(try KeysTests.activeKeys(tenant.id, "sandbox"), 100)
+            let minted = try KeysTests.mintedEvents(tenant.id)
+
+            let refused = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "one-too-many"}"#)
+            refused.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(refused.text.contains("100 active sandbox keys"), refused.text)
+            let support = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken)
+            support.assertProblem(409, "CONFLICT")
+            let invalid = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"environment": "staging"}"#)
+            invalid.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(try KeysTests.activeKeys(tenant.id, "sandbox"), 100, "nothing stored")
+            XCTAssertEqual(try KeysTests.mintedEvents(tenant.id), minted, "nothing audited")
+            let list = try await server.call(.get, "/v1/keys", key: tenant.key)
+            XCTAssertEqual(try list.array("keys").count, 100)
+
+            let last = try XCTUnwrap(try list.array("keys").last?["id"]?.intValue)
+            let revoked = try await server.call(.delete, "/v1/keys/\(last)", key: tenant.key)
+            XCTAssertEqual(revoked.status, 200, revoked.text)
+            let again = try await server.call(.post, "/v1/keys", key: tenant.key)
+            XCTAssertEqual(again.status, 201, "a revoked key frees its place: \(again.text)")
+
+            // Promotion swaps each active sandbox key for a production one: at
+            // most as many as the sandbox had, so production starts full here.
+            let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+            XCTAssertEqual(promoted.status, 200, promoted.text)
+            XCTAssertEqual(try promoted.array("apiKeys").count, 100)
+            XCTAssertEqual(try KeysTests.activeKeys(tenant.id, "production"), 100)
+            let live = try promoted.string("apiKeys", 0, "apiKey")
+            let production = try await server.call(.post, "/v1/keys", key: live, json: #"{"environment": "production"}"#)
+            production.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(production.text.contains("100 active production keys"), production.text)
+            let sandbox = try await server.call(.post, "/v1/keys", key: live, json: #"{"environment": "sandbox"}"#)
+            XCTAssertEqual(sandbox.status, 201, "each environment has its own limit: \(sandbox.text)")
+            XCTAssertEqual(try KeysTests.activeKeys(tenant.id, "production"), 100)
+        }
+    }
+
+    /// Sandbox keys made as the database owner, `active` of them active and
+    /// `revoked` revoked, faster than minting them one by one.
+    static func fillKeys(_ tenantID: Int64, active: Int, revoked: Int) throws {
+        try TestDatabase.query(
+            """
+            INSERT INTO api_keys (tenant_id, label, environment, token_digest, token_prefix, revoked_at)
+            SELECT $1, 'filler-' || g, 'sandbox', sha256(convert_to(gen_random_uuid()::text, 'UTF8')), 'cfy_test_00000',
+                   CASE WHEN g > $2::int THEN now() END
+              FROM generate_series(1, $2::int + $3::int) AS g
+            """, [tenantID, active, revoked])
+    }
+
+    static func activeKeys(_ tenantID: Int64, _ environment: String) throws -> Int {
+        try TestDatabase.scalar(
+            "SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND environment = $2 AND revoked_at IS NULL", [tenantID, environment])
+    }
+
+    static func mintedEvents(_ tenantID: Int64) throws -> Int {
+        try TestDatabase.scalar("SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'api_key.minted'", [tenantID])
+    }
 }

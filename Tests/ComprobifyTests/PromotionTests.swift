@@ -199,8 +199,9 @@ final class PromotionTests: XCTestCase {
             let database = Database(pool: pool)
             let holding = AsyncStream<Int32>.makeStream()
             let mint = Task {
-                try await database.transactionAddingToRoster(for: APIToken.parse(Substring(tenant.key))!, facts: RequestFacts()) {
-                    transaction, principal in
+                try await database.transactionAddingToRoster(
+                    for: APIToken.parse(Substring(tenant.key))!, facts: RequestFacts(), count: KeysStore.activeCount(.sandbox)
+                ) { transaction, principal, _ in
                     let backend = try transaction.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
                     holding.continuation.yield(backend)
                     // Keep the tenant row until the promotion is queued behind it.

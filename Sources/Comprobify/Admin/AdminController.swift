@@ -39,12 +39,15 @@ struct AdminController {
         try authorize(context)
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
         let mint = try MintRequest(try await Input.read(request, allowEmpty: true))
-        let token = try await database.transaction(forTenantID: id, prologue: [TenantsStore.rosterLock]) { transaction, results in
+        // The count runs after the lock is taken, as in `Database.transactionAddingToRoster`.
+        let prologue = [TenantsStore.rosterLock, KeysStore.activeCount(mint.environment)]
+        let token = try await database.transaction(forTenantID: id, prologue: prologue) { transaction, results in
             guard let row = results[0].first else { throw AdminController.tenantNotFound }
             if mint.environment == .production {
                 try KeysStore.requirePromotedIssuer(
                     transaction, tenantInProduction: try row.decode(String.self, at: 1) == "production")
             }
+            try KeysStore.requireRoom(count: try results[1][0].decode(Int64.self, at: 0), environment: mint.environment)
             return try KeysStore.insertKey(
                 transaction, label: mint.label, environment: mint.environment, actor: "support", actorKeyID: nil
             )

@@ -146,14 +146,19 @@ public struct Database: Sendable {
 
     /// Adds a key or an issuer for the tenant of `token`, holding the tenant row
     /// through `TenantsStore.rosterLock`: a promotion that comes later waits for
-    /// this commit, then retries with the addition in view.
+    /// this commit, then retries with the addition in view. `count` (how many
+    /// the tenant has, for its cap) runs in the first round trip after the lock
+    /// is taken, so its snapshot includes every addition that held the lock
+    /// before: concurrent additions cannot both see room for one more.
     func transactionAddingToRoster<T: Sendable>(
         for token: APIToken,
         facts: RequestFacts,
-        _ body: @escaping @Sendable (Transaction, Principal) throws -> T
+        count: PostgresQuery,
+        _ body: @escaping @Sendable (Transaction, Principal, _ count: Int64) throws -> T
     ) async throws -> T {
-        try await transactionHoldingTenantRow(for: token, facts: facts, tenantRow: TenantsStore.rosterLock) { transaction, principal, _ in
-            try body(transaction, principal)
+        try await transactionHoldingTenantRow(for: token, facts: facts, tenantRow: TenantsStore.rosterLock, prologue: [count]) {
+            transaction, principal, results in
+            try body(transaction, principal, try results[0][0].decode(Int64.self, at: 0))
         }
     }
 

@@ -17,12 +17,16 @@ struct IssuersController {
     /// transaction holds locked, so one created while the tenant is being promoted
     /// either commits first (and is promoted with the others) or comes after the
     /// promotion and is refused, its sandbox key revoked (401); a production key
-    /// then creates a production issuer with all its counters.
+    /// then creates a production issuer with all its counters. Past
+    /// `IssuersStore.limit` issuers, 409.
     @Sendable func create(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let input = try await Input.read(request)
         let parsed = Result { try NewIssuer(input) }
-        let issuer = try await database.transactionAddingToRoster(for: context.token, facts: context.facts) { transaction, _ in
-            try IssuersStore.create(transaction, try parsed.get())
+        let issuer = try await database.transactionAddingToRoster(for: context.token, facts: context.facts, count: IssuersStore.count) {
+            transaction, _, count in
+            let new = try parsed.get()
+            try IssuersStore.requireRoom(count: count)
+            return try IssuersStore.create(transaction, new)
         }
         return Reply.json(.created, [("issuer", issuer)])
     }

@@ -2,6 +2,21 @@ import Postgres
 
 /// The SQL of issuers and their counters.
 enum IssuersStore {
+    /// Issuers per tenant. GET /v1/issuers returns every issuer, unpaged (the
+    /// contract), so this bounds its size; promotion's `initialSequentials`
+    /// cap (issuers × document types) assumes it too.
+    static let limit = 1000
+
+    /// The tenant's issuers: they are never deleted, so this is the primary key's range.
+    static let count: PostgresQuery = "SELECT count(*) FROM issuers"
+
+    /// 409 when `count`, read with the tenant row locked, leaves no room for one more.
+    static func requireRoom(count: Int64) throws {
+        guard count < limit else {
+            throw APIError.conflict("The tenant already has \(limit) issuers, the most it may have.")
+        }
+    }
+
     static let columns = """
         id, ruc, legal_name, trade_name, establishment, emission_point, address, sandbox, created_at, \
         head_office_address, accounting_required, special_taxpayer, withholding_agent, rimpe

@@ -19,11 +19,15 @@ struct KeysController {
 
     /// A mint racing a promotion either commits first (and its key is then
     /// swapped by the promotion) or sees the minting key revoked (401): see
-    /// `Database.transactionAddingToRoster`.
+    /// `Database.transactionAddingToRoster`. Past `KeysStore.limit` active keys
+    /// of the environment, 409.
     @Sendable func mint(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let input = try await Input.read(request, allowEmpty: true)
         let parsed = Result { try MintRequest(input) }
-        let token = try await database.transactionAddingToRoster(for: context.token, facts: context.facts) { transaction, principal in
+        let environment = (try? parsed.get())?.environment ?? .sandbox
+        let token = try await database.transactionAddingToRoster(
+            for: context.token, facts: context.facts, count: KeysStore.activeCount(environment)
+        ) { transaction, principal, count in
             let mint = try parsed.get()
             guard principal.tenantActive else {
                 throw APIError.forbidden("Verify the tenant's email address before minting keys.")
@@ -31,6 +35,7 @@ struct KeysController {
             if mint.environment == .production {
                 try KeysStore.requirePromotedIssuer(transaction, tenantInProduction: principal.tenantEnvironment == .production)
             }
+            try KeysStore.requireRoom(count: count, environment: mint.environment)
             return try KeysStore.insertKey(
                 transaction, label: mint.label, environment: mint.environment, actor: "tenant", actorKeyID: principal.keyID
             )

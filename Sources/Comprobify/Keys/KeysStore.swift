@@ -3,6 +3,10 @@ import Postgres
 /// The SQL of API keys and their audit events. Every function runs inside the
 /// caller's tenant transaction; row-level security scopes it to that tenant.
 enum KeysStore {
+    /// Active keys per tenant and environment. GET /v1/keys returns every
+    /// active key, unpaged (the published contract), so this bounds its size.
+    static let limit = 100
+
     static let columns = "id, label, environment, token_prefix, created_at, revoked_at"
 
     /// A key as API.md shows it, from `columns`.
@@ -34,6 +38,20 @@ enum KeysStore {
         guard tenantInProduction else { throw forbidden }
         let found = try transaction.query("SELECT EXISTS (SELECT 1 FROM issuers WHERE NOT sandbox)")
         guard try found[0].decode(Bool.self, at: 0) else { throw forbidden }
+    }
+
+    /// The tenant's active keys of `environment` (index `api_keys_active`).
+    static func activeCount(_ environment: Environment) -> PostgresQuery {
+        "SELECT count(*) FROM api_keys WHERE environment = \(environment.rawValue) AND revoked_at IS NULL"
+    }
+
+    /// 409 when `count`, read with the tenant row locked, leaves no room for one more.
+    static func requireRoom(count: Int64, environment: Environment) throws {
+        guard count < limit else {
+            throw APIError.conflict(
+                "The tenant already has \(limit) active \(environment.rawValue) keys, the most it may have: revoke one before minting another."
+            )
+        }
     }
 
     /// Inserts a key for the transaction's tenant and its audit event, and commits.

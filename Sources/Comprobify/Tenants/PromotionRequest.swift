@@ -8,8 +8,8 @@ struct PromotionRequest: Sendable {
 
     /// Issuers a promotion can seed counters for, times the document types:
     /// one entry per issuer × type is the most a list can say without a
-    /// duplicate. Tenants with more issuers seed the rest at 1 or promote by support.
-    static let maximumIssuers = 1_000
+    /// duplicate. A tenant has at most this many issuers (`IssuersStore.limit`).
+    static let maximumIssuers = IssuersStore.limit
     static let maximumEntries = maximumIssuers * DocumentType.codes.count
 
     init(entries: [Promotion.Entry] = []) {
