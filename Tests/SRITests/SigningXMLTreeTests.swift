@@ -47,6 +47,55 @@ final class SigningXMLTreeTests: XCTestCase {
         XCTAssertEqual(try canonical(document, document.root, excluding: signature), #"<r id="x"><a>1</a></r>"#)
     }
 
+    /// Plain documents (no namespaces, no comments) are written without
+    /// libxml2's C14N; xmllint's `--c14n` is the independent judge.
+    func testCanonicalFormOfAPlainDocumentMatchesXmllint() throws {
+        let text = #"""
+            <?xml version="1.0" encoding="UTF-8"?>
+            <factura z="last" id="comprobante" a="&amp;&lt;&gt;&quot;'&#9;&#10;&#13;x" version="2.1.0">
+              <vacío/><e></e>
+              <t>Ñandú &amp; Cía. &lt;tag&gt; "q" 'a' ]]&gt; 🦤&#13;
+            line</t><c><![CDATA[<raw> & ]] stuff]]></c>
+              <d><x nombre="b" valor="&#x20AC;"><y/></x>tail</d>
+            </factura>
+            """#
+        let document = try tree(text)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("c14n-plain-\(UUID().uuidString).xml")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data(text.utf8).write(to: file)
+        let (status, output) = try runTool("xmllint", ["--c14n", file.path])
+        XCTAssertEqual(status, 0)
+        XCTAssertEqual(try canonical(document, document.root), output)
+        XCTAssertNotNil(PlainC14N.canonical(document.root.node, excluding: nil), "the plain writer handled it")
+
+        let excluded = document.firstElement(localName: "x")
+        XCTAssertEqual(
+            try canonical(document, document.root, excluding: excluded),
+            output.replacingOccurrences(of: #"<x nombre="b" valor="€"><y></y></x>"#, with: ""))
+    }
+
+    func testAnExcludedSubtreeInTheMiddleIsLeftOutAndPutBack() throws {
+        let document = try tree(#"<r xmlns:p="urn:p" id="x"><a>1</a><p:s><b>2</b></p:s><c a="&#13;">3&#13;</c></r>"#)
+        let before = document.serialized()
+        let signature = document.firstElement(localName: "s")
+        XCTAssertEqual(
+            try canonical(document, document.root, excluding: signature), #"<r xmlns:p="urn:p" id="x"><a>1</a><c a="&#xD;">3&#xD;</c></r>"#)
+        XCTAssertEqual(document.serialized(), before, "the excluded subtree is back where it was")
+    }
+
+    func testOnlyTheRootIsCanonicalizedWhenTheDocumentHoldsMore() throws {
+        let document = try tree("<?keep me?><!-- before --><r><a>1</a><s>2</s></r><?after?>")
+        let signature = document.firstElement(localName: "s")
+        XCTAssertEqual(try canonical(document, document.root, excluding: signature), "<r><a>1</a></r>")
+    }
+
+    func testXMLAttributesOfAncestorsAreImportedOntoTheElement() throws {
+        let document = try tree(#"<r xml:lang="es" xmlns:q="urn:q"><m xml:space="preserve"><a q:k="v">1</a></m></r>"#)
+        XCTAssertEqual(
+            try canonical(document, document.firstElement(localName: "a")),
+            #"<a xmlns:q="urn:q" xml:lang="es" xml:space="preserve" q:k="v">1</a>"#)
+    }
+
     func testBuildsElementsWithNamespacesAndEscapesText() throws {
         let document = XMLTree(rootName: "doc")
         document.root.setAttribute("id", "comprobante")
