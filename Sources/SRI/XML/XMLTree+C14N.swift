@@ -296,31 +296,33 @@ enum PlainC14N {
 
     /// Text: &, <, > and carriage return are escaped.
     private static func escapeText(_ text: UnsafePointer<xmlChar>, into output: inout [UInt8]) {
-        var cursor = text
-        while cursor.pointee != 0 {
-            switch cursor.pointee {
-            case UInt8(ascii: "&"): output.append(contentsOf: Array("&amp;".utf8))
-            case UInt8(ascii: "<"): output.append(contentsOf: Array("&lt;".utf8))
-            case UInt8(ascii: ">"): output.append(contentsOf: Array("&gt;".utf8))
-            case 0x0D: output.append(contentsOf: Array("&#xD;".utf8))
-            default: output.append(cursor.pointee)
-            }
-            cursor += 1
-        }
+        escape(text, inAttribute: false, into: &output)
     }
 
     /// Attribute values: &, <, ", tab, line feed and carriage return are escaped.
     private static func escapeAttribute(_ text: UnsafePointer<xmlChar>, into output: inout [UInt8]) {
+        escape(text, inAttribute: true, into: &output)
+    }
+
+    private static func escape(_ text: UnsafePointer<xmlChar>, inAttribute: Bool, into output: inout [UInt8]) {
+        func reference(_ byte: UInt8) -> StaticString? {
+            switch byte {
+            case UInt8(ascii: "&"): "&amp;"
+            case UInt8(ascii: "<"): "&lt;"
+            case UInt8(ascii: ">") where !inAttribute: "&gt;"
+            case UInt8(ascii: "\"") where inAttribute: "&quot;"
+            case 0x09 where inAttribute: "&#x9;"
+            case 0x0A where inAttribute: "&#xA;"
+            case 0x0D: "&#xD;"
+            default: nil
+            }
+        }
         var cursor = text
         while cursor.pointee != 0 {
-            switch cursor.pointee {
-            case UInt8(ascii: "&"): output.append(contentsOf: Array("&amp;".utf8))
-            case UInt8(ascii: "<"): output.append(contentsOf: Array("&lt;".utf8))
-            case UInt8(ascii: "\""): output.append(contentsOf: Array("&quot;".utf8))
-            case 0x09: output.append(contentsOf: Array("&#x9;".utf8))
-            case 0x0A: output.append(contentsOf: Array("&#xA;".utf8))
-            case 0x0D: output.append(contentsOf: Array("&#xD;".utf8))
-            default: output.append(cursor.pointee)
+            if let replacement = reference(cursor.pointee) {
+                replacement.withUTF8Buffer { output.append(contentsOf: $0) }
+            } else {
+                output.append(cursor.pointee)
             }
             cursor += 1
         }
