@@ -16,86 +16,22 @@ extension XMLTree {
         precondition(element.tree === self && (excluding == nil || excluding!.tree === self), "the element belongs to another tree")
         // libxml2 walks the whole document and asks the visibility callback
         // about every node, attribute and namespace, whatever the subset. The
-        // two shapes a signature needs take shorter ways with the same output.
-        if !withComments, element.node == xmlDocGetRootElement(doc),
-            let bytes = PlainC14N.canonical(element.node, excluding: excluding?.node)
+        // siblings of the element and of its ancestors are not in the subset
+        // and cannot change it (namespaces and `xml:` attributes come from
+        // ancestors alone), nor can the excluded subtree: they are spliced out
+        // of the tree for the walk and put back after it, untouched.
+        let isolation = Isolation(element.node, excluding: excluding?.node)
+        defer { isolation.restore() }
+        // The root less a descendant, in a document that holds nothing else:
+        // the whole document is then exactly the subset, and libxml2 needs no
+        // callback (C14N writes no XML declaration).
+        if !withComments, isolation.excludedSplicedOut || excluding == nil, element.node == xmlDocGetRootElement(doc),
+            doc.pointee.children == element.node, element.node.pointee.next == nil
         {
-            bytes.withUnsafeBytes { sink($0) }
-            return
-        }
-        if !withComments, let fast = fastPath(element, excluding: excluding) {
-            try fast(sink)
+            try Self.canonicalizeWholeDocument(doc, into: sink)
             return
         }
         try canonicalizeWithCallback(element, excluding: excluding, withComments: withComments, into: sink)
-    }
-
-    /// A shorter way to the same canonical bytes, when there is one:
-    /// - the root element, less one of its descendants, in a document that
-    ///   holds nothing but the root: that descendant is unlinked for the moment
-    ///   and the whole document canonicalized, which is the root's canonical form
-    ///   (nothing outside it, no XML declaration in C14N);
-    /// - an element without descendants to leave out, whose ancestors carry no
-    ///   `xml:` attribute (inclusive C14N would import those): a copy of it in a
-    ///   document of its own, with every namespace in scope declared on the copy,
-    ///   which is what inclusive C14N renders on the apex of a document subset.
-    private func fastPath(
-        _ element: Element, excluding: Element?
-    ) -> ((_ sink: (UnsafeRawBufferPointer) -> Void) throws(XMLError) -> Void)? {
-        let node = element.node
-        if let excluded = excluding?.node {
-            guard node == xmlDocGetRootElement(doc), doc.pointee.children == node, node.pointee.next == nil, excluded != node
-            else { return nil }
-            return { (sink) throws(XMLError) in
-                let parent = excluded.pointee.parent!
-                let next = excluded.pointee.next
-                xmlUnlinkNode(excluded)
-                defer {
-                    if let next { xmlAddPrevSibling(next, excluded) } else { xmlAddChild(parent, excluded) }
-                }
-                try Self.canonicalizeWholeDocument(self.doc, into: sink)
-            }
-        }
-        var ancestor = node.pointee.parent
-        while let here = ancestor, here.pointee.type == XML_ELEMENT_NODE {
-            var property = here.pointee.properties
-            while let attribute = property {
-                if let ns = attribute.pointee.ns, let href = ns.pointee.href, String(cString: href) == Self.xmlNamespace { return nil }
-                property = attribute.pointee.next
-            }
-            ancestor = here.pointee.parent
-        }
-        return { (sink) throws(XMLError) in
-            guard let copyDoc = xmlNewDoc("1.0") else { throw XMLError("libxml2 could not allocate a document") }
-            defer { xmlFreeDoc(copyDoc) }
-            guard let copy = xmlDocCopyNode(node, copyDoc, 1) else { throw XMLError("libxml2 could not copy the element") }
-            xmlDocSetRootElement(copyDoc, copy)
-            if let inScope = xmlGetNsList(self.doc, node) {
-                defer { comprobify_xml_free(inScope) }
-                var index = 0
-                while let ns = inScope[index] {
-                    index += 1
-                    guard let href = ns.pointee.href, href.pointee != 0 else { continue }
-                    if !Self.declares(copy, prefix: ns.pointee.prefix) { xmlNewNs(copy, href, ns.pointee.prefix) }
-                }
-            }
-            try Self.canonicalizeWholeDocument(copyDoc, into: sink)
-        }
-    }
-
-    private static let xmlNamespace = "http://www.w3.org/XML/1998/namespace"
-
-    private static func declares(_ node: xmlNodePtr, prefix: UnsafePointer<xmlChar>?) -> Bool {
-        var declaration = node.pointee.nsDef
-        while let ns = declaration {
-            switch (ns.pointee.prefix, prefix) {
-            case (nil, nil): return true
-            case (let a?, let b?) where xmlStrEqual(a, b) != 0: return true
-            default: break
-            }
-            declaration = ns.pointee.next
-        }
-        return false
     }
 
     private static func canonicalizeWholeDocument(
@@ -194,137 +130,77 @@ private let c14nIsVisible: xmlC14NIsVisibleCallback = { userData, node, parent i
     return 0
 }
 
-/// Inclusive C14N 1.0 without comments, written directly, for the one shape a
-/// comprobante has: elements in no namespace, declaring none, with plain
-/// attributes (ASCII names), text and CDATA. The root of a document has no
-/// ancestors to inherit namespaces or `xml:` attributes from, so its canonical
-/// form needs nothing but its subtree. Anything else (a namespace, a comment, a
-/// processing instruction, an entity reference) returns nil and libxml2 does it.
-enum PlainC14N {
-    static func canonical(_ root: xmlNodePtr, excluding: xmlNodePtr?) -> [UInt8]? {
-        guard root != excluding else { return nil }
-        var output: [UInt8] = []
-        output.reserveCapacity(8192)
-        return write(root, excluding: excluding, into: &output) ? output : nil
-    }
+/// Sibling links set aside for one canonicalization: along the path from the
+/// root to the element each ancestor keeps only the child on the path, and the
+/// excluded subtree (a strict descendant) is unlinked from its siblings. Only
+/// `children`, `last`, `prev` and `next` pointers change, and `restore` sets
+/// them back; nothing is freed, copied or merged.
+private final class Isolation {
+    /// A child made its parent's only child, with the links it had.
+    private struct Link {
+        let parent: xmlNodePtr
+        let child: xmlNodePtr
+        let children: xmlNodePtr?
+        let last: xmlNodePtr?
+        let prev: xmlNodePtr?
+        let next: xmlNodePtr?
 
-    /// Depth-first without recursion; false as soon as the subtree leaves the shape.
-    private static func write(_ root: xmlNodePtr, excluding: xmlNodePtr?, into output: inout [UInt8]) -> Bool {
-        var node: xmlNodePtr? = root
-        while let here = node {
-            switch here.pointee.type {
-            case XML_ELEMENT_NODE:
-                guard here.pointee.ns == nil, here.pointee.nsDef == nil, startTag(here, into: &output) else { return false }
-                if let first = firstIncluded(here.pointee.children, excluding: excluding) {
-                    node = first
-                    continue
-                }
-                endTag(here, into: &output)
-            case XML_TEXT_NODE, XML_CDATA_SECTION_NODE:
-                if let content = here.pointee.content { escapeText(content, into: &output) }
-            default:
-                return false
-            }
-            // Next: the sibling, or close ancestors until one has a sibling.
-            var climb = here
-            node = nil
-            while climb != root {
-                if let next = firstIncluded(climb.pointee.next, excluding: excluding) {
-                    node = next
-                    break
-                }
-                guard let parent = climb.pointee.parent else { return false }
-                endTag(parent, into: &output)
-                climb = parent
-            }
+        init(_ child: xmlNodePtr, in parent: xmlNodePtr) {
+            self.parent = parent
+            self.child = child
+            children = parent.pointee.children
+            last = parent.pointee.last
+            prev = child.pointee.prev
+            next = child.pointee.next
         }
-        return true
-    }
 
-    private static func firstIncluded(_ node: xmlNodePtr?, excluding: xmlNodePtr?) -> xmlNodePtr? {
-        var candidate = node
-        while let here = candidate, here == excluding { candidate = here.pointee.next }
-        return candidate
-    }
-
-    private static func startTag(_ element: xmlNodePtr, into output: inout [UInt8]) -> Bool {
-        output.append(UInt8(ascii: "<"))
-        append(element.pointee.name, into: &output)
-        var attributes: [(name: UnsafePointer<xmlChar>, node: xmlAttrPtr)] = []
-        var property = element.pointee.properties
-        while let attribute = property {
-            guard attribute.pointee.ns == nil, let name = attribute.pointee.name else { return false }
-            var cursor = name
-            while cursor.pointee != 0 {
-                guard cursor.pointee < 0x80 else { return false }
-                cursor += 1
-            }
-            attributes.append((name, attribute))
-            property = attribute.pointee.next
-        }
-        // No namespaces: ordered by name, byte order (ASCII names).
-        if attributes.count > 1 { attributes.sort { xmlStrcmp($0.name, $1.name) < 0 } }
-        for (name, attribute) in attributes {
-            output.append(UInt8(ascii: " "))
-            append(name, into: &output)
-            output.append(contentsOf: [UInt8(ascii: "="), UInt8(ascii: "\"")])
-            var child = attribute.pointee.children
-            while let text = child {
-                guard text.pointee.type == XML_TEXT_NODE else { return false }
-                if let content = text.pointee.content { escapeAttribute(content, into: &output) }
-                child = text.pointee.next
-            }
-            output.append(UInt8(ascii: "\""))
-        }
-        output.append(UInt8(ascii: ">"))
-        return true
-    }
-
-    private static func endTag(_ element: xmlNodePtr, into output: inout [UInt8]) {
-        output.append(contentsOf: [UInt8(ascii: "<"), UInt8(ascii: "/")])
-        append(element.pointee.name, into: &output)
-        output.append(UInt8(ascii: ">"))
-    }
-
-    private static func append(_ string: UnsafePointer<xmlChar>?, into output: inout [UInt8]) {
-        guard var cursor = string else { return }
-        while cursor.pointee != 0 {
-            output.append(cursor.pointee)
-            cursor += 1
+        func restore() {
+            parent.pointee.children = children
+            parent.pointee.last = last
+            child.pointee.prev = prev
+            child.pointee.next = next
         }
     }
 
-    /// Text: &, <, > and carriage return are escaped.
-    private static func escapeText(_ text: UnsafePointer<xmlChar>, into output: inout [UInt8]) {
-        escape(text, inAttribute: false, into: &output)
+    private var path: [Link] = []
+    private var excluded: Link?
+
+    var excludedSplicedOut: Bool { excluded != nil }
+
+    init(_ element: xmlNodePtr, excluding: xmlNodePtr?) {
+        var child = element
+        while let parent = child.pointee.parent, parent.pointee.type == XML_ELEMENT_NODE {
+            path.append(Link(child, in: parent))
+            parent.pointee.children = child
+            parent.pointee.last = child
+            child.pointee.prev = nil
+            child.pointee.next = nil
+            child = parent
+        }
+        guard let node = excluding, node != element, Self.isDescendant(node, of: element), let parent = node.pointee.parent else { return }
+        let link = Link(node, in: parent)
+        if let prev = link.prev { prev.pointee.next = link.next } else { parent.pointee.children = link.next }
+        if let next = link.next { next.pointee.prev = link.prev } else { parent.pointee.last = link.prev }
+        excluded = link
     }
 
-    /// Attribute values: &, <, ", tab, line feed and carriage return are escaped.
-    private static func escapeAttribute(_ text: UnsafePointer<xmlChar>, into output: inout [UInt8]) {
-        escape(text, inAttribute: true, into: &output)
+    func restore() {
+        if let link = excluded {
+            link.prev?.pointee.next = link.child
+            link.next?.pointee.prev = link.child
+            link.restore()
+            excluded = nil
+        }
+        for link in path.reversed() { link.restore() }
+        path.removeAll()
     }
 
-    private static func escape(_ text: UnsafePointer<xmlChar>, inAttribute: Bool, into output: inout [UInt8]) {
-        func reference(_ byte: UInt8) -> StaticString? {
-            switch byte {
-            case UInt8(ascii: "&"): "&amp;"
-            case UInt8(ascii: "<"): "&lt;"
-            case UInt8(ascii: ">") where !inAttribute: "&gt;"
-            case UInt8(ascii: "\"") where inAttribute: "&quot;"
-            case 0x09 where inAttribute: "&#x9;"
-            case 0x0A where inAttribute: "&#xA;"
-            case 0x0D: "&#xD;"
-            default: nil
-            }
+    private static func isDescendant(_ node: xmlNodePtr, of ancestor: xmlNodePtr) -> Bool {
+        var current = node.pointee.parent
+        while let here = current {
+            if here == ancestor { return true }
+            current = here.pointee.parent
         }
-        var cursor = text
-        while cursor.pointee != 0 {
-            if let replacement = reference(cursor.pointee) {
-                replacement.withUTF8Buffer { output.append(contentsOf: $0) }
-            } else {
-                output.append(cursor.pointee)
-            }
-            cursor += 1
-        }
+        return false
     }
 }
