@@ -168,6 +168,14 @@ final class WebhooksTests: XCTestCase {
         XCTAssertNotNil(unresolved, "a delivery needs an address")
         let notYetInDNS = await AddressGuard.refusal(for: url, allowHTTP: false, requireAddress: false) { _ in nil }
         XCTAssertNil(notYetInDNS, "a new endpoint may not be in DNS yet")
+        let publicAddresses = [IPAddress("93.184.215.14")!, IPAddress("2606:2800:21f:cb07:6820:80da:af6b:8b2c")!]
+        let pinned = await AddressGuard.verdict(for: url, allowHTTP: false) { _ in publicAddresses }
+        XCTAssertEqual(pinned, .allowed(pin: publicAddresses[0]), "a delivery connects to the first approved address, not to a new lookup")
+        let literal = try WebhookURL.parse("https://93.184.215.14/x", allowHTTP: false).get()
+        let direct = await AddressGuard.verdict(for: literal, allowHTTP: false) { _ in
+            XCTFail("an address is not looked up"); return nil
+        }
+        XCTAssertEqual(direct, .allowed(pin: nil))
         let allowed = try WebhookURL.parse("http://localhost:8080/x", allowHTTP: true).get()
         let asked = await AddressGuard.refusal(for: allowed, allowHTTP: true) { _ in [IPAddress("127.0.0.1")!] }
         XCTAssertNil(asked, "the allowance covers localhost")

@@ -5,40 +5,66 @@ import NIOPosix
 /// or metadata addresses (SSRF), at creation and again before each delivery.
 /// With `WEBHOOKS_ALLOW_HTTP=1`, `localhost` and `127.0.0.1` themselves are allowed.
 ///
-/// The check resolves the name and the HTTP client resolves it again to
-/// connect, so a name whose answers change in between (DNS rebinding) can
-/// slip through once; docs/webhooks in the README says so.
+/// A delivery connects to the very address this check approved (the HTTP
+/// client is told to use it for the name, and still sends the name for TLS and
+/// checks the certificate against it), so a name whose answers change between
+/// the check and the connection (DNS rebinding) gains nothing.
 enum AddressGuard {
+    /// What the check decided: refused, or allowed, with the address to connect
+    /// to when the host is a name (nil for an IP literal or the test allowance).
+    enum Verdict: Equatable {
+        case refused(String)
+        case allowed(pin: IPAddress?)
+
+        var refusal: String? {
+            if case .refused(let reason) = self { return reason }
+            return nil
+        }
+    }
+
     /// Why `url` may not be used right now, or nil. A name that does not
     /// resolve is refused only when `requireAddress` (before a delivery): at
     /// creation the endpoint may not be in DNS yet, and every delivery is
     /// checked again.
     static func refusal(for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true) async -> String? {
-        await refusal(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress) { host in
-            try await NIOThreadPool.singleton.runIfActive { resolve(host) }
-        }
+        await verdict(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress).refusal
     }
 
     /// The same, with the name lookup given (tests).
     static func refusal(
         for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true, lookup: @Sendable (String) async throws -> [IPAddress]?
     ) async -> String? {
-        if allowHTTP && WebhookURL.isAllowedLoopbackHost(url.host) { return nil }
-        if let address = IPAddress(url.host) {
-            return address.forbiddenReason.map { "url must not point at \($0)." }
+        await verdict(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress, lookup: lookup).refusal
+    }
+
+    static func verdict(for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true) async -> Verdict {
+        await verdict(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress) { host in
+            try await NIOThreadPool.singleton.runIfActive { resolve(host) }
         }
-        let host = url.host
+    }
+
+    /// Every address a name resolves to must be allowed; the first is the one
+    /// to connect to.
+    static func verdict(
+        for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true, lookup: @Sendable (String) async throws -> [IPAddress]?
+    ) async -> Verdict {
+        if allowHTTP && WebhookURL.isAllowedLoopbackHost(url.host) { return .allowed(pin: nil) }
+        if let address = IPAddress(url.host) {
+            return address.forbiddenReason.map { .refused("url must not point at \($0).") } ?? .allowed(pin: nil)
+        }
         let addresses: [IPAddress]?
         do {
-            addresses = try await lookup(host)
+            addresses = try await lookup(url.host)
         } catch {
             addresses = nil
         }
-        guard let addresses, !addresses.isEmpty else { return requireAddress ? "url's host name does not resolve." : nil }
-        for address in addresses {
-            if let reason = address.forbiddenReason { return "url's host name resolves to \(reason)." }
+        guard let addresses, let first = addresses.first else {
+            return requireAddress ? .refused("url's host name does not resolve.") : .allowed(pin: nil)
         }
-        return nil
+        for address in addresses {
+            if let reason = address.forbiddenReason { return .refused("url's host name resolves to \(reason).") }
+        }
+        return .allowed(pin: first)
     }
 
     /// Every address `host` resolves to, or nil.

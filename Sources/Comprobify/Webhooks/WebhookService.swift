@@ -28,11 +28,18 @@ struct WebhookService: Service {
     /// This process's workers, as `leased_by`.
     let worker = UUID()
 
-    func run() async throws {
+    /// No redirects, no decompression, the attempt's timeout; `pinning` a
+    /// host name to the address the guard approved.
+    private func clientConfiguration(pinning pin: (hosts: [String], address: IPAddress)? = nil) -> HTTPClient.Configuration {
         let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMilliseconds))
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
         configuration.decompression = .disabled
-        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        if let pin { configuration.dnsOverride = Dictionary(pin.hosts.map { ($0, pin.address.description) }) { first, _ in first } }
+        return configuration
+    }
+
+    func run() async throws {
+        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration())
         await withDiscardingTaskGroup { group in
             group.addTask { await watchQueueDepth() }
             if settings.workers > 0 {
@@ -109,20 +116,47 @@ struct WebhookService: Service {
     /// The POST itself: the address check, the signature, the timeout.
     private func attempt(_ http: HTTPClient, _ pending: WebhooksStore.Pending, secret: [UInt8]) async -> WebhooksStore.Outcome {
         let started = ContinuousClock.now
-        func elapsed() -> Int {
-            let duration = ContinuousClock.now - started
-            return Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
-        }
-        func failure(_ kind: String, code: Int? = nil, _ error: String) -> WebhooksStore.Outcome {
-            .init(kind: kind, responseCode: code, durationMilliseconds: elapsed(), error: Self.short(error))
-        }
+        func failure(_ kind: String, _ error: String) -> WebhooksStore.Outcome { Self.failure(kind, error, since: started) }
+        var pin: (hosts: [String], address: IPAddress)?
         switch WebhookURL.parse(pending.url, allowHTTP: settings.allowHTTP) {
         case .failure(let refusal):
             return failure("refused_address", refusal.message)
         case .success(let url):
-            if let refusal = await AddressGuard.refusal(for: url, allowHTTP: settings.allowHTTP) {
-                return failure("refused_address", refusal)
+            switch await AddressGuard.verdict(for: url, allowHTTP: settings.allowHTTP) {
+            case .refused(let refusal): return failure("refused_address", refusal)
+            // Keyed by the name as written too: the client takes it from the URL as is.
+            case .allowed(let address): pin = address.map { ([url.host] + [URL(string: pending.url)?.host].compactMap { $0 }, $0) }
             }
+        }
+        // A host name is connected to at the address just approved, through a
+        // client of its own (the shared one would resolve the name again).
+        if let pin {
+            let pinned = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration(pinning: pin))
+            let outcome = await send(pinned, pending, secret: secret, started: started)
+            try? await pinned.shutdown()
+            return outcome
+        }
+        return await send(http, pending, secret: secret, started: started)
+    }
+
+    private static func milliseconds(since started: ContinuousClock.Instant) -> Int {
+        let duration = ContinuousClock.now - started
+        return Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    private static func failure(
+        _ kind: String, code: Int? = nil, _ error: String, since started: ContinuousClock.Instant
+    ) -> WebhooksStore.Outcome {
+        .init(kind: kind, responseCode: code, durationMilliseconds: milliseconds(since: started), error: short(error))
+    }
+
+    /// The POST, signed, within the attempt's deadline.
+    private func send(
+        _ http: HTTPClient, _ pending: WebhooksStore.Pending, secret: [UInt8], started: ContinuousClock.Instant
+    ) async -> WebhooksStore.Outcome {
+        func elapsed() -> Int { Self.milliseconds(since: started) }
+        func failure(_ kind: String, code: Int? = nil, _ error: String) -> WebhooksStore.Outcome {
+            Self.failure(kind, code: code, error, since: started)
         }
         var request = HTTPClientRequest(url: pending.url)
         request.method = .POST
