@@ -37,6 +37,28 @@ extension XMLTree {
     private static func canonicalizeWholeDocument(
         _ document: xmlDocPtr, into sink: (UnsafeRawBufferPointer) -> Void
     ) throws(XMLError) {
+        try streaming(into: sink) { buffer in
+            xmlC14NExecute(document, nil, nil, Int32(XML_C14N_1_0.rawValue), nil, 0, buffer)
+        }
+    }
+
+    /// The general way: libxml2's walk with a visibility callback.
+    private func canonicalizeWithCallback(
+        _ element: Element, excluding: Element?, withComments: Bool, into sink: (UnsafeRawBufferPointer) -> Void
+    ) throws(XMLError) {
+        var scope = C14NScope(target: element.node, excluded: excluding?.node)
+        try Self.streaming(into: sink) { buffer in
+            withUnsafeMutablePointer(to: &scope) { scopePointer in
+                xmlC14NExecute(doc, c14nIsVisible, scopePointer, Int32(XML_C14N_1_0.rawValue), nil, withComments ? 1 : 0, buffer)
+            }
+        }
+    }
+
+    /// Runs `execute` with an output buffer that hands libxml2's chunks to
+    /// `sink`, then closes it; a negative result from either is an error.
+    private static func streaming(
+        into sink: (UnsafeRawBufferPointer) -> Void, _ execute: (xmlOutputBufferPtr) -> Int32
+    ) throws(XMLError) {
         try withoutActuallyEscaping(sink) { (escapable) throws(XMLError) in
             let output = C14NOutput(sink: escapable)
             let buffer = xmlOutputBufferCreateIO(
@@ -47,36 +69,10 @@ extension XMLTree {
                     return length
                 }, nil, Unmanaged.passUnretained(output).toOpaque(), nil)
             guard let buffer else { throw XMLError("libxml2 could not canonicalize the element") }
-            let written = xmlC14NExecute(document, nil, nil, Int32(XML_C14N_1_0.rawValue), nil, 0, buffer)
+            let written = execute(buffer)
             let closed = xmlOutputBufferClose(buffer)
             withExtendedLifetime(output) {}
             guard written >= 0, closed >= 0 else { throw XMLError("libxml2 could not canonicalize the element") }
-        }
-    }
-
-    /// The general way: libxml2's walk with a visibility callback.
-    private func canonicalizeWithCallback(
-        _ element: Element, excluding: Element?, withComments: Bool, into sink: (UnsafeRawBufferPointer) -> Void
-    ) throws(XMLError) {
-        try withoutActuallyEscaping(sink) { (escapable) throws(XMLError) in
-            let output = C14NOutput(sink: escapable)
-            var scope = C14NScope(target: element.node, excluded: excluding?.node)
-            let status = withUnsafeMutablePointer(to: &scope) { scopePointer -> Int32 in
-                let buffer = xmlOutputBufferCreateIO(
-                    { context, bytes, length in
-                        guard let context, let bytes, length > 0 else { return 0 }
-                        let output = Unmanaged<C14NOutput>.fromOpaque(context).takeUnretainedValue()
-                        output.sink(UnsafeRawBufferPointer(start: bytes, count: Int(length)))
-                        return length
-                    }, nil, Unmanaged.passUnretained(output).toOpaque(), nil)
-                guard let buffer else { return -1 }
-                let written = xmlC14NExecute(
-                    doc, c14nIsVisible, scopePointer, Int32(XML_C14N_1_0.rawValue), nil, withComments ? 1 : 0, buffer)
-                let closed = xmlOutputBufferClose(buffer)
-                return written < 0 ? written : closed
-            }
-            withExtendedLifetime(output) {}
-            guard status >= 0 else { throw XMLError("libxml2 could not canonicalize the element") }
         }
     }
 
