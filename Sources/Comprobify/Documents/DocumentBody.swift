@@ -112,29 +112,16 @@ struct DocumentSigning: Sendable {
     let algorithm: SignatureAlgorithm
     let identities = SigningIdentityCache()
 
-    /// A comprobante that could not be built, failed the official schema or
-    /// could not be signed: a bug, never the client's fault (500); the
-    /// transaction rolls back, so no number is used.
-    struct Failure: Error, CustomStringConvertible {
-        let error: PreparedComprobante.PreparationError
-        var description: String { error.description }
-    }
-
+    /// Builds the comprobante and checks it against the official schema. A
+    /// failure here or in `signed` is a bug, never the client's fault (500);
+    /// the transaction rolls back, so no number is used.
     func prepare(_ comprobante: Comprobante, issuer: ComprobanteIssuer) throws -> PreparedComprobante {
-        do {
-            return try PreparedComprobante.prepare(comprobante, issuer: issuer)
-        } catch {
-            throw Failure(error: error)
-        }
+        try PreparedComprobante.prepare(comprobante, issuer: issuer)
     }
 
     func signed(_ prepared: PreparedComprobante, accessKey: String, sequential: Int, identity: SigningIdentity, now: Date) throws -> [UInt8]
     {
-        do {
-            return try prepared.signed(
-                numbering: .init(accessKey: accessKey, sequential: sequential), identity: identity, algorithm: algorithm, signingTime: now)
-        } catch {
-            throw Failure(error: error)
-        }
+        try prepared.signed(
+            numbering: .init(accessKey: accessKey, sequential: sequential), identity: identity, algorithm: algorithm, signingTime: now)
     }
 }

@@ -41,13 +41,7 @@ public enum ComprobanteXML {
     fileprivate static func tree(
         _ comprobante: Comprobante, issuer: ComprobanteIssuer, numbering: ComprobanteNumbering
     ) throws(BuildError) -> ComprobanteTree {
-        let accessKey = numbering.accessKey
-        guard accessKey.utf8.count == 49, accessKey.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else {
-            throw .invalidNumbering("the access key must be 49 digits")
-        }
-        guard (1...999_999_999).contains(numbering.sequential) else {
-            throw .invalidNumbering("the sequential must be 1 to 999999999")
-        }
+        try numbering.check()
         ComprobanteLibXML2.setUp()
         let tree = try ComprobanteTree()
         switch comprobante {
@@ -169,8 +163,7 @@ public enum ComprobanteXML {
         try tree.text("codDoc", kind.rawValue, in: info)
         try tree.text("estab", issuer.establishment, in: info)
         try tree.text("ptoEmi", issuer.emissionPoint, in: info)
-        let sequential = String(numbering.sequential)
-        try tree.text("secuencial", String(repeating: "0", count: 9 - sequential.count) + sequential, in: info)
+        try tree.text("secuencial", numbering.secuencial, in: info)
         try tree.text("dirMatriz", issuer.headOfficeAddress, in: info)
         try tree.text("agenteRetencion", issuer.withholdingAgent, in: info)
         try tree.text("contribuyenteRimpe", issuer.rimpe?.legend, in: info)
@@ -236,6 +229,21 @@ enum ComprobanteLibXML2 {
     static func setUp() {
         _ = done
     }
+}
+
+extension ComprobanteNumbering {
+    /// The access key is 49 digits and the sequential 1 to 999 999 999.
+    fileprivate func check() throws(ComprobanteXML.BuildError) {
+        guard accessKey.utf8.count == 49, accessKey.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else {
+            throw .invalidNumbering("the access key must be 49 digits")
+        }
+        guard (1...999_999_999).contains(sequential) else {
+            throw .invalidNumbering("the sequential must be 1 to 999999999")
+        }
+    }
+
+    /// `secuencial`: the sequential with 9 digits.
+    fileprivate var secuencial: String { ComprobanteDate.pad(sequential, 9) }
 }
 
 /// A libxml2 document under construction, freed with its owner unless handed on.
@@ -354,17 +362,14 @@ public final class PreparedComprobante {
     ) throws(PreparationError) -> [UInt8] {
         precondition(!used, "a prepared comprobante is signed once")
         used = true
-        let key = numbering.accessKey
-        guard key.utf8.count == 49, key.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else {
-            throw .build(.invalidNumbering("the access key must be 49 digits"))
+        do {
+            try numbering.check()
+        } catch {
+            throw .build(error)
         }
-        guard (1...999_999_999).contains(numbering.sequential) else {
-            throw .build(.invalidNumbering("the sequential must be 1 to 999999999"))
-        }
-        let digits = String(numbering.sequential)
         // Digits only: nothing to escape.
-        xmlNodeSetContent(accessKeyNode, key)
-        xmlNodeSetContent(sequentialNode, String(repeating: "0", count: 9 - digits.count) + digits)
+        xmlNodeSetContent(accessKeyNode, numbering.accessKey)
+        xmlNodeSetContent(sequentialNode, numbering.secuencial)
         do {
             try XAdESSigner.sign(tree, identity: identity, algorithm: algorithm, signingTime: signingTime, utcOffset: utcOffset)
         } catch {
