@@ -73,6 +73,53 @@ final class LoadLimitsTests: XCTestCase {
         try await gate.run(lane: "t1") {}
     }
 
+    func testTenantGateTimesOutTheOverdueWaitersOfEveryLaneAndNoOthers() async throws {
+        let gate = TenantGate(perTenant: 1, wait: .milliseconds(150))
+        let held = AsyncStream<Void>.makeStream()
+        let release = AsyncStream<Void>.makeStream()
+        // One holder per lane, for longer than the wait.
+        let holders = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in ["t1", "t2"] {
+                    group.addTask {
+                        try await gate.run(lane: lane) {
+                            held.continuation.yield()
+                            for await _ in release.stream { break }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        var iterator = held.stream.makeAsyncIterator()
+        _ = await iterator.next()
+        _ = await iterator.next()
+        // Three waiters in each lane: every one of them gets 503 once its wait is over.
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for lane in ["t1", "t2", "t1", "t2", "t1", "t2"] {
+                group.addTask {
+                    do {
+                        try await gate.run(lane: lane) {}
+                        return true
+                    } catch {
+                        return (error as? APIError)?.status == .serviceUnavailable ? false : true
+                    }
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        XCTAssertEqual(outcomes, Array(repeating: false, count: 6), "every waiter timed out with 503")
+        // A waiter that gets a place in time is not failed later by the sweeper.
+        let late = Task { try await gate.run(lane: "t1") { try await Task.sleep(for: .milliseconds(300)) } }
+        try await Task.sleep(for: .milliseconds(50))
+        release.continuation.yield()
+        release.continuation.yield()
+        release.continuation.finish()
+        try await holders.value
+        try await late.value
+        try await gate.run(lane: "t2") {}
+    }
+
     func testTenantGateLearnsTheTenantOfAKey() {
         let gate = TenantGate(perTenant: 1, wait: .milliseconds(10))
         let digest = Data([7, 7])

@@ -113,6 +113,22 @@ final class JSONParserTests: XCTestCase {
     func testStringsAndEscapes() throws {
         XCTAssertEqual(try parse(#""a\"b\\c\/\n\u00e9\ud83d\ude00""#), .string("a\"b\\c/\né😀"))
         XCTAssertEqual(JSONValue.string("a\"\n\u{1}").serialized, #""a\"\n\u0001""#)
+        XCTAssertEqual(JSONValue.string("\\\r\t\u{1f}\u{7f}é😀/").serialized, #""\\\r\t\u001f\#u{7f}é😀/""#)
+    }
+
+    func testSerializedValuesParseBackToThemselves() throws {
+        let value = JSONValue.object([
+            ("s", .string("plain")), ("escaped", .string("q\"b\\n\nr\rt\tc\u{2}\u{1b}ñ€😀")), ("n", .number("-0.50")),
+            ("t", true), ("f", false), ("z", .null), ("a", .array([.string(""), .array([]), .object([])])),
+            ("raw", .raw(#"{"k":[1,2]}"#)),
+        ])
+        let bytes = value.utf8
+        XCTAssertEqual(String(decoding: bytes, as: UTF8.self), value.serialized)
+        let back = try JSONParser.parse(bytes)
+        XCTAssertEqual(back["escaped"], value["escaped"])
+        XCTAssertEqual(back["a"], value["a"])
+        XCTAssertEqual(back["raw"]?["k"], .array([.number("1"), .number("2")]))
+        XCTAssertEqual(back["n"], .number("-0.50"))
     }
 
     func testRefusals() {

@@ -13,8 +13,8 @@ import Postgres
 /// minute), or by the digest itself the first time.
 final class TenantGate: Sendable {
     private struct Waiter {
-        let id: UInt64
         let continuation: CheckedContinuation<Void, any Error>
+        let deadline: ContinuousClock.Instant
     }
 
     private struct Lane {
@@ -24,7 +24,10 @@ final class TenantGate: Sendable {
 
     private struct State {
         var lanes: [String: Lane] = [:]
-        var nextID: UInt64 = 0
+        /// Lanes with waiters, for the sweeper.
+        var waiting: Set<String> = []
+        /// Whether the task that fails overdue waiters is running.
+        var sweeping = false
         var tenants: [Data: (tenantID: Int64, until: ContinuousClock.Instant)] = [:]
     }
 
@@ -75,42 +78,61 @@ final class TenantGate: Sendable {
             return true
         }
         if admitted { return }
-        let id = state.withLockedValue { state -> UInt64 in
-            state.nextID += 1
-            return state.nextID
-        }
-        let wait = self.wait
+        let deadline = ContinuousClock.now + wait
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let admittedNow = state.withLockedValue { state -> Bool in
+            let (admittedNow, startSweeper) = state.withLockedValue { state -> (Bool, Bool) in
                 var entry = state.lanes[lane, default: Lane()]
                 if entry.held < perTenant, entry.waiters.isEmpty {
                     entry.held += 1
                     state.lanes[lane] = entry
-                    return true
+                    return (true, false)
                 }
-                entry.waiters.append(Waiter(id: id, continuation: continuation))
+                entry.waiters.append(Waiter(continuation: continuation, deadline: deadline))
                 state.lanes[lane] = entry
-                return false
+                state.waiting.insert(lane)
+                let startSweeper = !state.sweeping
+                state.sweeping = true
+                return (false, startSweeper)
             }
             if admittedNow {
                 continuation.resume()
-                return
-            }
-            Task { [weak self] in
-                try? await Task.sleep(for: wait)
-                self?.expire(lane, id)
+            } else if startSweeper {
+                startSweeping()
             }
         }
     }
 
-    private func expire(_ lane: String, _ id: UInt64) {
-        let expired = state.withLockedValue { state -> Waiter? in
-            guard var entry = state.lanes[lane], let index = entry.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-            let waiter = entry.waiters.remove(at: index)
-            state.lanes[lane] = entry
-            return waiter
+    /// One task, running only while some request waits, fails the waiters past
+    /// their deadline with 503 (checked every few milliseconds), instead of a
+    /// timer per waiter.
+    private func startSweeping() {
+        let interval = min(wait / 10, .milliseconds(25))
+        Task { [weak self] in
+            while let self {
+                try? await Task.sleep(for: interval)
+                let now = ContinuousClock.now
+                let (expired, done) = self.state.withLockedValue { state -> ([Waiter], Bool) in
+                    var expired: [Waiter] = []
+                    for lane in state.waiting {
+                        guard var entry = state.lanes[lane] else {
+                            state.waiting.remove(lane)
+                            continue
+                        }
+                        // Waiters of a lane are in arrival order, so the overdue ones lead.
+                        let overdue = entry.waiters.prefix { $0.deadline <= now }.count
+                        guard overdue > 0 else { continue }
+                        expired += entry.waiters.prefix(overdue)
+                        entry.waiters.removeFirst(overdue)
+                        if entry.waiters.isEmpty { state.waiting.remove(lane) }
+                        state.lanes[lane] = entry
+                    }
+                    if state.waiting.isEmpty { state.sweeping = false }
+                    return (expired, state.waiting.isEmpty)
+                }
+                for waiter in expired { waiter.continuation.resume(throwing: APIError.tenantBusy) }
+                if done { return }
+            }
         }
-        expired?.continuation.resume(throwing: APIError.tenantBusy)
     }
 
     private func leave(_ lane: String) {
@@ -119,6 +141,7 @@ final class TenantGate: Sendable {
             if !entry.waiters.isEmpty {
                 // The place passes straight to the oldest waiter of the same lane.
                 let waiter = entry.waiters.removeFirst()
+                if entry.waiters.isEmpty { state.waiting.remove(lane) }
                 state.lanes[lane] = entry
                 return waiter
             }

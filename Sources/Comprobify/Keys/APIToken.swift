@@ -6,6 +6,14 @@ public struct APIToken: Sendable {
     public static let prefixLength = 14
     public let plaintext: String
     public let environment: Environment
+    /// SHA-256 of `plaintext`, what the database stores; computed once per token.
+    public let digest: Data
+
+    init(plaintext: String, environment: Environment) {
+        self.plaintext = plaintext
+        self.environment = environment
+        self.digest = Crypto.sha256(plaintext)
+    }
 
     public static func generate(_ environment: Environment) -> APIToken {
         let lead = environment == .sandbox ? "cfy_test_" : "cfy_live_"
@@ -28,6 +36,5 @@ public struct APIToken: Sendable {
         return APIToken(plaintext: String(text), environment: environment)
     }
 
-    public var digest: Data { Crypto.sha256(plaintext) }
     public var prefix: String { String(plaintext.prefix(APIToken.prefixLength)) }
 }

@@ -37,7 +37,8 @@ public struct JSONLogHandler: LogHandler {
         for key in merged.keys.sorted() {
             members.append((key == JSONLogHandler.requestIDKey ? "request_id" : key, JSONLogHandler.json(merged[key]!)))
         }
-        var line = Array((JSONValue.object(members).serialized + "\n").utf8)
+        var line = JSONValue.object(members).utf8
+        line.append(UInt8(ascii: "\n"))
         JSONLogHandler.output.withLock {
             line.withUnsafeMutableBytes { buffer in
                 var offset = 0
