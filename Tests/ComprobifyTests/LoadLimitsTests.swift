@@ -37,50 +37,13 @@ final class LoadLimitsTests: XCTestCase {
         XCTAssertNil(KeyRateLimiter(rate: 0, burst: 1).take(key), "rate 0 is no limit")
     }
 
-    func testTenantGateHoldsALaneToItsShareAndTimesOut() async throws {
-        let gate = TenantGate(perTenant: 2, wait: .milliseconds(200))
+    /// Takes a place in each of `lanes` and keeps it until `release` yields once per place.
+    private func hold(_ gate: TenantGate, lanes: [String]) async -> (Task<Void, any Error>, AsyncStream<Void>.Continuation) {
         let held = AsyncStream<Void>.makeStream()
         let release = AsyncStream<Void>.makeStream()
         let holders = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<2 {
-                    group.addTask {
-                        try await gate.run(lane: "t1") {
-                            held.continuation.yield()
-                            for await _ in release.stream { break }
-                        }
-                    }
-                }
-                try await group.waitForAll()
-            }
-        }
-        var iterator = held.stream.makeAsyncIterator()
-        _ = await iterator.next()
-        _ = await iterator.next()
-        let started = ContinuousClock.now
-        do {
-            try await gate.run(lane: "t1") {}
-            XCTFail("a third request of the same tenant got in")
-        } catch let error as APIError {
-            XCTAssertEqual(error.status, .serviceUnavailable)
-            XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(150))
-        }
-        try await gate.run(lane: "t2") {}  // another tenant is not held up
-        release.continuation.yield()
-        release.continuation.yield()
-        release.continuation.finish()
-        try await holders.value
-        try await gate.run(lane: "t1") {}
-    }
-
-    func testTenantGateTimesOutTheOverdueWaitersOfEveryLaneAndNoOthers() async throws {
-        let gate = TenantGate(perTenant: 1, wait: .milliseconds(150))
-        let held = AsyncStream<Void>.makeStream()
-        let release = AsyncStream<Void>.makeStream()
-        // One holder per lane, for longer than the wait.
-        let holders = Task {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for lane in ["t1", "t2"] {
+                for lane in lanes {
                     group.addTask {
                         try await gate.run(lane: lane) {
                             held.continuation.yield()
@@ -92,8 +55,33 @@ final class LoadLimitsTests: XCTestCase {
             }
         }
         var iterator = held.stream.makeAsyncIterator()
-        _ = await iterator.next()
-        _ = await iterator.next()
+        for _ in lanes { _ = await iterator.next() }
+        return (holders, release.continuation)
+    }
+
+    func testTenantGateHoldsALaneToItsShareAndTimesOut() async throws {
+        let gate = TenantGate(perTenant: 2, wait: .milliseconds(200))
+        let (holders, release) = await hold(gate, lanes: ["t1", "t1"])
+        let started = ContinuousClock.now
+        do {
+            try await gate.run(lane: "t1") {}
+            XCTFail("a third request of the same tenant got in")
+        } catch let error as APIError {
+            XCTAssertEqual(error.status, .serviceUnavailable)
+            XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(150))
+        }
+        try await gate.run(lane: "t2") {}  // another tenant is not held up
+        release.yield()
+        release.yield()
+        release.finish()
+        try await holders.value
+        try await gate.run(lane: "t1") {}
+    }
+
+    func testTenantGateTimesOutTheOverdueWaitersOfEveryLaneAndNoOthers() async throws {
+        let gate = TenantGate(perTenant: 1, wait: .milliseconds(150))
+        // One holder per lane, for longer than the wait.
+        let (holders, release) = await hold(gate, lanes: ["t1", "t2"])
         // Three waiters in each lane: every one of them gets 503 once its wait is over.
         let outcomes = await withTaskGroup(of: Bool.self) { group in
             for lane in ["t1", "t2", "t1", "t2", "t1", "t2"] {
@@ -112,9 +100,9 @@ final class LoadLimitsTests: XCTestCase {
         // A waiter that gets a place in time is not failed later by the sweeper.
         let late = Task { try await gate.run(lane: "t1") { try await Task.sleep(for: .milliseconds(300)) } }
         try await Task.sleep(for: .milliseconds(50))
-        release.continuation.yield()
-        release.continuation.yield()
-        release.continuation.finish()
+        release.yield()
+        release.yield()
+        release.finish()
         try await holders.value
         try await late.value
         try await gate.run(lane: "t2") {}
