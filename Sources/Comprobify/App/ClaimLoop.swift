@@ -3,9 +3,12 @@ import ServiceLifecycle
 
 /// The dispatch loop shared by the background services that work from a
 /// queue in PostgreSQL (sending to SRI, delivering webhooks): keeps up to
-/// `workers` items in flight, claims as many as there are free workers; when
-/// fewer are due, looks again after `pollMilliseconds` or as soon as a worker is
-/// done. On shutdown it claims nothing more and lets the items in flight finish.
+/// `workers` items in flight. A claim asks for the free workers and a quarter
+/// of `workers` more: the extra items wait here, leased to this process, for
+/// the next workers to finish, so that under a backlog one claim serves
+/// several items instead of one each. When fewer are due, it looks again
+/// after `pollMilliseconds` or as soon as a worker is done. On shutdown it
+/// claims nothing more; the items in flight and those already claimed finish.
 /// A failing claim is logged once, and its recovery once.
 enum ClaimLoop {
     private enum Event: Sendable {
@@ -20,32 +23,48 @@ enum ClaimLoop {
         claim: @escaping @Sendable (_ limit: Int) async throws -> [Item],
         process: @escaping @Sendable (Item) async -> Void
     ) async {
+        let ahead = workers / 4
         await withTaskGroup(of: Event.self) { group in
             var running = 0
             var ticking = false
             var failing = false
+            // Claimed, not started yet, oldest first.
+            var ready: [Item] = []
+            var next = 0
+            func startReady() {
+                while running < workers, next < ready.count {
+                    let item = ready[next]
+                    next += 1
+                    running += 1
+                    group.addTask {
+                        await process(item)
+                        return .finished
+                    }
+                }
+                if next == ready.count {
+                    ready.removeAll(keepingCapacity: true)
+                    next = 0
+                }
+            }
             while !stopping {
+                startReady()
                 let free = workers - running
-                var claimed = 0
+                var short = false
                 if free > 0 {
                     do {
-                        let work = try await claim(free)
+                        let work = try await claim(free + ahead)
                         if failing { logger.info("claiming \(what) again") }
                         failing = false
-                        for item in work {
-                            running += 1
-                            group.addTask {
-                                await process(item)
-                                return .finished
-                            }
-                        }
-                        claimed = work.count
+                        ready += work
+                        startReady()
+                        short = work.count < free
                     } catch {
                         if !failing { logger.warning("cannot claim \(what)", metadata: ["error": "\(error)"]) }
                         failing = true
+                        short = true
                     }
                 }
-                if claimed < free && !ticking {
+                if short && !ticking {
                     ticking = true
                     group.addTask {
                         try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(pollMilliseconds)) }
@@ -58,7 +77,13 @@ enum ClaimLoop {
                 case nil: break
                 }
             }
-            while await group.next() != nil {}
+            // What this process holds is done before it stops, as workers free up.
+            while let event = await group.next() {
+                if event == .finished {
+                    running -= 1
+                    startReady()
+                }
+            }
         }
     }
 }

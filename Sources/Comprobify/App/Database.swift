@@ -214,6 +214,16 @@ public struct Database: Sendable {
         }
     }
 
+    /// A read for a tenant known by id (the background workers) in one round
+    /// trip: setting the tenant and the read are pipelined as one implicit
+    /// transaction.
+    func read<A>(forTenantID tenantID: Int64, _ a: Read<A>) async throws -> A {
+        let set: PostgresQuery = "SELECT set_config('app.tenant_id', \(String(tenantID)), true)"
+        return try await gate.run(lane: TenantGate.lane(tenantID: tenantID)) {
+            try a.decode(try await pool.pipeline([set, a.query])[1])
+        }
+    }
+
     /// A transaction that starts with no tenant: the first statement of
     /// `prologue` must set one through a SECURITY DEFINER function (sign-up takes
     /// a fresh id, email verification finds it by token) or touch only tables

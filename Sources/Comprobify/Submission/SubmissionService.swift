@@ -62,9 +62,8 @@ struct SubmissionService: Service {
         let worker = self.worker
         let document: QueuedDocument?
         do {
-            document = try await database.transaction(forTenantID: tenantID) { transaction, _ in
-                try SubmissionsStore.load(transaction, tenantID: tenantID, documentID: documentID, worker: worker)
-            }
+            document = try await database.read(
+                forTenantID: tenantID, SubmissionsStore.load(tenantID: tenantID, documentID: documentID, worker: worker))
         } catch {
             logger.warning("cannot read a claimed document", metadata: ["error": "\(error)"])
             return
@@ -75,7 +74,8 @@ struct SubmissionService: Service {
             logger.error("a queued document has no signed XML", metadata: ["accessKey": "\(document.accessKey)"])
             _ = try? await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try SubmissionsStore.release(
-                    transaction, documentID: documentID, worker: worker, retryMilliseconds: settings.retryMaxMilliseconds)
+                    transaction, tenantID: tenantID, documentID: documentID, worker: worker,
+                    retryMilliseconds: settings.retryMaxMilliseconds)
             }
             return
         }
@@ -107,10 +107,12 @@ struct SubmissionService: Service {
             metadata["retryInMs"] = "\(next)"
         }
         do {
-            let applied = try await database.transaction(forTenantID: tenantID) { transaction, _ in
-                let applied = try SubmissionsStore.record(
-                    transaction, document: document, service: service, url: url, result: result, transition: transition,
-                    durationMilliseconds: milliseconds, worker: worker)
+            let record = SubmissionsStore.record(
+                document: document, service: service, url: url, result: result, transition: transition,
+                durationMilliseconds: milliseconds, worker: worker)
+            // The record goes in the transaction's first round trip, with BEGIN.
+            let applied = try await database.transaction(forTenantID: tenantID, prologue: [record]) { transaction, results in
+                let applied = try SubmissionsStore.applied(results[0])
                 // A decision is announced to the tenant's webhooks in the same commit.
                 if applied, let event = transition.status.webhookEvent {
                     let rows = try transaction.query(

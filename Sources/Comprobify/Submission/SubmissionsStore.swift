@@ -19,52 +19,54 @@ struct QueuedDocument: Sendable {
 enum SubmissionsStore {
     /// The document claimed by `worker`, when it still holds the lease and the
     /// document still waits for SRI; nil otherwise.
-    static func load(_ transaction: Transaction, tenantID: Int64, documentID: Int64, worker: UUID) throws -> QueuedDocument? {
-        let result = try transaction.query(
+    static func load(tenantID: Int64, documentID: Int64, worker: UUID) -> Read<QueuedDocument?> {
+        Read(
             """
             SELECT s.status, s.streak, s.attempts, d.access_key, d.environment, d.xml
               FROM document_submissions s
               JOIN documents d ON d.tenant_id = s.tenant_id AND d.id = s.document_id
-             WHERE s.document_id = \(documentID) AND s.leased_by = \(worker.uuidString)::uuid
+             WHERE s.tenant_id = \(tenantID) AND s.document_id = \(documentID) AND s.leased_by = \(worker.uuidString)::uuid
                AND s.status IN ('SIGNED', 'RECEIVED')
-            """)
-        guard let row = result.first else { return nil }
-        let (status, streak, attempts, accessKey, environment, xml) = try row.decode((String, Int, Int, String, String, Data?).self)
-        guard let status = SubmissionStatus(rawValue: status) else {
-            throw PostgresError(kind: .decoding, message: "unknown submission status in the database")
+            """
+        ) { result in
+            guard let row = result.first else { return nil }
+            let (status, streak, attempts, accessKey, environment, xml) = try row.decode((String, Int, Int, String, String, Data?).self)
+            guard let status = SubmissionStatus(rawValue: status) else {
+                throw PostgresError(kind: .decoding, message: "unknown submission status in the database")
+            }
+            return QueuedDocument(
+                tenantID: tenantID, documentID: documentID, status: status, streak: streak, attempts: attempts,
+                accessKey: accessKey, environment: try Environment(column: environment), xml: xml.map { [UInt8]($0) })
         }
-        return QueuedDocument(
-            tenantID: tenantID, documentID: documentID, status: status, streak: streak, attempts: attempts,
-            accessKey: accessKey, environment: try Environment(column: environment), xml: xml.map { [UInt8]($0) })
     }
 
     /// Lets the lease go without an exchange (a document that cannot be sent).
-    static func release(_ transaction: Transaction, documentID: Int64, worker: UUID, retryMilliseconds: Int) throws {
+    static func release(_ transaction: Transaction, tenantID: Int64, documentID: Int64, worker: UUID, retryMilliseconds: Int) throws {
         try transaction.query(
             """
             UPDATE document_submissions
                SET leased_by = NULL, leased_until = NULL,
                    next_attempt_at = now() + \(retryMilliseconds)::integer * interval '1 millisecond'
-             WHERE document_id = \(documentID) AND leased_by = \(worker.uuidString)::uuid
+             WHERE tenant_id = \(tenantID) AND document_id = \(documentID) AND leased_by = \(worker.uuidString)::uuid
             """)
     }
 
     /// One exchange and what it changed, in one statement: the submission moves
     /// to the transition's state (when `worker` still holds its lease), the lease
     /// is let go, and the exchange is recorded with the state it really left.
-    /// Returns false when the lease had been lost (nothing changed but the record).
+    /// Its one row says whether the state changed: false when the lease had been
+    /// lost (nothing changed but the record); see `applied`.
     static func record(
-        _ transaction: Transaction, document: QueuedDocument, service: SRIService, url: String, result: ExchangeResult,
+        document: QueuedDocument, service: SRIService, url: String, result: ExchangeResult,
         transition: Transition, durationMilliseconds: Int, worker: UUID
-    ) throws -> Bool {
+    ) -> PostgresQuery {
         let messages = transition.messages.map { JSONValue.array($0.map(\.json)).serialized }
         let answer = result.answerJSON?.serialized
         let error = result.error
         let number = transition.authorization?.number
         let authorizedAt = transition.authorization?.date
         let element = transition.authorization.map { Data($0.element) }
-        let rows = try transaction.query(
-            """
+        return """
             WITH changed AS (
                 UPDATE document_submissions
                    SET status = \(transition.status.rawValue),
@@ -78,7 +80,7 @@ enum SubmissionsStore {
                        authorization_xml = \(element)::bytea,
                        leased_by = NULL, leased_until = NULL,
                        updated_at = now()
-                 WHERE document_id = \(document.documentID) AND leased_by = \(worker.uuidString)::uuid
+                 WHERE tenant_id = \(document.tenantID) AND document_id = \(document.documentID) AND leased_by = \(worker.uuidString)::uuid
                    AND status = \(document.status.rawValue)
                 RETURNING status
             )
@@ -89,8 +91,12 @@ enum SubmissionsStore {
                     coalesce((SELECT status FROM changed), \(document.status.rawValue)), \(answer)::json, \(error),
                     \(worker.uuidString)::uuid)
             RETURNING (SELECT count(*) FROM changed)
-            """)
-        return try rows[0].decode(Int64.self, at: 0) == 1
+            """
+    }
+
+    /// Whether `record` moved the submission (its worker still held the lease).
+    static func applied(_ result: QueryResult) throws -> Bool {
+        try result[0].decode(Int64.self, at: 0) == 1
     }
 
     /// What GET /v1/documents/:accessKey/authorization needs: whether the

@@ -1,0 +1,90 @@
+import Logging
+import NIOConcurrencyHelpers
+import XCTest
+
+@testable import Comprobify
+
+final class ClaimLoopTests: XCTestCase {
+    /// A queue of numbered items, claimed as the loop asks, with what the loop did.
+    final class Queue: Sendable {
+        struct State {
+            var waiting: [Int]
+            var limits: [Int] = []
+            var processed: [Int] = []
+            var running = 0
+            var mostAtOnce = 0
+        }
+        let state: NIOLockedValueBox<State>
+
+        init(_ count: Int) { state = NIOLockedValueBox(State(waiting: Array(0..<count))) }
+
+        func claim(_ limit: Int) -> [Int] {
+            state.withLockedValue { state in
+                state.limits.append(limit)
+                let taken = Array(state.waiting.prefix(limit))
+                state.waiting.removeFirst(taken.count)
+                return taken
+            }
+        }
+
+        func started() {
+            state.withLockedValue { state in
+                state.running += 1
+                state.mostAtOnce = max(state.mostAtOnce, state.running)
+            }
+        }
+
+        func finished(_ item: Int) {
+            state.withLockedValue { state in
+                state.running -= 1
+                state.processed.append(item)
+            }
+        }
+    }
+
+    /// The loop over `queue`, each item taking as long as `work`.
+    private func start(_ queue: Queue, workers: Int, _ work: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        Task {
+            await ClaimLoop.run(
+                workers: workers, pollMilliseconds: 20, what: "test items", logger: Logger(label: "test"),
+                claim: { queue.claim($0) },
+                process: { item in
+                    queue.started()
+                    await work()
+                    queue.finished(item)
+                })
+        }
+    }
+
+    func testAClaimTakesAQuarterMoreThanTheFreeWorkersAndNeverRunsMoreThanTheWorkers() async throws {
+        let queue = Queue(40)
+        let loop = start(queue, workers: 8) { try? await Task.sleep(for: .milliseconds(5)) }
+        for _ in 0..<200 where queue.state.withLockedValue({ $0.processed.count }) < 40 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        loop.cancel()
+        await loop.value
+        let state = queue.state.withLockedValue { $0 }
+        XCTAssertEqual(state.processed.sorted(), Array(0..<40), "every item once")
+        XCTAssertLessThanOrEqual(state.mostAtOnce, 8)
+        XCTAssertEqual(state.limits.first, 10, "8 free workers and 8 / 4 ahead")
+        XCTAssertLessThan(state.limits.count, 40, "claims served several items each")
+    }
+
+    func testItemsClaimedAheadAreProcessedWhenTheLoopStops() async throws {
+        let queue = Queue(5)
+        let gate = AsyncStream<Void>.makeStream()
+        let loop = start(queue, workers: 4) { for await _ in gate.stream { break } }
+        // 4 items start, the fifth is claimed ahead and waits.
+        for _ in 0..<200 where queue.state.withLockedValue({ $0.running }) < 4 {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        loop.cancel()
+        for _ in 0..<5 { gate.continuation.yield() }
+        gate.continuation.finish()
+        await loop.value
+        let state = queue.state.withLockedValue { $0 }
+        XCTAssertEqual(state.limits, [5], "one claim, none after the stop")
+        XCTAssertEqual(state.processed.sorted(), Array(0..<5), "the item claimed ahead was processed too")
+    }
+}
