@@ -57,6 +57,7 @@ struct DocumentsController {
                 modifiedDocumentID = try DocumentsStore.creditedFactura(transaction, issuer: issuer, note: note)
             }
             let prepared = try signing.prepare(comprobante, issuer: xmlIssuer)
+            let body = DocumentBody.json(comprobante)
             let issueDate = comprobante.issueDate
             // The counter's row stays locked from here to the commit.
             let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
@@ -67,8 +68,8 @@ struct DocumentsController {
                 sequential: sequential, numericCode: AccessKey.randomNumericCode())
             let xml = try signing.signed(prepared, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
             let signed = DocumentsStore.Signed(
-                comprobante: comprobante, sequential: sequential, accessKey: accessKey, xml: xml, metadata: document.metadata,
-                modifiedDocumentID: modifiedDocumentID)
+                comprobante: comprobante, body: body, sequential: sequential, accessKey: accessKey, xml: xml,
+                metadata: document.metadata, modifiedDocumentID: modifiedDocumentID)
             return (try DocumentsStore.store(transaction, issuer: issuer, signed, idempotencyKey: idempotencyKey), false)
         }
         if !replayed {

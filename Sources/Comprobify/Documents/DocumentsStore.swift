@@ -161,9 +161,11 @@ enum DocumentsStore {
         }
     }
 
-    /// A document ready to store: numbered, signed, with its computed body.
+    /// A document ready to store: numbered, signed, with its computed body
+    /// (`DocumentBody.json`, made before the counter's lock is taken).
     struct Signed {
         let comprobante: Comprobante
+        let body: JSONValue
         let sequential: Int
         let accessKey: String
         let xml: [UInt8]
@@ -178,7 +180,7 @@ enum DocumentsStore {
         var modifiedNumber: String?
         if case .creditNote(let note) = comprobante { modifiedNumber = note.modifiedDocument.number }
         let number = "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(signed.sequential, 9))"
-        let body = DocumentBody.json(comprobante)
+        let body = signed.body
         var statements: [PostgresQuery] = [
             """
             WITH d AS (
