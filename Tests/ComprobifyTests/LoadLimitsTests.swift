@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import XCTest
 
 @testable import Comprobify
@@ -106,6 +107,32 @@ final class LoadLimitsTests: XCTestCase {
         try await holders.value
         try await late.value
         try await gate.run(lane: "t2") {}
+    }
+
+    func testACounterLaneBelongsToTheKeysTenantAndItsBusyAnswerNamesTheCounter() async throws {
+        let pool = ConnectionPool(configuration: .init(conninfo: "postgresql://nobody@127.0.0.1:1/none", size: 2))
+        let database = Database(pool: pool)
+        let mine = APIToken.generate(.sandbox)
+        let other = APIToken.generate(.sandbox)
+        let lane = database.counterLane(for: mine, issuer: 7, documentType: "01")
+        XCTAssertEqual(lane, database.counterLane(for: mine, issuer: 7, documentType: "01"))
+        XCTAssertNotEqual(lane, database.counterLane(for: mine, issuer: 7, documentType: "04"), "one lane per counter")
+        XCTAssertNotEqual(
+            lane, database.counterLane(for: other, issuer: 7, documentType: "01"), "another key naming the issuer waits elsewhere")
+        await pool.shutdown()
+
+        let gate = TenantGate(perTenant: 1, wait: .milliseconds(50), busy: .counterBusy)
+        let (holder, release) = await hold(gate, lanes: [lane])
+        do {
+            try await gate.run(lane: lane) {}
+            XCTFail("a second request of a full counter lane got in")
+        } catch let error as APIError {
+            XCTAssertEqual(error.status, .serviceUnavailable)
+            XCTAssertEqual(error.detail, APIError.counterBusy.detail)
+        }
+        release.yield()
+        release.finish()
+        try await holder.value
     }
 
     func testTenantGateLearnsTheTenantOfAKey() {

@@ -63,12 +63,34 @@ struct Read<Value: Sendable>: Sendable {
 public struct Database: Sendable {
     private let pool: ConnectionPool
     private let gate: TenantGate
+    private let counters: TenantGate
+
+    /// Issuing transactions of one numbering counter (issuer × document type)
+    /// at once: one holds the counter's row lock, the next builds and checks
+    /// its comprobante meanwhile. Any more would only wait on the row lock,
+    /// each holding a connection that other issuers and tenants could use
+    /// (docs/adr/007-request-cpu.md).
+    static let issuingPerCounter = 2
 
     /// `tenantMaxConnections`: connections one tenant may hold at once (half the pool when nil).
     public init(pool: ConnectionPool, tenantMaxConnections: Int? = nil) {
         self.pool = pool
         let size = pool.configuration.size
         self.gate = TenantGate(perTenant: min(size, tenantMaxConnections ?? max(1, size / 2)), wait: pool.configuration.waitTimeout)
+        self.counters = TenantGate(perTenant: Database.issuingPerCounter, wait: pool.configuration.waitTimeout, busy: .counterBusy)
+    }
+
+    /// Runs `body` (the issuing transaction) in the lane of the counter it
+    /// numbers from; a request that waits longer than the pool's wait gets 503.
+    /// The lane is named by the tenant `token` acts for (the key's own digest
+    /// until the tenant is known) as well as the issuer: requests naming
+    /// another tenant's issuer can never hold up that tenant's numbering.
+    func issuing<T>(for token: APIToken, issuer: Int64, documentType: String, _ body: () async throws -> T) async throws -> T {
+        try await counters.run(lane: counterLane(for: token, issuer: issuer, documentType: documentType), body)
+    }
+
+    func counterLane(for token: APIToken, issuer: Int64, documentType: String) -> String {
+        "\(gate.lane(for: token.digest))/\(issuer)/\(documentType)"
     }
 
     /// Runs `work` in the lane of the tenant `token` acts for, and remembers the tenant it finds.

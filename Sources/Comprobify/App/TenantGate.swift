@@ -33,13 +33,19 @@ final class TenantGate: Sendable {
 
     let perTenant: Int
     let wait: Duration
+    /// What a request that waited `wait` in vain gets.
+    let busy: APIError
     private let state = NIOLockedValueBox(State())
     private static let cacheLimit = 100_000
     private static let cacheLifetime = Duration.seconds(60)
 
-    init(perTenant: Int, wait: Duration) {
+    /// `perTenant`: places per lane. The same gate also serves lanes that are
+    /// not tenants (`Database.issuing`: one lane per numbering counter), with
+    /// their own `busy` answer.
+    init(perTenant: Int, wait: Duration, busy: APIError = .tenantBusy) {
         self.perTenant = max(1, perTenant)
         self.wait = wait
+        self.busy = busy
     }
 
     /// The lane of a key: its tenant when known, else the key's digest.
@@ -129,7 +135,7 @@ final class TenantGate: Sendable {
                     if state.waiting.isEmpty { state.sweeping = false }
                     return (expired, state.waiting.isEmpty)
                 }
-                for waiter in expired { waiter.continuation.resume(throwing: APIError.tenantBusy) }
+                for waiter in expired { waiter.continuation.resume(throwing: self.busy) }
                 if done { return }
             }
         }
@@ -154,6 +160,12 @@ final class TenantGate: Sendable {
 }
 
 extension APIError {
+    static let counterBusy = APIError(
+        status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE",
+        detail: "This issuer's numbering for this document type is busy with other requests. Retry shortly.",
+        headers: [.retryAfter: "1"]
+    )
+
     static let tenantBusy = APIError(
         status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE",
         detail: "This tenant already has as many requests at the database as it may have at once. Retry shortly.",

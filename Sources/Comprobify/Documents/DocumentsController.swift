@@ -36,41 +36,48 @@ struct DocumentsController {
         let bodyDigest = Crypto.sha256(input.bytes)
         let signing = self.signing
 
-        let (json, replayed) = try await database.transaction(
-            for: context.token, facts: context.facts,
-            prologue: [ResolvedIssuer.lookup(issuerID).query, CertificatesStore.signingMaterial(issuer: issuerID)]
-        ) { transaction, principal, results -> (JSONValue, Bool) in
-            let issuer = try ResolvedIssuer.resolve(
-                try ResolvedIssuer.lookup(issuerID).decode(results[0]), keyEnvironment: principal.keyEnvironment)
-            if let key = idempotencyKey, let replay = try DocumentsStore.claim(transaction, key: key, issuer: issuer.id, digest: bodyDigest)
-            {
-                return (replay, true)
+        let database = self.database
+        let (json, replayed) = try await database.issuing(
+            for: context.token, issuer: issuerID, documentType: document.comprobante.kind.rawValue
+        ) {
+            try await database.transaction(
+                for: context.token, facts: context.facts,
+                prologue: [ResolvedIssuer.lookup(issuerID).query, CertificatesStore.signingMaterial(issuer: issuerID)]
+            ) { transaction, principal, results -> (JSONValue, Bool) in
+                let issuer = try ResolvedIssuer.resolve(
+                    try ResolvedIssuer.lookup(issuerID).decode(results[0]), keyEnvironment: principal.keyEnvironment)
+                if let key = idempotencyKey,
+                    let replay = try DocumentsStore.claim(transaction, key: key, issuer: issuer.id, digest: bodyDigest)
+                {
+                    return (replay, true)
+                }
+                let xmlIssuer = try issuer.forXML()
+                let now = Date()
+                let identity = try CertificatesStore.signingIdentity(
+                    results[1], tenant: principal.tenantID, issuer: issuer.id, secretBox: signing.secretBox, cache: signing.identities,
+                    now: now
+                )
+                let comprobante = document.comprobante
+                var modifiedDocumentID: Int64?
+                if case .creditNote(let note) = comprobante {
+                    modifiedDocumentID = try DocumentsStore.creditedFactura(transaction, issuer: issuer, note: note)
+                }
+                let prepared = try signing.prepare(comprobante, issuer: xmlIssuer)
+                let body = DocumentBody.json(comprobante)
+                let issueDate = comprobante.issueDate
+                // The counter's row stays locked from here to the commit.
+                let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
+                let accessKey = AccessKey.make(
+                    AccessKey.Parts(
+                        issueDate: issueDate, documentType: comprobante.kind.rawValue, ruc: issuer.ruc, environment: issuer.environment,
+                        establishment: issuer.establishment, emissionPoint: issuer.emissionPoint),
+                    sequential: sequential, numericCode: AccessKey.randomNumericCode())
+                let xml = try signing.signed(prepared, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
+                let signed = DocumentsStore.Signed(
+                    comprobante: comprobante, body: body, sequential: sequential, accessKey: accessKey, xml: xml,
+                    metadata: document.metadata, modifiedDocumentID: modifiedDocumentID)
+                return (try DocumentsStore.store(transaction, issuer: issuer, signed, idempotencyKey: idempotencyKey), false)
             }
-            let xmlIssuer = try issuer.forXML()
-            let now = Date()
-            let identity = try CertificatesStore.signingIdentity(
-                results[1], tenant: principal.tenantID, issuer: issuer.id, secretBox: signing.secretBox, cache: signing.identities, now: now
-            )
-            let comprobante = document.comprobante
-            var modifiedDocumentID: Int64?
-            if case .creditNote(let note) = comprobante {
-                modifiedDocumentID = try DocumentsStore.creditedFactura(transaction, issuer: issuer, note: note)
-            }
-            let prepared = try signing.prepare(comprobante, issuer: xmlIssuer)
-            let body = DocumentBody.json(comprobante)
-            let issueDate = comprobante.issueDate
-            // The counter's row stays locked from here to the commit.
-            let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
-            let accessKey = AccessKey.make(
-                AccessKey.Parts(
-                    issueDate: issueDate, documentType: comprobante.kind.rawValue, ruc: issuer.ruc, environment: issuer.environment,
-                    establishment: issuer.establishment, emissionPoint: issuer.emissionPoint),
-                sequential: sequential, numericCode: AccessKey.randomNumericCode())
-            let xml = try signing.signed(prepared, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
-            let signed = DocumentsStore.Signed(
-                comprobante: comprobante, body: body, sequential: sequential, accessKey: accessKey, xml: xml,
-                metadata: document.metadata, modifiedDocumentID: modifiedDocumentID)
-            return (try DocumentsStore.store(transaction, issuer: issuer, signed, idempotencyKey: idempotencyKey), false)
         }
         if !replayed {
             ServiceMetrics.documentIssued(type: document.comprobante.kind.rawValue, environment: context.token.environment)
