@@ -32,7 +32,7 @@ public enum PostgresType {
 
 /// The rows of one statement. Owns the `PGresult` and frees it when released.
 public final class QueryResult: @unchecked Sendable {
-    let handle: OpaquePointer
+    @usableFromInline let handle: OpaquePointer
 
     /// Number of rows returned.
     public let count: Int
@@ -82,9 +82,12 @@ public final class QueryResult: @unchecked Sendable {
 /// Swift type stating the expected type and nullness: `String?` accepts NULL,
 /// `String` refuses it with a clear error.
 public struct Row: Sendable {
-    let result: QueryResult
-    let index: Int
+    @usableFromInline let result: QueryResult
+    @usableFromInline let index: Int
 
+    /// Inlinable, so that callers get it specialized for each type they read
+    /// (no generic metadata looked up at run time per value).
+    @inlinable
     public func decode<T: PostgresDecodable>(_ type: T.Type = T.self, at column: Int) throws -> T {
         let handle = result.handle
         guard column >= 0, column < Int(PQnfields(handle)) else {
@@ -117,6 +120,7 @@ public struct Row: Sendable {
 
     /// Consecutive columns from `offset` as a tuple, each checked like `decode(_:at:)`:
     /// `let (id, label, createdAt) = try row.decode((Int64, String?, Date).self)`.
+    @inlinable
     public func decode<each Column: PostgresDecodable>(
         _ types: (repeat each Column).Type, from offset: Int = 0
     ) throws -> (repeat each Column) {
@@ -134,6 +138,7 @@ public struct Row: Sendable {
     }
 
     /// Whether the column is SQL NULL.
+    @inlinable
     public func isNull(at column: Int) -> Bool {
         PQgetisnull(result.handle, Int32(index), Int32(column)) == 1
     }

@@ -166,3 +166,17 @@ final class JSONParserTests: XCTestCase {
         XCTAssertNil(Input.integer(.string("5"), in: 1...10))
     }
 }
+
+final class RequestIDTests: XCTestCase {
+    func testFreshIDsAre24HexCharactersOneProcessPrefixAndNeverRepeat() {
+        let ids = (0..<10_000).map { _ in RequestMiddleware.requestID(from: nil) }
+        XCTAssertEqual(Set(ids).count, ids.count, "no id twice")
+        for id in ids {
+            XCTAssertEqual(id.utf8.count, 24)
+            XCTAssertTrue(id.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }, id)
+        }
+        XCTAssertEqual(Set(ids.map { $0.prefix(12) }).count, 1, "one prefix per process")
+        XCTAssertEqual(RequestMiddleware.requestID(from: "bad id!").utf8.count, 24, "an insane client id is replaced")
+        XCTAssertEqual(RequestMiddleware.requestID(from: "client-id_1.2"), "client-id_1.2")
+    }
+}
