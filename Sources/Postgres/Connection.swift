@@ -67,12 +67,12 @@ public final class Connection: @unchecked Sendable {
 
     private func run(_ sql: String, _ parameters: [any PostgresBindable], prepared: Bool) throws -> QueryResult {
         statementCount += 1
-        return try withCStrings(parameters.map(\.postgresText)) { values in
+        return try withParameters(parameters) { values, lengths, formats in
             let result: OpaquePointer?
             if prepared, let name = try prepare(sql, parameterCount: values.count) {
-                result = PQexecPrepared(handle, name, Int32(values.count), values, nil, nil, 0)
+                result = PQexecPrepared(handle, name, Int32(values.count), values, lengths, formats, 0)
             } else {
-                result = PQexecParams(handle, sql, Int32(values.count), nil, values, nil, nil, 0)
+                result = PQexecParams(handle, sql, Int32(values.count), nil, values, lengths, formats, 0)
             }
             return try check(result)
         }
@@ -102,12 +102,11 @@ public final class Connection: @unchecked Sendable {
         sent.reserveCapacity(statements.count * 2)
         var pendingPrepares = 0
         for statement in statements {
-            let values = statement.binds.map(\.postgresText)
-            let ok: Bool = withCStrings(values) { pointers in
+            let ok: Bool = withParameters(statement.binds) { pointers, lengths, formats in
                 var name = preparedNames[statement.sql]
                 if name == nil, preparedNames.count + pendingPrepares >= Connection.maxPreparedStatements {
                     // The cache is full: this statement runs unnamed.
-                    guard PQsendQueryParams(handle, statement.sql, Int32(pointers.count), nil, pointers, nil, nil, 0) == 1 else {
+                    guard PQsendQueryParams(handle, statement.sql, Int32(pointers.count), nil, pointers, lengths, formats, 0) == 1 else {
                         return false
                     }
                     sent.append(.statement)
@@ -120,7 +119,7 @@ public final class Connection: @unchecked Sendable {
                     pendingPrepares += 1
                     name = fresh
                 }
-                guard PQsendQueryPrepared(handle, name!, Int32(pointers.count), pointers, nil, nil, 0) == 1 else {
+                guard PQsendQueryPrepared(handle, name!, Int32(pointers.count), pointers, lengths, formats, 0) == 1 else {
                     return false
                 }
                 sent.append(.statement)
@@ -251,9 +250,41 @@ public final class Connection: @unchecked Sendable {
     }
 }
 
-/// Calls `body` with C strings for `values` (NULL for nil), freed afterwards.
-private func withCStrings<R>(_ values: [String?], _ body: ([UnsafePointer<CChar>?]) throws -> R) rethrows -> R {
-    let pointers: [UnsafeMutablePointer<CChar>?] = values.map { $0.map { strdup($0) } ?? nil }
+/// Calls `body` with libpq's three parameter arrays for `parameters`: the
+/// values (NUL-terminated text, the bytes of binary ones, NULL for SQL NULL),
+/// their lengths and their formats. The last two are nil when every value is
+/// text, as libpq then needs neither. The copies are freed afterwards.
+private func withParameters<R>(
+    _ parameters: [any PostgresBindable],
+    _ body: ([UnsafePointer<CChar>?], [Int32]?, [Int32]?) throws -> R
+) rethrows -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = []
+    pointers.reserveCapacity(parameters.count)
+    var lengths: [Int32] = []
+    var formats: [Int32] = []
+    var anyBinary = false
     defer { pointers.forEach { free($0) } }
-    return try body(pointers.map { $0.map { UnsafePointer($0) } })
+    for parameter in parameters {
+        switch PostgresParameter(parameter) {
+        case .null:
+            pointers.append(nil)
+            lengths.append(0)
+            formats.append(0)
+        case .text(let text):
+            pointers.append(strdup(text))
+            lengths.append(0)
+            formats.append(0)
+        case .binary(let bytes):
+            // One byte at least, so that an empty value is not a NULL pointer.
+            let copy = malloc(max(bytes.count, 1))!.assumingMemoryBound(to: CChar.self)
+            bytes.withUnsafeBytes { source in
+                if let base = source.baseAddress { memcpy(copy, base, source.count) }
+            }
+            pointers.append(copy)
+            lengths.append(Int32(bytes.count))
+            formats.append(1)
+            anyBinary = true
+        }
+    }
+    return try body(pointers.map { $0.map { UnsafePointer($0) } }, anyBinary ? lengths : nil, anyBinary ? formats : nil)
 }

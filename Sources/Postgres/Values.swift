@@ -1,10 +1,36 @@
 import Foundation
 
-/// A value that can be sent as a query parameter, in PostgreSQL's text format.
+/// A value that can be sent as a query parameter, in PostgreSQL's text format
+/// (bytea: its binary format).
 /// `nil` is SQL NULL. Every parameter travels out of band (`PQexecParams`,
 /// `PQexecPrepared`): no value is ever spliced into SQL text.
 public protocol PostgresBindable: Sendable {
     var postgresText: String? { get }
+    /// The value in PostgreSQL's binary format, when it is sent that way
+    /// (`Data`, as bytea: its bytes as they are, no hex to write or parse);
+    /// nil sends `postgresText`.
+    var postgresBinary: Data? { get }
+}
+
+extension PostgresBindable {
+    public var postgresBinary: Data? { nil }
+}
+
+/// One parameter as it travels: NULL, text, or bytes in binary format.
+enum PostgresParameter {
+    case null
+    case text(String)
+    case binary(Data)
+
+    init(_ value: any PostgresBindable) {
+        if let bytes = value.postgresBinary {
+            self = .binary(bytes)
+        } else if let text = value.postgresText {
+            self = .text(text)
+        } else {
+            self = .null
+        }
+    }
 }
 
 extension String: PostgresBindable {
@@ -36,8 +62,11 @@ extension Double: PostgresBindable {
 }
 
 extension Data: PostgresBindable {
-    /// bytea in hex format: `\x0a1b...`.
+    /// bytea in hex format: `\x0a1b...` (elements of arrays travel this way).
     public var postgresText: String? { Hex.byteaLiteral(self) }
+    /// A bytea parameter itself travels in binary format. Its type must be
+    /// bytea where it is used (a bytea column or argument, or `::bytea`).
+    public var postgresBinary: Data? { self }
 }
 
 extension Date: PostgresBindable {
@@ -50,6 +79,13 @@ extension Optional: PostgresBindable where Wrapped: PostgresBindable {
         switch self {
         case .none: return nil
         case .some(let value): return value.postgresText
+        }
+    }
+
+    public var postgresBinary: Data? {
+        switch self {
+        case .none: return nil
+        case .some(let value): return value.postgresBinary
         }
     }
 }

@@ -39,6 +39,34 @@ final class ConnectionTests: XCTestCase {
             try connection.query("SELECT array_to_string($1::text[], '|')", [array])[0].decode(String.self, at: 0), "a\"b|c\\d|ñ")
     }
 
+    func testByteaParametersTravelAsBytesInEveryWayOfSending() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let all = Data((0...255).map { UInt8($0) })
+        let big = Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        XCTAssertEqual(all.postgresBinary, all, "bytea goes in binary format")
+        for value in [all, Data(), Data([0]), big] {
+            // Binary: the server gets the bytes themselves (octet_length), not their hex.
+            for prepared in [true, false] {
+                let row = try connection.query("SELECT octet_length($1::bytea), $1::bytea", [value], prepared: prepared)[0]
+                XCTAssertEqual(try row.decode(Int.self, at: 0), value.count)
+                XCTAssertEqual(try row.decode(Data.self, at: 1), value)
+            }
+            let hex = value.map { String(format: "%02x", $0) }.joined()
+            let results = try connection.pipeline([
+                "SELECT \(value)::bytea, \("text beside it"), \(Data?.none)::bytea",
+                "SELECT md5(\(value)::bytea) = md5(decode(\(hex), 'hex'))",
+            ])
+            XCTAssertEqual(try results[0][0].decode(Data.self, at: 0), value)
+            XCTAssertEqual(try results[0][0].decode(String.self, at: 1), "text beside it")
+            XCTAssertNil(try results[0][0].decode(Data?.self, at: 2))
+            XCTAssertEqual(try results[1][0].decode(Bool.self, at: 0), true)
+        }
+        // Arrays of bytea still travel as text, element by element.
+        XCTAssertEqual(
+            try connection.query("SELECT array_length($1::bytea[], 1), ($1::bytea[])[2]", [[all, Data([7])]])[0].decode(Data.self, at: 1),
+            Data([7]))
+    }
+
     func testTimestampsDecodeFromAnyZoneOffset() throws {
         let connection = try Connection(conninfo: TestDatabase.ownerURL)
         try connection.query("SET TimeZone = 'America/Guayaquil'", prepared: false)
