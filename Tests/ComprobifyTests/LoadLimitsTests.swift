@@ -39,7 +39,7 @@ final class LoadLimitsTests: XCTestCase {
     }
 
     /// Takes a place in each of `lanes` and keeps it until `release` yields once per place.
-    private func hold(_ gate: TenantGate, lanes: [String]) async -> (Task<Void, any Error>, AsyncStream<Void>.Continuation) {
+    private func hold(_ gate: TenantGate, lanes: [TenantGate.Lane]) async -> (Task<Void, any Error>, AsyncStream<Void>.Continuation) {
         let held = AsyncStream<Void>.makeStream()
         let release = AsyncStream<Void>.makeStream()
         let holders = Task {
@@ -62,30 +62,30 @@ final class LoadLimitsTests: XCTestCase {
 
     func testTenantGateHoldsALaneToItsShareAndTimesOut() async throws {
         let gate = TenantGate(perTenant: 2, wait: .milliseconds(200))
-        let (holders, release) = await hold(gate, lanes: ["t1", "t1"])
+        let (holders, release) = await hold(gate, lanes: [.tenant(1), .tenant(1)])
         let started = ContinuousClock.now
         do {
-            try await gate.run(lane: "t1") {}
+            try await gate.run(lane: .tenant(1)) {}
             XCTFail("a third request of the same tenant got in")
         } catch let error as APIError {
             XCTAssertEqual(error.status, .serviceUnavailable)
             XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(150))
         }
-        try await gate.run(lane: "t2") {}  // another tenant is not held up
+        try await gate.run(lane: .tenant(2)) {}  // another tenant is not held up
         release.yield()
         release.yield()
         release.finish()
         try await holders.value
-        try await gate.run(lane: "t1") {}
+        try await gate.run(lane: .tenant(1)) {}
     }
 
     func testTenantGateTimesOutTheOverdueWaitersOfEveryLaneAndNoOthers() async throws {
         let gate = TenantGate(perTenant: 1, wait: .milliseconds(150))
         // One holder per lane, for longer than the wait.
-        let (holders, release) = await hold(gate, lanes: ["t1", "t2"])
+        let (holders, release) = await hold(gate, lanes: [.tenant(1), .tenant(2)])
         // Three waiters in each lane: every one of them gets 503 once its wait is over.
         let outcomes = await withTaskGroup(of: Bool.self) { group in
-            for lane in ["t1", "t2", "t1", "t2", "t1", "t2"] {
+            for lane in [TenantGate.Lane.tenant(1), .tenant(2), .tenant(1), .tenant(2), .tenant(1), .tenant(2)] {
                 group.addTask {
                     do {
                         try await gate.run(lane: lane) {}
@@ -99,14 +99,14 @@ final class LoadLimitsTests: XCTestCase {
         }
         XCTAssertEqual(outcomes, Array(repeating: false, count: 6), "every waiter timed out with 503")
         // A waiter that gets a place in time is not failed later by the sweeper.
-        let late = Task { try await gate.run(lane: "t1") { try await Task.sleep(for: .milliseconds(300)) } }
+        let late = Task { try await gate.run(lane: .tenant(1)) { try await Task.sleep(for: .milliseconds(300)) } }
         try await Task.sleep(for: .milliseconds(50))
         release.yield()
         release.yield()
         release.finish()
         try await holders.value
         try await late.value
-        try await gate.run(lane: "t2") {}
+        try await gate.run(lane: .tenant(2)) {}
     }
 
     func testACounterLaneBelongsToTheKeysTenantAndItsBusyAnswerNamesTheCounter() async throws {
@@ -138,9 +138,9 @@ final class LoadLimitsTests: XCTestCase {
     func testTenantGateLearnsTheTenantOfAKey() {
         let gate = TenantGate(perTenant: 1, wait: .milliseconds(10))
         let digest = Data([7, 7])
-        XCTAssertTrue(gate.lane(for: digest).hasPrefix("k"))
+        XCTAssertEqual(gate.lane(for: digest), .key(digest))
         gate.learn(digest: digest, tenantID: 42)
-        XCTAssertEqual(gate.lane(for: digest), TenantGate.lane(tenantID: 42))
+        XCTAssertEqual(gate.lane(for: digest), .tenant(42))
     }
 
     func testListBudgetStopsEarlyButAlwaysMovesForward() {

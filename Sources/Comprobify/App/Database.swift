@@ -89,8 +89,8 @@ public struct Database: Sendable {
         try await counters.run(lane: counterLane(for: token, issuer: issuer, documentType: documentType), body)
     }
 
-    func counterLane(for token: APIToken, issuer: Int64, documentType: String) -> String {
-        "\(gate.lane(for: token.digest))/\(issuer)/\(documentType)"
+    func counterLane(for token: APIToken, issuer: Int64, documentType: String) -> TenantGate.Lane {
+        .counter(gate.lane(for: token.digest), issuer: issuer, documentType: documentType)
     }
 
     /// Runs `work` in the lane of the tenant `token` acts for, and remembers the tenant it finds.
@@ -229,7 +229,7 @@ public struct Database: Sendable {
         _ body: @escaping @Sendable (Transaction, [QueryResult]) throws -> T
     ) async throws -> T {
         let set: PostgresQuery = "SELECT set_config('app.tenant_id', \(String(tenantID)), true)"
-        return try await gate.run(lane: TenantGate.lane(tenantID: tenantID)) {
+        return try await gate.run(lane: .tenant(tenantID)) {
             try await pool.transaction(isolation, prologue: [set] + prologue) { transaction, results in
                 try body(transaction, Array(results.dropFirst()))
             }
@@ -241,7 +241,7 @@ public struct Database: Sendable {
     /// transaction.
     func read<A>(forTenantID tenantID: Int64, _ a: Read<A>) async throws -> A {
         let set: PostgresQuery = "SELECT set_config('app.tenant_id', \(String(tenantID)), true)"
-        return try await gate.run(lane: TenantGate.lane(tenantID: tenantID)) {
+        return try await gate.run(lane: .tenant(tenantID)) {
             try a.decode(try await pool.pipeline([set, a.query])[1])
         }
     }

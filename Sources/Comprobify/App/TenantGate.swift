@@ -12,20 +12,28 @@ import Postgres
 /// keyed by the tenant a key digest was last seen acting for (remembered for a
 /// minute), or by the digest itself the first time.
 final class TenantGate: Sendable {
+    /// A lane: a tenant, a key whose tenant is not known yet, or one
+    /// numbering counter of either (`Database.issuing`).
+    enum Lane: Hashable, Sendable {
+        case tenant(Int64)
+        case key(Data)
+        indirect case counter(Lane, issuer: Int64, documentType: String)
+    }
+
     private struct Waiter {
         let continuation: CheckedContinuation<Void, any Error>
         let deadline: ContinuousClock.Instant
     }
 
-    private struct Lane {
+    private struct Places {
         var held = 0
         var waiters: [Waiter] = []
     }
 
     private struct State {
-        var lanes: [String: Lane] = [:]
+        var lanes: [Lane: Places] = [:]
         /// Lanes with waiters, for the sweeper.
-        var waiting: Set<String> = []
+        var waiting: Set<Lane> = []
         /// Whether the task that fails overdue waiters is running.
         var sweeping = false
         var tenants: [Data: (tenantID: Int64, until: ContinuousClock.Instant)] = [:]
@@ -49,15 +57,13 @@ final class TenantGate: Sendable {
     }
 
     /// The lane of a key: its tenant when known, else the key's digest.
-    func lane(for digest: Data) -> String {
+    func lane(for digest: Data) -> Lane {
         let now = ContinuousClock.now
         return state.withLockedValue { state in
-            if let known = state.tenants[digest], known.until > now { return "t\(known.tenantID)" }
-            return "k" + digest.base64EncodedString()
+            if let known = state.tenants[digest], known.until > now { return .tenant(known.tenantID) }
+            return .key(digest)
         }
     }
-
-    static func lane(tenantID: Int64) -> String { "t\(tenantID)" }
 
     /// Remembers which tenant a key acts for.
     func learn(digest: Data, tenantID: Int64) {
@@ -69,15 +75,15 @@ final class TenantGate: Sendable {
     }
 
     /// Runs `body` holding one of the lane's places.
-    func run<T>(lane: String, _ body: () async throws -> T) async throws -> T {
+    func run<T>(lane: Lane, _ body: () async throws -> T) async throws -> T {
         try await enter(lane)
         defer { leave(lane) }
         return try await body()
     }
 
-    private func enter(_ lane: String) async throws {
+    private func enter(_ lane: Lane) async throws {
         let admitted = state.withLockedValue { state -> Bool in
-            var entry = state.lanes[lane, default: Lane()]
+            var entry = state.lanes[lane, default: Places()]
             guard entry.held < perTenant, entry.waiters.isEmpty else { return false }
             entry.held += 1
             state.lanes[lane] = entry
@@ -87,7 +93,7 @@ final class TenantGate: Sendable {
         let deadline = ContinuousClock.now + wait
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let (admittedNow, startSweeper) = state.withLockedValue { state -> (Bool, Bool) in
-                var entry = state.lanes[lane, default: Lane()]
+                var entry = state.lanes[lane, default: Places()]
                 if entry.held < perTenant, entry.waiters.isEmpty {
                     entry.held += 1
                     state.lanes[lane] = entry
@@ -141,7 +147,7 @@ final class TenantGate: Sendable {
         }
     }
 
-    private func leave(_ lane: String) {
+    private func leave(_ lane: Lane) {
         let next = state.withLockedValue { state -> Waiter? in
             guard var entry = state.lanes[lane] else { return nil }
             if !entry.waiters.isEmpty {
