@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import NIOConcurrencyHelpers
+import Postgres
 import TestSupport
 import XCTest
 
@@ -91,6 +92,52 @@ final class ComprobantesTests: XCTestCase {
             let key = try factura.string("document", "accessKey")
             let foreign = try await server.call(.get, "/v1/documents/\(key)/xml", key: other.key, issuer: otherIssuer)
             foreign.assertProblem(404, "NOT_FOUND")
+        }
+    }
+
+    /// The XML of an issued document carries the number and access key of its
+    /// reply, passes the official schema and verifies with xmlsec1.
+    static func assertSignedAsNumbered(_ server: TestServer, _ key: String, issuer: Int64, _ reply: Reply) async throws {
+        let accessKey = try reply.string("document", "accessKey")
+        let sequential = try reply.int("document", "sequential")
+        let number = try reply.string("document", "number")
+        XCTAssertEqual(Int(accessKey.dropFirst(30).prefix(9)), Int(sequential), "the access key carries the sequential")
+        XCTAssertEqual(Int(number.suffix(9)), Int(sequential))
+        let xml = try await server.call(.get, "/v1/documents/\(accessKey)/xml", key: key, issuer: issuer)
+        XCTAssertEqual(xml.status, 200, xml.text)
+        XCTAssertTrue(xml.text.contains("<claveAcceso>\(accessKey)</claveAcceso>"), "document \(sequential)")
+        XCTAssertTrue(xml.text.contains("<secuencial>\(number.suffix(9))</secuencial>"), "document \(sequential)")
+        XCTAssertNil(try IndependentCheck.schemaErrors(Array(xml.text.utf8), documentType: "01"))
+        XCTAssertNil(try IndependentCheck.signatureErrors(Array(xml.text.utf8), root: "factura"))
+    }
+
+    /// A document is signed ahead of the counter's lock with the number the
+    /// process expects; when another process took that number meanwhile, the
+    /// document is signed again with the number it really gets.
+    func testSigningAheadKeepsOnlyASignatureOfTheNumberTheCounterGave() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            // 1: nothing foreseen; 2: signed ahead as 2.
+            for expected in 1...2 {
+                let reply = try await server.issue(tenant.key, issuer: issuer, body: Self.richFactura)
+                XCTAssertEqual(reply.status, 201, reply.text)
+                XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected))
+                try await Self.assertSignedAsNumbered(server, tenant.key, issuer: issuer, reply)
+            }
+            // Another process takes 3: this one signs ahead as 3, gets 4, signs again.
+            let owner = try Connection(conninfo: TestDatabase.ownerURL)
+            try owner.query(
+                "UPDATE sequentials SET next_sequential = next_sequential + 1 WHERE issuer_id = \(issuer) AND document_type = '01'")
+            for expected in [4, 5, 6] {
+                let reply = try await server.issue(tenant.key, issuer: issuer, body: Self.richFactura)
+                XCTAssertEqual(reply.status, 201, reply.text)
+                XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected))
+                try await Self.assertSignedAsNumbered(server, tenant.key, issuer: issuer, reply)
+            }
+            let metrics = try await server.call(.get, "/metrics").text
+            XCTAssertTrue(metrics.contains(#"documents_signed_ahead_total{outcome="miss"}"#), metrics)
+            XCTAssertTrue(metrics.contains(#"documents_signed_ahead_total{outcome="hit"}"#), metrics)
         }
     }
 

@@ -53,6 +53,8 @@ final class DocumentsTests: XCTestCase {
             XCTAssertEqual(sequentials, Array(1...64))
             for reply in replies { XCTAssertTrue(AccessKey.isValid(try reply.string("document", "accessKey"))) }
             XCTAssertEqual(Set(try replies.map { try $0.string("document", "accessKey") }).count, 64)
+            // Signed ahead of the lock or under it, each XML is signed with its own number.
+            for reply in replies { try await ComprobantesTests.assertSignedAsNumbered(server, tenant.key, issuer: issuer, reply) }
         }
     }
 

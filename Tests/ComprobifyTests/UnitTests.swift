@@ -180,3 +180,29 @@ final class RequestIDTests: XCTestCase {
         XCTAssertEqual(RequestMiddleware.requestID(from: "client-id_1.2"), "client-id_1.2")
     }
 }
+
+final class NumberForecastTests: XCTestCase {
+    func testGuessesCountTheRequestsAheadAndAMissSignsTheNextUnderTheLock() {
+        let forecast = NumberForecast()
+        let counter = NumberForecast.Counter(issuer: 1, documentType: "01")
+        XCTAssertNil(forecast.guess(counter), "nothing known before the first number")
+        forecast.took(1, at: counter, guessed: nil)
+        // Two requests ask before either takes: 2 and 3.
+        let first = forecast.guess(counter)
+        let second = forecast.guess(counter)
+        XCTAssertEqual([first, second], [2, 3])
+        forecast.took(2, at: counter, guessed: first)
+        forecast.took(3, at: counter, guessed: second)
+        // One gives up before taking: the next guess does not count it.
+        _ = forecast.guess(counter)
+        forecast.abandon(counter)
+        let third = forecast.guess(counter)
+        XCTAssertEqual(third, 4)
+        // Another process took 4: a miss, and the next request signs under the lock.
+        forecast.took(5, at: counter, guessed: third)
+        XCTAssertNil(forecast.guess(counter))
+        forecast.took(6, at: counter, guessed: nil)
+        XCTAssertEqual(forecast.guess(counter), 7, "guessing resumes after a number taken without a guess")
+        XCTAssertNil(forecast.guess(NumberForecast.Counter(issuer: 1, documentType: "04")), "each counter on its own")
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import SRI
 
 /// The computed part of a Document as API.md/SRI.md show it: buyer, items with
@@ -105,12 +106,13 @@ enum DocumentBody {
 
 /// Builds, checks and signs a comprobante's XML. `prepare` builds the tree and
 /// checks it against the official schema before the number is taken; `signed`
-/// writes the number in and signs, the only XML work done while the counter's
-/// row lock is held.
+/// writes the number in and signs: ahead of the counter's row lock when
+/// `numbers` foresees the number, else while the lock is held.
 struct DocumentSigning: Sendable {
     let secretBox: SecretBox
     let algorithm: SignatureAlgorithm
     let identities = SigningIdentityCache()
+    let numbers = NumberForecast()
 
     /// Builds the comprobante and checks it against the official schema. A
     /// failure here or in `signed` is a bug, never the client's fault (500);
@@ -123,5 +125,74 @@ struct DocumentSigning: Sendable {
     {
         try prepared.signed(
             numbering: .init(accessKey: accessKey, sequential: sequential), identity: identity, algorithm: algorithm, signingTime: now)
+    }
+}
+
+/// The number this process expects a counter (issuer × document type) to hand
+/// out next: one after the last it took there, plus one for each of its
+/// requests on that counter that asked before this one and have not taken
+/// their number yet. Under a steady stream of documents on one counter, a
+/// request signs with it while the previous one still holds the counter's row
+/// lock, and keeps that signature when the counter agrees; the lock is then
+/// held only for the round trips. When the counter disagrees (another process
+/// issued on it, or a transaction rolled back), the document is signed again
+/// with the real number, under the lock, and the counter's next document
+/// signs under the lock too, until this process has taken a number there
+/// again. A guess only decides where the signing happens, never which number
+/// a document gets.
+final class NumberForecast: Sendable {
+    struct Counter: Hashable, Sendable {
+        let issuer: Int64
+        let documentType: String
+    }
+
+    private struct Entry {
+        /// The last number taken here; nil before the first.
+        var last: Int?
+        var missed = false
+        /// Requests that asked for a guess and have not taken (or given up) yet.
+        var pending = 0
+    }
+
+    private let entries = NIOLockedValueBox<[Counter: Entry]>([:])
+    /// Counters remembered at most; past it the memory starts over.
+    static let limit = 100_000
+
+    /// Every issuing request asks once, before taking its number, and then
+    /// calls `took` or `abandon`. Returns the number to sign ahead with, or
+    /// nil: nothing known yet, or the last guess missed.
+    func guess(_ counter: Counter) -> Int? {
+        entries.withLockedValue { entries in
+            if entries.count >= NumberForecast.limit, entries[counter] == nil { entries.removeAll(keepingCapacity: true) }
+            var entry = entries[counter, default: Entry()]
+            defer {
+                entry.pending += 1
+                entries[counter] = entry
+            }
+            guard let last = entry.last, !entry.missed else { return nil }
+            return last + 1 + entry.pending
+        }
+    }
+
+    /// Records the number the counter handed out and whether `guessed` matched it.
+    func took(_ number: Int, at counter: Counter, guessed: Int?) {
+        let hit = guessed.map { $0 == number }
+        entries.withLockedValue { entries in
+            var entry = entries[counter, default: Entry()]
+            entry.last = number
+            entry.missed = hit == false
+            entry.pending = max(0, entry.pending - 1)
+            entries[counter] = entry
+        }
+        if let hit { ServiceMetrics.signedAhead(hit: hit) }
+    }
+
+    /// A request that asked and will not take a number (it failed first).
+    func abandon(_ counter: Counter) {
+        entries.withLockedValue { entries in
+            guard var entry = entries[counter] else { return }
+            entry.pending = max(0, entry.pending - 1)
+            entries[counter] = entry
+        }
     }
 }

@@ -64,15 +64,35 @@ struct DocumentsController {
                 }
                 let prepared = try signing.prepare(comprobante, issuer: xmlIssuer)
                 let body = DocumentBody.json(comprobante)
-                let issueDate = comprobante.issueDate
+                let parts = AccessKey.Parts(
+                    issueDate: comprobante.issueDate, documentType: comprobante.kind.rawValue, ruc: issuer.ruc,
+                    environment: issuer.environment, establishment: issuer.establishment, emissionPoint: issuer.emissionPoint)
+                let numericCode = AccessKey.randomNumericCode()
+                // Signed ahead of the counter's lock with the number this process
+                // expects it to give (NumberForecast), kept only if it does.
+                let counter = NumberForecast.Counter(issuer: issuer.id, documentType: comprobante.kind.rawValue)
+                let guess = signing.numbers.guess(counter)
+                var settled = false
+                defer { if !settled { signing.numbers.abandon(counter) } }
+                var ahead: (accessKey: String, xml: [UInt8])?
+                if let guess {
+                    let accessKey = AccessKey.make(parts, sequential: guess, numericCode: numericCode)
+                    ahead = (accessKey, try signing.signed(prepared, accessKey: accessKey, sequential: guess, identity: identity, now: now))
+                }
                 // The counter's row stays locked from here to the commit.
                 let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
-                let accessKey = AccessKey.make(
-                    AccessKey.Parts(
-                        issueDate: issueDate, documentType: comprobante.kind.rawValue, ruc: issuer.ruc, environment: issuer.environment,
-                        establishment: issuer.establishment, emissionPoint: issuer.emissionPoint),
-                    sequential: sequential, numericCode: AccessKey.randomNumericCode())
-                let xml = try signing.signed(prepared, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
+                signing.numbers.took(sequential, at: counter, guessed: guess)
+                settled = true
+                let accessKey: String
+                let xml: [UInt8]
+                if let ahead, guess == sequential {
+                    (accessKey, xml) = ahead
+                } else {
+                    accessKey = AccessKey.make(parts, sequential: sequential, numericCode: numericCode)
+                    // A tree is signed once: a missed guess used the first one.
+                    let tree = ahead == nil ? prepared : try signing.prepare(comprobante, issuer: xmlIssuer)
+                    xml = try signing.signed(tree, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
+                }
                 let signed = DocumentsStore.Signed(
                     comprobante: comprobante, body: body, sequential: sequential, accessKey: accessKey, xml: xml,
                     metadata: document.metadata, modifiedDocumentID: modifiedDocumentID)

@@ -36,6 +36,14 @@ enum ServiceMetrics {
             .increment()
     }
 
+    private static let signedAheadHit = Counter(label: "documents_signed_ahead_total", dimensions: [("outcome", "hit")])
+    private static let signedAheadMiss = Counter(label: "documents_signed_ahead_total", dimensions: [("outcome", "miss")])
+
+    /// A document signed ahead of its counter's lock: kept (hit) or signed again (miss).
+    static func signedAhead(hit: Bool) {
+        (hit ? signedAheadHit : signedAheadMiss).increment()
+    }
+
     static func promoted() {
         Counter(label: "tenant_promotions_total").increment()
     }
