@@ -141,6 +141,29 @@ final class ComprobantesTests: XCTestCase {
         }
     }
 
+    func testTheLastSequentialIsIssuedAndThenTheCounterIsExhausted() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let first = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(first.status, 201, first.text)
+            let owner = try Connection(conninfo: TestDatabase.ownerURL)
+            try owner.query("UPDATE sequentials SET next_sequential = 999999998 WHERE issuer_id = \(issuer) AND document_type = '01'")
+            // 999999998 (a missed guess), then 999999999 (after a miss, nothing is guessed).
+            for expected in [999_999_998, 999_999_999] {
+                let reply = try await server.issue(tenant.key, issuer: issuer, body: Self.richFactura)
+                XCTAssertEqual(reply.status, 201, reply.text)
+                XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected))
+                try await Self.assertSignedAsNumbered(server, tenant.key, issuer: issuer, reply)
+            }
+            // Nothing to foresee past it: the counter answers, 409, and the server stays up.
+            let past = try await server.issue(tenant.key, issuer: issuer)
+            past.assertProblem(409, "CONFLICT")
+            let health = try await server.call(.get, "/healthz")
+            XCTAssertEqual(health.status, 200)
+        }
+    }
+
     func testStateChecksAre409AndConsumeNoNumber() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()

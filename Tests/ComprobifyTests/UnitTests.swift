@@ -204,5 +204,9 @@ final class NumberForecastTests: XCTestCase {
         forecast.took(6, at: counter, guessed: nil)
         XCTAssertEqual(forecast.guess(counter), 7, "guessing resumes after a number taken without a guess")
         XCTAssertNil(forecast.guess(NumberForecast.Counter(issuer: 1, documentType: "04")), "each counter on its own")
+        let last = NumberForecast.Counter(issuer: 2, documentType: "01")
+        forecast.took(999_999_998, at: last, guessed: nil)
+        XCTAssertEqual(forecast.guess(last), 999_999_999)
+        XCTAssertNil(forecast.guess(last), "nothing past the last sequential")
     }
 }

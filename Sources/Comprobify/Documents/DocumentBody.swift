@@ -157,6 +157,8 @@ final class NumberForecast: Sendable {
     private let entries = NIOLockedValueBox<[Counter: Entry]>([:])
     /// Counters remembered at most; past it the memory starts over.
     static let limit = 100_000
+    /// The last sequential a counter gives (sequentials_next_in_range).
+    static let lastSequential = 999_999_999
 
     /// Every issuing request asks once, before taking its number, and then
     /// calls `took` or `abandon`. Returns the number to sign ahead with, or
@@ -170,7 +172,9 @@ final class NumberForecast: Sendable {
                 entries[counter] = entry
             }
             guard let last = entry.last, !entry.missed else { return nil }
-            return last + 1 + entry.pending
+            let next = last + 1 + entry.pending
+            // Past the last sequential there is nothing to foresee: the counter refuses (409).
+            return next <= NumberForecast.lastSequential ? next : nil
         }
     }
 

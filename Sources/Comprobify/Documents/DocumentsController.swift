@@ -76,8 +76,12 @@ struct DocumentsController {
                 defer { if !settled { signing.numbers.abandon(counter) } }
                 var ahead: (accessKey: String, xml: [UInt8])?
                 if let guess {
+                    // Anything that goes wrong here (a guess past the last number, say)
+                    // only means signing under the lock, where it counts.
                     let accessKey = AccessKey.make(parts, sequential: guess, numericCode: numericCode)
-                    ahead = (accessKey, try signing.signed(prepared, accessKey: accessKey, sequential: guess, identity: identity, now: now))
+                    ahead = try? (
+                        accessKey, signing.signed(prepared, accessKey: accessKey, sequential: guess, identity: identity, now: now)
+                    )
                 }
                 // The counter's row stays locked from here to the commit.
                 let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
@@ -89,8 +93,8 @@ struct DocumentsController {
                     (accessKey, xml) = ahead
                 } else {
                     accessKey = AccessKey.make(parts, sequential: sequential, numericCode: numericCode)
-                    // A tree is signed once: a missed guess used the first one.
-                    let tree = ahead == nil ? prepared : try signing.prepare(comprobante, issuer: xmlIssuer)
+                    // A tree is signed once: a guess used the first one.
+                    let tree = guess == nil ? prepared : try signing.prepare(comprobante, issuer: xmlIssuer)
                     xml = try signing.signed(tree, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
                 }
                 let signed = DocumentsStore.Signed(
