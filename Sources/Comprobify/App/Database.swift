@@ -228,21 +228,24 @@ public struct Database: Sendable {
         prologue: [PostgresQuery] = [],
         _ body: @escaping @Sendable (Transaction, [QueryResult]) throws -> T
     ) async throws -> T {
-        let set: PostgresQuery = "SELECT set_config('app.tenant_id', \(String(tenantID)), true)"
         return try await gate.run(lane: .tenant(tenantID)) {
-            try await pool.transaction(isolation, prologue: [set] + prologue) { transaction, results in
+            try await pool.transaction(isolation, prologue: [Database.setTenant(tenantID)] + prologue) { transaction, results in
                 try body(transaction, Array(results.dropFirst()))
             }
         }
+    }
+
+    /// Acts as the tenant `tenantID` until the transaction ends (row-level security).
+    private static func setTenant(_ tenantID: Int64) -> PostgresQuery {
+        "SELECT set_config('app.tenant_id', \(String(tenantID)), true)"
     }
 
     /// A read for a tenant known by id (the background workers) in one round
     /// trip: setting the tenant and the read are pipelined as one implicit
     /// transaction.
     func read<A>(forTenantID tenantID: Int64, _ a: Read<A>) async throws -> A {
-        let set: PostgresQuery = "SELECT set_config('app.tenant_id', \(String(tenantID)), true)"
         return try await gate.run(lane: .tenant(tenantID)) {
-            try a.decode(try await pool.pipeline([set, a.query])[1])
+            try a.decode(try await pool.pipeline([Database.setTenant(tenantID), a.query])[1])
         }
     }
 
