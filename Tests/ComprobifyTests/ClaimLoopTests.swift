@@ -43,10 +43,12 @@ final class ClaimLoopTests: XCTestCase {
     }
 
     /// The loop over `queue`, each item taking as long as `work`.
-    private func start(_ queue: Queue, workers: Int, _ work: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+    private func start(
+        _ queue: Queue, workers: Int, pace: @escaping @Sendable () -> Int? = { nil }, _ work: @escaping @Sendable () async -> Void
+    ) -> Task<Void, Never> {
         Task {
             await ClaimLoop.run(
-                workers: workers, pollMilliseconds: 20, what: "test items", logger: Logger(label: "test"),
+                workers: workers, pace: pace, pollMilliseconds: 20, what: "test items", logger: Logger(label: "test"),
                 claim: { queue.claim($0) },
                 process: { item in
                     queue.started()
@@ -86,5 +88,37 @@ final class ClaimLoopTests: XCTestCase {
         let state = queue.state.withLockedValue { $0 }
         XCTAssertEqual(state.limits, [5], "one claim, none after the stop")
         XCTAssertEqual(state.processed.sorted(), Array(0..<5), "the item claimed ahead was processed too")
+    }
+
+    /// While paced (requests keep PostgreSQL busy) claims are of one item and
+    /// at most `rate` a second, and items in flight overlap: a slow one holds
+    /// no other back. Unpaced again, claims fill every worker.
+    func testAPaceBoundsTheClaimsAndASlowItemHoldsNoOtherBack() async throws {
+        let queue = Queue(400)
+        let paced = NIOLockedValueBox(true)
+        let rate = 40
+        let began = ContinuousClock.now
+        let loop = start(queue, workers: 8, pace: { paced.withLockedValue { $0 } ? rate : nil }) {
+            try? await Task.sleep(for: .milliseconds(paced.withLockedValue { $0 } ? 100 : 5))
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let narrow = queue.state.withLockedValue { $0 }
+        let elapsed = ContinuousClock.now - began
+        let bound = Int(Double(rate) * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) + 1
+        XCTAssertEqual(Set(narrow.limits), [1], "one item per claim: \(narrow.limits)")
+        XCTAssertLessThanOrEqual(narrow.limits.count, bound, "at most \(rate) claims a second")
+        XCTAssertGreaterThanOrEqual(narrow.limits.count, 4, "paced, not stopped")
+        XCTAssertGreaterThan(narrow.mostAtOnce, 1, "items of 100 ms claimed every 25 ms run side by side")
+
+        paced.withLockedValue { $0 = false }
+        for _ in 0..<300 where queue.state.withLockedValue({ $0.processed.count }) < 400 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        loop.cancel()
+        await loop.value
+        let wide = queue.state.withLockedValue { $0 }
+        XCTAssertEqual(wide.processed.sorted(), Array(0..<400), "every item once")
+        XCTAssertEqual(wide.mostAtOnce, 8, "all the workers once unpaced")
+        XCTAssertTrue(wide.limits.contains(10), "8 free workers and 8 / 4 ahead: \(wide.limits)")
     }
 }

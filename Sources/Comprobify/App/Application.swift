@@ -34,18 +34,26 @@ public func buildRouter(configuration: Configuration, database: Database, logger
     return router
 }
 
-/// The connection pool for `configuration`, with the app role's session timeouts.
-public func makePool(configuration: Configuration, logger: Logger) -> ConnectionPool {
-    ConnectionPool(
+/// The requests' connection pool for `configuration`, with the app role's
+/// session timeouts; with `background`, the background work's pool, whose
+/// sessions are named apart (RequestPressure counts the requests' sessions)
+/// and commit without waiting for the WAL flush: a record lost to a database
+/// crash is made again (a resent comprobante gets 43, a webhook is delivered
+/// at least once), and the issuing transactions, which hold a counter's row
+/// lock through their commit, do not queue behind the background's flushes.
+public func makePool(configuration: Configuration, logger: Logger, background: Bool = false) -> ConnectionPool {
+    var settings = [
+        ("statement_timeout", "\(configuration.statementTimeoutMilliseconds)ms"),
+        ("idle_in_transaction_session_timeout", "\(configuration.idleInTransactionTimeoutMilliseconds)ms"),
+        ("application_name", background ? RequestPressure.backgroundApplicationName : RequestPressure.requestApplicationName),
+    ]
+    if background { settings.append(("synchronous_commit", "off")) }
+    return ConnectionPool(
         configuration: .init(
             conninfo: configuration.databaseURL,
-            size: configuration.poolSize,
+            size: background ? configuration.backgroundPoolSize : configuration.poolSize,
             waitTimeout: .milliseconds(configuration.poolWaitMilliseconds),
-            sessionSettings: [
-                ("statement_timeout", "\(configuration.statementTimeoutMilliseconds)ms"),
-                ("idle_in_transaction_session_timeout", "\(configuration.idleInTransactionTimeoutMilliseconds)ms"),
-                ("application_name", "comprobify"),
-            ]
+            sessionSettings: settings
         ),
         logger: logger
     )
@@ -86,15 +94,28 @@ public func buildApplication(configuration: Configuration, logger: Logger) async
         },
         logger: logger
     )
-    // Services stop in reverse order: the SRI workers first (their exchanges
-    // in flight finish), then the SOAP client, then the pool.
-    let sri = SRIClient(settings: .init(timeoutMilliseconds: configuration.sri.timeoutMilliseconds))
+    // The background work has its own pool: it never takes a connection a
+    // request is waiting for, and its sessions are not counted as requests'.
+    let backgroundPool = makePool(configuration: configuration, logger: logger, background: true)
+    let backgroundDatabase = Database(pool: backgroundPool, tenantMaxConnections: configuration.backgroundPoolSize)
+    let background = BackgroundWork(
+        pressure: RequestPressure(database: backgroundDatabase, busyRate: configuration.backgroundBusyRate),
+        sampling: configuration.sri.workers > 0 || configuration.webhooks.workers > 0, logger: logger)
+    // Services stop in reverse order: the webhook and SRI workers first (their
+    // exchanges in flight finish), then the SOAP client, then the pressure
+    // sampling, then the pools.
+    let sri = SRIClient(
+        settings: .init(timeoutMilliseconds: configuration.sri.timeoutMilliseconds), eventLoopGroup: BackgroundWork.eventLoopGroup)
     app.addServices(
-        PoolService(pool: pool), HousekeepingService(database: database, logger: logger), sri,
-        SubmissionService(database: database, client: sri, settings: configuration.sri, logger: logger)
+        PoolService(pool: pool), PoolService(pool: backgroundPool), HousekeepingService(database: database, logger: logger),
+        background, sri,
+        SubmissionService(
+            database: backgroundDatabase, client: sri, settings: configuration.sri, logger: logger, pressure: background.pressure)
     )
     app.addServices(
-        WebhookService(database: database, settings: configuration.webhooks, secretBox: configuration.secretBox, logger: logger))
+        WebhookService(
+            database: backgroundDatabase, settings: configuration.webhooks, secretBox: configuration.secretBox, logger: logger,
+            eventLoopGroup: BackgroundWork.eventLoopGroup, pressure: background.pressure))
     return app
 }
 

@@ -7,19 +7,25 @@ import ServiceLifecycle
 /// of `workers` more: the extra items wait here, leased to this process, for
 /// the next workers to finish, so that under a backlog one claim serves
 /// several items instead of one each. When fewer are due, it looks again
-/// after `pollMilliseconds` or as soon as a worker is done. On shutdown it
-/// claims nothing more; the items in flight and those already claimed finish.
-/// A failing claim is logged once, and its recovery once.
+/// after `pollMilliseconds` or as soon as a worker is done.
+///
+/// While `pace` gives a rate (RequestPressure: requests keep PostgreSQL
+/// busy), claims are of one item, at most that many a second; items already
+/// claimed start at once, and items in flight are not held back, so a slow
+/// one delays no other. On shutdown it claims nothing more; the items in
+/// flight and those already claimed finish. A failing claim is logged once,
+/// and its recovery once.
 enum ClaimLoop {
     private enum Event: Sendable {
         case finished
         case tick
+        case paced
     }
 
     private static var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
 
     static func run<Item: Sendable>(
-        workers: Int, pollMilliseconds: Int, what: String, logger: Logger,
+        workers: Int, pace: @escaping @Sendable () -> Int? = { nil }, pollMilliseconds: Int, what: String, logger: Logger,
         claim: @escaping @Sendable (_ limit: Int) async throws -> [Item],
         process: @escaping @Sendable (Item) async -> Void
     ) async {
@@ -27,7 +33,10 @@ enum ClaimLoop {
         await withTaskGroup(of: Event.self) { group in
             var running = 0
             var ticking = false
+            var pacing = false
             var failing = false
+            // The earliest time of the next claim while paced.
+            var nextClaim = ContinuousClock.now
             // Claimed, not started yet, oldest first.
             var ready: [Item] = []
             var next = 0
@@ -49,19 +58,25 @@ enum ClaimLoop {
             while !stopping {
                 startReady()
                 let free = workers - running
+                let rate = pace()
                 var short = false
                 if free > 0 {
-                    do {
-                        let work = try await claim(free + ahead)
-                        if failing { logger.info("claiming \(what) again") }
-                        failing = false
-                        ready += work
-                        startReady()
-                        short = work.count < free
-                    } catch {
-                        if !failing { logger.warning("cannot claim \(what)", metadata: ["error": "\(error)"]) }
-                        failing = true
-                        short = true
+                    let now = ContinuousClock.now
+                    if rate == nil || now >= nextClaim {
+                        let limit = rate == nil ? free + ahead : 1
+                        if let rate { nextClaim = now + .seconds(1) / max(1, rate) }
+                        do {
+                            let work = try await claim(limit)
+                            if failing { logger.info("claiming \(what) again") }
+                            failing = false
+                            ready += work
+                            startReady()
+                            short = work.count < limit
+                        } catch {
+                            if !failing { logger.warning("cannot claim \(what)", metadata: ["error": "\(error)"]) }
+                            failing = true
+                            short = true
+                        }
                     }
                 }
                 if short && !ticking {
@@ -71,9 +86,20 @@ enum ClaimLoop {
                         return .tick
                     }
                 }
+                // Paced, with work waiting and a worker free: the next claim
+                // is due at `nextClaim`, whatever the items in flight take.
+                if rate != nil && !short && !pacing && running < workers {
+                    pacing = true
+                    let wait = nextClaim - ContinuousClock.now
+                    group.addTask {
+                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+                        return .paced
+                    }
+                }
                 switch await group.next() {
                 case .finished?: running -= 1
                 case .tick?: ticking = false
+                case .paced?: pacing = false
                 case nil: break
                 }
             }

@@ -9,8 +9,14 @@ public struct Configuration: Sendable {
     public var databaseURL: String
     public var host = "0.0.0.0"
     public var port = 8080
-    /// Database connections (and the threads that drive them).
+    /// Database connections (and the threads that drive them) for requests.
     public var poolSize = 8
+    /// Database connections of the background work (sending to SRI,
+    /// delivering webhooks), apart from the requests' pool.
+    public var backgroundPoolSize = 4
+    /// Items each background queue (SRI, webhooks) of a process may claim a
+    /// second while requests keep PostgreSQL busy (RequestPressure).
+    public var backgroundBusyRate = 20
     /// How long a request waits for a free connection before 503.
     public var poolWaitMilliseconds = 2_000
     public var statementTimeoutMilliseconds = 5_000
@@ -91,6 +97,8 @@ public struct Configuration: Sendable {
         configuration.host = env("HOST") ?? configuration.host
         configuration.port = try integer("PORT", 0...65535) ?? configuration.port
         configuration.poolSize = try integer("DB_POOL_SIZE", 1...256) ?? configuration.poolSize
+        configuration.backgroundPoolSize = try integer("DB_BACKGROUND_POOL_SIZE", 1...64) ?? configuration.backgroundPoolSize
+        configuration.backgroundBusyRate = try integer("BACKGROUND_BUSY_RATE", 1...100_000) ?? configuration.backgroundBusyRate
         configuration.poolWaitMilliseconds = try integer("DB_POOL_WAIT_MS", 1...600_000) ?? configuration.poolWaitMilliseconds
         configuration.statementTimeoutMilliseconds =
             try integer("DB_STATEMENT_TIMEOUT_MS", 1...3_600_000) ?? configuration.statementTimeoutMilliseconds

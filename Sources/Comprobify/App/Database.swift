@@ -299,6 +299,21 @@ public struct Database: Sendable {
         }
     }
 
+    /// Sessions named `applicationName` (of any process) that are in a statement
+    /// or in a transaction, this one left out. `pg_stat_activity` shows their
+    /// state to sessions of the same role, comprobify_app.
+    func busySessions(applicationName: String) async throws -> Int {
+        try await pool.withConnection { connection in
+            try connection.query(
+                """
+                SELECT count(*)::int FROM pg_stat_activity
+                 WHERE application_name = \(applicationName) AND pid <> pg_backend_pid()
+                   AND state IN ('active', 'idle in transaction')
+                """
+            )[0].decode(Int.self, at: 0)
+        }
+    }
+
     /// Claims up to `limit` webhook deliveries that are due, across tenants,
     /// through `claim_webhook_deliveries()`: only (tenant, delivery) pairs come
     /// back, leased to `worker`. Each is then made and recorded as its tenant.

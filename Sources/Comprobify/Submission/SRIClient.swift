@@ -64,7 +64,8 @@ public final class SRIClient: Service, Sendable {
     public let settings: Settings
     private let http: HTTPClient
 
-    public init(settings: Settings = Settings()) {
+    /// `eventLoopGroup`: where the client's connections run (the caller shuts it down).
+    public init(settings: Settings = Settings(), eventLoopGroup: any EventLoopGroup = HTTPClient.defaultEventLoopGroup) {
         self.settings = settings
         let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMilliseconds))
         var configuration = HTTPClient.Configuration(
@@ -72,7 +73,7 @@ public final class SRIClient: Service, Sendable {
             timeout: .init(connect: timeout, read: timeout)
         )
         configuration.decompression = .disabled
-        http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        http = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
     }
 
     /// Closes the connections; the client cannot be used afterwards.

@@ -22,14 +22,19 @@ struct SubmissionService: Service {
     let client: SRIClient
     let settings: SRISettings
     let logger: Logger
+    /// Whether requests keep PostgreSQL busy: then exchanges start at its pace.
+    let pressure: RequestPressure?
     /// This process's workers, as `leased_by`.
     let worker = UUID()
 
+    /// At background priority (BackgroundWork): requests come first.
     func run() async throws {
-        await withDiscardingTaskGroup { group in
-            group.addTask { await watchQueueDepth() }
-            if settings.workers > 0 {
-                group.addTask { await dispatch() }
+        await BackgroundWork.run {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await watchQueueDepth() }
+                if settings.workers > 0 {
+                    group.addTask { await dispatch() }
+                }
             }
         }
     }
@@ -48,7 +53,8 @@ struct SubmissionService: Service {
                 "productionURL": "\(settings.productionURL)",
             ])
         await ClaimLoop.run(
-            workers: settings.workers, pollMilliseconds: settings.pollMilliseconds, what: "SRI work", logger: logger,
+            workers: settings.workers, pace: { [pressure] in pressure?.pace },
+            pollMilliseconds: settings.pollMilliseconds, what: "SRI work", logger: logger,
             claim: { limit in
                 try await database.claimSRIWork(
                     worker: worker, limit: limit, leaseMilliseconds: settings.leaseMilliseconds, tenants: settings.tenantIDs)

@@ -25,6 +25,10 @@ struct WebhookService: Service {
     let settings: WebhookSettings
     let secretBox: SecretBox
     let logger: Logger
+    /// Where its HTTP clients run: BackgroundWork's event loop.
+    let eventLoopGroup: any EventLoopGroup
+    /// Whether requests keep PostgreSQL busy: then attempts start at its pace.
+    let pressure: RequestPressure?
     /// This process's workers, as `leased_by`.
     let worker = UUID()
 
@@ -38,12 +42,15 @@ struct WebhookService: Service {
         return configuration
     }
 
+    /// At background priority (BackgroundWork): requests come first.
     func run() async throws {
-        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration())
-        await withDiscardingTaskGroup { group in
-            group.addTask { await watchQueueDepth() }
-            if settings.workers > 0 {
-                group.addTask { await dispatch(http) }
+        let http = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration())
+        await BackgroundWork.run {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await watchQueueDepth() }
+                if settings.workers > 0 {
+                    group.addTask { await dispatch(http) }
+                }
             }
         }
         try? await http.shutdown()
@@ -58,7 +65,8 @@ struct WebhookService: Service {
     private func dispatch(_ http: HTTPClient) async {
         logger.info("delivering webhooks", metadata: ["workers": "\(settings.workers)", "worker": "\(worker)"])
         await ClaimLoop.run(
-            workers: settings.workers, pollMilliseconds: settings.pollMilliseconds, what: "webhook deliveries", logger: logger,
+            workers: settings.workers, pace: { [pressure] in pressure?.pace },
+            pollMilliseconds: settings.pollMilliseconds, what: "webhook deliveries", logger: logger,
             claim: { limit in
                 try await database.claimWebhookDeliveries(
                     worker: worker, limit: limit, leaseMilliseconds: settings.leaseMilliseconds,
@@ -131,7 +139,7 @@ struct WebhookService: Service {
         // A host name is connected to at the address just approved, through a
         // client of its own (the shared one would resolve the name again).
         if let pin {
-            let pinned = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration(pinning: pin))
+            let pinned = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration(pinning: pin))
             let outcome = await send(pinned, pending, secret: secret, started: started)
             try? await pinned.shutdown()
             return outcome
