@@ -1,6 +1,6 @@
--- D1 / D50: POST /v1/documents, a factura (type "01": one line, 15 % IVA, one
--- payment, for a final consumer), signed by the server before its 201, with the
--- tenant's key (BENCH_TOKEN).
+-- D1 / D50: POST /v1/documents, a factura (bench/factura.json, type "01": one
+-- line, 15 % IVA, one payment, for a final consumer), signed by the server
+-- before its 201, with the tenant's key (BENCH_TOKEN).
 -- BENCH_ISSUERS is a comma-separated list of issuer ids. With one id every
 -- request is the same (wrk builds it once); with several, each request takes
 -- the next id round-robin (each thread starts at its own offset).
@@ -12,9 +12,10 @@ end
 assert(#issuers > 0, "BENCH_ISSUERS names no issuer")
 
 wrk.method = "POST"
-wrk.body = '{"documentType":"01","buyer":{"idType":"07","id":"9999999999999","name":"CONSUMIDOR FINAL"},'
-    .. '"items":[{"code":"A-1","description":"Widget","quantity":"2","unitPrice":"10.75","discount":"0.50",'
-    .. '"taxes":[{"code":"2","rateCode":"4"}]}],"payments":[{"method":"01","total":"24.15"}],"metadata":{"erpId":"bench"}}'
+-- The factura, from bench/factura.json (scripts/bench runs from the repository's root).
+local file = assert(io.open("bench/factura.json", "r"), "bench/factura.json is missing")
+wrk.body = file:read("*a"):gsub("%s+$", "")
+file:close()
 wrk.headers["Authorization"] = "Bearer " .. token
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-Issuer-Id"] = issuers[1]
