@@ -71,7 +71,7 @@ extension Data: PostgresBindable {
 
 extension Date: PostgresBindable {
     /// timestamptz with microseconds, in UTC.
-    public var postgresText: String? { Timestamp.format(self, fractionDigits: 6, separator: " ") + "+00" }
+    public var postgresText: String? { Timestamp.format(self, fractionDigits: 6, separator: " ", suffix: "+00") }
 }
 
 extension Optional: PostgresBindable where Wrapped: PostgresBindable {
@@ -179,9 +179,11 @@ public enum Timestamp {
         return Date(timeIntervalSince1970: Double(seconds) + fraction)
     }
 
-    /// `2026-03-01T12:00:00.000` (no zone designator) with the given number of
-    /// fraction digits (0 to 6). Always UTC.
-    public static func format(_ date: Date, fractionDigits: Int, separator: Character = "T") -> String {
+    /// `2026-03-01T12:00:00.000` followed by `suffix` (a zone designator such
+    /// as `Z`, or none), with the given number of fraction digits (0 to 6).
+    /// Always UTC. Written into the string's storage in one pass (it runs for
+    /// every timestamp of every answer).
+    public static func format(_ date: Date, fractionDigits: Int, separator: Character = "T", suffix: String = "") -> String {
         let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
@@ -196,17 +198,51 @@ public enum Timestamp {
             days -= 1
         }
         let (year, month, day) = civilFromDays(Int(days))
-        var out = ""
-        out.reserveCapacity(32)
-        out += pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2)
-        out.append(separator)
-        out += pad(Int(secondOfDay / 3600), 2) + ":" + pad(Int(secondOfDay % 3600 / 60), 2) + ":" + pad(Int(secondOfDay % 60), 2)
-        if fractionDigits > 0 {
-            var divisor = 1
-            for _ in 0..<(6 - min(fractionDigits, 6)) { divisor *= 10 }
-            out += "." + pad(Int(fraction) / divisor, min(fractionDigits, 6))
+        let digits = min(max(fractionDigits, 0), 6)
+        var divisor = 1
+        for _ in 0..<(6 - digits) { divisor *= 10 }
+        guard (0...9999).contains(year), let separator = separator.asciiValue else {
+            // Years of other widths (never stored here) the long way.
+            var out = pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) + String(separator)
+            out += pad(Int(secondOfDay / 3600), 2) + ":" + pad(Int(secondOfDay % 3600 / 60), 2) + ":" + pad(Int(secondOfDay % 60), 2)
+            if digits > 0 { out += "." + pad(Int(fraction) / divisor, digits) }
+            return out + suffix
         }
-        return out
+        let length = 19 + (digits > 0 ? 1 + digits : 0) + suffix.utf8.count
+        return String(unsafeUninitializedCapacity: length) { buffer in
+            var index = 0
+            func put(_ value: Int, _ width: Int) {
+                var rest = value
+                var position = index + width - 1
+                while position >= index {
+                    buffer[position] = UInt8(48 + rest % 10)
+                    rest /= 10
+                    position -= 1
+                }
+                index += width
+            }
+            func put(_ byte: UInt8) {
+                buffer[index] = byte
+                index += 1
+            }
+            put(year, 4)
+            put(UInt8(ascii: "-"))
+            put(month, 2)
+            put(UInt8(ascii: "-"))
+            put(day, 2)
+            put(separator)
+            put(Int(secondOfDay / 3600), 2)
+            put(UInt8(ascii: ":"))
+            put(Int(secondOfDay % 3600 / 60), 2)
+            put(UInt8(ascii: ":"))
+            put(Int(secondOfDay % 60), 2)
+            if digits > 0 {
+                put(UInt8(ascii: "."))
+                put(Int(fraction) / divisor, digits)
+            }
+            for byte in suffix.utf8 { put(byte) }
+            return index
+        }
     }
 
     private static func pad(_ value: Int, _ width: Int) -> String {

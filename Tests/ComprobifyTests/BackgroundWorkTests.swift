@@ -107,7 +107,10 @@ final class BackgroundWorkTests: XCTestCase {
             configuration: .init(
                 conninfo: TestDatabase.appURL, size: 1,
                 sessionSettings: [("application_name", RequestPressure.backgroundApplicationName)]))
-        let pressure = RequestPressure(database: Database(pool: pool), busyRate: 7)
+        // The requests' sessions of this test only: other tests' servers may
+        // still have sessions named `comprobify` now and then.
+        let requests = "comprobify-test-\(UUID().uuidString.prefix(8))"
+        let pressure = RequestPressure(database: Database(pool: pool), busyRate: 7, requestSessions: requests)
         func settle(busy: Bool) async throws {
             for _ in 0..<200 where pressure.busy != busy {
                 try await pressure.sampleOnce()
@@ -137,17 +140,14 @@ final class BackgroundWorkTests: XCTestCase {
         XCTAssertEqual(others, 0, "neither counts as a request")
 
         // Two requests' sessions in a statement.
-        let requests = [
-            session(RequestPressure.requestApplicationName, "SELECT pg_sleep(1.5)"),
-            session(RequestPressure.requestApplicationName, "SELECT pg_sleep(1.5)"),
-        ]
+        let working = [session(requests, "SELECT pg_sleep(1.5)"), session(requests, "SELECT pg_sleep(1.5)")]
         try await settle(busy: true)
         XCTAssertTrue(pressure.busy, "average \(pressure.busySessions)")
         XCTAssertEqual(pressure.pace, 7)
 
         // Sampled on after they are done: busy for a while more
         // (RequestPressure.hold), then the average falls and it is not.
-        while requests.contains(where: { !$0.isFinished }) {
+        while working.contains(where: { !$0.isFinished }) {
             try await pressure.sampleOnce()
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -108,3 +108,33 @@ final class QueryTests: XCTestCase {
         XCTAssertEqual(SQLState.checkViolation.sqlClass, .integrityConstraintViolation)
     }
 }
+
+/// Timestamps as the answers and the statements write them.
+final class TimestampFormatTests: XCTestCase {
+    private func date(_ seconds: Double) -> Date { Date(timeIntervalSince1970: seconds) }
+
+    func testFieldsPaddedFractionsTruncatedAndTheSuffixAppended() {
+        XCTAssertEqual(Timestamp.format(date(0), fractionDigits: 3, suffix: "Z"), "1970-01-01T00:00:00.000Z")
+        XCTAssertEqual(Timestamp.format(date(1_796_083_199.987654), fractionDigits: 3, suffix: "Z"), "2026-11-30T23:59:59.987Z")
+        XCTAssertEqual(
+            Timestamp.format(date(1_796_083_199.987654), fractionDigits: 6, separator: " ", suffix: "+00"),
+            "2026-11-30 23:59:59.987654+00")
+        XCTAssertEqual(Timestamp.format(date(1_796_083_199.987654), fractionDigits: 0), "2026-11-30T23:59:59")
+        XCTAssertEqual(Timestamp.format(date(1_796_083_199.5), fractionDigits: 1), "2026-11-30T23:59:59.5")
+        XCTAssertEqual(Timestamp.format(date(951_782_400), fractionDigits: 3, suffix: "Z"), "2000-02-29T00:00:00.000Z")
+        // Before 1970: the fraction still counts up from the second before.
+        XCTAssertEqual(Timestamp.format(date(-0.25), fractionDigits: 3, suffix: "Z"), "1969-12-31T23:59:59.750Z")
+        XCTAssertEqual(Timestamp.format(date(-62_135_596_800), fractionDigits: 0), "0001-01-01T00:00:00")
+        XCTAssertEqual(Timestamp.format(date(253_402_300_799), fractionDigits: 0, suffix: "Z"), "9999-12-31T23:59:59Z")
+        // Five-digit years take the long way and still come out whole.
+        XCTAssertEqual(Timestamp.format(date(253_402_300_800), fractionDigits: 2, suffix: "Z"), "10000-01-01T00:00:00.00Z")
+    }
+
+    func testWhatIsWrittenParsesBackToTheSameMicrosecond() {
+        for seconds in [0.0, 1_796_083_199.987654, -1.000001, 951_782_400.000001, 4_102_444_800.5] {
+            let text = Timestamp.format(date(seconds), fractionDigits: 6, separator: " ", suffix: "+00")
+            let parsed = Array(text.utf8).withUnsafeBufferPointer { Timestamp.parse($0) }
+            XCTAssertEqual(parsed.map { ($0.timeIntervalSince1970 * 1_000_000).rounded() }, (seconds * 1_000_000).rounded(), text)
+        }
+    }
+}

@@ -108,12 +108,15 @@ final class RequestPressure: Sendable {
     private let database: Database
     /// Items a second each background queue may claim while busy.
     let busyRate: Int
+    /// The application_name of the sessions counted.
+    let requestSessions: String
     private let state = NIOLockedValueBox(State())
     private let yielding = Gauge(label: "background_yielding")
 
-    init(database: Database, busyRate: Int) {
+    init(database: Database, busyRate: Int, requestSessions: String = RequestPressure.requestApplicationName) {
         self.database = database
         self.busyRate = busyRate
+        self.requestSessions = requestSessions
     }
 
     /// The average of the requests' busy sessions.
@@ -130,7 +133,7 @@ final class RequestPressure: Sendable {
     /// Takes one sample and folds it into the average; returns the sample.
     @discardableResult
     func sampleOnce() async throws -> Int {
-        let sessions = try await database.busySessions(applicationName: Self.requestApplicationName)
+        let sessions = try await database.busySessions(applicationName: requestSessions)
         let now = ContinuousClock.now
         let busy = state.withLockedValue { state in
             state.average += Self.weight * (Double(sessions) - state.average)

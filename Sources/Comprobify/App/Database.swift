@@ -357,7 +357,7 @@ extension Row {
     /// A timestamptz column as RFC 3339 UTC with milliseconds, e.g. `2026-03-01T12:00:00.000Z`.
     func timestamp(at column: Int) throws -> JSONValue {
         guard let date = try decode(Date?.self, at: column) else { return .null }
-        return .string(Timestamp.format(date, fractionDigits: 3) + "Z")
+        return .string(Timestamp.format(date, fractionDigits: 3, suffix: "Z"))
     }
 
     func int(at column: Int) throws -> JSONValue {

@@ -88,12 +88,14 @@ public enum JSONValue: Sendable, Equatable {
 
     static func writeString(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Most strings need no escaping: appended whole.
-        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            out.append(contentsOf: text.utf8)
+        // Most strings need no escaping: scanned in place and appended whole.
+        let plain = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            out.append(contentsOf: bytes)
             out.append(UInt8(ascii: "\""))
-            return
+            return true
         }
+        if plain == true { return }
         for byte in text.utf8 {
             let escaped: UInt8
             switch byte {
