@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import Postgres
 
 /// One JSON object per line on standard output: time, level, message and
 /// metadata. Lines from concurrent requests never interleave: each is written
@@ -31,13 +32,22 @@ public struct JSONLogHandler: LogHandler {
             ("time", .string(JSONLogHandler.timestamp(Date()))),
             ("level", .string(event.level.rawValue)),
             ("logger", .string(label)),
-            ("message", .string("\(event.message)")),
+            ("message", .string(event.message.description)),
         ]
-        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-        for key in merged.keys.sorted() {
-            members.append((key == JSONLogHandler.requestIDKey ? "request_id" : key, JSONLogHandler.json(merged[key]!)))
+        // The line's metadata wins over the handler's; merged only when both have some.
+        let merged: Logger.Metadata
+        if let own = event.metadata, !own.isEmpty {
+            merged = metadata.isEmpty ? own : metadata.merging(own) { $1 }
+        } else {
+            merged = metadata
         }
-        var line = JSONValue.object(members).utf8
+        members.reserveCapacity(4 + merged.count)
+        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+            members.append((key == JSONLogHandler.requestIDKey ? "request_id" : key, JSONLogHandler.json(value)))
+        }
+        var line: [UInt8] = []
+        line.reserveCapacity(256)
+        JSONValue.object(members).write(to: &line)
         line.append(UInt8(ascii: "\n"))
         JSONLogHandler.output.withLock {
             line.withUnsafeMutableBytes { buffer in
@@ -65,14 +75,6 @@ public struct JSONLogHandler: LogHandler {
 
     /// RFC 3339 in UTC with milliseconds: `2026-12-01T10:00:00.123Z`.
     static func timestamp(_ date: Date) -> String {
-        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        var seconds = time_t(milliseconds / 1000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let millis = Int(milliseconds % 1000)
-        let fraction = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
+        Timestamp.format(date, fractionDigits: 3, suffix: "Z")
     }
 }
