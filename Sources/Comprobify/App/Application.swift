@@ -70,7 +70,8 @@ public func buildApplication(configuration: Configuration, logger: Logger) async
     let files = FileLimits.raiseSoftLimit()
     let limits = ConnectionLimits(
         maximum: min(
-            configuration.httpMaxConnections, FileLimits.connectionBudget(softLimit: files.soft, poolSize: configuration.poolSize)),
+            configuration.httpMaxConnections,
+            FileLimits.connectionBudget(softLimit: files.soft, poolSize: configuration.poolSize + configuration.backgroundPoolSize)),
         maximumPerAddress: configuration.httpMaxConnectionsPerAddress,
         requestTimeout: .seconds(Int64(configuration.httpRequestTimeoutSeconds)),
         idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))
