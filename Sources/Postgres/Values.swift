@@ -201,14 +201,15 @@ public enum Timestamp {
         let digits = min(max(fractionDigits, 0), 6)
         var divisor = 1
         for _ in 0..<(6 - digits) { divisor *= 10 }
-        guard (0...9999).contains(year), let separator = separator.asciiValue else {
-            // Years of other widths (never stored here) the long way.
-            var out = pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) + String(separator)
-            out += pad(Int(secondOfDay / 3600), 2) + ":" + pad(Int(secondOfDay % 3600 / 60), 2) + ":" + pad(Int(secondOfDay % 60), 2)
-            if digits > 0 { out += "." + pad(Int(fraction) / divisor, digits) }
-            return out + suffix
+        // Four digits for the year, more past 9999 (and a sign before year 0).
+        var yearWidth = 4
+        var limit = 10_000
+        while year.magnitude >= limit {
+            yearWidth += 1
+            limit *= 10
         }
-        let length = 19 + (digits > 0 ? 1 + digits : 0) + suffix.utf8.count
+        let length =
+            (year < 0 ? 1 : 0) + yearWidth + 15 + separator.utf8.count - 1 + (digits > 0 ? 1 + digits : 0) + suffix.utf8.count
         return String(unsafeUninitializedCapacity: length) { buffer in
             var index = 0
             func put(_ value: Int, _ width: Int) {
@@ -221,33 +222,31 @@ public enum Timestamp {
                 }
                 index += width
             }
-            func put(_ byte: UInt8) {
-                buffer[index] = byte
-                index += 1
+            func put<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
+                for byte in bytes {
+                    buffer[index] = byte
+                    index += 1
+                }
             }
-            put(year, 4)
-            put(UInt8(ascii: "-"))
+            if year < 0 { put("-".utf8) }
+            put(Int(year.magnitude), yearWidth)
+            put("-".utf8)
             put(month, 2)
-            put(UInt8(ascii: "-"))
+            put("-".utf8)
             put(day, 2)
-            put(separator)
+            put(separator.utf8)
             put(Int(secondOfDay / 3600), 2)
-            put(UInt8(ascii: ":"))
+            put(":".utf8)
             put(Int(secondOfDay % 3600 / 60), 2)
-            put(UInt8(ascii: ":"))
+            put(":".utf8)
             put(Int(secondOfDay % 60), 2)
             if digits > 0 {
-                put(UInt8(ascii: "."))
+                put(".".utf8)
                 put(Int(fraction) / divisor, digits)
             }
-            for byte in suffix.utf8 { put(byte) }
+            put(suffix.utf8)
             return index
         }
-    }
-
-    private static func pad(_ value: Int, _ width: Int) -> String {
-        let digits = String(value)
-        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).

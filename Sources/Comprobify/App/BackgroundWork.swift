@@ -103,6 +103,11 @@ final class RequestPressure: Sendable {
     private struct State {
         var average = 0.0
         var lastBusy: ContinuousClock.Instant?
+
+        /// Within `hold` of the last busy sample.
+        func busy(at now: ContinuousClock.Instant) -> Bool {
+            lastBusy.map { now - $0 < RequestPressure.hold } ?? false
+        }
     }
 
     private let database: Database
@@ -123,7 +128,7 @@ final class RequestPressure: Sendable {
     var busySessions: Double { state.withLockedValue { $0.average } }
 
     var busy: Bool {
-        state.withLockedValue { state in state.lastBusy.map { ContinuousClock.now - $0 < Self.hold } ?? false }
+        state.withLockedValue { $0.busy(at: ContinuousClock.now) }
     }
 
     /// The claims a second a background queue may make now: no limit (nil),
@@ -138,7 +143,7 @@ final class RequestPressure: Sendable {
         let busy = state.withLockedValue { state in
             state.average += Self.weight * (Double(sessions) - state.average)
             if state.average >= Self.busyAt { state.lastBusy = now }
-            return state.lastBusy.map { now - $0 < Self.hold } ?? false
+            return state.busy(at: now)
         }
         yielding.record(busy ? 1 : 0)
         return sessions
