@@ -125,11 +125,16 @@ public struct Row: Sendable {
         _ types: (repeat each Column).Type, from offset: Int = 0
     ) throws -> (repeat each Column) {
         var column = offset
-        func next<Value: PostgresDecodable>(_ type: Value.Type) throws -> Value {
-            defer { column += 1 }
-            return try decode(Value.self, at: column)
-        }
-        return (repeat try next((each Column).self))
+        return (repeat try decode((each Column).self, advancing: &column))
+    }
+
+    /// The value at `column`, then `column` moves to the next. An `inout`
+    /// counter rather than a closure capturing it: its accesses are checked
+    /// when compiling, not at run time.
+    @inlinable
+    func decode<Value: PostgresDecodable>(_ type: Value.Type, advancing column: inout Int) throws -> Value {
+        defer { column += 1 }
+        return try decode(Value.self, at: column)
     }
 
     /// The column called `name` (the first, when several share it).
@@ -153,12 +158,15 @@ public protocol PostgresDecodable {
 }
 
 extension PostgresDecodable {
+    @inlinable
     public static var postgresNull: Self? { nil }
 }
 
 extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
+    @inlinable
     public static var postgresNull: Self? { .some(.none) }
 
+    @inlinable
     public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Self? {
         try Wrapped.decodePostgres(bytes, type: type).map { .some($0) }
     }

@@ -124,59 +124,86 @@ enum Hex {
 public enum Timestamp {
     /// `2026-03-01 12:00:00.123456+00` (any fraction, offset `+hh`, `+hh:mm` or `+hh:mm:ss`).
     public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> Date? {
-        var index = 0
-        func number(_ count: Int) -> Int? {
-            guard index + count <= bytes.count else { return nil }
-            var value = 0
-            for _ in 0..<count {
-                let c = bytes[index]
-                guard c >= 48, c <= 57 else { return nil }
-                value = value * 10 + Int(c - 48)
-                index += 1
-            }
-            return value
-        }
-        func expect(_ char: UInt8) -> Bool {
-            guard index < bytes.count, bytes[index] == char else { return false }
-            index += 1
-            return true
-        }
-        guard let year = number(4), expect(45), let month = number(2), expect(45), let day = number(2) else { return nil }
-        guard expect(32) || expect(84) else { return nil }
-        guard let hour = number(2), expect(58), let minute = number(2), expect(58), let second = number(2) else { return nil }
+        // A cursor of its own rather than closures over a local index: the
+        // accesses stay statically checked (no exclusivity check at run time
+        // per digit; this runs for every timestamp of every row read).
+        var cursor = Cursor(bytes: bytes)
+        guard let year = cursor.number(4), cursor.expect(45), let month = cursor.number(2), cursor.expect(45),
+            let day = cursor.number(2)
+        else { return nil }
+        guard cursor.expect(32) || cursor.expect(84) else { return nil }
+        guard let hour = cursor.number(2), cursor.expect(58), let minute = cursor.number(2), cursor.expect(58),
+            let second = cursor.number(2)
+        else { return nil }
         var fraction = 0.0
-        if index < bytes.count, bytes[index] == 46 {
-            index += 1
+        if cursor.expect(46) {
             var scale = 0.1
-            while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
-                fraction += Double(bytes[index] - 48) * scale
+            while let digit = cursor.digit() {
+                fraction += Double(digit) * scale
                 scale /= 10
-                index += 1
             }
         }
         var offsetSeconds = 0
-        if index < bytes.count {
+        if let designator = cursor.next() {
             let sign: Int
-            switch bytes[index] {
+            switch designator {
             case 43: sign = 1
             case 45: sign = -1
             case 90: sign = 0
             default: return nil
             }
-            index += 1
             if sign != 0 {
-                guard let hours = number(2) else { return nil }
+                guard let hours = cursor.number(2) else { return nil }
                 var minutes = 0
                 var seconds = 0
-                if expect(58) { minutes = number(2) ?? 0 }
-                if expect(58) { seconds = number(2) ?? 0 }
+                if cursor.expect(58) { minutes = cursor.number(2) ?? 0 }
+                if cursor.expect(58) { seconds = cursor.number(2) ?? 0 }
                 offsetSeconds = sign * (hours * 3600 + minutes * 60 + seconds)
             }
         }
-        guard index == bytes.count else { return nil }
+        guard cursor.atEnd else { return nil }
         let days = daysFromCivil(year: year, month: month, day: day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
         return Date(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+
+    /// Reads a timestamp's text front to back.
+    private struct Cursor {
+        let bytes: UnsafeBufferPointer<UInt8>
+        var index = 0
+
+        var atEnd: Bool { index == bytes.count }
+
+        /// `count` decimal digits as a number, or nil (and nothing consumed past the first non-digit).
+        mutating func number(_ count: Int) -> Int? {
+            guard index + count <= bytes.count else { return nil }
+            var value = 0
+            for _ in 0..<count {
+                guard let digit = digit() else { return nil }
+                value = value * 10 + digit
+            }
+            return value
+        }
+
+        /// The next byte's value when it is a decimal digit, consuming it.
+        mutating func digit() -> Int? {
+            guard index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 else { return nil }
+            defer { index += 1 }
+            return Int(bytes[index] - 48)
+        }
+
+        /// Consumes `byte` when it comes next.
+        mutating func expect(_ byte: UInt8) -> Bool {
+            guard index < bytes.count, bytes[index] == byte else { return false }
+            index += 1
+            return true
+        }
+
+        mutating func next() -> UInt8? {
+            guard index < bytes.count else { return nil }
+            defer { index += 1 }
+            return bytes[index]
+        }
     }
 
     /// `2026-03-01T12:00:00.000` followed by `suffix` (a zone designator such
@@ -222,29 +249,30 @@ public enum Timestamp {
                 }
                 index += width
             }
-            func put<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
-                for byte in bytes {
-                    buffer[index] = byte
-                    index += 1
-                }
+            func put(_ byte: UInt8) {
+                buffer[index] = byte
+                index += 1
             }
-            if year < 0 { put("-".utf8) }
+            func put<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
+                for byte in bytes { put(byte) }
+            }
+            if year < 0 { put(UInt8(ascii: "-")) }
             put(Int(year.magnitude), yearWidth)
-            put("-".utf8)
+            put(UInt8(ascii: "-"))
             put(month, 2)
-            put("-".utf8)
+            put(UInt8(ascii: "-"))
             put(day, 2)
-            put(separator.utf8)
+            if separator.utf8.count == 1, let ascii = separator.asciiValue { put(ascii) } else { put(separator.utf8) }
             put(Int(secondOfDay / 3600), 2)
-            put(":".utf8)
+            put(UInt8(ascii: ":"))
             put(Int(secondOfDay % 3600 / 60), 2)
-            put(":".utf8)
+            put(UInt8(ascii: ":"))
             put(Int(secondOfDay % 60), 2)
             if digits > 0 {
-                put(".".utf8)
+                put(UInt8(ascii: "."))
                 put(Int(fraction) / divisor, digits)
             }
-            put(suffix.utf8)
+            if !suffix.isEmpty { put(suffix.utf8) }
             return index
         }
     }

@@ -1,3 +1,5 @@
+import Foundation
+import Logging
 import XCTest
 
 @testable import Comprobify
@@ -208,5 +210,79 @@ final class NumberForecastTests: XCTestCase {
         forecast.took(999_999_998, at: last, guessed: nil)
         XCTAssertEqual(forecast.guess(last), 999_999_999)
         XCTAssertNil(forecast.guess(last), "nothing past the last sequential")
+    }
+}
+
+final class JSONLogHandlerTests: XCTestCase {
+    /// The request line's own writer gives the bytes of the generic one, whatever
+    /// the handler already carries: nothing, the request id, keys before, between
+    /// and after the line's, a key the line overrides, and text that needs escaping.
+    func testTheRequestLineIsTheLineTheGenericPathWrites() throws {
+        let time = Date(timeIntervalSince1970: 1_795_000_000.125)
+        let fieldSets: [[(key: String, value: String)]] = [
+            [("duration_ms", "0.42"), ("method", "GET"), ("route", "/healthz"), ("status", "200")],
+            [
+                ("duration_ms", "12.5"), ("key_id", "7"), ("method", "POST"), ("route", "/v1/documents"), ("status", "201"),
+                ("tenant_id", "3"),
+            ],
+            [("duration_ms", "1.0"), ("method", "GET"), ("route", "unmatched \"quoted\"\n"), ("status", "404")],
+        ]
+        let handlerMetadata: [Logger.Metadata] = [
+            [:],
+            [JSONLogHandler.requestIDKey: .string("0a1b2c3d4e5f000000000001")],
+            [
+                JSONLogHandler.requestIDKey: .string("client-id"), "a": .string("first"), "mm": .stringConvertible(5),
+                "zz": .array([.string("x")]), "route": .string("overridden"),
+            ],
+        ]
+        for metadata in handlerMetadata {
+            var handler = JSONLogHandler(label: "comprobify", level: .info)
+            handler.metadata = metadata
+            for fields in fieldSets {
+                let fast = handler.line(time: time, level: .info, message: "request", sortedFields: fields)
+                let generic = handler.line(
+                    time: time, level: .info, message: "request",
+                    metadata: Logger.Metadata(uniqueKeysWithValues: fields.map { ($0.key, .string($0.value)) }))
+                XCTAssertEqual(String(decoding: fast, as: UTF8.self), String(decoding: generic, as: UTF8.self))
+                let parsed = try JSONParser.parse(Array(fast.dropLast()))
+                XCTAssertEqual(parsed["time"], .string("2026-11-18T11:06:40.125Z"))
+                XCTAssertEqual(parsed["route"], .string(fields.first { $0.key == "route" }!.value))
+                XCTAssertEqual(fast.last, UInt8(ascii: "\n"))
+            }
+        }
+    }
+}
+
+final class JSONEscapeScanTests: XCTestCase {
+    func naive(_ bytes: [UInt8]) -> Bool {
+        !bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+    }
+
+    /// Every byte value at every position of the words and the tail, alone and
+    /// next to its neighbours' extremes, and random buffers: the word-wise scan
+    /// agrees with the byte-wise one.
+    func testTheWordScanAgreesWithTheByteScan() {
+        for length in [1, 7, 8, 9, 16, 17, 23] {
+            for position in 0..<length {
+                for value in 0...255 {
+                    for filler: UInt8 in [UInt8(ascii: "a"), 0x20, 0x7F, 0x80, 0xFF] {
+                        var bytes = [UInt8](repeating: filler, count: length)
+                        bytes[position] = UInt8(value)
+                        let scanned = bytes.withUnsafeBytes { JSONValue.needsNoEscaping($0) }
+                        XCTAssertEqual(scanned, naive(bytes), "length \(length), byte \(value) at \(position) among \(filler)")
+                    }
+                }
+            }
+        }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let bytes = (0..<Int.random(in: 0...40, using: &generator)).map { _ in
+                // Mostly printable, sometimes one of the bytes that need escaping.
+                Int.random(in: 0..<20, using: &generator) == 0
+                    ? [0x00, 0x1F, 0x22, 0x5C, 0x21, 0x5B, 0x5D][Int.random(in: 0..<7, using: &generator)]
+                    : UInt8.random(in: 0x20...0xFF, using: &generator)
+            }
+            XCTAssertEqual(bytes.withUnsafeBytes { JSONValue.needsNoEscaping($0) }, naive(bytes), "\(bytes)")
+        }
     }
 }

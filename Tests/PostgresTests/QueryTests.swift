@@ -130,6 +130,14 @@ final class TimestampFormatTests: XCTestCase {
         XCTAssertEqual(Timestamp.format(date(253_402_300_800), fractionDigits: 2, suffix: "Z"), "10000-01-01T00:00:00.00Z")
     }
 
+    /// Separators and suffixes of more than one byte are written whole (a
+    /// Character such as CR LF is one character of two bytes).
+    func testSeparatorsAndSuffixesOfAnyWidth() {
+        XCTAssertEqual(Timestamp.format(date(0), fractionDigits: 0, separator: "\r\n", suffix: "+00:00"), "1970-01-01\r\n00:00:00+00:00")
+        XCTAssertEqual(Timestamp.format(date(0), fractionDigits: 1, separator: "é", suffix: " UTC"), "1970-01-01é00:00:00.0 UTC")
+        XCTAssertEqual(Timestamp.format(date(0), fractionDigits: 0), "1970-01-01T00:00:00")
+    }
+
     func testWhatIsWrittenParsesBackToTheSameMicrosecond() {
         for seconds in [0.0, 1_796_083_199.987654, -1.000001, 951_782_400.000001, 4_102_444_800.5] {
             let text = Timestamp.format(date(seconds), fractionDigits: 6, separator: " ", suffix: "+00")

@@ -16,12 +16,13 @@ public struct Principal: Sendable {
     /// defaults to sandbox.
     init?(_ result: QueryResult) throws {
         guard let row = result.first else { return nil }
-        let (keyID, tenantID, keyEnvironment, status, tenantEnvironment) = try row.decode((Int64, Int64, String, String, String).self)
-        self.keyID = keyID
-        self.tenantID = tenantID
-        self.keyEnvironment = try Environment(column: keyEnvironment)
-        self.tenantActive = status == "ACTIVE"
-        self.tenantEnvironment = try Environment(column: tenantEnvironment)
+        // Column by column rather than as one tuple: it runs for every
+        // authenticated request, and a tuple of five is looked up at run time.
+        self.keyID = try row.decode(Int64.self, at: 0)
+        self.tenantID = try row.decode(Int64.self, at: 1)
+        self.keyEnvironment = try Environment(column: try row.decode(String.self, at: 2))
+        self.tenantActive = try row.decode(String.self, at: 3) == "ACTIVE"
+        self.tenantEnvironment = try Environment(column: try row.decode(String.self, at: 4))
     }
 
     /// The same key with the tenant's status and environment as read later in the transaction.

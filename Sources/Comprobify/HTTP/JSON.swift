@@ -86,11 +86,37 @@ public enum JSONValue: Sendable, Equatable {
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
+    /// True when no byte is a control character, `"` or `\\`. Eight bytes
+    /// at a time: a word has a byte below 0x20 when `(w - 0x20…) & ~w & 0x80…`
+    /// is not zero, and a byte equal to `c` when `w ^ c…` has a zero byte (the
+    /// same test with 0x01…); both are exact for "some byte", so a word that
+    /// passes has none. The tail is checked byte by byte.
+    static func needsNoEscaping(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var index = 0
+        while index + 8 <= bytes.count {
+            let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            let quote = word ^ (ones &* 0x22)
+            let backslash = word ^ (ones &* 0x5C)
+            let found =
+                ((word &- ones &* 0x20) & ~word) | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
+            if found & highs != 0 { return false }
+            index += 8
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            index += 1
+        }
+        return true
+    }
+
     static func writeString(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Most strings need no escaping: scanned in place and appended whole.
         let plain = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
-            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            guard JSONValue.needsNoEscaping(UnsafeRawBufferPointer(bytes)) else { return false }
             out.append(contentsOf: bytes)
             out.append(UInt8(ascii: "\""))
             return true

@@ -54,15 +54,19 @@ struct RequestMiddleware: RouterMiddleware {
         let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
         ServiceMetrics.record(method: request.method.rawValue, route: route, status: UInt16(response.status.code), nanoseconds: nanoseconds)
         if context.logger.logLevel <= .info {
-            var metadata: Logger.Metadata = [
-                "method": .string(request.method.rawValue),
-                "route": .string(route),
-                "status": .stringConvertible(response.status.code),
-                "duration_ms": .stringConvertible(Double(nanoseconds / 10_000) / 100),
-            ]
-            if let tenant = context.facts.tenantID { metadata["tenant_id"] = .stringConvertible(tenant) }
-            if let key = context.facts.keyID { metadata["key_id"] = .stringConvertible(key) }
-            context.logger.info("request", metadata: metadata)
+            // In key order, as the line writes them.
+            var fields: [(key: String, value: String)] = [("duration_ms", (Double(nanoseconds / 10_000) / 100).description)]
+            fields.reserveCapacity(6)
+            if let key = context.facts.keyID { fields.append(("key_id", String(key))) }
+            fields.append(("method", request.method.rawValue))
+            fields.append(("route", route))
+            fields.append(("status", String(response.status.code)))
+            if let tenant = context.facts.tenantID { fields.append(("tenant_id", String(tenant))) }
+            if let handler = context.logger.handler as? JSONLogHandler {
+                handler.info("request", sortedFields: fields)
+            } else {
+                context.logger.info("request", metadata: Logger.Metadata(uniqueKeysWithValues: fields.map { ($0.key, .string($0.value)) }))
+            }
         }
         return response
     }

@@ -28,15 +28,20 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
+        JSONLogHandler.emit(line(time: Date(), level: event.level, message: event.message.description, metadata: event.metadata))
+    }
+
+    /// The bytes `log(event:)` writes for a line at `time` with `own` as the line's metadata.
+    func line(time: Date, level: Logger.Level, message: String, metadata own: Logger.Metadata?) -> [UInt8] {
         var members: [(String, JSONValue)] = [
-            ("time", .string(JSONLogHandler.timestamp(Date()))),
-            ("level", .string(event.level.rawValue)),
+            ("time", .string(JSONLogHandler.timestamp(time))),
+            ("level", .string(level.rawValue)),
             ("logger", .string(label)),
-            ("message", .string(event.message.description)),
+            ("message", .string(message)),
         ]
         // The line's metadata wins over the handler's; merged only when both have some.
         let merged: Logger.Metadata
-        if let own = event.metadata, !own.isEmpty {
+        if let own, !own.isEmpty {
             merged = metadata.isEmpty ? own : metadata.merging(own) { $1 }
         } else {
             merged = metadata
@@ -49,8 +54,64 @@ public struct JSONLogHandler: LogHandler {
         line.reserveCapacity(256)
         JSONValue.object(members).write(to: &line)
         line.append(UInt8(ascii: "\n"))
-        JSONLogHandler.output.withLock {
-            line.withUnsafeMutableBytes { buffer in
+        return line
+    }
+
+    /// Logs `message` at info with `fields` as the line's metadata, the same
+    /// line `log(event:)` writes for string values, without building a
+    /// `Logger.Metadata` dictionary, merging and sorting it and a tree of
+    /// JSON values on the way: the request line is written for every request.
+    /// `fields` must be sorted by key and must not name the request id.
+    func info(_ message: String, sortedFields fields: [(key: String, value: String)]) {
+        JSONLogHandler.emit(line(time: Date(), level: .info, message: message, sortedFields: fields))
+    }
+
+    /// The bytes of `info(_:sortedFields:)`'s line at `time`.
+    func line(time: Date, level: Logger.Level, message: String, sortedFields fields: [(key: String, value: String)]) -> [UInt8] {
+        var line: [UInt8] = []
+        line.reserveCapacity(320)
+        line.append(contentsOf: #"{"time":"#.utf8)
+        JSONValue.writeString(JSONLogHandler.timestamp(time), to: &line)
+        line.append(contentsOf: #","level":"#.utf8)
+        JSONValue.writeString(level.rawValue, to: &line)
+        line.append(contentsOf: #","logger":"#.utf8)
+        JSONValue.writeString(label, to: &line)
+        line.append(contentsOf: #","message":"#.utf8)
+        JSONValue.writeString(message, to: &line)
+        // The handler's metadata (the request id, mostly) merged in key order;
+        // a field of the line wins over the handler's entry of the same key.
+        let own: [String]
+        switch metadata.count {
+        case 0: own = []
+        case 1: own = metadata.keys.first.map { key in fields.contains { $0.key == key } ? [] : [key] } ?? []
+        default: own = metadata.keys.filter { key in !fields.contains { $0.key == key } }.sorted()
+        }
+        var next = 0
+        func write(_ key: String, _ value: JSONValue) {
+            line.append(UInt8(ascii: ","))
+            JSONValue.writeString(key == JSONLogHandler.requestIDKey ? "request_id" : key, to: &line)
+            line.append(UInt8(ascii: ":"))
+            value.write(to: &line)
+        }
+        for field in fields {
+            while next < own.count, own[next] < field.key {
+                write(own[next], JSONLogHandler.json(metadata[own[next]]!))
+                next += 1
+            }
+            write(field.key, .string(field.value))
+        }
+        while next < own.count {
+            write(own[next], JSONLogHandler.json(metadata[own[next]]!))
+            next += 1
+        }
+        line.append(contentsOf: "}\n".utf8)
+        return line
+    }
+
+    /// Writes one whole line to standard output, under the lock.
+    private static func emit(_ line: [UInt8]) {
+        output.withLock {
+            line.withUnsafeBytes { buffer in
                 var offset = 0
                 while offset < buffer.count {
                     let written = write(STDOUT_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
