@@ -33,41 +33,27 @@ public struct JSONLogHandler: LogHandler {
 
     /// The bytes `log(event:)` writes for a line at `time` with `own` as the line's metadata.
     func line(time: Date, level: Logger.Level, message: String, metadata own: Logger.Metadata?) -> [UInt8] {
-        var members: [(String, JSONValue)] = [
-            ("time", .string(JSONLogHandler.timestamp(time))),
-            ("level", .string(level.rawValue)),
-            ("logger", .string(label)),
-            ("message", .string(message)),
-        ]
-        // The line's metadata wins over the handler's; merged only when both have some.
-        let merged: Logger.Metadata
-        if let own, !own.isEmpty {
-            merged = metadata.isEmpty ? own : metadata.merging(own) { $1 }
-        } else {
-            merged = metadata
-        }
-        members.reserveCapacity(4 + merged.count)
-        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-            members.append((key == JSONLogHandler.requestIDKey ? "request_id" : key, JSONLogHandler.json(value)))
-        }
-        var line: [UInt8] = []
-        line.reserveCapacity(256)
-        JSONValue.object(members).write(to: &line)
-        line.append(UInt8(ascii: "\n"))
-        return line
+        let fields = (own ?? [:]).sorted { $0.key < $1.key }.map { (key: $0.key, value: JSONLogHandler.json($0.value)) }
+        return line(time: time, level: level, message: message, sortedFields: fields)
     }
 
-    /// Logs `message` at info with `fields` as the line's metadata, the same
-    /// line `log(event:)` writes for string values, without building a
-    /// `Logger.Metadata` dictionary, merging and sorting it and a tree of
-    /// JSON values on the way: the request line is written for every request.
-    /// `fields` must be sorted by key and must not name the request id.
+    /// Logs `message` at info with `fields` as the line's metadata, without
+    /// building a `Logger.Metadata` dictionary on the way: the request line is
+    /// written for every request. `fields` must be sorted by key.
     func info(_ message: String, sortedFields fields: [(key: String, value: String)]) {
         JSONLogHandler.emit(line(time: Date(), level: .info, message: message, sortedFields: fields))
     }
 
     /// The bytes of `info(_:sortedFields:)`'s line at `time`.
     func line(time: Date, level: Logger.Level, message: String, sortedFields fields: [(key: String, value: String)]) -> [UInt8] {
+        line(time: time, level: level, message: message, sortedFields: fields.map { (key: $0.key, value: JSONValue.string($0.value)) })
+    }
+
+    /// Every line: time, level, logger, message, then the line's `fields`
+    /// (sorted by key) and the handler's metadata (the request id, mostly)
+    /// merged in key order; a field of the line wins over the handler's entry
+    /// of the same key.
+    func line(time: Date, level: Logger.Level, message: String, sortedFields fields: [(key: String, value: JSONValue)]) -> [UInt8] {
         var line: [UInt8] = []
         line.reserveCapacity(320)
         line.append(contentsOf: #"{"time":"#.utf8)
@@ -78,8 +64,6 @@ public struct JSONLogHandler: LogHandler {
         JSONValue.writeString(label, to: &line)
         line.append(contentsOf: #","message":"#.utf8)
         JSONValue.writeString(message, to: &line)
-        // The handler's metadata (the request id, mostly) merged in key order;
-        // a field of the line wins over the handler's entry of the same key.
         let own: [String]
         switch metadata.count {
         case 0: own = []
@@ -87,25 +71,26 @@ public struct JSONLogHandler: LogHandler {
         default: own = metadata.keys.filter { key in !fields.contains { $0.key == key } }.sorted()
         }
         var next = 0
-        func write(_ key: String, _ value: JSONValue) {
-            line.append(UInt8(ascii: ","))
-            JSONValue.writeString(key == JSONLogHandler.requestIDKey ? "request_id" : key, to: &line)
-            line.append(UInt8(ascii: ":"))
-            value.write(to: &line)
-        }
         for field in fields {
             while next < own.count, own[next] < field.key {
-                write(own[next], JSONLogHandler.json(metadata[own[next]]!))
+                JSONLogHandler.member(own[next], JSONLogHandler.json(metadata[own[next]]!), to: &line)
                 next += 1
             }
-            write(field.key, .string(field.value))
+            JSONLogHandler.member(field.key, field.value, to: &line)
         }
-        while next < own.count {
-            write(own[next], JSONLogHandler.json(metadata[own[next]]!))
-            next += 1
+        for key in own[next...] {
+            JSONLogHandler.member(key, JSONLogHandler.json(metadata[key]!), to: &line)
         }
         line.append(contentsOf: "}\n".utf8)
         return line
+    }
+
+    /// `,"key":value`, the request id's key written as `request_id`.
+    private static func member(_ key: String, _ value: JSONValue, to line: inout [UInt8]) {
+        line.append(UInt8(ascii: ","))
+        JSONValue.writeString(key == requestIDKey ? "request_id" : key, to: &line)
+        line.append(UInt8(ascii: ":"))
+        value.write(to: &line)
     }
 
     /// Writes one whole line to standard output, under the lock.
