@@ -2,8 +2,9 @@
 -- comprobify_app: the server's statements (DocumentsController.issue,
 -- DocumentsStore.takeNumber and .store, CertificatesStore.signingMaterial) in
 -- its three round trips.
---   1. BEGIN + authenticate (locking the key) + the issuer + its certificate
---      and sealed key, pipelined
+--   1. BEGIN + authenticate (locking the key) + the issuer + its certificate's
+--      fingerprint and validity, pipelined (the certificate and its sealed key
+--      are read once per process, not per document)
 --   2. the hot counter: the upsert that takes the sequential, RETURNING it (its
 --      row lock is held from here to COMMIT)
 --   3. the document and its submission row, inserted by one statement, + COMMIT,
@@ -22,7 +23,7 @@
 BEGIN ISOLATION LEVEL READ COMMITTED;
 SELECT key_id, tenant_id, environment, tenant_status, tenant_environment FROM authenticate(:digest, true);
 SELECT id, ruc, establishment, emission_point, sandbox FROM issuers WHERE id = :issuer;
-SELECT certificate, sealed_private_key, not_before, not_after FROM issuer_certificates WHERE issuer_id = :issuer;
+SELECT sha256, not_before, not_after FROM issuer_certificates WHERE issuer_id = :issuer;
 \endpipeline
 INSERT INTO sequentials AS s (tenant_id, issuer_id, document_type, environment, next_sequential)
 VALUES (current_tenant_id(), :issuer, :doctype, :env, 2)

@@ -105,6 +105,37 @@ final class CertificatesTests: XCTestCase {
         }
     }
 
+    /// Documents are signed with the certificate uploaded last, also when the
+    /// process already holds the previous certificate's key: it finds keys by
+    /// the certificate's fingerprint, read with every document.
+    func testDocumentsAreSignedWithTheCertificateUploadedLast() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key, signing: false)
+            var sequential: Int64 = 0
+            for commonName in ["Firma Uno", "Firma Dos", "Firma Uno otra vez"] {
+                let name = try Self.pki.leaf(commonName)
+                let put = try await server.call(
+                    .put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: Self.upload(try Self.pki.pkcs12(name)))
+                XCTAssertEqual(put.status, 200, put.text)
+                let certificate = Data(try Self.pki.der(name)).base64EncodedString()
+                // The first document opens the key, the second finds it in the process.
+                for _ in 1...2 {
+                    let reply = try await server.issue(tenant.key, issuer: issuer)
+                    XCTAssertEqual(reply.status, 201, reply.text)
+                    sequential += 1
+                    XCTAssertEqual(try reply.int("document", "sequential"), sequential)
+                    let accessKey = try reply.string("document", "accessKey")
+                    let xml = try await server.call(.get, "/v1/documents/\(accessKey)/xml", key: tenant.key, issuer: issuer)
+                    XCTAssertEqual(xml.status, 200, xml.text)
+                    XCTAssertTrue(
+                        xml.text.contains("<ds:X509Certificate>\(certificate)</ds:X509Certificate>"), "\(commonName): \(xml.text)")
+                    XCTAssertNil(try IndependentCheck.signatureErrors(Array(xml.text.utf8), root: "factura"), commonName)
+                }
+            }
+        }
+    }
+
     func testAnotherTenantsIssuerIs404AndOrderOfAnswersHolds() async throws {
         try await TestServer.run { server in
             let owner = try await server.signUp()
@@ -167,19 +198,19 @@ final class CertificatesTests: XCTestCase {
 }
 
 final class SigningIdentityCacheTests: XCTestCase {
-    func testEntriesAreKeyedBySealedBytesAndBounded() throws {
+    func testEntriesAreKeyedByCertificateFingerprintAndBounded() throws {
         let identity = try SigningIdentity(pkcs12: TestSigning.p12, password: TestSigning.password, now: Date())
         let cache = SigningIdentityCache(capacity: 2)
-        let first = SigningIdentityCache.Key(tenant: 1, issuer: 1, sealed: Data([1, 2, 3]))
+        let first = SigningIdentityCache.Key(tenant: 1, issuer: 1, certificate: Data([1, 2, 3]))
         XCTAssertNil(cache.identity(for: first))
         cache.store(identity, for: first)
         XCTAssertTrue(cache.identity(for: first) === identity)
-        // A new upload seals new bytes: a different entry, never the old one.
-        XCTAssertNil(cache.identity(for: .init(tenant: 1, issuer: 1, sealed: Data([9]))))
-        XCTAssertNil(cache.identity(for: .init(tenant: 2, issuer: 1, sealed: Data([1, 2, 3]))), "another tenant's entry")
-        cache.store(identity, for: .init(tenant: 1, issuer: 2, sealed: Data([4])))
+        // A new upload is a new certificate: a different entry, never the old one.
+        XCTAssertNil(cache.identity(for: .init(tenant: 1, issuer: 1, certificate: Data([9]))))
+        XCTAssertNil(cache.identity(for: .init(tenant: 2, issuer: 1, certificate: Data([1, 2, 3]))), "another tenant's entry")
+        cache.store(identity, for: .init(tenant: 1, issuer: 2, certificate: Data([4])))
         XCTAssertEqual(cache.count, 2)
-        cache.store(identity, for: .init(tenant: 1, issuer: 3, sealed: Data([5])))
+        cache.store(identity, for: .init(tenant: 1, issuer: 3, certificate: Data([5])))
         XCTAssertLessThanOrEqual(cache.count, 2, "bounded")
     }
 }

@@ -69,25 +69,32 @@ enum CertificatesStore {
         return try certificate(row)
     }
 
-    /// The statement that reads what signing needs, for a transaction's prologue.
+    /// The statement that reads what signing needs, for a transaction's
+    /// prologue: the certificate's fingerprint and validity, a few bytes.
     static func signingMaterial(issuer: Int64) -> PostgresQuery {
-        "SELECT certificate, sealed_private_key, not_before, not_after FROM issuer_certificates WHERE issuer_id = \(issuer)"
+        "SELECT sha256, not_before, not_after FROM issuer_certificates WHERE issuer_id = \(issuer)"
     }
 
-    /// The issuer's signing identity from `signingMaterial`'s row: 409 when there
-    /// is no certificate or it is not valid at `now`.
+    /// The issuer's signing identity, found by `signingMaterial`'s row (the
+    /// certificate's fingerprint and validity): 409 when there is no
+    /// certificate or it is not valid at `now`. Only the first document of a
+    /// certificate in this process reads the certificate and its sealed key,
+    /// in one more statement, and opens the key; the others find it in `cache`.
     static func signingIdentity(
-        _ result: QueryResult, tenant: Int64, issuer: Int64, secretBox: SecretBox, cache: SigningIdentityCache? = nil, now: Date
+        _ result: QueryResult, transaction: Transaction, tenant: Int64, issuer: Int64, secretBox: SecretBox,
+        cache: SigningIdentityCache? = nil, now: Date
     ) throws -> SigningIdentity {
-        guard let row = result.first else {
-            throw APIError.conflict("The issuer has no signing certificate: upload one with PUT /v1/issuers/:id/certificate.")
-        }
-        let (der, sealed, notBefore, notAfter) = try row.decode((Data, Data, Date, Date).self)
-        guard notBefore <= now, now <= notAfter else {
-            throw APIError.conflict("The issuer's signing certificate is not valid now: upload a current one.")
-        }
-        let cacheKey = SigningIdentityCache.Key(tenant: tenant, issuer: issuer, sealed: sealed)
-        if let cached = cache?.identity(for: cacheKey) { return cached }
+        guard let row = result.first else { throw noSigningCertificate }
+        let (fingerprint, notBefore, notAfter) = try row.decode((Data, Date, Date).self)
+        guard notBefore <= now, now <= notAfter else { throw notValidNow }
+        if let cached = cache?.identity(for: .init(tenant: tenant, issuer: issuer, certificate: fingerprint)) { return cached }
+        // Read again with the key: a new upload may have committed since, so
+        // its validity is checked again and it is cached under its own fingerprint.
+        let material = try transaction.query(
+            "SELECT certificate, sealed_private_key, not_before, not_after FROM issuer_certificates WHERE issuer_id = \(issuer)")
+        guard let stored = material.first else { throw noSigningCertificate }
+        let (der, sealed, storedNotBefore, storedNotAfter) = try stored.decode((Data, Data, Date, Date).self)
+        guard storedNotBefore <= now, now <= storedNotAfter else { throw notValidNow }
         var pkcs8: [UInt8]
         do {
             pkcs8 = try secretBox.open(Array(sealed), associatedData: SecretBox.associatedData(tenantID: tenant, issuerID: issuer))
@@ -97,12 +104,16 @@ enum CertificatesStore {
         defer { pkcs8.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
         do {
             let identity = try SigningIdentity(privateKeyPKCS8: pkcs8, certificateDER: Array(der))
-            cache?.store(identity, for: cacheKey)
+            cache?.store(identity, for: .init(tenant: tenant, issuer: issuer, certificate: Crypto.sha256(der)))
             return identity
         } catch {
             throw SealedKeyUnavailable(reason: "the stored key does not match its certificate")
         }
     }
+
+    static let noSigningCertificate = APIError.conflict(
+        "The issuer has no signing certificate: upload one with PUT /v1/issuers/:id/certificate.")
+    static let notValidNow = APIError.conflict("The issuer's signing certificate is not valid now: upload a current one.")
 }
 
 /// A stored private key that cannot be used: sealed under a master key that is
@@ -114,14 +125,17 @@ struct SealedKeyUnavailable: Error, CustomStringConvertible {
 
 /// Signing identities opened from their sealed keys, kept per process so a
 /// document does not pay for AES-GCM and OpenSSL's key decoding each time
-/// (the decoding costs more than the signature). Keyed by the sealed bytes
-/// themselves: a new upload is a new key, and the old entry is simply never
-/// asked for again. Bounded: past `capacity` entries the cache starts over.
+/// (the decoding costs more than the signature), nor read its sealed key from
+/// the database. Keyed by the certificate's SHA-256 fingerprint: the key was
+/// checked against the certificate at upload, so one certificate means one
+/// key (uploaded again, the same certificate finds the same entry); another
+/// certificate is another entry, and the old one is simply never asked for again. Bounded: past `capacity` entries the cache starts over.
 final class SigningIdentityCache: Sendable {
     struct Key: Hashable, Sendable {
         let tenant: Int64
         let issuer: Int64
-        let sealed: Data
+        /// The SHA-256 of the certificate's DER (issuer_certificates.sha256).
+        let certificate: Data
     }
 
     let capacity: Int

@@ -54,8 +54,8 @@ struct DocumentsController {
                 let xmlIssuer = try issuer.forXML()
                 let now = Date()
                 let identity = try CertificatesStore.signingIdentity(
-                    results[1], tenant: principal.tenantID, issuer: issuer.id, secretBox: signing.secretBox, cache: signing.identities,
-                    now: now
+                    results[1], transaction: transaction, tenant: principal.tenantID, issuer: issuer.id, secretBox: signing.secretBox,
+                    cache: signing.identities, now: now
                 )
                 let comprobante = document.comprobante
                 var modifiedDocumentID: Int64?
