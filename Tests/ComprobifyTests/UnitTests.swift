@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import XCTest
 
 @testable import Comprobify
@@ -187,29 +188,76 @@ final class NumberForecastTests: XCTestCase {
     func testGuessesCountTheRequestsAheadAndAMissSignsTheNextUnderTheLock() {
         let forecast = NumberForecast()
         let counter = NumberForecast.Counter(issuer: 1, documentType: "01")
-        XCTAssertNil(forecast.guess(counter), "nothing known before the first number")
-        forecast.took(1, at: counter, guessed: nil)
+        let opening = forecast.ask(counter)
+        XCTAssertNil(opening.guess, "nothing known before the first number")
+        forecast.took(1, opening)
         // Two requests ask before either takes: 2 and 3.
-        let first = forecast.guess(counter)
-        let second = forecast.guess(counter)
-        XCTAssertEqual([first, second], [2, 3])
-        forecast.took(2, at: counter, guessed: first)
-        forecast.took(3, at: counter, guessed: second)
+        let first = forecast.ask(counter)
+        let second = forecast.ask(counter)
+        XCTAssertEqual([first.guess, second.guess], [2, 3])
+        forecast.took(2, first)
+        forecast.took(3, second)
         // One gives up before taking: the next guess does not count it.
-        _ = forecast.guess(counter)
-        forecast.abandon(counter)
-        let third = forecast.guess(counter)
-        XCTAssertEqual(third, 4)
+        forecast.abandon(forecast.ask(counter))
+        let third = forecast.ask(counter)
+        XCTAssertEqual(third.guess, 4)
         // Another process took 4: a miss, and the next request signs under the lock.
-        forecast.took(5, at: counter, guessed: third)
-        XCTAssertNil(forecast.guess(counter))
-        forecast.took(6, at: counter, guessed: nil)
-        XCTAssertEqual(forecast.guess(counter), 7, "guessing resumes after a number taken without a guess")
-        XCTAssertNil(forecast.guess(NumberForecast.Counter(issuer: 1, documentType: "04")), "each counter on its own")
+        forecast.took(5, third)
+        let unguessed = forecast.ask(counter)
+        XCTAssertNil(unguessed.guess)
+        forecast.took(6, unguessed)
+        let resumed = forecast.ask(counter)
+        XCTAssertEqual(resumed.guess, 7, "guessing resumes after a number taken without a guess")
+        forecast.abandon(resumed)
+        XCTAssertNil(forecast.ask(NumberForecast.Counter(issuer: 1, documentType: "04")).guess, "each counter on its own")
         let last = NumberForecast.Counter(issuer: 2, documentType: "01")
-        forecast.took(999_999_998, at: last, guessed: nil)
-        XCTAssertEqual(forecast.guess(last), 999_999_999)
-        XCTAssertNil(forecast.guess(last), "nothing past the last sequential")
+        forecast.took(999_999_998, forecast.ask(last))
+        XCTAssertEqual(forecast.ask(last).guess, 999_999_999)
+        XCTAssertNil(forecast.ask(last).guess, "nothing past the last sequential")
+    }
+
+    /// A request takes its number after the requests that asked before it on
+    /// its counter have taken theirs or given up; it waits for them at most
+    /// `turnWait`, and never for another counter's.
+    func testNumbersAreTakenInTheOrderTheRequestsAsked() throws {
+        let forecast = NumberForecast(turnWait: 30)
+        let counter = NumberForecast.Counter(issuer: 1, documentType: "01")
+        forecast.took(1, forecast.ask(counter))
+        let first = forecast.ask(counter)
+        let second = forecast.ask(counter)
+        let third = forecast.ask(counter)
+        let order = NIOLockedValueBox<[String]>([])
+        let secondDone = expectation(description: "second")
+        let thirdDone = expectation(description: "third")
+        for (turn, name, done) in [(third, "third", thirdDone), (second, "second", secondDone)] {
+            Thread.detachNewThread {
+                forecast.waitForTurn(turn)
+                order.withLockedValue { $0.append(name) }
+                forecast.took(turn.guess!, turn)
+                done.fulfill()
+            }
+        }
+        // Another counter's turn does not wait for these.
+        let other = forecast.ask(NumberForecast.Counter(issuer: 2, documentType: "01"))
+        forecast.waitForTurn(other)
+        forecast.abandon(other)
+        Thread.sleep(forTimeInterval: 0.2)
+        XCTAssertEqual(order.withLockedValue { $0 }, [], "both wait while the first has not taken its number")
+        order.withLockedValue { $0.append("first") }
+        forecast.took(first.guess!, first)
+        wait(for: [secondDone, thirdDone], timeout: 10)
+        XCTAssertEqual(order.withLockedValue { $0 }, ["first", "second", "third"])
+        XCTAssertEqual(forecast.ask(counter).guess, 5)
+
+        // A request ahead that never ends its turn holds the next one up for turnWait only.
+        let brief = NumberForecast(turnWait: 0.1)
+        let stuck = brief.ask(counter)
+        let behind = brief.ask(counter)
+        let started = Date()
+        brief.waitForTurn(behind)
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 0.09)
+        brief.abandon(stuck)
+        brief.abandon(behind)
     }
 }
 

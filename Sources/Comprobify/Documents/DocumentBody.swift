@@ -140,63 +140,111 @@ struct DocumentSigning: Sendable {
 /// signs under the lock too, until this process has taken a number there
 /// again. A guess only decides where the signing happens, never which number
 /// a document gets.
-final class NumberForecast: Sendable {
+///
+/// The process's requests take their numbers in the order they asked
+/// (`waitForTurn`): two requests signing ahead at once would otherwise reach
+/// the counter in either order about as often, and the one that overtook
+/// would take the other's number, so that both sign again, one of them under
+/// the lock. A request waits at most `turnWait` for the ones ahead of it.
+final class NumberForecast: @unchecked Sendable {
     struct Counter: Hashable, Sendable {
         let issuer: Int64
         let documentType: String
+    }
+
+    /// A request's place on its counter: handed out by `ask`, ended by `took`
+    /// or `abandon`.
+    struct Turn: Sendable {
+        let counter: Counter
+        let ticket: Int
+        /// The number to sign ahead with; nil: nothing known yet, or the last guess missed.
+        let guess: Int?
     }
 
     private struct Entry {
         /// The last number taken here; nil before the first.
         var last: Int?
         var missed = false
-        /// Requests that asked for a guess and have not taken (or given up) yet.
-        var pending = 0
+        var nextTicket = 0
+        /// Tickets of the requests that asked and have not taken (or given up) yet, oldest first.
+        var waiting: [Int] = []
     }
 
-    private let entries = NIOLockedValueBox<[Counter: Entry]>([:])
+    // Guards `entries`; waiters for their turn sleep on it.
+    private let condition = NSCondition()
+    private var entries: [Counter: Entry] = [:]
     /// Counters remembered at most; past it the memory starts over.
     static let limit = 100_000
     /// The last sequential a counter gives (sequentials_next_in_range).
     static let lastSequential = 999_999_999
+    /// How long a request waits for the requests ahead of it to take their numbers.
+    let turnWait: TimeInterval
 
-    /// Every issuing request asks once, before taking its number, and then
-    /// calls `took` or `abandon`. Returns the number to sign ahead with, or
-    /// nil: nothing known yet, or the last guess missed.
-    func guess(_ counter: Counter) -> Int? {
-        entries.withLockedValue { entries in
+    init(turnWait: TimeInterval = 0.05) {
+        self.turnWait = turnWait
+    }
+
+    private func locked<T>(_ body: (inout [Counter: Entry]) -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body(&entries)
+    }
+
+    /// Every issuing request asks once, before taking its number, and ends its
+    /// turn with `took` or `abandon`.
+    func ask(_ counter: Counter) -> Turn {
+        locked { entries in
             if entries.count >= NumberForecast.limit, entries[counter] == nil { entries.removeAll(keepingCapacity: true) }
             var entry = entries[counter, default: Entry()]
-            defer {
-                entry.pending += 1
-                entries[counter] = entry
+            var guess: Int?
+            if let last = entry.last, !entry.missed {
+                let next = last + 1 + entry.waiting.count
+                // Past the last sequential there is nothing to foresee: the counter refuses (409).
+                if next <= NumberForecast.lastSequential { guess = next }
             }
-            guard let last = entry.last, !entry.missed else { return nil }
-            let next = last + 1 + entry.pending
-            // Past the last sequential there is nothing to foresee: the counter refuses (409).
-            return next <= NumberForecast.lastSequential ? next : nil
+            let turn = Turn(counter: counter, ticket: entry.nextTicket, guess: guess)
+            entry.nextTicket += 1
+            entry.waiting.append(turn.ticket)
+            entries[counter] = entry
+            return turn
         }
     }
 
-    /// Records the number the counter handed out and whether `guessed` matched it.
-    func took(_ number: Int, at counter: Counter, guessed: Int?) {
-        let hit = guessed.map { $0 == number }
-        entries.withLockedValue { entries in
-            var entry = entries[counter, default: Entry()]
+    /// Returns once every request that asked before `turn` on its counter has
+    /// taken its number or given up, or after `turnWait`, whichever is first.
+    func waitForTurn(_ turn: Turn) {
+        let deadline = Date(timeIntervalSinceNow: turnWait)
+        condition.lock()
+        defer { condition.unlock() }
+        while let first = entries[turn.counter]?.waiting.first, first != turn.ticket,
+            entries[turn.counter]?.waiting.contains(turn.ticket) == true
+        {
+            guard condition.wait(until: deadline) else { return }
+        }
+    }
+
+    /// Records the number the counter handed out and whether the turn's guess matched it.
+    func took(_ number: Int, _ turn: Turn) {
+        let hit = turn.guess.map { $0 == number }
+        end(turn) { entry in
             entry.last = number
             entry.missed = hit == false
-            entry.pending = max(0, entry.pending - 1)
-            entries[counter] = entry
         }
         if let hit { ServiceMetrics.signedAhead(hit: hit) }
     }
 
     /// A request that asked and will not take a number (it failed first).
-    func abandon(_ counter: Counter) {
-        entries.withLockedValue { entries in
-            guard var entry = entries[counter] else { return }
-            entry.pending = max(0, entry.pending - 1)
-            entries[counter] = entry
-        }
+    func abandon(_ turn: Turn) {
+        end(turn) { _ in }
+    }
+
+    private func end(_ turn: Turn, _ change: (inout Entry) -> Void) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard var entry = entries[turn.counter] else { return }
+        change(&entry)
+        entry.waiting.removeAll { $0 == turn.ticket }
+        entries[turn.counter] = entry
+        condition.broadcast()
     }
 }

@@ -70,10 +70,10 @@ struct DocumentsController {
                 let numericCode = AccessKey.randomNumericCode()
                 // Signed ahead of the counter's lock with the number this process
                 // expects it to give (NumberForecast), kept only if it does.
-                let counter = NumberForecast.Counter(issuer: issuer.id, documentType: comprobante.kind.rawValue)
-                let guess = signing.numbers.guess(counter)
+                let turn = signing.numbers.ask(.init(issuer: issuer.id, documentType: comprobante.kind.rawValue))
+                let guess = turn.guess
                 var settled = false
-                defer { if !settled { signing.numbers.abandon(counter) } }
+                defer { if !settled { signing.numbers.abandon(turn) } }
                 var ahead: (accessKey: String, xml: [UInt8])?
                 if let guess {
                     // Anything that goes wrong here (a guess past the last number, say)
@@ -83,9 +83,11 @@ struct DocumentsController {
                         accessKey, signing.signed(prepared, accessKey: accessKey, sequential: guess, identity: identity, now: now)
                     )
                 }
-                // The counter's row stays locked from here to the commit.
+                // In the order this process's requests asked; the counter's row
+                // then stays locked from here to the commit.
+                signing.numbers.waitForTurn(turn)
                 let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
-                signing.numbers.took(sequential, at: counter, guessed: guess)
+                signing.numbers.took(sequential, turn)
                 settled = true
                 let accessKey: String
                 let xml: [UInt8]
