@@ -67,11 +67,12 @@ public struct Database: Sendable {
     private let counters: TenantGate
 
     /// Issuing transactions of one numbering counter (issuer × document type)
-    /// at once: one holds the counter's row lock, the next builds and checks
-    /// its comprobante meanwhile. Any more would only wait on the row lock,
-    /// each holding a connection that other issuers and tenants could use
-    /// (docs/adr/007-request-cpu.md).
-    static let issuingPerCounter = 2
+    /// at once: one holds the counter's row lock, the next two build, check
+    /// and sign their comprobantes meanwhile, taking their numbers in the
+    /// order they asked (`NumberForecast`). Any more would only wait, each
+    /// holding a connection that other issuers and the tenant's other
+    /// requests could use (docs/adr/007-request-cpu.md).
+    static let issuingPerCounter = 3
 
     /// `tenantMaxConnections`: connections one tenant may hold at once (half the pool when nil).
     public init(pool: ConnectionPool, tenantMaxConnections: Int? = nil) {
