@@ -19,33 +19,33 @@ struct ComprobanteRequest: Sendable {
         let comprobanteInput = ComprobanteInput(
             documentType: reader.documentType(),
             issueDate: reader.issueDate(),
-            buyer: reader.object("buyer") { reader, path in
+            buyer: reader.object(reader.top("buyer")) { reader, field in
                 BuyerInput(
-                    idType: reader.string(path + ".idType"), id: reader.string(path + ".id"), name: reader.string(path + ".name"),
-                    address: reader.string(path + ".address"), email: reader.string(path + ".email"))
+                    idType: reader.string(field["idType"]), id: reader.string(field["id"]), name: reader.string(field["name"]),
+                    address: reader.string(field["address"]), email: reader.string(field["email"]))
             },
-            items: reader.array("items") { reader, path in
+            items: reader.array(reader.top("items")) { reader, field in
                 ItemInput(
-                    code: reader.string(path + ".code"), auxCode: reader.string(path + ".auxCode"),
-                    description: reader.string(path + ".description"), quantity: reader.amount(path + ".quantity"),
-                    unitPrice: reader.amount(path + ".unitPrice"), discount: reader.amount(path + ".discount"),
-                    taxes: reader.array(path + ".taxes") { reader, path in
-                        TaxInput(code: reader.string(path + ".code"), rateCode: reader.string(path + ".rateCode"))
+                    code: reader.string(field["code"]), auxCode: reader.string(field["auxCode"]),
+                    description: reader.string(field["description"]), quantity: reader.amount(field["quantity"]),
+                    unitPrice: reader.amount(field["unitPrice"]), discount: reader.amount(field["discount"]),
+                    taxes: reader.array(field["taxes"]) { reader, field in
+                        TaxInput(code: reader.string(field["code"]), rateCode: reader.string(field["rateCode"]))
                     },
-                    details: reader.array(path + ".details") { reader, path in reader.nameValue(path) })
+                    details: reader.array(field["details"]) { reader, field in reader.nameValue(field) })
             },
-            payments: reader.array("payments") { reader, path in
+            payments: reader.array(reader.top("payments")) { reader, field in
                 PaymentInput(
-                    method: reader.string(path + ".method"), total: reader.amount(path + ".total"), term: reader.amount(path + ".term"),
-                    termUnit: reader.string(path + ".termUnit"))
+                    method: reader.string(field["method"]), total: reader.amount(field["total"]), term: reader.amount(field["term"]),
+                    termUnit: reader.string(field["termUnit"]))
             },
-            additionalInfo: reader.array("additionalInfo") { reader, path in reader.nameValue(path) },
-            modifiedDocument: reader.object("modifiedDocument") { reader, path in
+            additionalInfo: reader.array(reader.top("additionalInfo")) { reader, field in reader.nameValue(field) },
+            modifiedDocument: reader.object(reader.top("modifiedDocument")) { reader, field in
                 ModifiedDocumentInput(
-                    documentType: reader.string(path + ".documentType"), number: reader.string(path + ".number"),
-                    issueDate: reader.string(path + ".issueDate"))
+                    documentType: reader.string(field["documentType"]), number: reader.string(field["number"]),
+                    issueDate: reader.string(field["issueDate"]))
             },
-            reason: reader.string("reason")
+            reason: reader.string(reader.top("reason"))
         )
         metadata = reader.metadata()
         if input.value["content"] != nil {
@@ -68,8 +68,20 @@ struct ComprobanteRequest: Sendable {
     }
 }
 
-/// Reads members of the body by path, recording a field error for each wrong
-/// JSON type; absent and null both read as nil (the rules decide what is required).
+/// A member of the body: its path (`items[2].unitPrice`), for error
+/// messages, and its value; nil when it is absent.
+private struct Field {
+    let path: String
+    let value: JSONValue?
+
+    /// The member `name` of this field's object (nil unless this is an object that has it).
+    subscript(name: String) -> Field {
+        Field(path: path + "." + name, value: value?[name])
+    }
+}
+
+/// Reads members of the body, recording a field error for each wrong JSON
+/// type; absent and null both read as nil (the rules decide what is required).
 private struct FieldReader {
     let root: JSONValue
     var errors: [APIError.FieldError] = []
@@ -82,59 +94,44 @@ private struct FieldReader {
         errors.append(.init(field: field, message: message))
     }
 
-    /// The value at a dotted path with indexes (`items[2].unitPrice`).
-    func value(_ path: String) -> JSONValue? {
-        var current: JSONValue? = root
-        for part in path.split(separator: ".") {
-            var name = Substring(part)
-            var indexes: [Int] = []
-            while name.hasSuffix("]"), let open = name.lastIndex(of: "[") {
-                guard let index = Int(name[name.index(after: open)..<name.index(before: name.endIndex)]) else { return nil }
-                indexes.insert(index, at: 0)
-                name = name[..<open]
-            }
-            current = current?[String(name)]
-            for index in indexes {
-                guard case .array(let elements)? = current, elements.indices.contains(index) else { return nil }
-                current = elements[index]
-            }
-        }
-        return current
+    /// A member of the body's top-level object.
+    func top(_ name: String) -> Field {
+        Field(path: name, value: root[name])
     }
 
-    mutating func string(_ path: String) -> String? {
-        switch value(path) {
+    mutating func string(_ field: Field) -> String? {
+        switch field.value {
         case nil, .null?: return nil
         case .string(let text)?: return text
         case let other?:
-            fail(path, "\(path) must be a string, not \(other.typeName).")
+            fail(field.path, "\(field.path) must be a string, not \(other.typeName).")
             return nil
         }
     }
 
     /// An amount: a JSON number or a decimal string, as the exact text written.
-    mutating func amount(_ path: String) -> String? {
-        switch value(path) {
+    mutating func amount(_ field: Field) -> String? {
+        switch field.value {
         case nil, .null?: return nil
         case .number(let text)?, .string(let text)?: return text
         case let other?:
-            fail(path, "\(path) must be a number or a decimal string, not \(other.typeName).")
+            fail(field.path, "\(field.path) must be a number or a decimal string, not \(other.typeName).")
             return nil
         }
     }
 
-    mutating func object<T>(_ path: String, _ read: (inout FieldReader, String) -> T) -> T? {
-        switch value(path) {
+    mutating func object<T>(_ field: Field, _ read: (inout FieldReader, Field) -> T) -> T? {
+        switch field.value {
         case nil, .null?: return nil
-        case .object?: return read(&self, path)
+        case .object?: return read(&self, field)
         case let other?:
-            fail(path, "\(path) must be an object, not \(other.typeName).")
+            fail(field.path, "\(field.path) must be an object, not \(other.typeName).")
             return nil
         }
     }
 
-    mutating func array<T>(_ path: String, _ read: (inout FieldReader, String) -> T) -> [T]? {
-        switch value(path) {
+    mutating func array<T>(_ field: Field, _ read: (inout FieldReader, Field) -> T) -> [T]? {
+        switch field.value {
         case nil, .null?: return nil
         case .array(let elements)?:
             // Past every list's limit (items: 1000) the count alone is refused
@@ -143,9 +140,9 @@ private struct FieldReader {
             var values: [T] = []
             values.reserveCapacity(elements.count)
             for (index, element) in elements.enumerated() {
-                let elementPath = "\(path)[\(index)]"
+                let elementPath = "\(field.path)[\(index)]"
                 if case .object = element {
-                    values.append(read(&self, elementPath))
+                    values.append(read(&self, Field(path: elementPath, value: element)))
                 } else {
                     fail(elementPath, "\(elementPath) must be an object, not \(element.typeName).")
                     values.append(read(&self, FieldReader.nowhere))
@@ -153,35 +150,36 @@ private struct FieldReader {
             }
             return values
         case let other?:
-            fail(path, "\(path) must be an array, not \(other.typeName).")
+            fail(field.path, "\(field.path) must be an array, not \(other.typeName).")
             return nil
         }
     }
 
-    /// A path that names nothing: every read under it is nil, with no error.
-    static let nowhere = "\u{0}"
+    /// A field that names nothing: every read under it is nil, with no error.
+    static let nowhere = Field(path: "\u{0}", value: nil)
 
-    mutating func nameValue(_ path: String) -> NameValueInput {
-        NameValueInput(name: string(path + ".name"), value: string(path + ".value"))
+    mutating func nameValue(_ field: Field) -> NameValueInput {
+        NameValueInput(name: string(field["name"]), value: string(field["value"]))
     }
 
     /// documentType must be a string; which codes can be issued is the rules' business.
     mutating func documentType() -> String? {
-        string("documentType")
+        string(top("documentType"))
     }
 
     /// issueDate: absent means today; present, it must be a date (null is not).
     mutating func issueDate() -> String? {
-        if case .null? = value("issueDate") {
+        let field = top("issueDate")
+        if case .null? = field.value {
             fail("issueDate", "issueDate must be a date as YYYY-MM-DD, not null.")
             return nil
         }
-        return string("issueDate")
+        return string(field)
     }
 
     /// The client's object, serialized as it came (numbers keep their text).
     mutating func metadata() -> String {
-        switch value("metadata") {
+        switch root["metadata"] {
         case nil, .null?:
             return "{}"
         case .object(let members)?:
