@@ -149,6 +149,21 @@ final class JSONParserTests: XCTestCase {
     func testRepeatedMembersKeepTheLast() throws {
         XCTAssertEqual(try parse(#"{"a": 1, "a": 2}"#), .object([("a", .number("2"))]))
         XCTAssertEqual(try parse(#"{"a": 1, "b": 2, "a": 3}"#), .object([("a", .number("3")), ("b", .number("2"))]))
+        // Names are found by a scan in small objects and through an index past
+        // JSONParser.scannedMembers: repeats on both sides of that line.
+        let names = (0..<(JSONParser.scannedMembers + 8)).map { "k\($0)" }
+        let body = names.enumerated().map { #""\#($1)": \#($0)"# } + [#""k3": "late", "k1": "early""#]
+        var expected = names.enumerated().map { ($1, JSONValue.number(String($0))) }
+        expected[3].1 = .string("late")
+        expected[1].1 = .string("early")
+        let wide = try parse("{" + body.joined(separator: ", ") + "}")
+        XCTAssertEqual(wide, .object(expected))
+        let small = try parse(#"{"k1": 0, "k3": 1, "k3": "late"}"#)
+        XCTAssertEqual(small, .object([("k1", .number("0")), ("k3", .string("late"))]))
+        // Byte for byte in the scan too: "é" and "e" + combining accent are two names.
+        guard case .object(let members) = try parse(#"{"\u00e9": 1, "e\u0301": 2, "\u00e9": 3}"#) else { return XCTFail("not an object") }
+        XCTAssertEqual(members.map { Array($0.0.unicodeScalars) }, [["\u{E9}"], ["e", "\u{301}"]])
+        XCTAssertEqual(members.map(\.1), [.number("3"), .number("2")])
     }
 
     func testWideObjectsParseInOnePass() throws {

@@ -164,6 +164,8 @@ public struct JSONParseError: Error, Sendable {
 /// A strict RFC 8259 parser over UTF-8 bytes.
 public struct JSONParser {
     public static let maxDepth = 64
+    /// Objects with fewer members than this find a repeated name by a scan.
+    static let scannedMembers = 16
 
     private let bytes: [UInt8]
     private var index = 0
@@ -186,7 +188,12 @@ public struct JSONParser {
     }
 
     private mutating func skipWhitespace() {
-        while index < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[index]) { index += 1 }
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0a, 0x0d: index += 1
+            default: return
+            }
+        }
     }
 
     private mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
@@ -215,7 +222,8 @@ public struct JSONParser {
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         index += 1
         var members: [(String, JSONValue)] = []
-        // Position of each name in `members`, so repeated names cost no scan.
+        // Position of each name in `members`, so repeated names cost no scan,
+        // once there are more than a few (below that a scan costs less).
         var positions: [MemberName: Int] = [:]
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
@@ -231,11 +239,22 @@ public struct JSONParser {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth + 1)
-            if let existing = positions[MemberName(key)] {
+            let existing: Int?
+            if members.count < JSONParser.scannedMembers {
+                existing = members.firstIndex { MemberName.same($0.0, key) }
+            } else {
+                if positions.isEmpty {
+                    for (position, member) in members.enumerated() where positions[MemberName(member.0)] == nil {
+                        positions[MemberName(member.0)] = position
+                    }
+                }
+                existing = positions[MemberName(key)]
+                if existing == nil { positions[MemberName(key)] = members.count }
+            }
+            if let existing {
                 // A repeated name: the last value wins, as in PostgreSQL's jsonb.
                 members[existing].1 = value
             } else {
-                positions[MemberName(key)] = members.count
                 members.append((key, value))
             }
             skipWhitespace()
@@ -297,7 +316,12 @@ public struct JSONParser {
             guard digits() > 0 else { throw fail("invalid number") }
         }
         guard index - start <= 1000 else { throw fail("number too long") }
-        return String(decoding: bytes[start..<index], as: UTF8.self)
+        return bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[start..<index]), as: UTF8.self) }
+    }
+
+    /// The bytes from `start` up to `end` as text; nil unless they are valid UTF-8.
+    private func text(from start: Int, to end: Int) -> String? {
+        bytes.withUnsafeBufferPointer { String(validating: UnsafeBufferPointer(rebasing: $0[start..<end]), as: UTF8.self) }
     }
 
     private mutating func hex4() throws(JSONParseError) -> UInt32 {
@@ -320,11 +344,22 @@ public struct JSONParser {
 
     private mutating func parseString() throws(JSONParseError) -> String {
         index += 1
+        // Most strings have no escape: their bytes are the string.
+        var end = index
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            guard let text = text(from: index, to: end) else {
+                index = end
+                throw fail("invalid UTF-8")
+            }
+            index = end + 1
+            return text
+        }
         var scalars = String.UnicodeScalarView()
         var runStart = index
         func flushRun() throws(JSONParseError) {
             guard runStart < index else { return }
-            guard let run = String(validating: bytes[runStart..<index], as: UTF8.self) else {
+            guard let run = text(from: runStart, to: index) else {
                 throw fail("invalid UTF-8")
             }
             scalars.append(contentsOf: run.unicodeScalars)
@@ -390,7 +425,11 @@ private struct MemberName: Hashable {
     }
 
     static func == (lhs: MemberName, rhs: MemberName) -> Bool {
-        lhs.text.utf8.elementsEqual(rhs.text.utf8)
+        same(lhs.text, rhs.text)
+    }
+
+    static func same(_ lhs: String, _ rhs: String) -> Bool {
+        lhs.utf8.elementsEqual(rhs.utf8)
     }
 
     func hash(into hasher: inout Hasher) {
