@@ -165,14 +165,16 @@ final class NumberForecast: @unchecked Sendable {
         /// The last number taken here; nil before the first.
         var last: Int?
         var missed = false
-        var nextTicket = 0
         /// Tickets of the requests that asked and have not taken (or given up) yet, oldest first.
         var waiting: [Int] = []
     }
 
-    // Guards `entries`; waiters for their turn sleep on it.
+    // Guards `entries` and `nextTicket`; waiters for their turn sleep on it.
     private let condition = NSCondition()
     private var entries: [Counter: Entry] = [:]
+    /// Tickets are numbered across counters, so that a turn from before the
+    /// memory started over never shares its ticket with a later one.
+    private var nextTicket = 0
     /// Counters remembered at most; past it the memory starts over.
     static let limit = 100_000
     /// The last sequential a counter gives (sequentials_next_in_range).
@@ -184,30 +186,24 @@ final class NumberForecast: @unchecked Sendable {
         self.turnWait = turnWait
     }
 
-    private func locked<T>(_ body: (inout [Counter: Entry]) -> T) -> T {
-        condition.lock()
-        defer { condition.unlock() }
-        return body(&entries)
-    }
-
     /// Every issuing request asks once, before taking its number, and ends its
     /// turn with `took` or `abandon`.
     func ask(_ counter: Counter) -> Turn {
-        locked { entries in
-            if entries.count >= NumberForecast.limit, entries[counter] == nil { entries.removeAll(keepingCapacity: true) }
-            var entry = entries[counter, default: Entry()]
-            var guess: Int?
-            if let last = entry.last, !entry.missed {
-                let next = last + 1 + entry.waiting.count
-                // Past the last sequential there is nothing to foresee: the counter refuses (409).
-                if next <= NumberForecast.lastSequential { guess = next }
-            }
-            let turn = Turn(counter: counter, ticket: entry.nextTicket, guess: guess)
-            entry.nextTicket += 1
-            entry.waiting.append(turn.ticket)
-            entries[counter] = entry
-            return turn
+        condition.lock()
+        defer { condition.unlock() }
+        if entries.count >= NumberForecast.limit, entries[counter] == nil { entries.removeAll(keepingCapacity: true) }
+        var entry = entries[counter, default: Entry()]
+        var guess: Int?
+        if let last = entry.last, !entry.missed {
+            let next = last + 1 + entry.waiting.count
+            // Past the last sequential there is nothing to foresee: the counter refuses (409).
+            if next <= NumberForecast.lastSequential { guess = next }
         }
+        let turn = Turn(counter: counter, ticket: nextTicket, guess: guess)
+        nextTicket += 1
+        entry.waiting.append(turn.ticket)
+        entries[counter] = entry
+        return turn
     }
 
     /// Returns once every request that asked before `turn` on its counter has
