@@ -244,9 +244,8 @@ public struct JSONParser {
                 existing = members.firstIndex { MemberName.same($0.0, key) }
             } else {
                 if positions.isEmpty {
-                    for (position, member) in members.enumerated() where positions[MemberName(member.0)] == nil {
-                        positions[MemberName(member.0)] = position
-                    }
+                    // The names so far are distinct: the scan kept them so.
+                    for (position, member) in members.enumerated() { positions[MemberName(member.0)] = position }
                 }
                 existing = positions[MemberName(key)]
                 if existing == nil { positions[MemberName(key)] = members.count }
@@ -355,8 +354,10 @@ public struct JSONParser {
             index = end + 1
             return text
         }
+        // An escape (or an error) at `end`: the bytes before it are one plain run.
         var scalars = String.UnicodeScalarView()
         var runStart = index
+        index = end
         func flushRun() throws(JSONParseError) {
             guard runStart < index else { return }
             guard let run = text(from: runStart, to: index) else {
