@@ -34,7 +34,7 @@ public struct JSONLogHandler: LogHandler {
     /// The bytes `log(event:)` writes for a line at `time` with `own` as the line's metadata.
     func line(time: Date, level: Logger.Level, message: String, metadata own: Logger.Metadata?) -> [UInt8] {
         let fields = (own ?? [:]).sorted { $0.key < $1.key }.map { (key: $0.key, value: JSONLogHandler.json($0.value)) }
-        return line(time: time, level: level, message: message, sortedFields: fields)
+        return line(time: time, level: level, message: message, fields: fields) { $0.write(to: &$1) }
     }
 
     /// Logs `message` at info with `fields` as the line's metadata, without
@@ -46,14 +46,17 @@ public struct JSONLogHandler: LogHandler {
 
     /// The bytes of `info(_:sortedFields:)`'s line at `time`.
     func line(time: Date, level: Logger.Level, message: String, sortedFields fields: [(key: String, value: String)]) -> [UInt8] {
-        line(time: time, level: level, message: message, sortedFields: fields.map { (key: $0.key, value: JSONValue.string($0.value)) })
+        line(time: time, level: level, message: message, fields: fields) { JSONValue.writeString($0, to: &$1) }
     }
 
     /// Every line: time, level, logger, message, then the line's `fields`
-    /// (sorted by key) and the handler's metadata (the request id, mostly)
-    /// merged in key order; a field of the line wins over the handler's entry
-    /// of the same key.
-    func line(time: Date, level: Logger.Level, message: String, sortedFields fields: [(key: String, value: JSONValue)]) -> [UInt8] {
+    /// (sorted by key, each value written by `write`) and the handler's
+    /// metadata (the request id, mostly) merged in key order; a field of the
+    /// line wins over the handler's entry of the same key.
+    private func line<Value>(
+        time: Date, level: Logger.Level, message: String, fields: [(key: String, value: Value)],
+        write: (Value, inout [UInt8]) -> Void
+    ) -> [UInt8] {
         var line: [UInt8] = []
         line.reserveCapacity(320)
         line.append(contentsOf: #"{"time":"#.utf8)
@@ -70,27 +73,29 @@ public struct JSONLogHandler: LogHandler {
         case 1: own = metadata.keys.first.map { key in fields.contains { $0.key == key } ? [] : [key] } ?? []
         default: own = metadata.keys.filter { key in !fields.contains { $0.key == key } }.sorted()
         }
+        func handlers(_ key: String) {
+            JSONLogHandler.memberKey(key, to: &line)
+            JSONLogHandler.json(metadata[key]!).write(to: &line)
+        }
         var next = 0
         for field in fields {
             while next < own.count, own[next] < field.key {
-                JSONLogHandler.member(own[next], JSONLogHandler.json(metadata[own[next]]!), to: &line)
+                handlers(own[next])
                 next += 1
             }
-            JSONLogHandler.member(field.key, field.value, to: &line)
+            JSONLogHandler.memberKey(field.key, to: &line)
+            write(field.value, &line)
         }
-        for key in own[next...] {
-            JSONLogHandler.member(key, JSONLogHandler.json(metadata[key]!), to: &line)
-        }
+        for key in own[next...] { handlers(key) }
         line.append(contentsOf: "}\n".utf8)
         return line
     }
 
-    /// `,"key":value`, the request id's key written as `request_id`.
-    private static func member(_ key: String, _ value: JSONValue, to line: inout [UInt8]) {
+    /// `,"key":` before a member's value, the request id's key written as `request_id`.
+    private static func memberKey(_ key: String, to line: inout [UInt8]) {
         line.append(UInt8(ascii: ","))
         JSONValue.writeString(key == requestIDKey ? "request_id" : key, to: &line)
         line.append(UInt8(ascii: ":"))
-        value.write(to: &line)
     }
 
     /// Writes one whole line to standard output, under the lock.
