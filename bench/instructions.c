@@ -7,7 +7,10 @@
  * Each translated block adds its instruction count when it runs (an atomic
  * add: the guest's threads run in parallel). A thread of the plugin writes the
  * running total to the file named by its argument (out=PATH) every 20 ms,
- * through a temporary file and a rename, so a reader never sees half a number.
+ * through a temporary file and a rename, so a reader never sees half a number,
+ * and once more when the process exits (a process that reads its work from
+ * standard input and ends, such as PostgreSQL in single-user mode, is counted
+ * whole).
  * Blocked system calls (an idle server waiting in epoll_wait) execute no guest
  * instructions, so the count stands still while the server waits.
  *
@@ -33,6 +36,7 @@ void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, void (*cb)(qemu_
 void qemu_plugin_register_vcpu_tb_exec_cb(
     struct qemu_plugin_tb *tb, void (*cb)(unsigned int, void *), int flags, void *userdata);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
+void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, void (*cb)(qemu_plugin_id_t, void *), void *userdata);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
@@ -50,18 +54,32 @@ static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     qemu_plugin_register_vcpu_tb_exec_cb(tb, executed, PLUGIN_CB_NO_REGS, (void *)(uintptr_t)qemu_plugin_tb_n_insns(tb));
 }
 
+static pthread_mutex_t writing = PTHREAD_MUTEX_INITIALIZER;
+
+static void write_total(void) {
+    pthread_mutex_lock(&writing);
+    FILE *file = fopen(temporary, "w");
+    if (file) {
+        fprintf(file, "%" PRIu64 "\n", __atomic_load_n(&total, __ATOMIC_RELAXED));
+        fclose(file);
+        rename(temporary, path);
+    }
+    pthread_mutex_unlock(&writing);
+}
+
 static void *report(void *unused) {
     (void)unused;
     for (;;) {
-        FILE *file = fopen(temporary, "w");
-        if (file) {
-            fprintf(file, "%" PRIu64 "\n", __atomic_load_n(&total, __ATOMIC_RELAXED));
-            fclose(file);
-            rename(temporary, path);
-        }
+        write_total();
         usleep(20000);
     }
     return NULL;
+}
+
+static void exiting(qemu_plugin_id_t id, void *unused) {
+    (void)id;
+    (void)unused;
+    write_total();
 }
 
 __attribute__((visibility("default"))) int qemu_plugin_install(
@@ -79,5 +97,6 @@ __attribute__((visibility("default"))) int qemu_plugin_install(
     if (pthread_create(&thread, NULL, report, NULL) != 0) return 1;
     pthread_detach(thread);
     qemu_plugin_register_vcpu_tb_trans_cb(id, translated);
+    qemu_plugin_register_atexit_cb(id, exiting, NULL);
     return 0;
 }

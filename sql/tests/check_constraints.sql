@@ -1,22 +1,34 @@
--- CHECK constraints hold the rules the database can hold by itself. Each
--- refused row names its constraint (SQLSTATE 23514), so a DBA can look it up
--- with \d+ <table>. Rows are inserted as the superuser: a CHECK binds
--- everyone, row-level security or not. A valid row is inserted beside each
--- rule, so the refusals are not caused by something else.
+-- CHECK constraints and domains hold the rules the database can hold by
+-- itself. Each refused row or value names its constraint (SQLSTATE 23514), so
+-- a DBA can look it up with \d+ <table> or \dD+ <domain>. Rows are inserted
+-- as the superuser: a CHECK binds everyone, row-level security or not. A
+-- valid row is inserted beside each rule, so the refusals are not caused by
+-- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(19);
+SELECT plan(45);
 
--- environment is 'sandbox' or 'production' -----------------------------------------------
+-- Rules of single values are domains (migration 0012): a refused value names
+-- the domain and its constraint, with the same SQLSTATE -----------------------------------
+
+SELECT col_type_is(t, 'environment', 'sri_environment', t || '.environment is an sri_environment')
+  FROM unnest(ARRAY['tenants', 'api_keys', 'sequentials', 'documents', 'webhook_endpoints', 'webhook_events']) AS t;
+SELECT col_type_is('documents', 'sequential', 'sri_sequential', 'documents.sequential is an sri_sequential');
+SELECT col_type_is('documents', 'number', 'sri_document_number', 'documents.number is an sri_document_number');
+SELECT col_type_is('documents', 'modified_number', 'sri_document_number', 'documents.modified_number is an sri_document_number');
+SELECT col_type_is('documents', 'access_key', 'sri_access_key', 'documents.access_key is an sri_access_key');
+SELECT col_type_is('documents', 'total', 'sri_amount', 'documents.total is an sri_amount');
+SELECT col_type_is('documents', 'metadata', 'document_metadata', 'documents.metadata is a document_metadata');
+SELECT col_type_is('document_submissions', 'status', 'submission_status', 'document_submissions.status is a submission_status');
 
 SELECT throws_ok($$ INSERT INTO tenants (id, email, name, environment) VALUES (900009, 'pgtap-env@example.invalid', 'E', 'staging') $$,
-                 '23514', 'new row for relation "tenants" violates check constraint "tenants_environment_values"',
+                 '23514', 'value for domain sri_environment violates check constraint "sri_environment_values"',
                  'tenants.environment refuses ''staging''');
 SELECT throws_ok($$ INSERT INTO api_keys (tenant_id, environment, token_digest, token_prefix) VALUES (900001, 'staging', sha256('env'), 'cfy_live_e0001') $$,
-                 '23514', 'new row for relation "api_keys" violates check constraint "api_keys_environment_values"',
+                 '23514', 'value for domain sri_environment violates check constraint "sri_environment_values"',
                  'api_keys.environment refuses ''staging''');
 SELECT throws_ok($$ INSERT INTO sequentials (tenant_id, issuer_id, document_type, environment) VALUES (900001, 900061, '04', 'staging') $$,
-                 '23514', 'new row for relation "sequentials" violates check constraint "sequentials_environment_values"',
+                 '23514', 'value for domain sri_environment violates check constraint "sri_environment_values"',
                  'sequentials.environment refuses ''staging''');
 -- (the access key's environment digit is 2, the one documents_access_key_matches
 -- expects for anything that is not sandbox, so only the environment rule fails)
@@ -24,15 +36,60 @@ SELECT throws_ok($$
     INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
     VALUES (900001, 900061, '01', 'staging', 2, '001-001-000000002',
             '0103202601179001234500120010010000000021234567814', '2026-03-01')
-$$, '23514', 'new row for relation "documents" violates check constraint "documents_environment_values"',
+$$, '23514', 'value for domain sri_environment violates check constraint "sri_environment_values"',
    'documents.environment refuses ''staging''');
 -- The clave de acceso must carry its modulo-11 check digit (the right one is 4).
 SELECT throws_ok($$
     INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
     VALUES (900001, 900061, '01', 'production', 2, '001-001-000000002',
             '0103202601179001234500120010010000000021234567815', '2026-03-01')
-$$, '23514', 'new row for relation "documents" violates check constraint "documents_access_key_check_digit"',
+$$, '23514', 'value for domain sri_access_key violates check constraint "sri_access_key_check_digit"',
    'documents.access_key refuses a wrong check digit');
+-- (fifty digits, the last the right check digit of the first 48: only the
+-- length is wrong)
+SELECT throws_ok($$ SELECT '01032026011790012345001200100100000000212345678144'::sri_access_key $$,
+                 '23514', 'value for domain sri_access_key violates check constraint "sri_access_key_format"',
+                 'an access key has 49 digits');
+SELECT throws_ok($$ SELECT 0::sri_sequential $$,
+                 '23514', 'value for domain sri_sequential violates check constraint "sri_sequential_in_range"',
+                 'a sequential starts at 1');
+SELECT throws_ok($$ SELECT 1000000000::sri_sequential $$,
+                 '23514', 'value for domain sri_sequential violates check constraint "sri_sequential_in_range"',
+                 'a sequential has at most nine digits');
+SELECT throws_ok($$ SELECT '001-001-00000002'::sri_document_number $$,
+                 '23514', 'value for domain sri_document_number violates check constraint "sri_document_number_format"',
+                 'a document number has a nine-digit sequential');
+SELECT throws_ok($$ SELECT (-0.01)::sri_amount $$,
+                 '23514', 'value for domain sri_amount violates check constraint "sri_amount_not_negative"',
+                 'an amount is not negative');
+SELECT is(12.345::sri_amount::numeric, 12.35, 'an amount is kept to the cent');
+SELECT throws_ok($$ SELECT '[1]'::document_metadata $$,
+                 '23514', 'value for domain document_metadata violates check constraint "document_metadata_is_object"',
+                 'metadata is a JSON object');
+SELECT throws_ok($$ SELECT json_build_object('k', repeat('x', 16380))::document_metadata $$,
+                 '23514', 'value for domain document_metadata violates check constraint "document_metadata_size"',
+                 'metadata is at most 16 KiB');
+SELECT throws_ok($$ SELECT 'SENT'::submission_status $$,
+                 '23514', 'value for domain submission_status violates check constraint "submission_status_values"',
+                 'a submission status is one of the five');
+-- The rule between columns: the key's type (digits 9-10), environment (digit
+-- 24) and sequential (digits 31-39) are the row's. This key is a factura's
+-- (01), production's (2), sequential 2, with its right check digit.
+SELECT throws_ok(format($$
+    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
+    VALUES (900001, 900061, %L, %L, %s, %L, '0103202601179001234500120010010000000021234567814', '2026-03-01')
+$$, document_type, environment, sequential, number),
+    '23514', 'new row for relation "documents" violates check constraint "documents_access_key_matches"',
+    format('documents.access_key must carry the row''s %s', what))
+  FROM (VALUES ('01', 'production', 3, '001-001-000000003', 'sequential'),
+               ('01', 'sandbox', 2, '001-001-000000002', 'environment'),
+               ('04', 'production', 2, '001-001-000000002', 'document type'))
+       AS wrong (document_type, environment, sequential, number, what);
+SELECT lives_ok($$
+    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
+    VALUES (900001, 900061, '01', 'production', 2, '001-001-000000002',
+            '0103202601179001234500120010010000000021234567814', '2026-03-01')
+$$, 'a document whose key agrees with its row is accepted');
 SELECT lives_ok($$ INSERT INTO sequentials (tenant_id, issuer_id, document_type, environment) VALUES (900001, 900061, '04', 'production') $$,
                 'sequentials.environment accepts ''production''');
 
