@@ -14,10 +14,15 @@
 -- HTTP, JSON and signing work done while the counter's lock is held.
 -- The server's parameters: the access key's 30 leading digits (date, type, RUC,
 -- environment, establishment, emission point), its 9 trailing digits (a random
--- 8-digit numeric code and emission type 1) and the number's prefix. The XML is
+-- 8-digit numeric code and emission type 1) and the number's prefix. The server
+-- sends the key complete, its check digit computed in Swift; here pgbench
+-- computes it (SRI's modulo 11, weights 2 to 7 from the right) from the
+-- weighted sum of the 30 leading digits (keyheadsum, at positions 18 to 47 from
+-- the right) and the digits of the sequential and of the trailing 9. The XML is
 -- a stand-in of the size of a signed factura (6 KB).
 --   -D digest=\x<sha256 of the token> -D issuer=<id> -D doctype=01 -D env=sandbox
---   -D keyhead=<30 digits> -D numberhead=052-001- -D issuedate=YYYY-MM-DD
+--   -D keyhead=<30 digits> -D keyheadsum=<their weighted sum>
+--   -D numberhead=052-001- -D issuedate=YYYY-MM-DD
 \set keytail random(10000000, 99999999) * 10 + 1
 \startpipeline
 BEGIN ISOLATION LEVEL READ COMMITTED;
@@ -31,12 +36,20 @@ ON CONFLICT (tenant_id, issuer_id, document_type, environment)
 DO UPDATE SET next_sequential = s.next_sequential + 1
 RETURNING next_sequential - 1 AS sequential
 \gset
+\set keysum :keyheadsum \
+    + (:sequential % 10) * 5 + (:sequential / 10 % 10) * 6 + (:sequential / 100 % 10) * 7 \
+    + (:sequential / 1000 % 10) * 2 + (:sequential / 10000 % 10) * 3 + (:sequential / 100000 % 10) * 4 \
+    + (:sequential / 1000000 % 10) * 5 + (:sequential / 10000000 % 10) * 6 + (:sequential / 100000000 % 10) * 7 \
+    + (:keytail % 10) * 2 + (:keytail / 10 % 10) * 3 + (:keytail / 100 % 10) * 4 \
+    + (:keytail / 1000 % 10) * 5 + (:keytail / 10000 % 10) * 6 + (:keytail / 100000 % 10) * 7 \
+    + (:keytail / 1000000 % 10) * 2 + (:keytail / 10000000 % 10) * 3 + (:keytail / 100000000 % 10) * 4
+\set checkdigit case when 11 - :keysum % 11 = 11 then 0 when 11 - :keysum % 11 = 10 then 1 else 11 - :keysum % 11 end
 \startpipeline
 WITH d AS (
     INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date,
                            metadata, body, xml, total, buyer_id_type, buyer_id, modified_number, modified_document_id)
     SELECT current_tenant_id(), :issuer, :doctype, :env, :sequential, :numberhead || lpad(:sequential::text, 9, '0'),
-           k.digits || sri_check_digit(k.digits), :issuedate::date, '{}'::json,
+           k.digits || :checkdigit, :issuedate::date, '{}'::json,
            '{"buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL", "address": null, "email": null}, "items": [{"code": "A-1", "auxCode": null, "description": "Widget", "quantity": "2", "unitPrice": "10.75", "discount": "0.50", "subtotal": "21.00", "taxes": [{"code": "2", "rateCode": "4", "rate": "15.00", "base": "21.00", "value": "3.15"}], "details": []}], "totals": {"subtotal": "21.00", "discount": "0.50", "taxes": [{"code": "2", "rateCode": "4", "rate": "15.00", "base": "21.00", "value": "3.15"}], "tip": "0.00", "total": "24.15"}, "payments": [{"method": "01", "total": "24.15", "term": null, "termUnit": null}], "additionalInfo": []}'::json,
            convert_to(repeat('<x/>', 1500), 'UTF8'), 24.15::numeric, '07', '9999999999999', NULL, NULL
       FROM (SELECT :keyhead || lpad(:sequential::text, 9, '0') || :keytail AS digits) AS k
