@@ -7,8 +7,8 @@ the count does not depend on what else the machine does, so a change to the
 schema or to the server's SQL shows in it when rates and CPU times cannot
 tell it from the noise.
 
-Each transaction is the server's (POST /v1/documents, as bench/documents.sql
-sends it to pgbench): BEGIN, authenticate (locking the key), the issuer and its
+Each transaction is the server's for POST /v1/documents (the statements
+bench/documents.sql sends to pgbench, in the server's own form): BEGIN, authenticate (locking the key), the issuer and its
 certificate's fingerprint (Database.transaction's prologue with
 ResolvedIssuer.lookup and CertificatesStore.signingMaterial), the counter's
 upsert (DocumentsStore.takeNumber), the document with its submission row
