@@ -22,16 +22,24 @@ row would keep the compression it was stored with). When those statements
 change, this file must follow.
 
     single_user.py N DIGEST_HEX ISSUER KEY_HEAD NUMBER_HEAD ISSUE_DATE FIRST_SEQUENTIAL XML_FILE
+    single_user.py --head-sum KEY_HEAD   (the weighted sum bench/documents.sql needs)
 """
 
 import random
 import sys
 
 
+def weighted_sum(digits: str, position: int = 0) -> int:
+    """The sum under SRI's modulo 11 of digits whose last one stands at
+    `position` from the right of the key: weights 2 to 7 from the right,
+    repeating. scripts/bench passes the key head's (position 18) to
+    bench/documents.sql, which adds the rest of the key's itself."""
+    return sum(int(d) * (2 + (position + i) % 6) for i, d in enumerate(reversed(digits)))
+
+
 def check_digit(digits: str) -> str:
-    """SRI's modulo 11: weights 2 to 7 from the right, repeating."""
-    total = sum(int(d) * (2 + i % 6) for i, d in enumerate(reversed(digits)))
-    total = 11 - total % 11
+    """SRI's modulo 11 check digit: 11 - (sum mod 11), where 11 gives 0 and 10 gives 1."""
+    total = 11 - weighted_sum(digits) % 11
     return {11: "0", 10: "1"}.get(total, str(total))
 
 
@@ -108,4 +116,7 @@ SELECT d.id, d.issuer_id, d.document_type, d.environment, d.sequential, d.number
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--head-sum"]:
+        print(weighted_sum(sys.argv[2], 18))
+    else:
+        main()
