@@ -6,7 +6,7 @@
 -- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(45);
+SELECT plan(53);
 
 -- Rules of single values are domains (migration 0012): a refused value names
 -- the domain and its constraint, with the same SQLSTATE -----------------------------------
@@ -107,14 +107,33 @@ SELECT throws_ok($$ INSERT INTO issuers (tenant_id, ruc, legal_name, establishme
 SELECT lives_ok($$ INSERT INTO issuers (tenant_id, ruc, legal_name, establishment, emission_point) VALUES (900001, '1790012345001', 'A', '002', '001') $$,
                 'issuers accept establishment 002, emission point 001');
 
--- sequentials.next_sequential is 1 to 1000000000 -------------------------------------------
+-- sequentials.next_sequential is 1 to 1000000000, a domain since migration 0014
+-- whose constraint keeps the name the server looks for (an exhausted counter) ---
 
+SELECT col_type_is('sequentials', 'next_sequential', 'sri_next_sequential', 'sequentials.next_sequential is an sri_next_sequential');
 SELECT throws_ok($$ UPDATE sequentials SET next_sequential = 0 WHERE tenant_id = 900001 AND issuer_id = 900061 AND document_type = '01' $$,
-                 '23514', 'new row for relation "sequentials" violates check constraint "sequentials_next_in_range"',
+                 '23514', 'value for domain sri_next_sequential violates check constraint "sequentials_next_in_range"',
                  'sequentials.next_sequential refuses 0');
 SELECT throws_ok($$ INSERT INTO sequentials (tenant_id, issuer_id, document_type, environment, next_sequential) VALUES (900001, 900061, '05', 'sandbox', 1000000001) $$,
-                 '23514', 'new row for relation "sequentials" violates check constraint "sequentials_next_in_range"',
+                 '23514', 'value for domain sri_next_sequential violates check constraint "sequentials_next_in_range"',
                  'sequentials.next_sequential refuses 1000000001');
+SELECT lives_ok($$ UPDATE sequentials SET next_sequential = 1000000000 WHERE tenant_id = 900001 AND issuer_id = 900061 AND document_type = '01' $$,
+                'sequentials.next_sequential takes 1000000000 (the counter gave its last number)');
+SELECT is((SELECT c.conname::text FROM pg_constraint c WHERE c.contypid = 'sri_next_sequential'::regtype),
+          'sequentials_next_in_range', 'the constraint name the server maps to 409 is the domain''s');
+
+-- document_submissions.attempts and .streak are attempt_counts (migration 0014) ------------
+
+SELECT col_type_is('document_submissions', c, 'attempt_count', 'document_submissions.' || c || ' is an attempt_count')
+  FROM unnest(ARRAY['attempts', 'streak']) AS c;
+SELECT throws_ok($$ UPDATE document_submissions SET attempts = -1 WHERE document_id = 900071 $$,
+                 '23514', 'value for domain attempt_count violates check constraint "attempt_count_not_negative"',
+                 'document_submissions.attempts refuses -1');
+SELECT throws_ok($$ UPDATE document_submissions SET streak = -1 WHERE document_id = 900071 $$,
+                 '23514', 'value for domain attempt_count violates check constraint "attempt_count_not_negative"',
+                 'document_submissions.streak refuses -1');
+SELECT lives_ok($$ UPDATE document_submissions SET attempts = 0, streak = 0 WHERE document_id = 900071 $$,
+                'document_submissions.attempts and .streak take 0');
 
 -- token_prefix: cfy_test_ or cfy_live_ + 5 hex digits, agreeing with environment -----------
 

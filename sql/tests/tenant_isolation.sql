@@ -123,7 +123,7 @@ SELECT is((SELECT status FROM tenants WHERE id = 900002), 'ACTIVE', 'tenant B is
 SELECT is((SELECT revoked_at FROM api_keys WHERE id = 900021), NULL, 'tenant B''s key is still active');
 SELECT is((SELECT used_at FROM email_verifications WHERE id = 900041), NULL, 'tenant B''s token is still unused');
 SELECT is((SELECT sandbox FROM issuers WHERE id = 900062), true, 'tenant B''s issuer is still sandbox');
-SELECT is((SELECT next_sequential FROM sequentials WHERE tenant_id = 900002), 2::bigint, 'tenant B''s counter is still 2');
+SELECT is((SELECT next_sequential::bigint FROM sequentials WHERE tenant_id = 900002), 2::bigint, 'tenant B''s counter is still 2');
 SELECT set_eq($$ SELECT key FROM idempotency_keys WHERE tenant_id = 900002 $$,
               ARRAY['idem-b', 'idem-b-expired'], 'tenant B''s idempotency keys are all still there');
 
