@@ -12,12 +12,13 @@
 # Package.swift declares swift-tools-version 6.1, so the toolchain must be 6.1 or later.
 FROM swift:6.1-bookworm AS builder
 
-# Headers and pkg-config files for the CLibPQ, COpenSSL and CLibXML2 system modules.
+# Headers and pkg-config files for the CLibPQ, COpenSSL and CLibXML2 system
+# modules, and jemalloc, which the server links as its allocator.
 # Unpinned apt versions: the image tag pins the bookworm suite, and exact versions vanish from the mirror on point releases.
 # hadolint ignore=DL3008
 RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update -q \
-    && apt-get install -y -q --no-install-recommends libpq-dev libssl-dev libxml2-dev \
+    && apt-get install -y -q --no-install-recommends libpq-dev libssl-dev libxml2-dev libjemalloc-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /build
@@ -32,7 +33,7 @@ COPY Sources ./Sources
 COPY Tests ./Tests
 
 # Static Swift runtime and Foundation: the runtime image needs only the C
-# libraries (libpq, OpenSSL, libstdc++). The backtracer is kept so a crash
+# libraries (libpq, OpenSSL, libxml2, jemalloc, libstdc++). The backtracer is kept so a crash
 # prints a symbolicated stack in the container log.
 RUN swift build -c release --product comprobify --static-swift-stdlib \
     && mkdir -p /staging \
@@ -45,7 +46,7 @@ RUN swift build -c release --product comprobify --static-swift-stdlib \
 # ================================
 FROM debian:bookworm-slim
 
-# libpq5, libssl3 and libxml2 are what the binary links against; ca-certificates lets
+# libpq5, libssl3, libxml2 and libjemalloc2 are what the binary links against; ca-certificates lets
 # sslmode=verify-full check a managed database's certificate; curl serves the
 # HEALTHCHECK; tzdata gives Foundation real time zones.
 # Unpinned apt versions: the image tag pins the bookworm suite, and exact versions vanish from the mirror on point releases.
@@ -55,6 +56,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get install -y -q --no-install-recommends \
         ca-certificates \
         curl \
+        libjemalloc2 \
         libpq5 \
         libssl3 \
         libxml2 \

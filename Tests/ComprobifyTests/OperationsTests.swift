@@ -226,6 +226,38 @@ final class OperationsTests: XCTestCase {
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0)
     }
+
+    /// The start-up line says which allocator serves the process: the server
+    /// links jemalloc on Linux (Package.swift).
+    func testServerStartsOnJemalloc() throws {
+        let binary = try Executable.url()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve"]
+        process.environment = [
+            "DATABASE_URL": TestDatabase.appURL, "PORT": "0", "HOST": "127.0.0.1", "LOG_LEVEL": "info",
+            "COMPROBIFY_SECRET_KEY": TestSecrets.keyText, "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0",
+        ]
+        process.standardOutput = try FileHandle(forWritingTo: log)
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        var listening: Substring?
+        for _ in 0..<300 where listening == nil {
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            listening = text.split(separator: "\n").first { $0.contains("\"message\":\"listening\"") }
+            if listening == nil { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        let line = try XCTUnwrap(listening, "the server logs its listening line")
+        #if os(Linux)
+            XCTAssertTrue(line.contains("\"allocator\":\"jemalloc 5."), String(line))
+        #endif
+        process.terminate()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+    }
 }
 
 final class TenantBox: @unchecked Sendable {

@@ -91,7 +91,8 @@ public func buildApplication(configuration: Configuration, logger: Logger) async
             try? await channel.eventLoop.submit {
                 try channel.pipeline.syncOperations.addHandler(AcceptErrorHandler(logger: logger), position: .first)
             }.get()
-            logger.info("listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+            logger.info(
+                "listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")", "allocator": "\(Allocator.description)"])
         },
         logger: logger
     )
