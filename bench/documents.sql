@@ -5,8 +5,11 @@
 --   1. BEGIN + authenticate (locking the key) + the issuer + its certificate's
 --      fingerprint and validity, pipelined (the certificate and its sealed key
 --      are read once per process, not per document)
---   2. the hot counter: the upsert that takes the sequential, RETURNING it (its
---      row lock is held from here to COMMIT)
+--   2. the hot counter: the UPDATE that takes the sequential, RETURNING it (its
+--      row lock is held from here to COMMIT; the counter exists, as it does for
+--      every document but an issuer's first of its type: scripts/bench creates
+--      it as promotion does, and the server's upsert for a first document has
+--      no twin here)
 --   3. the document and its submission row, inserted by one statement, + COMMIT,
 --      pipelined
 -- What the server does between 2 and 3 — build the XML, check it against the
@@ -30,10 +33,8 @@ SELECT key_id, tenant_id, environment, tenant_status, tenant_environment FROM au
 SELECT id, ruc, establishment, emission_point, sandbox FROM issuers WHERE id = :issuer;
 SELECT sha256, not_before, not_after FROM issuer_certificates WHERE issuer_id = :issuer;
 \endpipeline
-INSERT INTO sequentials AS s (tenant_id, issuer_id, document_type, environment, next_sequential)
-VALUES (current_tenant_id(), :issuer, :doctype, :env, 2)
-ON CONFLICT (tenant_id, issuer_id, document_type, environment)
-DO UPDATE SET next_sequential = s.next_sequential + 1
+UPDATE sequentials SET next_sequential = next_sequential + 1
+ WHERE tenant_id = current_tenant_id() AND issuer_id = :issuer AND document_type = :doctype AND environment = :env
 RETURNING next_sequential - 1 AS sequential
 \gset
 \set keysum :keyheadsum \
@@ -53,13 +54,14 @@ WITH d AS (
            '{"buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL", "address": null, "email": null}, "items": [{"code": "A-1", "auxCode": null, "description": "Widget", "quantity": "2", "unitPrice": "10.75", "discount": "0.50", "subtotal": "21.00", "taxes": [{"code": "2", "rateCode": "4", "rate": "15.00", "base": "21.00", "value": "3.15"}], "details": []}], "totals": {"subtotal": "21.00", "discount": "0.50", "taxes": [{"code": "2", "rateCode": "4", "rate": "15.00", "base": "21.00", "value": "3.15"}], "tip": "0.00", "total": "24.15"}, "payments": [{"method": "01", "total": "24.15", "term": null, "termUnit": null}], "additionalInfo": []}'::json,
            convert_to(repeat('<x/>', 1500), 'UTF8'), 24.15::numeric, '07', '9999999999999', NULL, NULL
       FROM (SELECT :keyhead || lpad(:sequential::text, 9, '0') || :keytail AS digits) AS k
-    RETURNING *
+    RETURNING tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata,
+              created_at
 ), s AS (
     INSERT INTO document_submissions (tenant_id, document_id) SELECT tenant_id, id FROM d
-    RETURNING *
+    RETURNING status, attempts, last_error, next_attempt_at, messages, authorization_number, authorized_at
 )
 SELECT d.id, d.issuer_id, d.document_type, d.environment, d.sequential, d.number, d.access_key, d.issue_date::text,
-       d.metadata::text, d.created_at, d.body::text, s.status, s.attempts, s.last_error, s.next_attempt_at, s.messages::text,
+       d.metadata::text, d.created_at, NULL::text, s.status, s.attempts, s.last_error, s.next_attempt_at, s.messages::text,
        s.authorization_number, s.authorized_at
   FROM d, s;
 COMMIT;

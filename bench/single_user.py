@@ -11,7 +11,8 @@ Each transaction is the server's for POST /v1/documents (the statements
 bench/documents.sql sends to pgbench, in the server's own form): BEGIN, authenticate (locking the key), the issuer and its
 certificate's fingerprint (Database.transaction's prologue with
 ResolvedIssuer.lookup and CertificatesStore.signingMaterial), the counter's
-upsert (DocumentsStore.takeNumber), the document with its submission row
+UPDATE (DocumentsStore.takeNumber; the counter exists, as for every document
+but an issuer's first of its type), the document with its submission row
 (DocumentsStore.store), COMMIT. The statements are prepared once and their
 parameters' types inferred, as the server's are; the access key is complete,
 as the server sends it, with its check digit computed here. The XML is a
@@ -66,10 +67,8 @@ def main() -> None:
     statement("PREPARE certificate AS SELECT sha256, not_before, not_after FROM issuer_certificates WHERE issuer_id = $1")
     statement(
         """
-PREPARE counter AS INSERT INTO sequentials AS s (tenant_id, issuer_id, document_type, environment, next_sequential)
-VALUES (current_tenant_id(), $1, $2, $3, 2)
-ON CONFLICT (tenant_id, issuer_id, document_type, environment)
-DO UPDATE SET next_sequential = s.next_sequential + 1
+PREPARE counter AS UPDATE sequentials SET next_sequential = next_sequential + 1
+ WHERE tenant_id = current_tenant_id() AND issuer_id = $1 AND document_type = $2 AND environment = $3
 RETURNING next_sequential - 1"""
     )
     statement(
@@ -79,13 +78,14 @@ PREPARE document AS WITH d AS (
                            metadata, body, xml, total, buyer_id_type, buyer_id, modified_number, modified_document_id)
     VALUES (current_tenant_id(), $1, $2, $3, $4, $5, $6, $7::date, $8::json, $9::json, $10, $11::numeric,
             $12, $13, $14, $15)
-    RETURNING *
+    RETURNING tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata,
+              created_at
 ), s AS (
     INSERT INTO document_submissions (tenant_id, document_id) SELECT tenant_id, id FROM d
-    RETURNING *
+    RETURNING status, attempts, last_error, next_attempt_at, messages, authorization_number, authorized_at
 )
 SELECT d.id, d.issuer_id, d.document_type, d.environment, d.sequential, d.number, d.access_key, d.issue_date::text,
-       d.metadata::text, d.created_at, d.body::text, s.status, s.attempts, s.last_error, s.next_attempt_at,
+       d.metadata::text, d.created_at, NULL::text, s.status, s.attempts, s.last_error, s.next_attempt_at,
        s.messages::text, s.authorization_number, s.authorized_at
   FROM d, s"""
     )
