@@ -78,11 +78,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             // jemalloc serves every allocation of the process (Swift runtime,
-            // libpq, libxml2, OpenSSL): fewer instructions per allocation than
-            // glibc's malloc, and memory freed on another thread than the one
-            // that took it goes back without a lock on a shared arena
-            // (docs/adr/007-request-cpu.md, item 27). Linked into the server
-            // only; the test bundles keep the system allocator.
+            // libpq, libxml2, OpenSSL) in fewer instructions than glibc's
+            // malloc: counted, docs/adr/007-request-cpu.md, item 27. Linked
+            // into the server only; the test bundles keep the system allocator.
             linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
         ),
         .target(
