@@ -5,12 +5,8 @@ import SRI
 /// SHA-256, CSPRNG bytes and constant-time comparison, from OpenSSL.
 enum Crypto {
     static func sha256(_ bytes: some Collection<UInt8>) -> Data {
-        var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
         let input = Array(bytes)
-        input.withUnsafeBufferPointer { buffer in
-            _ = SHA256(buffer.baseAddress, buffer.count, &digest)
-        }
-        return Data(digest)
+        return Data(input.withUnsafeBytes { DigestAlgorithm.sha256.digest($0) })
     }
 
     static func sha256(_ text: String) -> Data {

@@ -33,7 +33,8 @@ struct DocumentsController {
             try await database.resolveIssuer(issuerID, context)
             throw error
         }
-        let bodyDigest = Crypto.sha256(input.bytes)
+        // Only a request with an Idempotency-Key is compared with an earlier one.
+        let bodyDigest = idempotencyKey.map { _ in Crypto.sha256(input.bytes) }
         let signing = self.signing
 
         let database = self.database
@@ -46,7 +47,7 @@ struct DocumentsController {
             ) { transaction, principal, results -> (JSONValue, Bool) in
                 let issuer = try ResolvedIssuer.resolve(
                     try ResolvedIssuer.lookup(issuerID).decode(results[0]), keyEnvironment: principal.keyEnvironment)
-                if let key = idempotencyKey,
+                if let key = idempotencyKey, let bodyDigest,
                     let replay = try DocumentsStore.claim(transaction, key: key, issuer: issuer.id, digest: bodyDigest)
                 {
                     return (replay, true)

@@ -31,9 +31,24 @@ enum ServiceMetrics {
         series.duration.recordNanoseconds(nanoseconds)
     }
 
-    static func documentIssued(type: String, environment: Environment) {
+    /// One counter per document type × environment, made once; a type that is
+    /// not in the table (none is) would still be counted.
+    private static let issued: [String: CoreMetrics.Counter] = {
+        var counters: [String: CoreMetrics.Counter] = [:]
+        for type in DocumentType.codes {
+            for environment in [Environment.sandbox, .production] {
+                counters[type + environment.rawValue] = issuedCounter(type: type, environment: environment)
+            }
+        }
+        return counters
+    }()
+
+    private static func issuedCounter(type: String, environment: Environment) -> CoreMetrics.Counter {
         Counter(label: "documents_issued_total", dimensions: [("document_type", type), ("environment", environment.rawValue)])
-            .increment()
+    }
+
+    static func documentIssued(type: String, environment: Environment) {
+        (issued[type + environment.rawValue] ?? issuedCounter(type: type, environment: environment)).increment()
     }
 
     private static let signedAheadHit = Counter(label: "documents_signed_ahead_total", dimensions: [("outcome", "hit")])

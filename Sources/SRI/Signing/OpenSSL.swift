@@ -103,11 +103,30 @@ public enum DigestAlgorithm: Sendable {
     case sha1
     case sha256
 
+    /// The algorithm's implementation, fetched from the default provider once
+    /// per process. OpenSSL 3 looks a digest up by name on every use of the
+    /// legacy `EVP_sha256()` handle (an "implicit fetch"); a fetched one skips
+    /// that lookup, and is immutable and safe to share across threads.
     var md: OpaquePointer {
         switch self {
-        case .sha1: return EVP_sha1()
-        case .sha256: return EVP_sha256()
+        case .sha1: return DigestAlgorithm.fetchedSHA1
+        case .sha256: return DigestAlgorithm.fetchedSHA256
         }
+    }
+
+    /// The digest of `bytes` with this algorithm.
+    public func digest(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        OpenSSL.digest(bytes, self)
+    }
+
+    nonisolated(unsafe) private static let fetchedSHA1: OpaquePointer = fetch("SHA1") ?? EVP_sha1()
+    nonisolated(unsafe) private static let fetchedSHA256: OpaquePointer = fetch("SHA256") ?? EVP_sha256()
+
+    private static func fetch(_ name: String) -> OpaquePointer? {
+        OpenSSL.loadProviders()
+        let md = EVP_MD_fetch(nil, name, nil)
+        if md == nil { OpenSSL.clearErrors() }
+        return md
     }
 }
 
