@@ -68,6 +68,31 @@ final class MigrateTests: XCTestCase {
         }
     }
 
+    /// Roles are the cluster's, and the advisory lock is per database: a
+    /// migration that changes a role another transaction is changing (another
+    /// database's migration, say) is tried again once that one ends, instead
+    /// of failing with "tuple concurrently updated".
+    func testAMigrationThatMeetsAConcurrentRoleChangeIsRetried() throws {
+        try withDatabase { url in
+            let holder = try Connection(conninfo: TestDatabase.ownerURL)
+            try holder.execute(script: "BEGIN")
+            try holder.execute(script: "ALTER ROLE comprobify_auth NOLOGIN")
+            let outcome = NIOLockedValueBox<Result<[String], Error>?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                let result = Result { try Migrator(directory: Self.migrations).run(on: try Connection(conninfo: url)) }
+                outcome.withLockedValue { $0 = result }
+                done.signal()
+            }
+            // 0001_roles.sql waits for the holder's change of comprobify_auth.
+            Thread.sleep(forTimeInterval: 0.5)
+            try holder.execute(script: "COMMIT")
+            XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+            let applied = try XCTUnwrap(outcome.withLockedValue { $0 }).get()
+            XCTAssertEqual(applied.count, try Migrator(directory: Self.migrations).files().count)
+        }
+    }
+
     func testAChangedAppliedFileIsRefused() throws {
         try withDatabase { url in
             let copy = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")

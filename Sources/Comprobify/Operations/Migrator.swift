@@ -62,12 +62,19 @@ public struct Migrator {
                 continue
             }
             do {
-                try connection.execute(script: "BEGIN")
-                try connection.execute(script: sql)
-                try connection.query("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
-                try connection.execute(script: "COMMIT")
+                try Migrator.retryingClusterCollisions {
+                    do {
+                        try connection.execute(script: "BEGIN")
+                        try connection.execute(script: sql)
+                        try connection.query(
+                            "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
+                        try connection.execute(script: "COMMIT")
+                    } catch {
+                        _ = try? connection.execute(script: "ROLLBACK")
+                        throw error
+                    }
+                }
             } catch {
-                _ = try? connection.execute(script: "ROLLBACK")
                 throw Failure(description: "migration \(name) failed: \(error)")
             }
             ran.append(name)
@@ -79,6 +86,35 @@ public struct Migrator {
     public static func grantLogin(on connection: Connection, password: String) throws {
         // ALTER ROLE takes no parameters; quote the literal with the server's own function.
         let literal = try connection.query("SELECT quote_literal($1)", [password], prepared: false)[0].decode(String.self, at: 0)
-        try connection.execute(script: "ALTER ROLE comprobify_app LOGIN PASSWORD \(literal)")
+        try retryingClusterCollisions {
+            try connection.execute(script: "ALTER ROLE comprobify_app LOGIN PASSWORD \(literal)")
+        }
+    }
+
+    /// Roles belong to the cluster, not to a database, and the advisory lock
+    /// is per database: a migration of another database of the same cluster
+    /// can change the same role at the same moment. PostgreSQL then refuses
+    /// the later change ("tuple concurrently updated", or a duplicate role
+    /// when both create it); `body`, a whole transaction rolled back on
+    /// failure, runs again, up to five times in all.
+    static func retryingClusterCollisions(_ body: () throws -> Void) throws {
+        var attempt = 1
+        while true {
+            do {
+                return try body()
+            } catch let error as PostgresError where attempt < 5 && isClusterCollision(error) {
+                attempt += 1
+                Thread.sleep(forTimeInterval: 0.05 * Double(attempt))
+            }
+        }
+    }
+
+    static func isClusterCollision(_ error: PostgresError) -> Bool {
+        switch error.sqlState {
+        case .transactionRollback: return true
+        case .uniqueViolation: return error.message.contains("pg_authid")
+        case "XX000": return error.message.contains("concurrently updated")
+        default: return false
+        }
     }
 }
