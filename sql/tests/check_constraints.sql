@@ -6,7 +6,7 @@
 -- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(53);
+SELECT plan(64);
 
 -- Rules of single values are domains (migration 0012): a refused value names
 -- the domain and its constraint, with the same SQLSTATE -----------------------------------
@@ -92,6 +92,66 @@ SELECT lives_ok($$
 $$, 'a document whose key agrees with its row is accepted');
 SELECT lives_ok($$ INSERT INTO sequentials (tenant_id, issuer_id, document_type, environment) VALUES (900001, 900061, '04', 'production') $$,
                 'sequentials.environment accepts ''production''');
+
+-- Rules between a document's or a submission's columns: BEFORE triggers since
+-- migration 0015 (PostgreSQL parsed and planned a CHECK constraint again in
+-- every statement), each refused row failing as its CHECK constraint did -----
+
+SELECT has_trigger('documents', 'documents_row_rules', 'documents has its row rules trigger');
+SELECT has_trigger('document_submissions', 'document_submissions_row_rules', 'document_submissions has its row rules trigger');
+SELECT is_empty($$
+    SELECT conname FROM pg_constraint
+     WHERE contype = 'c' AND conrelid IN ('documents'::regclass, 'document_submissions'::regclass)
+       AND conname IN ('documents_access_key_matches', 'documents_number_matches_sequential', 'documents_comprobante_complete',
+                       'documents_credit_note_names_its_factura', 'document_submissions_lease_complete',
+                       'document_submissions_final_states_wait_for_nothing', 'document_submissions_authorized_has_its_authorization')
+$$, 'no rule is checked twice: the seven CHECK constraints are gone');
+-- A factura of tenant A with sequential 5: key 01032026 01 1790012345001 2 001001
+-- 000000005 12345678 1 + its check digit.
+CREATE TEMP TABLE rule_rows AS
+SELECT '01032026011790012345001200100100000000512345678' || '1'
+       || sri_check_digit('010320260117900123450012001001000000005123456781') AS access_key;
+SELECT throws_ok(format($$
+    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
+    VALUES (900001, 900061, '01', 'production', 5, '001-001-000000006', %L, '2026-03-01')
+$$, (SELECT access_key FROM rule_rows)),
+    '23514', 'new row for relation "documents" violates check constraint "documents_number_matches_sequential"',
+    'documents.number must end in the row''s sequential');
+SELECT throws_ok(format($$
+    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, xml)
+    VALUES (900001, 900061, '01', 'production', 5, '001-001-000000005', %L, '2026-03-01', '\x3c612f3e')
+$$, (SELECT access_key FROM rule_rows)),
+    '23514', 'new row for relation "documents" violates check constraint "documents_comprobante_complete"',
+    'a document with its XML must have its body, total and buyer');
+SELECT throws_ok(format($$
+    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date,
+                           xml, body, total, buyer_id_type, buyer_id, modified_number)
+    VALUES (900001, 900061, '01', 'production', 5, '001-001-000000005', %L, '2026-03-01',
+            '\x3c612f3e', '{}', 11.50, '07', '9999999999999', '001-001-000000001')
+$$, (SELECT access_key FROM rule_rows)),
+    '23514', 'new row for relation "documents" violates check constraint "documents_credit_note_names_its_factura"',
+    'a factura names no modified document');
+SELECT lives_ok(format($$
+    INSERT INTO documents (tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date,
+                           xml, body, total, buyer_id_type, buyer_id)
+    VALUES (900001, 900079, 900061, '01', 'production', 5, '001-001-000000005', %L, '2026-03-01',
+            '\x3c612f3e', '{}', 11.50, '07', '9999999999999')
+$$, (SELECT access_key FROM rule_rows)), 'a complete factura whose columns agree is accepted');
+SELECT throws_ok($$ UPDATE document_submissions SET leased_by = '00000000-0000-0000-0000-00000000000a' WHERE document_id = 900071 $$,
+                 '23514', 'new row for relation "document_submissions" violates check constraint "document_submissions_lease_complete"',
+                 'a lease names its holder and its end together');
+SELECT throws_ok($$ UPDATE document_submissions SET status = 'RETURNED', next_attempt_at = now() WHERE document_id = 900071 $$,
+                 '23514', 'new row for relation "document_submissions" violates check constraint "document_submissions_final_states_wait_for_nothing"',
+                 'a final status has no next attempt');
+SELECT throws_ok($$ UPDATE document_submissions SET status = 'AUTHORIZED', next_attempt_at = NULL WHERE document_id = 900071 $$,
+                 '23514', 'new row for relation "document_submissions" violates check constraint "document_submissions_authorized_has_its_authorization"',
+                 'AUTHORIZED needs its authorization''s number, date and XML');
+SELECT lives_ok($$
+    UPDATE document_submissions
+       SET status = 'AUTHORIZED', next_attempt_at = NULL, authorization_number = '0103202601', authorized_at = now(),
+           authorization_xml = '\x3c612f3e', leased_by = '00000000-0000-0000-0000-00000000000a', leased_until = now()
+     WHERE document_id = 900071
+$$, 'an authorized submission with its authorization and a whole lease is accepted');
 
 -- establishment and emission point: three digits, never 000 ------------------------------
 
