@@ -112,8 +112,12 @@ public struct Migrator {
     static func isClusterCollision(_ error: PostgresError) -> Bool {
         switch error.sqlState {
         case .transactionRollback: return true
-        case .uniqueViolation: return error.message.contains("pg_authid")
-        case "XX000": return error.message.contains("concurrently updated")
+        // Read from the error's fields, not its message, which the server may
+        // write in another language: a role created twice collides on
+        // pg_authid's unique index; "tuple concurrently updated" is an
+        // internal error (XX000), and retrying any of those is harmless.
+        case .uniqueViolation: return error.constraint?.hasPrefix("pg_authid") ?? false
+        case "XX000": return true
         default: return false
         }
     }
