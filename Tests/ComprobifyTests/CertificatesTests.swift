@@ -69,6 +69,7 @@ final class CertificatesTests: XCTestCase {
         let future = try pki.leaf("Futuro", from: "20390101000000Z", until: "20400101000000Z")
         let ec = try pki.leaf("Curva", key: "ec")
         let small = try pki.leaf("Corto", key: "rsa:1024")
+        let cannotSign = try pki.leafWithKeyThatCannotSign("Par")
         let cases: [(String, String, String)] = [
             (#"{"p12": "not base64 at all!", "password": "x"}"#, "p12", "base64"),
             (#"{"p12": "\#(Data("hello world, not pkcs12".utf8).base64EncodedString())", "password": "x"}"#, "p12", "PKCS#12"),
@@ -76,6 +77,7 @@ final class CertificatesTests: XCTestCase {
             (Self.upload(try pki.pkcs12(good, options: ["-nokeys"])), "p12", "no private key"),
             (Self.upload(try pki.pkcs12(ec)), "p12", "RSA"),
             (Self.upload(try pki.pkcs12(small)), "p12", "1024 bits"),
+            (Self.upload(try pki.pkcs12(cannotSign)), "p12", "cannot make a signature"),
             (Self.upload(try pki.pkcs12(expired)), "p12", "expired"),
             (Self.upload(try pki.pkcs12(future)), "p12", "not valid before"),
             (#"{"password": "x"}"#, "p12", "required"),

@@ -91,6 +91,23 @@ final class SigningIdentityTests: XCTestCase {
         assertFails({ $0 == .notRSA }, field: "p12", file: file)
     }
 
+    /// A key that matches its certificate but cannot sign (an even modulus)
+    /// is refused when the file is opened, not found out when a document is
+    /// signed; a key restored from storage that cannot sign throws.
+    func testRejectsAKeyThatCannotSign() throws {
+        let pki = try pki
+        let name = try pki.leafWithKeyThatCannotSign("Even Modulus")
+        let file = try pki.pkcs12(name)
+        assertFails({ $0 == .keyCannotSign }, field: "p12", file: file)
+        try pki.openssl(["pkcs8", "-topk8", "-nocrypt", "-in", pki.path("\(name).key"), "-outform", "DER", "-out", pki.path("\(name).p8")])
+        let restored = try SigningIdentity(
+            privateKeyPKCS8: [UInt8](try Data(contentsOf: pki.url("\(name).p8"))), certificateDER: try pki.der(name))
+        let probe = Array("any bytes".utf8)
+        XCTAssertThrowsError(try probe.withUnsafeBytes { try restored.sign($0, .sha256) }) { error in
+            XCTAssertEqual(error as? SigningError, .keyCannotSign)
+        }
+    }
+
     func testRejectsA1024BitKey() throws {
         let pki = try pki
         let file = try pki.pkcs12(try pki.leaf("Small Signer", key: "rsa:1024"))

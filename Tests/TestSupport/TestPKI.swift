@@ -120,6 +120,33 @@ public final class TestPKI: @unchecked Sendable {
         return name
     }
 
+    /// A leaf whose private key parses and matches its certificate yet cannot
+    /// sign: the key's modulus, and the one the CA certifies for it, is a real
+    /// key's less one (even), which OpenSSL's RSA refuses. Built with
+    /// `openssl asn1parse -genconf` from the real key's integers.
+    public func leafWithKeyThatCannotSign(_ commonName: String) throws -> String {
+        let name = try leaf(commonName)
+        try openssl(["rsa", "-in", path("\(name).key"), "-traditional", "-out", path("\(name).rsa")])
+        var integers = try openssl(["asn1parse", "-in", path("\(name).rsa")]).split(separator: "\n")
+            .filter { $0.contains("INTEGER") }.map { String($0.split(separator: ":").last ?? "") }
+        // An odd modulus ends in an odd hex digit, so taking one away borrows nothing.
+        guard integers.count == 9, let digit = integers[1].last?.hexDigitValue, digit % 2 == 1 else {
+            throw ToolFailed(description: "unexpected RSA key layout: \(integers)")
+        }
+        integers[1] = integers[1].dropLast() + String(digit - 1, radix: 16, uppercase: true)
+        let fields = ["version", "n", "e", "d", "p", "q", "dp", "dq", "qinv"]
+        let config = "asn1=SEQUENCE:rsa\n[rsa]\n" + zip(fields, integers).map { "\($0)=INTEGER:0x\($1)\n" }.joined()
+        try Data(config.utf8).write(to: url("\(name).asn1"))
+        try openssl(["asn1parse", "-genconf", path("\(name).asn1"), "-noout", "-out", path("\(name).der")])
+        try openssl(["rsa", "-inform", "DER", "-in", path("\(name).der"), "-out", path("\(name).key")])
+        try openssl(["rsa", "-in", path("\(name).key"), "-pubout", "-out", path("\(name).pub")])
+        try openssl([
+            "x509", "-req", "-in", path("\(name).csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"),
+            "-force_pubkey", path("\(name).pub"), "-days", "3650", "-out", path("\(name).pem"),
+        ])
+        return name
+    }
+
     /// `openssl pkcs12 -export` of a leaf with the CA in the chain.
     public func pkcs12(_ name: String, password: String = TestPKI.password, options: [String] = []) throws -> [UInt8] {
         let output = "\(name)-\(UUID().uuidString).p12"

@@ -121,11 +121,20 @@ struct DocumentSigning: Sendable {
         try PreparedComprobante.prepare(comprobante, issuer: issuer)
     }
 
+    /// 409 when the issuer's stored key cannot sign (uploads are checked for
+    /// that since they are opened, so only a key stored before can).
     func signed(_ prepared: PreparedComprobante, accessKey: String, sequential: Int, identity: SigningIdentity, now: Date) throws -> [UInt8]
     {
-        try prepared.signed(
-            numbering: .init(accessKey: accessKey, sequential: sequential), identity: identity, algorithm: algorithm, signingTime: now)
+        do {
+            return try prepared.signed(
+                numbering: .init(accessKey: accessKey, sequential: sequential), identity: identity, algorithm: algorithm, signingTime: now)
+        } catch .signing(.keyCannotSign) {
+            throw DocumentSigning.keyCannotSign
+        }
     }
+
+    static let keyCannotSign = APIError.conflict(
+        "The issuer's private key cannot sign: upload its certificate again with PUT /v1/issuers/:id/certificate.")
 }
 
 /// The number this process expects a counter (issuer × document type) to hand

@@ -12,6 +12,9 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
     case keyTooSmall(bits: Int)
     case expired(notAfter: Date)
     case notYetValid(notBefore: Date)
+    /// The key parses and matches the certificate but cannot make a signature
+    /// the certificate verifies.
+    case keyCannotSign
     /// A stored key and certificate that do not decode, or do not belong together.
     case invalidStoredKey
 
@@ -31,6 +34,7 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .keyTooSmall(let bits): return "the signing key has \(bits) bits; at least 2048 are required"
         case .expired(let notAfter): return "the certificate expired on \(CertificateError.format(notAfter))"
         case .notYetValid(let notBefore): return "the certificate is not valid before \(CertificateError.format(notBefore))"
+        case .keyCannotSign: return "the private key cannot make a signature its certificate verifies"
         case .invalidStoredKey: return "the stored key does not match its certificate"
         }
     }

@@ -148,7 +148,7 @@ public enum SignatureVerifier {
         }
     }
 
-    private static func verify(_ signature: Data, over data: [UInt8], key: OpaquePointer?, _ algorithm: DigestAlgorithm) -> Bool {
+    static func verify(_ signature: Data, over data: [UInt8], key: OpaquePointer?, _ algorithm: DigestAlgorithm) -> Bool {
         guard let key, EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA, let context = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(context) }
         guard EVP_DigestVerifyInit(context, nil, algorithm.md, nil, key) == 1 else { return false }

@@ -99,6 +99,7 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
         let bits = Int(EVP_PKEY_get_bits(key))
         guard bits >= 2048 else { throw .keyTooSmall(bits: bits) }
         try info.checkValidity(at: now)
+        guard SigningIdentity.signsForItsCertificate(key: key, certificate: x509) else { throw .keyCannotSign }
         EVP_PKEY_up_ref(key)
         X509_up_ref(x509)
         self.init(key: key, x509: x509, certificate: info)
@@ -153,19 +154,38 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
     }
 
     /// RSA signature (PKCS#1 v1.5) of `data` with the digest `algorithm`.
-    func sign(_ data: UnsafeRawBufferPointer, _ algorithm: DigestAlgorithm) -> [UInt8] {
-        guard let context = EVP_MD_CTX_new() else { fatalError("OpenSSL could not allocate a digest context") }
+    /// Throws `keyCannotSign` when OpenSSL refuses: a key can parse and match
+    /// its certificate's public key and still be unable to sign (an even
+    /// modulus, say); an uploaded one is refused before it is stored.
+    func sign(_ data: UnsafeRawBufferPointer, _ algorithm: DigestAlgorithm) throws(SigningError) -> [UInt8] {
+        try SigningIdentity.sign(data, algorithm, key: key)
+    }
+
+    private static func sign(_ data: UnsafeRawBufferPointer, _ algorithm: DigestAlgorithm, key: OpaquePointer) throws(SigningError)
+        -> [UInt8]
+    {
+        guard let context = EVP_MD_CTX_new() else { throw .keyCannotSign }
         defer { EVP_MD_CTX_free(context) }
-        guard EVP_DigestSignInit(context, nil, algorithm.md, nil, key) == 1 else {
-            fatalError("OpenSSL refused to sign with a checked RSA key")
-        }
-        var length = 0
         var signature = [UInt8](repeating: 0, count: Int(EVP_PKEY_get_size(key)))
-        length = signature.count
-        let status = EVP_DigestSign(context, &signature, &length, data.baseAddress, data.count)
-        precondition(status == 1, "OpenSSL EVP_DigestSign failed")
+        var length = signature.count
+        guard EVP_DigestSignInit(context, nil, algorithm.md, nil, key) == 1,
+            EVP_DigestSign(context, &signature, &length, data.baseAddress, data.count) == 1
+        else {
+            OpenSSL.clearErrors()
+            throw .keyCannotSign
+        }
         if length < signature.count { signature.removeSubrange(length...) }
         return signature
+    }
+
+    /// Whether `key` signs, and its certificate's public key verifies what it
+    /// signed: what an uploaded pair must do before it is stored.
+    private static func signsForItsCertificate(key: OpaquePointer, certificate: OpaquePointer) -> Bool {
+        let probe = Array("comprobify: a signature the certificate verifies".utf8)
+        guard let signature = try? probe.withUnsafeBytes({ try sign($0, .sha256, key: key) }) else {
+            return false
+        }
+        return SignatureVerifier.verify(Data(signature), over: probe, key: X509_get0_pubkey(certificate), .sha256)
     }
 }
 

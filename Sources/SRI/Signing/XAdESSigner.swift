@@ -94,16 +94,22 @@ public enum XAdESSigner {
         format.addChild("Description", namespace: etsi, text: "contenido comprobante")
         format.addChild("MimeType", namespace: etsi, text: "text/xml")
 
+        let canonicalSignedInfo: [UInt8]
         do {
             // The enveloped-signature transform: the root without the Signature.
             contentDigest.appendText(base64(try XAdES.digest(tree, root, excluding: signature, algorithm.digest)))
             propertiesDigest.appendText(base64(try XAdES.digest(tree, signedProperties, algorithm.digest)))
-            let canonicalSignedInfo = try tree.canonicalBytes(signedInfo)
-            let value = canonicalSignedInfo.withUnsafeBytes { identity.sign($0, algorithm.digest) }
-            signatureValue.appendText(base64(value))
+            canonicalSignedInfo = try tree.canonicalBytes(signedInfo)
         } catch {
             throw .canonicalization(error)
         }
+        let value: [UInt8]
+        do {
+            value = try canonicalSignedInfo.withUnsafeBytes { try identity.sign($0, algorithm.digest) }
+        } catch {
+            throw .keyCannotSign
+        }
+        signatureValue.appendText(base64(value))
     }
 
     private static func base64(_ bytes: [UInt8]) -> String {
@@ -143,6 +149,8 @@ public enum SigningError: Error, Sendable, Equatable, CustomStringConvertible {
     case notAComprobante
     case alreadySigned
     case canonicalization(XMLError)
+    /// OpenSSL refused to sign with the identity's key.
+    case keyCannotSign
 
     public var description: String {
         switch self {
@@ -150,6 +158,7 @@ public enum SigningError: Error, Sendable, Equatable, CustomStringConvertible {
         case .notAComprobante: return "the root element must carry id=\"comprobante\""
         case .alreadySigned: return "the comprobante already carries a signature"
         case .canonicalization(let error): return "canonicalization failed: \(error.message)"
+        case .keyCannotSign: return "the private key could not sign"
         }
     }
 }
