@@ -16,4 +16,67 @@
 #include <openssl/provider.h>
 #include <openssl/hmac.h>
 
+/* Iteration counts a PKCS#12 file asks for, read before any key is derived,
+   so that a file cannot make the server derive keys for minutes. Each returns
+   -1 when the count cannot be read (an unknown algorithm, say). */
+
+/* The count of a password-based encryption algorithm: PBES1 (PBEParameter)
+   or PBES2 with PBKDF2. */
+static inline long comprobify_pbe_iterations(const X509_ALGOR *algorithm) {
+    const ASN1_OBJECT *oid = NULL;
+    int type = 0;
+    const void *value = NULL;
+    if (algorithm == NULL) return -1;
+    X509_ALGOR_get0(&oid, &type, &value, algorithm);
+    if (type != V_ASN1_SEQUENCE || value == NULL) return -1;
+    const unsigned char *cursor = ASN1_STRING_get0_data((const ASN1_STRING *)value);
+    long length = ASN1_STRING_length((const ASN1_STRING *)value);
+    long iterations = -1;
+    if (OBJ_obj2nid(oid) == NID_pbes2) {
+        PBE2PARAM *pbes2 = d2i_PBE2PARAM(NULL, &cursor, length);
+        if (pbes2 == NULL) return -1;
+        const ASN1_OBJECT *kdf = NULL;
+        int kdfType = 0;
+        const void *kdfValue = NULL;
+        X509_ALGOR_get0(&kdf, &kdfType, &kdfValue, pbes2->keyfunc);
+        if (OBJ_obj2nid(kdf) == NID_id_pbkdf2 && kdfType == V_ASN1_SEQUENCE && kdfValue != NULL) {
+            const unsigned char *kdfCursor = ASN1_STRING_get0_data((const ASN1_STRING *)kdfValue);
+            PBKDF2PARAM *pbkdf2 = d2i_PBKDF2PARAM(NULL, &kdfCursor, ASN1_STRING_length((const ASN1_STRING *)kdfValue));
+            if (pbkdf2 != NULL) {
+                iterations = ASN1_INTEGER_get(pbkdf2->iter);
+                PBKDF2PARAM_free(pbkdf2);
+            }
+        }
+        PBE2PARAM_free(pbes2);
+    } else {
+        PBEPARAM *pbes1 = d2i_PBEPARAM(NULL, &cursor, length);
+        if (pbes1 == NULL) return -1;
+        iterations = ASN1_INTEGER_get(pbes1->iter);
+        PBEPARAM_free(pbes1);
+    }
+    return iterations;
+}
+
+/* The count of the file's MAC (1 when the file states none). */
+static inline long comprobify_pkcs12_mac_iterations(const PKCS12 *file) {
+    const ASN1_INTEGER *iterations = NULL;
+    PKCS12_get0_mac(NULL, NULL, NULL, &iterations, file);
+    return iterations == NULL ? 1 : ASN1_INTEGER_get(iterations);
+}
+
+/* The count of an encrypted safe (PKCS#7 encryptedData). */
+static inline long comprobify_pkcs7_encryption_iterations(const PKCS7 *safe) {
+    if (safe == NULL || safe->d.encrypted == NULL || safe->d.encrypted->enc_data == NULL) return -1;
+    return comprobify_pbe_iterations(safe->d.encrypted->enc_data->algorithm);
+}
+
+/* The count of a shrouded key bag. */
+static inline long comprobify_shrouded_key_iterations(const PKCS12_SAFEBAG *bag) {
+    const X509_SIG *shrouded = PKCS12_SAFEBAG_get0_pkcs8(bag);
+    const X509_ALGOR *algorithm = NULL;
+    if (shrouded == NULL) return -1;
+    X509_SIG_get0(shrouded, &algorithm, NULL);
+    return comprobify_pbe_iterations(algorithm);
+}
+
 #endif

@@ -70,6 +70,11 @@ final class CertificatesTests: XCTestCase {
         let ec = try pki.leaf("Curva", key: "ec")
         let small = try pki.leaf("Corto", key: "rsa:1024")
         let cannotSign = try pki.leafWithKeyThatCannotSign("Par")
+        // A MAC asking for 8388607 iterations: a file made with 65536, whose
+        // last element is the MAC's count (INTEGER 0x010000), patched in place.
+        var costlyMAC = try pki.pkcs12(good, options: ["-iter", "65536"])
+        XCTAssertEqual(Array(costlyMAC.suffix(5)), [0x02, 0x03, 0x01, 0x00, 0x00])
+        costlyMAC.replaceSubrange((costlyMAC.count - 3)..., with: [0x7f, 0xff, 0xff])
         let cases: [(String, String, String)] = [
             (#"{"p12": "not base64 at all!", "password": "x"}"#, "p12", "base64"),
             (#"{"p12": "\#(Data("hello world, not pkcs12".utf8).base64EncodedString())", "password": "x"}"#, "p12", "PKCS#12"),
@@ -78,6 +83,14 @@ final class CertificatesTests: XCTestCase {
             (Self.upload(try pki.pkcs12(ec)), "p12", "RSA"),
             (Self.upload(try pki.pkcs12(small)), "p12", "1024 bits"),
             (Self.upload(try pki.pkcs12(cannotSign)), "p12", "cannot make a signature"),
+            (Self.upload(costlyMAC), "p12", "asks for 8388607 iterations"),
+            (Self.upload(try pki.pkcs12(good, options: ["-iter", "300000"])), "p12", "asks for 300000 iterations"),
+            // The certificates' encrypted safe, then the shrouded key, with a MAC of one iteration.
+            (Self.upload(try pki.pkcs12(good, options: ["-iter", "300000", "-nomaciter"])), "p12", "asks for 300000 iterations"),
+            (
+                Self.upload(try pki.pkcs12(good, options: ["-iter", "300000", "-nomaciter", "-certpbe", "NONE"])), "p12",
+                "asks for 300000 iterations"
+            ),
             (Self.upload(try pki.pkcs12(expired)), "p12", "expired"),
             (Self.upload(try pki.pkcs12(future)), "p12", "not valid before"),
             (#"{"password": "x"}"#, "p12", "required"),

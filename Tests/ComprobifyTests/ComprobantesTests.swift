@@ -212,6 +212,13 @@ final class ComprobantesTests: XCTestCase {
             let first = try await server.issue(tenant.key, issuer: issuer)
             XCTAssertEqual(first.status, 201, first.text)
             XCTAssertEqual(try first.int("document", "sequential"), 1, "nothing before took a number")
+            // A RUC the API takes (13 digits) that SRI does not: not ending in 001.
+            let branch = try await server.createIssuer(tenant.key, ruc: "1790012345002")
+            let wrongRUC = try await server.issue(tenant.key, issuer: branch)
+            wrongRUC.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(try wrongRUC.string("detail").contains("ruc"), wrongRUC.text)
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT count(*) FROM documents WHERE issuer_id = $1", [branch], as: Int.self), 0)
         }
     }
 
@@ -231,6 +238,37 @@ final class ComprobantesTests: XCTestCase {
             XCTAssertEqual(
                 Set(reply.errorFields),
                 ["buyer.id", "buyer.name", "items[1].quantity", "items[1].unitPrice", "items[1].discount", "additionalInfo[0].name"])
+        }
+    }
+
+    /// A list past its limit is refused by its count alone, with no false
+    /// errors for the entries past it; a payment's term is a JSON number.
+    func testListsPastTheirLimitAndPaymentTerms() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let payments = Array(repeating: #"{"method": "01", "total": "0.01"}"#, count: 1001).joined(separator: ", ")
+            let tooManyPayments = try await server.issue(
+                tenant.key, issuer: issuer, body: Bodies.factura(extra: #""payments": [\#(payments)]"#))
+            tooManyPayments.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(tooManyPayments.errorFields, ["payments"], tooManyPayments.text)
+            let info = Array(repeating: #"{"name": "n", "value": "v"}"#, count: 1001).joined(separator: ", ")
+            let tooMuchInfo = try await server.issue(
+                tenant.key, issuer: issuer, body: Bodies.factura(extra: #""additionalInfo": [\#(info)]"#))
+            tooMuchInfo.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(tooMuchInfo.errorFields, ["additionalInfo"], tooMuchInfo.text)
+            for term in [#""30""#, #""3e1""#, "true", "30.5", "-1"] {
+                let refused = try await server.issue(
+                    tenant.key, issuer: issuer,
+                    body: Bodies.factura(extra: #""payments": [{"method": "01", "total": "24.15", "term": \#(term), "termUnit": "dias"}]"#))
+                refused.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(refused.errorFields, ["payments[0].term"], "\(term): \(refused.text)")
+            }
+            let accepted = try await server.issue(
+                tenant.key, issuer: issuer,
+                body: Bodies.factura(extra: #""payments": [{"method": "01", "total": "24.15", "term": 30, "termUnit": "dias"}]"#))
+            XCTAssertEqual(accepted.status, 201, accepted.text)
+            XCTAssertEqual(try accepted.int("document", "sequential"), 1, "no refused request took a number")
         }
     }
 
@@ -284,6 +322,17 @@ final class ComprobantesTests: XCTestCase {
             // A factura unknown to Comprobify is taken as given.
             let elsewhere = try await server.issue(tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-001-000009999"))
             XCTAssertEqual(elsewhere.status, 201, elsewhere.text)
+            // One Comprobify numbered before comprobantes existed was never AUTHORIZED.
+            try TestDatabase.query(
+                """
+                INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata)
+                SELECT $1, $2, '01', 'sandbox', 98, '001-001-000000098', k || sri_check_digit(k), '2026-03-01', '{}'
+                  FROM (SELECT '010320260117900123450011001001000000098123456781'::text AS k) x
+                """, [tenant.id, issuer])
+            let legacy = try await server.issue(
+                tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-001-000000098", facturaDate: "2026-03-01"))
+            legacy.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(try legacy.string("detail").contains("LEGACY"), legacy.text)
         }
     }
 

@@ -7,6 +7,36 @@ import XCTest
 
 /// seeds/api-keys.txt and the "API keys" section of API.md.
 final class KeysTests: XCTestCase {
+    /// A revoked or unknown key gets 401 on every route that takes a body,
+    /// whatever the body: an empty one, one that is not JSON, one that is not
+    /// an object (API.md: the credential is answered first).
+    func testARevokedOrUnknownKeyIs401WhateverTheBody() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            let issuer = try await server.createIssuer(tenant.key, signing: false)
+            let token = try await server.mintKey(tenant.key, label: "revoked")
+            let list = try await server.call(.get, "/v1/keys", key: tenant.key)
+            let keyID = try XCTUnwrap(try list.array("keys").first { $0["label"] == .string("revoked") }?["id"]?.intValue)
+            let revoke = try await server.call(.delete, "/v1/keys/\(keyID)", key: tenant.key)
+            XCTAssertEqual(revoke.status, 200, revoke.text)
+            let unknown = "cfy_test_" + String(repeating: "ab", count: 32)
+            let routes: [(HTTPRequest.Method, String)] = [
+                (.post, "/v1/keys"), (.post, "/v1/issuers"), (.patch, "/v1/issuers/\(issuer)"),
+                (.put, "/v1/issuers/\(issuer)/certificate"), (.post, "/v1/documents"), (.post, "/v1/webhooks"),
+                (.post, "/v1/tenants/promote"),
+            ]
+            for key in [token, unknown] {
+                for (method, path) in routes {
+                    for body in ["", "{", "[1, 2]", #"{"ruc": 5, "url": "http://127.0.0.1/"}"#] {
+                        let reply = try await server.call(method, path, key: key, issuer: issuer, json: body)
+                        XCTAssertEqual(reply.status, 401, "\(method) \(path) \(body): \(reply.text)")
+                        reply.assertProblem(401, "UNAUTHORIZED")
+                    }
+                }
+            }
+        }
+    }
+
     func testMintListAndRevoke() async throws {
         let logs = LogCapture()
         try await TestServer.run(logs: logs) { server in

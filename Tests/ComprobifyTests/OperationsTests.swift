@@ -232,7 +232,7 @@ final class OperationsTests: XCTestCase {
     func testServerStartsOnJemalloc() throws {
         let binary = try Executable.url()
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: log) }
         let process = Process()
         process.executableURL = binary

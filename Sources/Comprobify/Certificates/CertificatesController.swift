@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOPosix
 import Postgres
 import SRI
 
@@ -13,21 +14,19 @@ struct CertificatesController {
         group.get("issuers/:id/certificate", use: show)
     }
 
-    /// Opens the PKCS#12 file before any database work (it is CPU work, and a
-    /// bad file must not hold a connection); a refused file is still answered
-    /// in the order of every route: 401, then 404 for an issuer that is not the
-    /// tenant's, then 400. Nothing is stored on any error.
+    /// Answers in the order of every route, 401, then 404 for an issuer that
+    /// is not the tenant's, then 400, and opens the PKCS#12 file only once the
+    /// key and the issuer are known: opening it is CPU work (bounded by
+    /// `PKCS12Limits`), which a stranger must not be able to ask for. It is
+    /// opened on the blocking pool, not on a request thread, and holds no
+    /// connection. Nothing is stored on any error.
     @Sendable func upload(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id")) ?? 0
-        let input = try await Input.read(request)
-        let identity: SigningIdentity
-        do {
-            identity = try CertificateUpload(input).open(now: Date())
-        } catch {
-            let (_, exists) = try await database.read(for: context.token, facts: context.facts, IssuersStore.exists(id))
-            guard exists else { throw IssuersStore.notFound }
-            throw error
-        }
+        let input = try await database.input(request, context)
+        let (_, exists) = try await database.read(for: context.token, facts: context.facts, IssuersStore.exists(id))
+        guard exists else { throw IssuersStore.notFound }
+        let upload = try CertificateUpload(input)
+        let identity = try await NIOThreadPool.singleton.runIfActive { try upload.open(now: Date()) }
         let secretBox = self.secretBox
         let certificate = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
             try CertificatesStore.replace(
@@ -48,7 +47,7 @@ struct CertificatesController {
 
 /// The body of PUT /v1/issuers/:id/certificate: `p12` (base64 of a PKCS#12
 /// file) and its `password`. Neither is kept, logged or echoed.
-struct CertificateUpload {
+struct CertificateUpload: Sendable {
     let p12: String
     let password: String
 

@@ -36,7 +36,7 @@ struct ComprobanteRequest: Sendable {
             },
             payments: reader.array(reader.top("payments")) { reader, field in
                 PaymentInput(
-                    method: reader.string(field["method"]), total: reader.amount(field["total"]), term: reader.amount(field["term"]),
+                    method: reader.string(field["method"]), total: reader.amount(field["total"]), term: reader.wholeNumber(field["term"]),
                     termUnit: reader.string(field["termUnit"]))
             },
             additionalInfo: reader.array(reader.top("additionalInfo")) { reader, field in reader.nameValue(field) },
@@ -120,6 +120,18 @@ private struct FieldReader {
         }
     }
 
+    /// A JSON number (SRI.md's integers: a decimal string is not one); the
+    /// rules check that it is whole.
+    mutating func wholeNumber(_ field: Field) -> String? {
+        switch field.value {
+        case nil, .null?: return nil
+        case .number(let text)?: return text
+        case let other?:
+            fail(field.path, "\(field.path) must be a whole number, not \(other.typeName).")
+            return nil
+        }
+    }
+
     mutating func object<T>(_ field: Field, _ read: (inout FieldReader, Field) -> T) -> T? {
         switch field.value {
         case nil, .null?: return nil
@@ -134,12 +146,12 @@ private struct FieldReader {
         switch field.value {
         case nil, .null?: return nil
         case .array(let elements)?:
-            // Past every list's limit (items: 1000) the count alone is refused
-            // by the rules: placeholders stand in, nothing of them is read.
-            guard elements.count <= 1000 else { return (0...1000).map { _ in read(&self, FieldReader.nowhere) } }
+            // Past every list's limit (items: 1000) the count is refused by the
+            // rules: the first 1000 entries are read (their own faults are
+            // real), one placeholder stands for all the rest, which are not read.
             var values: [T] = []
-            values.reserveCapacity(elements.count)
-            for (index, element) in elements.enumerated() {
+            values.reserveCapacity(min(elements.count, 1001))
+            for (index, element) in elements.prefix(1000).enumerated() {
                 let elementPath = "\(field.path)[\(index)]"
                 if case .object = element {
                     values.append(read(&self, Field(path: elementPath, value: element)))
@@ -148,6 +160,7 @@ private struct FieldReader {
                     values.append(read(&self, FieldReader.nowhere))
                 }
             }
+            if elements.count > 1000 { values.append(read(&self, FieldReader.nowhere)) }
             return values
         case let other?:
             fail(field.path, "\(field.path) must be an array, not \(other.typeName).")

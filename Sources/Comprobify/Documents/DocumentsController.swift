@@ -20,7 +20,7 @@ struct DocumentsController {
     /// against the official XSD) and its XAdES-BES signature, and the stored
     /// document. Any failure rolls all of it back: no number is consumed.
     @Sendable func issue(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let input = try await Input.read(request)
+        let input = try await database.input(request, context)
         let issuerID = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
             try ResolvedIssuer.requestedID(request)
         }

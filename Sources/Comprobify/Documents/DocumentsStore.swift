@@ -104,7 +104,8 @@ enum DocumentsStore {
     /// For a credit note: the factura it modifies when Comprobify issued it
     /// (same issuer and environment), checked as SRI.md says, under a lock on
     /// the factura's submission row so concurrent credit notes queue and cannot
-    /// overdraw it. Nil for a number Comprobify does not know (taken as given).
+    /// overdraw it. Nil for a number Comprobify does not know (taken as given);
+    /// 409 for one it numbered before comprobantes existed (never AUTHORIZED).
     static func creditedFactura(_ transaction: Transaction, issuer: ResolvedIssuer, note: CreditNote) throws -> Int64? {
         let modified = note.modifiedDocument
         let found = try transaction.query(
@@ -116,7 +117,22 @@ enum DocumentsStore {
                FOR UPDATE OF s
             """
         )
-        guard let row = found.first else { return nil }
+        guard let row = found.first else {
+            // A factura numbered before comprobantes existed has no submission
+            // row: Comprobify knows its number, and it was never AUTHORIZED.
+            let legacy = try transaction.query(
+                """
+                SELECT 1 FROM documents d
+                 WHERE d.issuer_id = \(issuer.id) AND d.environment = \(issuer.environment.rawValue) AND d.document_type = '01'
+                   AND d.number = \(modified.number)
+                """
+            )
+            guard legacy.first == nil else {
+                throw APIError.conflict(
+                    "The factura \(modified.number) is \(DocumentsStore.legacyStatus); only an AUTHORIZED factura can be credited.")
+            }
+            return nil
+        }
         let (id, issueDate, buyerIDType, buyerID, totalText, status) = try row.decode((Int64, String, String, String, String, String).self)
         guard status == "AUTHORIZED" else {
             throw APIError.conflict("The factura \(modified.number) is \(status); only an AUTHORIZED factura can be credited.")

@@ -75,6 +75,13 @@ struct ResolvedIssuer: Sendable {
 
     /// The issuer as the XML states it; 409 when it lacks what the XML requires.
     func forXML() throws -> ComprobanteIssuer {
+        // API.md takes any 13 digits for an issuer; the official XSDs take an
+        // issuer's RUC only as ten digits and 001.
+        guard ruc.hasSuffix("001") else {
+            throw APIError.conflict(
+                "The issuer's ruc \(ruc) does not end in 001, and SRI takes comprobantes only from a RUC that does: "
+                    + "issue from an issuer created with the RUC as SRI registered it.")
+        }
         guard let headOfficeAddress else {
             throw APIError.conflict(
                 "The issuer has no headOfficeAddress, which every comprobante states: set it with PATCH /v1/issuers/:id.")

@@ -20,7 +20,7 @@ struct IssuersController {
     /// then creates a production issuer with all its counters. Past
     /// `IssuersStore.limit` issuers, 409.
     @Sendable func create(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let input = try await Input.read(request)
+        let input = try await database.input(request, context)
         let parsed = Result { try NewIssuer(input) }
         let issuer = try await database.transactionAddingToRoster(for: context.token, facts: context.facts, count: IssuersStore.count) {
             transaction, _, count in
@@ -46,7 +46,7 @@ struct IssuersController {
     /// what they said. The branch identity (RUC, establishment, emission point) is fixed.
     @Sendable func update(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id"))
-        let input = try await Input.read(request)
+        let input = try await database.input(request, context)
         let changes = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
             guard id != nil else { throw IssuersStore.notFound }
             return try IssuerChanges(input)

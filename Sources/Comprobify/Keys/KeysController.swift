@@ -22,7 +22,7 @@ struct KeysController {
     /// `Database.transactionAddingToRoster`. Past `KeysStore.limit` active keys
     /// of the environment, 409.
     @Sendable func mint(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let input = try await Input.read(request, allowEmpty: true)
+        let input = try await database.input(request, context, allowEmpty: true)
         let parsed = Result { try MintRequest(input) }
         let environment = (try? parsed.get())?.environment ?? .sandbox
         let token = try await database.transactionAddingToRoster(

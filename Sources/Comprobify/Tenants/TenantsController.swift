@@ -99,7 +99,7 @@ struct TenantsController {
     }
 
     @Sendable func promote(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let input = try await Input.read(request, allowEmpty: true)
+        let input = try await database.input(request, context, allowEmpty: true)
         let requested = Result { try PromotionRequest(input) }
         let keys = try await Promotion(database: database).run(token: context.token, facts: context.facts, request: requested)
         ServiceMetrics.promoted()

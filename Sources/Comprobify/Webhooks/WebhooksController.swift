@@ -18,13 +18,16 @@ struct WebhooksController {
 
     /// 201 with the secret, shown this once. Fields are checked before any
     /// database work (answered after the credential); the host's addresses are
-    /// looked up before the transaction, so no connection waits on DNS.
+    /// looked up once the key is known (a stranger cannot make the server ask
+    /// a DNS server of its choosing) and before the transaction, so no
+    /// connection waits on DNS.
     @Sendable func create(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let input = try await Input.read(request)
+        let input = try await database.input(request, context)
         let allowHTTP = settings.allowHTTP
         let parsed = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
             try WebhookRequest(input, allowHTTP: allowHTTP)
         }
+        _ = try await database.authenticate(for: context.token, facts: context.facts)
         let refusal = await AddressGuard.refusal(for: parsed.url, allowHTTP: allowHTTP, requireAddress: false)
         let secretBox = self.secretBox
         let created = try await database.transactionHoldingTenantRow(

@@ -24,6 +24,7 @@ extension ComprobanteInput {
     public static let maximumIntegerDigits = 12
     public static let maximumItems = 1000
     public static let maximumDetails = 3
+    public static let maximumPayments = 1000
     /// `campoAdicional` entries in all, the buyer's email included.
     public static let maximumAdditionalInfo = 15
     public static let paymentMethods: Set<String> = ["01", "15", "16", "17", "18", "19", "20", "21"]
@@ -261,7 +262,10 @@ private struct ComprobanteChecker {
         guard let input, !input.isEmpty else { return [] }
         let before = violations.count
         var payments: [Payment] = []
-        for (index, given) in input.enumerated() {
+        if input.count > ComprobanteInput.maximumPayments {
+            fail("payments", "must hold at most \(ComprobanteInput.maximumPayments) entries")
+        }
+        for (index, given) in input.prefix(ComprobanteInput.maximumPayments).enumerated() {
             let path = "payments[\(index)]"
             let method = given.method
             if method == nil {

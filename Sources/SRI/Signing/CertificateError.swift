@@ -15,6 +15,12 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
     /// The key parses and matches the certificate but cannot make a signature
     /// the certificate verifies.
     case keyCannotSign
+    /// The file's MAC or one of its encryptions asks for more iterations of
+    /// its password's key derivation than `PKCS12Limits.iterations`.
+    case tooManyIterations(Int)
+    /// An encryption whose key derivation is neither PBES1 nor PBES2 with
+    /// PBKDF2, so its cost cannot be told before it is paid.
+    case unsupportedEncryption
     /// A stored key and certificate that do not decode, or do not belong together.
     case invalidStoredKey
 
@@ -34,6 +40,10 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .keyTooSmall(let bits): return "the signing key has \(bits) bits; at least 2048 are required"
         case .expired(let notAfter): return "the certificate expired on \(CertificateError.format(notAfter))"
         case .notYetValid(let notBefore): return "the certificate is not valid before \(CertificateError.format(notBefore))"
+        case .tooManyIterations(let count):
+            return "the file asks for \(count) iterations of its password's key derivation; at most \(PKCS12Limits.iterations) are accepted"
+        case .unsupportedEncryption:
+            return "the file is encrypted with a password-based scheme other than PBES1 or PBES2 with PBKDF2"
         case .keyCannotSign: return "the private key cannot make a signature its certificate verifies"
         case .invalidStoredKey: return "the stored key does not match its certificate"
         }

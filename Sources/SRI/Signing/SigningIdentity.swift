@@ -189,6 +189,20 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
     }
 }
 
+/// How much work a PKCS#12 file may ask for. Its MAC and each of its
+/// encryptions derive a key from the password with as many iterations as the
+/// file states, all before the password is known to be right; a file that
+/// asked for two billion would hold a core for many minutes. Files exported
+/// by OpenSSL, Windows and Java ask for 2,000 to 10,000.
+public enum PKCS12Limits {
+    public static let iterations = 200_000
+
+    static func check(_ count: Int) throws(CertificateError) {
+        guard count >= 1 else { throw .unsupportedEncryption }
+        guard count <= iterations else { throw .tooManyIterations(count) }
+    }
+}
+
 /// Every key and certificate of a PKCS#12 file, walked bag by bag (PKCS12_parse
 /// would keep only the first key).
 private final class PKCS12Contents {
@@ -202,6 +216,7 @@ private final class PKCS12Contents {
         }
         guard let file else { throw .notPKCS12 }
         defer { PKCS12_free(file) }
+        if PKCS12_mac_present(file) == 1 { try PKCS12Limits.check(comprobify_pkcs12_mac_iterations(file)) }
         // An empty password may have been encoded as absent; try both forms.
         var candidates: [String?] = [password]
         if password.isEmpty { candidates.append(nil) }
@@ -231,7 +246,9 @@ private final class PKCS12Contents {
             let bags: OpaquePointer?
             switch OBJ_obj2nid(safe.pointee.type) {
             case NID_pkcs7_data: bags = PKCS12_unpack_p7data(safe)
-            case NID_pkcs7_encrypted: bags = PKCS12_unpack_p7encdata(safe, password, password == nil ? 0 : -1)
+            case NID_pkcs7_encrypted:
+                try PKCS12Limits.check(comprobify_pkcs7_encryption_iterations(safe))
+                bags = PKCS12_unpack_p7encdata(safe, password, password == nil ? 0 : -1)
             default: continue
             }
             // Without a MAC, a failed decryption is the only sign of a wrong password.
@@ -249,6 +266,7 @@ private final class PKCS12Contents {
             case NID_keyBag:
                 if let info = PKCS12_SAFEBAG_get0_p8inf(bag), let key = EVP_PKCS82PKEY(info) { keys.append(key) }
             case NID_pkcs8ShroudedKeyBag:
+                try PKCS12Limits.check(comprobify_shrouded_key_iterations(bag))
                 guard let info = PKCS12_decrypt_skey(bag, password, password == nil ? 0 : -1) else { throw .wrongPassword }
                 if let key = EVP_PKCS82PKEY(info) { keys.append(key) }
                 PKCS8_PRIV_KEY_INFO_free(info)
