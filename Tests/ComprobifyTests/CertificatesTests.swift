@@ -70,6 +70,8 @@ final class CertificatesTests: XCTestCase {
         let ec = try pki.leaf("Curva", key: "ec")
         let small = try pki.leaf("Corto", key: "rsa:1024")
         let cannotSign = try pki.leafWithKeyThatCannotSign("Par")
+        // 120 bytes: a serial number of 289 decimal digits, which OpenSSL parses.
+        let longSerial = try pki.leaf(good, reissuedWithSerial: "0x" + String(repeating: "AB", count: 120))
         // A MAC asking for 8388607 iterations: a file made with 65536, whose
         // last element is the MAC's count (INTEGER 0x010000), patched in place.
         var costlyMAC = try pki.pkcs12(good, options: ["-iter", "65536"])
@@ -83,6 +85,7 @@ final class CertificatesTests: XCTestCase {
             (Self.upload(try pki.pkcs12(ec)), "p12", "RSA"),
             (Self.upload(try pki.pkcs12(small)), "p12", "1024 bits"),
             (Self.upload(try pki.pkcs12(cannotSign)), "p12", "cannot make a signature"),
+            (Self.upload(try pki.pkcs12(longSerial)), "p12", "serial number"),
             (Self.upload(costlyMAC), "p12", "asks for 8388607 iterations"),
             (Self.upload(try pki.pkcs12(good, options: ["-iter", "300000"])), "p12", "asks for 300000 iterations"),
             // The certificates' encrypted safe, then the shrouded key, with a MAC of one iteration.

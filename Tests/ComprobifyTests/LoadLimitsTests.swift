@@ -163,7 +163,9 @@ final class LoadLimitsTests: XCTestCase {
     }
 
     func testParserErrorsBecomeProblems() {
-        XCTAssertEqual(RequestGuardHandler.problem(for: .headerOverflow).status.code, 431)
+        XCTAssertEqual(RequestGuardHandler.problem(for: .headerOverflow).status.code, 400)
+        XCTAssertEqual(RequestGuardHandler.problem(for: .headerOverflow).code, "BAD_REQUEST")
+        XCTAssertEqual(APIError.tooManyConnections.code, "SERVICE_UNAVAILABLE")
         XCTAssertEqual(RequestGuardHandler.problem(for: .invalidMethod).status.code, 400)
         let document = Problem.document(.badRequest("x"), instance: "", requestID: "abc")
         XCTAssertTrue(document.contains(#""requestId":"abc""#) || document.contains(#""requestId": "abc""#))

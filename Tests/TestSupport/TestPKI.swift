@@ -120,6 +120,18 @@ public final class TestPKI: @unchecked Sendable {
         return name
     }
 
+    /// The leaf `name`'s key certified again by the CA under another serial
+    /// number (`openssl x509 -set_serial`: decimal, or hex after 0x).
+    public func leaf(_ name: String, reissuedWithSerial serial: String) throws -> String {
+        let copy = "\(name)-serial-\(UUID().uuidString)"
+        try FileManager.default.copyItem(at: url("\(name).key"), to: url("\(copy).key"))
+        try openssl([
+            "x509", "-req", "-in", path("\(name).csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"),
+            "-set_serial", serial, "-days", "3650", "-out", path("\(copy).pem"),
+        ])
+        return copy
+    }
+
     /// A leaf whose private key parses and matches its certificate yet cannot
     /// sign: the key's modulus, and the one the CA certifies for it, is a real
     /// key's less one (even), which OpenSSL's RSA refuses. Built with

@@ -24,8 +24,7 @@ import requests
 
 PROBLEM_CODES = {
     "VALIDATION_ERROR", "BAD_REQUEST", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "CONFLICT",
-    "PAYLOAD_TOO_LARGE", "RATE_LIMITED", "INTERNAL", "SERVICE_UNAVAILABLE", "TOO_MANY_CONNECTIONS",
-    "HEADERS_TOO_LARGE",
+    "PAYLOAD_TOO_LARGE", "RATE_LIMITED", "INTERNAL", "SERVICE_UNAVAILABLE",
 }
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # Words that must never reach a client (SQL, driver or internal names).

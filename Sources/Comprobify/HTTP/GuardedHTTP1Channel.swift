@@ -157,7 +157,7 @@ enum RawResponse {
 
 extension APIError {
     static let tooManyConnections = APIError(
-        status: .serviceUnavailable, code: "TOO_MANY_CONNECTIONS",
+        status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE",
         detail: "Too many open connections from this address or in total. Retry shortly.",
         headers: [.retryAfter: "1"]
     )
@@ -303,9 +303,8 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static func problem(for error: HTTPParserError) -> APIError {
         switch error {
         case .headerOverflow:
-            return APIError(
-                status: .init(code: 431, reasonPhrase: "Request Header Fields Too Large"), code: "HEADERS_TOO_LARGE",
-                detail: "The request's headers are too large (at most 16 KiB a field, 64 KiB in all).")
+            // 400 BAD_REQUEST, as nginx answers it: API.md's codes have no 431.
+            return .badRequest("The request's headers are too large (at most 16 KiB a field, 64 KiB in all).")
         case .invalidMethod, .unknown:
             return .badRequest("The request is not valid HTTP/1.1: unknown method or malformed request line.")
         default:

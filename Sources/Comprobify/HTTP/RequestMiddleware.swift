@@ -95,7 +95,8 @@ struct RequestMiddleware: RouterMiddleware {
             // Input validation should have caught it first; the database refused it,
             // the transaction rolled back, and nothing changed.
             context.logger.warning("a value passed validation but not the schema", metadata: ["error": .string(error.description)])
-            apiError = .badRequest("A value in the request is not accepted (\(error.constraint ?? "a check constraint")).")
+            // The constraint's name is logged, never answered (API.md: no internal names).
+            apiError = .badRequest("A value in the request is not accepted.")
         case let error as PostgresError where error.isTransactionRetryable || error.hasCode(SQLState.lockNotAvailable):
             context.logger.warning(
                 "lock contention: retries exhausted or lock wait timed out", metadata: ["error": .string(error.description)])

@@ -37,12 +37,14 @@ struct TenantsController {
         return Reply.json(.created, [("tenant", tenant), ("apiKey", .string(apiKey.plaintext))], noStore: true)
     }
 
-    /// The client's address: the peer, or the first X-Forwarded-For hop when TRUST_PROXY=1.
+    /// The client's address: the peer, or with TRUST_PROXY=1 the last
+    /// X-Forwarded-For hop, the one the trusted proxy appended (whatever came
+    /// before it, the client wrote).
     func clientAddress(_ request: Request, _ context: AppRequestContext) -> String {
         if configuration.trustProxy, let forwarded = request.headers[.forwardedFor] {
-            let first = forwarded.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            let last = forwarded.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
             // At most 255 code points, as the schema counts them.
-            if !first.isEmpty { return String(String.UnicodeScalarView(first.unicodeScalars.prefix(255))) }
+            if !last.isEmpty { return String(String.UnicodeScalarView(last.unicodeScalars.prefix(255))) }
         }
         return context.peerAddress ?? "unknown"
     }

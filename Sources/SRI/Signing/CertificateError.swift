@@ -15,6 +15,9 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
     /// The key parses and matches the certificate but cannot make a signature
     /// the certificate verifies.
     case keyCannotSign
+    /// A serial number that is not a positive integer of at most 100 digits
+    /// (RFC 5280 allows 20 octets, about 49 digits), as XAdES writes it.
+    case unusableSerialNumber
     /// The file's MAC or one of its encryptions asks for more iterations of
     /// its password's key derivation than `PKCS12Limits.iterations`.
     case tooManyIterations(Int)
@@ -44,6 +47,7 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
             return "the file asks for \(count) iterations of its password's key derivation; at most \(PKCS12Limits.iterations) are accepted"
         case .unsupportedEncryption:
             return "the file is encrypted with a password-based scheme other than PBES1 or PBES2 with PBKDF2"
+        case .unusableSerialNumber: return "the certificate's serial number must be a positive integer of at most 100 digits"
         case .keyCannotSign: return "the private key cannot make a signature its certificate verifies"
         case .invalidStoredKey: return "the stored key does not match its certificate"
         }

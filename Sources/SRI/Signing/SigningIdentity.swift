@@ -95,6 +95,9 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
         let contents = try PKCS12Contents(pkcs12, password: password)
         let (key, x509) = try contents.signingPair()
         guard let info = CertificateInfo(x509) else { throw .notPKCS12 }
+        guard (1...100).contains(info.serialNumber.utf8.count), info.serialNumber.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+            info.serialNumber.utf8.contains(where: { $0 != 0x30 })
+        else { throw .unusableSerialNumber }
         guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else { throw .notRSA }
         let bits = Int(EVP_PKEY_get_bits(key))
         guard bits >= 2048 else { throw .keyTooSmall(bits: bits) }
