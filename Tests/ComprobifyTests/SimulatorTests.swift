@@ -72,6 +72,47 @@ final class SimulatorTests: XCTestCase {
 
     // MARK: The happy path
 
+    /// The client against an answer SRI would never give: a status outside
+    /// HTTP's 100-599 is a failed exchange (it once reached a CHECK constraint
+    /// and the exchange could not be recorded), and SRI_TIMEOUT_MS covers the
+    /// answer's body too (a body trickled after the head held the worker past
+    /// its lease).
+    func testAnAnswerWithNoStatusAndABodyTrickledPastTheTimeoutAreFailures() async throws {
+        let router = Router()
+        router.post("nostatus/**") { _, _ in Response(status: .init(code: 600, reasonPhrase: "Nothing")) }
+        router.post("trickle/**") { _, _ in
+            Response(
+                status: .ok,
+                body: ResponseBody { writer in
+                    for _ in 0..<50 {
+                        try await writer.write(ByteBuffer(string: " "))
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                    try await writer.finish(nil)
+                })
+        }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let sri = SRIClient(settings: .init(timeoutMilliseconds: 700))
+            let base = "http://127.0.0.1:\(client.port!)"
+            do {
+                _ = try await sri.authorize(accessKey: Self.newKey(), baseURL: base + "/nostatus")
+                XCTFail("an answer with no HTTP status was taken")
+            } catch {
+                XCTAssertEqual(error as? SRITransportError, .connection("answered with 600, not an HTTP status"))
+            }
+            let started = ContinuousClock.now
+            do {
+                _ = try await sri.authorize(accessKey: Self.newKey(), baseURL: base + "/trickle")
+                XCTFail("a trickled answer was taken")
+            } catch {
+                XCTAssertEqual(error as? SRITransportError, .timeout(milliseconds: 700))
+            }
+            XCTAssertLessThan(ContinuousClock.now - started, .seconds(5), "cut at SRI_TIMEOUT_MS, not at the body's end (10 s)")
+            try await sri.shutdown()
+        }
+    }
+
     func testReceivedThenAuthorized() async throws {
         try await run { sri in
             let key = Self.newKey()

@@ -264,6 +264,41 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// The answer counts only within WEBHOOK_TIMEOUT_MS, its body included (a
+    /// body trickled past it once held a worker as long as the endpoint
+    /// liked), and an answer with no HTTP status (600) is a failed attempt,
+    /// recorded and retried like any other (its recording once failed, and the
+    /// delivery went out again at every lease's end with no attempt counted).
+    func testABodyTrickledPastTheTimeoutAndAnAnswerWithNoStatusAreFailedAttempts() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0, timeoutMilliseconds: 700) }) { server in
+                let tenant = try await server.signUp()
+                scope.add(tenant.id)
+                let trickle = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/trickle/a")
+                let noStatus = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/nostatus/a")
+                _ = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "odd answers") }
+                func attempts(_ endpoint: Int64) throws -> Int64 {
+                    try TestDatabase.scalar(
+                        "SELECT count(*) FROM webhook_delivery_attempts WHERE endpoint_id = $1", [endpoint], as: Int64.self)
+                }
+                try await eventually("an attempt at the trickling endpoint, two at the other") {
+                    try attempts(trickle.id) >= 1 && attempts(noStatus.id) >= 2
+                }
+                // The status came in time; the body's read ends with the timeout.
+                let trickled = try await server.call(.get, "/v1/webhooks/\(trickle.id)/deliveries", key: tenant.key).array("deliveries")
+                XCTAssertEqual(trickled.compactMap { $0["outcome"]?.stringValue }, ["delivered"], "\(trickled)")
+                XCTAssertLessThan(trickled.first?["durationMs"]?.intValue ?? .max, 2500, "cut at WEBHOOK_TIMEOUT_MS, body included")
+                XCTAssertEqual(receiver.hits("/trickle/a").count, 1, "no second POST after its lease")
+                let odd = try await server.call(.get, "/v1/webhooks/\(noStatus.id)/deliveries", key: tenant.key).array("deliveries")
+                XCTAssertEqual(Set(odd.compactMap { $0["outcome"]?.stringValue }), ["connection"], "\(odd)")
+                XCTAssertTrue(odd.allSatisfy { $0["responseCode"] == .null }, "\(odd)")
+                XCTAssertTrue(odd.allSatisfy { $0["status"] == .string("pending") })
+                XCTAssertEqual(receiver.hits("/nostatus/a").count, Int(try attempts(noStatus.id)), "every POST was recorded")
+            }
+        }
+    }
+
     func testFailedAfterTheRetryWindow() async throws {
         let scope = TenantScope()
         try await WebhookReceiver.run { receiver, port in
@@ -308,6 +343,40 @@ final class WebhookDeliveryTests: XCTestCase {
                 }
                 XCTAssertLessThanOrEqual(receiver.hits("/slow/a").count, 2, "at most two deliveries in flight per endpoint")
             }
+        }
+    }
+
+    /// Two claims at the same moment (two processes, say) keep the limit of
+    /// deliveries in flight per endpoint: the second waits for the first to
+    /// commit, then counts its leases. Without the wait, each counted none in
+    /// flight in its own snapshot and took two.
+    func testConcurrentClaimsKeepTheLimitPerEndpoint() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { _, port in
+            let tenant = try await TestServer.run(returning: scope) { server in
+                let tenant = try await server.signUp()
+                _ = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/claims")
+                return tenant
+            }
+            try await withTestDatabase { database in
+                for index in 0..<4 { _ = try await Self.record(database, tenant: tenant.id, tag: "claim-\(index)") }
+            }
+            let claim = "SELECT count(*) FROM claim_webhook_deliveries(gen_random_uuid(), 10, 60000, 2, ARRAY[$1]::bigint[])"
+            let first = try TestDatabase.owner()
+            try first.query("BEGIN", prepared: false)
+            XCTAssertEqual(try first.query(claim, [tenant.id], prepared: false)[0].decode(Int64.self, at: 0), 2, "the limit of two")
+            let firstPID = try first.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0)
+            let second = NIOLockedValueBox<Result<Int64, any Error>?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                let result = Result { try TestDatabase.owner().query(claim, [tenant.id], prepared: false)[0].decode(Int64.self, at: 0) }
+                second.withLockedValue { $0 = result }
+                done.signal()
+            }
+            XCTAssertNotNil(TestDatabase.sessionBlocked(by: firstPID, timeout: 10), "the second claim waits for the first")
+            try first.query("COMMIT", prepared: false)
+            XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+            XCTAssertEqual(try second.withLockedValue { try $0?.get() }, 0, "two are in flight already")
         }
     }
 

@@ -14,7 +14,9 @@ import XCTest
 /// A local endpoint that records every request it gets. What it answers
 /// depends on the path: `/ok/...` 200; `/dead/...` 500; `/fail2/...` 500 the
 /// first two times, then 200; `/slow/...` waits 3 s, then 200;
-/// `/slowonce/...` waits 3 s the first time, then answers at once.
+/// `/slowonce/...` waits 3 s the first time, then answers at once;
+/// `/trickle/...` sends 200 at once and its body a byte every 200 ms for 10 s;
+/// `/nostatus/...` answers with 600, which is no HTTP status.
 final class WebhookReceiver: Sendable {
     struct Hit: Sendable {
         let path: String
@@ -53,6 +55,17 @@ final class WebhookReceiver: Sendable {
             case "fail2" where count <= 2: return Response(status: .internalServerError)
             case "slow": try await Task.sleep(for: .seconds(3))
             case "slowonce" where count == 1: try await Task.sleep(for: .seconds(3))
+            case "trickle":
+                return Response(
+                    status: .ok,
+                    body: ResponseBody { writer in
+                        for _ in 0..<50 {
+                            try await writer.write(ByteBuffer(string: "x"))
+                            try await Task.sleep(for: .milliseconds(200))
+                        }
+                        try await writer.finish(nil)
+                    })
+            case "nostatus": return Response(status: .init(code: 600, reasonPhrase: "Nothing"))
             default: break
             }
             return Response(status: .ok)

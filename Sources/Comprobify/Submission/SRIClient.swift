@@ -142,8 +142,13 @@ public final class SRIClient: Service, Sendable {
         let deadline = NIODeadline.now() + .milliseconds(Int64(settings.timeoutMilliseconds))
         do {
             let response = try await http.execute(request, deadline: deadline)
-            let buffer = try await response.body.collect(upTo: settings.maximumAnswerBytes)
-            return Received(status: Int(response.status.code), bytes: Array(buffer.readableBytesView))
+            // HTTP/1.1's parser takes any three digits; outside 100-599 there is
+            // no status to record, and the answer is a broken one.
+            let status = Int(response.status.code)
+            guard (100...599).contains(status) else { throw SRITransportError.connection("answered with \(status), not an HTTP status") }
+            // The deadline covers the body too (AsyncHTTPClient's ends with the head).
+            let buffer = try await response.body.collect(upTo: settings.maximumAnswerBytes, before: deadline)
+            return Received(status: status, bytes: Array(buffer.readableBytesView))
         } catch let error as HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout:
@@ -155,6 +160,8 @@ public final class SRIClient: Service, Sendable {
             default:
                 throw .connection(Self.short("\(error)"))
             }
+        } catch let error as SRITransportError {
+            throw error
         } catch is NIOTooManyBytesError {
             throw .unparseable("answer larger than \(settings.maximumAnswerBytes) bytes")
         } catch let error as NIOConnectionError {

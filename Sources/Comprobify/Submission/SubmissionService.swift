@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import Postgres
 import SRI
 import ServiceLifecycle
 
@@ -116,9 +117,14 @@ struct SubmissionService: Service {
             let record = SubmissionsStore.record(
                 document: document, service: service, url: url, result: result, transition: transition,
                 durationMilliseconds: milliseconds, worker: worker)
+            // A decision waits for its commit's WAL flush (this pool commits
+            // without it otherwise): once its webhook event or its status has
+            // been seen, a database crash cannot undo it and have it made again
+            // under another event id.
+            let durable: [PostgresQuery] = transition.status.webhookEvent == nil ? [] : ["SET LOCAL synchronous_commit = on"]
             // The record goes in the transaction's first round trip, with BEGIN.
-            let applied = try await database.transaction(forTenantID: tenantID, prologue: [record]) { transaction, results in
-                let applied = try SubmissionsStore.applied(results[0])
+            let applied = try await database.transaction(forTenantID: tenantID, prologue: durable + [record]) { transaction, results in
+                let applied = try SubmissionsStore.applied(results[durable.count])
                 // A decision is announced to the tenant's webhooks in the same commit.
                 if applied, let event = transition.status.webhookEvent {
                     let rows = try transaction.query(

@@ -179,8 +179,12 @@ struct WebhookService: Service {
         do {
             let response = try await http.execute(request, deadline: deadline)
             let code = Int(response.status.code)
-            // The answer's body is read (bounded) and dropped; only the status counts.
-            _ = try? await response.body.collect(upTo: 64 << 10)
+            // The answer's body is read (bounded in size and time) and dropped;
+            // only the status counts.
+            _ = try? await response.body.collect(upTo: 64 << 10, before: deadline)
+            // HTTP/1.1's parser takes any three digits; outside 100-599 there is
+            // no status to store, and the answer is a broken one.
+            guard (100...599).contains(code) else { return failure("connection", "answered with \(code), not an HTTP status") }
             if (200...299).contains(code) {
                 return .init(kind: "delivered", responseCode: code, durationMilliseconds: elapsed(), error: nil)
             }
