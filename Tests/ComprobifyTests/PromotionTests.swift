@@ -77,6 +77,17 @@ final class PromotionTests: XCTestCase {
             )
             XCTAssertEqual(audit.count, 1)
             XCTAssertEqual(try audit[0].decode(String.self, at: 2), "3")
+            // Each sandbox key revoked and each production key minted has its own event.
+            let keyEvents = try TestDatabase.query(
+                """
+                SELECT e.action, k.environment FROM audit_events e JOIN api_keys k ON k.id = (e.details->>'keyId')::bigint
+                 WHERE e.tenant_id = $1 AND e.action IN ('api_key.revoked', 'api_key.minted')
+                   AND e.created_at >= (SELECT promoted_at FROM tenants WHERE id = $1)
+                 ORDER BY e.id
+                """, [tenant.id])
+            XCTAssertEqual(
+                try keyEvents.rows.map { "\(try $0.decode(String.self, at: 0)) \(try $0.decode(String.self, at: 1))" },
+                Array(repeating: ["api_key.revoked sandbox", "api_key.minted production"], count: 3).flatMap { $0 })
 
             // Once in production: 409, whatever key asks.
             let again = try await server.call(.post, "/v1/tenants/promote", key: tokens[0])

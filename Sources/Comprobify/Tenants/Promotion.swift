@@ -124,7 +124,20 @@ enum PromotionStore {
                   FROM ordered o
                   JOIN unnest(\(tokens.map(\.digest))::bytea[], \(tokens.map(\.prefix))::text[]) WITH ORDINALITY AS t(digest, prefix, position)
                     ON t.position = o.position
-                RETURNING replaces_key_id
+                RETURNING id, label, replaces_key_id
+            ), audited AS (
+                -- Each key revoked and each minted, as a revocation or a mint
+                -- through the API records it, beside tenant.promoted.
+                INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+                SELECT current_tenant_id(), e.action, CASE WHEN \(actorKeyID)::bigint IS NULL THEN 'support' ELSE 'tenant' END,
+                       \(actorKeyID)::bigint, e.details
+                  FROM minted m
+                 CROSS JOIN LATERAL (VALUES
+                       (1, 'api_key.revoked', jsonb_build_object('keyId', m.replaces_key_id, 'replacedBy', m.id)),
+                       (2, 'api_key.minted', jsonb_build_object('keyId', m.id, 'environment', 'production', 'label', m.label,
+                                                                'replacesKeyId', m.replaces_key_id))
+                       ) AS e(step, action, details)
+                 ORDER BY m.replaces_key_id, e.step
             )
             SELECT o.position, o.label, (SELECT count(*) FROM revoked)
               FROM minted m JOIN ordered o ON o.id = m.replaces_key_id
