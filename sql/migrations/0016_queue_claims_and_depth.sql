@@ -26,7 +26,7 @@ BEGIN
     -- the leases the other is taking (SKIP LOCKED only keeps them off the same
     -- rows). The lock lasts until the claiming transaction ends; the query
     -- below, run after it is granted, sees every claim committed before.
-    PERFORM pg_advisory_xact_lock(hashtext('claim_webhook_deliveries'));
+    PERFORM pg_advisory_xact_lock(hashtextextended('claim_webhook_deliveries', 0));
     RETURN QUERY
     WITH due AS (
         SELECT d.tenant_id, d.id, d.endpoint_id, d.next_attempt_at
