@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import XCTest
 
 @testable import Comprobify
@@ -347,5 +348,26 @@ final class JSONEscapeScanTests: XCTestCase {
             }
             XCTAssertEqual(bytes.withUnsafeBytes { JSONValue.needsNoEscaping($0) }, naive(bytes), "\(bytes)")
         }
+    }
+}
+
+final class OutboundDeadlineTests: XCTestCase {
+    /// Work that ignores cancellation (a name lookup on a thread) stops being
+    /// waited for at the deadline; work that ends first gives its value.
+    func testTheCallerStopsWaitingAtTheDeadline() async {
+        let slow: @Sendable () async -> String = {
+            await withCheckedContinuation { continuation in
+                Thread.detachNewThread {
+                    Thread.sleep(forTimeInterval: 3)
+                    continuation.resume(returning: "late")
+                }
+            }
+        }
+        let started = ContinuousClock.now
+        let missed = await firstBefore(.now() + .milliseconds(300), slow)
+        XCTAssertNil(missed)
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(2))
+        let quick = await firstBefore(.now() + .seconds(30)) { "now" }
+        XCTAssertEqual(quick, "now")
     }
 }

@@ -124,13 +124,20 @@ struct WebhookService: Service {
     /// The POST itself: the address check, the signature, the timeout.
     private func attempt(_ http: HTTPClient, _ pending: WebhooksStore.Pending, secret: [UInt8]) async -> WebhooksStore.Outcome {
         let started = ContinuousClock.now
+        // One deadline for the whole attempt, the name's lookup included: the
+        // lease (WEBHOOK_TIMEOUT_MS + 5 s) must outlast any attempt.
+        let deadline = NIODeadline.now() + .milliseconds(Int64(settings.timeoutMilliseconds))
         func failure(_ kind: String, _ error: String) -> WebhooksStore.Outcome { Self.failure(kind, error, since: started) }
         var pin: (hosts: [String], address: IPAddress)?
         switch WebhookURL.parse(pending.url, allowHTTP: settings.allowHTTP) {
         case .failure(let refusal):
             return failure("refused_address", refusal.message)
         case .success(let url):
-            switch await AddressGuard.verdict(for: url, allowHTTP: settings.allowHTTP) {
+            let allowHTTP = settings.allowHTTP
+            guard let verdict = await firstBefore(deadline, { await AddressGuard.verdict(for: url, allowHTTP: allowHTTP) }) else {
+                return failure("timeout", "the host name did not resolve within \(settings.timeoutMilliseconds) ms")
+            }
+            switch verdict {
             case .refused(let refusal): return failure("refused_address", refusal)
             // Keyed by the name as written too: the client takes it from the URL as is.
             case .allowed(let address): pin = address.map { ([url.host] + [URL(string: pending.url)?.host].compactMap { $0 }, $0) }
@@ -140,11 +147,11 @@ struct WebhookService: Service {
         // client of its own (the shared one would resolve the name again).
         if let pin {
             let pinned = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration(pinning: pin))
-            let outcome = await send(pinned, pending, secret: secret, started: started)
+            let outcome = await send(pinned, pending, secret: secret, started: started, deadline: deadline)
             try? await pinned.shutdown()
             return outcome
         }
-        return await send(http, pending, secret: secret, started: started)
+        return await send(http, pending, secret: secret, started: started, deadline: deadline)
     }
 
     private static func milliseconds(since started: ContinuousClock.Instant) -> Int {
@@ -160,7 +167,8 @@ struct WebhookService: Service {
 
     /// The POST, signed, within the attempt's deadline.
     private func send(
-        _ http: HTTPClient, _ pending: WebhooksStore.Pending, secret: [UInt8], started: ContinuousClock.Instant
+        _ http: HTTPClient, _ pending: WebhooksStore.Pending, secret: [UInt8], started: ContinuousClock.Instant,
+        deadline: NIODeadline
     ) async -> WebhooksStore.Outcome {
         func elapsed() -> Int { Self.milliseconds(since: started) }
         func failure(_ kind: String, code: Int? = nil, _ error: String) -> WebhooksStore.Outcome {
@@ -175,7 +183,6 @@ struct WebhookService: Service {
         request.headers.add(
             name: WebhookSignature.headerName, value: WebhookSignature.header(secret: secret, timestamp: timestamp, body: pending.body))
         request.body = .bytes(ByteBuffer(bytes: pending.body))
-        let deadline = NIODeadline.now() + .milliseconds(Int64(settings.timeoutMilliseconds))
         do {
             let response = try await http.execute(request, deadline: deadline)
             let code = Int(response.status.code)

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import NIOConcurrencyHelpers
 import NIOCore
 
 extension HTTPClientResponse.Body {
@@ -19,6 +20,26 @@ extension HTTPClientResponse.Body {
             defer { group.cancelAll() }
             guard case let body?? = try await group.next() else { throw HTTPClientError.deadlineExceeded }
             return body
+        }
+    }
+}
+
+/// `work`'s value, or nil when `deadline` comes first. Then only the caller
+/// stops waiting: the work runs on to its end unobserved (a name lookup on a
+/// thread cannot be interrupted), and its value is dropped.
+func firstBefore<T: Sendable>(_ deadline: NIODeadline, _ work: @escaping @Sendable () async -> T) async -> T? {
+    let waiting = NIOLockedValueBox<CheckedContinuation<T?, Never>?>(nil)
+    return await withCheckedContinuation { continuation in
+        waiting.withLockedValue { $0 = continuation }
+        let timer = Task {
+            let remaining = deadline - .now()
+            if remaining.nanoseconds > 0 { try? await Task.sleep(nanoseconds: UInt64(remaining.nanoseconds)) }
+            waiting.withLockedValue { $0.take() }?.resume(returning: nil)
+        }
+        Task {
+            let value = await work()
+            timer.cancel()
+            waiting.withLockedValue { $0.take() }?.resume(returning: value)
         }
     }
 }
