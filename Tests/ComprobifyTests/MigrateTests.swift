@@ -93,6 +93,49 @@ final class MigrateTests: XCTestCase {
         }
     }
 
+    /// A migration waits a short while for a lock another session holds,
+    /// then gives way and tries again: it is applied once the session is done,
+    /// and refused with a message saying why when it never is. (Waiting
+    /// without a limit, it made every request for that table queue behind it.)
+    func testAMigrationWaitsBrieflyForALockAndTriesAgain() throws {
+        try withDatabase { url in
+            let copy = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+            try FileManager.default.copyItem(at: Self.migrations, to: copy)
+            defer { try? FileManager.default.removeItem(at: copy) }
+            try Migrator(directory: copy).run(on: try Connection(conninfo: url))
+            try "ALTER TABLE tenants ADD COLUMN probe integer;\n".write(
+                to: copy.appendingPathComponent("9999_probe.sql"), atomically: true, encoding: .utf8)
+            var migrator = Migrator(directory: copy)
+            migrator.lockTimeoutMilliseconds = 200
+            migrator.lockTries = 3
+            let holder = try Connection(conninfo: url)
+            try holder.execute(script: "BEGIN; LOCK TABLE tenants IN ACCESS SHARE MODE")
+            let started = ContinuousClock.now
+            XCTAssertThrowsError(try migrator.run(on: try Connection(conninfo: url))) { error in
+                XCTAssertTrue("\(error)".contains("9999_probe.sql was not applied: 3 times it waited 200 ms"), "\(error)")
+            }
+            XCTAssertLessThan(ContinuousClock.now - started, .seconds(10))
+            let probe = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'tenants' AND column_name = 'probe'"
+            XCTAssertEqual(try holder.query(probe, [], prepared: false)[0].decode(Int64.self, at: 0), 0)
+
+            // Released while the migrator is between its tries: applied.
+            migrator.lockTries = 20
+            let outcome = NIOLockedValueBox<Result<[String], Error>?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            let patient = migrator
+            DispatchQueue.global().async {
+                let result = Result { try patient.run(on: try Connection(conninfo: url)) }
+                outcome.withLockedValue { $0 = result }
+                done.signal()
+            }
+            Thread.sleep(forTimeInterval: 1.5)
+            try holder.execute(script: "COMMIT")
+            XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+            XCTAssertEqual(try XCTUnwrap(outcome.withLockedValue { $0 }).get(), ["9999_probe.sql"])
+            XCTAssertEqual(try holder.query(probe, [], prepared: false)[0].decode(Int64.self, at: 0), 1)
+        }
+    }
+
     func testAChangedAppliedFileIsRefused() throws {
         try withDatabase { url in
             let copy = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")

@@ -5,12 +5,19 @@ import Postgres
 /// transaction, under an advisory lock (two migrators at once are safe), and
 /// records each with its SHA-256 in `schema_migrations`. Refuses to run when a
 /// file that was applied has changed since.
-public struct Migrator {
+///
+/// A migration waits at most `lockTimeoutMilliseconds` for each lock it
+/// takes, then rolls back and tries again, `lockTries` times in all: while a
+/// migration waits for a table's lock (held by a long transaction, say),
+/// every request for that table queues behind it, so the wait is kept short.
+public struct Migrator: Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
     }
 
     public let directory: URL
+    public var lockTimeoutMilliseconds = 5_000
+    public var lockTries = 10
 
     public init(directory: URL) {
         self.directory = directory
@@ -35,6 +42,8 @@ public struct Migrator {
         try connection.execute(script: "SET client_min_messages = warning")
         try connection.query("SELECT pg_advisory_lock($1)", [Migrator.lockKey], prepared: false)
         defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Migrator.lockKey], prepared: false) }
+        // After the advisory lock: a second migrator waits for the first whole.
+        try connection.execute(script: "SET lock_timeout = \(max(lockTimeoutMilliseconds, 1))")
         try connection.execute(
             script: """
                 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -62,18 +71,24 @@ public struct Migrator {
                 continue
             }
             do {
-                try Migrator.retryingClusterCollisions {
-                    do {
-                        try connection.execute(script: "BEGIN")
-                        try connection.execute(script: sql)
-                        try connection.query(
-                            "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
-                        try connection.execute(script: "COMMIT")
-                    } catch {
-                        _ = try? connection.execute(script: "ROLLBACK")
-                        throw error
+                try Migrator.retryingLockTimeouts(tries: lockTries) {
+                    try Migrator.retryingClusterCollisions {
+                        do {
+                            try connection.execute(script: "BEGIN")
+                            try connection.execute(script: sql)
+                            try connection.query(
+                                "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
+                            try connection.execute(script: "COMMIT")
+                        } catch {
+                            _ = try? connection.execute(script: "ROLLBACK")
+                            throw error
+                        }
                     }
                 }
+            } catch let error as PostgresError where error.hasCode(SQLState.lockNotAvailable) {
+                throw Failure(
+                    description: "migration \(name) was not applied: \(max(lockTries, 1)) times it waited \(lockTimeoutMilliseconds) ms "
+                        + "for a lock another session holds (see pg_locks and pg_stat_activity); run it again once that session is done")
             } catch {
                 throw Failure(description: "migration \(name) failed: \(error)")
             }
@@ -105,6 +120,21 @@ public struct Migrator {
             } catch let error as PostgresError where attempt < 5 && isClusterCollision(error) {
                 attempt += 1
                 Thread.sleep(forTimeInterval: 0.05 * Double(attempt))
+            }
+        }
+    }
+
+    /// `body`, a whole transaction rolled back on failure, again while it
+    /// gives up waiting for a lock (lock_timeout), `tries` times in all, a
+    /// second apart: the session in the way may be about to finish.
+    static func retryingLockTimeouts(tries: Int, _ body: () throws -> Void) throws {
+        var attempt = 1
+        while true {
+            do {
+                return try body()
+            } catch let error as PostgresError where attempt < tries && error.hasCode(SQLState.lockNotAvailable) {
+                attempt += 1
+                Thread.sleep(forTimeInterval: 1)
             }
         }
     }
