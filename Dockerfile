@@ -2,7 +2,7 @@
 #
 #   docker build -t comprobify .
 #   docker run --rm -e DATABASE_URL=... comprobify migrate
-#   docker run --rm -p 8080:8080 -e DATABASE_URL=... comprobify        # serve
+#   docker run --rm -p 8080:8080 -e DATABASE_URL=... -e COMPROBIFY_SECRET_KEY=... comprobify   # serve
 #
 # docker-compose.yml wires both against PostgreSQL 15.
 
@@ -76,6 +76,8 @@ COPY --from=builder /staging/comprobify /usr/local/bin/comprobify
 COPY --from=builder /staging/comprobify_SRI.resources /usr/local/bin/comprobify_SRI.resources
 COPY --from=builder /staging/swift-backtrace-static /usr/local/libexec/swift-backtrace-static
 COPY sql/migrations ./sql/migrations
+# The contract, served at GET /openapi.yaml from the working directory.
+COPY openapi.yaml ./openapi.yaml
 
 ENV SWIFT_BACKTRACE=enable=yes,sanitize=yes,threads=all,images=all,interactive=no,swift-backtrace=/usr/local/libexec/swift-backtrace-static
 

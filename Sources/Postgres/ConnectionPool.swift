@@ -31,19 +31,24 @@ public final class ConnectionPool: Sendable {
         public var sessionSettings: [(String, String)]
         /// Attempts of a transaction that fails with 40001 or 40P01 (including the first).
         public var maxTransactionAttempts: Int
+        /// The `pool` label of the pool's metrics, so that two pools of one
+        /// process keep their figures apart.
+        public var name: String
 
         public init(
             conninfo: String,
             size: Int = 8,
             waitTimeout: Duration = .seconds(5),
             sessionSettings: [(String, String)] = [],
-            maxTransactionAttempts: Int = 8
+            maxTransactionAttempts: Int = 8,
+            name: String = "requests"
         ) {
             self.conninfo = conninfo
             self.size = size
             self.waitTimeout = waitTimeout
             self.sessionSettings = sessionSettings
             self.maxTransactionAttempts = maxTransactionAttempts
+            self.name = name
         }
     }
 
@@ -81,11 +86,12 @@ public final class ConnectionPool: Sendable {
         self.state = NIOLockedValueBox(State(free: Array(repeating: nil, count: configuration.size)))
         self.threads = NIOThreadPool(numberOfThreads: configuration.size)
         self.threads.start()
-        self.inUseGauge = Gauge(label: "db_pool_connections_in_use")
-        self.sizeGauge = Gauge(label: "db_pool_size")
-        self.waitTimer = Metrics.Timer(label: "db_pool_wait_seconds")
-        self.retryCounter = Counter(label: "db_transaction_retries_total")
-        self.discardCounter = Counter(label: "db_connections_discarded_total")
+        let pool = [("pool", configuration.name)]
+        self.inUseGauge = Gauge(label: "db_pool_connections_in_use", dimensions: pool)
+        self.sizeGauge = Gauge(label: "db_pool_size", dimensions: pool)
+        self.waitTimer = Metrics.Timer(label: "db_pool_wait_seconds", dimensions: pool)
+        self.retryCounter = Counter(label: "db_transaction_retries_total", dimensions: pool)
+        self.discardCounter = Counter(label: "db_connections_discarded_total", dimensions: pool)
         sizeGauge.record(configuration.size)
     }
 

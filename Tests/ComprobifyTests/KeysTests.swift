@@ -7,6 +7,19 @@ import XCTest
 
 /// seeds/api-keys.txt and the "API keys" section of API.md.
 final class KeysTests: XCTestCase {
+    /// The admin mint answers in the order of every route: the tenant it
+    /// addresses (404) before the body's fields (400).
+    func testAdminMintAnswersTheTenantBeforeTheFields() async throws {
+        try await TestServer.run { server in
+            let missing = try await server.call(.post, "/admin/v1/tenants/999999999/keys", key: adminToken, json: #"{"label": ""}"#)
+            missing.assertProblem(404, "NOT_FOUND")
+            let tenant = try await server.activeTenant()
+            let bad = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: #"{"label": ""}"#)
+            bad.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(bad.errorFields, ["label"])
+        }
+    }
+
     /// A revoked or unknown key gets 401 on every route that takes a body,
     /// whatever the body: an empty one, one that is not JSON, one that is not
     /// an object (API.md: the credential is answered first).

@@ -74,6 +74,8 @@ final class OperationsTests: XCTestCase {
             ] {
                 XCTAssertTrue(text.contains(series), series)
             }
+            // The requests' pool apart from the background work's.
+            XCTAssertTrue(text.contains(#"db_pool_size{pool="requests"}"#), text)
             XCTAssertTrue(
                 text.contains(#"route="/v1/issuers/{id}/sequentials""#) || !text.contains("/v1/issuers/\(issuer)/"),
                 "route patterns, not raw paths")

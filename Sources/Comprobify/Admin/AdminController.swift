@@ -38,11 +38,15 @@ struct AdminController {
     @Sendable func mintKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         try authorize(context)
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
-        let mint = try MintRequest(try await Input.read(request, allowEmpty: true))
+        let input = try await Input.read(request, allowEmpty: true)
+        // The fields are answered after the tenant (404 first, as on every route).
+        let parsed = Result { try MintRequest(input) }
+        let environment = (try? parsed.get())?.environment ?? .sandbox
         // The count runs after the lock is taken, as in `Database.transactionAddingToRoster`.
-        let prologue = [TenantsStore.rosterLock, KeysStore.activeCount(mint.environment)]
+        let prologue = [TenantsStore.rosterLock, KeysStore.activeCount(environment)]
         let token = try await database.transaction(forTenantID: id, prologue: prologue) { transaction, results in
             guard let row = results[0].first else { throw AdminController.tenantNotFound }
+            let mint = try parsed.get()
             if mint.environment == .production {
                 try KeysStore.requirePromotedIssuer(
                     transaction, tenantInProduction: try row.decode(String.self, at: 1) == "production")

@@ -53,7 +53,8 @@ public func makePool(configuration: Configuration, logger: Logger, background: B
             conninfo: configuration.databaseURL,
             size: background ? configuration.backgroundPoolSize : configuration.poolSize,
             waitTimeout: .milliseconds(configuration.poolWaitMilliseconds),
-            sessionSettings: settings
+            sessionSettings: settings,
+            name: background ? "background" : "requests"
         ),
         logger: logger
     )
