@@ -95,6 +95,16 @@ final class PromotionTests: XCTestCase {
             let rig = try await server.mintKey(tokens[0], label: "rig")
             let fromSandbox = try await server.call(.post, "/v1/tenants/promote", key: rig, json: "{}")
             fromSandbox.assertProblem(409, "CONFLICT")
+            // A sandbox key changes neither what a production issuer's
+            // comprobantes say nor the key that signs them; a production key does.
+            let rigPatch = try await server.call(.patch, "/v1/issuers/\(first)", key: rig, json: #"{"tradeName": "Rig"}"#)
+            rigPatch.assertProblem(401, "UNAUTHORIZED")
+            let rigUpload = try await server.call(.put, "/v1/issuers/\(first)/certificate", key: rig, json: TestSigning.uploadBody)
+            rigUpload.assertProblem(401, "UNAUTHORIZED")
+            let patch = try await server.call(.patch, "/v1/issuers/\(first)", key: tokens[0], json: #"{"tradeName": "Tienda"}"#)
+            XCTAssertEqual(patch.status, 200, patch.text)
+            let upload = try await server.call(.put, "/v1/issuers/\(first)/certificate", key: tokens[0], json: TestSigning.uploadBody)
+            XCTAssertEqual(upload.status, 200, upload.text)
             // New issuers are born production with their counters.
             let born = try await server.createIssuer(tokens[0], emissionPoint: "003")
             let bornCounters = try await server.call(.get, "/v1/issuers/\(born)/sequentials", key: tokens[0])

@@ -17,14 +17,17 @@ struct CertificatesController {
     /// Answers in the order of every route, 401, then 404 for an issuer that
     /// is not the tenant's, then 400, and opens the PKCS#12 file only once the
     /// key and the issuer are known: opening it is CPU work (bounded by
-    /// `PKCS12Limits`), which a stranger must not be able to ask for. It is
+    /// `PKCS12Limits`), which a stranger must not be able to ask for. A key of
+    /// the issuer's other environment is 401, as for documents (a sandbox key
+    /// kept for a test rig does not replace a production signing key). It is
     /// opened on the blocking pool, not on a request thread, and holds no
     /// connection. Nothing is stored on any error.
     @Sendable func upload(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id")) ?? 0
         let input = try await database.input(request, context)
-        let (_, exists) = try await database.read(for: context.token, facts: context.facts, IssuersStore.exists(id))
-        guard exists else { throw IssuersStore.notFound }
+        let (principal, environment) = try await database.read(for: context.token, facts: context.facts, IssuersStore.environment(id))
+        guard let environment else { throw IssuersStore.notFound }
+        try ResolvedIssuer.checkEnvironment(key: principal.keyEnvironment, issuer: environment)
         let upload = try CertificateUpload(input)
         let identity = try await NIOThreadPool.singleton.runIfActive { try upload.open(now: Date()) }
         let secretBox = self.secretBox

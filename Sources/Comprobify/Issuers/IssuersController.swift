@@ -44,6 +44,8 @@ struct IssuersController {
 
     /// Changes what the XML says about the issuer; documents issued before keep
     /// what they said. The branch identity (RUC, establishment, emission point) is fixed.
+    /// A key of the other environment is 401, as for documents: a sandbox key
+    /// kept for a test rig does not change what production comprobantes say.
     @Sendable func update(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id"))
         let input = try await database.input(request, context)
@@ -51,8 +53,12 @@ struct IssuersController {
             guard id != nil else { throw IssuersStore.notFound }
             return try IssuerChanges(input)
         }
-        let issuer = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
-            try IssuersStore.update(transaction, id: id ?? 0, changes, actorKeyID: principal.keyID)
+        let issuer = try await database.transaction(
+            for: context.token, facts: context.facts, prologue: [IssuersStore.environment(id ?? 0).query]
+        ) { transaction, principal, results in
+            guard let environment = try IssuersStore.environment(id ?? 0).decode(results[0]) else { throw IssuersStore.notFound }
+            try ResolvedIssuer.checkEnvironment(key: principal.keyEnvironment, issuer: environment)
+            return try IssuersStore.update(transaction, id: id ?? 0, changes, actorKeyID: principal.keyID)
         }
         return Reply.json([("issuer", issuer)])
     }

@@ -57,6 +57,13 @@ enum IssuersStore {
     }
 
     /// Whether the tenant has this issuer.
+    /// The issuer's environment, or nil when it is not the tenant's.
+    static func environment(_ id: Int64) -> Read<Environment?> {
+        Read("SELECT sandbox FROM issuers WHERE id = \(id)") { result in
+            try result.first.map { try $0.decode(Bool.self, at: 0) ? .sandbox : .production }
+        }
+    }
+
     static func exists(_ id: Int64) -> Read<Bool> {
         Read("SELECT 1 FROM issuers WHERE id = \(id)") { $0.count == 1 }
     }
