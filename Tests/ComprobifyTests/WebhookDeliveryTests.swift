@@ -112,13 +112,19 @@ final class WebhookDeliveryTests: XCTestCase {
                 let history = try await server.call(.get, "/v1/webhooks/\(all.id)/deliveries", key: tenant.key)
                 XCTAssertEqual(history.status, 200, history.text)
                 let attempts = try history.array("deliveries")
-                XCTAssertEqual(attempts.count, 2)
-                XCTAssertEqual(attempts[1]["eventId"], .string(id))
-                XCTAssertEqual(attempts[1]["eventType"], .string("document.authorized"))
-                XCTAssertEqual(attempts[1]["status"], .string("delivered"))
-                XCTAssertEqual(attempts[1]["responseCode"]?.intValue, 200)
-                XCTAssertNotNil(attempts[1]["durationMs"]?.intValue)
-                XCTAssertNotNil(attempts[1]["attemptedAt"]?.stringValue)
+                // One delivered attempt per event; on a machine loaded enough for
+                // an answer to miss the 1 s timeout, a timed-out attempt before it
+                // (at least once: the retry carries the same event).
+                let delivered = attempts.filter { $0["outcome"] == .string("delivered") }
+                XCTAssertEqual(delivered.count, 2, history.text)
+                XCTAssertTrue(
+                    attempts.allSatisfy { $0["outcome"] == .string("delivered") || $0["outcome"] == .string("timeout") }, history.text)
+                let authorized = try XCTUnwrap(delivered.first { $0["eventId"] == .string(id) }, history.text)
+                XCTAssertEqual(authorized["eventType"], .string("document.authorized"))
+                XCTAssertEqual(authorized["status"], .string("delivered"))
+                XCTAssertEqual(authorized["responseCode"]?.intValue, 200)
+                XCTAssertNotNil(authorized["durationMs"]?.intValue)
+                XCTAssertNotNil(authorized["attemptedAt"]?.stringValue)
                 try await server.call(.get, "/v1/webhooks/\(all.id)/deliveries", key: other.key).assertProblem(404, "NOT_FOUND")
             }
         }

@@ -37,6 +37,12 @@ enum AddressGuard {
         await verdict(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress, lookup: lookup).refusal
     }
 
+    /// Whether `verdict` has to ask DNS: not for an address written in the
+    /// URL, nor for the loopback names allowed with `allowHTTP`.
+    static func needsLookup(_ url: WebhookURL, allowHTTP: Bool) -> Bool {
+        !(allowHTTP && WebhookURL.isAllowedLoopbackHost(url.host)) && IPAddress(url.host) == nil
+    }
+
     static func verdict(for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true) async -> Verdict {
         await verdict(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress) { host in
             try await NIOThreadPool.singleton.runIfActive { resolve(host) }

@@ -134,7 +134,15 @@ struct WebhookService: Service {
             return failure("refused_address", refusal.message)
         case .success(let url):
             let allowHTTP = settings.allowHTTP
-            guard let verdict = await firstBefore(deadline, { await AddressGuard.verdict(for: url, allowHTTP: allowHTTP) }) else {
+            // Only a name lookup is raced against the deadline (it may block a
+            // thread for long); an address in the URL is judged at once.
+            let judged: AddressGuard.Verdict?
+            if AddressGuard.needsLookup(url, allowHTTP: allowHTTP) {
+                judged = await firstBefore(deadline) { await AddressGuard.verdict(for: url, allowHTTP: allowHTTP) }
+            } else {
+                judged = await AddressGuard.verdict(for: url, allowHTTP: allowHTTP)
+            }
+            guard let verdict = judged else {
                 return failure("timeout", "the host name did not resolve within \(settings.timeoutMilliseconds) ms")
             }
             switch verdict {
