@@ -211,7 +211,10 @@ public enum Timestamp {
     /// Always UTC. Written into the string's storage in one pass (it runs for
     /// every timestamp of every answer).
     public static func format(_ date: Date, fractionDigits: Int, separator: Character = "T", suffix: String = "") -> String {
-        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
+        // Clamped well inside Int64's microseconds (about 285,000 years either
+        // side of 1970): a date past them, or NaN, would trap in the conversion.
+        let scaled = (date.timeIntervalSince1970 * 1_000_000).rounded(.down)
+        let micros = scaled.isNaN ? 0 : Int64(min(max(scaled, -9e18), 9e18))
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
         if fraction < 0 {

@@ -69,6 +69,8 @@ final class CertificatesTests: XCTestCase {
         let future = try pki.leaf("Futuro", from: "20390101000000Z", until: "20400101000000Z")
         let ec = try pki.leaf("Curva", key: "ec")
         let small = try pki.leaf("Corto", key: "rsa:1024")
+        // Past 4096 bits: a private key's operations cost the cube of its size.
+        let large = try pki.leaf("Enorme", key: "rsa:4160")
         let cannotSign = try pki.leafWithKeyThatCannotSign("Par")
         // 120 bytes: a serial number of 289 decimal digits, which OpenSSL parses.
         let longSerial = try pki.leaf(good, reissuedWithSerial: "0x" + String(repeating: "AB", count: 120))
@@ -84,6 +86,7 @@ final class CertificatesTests: XCTestCase {
             (Self.upload(try pki.pkcs12(good, options: ["-nokeys"])), "p12", "no private key"),
             (Self.upload(try pki.pkcs12(ec)), "p12", "RSA"),
             (Self.upload(try pki.pkcs12(small)), "p12", "1024 bits"),
+            (Self.upload(try pki.pkcs12(large)), "p12", "4160 bits; at most 4096"),
             (Self.upload(try pki.pkcs12(cannotSign)), "p12", "cannot make a signature"),
             (Self.upload(try pki.pkcs12(longSerial)), "p12", "serial number"),
             (Self.upload(costlyMAC), "p12", "asks for 8388607 iterations"),

@@ -414,6 +414,25 @@ final class SubmissionStateTests: XCTestCase {
         XCTAssertNil(transition.nextAttemptMilliseconds)
     }
 
+    /// A `fechaAutorizacion` no SRI could give (a year 300000 once made the
+    /// bound timestamp trap; a year past 9999 cannot be read back) is taken
+    /// as the moment the answer came; a plausible one is kept.
+    func testAnImplausibleAuthorizationDateIsTakenAsNow() throws {
+        let now = Date(timeIntervalSince1970: 1_796_138_200)
+        for (date, expected) in [
+            ("300000-01-01T00:00:00Z", now), ("-300000-01-01T00:00:00Z", now), ("10000-01-01T00:00:00Z", now),
+            ("1999-12-31T23:59:59Z", now), ("2026-12-03T10:15:32-05:00", now),
+            ("2026-12-01T10:15:32-05:00", Date(timeIntervalSince1970: 1_796_138_132)),
+        ] {
+            let answer = AuthorizationAnswer(
+                queriedAccessKey: "k", count: 1,
+                authorizations: [.init(status: .authorized, number: "k", date: date, element: Array("<autorizacion/>".utf8))])
+            let transition = Transition.after(.authorization(answer), from: .received, streak: 0, settings: settings, now: now)
+            XCTAssertEqual(transition.status, .authorized, date)
+            XCTAssertEqual(transition.authorization?.date, expected, date)
+        }
+    }
+
     func testPendingAndFailuresBackOffAndKeepTheStatus() {
         let pending = Transition.after(
             .authorization(.init(queriedAccessKey: "k", count: 0, authorizations: [])), from: .received, streak: 2, settings: settings,

@@ -130,6 +130,15 @@ final class TimestampFormatTests: XCTestCase {
         XCTAssertEqual(Timestamp.format(date(253_402_300_800), fractionDigits: 2, suffix: "Z"), "10000-01-01T00:00:00.00Z")
     }
 
+    /// Dates past Int64's microseconds, and NaN, are clamped, not trapped on.
+    func testDatesOutOfRangeDoNotTrap() {
+        for seconds in [1e13, -1e13, 1e300, -1e300, .infinity, -.infinity, .nan] {
+            XCTAssertFalse(Timestamp.format(date(seconds), fractionDigits: 3, suffix: "Z").isEmpty, "\(seconds)")
+        }
+        XCTAssertTrue(Timestamp.format(date(1e300), fractionDigits: 0).hasPrefix("287"))
+        XCTAssertEqual(Timestamp.format(date(.nan), fractionDigits: 0), "1970-01-01T00:00:00")
+    }
+
     /// Separators and suffixes of more than one byte are written whole (a
     /// Character such as CR LF is one character of two bytes).
     func testSeparatorsAndSuffixesOfAnyWidth() {

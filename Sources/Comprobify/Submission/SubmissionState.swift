@@ -92,7 +92,7 @@ struct Transition: Sendable, Equatable {
             case .authorized(let granted):
                 let authorization = GrantedAuthorization(
                     number: granted.number ?? answer.queriedAccessKey ?? "",
-                    date: granted.date.flatMap(Self.parseDate) ?? now,
+                    date: granted.date.flatMap(Self.parseDate).flatMap { Self.plausible($0, now: now) } ?? now,
                     element: granted.element)
                 return Transition(
                     status: .authorized, outcome: "authorized", messages: granted.messages, authorization: authorization,
@@ -109,6 +109,14 @@ struct Transition: Sendable, Equatable {
                     httpStatus: 200)
             }
         }
+    }
+
+    /// An authorization date SRI could have given: from 2000 to a day past
+    /// `now`. Anything else (a year 300000, say) is taken as `now` rather
+    /// than stored: PostgreSQL and every reader of the document expect a date
+    /// of this era.
+    static func plausible(_ date: Date, now: Date) -> Date? {
+        (946_684_800...now.timeIntervalSince1970 + 86_400).contains(date.timeIntervalSince1970) ? date : nil
     }
 
     /// `fechaAutorizacion`: ISO 8601 with an offset, with or without fractions of a second.

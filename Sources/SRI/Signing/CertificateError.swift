@@ -10,6 +10,7 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
     case noMatchingKey
     case notRSA
     case keyTooSmall(bits: Int)
+    case keyTooLarge(bits: Int)
     case expired(notAfter: Date)
     case notYetValid(notBefore: Date)
     /// The key parses and matches the certificate but cannot make a signature
@@ -41,6 +42,8 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .noMatchingKey: return "holds no private key matching a signing certificate"
         case .notRSA: return "the signing key must be an RSA key"
         case .keyTooSmall(let bits): return "the signing key has \(bits) bits; at least 2048 are required"
+        case .keyTooLarge(let bits):
+            return "the signing key has \(bits) bits; at most \(SigningIdentity.maximumKeyBits) are accepted"
         case .expired(let notAfter): return "the certificate expired on \(CertificateError.format(notAfter))"
         case .notYetValid(let notBefore): return "the certificate is not valid before \(CertificateError.format(notBefore))"
         case .tooManyIterations(let count):

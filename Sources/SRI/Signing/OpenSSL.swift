@@ -76,8 +76,13 @@ enum OpenSSL {
     }
 
     /// The certificate's serial number in decimal.
+    /// The serial in decimal; empty when it is longer than 42 bytes (more
+    /// than 101 digits: no certificate's, and the conversion to decimal is
+    /// quadratic in the length).
     static func decimalSerial(_ certificate: OpaquePointer) -> String {
-        guard let serial = X509_get0_serialNumber(certificate), let number = ASN1_INTEGER_to_BN(serial, nil) else { return "" }
+        guard let serial = X509_get0_serialNumber(certificate), ASN1_STRING_length(serial) <= 42,
+            let number = ASN1_INTEGER_to_BN(serial, nil)
+        else { return "" }
         defer { BN_free(number) }
         guard let text = BN_bn2dec(number) else { return "" }
         defer { CRYPTO_free(text, #fileID, #line) }

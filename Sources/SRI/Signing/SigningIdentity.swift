@@ -76,6 +76,11 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
         Mirror(self, children: ["certificate": certificate], displayStyle: .class)
     }
 
+    /// The largest RSA key accepted, in bits: the largest that certificate
+    /// providers issue (most issue 2048). A 4096-bit signature costs about
+    /// seven 2048-bit ones; each doubling beyond costs about eight times more.
+    public static let maximumKeyBits = 4096
+
     /// Opens a PKCS#12 file given as base64 (whitespace allowed, as pasted).
     public convenience init(pkcs12Base64: String, password: String, now: Date) throws(CertificateError) {
         guard let bytes = Data(base64Encoded: pkcs12Base64, options: .ignoreUnknownCharacters), !bytes.isEmpty,
@@ -87,7 +92,7 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
     /// Opens a PKCS#12 file and picks its signing pair: the certificate whose
     /// public key matches a private key in the file; when several match, the one
     /// that is not a CA and whose key usage allows digitalSignature or
-    /// nonRepudiation. Then requires RSA of at least 2048 bits and a certificate
+    /// nonRepudiation. Then requires RSA of 2048 to 4096 bits and a certificate
     /// valid at `now`.
     public convenience init(pkcs12: [UInt8], password: String, now: Date) throws(CertificateError) {
         OpenSSL.loadProviders()
@@ -101,6 +106,11 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
         guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else { throw .notRSA }
         let bits = Int(EVP_PKEY_get_bits(key))
         guard bits >= 2048 else { throw .keyTooSmall(bits: bits) }
+        // A private-key operation's cost grows with the cube of the size, and
+        // OpenSSL bounds only public-key operations: a key of 100,000 bits
+        // would hold a core for minutes in the probe below and in every
+        // signature after it.
+        guard bits <= SigningIdentity.maximumKeyBits else { throw .keyTooLarge(bits: bits) }
         try info.checkValidity(at: now)
         guard SigningIdentity.signsForItsCertificate(key: key, certificate: x509) else { throw .keyCannotSign }
         EVP_PKEY_up_ref(key)
