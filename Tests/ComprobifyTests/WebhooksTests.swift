@@ -181,6 +181,41 @@ final class WebhooksTests: XCTestCase {
         XCTAssertNil(asked, "the allowance covers localhost")
     }
 
+    /// Slow name lookups run on threads of their own, at most
+    /// `maximumLookupsWaiting` at once: past that a lookup is not made (the
+    /// name counts as not resolving) instead of queueing without end.
+    func testNameLookupsWaitingAreBounded() async throws {
+        let release = DispatchSemaphore(value: 0)
+        let limit = AddressGuard.maximumLookupsWaiting
+        try await withThrowingTaskGroup(of: [IPAddress]?.self) { group in
+            for _ in 0..<limit {
+                group.addTask {
+                    try await AddressGuard.boundedLookup("slow.example.com") { _ in
+                        release.wait()
+                        return [IPAddress("93.184.215.14")!]
+                    }
+                }
+            }
+            let started = ContinuousClock.now
+            while AddressGuard.lookupsWaiting.withLockedValue({ $0 }) < limit {
+                XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the lookups never started")
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            let turnedAway = try await AddressGuard.boundedLookup("one-more.example.com") { _ in
+                XCTFail("a lookup past the limit is not made")
+                return nil
+            }
+            XCTAssertNil(turnedAway)
+            for _ in 0..<limit { release.signal() }
+            var answered = 0
+            for try await addresses in group where addresses != nil { answered += 1 }
+            XCTAssertEqual(answered, limit)
+        }
+        XCTAssertEqual(AddressGuard.lookupsWaiting.withLockedValue { $0 }, 0)
+        let again = try await AddressGuard.boundedLookup("fast.example.com") { _ in [IPAddress("93.184.215.14")!] }
+        XCTAssertEqual(again, [IPAddress("93.184.215.14")!])
+    }
+
     func testAtMostTenPerTenantAndEnvironment() async throws {
         try await TestServer.run(configure: { $0.webhooks.allowHTTP = true }) { server in
             let tenant = try await server.signUp()

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOPosix
 
 /// Refuses webhook hosts that are or resolve to loopback, private, link-local
@@ -45,8 +46,39 @@ enum AddressGuard {
 
     static func verdict(for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true) async -> Verdict {
         await verdict(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress) { host in
-            try await NIOThreadPool.singleton.runIfActive { resolve(host) }
+            try await boundedLookup(host, resolve)
         }
+    }
+
+    /// Threads of their own for name lookups: `getaddrinfo` blocks its thread
+    /// for as long as the resolver waits (tens of seconds for a name whose
+    /// server never answers), so slow names must not take the shared blocking
+    /// pool's threads, which open certificate files.
+    private static let lookupThreads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+        return pool
+    }()
+
+    /// Lookups running or queued on `lookupThreads`.
+    static let lookupsWaiting = NIOLockedValueBox(0)
+
+    /// At most this many lookups wait at once; past it a lookup is not made
+    /// and the name counts as not resolving (allowed at creation, a failed
+    /// attempt before a delivery, which is retried), so a flood of slow names
+    /// holds at most `lookupThreads` and this many queued lookups.
+    static let maximumLookupsWaiting = 64
+
+    /// `resolve(host)` on the lookup threads, or nil when `maximumLookupsWaiting` already wait.
+    static func boundedLookup(_ host: String, _ resolve: @escaping @Sendable (String) -> [IPAddress]?) async throws -> [IPAddress]? {
+        let admitted = lookupsWaiting.withLockedValue { waiting in
+            guard waiting < maximumLookupsWaiting else { return false }
+            waiting += 1
+            return true
+        }
+        guard admitted else { return nil }
+        defer { lookupsWaiting.withLockedValue { $0 -= 1 } }
+        return try await lookupThreads.runIfActive { resolve(host) }
     }
 
     /// Every address a name resolves to must be allowed; the first is the one
@@ -74,7 +106,7 @@ enum AddressGuard {
     }
 
     /// Every address `host` resolves to, or nil.
-    private static func resolve(_ host: String) -> [IPAddress]? {
+    @Sendable private static func resolve(_ host: String) -> [IPAddress]? {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         #if canImport(Glibc)

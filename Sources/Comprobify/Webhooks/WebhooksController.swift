@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 import Postgres
 
 /// POST/GET /v1/webhooks, DELETE /v1/webhooks/:id and GET /v1/webhooks/:id/deliveries.
@@ -8,6 +9,9 @@ struct WebhooksController {
     let database: Database
     let secretBox: SecretBox
     let settings: WebhookSettings
+
+    /// How long creation waits for the host's addresses.
+    static let creationLookupSeconds: Int64 = 2
 
     func addRoutes(to group: RouterGroup<TenantRequestContext>) {
         group.post("webhooks", use: create)
@@ -28,7 +32,14 @@ struct WebhooksController {
             try WebhookRequest(input, allowHTTP: allowHTTP)
         }
         _ = try await database.authenticate(for: context.token, facts: context.facts)
-        let refusal = await AddressGuard.refusal(for: parsed.url, allowHTTP: allowHTTP, requireAddress: false)
+        // A name whose lookup takes longer than `creationLookupSeconds` is
+        // taken as not in DNS yet: allowed now, checked before every delivery.
+        let lookupDeadline = NIODeadline.now() + .seconds(WebhooksController.creationLookupSeconds)
+        let url = parsed.url
+        let refusal =
+            await firstBefore(lookupDeadline) {
+                await AddressGuard.refusal(for: url, allowHTTP: allowHTTP, requireAddress: false)
+            } ?? nil
         let secretBox = self.secretBox
         let created = try await database.transactionHoldingTenantRow(
             for: context.token, facts: context.facts, tenantRow: WebhooksStore.tenantRow
