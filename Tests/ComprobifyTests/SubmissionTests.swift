@@ -326,6 +326,33 @@ final class SubmissionTests: XCTestCase {
         }
     }
 
+    /// A document claimed ahead waits for a worker, leased: its lease is
+    /// stamped again when its exchange starts, and one that lapsed meanwhile
+    /// is left to the next claim.
+    func testTheLeaseIsRenewedWhenTheExchangeStarts() async throws {
+        try await run { _, tenant, _ in
+            let key = try tenant.queue()
+            try await withTestDatabase { database in
+                let worker = UUID()
+                let claimed = try await database.claimSRIWork(
+                    worker: worker, limit: 1, leaseMilliseconds: 1_000, tenants: [tenant.tenant.id])
+                let document = try XCTUnwrap(claimed.first).documentID
+                let load = SubmissionsStore.load(
+                    tenantID: tenant.tenant.id, documentID: document, worker: worker, leaseMilliseconds: 600_000)
+                let loaded = try await database.read(forTenantID: tenant.tenant.id, load)
+                XCTAssertEqual(loaded?.accessKey, key)
+                let left = try TestDatabase.scalar(
+                    "SELECT extract(epoch FROM leased_until - now())::float8 FROM document_submissions WHERE document_id = $1",
+                    [document], as: Double.self)
+                XCTAssertGreaterThan(left, 500, "the lease runs from the start of the exchange")
+                try TestDatabase.query(
+                    "UPDATE document_submissions SET leased_until = now() - interval '1 second' WHERE document_id = $1", [document])
+                let lapsed = try await database.read(forTenantID: tenant.tenant.id, load)
+                XCTAssertNil(lapsed, "a lapsed lease is not taken up again")
+            }
+        }
+    }
+
     func testNoWorkersSendNothing() async throws {
         try await run { _, tenant, sri in
             let key = try tenant.queue()

@@ -329,6 +329,63 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// A delivery whose endpoint's secret does not open (a master key that
+    /// does not match) is not attempted; it is looked at again, and fails
+    /// once the retry window is over, as a delivery that never succeeded does.
+    func testADeliveryWhoseSecretDoesNotOpenFailsAfterTheRetryWindow() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0, retryForSeconds: 1) }) { server in
+                let tenant = try await server.signUp()
+                let webhook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/sealed/a")
+                try TestDatabase.query(
+                    "UPDATE webhook_endpoints SET sealed_secret = '\\x00010203'::bytea WHERE id = $1", [webhook.id])
+                scope.add(tenant.id)
+                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "sealed") }
+                try await eventually("the delivery to fail") {
+                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "failed"
+                }
+                let error = try TestDatabase.scalar(
+                    "SELECT last_error FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self)
+                XCTAssertTrue(error.contains("secret cannot be opened"), error)
+                XCTAssertTrue(receiver.hits("/sealed/a").isEmpty, "nothing is sent unsigned")
+            }
+        }
+    }
+
+    /// A delivery claimed ahead waits for a worker, leased: its lease is
+    /// stamped again when its attempt starts, and one that lapsed meanwhile is
+    /// left to the next claim (another process may hold it by then).
+    func testTheLeaseIsRenewedWhenTheAttemptStarts() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            _ = try await server.createWebhook(tenant.key, url: "https://hooks.example.com/a")
+            try await withTestDatabase { database in
+                let id = try await Self.record(database, tenant: tenant.id, tag: "lease")
+                let worker = UUID()
+                let claimed = try await database.claimWebhookDeliveries(
+                    worker: worker, limit: 1, leaseMilliseconds: 1_000, perEndpoint: 2, tenants: [tenant.id])
+                XCTAssertEqual(claimed.count, 1)
+                let delivery = try XCTUnwrap(claimed.first).deliveryID
+                let loaded = try await database.transaction(forTenantID: tenant.id) { transaction, _ in
+                    try WebhooksStore.load(
+                        transaction, tenantID: tenant.id, deliveryID: delivery, worker: worker, leaseMilliseconds: 600_000)
+                }
+                XCTAssertEqual(loaded?.eventID, id)
+                let left = try TestDatabase.scalar(
+                    "SELECT extract(epoch FROM leased_until - now())::float8 FROM webhook_deliveries WHERE id = $1", [delivery],
+                    as: Double.self)
+                XCTAssertGreaterThan(left, 500, "the lease runs from the start of the attempt")
+                try TestDatabase.query("UPDATE webhook_deliveries SET leased_until = now() - interval '1 second' WHERE id = $1", [delivery])
+                let lapsed = try await database.transaction(forTenantID: tenant.id) { transaction, _ in
+                    try WebhooksStore.load(
+                        transaction, tenantID: tenant.id, deliveryID: delivery, worker: worker, leaseMilliseconds: 600_000)
+                }
+                XCTAssertNil(lapsed, "a lapsed lease is not taken up again")
+            }
+        }
+    }
+
     func testASlowEndpointDoesNotDelayAnother() async throws {
         let scope = TenantScope()
         try await WebhookReceiver.run { receiver, port in

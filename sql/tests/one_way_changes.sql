@@ -1,11 +1,11 @@
 -- The few columns the app may update only change in the directions the product
--- allows (triggers *_is_final in 0002_schema.sql), for every role. Each refused
+-- allows (triggers *_is_final in 0002_schema.sql and 0017), for every role. Each refused
 -- change is tried as comprobify_app acting for the row's own tenant, which has
 -- the column privilege and passes the row's policy: only the trigger stops it.
 -- The allowed direction of each change still works.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(13);
+SELECT plan(21);
 
 -- Fixture rows in the state a refused change starts from.
 UPDATE tenants SET environment = 'production', promoted_at = now() - interval '1 day' WHERE id = 900002;
@@ -28,6 +28,31 @@ SELECT throws_ok($$ UPDATE tenants SET status = 'PENDING_VERIFICATION' WHERE id 
                  '23000', 'a verified tenant stays verified', 'a verified tenant cannot become unverified');
 SELECT lives_ok($$ UPDATE tenants SET environment = 'production', promoted_at = now() WHERE id = 900001 $$,
                 'a sandbox tenant can be promoted');
+SELECT lives_ok($$ UPDATE document_submissions SET status = 'RECEIVED' WHERE document_id = 900071 $$,
+                'a signed document can be received');
+SELECT lives_ok($$
+    UPDATE document_submissions
+       SET status = 'AUTHORIZED', next_attempt_at = NULL, authorization_number = '0103202601', authorized_at = now(),
+           authorization_xml = '\x3c612f3e'
+     WHERE document_id = 900071
+$$, 'a received document can be authorized');
+SELECT throws_ok($$
+    UPDATE document_submissions
+       SET status = 'SIGNED', next_attempt_at = now(), authorization_number = NULL, authorized_at = NULL, authorization_xml = NULL
+     WHERE document_id = 900071
+$$, '23000', 'SRI''s decision on a document is final: its status and authorization stay as SRI gave them',
+   'an authorization cannot be erased and the document sent again');
+SELECT throws_ok($$ UPDATE document_submissions SET status = 'NOT_AUTHORIZED', authorization_number = NULL, authorized_at = NULL,
+                                                  authorization_xml = NULL WHERE document_id = 900071 $$,
+                 '23000', NULL, 'an authorization cannot be turned into a refusal');
+SELECT throws_ok($$ UPDATE document_submissions SET authorization_number = 'forged' WHERE document_id = 900071 $$,
+                 '23000', NULL, 'an authorization''s number cannot be rewritten');
+SELECT lives_ok($$ UPDATE document_submissions SET updated_at = now() WHERE document_id = 900071 $$,
+                'a decided submission''s other columns can still be touched');
+SELECT lives_ok($$ UPDATE webhook_deliveries SET status = 'delivered', next_attempt_at = NULL WHERE id = 900111 $$,
+                'a pending delivery can be delivered');
+SELECT throws_ok($$ UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now() WHERE id = 900111 $$,
+                 '23000', 'a delivered or failed webhook delivery stays so', 'a delivered delivery cannot be made pending again');
 
 SELECT is(set_config('app.tenant_id', '900002', true), '900002', 'acting for tenant B, in production');
 SELECT throws_ok($$ UPDATE tenants SET environment = 'sandbox', promoted_at = NULL WHERE id = 900002 $$,

@@ -90,7 +90,7 @@ $$, $$ VALUES
     ('document_submissions', 'SELECT'), ('document_submissions', 'INSERT'),
     ('email_outbox', 'SELECT'), ('email_outbox', 'INSERT'),
     ('email_verifications', 'SELECT'), ('email_verifications', 'INSERT'),
-    ('idempotency_keys', 'SELECT'), ('idempotency_keys', 'INSERT'), ('idempotency_keys', 'DELETE'),
+    ('idempotency_keys', 'SELECT'), ('idempotency_keys', 'INSERT'),
     ('issuers', 'SELECT'), ('issuers', 'INSERT'),
     ('issuer_certificates', 'SELECT'), ('issuer_certificates', 'INSERT'),
     ('sequentials', 'SELECT'), ('sequentials', 'INSERT'),

@@ -49,8 +49,8 @@ SELECT is_empty($$ UPDATE sequentials SET next_sequential = 500 WHERE tenant_id 
                 'UPDATE of tenant B''s counters affects 0 rows');
 SELECT is_empty($$ UPDATE idempotency_keys SET expires_at = now() WHERE tenant_id = 900002 RETURNING key $$,
                 'UPDATE of tenant B''s idempotency keys affects 0 rows');
-SELECT is_empty($$ DELETE FROM idempotency_keys WHERE tenant_id = 900002 RETURNING key $$,
-                'DELETE of tenant B''s idempotency keys affects 0 rows');
+SELECT throws_ok($$ DELETE FROM idempotency_keys WHERE tenant_id = 900002 RETURNING key $$, '42501', NULL,
+                 'the app cannot DELETE idempotency keys at all (only purge_expired() removes expired ones)');
 -- Without a WHERE clause too: only A's own rows are touched.
 SELECT results_eq($$ UPDATE sequentials SET next_sequential = next_sequential RETURNING tenant_id $$,
                   ARRAY[900001]::bigint[],
@@ -65,8 +65,8 @@ SELECT throws_ok($$ UPDATE idempotency_keys SET tenant_id = 900002 WHERE key = '
 -- not a missing privilege).
 SELECT results_eq($$ UPDATE api_keys SET revoked_at = now() WHERE id = 900011 RETURNING id $$,
                   ARRAY[900011]::bigint[], 'UPDATE of tenant A''s own key affects it');
-SELECT results_eq($$ DELETE FROM idempotency_keys WHERE key = 'idem-a' RETURNING key $$,
-                  ARRAY['idem-a'], 'DELETE of tenant A''s own idempotency key affects it');
+SELECT results_eq($$ UPDATE idempotency_keys SET expires_at = expires_at WHERE key = 'idem-a' RETURNING key $$,
+                  ARRAY['idem-a'], 'UPDATE of tenant A''s own idempotency key affects it');
 
 -- Creating rows for B: refused by WITH CHECK --------------------------------------
 

@@ -1,7 +1,7 @@
 -- claim_webhook_deliveries() looks past the due deliveries of an endpoint that
--- already has its deliveries in flight (migration 0010): a claim of one, as
--- the background work makes while requests keep PostgreSQL busy, still finds
--- another endpoint's delivery behind more than four of them.
+-- already has its deliveries in flight (migrations 0010 and 0017): a claim of
+-- one, as the background work makes while requests keep PostgreSQL busy, still
+-- finds another endpoint's delivery behind any number of them.
 BEGIN;
 \ir fixtures/two_tenants.sql
 
@@ -31,11 +31,19 @@ INSERT INTO webhook_deliveries (tenant_id, id, event_id, endpoint_id, status, ne
     (900001, 900208, 'evt_f0000000000000000000000000000008', 900101, 'pending', now() - interval '12 seconds', NULL, NULL),
     (900001, 900209, 'evt_f0000000000000000000000000000009', 900101, 'pending', now() - interval '11 seconds', NULL, NULL),
     (900001, 900210, 'evt_f0000000000000000000000000000010', 900101, 'pending', now() - interval '10 seconds', NULL, NULL);
+-- And 100 more, older still: more than any window of candidates (migration
+-- 0017 leaves a full endpoint out before the window is taken).
+INSERT INTO webhook_events (tenant_id, id, environment, type, document_id, payload)
+SELECT 900001, 'evt_e' || lpad(i::text, 31, '0'), 'sandbox', 'document.authorized', 900071, '{}'
+  FROM generate_series(1, 100) AS i;
+INSERT INTO webhook_deliveries (tenant_id, id, event_id, endpoint_id, status, next_attempt_at)
+SELECT 900001, 900300 + i, 'evt_e' || lpad(i::text, 31, '0'), 900101, 'pending', now() - interval '1 minute' - i * interval '1 second'
+  FROM generate_series(1, 100) AS i;
 
 SET LOCAL ROLE comprobify_app;
 SELECT set_eq($$ SELECT tenant_id, delivery_id FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000c', 1, 60000, 2, ARRAY[900001, 900002]) $$,
               $$ VALUES (900002::bigint, 900112::bigint) $$,
-              'a claim of one finds tenant B''s delivery behind nine due deliveries of an endpoint with two in flight');
+              'a claim of one finds tenant B''s delivery behind 109 due deliveries of an endpoint with two in flight');
 SELECT is_empty($$ SELECT * FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000c', 1, 60000, 2, ARRAY[900001, 900002]) $$,
                 'nothing else is claimable: the busy endpoint gets no third delivery');
 

@@ -70,7 +70,9 @@ struct SubmissionService: Service {
         let document: QueuedDocument?
         do {
             document = try await database.read(
-                forTenantID: tenantID, SubmissionsStore.load(tenantID: tenantID, documentID: documentID, worker: worker))
+                forTenantID: tenantID,
+                SubmissionsStore.load(
+                    tenantID: tenantID, documentID: documentID, worker: worker, leaseMilliseconds: settings.leaseMilliseconds))
         } catch {
             logger.warning("cannot read a claimed document", metadata: ["error": "\(error)"])
             return

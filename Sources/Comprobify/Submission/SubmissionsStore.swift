@@ -18,15 +18,24 @@ struct QueuedDocument: Sendable {
 /// sri_exchanges (every exchange). Runs in a transaction of the document's tenant.
 enum SubmissionsStore {
     /// The document claimed by `worker`, when it still holds the lease and the
-    /// document still waits for SRI; nil otherwise.
-    static func load(tenantID: Int64, documentID: Int64, worker: UUID) -> Read<QueuedDocument?> {
+    /// document still waits for SRI; nil otherwise. The lease is stamped
+    /// again, `leaseMilliseconds` from now: a document claimed ahead (ClaimLoop)
+    /// may have waited for a worker, and its exchange must still end inside
+    /// the lease. A lease that lapsed while it waited is not taken up again
+    /// (another process may be about to claim the document).
+    static func load(tenantID: Int64, documentID: Int64, worker: UUID, leaseMilliseconds: Int) -> Read<QueuedDocument?> {
         Read(
             """
+            WITH held AS (
+                UPDATE document_submissions
+                   SET leased_until = now() + \(leaseMilliseconds)::integer * interval '1 millisecond'
+                 WHERE tenant_id = \(tenantID) AND document_id = \(documentID) AND leased_by = \(worker.uuidString)::uuid
+                   AND leased_until > now() AND status IN ('SIGNED', 'RECEIVED')
+                RETURNING tenant_id, document_id, status, streak, attempts
+            )
             SELECT s.status, s.streak, s.attempts, d.access_key, d.environment, d.xml
-              FROM document_submissions s
+              FROM held s
               JOIN documents d ON d.tenant_id = s.tenant_id AND d.id = s.document_id
-             WHERE s.tenant_id = \(tenantID) AND s.document_id = \(documentID) AND s.leased_by = \(worker.uuidString)::uuid
-               AND s.status IN ('SIGNED', 'RECEIVED')
             """
         ) { result in
             guard let row = result.first else { return nil }

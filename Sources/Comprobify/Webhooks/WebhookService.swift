@@ -82,7 +82,8 @@ struct WebhookService: Service {
         let pending: WebhooksStore.Pending?
         do {
             pending = try await database.transaction(forTenantID: tenantID) { transaction, _ in
-                try WebhooksStore.load(transaction, tenantID: tenantID, deliveryID: deliveryID, worker: worker)
+                try WebhooksStore.load(
+                    transaction, tenantID: tenantID, deliveryID: deliveryID, worker: worker, leaseMilliseconds: settings.leaseMilliseconds)
             }
         } catch {
             logger.warning("cannot read a claimed webhook delivery", metadata: ["error": "\(error)"])
@@ -98,7 +99,8 @@ struct WebhookService: Service {
                 "a webhook secret does not open", metadata: ["webhookId": "\(pending.endpointID)", "error": "\(error.description)"])
             _ = try? await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try WebhooksStore.release(
-                    transaction, deliveryID: deliveryID, worker: worker, retryMilliseconds: settings.retryBaseMilliseconds)
+                    transaction, deliveryID: deliveryID, worker: worker, retryMilliseconds: settings.retryBaseMilliseconds,
+                    retryForSeconds: settings.retryForSeconds, error: "the webhook's signing secret cannot be opened with this master key")
             }
             return
         }

@@ -187,16 +187,27 @@ enum WebhooksStore {
         let body: [UInt8]
     }
 
-    /// The delivery, when `worker` still holds its lease and it is still pending.
-    static func load(_ transaction: Transaction, tenantID: Int64, deliveryID: Int64, worker: UUID) throws -> Pending? {
+    /// The delivery, when `worker` still holds its lease and it is still
+    /// pending. The lease is stamped again, `leaseMilliseconds` from now: a
+    /// delivery claimed ahead (ClaimLoop) may have waited for a worker, and
+    /// its attempt must still end inside the lease. A lease that lapsed while
+    /// it waited is not taken up again (another process may claim it).
+    static func load(_ transaction: Transaction, tenantID: Int64, deliveryID: Int64, worker: UUID, leaseMilliseconds: Int) throws
+        -> Pending?
+    {
         let found = try transaction.query(
             """
+            WITH held AS (
+                UPDATE webhook_deliveries
+                   SET leased_until = now() + \(leaseMilliseconds)::integer * interval '1 millisecond'
+                 WHERE id = \(deliveryID) AND leased_by = \(worker.uuidString)::uuid AND leased_until > now() AND status = 'pending'
+                RETURNING tenant_id, endpoint_id, event_id
+            )
             SELECT d.endpoint_id, d.event_id, e.type, e.created_at, e.payload::text, w.url, w.sealed_secret
-              FROM webhook_deliveries d
+              FROM held d
               JOIN webhook_events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
               JOIN webhook_endpoints w ON w.tenant_id = d.tenant_id AND w.id = d.endpoint_id
-             WHERE d.id = \(deliveryID) AND d.leased_by = \(worker.uuidString)::uuid AND d.status = 'pending'
-               AND w.deleted_at IS NULL
+             WHERE w.deleted_at IS NULL
             """)
         guard let row = found.first else { return nil }
         let (endpointID, eventID, type, _, payload, url, sealed) = try row.decode((Int64, String, String, Date, String, String, Data).self)
@@ -269,14 +280,28 @@ enum WebhooksStore {
     }
 
     /// Lets the lease go without an attempt (a secret that does not open),
-    /// to be looked at again after `retryMilliseconds`.
-    static func release(_ transaction: Transaction, deliveryID: Int64, worker: UUID, retryMilliseconds: Int) throws {
+    /// to be looked at again after `retryMilliseconds`, with `error` as the
+    /// delivery's last error; once that would fall past `retryForSeconds`
+    /// after the event, the delivery fails, as one whose attempts never
+    /// succeeded does.
+    static func release(
+        _ transaction: Transaction, deliveryID: Int64, worker: UUID, retryMilliseconds: Int, retryForSeconds: Int, error: String
+    ) throws {
         try transaction.query(
             """
-            UPDATE webhook_deliveries
+            WITH planned AS (
+                SELECT id, now() + \(retryMilliseconds)::integer * interval '1 millisecond' AS next_at,
+                       created_at + make_interval(secs => \(retryForSeconds)::double precision) AS give_up_at
+                  FROM webhook_deliveries
+                 WHERE id = \(deliveryID) AND leased_by = \(worker.uuidString)::uuid AND status = 'pending'
+            )
+            UPDATE webhook_deliveries d
                SET leased_by = NULL, leased_until = NULL,
-                   next_attempt_at = now() + \(retryMilliseconds)::integer * interval '1 millisecond'
-             WHERE id = \(deliveryID) AND leased_by = \(worker.uuidString)::uuid AND status = 'pending'
+                   status = CASE WHEN p.next_at > p.give_up_at THEN 'failed' ELSE 'pending' END,
+                   next_attempt_at = CASE WHEN p.next_at > p.give_up_at THEN NULL ELSE p.next_at END,
+                   last_error = \(error), updated_at = now()
+              FROM planned p
+             WHERE d.id = p.id
             """)
     }
 }
