@@ -195,6 +195,15 @@ final class DocumentsTests: XCTestCase {
             XCTAssertEqual(replay.status, 201)
             XCTAssertEqual(replay.headers[.idempotentReplayed], "true")
             XCTAssertEqual(replay.value(["document"]), first.value(["document"]))
+            // Once SRI has decided, a replay is still the first response; GET shows the decision.
+            try ComprobantesTests.authorize(try first.int("document", "id"))
+            let later = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: body)
+            XCTAssertEqual(later.headers[.idempotentReplayed], "true")
+            XCTAssertEqual(later.value(["document"]), first.value(["document"]), "the first response again")
+            XCTAssertEqual(try later.string("document", "status"), "SIGNED")
+            let now = try await server.call(
+                .get, "/v1/documents/\(try first.string("document", "accessKey"))", key: tenant.key, issuer: issuer)
+            XCTAssertEqual(try now.string("document", "status"), "AUTHORIZED")
 
             let otherBody = try await server.issue(
                 tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: Bodies.factura(metadata: #"{"order": 2}"#)

@@ -53,6 +53,28 @@ final class DecimalTests: XCTestCase {
         }
     }
 
+    /// Every amount string that openapi.yaml's input patterns allow parses,
+    /// and the strings the parser refuses are outside them.
+    func testOpenAPIAmountPatternsAgreeWithTheParser() throws {
+        let spec = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../openapi.yaml")
+        let text = try String(contentsOf: spec, encoding: .utf8)
+        let patterns = text.split(separator: "\n").compactMap { line -> String? in
+            guard let start = line.range(of: "pattern: '^(0|[1-9]") else { return nil }
+            return String(line[line.index(start.lowerBound, offsetBy: 10)...].dropLast())
+        }
+        XCTAssertEqual(patterns.count, 3, "AmountInput, discount and payment total")
+        let samples = [
+            "0", "7", "01", "007.5", "00.5", "10.75", "0.000001", "999999999999.999999", "1000000000000", ".5", "5.", "-1", "1e2",
+            "1.1234567",
+        ]
+        for pattern in patterns {
+            let regex = try NSRegularExpression(pattern: pattern)
+            for sample in samples where regex.firstMatch(in: sample, range: NSRange(sample.startIndex..., in: sample)) != nil {
+                XCTAssertNoThrow(try ExactDecimal(parsing: sample), "\(sample) matches \(pattern)")
+            }
+        }
+    }
+
     func testExponentBombsAreRefusedWithoutExpansion() {
         let start = ContinuousClock.now
         XCTAssertEqual(parseError("1e131071"), .outOfRange)

@@ -21,6 +21,19 @@ enum DocumentsStore {
     /// the one the request computed, not read back (a NULL in its place), and
     /// neither it nor the XML is copied through the statement's CTEs.
     static let storedColumns = columns.replacingOccurrences(of: "d.body::text", with: "NULL::text")
+    /// `columns` as the document's first response showed it: where it stood
+    /// with SRI when it was stored (SIGNED, due at once, no attempts), for an
+    /// Idempotency-Key's replay, whatever SRI has decided since.
+    static let firstResponseColumns = columns.replacingOccurrences(
+        of: """
+            s.status, s.attempts, s.last_error, s.next_attempt_at, s.messages::text, \
+            s.authorization_number, s.authorized_at
+            """,
+        with: """
+            CASE WHEN s.document_id IS NOT NULL THEN 'SIGNED' END, CASE WHEN s.document_id IS NOT NULL THEN 0 END, NULL::text, \
+            CASE WHEN s.document_id IS NOT NULL THEN d.created_at END, CASE WHEN s.document_id IS NOT NULL THEN '[]' END, \
+            NULL::text, NULL::timestamptz
+            """)
     static let from = "documents d LEFT JOIN document_submissions s ON s.tenant_id = d.tenant_id AND s.document_id = d.id"
 
     /// The status of a document numbered before comprobantes existed: it has
@@ -247,8 +260,10 @@ enum DocumentsStore {
         return try document(inserted[0][0], body: body)
     }
 
-    /// Claims an Idempotency-Key for this request, or returns the document of the
-    /// earlier request that holds it. A concurrent request with the same key
+    /// Claims an Idempotency-Key for this request, or returns the first
+    /// response of the earlier request that holds it (the document as it was
+    /// stored: status SIGNED, whatever SRI has decided since, as API.md's
+    /// "returns the first response again" says). A concurrent request with the same key
     /// waits on the primary key until the first commits (then replays it) or
     /// rolls back (then claims the key itself).
     static func claim(_ transaction: Transaction, key: String, issuer: Int64, digest: Data) throws -> JSONValue? {
@@ -268,7 +283,7 @@ enum DocumentsStore {
             """
             SELECT k.issuer_id, k.request_digest, doc.*
               FROM idempotency_keys k,
-                   LATERAL (SELECT \(unescaped: columns) FROM \(unescaped: from) WHERE d.id = k.document_id) AS doc
+                   LATERAL (SELECT \(unescaped: firstResponseColumns) FROM \(unescaped: from) WHERE d.id = k.document_id) AS doc
              WHERE k.key = \(key)
             """
         )
