@@ -76,10 +76,13 @@ final class SimulatorTests: XCTestCase {
     /// HTTP's 100-599 is a failed exchange (it once reached a CHECK constraint
     /// and the exchange could not be recorded), and SRI_TIMEOUT_MS covers the
     /// answer's body too (a body trickled after the head held the worker past
-    /// its lease).
+    /// its lease), and a reception answer past 1 MiB is not read.
     func testAnAnswerWithNoStatusAndABodyTrickledPastTheTimeoutAreFailures() async throws {
         let router = Router()
         router.post("nostatus/**") { _, _ in Response(status: .init(code: 600, reasonPhrase: "Nothing")) }
+        router.post("large/**") { _, _ in
+            Response(status: .ok, body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: " "), count: (1 << 20) + 1)))
+        }
         router.post("trickle/**") { _, _ in
             Response(
                 status: .ok,
@@ -100,6 +103,13 @@ final class SimulatorTests: XCTestCase {
                 XCTFail("an answer with no HTTP status was taken")
             } catch {
                 XCTAssertEqual(error as? SRITransportError, .connection("answered with 600, not an HTTP status"))
+            }
+            // A reception answer is a state and messages: past 1 MiB it is not read.
+            do {
+                _ = try await sri.validate(signed: Array("<factura/>".utf8), baseURL: base + "/large")
+                XCTFail("a reception answer of more than 1 MiB was read")
+            } catch {
+                XCTAssertEqual(error as? SRITransportError, .unparseable("answer larger than 1048576 bytes"))
             }
             let started = ContinuousClock.now
             do {

@@ -271,6 +271,9 @@ final class SOAPTests: XCTestCase {
             soap + "<soap:Body><RespuestaRecepcionComprobante><estado>RECIBIDA</estado>",
             #"<!DOCTYPE x [<!ENTITY a "b">]>"# + soap + "<soap:Body/></soap:Envelope>",
         ]
+        XCTAssertTrue(SOAPParsedDocument.declaresDoctype(Array((soap + "<!DOCTYPE").utf8)))
+        XCTAssertFalse(SOAPParsedDocument.declaresDoctype(Array((soap + "<!DOCTYP").utf8)))
+        XCTAssertFalse(SOAPParsedDocument.declaresDoctype(Array((soap + "&lt;!DOCTYPE x>").utf8)))
         for text in cases {
             XCTAssertThrowsError(try ReceptionAnswer.parse(Array(text.utf8)), text)
             XCTAssertThrowsError(try AuthorizationAnswer.parse(Array(text.utf8)), text)

@@ -37,13 +37,19 @@ public final class SRIClient: Service, Sendable {
     public struct Settings: Sendable, Equatable {
         /// A whole exchange, connection included (`SRI_TIMEOUT_MS`, default 20000).
         public var timeoutMilliseconds: Int
-        /// The largest answer read; larger ones are unparseable. The authorization
-        /// answer carries the whole comprobante, so this is generous.
+        /// The largest authorization answer read; larger ones are unparseable.
+        /// It carries the whole comprobante, so this is generous.
         public var maximumAnswerBytes: Int
+        /// The largest reception answer read: a state and messages, a few
+        /// kilobytes. Parsed, every element of an answer costs libxml2 a few
+        /// hundred bytes, so an answer of 8 MiB of empty elements would take
+        /// about 300 MB.
+        public var maximumReceptionAnswerBytes: Int
 
-        public init(timeoutMilliseconds: Int = 20_000, maximumAnswerBytes: Int = 8 << 20) {
+        public init(timeoutMilliseconds: Int = 20_000, maximumAnswerBytes: Int = 8 << 20, maximumReceptionAnswerBytes: Int = 1 << 20) {
             self.timeoutMilliseconds = timeoutMilliseconds
             self.maximumAnswerBytes = maximumAnswerBytes
+            self.maximumReceptionAnswerBytes = maximumReceptionAnswerBytes
         }
 
         /// Reads `SRI_TIMEOUT_MS`; nil when it is set but not a positive integer.
@@ -89,7 +95,9 @@ public final class SRIClient: Service, Sendable {
 
     /// Sends the signed comprobante to reception (`validarComprobante`).
     public func validate(signed: [UInt8], baseURL: String) async throws(SRITransportError) -> ReceptionAnswer {
-        let body = try await exchange(SOAPRequest.reception(signed: signed), url: Self.join(baseURL, Self.receptionPath))
+        let body = try await exchange(
+            SOAPRequest.reception(signed: signed), url: Self.join(baseURL, Self.receptionPath),
+            limit: settings.maximumReceptionAnswerBytes)
         let result: SOAPResult<ReceptionAnswer>
         do {
             result = try ReceptionAnswer.parse(body.bytes)
@@ -102,7 +110,8 @@ public final class SRIClient: Service, Sendable {
     /// Asks for the authorization of one access key (`autorizacionComprobante`).
     public func authorize(accessKey: String, baseURL: String) async throws(SRITransportError) -> AuthorizationAnswer {
         let body = try await exchange(
-            SOAPRequest.authorization(accessKey: accessKey), url: Self.join(baseURL, Self.authorizationPath))
+            SOAPRequest.authorization(accessKey: accessKey), url: Self.join(baseURL, Self.authorizationPath),
+            limit: settings.maximumAnswerBytes)
         let result: SOAPResult<AuthorizationAnswer>
         do {
             result = try AuthorizationAnswer.parse(body.bytes)
@@ -133,7 +142,7 @@ public final class SRIClient: Service, Sendable {
     }
 
     /// One POST; the whole exchange, body included, within the timeout.
-    private func exchange(_ envelope: [UInt8], url: String) async throws(SRITransportError) -> Received {
+    private func exchange(_ envelope: [UInt8], url: String, limit: Int) async throws(SRITransportError) -> Received {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")
@@ -147,7 +156,7 @@ public final class SRIClient: Service, Sendable {
             let status = Int(response.status.code)
             guard (100...599).contains(status) else { throw SRITransportError.connection("answered with \(status), not an HTTP status") }
             // The deadline covers the body too (AsyncHTTPClient's ends with the head).
-            let buffer = try await response.body.collect(upTo: settings.maximumAnswerBytes, before: deadline)
+            let buffer = try await response.body.collect(upTo: limit, before: deadline)
             return Received(status: status, bytes: Array(buffer.readableBytesView))
         } catch let error as HTTPClientError {
             switch error {
@@ -163,7 +172,7 @@ public final class SRIClient: Service, Sendable {
         } catch let error as SRITransportError {
             throw error
         } catch is NIOTooManyBytesError {
-            throw .unparseable("answer larger than \(settings.maximumAnswerBytes) bytes")
+            throw .unparseable("answer larger than \(limit) bytes")
         } catch let error as NIOConnectionError {
             // AsyncHTTPClient retries a failed connection until the deadline, then reports the last failure.
             throw .connection(Self.short(error.connectionErrors.last.map { "\($0.error)" } ?? "cannot connect to \(error.host)"))

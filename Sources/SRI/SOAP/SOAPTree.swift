@@ -15,7 +15,7 @@ final class SOAPParsedDocument {
     /// refuses documents with a DTD (SOAP forbids them). Nil when not well-formed.
     init?(_ bytes: [UInt8]) {
         _ = soapLibxml2Ready
-        guard !bytes.isEmpty, bytes.count < Int(Int32.max) else { return nil }
+        guard !bytes.isEmpty, bytes.count < Int(Int32.max), !SOAPParsedDocument.declaresDoctype(bytes) else { return nil }
         let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
         let parsed = bytes.withUnsafeBufferPointer { buffer in
             buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
@@ -31,6 +31,22 @@ final class SOAPParsedDocument {
     }
 
     deinit { xmlFreeDoc(pointer) }
+
+    /// Whether `<!DOCTYPE` appears anywhere: refused before parsing, since
+    /// libxml2 builds a node for each entity reference of a DTD before the
+    /// document can be refused for having one.
+    static func declaresDoctype(_ bytes: [UInt8]) -> Bool {
+        let doctype = Array("<!DOCTYPE".utf8)
+        guard bytes.count >= doctype.count else { return false }
+        var index = 0
+        while index <= bytes.count - doctype.count {
+            if bytes[index] == 0x3C, bytes[index + 1] == 0x21, bytes[(index + 2)..<(index + doctype.count)].elementsEqual(doctype[2...]) {
+                return true
+            }
+            index += 1
+        }
+        return false
+    }
 
     /// Runs `body` on the root element while the document is alive (elements
     /// borrow the tree: none may escape `body`).
