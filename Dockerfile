@@ -9,8 +9,10 @@
 # ================================
 # Build stage
 # ================================
-# Package.swift declares swift-tools-version 6.1, so the toolchain must be 6.1 or later.
-FROM swift:6.1-bookworm AS builder
+# The packages pinned (Hummingbird 2.28, AsyncHTTPClient 1.37, swift-log,
+# swift-metrics, ...) declare swift-tools-version 6.2, and the service is built
+# and tested with Swift 6.3: the same toolchain here.
+FROM swift:6.3-bookworm AS builder
 
 # Headers and pkg-config files for the CLibPQ, COpenSSL and CLibXML2 system
 # modules, and jemalloc, which the server links as its allocator.

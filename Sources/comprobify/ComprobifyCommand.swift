@@ -20,6 +20,12 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the HTTP server (settings from the environment; see README)."
     )
 
+    /// The development defaults of docker-compose.yml, which anyone can read.
+    static let developmentSecrets = [
+        ("COMPROBIFY_SECRET_KEY", "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE="),
+        ("COMPROBIFY_ADMIN_TOKEN", "dev-admin-token-not-for-production"),
+    ]
+
     func run() async throws {
         let configuration: Configuration
         do {
@@ -31,6 +37,10 @@ struct Serve: AsyncParsableCommand {
         LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: configuration.logLevel) }
         var logger = Logger(label: "comprobify")
         logger.logLevel = configuration.logLevel
+        let environment = ProcessInfo.processInfo.environment
+        for (name, value) in Serve.developmentSecrets where environment[name] == value {
+            logger.warning("\(name) is docker-compose.yml's development value, which is public: set your own anywhere but a laptop")
+        }
         let app: any ApplicationProtocol
         do {
             app = try await buildApplication(configuration: configuration, logger: logger)
