@@ -114,6 +114,33 @@ final class PromotionTests: XCTestCase {
         }
     }
 
+    /// An Idempotency-Key used in sandbox and repeated with a production key
+    /// after the promotion (an ERP that tested, then went live the same day)
+    /// issues a production document; it never replays the sandbox one.
+    func testAnIdempotencyKeyFromSandboxIssuesAfreshInProduction() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            let issuer = try await server.createIssuer(tenant.key)
+            let body = Bodies.factura(metadata: #"{"order": "INV-1001"}"#)
+            let sandbox = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "INV-1001"], body: body)
+            XCTAssertEqual(sandbox.status, 201, sandbox.text)
+            XCTAssertEqual(try sandbox.string("document", "environment"), "sandbox")
+            let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+            XCTAssertEqual(promoted.status, 200, promoted.text)
+            let live = try XCTUnwrap(try promoted.array("apiKeys").first?["apiKey"]?.stringValue)
+            let first = try await server.issue(live, issuer: issuer, headers: [.idempotencyKey: "INV-1001"], body: body)
+            XCTAssertEqual(first.status, 201, first.text)
+            XCTAssertNil(first.headers[.idempotentReplayed], "not a replay of the sandbox document")
+            XCTAssertEqual(try first.string("document", "environment"), "production")
+            XCTAssertEqual(Array(try first.string("document", "accessKey"))[23], "2", "ambiente 2 in the access key")
+            XCTAssertNotEqual(try first.int("document", "id"), try sandbox.int("document", "id"))
+            // From then on the key replays the production document.
+            let again = try await server.issue(live, issuer: issuer, headers: [.idempotencyKey: "INV-1001"], body: body)
+            XCTAssertEqual(again.headers[.idempotentReplayed], "true")
+            XCTAssertEqual(again.value(["document"]), first.value(["document"]))
+        }
+    }
+
     func testRefusalsChangeNothing() async throws {
         try await TestServer.run { server in
             let pending = try await server.signUp()

@@ -48,7 +48,8 @@ struct DocumentsController {
                 let issuer = try ResolvedIssuer.resolve(
                     try ResolvedIssuer.lookup(issuerID).decode(results[0]), keyEnvironment: principal.keyEnvironment)
                 if let key = idempotencyKey, let bodyDigest,
-                    let replay = try DocumentsStore.claim(transaction, key: key, issuer: issuer.id, digest: bodyDigest)
+                    let replay = try DocumentsStore.claim(
+                        transaction, key: key, issuer: issuer.id, environment: issuer.environment, digest: bodyDigest)
                 {
                     return (replay, true)
                 }

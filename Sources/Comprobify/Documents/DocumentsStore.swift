@@ -266,7 +266,13 @@ enum DocumentsStore {
     /// "returns the first response again" says). A concurrent request with the same key
     /// waits on the primary key until the first commits (then replays it) or
     /// rolls back (then claims the key itself).
-    static func claim(_ transaction: Transaction, key: String, issuer: Int64, digest: Data) throws -> JSONValue? {
+    ///
+    /// A key whose document is of another environment than the issuer's now
+    /// (used in sandbox, repeated after the promotion) starts over: the
+    /// request issues a production document, never replays a sandbox one.
+    static func claim(_ transaction: Transaction, key: String, issuer: Int64, environment: Environment, digest: Data) throws
+        -> JSONValue?
+    {
         let claimed = try transaction.query(
             """
             INSERT INTO idempotency_keys AS k (tenant_id, key, issuer_id, request_digest)
@@ -275,6 +281,8 @@ enum DocumentsStore {
                SET issuer_id = excluded.issuer_id, request_digest = excluded.request_digest, document_id = NULL,
                    created_at = now(), expires_at = now() + interval '24 hours'
              WHERE k.expires_at < now()
+                OR EXISTS (SELECT 1 FROM documents d
+                            WHERE d.tenant_id = k.tenant_id AND d.id = k.document_id AND d.environment <> \(environment.rawValue))
             RETURNING 1
             """
         )

@@ -25,20 +25,29 @@ struct RequestMiddleware: RouterMiddleware {
         // One request id in every log line: ours, under Hummingbird's own key.
         context.logger[metadataKey: JSONLogHandler.requestIDKey] = .string(context.requestID)
         if let authorization = request.headers[.authorization] {
+            // `Bearer`, one or more spaces (RFC 9110's 1*SP), the token.
             let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
             if parts.count == 2, parts[0].lowercased() == "bearer" {
-                context.bearer = parts[1]
-                context.presentedToken = APIToken.parse(parts[1])
+                let token = parts[1].drop { $0 == " " }
+                context.bearer = token
+                context.presentedToken = APIToken.parse(token)
             }
         }
         ServiceMetrics.inFlight.increment()
         defer { ServiceMetrics.inFlight.decrement() }
 
         var response: Response
+        var request = request
         do {
             // Every route refuses a body over the limit, also those that never read one.
             if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > RequestBodyLimit.bytes {
                 throw APIError.payloadTooLarge
+            }
+            // A body of no declared length (chunked) is read here, up to the
+            // limit, so that a route that never reads one cannot act on a request
+            // whose body is over it; routes that read it get the bytes read.
+            if request.headers[.contentLength] == nil, request.headers[.transferEncoding] != nil {
+                request.body = RequestBody(buffer: ByteBuffer(bytes: try await Comprobify.Input.collect(request)))
             }
             if let token = context.presentedToken, let limiter = keyRateLimiter, let wait = limiter.take(token.digest) {
                 throw APIError.rateLimited("Too many requests with this API key; slow down.", retryAfter: wait)
