@@ -38,8 +38,11 @@ func firstBefore<T: Sendable>(_ deadline: NIODeadline, _ work: @escaping @Sendab
         }
         Task {
             let value = await work()
-            timer.cancel()
+            // The value is handed over before the timer is cancelled: a
+            // cancelled timer wakes at once, and could otherwise take the
+            // continuation first and answer nil for work that was done in time.
             waiting.withLockedValue { $0.take() }?.resume(returning: value)
+            timer.cancel()
         }
     }
 }
