@@ -11,9 +11,31 @@ public final class Connection: @unchecked Sendable {
     /// Statements sent on this connection (prepares not counted).
     public private(set) var statementCount = 0
 
-    /// Connects with a libpq URI (`postgresql://...`) or conninfo string (`host=... dbname=...`).
+    /// Network timeouts every connection has unless `conninfo` sets its own:
+    /// a database host that goes silent (a failover to another address, a
+    /// partition) fails the statement in flight within about half a minute,
+    /// instead of holding its thread, its pool slot and its request for the
+    /// kernel's minutes or libpq's two hours of keepalive.
+    public static let networkDefaults = [
+        ("connect_timeout", "5"),
+        ("keepalives", "1"),
+        ("keepalives_idle", "10"),
+        ("keepalives_interval", "5"),
+        ("keepalives_count", "3"),
+        ("tcp_user_timeout", "30000"),
+    ]
+
+    /// Connects with a libpq URI (`postgresql://...`) or conninfo string
+    /// (`host=... dbname=...`); `networkDefaults` fill what it leaves unset.
     public init(conninfo: String) throws {
-        guard let handle = PQconnectdb(conninfo) else {
+        // libpq takes the last value of a repeated keyword: the defaults come
+        // first, then the caller's string, expanded from `dbname`.
+        let keywords = Connection.networkDefaults.map(\.0) + ["dbname"]
+        let values = Connection.networkDefaults.map(\.1) + [conninfo]
+        let handle = Connection.withCStrings(keywords) { keywords in
+            Connection.withCStrings(values) { values in PQconnectdbParams(keywords, values, 1) }
+        }
+        guard let handle else {
             throw PostgresError(kind: .connection, message: "out of memory creating a connection")
         }
         guard PQstatus(handle) == CONNECTION_OK else {
@@ -26,6 +48,31 @@ public final class Connection: @unchecked Sendable {
 
     deinit {
         PQfinish(handle)
+    }
+
+    /// A NULL-terminated array of C strings, alive for the duration of `body`.
+    private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+        let copies = strings.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        return body(copies.map { UnsafePointer($0) } + [nil])
+    }
+
+    /// The value libpq uses for a connection keyword (`connect_timeout`, say), or nil when unset.
+    public func setting(_ keyword: String) -> String? {
+        guard let options = PQconninfo(handle) else { return nil }
+        defer { PQconninfoFree(options) }
+        var option = options
+        while let name = option.pointee.keyword {
+            if String(cString: name) == keyword { return option.pointee.val.map { String(cString: $0) } }
+            option += 1
+        }
+        return nil
+    }
+
+    /// Whether the connection can serve the next caller as it is: open, no
+    /// transaction, and out of pipeline mode.
+    public var isReusable: Bool {
+        !isBroken && !isInTransaction && PQpipelineStatus(handle) == PQ_PIPELINE_OFF
     }
 
     /// True once libpq has seen the connection fail; the pool discards such connections.

@@ -113,7 +113,10 @@ public final class ConnectionPool: Sendable {
                     // Work that left a transaction open (a thrown error mid-way) is undone here.
                     _ = try? connection.query("ROLLBACK", prepared: false)
                 }
-                return (connection.isBroken ? nil : connection, result)
+                // Anything else left half done (a pipeline left open, a rollback
+                // that failed) is not handed to the next caller, who may act for
+                // another tenant: the connection is closed instead.
+                return (connection.isReusable ? connection : nil, result)
             }
         } catch {
             release(slot)

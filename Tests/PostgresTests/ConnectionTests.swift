@@ -25,6 +25,34 @@ final class ConnectionTests: XCTestCase {
         XCTAssertEqual(try row.decode(Int.self, at: 1), Int(Int32.min))
     }
 
+    /// Every connection has network timeouts (a silent database host fails the
+    /// statement in flight instead of holding it for hours), unless the URL
+    /// sets its own.
+    func testNetworkTimeoutsDefaultUnlessTheURLSetsThem() throws {
+        let plain = try Connection(conninfo: TestDatabase.ownerURL)
+        for (keyword, value) in Connection.networkDefaults {
+            XCTAssertEqual(plain.setting(keyword), value, keyword)
+        }
+        let separator = TestDatabase.ownerURL.contains("?") ? "&" : "?"
+        let own = try Connection(conninfo: TestDatabase.ownerURL + separator + "connect_timeout=17&keepalives_idle=60")
+        XCTAssertEqual(own.setting("connect_timeout"), "17")
+        XCTAssertEqual(own.setting("keepalives_idle"), "60")
+        XCTAssertEqual(own.setting("keepalives_count"), "3")
+        XCTAssertEqual(try own.query("SELECT 1")[0].decode(Int.self, at: 0), 1)
+    }
+
+    /// Only an idle connection, out of any transaction, goes back to the pool.
+    func testOnlyAnIdleConnectionIsReusable() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        XCTAssertTrue(connection.isReusable)
+        try connection.query("BEGIN", prepared: false)
+        XCTAssertFalse(connection.isReusable)
+        XCTAssertThrowsError(try connection.query("SELECT 1/0", prepared: false))
+        XCTAssertFalse(connection.isReusable, "a failed transaction")
+        try connection.query("ROLLBACK", prepared: false)
+        XCTAssertTrue(connection.isReusable)
+    }
+
     func testUnicodeAndByteaRoundTripVerbatim() throws {
         let connection = try Connection(conninfo: TestDatabase.ownerURL)
         let texts = ["ñandú", "\u{202E}reversed", "👩🏽‍💻", "e\u{301}", "'; DROP TABLE tenants; --", "\\x00", "\"quoted\""]
