@@ -133,9 +133,13 @@ final class BackgroundWorkTests: XCTestCase {
         XCTAssertNil(pressure.pace)
 
         // Other sessions at work: the background's own and another application's.
-        _ = session(RequestPressure.backgroundApplicationName, "SELECT pg_sleep(1)")
-        _ = session("psql", "SELECT pg_sleep(1)")
-        try await Task.sleep(for: .milliseconds(200))
+        _ = session(RequestPressure.backgroundApplicationName, "SELECT pg_sleep(3)")
+        _ = session("psql", "SELECT pg_sleep(3)")
+        // Sampled once both are in their statement, so the 0 below means something.
+        try await eventually("both sessions at work") {
+            try TestDatabase.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3)' AND state = 'active'", [], as: Int64.self) == 2
+        }
         let others = try await pressure.sampleOnce()
         XCTAssertEqual(others, 0, "neither counts as a request")
 

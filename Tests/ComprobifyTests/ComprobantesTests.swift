@@ -95,6 +95,24 @@ final class ComprobantesTests: XCTestCase {
         }
     }
 
+    /// With SRI_SIGNATURE_ALGORITHM=rsa-sha1 (the older profile) the server
+    /// signs RSA-SHA1 and xmlsec1 verifies what it serves.
+    func testTheOlderSHA1ProfileThroughTheAPI() async throws {
+        try await TestServer.run(configure: { $0.signatureAlgorithm = .rsaSHA1 }) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let reply = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(reply.status, 201, reply.text)
+            let key = try reply.string("document", "accessKey")
+            let xml = try await server.call(.get, "/v1/documents/\(key)/xml", key: tenant.key, issuer: issuer)
+            XCTAssertEqual(xml.status, 200, xml.text)
+            XCTAssertTrue(xml.text.contains(#"Algorithm="http://www.w3.org/2000/09/xmldsig#rsa-sha1""#), xml.text)
+            XCTAssertFalse(xml.text.contains("rsa-sha256"))
+            XCTAssertNil(try IndependentCheck.schemaErrors(Array(xml.text.utf8), documentType: "01"))
+            XCTAssertNil(try IndependentCheck.signatureErrors(Array(xml.text.utf8), root: "factura"))
+        }
+    }
+
     /// The XML of an issued document carries the number and access key of its
     /// reply, passes the official schema and verifies with xmlsec1.
     static func assertSignedAsNumbered(_ server: TestServer, _ key: String, issuer: Int64, _ reply: Reply) async throws {
@@ -125,6 +143,14 @@ final class ComprobantesTests: XCTestCase {
                 XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected))
                 try await Self.assertSignedAsNumbered(server, tenant.key, issuer: issuer, reply)
             }
+            // The counters of this test process's metrics, read from /metrics.
+            func signedAhead(_ outcome: String) async throws -> Double {
+                let text = try await server.call(.get, "/metrics").text
+                let prefix = #"documents_signed_ahead_total{outcome="\#(outcome)"} "#
+                let line = text.split(separator: "\n").first { $0.hasPrefix(prefix) }
+                return line.flatMap { Double($0.dropFirst(prefix.count)) } ?? 0
+            }
+            let (missBefore, hitBefore) = (try await signedAhead("miss"), try await signedAhead("hit"))
             // Another process takes 3: this one signs ahead as 3, gets 4, signs again.
             let owner = try Connection(conninfo: TestDatabase.ownerURL)
             try owner.query(
@@ -135,9 +161,11 @@ final class ComprobantesTests: XCTestCase {
                 XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected))
                 try await Self.assertSignedAsNumbered(server, tenant.key, issuer: issuer, reply)
             }
-            let metrics = try await server.call(.get, "/metrics").text
-            XCTAssertTrue(metrics.contains(#"documents_signed_ahead_total{outcome="miss"}"#), metrics)
-            XCTAssertTrue(metrics.contains(#"documents_signed_ahead_total{outcome="hit"}"#), metrics)
+            let (missAfter, hitAfter) = (try await signedAhead("miss"), try await signedAhead("hit"))
+            XCTAssertEqual(missAfter - missBefore, 1, "4 was signed ahead as 3, then again")
+            // After a miss nothing is guessed until a number is known again: 5 is
+            // signed under the lock, 6 ahead as what it got.
+            XCTAssertEqual(hitAfter - hitBefore, 1, "6 was signed ahead as what it got")
         }
     }
 
@@ -319,6 +347,18 @@ final class ComprobantesTests: XCTestCase {
             more.assertProblem(409, "CONFLICT")
             XCTAssertEqual(try first.int("document", "sequential"), 1)
             XCTAssertEqual(try rest.int("document", "sequential"), 2, "refused credit notes took no number")
+            // A credit note SRI returned, or did not authorize, credits nothing: its amount is free again.
+            var latest = rest
+            for status in ["RETURNED", "NOT_AUTHORIZED"] {
+                try TestDatabase.query(
+                    "UPDATE document_submissions SET status = $2, next_attempt_at = NULL WHERE document_id = $1",
+                    [try latest.int("document", "id"), status])
+                latest = try await note()
+                XCTAssertEqual(latest.status, 201, "the \(status) note's 11.50 is free again: \(latest.text)")
+            }
+            let full = try await note("0.01")
+            full.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(full.text.contains("23.00 is already credited"), full.text)
             // A factura unknown to Comprobify is taken as given.
             let elsewhere = try await server.issue(tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-001-000009999"))
             XCTAssertEqual(elsewhere.status, 201, elsewhere.text)

@@ -311,15 +311,22 @@ final class SubmissionTests: XCTestCase {
     func testWorkHeldByADeadProcessIsTakenOverWhenItsLeaseEnds() async throws {
         try await run { _, tenant, sri in
             let key = try tenant.queue()
-            // A process claimed it and died: its lease runs for another second.
+            // A process claimed it and died: its lease runs for a minute.
             try TestDatabase.query(
                 """
-                UPDATE document_submissions SET leased_by = gen_random_uuid(), leased_until = now() + interval '1 second'
+                UPDATE document_submissions SET leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute'
                  WHERE tenant_id = $1
                 """, [tenant.tenant.id])
             try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                // The sender polls every few milliseconds: give it many chances.
                 try await Task.sleep(for: .milliseconds(500))
-                XCTAssertEqual(try tenant.submission(key).attempts, 0, "nobody touches it while the lease lasts")
+                let untouched = try TestDatabase.scalar(
+                    "SELECT attempts = 0 AND leased_until > now() FROM document_submissions WHERE tenant_id = $1",
+                    [tenant.tenant.id], as: Bool.self)
+                XCTAssertTrue(untouched, "nobody touches it while the lease lasts")
+                // Then the lease ends, and another process takes the document over.
+                try TestDatabase.query(
+                    "UPDATE document_submissions SET leased_until = now() WHERE tenant_id = $1", [tenant.tenant.id])
                 try await tenant.waitFor([key])
             }
             XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")

@@ -378,3 +378,58 @@ final class OutboundDeadlineTests: XCTestCase {
         }
     }
 }
+
+/// `comprobify serve`'s settings, as read from the environment.
+final class ConfigurationTests: XCTestCase {
+    private let base = [
+        "DATABASE_URL": "postgresql://comprobify_app@127.0.0.1/comprobify",
+        // 32 bytes: "0123456789abcdef0123456789abcdef".
+        "COMPROBIFY_SECRET_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    ]
+
+    private func read(_ extra: [String: String]) throws -> Configuration {
+        try Configuration.fromEnvironment(base.merging(extra) { $1 })
+    }
+
+    func testValuesAreReadAndEmptyOnesKeepTheDefault() throws {
+        let defaults = try read([:])
+        XCTAssertEqual(defaults.port, 8080)
+        XCTAssertEqual(defaults.signatureAlgorithm, .rsaSHA256)
+        XCTAssertEqual(defaults.sri.leaseMilliseconds, 60_000)
+        XCTAssertFalse(defaults.trustProxy)
+        let set = try read([
+            "PORT": "9000", "DB_POOL_SIZE": "16", "SRI_SIGNATURE_ALGORITHM": "rsa-sha1", "TRUST_PROXY": "1", "SRI_TIMEOUT_MS": "5000",
+            "SRI_LEASE_MS": "6000", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
+        ])
+        XCTAssertEqual(set.port, 9000)
+        XCTAssertEqual(set.poolSize, 16)
+        XCTAssertEqual(set.signatureAlgorithm, .rsaSHA1)
+        XCTAssertTrue(set.trustProxy)
+        XCTAssertEqual(set.sri.leaseMilliseconds, 6000)
+        XCTAssertEqual(set.logLevel, .warning)
+        XCTAssertTrue(set.webhooks.allowHTTP)
+        XCTAssertEqual(set.shutdownGraceSeconds, defaults.shutdownGraceSeconds, "an empty value is the default")
+    }
+
+    /// A malformed setting stops the server before it starts, naming the variable.
+    func testMalformedSettingsAreRefusedNamingTheVariable() {
+        let cases: [([String: String], String)] = [
+            (["DATABASE_URL": ""], "DATABASE_URL is not set"),
+            (["PORT": "70000"], "PORT must be an integer from 0 to 65535"),
+            (["DB_POOL_SIZE": "many"], "DB_POOL_SIZE must be an integer"),
+            (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS"),
+            (["SRI_RETRY_BASE_MS": "5000", "SRI_RETRY_MAX_MS": "1000"], "SRI_RETRY_MAX_MS must not be shorter than SRI_RETRY_BASE_MS"),
+            (["SRI_SIGNATURE_ALGORITHM": "rsa-md5"], "SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1"),
+            (["SRI_TEST_URL": "ftp://sri.example"], "SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs"),
+            (["TRUST_PROXY": "yes"], "TRUST_PROXY must be 0 or 1"),
+            (["WEBHOOKS_ALLOW_HTTP": "true"], "WEBHOOKS_ALLOW_HTTP must be 0 or 1"),
+            (["LOG_LEVEL": "loud"], "LOG_LEVEL must be one of"),
+            (["COMPROBIFY_SECRET_KEY": "c2hvcnQ="], "COMPROBIFY_SECRET_KEY"),
+        ]
+        for (extra, words) in cases {
+            XCTAssertThrowsError(try read(extra), "\(extra)") { error in
+                XCTAssertTrue("\(error)".contains(words), "\(extra): \(error)")
+            }
+        }
+    }
+}

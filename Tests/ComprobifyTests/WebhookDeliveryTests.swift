@@ -104,6 +104,12 @@ final class WebhookDeliveryTests: XCTestCase {
                     _ = try await Self.record(database, tenant: tenant.id, type: "document.returned", tag: "returned")
                 }
                 try await eventually("the returned event") { receiver.hits("/ok/returned").count == 1 }
+                try await eventually("the returned event at the endpoint for all, recorded as delivered") {
+                    try TestDatabase.scalar(
+                        "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'delivered'", [all.id],
+                        as: Int64.self) == 2
+                }
+                // Time for a wrongly routed production event to arrive too.
                 try await Task.sleep(for: .milliseconds(300))
                 XCTAssertEqual(receiver.hits("/ok/all").count, 2, "the returned event, and not the production one")
                 XCTAssertFalse(receiver.hits("/").contains { $0.json?["data"]?["document"]?["accessKey"] == .string("production") })
@@ -194,7 +200,11 @@ final class WebhookDeliveryTests: XCTestCase {
                     }
 
                     // One event per decision, the ones in the database, each delivered once.
-                    try await Task.sleep(for: .milliseconds(500))
+                    try await eventually("every delivery recorded as delivered") {
+                        try TestDatabase.scalar(
+                            "SELECT count(*) FROM webhook_deliveries WHERE tenant_id = $1 AND status <> 'delivered'", [tenant.id],
+                            as: Int64.self) == 0
+                    }
                     let hits = receiver.hits("/ok/decisions")
                     let received = decided.withLockedValue { $0 }
                     XCTAssertEqual(hits.map(\.eventID), received.map { $0.eventID as String? }, "each decision delivered once, in order")
@@ -399,10 +409,14 @@ final class WebhookDeliveryTests: XCTestCase {
                 try await withTestDatabase { database in
                     for index in 0..<10 { _ = try await Self.record(database, tenant: slowTenant.id, tag: "slow-\(index)") }
                     try await eventually("the slow endpoint to be busy") { receiver.hits("/slow/a").count >= 1 }
-                    let started = ContinuousClock.now
                     for index in 0..<5 { _ = try await Self.record(database, tenant: liveTenant.id, tag: "live-\(index)") }
                     try await eventually("the live endpoint's five") { receiver.hits("/ok/live").count == 5 }
-                    XCTAssertLessThan(ContinuousClock.now - started, .seconds(2), "not queued behind the slow endpoint")
+                    // In order, not by the clock: all five arrived while the slow
+                    // endpoint still held its first deliveries (3 s each), so none
+                    // waited for a slow one to end.
+                    let slowAttempts = try TestDatabase.scalar(
+                        "SELECT count(*) FROM webhook_delivery_attempts WHERE tenant_id = $1", [slowTenant.id], as: Int64.self)
+                    XCTAssertEqual(slowAttempts, 0, "not queued behind the slow endpoint")
                 }
                 XCTAssertLessThanOrEqual(receiver.hits("/slow/a").count, 2, "at most two deliveries in flight per endpoint")
             }

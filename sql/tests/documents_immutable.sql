@@ -13,7 +13,7 @@
 BEGIN;
 SET LOCAL client_min_messages = warning;  -- quiet the "truncate cascades" notice
 \ir fixtures/two_tenants.sql
-SELECT plan(16);
+SELECT plan(14);
 
 -- The locks are in place --------------------------------------------------------------
 
@@ -69,12 +69,6 @@ SELECT is((SELECT metadata::text FROM documents WHERE id = 900071), '{"total": "
           'tenant A''s document is unchanged');
 SELECT is((SELECT count(*) FROM documents WHERE tenant_id IN (900001, 900002)), 3::bigint,
           'no document was deleted (two fixtures and the new one)');
--- An UPDATE that matches no row runs no row trigger, so it "succeeds" with 0
--- rows: the trigger guards rows, it does not forbid the statement.
-SELECT lives_ok($$ UPDATE documents SET metadata = '{}' WHERE id = -1 $$,
-                'an UPDATE that matches no document is harmless');
-SELECT is((SELECT count(*) FROM documents WHERE metadata::text = '{}' AND id IN (900071, 900072)), 0::bigint,
-          'and it changed nothing');
 
 SELECT * FROM finish();
 ROLLBACK;

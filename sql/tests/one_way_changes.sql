@@ -18,24 +18,27 @@ SELECT throws_ok($$ UPDATE api_keys SET revoked_at = NULL WHERE id = 900012 $$,
                  '23000', 'a revoked API key stays revoked', 'a revoked key cannot be reinstated');
 SELECT throws_ok($$ UPDATE api_keys SET revoked_at = now() WHERE id = 900012 $$,
                  '23000', 'a revoked API key stays revoked', 'a revocation cannot be re-dated');
-SELECT lives_ok($$ UPDATE api_keys SET revoked_at = now() WHERE id = 900011 $$, 'an active key can be revoked');
+SELECT results_eq($$ UPDATE api_keys SET revoked_at = now() WHERE id = 900011 RETURNING id $$, ARRAY[900011]::bigint[],
+                  'an active key can be revoked');
 SELECT throws_ok($$ UPDATE email_verifications SET used_at = NULL WHERE id = 900032 $$,
                  '23000', 'a used or superseded verification token stays so', 'a used token cannot be made unused');
 SELECT throws_ok($$ UPDATE email_verifications SET invalidated_at = NULL WHERE id = 900033 $$,
                  '23000', 'a used or superseded verification token stays so', 'a superseded token cannot come back');
-SELECT lives_ok($$ UPDATE email_verifications SET used_at = now() WHERE id = 900031 $$, 'a pending token can be used');
+SELECT results_eq($$ UPDATE email_verifications SET used_at = now() WHERE id = 900031 RETURNING id $$, ARRAY[900031]::bigint[],
+                  'a pending token can be used');
 SELECT throws_ok($$ UPDATE tenants SET status = 'PENDING_VERIFICATION' WHERE id = 900001 $$,
                  '23000', 'a verified tenant stays verified', 'a verified tenant cannot become unverified');
-SELECT lives_ok($$ UPDATE tenants SET environment = 'production', promoted_at = now() WHERE id = 900001 $$,
-                'a sandbox tenant can be promoted');
-SELECT lives_ok($$ UPDATE document_submissions SET status = 'RECEIVED' WHERE document_id = 900071 $$,
-                'a signed document can be received');
-SELECT lives_ok($$
+SELECT results_eq($$ UPDATE tenants SET environment = 'production', promoted_at = now() WHERE id = 900001 RETURNING id $$,
+                  ARRAY[900001]::bigint[], 'a sandbox tenant can be promoted');
+SELECT results_eq($$ UPDATE document_submissions SET status = 'RECEIVED' WHERE document_id = 900071 RETURNING document_id $$,
+                  ARRAY[900071]::bigint[], 'a signed document can be received');
+SELECT results_eq($$
     UPDATE document_submissions
        SET status = 'AUTHORIZED', next_attempt_at = NULL, authorization_number = '0103202601', authorized_at = now(),
            authorization_xml = '\x3c612f3e'
      WHERE document_id = 900071
-$$, 'a received document can be authorized');
+    RETURNING document_id
+$$, ARRAY[900071]::bigint[], 'a received document can be authorized');
 SELECT throws_ok($$
     UPDATE document_submissions
        SET status = 'SIGNED', next_attempt_at = now(), authorization_number = NULL, authorized_at = NULL, authorization_xml = NULL
@@ -47,10 +50,10 @@ SELECT throws_ok($$ UPDATE document_submissions SET status = 'NOT_AUTHORIZED', a
                  '23000', NULL, 'an authorization cannot be turned into a refusal');
 SELECT throws_ok($$ UPDATE document_submissions SET authorization_number = 'forged' WHERE document_id = 900071 $$,
                  '23000', NULL, 'an authorization''s number cannot be rewritten');
-SELECT lives_ok($$ UPDATE document_submissions SET updated_at = now() WHERE document_id = 900071 $$,
-                'a decided submission''s other columns can still be touched');
-SELECT lives_ok($$ UPDATE webhook_deliveries SET status = 'delivered', next_attempt_at = NULL WHERE id = 900111 $$,
-                'a pending delivery can be delivered');
+SELECT results_eq($$ UPDATE document_submissions SET updated_at = now() WHERE document_id = 900071 RETURNING document_id $$,
+                  ARRAY[900071]::bigint[], 'a decided submission''s other columns can still be touched');
+SELECT results_eq($$ UPDATE webhook_deliveries SET status = 'delivered', next_attempt_at = NULL WHERE id = 900111 RETURNING id $$,
+                  ARRAY[900111]::bigint[], 'a pending delivery can be delivered');
 SELECT throws_ok($$ UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now() WHERE id = 900111 $$,
                  '23000', 'a delivered or failed webhook delivery stays so', 'a delivered delivery cannot be made pending again');
 
