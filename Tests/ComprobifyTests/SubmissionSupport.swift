@@ -211,6 +211,11 @@ struct LocalSRI: Sendable {
     func receptions(_ key: String) async -> Int {
         await simulator.receptionCount(key)
     }
+
+    /// What SRI received for `key`: the comprobante the reception carried.
+    func comprobante(_ key: String) async -> String? {
+        await simulator.comprobante(key)
+    }
 }
 
 /// Settings fast enough for tests; the backoff still doubles.

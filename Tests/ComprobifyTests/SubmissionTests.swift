@@ -69,6 +69,15 @@ final class SubmissionTests: XCTestCase {
             XCTAssertEqual(issued.status, 201, issued.text)
             XCTAssertEqual(try issued.string("document", "status"), "SIGNED")
             let key = try issued.string("document", "accessKey")
+            // A series of /metrics, 0 while it has no value yet.
+            func metric(_ series: String) async throws -> Double {
+                let text = try await server.call(.get, "/metrics").text
+                let line = text.split(separator: "\n").first { $0.hasPrefix(series + " ") }
+                return line.flatMap { Double($0.dropFirst(series.count + 1)) } ?? 0
+            }
+            let received = #"sri_requests_total{service="reception",outcome="received"}"#
+            let authorized = #"sri_requests_total{service="authorization",outcome="authorized"}"#
+            let (receivedBefore, authorizedBefore) = (try await metric(received), try await metric(authorized))
             try await LocalSRI.run { sri in
                 var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.id])
                 settings.workers = 1
@@ -88,10 +97,19 @@ final class SubmissionTests: XCTestCase {
                 XCTAssertTrue(shown.isNull("document", "sri", "nextAttemptAt"))
                 let receptions = await sri.receptions(key)
                 XCTAssertEqual(receptions, 1, "the local SRI's XSD and signature checks passed once")
+                // SRI received the very bytes GET .../xml serves, and xmlsec1 verifies them.
+                let served = try await server.call(.get, "/v1/documents/\(key)/xml", key: tenant.key, issuer: issuer)
+                let sent = await sri.comprobante(key)
+                XCTAssertEqual(sent, served.text, "the same bytes as sent to SRI")
+                XCTAssertNil(try IndependentCheck.signatureErrors(Array((sent ?? "").utf8), root: "factura"))
                 let authorization = try await server.call(.get, "/v1/documents/\(key)/authorization", key: tenant.key, issuer: issuer)
                 XCTAssertEqual(authorization.status, 200, authorization.text)
                 XCTAssertTrue(authorization.text.contains("<estado>AUTORIZADO</estado>"))
             }
+            // The two exchanges, in the metrics by service and outcome.
+            let (receivedAfter, authorizedAfter) = (try await metric(received), try await metric(authorized))
+            XCTAssertEqual(receivedAfter - receivedBefore, 1, received)
+            XCTAssertEqual(authorizedAfter - authorizedBefore, 1, authorized)
         }
     }
 

@@ -246,6 +246,10 @@ public actor SRISimulator {
     /// Reception requests that carried `accessKey`.
     public func receptionCount(_ accessKey: String) -> Int { receptions[accessKey] ?? 0 }
 
+    /// The comprobante held for `accessKey`, as the reception request carried
+    /// it (its base64 decoded); nil when none is held.
+    public func comprobante(_ accessKey: String) -> String? { held[accessKey]?.comprobante }
+
     /// Forgets every document and fault; latency returns to its starting value.
     public func reset() {
         held = [:]
