@@ -118,6 +118,11 @@ public final class ConnectionPool: Sendable {
                 // another tenant: the connection is closed instead.
                 return (connection.isReusable ? connection : nil, result)
             }
+        } catch is CancellationError {
+            // The caller's task was cancelled before a thread took the work:
+            // nothing ran. The pool is still open.
+            release(slot)
+            throw CancellationError()
         } catch {
             release(slot)
             throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down")

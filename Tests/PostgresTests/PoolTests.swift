@@ -121,6 +121,23 @@ final class PoolTests: XCTestCase {
         await pool.shutdown()
     }
 
+    func testCancelledCallerRunsNothingAndLeavesThePoolOpen() async throws {
+        let pool = makePool(size: 1)
+        let ran = NIOLockedValueBox(false)
+        let outcome = await Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await pool.withConnection { _ in ran.withLockedValue { $0 = true } }
+        }.result
+        XCTAssertThrowsError(try outcome.get()) { error in
+            XCTAssertTrue(error is CancellationError, "expected CancellationError, got \(error)")
+        }
+        XCTAssertFalse(ran.withLockedValue { $0 })
+        // The slot went back: the next caller gets the pool's one connection.
+        let one = try await pool.withConnection { try $0.query("SELECT 1").rows[0].decode(Int.self, at: 0) }
+        XCTAssertEqual(one, 1)
+        await pool.shutdown()
+    }
+
     func testClosedPoolRefusesWork() async throws {
         let pool = makePool()
         await pool.shutdown()

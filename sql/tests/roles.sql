@@ -85,8 +85,8 @@ SELECT set_eq($$
      WHERE p.proowner = 'comprobify_auth'::regrole
 $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
          'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'webhook_queue_depth()',
-         'claim_sri_work(uuid,integer,integer,bigint[])', 'sri_queue_depth()'],
-   'comprobify_auth owns exactly the five cross-tenant functions');
+         'claim_sri_work(uuid,integer,integer,bigint[])', 'sri_queue_depth()', 'refuse_held_token_digest()'],
+   'comprobify_auth owns exactly the cross-tenant functions');
 
 SELECT is_empty($$
     SELECT c.relname || ': ' || p.privilege

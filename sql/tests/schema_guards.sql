@@ -1,7 +1,7 @@
 -- Guards on the catalog, so that a later change that weakens isolation fails
 -- here even when no other test looks at the new object:
 --
---   * the SECURITY DEFINER functions are exactly the five reviewed ones, and
+--   * the SECURITY DEFINER functions are exactly the reviewed ones, and
 --     any such function is owned by comprobify_auth, pins a search_path ending
 --     in pg_temp and cannot be executed by PUBLIC;
 --   * comprobify_auth's cross-tenant policies are exactly the reviewed set;
@@ -32,8 +32,8 @@ SELECT set_eq($$
                         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
 $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
         'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'webhook_queue_depth()',
-        'claim_sri_work(uuid,integer,integer,bigint[])', 'sri_queue_depth()'],
-'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work and sri_queue_depth');
+        'claim_sri_work(uuid,integer,integer,bigint[])', 'sri_queue_depth()', 'refuse_held_token_digest()'],
+'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work, sri_queue_depth and the trigger function refuse_held_token_digest');
 
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p

@@ -97,6 +97,9 @@ struct RequestMiddleware: RouterMiddleware {
         switch error {
         case let error as APIError:
             apiError = error
+        case is CancellationError:
+            // The server is stopping and its grace period ran out.
+            apiError = .unavailable
         case let error as PostgresError where error.isUnavailable || error.hasCode(SQLState.queryCanceled):
             context.logger.warning("database unavailable", metadata: ["error": .string(error.description)])
             apiError = .unavailable

@@ -1,0 +1,41 @@
+-- A token's digest names one API key and one verification token across every
+-- tenant (migration 0018): authenticate() and email_verification_tenant() find
+-- the tenant from the digest alone, so a digest held twice would make each
+-- holder the other. The triggers *_digest_names_one_* refuse a digest that any
+-- row holds. Inserted as the owner, which passes every policy, and as the app
+-- acting for the other tenant, which cannot see the row that holds it.
+BEGIN;
+\ir fixtures/two_tenants.sql
+SELECT plan(9);
+
+SELECT throws_ok($$ INSERT INTO api_keys (tenant_id, id, label, environment, token_digest, token_prefix)
+                    VALUES (900002, 900029, 'B copy of A', 'sandbox', sha256('key-a'), 'cfy_test_b0009') $$,
+                 '23505', 'a token digest names one row of api_keys, of one tenant, ever',
+                 'another tenant cannot hold an active key''s digest');
+SELECT throws_ok($$ INSERT INTO api_keys (tenant_id, id, label, environment, token_digest, token_prefix)
+                    VALUES (900002, 900029, 'B copy of A revoked', 'sandbox', sha256('key-a-revoked'), 'cfy_test_b0009') $$,
+                 '23505', NULL, 'nor a revoked key''s digest: a digest is never given out twice');
+SELECT lives_ok($$ INSERT INTO api_keys (tenant_id, id, label, environment, token_digest, token_prefix)
+                   VALUES (900002, 900029, 'B new', 'sandbox', sha256('key-b-new'), 'cfy_test_b0009') $$,
+                'a new digest is taken');
+SELECT throws_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest, expires_at)
+                    VALUES (900002, 900049, sha256('verify-a-pending'), now() + interval '1 day') $$,
+                 '23505', 'a token digest names one row of email_verifications, of one tenant, ever',
+                 'another tenant cannot hold a pending verification token''s digest');
+SELECT throws_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest, expires_at)
+                    VALUES (900002, 900049, sha256('verify-a-used'), now() + interval '1 day') $$,
+                 '23505', NULL, 'nor a used one''s');
+
+SET LOCAL ROLE comprobify_app;
+SELECT is(set_config('app.tenant_id', '900002', true), '900002', 'acting for tenant B');
+SELECT throws_ok($$ INSERT INTO api_keys (tenant_id, label, environment, token_digest, token_prefix)
+                    VALUES (900002, 'B copy of A', 'sandbox', sha256('key-a'), 'cfy_test_b0008') $$,
+                 '23505', 'a token digest names one row of api_keys, of one tenant, ever',
+                 'the app cannot mint a key with a digest another tenant holds, though it cannot see that tenant''s key');
+SELECT results_eq($$ SELECT key_id, tenant_id FROM authenticate(sha256('key-b-new'), false) $$,
+                  $$ VALUES (900029::bigint, 900002::bigint) $$, 'authenticate() finds the new key''s tenant');
+SELECT is(email_verification_tenant(sha256('verify-b-pending')), 900002::bigint,
+          'email_verification_tenant() finds a pending token''s tenant');
+
+SELECT * FROM finish();
+ROLLBACK;
