@@ -23,7 +23,8 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
     }
 
     /// SQL with `$n` placeholders written by hand and their values, for the few
-    /// callers that build a statement from parts (tests of the wrapper itself).
+    /// callers that build a statement from parts (tests of the wrapper itself)
+    /// or make its text once and reuse it (`Database.authenticate`).
     public init(_ sql: String, _ binds: [any PostgresBindable]) {
         self.sql = sql
         self.binds = binds

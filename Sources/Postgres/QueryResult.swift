@@ -147,6 +147,43 @@ public struct Row: Sendable {
     public func isNull(at column: Int) -> Bool {
         PQgetisnull(result.handle, Int32(index), Int32(column)) == 1
     }
+
+    /// The column's value as PostgreSQL sent it (text format), or nil for
+    /// NULL, to read without making a Swift value of it first: the bytes are
+    /// valid only inside `body`. Throws unless the column's type is `type`
+    /// (the base type, for a column of a domain).
+    @inlinable
+    public func withBytes<R>(at column: Int, ofType type: Oid, _ body: (UnsafeBufferPointer<UInt8>?) throws -> R) throws -> R {
+        let handle = result.handle
+        let col = Int32(column)
+        guard column >= 0, column < Int(PQnfields(handle)), PQftype(handle, col) == type else {
+            throw PostgresError(kind: .decoding, message: "column \(column) is not of type oid \(type)")
+        }
+        if PQgetisnull(handle, Int32(index), col) == 1 { return try body(nil) }
+        let length = Int(PQgetlength(handle, Int32(index), col))
+        return try PQgetvalue(handle, Int32(index), col)!.withMemoryRebound(to: UInt8.self, capacity: length) { base in
+            try body(UnsafeBufferPointer(start: base, count: length))
+        }
+    }
+
+    /// A timestamptz column as RFC 3339 UTC with milliseconds
+    /// (`2026-03-01T12:00:00.123Z`), or nil for NULL. The digits are copied
+    /// from PostgreSQL's text (`Timestamp.rfc3339Milliseconds`); text of
+    /// another shape (a session in another time zone) goes through `Date`.
+    /// A year past 9999 or BC is refused, as decoding it as a `Date` refuses it.
+    public func rfc3339Milliseconds(at column: Int) throws -> String? {
+        try withBytes(at: column, ofType: PostgresType.timestamptz) { bytes -> String? in
+            guard let bytes else { return nil }
+            let text = String(unsafeUninitializedCapacity: Timestamp.rfc3339MillisecondsLength) { out in
+                Timestamp.rfc3339Milliseconds(bytes, into: out) ? Timestamp.rfc3339MillisecondsLength : 0
+            }
+            if !text.isEmpty { return text }
+            guard let date = Timestamp.parse(bytes) else {
+                throw PostgresError(kind: .decoding, message: "column \(column) holds a timestamp that cannot be read")
+            }
+            return Timestamp.format(date, fractionDigits: 3, suffix: "Z")
+        }
+    }
 }
 
 /// A Swift type that a column value (text format) can be decoded into.
@@ -194,15 +231,30 @@ private func parseInteger(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
     return value
 }
 
-private let integerTypes: Set<Oid> = [PostgresType.int2, PostgresType.int4, PostgresType.int8, PostgresType.oid]
-private let textTypes: Set<Oid> = [
-    PostgresType.text, PostgresType.varchar, PostgresType.bpchar, PostgresType.name,
-    PostgresType.unknown, PostgresType.json, PostgresType.jsonb,
-]
+/// int2, int4, int8 and oid. A switch, not a `Set`: it runs for every value
+/// decoded, and a set hashes the type each time.
+@usableFromInline
+func isIntegerType(_ type: Oid) -> Bool {
+    switch type {
+    case PostgresType.int2, PostgresType.int4, PostgresType.int8, PostgresType.oid: return true
+    default: return false
+    }
+}
+
+/// text, varchar, char, name, unknown, json and jsonb.
+@usableFromInline
+func isTextType(_ type: Oid) -> Bool {
+    switch type {
+    case PostgresType.text, PostgresType.varchar, PostgresType.bpchar, PostgresType.name, PostgresType.unknown,
+        PostgresType.json, PostgresType.jsonb:
+        return true
+    default: return false
+    }
+}
 
 extension Int64: PostgresDecodable {
     public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Int64? {
-        guard integerTypes.contains(type) else { return nil }
+        guard isIntegerType(type) else { return nil }
         return parseInteger(bytes)
     }
 }
@@ -223,7 +275,7 @@ extension Int32: PostgresDecodable {
 extension String: PostgresDecodable {
     /// text, varchar, char, name, json and jsonb (JSON as its text).
     public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> String? {
-        guard textTypes.contains(type) else { return nil }
+        guard isTextType(type) else { return nil }
         return String(decoding: bytes, as: UTF8.self)
     }
 }
@@ -243,7 +295,7 @@ extension Double: PostgresDecodable {
     /// float4, float8, numeric and the integer types.
     public static func decodePostgres(_ bytes: UnsafeBufferPointer<UInt8>, type: Oid) throws -> Double? {
         let numeric: Set<Oid> = [PostgresType.float4, PostgresType.float8, PostgresType.numeric]
-        guard numeric.contains(type) || integerTypes.contains(type) else { return nil }
+        guard numeric.contains(type) || isIntegerType(type) else { return nil }
         return Double(String(decoding: bytes, as: UTF8.self))
     }
 }

@@ -167,6 +167,41 @@ public enum Timestamp {
         return Date(timeIntervalSince1970: Double(seconds) + fraction)
     }
 
+    /// The length of `rfc3339Milliseconds`' output: `2026-03-01T12:00:00.123Z`.
+    public static let rfc3339MillisecondsLength = 24
+
+    /// PostgreSQL's text for a timestamptz in UTC (`2026-03-01 12:00:00.123456+00`,
+    /// with 0 to 6 fraction digits) rewritten as RFC 3339 with milliseconds,
+    /// `2026-03-01T12:00:00.123Z`, into the first 24 bytes of `out`. The digits
+    /// are copied, the fraction cut to three (as `format` cuts it), with no
+    /// arithmetic on a `Double`, which could lose the last microsecond and
+    /// with it a millisecond. False, writing nothing, for any other text (a year
+    /// before 1 or past 9999, another offset).
+    public static func rfc3339Milliseconds(_ text: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>) -> Bool {
+        let count = text.count
+        guard count >= 22, count <= 29, out.count >= rfc3339MillisecondsLength else { return false }
+        func digits(_ range: Range<Int>) -> Bool {
+            for index in range where text[index] < 48 || text[index] > 57 { return false }
+            return true
+        }
+        guard digits(0..<4), text[4] == 45, digits(5..<7), text[7] == 45, digits(8..<10), text[10] == 32,
+            digits(11..<13), text[13] == 58, digits(14..<16), text[16] == 58, digits(17..<19),
+            text[count - 3] == 43, text[count - 2] == 48, text[count - 1] == 48
+        else { return false }
+        // Between the seconds and the offset: nothing, or "." and 1 to 6 digits.
+        let fractionDigits = count - 22 - 1
+        if count > 22 {
+            guard fractionDigits >= 1, text[19] == 46, digits(20..<(count - 3)) else { return false }
+        }
+        for index in 0..<10 { out[index] = text[index] }
+        out[10] = 84
+        for index in 11..<19 { out[index] = text[index] }
+        out[19] = 46
+        for place in 0..<3 { out[20 + place] = place < fractionDigits ? text[20 + place] : 48 }
+        out[23] = 90
+        return true
+    }
+
     /// Reads a timestamp's text front to back.
     private struct Cursor {
         let bytes: UnsafeBufferPointer<UInt8>

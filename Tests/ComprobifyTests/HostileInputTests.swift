@@ -55,6 +55,10 @@ final class HostileInputTests: XCTestCase {
                 ("valid key, no scheme", a.key), ("valid key, Basic scheme", "Basic \(a.key)"),
                 ("SQL as token", "Bearer '; DROP TABLE tenants; --"), ("1 OR 1=1 as token", "Bearer 1 OR 1=1"),
                 ("revoked key", "Bearer \(revoked)"), ("admin token as tenant key", "Bearer \(adminToken)"),
+                ("scheme run into the key", "Bearer\(a.key)"), ("longer scheme", "Bearerx \(a.key)"),
+                ("tab after the scheme", "Bearer\t\(a.key)"), ("scheme cut short", "Beare \(a.key)"),
+                ("prefix in upper case", "Bearer CFY_TEST_" + a.key.dropFirst(9)),
+                ("prefix off by one letter", "Bearer cfy_tesT_" + a.key.dropFirst(9)),
             ]
             let routes: [(HTTPRequest.Method, String, String?, Int64?)] = [
                 (.get, "/v1/tenants/me", nil, nil), (.post, "/v1/tenants/resend-verification", nil, nil),
@@ -74,6 +78,8 @@ final class HostileInputTests: XCTestCase {
             }
             let lowerCase = try await server.call(.get, "/v1/tenants/me", headers: [.authorization: "bearer \(a.key)"])
             lowerCase.assertSuccess(label: "lower-case 'bearer' scheme (schemes are case-insensitive)")
+            let shouting = try await server.call(.get, "/v1/tenants/me", headers: [.authorization: "BeArEr   \(a.key)"])
+            shouting.assertSuccess(label: "mixed-case scheme and three spaces (1*SP)")
             // Nothing those requests did may have changed A.
             let me = try await server.call(.get, "/v1/tenants/me", key: a.key)
             XCTAssertEqual(try me.string("tenant", "environment"), "sandbox")

@@ -74,6 +74,24 @@ final class KeysTests: XCTestCase {
             XCTAssertEqual(keys[2]["label"], .null)
             XCTAssertEqual(keys[2]["environment"], .string("sandbox"))
             XCTAssertFalse(list.text.contains(token) || list.text.contains(tenant.key), "no plaintext in lists")
+            // Every member of every key, against the database's own rendering
+            // (to_char for the timestamps), in the order API.md lists them.
+            let stored = try TestDatabase.query(
+                #"""
+                SELECT id, label, environment, token_prefix,
+                       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                  FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY id
+                """#, [tenant.id])
+            XCTAssertEqual(stored.count, keys.count)
+            for (key, row) in zip(keys, stored.rows) {
+                let (id, label, environment, prefix, createdAt) = try row.decode((Int64, String?, String, String, String).self)
+                XCTAssertEqual(
+                    key,
+                    .object([
+                        ("id", JSONValue(id)), ("label", JSONValue(label)), ("environment", .string(environment)),
+                        ("prefix", .string(prefix)), ("active", true), ("createdAt", .string(createdAt)), ("revokedAt", .null),
+                    ]))
+            }
 
             let mintedID = try XCTUnwrap(keys[1]["id"]?.intValue)
             let revoked = try await server.call(.delete, "/v1/keys/\(mintedID)", key: tenant.key)
@@ -124,7 +142,9 @@ final class KeysTests: XCTestCase {
                 reply.assertProblem(400, "VALIDATION_ERROR")
                 XCTAssertEqual(reply.errorFields, [field], body)
             }
-            let strange = ["'; DROP TABLE api_keys; --", "\u{202E}tfel-ot-thgir", "👩🏽‍💻 ERP", "1 OR 1=1", "<b>x</b>"]
+            let strange = [
+                "'; DROP TABLE api_keys; --", "\u{202E}tfel-ot-thgir", "👩🏽‍💻 ERP", "1 OR 1=1", "<b>x</b>", #"say "hi" \ back\"#,
+            ]
             for label in strange {
                 let reply = try await server.call(
                     .post, "/v1/keys", key: tenant.key, json: #"{"label": \#(JSONValue.string(label).serialized)}"#)
@@ -133,7 +153,7 @@ final class KeysTests: XCTestCase {
             let list = try await server.call(.get, "/v1/keys", key: tenant.key)
             let labels = try list.array("keys").compactMap { $0["label"]?.stringValue }
             for label in strange { XCTAssertTrue(labels.contains(label), "stored verbatim: \(label)") }
-            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1", [tenant.id], as: Int.self), 7)
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM api_keys WHERE tenant_id = $1", [tenant.id], as: Int.self), 8)
         }
     }
 

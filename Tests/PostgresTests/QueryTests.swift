@@ -155,3 +155,64 @@ final class TimestampFormatTests: XCTestCase {
         }
     }
 }
+
+/// Timestamps as the API shows them, read from a row: checked against
+/// PostgreSQL's own `to_char` of the same values.
+final class TimestampColumnTests: XCTestCase {
+    static let pattern = #"YYYY-MM-DD"T"HH24:MI:SS.MS"Z""#
+
+    func testEveryMicrosecondIsCutToItsMillisecondAsPostgreSQLWritesIt() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        // Exact milliseconds (where arithmetic on a Double could give the one
+        // before), every fraction width, no fraction, year 1 and year 9999,
+        // then 2000 random microseconds over five centuries.
+        let rows = try connection.query(
+            """
+            WITH t(v) AS (
+                SELECT unnest(ARRAY['2026-12-02 21:44:25.028+00', '2026-12-02 21:44:25.999+00', '2026-12-02 21:44:25.001+00',
+                                    '2026-12-02 21:44:25.5+00', '2026-12-02 21:44:25.12+00', '2026-12-02 21:44:25.123456+00',
+                                    '2026-12-02 21:44:25+00', '0001-01-01 00:00:00.000001+00', '9999-12-31 23:59:59.999999+00',
+                                    '2000-02-29 12:00:00.1+00']::timestamptz[])
+                UNION ALL
+                SELECT timestamptz '1900-01-01 00:00:00+00' + random() * interval '500 years' FROM generate_series(1, 1000)
+                UNION ALL
+                SELECT date_trunc('milliseconds', timestamptz '1990-01-01 00:00:00+00' + random() * interval '100 years')
+                  FROM generate_series(1, 1000)
+            )
+            SELECT v, to_char(v AT TIME ZONE 'UTC', \(unescaped: "'" + Self.pattern + "'")), v::text FROM t
+            """)
+        XCTAssertEqual(rows.count, 2010)
+        for row in rows.rows {
+            let text = try row.decode(String.self, at: 2)
+            XCTAssertEqual(try row.rfc3339Milliseconds(at: 0), try row.decode(String.self, at: 1), text)
+        }
+    }
+
+    func testNullAndWhatIsNotAFourDigitYearsTimestamp() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let row = try connection.query(
+            "SELECT NULL::timestamptz, '10000-01-01 00:00:00.25+00'::timestamptz, now()::text, 1::bigint")[0]
+        XCTAssertNil(try row.rfc3339Milliseconds(at: 0))
+        // Past year 9999 (a date no document, key or certificate has) it is
+        // refused, as decoding it as a Date refuses it.
+        for column in [1, 2, 3] {
+            XCTAssertThrowsError(try row.rfc3339Milliseconds(at: column)) { error in
+                XCTAssertEqual((error as? PostgresError)?.kind, .decoding)
+            }
+        }
+    }
+
+    func testOnlyPostgreSQLsUTCTextIsRewritten() {
+        for text in [
+            "2026-12-02 21:44:25.028+01", "2026-12-02T21:44:25.028+00", "2026-12-02 21:44:25.+00", "2026-12-02 21:44:25.1234567+00",
+            "2026-12-02 21:44:2x+00", "2026-12-02 21:44:25.028+00 BC", "10000-01-01 00:00:00+00", "", "2026-12-02 21:44:25.0a8+00",
+        ] {
+            var out = [UInt8](repeating: 0, count: 24)
+            let rewritten = Array(text.utf8).withUnsafeBufferPointer { bytes in
+                out.withUnsafeMutableBufferPointer { Timestamp.rfc3339Milliseconds(bytes, into: $0) }
+            }
+            XCTAssertFalse(rewritten, text)
+            XCTAssertEqual(out, [UInt8](repeating: 0, count: 24), "nothing written for \(text)")
+        }
+    }
+}

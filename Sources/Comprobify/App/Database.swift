@@ -18,11 +18,14 @@ public struct Principal: Sendable {
         guard let row = result.first else { return nil }
         // Column by column rather than as one tuple: it runs for every
         // authenticated request, and a tuple of five is looked up at run time.
+        // The text columns are compared as bytes, with no string made of them.
         self.keyID = try row.decode(Int64.self, at: 0)
         self.tenantID = try row.decode(Int64.self, at: 1)
-        self.keyEnvironment = try Environment(column: try row.decode(String.self, at: 2))
-        self.tenantActive = try row.decode(String.self, at: 3) == "ACTIVE"
-        self.tenantEnvironment = try Environment(column: try row.decode(String.self, at: 4))
+        self.keyEnvironment = try Environment(row, at: 2)
+        self.tenantActive =
+            try row.withBytes(at: 3, ofType: PostgresType.text) { $0.map { $0.elementsEqual("ACTIVE".utf8) } }
+            ?? false
+        self.tenantEnvironment = try Environment(row, at: 4)
     }
 
     /// The same key with the tenant's status and environment as read later in the transaction.
@@ -95,15 +98,25 @@ public struct Database: Sendable {
         .counter(gate.lane(for: token.digest), issuer: issuer, documentType: documentType)
     }
 
-    /// Runs `work` in the lane of the tenant `token` acts for, and remembers the tenant it finds.
-    private func gated<T>(_ token: APIToken, _ work: (Data) async throws -> T) async throws -> T {
+    /// Runs `work` in the lane of the tenant `token` acts for. `work` gets the
+    /// key's digest when its tenant is not known yet, for `gate.learn` once
+    /// authentication finds it, and nil when the lane already is the tenant's.
+    private func gated<T>(_ token: APIToken, _ work: (Data?) async throws -> T) async throws -> T {
         let digest = token.digest
-        return try await gate.run(lane: gate.lane(for: digest)) { try await work(digest) }
+        let lane = gate.lane(for: digest)
+        let unknown: Data?
+        if case .key = lane { unknown = digest } else { unknown = nil }
+        return try await gate.run(lane: lane) { try await work(unknown) }
     }
 
+    /// The statement is made once; each request adds only its digest (it runs
+    /// for every authenticated request).
     static func authenticate(_ token: APIToken, lockKey: Bool) -> PostgresQuery {
-        "SELECT \(unescaped: Principal.columns) FROM authenticate(\(token.digest), \(lockKey))"
+        PostgresQuery(lockKey ? authenticateLocking : authenticateReading, [token.digest])
     }
+
+    private static let authenticateLocking = "SELECT \(Principal.columns) FROM authenticate($1, true)"
+    private static let authenticateReading = "SELECT \(Principal.columns) FROM authenticate($1, false)"
 
     /// A transaction acting for the tenant of `token`. The key is looked up by its
     /// digest in the transaction's first round trip (pipelined with BEGIN and
@@ -123,11 +136,11 @@ public struct Database: Sendable {
     ) async throws -> T {
         let auth = Database.authenticate(token, lockKey: lockKey)
         let gate = self.gate
-        return try await gated(token) { digest in
+        return try await gated(token) { unknownDigest in
             try await pool.transaction(isolation, prologue: [auth] + prologue) { transaction, results in
                 guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
                 facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
-                gate.learn(digest: digest, tenantID: principal.tenantID)
+                if let unknownDigest { gate.learn(digest: unknownDigest, tenantID: principal.tenantID) }
                 return try body(transaction, principal, Array(results.dropFirst()))
             }
         }
@@ -154,7 +167,7 @@ public struct Database: Sendable {
             "SELECT key_id FROM authenticate(\(token.digest), true)",
         ]
         let gate = self.gate
-        return try await gated(token) { digest in
+        return try await gated(token) { unknownDigest in
             try await pool.transaction(.readCommitted, prologue: lead + prologue) { transaction, results in
                 guard let found = try Principal(results[0]), let tenant = results[1].first,
                     try results[2].first?.decode(Int64.self, at: 0) == found.keyID
@@ -162,7 +175,7 @@ public struct Database: Sendable {
                     throw APIError.unauthorized
                 }
                 facts.authenticated(tenantID: found.tenantID, keyID: found.keyID)
-                gate.learn(digest: digest, tenantID: found.tenantID)
+                if let unknownDigest { gate.learn(digest: unknownDigest, tenantID: found.tenantID) }
                 return try body(transaction, try found.with(tenant: tenant), Array(results.dropFirst(lead.count)))
             }
         }
@@ -220,11 +233,11 @@ public struct Database: Sendable {
 
     private func pipelined(_ token: APIToken, _ facts: RequestFacts, _ queries: [PostgresQuery]) async throws -> (Principal, [QueryResult])
     {
-        try await gated(token) { digest in
+        try await gated(token) { unknownDigest in
             let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries)
             guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
             facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
-            gate.learn(digest: digest, tenantID: principal.tenantID)
+            if let unknownDigest { gate.learn(digest: unknownDigest, tenantID: principal.tenantID) }
             return (principal, Array(results.dropFirst()))
         }
     }
@@ -359,13 +372,24 @@ extension Environment {
         }
         self = value
     }
+
+    /// An environment column read as bytes; NULL or anything else is a broken invariant.
+    init(_ row: Row, at column: Int) throws {
+        let value = try row.withBytes(at: column, ofType: PostgresType.text) { bytes -> Environment? in
+            guard let bytes else { return nil }
+            if bytes.elementsEqual("sandbox".utf8) { return .sandbox }
+            if bytes.elementsEqual("production".utf8) { return .production }
+            return nil
+        }
+        guard let value else { throw PostgresError(kind: .decoding, message: "unknown environment in the database") }
+        self = value
+    }
 }
 
 extension Row {
     /// A timestamptz column as RFC 3339 UTC with milliseconds, e.g. `2026-03-01T12:00:00.000Z`.
     func timestamp(at column: Int) throws -> JSONValue {
-        guard let date = try decode(Date?.self, at: column) else { return .null }
-        return .string(Timestamp.format(date, fractionDigits: 3, suffix: "Z"))
+        JSONValue(try rfc3339Milliseconds(at: column))
     }
 
     func int(at column: Int) throws -> JSONValue {

@@ -9,8 +9,8 @@ import Postgres
 /// pool stays free for everyone else.
 ///
 /// The tenant is known only once a key has been authenticated, so a lane is
-/// keyed by the tenant a key digest was last seen acting for (remembered for a
-/// minute), or by the digest itself the first time.
+/// keyed by the tenant a key digest was seen acting for (remembered for a
+/// minute from when it was learned), or by the digest itself the first time.
 final class TenantGate: Sendable {
     /// A lane: a tenant, a key whose tenant is not known yet, or one
     /// numbering counter of either (`Database.issuing`).

@@ -13,6 +13,8 @@ public enum JSONValue: Sendable, Equatable {
     case object([(String, JSONValue)])
     /// Already serialized JSON (a jsonb column read back), written out as is.
     case raw(String)
+    /// Already serialized JSON as UTF-8 (rows written by `JSONWriter`), written out as is.
+    case rawUTF8([UInt8])
 
     public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
@@ -24,6 +26,7 @@ public enum JSONValue: Sendable, Equatable {
         case (.object(let a), .object(let b)):
             return a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         case (.raw(let a), .raw(let b)): return a == b
+        case (.rawUTF8(let a), .rawUTF8(let b)): return a == b
         default: return false
         }
     }
@@ -43,6 +46,7 @@ public enum JSONValue: Sendable, Equatable {
         case .string: return "string"
         case .array: return "array"
         case .object, .raw: return "object"
+        case .rawUTF8(let bytes): return bytes.first == UInt8(ascii: "[") ? "array" : "object"
         }
     }
 
@@ -65,6 +69,7 @@ public enum JSONValue: Sendable, Equatable {
         case .number(let text): out.append(contentsOf: text.utf8)
         case .string(let text): JSONValue.writeString(text, to: &out)
         case .raw(let text): out.append(contentsOf: text.utf8)
+        case .rawUTF8(let bytes): out.append(contentsOf: bytes)
         case .array(let items):
             out.append(UInt8(ascii: "["))
             for (index, item) in items.enumerated() {
@@ -113,16 +118,26 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     static func writeString(_ text: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
         // Most strings need no escaping: scanned in place and appended whole.
-        let plain = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
-            guard JSONValue.needsNoEscaping(UnsafeRawBufferPointer(bytes)) else { return false }
-            out.append(contentsOf: bytes)
-            out.append(UInt8(ascii: "\""))
+        let written = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            writeString(bytes, to: &out)
             return true
         }
-        if plain == true { return }
-        for byte in text.utf8 {
+        if written == true { return }
+        writeEscaped(text.utf8, to: &out)
+    }
+
+    /// A string from its UTF-8 bytes (valid UTF-8: the caller's to ensure).
+    static func writeString(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        guard JSONValue.needsNoEscaping(UnsafeRawBufferPointer(bytes)) else { return writeEscaped(bytes, to: &out) }
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: bytes)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static func writeEscaped<Bytes: Collection<UInt8>>(_ utf8: Bytes, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in utf8 {
             let escaped: UInt8
             switch byte {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"): escaped = byte

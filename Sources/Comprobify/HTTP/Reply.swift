@@ -11,7 +11,18 @@ enum Reply {
     static func json(_ status: HTTPResponse.Status, _ members: [(String, JSONValue)], noStore: Bool = false) -> Response {
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
         if noStore { headers[.cacheControl] = "no-store" }
-        let body = JSONValue.object([("ok", true)] + members).utf8
+        // `{"ok":true` and the members, written into one buffer (no array of
+        // members made again with `ok` in front).
+        var body: [UInt8] = []
+        body.reserveCapacity(256)
+        body.append(contentsOf: #"{"ok":true"#.utf8)
+        for (name, value) in members {
+            body.append(UInt8(ascii: ","))
+            JSONValue.writeString(name, to: &body)
+            body.append(UInt8(ascii: ":"))
+            value.write(to: &body)
+        }
+        body.append(UInt8(ascii: "}"))
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 

@@ -24,14 +24,9 @@ struct RequestMiddleware: RouterMiddleware {
         context.requestID = RequestMiddleware.requestID(from: request.headers[.requestID])
         // One request id in every log line: ours, under Hummingbird's own key.
         context.logger[metadataKey: JSONLogHandler.requestIDKey] = .string(context.requestID)
-        if let authorization = request.headers[.authorization] {
-            // `Bearer`, one or more spaces (RFC 9110's 1*SP), the token.
-            let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-            if parts.count == 2, parts[0].lowercased() == "bearer" {
-                let token = parts[1].drop { $0 == " " }
-                context.bearer = token
-                context.presentedToken = APIToken.parse(token)
-            }
+        if let authorization = request.headers[.authorization], let token = RequestMiddleware.bearerToken(authorization) {
+            context.bearer = token
+            context.presentedToken = APIToken.parse(token)
         }
         ServiceMetrics.inFlight.increment()
         defer { ServiceMetrics.inFlight.decrement() }
@@ -78,6 +73,21 @@ struct RequestMiddleware: RouterMiddleware {
             }
         }
         return response
+    }
+
+    /// The credentials of `Bearer` (any case), one or more spaces (RFC 9110's
+    /// 1*SP), then the token; nil for any other scheme or no token.
+    static func bearerToken(_ authorization: String) -> Substring? {
+        let utf8 = authorization.utf8
+        var index = utf8.startIndex
+        for expected in "bearer".utf8 {
+            guard index != utf8.endIndex, utf8[index] | 0x20 == expected else { return nil }
+            utf8.formIndex(after: &index)
+        }
+        guard index != utf8.endIndex, utf8[index] == UInt8(ascii: " ") else { return nil }
+        while index != utf8.endIndex, utf8[index] == UInt8(ascii: " ") { utf8.formIndex(after: &index) }
+        guard index != utf8.endIndex else { return nil }
+        return authorization[index...]
     }
 
     /// The client's id when it is sane (1 to 128 of [A-Za-z0-9._-]), else a fresh one.

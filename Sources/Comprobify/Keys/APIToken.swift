@@ -21,19 +21,30 @@ public struct APIToken: Sendable {
     }
 
     /// Parses a presented token; nil unless it has exactly the token's shape.
+    /// Read as bytes in place: it runs for every authenticated request.
     public static func parse(_ text: Substring) -> APIToken? {
         guard text.utf8.count == 73 else { return nil }
+        let environment =
+            text.utf8.withContiguousStorageIfAvailable(environment(ofToken:))
+            ?? Array(text.utf8).withUnsafeBufferPointer(environment(ofToken:))
+        guard let environment else { return nil }
+        return APIToken(plaintext: String(text), environment: environment)
+    }
+
+    /// The environment a token's 73 bytes name (`cfy_test_` or `cfy_live_`,
+    /// then 64 lowercase hex digits), or nil.
+    private static func environment(ofToken bytes: UnsafeBufferPointer<UInt8>) -> Environment? {
+        guard bytes.count == 73 else { return nil }
         let environment: Environment
-        if text.hasPrefix("cfy_test_") {
+        if bytes[0..<9].elementsEqual("cfy_test_".utf8) {
             environment = .sandbox
-        } else if text.hasPrefix("cfy_live_") {
+        } else if bytes[0..<9].elementsEqual("cfy_live_".utf8) {
             environment = .production
         } else {
             return nil
         }
-        let hex = text.utf8.dropFirst(9)
-        guard hex.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else { return nil }
-        return APIToken(plaintext: String(text), environment: environment)
+        for byte in bytes[9...] where !((48...57).contains(byte) || (97...102).contains(byte)) { return nil }
+        return environment
     }
 
     public var prefix: String { String(plaintext.prefix(APIToken.prefixLength)) }

@@ -14,7 +14,7 @@ struct KeysController {
     /// Active keys of the tenant, oldest first. One round trip.
     @Sendable func list(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let (_, keys) = try await database.read(for: context.token, facts: context.facts, KeysStore.activeKeys)
-        return Reply.json([("keys", .array(keys))])
+        return Reply.json([("keys", keys)])
     }
 
     /// A mint racing a promotion either commits first (and its key is then

@@ -9,23 +9,38 @@ enum KeysStore {
 
     static let columns = "id, label, environment, token_prefix, created_at, revoked_at"
 
-    /// A key as API.md shows it, from `columns`.
-    static func key(_ row: Row) throws -> JSONValue {
-        .object([
-            ("id", try row.int(at: 0)),
-            ("label", try row.string(at: 1)),
-            ("environment", try row.string(at: 2)),
-            ("prefix", try row.string(at: 3)),
-            ("active", .bool(row.isNull(at: 5))),
-            ("createdAt", try row.timestamp(at: 4)),
-            ("revokedAt", try row.timestamp(at: 5)),
-        ])
+    /// A key as API.md shows it, from `columns`, written straight from the row.
+    static func write(_ row: Row, to json: inout JSONWriter) throws {
+        json.literal("{\"id\":")
+        try json.integer(row, at: 0)
+        json.literal(",\"label\":")
+        try json.string(row, at: 1)
+        json.literal(",\"environment\":")
+        try json.string(row, at: 2)
+        json.literal(",\"prefix\":")
+        try json.string(row, at: 3)
+        json.literal(",\"active\":")
+        json.bool(row.isNull(at: 5))
+        json.literal(",\"createdAt\":")
+        try json.timestamp(row, at: 4)
+        json.literal(",\"revokedAt\":")
+        try json.timestamp(row, at: 5)
+        json.literal("}")
     }
 
-    /// Active keys, oldest first.
-    static let activeKeys = Read<[JSONValue]>(
+    /// Active keys, oldest first, as a JSON array.
+    static let activeKeys = Read<JSONValue>(
         "SELECT \(unescaped: columns) FROM api_keys WHERE revoked_at IS NULL ORDER BY id"
-    ) { result in try result.rows.map(key) }
+    ) { result in
+        var json = JSONWriter(capacity: 2 + 220 * result.count)
+        json.literal("[")
+        for index in 0..<result.count {
+            if index > 0 { json.literal(",") }
+            try write(result[index], to: &json)
+        }
+        json.literal("]")
+        return .rawUTF8(json.bytes)
+    }
 
     static let keyNotFound = APIError.notFound("No active key with this id.")
 
