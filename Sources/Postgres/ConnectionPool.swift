@@ -118,9 +118,10 @@ public final class ConnectionPool: Sendable {
                 // another tenant: the connection is closed instead.
                 return (connection.isReusable ? connection : nil, result)
             }
-        } catch is CancellationError {
+        } catch is CancellationError where Task.isCancelled {
             // The caller's task was cancelled before a thread took the work:
-            // nothing ran. The pool is still open.
+            // nothing ran. (The threads stopping, at shutdown, also answers
+            // CancellationError: that is the pool shut down, below.)
             release(slot)
             throw CancellationError()
         } catch {

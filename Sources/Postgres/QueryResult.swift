@@ -161,8 +161,11 @@ public struct Row: Sendable {
         }
         if PQgetisnull(handle, Int32(index), col) == 1 { return try body(nil) }
         let length = Int(PQgetlength(handle, Int32(index), col))
-        return try PQgetvalue(handle, Int32(index), col)!.withMemoryRebound(to: UInt8.self, capacity: length) { base in
-            try body(UnsafeBufferPointer(start: base, count: length))
+        // The bytes belong to the PGresult, which `result` frees: kept alive until `body` returns.
+        return try withExtendedLifetime(result) {
+            try PQgetvalue(handle, Int32(index), col)!.withMemoryRebound(to: UInt8.self, capacity: length) { base in
+                try body(UnsafeBufferPointer(start: base, count: length))
+            }
         }
     }
 

@@ -79,6 +79,23 @@ final class LoadLimitsTests: XCTestCase {
         try await gate.run(lane: .tenant(1)) {}
     }
 
+    /// A key's tenant is remembered while the key is used, however long, and
+    /// forgotten once it is not: a key in use never falls back to a lane of
+    /// its own, beside its tenant's.
+    func testTenantGateRemembersAKeyInUseAndForgetsAnIdleOne() async throws {
+        let gate = TenantGate(perTenant: 1, wait: .milliseconds(50), memory: .milliseconds(300))
+        let digest = Data(repeating: 7, count: 32)
+        XCTAssertEqual(gate.lane(for: digest), .key(digest), "not known yet")
+        gate.learn(digest: digest, tenantID: 42)
+        let started = ContinuousClock.now
+        while ContinuousClock.now - started < .milliseconds(1200) {
+            XCTAssertEqual(gate.lane(for: digest), .tenant(42), "used every 20 ms, four times its memory")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await Task.sleep(for: .milliseconds(400))
+        XCTAssertEqual(gate.lane(for: digest), .key(digest), "idle for longer than its memory")
+    }
+
     func testTenantGateTimesOutTheOverdueWaitersOfEveryLaneAndNoOthers() async throws {
         let gate = TenantGate(perTenant: 1, wait: .milliseconds(150))
         // One holder per lane, for longer than the wait.

@@ -21,6 +21,18 @@ final class MigrateTests: XCTestCase {
         try body(TestDatabase.ownerURL.replacingCharacters(in: range, with: "/\(name)"))
     }
 
+    /// A fresh database migrated from a copy of sql/migrations, which the
+    /// test may add files to; both removed afterwards.
+    func withMigratedCopy(_ body: (String, URL) throws -> Void) throws {
+        try withDatabase { url in
+            let copy = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+            try FileManager.default.copyItem(at: Self.migrations, to: copy)
+            defer { try? FileManager.default.removeItem(at: copy) }
+            try Migrator(directory: copy).run(on: try Connection(conninfo: url))
+            try body(url, copy)
+        }
+    }
+
     func testRunningTwiceChangesNothing() throws {
         try withDatabase { url in
             let binary = try Executable.url()
@@ -98,11 +110,7 @@ final class MigrateTests: XCTestCase {
     /// and refused with a message saying why when it never is. (Waiting
     /// without a limit, it made every request for that table queue behind it.)
     func testAMigrationWaitsBrieflyForALockAndTriesAgain() throws {
-        try withDatabase { url in
-            let copy = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
-            try FileManager.default.copyItem(at: Self.migrations, to: copy)
-            defer { try? FileManager.default.removeItem(at: copy) }
-            try Migrator(directory: copy).run(on: try Connection(conninfo: url))
+        try withMigratedCopy { url, copy in
             try "ALTER TABLE tenants ADD COLUMN probe integer;\n".write(
                 to: copy.appendingPathComponent("9999_probe.sql"), atomically: true, encoding: .utf8)
             var migrator = Migrator(directory: copy)
@@ -133,6 +141,68 @@ final class MigrateTests: XCTestCase {
             XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
             XCTAssertEqual(try XCTUnwrap(outcome.withLockedValue { $0 }).get(), ["9999_probe.sql"])
             XCTAssertEqual(try holder.query(probe, [], prepared: false)[0].decode(Int64.self, at: 0), 1)
+        }
+    }
+
+    /// A `-- comprobify:no-transaction` migration builds an index
+    /// concurrently: writes to the table go on while it waits for a
+    /// transaction that was writing before it, and it is recorded once done.
+    /// One that fails names the INVALID index it left and is not recorded.
+    func testAnIndexBuiltConcurrentlyOutsideATransaction() throws {
+        try withMigratedCopy { url, copy in
+            try """
+            \(Migrator.noTransactionMarker)
+            -- The tenants' names, for support.
+            CREATE INDEX CONCURRENTLY IF NOT EXISTS tenants_by_name ON tenants (name);
+
+            """.write(to: copy.appendingPathComponent("9998_index.sql"), atomically: true, encoding: .utf8)
+            let writer = try Connection(conninfo: url)
+            try writer.execute(
+                script: "BEGIN; INSERT INTO tenants (email, name) VALUES ('one@example.invalid', 'One')")
+            let outcome = NIOLockedValueBox<Result<[String], Error>?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                let result = Result { try Migrator(directory: copy).run(on: try Connection(conninfo: url)) }
+                outcome.withLockedValue { $0 = result }
+                done.signal()
+            }
+            let other = try Connection(conninfo: url)
+            let waiting =
+                """
+                SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND query LIKE '%CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'
+                """
+            var seen = false
+            for _ in 0..<100 where !seen {
+                seen = try other.query(waiting, [], prepared: false)[0].decode(Int64.self, at: 0) == 1
+                if !seen { Thread.sleep(forTimeInterval: 0.05) }
+            }
+            XCTAssertTrue(seen, "the build waits for the transaction that was writing")
+            // Meanwhile the table takes writes without waiting.
+            try other.execute(script: "SET lock_timeout = 1000; INSERT INTO tenants (email, name) VALUES ('two@example.invalid', 'Two')")
+            XCTAssertEqual(done.wait(timeout: .now() + 1), .timedOut, "still waiting for the writer")
+            try writer.execute(script: "COMMIT")
+            XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+            XCTAssertEqual(try XCTUnwrap(outcome.withLockedValue { $0 }).get(), ["9998_index.sql"])
+            let valid = try other.query(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'tenants_by_name'::regclass", [], prepared: false)
+            XCTAssertEqual(try valid[0].decode(Bool.self, at: 0), true)
+
+            // A unique index the rows break: refused, the leftover named, nothing recorded.
+            try other.execute(script: "INSERT INTO tenants (email, name) VALUES ('three@example.invalid', 'One')")
+            try """
+            \(Migrator.noTransactionMarker)
+            CREATE UNIQUE INDEX CONCURRENTLY tenants_name_once ON tenants (name);
+
+            """.write(to: copy.appendingPathComponent("9999_unique.sql"), atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try Migrator(directory: copy).run(on: try Connection(conninfo: url))) { error in
+                XCTAssertTrue("\(error)".contains("migration 9999_unique.sql failed outside a transaction"), "\(error)")
+                XCTAssertTrue("\(error)".contains("INVALID indexes left behind"), "\(error)")
+                XCTAssertTrue("\(error)".contains("tenants_name_once"), "\(error)")
+            }
+            let recorded = try other.query("SELECT count(*) FROM schema_migrations WHERE name = '9999_unique.sql'", [], prepared: false)
+            XCTAssertEqual(try recorded[0].decode(Int64.self, at: 0), 0)
         }
     }
 

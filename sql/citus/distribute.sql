@@ -115,7 +115,9 @@ SELECT create_reference_table('tenants');
 
 -- The triggers that refuse a digest held by another tenant (migration 0018)
 -- read every tenant's rows; distributed, that is a query to every shard per
--- insert. api_key_lookup's primary key takes their place (docs/scaling.md).
+-- insert. Nothing checks a digest across tenants after this until the
+-- api_key_lookup table of docs/scaling.md exists: its primary key takes their
+-- place for keys.
 DROP TRIGGER api_keys_digest_names_one_key ON api_keys;
 DROP TRIGGER email_verifications_digest_names_one_token ON email_verifications;
 SELECT create_distributed_table('api_keys', 'tenant_id');

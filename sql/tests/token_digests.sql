@@ -6,7 +6,7 @@
 -- acting for the other tenant, which cannot see the row that holds it.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(9);
+SELECT plan(11);
 
 SELECT throws_ok($$ INSERT INTO api_keys (tenant_id, id, label, environment, token_digest, token_prefix)
                     VALUES (900002, 900029, 'B copy of A', 'sandbox', sha256('key-a'), 'cfy_test_b0009') $$,
@@ -25,6 +25,14 @@ SELECT throws_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest
 SELECT throws_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest, expires_at)
                     VALUES (900002, 900049, sha256('verify-a-used'), now() + interval '1 day') $$,
                  '23505', NULL, 'nor a used one''s');
+
+-- The check finds every row by index: revoked keys and used tokens included.
+SELECT is(pg_get_indexdef('api_keys_by_token_digest'::regclass),
+          'CREATE INDEX api_keys_by_token_digest ON public.api_keys USING btree (token_digest)',
+          'api_keys_by_token_digest covers every key, revoked ones too');
+SELECT is(pg_get_indexdef('email_verifications_by_token_digest'::regclass),
+          'CREATE INDEX email_verifications_by_token_digest ON public.email_verifications USING btree (token_digest)',
+          'email_verifications_by_token_digest covers every token, used ones too');
 
 SET LOCAL ROLE comprobify_app;
 SELECT is(set_config('app.tenant_id', '900002', true), '900002', 'acting for tenant B');

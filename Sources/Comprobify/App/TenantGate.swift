@@ -9,8 +9,9 @@ import Postgres
 /// pool stays free for everyone else.
 ///
 /// The tenant is known only once a key has been authenticated, so a lane is
-/// keyed by the tenant a key digest was seen acting for (remembered for a
-/// minute from when it was learned), or by the digest itself the first time.
+/// keyed by the tenant a key digest was last seen acting for (remembered while
+/// the key is in use, and 30 s to a minute after), or by the digest itself the
+/// first time.
 final class TenantGate: Sendable {
     /// A lane: a tenant, a key whose tenant is not known yet, or one
     /// numbering counter of either (`Database.issuing`).
@@ -43,31 +44,38 @@ final class TenantGate: Sendable {
     let wait: Duration
     /// What a request that waited `wait` in vain gets.
     let busy: APIError
+    let memory: Duration
     private let state = NIOLockedValueBox(State())
     private static let cacheLimit = 100_000
-    private static let cacheLifetime = Duration.seconds(60)
 
     /// `perTenant`: places per lane. The same gate also serves lanes that are
     /// not tenants (`Database.issuing`: one lane per numbering counter), with
     /// their own `busy` answer.
-    init(perTenant: Int, wait: Duration, busy: APIError = .tenantBusy) {
+    /// `memory`: how long a key's tenant is remembered after it was last used.
+    init(perTenant: Int, wait: Duration, busy: APIError = .tenantBusy, memory: Duration = .seconds(60)) {
         self.perTenant = max(1, perTenant)
         self.wait = wait
         self.busy = busy
+        self.memory = memory
     }
 
-    /// The lane of a key: its tenant when known, else the key's digest.
+    /// The lane of a key: its tenant when known, else the key's digest. A key
+    /// in use stays known: past half of `memory` the entry is renewed here
+    /// (`learn` runs only for keys not known).
     func lane(for digest: Data) -> Lane {
         let now = ContinuousClock.now
         return state.withLockedValue { state in
-            if let known = state.tenants[digest], known.until > now { return .tenant(known.tenantID) }
-            return .key(digest)
+            guard let known = state.tenants[digest], known.until > now else { return .key(digest) }
+            if known.until - now < memory / 2 {
+                state.tenants[digest] = (known.tenantID, now + memory)
+            }
+            return .tenant(known.tenantID)
         }
     }
 
     /// Remembers which tenant a key acts for.
     func learn(digest: Data, tenantID: Int64) {
-        let until = ContinuousClock.now + TenantGate.cacheLifetime
+        let until = ContinuousClock.now + memory
         state.withLockedValue { state in
             if state.tenants.count >= TenantGate.cacheLimit { state.tenants.removeAll(keepingCapacity: true) }
             state.tenants[digest] = (tenantID, until)

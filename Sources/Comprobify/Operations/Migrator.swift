@@ -10,6 +10,15 @@ import Postgres
 /// takes, then rolls back and tries again, `lockTries` times in all: while a
 /// migration waits for a table's lock (held by a long transaction, say),
 /// every request for that table queues behind it, so the wait is kept short.
+///
+/// A file whose first line is `-- comprobify:no-transaction` runs outside a
+/// transaction, for the statements PostgreSQL refuses inside one
+/// (`CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`): it holds one
+/// statement, is recorded in the ledger once it succeeded, and waits as long
+/// as it must (such a statement takes no lock that queues requests; it waits
+/// for the transactions already running to end). It runs again after a crash
+/// between the two, so it is written to be repeatable (`IF NOT EXISTS`). A
+/// failed index build leaves an INVALID index, which the failure names.
 public struct Migrator: Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -22,6 +31,9 @@ public struct Migrator: Sendable {
     public init(directory: URL) {
         self.directory = directory
     }
+
+    /// The first line of a migration that runs outside a transaction.
+    public static let noTransactionMarker = "-- comprobify:no-transaction"
 
     /// An arbitrary but fixed key for pg_advisory_lock.
     static let lockKey: Int64 = 0x636F_6D70_726F_62
@@ -70,6 +82,11 @@ public struct Migrator: Sendable {
                 }
                 continue
             }
+            if Migrator.runsOutsideATransaction(sql) {
+                try applyOutsideATransaction(name: name, sql: sql, checksum: checksum, on: connection)
+                ran.append(name)
+                continue
+            }
             do {
                 try Migrator.retryingLockTimeouts(tries: lockTries) {
                     try Migrator.retryingClusterCollisions {
@@ -95,6 +112,32 @@ public struct Migrator: Sendable {
             ran.append(name)
         }
         return ran
+    }
+
+    static func runsOutsideATransaction(_ sql: String) -> Bool {
+        sql.prefix { $0 != "\n" && $0 != "\r\n" }.trimmingCharacters(in: .whitespaces) == noTransactionMarker
+    }
+
+    /// A `noTransactionMarker` migration: its one statement with no lock
+    /// timeout, then its ledger row.
+    private func applyOutsideATransaction(name: String, sql: String, checksum: String, on connection: Connection) throws {
+        do {
+            try connection.execute(script: "SET lock_timeout = 0")
+            defer { _ = try? connection.execute(script: "SET lock_timeout = \(max(lockTimeoutMilliseconds, 1))") }
+            try connection.execute(script: sql)
+        } catch {
+            let invalid = try? connection.query(
+                """
+                SELECT string_agg(i.indexrelid::regclass::text, ', ' ORDER BY 1)
+                  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 WHERE NOT i.indisvalid AND c.relnamespace = 'public'::regnamespace
+                """, prepared: false)[0].decode(String?.self, at: 0)
+            let left = invalid.flatMap { $0 }.map {
+                "; INVALID indexes left behind (drop them with DROP INDEX CONCURRENTLY before running it again): \($0)"
+            }
+            throw Failure(description: "migration \(name) failed outside a transaction: \(error)\(left ?? "")")
+        }
+        try connection.query("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
     }
 
     /// Lets comprobify_app log in with `password` (local set-ups and compose).
