@@ -164,7 +164,7 @@ public struct Database: Sendable {
         let lead = [
             Database.authenticate(token, lockKey: false),
             tenantRow,
-            "SELECT key_id FROM authenticate(\(token.digest), true)",
+            Database.authenticate(token, lockKey: true),
         ]
         let gate = self.gate
         return try await gated(token) { unknownDigest in
