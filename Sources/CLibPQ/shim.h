@@ -3,6 +3,13 @@
 
 #include <libpq-fe.h>
 
+/* The pool's watcher waits on libpq's sockets with epoll and is stopped
+   through an eventfd (Linux only; Glibc's Swift module has neither). */
+#ifdef __linux__
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#endif
+
 /* libpq's diagnostic field codes are char-literal macros ('C', 'M', ...),
    which Swift cannot import. Re-expose the ones the wrapper reads. */
 static const int CLIBPQ_DIAG_SQLSTATE = PG_DIAG_SQLSTATE;

@@ -134,19 +134,47 @@ public final class Connection: @unchecked Sendable {
         guard statements.count > 1 else {
             return try statements.map { try query($0) }
         }
-        guard PQenterPipelineMode(handle) == 1 else {
-            throw connectionError()
-        }
-        defer { _ = PQexitPipelineMode(handle) }
-        statementCount += statements.count
+        try sendPipeline(statements, blocking: true)
+        return try readPipeline(blocking: true)!
+    }
 
-        // What was sent, in order: a prepare (its name and SQL) or a statement.
+    // MARK: - Pipelines, blocking or not
+
+    /// A pipeline sent and not yet read to its synchronization point.
+    private struct PipelineInFlight {
+        /// What was sent, in order: a prepare (its name and SQL) or a statement.
         enum Sent {
             case prepare(name: String, sql: String)
             case statement
         }
         var sent: [Sent] = []
-        sent.reserveCapacity(statements.count * 2)
+        /// The item whose results are being read; `sent.count` once only the sync is left.
+        var next = 0
+        /// The latest result of item `next` (a statement's results end with a NULL).
+        var last: OpaquePointer?
+        var results: [QueryResult] = []
+        var firstError: PostgresError?
+    }
+
+    private var inFlight: PipelineInFlight?
+
+    /// The connection's socket, for a caller that waits on it (`PipelineWatcher`).
+    var socket: Int32 { PQsocket(handle) }
+
+    /// Sends `statements` and a synchronization point in pipeline mode. With
+    /// `blocking` false the connection is first put in non-blocking mode and
+    /// the answer is false when part of the pipeline is still unsent
+    /// (`flushPipeline` sends the rest once the socket is writable). Read the
+    /// answers with `readPipeline`. When sending fails the connection is left
+    /// out of use (still in pipeline mode, or broken) and the error is thrown.
+    @discardableResult
+    func sendPipeline(_ statements: [Statement], blocking: Bool) throws -> Bool {
+        precondition(inFlight == nil, "a pipeline is already in flight on this connection")
+        if !blocking, PQsetnonblocking(handle, 1) != 0 { throw connectionError() }
+        guard PQenterPipelineMode(handle) == 1 else { throw failPipeline() }
+        statementCount += statements.count
+        var flight = PipelineInFlight()
+        flight.sent.reserveCapacity(statements.count * 2)
         var pendingPrepares = 0
         for statement in statements {
             let ok: Bool = withParameters(statement.binds) { pointers, lengths, formats in
@@ -156,72 +184,134 @@ public final class Connection: @unchecked Sendable {
                     guard PQsendQueryParams(handle, statement.sql, Int32(pointers.count), nil, pointers, lengths, formats, 0) == 1 else {
                         return false
                     }
-                    sent.append(.statement)
+                    flight.sent.append(.statement)
                     return true
                 }
                 if name == nil {
                     let fresh = nextPreparedName()
                     guard PQsendPrepare(handle, fresh, statement.sql, Int32(pointers.count), nil) == 1 else { return false }
-                    sent.append(.prepare(name: fresh, sql: statement.sql))
+                    flight.sent.append(.prepare(name: fresh, sql: statement.sql))
                     pendingPrepares += 1
                     name = fresh
                 }
                 guard PQsendQueryPrepared(handle, name!, Int32(pointers.count), pointers, lengths, formats, 0) == 1 else {
                     return false
                 }
-                sent.append(.statement)
+                flight.sent.append(.statement)
                 return true
             }
-            guard ok else { throw connectionError() }
+            guard ok else { throw failPipeline() }
         }
-        guard PQpipelineSync(handle) == 1, PQflush(handle) == 0 else {
-            throw connectionError()
-        }
+        guard PQpipelineSync(handle) == 1 else { throw failPipeline() }
+        let flushed = PQflush(handle)
+        guard flushed >= 0 else { throw failPipeline() }
+        inFlight = flight
+        return flushed == 0
+    }
 
-        var results: [QueryResult] = []
-        var firstError: PostgresError?
-        for item in sent {
-            var last: OpaquePointer?
-            while let result = PQgetResult(handle) {
-                if let last { PQclear(last) }
-                last = result
+    /// Sends more of a pipeline that `sendPipeline` could not send whole; true once all is sent.
+    func flushPipeline() throws -> Bool {
+        let flushed = PQflush(handle)
+        guard flushed >= 0 else {
+            throw failPipeline()
+        }
+        return flushed == 0
+    }
+
+    /// Reads the answers of the pipeline in flight. Blocking, it waits for all
+    /// of them. Not blocking, it takes what the socket holds and answers nil
+    /// while more is to come (wait for the socket to be readable, then call
+    /// again). At the end the connection leaves pipeline mode (and
+    /// non-blocking mode), and the first statement's error, if any, is thrown.
+    func readPipeline(blocking: Bool) throws -> [QueryResult]? {
+        guard var flight = inFlight else {
+            preconditionFailure("no pipeline in flight on this connection")
+        }
+        if !blocking, PQconsumeInput(handle) == 0 {
+            inFlight = flight
+            throw failPipeline()
+        }
+        while true {
+            if !blocking, PQisBusy(handle) == 1 {
+                inFlight = flight
+                if isBroken { throw failPipeline() }
+                return nil
             }
-            guard let result = last else {
-                throw connectionError()
-            }
-            let status = PQresultStatus(result)
-            if status == PGRES_PIPELINE_ABORTED {
+            if flight.next < flight.sent.count {
+                if let result = PQgetResult(handle) {
+                    if let last = flight.last { PQclear(last) }
+                    flight.last = result
+                    continue
+                }
+                // A NULL ends the results of item `next`.
+                guard let result = flight.last else {
+                    inFlight = flight
+                    throw failPipeline()
+                }
+                flight.last = nil
+                let item = flight.sent[flight.next]
+                flight.next += 1
+                record(result, of: item, in: &flight)
+            } else {
+                // Only the synchronization point is left.
+                guard let result = PQgetResult(handle) else {
+                    inFlight = flight
+                    throw failPipeline()
+                }
+                let status = PQresultStatus(result)
                 PQclear(result)
-                continue
-            }
-            switch item {
-            case .prepare(let name, let sql):
-                if status == PGRES_COMMAND_OK {
-                    preparedNames[sql] = name
-                    PQclear(result)
-                } else if firstError == nil {
-                    firstError = error(from: result)
-                    PQclear(result)
-                } else {
-                    PQclear(result)
-                }
-            case .statement:
-                do {
-                    results.append(try check(result))
-                } catch let error as PostgresError {
-                    if firstError == nil { firstError = error }
-                }
+                guard status == PGRES_PIPELINE_SYNC else { continue }
+                inFlight = flight
+                if let error = flight.firstError { throw failPipeline(error) }
+                endPipeline()
+                if isBroken { throw connectionError() }
+                return flight.results
             }
         }
-        // The synchronization point closes the pipeline.
-        while let result = PQgetResult(handle) {
-            let status = PQresultStatus(result)
+    }
+
+    /// Files one statement's last result: a prepared name learnt, a result
+    /// kept, or the pipeline's first error.
+    private func record(_ result: OpaquePointer, of item: PipelineInFlight.Sent, in flight: inout PipelineInFlight) {
+        let status = PQresultStatus(result)
+        if status == PGRES_PIPELINE_ABORTED {
             PQclear(result)
-            if status == PGRES_PIPELINE_SYNC { break }
+            return
         }
-        if let firstError { throw firstError }
-        if isBroken { throw connectionError() }
-        return results
+        switch item {
+        case .prepare(let name, let sql):
+            if status == PGRES_COMMAND_OK {
+                preparedNames[sql] = name
+            } else if flight.firstError == nil {
+                flight.firstError = error(from: result)
+            }
+            PQclear(result)
+        case .statement:
+            do {
+                flight.results.append(try check(result))
+            } catch let error as PostgresError {
+                if flight.firstError == nil { flight.firstError = error }
+            } catch {}
+        }
+    }
+
+    /// Ends the pipeline in flight: frees what was read, leaves pipeline mode
+    /// when libpq allows it (it does not while answers are unread; the
+    /// connection then stays in pipeline mode, which `isReusable` refuses) and
+    /// leaves non-blocking mode.
+    private func endPipeline() {
+        if let last = inFlight?.last { PQclear(last) }
+        inFlight = nil
+        _ = PQexitPipelineMode(handle)
+        _ = PQsetnonblocking(handle, 0)
+    }
+
+    /// Ends the pipeline in flight (or one that could not be sent whole) and
+    /// answers `error`, or the connection's own error when there is none.
+    private func failPipeline(_ error: PostgresError? = nil) -> PostgresError {
+        let error = error ?? connectionError()
+        endPipeline()
+        return error
     }
 
     /// Runs SQL text with no parameters through the simple query protocol (several

@@ -12,10 +12,13 @@ public enum IsolationLevel: String, Sendable {
 
 /// A fixed-size pool of libpq connections with its own threads.
 ///
-/// libpq blocks, so a whole unit of work (one statement, a pipeline, or a
-/// transaction from BEGIN to COMMIT) runs in one hop on a thread of the pool's
-/// `NIOThreadPool`, which has one thread per connection: the async executor's
-/// threads never block on the database. Callers wait in FIFO order for a free
+/// A unit of work with Swift code between its statements (`withConnection`, a
+/// transaction from BEGIN to COMMIT) uses blocking libpq calls, so it runs in
+/// one hop on a thread of the pool's `NIOThreadPool`, which has one thread per
+/// connection: the async executor's threads never block on the database. A
+/// pipeline (`pipeline`: statements known in advance) is sent without blocking
+/// by the caller and its answers are read by the pool's one watcher thread
+/// (Linux; elsewhere it runs on the pool's threads too). Callers wait in FIFO order for a free
 /// connection, at most `waitTimeout`. A connection that breaks is discarded and
 /// its slot reconnects on next use; the caller gets an error with
 /// `isUnavailable == true` and never hangs.
@@ -71,6 +74,11 @@ public final class ConnectionPool: Sendable {
     public let configuration: Configuration
     private let state: NIOLockedValueBox<State>
     private let threads: NIOThreadPool
+    #if os(Linux)
+        /// Reads the answers of `pipeline`; nil (and pipelines run on the pool's
+        /// threads) when the kernel refused its epoll.
+        private let watcher: PipelineWatcher?
+    #endif
     private let logger: Logger
 
     private let inUseGauge: Gauge
@@ -86,6 +94,9 @@ public final class ConnectionPool: Sendable {
         self.state = NIOLockedValueBox(State(free: Array(repeating: nil, count: configuration.size)))
         self.threads = NIOThreadPool(numberOfThreads: configuration.size)
         self.threads.start()
+        #if os(Linux)
+            self.watcher = PipelineWatcher(name: String("pg-\(configuration.name)".prefix(15)))
+        #endif
         let pool = [("pool", configuration.name)]
         self.inUseGauge = Gauge(label: "db_pool_connections_in_use", dimensions: pool)
         self.sizeGauge = Gauge(label: "db_pool_size", dimensions: pool)
@@ -99,34 +110,22 @@ public final class ConnectionPool: Sendable {
     public func withConnection<T: Sendable>(_ body: @escaping @Sendable (Connection) throws -> T) async throws -> T {
         let slot = try await acquire()
         let configuration = self.configuration
-        let outcome: (Connection?, Result<T, any Error>)
-        do {
-            outcome = try await threads.runIfActive {
-                let connection: Connection
-                do {
-                    connection = try slot ?? ConnectionPool.connect(configuration)
-                } catch {
-                    return (nil, .failure(error))
-                }
-                let result = Result { try body(connection) }
-                if !connection.isBroken, connection.isInTransaction {
-                    // Work that left a transaction open (a thrown error mid-way) is undone here.
-                    _ = try? connection.query("ROLLBACK", prepared: false)
-                }
-                // Anything else left half done (a pipeline left open, a rollback
-                // that failed) is not handed to the next caller, who may act for
-                // another tenant: the connection is closed instead.
-                return (connection.isReusable ? connection : nil, result)
+        let outcome: (Connection?, Result<T, any Error>) = try await onPoolThread(holding: slot) {
+            let connection: Connection
+            do {
+                connection = try slot ?? ConnectionPool.connect(configuration)
+            } catch {
+                return (nil, .failure(error))
             }
-        } catch is CancellationError where Task.isCancelled {
-            // The caller's task was cancelled before a thread took the work:
-            // nothing ran. (The threads stopping, at shutdown, also answers
-            // CancellationError: that is the pool shut down, below.)
-            release(slot)
-            throw CancellationError()
-        } catch {
-            release(slot)
-            throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down")
+            let result = Result { try body(connection) }
+            if !connection.isBroken, connection.isInTransaction {
+                // Work that left a transaction open (a thrown error mid-way) is undone here.
+                _ = try? connection.query("ROLLBACK", prepared: false)
+            }
+            // Anything else left half done (a pipeline left open, a rollback
+            // that failed) is not handed to the next caller, who may act for
+            // another tenant: the connection is closed instead.
+            return (connection.isReusable ? connection : nil, result)
         }
         if outcome.0 == nil, slot != nil { discardCounter.increment() }
         release(outcome.0)
@@ -135,8 +134,60 @@ public final class ConnectionPool: Sendable {
 
     /// Sends the statements in one round trip (pipeline mode) as one implicit
     /// transaction: all of them take effect, or none.
+    ///
+    /// On Linux the caller's thread sends them without blocking and the pool's
+    /// watcher thread reads the answers (`PipelineWatcher`); no pool thread is
+    /// involved unless the slot must connect first.
     public func pipeline(_ statements: [Statement]) async throws -> [QueryResult] {
-        try await withConnection { try $0.pipeline(statements) }
+        #if os(Linux)
+            guard let watcher else {
+                return try await withConnection { try $0.pipeline(statements) }
+            }
+            let connection = try await connectedSlot()
+            return try await withCheckedThrowingContinuation { continuation in
+                watcher.run(statements, on: connection) { outcome in
+                    // A connection left in pipeline mode or in a transaction (it
+                    // broke mid-way) is not handed to the next caller.
+                    let reusable = connection.isReusable
+                    if !reusable { self.discardCounter.increment() }
+                    self.release(reusable ? connection : nil)
+                    continuation.resume(with: outcome)
+                }
+            }
+        #else
+            try await withConnection { try $0.pipeline(statements) }
+        #endif
+    }
+
+    /// A slot's connection, connected first on one of the pool's threads when
+    /// the slot has none. The slot is released again when this throws.
+    private func connectedSlot() async throws -> Connection {
+        let slot = try await acquire()
+        if let slot { return slot }
+        let configuration = self.configuration
+        let connected = try await onPoolThread(holding: nil) { Result { try ConnectionPool.connect(configuration) } }
+        do {
+            return try connected.get()
+        } catch {
+            release(nil)
+            throw error
+        }
+    }
+
+    /// Runs `work` on one of the pool's threads for a caller holding `slot`.
+    /// When no thread takes it, the slot is released and the error says why:
+    /// the caller's task was cancelled first (nothing ran), or the threads
+    /// stopped at shutdown, which also answers CancellationError.
+    private func onPoolThread<T: Sendable>(holding slot: Connection?, _ work: @escaping @Sendable () -> T) async throws -> T {
+        do {
+            return try await threads.runIfActive(work)
+        } catch is CancellationError where Task.isCancelled {
+            release(slot)
+            throw CancellationError()
+        } catch {
+            release(slot)
+            throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down")
+        }
     }
 
     /// Runs `body` inside `BEGIN ISOLATION LEVEL ... COMMIT`; rolls back when it throws.
@@ -189,6 +240,13 @@ public final class ConnectionPool: Sendable {
             waiter.continuation.resume(throwing: PostgresError(kind: .poolClosed, message: "the connection pool is shut down"))
         }
         try? await threads.shutdownGracefully()
+        #if os(Linux)
+            if let watcher {
+                // Pipelines that hold a slot may not have reached the watcher yet.
+                while inUse > 0 { try? await Task.sleep(for: .milliseconds(2)) }
+                await watcher.stop()
+            }
+        #endif
         state.withLockedValue { $0.free = [] }
     }
 

@@ -1,0 +1,177 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Postgres
+import TestSupport
+import XCTest
+
+/// `ConnectionPool.pipeline`: sent by the caller, answered through the pool's
+/// watcher thread on Linux. The pool's slots, waits and discards apply to it
+/// as to `withConnection`.
+final class PoolPipelineTests: XCTestCase {
+    func makePool(size: Int, wait: Duration = .seconds(10)) -> ConnectionPool {
+        ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL, size: size, waitTimeout: wait))
+    }
+
+    func testManyConcurrentPipelinesEachGetTheirOwnAnswers() async throws {
+        let pool = makePool(size: 3)
+        let answers = try await concurrently(400) { index in
+            let results = try await pool.pipeline([
+                Statement("SELECT $1::int", [index]),
+                Statement("SELECT $1::int * 2, pg_backend_pid()", [index]),
+            ])
+            return (
+                try results[0][0].decode(Int.self, at: 0), try results[1][0].decode(Int.self, at: 0),
+                try results[1][0].decode(Int32.self, at: 1)
+            )
+        }
+        XCTAssertEqual(answers.map(\.0), Array(0..<400))
+        XCTAssertEqual(answers.map(\.1), (0..<400).map { $0 * 2 })
+        XCTAssertLessThanOrEqual(Set(answers.map(\.2)).count, 3, "no more connections than the pool's size")
+        XCTAssertEqual(pool.inUse, 0)
+        await pool.shutdown()
+    }
+
+    func testAFailingStatementUndoesItsPipelineAndTheConnectionIsKept() async throws {
+        let table = TestDatabase.uniqueTable("pipeline")
+        let pool = makePool(size: 1)
+        try await pool.withConnection { try $0.execute(script: "CREATE TABLE \(table) (v int CHECK (v < 10))") }
+        let pid = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])[0][0].decode(Int32.self, at: 0)
+        do {
+            _ = try await pool.pipeline([
+                "INSERT INTO \(unescaped: table) VALUES (1)",
+                "INSERT INTO \(unescaped: table) VALUES (20)",
+                "INSERT INTO \(unescaped: table) VALUES (2)",
+            ])
+            XCTFail("the check violation should have been thrown")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, SQLState.checkViolation)
+            XCTAssertFalse(error.isUnavailable)
+        }
+        // A statement that cannot even be prepared fails the same way, every time.
+        for _ in 0..<2 {
+            do {
+                _ = try await pool.pipeline(["SELECT 1", "SELECT nothing FROM no_such_table_here"])
+                XCTFail("the missing table should have been reported")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState?.code, "42P01")
+            }
+        }
+        let results = try await pool.pipeline(["SELECT count(*) FROM \(unescaped: table)", "SELECT pg_backend_pid()"])
+        XCTAssertEqual(try results[0][0].decode(Int.self, at: 0), 0, "nothing of the failed pipeline stayed")
+        XCTAssertEqual(try results[1][0].decode(Int32.self, at: 0), pid, "the connection was kept")
+        try await pool.withConnection { try $0.execute(script: "DROP TABLE \(table)") }
+        await pool.shutdown()
+    }
+
+    func testLargeStatementsAndAnswersCrossTheSocketInPieces() async throws {
+        let pool = makePool(size: 2)
+        // Larger than a loopback socket's buffers both ways: sent and read in several pieces.
+        let big = String(repeating: "x", count: 24 << 20)
+        let results = try await concurrently(3) { _ in
+            try await pool.pipeline([
+                Statement("SELECT length($1::text)", [big]),
+                Statement("SELECT repeat('y', $1)", [24 << 20]),
+            ])
+        }
+        for result in results {
+            XCTAssertEqual(try result[0][0].decode(Int.self, at: 0), 24 << 20)
+            let answer = try result[1][0].decode(String.self, at: 0)
+            XCTAssertEqual(answer.utf8.count, 24 << 20)
+            XCTAssertTrue(answer.utf8.allSatisfy { $0 == UInt8(ascii: "y") })
+        }
+        await pool.shutdown()
+    }
+
+    func testAKilledConnectionFailsOnePipelineThenIsReplaced() async throws {
+        let pool = makePool(size: 1)
+        let pid = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])[0][0].decode(Int32.self, at: 0)
+        let killer = try Connection(conninfo: TestDatabase.ownerURL)
+        XCTAssertTrue(try killer.query("SELECT pg_terminate_backend($1)", [pid])[0].decode(Bool.self, at: 0))
+        XCTAssertTrue(TestDatabase.waitForBackendExit(pid))
+        do {
+            _ = try await pool.pipeline(["SELECT 1", "SELECT 2"])
+            XCTFail("the killed connection's pipeline should fail")
+        } catch let error as PostgresError {
+            XCTAssertTrue(error.isUnavailable, "\(error)")
+        }
+        XCTAssertEqual(pool.inUse, 0)
+        let results = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 2"])
+        XCTAssertNotEqual(try results[0][0].decode(Int32.self, at: 0), pid)
+        XCTAssertEqual(try results[1][0].decode(Int.self, at: 0), 2)
+        await pool.shutdown()
+    }
+
+    func testAKillDuringThePipelineFailsItWithoutHanging() async throws {
+        let pool = makePool(size: 1)
+        let pid = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])[0][0].decode(Int32.self, at: 0)
+        let outcome = Task { try await pool.pipeline(["SELECT 1", "SELECT pg_sleep(30)"]) }
+        let killer = try Connection(conninfo: TestDatabase.ownerURL)
+        var killed = false
+        for _ in 0..<500 where !killed {
+            let state = try killer.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [pid])
+            if try state.count == 1 && state[0].decode(String?.self, at: 0) == "PgSleep" {
+                killed = try killer.query("SELECT pg_terminate_backend($1)", [pid])[0].decode(Bool.self, at: 0)
+            } else {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        XCTAssertTrue(killed, "the pipeline's backend was never seen sleeping")
+        switch await outcome.result {
+        case .success: XCTFail("the killed pipeline should fail")
+        case .failure(let error): XCTAssertTrue((error as? PostgresError)?.isUnavailable ?? false, "\(error)")
+        }
+        let after = try await pool.pipeline(["SELECT 3", "SELECT 4"])
+        XCTAssertEqual(try after[1][0].decode(Int.self, at: 0), 4)
+        await pool.shutdown()
+    }
+
+    func testPipelinesWaitForASlotAtMostTheWaitTimeout() async throws {
+        let pool = makePool(size: 1, wait: .milliseconds(300))
+        let release = DispatchSemaphore(value: 0)
+        async let holder: Void = pool.withConnection { _ in _ = release.wait(timeout: .now() + 30) }
+        while pool.inUse == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        do {
+            _ = try await pool.pipeline(["SELECT 1", "SELECT 2"])
+            XCTFail("expected a pool timeout")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.kind, .poolTimeout)
+        }
+        release.signal()
+        try await holder
+        let after = try await pool.pipeline(["SELECT 1", "SELECT 2"])
+        XCTAssertEqual(try after[0][0].decode(Int.self, at: 0), 1)
+        await pool.shutdown()
+    }
+
+    func testShutdownWaitsForPipelinesInFlightThenRefusesThem() async throws {
+        let pool = makePool(size: 2)
+        async let slow = pool.pipeline(["SELECT pg_sleep(0.3)", "SELECT 7"])
+        while pool.inUse == 0 { try await Task.sleep(for: .milliseconds(2)) }
+        await pool.shutdown()
+        let finished = try await slow
+        XCTAssertEqual(try finished[1][0].decode(Int.self, at: 0), 7, "the pipeline in flight finished")
+        do {
+            _ = try await pool.pipeline(["SELECT 1", "SELECT 2"])
+            XCTFail("expected poolClosed")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.kind, .poolClosed)
+        }
+    }
+
+    func testAnUnreachableDatabaseFailsThePipelineAndFreesTheSlot() async throws {
+        let port = try freeLoopbackPort()
+        let pool = ConnectionPool(
+            configuration: .init(
+                conninfo: "postgresql://nobody@127.0.0.1:\(port)/none?connect_timeout=2", size: 1, waitTimeout: .seconds(5)))
+        for _ in 0..<2 {
+            do {
+                _ = try await pool.pipeline(["SELECT 1", "SELECT 2"])
+                XCTFail("expected a connection error")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.kind, .connection)
+            }
+        }
+        XCTAssertEqual(pool.inUse, 0)
+        await pool.shutdown()
+    }
+}
