@@ -47,6 +47,7 @@ public final class Connection: @unchecked Sendable {
     }
 
     deinit {
+        if let last = inFlight?.last { PQclear(last) }
         PQfinish(handle)
     }
 
@@ -84,6 +85,11 @@ public final class Connection: @unchecked Sendable {
     public var isInTransaction: Bool {
         let status = PQtransactionStatus(handle)
         return status == PQTRANS_INTRANS || status == PQTRANS_INERROR || status == PQTRANS_ACTIVE
+    }
+
+    /// True when the connection is encrypted (TLS, or GSSAPI encryption).
+    public var isEncrypted: Bool {
+        PQsslInUse(handle) == 1 || PQgssEncInUse(handle) == 1
     }
 
     /// The backend's process id (for `pg_terminate_backend` in tests and diagnostics).

@@ -108,7 +108,13 @@ public final class ConnectionPool: Sendable {
 
     /// Runs `body` with a connection on one of the pool's threads.
     public func withConnection<T: Sendable>(_ body: @escaping @Sendable (Connection) throws -> T) async throws -> T {
-        let slot = try await acquire()
+        try await runBlocking(holding: try await acquire(), body)
+    }
+
+    /// Runs `body` on one of the pool's threads with the slot's connection
+    /// (connecting first when the slot has none), then releases the slot.
+    private func runBlocking<T: Sendable>(holding slot: Connection?, _ body: @escaping @Sendable (Connection) throws -> T) async throws -> T
+    {
         let configuration = self.configuration
         let outcome: (Connection?, Result<T, any Error>) = try await onPoolThread(holding: slot) {
             let connection: Connection
@@ -137,13 +143,18 @@ public final class ConnectionPool: Sendable {
     ///
     /// On Linux the caller's thread sends them without blocking and the pool's
     /// watcher thread reads the answers (`PipelineWatcher`); no pool thread is
-    /// involved unless the slot must connect first.
+    /// involved unless the slot must connect first. Over an encrypted
+    /// connection the pipeline runs blocking on one of the pool's threads.
     public func pipeline(_ statements: [Statement]) async throws -> [QueryResult] {
         #if os(Linux)
             guard let watcher else {
                 return try await withConnection { try $0.pipeline(statements) }
             }
             let connection = try await connectedSlot()
+            if connection.isEncrypted {
+                // Decrypted bytes can wait in the TLS library's buffer, unseen by epoll.
+                return try await runBlocking(holding: connection) { try $0.pipeline(statements) }
+            }
             return try await withCheckedThrowingContinuation { continuation in
                 watcher.run(statements, on: connection) { outcome in
                     // A connection left in pipeline mode or in a transaction (it

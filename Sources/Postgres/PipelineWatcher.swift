@@ -8,10 +8,17 @@
     /// has a pipeline in flight, and reads each answer as it arrives.
     ///
     /// The caller sends its pipeline on its own thread without blocking
-    /// (`Connection.sendPipeline(_:blocking: false)`), then `watch` arms the
+    /// (`Connection.sendPipeline(_:blocking: false)`), then `run` arms the
     /// connection's socket (one shot). One wake-up of the watcher serves every
     /// answer that arrived meanwhile, where a blocking pipeline costs a wake-up of
     /// a pool thread to send and a sleep in `poll()` until its own answer.
+    ///
+    /// Only unencrypted connections come here: with TLS or GSS encryption, bytes
+    /// already decrypted can wait in the library's buffer where epoll cannot see
+    /// them, so `ConnectionPool` runs those pipelines blocking.
+    ///
+    /// The thread runs until `stop`: a pool that is never shut down keeps it,
+    /// as it keeps its `NIOThreadPool`'s threads.
     final class PipelineWatcher: Sendable {
         typealias Completion = @Sendable (Result<[QueryResult], any Error>) -> Void
 
@@ -31,10 +38,17 @@
         }
 
         private struct State {
-            /// Pipelines in flight by socket: a connection has at most one.
-            var jobs: [Int32: Job] = [:]
+            /// Pipelines in flight, by an id never used twice (the epoll event's
+            /// data). Not by socket: libpq closes a broken connection's socket
+            /// while its job is still being failed, and a new connection may get
+            /// the same number at once.
+            var jobs: [UInt64: Job] = [:]
+            var lastID: UInt64 = 0
             var stopping = false
         }
+
+        /// The eventfd's id in the epoll set; jobs count up from 1.
+        private static let wakeID: UInt64 = 0
 
         private let epoll: Int32
         /// An eventfd in the epoll set: written once, to stop the thread.
@@ -48,7 +62,7 @@
             let wake = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
             var event = epoll_event()
             event.events = EPOLLIN.rawValue
-            event.data.fd = wake
+            event.data.u64 = PipelineWatcher.wakeID
             guard wake >= 0, epoll_ctl(epoll, EPOLL_CTL_ADD, wake, &event) == 0 else {
                 close(epoll)
                 if wake >= 0 { close(wake) }
@@ -79,21 +93,29 @@
                 completion(.failure(error))
                 return
             }
-            let socket = connection.socket
             let job = Job(connection: connection, completion: completion, unsent: unsent)
-            state.withLockedValue { $0.jobs[socket] = job }
-            if !arm(socket, writable: unsent) {
-                finish(
-                    socket, .failure(PostgresError(kind: .connection, message: "could not watch the connection's socket (errno \(errno))")))
+            let id = state.withLockedValue { state in
+                state.lastID += 1
+                state.jobs[state.lastID] = job
+                return state.lastID
+            }
+            if !arm(connection.socket, id: id, writable: unsent) {
+                finish(id, .failure(PostgresError(kind: .connection, message: "could not watch the connection's socket (errno \(errno))")))
             }
         }
 
-        /// Stops the thread once no pipeline is in flight (callers make sure none starts after).
+        /// Stops the thread once no pipeline is in flight (callers make sure none
+        /// starts after). Only the first call does anything: the thread closes its
+        /// descriptors as it ends, and their numbers may be reused after.
         func stop() async {
             while inFlight > 0 {
                 try? await Task.sleep(for: .milliseconds(2))
             }
-            state.withLockedValue { $0.stopping = true }
+            let first = state.withLockedValue { state -> Bool in
+                defer { state.stopping = true }
+                return !state.stopping
+            }
+            guard first else { return }
             var one: UInt64 = 1
             _ = write(wake, &one, MemoryLayout<UInt64>.size)
         }
@@ -110,50 +132,52 @@
                     continue
                 }
                 for event in events[0..<Int(count)] {
-                    let socket = event.data.fd
-                    if socket == wake {
+                    let id = event.data.u64
+                    if id == PipelineWatcher.wakeID {
                         guard state.withLockedValue({ $0.stopping }) else { continue }
                         close(wake)
                         close(epoll)
                         return
                     }
-                    guard let job = state.withLockedValue({ $0.jobs[socket] }) else { continue }
-                    advance(job, socket: socket)
+                    // An event of a job already finished finds nothing.
+                    guard let job = state.withLockedValue({ $0.jobs[id] }) else { continue }
+                    advance(job, id: id)
                 }
             }
         }
 
         /// Sends what is left, reads what arrived, and finishes the job or arms its socket again.
-        private func advance(_ job: Job, socket: Int32) {
+        private func advance(_ job: Job, id: UInt64) {
             do {
                 if job.unsent {
                     job.unsent = !(try job.connection.flushPipeline())
                 }
                 if let results = try job.connection.readPipeline(blocking: false) {
-                    finish(socket, .success(results))
-                } else if !arm(socket, writable: job.unsent) {
+                    finish(id, .success(results))
+                } else if !arm(job.connection.socket, id: id, writable: job.unsent) {
                     // The connection stays in pipeline mode: the pool discards it.
                     finish(
-                        socket,
-                        .failure(PostgresError(kind: .connection, message: "could not watch the connection's socket (errno \(errno))")))
+                        id, .failure(PostgresError(kind: .connection, message: "could not watch the connection's socket (errno \(errno))")))
                 }
             } catch {
-                finish(socket, .failure(error))
+                finish(id, .failure(error))
             }
         }
 
-        private func finish(_ socket: Int32, _ outcome: Result<[QueryResult], any Error>) {
+        private func finish(_ id: UInt64, _ outcome: Result<[QueryResult], any Error>) {
             // Removed before the completion hands the connection on: its next
-            // pipeline may then start at once, on another thread, on the same socket.
-            guard let job = state.withLockedValue({ $0.jobs.removeValue(forKey: socket) }) else { return }
+            // pipeline may then start at once, on another thread.
+            guard let job = state.withLockedValue({ $0.jobs.removeValue(forKey: id) }) else { return }
             job.completion(outcome)
         }
 
-        /// Arms the socket for one event: readable, and writable too when part of the pipeline is unsent.
-        private func arm(_ socket: Int32, writable: Bool) -> Bool {
+        /// Arms the socket for one event of job `id`: readable, and writable too
+        /// when part of the pipeline is unsent.
+        private func arm(_ socket: Int32, id: UInt64, writable: Bool) -> Bool {
+            guard socket >= 0 else { return false }
             var event = epoll_event()
             event.events = EPOLLIN.rawValue | EPOLLONESHOT.rawValue | (writable ? EPOLLOUT.rawValue : 0)
-            event.data.fd = socket
+            event.data.u64 = id
             if epoll_ctl(epoll, EPOLL_CTL_MOD, socket, &event) == 0 { return true }
             // A socket the set has not seen yet (a new connection, or one whose
             // number was reused after the old connection closed).

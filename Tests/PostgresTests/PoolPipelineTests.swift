@@ -174,4 +174,93 @@ final class PoolPipelineTests: XCTestCase {
         XCTAssertEqual(pool.inUse, 0)
         await pool.shutdown()
     }
+
+    func testManyConnectionsBreakingAtOnceFailTheirPipelinesAndNoneHangs() async throws {
+        let pool = makePool(size: 4)
+        let callers = (0..<12).map { _ in
+            Task { try await pool.pipeline(["SELECT 1", "SELECT pg_sleep(10) /* mass kill */"]) }
+        }
+        // Every backend that starts the sleep is killed, as the callers reach
+        // the database slot after slot on new connections (whose sockets may
+        // take the numbers of those just closed).
+        let killer = try Connection(conninfo: TestDatabase.ownerURL)
+        let done = NIOLockedValueBox(0)
+        for caller in callers {
+            Task {
+                _ = await caller.result
+                done.withLockedValue { $0 += 1 }
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while done.withLockedValue({ $0 }) < callers.count, ContinuousClock.now < deadline {
+            try killer.query(
+                """
+                SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE query LIKE '%/* mass kill */%' AND pid <> pg_backend_pid() AND wait_event = 'PgSleep'
+                """)
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        for caller in callers {
+            switch await caller.result {
+            case .success: XCTFail("a killed pipeline succeeded")
+            case .failure(let error): XCTAssertTrue((error as? PostgresError)?.isUnavailable ?? false, "\(error)")
+            }
+        }
+        XCTAssertEqual(pool.inUse, 0, "every slot came back")
+        let after = try await concurrently(8) { index in
+            try await pool.pipeline([Statement("SELECT $1::int", [index]), "SELECT 1"])[0][0].decode(Int.self, at: 0)
+        }
+        XCTAssertEqual(after, Array(0..<8))
+        await pool.shutdown()
+    }
+
+    func testPipelinesOfNoneOrOneStatement() async throws {
+        let pool = makePool(size: 1)
+        let none = try await pool.pipeline([])
+        XCTAssertTrue(none.isEmpty)
+        let one = try await pool.pipeline(["SELECT 5"])
+        XCTAssertEqual(try one[0][0].decode(Int.self, at: 0), 5)
+        await pool.shutdown()
+    }
+
+    func testAPipelineThatLeavesATransactionOpenIsNotHandedOn() async throws {
+        let pool = makePool(size: 1)
+        let pid = try await pool.pipeline(["BEGIN", "SELECT pg_backend_pid()"])[1][0].decode(Int32.self, at: 0)
+        let next = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])
+        XCTAssertNotEqual(try next[0][0].decode(Int32.self, at: 0), pid, "the connection in a transaction was closed")
+        XCTAssertTrue(TestDatabase.waitForBackendExit(pid))
+        await pool.shutdown()
+    }
+
+    func testAPipelineThatCannotBeSentFailsAndFreesTheSlot() async throws {
+        let pool = makePool(size: 1)
+        // libpq refuses more than 65535 parameters before anything of this statement is sent.
+        let tooMany = Statement("SELECT 1", Array(repeating: 1 as any PostgresBindable, count: 70_000))
+        for _ in 0..<2 {
+            do {
+                _ = try await pool.pipeline(["SELECT 1", tooMany])
+                XCTFail("libpq should have refused the statement")
+            } catch let error as PostgresError {
+                XCTAssertTrue(error.message.contains("65535"), error.message)
+            }
+        }
+        XCTAssertEqual(pool.inUse, 0)
+        let after = try await pool.pipeline(["SELECT 1", "SELECT 2"])
+        XCTAssertEqual(try after[1][0].decode(Int.self, at: 0), 2)
+        await pool.shutdown()
+    }
+
+    func testShuttingDownTwiceIsHarmless() async throws {
+        let pool = makePool(size: 1)
+        _ = try await pool.pipeline(["SELECT 1", "SELECT 2"])
+        await pool.shutdown()
+        await pool.shutdown()
+        // Descriptors opened now are not written to by the second shutdown.
+        let other = makePool(size: 2)
+        let results = try await concurrently(4) { index in
+            try await other.pipeline([Statement("SELECT $1::int", [index]), "SELECT 1"])[0][0].decode(Int.self, at: 0)
+        }
+        XCTAssertEqual(results, Array(0..<4))
+        await other.shutdown()
+    }
 }
