@@ -238,9 +238,9 @@ public final class Connection: @unchecked Sendable {
             throw failPipeline()
         }
         while true {
+            // PQisBusy answers 0 on a broken connection: PQgetResult then reports it.
             if !blocking, PQisBusy(handle) == 1 {
                 inFlight = flight
-                if isBroken { throw failPipeline() }
                 return nil
             }
             if flight.next < flight.sent.count {

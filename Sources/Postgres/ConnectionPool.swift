@@ -253,9 +253,10 @@ public final class ConnectionPool: Sendable {
         try? await threads.shutdownGracefully()
         #if os(Linux)
             if let watcher {
-                // Pipelines that hold a slot may not have reached the watcher yet.
+                // A pipeline holds its slot until its answers are read: once
+                // every slot is back, nothing is in flight or can start.
                 while inUse > 0 { try? await Task.sleep(for: .milliseconds(2)) }
-                await watcher.stop()
+                watcher.stop()
             }
         #endif
         state.withLockedValue { $0.free = [] }

@@ -77,11 +77,6 @@
             }.start()
         }
 
-        /// Pipelines in flight.
-        var inFlight: Int {
-            state.withLockedValue { $0.jobs.count }
-        }
-
         /// Sends `statements` on `connection` (which must stay untouched until
         /// `completion` runs) and has the answers read by the watcher's thread.
         /// `completion` runs once: on that thread, or on the caller's when sending fails.
@@ -104,14 +99,13 @@
             }
         }
 
-        /// Stops the thread once no pipeline is in flight (callers make sure none
-        /// starts after). Only the first call does anything: the thread closes its
-        /// descriptors as it ends, and their numbers may be reused after.
-        func stop() async {
-            while inFlight > 0 {
-                try? await Task.sleep(for: .milliseconds(2))
-            }
+        /// Stops the thread. Called once no pipeline is in flight and none can
+        /// start (the pool waits for all its slots first). Only the first call
+        /// does anything: the thread closes its descriptors as it ends, and their
+        /// numbers may be reused after.
+        func stop() {
             let first = state.withLockedValue { state -> Bool in
+                assert(state.jobs.isEmpty, "the watcher stopped with pipelines in flight")
                 defer { state.stopping = true }
                 return !state.stopping
             }
