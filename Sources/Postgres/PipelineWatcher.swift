@@ -95,7 +95,7 @@
                 return state.lastID
             }
             if !arm(connection.socket, id: id, writable: unsent) {
-                finish(id, .failure(PostgresError(kind: .connection, message: "could not watch the connection's socket (errno \(errno))")))
+                finish(id, .failure(PipelineWatcher.unwatchable()))
             }
         }
 
@@ -150,8 +150,7 @@
                     finish(id, .success(results))
                 } else if !arm(job.connection.socket, id: id, writable: job.unsent) {
                     // The connection stays in pipeline mode: the pool discards it.
-                    finish(
-                        id, .failure(PostgresError(kind: .connection, message: "could not watch the connection's socket (errno \(errno))")))
+                    finish(id, .failure(PipelineWatcher.unwatchable()))
                 }
             } catch {
                 finish(id, .failure(error))
@@ -163,6 +162,11 @@
             // pipeline may then start at once, on another thread.
             guard let job = state.withLockedValue({ $0.jobs.removeValue(forKey: id) }) else { return }
             job.completion(outcome)
+        }
+
+        /// The error of a job whose socket `arm` refused (read right after it, while `errno` is its).
+        private static func unwatchable() -> PostgresError {
+            PostgresError(kind: .connection, message: "could not watch the connection's socket (errno \(errno))")
         }
 
         /// Arms the socket for one event of job `id`: readable, and writable too
