@@ -87,9 +87,15 @@ public final class Connection: @unchecked Sendable {
         return status == PQTRANS_INTRANS || status == PQTRANS_INERROR || status == PQTRANS_ACTIVE
     }
 
-    /// True when the connection is encrypted (TLS, or GSSAPI encryption).
-    public var isEncrypted: Bool {
-        PQsslInUse(handle) == 1 || PQgssEncInUse(handle) == 1
+    /// True when a pipeline on this connection can be waited for on its socket
+    /// alone (`PipelineWatcher`): a plain connection, or TLS through OpenSSL,
+    /// whose decrypted bytes `readPipeline` takes before it answers that more
+    /// is to come. Not with GSSAPI encryption, whose decrypted bytes wait in
+    /// libpq's own buffer where nothing can see them, nor with a TLS library
+    /// libpq does not expose as OpenSSL.
+    public var canWaitOnSocket: Bool {
+        guard PQgssEncInUse(handle) == 0 else { return false }
+        return PQsslInUse(handle) == 0 || PQsslStruct(handle, "OpenSSL") != nil
     }
 
     /// The backend's process id (for `pg_terminate_backend` in tests and diagnostics).
@@ -225,9 +231,9 @@ public final class Connection: @unchecked Sendable {
     }
 
     /// Reads the answers of the pipeline in flight. Blocking, it waits for all
-    /// of them. Not blocking, it takes what the socket holds and answers nil
-    /// while more is to come (wait for the socket to be readable, then call
-    /// again). At the end the connection leaves pipeline mode (and
+    /// of them. Not blocking, it takes what the socket holds (and what TLS has
+    /// decrypted from it) and answers nil while more is to come (wait for the
+    /// socket to be readable, then call again). At the end the connection leaves pipeline mode (and
     /// non-blocking mode), and the first statement's error, if any, is thrown.
     func readPipeline(blocking: Bool) throws -> [QueryResult]? {
         guard var flight = inFlight else {
@@ -240,6 +246,15 @@ public final class Connection: @unchecked Sendable {
         while true {
             // PQisBusy answers 0 on a broken connection: PQgetResult then reports it.
             if !blocking, PQisBusy(handle) == 1 {
+                // Decrypted bytes left in OpenSSL's buffer never make the
+                // socket readable again: take them now.
+                if clibpq_tls_pending(handle) > 0 {
+                    guard PQconsumeInput(handle) == 1 else {
+                        inFlight = flight
+                        throw failPipeline()
+                    }
+                    continue
+                }
                 inFlight = flight
                 return nil
             }

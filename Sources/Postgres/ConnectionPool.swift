@@ -143,16 +143,18 @@ public final class ConnectionPool: Sendable {
     ///
     /// On Linux the caller's thread sends them without blocking and the pool's
     /// watcher thread reads the answers (`PipelineWatcher`); no pool thread is
-    /// involved unless the slot must connect first. Over an encrypted
-    /// connection the pipeline runs blocking on one of the pool's threads.
+    /// involved unless the slot must connect first (TLS included). Over a
+    /// GSSAPI-encrypted connection the pipeline runs blocking on one of the
+    /// pool's threads.
     public func pipeline(_ statements: [Statement]) async throws -> [QueryResult] {
         #if os(Linux)
             guard let watcher else {
                 return try await withConnection { try $0.pipeline(statements) }
             }
             let connection = try await connectedSlot()
-            if connection.isEncrypted {
-                // Decrypted bytes can wait in the TLS library's buffer, unseen by epoll.
+            if !connection.canWaitOnSocket {
+                // GSSAPI encryption (or TLS not through OpenSSL): decrypted bytes
+                // can wait in a buffer that nothing outside libpq can see.
                 return try await runBlocking(holding: connection) { try $0.pipeline(statements) }
             }
             return try await withCheckedThrowingContinuation { continuation in

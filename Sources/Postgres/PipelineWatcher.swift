@@ -13,9 +13,11 @@
     /// answer that arrived meanwhile, where a blocking pipeline costs a wake-up of
     /// a pool thread to send and a sleep in `poll()` until its own answer.
     ///
-    /// Only unencrypted connections come here: with TLS or GSS encryption, bytes
-    /// already decrypted can wait in the library's buffer where epoll cannot see
-    /// them, so `ConnectionPool` runs those pipelines blocking.
+    /// Plain and TLS connections come here: `Connection.readPipeline` takes the
+    /// bytes OpenSSL has decrypted before it waits again, as they no longer make
+    /// the socket readable. GSSAPI-encrypted ones do not (libpq keeps their
+    /// decrypted bytes where nothing can see them): `ConnectionPool` runs those
+    /// pipelines blocking.
     ///
     /// The thread runs until `stop`: a pool that is never shut down keeps it,
     /// as it keeps its `NIOThreadPool`'s threads.

@@ -65,20 +65,7 @@ final class PoolPipelineTests: XCTestCase {
 
     func testLargeStatementsAndAnswersCrossTheSocketInPieces() async throws {
         let pool = makePool(size: 2)
-        // Larger than a loopback socket's buffers both ways: sent and read in several pieces.
-        let big = String(repeating: "x", count: 24 << 20)
-        let results = try await concurrently(3) { _ in
-            try await pool.pipeline([
-                Statement("SELECT length($1::text)", [big]),
-                Statement("SELECT repeat('y', $1)", [24 << 20]),
-            ])
-        }
-        for result in results {
-            XCTAssertEqual(try result[0][0].decode(Int.self, at: 0), 24 << 20)
-            let answer = try result[1][0].decode(String.self, at: 0)
-            XCTAssertEqual(answer.utf8.count, 24 << 20)
-            XCTAssertTrue(answer.utf8.allSatisfy { $0 == UInt8(ascii: "y") })
-        }
+        try await sendLargePipelines(on: pool)
         await pool.shutdown()
     }
 
@@ -103,19 +90,7 @@ final class PoolPipelineTests: XCTestCase {
 
     func testAKillDuringThePipelineFailsItWithoutHanging() async throws {
         let pool = makePool(size: 1)
-        let pid = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])[0][0].decode(Int32.self, at: 0)
-        let outcome = Task { try await pool.pipeline(["SELECT 1", "SELECT pg_sleep(30)"]) }
-        let killer = try Connection(conninfo: TestDatabase.ownerURL)
-        var killed = false
-        for _ in 0..<500 where !killed {
-            let state = try killer.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [pid])
-            if try state.count == 1 && state[0].decode(String?.self, at: 0) == "PgSleep" {
-                killed = try killer.query("SELECT pg_terminate_backend($1)", [pid])[0].decode(Bool.self, at: 0)
-            } else {
-                try await Task.sleep(for: .milliseconds(10))
-            }
-        }
-        XCTAssertTrue(killed, "the pipeline's backend was never seen sleeping")
+        let outcome = try await killedWhileSleeping(on: pool)
         switch await outcome.result {
         case .success: XCTFail("the killed pipeline should fail")
         case .failure(let error): XCTAssertTrue((error as? PostgresError)?.isUnavailable ?? false, "\(error)")
@@ -262,5 +237,42 @@ final class PoolPipelineTests: XCTestCase {
         }
         XCTAssertEqual(results, Array(0..<4))
         await other.shutdown()
+    }
+}
+
+/// A pipeline on `pool` (of one connection) whose backend is killed while it
+/// sleeps in its second statement; the caller awaits its outcome.
+func killedWhileSleeping(on pool: ConnectionPool) async throws -> Task<[QueryResult], any Error> {
+    let pid = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])[0][0].decode(Int32.self, at: 0)
+    let outcome = Task { try await pool.pipeline(["SELECT 1", "SELECT pg_sleep(30)"]) }
+    let killer = try Connection(conninfo: TestDatabase.ownerURL)
+    var killed = false
+    for _ in 0..<500 where !killed {
+        let state = try killer.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [pid])
+        if try state.count == 1 && state[0].decode(String?.self, at: 0) == "PgSleep" {
+            killed = try killer.query("SELECT pg_terminate_backend($1)", [pid])[0].decode(Bool.self, at: 0)
+        } else {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+    XCTAssertTrue(killed, "the pipeline's backend was never seen sleeping")
+    return outcome
+}
+
+/// Three pipelines at once on `pool`, each with 24 MiB each way: more than a
+/// loopback socket's buffers, so sent and read in several pieces.
+func sendLargePipelines(on pool: ConnectionPool) async throws {
+    let big = String(repeating: "x", count: 24 << 20)
+    let results = try await concurrently(3) { _ in
+        try await pool.pipeline([
+            Statement("SELECT length($1::text)", [big]),
+            Statement("SELECT repeat('y', $1)", [24 << 20]),
+        ])
+    }
+    for result in results {
+        XCTAssertEqual(try result[0][0].decode(Int.self, at: 0), 24 << 20)
+        let answer = try result[1][0].decode(String.self, at: 0)
+        XCTAssertEqual(answer.utf8.count, 24 << 20)
+        XCTAssertTrue(answer.utf8.allSatisfy { $0 == UInt8(ascii: "y") })
     }
 }

@@ -14,6 +14,11 @@ public enum TestDatabase {
     public static var ownerURL: String { url("COMPROBIFY_TEST_OWNER_URL") }
     /// comprobify_app, the role the server uses.
     public static var appURL: String { url("COMPROBIFY_TEST_APP_URL") }
+    /// comprobify_app over TLS (`sslmode=require`); every other URL is plain.
+    public static var tlsURL: String { url("COMPROBIFY_TEST_TLS_URL") }
+    /// comprobify_app over TLS ended by scripts/lib/tls_proxy.py, which writes
+    /// the server's answers in TLS records twice as large as PostgreSQL's own.
+    public static var tlsProxyURL: String { url("COMPROBIFY_TEST_TLS_PROXY_URL") }
 
     /// A superuser connection for assertions and fixtures the API cannot make.
     public static func owner() throws -> Connection {

@@ -5,6 +5,11 @@
 #   OWNER_URL  the cluster's superuser, used to run migrations
 #   APP_URL    comprobify_app, the role the server logs in as
 #
+# With PG_TLS=1 the cluster also accepts TLS, with a self-signed certificate
+# made when the cluster is created: APP_TLS_URL is APP_URL with sslmode=require,
+# and PGSSLMODE=disable keeps every other client (libpq's default, "prefer",
+# would encrypt) on plain connections.
+#
 # When run as root the cluster belongs to the `postgres` user (initdb refuses root).
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -19,7 +24,8 @@ pg_free_port() {
 
 # pg_start DIR [PORT]: creates the cluster in DIR if it has none, starts it on
 # 127.0.0.1 (a free port unless PORT is given) and exports OWNER_URL, APP_URL,
-# PGPORT and COMPROBIFY_APP_PASSWORD.
+# PGPORT and COMPROBIFY_APP_PASSWORD (and, with PG_TLS=1, APP_TLS_URL and
+# PGSSLMODE).
 pg_start() {
     local dir=$1 port=${2:-}
     if [ ! -x "$PG_BIN/initdb" ]; then
@@ -42,9 +48,20 @@ pg_start() {
             --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
             || { cat "$dir/initdb.log" >&2; return 1; }
     fi
+    local tls=""
+    if [ "${PG_TLS:-0}" = 1 ]; then
+        if [ ! -f "$dir/server.crt" ]; then
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+                -subj /CN=127.0.0.1 -keyout "$dir/server.key" -out "$dir/server.crt" 2>/dev/null \
+                || { echo "openssl could not make the cluster's TLS certificate" >&2; return 1; }
+            chmod 600 "$dir/server.key"
+            [ "$(id -u)" = 0 ] && chown postgres: "$dir/server.key" "$dir/server.crt"
+        fi
+        tls="-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+    fi
     [ -n "$port" ] || port=$(pg_free_port)
     pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=256MB -c fsync=${PG_FSYNC:-on} -c max_locks_per_transaction=256" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=256MB -c fsync=${PG_FSYNC:-on} -c max_locks_per_transaction=256 $tls" \
         >/dev/null || { tail -20 "$dir/postgres.log" >&2; return 1; }
     echo "$port" > "$dir/port"
     local owner_pw app_pw
@@ -53,6 +70,9 @@ pg_start() {
     export OWNER_URL="postgresql://postgres:$owner_pw@127.0.0.1:$port/postgres"
     export APP_URL="postgresql://comprobify_app:$app_pw@127.0.0.1:$port/postgres"
     export COMPROBIFY_APP_PASSWORD=$app_pw
+    if [ -n "$tls" ]; then
+        export APP_TLS_URL="$APP_URL?sslmode=require" PGSSLMODE=disable
+    fi
 }
 
 pg_stop() {
