@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SRI
+import TestSupport
 import XCTest
 
 @testable import Comprobify
@@ -36,13 +37,13 @@ final class SimulatorTests: XCTestCase {
     }
 
     func run(
-        judges: SRIJudges = .wellFormednessOnlyNoSignatureCheck, timeoutMilliseconds: Int = 5000,
+        judges: SRIJudges = .wellFormednessOnlyNoSignatureCheck, timeoutMilliseconds: Int = 5000, connectionsPerHost: Int = 8,
         _ body: @escaping @Sendable (Harness) async throws -> Void
     ) async throws {
         let simulator = SRISimulator(judges: judges)
         let app = buildSimulator(simulator: simulator, port: 0, logger: Logger(label: "sri-simulator-test"))
         try await app.test(.live) { client in
-            let sri = SRIClient(settings: .init(timeoutMilliseconds: timeoutMilliseconds))
+            let sri = SRIClient(settings: .init(timeoutMilliseconds: timeoutMilliseconds, connectionsPerHost: connectionsPerHost))
             do {
                 try await body(Harness(sri: sri, simulator: simulator, control: client, port: client.port!))
             } catch {
@@ -268,6 +269,24 @@ final class SimulatorTests: XCTestCase {
             let repeated = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
             XCTAssertEqual(repeated.messages.map(\.identifier), ["43"])
             XCTAssertEqual(ReceptionOutcome(repeated), .alreadyReceived(repeated.messages))
+        }
+    }
+
+    /// Each worker has one exchange in flight; with a connection per worker,
+    /// 20 slow exchanges at once all reach SRI together, where AsyncHTTPClient's
+    /// default of 8 connections would keep 12 waiting past the timeout.
+    func testAsManyExchangesAtOnceAsConnectionsPerHost() async throws {
+        try await run(timeoutMilliseconds: 1500, connectionsPerHost: 20) { sri in
+            try await sri.faults(#"{"reception": {"delayMs": 900, "delayCount": 20}}"#)
+            let outcomes = try await concurrently(20) { _ in
+                do throws(SRITransportError) {
+                    return try await sri.sri.validate(signed: Self.comprobante(Self.newKey()), baseURL: sri.baseURL).status.rawValue
+                } catch {
+                    return error.description
+                }
+            }
+            // A second wave would end after 1800 ms, past the timeout.
+            XCTAssertEqual(outcomes, Array(repeating: "RECIBIDA", count: 20), "the exchanges ran side by side")
         }
     }
 

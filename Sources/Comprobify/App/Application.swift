@@ -108,7 +108,8 @@ public func buildApplication(configuration: Configuration, logger: Logger) async
     // exchanges in flight finish), then the SOAP client, then the pressure
     // sampling, then the pools.
     let sri = SRIClient(
-        settings: .init(timeoutMilliseconds: configuration.sri.timeoutMilliseconds), eventLoopGroup: BackgroundWork.eventLoopGroup)
+        settings: .init(timeoutMilliseconds: configuration.sri.timeoutMilliseconds, connectionsPerHost: configuration.sri.workers),
+        eventLoopGroup: BackgroundWork.eventLoopGroup)
     app.addServices(
         PoolService(pool: pool), PoolService(pool: backgroundPool), HousekeepingService(database: database, logger: logger),
         background, sri,

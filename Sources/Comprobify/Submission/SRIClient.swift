@@ -45,11 +45,20 @@ public final class SRIClient: Service, Sendable {
         /// hundred bytes, so an answer of 8 MiB of empty elements would take
         /// about 300 MB.
         public var maximumReceptionAnswerBytes: Int
+        /// Connections kept open to each of SRI's hosts at most: one per
+        /// worker (`SRI_WORKERS`), as each has one exchange in flight at a
+        /// time. Fewer would leave the rest waiting inside the client for a
+        /// free connection, an exchange that never reached SRI.
+        public var connectionsPerHost: Int
 
-        public init(timeoutMilliseconds: Int = 20_000, maximumAnswerBytes: Int = 8 << 20, maximumReceptionAnswerBytes: Int = 1 << 20) {
+        public init(
+            timeoutMilliseconds: Int = 20_000, maximumAnswerBytes: Int = 8 << 20, maximumReceptionAnswerBytes: Int = 1 << 20,
+            connectionsPerHost: Int = 8
+        ) {
             self.timeoutMilliseconds = timeoutMilliseconds
             self.maximumAnswerBytes = maximumAnswerBytes
             self.maximumReceptionAnswerBytes = maximumReceptionAnswerBytes
+            self.connectionsPerHost = connectionsPerHost
         }
 
         /// Reads `SRI_TIMEOUT_MS`; nil when it is set but not a positive integer.
@@ -79,6 +88,7 @@ public final class SRIClient: Service, Sendable {
             timeout: .init(connect: timeout, read: timeout)
         )
         configuration.decompression = .disabled
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(settings.connectionsPerHost, 1)
         http = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
     }
 
@@ -160,8 +170,12 @@ public final class SRIClient: Service, Sendable {
             return Received(status: status, bytes: Array(buffer.readableBytesView))
         } catch let error as HTTPClientError {
             switch error {
-            case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout:
+            case .deadlineExceeded, .readTimeout, .writeTimeout:
                 throw .timeout(milliseconds: settings.timeoutMilliseconds)
+            case .getConnectionFromPoolTimeout:
+                // No connection to this host came free or was made in time:
+                // the request never left the process.
+                throw .connection("no connection to SRI free or made within \(settings.timeoutMilliseconds) ms")
             case .connectTimeout:
                 throw .connection("connect timeout")
             case .remoteConnectionClosed:
