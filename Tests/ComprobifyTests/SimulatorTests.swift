@@ -272,6 +272,58 @@ final class SimulatorTests: XCTestCase {
         }
     }
 
+    /// An authorization answer must be about the key asked: a proxy or cache
+    /// in between that mixed answers up must not decide a document (for good).
+    func testAnAuthorizationAboutAnotherKeyIsNotTaken() async throws {
+        let asked = Self.newKey()
+        let other = Self.newKey()
+        @Sendable func answer(queried: String?, number: String?) -> Response {
+            let text = """
+                <soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>\
+                <ns2:autorizacionComprobanteResponse xmlns:ns2="http://ec.gob.sri.ws.autorizacion">\
+                <RespuestaAutorizacionComprobante>\(queried.map { "<claveAccesoConsultada>\($0)</claveAccesoConsultada>" } ?? "")\
+                <numeroComprobantes>1</numeroComprobantes><autorizaciones><autorizacion><estado>AUTORIZADO</estado>\
+                \(number.map { "<numeroAutorizacion>\($0)</numeroAutorizacion>" } ?? "")\
+                <fechaAutorizacion>2026-12-01T10:15:32-05:00</fechaAutorizacion><ambiente>PRUEBAS</ambiente>\
+                <comprobante><![CDATA[<factura/>]]></comprobante><mensajes/></autorizacion></autorizaciones>\
+                </RespuestaAutorizacionComprobante></ns2:autorizacionComprobanteResponse></soap:Body></soap:Envelope>
+                """
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        let router = Router()
+        router.post("other-query/**") { _, _ in answer(queried: other, number: other) }
+        router.post("other-number/**") { _, _ in answer(queried: asked, number: other) }
+        router.post("silent/**") { _, _ in answer(queried: nil, number: nil) }
+        router.post("right/**") { _, _ in answer(queried: asked, number: asked) }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let sri = SRIClient(settings: .init(timeoutMilliseconds: 5000))
+            let base = "http://127.0.0.1:\(client.port!)"
+            for (path, reason) in [
+                ("/other-query", "an answer about another access key"),
+                ("/other-number", "an authorization number that is not the access key"),
+            ] {
+                do throws(SRITransportError) {
+                    _ = try await sri.authorize(accessKey: asked, baseURL: base + path)
+                    XCTFail("\(path): an answer about another key was taken")
+                } catch {
+                    XCTAssertEqual(error, .unparseable(reason), path)
+                    XCTAssertFalse(error.description.contains(other), "the other key is not repeated")
+                }
+            }
+            let silent = try await sri.authorize(accessKey: asked, baseURL: base + "/silent")
+            XCTAssertEqual(silent.queriedAccessKey, asked)
+            let right = try await sri.authorize(accessKey: asked, baseURL: base + "/right")
+            XCTAssertEqual(right.authorizations.first?.number, asked)
+            // Stored, the silent answer's authorization number is the access key.
+            let transition = Transition.after(
+                .authorization(silent), from: .received, streak: 0, settings: SRISettings(), now: Date())
+            XCTAssertEqual(transition.status, .authorized)
+            XCTAssertEqual(transition.authorization?.number, asked)
+            try await sri.shutdown()
+        }
+    }
+
     /// Each worker has one exchange in flight; with a connection per worker,
     /// 20 slow exchanges at once all reach SRI together, where AsyncHTTPClient's
     /// default of 8 connections would keep 12 waiting past the timeout.

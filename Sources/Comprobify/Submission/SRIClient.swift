@@ -118,6 +118,9 @@ public final class SRIClient: Service, Sendable {
     }
 
     /// Asks for the authorization of one access key (`autorizacionComprobante`).
+    /// The answer's `queriedAccessKey` is `accessKey`: an answer about another
+    /// key is unparseable (`checkKey`), and one that does not say is taken as
+    /// being about the key asked.
     public func authorize(accessKey: String, baseURL: String) async throws(SRITransportError) -> AuthorizationAnswer {
         let body = try await exchange(
             SOAPRequest.authorization(accessKey: accessKey), url: Self.join(baseURL, Self.authorizationPath),
@@ -128,7 +131,27 @@ public final class SRIClient: Service, Sendable {
         } catch {
             throw body.status == 200 ? .unparseable(error.reason) : .httpStatus(body.status)
         }
-        return try Self.answer(result, status: body.status)
+        var answer = try Self.answer(result, status: body.status)
+        try Self.checkKey(of: answer, asked: accessKey)
+        answer.queriedAccessKey = accessKey
+        return answer
+    }
+
+    /// Refuses an answer about another document (a proxy or cache between the
+    /// server and SRI that mixed answers up): `claveAccesoConsultada`, and the
+    /// `numeroAutorizacion` of an AUTORIZADO (the access key itself in the
+    /// offline scheme), must be the key asked when present. A decision is
+    /// final, so it is taken only from SRI's word about this document. The
+    /// error does not repeat the other key, which may be another tenant's.
+    static func checkKey(of answer: AuthorizationAnswer, asked accessKey: String) throws(SRITransportError) {
+        if let queried = answer.queriedAccessKey, !queried.isEmpty, queried != accessKey {
+            throw .unparseable("an answer about another access key")
+        }
+        for authorization in answer.authorizations where authorization.status == .authorized {
+            if let number = authorization.number, !number.isEmpty, number != accessKey {
+                throw .unparseable("an authorization number that is not the access key")
+            }
+        }
     }
 
     /// A fault wins over the status; an answer counts only with HTTP 200.

@@ -91,7 +91,7 @@ struct Transition: Sendable, Equatable {
             switch AuthorizationOutcome(answer) {
             case .authorized(let granted):
                 let authorization = GrantedAuthorization(
-                    number: granted.number ?? answer.queriedAccessKey ?? "",
+                    number: granted.number.flatMap { $0.isEmpty ? nil : $0 } ?? answer.queriedAccessKey ?? "",
                     date: granted.date.flatMap(Self.parseDate).flatMap { Self.plausible($0, now: now) } ?? now,
                     element: granted.element)
                 return Transition(
