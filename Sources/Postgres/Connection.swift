@@ -125,6 +125,7 @@ public final class Connection: @unchecked Sendable {
     public static let maxPreparedStatements = 256
 
     private func run(_ sql: String, _ parameters: [any PostgresBindable], prepared: Bool) throws -> QueryResult {
+        try Connection.checkParameterCount(parameters.count)
         statementCount += 1
         return try withParameters(parameters) { values, lengths, formats in
             let result: OpaquePointer?
@@ -182,6 +183,7 @@ public final class Connection: @unchecked Sendable {
     @discardableResult
     func sendPipeline(_ statements: [Statement], blocking: Bool) throws -> Bool {
         precondition(inFlight == nil, "a pipeline is already in flight on this connection")
+        for statement in statements { try Connection.checkParameterCount(statement.binds.count) }
         if !blocking, PQsetnonblocking(handle, 1) != 0 { throw connectionError() }
         guard PQenterPipelineMode(handle) == 1 else { throw failPipeline() }
         statementCount += statements.count
@@ -260,6 +262,14 @@ public final class Connection: @unchecked Sendable {
             }
             if flight.next < flight.sent.count {
                 if let result = PQgetResult(handle) {
+                    let status = PQresultStatus(result)
+                    if status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
+                        // libpq would hand out the same COPY state for ever; the
+                        // connection, in COPY, is left out of use.
+                        PQclear(result)
+                        inFlight = flight
+                        throw failPipeline(PostgresError(kind: .refused, message: "COPY cannot run in a pipeline"))
+                    }
                     if let last = flight.last { PQclear(last) }
                     flight.last = result
                     continue
@@ -396,6 +406,18 @@ public final class Connection: @unchecked Sendable {
     private func connectionMessage() -> String {
         let message = Connection.trimmed(PQerrorMessage(handle))
         return message.isEmpty ? "connection lost" : message
+    }
+
+    /// The protocol counts a statement's parameters in 16 bits; libpq refuses
+    /// more (a failure it reports like a lost connection), so they are refused
+    /// here first, before anything is sent.
+    static let maximumParameters = 65535
+
+    private static func checkParameterCount(_ count: Int) throws {
+        guard count <= maximumParameters else {
+            throw PostgresError(
+                kind: .refused, message: "a statement takes at most \(maximumParameters) parameters, not \(count)")
+        }
     }
 
     private func connectionError() -> PostgresError {

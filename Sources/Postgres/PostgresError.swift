@@ -17,6 +17,10 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         case poolClosed
         /// A column's value did not match the Swift type asked for.
         case decoding
+        /// The statement was refused before it was sent: more parameters than
+        /// the protocol carries (65535), or COPY in a pipeline. The caller's
+        /// mistake; the connection is sound.
+        case refused
     }
 
     public let kind: Kind
@@ -62,7 +66,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var isUnavailable: Bool {
         switch kind {
         case .connection, .poolTimeout, .poolClosed: return true
-        case .decoding: return false
+        case .decoding, .refused: return false
         case .server:
             return hasClass("08") || hasClass("57P") || hasCode(.cannotConnectNow)
         }

@@ -14,26 +14,6 @@ final class PoolPipelineTLSTests: XCTestCase {
         ConnectionPool(configuration: .init(conninfo: conninfo, size: size, waitTimeout: .seconds(30)))
     }
 
-    struct TimedOut: Error {}
-
-    /// `body`'s answer, or TimedOut when it has none after `seconds` (it is then left running).
-    func finishing<T: Sendable>(within seconds: TimeInterval, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let outcome = NIOLockedValueBox<Result<T, any Error>?>(nil)
-        let done = expectation(description: "answered")
-        Task {
-            do {
-                let value = try await body()
-                outcome.withLockedValue { $0 = .success(value) }
-            } catch {
-                outcome.withLockedValue { $0 = .failure(error) }
-            }
-            done.fulfill()
-        }
-        await fulfillment(of: [done], timeout: seconds)
-        guard let result = outcome.withLockedValue({ $0 }) else { throw TimedOut() }
-        return try result.get()
-    }
-
     func testPipelinesOverTLSAreEncryptedAndEachGetsItsOwnAnswer() async throws {
         let pool = makePool(size: 3)
         // Answers of many sizes, most of them not a whole number of TLS records.

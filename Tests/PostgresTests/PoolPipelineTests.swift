@@ -225,6 +225,50 @@ final class PoolPipelineTests: XCTestCase {
         await pool.shutdown()
     }
 
+    func testCopyInAPipelineIsRefusedAndItsConnectionReplaced() async throws {
+        let pool = makePool(size: 1)
+        let pid = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])[0][0].decode(Int32.self, at: 0)
+        for copy in ["COPY (SELECT 1) TO STDOUT", "COPY pg_temp.nothing FROM STDIN"] {
+            let outcome = try await finishing(within: 60) { () -> PostgresError? in
+                do {
+                    _ = try await pool.pipeline(["SELECT 1", "CREATE TEMP TABLE IF NOT EXISTS nothing (v int)", "\(unescaped: copy)"])
+                    return nil
+                } catch let error as PostgresError {
+                    return error
+                }
+            }
+            XCTAssertEqual(outcome?.kind, .refused, copy)
+            XCTAssertEqual(outcome?.message, "COPY cannot run in a pipeline")
+            XCTAssertEqual(outcome?.isUnavailable, false)
+        }
+        XCTAssertEqual(pool.inUse, 0)
+        let after = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 2"])
+        XCTAssertNotEqual(try after[0][0].decode(Int32.self, at: 0), pid, "the connection left in COPY was not handed on")
+        await pool.shutdown()
+    }
+
+    func testMoreParametersThanTheProtocolCarriesAreRefusedBeforeSending() async throws {
+        let pool = makePool(size: 1)
+        let pid = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])[0][0].decode(Int32.self, at: 0)
+        let many = Statement("SELECT $1::int", Array(repeating: 1, count: 65536))
+        do {
+            _ = try await pool.pipeline(["SELECT 1", many])
+            XCTFail("65536 parameters were sent")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.kind, .refused)
+            XCTAssertFalse(error.isUnavailable, "a caller's mistake, not an outage")
+            XCTAssertEqual(error.message, "a statement takes at most 65535 parameters, not 65536")
+        }
+        try await pool.withConnection { connection in
+            XCTAssertThrowsError(try connection.query("SELECT $1::int", Array(repeating: 1, count: 70000))) { error in
+                XCTAssertEqual((error as? PostgresError)?.kind, .refused)
+            }
+        }
+        let after = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 2"])
+        XCTAssertEqual(try after[0][0].decode(Int32.self, at: 0), pid, "the connection was kept")
+        await pool.shutdown()
+    }
+
     func testShuttingDownTwiceIsHarmless() async throws {
         let pool = makePool(size: 1)
         _ = try await pool.pipeline(["SELECT 1", "SELECT 2"])
@@ -274,5 +318,28 @@ func sendLargePipelines(on pool: ConnectionPool) async throws {
         let answer = try result[1][0].decode(String.self, at: 0)
         XCTAssertEqual(answer.utf8.count, 24 << 20)
         XCTAssertTrue(answer.utf8.allSatisfy { $0 == UInt8(ascii: "y") })
+    }
+}
+
+struct TimedOut: Error {}
+
+extension XCTestCase {
+    /// `body`'s answer, or TimedOut when it has none after `seconds` (it is
+    /// then left running): a test of something that could hang fails instead.
+    func finishing<T: Sendable>(within seconds: TimeInterval, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let outcome = NIOLockedValueBox<Result<T, any Error>?>(nil)
+        let done = expectation(description: "answered")
+        Task {
+            do {
+                let value = try await body()
+                outcome.withLockedValue { $0 = .success(value) }
+            } catch {
+                outcome.withLockedValue { $0 = .failure(error) }
+            }
+            done.fulfill()
+        }
+        await fulfillment(of: [done], timeout: seconds)
+        guard let result = outcome.withLockedValue({ $0 }) else { throw TimedOut() }
+        return try result.get()
     }
 }
