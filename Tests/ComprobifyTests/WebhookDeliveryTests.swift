@@ -423,6 +423,39 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// Sixteen workers deliver to eight endpoints of one host at once (two
+    /// each): each delivery has a connection of its own. With 8 connections
+    /// per host, half would wait for the first half (3 s each) and end past
+    /// the 5 s timeout, never sent.
+    func testAsManyDeliveriesToOneHostAsWorkers() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: {
+                scope.configure(&$0, timeoutMilliseconds: 5_000)
+                $0.webhooks.workers = 16
+            }) { server in
+                let tenant = try await server.signUp()
+                for endpoint in 0..<8 {
+                    _ = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/slow/e\(endpoint)")
+                }
+                try await withTestDatabase { database in
+                    _ = try await Self.record(database, tenant: tenant.id, tag: "wide-0")
+                    _ = try await Self.record(database, tenant: tenant.id, tag: "wide-1")
+                    scope.add(tenant.id)
+                    try await eventually("sixteen attempts recorded", within: 30) {
+                        try TestDatabase.scalar(
+                            "SELECT count(*) FROM webhook_delivery_attempts WHERE tenant_id = $1", [tenant.id], as: Int64.self) >= 16
+                    }
+                    let outcomes = try TestDatabase.scalar(
+                        "SELECT string_agg(outcome || ' ' || n, ', ') FROM (SELECT outcome, count(*) AS n FROM webhook_delivery_attempts WHERE tenant_id = $1 GROUP BY outcome) o",
+                        [tenant.id], as: String.self)
+                    XCTAssertEqual(outcomes, "delivered 16", "every delivery sent, none timed out waiting for a connection")
+                }
+                XCTAssertEqual(receiver.hits("/slow/").count, 16)
+            }
+        }
+    }
+
     /// Two claims at the same moment (two processes, say) keep the limit of
     /// deliveries in flight per endpoint: the second waits for the first to
     /// commit, then counts its leases. Without the wait, each counted none in

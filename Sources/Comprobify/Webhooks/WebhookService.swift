@@ -38,6 +38,11 @@ struct WebhookService: Service {
         let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMilliseconds))
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
         configuration.decompression = .disabled
+        // One connection per worker to any one host: many endpoints on one
+        // host (a tenant's integration platform, say) would otherwise queue
+        // inside the client past AsyncHTTPClient's default of 8, and time out
+        // there without the request ever being sent.
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(settings.workers, 1)
         if let pin { configuration.dnsOverride = Dictionary(pin.hosts.map { ($0, pin.address.description) }) { first, _ in first } }
         return configuration
     }
