@@ -93,7 +93,7 @@ public final class Connection: @unchecked Sendable {
     /// is to come. Not with GSSAPI encryption, whose decrypted bytes wait in
     /// libpq's own buffer where nothing can see them, nor with a TLS library
     /// libpq does not expose as OpenSSL.
-    public var canWaitOnSocket: Bool {
+    var canWaitOnSocket: Bool {
         guard PQgssEncInUse(handle) == 0 else { return false }
         return PQsslInUse(handle) == 0 || PQsslStruct(handle, "OpenSSL") != nil
     }
@@ -235,8 +235,9 @@ public final class Connection: @unchecked Sendable {
     /// Reads the answers of the pipeline in flight. Blocking, it waits for all
     /// of them. Not blocking, it takes what the socket holds (and what TLS has
     /// decrypted from it) and answers nil while more is to come (wait for the
-    /// socket to be readable, then call again). At the end the connection leaves pipeline mode (and
-    /// non-blocking mode), and the first statement's error, if any, is thrown.
+    /// socket to be readable, then call again). At the end the connection
+    /// leaves pipeline mode (and non-blocking mode), and the first statement's
+    /// error, if any, is thrown.
     func readPipeline(blocking: Bool) throws -> [QueryResult]? {
         guard var flight = inFlight else {
             preconditionFailure("no pipeline in flight on this connection")

@@ -17,9 +17,10 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         case poolClosed
         /// A column's value did not match the Swift type asked for.
         case decoding
-        /// The statement was refused before it was sent: more parameters than
-        /// the protocol carries (65535), or COPY in a pipeline. The caller's
-        /// mistake; the connection is sound.
+        /// The wrapper refused the statement, the caller's mistake rather than
+        /// an outage: more parameters than the protocol carries (65535),
+        /// refused before anything is sent, the connection kept; or COPY in a
+        /// pipeline, whose connection, left in COPY, is discarded.
         case refused
     }
 
