@@ -57,7 +57,7 @@ WITH d AS (
     RETURNING tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata,
               created_at
 ), s AS (
-    INSERT INTO document_submissions (tenant_id, document_id) SELECT tenant_id, id FROM d
+    INSERT INTO document_submissions (tenant_id, document_id, environment) SELECT tenant_id, id, environment FROM d
     RETURNING status, attempts, last_error, next_attempt_at, messages, authorization_number, authorized_at
 )
 SELECT d.id, d.issuer_id, d.document_type, d.environment, d.sequential, d.number, d.access_key, d.issue_date::text,

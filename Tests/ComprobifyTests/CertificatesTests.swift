@@ -167,6 +167,8 @@ final class CertificatesTests: XCTestCase {
             let badFileElsewhere = try await server.call(
                 .put, "/v1/issuers/\(issuer)/certificate", key: stranger.key, json: #"{"p12": "!!", "password": "x"}"#)
             badFileElsewhere.assertProblem(404, "NOT_FOUND")
+            let notJSONElsewhere = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", key: stranger.key, json: "{")
+            notJSONElsewhere.assertProblem(404, "NOT_FOUND")
             let get = try await server.call(.get, "/v1/issuers/\(issuer)/certificate", key: stranger.key)
             get.assertProblem(404, "NOT_FOUND")
             let anonymous = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", json: #"{"p12": "!!", "password": "x"}"#)

@@ -119,6 +119,10 @@ final class ClaimLoopTests: XCTestCase {
         let wide = queue.state.withLockedValue { $0 }
         XCTAssertEqual(wide.processed.sorted(), Array(0..<400), "every item once")
         XCTAssertEqual(wide.mostAtOnce, 8, "all the workers once unpaced")
-        XCTAssertTrue(wide.limits.contains(10), "8 free workers and 8 / 4 ahead: \(wide.limits)")
+        // Unpaced, a claim asks for the free workers (how many are free when
+        // it runs depends on the timing) and 8 / 4 ahead: 3 to 10 items.
+        let unpaced = wide.limits.drop { $0 == 1 }
+        XCTAssertFalse(unpaced.isEmpty, "claims after the pace lifted: \(wide.limits)")
+        XCTAssertTrue(unpaced.allSatisfy { (3...10).contains($0) }, "free workers and 8 / 4 ahead: \(wide.limits)")
     }
 }

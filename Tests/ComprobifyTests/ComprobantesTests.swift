@@ -376,6 +376,49 @@ final class ComprobantesTests: XCTestCase {
         }
     }
 
+    /// A member named twice is refused: which quantity the ERP meant is not
+    /// ours to guess. Nothing is stored, no number taken.
+    func testAMemberNamedTwiceIsA400AndTakesNoNumber() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let body = Bodies.factura().replacingOccurrences(of: #""quantity": "2""#, with: #""quantity": "2", "quantity": "2000""#)
+            XCTAssertNotEqual(body, Bodies.factura())
+            let reply = try await server.issue(tenant.key, issuer: issuer, body: body)
+            reply.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(reply.errorFields, ["body"])
+            XCTAssertTrue(try reply.string("detail").contains(#""quantity" appears twice"#), reply.text)
+            let ok = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(try ok.int("document", "sequential"), 1, "the refused request took no number")
+        }
+    }
+
+    /// The credit note's buyer is the factura's byte for byte: SRI compares
+    /// the two XMLs, where two spellings of one accented letter differ.
+    func testACreditNoteBuyerSpelledOtherwiseIsAnotherBuyer() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let buyer = #"{"idType": "08", "id": "JOS\u00c91", "name": "José"}"#
+            let factura = try await server.issue(
+                tenant.key, issuer: issuer,
+                body: Bodies.factura().replacingOccurrences(
+                    of: #""buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#, with: #""buyer": \#(buyer)"#))
+            XCTAssertEqual(factura.status, 201, factura.text)
+            try Self.authorize(try factura.int("document", "id"))
+            let (number, date) = (try factura.string("document", "number"), try factura.string("document", "issueDate"))
+            // É as E and a combining acute accent: the same text to Swift's ==.
+            let decomposed = #"{"idType": "08", "id": "JOSE\u03011", "name": "José"}"#
+            let other = try await server.issue(
+                tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: decomposed, unitPrice: "1.00")
+            )
+            other.assertProblem(409, "CONFLICT")
+            let same = try await server.issue(
+                tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: "1.00"))
+            XCTAssertEqual(same.status, 201, same.text)
+        }
+    }
+
     func testConcurrentCreditNotesCannotOverdrawAFactura() async throws {
         try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
             let tenant = try await server.signUp()

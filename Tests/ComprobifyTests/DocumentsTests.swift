@@ -143,6 +143,11 @@ final class DocumentsTests: XCTestCase {
             for id in [otherIssuer, 0, 99_999_999_999] {
                 let issue = try await server.issue(tenant.key, issuer: id)
                 issue.assertProblem(404, "NOT_FOUND")
+                // A body that is not JSON at all is looked at after the issuer too.
+                for body in ["{", "[]", "\"x\""] {
+                    let broken = try await server.call(.post, "/v1/documents", key: tenant.key, issuer: id, json: body)
+                    broken.assertProblem(404, "NOT_FOUND")
+                }
                 let list = try await server.call(.get, "/v1/documents", key: tenant.key, issuer: id)
                 list.assertProblem(404, "NOT_FOUND")
             }

@@ -84,6 +84,11 @@ final class SimulatorTests: XCTestCase {
         router.post("large/**") { _, _ in
             Response(status: .ok, body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: " "), count: (1 << 20) + 1)))
         }
+        router.post("largeerror/**") { _, _ in
+            Response(
+                status: .serviceUnavailable,
+                body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: " "), count: (1 << 20) + 1)))
+        }
         router.post("trickle/**") { _, _ in
             Response(
                 status: .ok,
@@ -111,6 +116,16 @@ final class SimulatorTests: XCTestCase {
                 XCTFail("a reception answer of more than 1 MiB was read")
             } catch {
                 XCTAssertEqual(error as? SRITransportError, .unparseable("answer larger than 1048576 bytes"))
+                XCTAssertEqual((error as? SRITransportError)?.httpStatus, 200)
+            }
+            // An error page too large to read is still its status, and the
+            // exchange is recorded with it (it once was recorded as a 200).
+            do {
+                _ = try await sri.validate(signed: Array("<factura/>".utf8), baseURL: base + "/largeerror")
+                XCTFail("a 503 answer was taken")
+            } catch {
+                XCTAssertEqual(error as? SRITransportError, .httpStatus(503))
+                XCTAssertEqual((error as? SRITransportError)?.httpStatus, 503)
             }
             let started = ContinuousClock.now
             do {
@@ -272,17 +287,38 @@ final class SimulatorTests: XCTestCase {
         }
     }
 
+    /// A reception answer must be about the comprobante sent: DEVUELTA is
+    /// final, and another document's messages must not end this one.
+    func testAReceptionAnswerAboutAnotherKeyIsNotTaken() async throws {
+        try await run { sri in
+            let key = Self.newKey()
+            let other = Self.newKey()
+            _ = try await sri.sri.validate(signed: Self.comprobante(other), accessKey: other, baseURL: sri.baseURL)
+            // SRI answers 43 about `other`; taken as about `key`, it would be wrong.
+            do throws(SRITransportError) {
+                _ = try await sri.sri.validate(signed: Self.comprobante(other), accessKey: key, baseURL: sri.baseURL)
+                XCTFail("an answer about another key was taken")
+            } catch {
+                XCTAssertEqual(error, .unparseable("an answer about another access key"))
+                XCTAssertFalse(error.description.contains(other), "the other key is not repeated")
+            }
+            let own = try await sri.sri.validate(signed: Self.comprobante(other), accessKey: other, baseURL: sri.baseURL)
+            XCTAssertEqual(own.comprobantes.map(\.accessKey), [other])
+            XCTAssertEqual(own.messages.map(\.identifier), ["43"])
+        }
+    }
+
     /// An authorization answer must be about the key asked: a proxy or cache
     /// in between that mixed answers up must not decide a document (for good).
     func testAnAuthorizationAboutAnotherKeyIsNotTaken() async throws {
         let asked = Self.newKey()
         let other = Self.newKey()
-        @Sendable func answer(queried: String?, number: String?) -> Response {
+        @Sendable func answer(queried: String?, number: String?, status: String = "AUTORIZADO") -> Response {
             let text = """
                 <soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>\
                 <ns2:autorizacionComprobanteResponse xmlns:ns2="http://ec.gob.sri.ws.autorizacion">\
                 <RespuestaAutorizacionComprobante>\(queried.map { "<claveAccesoConsultada>\($0)</claveAccesoConsultada>" } ?? "")\
-                <numeroComprobantes>1</numeroComprobantes><autorizaciones><autorizacion><estado>AUTORIZADO</estado>\
+                <numeroComprobantes>1</numeroComprobantes><autorizaciones><autorizacion><estado>\(status)</estado>\
                 \(number.map { "<numeroAutorizacion>\($0)</numeroAutorizacion>" } ?? "")\
                 <fechaAutorizacion>2026-12-01T10:15:32-05:00</fechaAutorizacion><ambiente>PRUEBAS</ambiente>\
                 <comprobante><![CDATA[<factura/>]]></comprobante><mensajes/></autorizacion></autorizaciones>\
@@ -293,6 +329,7 @@ final class SimulatorTests: XCTestCase {
         let router = Router()
         router.post("other-query/**") { _, _ in answer(queried: other, number: other) }
         router.post("other-number/**") { _, _ in answer(queried: asked, number: other) }
+        router.post("other-refusal/**") { _, _ in answer(queried: nil, number: other, status: "NO AUTORIZADO") }
         router.post("silent/**") { _, _ in answer(queried: nil, number: nil) }
         router.post("right/**") { _, _ in answer(queried: asked, number: asked) }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
@@ -302,6 +339,7 @@ final class SimulatorTests: XCTestCase {
             for (path, reason) in [
                 ("/other-query", "an answer about another access key"),
                 ("/other-number", "an authorization number that is not the access key"),
+                ("/other-refusal", "an authorization number that is not the access key"),
             ] {
                 do throws(SRITransportError) {
                     _ = try await sri.authorize(accessKey: asked, baseURL: base + path)

@@ -67,16 +67,21 @@ enum TestSigner {
 struct QueueTenant: Sendable {
     let tenant: TestServer.Tenant
     let issuer: Int64
-    private let counter = Counter()
+    private let counter: Counter
 
-    init(server: TestServer) async throws {
+    /// `sequentialsAfter`: the first document queued is number
+    /// `sequentialsAfter + 1` (two tenants of one test queue different access
+    /// keys, which the local SRI tells apart).
+    init(server: TestServer, sequentialsAfter: Int = 0) async throws {
         tenant = try await server.activeTenant()
         issuer = try await server.createIssuer(tenant.key)
+        counter = Counter(sequentialsAfter)
     }
 
     final class Counter: @unchecked Sendable {
         private let lock = NSLock()
-        private var value = 0
+        private var value: Int
+        init(_ value: Int) { self.value = value }
         func next() -> Int {
             lock.withLock {
                 value += 1; return value

@@ -303,6 +303,69 @@ final class SubmissionTests: XCTestCase {
         }
     }
 
+    /// SRI's test service hangs: sandbox documents hold at most three of the
+    /// four workers, and production documents, due after them, go through.
+    func testASlowSandboxSRIDoesNotHoldProductionDocumentsBack() async throws {
+        try await run { _, tenant, testSRI in
+            try await LocalSRI.run { productionSRI in
+                try await testSRI.faults(.init(reception: .init(delayMs: 6_000)))
+                let sandbox = try (0..<6).map { _ in try tenant.queue(environment: .sandbox) }
+                var settings = testSRISettings(
+                    url: testSRI.baseURL, productionURL: productionSRI.baseURL, tenants: [tenant.tenant.id], workers: 4)
+                settings.timeoutMilliseconds = 20_000
+                settings.leaseMilliseconds = 60_000
+                XCTAssertEqual(settings.sandboxWorkers, 3)
+                try await withSender(settings) { _ in
+                    // The sandbox documents take what they may, and wait there.
+                    try await eventually("three sandbox documents at SRI") {
+                        var sent = 0
+                        for key in sandbox { sent += await testSRI.receptions(key) }
+                        return sent == 3
+                    }
+                    // Production documents issued now go through, well before
+                    // the first sandbox answer (6 s).
+                    let production = try (0..<2).map { _ in try tenant.queue(environment: .production) }
+                    try await tenant.waitFor(production, timeout: 4)
+                    for key in production {
+                        XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")
+                    }
+                    var inFlight = 0
+                    for key in sandbox {
+                        XCTAssertEqual(try tenant.submission(key).status, "SIGNED", "no sandbox answer yet")
+                        inFlight += await testSRI.receptions(key)
+                    }
+                    XCTAssertEqual(inFlight, 3, "three sandbox documents at SRI's test service, no more")
+                }
+            }
+        }
+    }
+
+    /// Tenants are served in turn: a document issued now by one tenant goes
+    /// out beside another tenant's backlog issued before it, not after the
+    /// whole of it.
+    func testOneTenantsBacklogDoesNotHoldAnotherTenantsDocumentBack() async throws {
+        try await run { server, bulk, sri in
+            try await sri.faults(.init(latencyMs: 60))
+            let other = try await QueueTenant(server: server, sequentialsAfter: 1000)
+            let backlog = try (0..<40).map { _ in try bulk.queue() }
+            // One worker: every exchange waits its turn.
+            let settings = testSRISettings(url: sri.baseURL, tenants: [bulk.tenant.id, other.tenant.id], workers: 1)
+            try await withSender(settings) { _ in
+                try await eventually("the backlog's first receptions") { await sri.receptions(backlog[0]) == 1 }
+                let key = try other.queue()
+                try await other.waitFor([key], timeout: 10)
+                XCTAssertEqual(try other.submission(key).status, "AUTHORIZED")
+                var unsent = 0
+                for backlogKey in backlog {
+                    if await sri.receptions(backlogKey) == 0 { unsent += 1 }
+                }
+                // Oldest first across tenants, it would have waited for all
+                // forty receptions (2.4 s at 60 ms each).
+                XCTAssertGreaterThanOrEqual(unsent, 20, "authorized while most of the backlog had not been sent yet")
+            }
+        }
+    }
+
     // MARK: Many processes, one queue
 
     func testTwoProcessesShareOneQueueAndReceiveEachDocumentOnce() async throws {
@@ -358,12 +421,12 @@ final class SubmissionTests: XCTestCase {
         try await run { _, tenant, _ in
             let key = try tenant.queue()
             try await withTestDatabase { database in
-                let worker = UUID()
+                let lease = UUID()
                 let claimed = try await database.claimSRIWork(
-                    worker: worker, limit: 1, leaseMilliseconds: 1_000, tenants: [tenant.tenant.id])
+                    lease: lease, limit: 1, sandboxLimit: 1, leaseMilliseconds: 1_000, tenants: [tenant.tenant.id])
                 let document = try XCTUnwrap(claimed.first).documentID
                 let load = SubmissionsStore.load(
-                    tenantID: tenant.tenant.id, documentID: document, worker: worker, leaseMilliseconds: 600_000)
+                    tenantID: tenant.tenant.id, documentID: document, lease: lease, leaseMilliseconds: 600_000)
                 let loaded = try await database.read(forTenantID: tenant.tenant.id, load)
                 XCTAssertEqual(loaded?.accessKey, key)
                 let left = try TestDatabase.scalar(
@@ -375,6 +438,40 @@ final class SubmissionTests: XCTestCase {
                 let lapsed = try await database.read(forTenantID: tenant.tenant.id, load)
                 XCTAssertNil(lapsed, "a lapsed lease is not taken up again")
             }
+        }
+    }
+
+    /// A worker whose lease lapsed during its exchange (a paused process, a
+    /// long wait for the database) cannot record over the claim that took the
+    /// document over, even when that claim is its own process's: each claim
+    /// leases under its own id.
+    func testAWorkerPastItsLeaseDoesNotRecordOverALaterClaim() async throws {
+        try await run { _, tenant, sri in
+            // The first two receptions answer after 3 s.
+            try await sri.faults(.init(reception: .init(delayMs: 3_000, delayCount: 2)))
+            let key = try tenant.queue()
+            // Four workers: sandbox documents may hold three (sandboxWorkers),
+            // the one in flight and the one that takes it over.
+            var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id], workers: 4)
+            settings.timeoutMilliseconds = 20_000
+            settings.leaseMilliseconds = 60_000
+            try await withSender(settings) { _ in
+                try await eventually("the first reception") { await sri.receptions(key) == 1 }
+                // Its lease lapses while it waits for SRI's answer; the same
+                // process claims the document again and sends it again.
+                try TestDatabase.query("UPDATE document_submissions SET leased_until = now() WHERE tenant_id = $1", [tenant.tenant.id])
+                try await eventually("the second reception") { await sri.receptions(key) == 2 }
+                try await tenant.waitFor([key])
+            }
+            XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")
+            let receptions = try TestDatabase.query(
+                "SELECT status_after, worker::text FROM sri_exchanges WHERE tenant_id = $1 AND service = 'reception' ORDER BY id",
+                [tenant.tenant.id]
+            ).rows.map { try $0.decode((String, String).self) }
+            // The first answer, recorded first, changed nothing: its lease was
+            // gone. The later claim's answer (43, already received) moved it.
+            XCTAssertEqual(receptions.map(\.0), ["SIGNED", "RECEIVED"])
+            XCTAssertEqual(Set(receptions.map(\.1)).count, 1, "both exchanges were this one process's")
         }
     }
 

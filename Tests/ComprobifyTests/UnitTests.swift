@@ -147,32 +147,43 @@ final class JSONParserTests: XCTestCase {
         XCTAssertNoThrow(try parse(String(repeating: "[", count: 60) + String(repeating: "]", count: 60)))
     }
 
-    func testRepeatedMembersKeepTheLast() throws {
-        XCTAssertEqual(try parse(#"{"a": 1, "a": 2}"#), .object([("a", .number("2"))]))
-        XCTAssertEqual(try parse(#"{"a": 1, "b": 2, "a": 3}"#), .object([("a", .number("3")), ("b", .number("2"))]))
+    func testRepeatedMembersAreRefused() throws {
+        func repeated(_ text: String) -> String? {
+            do {
+                _ = try parse(text)
+                return nil
+            } catch {
+                return (error as? JSONParseError)?.repeatedName
+            }
+        }
+        XCTAssertEqual(repeated(#"{"a": 1, "a": 2}"#), "a")
+        XCTAssertEqual(repeated(#"{"a": 1, "b": 2, "a": 3}"#), "a")
+        XCTAssertEqual(repeated(#"{"o": {"q": "1", "q": "1000"}}"#), "q", "nested objects too")
         // Names are found by a scan in small objects and through an index past
         // JSONParser.scannedMembers: repeats on both sides of that line.
         let names = (0..<(JSONParser.scannedMembers + 8)).map { "k\($0)" }
-        let body = names.enumerated().map { #""\#($1)": \#($0)"# } + [#""k3": "late", "k1": "early""#]
-        var expected = names.enumerated().map { ($1, JSONValue.number(String($0))) }
-        expected[3].1 = .string("late")
-        expected[1].1 = .string("early")
-        let wide = try parse("{" + body.joined(separator: ", ") + "}")
-        XCTAssertEqual(wide, .object(expected))
-        let small = try parse(#"{"k1": 0, "k3": 1, "k3": "late"}"#)
-        XCTAssertEqual(small, .object([("k1", .number("0")), ("k3", .string("late"))]))
+        let members = names.enumerated().map { #""\#($1)": \#($0)"# }
+        XCTAssertNoThrow(try parse("{" + members.joined(separator: ", ") + "}"))
+        XCTAssertEqual(repeated("{" + (members + [#""k3": "late""#]).joined(separator: ", ") + "}"), "k3")
+        XCTAssertEqual(repeated("{" + (members + [#""k\#(names.count - 1)": 0"#]).joined(separator: ", ") + "}"), "k\(names.count - 1)")
+        XCTAssertEqual(repeated(#"{"k1": 0, "k3": 1, "k3": "late"}"#), "k3")
         // Byte for byte in the scan too: "é" and "e" + combining accent are two names.
-        guard case .object(let members) = try parse(#"{"\u00e9": 1, "e\u0301": 2, "\u00e9": 3}"#) else { return XCTFail("not an object") }
-        XCTAssertEqual(members.map { Array($0.0.unicodeScalars) }, [["\u{E9}"], ["e", "\u{301}"]])
-        XCTAssertEqual(members.map(\.1), [.number("3"), .number("2")])
+        guard case .object(let distinct) = try parse(#"{"\u00e9": 1, "e\u0301": 2}"#) else { return XCTFail("not an object") }
+        XCTAssertEqual(distinct.map { Array($0.0.unicodeScalars) }, [["\u{E9}"], ["e", "\u{301}"]])
+        let wide = (0..<(JSONParser.scannedMembers + 8)).map { #""n\#($0)": 0"# }
+        guard case .object(let indexed) = try parse("{" + (wide + [#""\u00e9": 1, "e\u0301": 2"#]).joined(separator: ", ") + "}") else {
+            return XCTFail("not an object")
+        }
+        XCTAssertEqual(indexed.count, wide.count + 2, "and through the index")
     }
 
     func testWideObjectsParseInOnePass() throws {
         let members = (0..<50_000).map { #""k\#($0)": \#($0)"# }.joined(separator: ",")
-        let value = try parse("{" + members + #", "k7": "last"}"#)
+        let value = try parse("{" + members + #", "last": "k"}"#)
         guard case .object(let parsed) = value else { return XCTFail("not an object") }
-        XCTAssertEqual(parsed.count, 50_000)
-        XCTAssertEqual(value["k7"], .string("last"))
+        XCTAssertEqual(parsed.count, 50_001)
+        XCTAssertEqual(value["last"], .string("k"))
+        XCTAssertThrowsError(try parse("{" + members + #", "k7": "again"}"#), "a repeat past 50 000 members is found")
         XCTAssertEqual(value["k49999"], .number("49999"))
     }
 
@@ -400,6 +411,7 @@ final class ConfigurationTests: XCTestCase {
         let set = try read([
             "PORT": "9000", "DB_POOL_SIZE": "16", "SRI_SIGNATURE_ALGORITHM": "rsa-sha1", "TRUST_PROXY": "1", "SRI_TIMEOUT_MS": "5000",
             "SRI_LEASE_MS": "6000", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
+            "WEBHOOK_PER_TENANT": "3",
         ])
         XCTAssertEqual(set.port, 9000)
         XCTAssertEqual(set.poolSize, 16)
@@ -408,6 +420,8 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(set.sri.leaseMilliseconds, 6000)
         XCTAssertEqual(set.logLevel, .warning)
         XCTAssertTrue(set.webhooks.allowHTTP)
+        XCTAssertEqual(set.webhooks.perTenant, 3)
+        XCTAssertEqual(defaults.webhooks.perTenant, 8)
         XCTAssertEqual(set.shutdownGraceSeconds, defaults.shutdownGraceSeconds, "an empty value is the default")
     }
 

@@ -310,7 +310,12 @@ final class WebhookDeliveryTests: XCTestCase {
                 XCTAssertEqual(Set(odd.compactMap { $0["outcome"]?.stringValue }), ["connection"], "\(odd)")
                 XCTAssertTrue(odd.allSatisfy { $0["responseCode"] == .null }, "\(odd)")
                 XCTAssertTrue(odd.allSatisfy { $0["status"] == .string("pending") })
-                XCTAssertEqual(receiver.hits("/nostatus/a").count, Int(try attempts(noStatus.id)), "every POST was recorded")
+                // A retry may be on the wire while this reads; between two
+                // POSTs the backoff leaves the counts equal. Had a recording
+                // failed, the POSTs would run ahead of the attempts for ever.
+                try await eventually("every POST recorded") {
+                    receiver.hits("/nostatus/a").count == Int(try attempts(noStatus.id))
+                }
             }
         }
     }
@@ -372,14 +377,14 @@ final class WebhookDeliveryTests: XCTestCase {
             _ = try await server.createWebhook(tenant.key, url: "https://hooks.example.com/a")
             try await withTestDatabase { database in
                 let id = try await Self.record(database, tenant: tenant.id, tag: "lease")
-                let worker = UUID()
+                let lease = UUID()
                 let claimed = try await database.claimWebhookDeliveries(
-                    worker: worker, limit: 1, leaseMilliseconds: 1_000, perEndpoint: 2, tenants: [tenant.id])
+                    lease: lease, limit: 1, leaseMilliseconds: 1_000, perEndpoint: 2, perTenant: 8, tenants: [tenant.id])
                 XCTAssertEqual(claimed.count, 1)
                 let delivery = try XCTUnwrap(claimed.first).deliveryID
                 let loaded = try await database.transaction(forTenantID: tenant.id) { transaction, _ in
                     try WebhooksStore.load(
-                        transaction, tenantID: tenant.id, deliveryID: delivery, worker: worker, leaseMilliseconds: 600_000)
+                        transaction, tenantID: tenant.id, deliveryID: delivery, lease: lease, leaseMilliseconds: 600_000)
                 }
                 XCTAssertEqual(loaded?.eventID, id)
                 let left = try TestDatabase.scalar(
@@ -389,9 +394,84 @@ final class WebhookDeliveryTests: XCTestCase {
                 try TestDatabase.query("UPDATE webhook_deliveries SET leased_until = now() - interval '1 second' WHERE id = $1", [delivery])
                 let lapsed = try await database.transaction(forTenantID: tenant.id) { transaction, _ in
                     try WebhooksStore.load(
-                        transaction, tenantID: tenant.id, deliveryID: delivery, worker: worker, leaseMilliseconds: 600_000)
+                        transaction, tenantID: tenant.id, deliveryID: delivery, lease: lease, leaseMilliseconds: 600_000)
                 }
                 XCTAssertNil(lapsed, "a lapsed lease is not taken up again")
+            }
+        }
+    }
+
+    /// A worker whose lease lapsed records its attempt without undoing the
+    /// claim that took the delivery over, even one that commits while the
+    /// record waits for the row (the record reads the lease again then).
+    func testALapsedWorkerDoesNotUndoAClaimThatCommitsWhileItRecords() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            _ = try await server.createWebhook(tenant.key, url: "https://hooks.example.com/a")
+            try await withTestDatabase { database in
+                _ = try await Self.record(database, tenant: tenant.id, tag: "takeover")
+                let lease = UUID()
+                let claimed = try await database.claimWebhookDeliveries(
+                    lease: lease, limit: 1, leaseMilliseconds: 1_000, perEndpoint: 2, perTenant: 8, tenants: [tenant.id])
+                let delivery = try XCTUnwrap(claimed.first).deliveryID
+                let loaded = try await database.transaction(forTenantID: tenant.id) { transaction, _ in
+                    try WebhooksStore.load(transaction, tenantID: tenant.id, deliveryID: delivery, lease: lease, leaseMilliseconds: 1_000)
+                }
+                let pending = try XCTUnwrap(loaded)
+                // Its lease lapses and another claim takes the delivery; that
+                // claim has not committed yet when the first worker records.
+                let other = UUID()
+                let claimer = try TestDatabase.owner()
+                try claimer.query("BEGIN")
+                try claimer.query(
+                    "UPDATE webhook_deliveries SET leased_by = $1::uuid, leased_until = now() + interval '1 minute' WHERE id = $2",
+                    [other.uuidString, delivery], prepared: false)
+                let claimerPID = try claimer.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
+                async let recorded = database.transaction(forTenantID: tenant.id) { transaction, _ in
+                    try WebhooksStore.record(
+                        transaction, pending,
+                        .init(kind: "delivered", responseCode: 200, durationMilliseconds: 5, error: nil),
+                        lease: lease, worker: UUID(), retryBaseMilliseconds: 1_000, retryForSeconds: 3_600)
+                }
+                XCTAssertNotNil(TestDatabase.sessionBlocked(by: claimerPID, timeout: 10), "the record waits for the row")
+                try claimer.query("COMMIT")
+                _ = try await recorded
+                let row = try TestDatabase.query(
+                    "SELECT status, leased_by::text, attempts FROM webhook_deliveries WHERE id = $1", [delivery])[0]
+                let (status, leasedBy, attempts) = try row.decode((String, String?, Int).self)
+                XCTAssertEqual(status, "pending", "the later claim's attempt decides")
+                XCTAssertEqual(leasedBy, other.uuidString.lowercased(), "the later claim keeps its lease")
+                XCTAssertEqual(attempts, 0)
+                let kept = try TestDatabase.scalar(
+                    "SELECT count(*) FROM webhook_delivery_attempts WHERE delivery_id = $1", [delivery], as: Int.self)
+                XCTAssertEqual(kept, 1, "the lapsed worker's attempt is still kept")
+            }
+        }
+    }
+
+    /// A delete that commits beside the decision that makes a delivery does
+    /// not see it, and leaves it pending for a deleted endpoint: the worker
+    /// that claims it fails it, as the delete would have, and sends nothing.
+    func testADeliveryToAnEndpointDeletedBesideItsEventFails() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0) }) { server in
+                let tenant = try await server.signUp()
+                let webhook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/gone/a")
+                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "gone") }
+                // What the delete wrote, without the deliveries it could not see.
+                try TestDatabase.query("UPDATE webhook_endpoints SET deleted_at = now() WHERE id = $1", [webhook.id])
+                scope.add(tenant.id)
+                try await eventually("the delivery to fail") {
+                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "failed"
+                }
+                let row = try TestDatabase.query(
+                    "SELECT last_error, attempts, leased_by IS NULL FROM webhook_deliveries WHERE event_id = $1", [id])[0]
+                let (error, attempts, unleased) = try row.decode((String, Int, Bool).self)
+                XCTAssertEqual(error, "the webhook was deleted")
+                XCTAssertEqual(attempts, 0)
+                XCTAssertTrue(unleased)
+                XCTAssertTrue(receiver.hits("/gone/a").isEmpty, "nothing is sent to a deleted webhook")
             }
         }
     }
@@ -503,7 +583,7 @@ final class WebhookDeliveryTests: XCTestCase {
             let id = try await withTestDatabaseValue { database in
                 let id = try await Self.record(database, tenant: tenant.id, tag: "crash")
                 let claimed = try await database.claimWebhookDeliveries(
-                    worker: UUID(), limit: 10, leaseMilliseconds: 1_000, perEndpoint: 2, tenants: [tenant.id])
+                    lease: UUID(), limit: 10, leaseMilliseconds: 1_000, perEndpoint: 2, perTenant: 8, tenants: [tenant.id])
                 XCTAssertEqual(claimed.count, 1)
                 return id
             }

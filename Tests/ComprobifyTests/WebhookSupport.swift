@@ -111,10 +111,10 @@ func withTestDatabase(_ body: (Database) async throws -> Void) async throws {
 }
 
 /// Waits until `condition` holds (at most `seconds`), checking every 50 ms.
-func eventually(_ what: String, within seconds: Double = 15, _ condition: () throws -> Bool) async throws {
+func eventually(_ what: String, within seconds: Double = 15, _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     while ContinuousClock.now < deadline {
-        if try condition() { return }
+        if try await condition() { return }
         try await Task.sleep(for: .milliseconds(50))
     }
     XCTFail("timed out waiting for \(what)")

@@ -118,6 +118,10 @@ final class WebhooksTests: XCTestCase {
                     "https://10.1.2.3/x", "https://169.254.169.254/latest/meta-data", "https://[::1]/x", "https://127.0.0.1/x",
                     "https://192.168.1.10/x", "https://172.16.0.1/x", "https://[fd00:ec2::254]/x", "https://[::ffff:10.0.0.1]/x",
                     "https://[fe80::1]/x", "https://0.0.0.0/x", "https://localhost/x", "https://LOCALHOST./x",
+                    // IPv6 forms a gateway turns into private IPv4 addresses:
+                    // NAT64, local-use NAT64, IPv4-translated, 6to4, Teredo.
+                    "https://[64:ff9b::a9fe:a9fe]/x", "https://[64:ff9b:1::5db8:d70e]/x", "https://[::ffff:0:a00:1]/x",
+                    "https://[2002:a9fe:a9fe::1]/x", "https://[2001:0:a00:1::5db8:d70e]/x", "https://[2001:0:5db8:d70e::f5ff:fefe]/x",
                 ] + WebhooksTests.loopbackHostNames.map { "https://\($0)/x" }
             for url in privateURLs {
                 let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)

@@ -6,7 +6,7 @@
 -- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(64);
+SELECT plan(66);
 
 -- Rules of single values are domains (migration 0012): a refused value names
 -- the domain and its constraint, with the same SQLSTATE -----------------------------------
@@ -143,6 +143,12 @@ SELECT throws_ok($$ UPDATE document_submissions SET leased_by = '00000000-0000-0
 SELECT throws_ok($$ UPDATE document_submissions SET status = 'RETURNED', next_attempt_at = now() WHERE document_id = 900071 $$,
                  '23514', 'new row for relation "document_submissions" violates check constraint "document_submissions_final_states_wait_for_nothing"',
                  'a final status has no next attempt');
+SELECT throws_ok($$ UPDATE document_submissions SET next_attempt_at = NULL WHERE document_id = 900071 $$,
+                 '23514', 'new row for relation "document_submissions" violates check constraint "document_submissions_pending_waits"',
+                 'a document still waiting for SRI has its next attempt');
+SELECT throws_ok($$ UPDATE document_submissions SET status = 'RECEIVED', next_attempt_at = NULL WHERE document_id = 900071 $$,
+                 '23514', 'new row for relation "document_submissions" violates check constraint "document_submissions_pending_waits"',
+                 'RECEIVED waits for its authorization: it has its next attempt');
 SELECT throws_ok($$ UPDATE document_submissions SET status = 'AUTHORIZED', next_attempt_at = NULL WHERE document_id = 900071 $$,
                  '23514', 'new row for relation "document_submissions" violates check constraint "document_submissions_authorized_has_its_authorization"',
                  'AUTHORIZED needs its authorization''s number, date and XML');

@@ -15,7 +15,7 @@ INSERT INTO signup_attempts (client_address, attempted_at) VALUES
     ('pgtap-203.0.113.9', now() - interval '2 hours'),
     ('pgtap-203.0.113.9', now());
 
-SELECT plan(42);
+SELECT plan(45);
 
 -- How they are declared ----------------------------------------------------------
 
@@ -116,6 +116,16 @@ SELECT is(current_setting('app.tenant_id', true), '900002', 'authenticate() set 
 -- purge_expired(), as the app: it crosses tenants, but only for expired rows.
 SELECT cmp_ok(purge_expired(), '>=', 2::bigint, 'purge_expired() removes at least the two expired fixture rows');
 
+RESET ROLE;
+
+-- A backlog goes a batch of 10 000 rows per table per call, each call inside
+-- the statement timeout; the server calls again while a call removes that many.
+INSERT INTO signup_attempts (client_address, attempted_at)
+SELECT '192.0.2.' || (n % 250), now() - interval '2 hours' FROM generate_series(1, 10005) AS n;
+SET LOCAL ROLE comprobify_app;
+SELECT is(purge_expired(), 10000::bigint, 'a call removes at most 10 000 expired rows of a table');
+SELECT is(purge_expired(), 5::bigint, 'the next call removes the rest');
+SELECT is(purge_expired(), 0::bigint, 'and then nothing is left');
 RESET ROLE;
 
 -- With p_lock the key row is share-locked until the transaction ends, so a

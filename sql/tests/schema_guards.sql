@@ -31,9 +31,12 @@ SELECT set_eq($$
        AND NOT EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
 $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
-        'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'webhook_queue_depth()',
-        'claim_sri_work(uuid,integer,integer,bigint[])', 'sri_queue_depth()', 'refuse_held_token_digest()'],
-'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work, sri_queue_depth and the trigger function refuse_held_token_digest');
+        'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'claim_webhook_deliveries(uuid,integer,integer,integer,integer,bigint[])',
+         'webhook_queue_depth()',
+        'claim_sri_work(uuid,integer,integer,bigint[])', 'claim_sri_work(uuid,integer,integer,integer,bigint[])',
+         'sri_queue_depth()', 'refuse_held_token_digest()',
+         'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)'],
+'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work, sri_queue_depth, take_outbox_messages, mark_outbox_message_sent and the trigger function refuse_held_token_digest');
 
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -56,12 +59,14 @@ $$, $$ VALUES
     ('api_keys', 'api_keys_authenticator_lock', 'w', 'true', 'false'),
     ('document_submissions', 'document_submissions_claimer', 'r', 'true', ''),
     ('document_submissions', 'document_submissions_claimer_lease', 'w', 'true', 'true'),
+    ('email_outbox', 'email_outbox_relay', 'r', 'true', ''),
+    ('email_outbox', 'email_outbox_relay_sent', 'w', '(sent_at IS NULL)', '(sent_at IS NOT NULL)'),
     ('email_verifications', 'email_verifications_authenticator', 'r', 'true', ''),
     ('idempotency_keys', 'idempotency_keys_purge', 'r', '(expires_at < now())', ''),
     ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', '(expires_at < now())', ''),
     ('webhook_deliveries', 'webhook_deliveries_claimer', 'r', 'true', ''),
     ('webhook_deliveries', 'webhook_deliveries_claimer_lease', 'w', 'true', 'true')
-$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys, see and lease webhook deliveries, see and lease SRI submissions');
+$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys, see and lease webhook deliveries, see and lease SRI submissions, read outbox messages and mark unsent ones sent');
 
 -- Tables and views --------------------------------------------------------------------
 

@@ -6,11 +6,12 @@
 --   * a row leased to someone else is skipped until its lease ends, then taken over;
 --   * final rows (next_attempt_at NULL) and rows not yet due are never claimed;
 --   * p_tenants keeps a claim to the named tenants;
---   * sri_queue_depth() counts SIGNED and RECEIVED rows of every tenant.
+--   * sri_queue_depth() counts SIGNED and RECEIVED rows of every tenant;
+--   * a lease lasts at most one day, whatever the caller asks.
 BEGIN;
 \ir fixtures/two_tenants.sql
 
-SELECT plan(15);
+SELECT plan(17);
 
 -- A third document of tenant A, final; it must never be claimed.
 INSERT INTO documents (tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata)
@@ -28,11 +29,11 @@ SELECT is_empty('SELECT * FROM sri_exchanges', 'without a tenant the app sees no
 SELECT is((SELECT count(*) FROM sri_queue_depth() WHERE pending >= 2), 1::bigint,
           'sri_queue_depth() counts the pending documents of every tenant');
 
-SELECT set_eq($$ SELECT tenant_id, document_id FROM claim_sri_work('00000000-0000-0000-0000-00000000000a', 10, 60000, ARRAY[900001, 900002]) $$,
+SELECT set_eq($$ SELECT tenant_id, document_id FROM claim_sri_work('00000000-0000-0000-0000-00000000000a', 10, 60000, 10, ARRAY[900001, 900002]) $$,
               $$ VALUES (900001::bigint, 900071::bigint), (900002::bigint, 900072::bigint) $$,
               'a claim returns the due documents of both tenants, and not the final one');
 
-SELECT is_empty($$ SELECT * FROM claim_sri_work('00000000-0000-0000-0000-00000000000b', 10, 60000, ARRAY[900001, 900002]) $$,
+SELECT is_empty($$ SELECT * FROM claim_sri_work('00000000-0000-0000-0000-00000000000b', 10, 60000, 10, ARRAY[900001, 900002]) $$,
                 'leased documents are not claimed again while their lease lasts');
 
 SELECT is_empty('SELECT * FROM document_submissions', 'claiming sets no tenant: the app still sees no submission');
@@ -47,7 +48,7 @@ SELECT is((SELECT count(*) FROM document_submissions
 UPDATE document_submissions SET leased_until = now() - interval '1 millisecond' WHERE document_id = 900071;
 SET LOCAL ROLE comprobify_app;
 
-SELECT set_eq($$ SELECT tenant_id, document_id FROM claim_sri_work('00000000-0000-0000-0000-00000000000b', 10, 60000, ARRAY[900001, 900002]) $$,
+SELECT set_eq($$ SELECT tenant_id, document_id FROM claim_sri_work('00000000-0000-0000-0000-00000000000b', 10, 60000, 10, ARRAY[900001, 900002]) $$,
               $$ VALUES (900001::bigint, 900071::bigint) $$,
               'a document whose lease ended is taken over');
 
@@ -59,10 +60,10 @@ UPDATE document_submissions SET leased_by = NULL, leased_until = NULL, next_atte
 UPDATE document_submissions SET leased_by = NULL, leased_until = NULL WHERE document_id = 900071;
 SET LOCAL ROLE comprobify_app;
 
-SELECT is_empty($$ SELECT * FROM claim_sri_work('00000000-0000-0000-0000-00000000000c', 10, 60000, ARRAY[900002]) $$,
+SELECT is_empty($$ SELECT * FROM claim_sri_work('00000000-0000-0000-0000-00000000000c', 10, 60000, 10, ARRAY[900002]) $$,
                 'a document not yet due is not claimed, and p_tenants keeps the claim to its tenants');
 
-SELECT set_eq($$ SELECT tenant_id, document_id FROM claim_sri_work('00000000-0000-0000-0000-00000000000c', 1, 60000, ARRAY[900001]) $$,
+SELECT set_eq($$ SELECT tenant_id, document_id FROM claim_sri_work('00000000-0000-0000-0000-00000000000c', 1, 60000, 10, ARRAY[900001]) $$,
               $$ VALUES (900001::bigint, 900071::bigint) $$,
               'p_limit bounds the claim');
 
@@ -72,8 +73,19 @@ SELECT is_empty($$ UPDATE document_submissions SET leased_by = NULL, leased_unti
                 'tenant B cannot release tenant A''s lease');
 SELECT is_empty($$ SELECT * FROM sri_exchanges WHERE tenant_id = 900001 $$, 'tenant B sees none of tenant A''s exchanges');
 
+-- A caller asking for a 24-day lease, which would keep the documents from
+-- every worker, gets one day.
 RESET ROLE;
-SELECT is((SELECT has_function_privilege('public', 'claim_sri_work(uuid,integer,integer,bigint[])', 'EXECUTE')), false,
+UPDATE document_submissions SET next_attempt_at = now() - interval '1 second' WHERE document_id = 900072;
+SET LOCAL ROLE comprobify_app;
+SELECT set_eq($$ SELECT tenant_id, document_id FROM claim_sri_work('00000000-0000-0000-0000-00000000000d', 10, 2147483647, 10, ARRAY[900002]) $$,
+              $$ VALUES (900002::bigint, 900072::bigint) $$, 'a claim asking for the longest lease an integer holds');
+RESET ROLE;
+SELECT is((SELECT leased_until FROM document_submissions WHERE document_id = 900072), now() + interval '24 hours',
+          'gets one day, SRI_LEASE_MS''s longest');
+
+RESET ROLE;
+SELECT is((SELECT has_function_privilege('public', 'claim_sri_work(uuid,integer,integer,integer,bigint[])', 'EXECUTE')), false,
           'PUBLIC cannot claim work');
 
 SELECT * FROM finish();

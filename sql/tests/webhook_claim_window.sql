@@ -41,10 +41,10 @@ SELECT 900001, 900300 + i, 'evt_e' || lpad(i::text, 31, '0'), 900101, 'pending',
   FROM generate_series(1, 100) AS i;
 
 SET LOCAL ROLE comprobify_app;
-SELECT set_eq($$ SELECT tenant_id, delivery_id FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000c', 1, 60000, 2, ARRAY[900001, 900002]) $$,
+SELECT set_eq($$ SELECT tenant_id, delivery_id FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000c', 1, 60000, 2, 100, ARRAY[900001, 900002]) $$,
               $$ VALUES (900002::bigint, 900112::bigint) $$,
               'a claim of one finds tenant B''s delivery behind 109 due deliveries of an endpoint with two in flight');
-SELECT is_empty($$ SELECT * FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000c', 1, 60000, 2, ARRAY[900001, 900002]) $$,
+SELECT is_empty($$ SELECT * FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000c', 1, 60000, 2, 100, ARRAY[900001, 900002]) $$,
                 'nothing else is claimable: the busy endpoint gets no third delivery');
 
 RESET ROLE;

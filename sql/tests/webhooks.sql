@@ -11,7 +11,7 @@
 BEGIN;
 \ir fixtures/two_tenants.sql
 
-SELECT plan(18);
+SELECT plan(20);
 
 -- More deliveries of tenant A's endpoint: delivered, failed, not yet due, and two more due.
 INSERT INTO webhook_events (tenant_id, id, environment, type, document_id, payload) VALUES
@@ -37,11 +37,11 @@ SELECT is_empty('SELECT * FROM webhook_delivery_attempts', 'without a tenant the
 SELECT is((SELECT count(*) FROM webhook_queue_depth() WHERE pending >= 5), 1::bigint,
           'webhook_queue_depth() counts the pending deliveries of every tenant');
 
-SELECT set_eq($$ SELECT tenant_id, delivery_id FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000a', 10, 60000, 2, ARRAY[900001, 900002]) $$,
+SELECT set_eq($$ SELECT tenant_id, delivery_id FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000a', 10, 60000, 2, 100, ARRAY[900001, 900002]) $$,
               $$ VALUES (900001::bigint, 900135::bigint), (900001::bigint, 900134::bigint), (900002::bigint, 900112::bigint) $$,
               'a claim returns due pending deliveries of both tenants, two at most per endpoint, oldest first');
 
-SELECT is_empty($$ SELECT * FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000b', 10, 60000, 2, ARRAY[900001, 900002]) $$,
+SELECT is_empty($$ SELECT * FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000b', 10, 60000, 2, 100, ARRAY[900001, 900002]) $$,
                 'an endpoint with its two deliveries in flight gets no third, and leased ones are not claimed again');
 
 SELECT is_empty('SELECT * FROM webhook_deliveries', 'claiming sets no tenant: the app still sees no delivery');
@@ -56,9 +56,19 @@ SELECT is((SELECT count(*) FROM webhook_deliveries
 UPDATE webhook_deliveries SET leased_until = now() - interval '1 millisecond' WHERE id IN (900134, 900135);
 SET LOCAL ROLE comprobify_app;
 
-SELECT set_eq($$ SELECT tenant_id, delivery_id FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000b', 1, 60000, 2, ARRAY[900001]) $$,
+SELECT set_eq($$ SELECT tenant_id, delivery_id FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000b', 1, 60000, 2, 100, ARRAY[900001]) $$,
               $$ VALUES (900001::bigint, 900135::bigint) $$,
               'a delivery whose lease ended is taken over; p_limit and p_tenants bound the claim');
+
+-- A caller asking for a 24-day lease gets one day.
+RESET ROLE;
+UPDATE webhook_deliveries SET leased_until = now() - interval '1 millisecond' WHERE id = 900134;
+SET LOCAL ROLE comprobify_app;
+SELECT set_eq($$ SELECT tenant_id, delivery_id FROM claim_webhook_deliveries('00000000-0000-0000-0000-00000000000d', 1, 2147483647, 2, 100, ARRAY[900001]) $$,
+              $$ VALUES (900001::bigint, 900134::bigint) $$, 'a claim asking for the longest lease an integer holds');
+RESET ROLE;
+SELECT is((SELECT leased_until FROM webhook_deliveries WHERE id = 900134), now() + interval '24 hours', 'gets one day');
+SET LOCAL ROLE comprobify_app;
 
 -- Acting for tenant B.
 SELECT is(set_config('app.tenant_id', '900002', true), '900002', 'acting for tenant B');
@@ -77,7 +87,7 @@ SELECT throws_ok($$ UPDATE webhook_endpoints SET deleted_at = NULL WHERE id = 90
                  '23000', 'a deleted webhook stays deleted', 'a deleted webhook cannot come back');
 
 RESET ROLE;
-SELECT is((SELECT has_function_privilege('public', 'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'EXECUTE')), false,
+SELECT is((SELECT has_function_privilege('public', 'claim_webhook_deliveries(uuid,integer,integer,integer,integer,bigint[])', 'EXECUTE')), false,
           'PUBLIC cannot claim deliveries');
 
 SELECT * FROM finish();

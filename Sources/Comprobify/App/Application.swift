@@ -141,7 +141,14 @@ struct HousekeepingService: Service {
     func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                let removed = try await database.purgeExpired()
+                // A call removes at most a batch of each table: a backlog is
+                // taken a batch at a time, each inside the statement timeout.
+                var removed: Int64 = 0
+                var last: Int64
+                repeat {
+                    last = try await database.purgeExpired()
+                    removed += last
+                } while last >= Database.purgeBatch && !Task.isCancelled && !Task.isShuttingDownGracefully
                 if removed > 0 { logger.debug("purged expired rows", metadata: ["rows": "\(removed)"]) }
             } catch {
                 logger.warning("housekeeping failed", metadata: ["error": "\(error)"])

@@ -287,26 +287,31 @@ public struct Database: Sendable {
         _ = try await pool.withConnection { try $0.query("SELECT 1") }
     }
 
-    /// Deletes expired idempotency keys and old sign-up attempts; the count removed.
+    /// The most rows of each table one `purge_expired()` removes (migration 0019).
+    static let purgeBatch: Int64 = 10_000
+
+    /// Deletes expired idempotency keys and old sign-up attempts, at most
+    /// `purgeBatch` of each; the count removed.
     func purgeExpired() async throws -> Int64 {
         try await pool.withConnection { try $0.query("SELECT purge_expired()")[0].decode(Int64.self, at: 0) }
     }
 
     /// Claims up to `limit` documents due for SRI, across tenants, through
-    /// `claim_sri_work()`: only (tenant, document) pairs come back, leased to
-    /// `worker` for `leaseMilliseconds`. Each is then handled in a transaction
-    /// of its own tenant.
-    func claimSRIWork(worker: UUID, limit: Int, leaseMilliseconds: Int, tenants: [Int64]?) async throws -> [(
-        tenantID: Int64, documentID: Int64
-    )] {
+    /// `claim_sri_work()`: production ones first, then at most `sandboxLimit`
+    /// sandbox ones. Only (tenant, document, environment) come back, leased
+    /// to `lease` (an id per claim) for `leaseMilliseconds`. Each is then
+    /// handled in a transaction of its own tenant.
+    func claimSRIWork(lease: UUID, limit: Int, sandboxLimit: Int, leaseMilliseconds: Int, tenants: [Int64]?) async throws
+        -> [(tenantID: Int64, documentID: Int64, environment: Environment)]
+    {
         let query: PostgresQuery = """
-            SELECT tenant_id, document_id
-              FROM claim_sri_work(\(worker.uuidString)::uuid, \(limit), \(leaseMilliseconds), \(tenants)::bigint[])
+            SELECT tenant_id, document_id, environment
+              FROM claim_sri_work(\(lease.uuidString)::uuid, \(limit), \(leaseMilliseconds), \(sandboxLimit), \(tenants)::bigint[])
             """
         return try await pool.withConnection { connection in
             try connection.query(query).rows.map { row in
-                let (tenantID, documentID) = try row.decode((Int64, Int64).self)
-                return (tenantID, documentID)
+                let (tenantID, documentID, environment) = try row.decode((Int64, Int64, String).self)
+                return (tenantID, documentID, try Environment(column: environment))
             }
         }
     }
@@ -337,14 +342,17 @@ public struct Database: Sendable {
 
     /// Claims up to `limit` webhook deliveries that are due, across tenants,
     /// through `claim_webhook_deliveries()`: only (tenant, delivery) pairs come
-    /// back, leased to `worker`. Each is then made and recorded as its tenant.
-    func claimWebhookDeliveries(worker: UUID, limit: Int, leaseMilliseconds: Int, perEndpoint: Int, tenants: [Int64]?) async throws
+    /// back, leased under `lease` (an id per claim). Each is then made and
+    /// recorded as its tenant.
+    func claimWebhookDeliveries(
+        lease: UUID, limit: Int, leaseMilliseconds: Int, perEndpoint: Int, perTenant: Int, tenants: [Int64]?
+    ) async throws
         -> [(tenantID: Int64, deliveryID: Int64)]
     {
         let query: PostgresQuery = """
             SELECT tenant_id, delivery_id
-              FROM claim_webhook_deliveries(\(worker.uuidString)::uuid, \(limit), \(leaseMilliseconds), \(perEndpoint),
-                                            \(tenants)::bigint[])
+              FROM claim_webhook_deliveries(\(lease.uuidString)::uuid, \(limit), \(leaseMilliseconds), \(perEndpoint),
+                                            \(perTenant), \(tenants)::bigint[])
             """
         return try await pool.withConnection { connection in
             try connection.query(query).rows.map { row in

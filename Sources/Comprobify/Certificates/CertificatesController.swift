@@ -24,11 +24,13 @@ struct CertificatesController {
     /// connection. Nothing is stored on any error.
     @Sendable func upload(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id")) ?? 0
-        let input = try await database.input(request, context)
+        let bytes = try await Input.collect(request)
         let (principal, environment) = try await database.read(for: context.token, facts: context.facts, IssuersStore.environment(id))
         guard let environment else { throw IssuersStore.notFound }
         try ResolvedIssuer.checkEnvironment(key: principal.keyEnvironment, issuer: environment)
-        let upload = try CertificateUpload(input)
+        // The body, unparseable JSON included, is answered after the issuer's
+        // 404, as its fields are.
+        let upload = try CertificateUpload(try Input.parse(bytes, allowEmpty: false))
         let identity = try await NIOThreadPool.singleton.runIfActive { try upload.open(now: Date()) }
         let secretBox = self.secretBox
         let certificate = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in

@@ -20,13 +20,17 @@ struct DocumentsController {
     /// against the official XSD) and its XAdES-BES signature, and the stored
     /// document. Any failure rolls all of it back: no number is consumed.
     @Sendable func issue(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let input = try await database.input(request, context)
+        let bytes = try await Input.collect(request)
         let issuerID = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
             try ResolvedIssuer.requestedID(request)
         }
         let idempotencyKey = request.headers[.idempotencyKey]
+        let input: Input
         let document: ComprobanteRequest
         do {
+            // Any 400 of the body, unparseable JSON included, comes after the
+            // key's 401 and the issuer's 404 (the order of every route).
+            input = try Input.parse(bytes, allowEmpty: false)
             try IssueRequest.checkIdempotencyKey(idempotencyKey)
             document = try ComprobanteRequest(input, today: .todayInEcuador(now: Date().timeIntervalSince1970))
         } catch {

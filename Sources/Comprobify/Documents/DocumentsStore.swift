@@ -153,7 +153,9 @@ enum DocumentsStore {
         guard issueDate == modified.issueDate.iso else {
             throw APIError.conflict("The factura \(modified.number) was issued on \(issueDate), not \(modified.issueDate.iso).")
         }
-        guard buyerIDType == note.buyer.idType, buyerID == note.buyer.id else {
+        // Byte for byte, as SRI compares the two XMLs' identificacionComprador:
+        // Swift's == would take two spellings of one accented letter as equal.
+        guard buyerIDType == note.buyer.idType, buyerID.utf8.elementsEqual(note.buyer.id.utf8) else {
             throw APIError.conflict("The credit note's buyer must be the factura's buyer (idType and id).")
         }
         // A statement of its own: its snapshot is taken once the lock is held,
@@ -242,7 +244,7 @@ enum DocumentsStore {
                 RETURNING tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata,
                           created_at
             ), s AS (
-                INSERT INTO document_submissions (tenant_id, document_id) SELECT tenant_id, id FROM d
+                INSERT INTO document_submissions (tenant_id, document_id, environment) SELECT tenant_id, id, environment FROM d
                 RETURNING status, attempts, last_error, next_attempt_at, messages, authorization_number, authorized_at
             )
             SELECT \(unescaped: storedColumns) FROM d, s

@@ -42,6 +42,9 @@ struct Input {
         do {
             value = try JSONParser.parse(bytes)
         } catch {
+            if error.repeatedName != nil {
+                throw APIError.validation(field: "body", "The body names a member twice: \(error.message).")
+            }
             throw APIError.validation(field: "body", "The body is not valid JSON: \(error.message).")
         }
         guard case .object = value else {

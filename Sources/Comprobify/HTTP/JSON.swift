@@ -174,6 +174,8 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral, Ex
 
 public struct JSONParseError: Error, Sendable {
     public let message: String
+    /// The name an object repeated, when that is the error (at most 100 characters).
+    public var repeatedName: String? = nil
 }
 
 /// A strict RFC 8259 parser over UTF-8 bytes.
@@ -237,8 +239,8 @@ public struct JSONParser {
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         index += 1
         var members: [(String, JSONValue)] = []
-        // Position of each name in `members`, so repeated names cost no scan,
-        // once there are more than a few (below that a scan costs less).
+        // Position of each name in `members`, so finding a repeat costs no
+        // scan once there are more than a few (below that a scan costs less).
         var positions: [MemberName: Int] = [:]
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
@@ -265,12 +267,14 @@ public struct JSONParser {
                 existing = positions[MemberName(key)]
                 if existing == nil { positions[MemberName(key)] = members.count }
             }
-            if let existing {
-                // A repeated name: the last value wins, as in PostgreSQL's jsonb.
-                members[existing].1 = value
-            } else {
-                members.append((key, value))
+            // A repeated name is refused: which of its values the client meant
+            // (a quantity, an amount) is not ours to guess.
+            guard existing == nil else {
+                throw JSONParseError(
+                    message: "the member \"\(key.prefix(100))\" appears twice in one object at byte \(index)",
+                    repeatedName: String(key.prefix(100)))
             }
+            members.append((key, value))
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of JSON") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -432,7 +436,7 @@ public struct JSONParser {
 
 /// An object member name compared byte for byte, as PostgreSQL compares jsonb
 /// keys. Swift's String equality is canonical equivalence, which would take
-/// "\u{E9}" and "e\u{301}" for the same name and merge two distinct members.
+/// "\u{E9}" and "e\u{301}" for the same name and refuse two distinct members.
 private struct MemberName: Hashable {
     let text: String
 

@@ -52,7 +52,17 @@ public struct Migrator: Sendable {
         let files = try files()
         guard !files.isEmpty else { throw Failure(description: "no .sql files in \(directory.path)") }
         try connection.execute(script: "SET client_min_messages = warning")
-        try connection.query("SELECT pg_advisory_lock($1)", [Migrator.lockKey], prepared: false)
+        // Asked for again every 50 ms rather than waited for in one statement:
+        // a session waiting in a statement holds a snapshot, and a migration's
+        // CREATE INDEX CONCURRENTLY waits for every older snapshot of the
+        // database, so the first migrator would wait for the second while the
+        // second waits for its lock (a deadlock, which PostgreSQL ends by
+        // failing one of them).
+        while try !connection.query("SELECT pg_try_advisory_lock($1)", [Migrator.lockKey], prepared: false)[0].decode(
+            Bool.self, at: 0)
+        {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
         defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Migrator.lockKey], prepared: false) }
         // After the advisory lock: a second migrator waits for the first whole.
         try connection.execute(script: "SET lock_timeout = \(max(lockTimeoutMilliseconds, 1))")

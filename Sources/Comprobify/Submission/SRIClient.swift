@@ -103,8 +103,12 @@ public final class SRIClient: Service, Sendable {
         try await shutdown()
     }
 
-    /// Sends the signed comprobante to reception (`validarComprobante`).
-    public func validate(signed: [UInt8], baseURL: String) async throws(SRITransportError) -> ReceptionAnswer {
+    /// Sends the signed comprobante to reception (`validarComprobante`). With
+    /// `accessKey` (the comprobante's), an answer naming another key is
+    /// unparseable, as for authorization (`checkKey`).
+    public func validate(signed: [UInt8], accessKey: String? = nil, baseURL: String) async throws(SRITransportError)
+        -> ReceptionAnswer
+    {
         let body = try await exchange(
             SOAPRequest.reception(signed: signed), url: Self.join(baseURL, Self.receptionPath),
             limit: settings.maximumReceptionAnswerBytes)
@@ -114,7 +118,9 @@ public final class SRIClient: Service, Sendable {
         } catch {
             throw body.status == 200 ? .unparseable(error.reason) : .httpStatus(body.status)
         }
-        return try Self.answer(result, status: body.status)
+        let answer = try Self.answer(result, status: body.status)
+        if let accessKey { try Self.checkKey(of: answer, sent: accessKey) }
+        return answer
     }
 
     /// Asks for the authorization of one access key (`autorizacionComprobante`).
@@ -139,7 +145,7 @@ public final class SRIClient: Service, Sendable {
 
     /// Refuses an answer about another document (a proxy or cache between the
     /// server and SRI that mixed answers up): `claveAccesoConsultada`, and the
-    /// `numeroAutorizacion` of an AUTORIZADO (the access key itself in the
+    /// `numeroAutorizacion` of each authorization (the access key itself in the
     /// offline scheme), must be the key asked when present. A decision is
     /// final, so it is taken only from SRI's word about this document. The
     /// error does not repeat the other key, which may be another tenant's.
@@ -147,10 +153,19 @@ public final class SRIClient: Service, Sendable {
         if let queried = answer.queriedAccessKey, !queried.isEmpty, queried != accessKey {
             throw .unparseable("an answer about another access key")
         }
-        for authorization in answer.authorizations where authorization.status == .authorized {
+        for authorization in answer.authorizations {
             if let number = authorization.number, !number.isEmpty, number != accessKey {
                 throw .unparseable("an authorization number that is not the access key")
             }
+        }
+    }
+
+    /// A reception answer's `comprobante` entries must name the key sent:
+    /// DEVUELTA about another document would end this one (RETURNED is final)
+    /// with another document's, maybe another tenant's, messages.
+    static func checkKey(of answer: ReceptionAnswer, sent accessKey: String) throws(SRITransportError) {
+        if answer.comprobantes.contains(where: { !$0.accessKey.isEmpty && $0.accessKey != accessKey }) {
+            throw .unparseable("an answer about another access key")
         }
     }
 
@@ -189,7 +204,14 @@ public final class SRIClient: Service, Sendable {
             let status = Int(response.status.code)
             guard (100...599).contains(status) else { throw SRITransportError.connection("answered with \(status), not an HTTP status") }
             // The deadline covers the body too (AsyncHTTPClient's ends with the head).
-            let buffer = try await response.body.collect(upTo: limit, before: deadline)
+            let buffer: ByteBuffer
+            do {
+                buffer = try await response.body.collect(upTo: limit, before: deadline)
+            } catch is NIOTooManyBytesError {
+                // Too large to read: an error page is still its status (and
+                // recorded with it), an answer of 200 is no answer of SRI's.
+                throw status == 200 ? SRITransportError.unparseable("answer larger than \(limit) bytes") : .httpStatus(status)
+            }
             return Received(status: status, bytes: Array(buffer.readableBytesView))
         } catch let error as HTTPClientError {
             switch error {
@@ -208,8 +230,6 @@ public final class SRIClient: Service, Sendable {
             }
         } catch let error as SRITransportError {
             throw error
-        } catch is NIOTooManyBytesError {
-            throw .unparseable("answer larger than \(limit) bytes")
         } catch let error as NIOConnectionError {
             // AsyncHTTPClient retries a failed connection until the deadline, then reports the last failure.
             throw .connection(Self.short(error.connectionErrors.last.map { "\($0.error)" } ?? "cannot connect to \(error.host)"))

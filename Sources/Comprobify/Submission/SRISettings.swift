@@ -17,6 +17,11 @@ public struct SRISettings: Sendable, Equatable {
     public var leaseMilliseconds = 60_000
     /// Concurrent exchanges of this process; 0 sends nothing: `SRI_WORKERS`.
     public var workers = 4
+    /// Of `workers`, how many sandbox documents may hold at once: a quarter,
+    /// rounded up, is kept for production, so that SRI's test service, slow or
+    /// down, never holds production documents back. All of them when there is
+    /// only one.
+    var sandboxWorkers: Int { workers <= 1 ? workers : workers - (workers + 3) / 4 }
     /// How often an idle process looks for due documents: `SRI_POLL_MS`.
     public var pollMilliseconds = 500
     /// How often the queue gauges are refreshed.

@@ -10,7 +10,9 @@ import ServiceLifecycle
 /// (shared/SRI.md, "Sending to SRI"). Up to `SRI_WORKERS` exchanges run at once;
 /// the work comes from the queue in PostgreSQL, shared by every process:
 ///
-/// 1. `claim_sri_work()` leases due documents to this process, across tenants;
+/// 1. `claim_sri_work()` leases due documents across tenants, under a lease id
+///    drawn for that claim: a worker that outlived its lease cannot record over
+///    a later claim of the same document, this process's included;
 /// 2. each is read, as its tenant, with the lease still held;
 /// 3. one exchange with SRI (reception when SIGNED, authorization when RECEIVED);
 /// 4. as the tenant again, one statement records the exchange, moves the
@@ -25,8 +27,10 @@ struct SubmissionService: Service {
     let logger: Logger
     /// Whether requests keep PostgreSQL busy: then exchanges start at its pace.
     let pressure: RequestPressure?
-    /// This process's workers, as `leased_by`.
+    /// This process, as `sri_exchanges.worker`.
     let worker = UUID()
+    /// Sandbox documents claimed and not done yet, at most `sandboxWorkers`.
+    private let sandboxHeld = NIOLockedValueBox(0)
 
     /// At background priority (BackgroundWork): requests come first.
     func run() async throws {
@@ -56,23 +60,34 @@ struct SubmissionService: Service {
         await ClaimLoop.run(
             workers: settings.workers, pace: { [pressure] in pressure?.pace },
             pollMilliseconds: settings.pollMilliseconds, what: "SRI work", logger: logger,
-            claim: { limit in
-                try await database.claimSRIWork(
-                    worker: worker, limit: limit, leaseMilliseconds: settings.leaseMilliseconds, tenants: settings.tenantIDs)
+            claim: { [sandboxHeld] limit in
+                let lease = UUID()
+                // Production first; sandbox documents only into the workers
+                // they may hold (SRISettings.sandboxWorkers).
+                let room = max(0, settings.sandboxWorkers - sandboxHeld.withLockedValue { $0 })
+                let claimed = try await database.claimSRIWork(
+                    lease: lease, limit: limit, sandboxLimit: room, leaseMilliseconds: settings.leaseMilliseconds,
+                    tenants: settings.tenantIDs)
+                let sandbox = claimed.count(where: { $0.environment == .sandbox })
+                sandboxHeld.withLockedValue { $0 += sandbox }
+                return claimed.map { (tenantID: $0.tenantID, documentID: $0.documentID, environment: $0.environment, lease: lease) }
             },
-            process: { item in await process(tenantID: item.tenantID, documentID: item.documentID) }
+            process: { [sandboxHeld] item in
+                await process(tenantID: item.tenantID, documentID: item.documentID, lease: item.lease)
+                if item.environment == .sandbox { sandboxHeld.withLockedValue { $0 -= 1 } }
+            }
         )
     }
 
     /// One exchange for one claimed document, recorded with what it changed.
-    private func process(tenantID: Int64, documentID: Int64) async {
+    private func process(tenantID: Int64, documentID: Int64, lease: UUID) async {
         let worker = self.worker
         let document: QueuedDocument?
         do {
             document = try await database.read(
                 forTenantID: tenantID,
                 SubmissionsStore.load(
-                    tenantID: tenantID, documentID: documentID, worker: worker, leaseMilliseconds: settings.leaseMilliseconds))
+                    tenantID: tenantID, documentID: documentID, lease: lease, leaseMilliseconds: settings.leaseMilliseconds))
         } catch {
             logger.warning("cannot read a claimed document", metadata: ["error": "\(error)"])
             return
@@ -83,7 +98,7 @@ struct SubmissionService: Service {
             logger.error("a queued document has no signed XML", metadata: ["accessKey": "\(document.accessKey)"])
             _ = try? await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try SubmissionsStore.release(
-                    transaction, tenantID: tenantID, documentID: documentID, worker: worker,
+                    transaction, tenantID: tenantID, documentID: documentID, lease: lease,
                     retryMilliseconds: settings.retryMaxMilliseconds)
             }
             return
@@ -96,7 +111,7 @@ struct SubmissionService: Service {
         let result: ExchangeResult
         do {
             switch service {
-            case .reception: result = .reception(try await client.validate(signed: xml, baseURL: baseURL))
+            case .reception: result = .reception(try await client.validate(signed: xml, accessKey: document.accessKey, baseURL: baseURL))
             case .authorization: result = .authorization(try await client.authorize(accessKey: document.accessKey, baseURL: baseURL))
             }
         } catch {
@@ -118,7 +133,7 @@ struct SubmissionService: Service {
         do {
             let record = SubmissionsStore.record(
                 document: document, service: service, url: url, result: result, transition: transition,
-                durationMilliseconds: milliseconds, worker: worker)
+                durationMilliseconds: milliseconds, lease: lease, worker: worker)
             // A decision waits for its commit's WAL flush (this pool commits
             // without it otherwise): once its webhook event or its status has
             // been seen, a database crash cannot undo it and have it made again

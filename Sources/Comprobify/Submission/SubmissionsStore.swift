@@ -17,19 +17,19 @@ struct QueuedDocument: Sendable {
 /// The SQL of document_submissions (where each document stands with SRI) and
 /// sri_exchanges (every exchange). Runs in a transaction of the document's tenant.
 enum SubmissionsStore {
-    /// The document claimed by `worker`, when it still holds the lease and the
+    /// The document claimed under `lease`, when that lease still holds and the
     /// document still waits for SRI; nil otherwise. The lease is stamped
     /// again, `leaseMilliseconds` from now: a document claimed ahead (ClaimLoop)
     /// may have waited for a worker, and its exchange must still end inside
     /// the lease. A lease that lapsed while it waited is not taken up again
     /// (another process may be about to claim the document).
-    static func load(tenantID: Int64, documentID: Int64, worker: UUID, leaseMilliseconds: Int) -> Read<QueuedDocument?> {
+    static func load(tenantID: Int64, documentID: Int64, lease: UUID, leaseMilliseconds: Int) -> Read<QueuedDocument?> {
         Read(
             """
             WITH held AS (
                 UPDATE document_submissions
                    SET leased_until = now() + \(leaseMilliseconds)::integer * interval '1 millisecond'
-                 WHERE tenant_id = \(tenantID) AND document_id = \(documentID) AND leased_by = \(worker.uuidString)::uuid
+                 WHERE tenant_id = \(tenantID) AND document_id = \(documentID) AND leased_by = \(lease.uuidString)::uuid
                    AND leased_until > now() AND status IN ('SIGNED', 'RECEIVED')
                 RETURNING tenant_id, document_id, status, streak, attempts
             )
@@ -50,24 +50,25 @@ enum SubmissionsStore {
     }
 
     /// Lets the lease go without an exchange (a document that cannot be sent).
-    static func release(_ transaction: Transaction, tenantID: Int64, documentID: Int64, worker: UUID, retryMilliseconds: Int) throws {
+    static func release(_ transaction: Transaction, tenantID: Int64, documentID: Int64, lease: UUID, retryMilliseconds: Int) throws {
         try transaction.query(
             """
             UPDATE document_submissions
                SET leased_by = NULL, leased_until = NULL,
                    next_attempt_at = now() + \(retryMilliseconds)::integer * interval '1 millisecond'
-             WHERE tenant_id = \(tenantID) AND document_id = \(documentID) AND leased_by = \(worker.uuidString)::uuid
+             WHERE tenant_id = \(tenantID) AND document_id = \(documentID) AND leased_by = \(lease.uuidString)::uuid
             """)
     }
 
     /// One exchange and what it changed, in one statement: the submission moves
-    /// to the transition's state (when `worker` still holds its lease), the lease
-    /// is let go, and the exchange is recorded with the state it really left.
+    /// to the transition's state (when its claim's `lease` still holds it), the
+    /// lease is let go, and the exchange is recorded, as made by the process
+    /// `worker`, with the state it really left.
     /// Its one row says whether the state changed: false when the lease had been
     /// lost (nothing changed but the record); see `applied`.
     static func record(
         document: QueuedDocument, service: SRIService, url: String, result: ExchangeResult,
-        transition: Transition, durationMilliseconds: Int, worker: UUID
+        transition: Transition, durationMilliseconds: Int, lease: UUID, worker: UUID
     ) -> PostgresQuery {
         let messages = transition.messages.map { JSONValue.array($0.map(\.json)).serialized }
         let answer = result.answerJSON?.serialized
@@ -89,7 +90,7 @@ enum SubmissionsStore {
                        authorization_xml = \(element)::bytea,
                        leased_by = NULL, leased_until = NULL,
                        updated_at = now()
-                 WHERE tenant_id = \(document.tenantID) AND document_id = \(document.documentID) AND leased_by = \(worker.uuidString)::uuid
+                 WHERE tenant_id = \(document.tenantID) AND document_id = \(document.documentID) AND leased_by = \(lease.uuidString)::uuid
                    AND status = \(document.status.rawValue)
                 RETURNING status
             )
@@ -103,7 +104,7 @@ enum SubmissionsStore {
             """
     }
 
-    /// Whether `record` moved the submission (its worker still held the lease).
+    /// Whether `record` moved the submission (its claim still held the lease).
     static func applied(_ result: QueryResult) throws -> Bool {
         try result[0].decode(Int64.self, at: 0) == 1
     }

@@ -29,7 +29,7 @@ struct WebhookService: Service {
     let eventLoopGroup: any EventLoopGroup
     /// Whether requests keep PostgreSQL busy: then attempts start at its pace.
     let pressure: RequestPressure?
-    /// This process's workers, as `leased_by`.
+    /// This process, as `webhook_delivery_attempts.worker`.
     let worker = UUID()
 
     /// No redirects, no decompression, the attempt's timeout; `pinning` a
@@ -73,22 +73,25 @@ struct WebhookService: Service {
             workers: settings.workers, pace: { [pressure] in pressure?.pace },
             pollMilliseconds: settings.pollMilliseconds, what: "webhook deliveries", logger: logger,
             claim: { limit in
-                try await database.claimWebhookDeliveries(
-                    worker: worker, limit: limit, leaseMilliseconds: settings.leaseMilliseconds,
-                    perEndpoint: settings.perEndpoint, tenants: settings.tenantIDs?())
+                // A lease id per claim, as for SRI (SubmissionService).
+                let lease = UUID()
+                return try await database.claimWebhookDeliveries(
+                    lease: lease, limit: limit, leaseMilliseconds: settings.leaseMilliseconds,
+                    perEndpoint: settings.perEndpoint, perTenant: settings.perTenant, tenants: settings.tenantIDs?()
+                ).map { (tenantID: $0.tenantID, deliveryID: $0.deliveryID, lease: lease) }
             },
-            process: { item in await deliver(http, tenantID: item.tenantID, deliveryID: item.deliveryID) }
+            process: { item in await deliver(http, tenantID: item.tenantID, deliveryID: item.deliveryID, lease: item.lease) }
         )
     }
 
     /// One attempt for one claimed delivery, recorded with what it changed.
-    private func deliver(_ http: HTTPClient, tenantID: Int64, deliveryID: Int64) async {
+    private func deliver(_ http: HTTPClient, tenantID: Int64, deliveryID: Int64, lease: UUID) async {
         let worker = self.worker
         let pending: WebhooksStore.Pending?
         do {
             pending = try await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try WebhooksStore.load(
-                    transaction, tenantID: tenantID, deliveryID: deliveryID, worker: worker, leaseMilliseconds: settings.leaseMilliseconds)
+                    transaction, tenantID: tenantID, deliveryID: deliveryID, lease: lease, leaseMilliseconds: settings.leaseMilliseconds)
             }
         } catch {
             logger.warning("cannot read a claimed webhook delivery", metadata: ["error": "\(error)"])
@@ -104,7 +107,7 @@ struct WebhookService: Service {
                 "a webhook secret does not open", metadata: ["webhookId": "\(pending.endpointID)", "error": "\(error.description)"])
             _ = try? await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try WebhooksStore.release(
-                    transaction, deliveryID: deliveryID, worker: worker, retryMilliseconds: settings.retryBaseMilliseconds,
+                    transaction, deliveryID: deliveryID, lease: lease, retryMilliseconds: settings.retryBaseMilliseconds,
                     retryForSeconds: settings.retryForSeconds, error: "the webhook's signing secret cannot be opened with this master key")
             }
             return
@@ -114,7 +117,7 @@ struct WebhookService: Service {
         do {
             let status = try await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try WebhooksStore.record(
-                    transaction, pending, outcome, worker: worker, retryBaseMilliseconds: settings.retryBaseMilliseconds,
+                    transaction, pending, outcome, lease: lease, worker: worker, retryBaseMilliseconds: settings.retryBaseMilliseconds,
                     retryForSeconds: settings.retryForSeconds)
             }
             if status == "failed" {

@@ -16,6 +16,10 @@ public struct WebhookSettings: Sendable {
     /// Deliveries in flight at once to one endpoint, across all processes, so
     /// that a slow endpoint holds at most this many workers.
     public var perEndpoint = 2
+    /// Deliveries in flight at once for one tenant, across all processes, so
+    /// that a tenant with many slow endpoints holds at most this many workers
+    /// (WEBHOOK_PER_TENANT).
+    public var perTenant = 8
     /// When set, only these tenants' deliveries are claimed (tests, dedicated workers).
     public var tenantIDs: (@Sendable () -> [Int64])?
 

@@ -143,10 +143,24 @@ struct IPAddress: Sendable, Equatable, CustomStringConvertible {
         default: break
         }
         // fd00:ec2::254, AWS's IPv6 metadata address, is inside fc00::/7 above.
-        // NAT64 (64:ff9b::/96) can reach any IPv4 address: check the embedded one.
-        if Array(bytes[0..<12]) == [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0] {
+        // Forms that carry an IPv4 address a gateway may reach: the embedded
+        // address decides. NAT64's well-known prefix (64:ff9b::/96) and
+        // IPv4-translated addresses (::ffff:0:a.b.c.d) carry it in the last four
+        // bytes, 6to4 (2002::/16) in bytes 2–5, Teredo (2001::/32) its server in
+        // bytes 4–7 and its client, inverted, in the last four.
+        let head = Array(bytes[0..<12])
+        if head == [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0] || head == [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0] {
             return IPAddress(bytes: Array(bytes[12...])).forbiddenReason
         }
+        if bytes[0] == 0x20, bytes[1] == 0x02 {
+            return IPAddress(bytes: Array(bytes[2..<6])).forbiddenReason
+        }
+        if bytes[0..<4] == [0x20, 0x01, 0x00, 0x00] {
+            return IPAddress(bytes: Array(bytes[4..<8])).forbiddenReason
+                ?? IPAddress(bytes: bytes[12...].map { ~$0 }).forbiddenReason
+        }
+        // Local-use NAT64 (64:ff9b:1::/48, RFC 8215) only leads inside a network.
+        if bytes[0..<6] == [0x00, 0x64, 0xff, 0x9b, 0x00, 0x01] { return "a local NAT64 address" }
         return nil
     }
 }

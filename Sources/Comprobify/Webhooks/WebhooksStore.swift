@@ -187,12 +187,15 @@ enum WebhooksStore {
         let body: [UInt8]
     }
 
-    /// The delivery, when `worker` still holds its lease and it is still
+    /// The delivery, when its claim's `lease` still holds it and it is still
     /// pending. The lease is stamped again, `leaseMilliseconds` from now: a
     /// delivery claimed ahead (ClaimLoop) may have waited for a worker, and
     /// its attempt must still end inside the lease. A lease that lapsed while
-    /// it waited is not taken up again (another process may claim it).
-    static func load(_ transaction: Transaction, tenantID: Int64, deliveryID: Int64, worker: UUID, leaseMilliseconds: Int) throws
+    /// it waited is not taken up again (another process may claim it). A
+    /// delivery whose endpoint was deleted (by a delete that committed beside
+    /// the decision that made the delivery, so that it did not see it) fails
+    /// here, as the delete would have failed it.
+    static func load(_ transaction: Transaction, tenantID: Int64, deliveryID: Int64, lease: UUID, leaseMilliseconds: Int) throws
         -> Pending?
     {
         let found = try transaction.query(
@@ -200,7 +203,7 @@ enum WebhooksStore {
             WITH held AS (
                 UPDATE webhook_deliveries
                    SET leased_until = now() + \(leaseMilliseconds)::integer * interval '1 millisecond'
-                 WHERE id = \(deliveryID) AND leased_by = \(worker.uuidString)::uuid AND leased_until > now() AND status = 'pending'
+                 WHERE id = \(deliveryID) AND leased_by = \(lease.uuidString)::uuid AND leased_until > now() AND status = 'pending'
                 RETURNING tenant_id, endpoint_id, event_id
             )
             SELECT d.endpoint_id, d.event_id, e.type, e.created_at, e.payload::text, w.url, w.sealed_secret
@@ -209,7 +212,18 @@ enum WebhooksStore {
               JOIN webhook_endpoints w ON w.tenant_id = d.tenant_id AND w.id = d.endpoint_id
              WHERE w.deleted_at IS NULL
             """)
-        guard let row = found.first else { return nil }
+        guard let row = found.first else {
+            try transaction.query(
+                """
+                UPDATE webhook_deliveries d
+                   SET status = 'failed', next_attempt_at = NULL, leased_by = NULL, leased_until = NULL,
+                       last_error = 'the webhook was deleted', updated_at = now()
+                  FROM webhook_endpoints w
+                 WHERE d.id = \(deliveryID) AND d.leased_by = \(lease.uuidString)::uuid AND d.status = 'pending'
+                   AND w.tenant_id = d.tenant_id AND w.id = d.endpoint_id AND w.deleted_at IS NOT NULL
+                """)
+            return nil
+        }
         let (endpointID, eventID, type, _, payload, url, sealed) = try row.decode((Int64, String, String, Date, String, String, Data).self)
         let body = JSONValue.object([
             ("id", .string(eventID)),
@@ -236,11 +250,12 @@ enum WebhooksStore {
     /// Records one attempt and what it changed, in one statement: the delivery
     /// becomes delivered, or is retried after `retryBaseMilliseconds` ×
     /// 2^(attempts so far), or fails once that retry would fall past
-    /// `retryForSeconds` after the event; the lease is let go (when `worker`
-    /// still holds it) and the attempt is kept. Returns the delivery's status.
+    /// `retryForSeconds` after the event; the lease is let go (when the claim's
+    /// `lease` still holds it) and the attempt is kept, as made by the process
+    /// `worker`. Returns the delivery's status.
     @discardableResult
     static func record(
-        _ transaction: Transaction, _ delivery: Pending, _ outcome: Outcome, worker: UUID, retryBaseMilliseconds: Int,
+        _ transaction: Transaction, _ delivery: Pending, _ outcome: Outcome, lease: UUID, worker: UUID, retryBaseMilliseconds: Int,
         retryForSeconds: Int
     ) throws -> String {
         let rows = try transaction.query(
@@ -251,7 +266,7 @@ enum WebhooksStore {
                                                       * power(2, least(d.attempts, 40))) AS next_at,
                        d.created_at + make_interval(secs => \(retryForSeconds)::double precision) AS give_up_at
                   FROM webhook_deliveries d
-                 WHERE d.id = \(delivery.id) AND d.leased_by = \(worker.uuidString)::uuid AND d.status = 'pending'
+                 WHERE d.id = \(delivery.id) AND d.leased_by = \(lease.uuidString)::uuid AND d.status = 'pending'
             ), changed AS (
                 UPDATE webhook_deliveries d
                    SET status = CASE WHEN \(outcome.delivered) THEN 'delivered'
@@ -264,7 +279,9 @@ enum WebhooksStore {
                        last_error = \(outcome.error),
                        updated_at = now()
                   FROM planned p
-                 WHERE d.id = p.id
+                 -- The lease again: a claim that committed while this waited
+                 -- for the row has taken the delivery over.
+                 WHERE d.id = p.id AND d.leased_by = \(lease.uuidString)::uuid AND d.status = 'pending'
                 RETURNING d.status
             )
             INSERT INTO webhook_delivery_attempts (tenant_id, delivery_id, endpoint_id, event_id, outcome, response_code,
@@ -285,7 +302,7 @@ enum WebhooksStore {
     /// after the event, the delivery fails, as one whose attempts never
     /// succeeded does.
     static func release(
-        _ transaction: Transaction, deliveryID: Int64, worker: UUID, retryMilliseconds: Int, retryForSeconds: Int, error: String
+        _ transaction: Transaction, deliveryID: Int64, lease: UUID, retryMilliseconds: Int, retryForSeconds: Int, error: String
     ) throws {
         try transaction.query(
             """
@@ -293,7 +310,7 @@ enum WebhooksStore {
                 SELECT id, now() + \(retryMilliseconds)::integer * interval '1 millisecond' AS next_at,
                        created_at + make_interval(secs => \(retryForSeconds)::double precision) AS give_up_at
                   FROM webhook_deliveries
-                 WHERE id = \(deliveryID) AND leased_by = \(worker.uuidString)::uuid AND status = 'pending'
+                 WHERE id = \(deliveryID) AND leased_by = \(lease.uuidString)::uuid AND status = 'pending'
             )
             UPDATE webhook_deliveries d
                SET leased_by = NULL, leased_until = NULL,
@@ -301,7 +318,7 @@ enum WebhooksStore {
                    next_attempt_at = CASE WHEN p.next_at > p.give_up_at THEN NULL ELSE p.next_at END,
                    last_error = \(error), updated_at = now()
               FROM planned p
-             WHERE d.id = p.id
+             WHERE d.id = p.id AND d.leased_by = \(lease.uuidString)::uuid AND d.status = 'pending'
             """)
     }
 }
