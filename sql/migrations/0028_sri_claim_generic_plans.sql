@@ -9,10 +9,15 @@
 --
 -- A generic plan of those statements as they were would have joined the
 -- claimed rows back to the table by hashing all of document_submissions.
--- They now name the claimed rows by their ctid, which stays theirs while
--- the claim's transaction holds their row locks, so every plan reaches the
--- rows through a TID scan whatever the number of rows; and the function plans
--- its statements once per session (plan_cache_mode = force_generic_plan).
+-- Each lease is now two statements: the first locks the rows to claim and
+-- keeps their places (ctid); the second leases the rows at those places,
+-- through a TID scan whatever the number of rows. A locked row keeps its
+-- place until the claim's transaction ends, and the second statement's
+-- snapshot, taken after the locks, sees the version that was locked (in one
+-- statement, a row another transaction had changed since the statement began
+-- would be locked in a version that statement cannot see, and not leased).
+-- The function plans its statements once per session
+-- (plan_cache_mode = force_generic_plan).
 -- What it claims, and in which order, is unchanged. Its owner,
 -- comprobify_auth, reads the ctid of document_submissions for that: a row's
 -- place in the table, nothing of its content.
@@ -39,6 +44,7 @@ DECLARE
     origin bigint;
     last_looked_at bigint;
     turn_tenants bigint[];
+    locked tid[];
 BEGIN
     -- Production first, then sandbox up to p_sandbox_limit.
     FOREACH lane IN ARRAY ARRAY['production', 'sandbox'] LOOP
@@ -114,22 +120,24 @@ BEGIN
              WHERE walk.step > 0;
 
             IF last_looked_at IS NOT NULL THEN
-                -- Each of those tenants' oldest due document not leased.
+                -- Each of those tenants' oldest due document not leased:
+                -- locked, then leased by the rows' places (migration 0028).
+                locked := ARRAY(
+                    SELECT d.ctid
+                      FROM unnest(turn_tenants) AS t(id)
+                     CROSS JOIN LATERAL (
+                           SELECT w.ctid
+                             FROM document_submissions w
+                            WHERE w.environment = lane AND w.tenant_id = t.id AND w.next_attempt_at <= now()
+                              AND (w.leased_until IS NULL OR w.leased_until < now())
+                            ORDER BY w.next_attempt_at
+                            LIMIT 1
+                              FOR UPDATE SKIP LOCKED) AS d);
                 RETURN QUERY
                 UPDATE document_submissions s
                    SET leased_by = p_worker,
                        leased_until = now() + lease
-                 WHERE s.ctid = ANY (ARRAY(
-                       SELECT d.ctid
-                         FROM unnest(turn_tenants) AS t(id)
-                        CROSS JOIN LATERAL (
-                              SELECT w.ctid
-                                FROM document_submissions w
-                               WHERE w.environment = lane AND w.tenant_id = t.id AND w.next_attempt_at <= now()
-                                 AND (w.leased_until IS NULL OR w.leased_until < now())
-                               ORDER BY w.next_attempt_at
-                               LIMIT 1
-                                 FOR UPDATE SKIP LOCKED) AS d))
+                 WHERE s.ctid = ANY (locked)
                 RETURNING s.tenant_id, s.document_id, s.environment;
                 GET DIAGNOSTICS claimed = ROW_COUNT;
                 taken := taken + claimed;
@@ -139,20 +147,21 @@ BEGIN
 
         -- 2. The rest, oldest due first (document_submissions_due_by_environment).
         IF room > 0 THEN
+            locked := ARRAY(
+                SELECT w.ctid
+                  FROM document_submissions w
+                 WHERE w.environment = lane
+                   AND w.next_attempt_at <= now()
+                   AND (w.leased_until IS NULL OR w.leased_until < now())
+                   AND (p_tenants IS NULL OR w.tenant_id = ANY (p_tenants))
+                 ORDER BY w.next_attempt_at
+                 LIMIT room
+                   FOR UPDATE SKIP LOCKED);
             RETURN QUERY
             UPDATE document_submissions s
                SET leased_by = p_worker,
                    leased_until = now() + lease
-             WHERE s.ctid = ANY (ARRAY(
-                   SELECT w.ctid
-                     FROM document_submissions w
-                    WHERE w.environment = lane
-                      AND w.next_attempt_at <= now()
-                      AND (w.leased_until IS NULL OR w.leased_until < now())
-                      AND (p_tenants IS NULL OR w.tenant_id = ANY (p_tenants))
-                    ORDER BY w.next_attempt_at
-                    LIMIT room
-                      FOR UPDATE SKIP LOCKED))
+             WHERE s.ctid = ANY (locked)
             RETURNING s.tenant_id, s.document_id, s.environment;
             GET DIAGNOSTICS claimed = ROW_COUNT;
             taken := taken + claimed;

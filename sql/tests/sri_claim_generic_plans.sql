@@ -1,6 +1,6 @@
--- claim_sri_work() plans its statements once per session (migration 0028):
--- the plan made for the first call's limit serves every later limit, and
--- the leases reach the claimed rows by ctid.
+-- claim_sri_work() plans its statements once per session (migration 0028),
+-- and leases the rows it locked by their places (ctid): claims of several
+-- sizes in one session take the right rows and lease what they return.
 BEGIN;
 \ir fixtures/two_tenants.sql
 
@@ -23,17 +23,17 @@ INSERT INTO document_submissions (tenant_id, document_id, status, next_attempt_a
 SELECT 900001, 900100 + n, 'SIGNED', now() - (10 - n) * interval '1 minute' FROM generate_series(1, 8) AS n;
 UPDATE document_submissions SET next_attempt_at = now() WHERE document_id IN (900071, 900072);
 
--- A row written again just before the claims has a new version and a new
--- ctid: the claim leases the version it reads.
+-- A row written again before the claims has a new version in a new place:
+-- the claim leases that version.
 UPDATE document_submissions SET streak = streak WHERE document_id = 900101;
 
 SET LOCAL ROLE comprobify_app;
 SELECT results_eq($$ SELECT document_id FROM claim_sri_work('00000000-0000-0000-0000-0000000000d1', 1, 60000, 1, ARRAY[900001]) $$,
-                  ARRAY[900101::bigint], 'a claim of one takes the oldest due, the row written again just before it');
+                  ARRAY[900101::bigint], 'a claim of one takes the oldest due, the row written again');
 SELECT results_eq($$ SELECT document_id FROM claim_sri_work('00000000-0000-0000-0000-0000000000d2', 1, 60000, 1, ARRAY[900001]) $$,
                   ARRAY[900102::bigint], 'the next claim of one, the next oldest');
 SELECT set_eq($$ SELECT document_id FROM claim_sri_work('00000000-0000-0000-0000-0000000000d3', 3, 60000, 3, ARRAY[900001]) $$,
-              ARRAY[900103::bigint, 900104, 900105], 'a claim of three, with the plan of the claims of one, takes three');
+              ARRAY[900103::bigint, 900104, 900105], 'a claim of three takes the next three');
 SELECT set_eq($$ SELECT document_id FROM claim_sri_work('00000000-0000-0000-0000-0000000000d4', 100, 60000, 100, ARRAY[900001]) $$,
               ARRAY[900106::bigint, 900107, 900108, 900071], 'a claim of a hundred takes every due row left, and no more');
 SELECT is_empty($$ SELECT * FROM claim_sri_work('00000000-0000-0000-0000-0000000000d5', 100, 60000, 100, ARRAY[900001]) $$,
