@@ -174,6 +174,24 @@ final class OperationsTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// The server's sessions search the schemas as the definer functions do
+    /// (migration 0029), so that a trigger fired under either keeps its plans.
+    func testTheAppRolesSessionsSearchTheDefinerFunctionsPath() async throws {
+        var configuration = Configuration(databaseURL: TestDatabase.appURL, secretBox: TestSecrets.box)
+        configuration.poolSize = 1
+        let pool = makePool(configuration: configuration, logger: Logger(label: "test"))
+        let (session, definer) = try await pool.withConnection { connection in
+            let session = try connection.query("SHOW search_path")[0].decode(String.self, at: 0)
+            let definer = try connection.query(
+                "SELECT c FROM pg_proc p, unnest(p.proconfig) AS c WHERE p.oid = 'claim_sri_work(uuid,integer,integer,integer,bigint[])'::regprocedure AND c LIKE 'search_path=%'"
+            )[0].decode(String.self, at: 0)
+            return (session, definer)
+        }
+        XCTAssertEqual(session, "pg_catalog, public, pg_temp")
+        XCTAssertEqual("search_path=" + session, definer)
+        await pool.shutdown()
+    }
+
     func testIdleAndStalledClientsAreCutOff() async throws {
         try await TestServer.run(configure: { $0.httpIdleTimeoutSeconds = 1 }) { server in
             // Sends nothing at all.

@@ -1,0 +1,28 @@
+-- The server's sessions search the schemas the way the definer functions do.
+--
+-- Every SECURITY DEFINER function pins search_path = pg_catalog, public,
+-- pg_temp. comprobify_app's sessions kept PostgreSQL's default, "$user",
+-- public: the same schemas in the same order for every name the service
+-- uses (there is no schema named after the role), but not the same path to
+-- PostgreSQL's plan cache, which keeps a plan for the path it was made under
+-- and plans again under any other.
+--
+-- A PL/pgSQL trigger function runs under the path of the statement that
+-- fires it. document_submissions_row_rules() fired under the claim's path
+-- when claim_sri_work() leased rows, and under the session's when the
+-- sender's next statements (the load, the record) wrote them: each change
+-- planned the trigger's expressions again, twice per claim in a session
+-- that sends. A session of comprobify_app that claims one document and
+-- writes it twice, as a sender does, ran about a fifth faster with the two
+-- paths alike (pgbench, ADR 008, "One search path").
+--
+-- With the same path named for the role, a session's plans hold across the
+-- definer functions. pg_catalog stays first and pg_temp is named last, so a
+-- temporary table can never stand in for a table of the schema in the
+-- server's own statements either (see sql/tests/definer_functions.sql); the
+-- service creates no objects, so the creation schema (now pg_catalog, where
+-- comprobify_app may create nothing) is never used. A role setting applies
+-- to sessions opened after it: servers pick it up as their pools reconnect
+-- or restart; until then they run as before.
+
+ALTER ROLE comprobify_app SET search_path = pg_catalog, public, pg_temp;
