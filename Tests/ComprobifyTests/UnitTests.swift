@@ -410,14 +410,14 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertFalse(defaults.trustProxy)
         let set = try read([
             "PORT": "9000", "DB_POOL_SIZE": "16", "SRI_SIGNATURE_ALGORITHM": "rsa-sha1", "TRUST_PROXY": "1", "SRI_TIMEOUT_MS": "5000",
-            "SRI_LEASE_MS": "6000", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
+            "SRI_LEASE_MS": "7001", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
             "WEBHOOK_PER_TENANT": "3",
         ])
         XCTAssertEqual(set.port, 9000)
         XCTAssertEqual(set.poolSize, 16)
         XCTAssertEqual(set.signatureAlgorithm, .rsaSHA1)
         XCTAssertTrue(set.trustProxy)
-        XCTAssertEqual(set.sri.leaseMilliseconds, 6000)
+        XCTAssertEqual(set.sri.leaseMilliseconds, 7001)
         XCTAssertEqual(set.logLevel, .warning)
         XCTAssertTrue(set.webhooks.allowHTTP)
         XCTAssertEqual(set.webhooks.perTenant, 3)
@@ -431,7 +431,12 @@ final class ConfigurationTests: XCTestCase {
             (["DATABASE_URL": ""], "DATABASE_URL is not set"),
             (["PORT": "70000"], "PORT must be an integer from 0 to 65535"),
             (["DB_POOL_SIZE": "many"], "DB_POOL_SIZE must be an integer"),
-            (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS"),
+            (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
+            (["SRI_TIMEOUT_MS": "5000", "SRI_LEASE_MS": "7000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
+            (
+                ["SRI_TIMEOUT_MS": "50000", "DB_POOL_WAIT_MS": "10000"],
+                "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"
+            ),
             (["SRI_RETRY_BASE_MS": "5000", "SRI_RETRY_MAX_MS": "1000"], "SRI_RETRY_MAX_MS must not be shorter than SRI_RETRY_BASE_MS"),
             (["SRI_SIGNATURE_ALGORITHM": "rsa-md5"], "SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1"),
             (["SRI_TEST_URL": "ftp://sri.example"], "SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs"),

@@ -140,8 +140,11 @@ public struct Configuration: Sendable {
         configuration.sri.leaseMilliseconds = try integer("SRI_LEASE_MS", 1000...86_400_000) ?? configuration.sri.leaseMilliseconds
         configuration.sri.workers = try integer("SRI_WORKERS", 0...1024) ?? configuration.sri.workers
         configuration.sri.pollMilliseconds = try integer("SRI_POLL_MS", 10...600_000) ?? configuration.sri.pollMilliseconds
-        guard configuration.sri.leaseMilliseconds > configuration.sri.timeoutMilliseconds else {
-            throw Invalid(description: "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS")
+        // A lease, renewed when the document is read, must outlast the
+        // exchange and the wait for a connection to record its outcome.
+        guard configuration.sri.leaseMilliseconds > configuration.sri.timeoutMilliseconds + configuration.poolWaitMilliseconds
+        else {
+            throw Invalid(description: "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS")
         }
         guard configuration.sri.retryMaxMilliseconds >= configuration.sri.retryBaseMilliseconds else {
             throw Invalid(description: "SRI_RETRY_MAX_MS must not be shorter than SRI_RETRY_BASE_MS")
