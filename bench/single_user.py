@@ -55,6 +55,8 @@ def main() -> None:
     # The copy is thrown away: the app role may read the one file it is given.
     statement("GRANT EXECUTE ON FUNCTION pg_read_binary_file(text) TO comprobify_app")
     statement("SET ROLE comprobify_app")
+    # What a session of the role gets at login (migration 0029); SET ROLE alone does not apply it.
+    statement("SET search_path = pg_catalog, public, pg_temp")
     statement(
         "PREPARE auth AS SELECT key_id, tenant_id, environment, tenant_status, tenant_environment"
         " FROM authenticate($1, $2)"

@@ -3,9 +3,10 @@
 -- Every SECURITY DEFINER function pins search_path = pg_catalog, public,
 -- pg_temp. comprobify_app's sessions kept PostgreSQL's default, "$user",
 -- public: the same schemas in the same order for every name the service
--- uses (there is no schema named after the role), but not the same path to
--- PostgreSQL's plan cache, which keeps a plan for the path it was made under
--- and plans again under any other.
+-- uses (there is no schema named after the role, and the server creates no
+-- temporary schema), but not the same path to PostgreSQL's plan cache, which
+-- also compares where new objects would go (public, against pg_catalog) and
+-- plans again under any path that differs.
 --
 -- A PL/pgSQL trigger function runs under the path of the statement that
 -- fires it. document_submissions_row_rules() fired under the claim's path
@@ -22,7 +23,7 @@
 -- server's own statements either (see sql/tests/definer_functions.sql); the
 -- service creates no objects, so the creation schema (now pg_catalog, where
 -- comprobify_app may create nothing) is never used. A role setting applies
--- to sessions opened after it: servers pick it up as their pools reconnect
--- or restart; until then they run as before.
+-- to sessions opened after it: a server picks it up when it restarts (its
+-- pool replaces only broken connections); until then it runs as before.
 
 ALTER ROLE comprobify_app SET search_path = pg_catalog, public, pg_temp;
