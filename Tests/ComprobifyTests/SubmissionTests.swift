@@ -60,7 +60,7 @@ final class SubmissionTests: XCTestCase {
     }
 
     func testAFacturaIssuedThroughTheAPIIsSentAndShowsWhereItStands() async throws {
-        try await TestServer.run { server in
+        try await TestServer.run(configure: { $0.sri.gaugeIntervalMilliseconds = 200 }) { server in
             let tenant = try await server.signUp()
             let issuer = try await server.createIssuer(tenant.key)
             _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"headOfficeAddress": "Quito"}"#)
@@ -75,6 +75,16 @@ final class SubmissionTests: XCTestCase {
                 let line = text.split(separator: "\n").first { $0.hasPrefix(series + " ") }
                 return line.flatMap { Double($0.dropFirst(series.count + 1)) } ?? 0
             }
+            // The queue's gauges count it (every tenant's documents: at least this one).
+            var pending = 0.0
+            let counted = Date().addingTimeInterval(15)
+            while pending < 1 && Date() < counted {
+                try await Task.sleep(for: .milliseconds(100))
+                pending = try await metric("sri_documents_pending")
+            }
+            XCTAssertGreaterThanOrEqual(pending, 1, "sri_documents_pending counts the waiting factura")
+            let oldest = try await metric("sri_oldest_pending_seconds")
+            XCTAssertGreaterThanOrEqual(oldest, 0)
             let received = #"sri_requests_total{service="reception",outcome="received"}"#
             let authorized = #"sri_requests_total{service="authorization",outcome="authorized"}"#
             let (receivedBefore, authorizedBefore) = (try await metric(received), try await metric(authorized))

@@ -24,7 +24,8 @@ public struct SRISettings: Sendable, Equatable {
     var sandboxWorkers: Int { workers <= 1 ? workers : workers - (workers + 3) / 4 }
     /// How often an idle process looks for due documents: `SRI_POLL_MS`.
     public var pollMilliseconds = 500
-    /// How often the queue gauges are refreshed.
+    /// How often the queue gauges are refreshed (less often while counting
+    /// the queue takes long: QueueGauge).
     public var gaugeIntervalMilliseconds = 5_000
     /// Only these tenants' documents are sent from this process; nil: every
     /// tenant's. Not read from the environment: for tests and dedicated workers.

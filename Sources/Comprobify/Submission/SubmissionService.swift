@@ -44,8 +44,6 @@ struct SubmissionService: Service {
         }
     }
 
-    private static var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
-
     /// Keeps up to `workers` exchanges running: claims as many documents as
     /// there are free workers; when fewer are due, looks again after the poll
     /// interval or as soon as a worker is done. On shutdown it claims nothing
@@ -162,14 +160,13 @@ struct SubmissionService: Service {
         }
     }
 
-    /// Refreshes `sri_documents_pending` and `sri_oldest_pending_seconds`.
+    /// Refreshes `sri_documents_pending` and `sri_oldest_pending_seconds`
+    /// (QueueGauge: less often while counting takes long).
     private func watchQueueDepth() async {
-        while !Self.stopping {
+        await QueueGauge.run(every: .milliseconds(settings.gaugeIntervalMilliseconds)) {
             if let depth = try? await database.sriQueueDepth() {
                 SubmissionMetrics.queue(pending: depth.pending, oldestSeconds: depth.oldestSeconds)
             }
-            let interval = settings.gaugeIntervalMilliseconds
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(interval)) }
         }
     }
 }

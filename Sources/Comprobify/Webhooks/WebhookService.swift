@@ -61,8 +61,6 @@ struct WebhookService: Service {
         try? await http.shutdown()
     }
 
-    private static var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
-
     /// Keeps up to `workers` attempts running: claims as many deliveries as
     /// there are free workers; when fewer are due, looks again after the poll
     /// interval or as soon as a worker is done. On shutdown it claims nothing
@@ -230,16 +228,17 @@ struct WebhookService: Service {
         }
     }
 
-    /// Publishes webhook_oldest_pending_seconds every few seconds.
+    /// Publishes `webhook_oldest_pending_seconds` and
+    /// `webhook_deliveries_pending` every 5 s (QueueGauge: less often while
+    /// counting takes long).
     private func watchQueueDepth() async {
         let oldest = Gauge(label: "webhook_oldest_pending_seconds")
         let pending = Gauge(label: "webhook_deliveries_pending")
-        while !Self.stopping {
+        await QueueGauge.run(every: .seconds(5)) {
             if let depth = try? await database.webhookQueueDepth() {
                 oldest.record(depth.oldestSeconds)
                 pending.record(Double(depth.pending))
             }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(5)) }
         }
     }
 
