@@ -252,14 +252,15 @@ public final class ConnectionPool: Sendable {
         for waiter in waiters {
             waiter.continuation.resume(throwing: PostgresError(kind: .poolClosed, message: "the connection pool is shut down"))
         }
+        // Work holds its slot until it is done (a pipeline, until its answers
+        // are read): once every slot is back, nothing is in flight or can
+        // start. Waited for before the threads stop, since work that holds a
+        // slot may still need one of them (to connect, or to run), and a
+        // stopped thread pool would refuse it.
+        while inUse > 0 { try? await Task.sleep(for: .milliseconds(2)) }
         try? await threads.shutdownGracefully()
         #if os(Linux)
-            if let watcher {
-                // A pipeline holds its slot until its answers are read: once
-                // every slot is back, nothing is in flight or can start.
-                while inUse > 0 { try? await Task.sleep(for: .milliseconds(2)) }
-                watcher.stop()
-            }
+            watcher?.stop()
         #endif
         state.withLockedValue { $0.free = [] }
     }

@@ -4,41 +4,46 @@ import XCTest
 @testable import Comprobify
 
 /// The queue gauges' refresh waits the interval, or fifty times what the last
-/// count took when that is longer (QueueGauge).
+/// count took when that is longer, at most a minute (QueueGauge).
 final class QueueGaugeTests: XCTestCase {
     func testThePauseIsTheIntervalUntilCountingTakesLong() {
         XCTAssertEqual(QueueGauge.pause(after: .milliseconds(3), interval: .seconds(5)), .seconds(5))
         XCTAssertEqual(QueueGauge.pause(after: .milliseconds(100), interval: .seconds(5)), .seconds(5))
         XCTAssertEqual(QueueGauge.pause(after: .milliseconds(200), interval: .seconds(5)), .seconds(10))
-        XCTAssertEqual(QueueGauge.pause(after: .seconds(2), interval: .seconds(5)), .seconds(100))
+        XCTAssertEqual(QueueGauge.pause(after: .milliseconds(1200), interval: .seconds(5)), .seconds(60))
+        XCTAssertEqual(QueueGauge.pause(after: .seconds(5), interval: .seconds(5)), .seconds(60), "never more than a minute")
+        XCTAssertEqual(QueueGauge.pause(after: nil, interval: .seconds(5)), .seconds(5), "a failed count is tried again")
+        XCTAssertEqual(QueueGauge.pause(after: .seconds(5), interval: .seconds(120)), .seconds(120), "nor less than the interval")
     }
 
-    /// Counts `refresh` calls for `window`, each taking `takes`.
-    private func refreshes(interval: Duration, takes: Duration, window: Duration) async -> Int {
-        let count = NIOLockedValueBox(0)
+    /// Counts the calls of `count` in `window`, each reporting `took`.
+    private func counts(interval: Duration, took: Duration?, window: Duration) async -> Int {
+        let calls = NIOLockedValueBox(0)
         let loop = Task {
             await QueueGauge.run(every: interval) {
-                count.withLockedValue { $0 += 1 }
-                try? await Task.sleep(for: takes)
+                calls.withLockedValue { $0 += 1 }
+                return took
             }
         }
         try? await Task.sleep(for: window)
         loop.cancel()
         await loop.value
-        return count.withLockedValue { $0 }
+        return calls.withLockedValue { $0 }
     }
 
     func testASlowCountIsRepeatedLessOften() async {
-        // 40 ms a count: the next waits two seconds, not the 1 ms interval.
-        let slow = await refreshes(interval: .milliseconds(1), takes: .milliseconds(40), window: .milliseconds(600))
-        XCTAssertEqual(slow, 1, "a count that took 40 ms is not made again within two seconds")
-        // A quick count keeps the interval.
-        let quick = await refreshes(interval: .milliseconds(50), takes: .zero, window: .seconds(1))
-        XCTAssertGreaterThanOrEqual(quick, 4, "quick counts are made every interval")
+        // A count that took 40 ms: the next one waits two seconds, not the 1 ms interval.
+        let slow = await counts(interval: .milliseconds(1), took: .milliseconds(40), window: .milliseconds(600))
+        XCTAssertEqual(slow, 1, "one count in the 600 ms watched")
+        // Quick counts, and failed ones, keep the interval.
+        let quick = await counts(interval: .milliseconds(50), took: .zero, window: .seconds(1))
+        XCTAssertGreaterThanOrEqual(quick, 3, "quick counts are made every interval")
+        let failed = await counts(interval: .milliseconds(50), took: nil, window: .seconds(1))
+        XCTAssertGreaterThanOrEqual(failed, 3, "a failed count is tried again after the interval")
     }
 
     func testItStopsWhenCancelled() async {
-        let loop = Task { await QueueGauge.run(every: .seconds(60)) {} }
+        let loop = Task { await QueueGauge.run(every: .seconds(60)) { .zero } }
         try? await Task.sleep(for: .milliseconds(20))
         loop.cancel()
         let started = ContinuousClock.now

@@ -316,12 +316,14 @@ public struct Database: Sendable {
         }
     }
 
-    /// Documents of all tenants waiting for SRI, and the age of the oldest in seconds.
-    func sriQueueDepth() async throws -> (pending: Int64, oldestSeconds: Double) {
+    /// Documents of all tenants waiting for SRI, the age of the oldest in
+    /// seconds, and how long the count took (QueueGauge).
+    func sriQueueDepth() async throws -> (pending: Int64, oldestSeconds: Double, took: Duration) {
         try await pool.withConnection { connection in
+            let started = ContinuousClock.now
             let row = try connection.query("SELECT pending, oldest_seconds FROM sri_queue_depth()")[0]
             let (pending, oldest) = try row.decode((Int64, Double).self)
-            return (pending, oldest)
+            return (pending, oldest, ContinuousClock.now - started)
         }
     }
 
@@ -362,12 +364,14 @@ public struct Database: Sendable {
         }
     }
 
-    /// Pending webhook deliveries of all tenants, and the age of the oldest in seconds.
-    func webhookQueueDepth() async throws -> (pending: Int64, oldestSeconds: Double) {
+    /// Pending webhook deliveries of all tenants, the age of the oldest in
+    /// seconds, and how long the count took (QueueGauge).
+    func webhookQueueDepth() async throws -> (pending: Int64, oldestSeconds: Double, took: Duration) {
         try await pool.withConnection { connection in
+            let started = ContinuousClock.now
             let row = try connection.query("SELECT pending, oldest_seconds FROM webhook_queue_depth()")[0]
             let (pending, oldest) = try row.decode((Int64, Double).self)
-            return (pending, oldest)
+            return (pending, oldest, ContinuousClock.now - started)
         }
     }
 }

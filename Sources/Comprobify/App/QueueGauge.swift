@@ -3,26 +3,30 @@ import ServiceLifecycle
 /// The loop that refreshes a queue's gauges (`sri_documents_pending`,
 /// `webhook_deliveries_pending` and their oldest ages). Each refresh counts
 /// every waiting row, so it costs PostgreSQL time in proportion to the queue:
-/// milliseconds for thousands of rows, seconds behind a long SRI outage, and
-/// every process counts. So the pause after a refresh is `interval` or
-/// `costFactor` times what the refresh took, whichever is longer: the counts
-/// then take at most one part in `costFactor + 1` of one backend per process,
-/// however long the queue grows, and the gauges still move every `interval`
-/// while it is short.
+/// milliseconds for thousands of rows, up to `statement_timeout` behind a long
+/// SRI outage, and every process counts. So the pause after a count is
+/// `interval` or `costFactor` times what PostgreSQL took to count, whichever
+/// is longer, and at most `longestPause` (when that is not shorter than
+/// `interval`): a gauge then takes at most one part in `costFactor + 1` of a
+/// backend per process while a count takes under 1.2 s, it moves every
+/// `interval` while the queue is short, and it is never older than a minute
+/// and a count. A count that failed is tried again after `interval`.
 enum QueueGauge {
     static let costFactor = 50
+    static let longestPause = Duration.seconds(60)
 
-    /// The pause after a refresh that took `took`.
-    static func pause(after took: Duration, interval: Duration) -> Duration {
-        max(interval, took * costFactor)
+    /// The pause after a count that took `took`; nil when it failed.
+    static func pause(after took: Duration?, interval: Duration) -> Duration {
+        guard let took else { return interval }
+        return max(interval, min(took * costFactor, longestPause))
     }
 
-    /// Refreshes until the task is cancelled or the service shuts down.
-    static func run(every interval: Duration, _ refresh: () async -> Void) async {
-        let clock = ContinuousClock()
+    /// Counts until the task is cancelled or the service shuts down. `count`
+    /// records the gauges and returns how long PostgreSQL took to count, or
+    /// nil when it could not.
+    static func run(every interval: Duration, _ count: () async -> Duration?) async {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let took = await clock.measure { await refresh() }
-            let wait = pause(after: took, interval: interval)
+            let wait = pause(after: await count(), interval: interval)
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
         }
     }

@@ -164,9 +164,9 @@ struct SubmissionService: Service {
     /// (QueueGauge: less often while counting takes long).
     private func watchQueueDepth() async {
         await QueueGauge.run(every: .milliseconds(settings.gaugeIntervalMilliseconds)) {
-            if let depth = try? await database.sriQueueDepth() {
-                SubmissionMetrics.queue(pending: depth.pending, oldestSeconds: depth.oldestSeconds)
-            }
+            guard let depth = try? await database.sriQueueDepth() else { return nil }
+            SubmissionMetrics.queue(pending: depth.pending, oldestSeconds: depth.oldestSeconds)
+            return depth.took
         }
     }
 }

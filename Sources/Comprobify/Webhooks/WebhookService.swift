@@ -235,10 +235,10 @@ struct WebhookService: Service {
         let oldest = Gauge(label: "webhook_oldest_pending_seconds")
         let pending = Gauge(label: "webhook_deliveries_pending")
         await QueueGauge.run(every: .seconds(5)) {
-            if let depth = try? await database.webhookQueueDepth() {
-                oldest.record(depth.oldestSeconds)
-                pending.record(Double(depth.pending))
-            }
+            guard let depth = try? await database.webhookQueueDepth() else { return nil }
+            oldest.record(depth.oldestSeconds)
+            pending.record(Double(depth.pending))
+            return depth.took
         }
     }
 
