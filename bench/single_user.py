@@ -7,13 +7,17 @@ the count does not depend on what else the machine does, so a change to the
 schema or to the server's SQL shows in it when rates and CPU times cannot
 tell it from the noise.
 
-Each transaction is the server's for POST /v1/documents (the statements
-bench/documents.sql sends to pgbench, in the server's own form): BEGIN, authenticate (locking the key), the issuer and its
+Each transaction is the server's for POST /v1/documents when the factura was
+signed ahead with the number the server foresaw (NumberForecast; the steady
+state of one issuer's stream, bench/documents-one-trip.sql's statements in the
+server's own form): BEGIN, authenticate (locking the key), the issuer and its
 certificate's fingerprint (Database.transaction's prologue with
-ResolvedIssuer.lookup and CertificatesStore.signingMaterial), the counter's
-UPDATE (DocumentsStore.takeNumber; the counter exists, as for every document
-but an issuer's first of its type), the document with its submission row
-(DocumentsStore.store), COMMIT. The statements are prepared once and their
+ResolvedIssuer.lookup and CertificatesStore.signingMaterial), one statement
+that takes the number from the counter and inserts the document with its
+submission row, keeping the document only if the counter gives the foreseen
+number (DocumentsStore.store with takingNumber; the counter exists, as for
+every document but an issuer's first of its type), COMMIT. Here the number
+foreseen is always the one the counter gives. The statements are prepared once and their
 parameters' types inferred, as the server's are; the access key is complete,
 as the server sends it, with its check digit computed here. The XML is a
 signed factura the server issued, read by PostgreSQL from XML_FILE (a path
@@ -69,17 +73,15 @@ def main() -> None:
     statement("PREPARE certificate AS SELECT sha256, not_before, not_after FROM issuer_certificates WHERE issuer_id = $1")
     statement(
         """
-PREPARE counter AS UPDATE sequentials SET next_sequential = next_sequential + 1
- WHERE tenant_id = current_tenant_id() AND issuer_id = $1 AND document_type = $2 AND environment = $3
-RETURNING next_sequential - 1"""
-    )
-    statement(
-        """
-PREPARE document AS WITH d AS (
+PREPARE document AS WITH n AS (
+    UPDATE sequentials SET next_sequential = next_sequential + 1
+     WHERE tenant_id = current_tenant_id() AND issuer_id = $1 AND document_type = $2 AND environment = $3
+    RETURNING next_sequential - 1 AS sequential
+), d AS (
     INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date,
                            metadata, body, xml, total, buyer_id_type, buyer_id, modified_number, modified_document_id)
-    VALUES (current_tenant_id(), $1, $2, $3, $4, $5, $6, $7::date, $8::json, $9::json, $10, $11::numeric,
-            $12, $13, $14, $15)
+    VALUES (current_tenant_id(), $1, $2, $3, (SELECT sequential FROM n WHERE sequential = $4), $5, $6, $7::date,
+            $8::json, $9::json, $10, $11::numeric, $12, $13, $14, $15)
     RETURNING tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata,
               created_at
 ), s AS (
@@ -108,7 +110,6 @@ SELECT d.id, d.issuer_id, d.document_type, d.environment, d.sequential, d.number
         statement(f"EXECUTE auth('\\x{digest}', true)")
         statement(f"EXECUTE issuer({issuer})")
         statement(f"EXECUTE certificate({issuer})")
-        statement(f"EXECUTE counter({issuer}, '01', 'sandbox')")
         statement(
             f"EXECUTE document({issuer}, '01', 'sandbox', {sequential}, '{number_head}{sequential:09d}',"
             f" '{access_key}', '{issue_date}', '{{}}', '{body}', pg_read_binary_file('{xml_file}'),"

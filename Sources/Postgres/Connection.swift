@@ -151,6 +151,17 @@ public final class Connection: @unchecked Sendable {
         return try readPipeline(blocking: true)!
     }
 
+    /// `pipeline`, with the first statement's answer asked for at once (a
+    /// flush request right after it, so that the server sends it before it
+    /// runs the rest) and `answeredFirst` called as soon as that answer, or
+    /// its error, has been read, before the rest are: with true when it
+    /// succeeded. It is not called when the pipeline cannot be sent or the
+    /// connection breaks first.
+    public func pipeline(_ statements: [Statement], answeredFirst: (Bool) -> Void) throws -> [QueryResult] {
+        try sendPipeline(statements, blocking: true, flushAfterFirst: true)
+        return try readPipeline(blocking: true, answeredFirst: answeredFirst)!
+    }
+
     // MARK: - Pipelines, blocking or not
 
     /// A pipeline sent and not yet read to its synchronization point.
@@ -167,6 +178,8 @@ public final class Connection: @unchecked Sendable {
         var last: OpaquePointer?
         var results: [QueryResult] = []
         var firstError: PostgresError?
+        /// Whether the first statement's answer has been read.
+        var answeredFirst = false
     }
 
     private var inFlight: PipelineInFlight?
@@ -181,7 +194,7 @@ public final class Connection: @unchecked Sendable {
     /// answers with `readPipeline`. When sending fails the connection is left
     /// out of use (still in pipeline mode, or broken) and the error is thrown.
     @discardableResult
-    func sendPipeline(_ statements: [Statement], blocking: Bool) throws -> Bool {
+    func sendPipeline(_ statements: [Statement], blocking: Bool, flushAfterFirst: Bool = false) throws -> Bool {
         precondition(inFlight == nil, "a pipeline is already in flight on this connection")
         for statement in statements { try Connection.checkParameterCount(statement.binds.count) }
         if !blocking, PQsetnonblocking(handle, 1) != 0 { throw connectionError() }
@@ -190,7 +203,7 @@ public final class Connection: @unchecked Sendable {
         var flight = PipelineInFlight()
         flight.sent.reserveCapacity(statements.count * 2)
         var pendingPrepares = 0
-        for statement in statements {
+        for (index, statement) in statements.enumerated() {
             let ok: Bool = withParameters(statement.binds) { pointers, lengths, formats in
                 var name = preparedNames[statement.sql]
                 if name == nil, preparedNames.count + pendingPrepares >= Connection.maxPreparedStatements {
@@ -215,6 +228,7 @@ public final class Connection: @unchecked Sendable {
                 return true
             }
             guard ok else { throw failPipeline() }
+            if flushAfterFirst, index == 0, PQsendFlushRequest(handle) != 1 { throw failPipeline() }
         }
         guard PQpipelineSync(handle) == 1 else { throw failPipeline() }
         let flushed = PQflush(handle)
@@ -238,7 +252,7 @@ public final class Connection: @unchecked Sendable {
     /// socket to be readable, then call again). At the end the connection
     /// leaves pipeline mode (and non-blocking mode), and the first statement's
     /// error, if any, is thrown.
-    func readPipeline(blocking: Bool) throws -> [QueryResult]? {
+    func readPipeline(blocking: Bool, answeredFirst: (Bool) -> Void = { _ in }) throws -> [QueryResult]? {
         guard var flight = inFlight else {
             preconditionFailure("no pipeline in flight on this connection")
         }
@@ -284,6 +298,10 @@ public final class Connection: @unchecked Sendable {
                 let item = flight.sent[flight.next]
                 flight.next += 1
                 record(result, of: item, in: &flight)
+                if case .statement = item, !flight.answeredFirst {
+                    flight.answeredFirst = true
+                    answeredFirst(flight.firstError == nil)
+                }
             } else {
                 // Only the synchronization point is left.
                 guard let result = PQgetResult(handle) else {
@@ -400,7 +418,8 @@ public final class Connection: @unchecked Sendable {
             sqlState: SQLState(sqlState),
             message: field(CLIBPQ_DIAG_MESSAGE_PRIMARY) ?? "error",
             detail: field(CLIBPQ_DIAG_MESSAGE_DETAIL),
-            constraint: field(CLIBPQ_DIAG_CONSTRAINT_NAME)
+            constraint: field(CLIBPQ_DIAG_CONSTRAINT_NAME),
+            column: field(CLIBPQ_DIAG_COLUMN_NAME)
         )
     }
 

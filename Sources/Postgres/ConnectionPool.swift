@@ -404,6 +404,16 @@ public final class Transaction {
         return Array(results.dropLast())
     }
 
+    /// `commit(after:)`, calling `answeredFirst` as soon as the first
+    /// statement's answer (or error: false) is read, before COMMIT's
+    /// (`Connection.pipeline(_:answeredFirst:)`).
+    @discardableResult
+    public func commit(after statements: [Statement], answeredFirst: (Bool) -> Void) throws -> [QueryResult] {
+        let results = try connection.pipeline(statements + [Statement("COMMIT")], answeredFirst: answeredFirst)
+        isCommitted = true
+        return Array(results.dropLast())
+    }
+
     /// Statements sent by this attempt of the transaction so far, BEGIN and
     /// its prologue included (COMMIT, when the pool sends it, is one more).
     public var statementCount: Int { connection.statementCount - statementBase }

@@ -29,19 +29,23 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public let message: String
     public let detail: String?
     public let constraint: String?
+    /// The column a not-null violation (or a domain's check on it) names.
+    public let column: String?
 
     public init(
         kind: Kind,
         sqlState: SQLState? = nil,
         message: String,
         detail: String? = nil,
-        constraint: String? = nil
+        constraint: String? = nil,
+        column: String? = nil
     ) {
         self.kind = kind
         self.sqlState = sqlState
         self.message = message
         self.detail = detail
         self.constraint = constraint
+        self.column = column
     }
 
     /// True when the SQLSTATE belongs to the class, e.g. `"23"` (integrity constraint violation).

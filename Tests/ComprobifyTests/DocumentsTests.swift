@@ -58,6 +58,41 @@ final class DocumentsTests: XCTestCase {
         }
     }
 
+    /// Two processes issue on one counter, each foreseeing numbers from those
+    /// it took: a guess misses whenever the other process took that number,
+    /// and the request issues again. Every document is stored once, gapless,
+    /// signed with its own number.
+    func testTwoProcessesOnOneCounterStayGaplessAndSignedAsNumbered() async throws {
+        try await TestServer.run { first in
+            try await TestServer.run { second in
+                let tenant = try await first.signUp()
+                let issuer = try await first.createIssuer(tenant.key)
+                func missed() async throws -> Double {
+                    let text = try await first.call(.get, "/metrics").text
+                    let prefix = #"documents_signed_ahead_total{outcome="miss"} "#
+                    let line = text.split(separator: "\n").first { $0.hasPrefix(prefix) }
+                    return line.flatMap { Double($0.dropFirst(prefix.count)) } ?? 0
+                }
+                let missedBefore = try await missed()
+                // In turn: each process foresees the number the other has just taken.
+                for (expected, server) in [(1, first), (2, second), (3, first), (4, second)] {
+                    let reply = try await server.issue(tenant.key, issuer: issuer)
+                    XCTAssertEqual(reply.status, 201, reply.text)
+                    XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected))
+                }
+                let missedAfter = try await missed()
+                XCTAssertEqual(missedAfter - missedBefore, 2, "3 was foreseen as 2 and 4 as 3")
+                // At once, from both.
+                let replies = try await concurrently(40) { index in
+                    try await (index.isMultiple(of: 2) ? first : second).issue(tenant.key, issuer: issuer)
+                }
+                XCTAssertEqual(replies.map(\.status), Array(repeating: 201, count: 40))
+                XCTAssertEqual(try replies.map { try $0.int("document", "sequential") }.sorted(), Array(5...44))
+                for reply in replies { try await ComprobantesTests.assertSignedAsNumbered(first, tenant.key, issuer: issuer, reply) }
+            }
+        }
+    }
+
     func testCountersOfIssuersAndTypesAreIndependentUnderConcurrency() async throws {
         try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
             let tenant = try await server.signUp()

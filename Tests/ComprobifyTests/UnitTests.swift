@@ -243,6 +243,38 @@ final class NumberForecastTests: XCTestCase {
         XCTAssertNil(forecast.ask(last).guess, "nothing past the last sequential")
     }
 
+    /// A guess sent in the statement that stores the document ends its turn
+    /// when the counter has answered: the next guesses go on from it, or, when
+    /// the counter gave another number or the transaction failed after, stop
+    /// until a number is taken again. A request issuing again after a miss
+    /// asks without guessing.
+    func testSentGuessesGoOnFromTheirNumberAndStopAfterAFailure() {
+        let forecast = NumberForecast()
+        let counter = NumberForecast.Counter(issuer: 1, documentType: "01")
+        forecast.took(1, forecast.ask(counter))
+        let first = forecast.ask(counter)
+        let second = forecast.ask(counter)
+        XCTAssertEqual([first.guess, second.guess], [2, 3])
+        forecast.sent(2, first)
+        let behindSecond = forecast.ask(counter)
+        XCTAssertEqual(behindSecond.guess, 4, "2 given and 3 asked for")
+        forecast.abandon(behindSecond)
+        forecast.sent(nil, second)
+        let afterMiss = forecast.ask(counter)
+        XCTAssertNil(afterMiss.guess, "the counter gave another number than 3")
+        forecast.abandon(afterMiss)
+        forecast.took(3, forecast.ask(counter, guessing: false))
+        let again = forecast.ask(counter)
+        XCTAssertEqual(again.guess, 4)
+        forecast.sent(4, again)
+        forecast.forget(counter)
+        XCTAssertNil(forecast.ask(counter).guess, "the transaction of 4 failed after the counter's answer")
+        let other = NumberForecast.Counter(issuer: 2, documentType: "01")
+        forecast.took(1, forecast.ask(other))
+        XCTAssertNil(forecast.ask(other, guessing: false).guess, "asked without guessing")
+        XCTAssertEqual(forecast.ask(other).guess, 3, "the request without a guess still counts as ahead")
+    }
+
     /// A request takes its number after the requests that asked before it on
     /// its counter have taken theirs or given up; it waits for them at most
     /// `turnWait`, and never for another counter's.

@@ -180,6 +180,54 @@ final class ConnectionTests: XCTestCase {
         XCTAssertFalse(connection.isInTransaction)
     }
 
+    func testANotNullViolationNamesItsColumn() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        try connection.query("CREATE TEMP TABLE n (id int, sequential int NOT NULL)", prepared: false)
+        XCTAssertThrowsError(try connection.query("INSERT INTO n VALUES (1, (SELECT 2 WHERE false))")) { error in
+            let error = error as! PostgresError
+            XCTAssertEqual(error.sqlState, SQLState.notNullViolation)
+            XCTAssertEqual(error.column, "sequential")
+            XCTAssertNil(error.constraint)
+        }
+        XCTAssertThrowsError(try connection.query("SELECT 1 / 0")) { XCTAssertNil(($0 as! PostgresError).column) }
+    }
+
+    /// The first statement's answer is read, and the caller told, while a later
+    /// statement of the same pipeline still waits in the server: here for an
+    /// advisory lock that only the callback releases. Were the answers read
+    /// only at the end, the lock's wait would time out.
+    func testThePipelinesFirstAnswerComesBeforeTheRestRun() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let holder = try Connection(conninfo: TestDatabase.ownerURL)
+        let key = Int.random(in: 1...1_000_000_000)
+        try holder.query("SELECT pg_advisory_lock($1)", [key])
+        try connection.query("SET lock_timeout = '20s'", prepared: false)
+        var calls: [Bool] = []
+        let results = try connection.pipeline(
+            [Statement("SELECT $1::int", [7]), Statement("SELECT pg_advisory_lock($1)", [key]), Statement("SELECT 8")]
+        ) { succeeded in
+            calls.append(succeeded)
+            _ = try? holder.query("SELECT pg_advisory_unlock($1)", [key])
+        }
+        XCTAssertEqual(calls, [true])
+        XCTAssertEqual(results.count, 3)
+        XCTAssertEqual(try results[0][0].decode(Int.self, at: 0), 7)
+        XCTAssertEqual(try results[2][0].decode(Int.self, at: 0), 8)
+        XCTAssertTrue(try connection.query("SELECT pg_advisory_unlock($1)", [key])[0].decode(Bool.self, at: 0))
+        // A first statement that fails: told false, the error thrown, the
+        // connection usable; a failure further on is not the first's.
+        calls = []
+        XCTAssertThrowsError(
+            try connection.pipeline([Statement("SELECT 1 / 0"), Statement("SELECT 2")]) { calls.append($0) }
+        ) { XCTAssertEqual(($0 as? PostgresError)?.sqlState?.code, "22012") }
+        XCTAssertThrowsError(
+            try connection.pipeline([Statement("SELECT 1"), Statement("SELECT 1 / 0")]) { calls.append($0) }
+        ) { XCTAssertEqual(($0 as? PostgresError)?.sqlState?.code, "22012") }
+        XCTAssertEqual(calls, [false, true])
+        XCTAssertEqual(try connection.query("SELECT 3")[0].decode(Int.self, at: 0), 3)
+        XCTAssertFalse(connection.isInTransaction)
+    }
+
     func testLocalSettingsEndWithThePipeline() throws {
         let connection = try Connection(conninfo: TestDatabase.appURL)
         let results = try connection.pipeline([

@@ -142,19 +142,23 @@ struct DocumentSigning: Sendable {
 /// requests on that counter that asked before this one and have not taken
 /// their number yet. Under a steady stream of documents on one counter, a
 /// request signs with it while the previous one still holds the counter's row
-/// lock, and keeps that signature when the counter agrees; the lock is then
-/// held only for the round trips. When the counter disagrees (another process
-/// issued on it, or a transaction rolled back), the document is signed again
-/// with the real number, under the lock, and the counter's next document
-/// signs under the lock too, until this process has taken a number there
-/// again. A guess only decides where the signing happens, never which number
-/// a document gets.
+/// lock, then sends the counter's UPDATE, the document and COMMIT in one round
+/// trip (`DocumentsStore.store(takingNumber:)`), which stores the document only
+/// if the counter gives that number: the row is then locked only while
+/// PostgreSQL runs that statement and commits. When the counter disagrees
+/// (another process issued on it, or a transaction rolled back), nothing is
+/// stored and the request issues again without a guess: it takes the number,
+/// then signs under the lock, and the counter's documents after it sign ahead
+/// again. A guess only decides where the signing happens, never which number a
+/// document gets.
 ///
 /// The process's requests take their numbers in the order they asked
 /// (`waitForTurn`): two requests signing ahead at once would otherwise reach
 /// the counter in either order about as often, and the one that overtook
-/// would take the other's number, so that both sign again, one of them under
-/// the lock. A request waits at most `turnWait` for the ones ahead of it.
+/// would take the other's number and issue again. A turn ends when the
+/// counter has answered its request (`took`, `sent`), so the next request's
+/// statement waits in PostgreSQL for the row while the one before commits. A
+/// request waits at most `turnWait` for the ones ahead of it.
 final class NumberForecast: @unchecked Sendable {
     struct Counter: Hashable, Sendable {
         let issuer: Int64
@@ -197,13 +201,15 @@ final class NumberForecast: @unchecked Sendable {
 
     /// Every issuing request asks once, before taking its number, and ends its
     /// turn with `took` or `abandon`.
-    func ask(_ counter: Counter) -> Turn {
+    /// With `guessing` false the turn foresees nothing (a request issuing
+    /// again after its guess missed).
+    func ask(_ counter: Counter, guessing: Bool = true) -> Turn {
         condition.lock()
         defer { condition.unlock() }
         if entries.count >= NumberForecast.limit, entries[counter] == nil { entries.removeAll(keepingCapacity: true) }
         var entry = entries[counter, default: Entry()]
         var guess: Int?
-        if let last = entry.last, !entry.missed {
+        if guessing, let last = entry.last, !entry.missed {
             let next = last + 1 + entry.waiting.count
             // Past the last sequential there is nothing to foresee: the counter refuses (409).
             if next <= NumberForecast.lastSequential { guess = next }
@@ -236,6 +242,31 @@ final class NumberForecast: @unchecked Sendable {
             entry.missed = hit == false
         }
         if let hit { ServiceMetrics.signedAhead(hit: hit) }
+    }
+
+    /// Ends the turn of a request that sent its guess in the statement that
+    /// stores the document, once the counter has answered it: with the guess
+    /// when the counter gave that number (the commit still to come), nil when
+    /// it gave another or refused (nothing moved, nothing is foreseen until a
+    /// number is taken again).
+    func sent(_ guess: Int?, _ turn: Turn) {
+        end(turn) { entry in
+            if let guess {
+                entry.last = guess
+                entry.missed = false
+            } else {
+                entry.missed = true
+            }
+        }
+    }
+
+    /// After a sent guess's transaction failed, whatever the reason (a miss,
+    /// the commit, the connection): nothing committed, so nothing is foreseen
+    /// on the counter until a number is taken again.
+    func forget(_ counter: Counter) {
+        condition.lock()
+        defer { condition.unlock() }
+        entries[counter]?.missed = true
     }
 
     /// A request that asked and will not take a number (it failed first).

@@ -39,76 +39,22 @@ struct DocumentsController {
         }
         // Only a request with an Idempotency-Key is compared with an earlier one.
         let bodyDigest = idempotencyKey.map { _ in Crypto.sha256(input.bytes) }
-        let signing = self.signing
 
         let database = self.database
         let (json, replayed) = try await database.issuing(
             for: context.token, issuer: issuerID, documentType: document.comprobante.kind.rawValue
         ) {
-            try await database.transaction(
-                for: context.token, facts: context.facts,
-                prologue: [ResolvedIssuer.lookup(issuerID).query, CertificatesStore.signingMaterial(issuer: issuerID)]
-            ) { transaction, principal, results -> (JSONValue, Bool) in
-                let issuer = try ResolvedIssuer.resolve(
-                    try ResolvedIssuer.lookup(issuerID).decode(results[0]), keyEnvironment: principal.keyEnvironment)
-                if let key = idempotencyKey, let bodyDigest,
-                    let replay = try DocumentsStore.claim(
-                        transaction, key: key, issuer: issuer.id, environment: issuer.environment, digest: bodyDigest)
-                {
-                    return (replay, true)
-                }
-                let xmlIssuer = try issuer.forXML()
-                let now = Date()
-                let identity = try CertificatesStore.signingIdentity(
-                    results[1], transaction: transaction, tenant: principal.tenantID, issuer: issuer.id, secretBox: signing.secretBox,
-                    cache: signing.identities, now: now
-                )
-                let comprobante = document.comprobante
-                var modifiedDocumentID: Int64?
-                if case .creditNote(let note) = comprobante {
-                    modifiedDocumentID = try DocumentsStore.creditedFactura(transaction, issuer: issuer, note: note)
-                }
-                let prepared = try signing.prepare(comprobante, issuer: xmlIssuer)
-                let body = DocumentBody.json(comprobante)
-                let parts = AccessKey.Parts(
-                    issueDate: comprobante.issueDate, documentType: comprobante.kind.rawValue, ruc: issuer.ruc,
-                    environment: issuer.environment, establishment: issuer.establishment, emissionPoint: issuer.emissionPoint)
-                let numericCode = AccessKey.randomNumericCode()
-                // Signed ahead of the counter's lock with the number this process
-                // expects it to give (NumberForecast), kept only if it does.
-                let turn = signing.numbers.ask(.init(issuer: issuer.id, documentType: comprobante.kind.rawValue))
-                let guess = turn.guess
-                var settled = false
-                defer { if !settled { signing.numbers.abandon(turn) } }
-                var ahead: (accessKey: String, xml: [UInt8])?
-                if let guess {
-                    // Anything that goes wrong here (a guess past the last number, say)
-                    // only means signing under the lock, where it counts.
-                    let accessKey = AccessKey.make(parts, sequential: guess, numericCode: numericCode)
-                    ahead = try? (
-                        accessKey, signing.signed(prepared, accessKey: accessKey, sequential: guess, identity: identity, now: now)
-                    )
-                }
-                // In the order this process's requests asked; the counter's row
-                // then stays locked from here to the commit.
-                signing.numbers.waitForTurn(turn)
-                let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
-                signing.numbers.took(sequential, turn)
-                settled = true
-                let accessKey: String
-                let xml: [UInt8]
-                if let ahead, guess == sequential {
-                    (accessKey, xml) = ahead
-                } else {
-                    accessKey = AccessKey.make(parts, sequential: sequential, numericCode: numericCode)
-                    // A tree is signed once: a guess used the first one.
-                    let tree = guess == nil ? prepared : try signing.prepare(comprobante, issuer: xmlIssuer)
-                    xml = try signing.signed(tree, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
-                }
-                let signed = DocumentsStore.Signed(
-                    comprobante: comprobante, body: body, sequential: sequential, accessKey: accessKey, xml: xml,
-                    metadata: document.metadata, modifiedDocumentID: modifiedDocumentID)
-                return (try DocumentsStore.store(transaction, issuer: issuer, signed, idempotencyKey: idempotencyKey), false)
+            // A document signed ahead stores only with the number it was signed
+            // with; when the counter gives another, nothing was stored and the
+            // request issues again, signing under the counter's lock.
+            do {
+                return try await issueOnce(
+                    document, issuerID: issuerID, idempotencyKey: idempotencyKey, bodyDigest: bodyDigest, context: context,
+                    signingAhead: true)
+            } catch is DocumentsStore.ForecastMissed {
+                return try await issueOnce(
+                    document, issuerID: issuerID, idempotencyKey: idempotencyKey, bodyDigest: bodyDigest, context: context,
+                    signingAhead: false)
             }
         }
         if !replayed {
@@ -117,6 +63,104 @@ struct DocumentsController {
         var response = Reply.json(.created, [("document", json)])
         if replayed { response.headers[.idempotentReplayed] = "true" }
         return response
+    }
+
+    /// One transaction of `issue`: the number, the signed comprobante and the
+    /// stored document, or the replay of an Idempotency-Key. With
+    /// `signingAhead` the comprobante is signed before the counter's lock with
+    /// the number this process foresees (`NumberForecast`), and the counter's
+    /// UPDATE, the document and COMMIT go in one round trip; that throws
+    /// `ForecastMissed` when the counter gives another number. Otherwise, or
+    /// when nothing is foreseen, the number is taken first and the comprobante
+    /// signed while the counter's row is locked.
+    private func issueOnce(
+        _ document: ComprobanteRequest, issuerID: Int64, idempotencyKey: String?, bodyDigest: Data?,
+        context: TenantRequestContext, signingAhead: Bool
+    ) async throws -> (JSONValue, Bool) {
+        let signing = self.signing
+        return try await database.transaction(
+            for: context.token, facts: context.facts,
+            prologue: [ResolvedIssuer.lookup(issuerID).query, CertificatesStore.signingMaterial(issuer: issuerID)]
+        ) { transaction, principal, results -> (JSONValue, Bool) in
+            let issuer = try ResolvedIssuer.resolve(
+                try ResolvedIssuer.lookup(issuerID).decode(results[0]), keyEnvironment: principal.keyEnvironment)
+            if let key = idempotencyKey, let bodyDigest,
+                let replay = try DocumentsStore.claim(
+                    transaction, key: key, issuer: issuer.id, environment: issuer.environment, digest: bodyDigest)
+            {
+                return (replay, true)
+            }
+            let xmlIssuer = try issuer.forXML()
+            let now = Date()
+            let identity = try CertificatesStore.signingIdentity(
+                results[1], transaction: transaction, tenant: principal.tenantID, issuer: issuer.id, secretBox: signing.secretBox,
+                cache: signing.identities, now: now
+            )
+            let comprobante = document.comprobante
+            var modifiedDocumentID: Int64?
+            if case .creditNote(let note) = comprobante {
+                modifiedDocumentID = try DocumentsStore.creditedFactura(transaction, issuer: issuer, note: note)
+            }
+            let prepared = try signing.prepare(comprobante, issuer: xmlIssuer)
+            let body = DocumentBody.json(comprobante)
+            let parts = AccessKey.Parts(
+                issueDate: comprobante.issueDate, documentType: comprobante.kind.rawValue, ruc: issuer.ruc,
+                environment: issuer.environment, establishment: issuer.establishment, emissionPoint: issuer.emissionPoint)
+            let numericCode = AccessKey.randomNumericCode()
+            func signed(_ sequential: Int, accessKey: String, xml: [UInt8]) -> DocumentsStore.Signed {
+                DocumentsStore.Signed(
+                    comprobante: comprobante, body: body, sequential: sequential, accessKey: accessKey, xml: xml,
+                    metadata: document.metadata, modifiedDocumentID: modifiedDocumentID)
+            }
+            let turn = signing.numbers.ask(
+                .init(issuer: issuer.id, documentType: comprobante.kind.rawValue), guessing: signingAhead)
+            var settled = false
+            defer { if !settled { signing.numbers.abandon(turn) } }
+            if let guess = turn.guess {
+                // Anything that goes wrong here (a guess past the last number, say)
+                // only means signing under the lock, where it counts.
+                let accessKey = AccessKey.make(parts, sequential: guess, numericCode: numericCode)
+                if let xml = try? signing.signed(prepared, accessKey: accessKey, sequential: guess, identity: identity, now: now) {
+                    // In the order this process's requests asked: each sends its
+                    // statement once the counter has answered the one before.
+                    signing.numbers.waitForTurn(turn)
+                    do {
+                        let json = try DocumentsStore.store(
+                            transaction, issuer: issuer, signed(guess, accessKey: accessKey, xml: xml), idempotencyKey: idempotencyKey,
+                            takingNumber: true
+                        ) { numbered in
+                            // The counter has given the number (or refused, and
+                            // nothing moved): the next turn sends its statement, which
+                            // waits in PostgreSQL for the counter's row while this one commits.
+                            signing.numbers.sent(numbered ? guess : nil, turn)
+                            settled = true
+                        }
+                        ServiceMetrics.signedAhead(hit: true)
+                        return (json, false)
+                    } catch {
+                        // Whatever failed, nothing committed and the counter did not
+                        // move: foresee nothing until a number is taken again.
+                        if settled { signing.numbers.forget(turn.counter) }
+                        if error is DocumentsStore.ForecastMissed { ServiceMetrics.signedAhead(hit: false) }
+                        throw error
+                    }
+                }
+            }
+            // The counter's row stays locked from here to the commit.
+            signing.numbers.waitForTurn(turn)
+            let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
+            signing.numbers.took(sequential, turn)
+            settled = true
+            let accessKey = AccessKey.make(parts, sequential: sequential, numericCode: numericCode)
+            // A tree is signed once: a guess used the first one.
+            let tree = turn.guess == nil ? prepared : try signing.prepare(comprobante, issuer: xmlIssuer)
+            let xml = try signing.signed(tree, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
+            return (
+                try DocumentsStore.store(
+                    transaction, issuer: issuer, signed(sequential, accessKey: accessKey, xml: xml), idempotencyKey: idempotencyKey),
+                false
+            )
+        }
     }
 
     @Sendable func list(_ request: Request, context: TenantRequestContext) async throws -> Response {

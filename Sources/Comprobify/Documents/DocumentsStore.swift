@@ -226,30 +226,57 @@ enum DocumentsStore {
 
     /// Stores the document, its submission row (SIGNED, due now) and the
     /// Idempotency-Key's pointer to it, and commits in the same round trip.
-    static func store(_ transaction: Transaction, issuer: ResolvedIssuer, _ signed: Signed, idempotencyKey: String?) throws -> JSONValue {
+    ///
+    /// With `takingNumber` the same statement takes the number from the
+    /// counter first, and the document stores only if the counter gives the
+    /// number it was signed with (`signed.sequential`, foreseen by
+    /// `NumberForecast`): the counter's row is then locked only while
+    /// PostgreSQL runs this round trip, no Swift code in between. Another
+    /// number leaves the sequential NULL, which the column refuses: nothing
+    /// commits and `ForecastMissed` is thrown. `numbered` is called as soon as
+    /// that statement has been answered, before COMMIT's answer: true when the
+    /// document was stored with its number.
+    static func store(
+        _ transaction: Transaction, issuer: ResolvedIssuer, _ signed: Signed, idempotencyKey: String?, takingNumber: Bool = false,
+        numbered: (Bool) -> Void = { _ in }
+    ) throws -> JSONValue {
         let comprobante = signed.comprobante
         var modifiedNumber: String?
         if case .creditNote(let note) = comprobante { modifiedNumber = note.modifiedDocument.number }
         let number = "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(signed.sequential, 9))"
         let body = signed.body
-        var statements: [PostgresQuery] = [
-            """
-            WITH d AS (
-                INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date,
-                                       metadata, body, xml, total, buyer_id_type, buyer_id, modified_number, modified_document_id)
-                VALUES (current_tenant_id(), \(issuer.id), \(comprobante.kind.rawValue), \(issuer.environment.rawValue), \(signed.sequential),
-                        \(number), \(signed.accessKey), \(comprobante.issueDate.iso)::date, \(signed.metadata)::json,
-                        \(body.serialized)::json, \(Data(signed.xml)), \(comprobante.totals.total.text(places: 2))::numeric,
-                        \(comprobante.buyer.idType), \(comprobante.buyer.id), \(modifiedNumber), \(signed.modifiedDocumentID))
-                RETURNING tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata,
-                          created_at
-            ), s AS (
-                INSERT INTO document_submissions (tenant_id, document_id, environment) SELECT tenant_id, id, environment FROM d
-                RETURNING status, attempts, last_error, next_attempt_at, messages, authorization_number, authorized_at
-            )
-            SELECT \(unescaped: storedColumns) FROM d, s
-            """
-        ]
+        let insert: PostgresQuery
+        if takingNumber {
+            insert = """
+                WITH n AS (
+                    UPDATE sequentials SET next_sequential = next_sequential + 1
+                     WHERE tenant_id = current_tenant_id() AND issuer_id = \(issuer.id) AND document_type = \(comprobante.kind.rawValue)
+                       AND environment = \(issuer.environment.rawValue)
+                    RETURNING next_sequential - 1 AS sequential
+                ), d AS (
+                    -- NULL, refused by the column, unless the counter gave the number the XML is signed with.
+                    INSERT INTO documents (\(unescaped: insertedColumns))
+                    VALUES (current_tenant_id(), \(issuer.id), \(comprobante.kind.rawValue), \(issuer.environment.rawValue),
+                            (SELECT sequential FROM n WHERE sequential = \(signed.sequential)),
+                            \(number), \(signed.accessKey), \(comprobante.issueDate.iso)::date, \(signed.metadata)::json,
+                            \(body.serialized)::json, \(Data(signed.xml)), \(comprobante.totals.total.text(places: 2))::numeric,
+                            \(comprobante.buyer.idType), \(comprobante.buyer.id), \(modifiedNumber), \(signed.modifiedDocumentID))
+                    RETURNING \(unescaped: returnedColumns)
+                ), \(unescaped: submissionAndAnswer)
+                """
+        } else {
+            insert = """
+                WITH d AS (
+                    INSERT INTO documents (\(unescaped: insertedColumns))
+                    VALUES (current_tenant_id(), \(issuer.id), \(comprobante.kind.rawValue), \(issuer.environment.rawValue), \(signed.sequential),
+                            \(number), \(signed.accessKey), \(comprobante.issueDate.iso)::date, \(signed.metadata)::json,
+                            \(body.serialized)::json, \(Data(signed.xml)), \(comprobante.totals.total.text(places: 2))::numeric,
+                            \(comprobante.buyer.idType), \(comprobante.buyer.id), \(modifiedNumber), \(signed.modifiedDocumentID))
+                    RETURNING \(unescaped: returnedColumns)
+                ), \(unescaped: submissionAndAnswer)
+                """
+        }
+        var statements = [insert]
         if let idempotencyKey {
             statements.append(
                 """
@@ -258,9 +285,35 @@ enum DocumentsStore {
                 """
             )
         }
-        let inserted = try transaction.commit(after: statements)
+        let inserted: [QueryResult]
+        do {
+            inserted = try transaction.commit(after: statements, answeredFirst: numbered)
+        } catch let error as PostgresError where takingNumber && error.hasCode(.notNullViolation) && error.column == "sequential" {
+            throw ForecastMissed()
+        } catch let error as PostgresError where takingNumber && error.constraint == "sequentials_next_in_range" {
+            throw APIError.conflict("The counter of this issuer and document type is exhausted (999999999 reached).")
+        }
         return try document(inserted[0][0], body: body)
     }
+
+    /// The counter gave another number than the one a document was signed
+    /// with (`store(takingNumber: true)`); nothing was stored.
+    struct ForecastMissed: Error {}
+
+    private static let insertedColumns = """
+        tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, \
+        metadata, body, xml, total, buyer_id_type, buyer_id, modified_number, modified_document_id
+        """
+    private static let returnedColumns = """
+        tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata, created_at
+        """
+    private static let submissionAndAnswer = """
+        s AS (
+            INSERT INTO document_submissions (tenant_id, document_id, environment) SELECT tenant_id, id, environment FROM d
+            RETURNING status, attempts, last_error, next_attempt_at, messages, authorization_number, authorized_at
+        )
+        SELECT \(storedColumns) FROM d, s
+        """
 
     /// Claims an Idempotency-Key for this request, or returns the first
     /// response of the earlier request that holds it (the document as it was
