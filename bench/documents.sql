@@ -3,8 +3,9 @@
 -- (UPDATE of the counter RETURNING the number; INSERT; COMMIT), with the
 -- server's statements (DocumentsController.issue, DocumentsStore.takeNumber
 -- and .store, CertificatesStore.signingMaterial) in three round trips, as the
--- server sends them when it foresees no number (a process's first document on
--- a counter, or one issuing again after a missed guess):
+-- server sends them until a counter has agreed with eight of its guesses in a
+-- row, and whenever it foresees no number (a process's first document on a
+-- counter, or one issuing again after a missed guess):
 --   1. BEGIN + authenticate (locking the key) + the issuer + its certificate's
 --      fingerprint and validity, pipelined (the certificate and its sealed key
 --      are read once per process, not per document)
@@ -15,10 +16,11 @@
 --      no twin here)
 --   3. the document and its submission row, inserted by one statement, + COMMIT,
 --      pipelined
--- What the server does between 2 and 3 in that case — build the XML, check it
--- against the XSD, sign it (RSA-2048) — has no twin here. In the steady state
--- of one issuer's stream the server signs before the counter, with the number
--- it foresees, and sends 2 and 3 as one statement (bench/documents-one-trip.sql).
+-- What the server does between 2 and 3 when the counter gave another number
+-- than it foresaw, or it foresaw none — build the XML, check it against the
+-- XSD, sign it (RSA-2048) — has no twin here. In the steady state of one
+-- issuer's stream the server signs before the counter, with the number it
+-- foresees, and sends 2 and 3 as one statement (bench/documents-one-trip.sql).
 -- The server's parameters: the access key's 30 leading digits (date, type, RUC,
 -- environment, establishment, emission point), its 9 trailing digits (a random
 -- 8-digit numeric code and emission type 1) and the number's prefix. The server

@@ -155,8 +155,9 @@ public final class Connection: @unchecked Sendable {
     /// flush request right after it, so that the server sends it before it
     /// runs the rest) and `answeredFirst` called as soon as that answer, or
     /// its error, has been read, before the rest are: with true when it
-    /// succeeded. It is not called when the pipeline cannot be sent or the
-    /// connection breaks first.
+    /// succeeded, false when it failed (the server refused it, or the
+    /// connection broke while it ran: libpq reports that as its error). It is
+    /// not called when the pipeline cannot be sent.
     public func pipeline(_ statements: [Statement], answeredFirst: (Bool) -> Void) throws -> [QueryResult] {
         try sendPipeline(statements, blocking: true, flushAfterFirst: true)
         return try readPipeline(blocking: true, answeredFirst: answeredFirst)!

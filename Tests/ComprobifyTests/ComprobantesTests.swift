@@ -130,9 +130,8 @@ final class ComprobantesTests: XCTestCase {
     }
 
     /// A document is signed ahead of the counter's lock with the number the
-    /// process expects; when another process took that number meanwhile,
-    /// nothing is stored and the request issues again, signed with the number
-    /// it really gets.
+    /// process expects; when another process took that number meanwhile, the
+    /// document is signed again with the number it really gets.
     func testSigningAheadKeepsOnlyASignatureOfTheNumberTheCounterGave() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()
@@ -163,10 +162,53 @@ final class ComprobantesTests: XCTestCase {
                 try await Self.assertSignedAsNumbered(server, tenant.key, issuer: issuer, reply)
             }
             let (missAfter, hitAfter) = (try await signedAhead("miss"), try await signedAhead("hit"))
-            XCTAssertEqual(missAfter - missBefore, 1, "4 was signed ahead as 3, then issued again")
-            // The request that missed issued again without a guess: it took 4
-            // and signed under the lock; 5 and 6 were signed ahead as what they got.
-            XCTAssertEqual(hitAfter - hitBefore, 2, "5 and 6 were signed ahead as what they got")
+            XCTAssertEqual(missAfter - missBefore, 1, "4 was signed ahead as 3, then again")
+            // After a miss nothing is guessed until a number is known again: 5 is
+            // signed under the lock, 6 ahead as what it got.
+            XCTAssertEqual(hitAfter - hitBefore, 1, "6 was signed ahead as what it got")
+        }
+    }
+
+    /// After enough numbers foreseen right, a document goes with its number in
+    /// one round trip; when another process took that number meanwhile, nothing
+    /// is stored and the request issues again: it gets the next number, signed
+    /// as such, and the forecast starts over from it.
+    func testADocumentSentWithAForeseenNumberThatMissedIssuesAgain() async throws {
+        let logs = LogCapture()
+        try await TestServer.run(logs: logs) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            // 1 unforeseen, 2-9 foreseen right (eight in a row), 10 in one round trip.
+            for expected in 1...10 {
+                let reply = try await server.issue(tenant.key, issuer: issuer)
+                XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected), reply.text)
+            }
+            XCTAssertFalse(logs.text.contains("issuing again"))
+            let owner = try Connection(conninfo: TestDatabase.ownerURL)
+            try owner.query(
+                "UPDATE sequentials SET next_sequential = next_sequential + 1 WHERE issuer_id = \(issuer) AND document_type = '01'")
+            // Foreseen as 11 and sent so; the counter gives 12: issued again as 12.
+            let reply = try await server.issue(tenant.key, issuer: issuer, body: Self.richFactura)
+            XCTAssertEqual(reply.status, 201, reply.text)
+            XCTAssertEqual(try reply.int("document", "sequential"), 12)
+            try await Self.assertSignedAsNumbered(server, tenant.key, issuer: issuer, reply)
+            XCTAssertEqual(logs.text.components(separatedBy: "issuing again").count - 1, 1)
+            let stored = try owner.query(
+                "SELECT count(*), max(sequential) FROM documents WHERE issuer_id = \(issuer) AND document_type = '01'")
+            XCTAssertEqual(try stored[0].decode(Int.self, at: 0), 11, "nothing stored by the attempt that missed")
+            XCTAssertEqual(try stored[0].decode(Int.self, at: 1), 12)
+            // With an Idempotency-Key too, and a replay of it.
+            for _ in 13...21 { _ = try await server.issue(tenant.key, issuer: issuer) }
+            try owner.query(
+                "UPDATE sequentials SET next_sequential = next_sequential + 1 WHERE issuer_id = \(issuer) AND document_type = '01'")
+            let keyed = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "one-trip-miss"])
+            XCTAssertEqual(keyed.status, 201, keyed.text)
+            XCTAssertEqual(try keyed.int("document", "sequential"), 23)
+            XCTAssertEqual(logs.text.components(separatedBy: "issuing again").count - 1, 2)
+            let replayed = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "one-trip-miss"])
+            XCTAssertEqual(replayed.status, 201, replayed.text)
+            XCTAssertEqual(replayed.headers[.idempotentReplayed], "true")
+            XCTAssertEqual(try replayed.string("document", "accessKey"), try keyed.string("document", "accessKey"))
         }
     }
 
@@ -178,7 +220,7 @@ final class ComprobantesTests: XCTestCase {
             XCTAssertEqual(first.status, 201, first.text)
             let owner = try Connection(conninfo: TestDatabase.ownerURL)
             try owner.query("UPDATE sequentials SET next_sequential = 999999998 WHERE issuer_id = \(issuer) AND document_type = '01'")
-            // 999999998 (a missed guess, issued again), then 999999999 (signed ahead).
+            // 999999998 (a missed guess), then 999999999 (after a miss, nothing is guessed).
             for expected in [999_999_998, 999_999_999] {
                 let reply = try await server.issue(tenant.key, issuer: issuer, body: Self.richFactura)
                 XCTAssertEqual(reply.status, 201, reply.text)

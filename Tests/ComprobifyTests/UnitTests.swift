@@ -243,36 +243,63 @@ final class NumberForecastTests: XCTestCase {
         XCTAssertNil(forecast.ask(last).guess, "nothing past the last sequential")
     }
 
-    /// A guess sent in the statement that stores the document ends its turn
-    /// when the counter has answered: the next guesses go on from it, or, when
-    /// the counter gave another number or the transaction failed after, stop
-    /// until a number is taken again. A request issuing again after a miss
-    /// asks without guessing.
-    func testSentGuessesGoOnFromTheirNumberAndStopAfterAFailure() {
-        let forecast = NumberForecast()
+    /// A turn goes in one round trip once the counter has agreed with
+    /// `agreementForOneTrip` guesses in a row. A guess sent with the document
+    /// ends its turn when the counter has answered: the next guesses go on
+    /// from it, or, when the counter gave another number or the transaction
+    /// failed after, stop until a number is taken again, and the agreement
+    /// starts over. A request issuing again after a miss asks without guessing.
+    func testOneTripTurnsComeAfterAgreementAndEndWithTheCountersAnswer() {
+        let forecast = NumberForecast(agreementForOneTrip: 2)
         let counter = NumberForecast.Counter(issuer: 1, documentType: "01")
         forecast.took(1, forecast.ask(counter))
+        for number in 2...3 {
+            let turn = forecast.ask(counter)
+            XCTAssertEqual(turn.guess, number)
+            XCTAssertFalse(turn.oneTrip, "agreed \(number - 2) times so far")
+            forecast.took(number, turn)
+        }
         let first = forecast.ask(counter)
         let second = forecast.ask(counter)
-        XCTAssertEqual([first.guess, second.guess], [2, 3])
-        forecast.sent(2, first)
+        XCTAssertEqual([first.guess, second.guess], [4, 5])
+        XCTAssertEqual([first.oneTrip, second.oneTrip], [true, true])
+        forecast.sent(4, first)
         let behindSecond = forecast.ask(counter)
-        XCTAssertEqual(behindSecond.guess, 4, "2 given and 3 asked for")
+        XCTAssertEqual(behindSecond.guess, 6, "4 given and 5 asked for")
         forecast.abandon(behindSecond)
         forecast.sent(nil, second)
         let afterMiss = forecast.ask(counter)
-        XCTAssertNil(afterMiss.guess, "the counter gave another number than 3")
+        XCTAssertNil(afterMiss.guess, "the counter gave another number than 5")
+        XCTAssertFalse(afterMiss.oneTrip)
         forecast.abandon(afterMiss)
-        forecast.took(3, forecast.ask(counter, guessing: false))
+        forecast.took(5, forecast.ask(counter, guessing: false))
         let again = forecast.ask(counter)
-        XCTAssertEqual(again.guess, 4)
-        forecast.sent(4, again)
+        XCTAssertEqual(again.guess, 6)
+        XCTAssertFalse(again.oneTrip, "the agreement starts over after a miss")
+        forecast.took(6, again)
+        forecast.took(7, forecast.ask(counter))
+        let agreedAgain = forecast.ask(counter)
+        XCTAssertTrue(agreedAgain.oneTrip)
+        forecast.sent(8, agreedAgain)
         forecast.forget(counter)
-        XCTAssertNil(forecast.ask(counter).guess, "the transaction of 4 failed after the counter's answer")
+        let afterFailure = forecast.ask(counter)
+        XCTAssertNil(afterFailure.guess, "the transaction of 8 failed after the counter's answer")
+        forecast.took(8, afterFailure)
+        XCTAssertFalse(forecast.ask(counter).oneTrip, "and the agreement starts over")
+        // A miss when the number is taken first resets the agreement too.
         let other = NumberForecast.Counter(issuer: 2, documentType: "01")
         forecast.took(1, forecast.ask(other))
-        XCTAssertNil(forecast.ask(other, guessing: false).guess, "asked without guessing")
-        XCTAssertEqual(forecast.ask(other).guess, 3, "the request without a guess still counts as ahead")
+        forecast.took(2, forecast.ask(other))
+        forecast.took(3, forecast.ask(other))
+        let missed = forecast.ask(other)
+        XCTAssertTrue(missed.oneTrip)
+        forecast.took(9, missed)
+        forecast.took(10, forecast.ask(other))
+        XCTAssertFalse(forecast.ask(other).oneTrip)
+        let third = NumberForecast.Counter(issuer: 3, documentType: "01")
+        forecast.took(1, forecast.ask(third))
+        XCTAssertNil(forecast.ask(third, guessing: false).guess, "asked without guessing")
+        XCTAssertEqual(forecast.ask(third).guess, 3, "the request without a guess still counts as ahead")
     }
 
     /// A request takes its number after the requests that asked before it on
@@ -298,7 +325,7 @@ final class NumberForecastTests: XCTestCase {
         }
         // Another counter's turn does not wait for these.
         let other = forecast.ask(NumberForecast.Counter(issuer: 2, documentType: "01"))
-        forecast.waitForTurn(other)
+        XCTAssertTrue(forecast.waitForTurn(other))
         forecast.abandon(other)
         Thread.sleep(forTimeInterval: 0.2)
         XCTAssertEqual(order.withLockedValue { $0 }, [], "both wait while the first has not taken its number")
@@ -313,7 +340,7 @@ final class NumberForecastTests: XCTestCase {
         let stuck = brief.ask(counter)
         let behind = brief.ask(counter)
         let started = Date()
-        brief.waitForTurn(behind)
+        XCTAssertFalse(brief.waitForTurn(behind), "not its turn: the wait ran out")
         XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 0.09)
         brief.abandon(stuck)
         brief.abandon(behind)

@@ -142,42 +142,53 @@ struct DocumentSigning: Sendable {
 /// requests on that counter that asked before this one and have not taken
 /// their number yet. Under a steady stream of documents on one counter, a
 /// request signs with it while the previous one still holds the counter's row
-/// lock, then sends the counter's UPDATE, the document and COMMIT in one round
-/// trip (`DocumentsStore.store(takingNumber:)`), which stores the document only
-/// if the counter gives that number: the row is then locked only while
-/// PostgreSQL runs that statement and commits. When the counter disagrees
-/// (another process issued on it, or a transaction rolled back), nothing is
-/// stored and the request issues again without a guess: it takes the number,
-/// then signs under the lock, and the counter's documents after it sign ahead
-/// again. A guess only decides where the signing happens, never which number a
-/// document gets.
+/// lock. It then takes the number and keeps that signature when the counter
+/// agrees, or signs again with the real number, under the lock, when it does
+/// not (another process issued on the counter, or a transaction rolled back);
+/// the counter's next document then signs under the lock too, until this
+/// process has taken a number there again. A guess only decides where the
+/// signing happens, never which number a document gets.
+///
+/// Once the counter has agreed with `agreementForOneTrip` guesses in a row, a
+/// turn is `oneTrip`: the request sends the counter's UPDATE, the document
+/// and COMMIT in one round trip (`DocumentsStore.store(takingNumber:)`), which
+/// stores the document only if the counter gives the guessed number, so that
+/// the row is locked only while PostgreSQL runs that statement and commits. A
+/// miss there stores nothing (and PostgreSQL logs the refused row), and the
+/// request issues again without a guess; so a counter that another process
+/// also issues on, where guesses often miss, keeps taking the number first.
 ///
 /// The process's requests take their numbers in the order they asked
 /// (`waitForTurn`): two requests signing ahead at once would otherwise reach
 /// the counter in either order about as often, and the one that overtook
-/// would take the other's number and issue again. A turn ends when the
-/// counter has answered its request (`took`, `sent`), so the next request's
-/// statement waits in PostgreSQL for the row while the one before commits. A
-/// request waits at most `turnWait` for the ones ahead of it.
+/// would take the other's number. A turn ends when the counter has answered
+/// its request (`took`, `sent`), so the next request's statement waits in
+/// PostgreSQL for the row while the one before commits. A request waits at
+/// most `turnWait` for the ones ahead of it, and then takes the number first.
 final class NumberForecast: @unchecked Sendable {
     struct Counter: Hashable, Sendable {
         let issuer: Int64
         let documentType: String
     }
 
-    /// A request's place on its counter: handed out by `ask`, ended by `took`
-    /// or `abandon`.
+    /// A request's place on its counter: handed out by `ask`, ended by `took`,
+    /// `sent` or `abandon`.
     struct Turn: Sendable {
         let counter: Counter
         let ticket: Int
         /// The number to sign ahead with; nil: nothing known yet, or the last guess missed.
         let guess: Int?
+        /// Whether to send the guess with the document in one statement
+        /// (`DocumentsStore.store(takingNumber:)`) rather than take the number first.
+        let oneTrip: Bool
     }
 
     private struct Entry {
         /// The last number taken here; nil before the first.
         var last: Int?
         var missed = false
+        /// Guesses the counter agreed with in a row, since the last miss or failure.
+        var agreed = 0
         /// Tickets of the requests that asked and have not taken (or given up) yet, oldest first.
         var waiting: [Int] = []
     }
@@ -194,15 +205,17 @@ final class NumberForecast: @unchecked Sendable {
     static let lastSequential = 999_999_999
     /// How long a request waits for the requests ahead of it to take their numbers.
     let turnWait: TimeInterval
+    /// Guesses in a row the counter must have agreed with before a turn is `oneTrip`.
+    let agreementForOneTrip: Int
 
-    init(turnWait: TimeInterval = 0.05) {
+    init(turnWait: TimeInterval = 0.05, agreementForOneTrip: Int = 8) {
         self.turnWait = turnWait
+        self.agreementForOneTrip = agreementForOneTrip
     }
 
     /// Every issuing request asks once, before taking its number, and ends its
-    /// turn with `took` or `abandon`.
-    /// With `guessing` false the turn foresees nothing (a request issuing
-    /// again after its guess missed).
+    /// turn with `took`, `sent` or `abandon`. With `guessing` false the turn
+    /// foresees nothing (a request issuing again after its guess missed).
     func ask(_ counter: Counter, guessing: Bool = true) -> Turn {
         condition.lock()
         defer { condition.unlock() }
@@ -214,7 +227,7 @@ final class NumberForecast: @unchecked Sendable {
             // Past the last sequential there is nothing to foresee: the counter refuses (409).
             if next <= NumberForecast.lastSequential { guess = next }
         }
-        let turn = Turn(counter: counter, ticket: nextTicket, guess: guess)
+        let turn = Turn(counter: counter, ticket: nextTicket, guess: guess, oneTrip: guess != nil && entry.agreed >= agreementForOneTrip)
         nextTicket += 1
         entry.waiting.append(turn.ticket)
         entries[counter] = entry
@@ -222,16 +235,19 @@ final class NumberForecast: @unchecked Sendable {
     }
 
     /// Returns once every request that asked before `turn` on its counter has
-    /// taken its number or given up, or after `turnWait`, whichever is first.
-    func waitForTurn(_ turn: Turn) {
+    /// taken its number or given up (true), or after `turnWait` (false),
+    /// whichever is first.
+    @discardableResult
+    func waitForTurn(_ turn: Turn) -> Bool {
         let deadline = Date(timeIntervalSinceNow: turnWait)
         condition.lock()
         defer { condition.unlock() }
         while let first = entries[turn.counter]?.waiting.first, first != turn.ticket,
             entries[turn.counter]?.waiting.contains(turn.ticket) == true
         {
-            guard condition.wait(until: deadline) else { return }
+            guard condition.wait(until: deadline) else { return false }
         }
+        return true
     }
 
     /// Records the number the counter handed out and whether the turn's guess matched it.
@@ -240,6 +256,7 @@ final class NumberForecast: @unchecked Sendable {
         end(turn) { entry in
             entry.last = number
             entry.missed = hit == false
+            if let hit { entry.agreed = hit ? entry.agreed + 1 : 0 }
         }
         if let hit { ServiceMetrics.signedAhead(hit: hit) }
     }
@@ -254,19 +271,23 @@ final class NumberForecast: @unchecked Sendable {
             if let guess {
                 entry.last = guess
                 entry.missed = false
+                entry.agreed += 1
             } else {
                 entry.missed = true
+                entry.agreed = 0
             }
         }
     }
 
-    /// After a sent guess's transaction failed, whatever the reason (a miss,
-    /// the commit, the connection): nothing committed, so nothing is foreseen
-    /// on the counter until a number is taken again.
+    /// After the transaction of a turn that took or sent its number failed,
+    /// whatever the reason (a miss, the commit, the connection): nothing
+    /// committed, so nothing is foreseen on the counter until a number is
+    /// taken again, and the agreement starts over.
     func forget(_ counter: Counter) {
         condition.lock()
         defer { condition.unlock() }
         entries[counter]?.missed = true
+        entries[counter]?.agreed = 0
     }
 
     /// A request that asked and will not take a number (it failed first).

@@ -44,14 +44,15 @@ struct DocumentsController {
         let (json, replayed) = try await database.issuing(
             for: context.token, issuer: issuerID, documentType: document.comprobante.kind.rawValue
         ) {
-            // A document signed ahead stores only with the number it was signed
-            // with; when the counter gives another, nothing was stored and the
-            // request issues again, signing under the counter's lock.
+            // A document sent with its number in one round trip stores only with
+            // the number it was signed with; when the counter gives another,
+            // nothing was stored and the request issues again, taking the number first.
             do {
                 return try await issueOnce(
                     document, issuerID: issuerID, idempotencyKey: idempotencyKey, bodyDigest: bodyDigest, context: context,
                     signingAhead: true)
             } catch is DocumentsStore.ForecastMissed {
+                context.logger.debug("the counter gave another number than the one foreseen: issuing again")
                 return try await issueOnce(
                     document, issuerID: issuerID, idempotencyKey: idempotencyKey, bodyDigest: bodyDigest, context: context,
                     signingAhead: false)
@@ -68,11 +69,12 @@ struct DocumentsController {
     /// One transaction of `issue`: the number, the signed comprobante and the
     /// stored document, or the replay of an Idempotency-Key. With
     /// `signingAhead` the comprobante is signed before the counter's lock with
-    /// the number this process foresees (`NumberForecast`), and the counter's
-    /// UPDATE, the document and COMMIT go in one round trip; that throws
-    /// `ForecastMissed` when the counter gives another number. Otherwise, or
-    /// when nothing is foreseen, the number is taken first and the comprobante
-    /// signed while the counter's row is locked.
+    /// the number this process foresees (`NumberForecast`), and kept if the
+    /// counter gives that number (else signed again under the lock). On a
+    /// `oneTrip` turn the counter's UPDATE, the document and COMMIT go in one
+    /// round trip; that throws `ForecastMissed` when the counter gives another
+    /// number. Without `signingAhead`, or when nothing is foreseen, the number
+    /// is taken first and the comprobante signed while the counter's row is locked.
     private func issueOnce(
         _ document: ComprobanteRequest, issuerID: Int64, idempotencyKey: String?, bodyDigest: Data?,
         context: TenantRequestContext, signingAhead: Bool
@@ -116,50 +118,65 @@ struct DocumentsController {
                 .init(issuer: issuer.id, documentType: comprobante.kind.rawValue), guessing: signingAhead)
             var settled = false
             defer { if !settled { signing.numbers.abandon(turn) } }
+            var ahead: (accessKey: String, xml: [UInt8])?
             if let guess = turn.guess {
                 // Anything that goes wrong here (a guess past the last number, say)
                 // only means signing under the lock, where it counts.
                 let accessKey = AccessKey.make(parts, sequential: guess, numericCode: numericCode)
-                if let xml = try? signing.signed(prepared, accessKey: accessKey, sequential: guess, identity: identity, now: now) {
-                    // In the order this process's requests asked: each sends its
-                    // statement once the counter has answered the one before.
-                    signing.numbers.waitForTurn(turn)
-                    do {
-                        let json = try DocumentsStore.store(
-                            transaction, issuer: issuer, signed(guess, accessKey: accessKey, xml: xml), idempotencyKey: idempotencyKey,
-                            takingNumber: true
-                        ) { numbered in
-                            // The counter has given the number (or refused, and
-                            // nothing moved): the next turn sends its statement, which
-                            // waits in PostgreSQL for the counter's row while this one commits.
-                            signing.numbers.sent(numbered ? guess : nil, turn)
-                            settled = true
-                        }
-                        ServiceMetrics.signedAhead(hit: true)
-                        return (json, false)
-                    } catch {
-                        // Whatever failed, nothing committed and the counter did not
-                        // move: foresee nothing until a number is taken again.
-                        if settled { signing.numbers.forget(turn.counter) }
-                        if error is DocumentsStore.ForecastMissed { ServiceMetrics.signedAhead(hit: false) }
-                        throw error
+                ahead = try? (
+                    accessKey, signing.signed(prepared, accessKey: accessKey, sequential: guess, identity: identity, now: now)
+                )
+            }
+            // In the order this process's requests asked: each takes its number
+            // once the counter has answered the one before.
+            let inTurn = signing.numbers.waitForTurn(turn)
+            if let guess = turn.guess, let ahead, turn.oneTrip, inTurn {
+                do {
+                    let json = try DocumentsStore.store(
+                        transaction, issuer: issuer, signed(guess, accessKey: ahead.accessKey, xml: ahead.xml),
+                        idempotencyKey: idempotencyKey, takingNumber: true
+                    ) { numbered in
+                        // The counter has given the number (or refused, and
+                        // nothing moved): the next turn sends its statement, which
+                        // waits in PostgreSQL for the counter's row while this one commits.
+                        signing.numbers.sent(numbered ? guess : nil, turn)
+                        settled = true
                     }
+                    ServiceMetrics.signedAhead(hit: true)
+                    return (json, false)
+                } catch {
+                    // Whatever failed, nothing committed and the counter did not
+                    // move: foresee nothing until a number is taken again.
+                    if settled { signing.numbers.forget(turn.counter) }
+                    if error is DocumentsStore.ForecastMissed { ServiceMetrics.signedAhead(hit: false) }
+                    throw error
                 }
             }
             // The counter's row stays locked from here to the commit.
-            signing.numbers.waitForTurn(turn)
             let sequential = try DocumentsStore.takeNumber(transaction, issuer: issuer, documentType: comprobante.kind.rawValue)
             signing.numbers.took(sequential, turn)
             settled = true
-            let accessKey = AccessKey.make(parts, sequential: sequential, numericCode: numericCode)
-            // A tree is signed once: a guess used the first one.
-            let tree = turn.guess == nil ? prepared : try signing.prepare(comprobante, issuer: xmlIssuer)
-            let xml = try signing.signed(tree, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
-            return (
-                try DocumentsStore.store(
-                    transaction, issuer: issuer, signed(sequential, accessKey: accessKey, xml: xml), idempotencyKey: idempotencyKey),
-                false
-            )
+            do {
+                let accessKey: String
+                let xml: [UInt8]
+                if let ahead, turn.guess == sequential {
+                    (accessKey, xml) = ahead
+                } else {
+                    accessKey = AccessKey.make(parts, sequential: sequential, numericCode: numericCode)
+                    // A tree is signed once: a guess used the first one.
+                    let tree = turn.guess == nil ? prepared : try signing.prepare(comprobante, issuer: xmlIssuer)
+                    xml = try signing.signed(tree, accessKey: accessKey, sequential: sequential, identity: identity, now: now)
+                }
+                return (
+                    try DocumentsStore.store(
+                        transaction, issuer: issuer, signed(sequential, accessKey: accessKey, xml: xml), idempotencyKey: idempotencyKey),
+                    false
+                )
+            } catch {
+                // The number taken is rolled back with the transaction.
+                signing.numbers.forget(turn.counter)
+                throw error
+            }
         }
     }
 

@@ -287,7 +287,9 @@ enum DocumentsStore {
         }
         let inserted: [QueryResult]
         do {
-            inserted = try transaction.commit(after: statements, answeredFirst: numbered)
+            // Only a statement that takes the number has its answer asked for before COMMIT's.
+            inserted =
+                try takingNumber ? transaction.commit(after: statements, answeredFirst: numbered) : transaction.commit(after: statements)
         } catch let error as PostgresError where takingNumber && error.hasCode(.notNullViolation) && error.column == "sequential" {
             throw ForecastMissed()
         } catch let error as PostgresError where takingNumber && error.constraint == "sequentials_next_in_range" {

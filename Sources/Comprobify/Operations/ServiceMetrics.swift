@@ -54,7 +54,8 @@ enum ServiceMetrics {
     private static let signedAheadHit = Counter(label: "documents_signed_ahead_total", dimensions: [("outcome", "hit")])
     private static let signedAheadMiss = Counter(label: "documents_signed_ahead_total", dimensions: [("outcome", "miss")])
 
-    /// A document signed ahead of its counter's lock: kept (hit) or signed again (miss).
+    /// A document signed ahead of its counter's lock: the counter gave the number
+    /// (hit), or another one (miss: signed again under the lock, or issued again).
     static func signedAhead(hit: Bool) {
         (hit ? signedAheadHit : signedAheadMiss).increment()
     }
