@@ -243,6 +243,59 @@ final class NumberForecastTests: XCTestCase {
         XCTAssertNil(forecast.ask(last).guess, "nothing past the last sequential")
     }
 
+    /// After misses in a row, twice as many numbers each time are taken
+    /// without a guess (1, 2, 4, ... at most maxUnguessed); a hit starts over.
+    func testMissesInARowGuessLessAndLess() {
+        let forecast = NumberForecast()
+        let counter = NumberForecast.Counter(issuer: 1, documentType: "01")
+        var number = 1
+        forecast.took(number, forecast.ask(counter))
+        // Takes unguessed numbers until a guess comes back; returns how many.
+        func unguessedTakes() -> Int {
+            var count = 0
+            while true {
+                let turn = forecast.ask(counter)
+                number += 1
+                if turn.guess != nil {
+                    forecast.abandon(turn)
+                    number -= 1
+                    return count
+                }
+                forecast.took(number, turn)
+                count += 1
+            }
+        }
+        // Each guess misses: another process took the number first.
+        func missOnce() {
+            let turn = forecast.ask(counter)
+            XCTAssertEqual(turn.guess, number + 1)
+            number += 2
+            forecast.took(number, turn)
+        }
+        var runs: [Int] = []
+        for _ in 1...8 {
+            missOnce()
+            runs.append(unguessedTakes())
+        }
+        XCTAssertEqual(runs, [1, 2, 4, 8, 16, 32, 64, NumberForecast.maxUnguessed])
+        // A hit starts over: the next miss takes one number without a guess.
+        let hit = forecast.ask(counter)
+        number += 1
+        XCTAssertEqual(hit.guess, number)
+        forecast.took(number, hit)
+        missOnce()
+        XCTAssertEqual(unguessedTakes(), 1)
+        // A miss in one trip counts the same; a failure after the answer leaves one unguessed.
+        let sent = forecast.ask(counter)
+        forecast.sent(nil, sent)
+        XCTAssertEqual(unguessedTakes(), 2, "the second miss in a row")
+        let failed = forecast.ask(counter)
+        number += 1
+        forecast.sent(number, failed)
+        forecast.forget(counter)
+        XCTAssertEqual(unguessedTakes(), 1)
+    }
+
     /// A turn goes in one round trip once the counter has agreed with
     /// `agreementForOneTrip` guesses in a row. A guess sent with the document
     /// ends its turn when the counter has answered: the next guesses go on

@@ -144,10 +144,12 @@ struct DocumentSigning: Sendable {
 /// request signs with it while the previous one still holds the counter's row
 /// lock. It then takes the number and keeps that signature when the counter
 /// agrees, or signs again with the real number, under the lock, when it does
-/// not (another process issued on the counter, or a transaction rolled back);
-/// the counter's next document then signs under the lock too, until this
-/// process has taken a number there again. A guess only decides where the
-/// signing happens, never which number a document gets.
+/// not (another process issued on the counter, or a transaction rolled back).
+/// After a miss the counter's next document signs under the lock too, without
+/// a guess; after each further miss in a row twice as many do (at most
+/// `maxUnguessed`), so that on a counter another process also issues on, where
+/// most guesses miss, few signatures are made ahead in vain. A guess only
+/// decides where the signing happens, never which number a document gets.
 ///
 /// Once the counter has agreed with `agreementForOneTrip` guesses in a row, a
 /// turn is `oneTrip`: the request sends the counter's UPDATE, the document
@@ -176,7 +178,7 @@ final class NumberForecast: @unchecked Sendable {
     struct Turn: Sendable {
         let counter: Counter
         let ticket: Int
-        /// The number to sign ahead with; nil: nothing known yet, or the last guess missed.
+        /// The number to sign ahead with; nil: nothing known yet, or guesses missed lately.
         let guess: Int?
         /// Whether to send the guess with the document in one statement
         /// (`DocumentsStore.store(takingNumber:)`) rather than take the number first.
@@ -186,9 +188,23 @@ final class NumberForecast: @unchecked Sendable {
     private struct Entry {
         /// The last number taken here; nil before the first.
         var last: Int?
-        var missed = false
+        /// Numbers to take without a guess before guessing again.
+        var unguessed = 0
+        /// Guesses the counter gave another number for, in a row.
+        var misses = 0
         /// Guesses the counter agreed with in a row, since the last miss or failure.
         var agreed = 0
+
+        mutating func hit() {
+            misses = 0
+            agreed += 1
+        }
+
+        mutating func miss() {
+            misses += 1
+            agreed = 0
+            unguessed = min(1 << min(misses - 1, 30), NumberForecast.maxUnguessed)
+        }
         /// Tickets of the requests that asked and have not taken (or given up) yet, oldest first.
         var waiting: [Int] = []
     }
@@ -205,6 +221,8 @@ final class NumberForecast: @unchecked Sendable {
     static let lastSequential = 999_999_999
     /// How long a request waits for the requests ahead of it to take their numbers.
     let turnWait: TimeInterval
+    /// The most numbers taken without a guess after misses in a row.
+    static let maxUnguessed = 64
     /// Guesses in a row the counter must have agreed with before a turn is `oneTrip`.
     let agreementForOneTrip: Int
 
@@ -222,7 +240,7 @@ final class NumberForecast: @unchecked Sendable {
         if entries.count >= NumberForecast.limit, entries[counter] == nil { entries.removeAll(keepingCapacity: true) }
         var entry = entries[counter, default: Entry()]
         var guess: Int?
-        if guessing, let last = entry.last, !entry.missed {
+        if guessing, let last = entry.last, entry.unguessed == 0 {
             let next = last + 1 + entry.waiting.count
             // Past the last sequential there is nothing to foresee: the counter refuses (409).
             if next <= NumberForecast.lastSequential { guess = next }
@@ -255,8 +273,11 @@ final class NumberForecast: @unchecked Sendable {
         let hit = turn.guess.map { $0 == number }
         end(turn) { entry in
             entry.last = number
-            entry.missed = hit == false
-            if let hit { entry.agreed = hit ? entry.agreed + 1 : 0 }
+            switch hit {
+            case nil: entry.unguessed = max(0, entry.unguessed - 1)
+            case true: entry.hit()
+            case false: entry.miss()
+            }
         }
         if let hit { ServiceMetrics.signedAhead(hit: hit) }
     }
@@ -270,11 +291,9 @@ final class NumberForecast: @unchecked Sendable {
         end(turn) { entry in
             if let guess {
                 entry.last = guess
-                entry.missed = false
-                entry.agreed += 1
+                entry.hit()
             } else {
-                entry.missed = true
-                entry.agreed = 0
+                entry.miss()
             }
         }
     }
@@ -286,8 +305,10 @@ final class NumberForecast: @unchecked Sendable {
     func forget(_ counter: Counter) {
         condition.lock()
         defer { condition.unlock() }
-        entries[counter]?.missed = true
-        entries[counter]?.agreed = 0
+        guard var entry = entries[counter] else { return }
+        entry.unguessed = max(entry.unguessed, 1)
+        entry.agreed = 0
+        entries[counter] = entry
     }
 
     /// A request that asked and will not take a number (it failed first).
