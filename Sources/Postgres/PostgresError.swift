@@ -29,7 +29,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public let message: String
     public let detail: String?
     public let constraint: String?
-    /// The column a not-null violation (or a domain's check on it) names.
+    /// The column the error is tied to, when PostgreSQL names one (a not-null violation does).
     public let column: String?
 
     public init(
