@@ -34,6 +34,37 @@ public struct ToolFailed: Error, CustomStringConvertible {
     }
 }
 
+/// The directories of the PKIs still alive, removed when the process exits:
+/// a PKI held in a static (one per test process) is never deinitialized, and
+/// its keys would stay in the temporary directory after every run.
+private final class PKIDirectories: @unchecked Sendable {
+    static let shared = PKIDirectories()
+
+    private let lock = NSLock()
+    private var directories: Set<URL> = []
+    private var handlerInstalled = false
+
+    func add(_ directory: URL) {
+        lock.withLock {
+            directories.insert(directory)
+            if !handlerInstalled {
+                handlerInstalled = true
+                atexit { PKIDirectories.shared.removeAll() }
+            }
+        }
+    }
+
+    func remove(_ directory: URL) {
+        _ = lock.withLock { directories.remove(directory) }
+    }
+
+    private func removeAll() {
+        for directory in lock.withLock({ directories }) {
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+}
+
 /// A throwaway PKI made with the `openssl` CLI: a CA and leaves signed by it
 /// with `openssl ca`, whose -startdate/-enddate give any validity window.
 public final class TestPKI: @unchecked Sendable {
@@ -45,6 +76,7 @@ public final class TestPKI: @unchecked Sendable {
 
     public init() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("sri-pki-\(UUID().uuidString)")
+        PKIDirectories.shared.add(directory)
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("newcerts"), withIntermediateDirectories: true)
         try Data().write(to: url("index.txt"))
         try Data("4F3A2B1C0D9E8F71\n".utf8).write(to: url("serial"))
@@ -82,6 +114,7 @@ public final class TestPKI: @unchecked Sendable {
 
     deinit {
         try? FileManager.default.removeItem(at: directory)
+        PKIDirectories.shared.remove(directory)
     }
 
     public func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
