@@ -88,7 +88,8 @@ final class MigrateTests: XCTestCase {
         try withDatabase { url in
             let holder = try Connection(conninfo: TestDatabase.ownerURL)
             try holder.execute(script: "BEGIN")
-            try holder.execute(script: "ALTER ROLE comprobify_auth NOLOGIN")
+            // The same setting 0001_roles.sql writes (another database's migration).
+            try holder.execute(script: "ALTER ROLE comprobify_app SET statement_timeout = '5s'")
             let outcome = NIOLockedValueBox<Result<[String], Error>?>(nil)
             let done = DispatchSemaphore(value: 0)
             DispatchQueue.global().async {
@@ -96,7 +97,7 @@ final class MigrateTests: XCTestCase {
                 outcome.withLockedValue { $0 = result }
                 done.signal()
             }
-            // 0001_roles.sql waits for the holder's change of comprobify_auth.
+            // 0001_roles.sql waits for the holder's change of comprobify_app.
             Thread.sleep(forTimeInterval: 0.5)
             try holder.execute(script: "COMMIT")
             XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
@@ -218,6 +219,90 @@ final class MigrateTests: XCTestCase {
             let refused = try Executable.run(binary, ["migrate", "--directory", copy.path], environment: ["DATABASE_URL": url])
             XCTAssertNotEqual(refused.status, 0)
             XCTAssertTrue(refused.output.contains("0002_schema.sql was changed"), refused.output)
+        }
+    }
+
+    /// The set-up of hosted PostgreSQL services: the schema owner is no
+    /// superuser, only a role with CREATEROLE that owns the database.
+    func testASchemaOwnerThatIsNotASuperuserMigrates() throws {
+        let role = "migrator_\(UInt32.random(in: 0...UInt32.max))"
+        let password = UUID().uuidString
+        let database = "hosted_\(UInt32.random(in: 0...UInt32.max))"
+        try TestDatabase.query("CREATE ROLE \(role) LOGIN CREATEROLE NOSUPERUSER PASSWORD '\(password)'")
+        defer { _ = try? TestDatabase.query("DROP ROLE \(role)") }
+        try TestDatabase.query("CREATE DATABASE \(database) OWNER \(role)")
+        defer { _ = try? TestDatabase.query("DROP DATABASE \(database) WITH (FORCE)") }
+        guard var url = URLComponents(string: TestDatabase.ownerURL) else {
+            throw Unexpected(description: "the owner URL does not parse")
+        }
+        url.user = role
+        url.password = password
+        url.path = "/\(database)"
+        let conninfo = try XCTUnwrap(url.string)
+        XCTAssertFalse(
+            try Connection(conninfo: conninfo).query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0].decode(
+                Bool.self, at: 0))
+
+        let binary = try Executable.url()
+        let run = try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": conninfo])
+        XCTAssertEqual(run.status, 0, run.output)
+        guard run.status == 0 else { return }
+        let connection = try Connection(conninfo: conninfo)
+        let files = try Migrator(directory: Self.migrations).files().count
+        XCTAssertEqual(try connection.query("SELECT count(*) FROM schema_migrations")[0].decode(Int.self, at: 0), files)
+        // The definer functions went to comprobify_auth, and the loan that
+        // allowed it was taken back.
+        XCTAssertEqual(
+            try connection.query("SELECT proowner::regrole::text FROM pg_proc WHERE proname = 'authenticate'")[0].decode(
+                String.self, at: 0),
+            "comprobify_auth")
+        XCTAssertFalse(
+            try connection.query("SELECT has_schema_privilege('comprobify_auth', 'public', 'CREATE')")[0].decode(Bool.self, at: 0))
+        XCTAssertFalse(
+            try connection.query("SELECT has_schema_privilege('comprobify_app', 'public', 'CREATE')")[0].decode(Bool.self, at: 0))
+    }
+
+    /// A role found with attributes it must not have is reset by 0001 (and by
+    /// 0023 for comprobify_mailer), which take away only what a role has.
+    func testExistingRolesAreResetByANewDatabasesMigrations() throws {
+        try TestDatabase.query("ALTER ROLE comprobify_auth CREATEDB")
+        try TestDatabase.query("ALTER ROLE comprobify_mailer LOGIN CREATEROLE")
+        defer {
+            _ = try? TestDatabase.query("ALTER ROLE comprobify_auth NOCREATEDB")
+            _ = try? TestDatabase.query("ALTER ROLE comprobify_mailer NOLOGIN NOCREATEROLE")
+        }
+        try withDatabase { url in
+            try Migrator(directory: Self.migrations).run(on: try Connection(conninfo: url))
+        }
+        let attributes: PostgresQuery = """
+            SELECT string_agg(rolname || ':' || rolcanlogin || rolsuper || rolcreatedb || rolcreaterole || rolbypassrls || rolreplication, ' ' ORDER BY rolname)
+              FROM pg_roles WHERE rolname IN ('comprobify_auth', 'comprobify_mailer')
+            """
+        XCTAssertEqual(
+            try TestDatabase.owner().query(attributes)[0].decode(String.self, at: 0),
+            "comprobify_auth:falsefalsefalsefalsefalsefalse comprobify_mailer:falsefalsefalsefalsefalsefalse")
+    }
+
+    /// 0001 and 0023 were revised; a database that applied their earlier text
+    /// is not refused for it, and any other text still is.
+    func testAnEarlierTextOfARevisedMigrationIsAccepted() throws {
+        try withDatabase { url in
+            let binary = try Executable.url()
+            XCTAssertEqual(
+                try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": url]).status, 0)
+            let connection = try Connection(conninfo: url)
+            for (name, earlier) in Migrator.earlierTexts {
+                try connection.query("UPDATE schema_migrations SET checksum = $1 WHERE name = $2", [try XCTUnwrap(earlier.first), name])
+            }
+            let again = try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": url])
+            XCTAssertEqual(again.status, 0, again.output)
+            XCTAssertTrue(again.output.contains("up to date"), again.output)
+
+            try connection.query(
+                "UPDATE schema_migrations SET checksum = $1 WHERE name = '0001_roles.sql'", [String(repeating: "0", count: 64)])
+            let refused = try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": url])
+            XCTAssertNotEqual(refused.status, 0)
+            XCTAssertTrue(refused.output.contains("0001_roles.sql was changed"), refused.output)
         }
     }
 }

@@ -10,6 +10,14 @@
 --
 -- Roles are cluster-wide, so this migration tolerates roles that already exist
 -- (a second database on the same cluster), but it always resets their attributes.
+--
+-- The schema owner that runs the migrations need not be a superuser: a role
+-- with CREATEROLE that owns the database (as hosted PostgreSQL services give)
+-- is enough. PostgreSQL lets only a superuser change SUPERUSER, BYPASSRLS or
+-- REPLICATION, even to take them away, so only the attributes a role has are
+-- taken away: roles this migration creates have none, and a role found with
+-- one of those three can only be reset by a superuser (the migration then
+-- fails, saying so).
 
 DO $$
 BEGIN
@@ -22,8 +30,25 @@ BEGIN
 END
 $$;
 
-ALTER ROLE comprobify_app NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION;
-ALTER ROLE comprobify_auth NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION;
+DO $$
+DECLARE
+    r pg_roles;
+    taken text;
+BEGIN
+    FOR r IN SELECT * FROM pg_roles WHERE rolname IN ('comprobify_app', 'comprobify_auth') LOOP
+        taken := concat_ws(' ',
+            CASE WHEN r.rolsuper THEN 'NOSUPERUSER' END,
+            CASE WHEN r.rolcreatedb THEN 'NOCREATEDB' END,
+            CASE WHEN r.rolcreaterole THEN 'NOCREATEROLE' END,
+            CASE WHEN r.rolbypassrls THEN 'NOBYPASSRLS' END,
+            CASE WHEN r.rolreplication THEN 'NOREPLICATION' END,
+            CASE WHEN r.rolname = 'comprobify_auth' AND r.rolcanlogin THEN 'NOLOGIN' END);
+        IF taken <> '' THEN
+            EXECUTE format('ALTER ROLE %I %s', r.rolname, taken);
+        END IF;
+    END LOOP;
+END
+$$;
 
 -- The migrating role must be able to hand function ownership to comprobify_auth.
 DO $$

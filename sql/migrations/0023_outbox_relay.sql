@@ -28,8 +28,27 @@ BEGIN
 END
 $$;
 
--- As 0001 does for its roles: one that already existed is reset.
-ALTER ROLE comprobify_mailer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION;
+-- As 0001 does for its roles: one that already existed is reset, taking away
+-- only the attributes it has (so that a schema owner that is not a superuser
+-- can run this too).
+DO $$
+DECLARE
+    r pg_roles;
+    taken text;
+BEGIN
+    SELECT * INTO r FROM pg_roles WHERE rolname = 'comprobify_mailer';
+    taken := concat_ws(' ',
+        CASE WHEN r.rolcanlogin THEN 'NOLOGIN' END,
+        CASE WHEN r.rolsuper THEN 'NOSUPERUSER' END,
+        CASE WHEN r.rolcreatedb THEN 'NOCREATEDB' END,
+        CASE WHEN r.rolcreaterole THEN 'NOCREATEROLE' END,
+        CASE WHEN r.rolbypassrls THEN 'NOBYPASSRLS' END,
+        CASE WHEN r.rolreplication THEN 'NOREPLICATION' END);
+    IF taken <> '' THEN
+        EXECUTE format('ALTER ROLE comprobify_mailer %s', taken);
+    END IF;
+END
+$$;
 
 -- comprobify_auth reads every message (an UPDATE must see its new row too, and
 -- a sent message has sent_at), and marks only unsent ones sent.

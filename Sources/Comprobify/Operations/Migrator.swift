@@ -4,7 +4,9 @@ import Postgres
 /// Applies `sql/migrations/NNNN_name.sql` in order, each once and in its own
 /// transaction, under an advisory lock (two migrators at once are safe), and
 /// records each with its SHA-256 in `schema_migrations`. Refuses to run when a
-/// file that was applied has changed since.
+/// file that was applied has changed since (but for the revisions listed in
+/// `earlierTexts`). The schema owner need not be a superuser: a role with
+/// CREATEROLE that owns the database will do (`lendsSchemaToDefinerOwner`).
 ///
 /// A migration waits at most `lockTimeoutMilliseconds` for each lock it
 /// takes, then rolls back and tries again, `lockTries` times in all: while a
@@ -31,6 +33,18 @@ public struct Migrator: Sendable {
     public init(directory: URL) {
         self.directory = directory
     }
+
+    /// Migrations revised after release, by name: the SHA-256 of each earlier
+    /// text a database may have applied, which the ledger's checksum may
+    /// still be. A revision must leave a database where the earlier text ran
+    /// as the new text would (0001 and 0023 now take away only the role
+    /// attributes a role has, so that a schema owner that is not a superuser
+    /// can run them; on the roles they create, or reset, the result is the
+    /// same); any other change to an applied file is refused.
+    static let earlierTexts: [String: Set<String>] = [
+        "0001_roles.sql": ["3642fff059d50e2b47b362b99d7ec80a86193b13f7758f01a06717cc2d09bd7c"],
+        "0023_outbox_relay.sql": ["4129afb9e9e221331d5d04983040aeb08132264e08169b447cab54fb1eb7627f"],
+    ]
 
     /// The first line of a migration that runs outside a transaction.
     public static let noTransactionMarker = "-- comprobify:no-transaction"
@@ -84,7 +98,7 @@ public struct Migrator: Sendable {
         for (name, sql) in files {
             let checksum = Crypto.hex(Crypto.sha256(sql))
             if let recorded = applied[name] {
-                guard recorded == checksum else {
+                guard recorded == checksum || Migrator.earlierTexts[name]?.contains(recorded) == true else {
                     throw Failure(
                         description:
                             "migration \(name) was changed after it was applied (checksum \(recorded.prefix(12))… is now \(checksum.prefix(12))…); add a new migration instead"
@@ -102,7 +116,10 @@ public struct Migrator: Sendable {
                     try Migrator.retryingClusterCollisions {
                         do {
                             try connection.execute(script: "BEGIN")
+                            let lending = try Migrator.lendsSchemaToDefinerOwner(on: connection)
+                            if lending { try connection.execute(script: "GRANT CREATE ON SCHEMA public TO comprobify_auth") }
                             try connection.execute(script: sql)
+                            if lending { try connection.execute(script: "REVOKE CREATE ON SCHEMA public FROM comprobify_auth") }
                             try connection.query(
                                 "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
                             try connection.execute(script: "COMMIT")
@@ -122,6 +139,21 @@ public struct Migrator: Sendable {
             ran.append(name)
         }
         return ran
+    }
+
+    /// Whether this migration's transaction lends comprobify_auth the right to
+    /// create in schema public, taken back before it commits (so no other
+    /// session ever sees it): a migration hands its SECURITY DEFINER functions
+    /// to comprobify_auth (`ALTER FUNCTION ... OWNER TO`), and PostgreSQL lets
+    /// a role own an object only where it could create it, unless the role
+    /// making the change is a superuser. So a schema owner that is not one (a
+    /// role with CREATEROLE that owns the database, as hosted PostgreSQL
+    /// services give) lends it for the migration; a superuser needs no loan.
+    /// Before 0001 made comprobify_auth there is no one to lend to.
+    static func lendsSchemaToDefinerOwner(on connection: Connection) throws -> Bool {
+        try connection.query(
+            "SELECT NOT rolsuper AND to_regrole('comprobify_auth') IS NOT NULL FROM pg_roles WHERE rolname = current_user",
+            prepared: false)[0].decode(Bool.self, at: 0)
     }
 
     static func runsOutsideATransaction(_ sql: String) -> Bool {
