@@ -222,9 +222,12 @@ final class MigrateTests: XCTestCase {
         }
     }
 
-    /// The set-up of hosted PostgreSQL services: the schema owner is no
-    /// superuser, only a role with CREATEROLE that owns the database.
-    func testASchemaOwnerThatIsNotASuperuserMigrates() throws {
+    static let earlier = migrations.deletingLastPathComponent().appendingPathComponent("earlier")
+
+    /// The set-up of hosted PostgreSQL services: a fresh database owned by a
+    /// role that is no superuser, only CREATEROLE; both dropped afterwards.
+    /// `body` gets that role's URL and the owner's (a superuser's) for the database.
+    func withHostedOwner(_ body: (_ conninfo: String, _ superuser: String) throws -> Void) throws {
         let role = "migrator_\(UInt32.random(in: 0...UInt32.max))"
         let password = UUID().uuidString
         let database = "hosted_\(UInt32.random(in: 0...UInt32.max))"
@@ -235,44 +238,55 @@ final class MigrateTests: XCTestCase {
         guard var url = URLComponents(string: TestDatabase.ownerURL) else {
             throw Unexpected(description: "the owner URL does not parse")
         }
+        url.path = "/\(database)"
+        let superuser = try XCTUnwrap(url.string)
         url.user = role
         url.password = password
-        url.path = "/\(database)"
         let conninfo = try XCTUnwrap(url.string)
-        XCTAssertFalse(
-            try Connection(conninfo: conninfo).query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0].decode(
-                Bool.self, at: 0))
-
-        let binary = try Executable.url()
-        let run = try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": conninfo])
-        XCTAssertEqual(run.status, 0, run.output)
-        guard run.status == 0 else { return }
-        let connection = try Connection(conninfo: conninfo)
-        let files = try Migrator(directory: Self.migrations).files().count
-        XCTAssertEqual(try connection.query("SELECT count(*) FROM schema_migrations")[0].decode(Int.self, at: 0), files)
-        // The definer functions went to comprobify_auth, and the loan that
-        // allowed it was taken back.
-        XCTAssertEqual(
-            try connection.query("SELECT proowner::regrole::text FROM pg_proc WHERE proname = 'authenticate'")[0].decode(
-                String.self, at: 0),
-            "comprobify_auth")
-        XCTAssertFalse(
-            try connection.query("SELECT has_schema_privilege('comprobify_auth', 'public', 'CREATE')")[0].decode(Bool.self, at: 0))
-        XCTAssertFalse(
-            try connection.query("SELECT has_schema_privilege('comprobify_app', 'public', 'CREATE')")[0].decode(Bool.self, at: 0))
+        let isSuperuser = try Connection(conninfo: conninfo).query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        XCTAssertFalse(try isSuperuser[0].decode(Bool.self, at: 0))
+        try body(conninfo, superuser)
     }
 
-    /// A role found with attributes it must not have is reset by 0001 (and by
-    /// 0023 for comprobify_mailer), which take away only what a role has.
-    func testExistingRolesAreResetByANewDatabasesMigrations() throws {
-        try TestDatabase.query("ALTER ROLE comprobify_auth CREATEDB")
-        try TestDatabase.query("ALTER ROLE comprobify_mailer LOGIN CREATEROLE")
-        defer {
-            _ = try? TestDatabase.query("ALTER ROLE comprobify_auth NOCREATEDB")
-            _ = try? TestDatabase.query("ALTER ROLE comprobify_mailer NOLOGIN NOCREATEROLE")
+    func migrate(_ conninfo: String, directory: URL = migrations) throws -> (status: Int32, output: String) {
+        try Executable.run(try Executable.url(), ["migrate", "--directory", directory.path], environment: ["DATABASE_URL": conninfo])
+    }
+
+    func testASchemaOwnerThatIsNotASuperuserMigrates() throws {
+        try withHostedOwner { conninfo, _ in
+            let run = try migrate(conninfo)
+            XCTAssertEqual(run.status, 0, run.output)
+            guard run.status == 0 else { return }
+            let connection = try Connection(conninfo: conninfo)
+            let files = try Migrator(directory: Self.migrations).files().count
+            XCTAssertEqual(try connection.query("SELECT count(*) FROM schema_migrations")[0].decode(Int.self, at: 0), files)
+            // The definer functions went to comprobify_auth, and the loan that
+            // allowed it was taken back.
+            let owner = try connection.query("SELECT proowner::regrole::text FROM pg_proc WHERE proname = 'authenticate'")
+            XCTAssertEqual(try owner[0].decode(String.self, at: 0), "comprobify_auth")
+            for role in ["comprobify_auth", "comprobify_app"] {
+                let create = try connection.query("SELECT has_schema_privilege($1, 'public', 'CREATE')", [role])
+                XCTAssertFalse(try create[0].decode(Bool.self, at: 0), role)
+            }
         }
-        try withDatabase { url in
-            try Migrator(directory: Self.migrations).run(on: try Connection(conninfo: url))
+    }
+
+    /// Roles found with attributes they must not have are reset by 0001 (and
+    /// 0023 for comprobify_mailer), also by an owner that is not a superuser:
+    /// the attributes such an owner may take away.
+    func testRolesFoundWithAttributesAreResetByAnOwnerThatIsNotASuperuser() throws {
+        func alter(_ sql: String) throws {
+            try Migrator.retryingClusterCollisions { _ = try TestDatabase.query(sql) }
+        }
+        try alter("ALTER ROLE comprobify_auth CREATEDB")
+        try alter("ALTER ROLE comprobify_mailer LOGIN CREATEROLE")
+        defer {
+            XCTAssertNoThrow(try alter("ALTER ROLE comprobify_auth NOCREATEDB"))
+            XCTAssertNoThrow(try alter("ALTER ROLE comprobify_mailer NOLOGIN NOCREATEROLE"))
+        }
+        try withHostedOwner { conninfo, _ in
+            let run = try migrate(conninfo)
+            XCTAssertEqual(run.status, 0, run.output)
         }
         let attributes: PostgresQuery = """
             SELECT string_agg(rolname || ':' || rolcanlogin || rolsuper || rolcreatedb || rolcreaterole || rolbypassrls || rolreplication, ' ' ORDER BY rolname)
@@ -283,24 +297,64 @@ final class MigrateTests: XCTestCase {
             "comprobify_auth:falsefalsefalsefalsefalsefalse comprobify_mailer:falsefalsefalsefalsefalsefalse")
     }
 
-    /// 0001 and 0023 were revised; a database that applied their earlier text
-    /// is not refused for it, and any other text still is.
+    /// Where schema public belongs to another role (a database upgraded from
+    /// PostgreSQL 14 or earlier), an owner that is not a superuser could not
+    /// take CREATE on it from PUBLIC: refused before anything is applied.
+    func testSchemaPublicOfAnotherOwnerIsRefusedToAnOwnerThatIsNotASuperuser() throws {
+        try withHostedOwner { conninfo, superuser in
+            // As PostgreSQL 14 and earlier made it: the bootstrap superuser's, and anyone may create there.
+            try Connection(conninfo: superuser).execute(
+                script: "ALTER SCHEMA public OWNER TO postgres; GRANT CREATE ON SCHEMA public TO PUBLIC")
+            let run = try migrate(conninfo)
+            XCTAssertNotEqual(run.status, 0, run.output)
+            XCTAssertTrue(run.output.contains("schema public is owned by postgres"), run.output)
+            let ledger = try Connection(conninfo: superuser).query("SELECT to_regclass('schema_migrations') IS NULL")
+            XCTAssertTrue(try ledger[0].decode(Bool.self, at: 0))
+        }
+    }
+
+    /// The checksums in `Migrator.revisions` are those of the files: the
+    /// revised text in sql/migrations, the earlier ones in sql/earlier.
+    func testTheRevisionsAreTheFiles() throws {
+        let earlierFiles = try FileManager.default.contentsOfDirectory(atPath: Self.earlier.path).sorted()
+        XCTAssertEqual(earlierFiles, Migrator.revisions.keys.sorted())
+        for (name, revision) in Migrator.revisions {
+            let now = try String(contentsOf: Self.migrations.appendingPathComponent(name), encoding: .utf8)
+            XCTAssertEqual(Crypto.hex(Crypto.sha256(now)), revision.revised, name)
+            let before = try String(contentsOf: Self.earlier.appendingPathComponent(name), encoding: .utf8)
+            XCTAssertEqual(revision.earlier, [Crypto.hex(Crypto.sha256(before))], name)
+        }
+    }
+
+    /// A database that applied the earlier text of 0001 or 0023 is not
+    /// refused for it while the file is the revision; an edit of the revision,
+    /// or any other recorded text, still is.
     func testAnEarlierTextOfARevisedMigrationIsAccepted() throws {
         try withDatabase { url in
-            let binary = try Executable.url()
-            XCTAssertEqual(
-                try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": url]).status, 0)
+            XCTAssertEqual(try migrate(url).status, 0)
             let connection = try Connection(conninfo: url)
-            for (name, earlier) in Migrator.earlierTexts {
-                try connection.query("UPDATE schema_migrations SET checksum = $1 WHERE name = $2", [try XCTUnwrap(earlier.first), name])
+            for name in ["0001_roles.sql", "0023_outbox_relay.sql"] {
+                let before = try String(contentsOf: Self.earlier.appendingPathComponent(name), encoding: .utf8)
+                try connection.query(
+                    "UPDATE schema_migrations SET checksum = $1 WHERE name = $2", [Crypto.hex(Crypto.sha256(before)), name])
             }
-            let again = try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": url])
+            let again = try migrate(url)
             XCTAssertEqual(again.status, 0, again.output)
             XCTAssertTrue(again.output.contains("up to date"), again.output)
 
+            let copy = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+            try FileManager.default.copyItem(at: Self.migrations, to: copy)
+            defer { try? FileManager.default.removeItem(at: copy) }
+            let file = copy.appendingPathComponent("0001_roles.sql")
+            try (try String(contentsOf: file, encoding: .utf8) + "\nALTER ROLE comprobify_app BYPASSRLS;\n").write(
+                to: file, atomically: true, encoding: .utf8)
+            let edited = try migrate(url, directory: copy)
+            XCTAssertNotEqual(edited.status, 0)
+            XCTAssertTrue(edited.output.contains("0001_roles.sql was changed"), edited.output)
+
             try connection.query(
                 "UPDATE schema_migrations SET checksum = $1 WHERE name = '0001_roles.sql'", [String(repeating: "0", count: 64)])
-            let refused = try Executable.run(binary, ["migrate", "--directory", Self.migrations.path], environment: ["DATABASE_URL": url])
+            let refused = try migrate(url)
             XCTAssertNotEqual(refused.status, 0)
             XCTAssertTrue(refused.output.contains("0001_roles.sql was changed"), refused.output)
         }

@@ -5,7 +5,7 @@ import Postgres
 /// transaction, under an advisory lock (two migrators at once are safe), and
 /// records each with its SHA-256 in `schema_migrations`. Refuses to run when a
 /// file that was applied has changed since (but for the revisions listed in
-/// `earlierTexts`). The schema owner need not be a superuser: a role with
+/// `revisions`). The schema owner need not be a superuser: a role with
 /// CREATEROLE that owns the database will do (`lendsSchemaToDefinerOwner`).
 ///
 /// A migration waits at most `lockTimeoutMilliseconds` for each lock it
@@ -34,17 +34,37 @@ public struct Migrator: Sendable {
         self.directory = directory
     }
 
-    /// Migrations revised after release, by name: the SHA-256 of each earlier
-    /// text a database may have applied, which the ledger's checksum may
-    /// still be. A revision must leave a database where the earlier text ran
-    /// as the new text would (0001 and 0023 now take away only the role
-    /// attributes a role has, so that a schema owner that is not a superuser
-    /// can run them; on the roles they create, or reset, the result is the
-    /// same); any other change to an applied file is refused.
-    static let earlierTexts: [String: Set<String>] = [
-        "0001_roles.sql": ["3642fff059d50e2b47b362b99d7ec80a86193b13f7758f01a06717cc2d09bd7c"],
-        "0023_outbox_relay.sql": ["4129afb9e9e221331d5d04983040aeb08132264e08169b447cab54fb1eb7627f"],
+    /// A migration revised after release: a ledger that recorded one of its
+    /// earlier texts is accepted only while the file is the revision itself.
+    struct Revision: Sendable {
+        /// SHA-256 of the revised text, the file as it now is.
+        let revised: String
+        /// SHA-256 of each earlier text a database may have applied (kept in sql/earlier).
+        let earlier: Set<String>
+    }
+
+    /// The revisions, by file name. A revision must leave a database where an
+    /// earlier text ran as the new text would: 0001 and 0023 now take away
+    /// only the role attributes a role has, so that a schema owner that is
+    /// not a superuser can run them, with the same result on the roles they
+    /// create or reset. Any other change to an applied file is refused,
+    /// these two files' further changes included.
+    static let revisions: [String: Revision] = [
+        "0001_roles.sql": Revision(
+            revised: "cb94430b465745a457f4bc9a50816c9e8e0929fc778a53011522cce231fb2b0e",
+            earlier: ["3642fff059d50e2b47b362b99d7ec80a86193b13f7758f01a06717cc2d09bd7c"]),
+        "0023_outbox_relay.sql": Revision(
+            revised: "40913a64f7682bbe9b86c8daeafc6901d5cd6363095e124d718f08e8984de716",
+            earlier: ["4129afb9e9e221331d5d04983040aeb08132264e08169b447cab54fb1eb7627f"]),
     ]
+
+    /// Whether a ledger row recording `recorded` for the file `name`, whose
+    /// text now has the SHA-256 `checksum`, stands.
+    static func stands(_ name: String, recorded: String, checksum: String) -> Bool {
+        if recorded == checksum { return true }
+        guard let revision = revisions[name] else { return false }
+        return checksum == revision.revised && revision.earlier.contains(recorded)
+    }
 
     /// The first line of a migration that runs outside a transaction.
     public static let noTransactionMarker = "-- comprobify:no-transaction"
@@ -78,6 +98,7 @@ public struct Migrator: Sendable {
             Thread.sleep(forTimeInterval: 0.05)
         }
         defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Migrator.lockKey], prepared: false) }
+        try Migrator.checkSchemaOwnership(on: connection)
         // After the advisory lock: a second migrator waits for the first whole.
         try connection.execute(script: "SET lock_timeout = \(max(lockTimeoutMilliseconds, 1))")
         try connection.execute(
@@ -98,7 +119,7 @@ public struct Migrator: Sendable {
         for (name, sql) in files {
             let checksum = Crypto.hex(Crypto.sha256(sql))
             if let recorded = applied[name] {
-                guard recorded == checksum || Migrator.earlierTexts[name]?.contains(recorded) == true else {
+                guard Migrator.stands(name, recorded: recorded, checksum: checksum) else {
                     throw Failure(
                         description:
                             "migration \(name) was changed after it was applied (checksum \(recorded.prefix(12))… is now \(checksum.prefix(12))…); add a new migration instead"
@@ -149,11 +170,38 @@ public struct Migrator: Sendable {
     /// making the change is a superuser. So a schema owner that is not one (a
     /// role with CREATEROLE that owns the database, as hosted PostgreSQL
     /// services give) lends it for the migration; a superuser needs no loan.
-    /// Before 0001 made comprobify_auth there is no one to lend to.
+    /// Before 0001 made comprobify_auth there is no one to lend to. The
+    /// revoke also takes away a CREATE on public that someone had granted
+    /// comprobify_auth outside the migrations: it is never meant to have one.
     static func lendsSchemaToDefinerOwner(on connection: Connection) throws -> Bool {
         try connection.query(
             "SELECT NOT rolsuper AND to_regrole('comprobify_auth') IS NOT NULL FROM pg_roles WHERE rolname = current_user",
             prepared: false)[0].decode(Bool.self, at: 0)
+    }
+
+    /// A schema owner that is not a superuser must be able to act as the
+    /// owner of schema `public` (PostgreSQL 15 makes it `pg_database_owner`;
+    /// a database upgraded from an earlier release may still have it owned by
+    /// the bootstrap superuser). Otherwise 0002's `REVOKE CREATE ON SCHEMA
+    /// public FROM PUBLIC` and the loan to comprobify_auth only warn, and every
+    /// role, comprobify_app included, could create objects in a schema on the
+    /// definer functions' search path: refused before anything is applied.
+    static func checkSchemaOwnership(on connection: Connection) throws {
+        let row = try connection.query(
+            """
+            SELECT r.rolsuper OR pg_has_role(current_user, n.nspowner, 'USAGE'), n.nspowner::regrole::text
+              FROM pg_roles r, pg_namespace n
+             WHERE r.rolname = current_user AND n.nspname = 'public'
+            """, prepared: false)
+        guard row.count == 1 else { throw Failure(description: "this database has no schema public") }
+        guard try row[0].decode(Bool.self, at: 0) else {
+            let owner = try row[0].decode(String.self, at: 1)
+            throw Failure(
+                description:
+                    "schema public is owned by \(owner), whose rights this role does not have, and this role is not a superuser: "
+                    + "have a superuser run ALTER SCHEMA public OWNER TO pg_database_owner (as PostgreSQL 15 makes it), or migrate as a superuser"
+            )
+        }
     }
 
     static func runsOutsideATransaction(_ sql: String) -> Bool {
