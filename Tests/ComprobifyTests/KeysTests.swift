@@ -8,11 +8,13 @@ import XCTest
 /// seeds/api-keys.txt and the "API keys" section of API.md.
 final class KeysTests: XCTestCase {
     /// The admin mint answers in the order of every route: the tenant it
-    /// addresses (404) before the body's fields (400).
+    /// addresses (404) before the body and its fields (400).
     func testAdminMintAnswersTheTenantBeforeTheFields() async throws {
         try await TestServer.run { server in
-            let missing = try await server.call(.post, "/admin/v1/tenants/999999999/keys", key: adminToken, json: #"{"label": ""}"#)
-            missing.assertProblem(404, "NOT_FOUND")
+            for body in [#"{"label": ""}"#, "{", "[]"] {
+                let missing = try await server.call(.post, "/admin/v1/tenants/999999999/keys", key: adminToken, json: body)
+                missing.assertProblem(404, "NOT_FOUND")
+            }
             let tenant = try await server.activeTenant()
             let bad = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: #"{"label": ""}"#)
             bad.assertProblem(400, "VALIDATION_ERROR")
@@ -109,11 +111,16 @@ final class KeysTests: XCTestCase {
                 "SELECT action, actor, actor_key_id, details->>'keyId' FROM audit_events WHERE tenant_id = $1 AND action LIKE 'api_key.%' ORDER BY id",
                 [tenant.id]
             )
+            // The sign-up's key first, minted by the system.
             XCTAssertEqual(
-                try audit.rows.map { try $0.decode(String.self, at: 0) }, ["api_key.minted", "api_key.minted", "api_key.revoked"])
-            XCTAssertEqual(try audit[2].decode(String.self, at: 3), String(mintedID))
-            XCTAssertEqual(try audit[2].decode(String.self, at: 1), "tenant")
-            XCTAssertNotNil(try audit[2].decode(Int64?.self, at: 2))
+                try audit.rows.map { try $0.decode(String.self, at: 0) },
+                ["api_key.minted", "api_key.minted", "api_key.minted", "api_key.revoked"])
+            XCTAssertEqual(try audit[0].decode(String.self, at: 1), "system")
+            XCTAssertNil(try audit[0].decode(Int64?.self, at: 2))
+            XCTAssertEqual(try audit[0].decode(String.self, at: 3), try XCTUnwrap(keys[0]["id"]?.intValue).description)
+            XCTAssertEqual(try audit[3].decode(String.self, at: 3), String(mintedID))
+            XCTAssertEqual(try audit[3].decode(String.self, at: 1), "tenant")
+            XCTAssertNotNil(try audit[3].decode(Int64?.self, at: 2))
 
             XCTAssertFalse(logs.text.isEmpty)
             XCTAssertFalse(logs.text.contains(token), "the plaintext never reaches the logs")

@@ -34,8 +34,9 @@ final class TenantsTests: XCTestCase {
             XCTAssertEqual(try outbox[0].decode(String.self, at: 0), email)
             let stored = try owner.query("SELECT token_digest FROM api_keys WHERE tenant_id = $1", [id], prepared: false)
             XCTAssertEqual(try stored[0].decode(Data.self, at: 0), Crypto.sha256(key), "only the digest is stored")
-            let audit = try owner.query("SELECT action, actor FROM audit_events WHERE tenant_id = $1", [id], prepared: false)
-            XCTAssertEqual(try audit.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.signed_up"])
+            let audit = try owner.query(
+                "SELECT action, actor FROM audit_events WHERE tenant_id = $1 ORDER BY id", [id], prepared: false)
+            XCTAssertEqual(try audit.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.signed_up", "api_key.minted"])
 
             let duplicate = try await server.call(.post, "/v1/tenants", json: #"{"email": "\#(email.uppercased())", "name": "Other"}"#)
             duplicate.assertProblem(409, "CONFLICT")
@@ -107,7 +108,7 @@ final class TenantsTests: XCTestCase {
                 .post, "/v1/tenants/verify-email", json: #"{"token": "\#(try TenantsTests.outboxToken(other.id))"}"#)
             expired.assertProblem(400, "BAD_REQUEST")
             let actions = try TestDatabase.query("SELECT action FROM audit_events WHERE tenant_id = $1 ORDER BY id", [tenant.id])
-            XCTAssertEqual(try actions.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.signed_up", "tenant.email_verified"])
+            XCTAssertEqual(try actions.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.signed_up", "api_key.minted", "tenant.email_verified"])
         }
     }
 

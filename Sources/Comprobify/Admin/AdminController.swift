@@ -38,9 +38,9 @@ struct AdminController {
     @Sendable func mintKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         try authorize(context)
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
-        let input = try await Input.read(request, allowEmpty: true)
-        // The fields are answered after the tenant (404 first, as on every route).
-        let parsed = Result { try MintRequest(input) }
+        let bytes = try await Input.collect(request)
+        // The body and its fields are answered after the tenant (404 first, as on every route).
+        let parsed = Result { try MintRequest(try Input.parse(bytes, allowEmpty: true)) }
         let environment = (try? parsed.get())?.environment ?? .sandbox
         // The count runs after the lock is taken, as in `Database.transactionAddingToRoster`.
         let prologue = [TenantsStore.rosterLock, KeysStore.activeCount(environment)]

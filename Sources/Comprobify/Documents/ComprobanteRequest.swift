@@ -180,14 +180,9 @@ private struct FieldReader {
         string(top("documentType"))
     }
 
-    /// issueDate: absent means today; present, it must be a date (null is not).
+    /// issueDate: absent or null means today; otherwise it must be a date.
     mutating func issueDate() -> String? {
-        let field = top("issueDate")
-        if case .null? = field.value {
-            fail("issueDate", "issueDate must be a date as YYYY-MM-DD, not null.")
-            return nil
-        }
-        return string(field)
+        string(top("issueDate"))
     }
 
     /// The client's object, serialized as it came (numbers keep their text).

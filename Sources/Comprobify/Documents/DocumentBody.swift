@@ -5,7 +5,8 @@ import SRI
 /// The computed part of a Document as API.md/SRI.md show it: buyer, items with
 /// their subtotals and taxes, totals, payments, additional info and, for a
 /// credit note, the modified document and the reason. Money is a decimal string
-/// with 2 places; quantities and unit prices keep the places the client gave.
+/// with 2 places; quantities and unit prices are the exact values the client
+/// gave, as their shortest decimal text ("10.50" is "10.5").
 /// Stored once, at issue, as the `body` of the document.
 enum DocumentBody {
     static func json(_ comprobante: Comprobante) -> JSONValue {

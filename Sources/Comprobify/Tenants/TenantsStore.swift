@@ -44,18 +44,24 @@ enum TenantsStore {
     static let newTenantID: PostgresQuery = "SELECT set_config('app.tenant_id', nextval('tenants_id_seq')::text, true)"
 
     /// Inserts the tenant (id already set), its first sandbox key, its verification
-    /// and the audit event; commits.
+    /// and the audit events (the sign-up, then the key's minting); commits.
     static func signUp(_ transaction: Transaction, email: String, name: String, apiKey: APIToken, verification: String) throws -> JSONValue
     {
         do {
             let results = try transaction.commit(after: [
                 "INSERT INTO tenants (id, email, name) VALUES (current_tenant_id(), \(email), \(name)) RETURNING \(unescaped: columns)",
+                "INSERT INTO audit_events (tenant_id, action, actor) VALUES (current_tenant_id(), 'tenant.signed_up', 'system')",
                 """
-                INSERT INTO api_keys (tenant_id, label, environment, token_digest, token_prefix)
-                VALUES (current_tenant_id(), 'Initial sandbox key', 'sandbox', \(apiKey.digest), \(apiKey.prefix))
+                WITH minted AS (
+                    INSERT INTO api_keys (tenant_id, label, environment, token_digest, token_prefix)
+                    VALUES (current_tenant_id(), 'Initial sandbox key', 'sandbox', \(apiKey.digest), \(apiKey.prefix))
+                    RETURNING tenant_id, id, label, environment
+                )
+                INSERT INTO audit_events (tenant_id, action, actor, details)
+                SELECT tenant_id, 'api_key.minted', 'system', jsonb_build_object('keyId', id, 'environment', environment, 'label', label)
+                  FROM minted
                 """,
                 queueVerification(email: email, token: verification),
-                "INSERT INTO audit_events (tenant_id, action, actor) VALUES (current_tenant_id(), 'tenant.signed_up', 'system')",
             ])
             return try tenant(results[0][0])
         } catch let error as PostgresError where error.hasCode(.uniqueViolation) {
