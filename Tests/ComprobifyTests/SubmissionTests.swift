@@ -481,6 +481,11 @@ final class SubmissionTests: XCTestCase {
             // gone. The later claim's answer (43, already received) moved it.
             XCTAssertEqual(receptions.map(\.0), ["SIGNED", "RECEIVED"])
             XCTAssertEqual(Set(receptions.map(\.1)).count, 1, "both exchanges were this one process's")
+            // Every exchange counts among the attempts, the one past its lease included.
+            let exchanges = try TestDatabase.scalar(
+                "SELECT count(*) FROM sri_exchanges WHERE tenant_id = $1", [tenant.tenant.id], as: Int.self)
+            XCTAssertEqual(try tenant.submission(key).attempts, exchanges)
+            XCTAssertEqual(exchanges, 3, "two receptions and one authorization")
         }
     }
 

@@ -108,7 +108,8 @@ final class TenantsTests: XCTestCase {
                 .post, "/v1/tenants/verify-email", json: #"{"token": "\#(try TenantsTests.outboxToken(other.id))"}"#)
             expired.assertProblem(400, "BAD_REQUEST")
             let actions = try TestDatabase.query("SELECT action FROM audit_events WHERE tenant_id = $1 ORDER BY id", [tenant.id])
-            XCTAssertEqual(try actions.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.signed_up", "api_key.minted", "tenant.email_verified"])
+            XCTAssertEqual(
+                try actions.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.signed_up", "api_key.minted", "tenant.email_verified"])
         }
     }
 

@@ -63,7 +63,8 @@ enum SubmissionsStore {
     /// One exchange and what it changed, in one statement: the submission moves
     /// to the transition's state (when its claim's `lease` still holds it), the
     /// lease is let go, and the exchange is recorded, as made by the process
-    /// `worker`, with the state it really left.
+    /// `worker`, with the state it really left. The exchange counts among the
+    /// submission's `attempts` either way (SRI.md: every exchange so far).
     /// Its one row says whether the state changed: false when the lease had been
     /// lost (nothing changed but the record); see `applied`.
     static func record(
@@ -93,6 +94,12 @@ enum SubmissionsStore {
                  WHERE tenant_id = \(document.tenantID) AND document_id = \(document.documentID) AND leased_by = \(lease.uuidString)::uuid
                    AND status = \(document.status.rawValue)
                 RETURNING status
+            ), counted AS (
+                -- The lease was lost (the document was claimed again): the
+                -- exchange still counts among the document's attempts.
+                UPDATE document_submissions SET attempts = attempts + 1, updated_at = now()
+                 WHERE tenant_id = \(document.tenantID) AND document_id = \(document.documentID)
+                   AND NOT EXISTS (SELECT FROM changed)
             )
             INSERT INTO sri_exchanges (tenant_id, document_id, service, url, outcome, http_status, duration_ms,
                                        status_before, status_after, answer, error, worker)
