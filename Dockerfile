@@ -9,9 +9,11 @@
 # ================================
 # Build stage
 # ================================
-# The packages pinned (Hummingbird 2.28, AsyncHTTPClient 1.37, swift-log,
-# swift-metrics, ...) declare swift-tools-version 6.2, and the service is built
-# and tested with Swift 6.3: the same toolchain here.
+# The packages Package.swift names (Hummingbird from 2.28.1, AsyncHTTPClient
+# from 1.37.0, swift-log, swift-metrics, ...) declare swift-tools-version 6.2,
+# and the service is built and tested with Swift 6.3: the same toolchain here.
+# Package.resolved is not kept in the repository: a build resolves the newest
+# releases within those lower bounds, as CI's fresh clone does.
 FROM swift:6.3-bookworm AS builder
 
 # Headers and pkg-config files for the CLibPQ, COpenSSL and CLibXML2 system

@@ -32,17 +32,21 @@ pg_start() {
         echo "PostgreSQL 15 server binaries are missing: apt-get install -y postgresql-15" >&2
         return 1
     fi
+    # The folder holds the passwords and the Unix socket (where local
+    # connections are trusted): no other user may enter it.
     mkdir -p "$dir"
+    chmod 700 "$dir"
     if [ "$(id -u)" = 0 ]; then
-        chown postgres: "$dir"; chmod 700 "$dir"
+        chown postgres: "$dir"
         if ! runuser -u postgres -- test -x "$dir"; then
             echo "the postgres user cannot reach $dir: give its parent folders o+x, or put the checkout elsewhere" >&2
             return 1
         fi
     fi
     if [ ! -f "$dir/data/PG_VERSION" ]; then
-        head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/owner.pw"
-        head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/app.pw"
+        (umask 077
+            head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/owner.pw"
+            head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/app.pw")
         [ "$(id -u)" = 0 ] && chown postgres: "$dir/owner.pw" "$dir/app.pw"
         pg_as_owner "$PG_BIN/initdb" -D "$dir/data" -U postgres --pwfile="$dir/owner.pw" \
             --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
