@@ -69,6 +69,8 @@ public final class ConnectionPool: Sendable {
         var sweeping = false
         var inUse = 0
         var closed = false
+        /// `shutdown` calls waiting for the last slot to come back.
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     public let configuration: Configuration
@@ -257,7 +259,17 @@ public final class ConnectionPool: Sendable {
         // start. Waited for before the threads stop, since work that holds a
         // slot may still need one of them (to connect, or to run), and a
         // stopped thread pool would refuse it.
-        while inUse > 0 { try? await Task.sleep(for: .milliseconds(2)) }
+        // Resumed by the release of the last slot; not by cancellation, which
+        // must not end the wait (a shutdown cut short by its deadline still
+        // waits, without spinning, for the work that holds slots).
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let drained = state.withLockedValue { state -> Bool in
+                if state.inUse == 0 { return true }
+                state.drainWaiters.append(continuation)
+                return false
+            }
+            if drained { continuation.resume() }
+        }
         try? await threads.shutdownGracefully()
         #if os(Linux)
             watcher?.stop()
@@ -346,21 +358,24 @@ public final class ConnectionPool: Sendable {
     }
 
     private func release(_ slot: Connection?) {
-        let waiter = state.withLockedValue { state -> Waiter? in
+        let (waiter, drained) = state.withLockedValue { state -> (Waiter?, [CheckedContinuation<Void, Never>]) in
             defer { inUseGauge.record(state.inUse) }
             if state.closed {
                 state.inUse -= 1
-                return nil
+                guard state.inUse == 0 else { return (nil, []) }
+                defer { state.drainWaiters = [] }
+                return (nil, state.drainWaiters)
             }
             if !state.waiters.isEmpty {
                 // Handed straight to the next caller: still in use.
-                return state.waiters.removeFirst()
+                return (state.waiters.removeFirst(), [])
             }
             state.inUse -= 1
             state.free.append(slot)
-            return nil
+            return (nil, [])
         }
         waiter?.continuation.resume(returning: slot)
+        for shutdown in drained { shutdown.resume() }
     }
 
     private static func connect(_ configuration: Configuration) throws -> Connection {

@@ -138,6 +138,36 @@ final class PoolTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A shutdown whose task is cancelled (a graceful stop past its deadline)
+    /// still waits for the work that holds a slot, without spinning a core.
+    func testACancelledShutdownWaitsForTheSlotsWithoutSpinning() async throws {
+        let pool = makePool(size: 1)
+        let finished = NIOLockedValueBox(false)
+        let work = Task {
+            try await pool.withConnection { _ in
+                Thread.sleep(forTimeInterval: 1)
+                finished.withLockedValue { $0 = true }
+            }
+        }
+        while pool.inUse == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        func cpuSeconds() -> Double {
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+                + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1_000_000
+        }
+        let before = cpuSeconds()
+        await Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            await pool.shutdown()
+        }.value
+        let spent = cpuSeconds() - before
+        XCTAssertTrue(finished.withLockedValue { $0 }, "shutdown returned before the work that held the slot")
+        XCTAssertEqual(pool.inUse, 0)
+        XCTAssertLessThan(spent, 0.3, "the wait spun: \(spent) s of CPU")
+        try await work.value
+    }
+
     func testClosedPoolRefusesWork() async throws {
         let pool = makePool()
         await pool.shutdown()
