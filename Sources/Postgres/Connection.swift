@@ -125,7 +125,7 @@ public final class Connection: @unchecked Sendable {
     public static let maxPreparedStatements = 256
 
     private func run(_ sql: String, _ parameters: [any PostgresBindable], prepared: Bool) throws -> QueryResult {
-        try Connection.checkParameterCount(parameters.count)
+        try Connection.checkParameters(parameters)
         statementCount += 1
         return try withParameters(parameters) { values, lengths, formats in
             let result: OpaquePointer?
@@ -197,7 +197,7 @@ public final class Connection: @unchecked Sendable {
     @discardableResult
     func sendPipeline(_ statements: [Statement], blocking: Bool, flushAfterFirst: Bool = false) throws -> Bool {
         precondition(inFlight == nil, "a pipeline is already in flight on this connection")
-        for statement in statements { try Connection.checkParameterCount(statement.binds.count) }
+        for statement in statements { try Connection.checkParameters(statement.binds) }
         if !blocking, PQsetnonblocking(handle, 1) != 0 { throw connectionError() }
         guard PQenterPipelineMode(handle) == 1 else { throw failPipeline() }
         statementCount += statements.count
@@ -434,10 +434,18 @@ public final class Connection: @unchecked Sendable {
     /// here first, before anything is sent.
     static let maximumParameters = 65535
 
-    private static func checkParameterCount(_ count: Int) throws {
-        guard count <= maximumParameters else {
+    /// Refuses, before anything is sent, more parameters than the protocol
+    /// carries and a text containing NUL: libpq takes text parameters as C
+    /// strings and would cut it there, storing less than the caller gave.
+    private static func checkParameters(_ parameters: [any PostgresBindable]) throws {
+        guard parameters.count <= maximumParameters else {
             throw PostgresError(
-                kind: .refused, message: "a statement takes at most \(maximumParameters) parameters, not \(count)")
+                kind: .refused, message: "a statement takes at most \(maximumParameters) parameters, not \(parameters.count)")
+        }
+        for (index, parameter) in parameters.enumerated() {
+            if let text = parameter as? String, text.utf8.contains(0) {
+                throw PostgresError(kind: .refused, message: "parameter $\(index + 1) contains NUL, which PostgreSQL text cannot hold")
+            }
         }
     }
 

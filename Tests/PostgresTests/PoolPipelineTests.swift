@@ -269,6 +269,35 @@ final class PoolPipelineTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// libpq takes text parameters as C strings: one with NUL would be cut
+    /// there and stored shorter than given. Refused before anything is sent,
+    /// in a pipeline and alone, and the connection is kept.
+    func testATextParameterWithNULIsRefusedBeforeSending() async throws {
+        let pool = makePool(size: 1)
+        let pid = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])[0][0].decode(Int32.self, at: 0)
+        for text: String? in ["a\u{0}b", "\u{0}"] {
+            do {
+                _ = try await pool.pipeline(["SELECT 1", Statement("SELECT $1::int, $2::text", [1, text])])
+                XCTFail("a text with NUL was sent")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.kind, .refused)
+                XCTAssertFalse(error.isUnavailable)
+                XCTAssertEqual(error.message, "parameter $2 contains NUL, which PostgreSQL text cannot hold")
+            }
+        }
+        try await pool.withConnection { connection in
+            for prepared in [true, false] {
+                XCTAssertThrowsError(try connection.query("SELECT $1::text", ["x\u{0}"], prepared: prepared)) { error in
+                    XCTAssertEqual((error as? PostgresError)?.kind, .refused)
+                }
+            }
+        }
+        let after = try await pool.pipeline(["SELECT pg_backend_pid()", Statement("SELECT $1::text", ["a\\u0000b"])])
+        XCTAssertEqual(try after[0][0].decode(Int32.self, at: 0), pid, "the connection was kept")
+        XCTAssertEqual(try after[1][0].decode(String.self, at: 0), "a\\u0000b", "an escaped NUL is only text")
+        await pool.shutdown()
+    }
+
     func testShuttingDownTwiceIsHarmless() async throws {
         let pool = makePool(size: 1)
         _ = try await pool.pipeline(["SELECT 1", "SELECT 2"])
