@@ -507,7 +507,7 @@ final class HostileInputTests: XCTestCase {
                     "/v1/documents", k, a.issuer, "issueDate",
                     [
                         #""2026-02-30""#, #""2026-13-01""#, #""20260101""#, "20260101", #""2026-1-1""#, #""""#, #""2026-01-01T00:00:00Z""#,
-                        #""0000-01-01""#, #""99999-01-01""#, "[]", jsonString(guayaquilDate() + " "), "null", #""9999-12-31""#,
+                        #""0000-01-01""#, #""99999-01-01""#, "[]", jsonString(guayaquilDate() + " "), #""9999-12-31""#,
                         #""0001-01-01""#, #""1970-01-01""#, #""1999-12-31""#, #""2100-01-01""#, jsonString(guayaquilDate(offset: 1)),
                         jsonString(guayaquilDate(offset: 366)),
                     ]
@@ -554,6 +554,11 @@ final class HostileInputTests: XCTestCase {
                         .assertHostileProblem(400, "VALIDATION_ERROR", field: field, label: "POST \(path) \(field)=\(value.prefix(40))")
                 }
             }
+            // issueDate is optional: null is as absent, today in Guayaquil.
+            let nullDate = try await server.issue(
+                k, issuer: a.issuer, body: jsonObject(facturaMembers() + [("issueDate", "null")]))
+            nullDate.assertSuccess(201, label: "issueDate null")
+            XCTAssertEqual(try nullDate.string("document", "issueDate"), guayaquilDate())
             // metadata is optional: null is as absent, an empty object.
             let noMetadata = try await server.issue(k, issuer: a.issuer, body: documentJSON(metadata: "null"))
             noMetadata.assertSuccess(201, label: "metadata null")
