@@ -35,7 +35,10 @@ pg_start() {
     # The folder holds the passwords and the Unix socket (where local
     # connections are trusted): no other user may enter it.
     mkdir -p "$dir"
-    chmod 700 "$dir"
+    if ! chmod 700 "$dir" 2>/dev/null; then
+        echo "cannot restrict $dir, owned by $(stat -c %U "$dir"): run as that user (or root), or remove the folder" >&2
+        return 1
+    fi
     if [ "$(id -u)" = 0 ]; then
         chown postgres: "$dir"
         if ! runuser -u postgres -- test -x "$dir"; then
