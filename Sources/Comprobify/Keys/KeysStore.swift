@@ -74,20 +74,24 @@ enum KeysStore {
         _ transaction: Transaction, label: String?, environment: Environment, actor: String, actorKeyID: Int64?
     ) throws -> APIToken {
         let token = APIToken.generate(environment)
-        try transaction.commit(after: [
-            """
-            WITH minted AS (
-                INSERT INTO api_keys (tenant_id, label, environment, token_digest, token_prefix)
-                VALUES (current_tenant_id(), \(label), \(environment.rawValue), \(token.digest), \(token.prefix))
-                RETURNING tenant_id, id, label, environment
-            )
-            INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
-            SELECT tenant_id, 'api_key.minted', \(actor), \(actorKeyID)::bigint,
-                   jsonb_build_object('keyId', id, 'environment', environment, 'label', label)
-              FROM minted
-            """
-        ])
+        try transaction.commit(after: [mint(token, label: label, actor: actor, actorKeyID: actorKeyID)])
         return token
+    }
+
+    /// Inserts `token`'s key for the transaction's tenant with its
+    /// `api_key.minted` audit event, in one statement.
+    static func mint(_ token: APIToken, label: String?, actor: String, actorKeyID: Int64?) -> PostgresQuery {
+        """
+        WITH minted AS (
+            INSERT INTO api_keys (tenant_id, label, environment, token_digest, token_prefix)
+            VALUES (current_tenant_id(), \(label), \(token.environment.rawValue), \(token.digest), \(token.prefix))
+            RETURNING tenant_id, id, label, environment
+        )
+        INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+        SELECT tenant_id, 'api_key.minted', \(actor), \(actorKeyID)::bigint,
+               jsonb_build_object('keyId', id, 'environment', environment, 'label', label)
+          FROM minted
+        """
     }
 
     /// Revokes an active key of the transaction's tenant with its audit event and

@@ -51,16 +51,7 @@ enum TenantsStore {
             let results = try transaction.commit(after: [
                 "INSERT INTO tenants (id, email, name) VALUES (current_tenant_id(), \(email), \(name)) RETURNING \(unescaped: columns)",
                 "INSERT INTO audit_events (tenant_id, action, actor) VALUES (current_tenant_id(), 'tenant.signed_up', 'system')",
-                """
-                WITH minted AS (
-                    INSERT INTO api_keys (tenant_id, label, environment, token_digest, token_prefix)
-                    VALUES (current_tenant_id(), 'Initial sandbox key', 'sandbox', \(apiKey.digest), \(apiKey.prefix))
-                    RETURNING tenant_id, id, label, environment
-                )
-                INSERT INTO audit_events (tenant_id, action, actor, details)
-                SELECT tenant_id, 'api_key.minted', 'system', jsonb_build_object('keyId', id, 'environment', environment, 'label', label)
-                  FROM minted
-                """,
+                KeysStore.mint(apiKey, label: "Initial sandbox key", actor: "system", actorKeyID: nil),
                 queueVerification(email: email, token: verification),
             ])
             return try tenant(results[0][0])
