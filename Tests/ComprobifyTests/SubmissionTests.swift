@@ -489,6 +489,90 @@ final class SubmissionTests: XCTestCase {
         }
     }
 
+    /// The database refuses the record of an exchange for a while (here a
+    /// trigger on this tenant's exchanges): the worker tries it again, with
+    /// backoff, and SRI's answer is kept once the record goes through, long
+    /// before the lease would have ended and the document been sent again.
+    func testARecordThatFailsIsTriedAgainWhileTheLeaseLasts() async throws {
+        try await run { _, tenant, sri in
+            let key = try tenant.queue()
+            let trigger = "refuse_exchanges_\(tenant.tenant.id)"
+            try TestDatabase.query(
+                """
+                CREATE FUNCTION \(trigger)() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'exchanges refused for now'; END $$
+                """)
+            try TestDatabase.query(
+                """
+                CREATE TRIGGER \(trigger) BEFORE INSERT ON sri_exchanges FOR EACH ROW
+                    WHEN (NEW.tenant_id = \(tenant.tenant.id)) EXECUTE FUNCTION \(trigger)()
+                """)
+            @Sendable func heal() throws {
+                try TestDatabase.query("DROP TRIGGER IF EXISTS \(trigger) ON sri_exchanges")
+                try TestDatabase.query("DROP FUNCTION IF EXISTS \(trigger)()")
+            }
+            defer { try? heal() }
+            var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])
+            settings.leaseMilliseconds = 60_000
+            let logs = LogCapture()
+            try await withSender(settings, logs: logs) { _ in
+                try await eventually("two tries of the record refused") {
+                    logs.lines.withLockedValue { $0.count(where: { $0.contains("sri exchange not recorded yet") }) } >= 2
+                }
+                XCTAssertEqual(try tenant.submission(key).status, "SIGNED", "nothing recorded yet")
+                try heal()
+                try await tenant.waitFor([key], timeout: 20)
+            }
+            XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")
+            let receptions = await sri.receptions(key)
+            XCTAssertEqual(receptions, 1, "the answer of the first reception was kept, not asked again")
+            XCTAssertEqual(try tenant.outcomes(key), ["reception:received", "authorization:authorized"])
+            XCTAssertEqual(try tenant.submission(key).attempts, 2)
+            let text = logs.text
+            XCTAssertTrue(text.contains("recordTries"), "the line of the exchange says how many tries its record took")
+            XCTAssertFalse(text.contains("sri exchange not recorded ["), "no record was given up")
+        }
+    }
+
+    /// A record tried again after a try that did commit (its commit's answer
+    /// lost with the connection) finds its exchange under the claim's lease
+    /// and does nothing: one exchange, counted once, the state moved once.
+    func testARecordTriedAgainAfterItCommittedDoesNothing() async throws {
+        try await run { _, tenant, _ in
+            let key = try tenant.queue()
+            try await withTestDatabase { database in
+                let lease = UUID()
+                let claimed = try await database.claimSRIWork(
+                    lease: lease, limit: 1, sandboxLimit: 1, leaseMilliseconds: 60_000, tenants: [tenant.tenant.id])
+                let documentID = try XCTUnwrap(claimed.first).documentID
+                let loaded = try await database.read(
+                    forTenantID: tenant.tenant.id,
+                    SubmissionsStore.load(tenantID: tenant.tenant.id, documentID: documentID, lease: lease, leaseMilliseconds: 60_000))
+                let document = try XCTUnwrap(loaded)
+                let settings = testSRISettings(url: "http://127.0.0.1:9", tenants: [tenant.tenant.id])
+                let result = ExchangeResult.reception(.init(status: .received))
+                let transition = Transition.after(result, from: document.status, streak: document.streak, settings: settings, now: Date())
+                let record = SubmissionsStore.record(
+                    document: document, service: .reception, url: settings.testURL, result: result, transition: transition,
+                    durationMilliseconds: 20, lease: lease, worker: UUID())
+                var outcomes: [SubmissionsStore.RecordOutcome] = []
+                for _ in 0..<2 {
+                    outcomes.append(
+                        try await database.transaction(forTenantID: tenant.tenant.id, prologue: [record]) { _, results in
+                            try SubmissionsStore.outcome(results[0])
+                        })
+                }
+                XCTAssertEqual(outcomes, [.applied, .recordedBefore])
+            }
+            XCTAssertEqual(try tenant.outcomes(key), ["reception:received"], "one exchange")
+            XCTAssertEqual(try tenant.submission(key).status, "RECEIVED")
+            XCTAssertEqual(try tenant.submission(key).attempts, 1, "counted once")
+            let leases = try TestDatabase.scalar(
+                "SELECT count(lease) FROM sri_exchanges WHERE tenant_id = $1", [tenant.tenant.id], as: Int.self)
+            XCTAssertEqual(leases, 1, "the exchange names its claim")
+        }
+    }
+
     func testNoWorkersSendNothing() async throws {
         try await run { _, tenant, sri in
             let key = try tenant.queue()

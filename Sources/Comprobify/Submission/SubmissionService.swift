@@ -18,8 +18,10 @@ import ServiceLifecycle
 /// 4. as the tenant again, one statement records the exchange, moves the
 ///    document to its next state and lets the lease go, in one commit.
 ///
-/// A crash between 3 and 4 loses only the answer: the lease ends, another
-/// worker takes the document and sends it again, and SRI answers 43.
+/// A failed record (4) is tried again, with backoff, while the lease lasts. A
+/// crash between 3 and 4, or a record that failed until the lease ended, loses
+/// only the answer: another worker takes the document and sends it again, and
+/// SRI answers 43.
 struct SubmissionService: Service {
     let database: Database
     let client: SRIClient
@@ -102,6 +104,9 @@ struct SubmissionService: Service {
             return
         }
 
+        // The lease now runs from about here (`load` stamped it again).
+        let leaseEnds = ContinuousClock.now + .milliseconds(settings.leaseMilliseconds)
+
         let baseURL = settings.baseURL(for: document.environment)
         let service: SRIService = document.status == .signed ? .reception : .authorization
         let url = SRIClient.join(baseURL, service == .reception ? SRIClient.receptionPath : SRIClient.authorizationPath)
@@ -128,37 +133,67 @@ struct SubmissionService: Service {
         if let next = transition.nextAttemptMilliseconds, transition.lastError != nil || transition.outcome == "pending" {
             metadata["retryInMs"] = "\(next)"
         }
-        do {
-            let record = SubmissionsStore.record(
-                document: document, service: service, url: url, result: result, transition: transition,
-                durationMilliseconds: milliseconds, lease: lease, worker: worker)
-            // A decision waits for its commit's WAL flush (this pool commits
-            // without it otherwise): once its webhook event or its status has
-            // been seen, a database crash cannot undo it and have it made again
-            // under another event id.
-            let durable: [PostgresQuery] = transition.status.webhookEvent == nil ? [] : ["SET LOCAL synchronous_commit = on"]
-            // The record goes in the transaction's first round trip, with BEGIN.
-            let applied = try await database.transaction(forTenantID: tenantID, prologue: durable + [record]) { transaction, results in
-                let applied = try SubmissionsStore.applied(results[durable.count])
-                // A decision is announced to the tenant's webhooks in the same commit.
-                if applied, let event = transition.status.webhookEvent {
-                    let rows = try transaction.query(
-                        "SELECT \(unescaped: DocumentsStore.columns) FROM \(unescaped: DocumentsStore.from) WHERE d.id = \(documentID)")
-                    if let row = rows.first {
-                        try WebhooksStore.recordEvent(
-                            transaction, type: event, document: DocumentsStore.document(row), environment: document.environment)
+        let record = SubmissionsStore.record(
+            document: document, service: service, url: url, result: result, transition: transition,
+            durationMilliseconds: milliseconds, lease: lease, worker: worker)
+        // A decision waits for its commit's WAL flush (this pool commits
+        // without it otherwise): once its webhook event or its status has
+        // been seen, a database crash cannot undo it and have it made again
+        // under another event id.
+        let durable: [PostgresQuery] = transition.status.webhookEvent == nil ? [] : ["SET LOCAL synchronous_commit = on"]
+        // SRI's answer is worth keeping: a record that fails (the database out
+        // of reach for a moment) is tried again, with backoff, while the lease
+        // lasts. A try whose commit was lost with its answer may have committed;
+        // the record then finds its exchange and does nothing (recordedBefore).
+        var wait = Duration.milliseconds(SubmissionService.firstRecordRetryMilliseconds)
+        var tries = 1
+        while true {
+            do {
+                // The record goes in the transaction's first round trip, with BEGIN.
+                let outcome = try await database.transaction(forTenantID: tenantID, prologue: durable + [record]) {
+                    transaction, results in
+                    let outcome = try SubmissionsStore.outcome(results[durable.count])
+                    // A decision is announced to the tenant's webhooks in the same commit.
+                    if outcome == .applied, let event = transition.status.webhookEvent {
+                        let rows = try transaction.query(
+                            "SELECT \(unescaped: DocumentsStore.columns) FROM \(unescaped: DocumentsStore.from) WHERE d.id = \(documentID)")
+                        if let row = rows.first {
+                            try WebhooksStore.recordEvent(
+                                transaction, type: event, document: DocumentsStore.document(row), environment: document.environment)
+                        }
                     }
+                    return outcome
                 }
-                return applied
+                switch outcome {
+                case .applied: break
+                case .leaseLost: metadata["leaseLost"] = "true"
+                case .recordedBefore: metadata["recordedBefore"] = "true"
+                }
+                if tries > 1 { metadata["recordTries"] = "\(tries)" }
+                logger.info("sri exchange", metadata: metadata)
+                return
+            } catch {
+                metadata["recordError"] = "\(error)"
+                if ContinuousClock.now + wait >= leaseEnds || Task.isCancelled || Task.isShuttingDownGracefully {
+                    // The lease ends and the exchange is made again (a resend gets 43).
+                    metadata["recordTries"] = "\(tries)"
+                    logger.warning("sri exchange not recorded", metadata: metadata)
+                    return
+                }
+                var retry = metadata
+                retry["recordRetryInMs"] = "\(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)"
+                logger.warning("sri exchange not recorded yet", metadata: retry)
+                try? await cancelWhenGracefulShutdown { [wait] in try await Task.sleep(for: wait) }
+                wait = min(wait * 2, .milliseconds(SubmissionService.lastRecordRetryMilliseconds))
+                tries += 1
             }
-            if !applied { metadata["leaseLost"] = "true" }
-            logger.info("sri exchange", metadata: metadata)
-        } catch {
-            // The lease ends and the exchange is made again (a resend gets 43).
-            metadata["recordError"] = "\(error)"
-            logger.warning("sri exchange not recorded", metadata: metadata)
         }
     }
+
+    /// The waits between tries of a record that failed: from the first,
+    /// doubling, up to the last, while the lease lasts.
+    static let firstRecordRetryMilliseconds = 100
+    static let lastRecordRetryMilliseconds = 5_000
 
     /// Refreshes `sri_documents_pending` and `sri_oldest_pending_seconds`
     /// (QueueGauge: less often while counting takes long).

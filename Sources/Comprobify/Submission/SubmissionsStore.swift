@@ -63,10 +63,12 @@ enum SubmissionsStore {
     /// One exchange and what it changed, in one statement: the submission moves
     /// to the transition's state (when its claim's `lease` still holds it), the
     /// lease is let go, and the exchange is recorded, as made by the process
-    /// `worker`, with the state it really left. The exchange counts among the
-    /// submission's `attempts` either way (SRI.md: every exchange so far).
-    /// Its one row says whether the state changed: false when the lease had been
-    /// lost (nothing changed but the record); see `applied`.
+    /// `worker` under `lease`, with the state it really left. The exchange
+    /// counts among the submission's `attempts` either way (SRI.md: every
+    /// exchange so far). When the document already has an exchange under
+    /// `lease` (an earlier try of this record committed and its answer was
+    /// lost), it does nothing: a claim makes one exchange (migration 0030), so
+    /// the record may be tried again. Its one row says which: see `outcome`.
     static func record(
         document: QueuedDocument, service: SRIService, url: String, result: ExchangeResult,
         transition: Transition, durationMilliseconds: Int, lease: UUID, worker: UUID
@@ -78,7 +80,13 @@ enum SubmissionsStore {
         let authorizedAt = transition.authorization?.date
         let element = transition.authorization.map { Data($0.element) }
         return """
-            WITH changed AS (
+            WITH fresh AS (
+                SELECT NOT EXISTS (
+                    SELECT FROM sri_exchanges
+                     WHERE tenant_id = \(document.tenantID) AND document_id = \(document.documentID)
+                       AND lease = \(lease.uuidString)::uuid
+                ) AS yes
+            ), changed AS (
                 UPDATE document_submissions
                    SET status = \(transition.status.rawValue),
                        attempts = attempts + 1,
@@ -92,28 +100,42 @@ enum SubmissionsStore {
                        leased_by = NULL, leased_until = NULL,
                        updated_at = now()
                  WHERE tenant_id = \(document.tenantID) AND document_id = \(document.documentID) AND leased_by = \(lease.uuidString)::uuid
-                   AND status = \(document.status.rawValue)
+                   AND status = \(document.status.rawValue) AND (SELECT yes FROM fresh)
                 RETURNING status
             ), counted AS (
                 -- The lease was lost (the document was claimed again): the
                 -- exchange still counts among the document's attempts.
                 UPDATE document_submissions SET attempts = attempts + 1, updated_at = now()
                  WHERE tenant_id = \(document.tenantID) AND document_id = \(document.documentID)
-                   AND NOT EXISTS (SELECT FROM changed)
+                   AND NOT EXISTS (SELECT FROM changed) AND (SELECT yes FROM fresh)
+            ), recorded AS (
+                INSERT INTO sri_exchanges (tenant_id, document_id, service, url, outcome, http_status, duration_ms,
+                                           status_before, status_after, answer, error, worker, lease)
+                SELECT \(document.tenantID), \(document.documentID), \(service.rawValue), \(url), \(transition.outcome),
+                       \(transition.httpStatus), \(durationMilliseconds), \(document.status.rawValue),
+                       coalesce((SELECT status FROM changed), \(document.status.rawValue)), \(answer)::json, \(error),
+                       \(worker.uuidString)::uuid, \(lease.uuidString)::uuid
+                 WHERE (SELECT yes FROM fresh)
             )
-            INSERT INTO sri_exchanges (tenant_id, document_id, service, url, outcome, http_status, duration_ms,
-                                       status_before, status_after, answer, error, worker)
-            VALUES (\(document.tenantID), \(document.documentID), \(service.rawValue), \(url), \(transition.outcome),
-                    \(transition.httpStatus), \(durationMilliseconds), \(document.status.rawValue),
-                    coalesce((SELECT status FROM changed), \(document.status.rawValue)), \(answer)::json, \(error),
-                    \(worker.uuidString)::uuid)
-            RETURNING (SELECT count(*) FROM changed)
+            SELECT (SELECT count(*) FROM changed), (SELECT yes FROM fresh)
             """
     }
 
-    /// Whether `record` moved the submission (its claim still held the lease).
-    static func applied(_ result: QueryResult) throws -> Bool {
-        try result[0].decode(Int64.self, at: 0) == 1
+    /// What `record` did.
+    enum RecordOutcome: Equatable {
+        /// The submission moved to the transition's state.
+        case applied
+        /// The exchange was recorded and counted, and changed nothing: the
+        /// claim had lost the document's lease.
+        case leaseLost
+        /// Nothing: an earlier try of the same record had committed.
+        case recordedBefore
+    }
+
+    static func outcome(_ result: QueryResult) throws -> RecordOutcome {
+        let (changed, fresh) = try result[0].decode((Int64, Bool).self)
+        if !fresh { return .recordedBefore }
+        return changed == 1 ? .applied : .leaseLost
     }
 
     /// What GET /v1/documents/:accessKey/authorization needs: whether the
