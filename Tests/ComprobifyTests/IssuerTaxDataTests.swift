@@ -128,6 +128,15 @@ final class IssuerTaxDataTests: XCTestCase {
                 let missing = try await server.call(.patch, path, key: tenant.key, json: #"{"headOfficeAddress": "Guayaquil"}"#)
                 missing.assertProblem(404, "NOT_FOUND")
             }
+            // 401, then 404, then the body's 400, whatever the body.
+            for (path, key) in [("/v1/issuers/abc", tenant.key), ("/v1/issuers/0", tenant.key), ("/v1/issuers/\(id)", other.key)] {
+                for body in ["{", "[]", #"{"ruc": "002"}"#] {
+                    let missing = try await server.call(.patch, path, key: key, json: body)
+                    missing.assertProblem(404, "NOT_FOUND")
+                }
+            }
+            let badBody = try await server.call(.patch, "/v1/issuers/\(id)", key: tenant.key, json: "[]")
+            badBody.assertProblem(400, "VALIDATION_ERROR")
             let anonymous = try await server.call(.patch, "/v1/issuers/\(id)", json: #"{"ruc": "1"}"#)
             anonymous.assertProblem(401, "UNAUTHORIZED")
             // The database holds the branch identity even against a direct update.

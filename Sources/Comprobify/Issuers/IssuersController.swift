@@ -48,10 +48,21 @@ struct IssuersController {
     /// kept for a test rig does not change what production comprobantes say.
     @Sendable func update(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id"))
-        let input = try await database.input(request, context)
-        let changes = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
-            guard id != nil else { throw IssuersStore.notFound }
-            return try IssuerChanges(input)
+        let bytes = try await Input.collect(request)
+        let changes: IssuerChanges
+        do {
+            changes = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
+                guard id != nil else { throw IssuersStore.notFound }
+                return try IssuerChanges(Input.parse(bytes, allowEmpty: false))
+            }
+        } catch let error as APIError where error.status == .badRequest {
+            // The order of every route: the key's 401, the issuer's 404 (and a
+            // key of the other environment's 401), then the body's 400.
+            let (principal, environment) = try await database.read(
+                for: context.token, facts: context.facts, IssuersStore.environment(id ?? 0))
+            guard let environment else { throw IssuersStore.notFound }
+            try ResolvedIssuer.checkEnvironment(key: principal.keyEnvironment, issuer: environment)
+            throw error
         }
         let issuer = try await database.transaction(
             for: context.token, facts: context.facts, prologue: [IssuersStore.environment(id ?? 0).query]
