@@ -309,6 +309,19 @@ final class ComprobantesTests: XCTestCase {
             XCTAssertEqual(
                 Set(reply.errorFields),
                 ["buyer.id", "buyer.name", "items[1].quantity", "items[1].unitPrice", "items[1].discount", "additionalInfo[0].name"])
+
+            // An entry or an object of the wrong JSON type is named once, not
+            // again for each member the rules then find missing.
+            let mistyped = """
+                {"documentType": "01", "buyer": 5,
+                 "items": [1, {"description": "ok", "quantity": "1", "unitPrice": "1.00", "taxes": [{"code": "2", "rateCode": "4"}]},
+                           {"description": "x", "quantity": "1", "unitPrice": "1.00", "taxes": ["2"]}],
+                 "additionalInfo": ["x"]}
+                """
+            let typed = try await server.issue(tenant.key, issuer: issuer, body: mistyped)
+            typed.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(Set(typed.errorFields), ["buyer", "items[0]", "items[2].taxes[0]", "additionalInfo[0]"], typed.text)
+            XCTAssertEqual(typed.errorFields.count, 4, typed.text)
         }
     }
 

@@ -56,10 +56,18 @@ struct ComprobanteRequest: Sendable {
         do {
             comprobante = try comprobanteInput.validated(today: today)
         } catch {
-            // A field whose JSON type was wrong reaches the rules as absent; its
-            // type error already names it.
+            // A field whose JSON type was wrong reaches the rules as absent (an
+            // element of a list as an entry with nothing in it); its type error
+            // already names it, and what the rules say of it or of its members
+            // would only repeat that.
             let typed = Set(reader.errors.map(\.field))
-            violations += error.violations.filter { !typed.contains($0.field) }.map {
+            func named(_ field: String) -> Bool {
+                typed.contains(field)
+                    || typed.contains { path in
+                        field.hasPrefix(path) && [".", "["].contains(field.dropFirst(path.count).first)
+                    }
+            }
+            violations += error.violations.filter { !named($0.field) }.map {
                 APIError.FieldError(field: $0.field, message: "\($0.field): \($0.message).")
             }
             throw APIError.validation(violations)
