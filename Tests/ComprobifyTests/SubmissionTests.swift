@@ -537,39 +537,79 @@ final class SubmissionTests: XCTestCase {
     /// A record tried again after a try that did commit (its commit's answer
     /// lost with the connection) finds its exchange under the claim's lease
     /// and does nothing: one exchange, counted once, the state moved once.
+    /// Also when that try's commit is still under way as the record runs again:
+    /// the row's lock makes the second wait for it and then see it.
     func testARecordTriedAgainAfterItCommittedDoesNothing() async throws {
         try await run { _, tenant, _ in
             let key = try tenant.queue()
+            let tenantID = tenant.tenant.id
+            let settings = testSRISettings(url: "http://127.0.0.1:9", tenants: [tenantID])
             try await withTestDatabase { database in
-                let lease = UUID()
-                let claimed = try await database.claimSRIWork(
-                    lease: lease, limit: 1, sandboxLimit: 1, leaseMilliseconds: 60_000, tenants: [tenant.tenant.id])
-                let documentID = try XCTUnwrap(claimed.first).documentID
-                let loaded = try await database.read(
-                    forTenantID: tenant.tenant.id,
-                    SubmissionsStore.load(tenantID: tenant.tenant.id, documentID: documentID, lease: lease, leaseMilliseconds: 60_000))
-                let document = try XCTUnwrap(loaded)
-                let settings = testSRISettings(url: "http://127.0.0.1:9", tenants: [tenant.tenant.id])
-                let result = ExchangeResult.reception(.init(status: .received))
-                let transition = Transition.after(result, from: document.status, streak: document.streak, settings: settings, now: Date())
-                let record = SubmissionsStore.record(
-                    document: document, service: .reception, url: settings.testURL, result: result, transition: transition,
-                    durationMilliseconds: 20, lease: lease, worker: UUID())
-                var outcomes: [SubmissionsStore.RecordOutcome] = []
-                for _ in 0..<2 {
-                    outcomes.append(
-                        try await database.transaction(forTenantID: tenant.tenant.id, prologue: [record]) { _, results in
-                            try SubmissionsStore.outcome(results[0])
-                        })
+                /// Claims the document and reads it, as a worker does.
+                func claim() async throws -> (QueuedDocument, UUID) {
+                    let lease = UUID()
+                    let claimed = try await database.claimSRIWork(
+                        lease: lease, limit: 1, sandboxLimit: 1, leaseMilliseconds: 60_000, tenants: [tenantID])
+                    let documentID = try XCTUnwrap(claimed.first).documentID
+                    let loaded = try await database.read(
+                        forTenantID: tenantID,
+                        SubmissionsStore.load(tenantID: tenantID, documentID: documentID, lease: lease, leaseMilliseconds: 60_000))
+                    return (try XCTUnwrap(loaded), lease)
                 }
-                XCTAssertEqual(outcomes, [.applied, .recordedBefore])
+                /// The record's transaction, as SubmissionService runs it.
+                @Sendable func record(_ document: QueuedDocument, _ result: ExchangeResult, _ lease: UUID) async throws
+                    -> SubmissionsStore.RecordOutcome
+                {
+                    let transition = Transition.after(
+                        result, from: document.status, streak: document.streak, settings: settings, now: Date())
+                    let statement = SubmissionsStore.record(
+                        document: document, service: document.status == .signed ? .reception : .authorization, url: settings.testURL,
+                        result: result, transition: transition, durationMilliseconds: 20, lease: lease, worker: UUID())
+                    let lock = SubmissionsStore.lockForRecord(tenantID: tenantID, documentID: document.documentID)
+                    return try await database.transaction(forTenantID: tenantID, prologue: [lock, statement]) { _, results in
+                        try SubmissionsStore.outcome(results[1])
+                    }
+                }
+
+                let (signed, first) = try await claim()
+                let received = ExchangeResult.reception(.init(status: .received))
+                let tries = [try await record(signed, received, first), try await record(signed, received, first)]
+                XCTAssertEqual(tries, [.applied, .recordedBefore])
+                XCTAssertEqual(try tenant.outcomes(key), ["reception:received"], "one exchange")
+                XCTAssertEqual(try tenant.submission(key).status, "RECEIVED")
+                XCTAssertEqual(try tenant.submission(key).attempts, 1, "counted once")
+
+                // A try that has written its exchange and holds the row, its
+                // commit not done yet (here an open transaction of the owner's).
+                try TestDatabase.query("UPDATE document_submissions SET next_attempt_at = now() WHERE tenant_id = $1", [tenantID])
+                let (receivedDocument, second) = try await claim()
+                let inFlight = try TestDatabase.owner()
+                let pid = try inFlight.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
+                try inFlight.query("BEGIN")
+                try inFlight.query(
+                    """
+                    UPDATE document_submissions SET attempts = attempts + 1, leased_by = NULL, leased_until = NULL,
+                           next_attempt_at = now() + interval '1 minute'
+                     WHERE tenant_id = $1 AND document_id = $2
+                    """, [tenantID, receivedDocument.documentID])
+                try inFlight.query(
+                    """
+                    INSERT INTO sri_exchanges (tenant_id, document_id, service, url, outcome, duration_ms, status_before, status_after,
+                                               answer, worker, lease)
+                    VALUES ($1, $2, 'authorization', 'http://127.0.0.1:9', 'pending', 20, 'RECEIVED', 'RECEIVED', '{}', $3::uuid, $4::uuid)
+                    """, [tenantID, receivedDocument.documentID, UUID().uuidString, second.uuidString])
+                let pending = ExchangeResult.authorization(.init(queriedAccessKey: key, count: 0, authorizations: []))
+                let again = Task { try await record(receivedDocument, pending, second) }
+                XCTAssertNotNil(TestDatabase.sessionBlocked(by: pid), "the try again waits for the row")
+                try inFlight.query("COMMIT")
+                let outcome = try await again.value
+                XCTAssertEqual(outcome, .recordedBefore)
             }
-            XCTAssertEqual(try tenant.outcomes(key), ["reception:received"], "one exchange")
-            XCTAssertEqual(try tenant.submission(key).status, "RECEIVED")
-            XCTAssertEqual(try tenant.submission(key).attempts, 1, "counted once")
+            XCTAssertEqual(try tenant.outcomes(key), ["reception:received", "authorization:pending"], "one exchange a claim")
+            XCTAssertEqual(try tenant.submission(key).attempts, 2, "each counted once")
             let leases = try TestDatabase.scalar(
-                "SELECT count(lease) FROM sri_exchanges WHERE tenant_id = $1", [tenant.tenant.id], as: Int.self)
-            XCTAssertEqual(leases, 1, "the exchange names its claim")
+                "SELECT count(DISTINCT lease) FROM sri_exchanges WHERE tenant_id = $1", [tenantID], as: Int.self)
+            XCTAssertEqual(leases, 2, "each exchange names its claim")
         }
     }
 

@@ -139,8 +139,11 @@ struct SubmissionService: Service {
         // A decision waits for its commit's WAL flush (this pool commits
         // without it otherwise): once its webhook event or its status has
         // been seen, a database crash cannot undo it and have it made again
-        // under another event id.
-        let durable: [PostgresQuery] = transition.status.webhookEvent == nil ? [] : ["SET LOCAL synchronous_commit = on"]
+        // under another event id. The submission's row is locked before the
+        // record reads anything (lockForRecord).
+        let before: [PostgresQuery] =
+            (transition.status.webhookEvent == nil ? [] : ["SET LOCAL synchronous_commit = on"])
+            + [SubmissionsStore.lockForRecord(tenantID: tenantID, documentID: documentID)]
         // SRI's answer is worth keeping: a record that fails (the database out
         // of reach for a moment) is tried again, with backoff, while the lease
         // lasts. A try whose commit was lost with its answer may have committed;
@@ -150,9 +153,9 @@ struct SubmissionService: Service {
         while true {
             do {
                 // The record goes in the transaction's first round trip, with BEGIN.
-                let outcome = try await database.transaction(forTenantID: tenantID, prologue: durable + [record]) {
+                let outcome = try await database.transaction(forTenantID: tenantID, prologue: before + [record]) {
                     transaction, results in
-                    let outcome = try SubmissionsStore.outcome(results[durable.count])
+                    let outcome = try SubmissionsStore.outcome(results[before.count])
                     // A decision is announced to the tenant's webhooks in the same commit.
                     if outcome == .applied, let event = transition.status.webhookEvent {
                         let rows = try transaction.query(

@@ -121,6 +121,14 @@ enum SubmissionsStore {
             """
     }
 
+    /// Locks the submission's row before `record`, in a statement of its own:
+    /// `record` then reads its snapshot after any transaction that held the row
+    /// has ended, so a try of the same record whose commit was still under way
+    /// (its connection lost) is seen as recorded, not recorded again.
+    static func lockForRecord(tenantID: Int64, documentID: Int64) -> PostgresQuery {
+        "SELECT 1 FROM document_submissions WHERE tenant_id = \(tenantID) AND document_id = \(documentID) FOR UPDATE"
+    }
+
     /// What `record` did.
     enum RecordOutcome: Equatable {
         /// The submission moved to the transition's state.
