@@ -476,6 +476,15 @@ final class SimulatorTests: XCTestCase {
             let negative = try await sri.control.execute(
                 uri: "/control/faults", method: .post, body: ByteBuffer(string: #"{"reception": {"http500": -1}}"#))
             XCTAssertEqual(negative.status, .badRequest)
+            // A latency and a delay that would overflow when added are refused;
+            // the simulator keeps answering.
+            let huge = try await sri.control.execute(
+                uri: "/control/faults", method: .post,
+                body: ByteBuffer(string: #"{"latencyMs": 9223372036854775807, "reception": {"delayMs": 1}}"#))
+            XCTAssertEqual(huge.status, .badRequest)
+            let day = try await sri.control.execute(
+                uri: "/control/faults", method: .post, body: ByteBuffer(string: #"{"authorization": {"delayMs": 86400001}}"#))
+            XCTAssertEqual(day.status, .badRequest)
             let key = Self.newKey()
             _ = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
             try await sri.faults(#"{"reception": {"http500": 3}, "latencyMs": 5}"#)

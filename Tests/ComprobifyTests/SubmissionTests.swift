@@ -634,6 +634,7 @@ final class SubmissionTests: XCTestCase {
             try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id]), logs: logs) { _ in
                 try await tenant.waitFor([key])
             }
+            XCTAssertTrue(logs.text.contains("SRI_PRODUCTION_URL is not SRI's"), "a local SRI as production is named at start")
             let lines = logs.lines.withLockedValue { $0 }.filter { $0.contains("sri exchange") }
             XCTAssertEqual(lines.count, 2, lines.joined(separator: "\n"))
             for line in lines {
@@ -653,6 +654,17 @@ final class SubmissionStateTests: XCTestCase {
         settings.retryMaxMilliseconds = 300_000
         settings.authorizationDelayMilliseconds = 3_000
         return settings
+    }
+
+    func testOnlySRIsOwnHostsCountAsSRI() {
+        XCTAssertTrue(SRISettings.isSRI(SRISettings().productionURL))
+        XCTAssertTrue(SRISettings.isSRI(SRISettings().testURL))
+        for url in [
+            "http://cel.sri.gob.ec/comprobantes-electronicos-ws", "https://cel.sri.gob.ec.example.com/ws", "https://notsri.gob.ec/ws",
+            "http://127.0.0.1:8090/comprobantes-electronicos-ws", "not a url",
+        ] {
+            XCTAssertFalse(SRISettings.isSRI(url), url)
+        }
     }
 
     func testBackoffDoublesUpToTheMaximum() {
@@ -718,6 +730,25 @@ final class SubmissionStateTests: XCTestCase {
             XCTAssertEqual(transition.status, .authorized, date)
             XCTAssertEqual(transition.authorization?.date, expected, date)
         }
+    }
+
+    /// The record keeps SRI's lists up to 50 entries and counts the rest.
+    func testTheRecordKeepsTheFirstEntriesOfALongAnswer() {
+        func count(_ value: JSONValue?) -> Int? {
+            if case .array(let items)? = value { return items.count }
+            return nil
+        }
+        let messages = (0..<70).map { SRIMessage(identifier: "\($0)", message: "m") }
+        let returned = ExchangeResult.reception(.init(status: .returned, comprobantes: [.init(accessKey: "k", messages: messages)]))
+        XCTAssertEqual(count(returned.answerJSON?["messages"]), 50)
+        XCTAssertEqual(returned.answerJSON?["messagesOmitted"], JSONValue(Int64(20)))
+        let pending = (0..<60).map { _ in AuthorizationAnswer.Authorization(status: .inProcess, messages: messages) }
+        let answer = ExchangeResult.authorization(.init(queriedAccessKey: "k", count: 60, authorizations: pending))
+        XCTAssertEqual(count(answer.answerJSON?["autorizaciones"]), 50)
+        XCTAssertEqual(answer.answerJSON?["autorizacionesOmitted"], JSONValue(Int64(10)))
+        guard case .array(let items)? = answer.answerJSON?["autorizaciones"] else { return XCTFail("no autorizaciones") }
+        XCTAssertEqual(count(items.first?["messages"]), 50)
+        XCTAssertNil(ExchangeResult.reception(.init(status: .received)).answerJSON?["messagesOmitted"])
     }
 
     func testPendingAndFailuresBackOffAndKeepTheStatus() {

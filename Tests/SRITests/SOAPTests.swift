@@ -157,6 +157,37 @@ final class SOAPTests: XCTestCase {
         }
     }
 
+    /// An answer made of markup (8 MiB of empty elements would cost libxml2
+    /// hundreds of MB, an element of many attributes minutes of CPU) is
+    /// refused before it is parsed; an authorized factura of 1000 lines, in
+    /// CDATA, is not.
+    func testAnAnswerOfMarkupIsRefusedBeforeItIsParsed() throws {
+        let head = #"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>"#
+        let tail = "</soap:Body></soap:Envelope>"
+        let elements = head + String(repeating: "<a/>", count: 2 << 20) + tail
+        let attributes = head + "<a " + (0..<20_000).map { "b\($0)=\"\"" }.joined(separator: " ") + "/>" + tail
+        for text in [elements, attributes] {
+            XCTAssertThrowsError(try AuthorizationAnswer.parse(Array(text.utf8))) { error in
+                XCTAssertTrue("\(error)".contains("attributes"), "\(error)")
+            }
+            XCTAssertThrowsError(try ReceptionAnswer.parse(Array(text.utf8)))
+        }
+        let line =
+            #"<detalle><codigoPrincipal>A1</codigoPrincipal><descripcion>Café</descripcion><cantidad>1.000000</cantidad>"#
+            + #"<precioUnitario>1.000000</precioUnitario><descuento>0.00</descuento><precioTotalSinImpuesto>1.00</precioTotalSinImpuesto>"#
+            + #"<impuestos><impuesto><codigo>2</codigo><codigoPorcentaje>4</codigoPorcentaje><tarifa>15.00</tarifa>"#
+            + #"<baseImponible>1.00</baseImponible><valor>0.15</valor></impuesto></impuestos></detalle>"#
+        let comprobante =
+            #"<?xml version="1.0" encoding="UTF-8"?><factura id="comprobante" version="2.1.0"><detalles>"#
+            + String(repeating: line, count: 1000) + "</detalles></factura>"
+        let draft = AuthorizationDraft(
+            status: .authorized, number: key, date: "2026-12-01T10:15:32-05:00", environment: "PRODUCCIÓN",
+            comprobante: comprobante, comprobanteAsCDATA: true)
+        let bytes = SOAPAnswerBuilder.authorization(accessKey: key, authorizations: [draft], style: .sri)
+        guard case .answer(let answer) = try AuthorizationAnswer.parse(bytes) else { return XCTFail("a fault?") }
+        XCTAssertEqual(answer.authorizations.first?.comprobante, comprobante)
+    }
+
     func testTheKeptElementIsTheReceivedOne() throws {
         let element = """
             <autorizacion>

@@ -164,10 +164,13 @@ public actor SRISimulator {
     private var queries: [String: Int] = [:]
     private let now: @Sendable () -> Date
 
+    /// The longest latency or delay the control API takes.
+    static let longestDelayMilliseconds = 86_400_000
+
     public init(judges: SRIJudges, latencyMilliseconds: Int = 0, now: @escaping @Sendable () -> Date = { Date() }) {
         self.judges = judges
-        self.initialLatency = max(0, latencyMilliseconds)
-        self.latency = max(0, latencyMilliseconds)
+        self.initialLatency = min(max(0, latencyMilliseconds), SRISimulator.longestDelayMilliseconds)
+        self.latency = min(max(0, latencyMilliseconds), SRISimulator.longestDelayMilliseconds)
         self.now = now
     }
 
@@ -190,6 +193,11 @@ public actor SRISimulator {
             update.authorization?.delayCount, update.latencyMs,
         ]
         guard counts.allSatisfy({ ($0 ?? 0) >= 0 }) else { throw SRISimulatorControlError(reason: "counts and delays must be ≥ 0") }
+        // A latency and a delay are added to each other: a day each at most.
+        let delays = [update.reception?.delayMs, update.authorization?.delayMs, update.latencyMs]
+        guard delays.allSatisfy({ ($0 ?? 0) <= SRISimulator.longestDelayMilliseconds }) else {
+            throw SRISimulatorControlError(reason: "delays and latency must be at most \(SRISimulator.longestDelayMilliseconds) ms (a day)")
+        }
         if let value = update.latencyMs { latency = value }
         if let value = update.escapedComprobante { escapedComprobante = value }
         if let change = update.reception {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// How this process talks to SRI (shared/SRI.md, "Sending to SRI"). Read from
 /// the environment in `Configuration.fromEnvironment`.
 public struct SRISettings: Sendable, Equatable {
@@ -32,6 +34,15 @@ public struct SRISettings: Sendable, Equatable {
     public var tenantIDs: [Int64]?
 
     public init() {}
+
+    /// Whether `url` is one of SRI's own services (HTTPS on a host under
+    /// sri.gob.ec).
+    static func isSRI(_ url: String) -> Bool {
+        guard let components = URLComponents(string: url), components.scheme?.lowercased() == "https",
+            let host = components.host?.lowercased()
+        else { return false }
+        return host == "sri.gob.ec" || host.hasSuffix(".sri.gob.ec")
+    }
 
     /// The base URL for a document's environment.
     func baseURL(for environment: Environment) -> String {

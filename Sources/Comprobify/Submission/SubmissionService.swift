@@ -51,6 +51,14 @@ struct SubmissionService: Service {
     /// interval or as soon as a worker is done. On shutdown it claims nothing
     /// more and lets the exchanges in flight finish.
     private func dispatch() async {
+        if !SRISettings.isSRI(settings.productionURL) {
+            // Right for local work (compose points it at the local SRI); a
+            // deployment that kept it would mark production documents
+            // AUTHORIZED that SRI never received.
+            logger.warning(
+                "SRI_PRODUCTION_URL is not SRI's: production documents are sent there, and what it answers is final",
+                metadata: ["productionURL": "\(settings.productionURL)"])
+        }
         logger.info(
             "sending to SRI",
             metadata: [

@@ -163,24 +163,35 @@ extension SRIMessage {
 }
 
 extension ExchangeResult {
-    /// SRI's answer as the exchange record keeps it: never the comprobante.
+    /// The most entries of each list of an answer the record keeps (SRI sends
+    /// a handful; an answer of thousands would make every exchange's row
+    /// megabytes): the first ones, and how many were left out.
+    static let keptEntries = 50
+
+    /// SRI's answer as the exchange record keeps it: never the comprobante,
+    /// and at most `keptEntries` of each list (`omitted` counts the rest).
     var answerJSON: JSONValue? {
+        func kept<T>(_ name: String, _ list: [T], _ json: (T) -> JSONValue) -> [(String, JSONValue)] {
+            let entries: [(String, JSONValue)] = [(name, .array(list.prefix(ExchangeResult.keptEntries).map(json)))]
+            guard list.count > ExchangeResult.keptEntries else { return entries }
+            return entries + [(name + "Omitted", JSONValue(Int64(list.count - ExchangeResult.keptEntries)))]
+        }
         switch self {
         case .failed:
             return nil
         case .reception(let answer):
-            return .object([("estado", .string(answer.status.rawValue)), ("messages", .array(answer.messages.map(\.json)))])
+            return .object([("estado", .string(answer.status.rawValue))] + kept("messages", answer.messages, \.json))
         case .authorization(let answer):
-            let items: [JSONValue] = answer.authorizations.map { item in
-                .object([
-                    ("estado", .string(item.status.description)),
-                    ("numero", item.number.map { .string($0) } ?? .null),
-                    ("fecha", item.date.map { .string($0) } ?? .null),
-                    ("ambiente", item.environment.map { .string($0) } ?? .null),
-                    ("messages", .array(item.messages.map(\.json))),
-                ])
+            let items = kept("autorizaciones", answer.authorizations) { item in
+                .object(
+                    [
+                        ("estado", .string(item.status.description)),
+                        ("numero", item.number.map { .string($0) } ?? .null),
+                        ("fecha", item.date.map { .string($0) } ?? .null),
+                        ("ambiente", item.environment.map { .string($0) } ?? .null),
+                    ] + kept("messages", item.messages, \.json))
             }
-            return .object([("count", JSONValue(Int64(answer.count))), ("autorizaciones", .array(items))])
+            return .object([("count", JSONValue(Int64(answer.count)))] + items)
         }
     }
 

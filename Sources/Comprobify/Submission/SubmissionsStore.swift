@@ -73,7 +73,8 @@ enum SubmissionsStore {
         document: QueuedDocument, service: SRIService, url: String, result: ExchangeResult,
         transition: Transition, durationMilliseconds: Int, lease: UUID, worker: UUID
     ) -> PostgresQuery {
-        let messages = transition.messages.map { JSONValue.array($0.map(\.json)).serialized }
+        // SRI sends a handful; the first ones of thousands say what they say.
+        let messages = transition.messages.map { JSONValue.array($0.prefix(ExchangeResult.keptEntries).map(\.json)).serialized }
         let answer = result.answerJSON?.serialized
         let error = result.error
         let number = transition.authorization?.number

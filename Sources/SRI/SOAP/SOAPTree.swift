@@ -15,7 +15,9 @@ final class SOAPParsedDocument {
     /// refuses documents with a DTD (SOAP forbids them). Nil when not well-formed.
     init?(_ bytes: [UInt8]) {
         _ = soapLibxml2Ready
-        guard !bytes.isEmpty, bytes.count < Int(Int32.max), !SOAPParsedDocument.declaresDoctype(bytes) else { return nil }
+        guard !bytes.isEmpty, bytes.count < Int(Int32.max), !SOAPParsedDocument.declaresDoctype(bytes),
+            SOAPParsedDocument.markupFits(bytes)
+        else { return nil }
         let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
         let parsed = bytes.withUnsafeBufferPointer { buffer in
             buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
@@ -31,6 +33,34 @@ final class SOAPParsedDocument {
     }
 
     deinit { xmlFreeDoc(pointer) }
+
+    /// The most `<` an answer may hold. libxml2 spends a few hundred bytes on
+    /// each element it builds: the 8 MiB an authorization answer may have, all
+    /// empty elements, would take about 270 MB per exchange in flight. This
+    /// keeps a tree under about 30 MB, and is five times the markup of an
+    /// authorized factura of 1000 lines (about 30 thousand `<`, counted
+    /// inside its CDATA too).
+    static let maximumElements = 150_000
+    /// The most `=` an answer may hold: attributes cost as much as elements,
+    /// and libxml2 (2.9) compares each attribute of an element with every one
+    /// before it, so an element with a million attributes takes minutes of
+    /// CPU. A signed comprobante has a few dozen.
+    static let maximumAttributes = 10_000
+
+    /// Whether the bytes hold at most `maximumElements` `<` and
+    /// `maximumAttributes` `=`: a bound on what a parse could build.
+    static func markupFits(_ bytes: [UInt8]) -> Bool {
+        var elements = 0
+        var attributes = 0
+        for byte in bytes {
+            if byte == 0x3C {
+                elements += 1
+            } else if byte == 0x3D {
+                attributes += 1
+            }
+        }
+        return elements <= maximumElements && attributes <= maximumAttributes
+    }
 
     /// Whether `<!DOCTYPE` appears anywhere: refused before parsing, since
     /// libxml2 builds a node for each entity reference of a DTD before the
