@@ -271,6 +271,57 @@ final class MigrateTests: XCTestCase {
         }
     }
 
+    /// FORCE ROW LEVEL SECURITY applies the policies to the tables' owner:
+    /// migration 0021's backfill, run by an owner that is not a superuser, saw
+    /// no row and left documents waiting for SRI without an environment, which
+    /// no claim takes. 0031 gives them theirs whatever the owner, and leaves
+    /// both tables forced.
+    func testWaitingSubmissionsGetTheirEnvironmentWhateverTheOwner() throws {
+        try withHostedOwner { conninfo, superuser in
+            let before = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: before, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: before) }
+            for file in try FileManager.default.contentsOfDirectory(atPath: Self.migrations.path) where file < "0031" {
+                try FileManager.default.copyItem(
+                    at: Self.migrations.appendingPathComponent(file), to: before.appendingPathComponent(file))
+            }
+            let first = try migrate(conninfo, directory: before)
+            XCTAssertEqual(first.status, 0, first.output)
+            guard first.status == 0 else { return }
+            // A document waiting for SRI with no environment, as 0021 left it
+            // (the row rules refuse one now, so they are switched off for this).
+            let fixture = Self.migrations.deletingLastPathComponent().appendingPathComponent("tests/fixtures/two_tenants.sql")
+            let admin = try Connection(conninfo: superuser)
+            try admin.execute(
+                script: "BEGIN;\n" + (try String(contentsOf: fixture, encoding: .utf8))
+                    + """
+
+                    ALTER TABLE document_submissions DISABLE TRIGGER USER;
+                    UPDATE document_submissions SET environment = NULL WHERE tenant_id = 900001;
+                    ALTER TABLE document_submissions ENABLE TRIGGER USER;
+                    COMMIT;
+                    """)
+            // What 0021's backfill did as this owner: nothing.
+            let owner = try Connection(conninfo: conninfo)
+            let seen = try owner.query(
+                """
+                UPDATE document_submissions s SET environment = d.environment FROM documents d
+                 WHERE d.tenant_id = s.tenant_id AND d.id = s.document_id AND s.environment IS NULL RETURNING 1
+                """, [], prepared: false)
+            XCTAssertEqual(seen.count, 0, "the policies hide every row from an owner that is not a superuser")
+
+            let rest = try migrate(conninfo)
+            XCTAssertEqual(rest.status, 0, rest.output)
+            let environment = try admin.query(
+                "SELECT environment FROM document_submissions WHERE tenant_id = 900001", [], prepared: false)
+            XCTAssertEqual(try environment[0].decode(String?.self, at: 0), "sandbox")
+            let forced = try admin.query(
+                "SELECT bool_and(relforcerowsecurity) FROM pg_class WHERE relname IN ('documents', 'document_submissions')", [],
+                prepared: false)
+            XCTAssertTrue(try forced[0].decode(Bool.self, at: 0), "both tables force row-level security again")
+        }
+    }
+
     /// Roles found with attributes they must not have are reset by 0001 (and
     /// 0023 for comprobify_mailer), also by an owner that is not a superuser:
     /// the attributes such an owner may take away.

@@ -93,7 +93,7 @@ $$, $$ VALUES
     ('document_types', 'SELECT'),
     ('documents', 'SELECT'), ('documents', 'INSERT'),
     ('document_submissions', 'SELECT'), ('document_submissions', 'INSERT'),
-    ('email_outbox', 'SELECT'), ('email_outbox', 'INSERT'),
+    ('email_outbox', 'INSERT'),
     ('email_verifications', 'SELECT'), ('email_verifications', 'INSERT'),
     ('idempotency_keys', 'SELECT'), ('idempotency_keys', 'INSERT'),
     ('issuers', 'SELECT'), ('issuers', 'INSERT'),

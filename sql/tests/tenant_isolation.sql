@@ -25,13 +25,21 @@ SELECT is(set_config('app.tenant_id', '900001', true), '900001', 'acting for ten
 
 -- Reading ----------------------------------------------------------------------
 
-SELECT isnt_empty(format('SELECT * FROM %I WHERE %I = 900001', t.table_name, t.tenant_column),
-                  t.table_name || ': tenant A sees its own rows')
+SELECT CASE WHEN t.app_reads
+            THEN isnt_empty(format('SELECT * FROM %I WHERE %I = 900001', t.table_name, t.tenant_column),
+                            t.table_name || ': tenant A sees its own rows')
+            ELSE throws_ok(format('SELECT * FROM %I', t.table_name), '42501', NULL,
+                           t.table_name || ': tenant A cannot read even its own rows')
+       END
   FROM tenant_tables t
  ORDER BY t.table_name;
 
-SELECT is_empty(format('SELECT * FROM %I WHERE %I IS DISTINCT FROM 900001', t.table_name, t.tenant_column),
-                t.table_name || ': tenant A sees no other tenant''s row')
+SELECT CASE WHEN t.app_reads
+            THEN is_empty(format('SELECT * FROM %I WHERE %I IS DISTINCT FROM 900001', t.table_name, t.tenant_column),
+                          t.table_name || ': tenant A sees no other tenant''s row')
+            ELSE throws_ok(format('SELECT * FROM %I', t.table_name), '42501', NULL,
+                           t.table_name || ': tenant A cannot read other tenants'' rows either')
+       END
   FROM tenant_tables t
  ORDER BY t.table_name;
 
