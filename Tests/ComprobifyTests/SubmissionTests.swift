@@ -556,8 +556,9 @@ final class SubmissionTests: XCTestCase {
                         SubmissionsStore.load(tenantID: tenantID, documentID: documentID, lease: lease, leaseMilliseconds: 60_000))
                     return (try XCTUnwrap(loaded), lease)
                 }
-                /// The record's transaction, as SubmissionService runs it.
-                @Sendable func record(_ document: QueuedDocument, _ result: ExchangeResult, _ lease: UUID) async throws
+                /// The record's transaction, as SubmissionService runs it (a try
+                /// again locks the row first).
+                @Sendable func record(_ document: QueuedDocument, _ result: ExchangeResult, _ lease: UUID, again: Bool) async throws
                     -> SubmissionsStore.RecordOutcome
                 {
                     let transition = Transition.after(
@@ -565,15 +566,17 @@ final class SubmissionTests: XCTestCase {
                     let statement = SubmissionsStore.record(
                         document: document, service: document.status == .signed ? .reception : .authorization, url: settings.testURL,
                         result: result, transition: transition, durationMilliseconds: 20, lease: lease, worker: UUID())
-                    let lock = SubmissionsStore.lockForRecord(tenantID: tenantID, documentID: document.documentID)
-                    return try await database.transaction(forTenantID: tenantID, prologue: [lock, statement]) { _, results in
-                        try SubmissionsStore.outcome(results[1])
+                    let lock = again ? [SubmissionsStore.lockForRecord(tenantID: tenantID, documentID: document.documentID)] : []
+                    return try await database.transaction(forTenantID: tenantID, prologue: lock + [statement]) { _, results in
+                        try SubmissionsStore.outcome(results[lock.count])
                     }
                 }
 
                 let (signed, first) = try await claim()
                 let received = ExchangeResult.reception(.init(status: .received))
-                let tries = [try await record(signed, received, first), try await record(signed, received, first)]
+                let tries = [
+                    try await record(signed, received, first, again: false), try await record(signed, received, first, again: true),
+                ]
                 XCTAssertEqual(tries, [.applied, .recordedBefore])
                 XCTAssertEqual(try tenant.outcomes(key), ["reception:received"], "one exchange")
                 XCTAssertEqual(try tenant.submission(key).status, "RECEIVED")
@@ -599,7 +602,7 @@ final class SubmissionTests: XCTestCase {
                     VALUES ($1, $2, 'authorization', 'http://127.0.0.1:9', 'pending', 20, 'RECEIVED', 'RECEIVED', '{}', $3::uuid, $4::uuid)
                     """, [tenantID, receivedDocument.documentID, UUID().uuidString, second.uuidString])
                 let pending = ExchangeResult.authorization(.init(queriedAccessKey: key, count: 0, authorizations: []))
-                let again = Task { try await record(receivedDocument, pending, second) }
+                let again = Task { try await record(receivedDocument, pending, second, again: true) }
                 XCTAssertNotNil(TestDatabase.sessionBlocked(by: pid), "the try again waits for the row")
                 try inFlight.query("COMMIT")
                 let outcome = try await again.value

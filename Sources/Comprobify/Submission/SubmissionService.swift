@@ -147,11 +147,8 @@ struct SubmissionService: Service {
         // A decision waits for its commit's WAL flush (this pool commits
         // without it otherwise): once its webhook event or its status has
         // been seen, a database crash cannot undo it and have it made again
-        // under another event id. The submission's row is locked before the
-        // record reads anything (lockForRecord).
-        let before: [PostgresQuery] =
-            (transition.status.webhookEvent == nil ? [] : ["SET LOCAL synchronous_commit = on"])
-            + [SubmissionsStore.lockForRecord(tenantID: tenantID, documentID: documentID)]
+        // under another event id.
+        let durable: [PostgresQuery] = transition.status.webhookEvent == nil ? [] : ["SET LOCAL synchronous_commit = on"]
         // SRI's answer is worth keeping: a record that fails (the database out
         // of reach for a moment) is tried again, with backoff, while the lease
         // lasts. A try whose commit was lost with its answer may have committed;
@@ -159,6 +156,9 @@ struct SubmissionService: Service {
         var wait = Duration.milliseconds(SubmissionService.firstRecordRetryMilliseconds)
         var tries = 1
         while true {
+            // A try again first locks the submission's row (lockForRecord):
+            // the earlier try's commit may still be under way.
+            let before = durable + (tries == 1 ? [] : [SubmissionsStore.lockForRecord(tenantID: tenantID, documentID: documentID)])
             do {
                 // The record goes in the transaction's first round trip, with BEGIN.
                 let outcome = try await database.transaction(forTenantID: tenantID, prologue: before + [record]) {

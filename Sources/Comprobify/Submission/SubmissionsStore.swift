@@ -122,10 +122,12 @@ enum SubmissionsStore {
             """
     }
 
-    /// Locks the submission's row before `record`, in a statement of its own:
-    /// `record` then reads its snapshot after any transaction that held the row
-    /// has ended, so a try of the same record whose commit was still under way
-    /// (its connection lost) is seen as recorded, not recorded again.
+    /// Locks the submission's row before `record` is tried again, in a
+    /// statement of its own: `record` then reads its snapshot after any
+    /// transaction that held the row has ended, so an earlier try whose commit
+    /// was still under way (its connection lost) is seen as recorded, not
+    /// recorded again. A first try needs no lock: no other claim records under
+    /// its lease.
     static func lockForRecord(tenantID: Int64, documentID: Int64) -> PostgresQuery {
         "SELECT 1 FROM document_submissions WHERE tenant_id = \(tenantID) AND document_id = \(documentID) FOR UPDATE"
     }
