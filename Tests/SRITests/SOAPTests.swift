@@ -186,6 +186,23 @@ final class SOAPTests: XCTestCase {
         let bytes = SOAPAnswerBuilder.authorization(accessKey: key, authorizations: [draft], style: .sri)
         guard case .answer(let answer) = try AuthorizationAnswer.parse(bytes) else { return XCTFail("a fault?") }
         XCTAssertEqual(answer.authorizations.first?.comprobante, comprobante)
+        // A `=` in text is no attribute: a comprobante whose lines say
+        // "a=b" many times over, in CDATA or escaped, still parses.
+        let equals = comprobante.replacingOccurrences(of: "Café", with: String(repeating: "a=b, \"x='y'\" ", count: 20))
+        for cdata in [true, false] {
+            let text = AuthorizationDraft(
+                status: .authorized, number: key, date: "2026-12-01T10:15:32-05:00", environment: "PRODUCCIÓN",
+                comprobante: equals, comprobanteAsCDATA: cdata)
+            let answerBytes = SOAPAnswerBuilder.authorization(accessKey: key, authorizations: [text], style: .sri)
+            guard case .answer(let parsed) = try AuthorizationAnswer.parse(answerBytes) else { return XCTFail("a fault?") }
+            XCTAssertEqual(parsed.authorizations.first?.comprobante, equals)
+        }
+        // Attributes hidden behind a quoted `>`, a comment or a processing
+        // instruction still count.
+        let many = (0..<20_000).map { "b\($0)=''" }.joined(separator: " ")
+        for tag in [#"<!-- " --><a c=">" "# + many + "/>", "<?pi x?><a " + many + "/>"] {
+            XCTAssertFalse(SOAPParsedDocument.markupFits(Array((head + tag + tail).utf8)), String(tag.prefix(20)))
+        }
     }
 
     func testTheKeptElementIsTheReceivedOne() throws {

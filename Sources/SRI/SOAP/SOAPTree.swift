@@ -41,23 +41,68 @@ final class SOAPParsedDocument {
     /// authorized factura of 1000 lines (about 30 thousand `<`, counted
     /// inside its CDATA too).
     static let maximumElements = 150_000
-    /// The most `=` an answer may hold: attributes cost as much as elements,
-    /// and libxml2 (2.9) compares each attribute of an element with every one
-    /// before it, so an element with a million attributes takes minutes of
-    /// CPU. A signed comprobante has a few dozen.
+    /// The most attributes an answer's tags may hold: attributes cost as much
+    /// as elements, and libxml2 (2.9) compares each attribute of an element
+    /// with every one before it, so an element with a million attributes takes
+    /// minutes of CPU. An answer of SRI's has a few dozen.
     static let maximumAttributes = 10_000
 
-    /// Whether the bytes hold at most `maximumElements` `<` and
-    /// `maximumAttributes` `=`: a bound on what a parse could build.
+    private static let commentOpen = Array("!--".utf8)
+    private static let commentClose = Array("-->".utf8)
+    private static let cdataOpen = Array("![CDATA[".utf8)
+    private static let cdataClose = Array("]]>".utf8)
+    private static let instructionClose = Array("?>".utf8)
+
+    /// Whether the bytes hold at most `maximumElements` `<` and at most
+    /// `maximumAttributes` attributes: a bound on what a parse could build.
+    /// An attribute is a `=` inside a tag, outside its quoted values; one in
+    /// text, a comment, a CDATA section (an authorized comprobante's own
+    /// text) or a processing instruction is none.
     static func markupFits(_ bytes: [UInt8]) -> Bool {
         var elements = 0
         var attributes = 0
-        for byte in bytes {
-            if byte == 0x3C {
-                elements += 1
-            } else if byte == 0x3D {
-                attributes += 1
+        var index = 0
+        var inTag = false
+        var quote: UInt8 = 0
+        func skip(past end: [UInt8]) {
+            while index < bytes.count {
+                if bytes[index] == end[0], bytes[index...].starts(with: end) {
+                    index += end.count
+                    return
+                }
+                index += 1
             }
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == 0x3C { elements += 1 }
+            if quote != 0 {
+                if byte == quote { quote = 0 }
+            } else if inTag {
+                switch byte {
+                case 0x22, 0x27: quote = byte
+                case 0x3D: attributes += 1
+                case 0x3E: inTag = false
+                default: break
+                }
+            } else if byte == 0x3C {
+                let rest = bytes[(index + 1)...]
+                if rest.starts(with: Self.commentOpen) {
+                    skip(past: Self.commentClose)
+                    continue
+                } else if rest.starts(with: Self.cdataOpen) {
+                    let start = index
+                    skip(past: Self.cdataClose)
+                    // Its `<` still count: each is at most an element of the comprobante.
+                    elements += bytes[(start + 1)..<index].count(where: { $0 == 0x3C })
+                    continue
+                } else if rest.first == 0x3F {
+                    skip(past: Self.instructionClose)
+                    continue
+                }
+                inTag = true
+            }
+            index += 1
         }
         return elements <= maximumElements && attributes <= maximumAttributes
     }
