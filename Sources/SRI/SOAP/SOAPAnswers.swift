@@ -165,11 +165,14 @@ public struct AuthorizationAnswer: Sendable, Equatable {
 enum SOAPEnvelopeReader {
     /// Parses `bytes` and runs `read` on the SOAP Body while the tree lives.
     static func readBody<T>(_ bytes: [UInt8], _ read: (SOAPElement) throws(SOAPParseError) -> T) throws(SOAPParseError) -> T {
-        guard SOAPParsedDocument.markupFits(bytes) else {
-            throw SOAPParseError(
-                "more than \(SOAPParsedDocument.maximumElements) elements or \(SOAPParsedDocument.maximumAttributes) attributes")
+        guard let document = SOAPParsedDocument(bytes) else {
+            // Why, read again only for a document refused.
+            guard SOAPParsedDocument.markupFits(bytes) else {
+                throw SOAPParseError(
+                    "more than \(SOAPParsedDocument.maximumElements) elements or \(SOAPParsedDocument.maximumAttributes) attributes")
+            }
+            throw SOAPParseError("not well-formed XML")
         }
-        guard let document = SOAPParsedDocument(bytes) else { throw SOAPParseError("not well-formed XML") }
         return try document.read { root throws(SOAPParseError) in
             guard root.localName == "Envelope" else { throw SOAPParseError("not a SOAP envelope") }
             guard let body = root.child("Body") else { throw SOAPParseError("the envelope has no Body") }
