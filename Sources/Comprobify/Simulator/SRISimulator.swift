@@ -169,8 +169,9 @@ public actor SRISimulator {
 
     public init(judges: SRIJudges, latencyMilliseconds: Int = 0, now: @escaping @Sendable () -> Date = { Date() }) {
         self.judges = judges
-        self.initialLatency = min(max(0, latencyMilliseconds), SRISimulator.longestDelayMilliseconds)
-        self.latency = min(max(0, latencyMilliseconds), SRISimulator.longestDelayMilliseconds)
+        let latency = min(max(0, latencyMilliseconds), SRISimulator.longestDelayMilliseconds)
+        self.initialLatency = latency
+        self.latency = latency
         self.now = now
     }
 

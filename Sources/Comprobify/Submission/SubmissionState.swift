@@ -169,7 +169,7 @@ extension ExchangeResult {
     static let keptEntries = 50
 
     /// SRI's answer as the exchange record keeps it: never the comprobante,
-    /// and at most `keptEntries` of each list (`omitted` counts the rest).
+    /// and at most `keptEntries` of each list (`<list>Omitted` counts the rest).
     var answerJSON: JSONValue? {
         func kept<T>(_ name: String, _ list: [T], _ json: (T) -> JSONValue) -> [(String, JSONValue)] {
             let entries: [(String, JSONValue)] = [(name, .array(list.prefix(ExchangeResult.keptEntries).map(json)))]
