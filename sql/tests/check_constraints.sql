@@ -6,7 +6,7 @@
 -- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(66);
+SELECT plan(70);
 
 -- Rules of single values are domains (migration 0012): a refused value names
 -- the domain and its constraint, with the same SQLSTATE -----------------------------------
@@ -200,6 +200,27 @@ SELECT throws_ok($$ UPDATE document_submissions SET streak = -1 WHERE document_i
                  'document_submissions.streak refuses -1');
 SELECT lives_ok($$ UPDATE document_submissions SET attempts = 0, streak = 0 WHERE document_id = 900071 $$,
                 'document_submissions.attempts and .streak take 0');
+
+-- sri_exchanges: what an exchange started from and left is a submission status
+-- (migrations 0033-0034) ----------------------------------------------------------------------
+
+SELECT throws_ok($$
+    INSERT INTO sri_exchanges (tenant_id, document_id, service, url, outcome, duration_ms, status_before, status_after, error, worker)
+    VALUES (900001, 900071, 'reception', 'http://sri.invalid/r', 'timeout', 5, 'SENT', 'SIGNED', 'no answer', gen_random_uuid())
+$$, '23514', 'new row for relation "sri_exchanges" violates check constraint "sri_exchanges_status_before_values"',
+   'sri_exchanges.status_before refuses ''SENT''');
+SELECT throws_ok($$
+    INSERT INTO sri_exchanges (tenant_id, document_id, service, url, outcome, duration_ms, status_before, status_after, error, worker)
+    VALUES (900001, 900071, 'reception', 'http://sri.invalid/r', 'timeout', 5, 'SIGNED', 'signed', 'no answer', gen_random_uuid())
+$$, '23514', 'new row for relation "sri_exchanges" violates check constraint "sri_exchanges_status_after_values"',
+   'sri_exchanges.status_after refuses ''signed''');
+SELECT lives_ok($$
+    INSERT INTO sri_exchanges (tenant_id, document_id, service, url, outcome, http_status, duration_ms, status_before, status_after, answer, worker)
+    VALUES (900001, 900071, 'reception', 'http://sri.invalid/r', 'received', 200, 5, 'SIGNED', 'RECEIVED', '{}', gen_random_uuid())
+$$, 'an exchange from SIGNED to RECEIVED is accepted');
+SELECT is((SELECT count(*) FROM pg_constraint
+            WHERE conrelid = 'sri_exchanges'::regclass AND conname LIKE 'sri_exchanges_status_%_values' AND convalidated),
+          2::bigint, 'both status constraints are validated (0034), so they hold for the older rows too');
 
 -- token_prefix: cfy_test_ or cfy_live_ + 5 hex digits, agreeing with environment -----------
 
