@@ -15,7 +15,8 @@
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 pg_as_owner() {
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    # From / as postgres, who may not be able to enter the current folder.
+    if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_free_port() {
