@@ -15,6 +15,23 @@ final class AccessKeyTests: XCTestCase {
         XCTAssertFalse(AccessKey.isValid("01102014010991267263001200100100027424928230133a7"))
     }
 
+    /// An error kept in the database (webhook attempts: char_length at most
+    /// 300) is cut by code points, not by the grapheme clusters Swift counts:
+    /// ten letters, each with a hundred combining marks, are 1010 code points.
+    func testOneLineIsCutByCodePoints() {
+        let heavy = String(repeating: "e" + String(repeating: "\u{0301}", count: 100), count: 10)
+        XCTAssertEqual(heavy.count, 10)
+        let cut = Format.oneLine(heavy)
+        XCTAssertEqual(cut.unicodeScalars.count, 200)
+        XCTAssertEqual(cut.unicodeScalars.last, "…")
+        XCTAssertEqual(Format.oneLine("first\r\nsecond\u{2028}third"), "first  second third")
+        let short = String(repeating: "x", count: 200)
+        XCTAssertEqual(Format.oneLine(short), short, "200 code points are kept whole")
+        XCTAssertEqual(Format.oneLine(short + "y").unicodeScalars.count, 200)
+        XCTAssertEqual(WebhookService.short(heavy), cut)
+        XCTAssertEqual(SRIClient.short(heavy), cut)
+    }
+
     func testCheckDigitEdgeCases() {
         // Sum 0: 11 − 0 = 11 gives 0.
         XCTAssertEqual(AccessKey.checkDigit(String(repeating: "0", count: 48)), 0)

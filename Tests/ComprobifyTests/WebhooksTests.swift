@@ -137,6 +137,14 @@ final class WebhooksTests: XCTestCase {
                 let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)
                 XCTAssertEqual(reply.status, 201, "\(url): \(reply.text)")
             }
+            // A scheme is case-insensitive: kept in lower case, the rest as written.
+            for (url, kept) in [
+                ("HTTP://127.0.0.1:8080/Upper", "http://127.0.0.1:8080/Upper"), ("Https://93.184.215.14/X", "https://93.184.215.14/X"),
+            ] {
+                let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)
+                XCTAssertEqual(reply.status, 201, "\(url): \(reply.text)")
+                XCTAssertEqual(try reply.string("webhook", "url"), kept)
+            }
             for url in ["http://10.0.0.1/x", "https://169.254.169.254/x", "http://[::1]:8080/x", "http://erp.example.com/x"] {
                 let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)
                 XCTAssertEqual(reply.errorFields, ["url"], "\(url): the allowance covers localhost and 127.0.0.1 only")
@@ -192,20 +200,17 @@ final class WebhooksTests: XCTestCase {
         let release = DispatchSemaphore(value: 0)
         let limit = AddressGuard.maximumLookupsWaiting
         try await withThrowingTaskGroup(of: [IPAddress]?.self) { group in
-            for _ in 0..<limit {
+            // One lookup per tenant: the bound of all tenants together.
+            for tenant in 0..<limit {
                 group.addTask {
-                    try await AddressGuard.boundedLookup("slow.example.com") { _ in
+                    try await AddressGuard.boundedLookup("slow.example.com", tenantID: Int64(tenant)) { _ in
                         release.wait()
                         return [IPAddress("93.184.215.14")!]
                     }
                 }
             }
-            let started = ContinuousClock.now
-            while AddressGuard.lookupsWaiting.withLockedValue({ $0 }) < limit {
-                XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the lookups never started")
-                try await Task.sleep(for: .milliseconds(5))
-            }
-            let turnedAway = try await AddressGuard.boundedLookup("one-more.example.com") { _ in
+            try await Self.waitForLookups(limit)
+            let turnedAway = try await AddressGuard.boundedLookup("one-more.example.com", tenantID: Int64(limit)) { _ in
                 XCTFail("a lookup past the limit is not made")
                 return nil
             }
@@ -215,9 +220,52 @@ final class WebhooksTests: XCTestCase {
             for try await addresses in group where addresses != nil { answered += 1 }
             XCTAssertEqual(answered, limit)
         }
-        XCTAssertEqual(AddressGuard.lookupsWaiting.withLockedValue { $0 }, 0)
-        let again = try await AddressGuard.boundedLookup("fast.example.com") { _ in [IPAddress("93.184.215.14")!] }
+        XCTAssertEqual(AddressGuard.lookupsWaiting.withLockedValue { $0.total }, 0)
+        XCTAssertEqual(AddressGuard.lookupsWaiting.withLockedValue { $0.byTenant }, [:])
+        let again = try await AddressGuard.boundedLookup("fast.example.com", tenantID: 1) { _ in [IPAddress("93.184.215.14")!] }
         XCTAssertEqual(again, [IPAddress("93.184.215.14")!])
+    }
+
+    /// One tenant's names that never answer hold at most
+    /// `maximumLookupsPerTenant` lookups: its next one is not made, and
+    /// another tenant's lookup still runs and answers at once.
+    func testOneTenantsSlowNamesLeaveTheLookupsToOthers() async throws {
+        let release = DispatchSemaphore(value: 0)
+        let perTenant = AddressGuard.maximumLookupsPerTenant
+        XCTAssertLessThan(perTenant, AddressGuard.lookupThreadCount, "a tenant must leave threads to the others")
+        let slowTenant: Int64 = 7_000_001
+        try await withThrowingTaskGroup(of: [IPAddress]?.self) { group in
+            for _ in 0..<perTenant {
+                group.addTask {
+                    try await AddressGuard.boundedLookup("never-answers.example.com", tenantID: slowTenant) { _ in
+                        release.wait()
+                        return nil
+                    }
+                }
+            }
+            try await Self.waitForLookups(perTenant)
+            let turnedAway = try await AddressGuard.boundedLookup("one-more.example.com", tenantID: slowTenant) { _ in
+                XCTFail("a lookup past the tenant's bound is not made")
+                return nil
+            }
+            XCTAssertNil(turnedAway)
+            let other = try await AddressGuard.boundedLookup("erp.example.com", tenantID: slowTenant + 1) { _ in
+                [IPAddress("93.184.215.14")!]
+            }
+            XCTAssertEqual(other, [IPAddress("93.184.215.14")!], "another tenant's lookup is made")
+            for _ in 0..<perTenant { release.signal() }
+            for try await _ in group {}
+        }
+        XCTAssertEqual(AddressGuard.lookupsWaiting.withLockedValue { $0.byTenant[slowTenant] }, nil)
+    }
+
+    /// Waits until `count` lookups are waiting or running.
+    private static func waitForLookups(_ count: Int) async throws {
+        let started = ContinuousClock.now
+        while AddressGuard.lookupsWaiting.withLockedValue({ $0.total }) < count {
+            XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the lookups never started")
+            try await Task.sleep(for: .milliseconds(5))
+        }
     }
 
     func testAtMostTenPerTenantAndEnvironment() async throws {

@@ -27,4 +27,22 @@ enum Format {
     static func branchCode(_ text: String) -> Bool {
         digits(text, count: 3) && text != "000"
     }
+
+    /// `text` on one line (each line break a space), at most `limit` Unicode
+    /// scalars, the last an ellipsis when cut. Counted as PostgreSQL's
+    /// char_length counts (code points): String.count counts grapheme
+    /// clusters, and one of them may hold any number of scalars.
+    static func oneLine(_ text: String, atMost limit: Int = 200) -> String {
+        let breaks: Set<UInt32> = [0x0A, 0x0B, 0x0C, 0x0D, 0x85, 0x2028, 0x2029]
+        var line = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            guard line.count < limit else {
+                line = String.UnicodeScalarView(line.prefix(limit - 1))
+                line.append("…")
+                break
+            }
+            line.append(breaks.contains(scalar.value) ? " " : scalar)
+        }
+        return String(line)
+    }
 }

@@ -238,9 +238,6 @@ public final class SRIClient: Service, Sendable {
         }
     }
 
-    /// At most 200 characters on one line.
-    static func short(_ text: String) -> String {
-        let line = String(text.map { $0.isNewline ? " " : $0 })
-        return line.count > 200 ? String(line.prefix(199)) + "…" : line
-    }
+    /// At most 200 code points on one line.
+    static func short(_ text: String) -> String { Format.oneLine(text) }
 }

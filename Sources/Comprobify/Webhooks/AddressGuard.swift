@@ -27,8 +27,8 @@ enum AddressGuard {
     /// resolve is refused only when `requireAddress` (before a delivery): at
     /// creation the endpoint may not be in DNS yet, and every delivery is
     /// checked again.
-    static func refusal(for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true) async -> String? {
-        await verdict(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress).refusal
+    static func refusal(for url: WebhookURL, tenantID: Int64, allowHTTP: Bool, requireAddress: Bool = true) async -> String? {
+        await verdict(for: url, tenantID: tenantID, allowHTTP: allowHTTP, requireAddress: requireAddress).refusal
     }
 
     /// The same, with the name lookup given (tests).
@@ -44,9 +44,10 @@ enum AddressGuard {
         !(allowHTTP && WebhookURL.isAllowedLoopbackHost(url.host)) && IPAddress(url.host) == nil
     }
 
-    static func verdict(for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true) async -> Verdict {
+    /// For `tenantID`'s webhook: its lookups count toward its own bound.
+    static func verdict(for url: WebhookURL, tenantID: Int64, allowHTTP: Bool, requireAddress: Bool = true) async -> Verdict {
         await verdict(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress) { host in
-            try await boundedLookup(host, resolve)
+            try await boundedLookup(host, tenantID: tenantID, resolve)
         }
     }
 
@@ -55,13 +56,20 @@ enum AddressGuard {
     /// server never answers), so slow names must not take the shared blocking
     /// pool's threads, which open certificate files.
     private static let lookupThreads: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: 4)
+        let pool = NIOThreadPool(numberOfThreads: lookupThreadCount)
         pool.start()
         return pool
     }()
 
-    /// Lookups running or queued on `lookupThreads`.
-    static let lookupsWaiting = NIOLockedValueBox(0)
+    static let lookupThreadCount = 16
+
+    /// Lookups running or queued on `lookupThreads`: in all, and by tenant.
+    struct Waiting: Sendable {
+        var total = 0
+        var byTenant: [Int64: Int] = [:]
+    }
+
+    static let lookupsWaiting = NIOLockedValueBox(Waiting())
 
     /// At most this many lookups wait at once; past it a lookup is not made
     /// and the name counts as not resolving (allowed at creation, a failed
@@ -69,15 +77,33 @@ enum AddressGuard {
     /// holds at most `lookupThreads` and this many queued lookups.
     static let maximumLookupsWaiting = 64
 
-    /// `resolve(host)` on the lookup threads, or nil when `maximumLookupsWaiting` already wait.
-    static func boundedLookup(_ host: String, _ resolve: @escaping @Sendable (String) -> [IPAddress]?) async throws -> [IPAddress]? {
+    /// At most this many of them for one tenant, so that one tenant's names
+    /// that never answer (a lookup abandoned at its deadline keeps its thread
+    /// until the resolver gives up, tens of seconds) hold at most this many of
+    /// the `lookupThreadCount` threads: the other tenants' lookups still run.
+    static let maximumLookupsPerTenant = 2
+
+    /// `resolve(host)` on the lookup threads, or nil when `maximumLookupsWaiting`
+    /// already wait, or `maximumLookupsPerTenant` of `tenantID`'s.
+    static func boundedLookup(
+        _ host: String, tenantID: Int64, _ resolve: @escaping @Sendable (String) -> [IPAddress]?
+    ) async throws -> [IPAddress]? {
         let admitted = lookupsWaiting.withLockedValue { waiting in
-            guard waiting < maximumLookupsWaiting else { return false }
-            waiting += 1
+            guard waiting.total < maximumLookupsWaiting, waiting.byTenant[tenantID, default: 0] < maximumLookupsPerTenant else {
+                return false
+            }
+            waiting.total += 1
+            waiting.byTenant[tenantID, default: 0] += 1
             return true
         }
         guard admitted else { return nil }
-        defer { lookupsWaiting.withLockedValue { $0 -= 1 } }
+        defer {
+            lookupsWaiting.withLockedValue { waiting in
+                waiting.total -= 1
+                let left = waiting.byTenant[tenantID, default: 1] - 1
+                waiting.byTenant[tenantID] = left > 0 ? left : nil
+            }
+        }
         return try await lookupThreads.runIfActive { resolve(host) }
     }
 

@@ -110,7 +110,7 @@ struct WebhookService: Service {
             }
             return
         }
-        let outcome = await attempt(http, pending, secret: secret)
+        let outcome = await attempt(http, pending, tenantID: tenantID, secret: secret)
         ServiceMetrics.webhookDelivery(outcome: outcome.kind)
         do {
             let status = try await database.transaction(forTenantID: tenantID) { transaction, _ in
@@ -130,7 +130,9 @@ struct WebhookService: Service {
     }
 
     /// The POST itself: the address check, the signature, the timeout.
-    private func attempt(_ http: HTTPClient, _ pending: WebhooksStore.Pending, secret: [UInt8]) async -> WebhooksStore.Outcome {
+    private func attempt(_ http: HTTPClient, _ pending: WebhooksStore.Pending, tenantID: Int64, secret: [UInt8]) async
+        -> WebhooksStore.Outcome
+    {
         let started = ContinuousClock.now
         // One deadline for the whole attempt, the name's lookup included: the
         // lease (WEBHOOK_TIMEOUT_MS + 5 s) must outlast any attempt.
@@ -146,9 +148,9 @@ struct WebhookService: Service {
             // thread for long); an address in the URL is judged at once.
             let judged: AddressGuard.Verdict?
             if AddressGuard.needsLookup(url, allowHTTP: allowHTTP) {
-                judged = await firstBefore(deadline) { await AddressGuard.verdict(for: url, allowHTTP: allowHTTP) }
+                judged = await firstBefore(deadline) { await AddressGuard.verdict(for: url, tenantID: tenantID, allowHTTP: allowHTTP) }
             } else {
-                judged = await AddressGuard.verdict(for: url, allowHTTP: allowHTTP)
+                judged = await AddressGuard.verdict(for: url, tenantID: tenantID, allowHTTP: allowHTTP)
             }
             guard let verdict = judged else {
                 return failure("timeout", "the host name did not resolve within \(settings.timeoutMilliseconds) ms")
@@ -242,9 +244,6 @@ struct WebhookService: Service {
         }
     }
 
-    /// At most 200 characters on one line.
-    static func short(_ text: String) -> String {
-        let line = String(text.map { $0.isNewline ? " " : $0 })
-        return line.count > 200 ? String(line.prefix(199)) + "…" : line
-    }
+    /// At most 200 code points on one line (the database takes 300).
+    static func short(_ text: String) -> String { Format.oneLine(text) }
 }

@@ -61,7 +61,11 @@ struct WebhookURL: Sendable, Equatable {
         }
         let port = components.port ?? (scheme == "https" ? 443 : 80)
         guard (1...65535).contains(port) else { return .failure(.init("url has an invalid port.")) }
-        return .success(WebhookURL(text: text, host: host, port: port, isHTTPS: scheme == "https"))
+        // The scheme in lower case (it is case-insensitive: "HTTPS://" is
+        // https), as the endpoint's row keeps it; the rest as written.
+        let written = text.unicodeScalars.prefix { $0 != ":" }.count
+        let stored = scheme + String(text.unicodeScalars.dropFirst(written))
+        return .success(WebhookURL(text: stored, host: host, port: port, isHTTPS: scheme == "https"))
     }
 
     struct Refusal: Error, Sendable, Equatable {

@@ -31,14 +31,14 @@ struct WebhooksController {
         let parsed = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
             try WebhookRequest(input, allowHTTP: allowHTTP)
         }
-        _ = try await database.authenticate(for: context.token, facts: context.facts)
+        let tenantID = try await database.authenticate(for: context.token, facts: context.facts).tenantID
         // A name whose lookup takes longer than `creationLookupSeconds` is
         // taken as not in DNS yet: allowed now, checked before every delivery.
         let lookupDeadline = NIODeadline.now() + .seconds(WebhooksController.creationLookupSeconds)
         let url = parsed.url
         let refusal =
             await firstBefore(lookupDeadline) {
-                await AddressGuard.refusal(for: url, allowHTTP: allowHTTP, requireAddress: false)
+                await AddressGuard.refusal(for: url, tenantID: tenantID, allowHTTP: allowHTTP, requireAddress: false)
             } ?? nil
         let secretBox = self.secretBox
         let created = try await database.transactionHoldingTenantRow(
