@@ -64,6 +64,24 @@ final class IssuersTests: XCTestCase {
                 XCTAssertEqual(reply.errorFields, [field], body)
             }
             XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM issuers WHERE tenant_id = $1", [tenant.id], as: Int.self), 2)
+
+            // Each issuer created is audited as done by the key that made it;
+            // the refused ones (the duplicate, the bad bodies) leave nothing.
+            let keyID = try TestDatabase.scalar("SELECT id FROM api_keys WHERE tenant_id = $1", [tenant.id], as: Int64.self)
+            let audit = try TestDatabase.query(
+                """
+                SELECT actor, actor_key_id, (details->>'issuerId')::bigint, details->>'ruc', details->>'establishment',
+                       details->>'emissionPoint', (details->>'sandbox')::boolean
+                  FROM audit_events WHERE tenant_id = $1 AND action = 'issuer.created' ORDER BY id
+                """, [tenant.id])
+            XCTAssertEqual(audit.rows.count, 2)
+            XCTAssertEqual(try audit[0].decode(String.self, at: 0), "tenant")
+            XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 1) }, [keyID, keyID])
+            XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 2) }, [id, second])
+            XCTAssertEqual(try audit[0].decode(String.self, at: 3), "0990012345001")
+            XCTAssertEqual(try audit[0].decode(String.self, at: 4), "002")
+            XCTAssertEqual(try audit[0].decode(String.self, at: 5), "010")
+            XCTAssertEqual(try audit[0].decode(Bool.self, at: 6), true)
         }
     }
 

@@ -74,6 +74,22 @@ final class WebhooksTests: XCTestCase {
             try await server.call(.get, "/v1/webhooks/\(filtered.id)/deliveries", key: other.key).assertProblem(404, "NOT_FOUND")
             let otherList = try await server.call(.get, "/v1/webhooks", key: other.key)
             XCTAssertEqual(try otherList.array("webhooks"), [])
+
+            // Created and deleted, audited as done by the key; the refused
+            // deletions (again, another tenant's) leave nothing.
+            let keyID = try TestDatabase.scalar("SELECT id FROM api_keys WHERE tenant_id = $1", [tenant.id], as: Int64.self)
+            let audit = try TestDatabase.query(
+                """
+                SELECT action, actor, actor_key_id, (details->>'webhookId')::bigint, details->>'url', details->>'environment'
+                  FROM audit_events WHERE action LIKE 'webhook.%' AND tenant_id IN ($1, $2) ORDER BY id
+                """, [tenant.id, other.id])
+            XCTAssertEqual(
+                try audit.rows.map { try $0.decode(String.self, at: 0) }, ["webhook.created", "webhook.created", "webhook.deleted"])
+            XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 3) }, [id, filtered.id, id])
+            XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 2) }, [keyID, keyID, keyID])
+            XCTAssertEqual(try audit[0].decode(String.self, at: 1), "tenant")
+            XCTAssertEqual(try audit[2].decode(String.self, at: 4), "https://erp.example.com/hooks/comprobify")
+            XCTAssertEqual(try audit[2].decode(String.self, at: 5), "sandbox")
         }
     }
 

@@ -23,10 +23,10 @@ struct IssuersController {
         let input = try await database.input(request, context)
         let parsed = Result { try NewIssuer(input) }
         let issuer = try await database.transactionAddingToRoster(for: context.token, facts: context.facts, count: IssuersStore.count) {
-            transaction, _, count in
+            transaction, principal, count in
             let new = try parsed.get()
             try IssuersStore.requireRoom(count: count)
-            return try IssuersStore.create(transaction, new)
+            return try IssuersStore.create(transaction, new, actorKeyID: principal.keyID)
         }
         return Reply.json(.created, [("issuer", issuer)])
     }

@@ -87,8 +87,9 @@ enum IssuersStore {
     }
 
     /// Creates an issuer in the tenant's environment (read from the tenant row the
-    /// transaction holds) with, in production, all its counters; commits.
-    static func create(_ transaction: Transaction, _ new: NewIssuer) throws -> JSONValue {
+    /// transaction holds) with, in production, all its counters, records
+    /// `issuer.created` as done by the key `actorKeyID`, and commits.
+    static func create(_ transaction: Transaction, _ new: NewIssuer, actorKeyID: Int64) throws -> JSONValue {
         do {
             let results = try transaction.commit(after: [
                 """
@@ -105,6 +106,12 @@ enum IssuersStore {
                     SELECT i.tenant_id, i.id, d.code, 'production'
                       FROM issuer i CROSS JOIN document_types d
                      WHERE NOT i.sandbox
+                ), audited AS (
+                    INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+                    SELECT tenant_id, 'issuer.created', 'tenant', \(actorKeyID),
+                           jsonb_build_object('issuerId', id, 'ruc', ruc, 'establishment', establishment,
+                                              'emissionPoint', emission_point, 'sandbox', sandbox)
+                      FROM issuer
                 )
                 SELECT \(unescaped: columns) FROM issuer
                 """

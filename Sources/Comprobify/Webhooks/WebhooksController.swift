@@ -63,7 +63,7 @@ struct WebhooksController {
     @Sendable func delete(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id")) ?? 0
         try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
-            try WebhooksStore.delete(transaction, id: id, environment: principal.keyEnvironment)
+            try WebhooksStore.delete(transaction, id: id, environment: principal.keyEnvironment, actorKeyID: principal.keyID)
         }
         return Reply.json([])
     }

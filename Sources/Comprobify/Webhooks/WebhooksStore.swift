@@ -60,24 +60,38 @@ enum WebhooksStore {
         let sealed = secretBox.seal(Array(secret.utf8), associatedData: associatedData(tenantID: tenantID, webhookID: id))
         let inserted = try transaction.commit(after: [
             """
-            INSERT INTO webhook_endpoints (tenant_id, id, environment, url, events, sealed_secret, master_key_id, created_by_key_id)
-            VALUES (current_tenant_id(), \(id), \(environment.rawValue), \(url), \(events.map(\.rawValue))::text[],
-                    \(Data(sealed)), \(secretBox.currentKeyID), \(keyID))
-            RETURNING \(unescaped: columns)
+            WITH created AS (
+                INSERT INTO webhook_endpoints (tenant_id, id, environment, url, events, sealed_secret, master_key_id, created_by_key_id)
+                VALUES (current_tenant_id(), \(id), \(environment.rawValue), \(url), \(events.map(\.rawValue))::text[],
+                        \(Data(sealed)), \(secretBox.currentKeyID), \(keyID))
+                RETURNING \(unescaped: columns)
+            ), audited AS (
+                INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+                SELECT current_tenant_id(), 'webhook.created', 'tenant', \(keyID),
+                       jsonb_build_object('webhookId', id, 'environment', environment, 'url', url, 'events', events)
+                  FROM created
+            )
+            SELECT * FROM created
             """
         ])
         return (try webhook(inserted[0][0]), secret)
     }
 
-    /// Deletes an active endpoint of `environment` and gives up its pending
-    /// deliveries, and commits; 404 when there is none.
-    static func delete(_ transaction: Transaction, id: Int64, environment: Environment) throws {
+    /// Deletes an active endpoint of `environment`, gives up its pending
+    /// deliveries, records `webhook.deleted` as done by the key `actorKeyID`,
+    /// and commits; 404 when there is none.
+    static func delete(_ transaction: Transaction, id: Int64, environment: Environment, actorKeyID: Int64) throws {
         let results = try transaction.commit(after: [
             """
             WITH deleted AS (
                 UPDATE webhook_endpoints SET deleted_at = now()
                  WHERE id = \(id) AND environment = \(environment.rawValue) AND deleted_at IS NULL
-                RETURNING id
+                RETURNING id, environment, url
+            ), audited AS (
+                INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+                SELECT current_tenant_id(), 'webhook.deleted', 'tenant', \(actorKeyID),
+                       jsonb_build_object('webhookId', id, 'environment', environment, 'url', url)
+                  FROM deleted
             ), abandoned AS (
                 UPDATE webhook_deliveries
                    SET status = 'failed', next_attempt_at = NULL, leased_by = NULL, leased_until = NULL,
