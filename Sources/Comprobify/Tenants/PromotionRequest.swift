@@ -1,6 +1,6 @@
 import Foundation
 
-/// A validated body: `{}` / no body, or `{"initialSequentials": [...]}`.
+/// A validated body: `{}` / no body / `{"initialSequentials": null}`, or `{"initialSequentials": [...]}`.
 /// Validation needs no database and is linear in the body: a list longer than
 /// `maximumEntries` is refused before any entry is looked at.
 struct PromotionRequest: Sendable {
@@ -20,7 +20,8 @@ struct PromotionRequest: Sendable {
         var input = input
         var entries: [Promotion.Entry] = []
         switch input.value["initialSequentials"] {
-        case nil:
+        case nil, .null?:
+            // Optional: null is absent, as for every optional field.
             break
         case .array(let items)? where items.count > PromotionRequest.maximumEntries:
             throw APIError.validation(
