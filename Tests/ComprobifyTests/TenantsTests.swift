@@ -206,4 +206,36 @@ final class TenantsTests: XCTestCase {
             XCTAssertEqual(statuses.last, 429)
         }
     }
+
+    /// An IPv6 client is given a whole /64: the limit counts the /64, so
+    /// addresses rotated within it share one allowance; another /64 has its
+    /// own, and an IPv4-mapped address counts as its IPv4 address.
+    func testSignUpRateLimitCountsAnIPv6ClientByItsSlash64() async throws {
+        let network = "2001:db8:\(Crypto.hex(Crypto.randomBytes(2))):\(Crypto.hex(Crypto.randomBytes(2)))"
+        let ipv4 = "198.18.\(Int.random(in: 0...255)).\(Int.random(in: 1...254))"
+        try await TestServer.run(configure: {
+            $0.signupRateLimit = 2; $0.trustProxy = true
+        }) { server in
+            func signUp(from address: String) async throws -> Int {
+                try await server.call(
+                    .post, "/v1/tenants", headers: [.forwardedFor: address],
+                    json: #"{"email": "\#(TestServer.uniqueEmail())", "name": "X"}"#
+                ).status
+            }
+            var statuses: [Int] = []
+            for address in ["\(network)::1", "\(network):0:0:0:2", "\(network):ffff:ffff:ffff:ffff", "\(network)1::1"] {
+                statuses.append(try await signUp(from: address))
+            }
+            XCTAssertEqual(statuses, [201, 201, 429, 201], "the third is in the same /64, the fourth in another")
+            XCTAssertEqual(
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM signup_attempts WHERE client_address = $1", ["\(network)::/64"], as: Int.self), 2,
+                "two kept under the /64 (a refused attempt is not kept)")
+            statuses = []
+            for address in [ipv4, "::ffff:\(ipv4)", ipv4] {
+                statuses.append(try await signUp(from: address))
+            }
+            XCTAssertEqual(statuses, [201, 201, 429], "an IPv4-mapped address is its IPv4 address")
+        }
+    }
 }

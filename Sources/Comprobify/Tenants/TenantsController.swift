@@ -27,7 +27,7 @@ struct TenantsController {
         try input.validated()
         guard let email, let name else { throw APIError.internalError }
 
-        try await enforceSignupLimit(for: clientAddress(request, context))
+        try await enforceSignupLimit(for: TenantsController.signupClient(clientAddress(request, context)))
 
         let apiKey = APIToken.generate(.sandbox)
         let verification = Crypto.hex(Crypto.randomBytes(32))
@@ -49,7 +49,13 @@ struct TenantsController {
         return context.peerAddress ?? "unknown"
     }
 
-    /// At most SIGNUP_RATE_LIMIT attempts per address per hour, counted in the
+    /// What the sign-up limit counts by: an IPv4 address, an IPv6 address's
+    /// /64 (IPAddress.clientNetwork), or the text as given when it is no address.
+    static func signupClient(_ address: String) -> String {
+        IPAddress(address)?.clientNetwork ?? address
+    }
+
+    /// At most SIGNUP_RATE_LIMIT attempts per client per hour, counted in the
     /// database so the limit holds across server instances. Concurrent attempts
     /// from one address are serialized by an advisory lock on the address.
     func enforceSignupLimit(for address: String) async throws {

@@ -110,6 +110,17 @@ struct IPAddress: Sendable, Equatable, CustomStringConvertible {
         return bytes == [UInt8](repeating: 0, count: 15) + [1]
     }
 
+    /// Who is behind the address, for limits per client: an IPv4 address
+    /// itself (the IPv4 inside an IPv4-mapped one), an IPv6 address's /64, the
+    /// one network a single client is given (RFC 6177), written
+    /// "2001:db8:1:2::/64". A client rotating through its /64 stays one client.
+    var clientNetwork: String {
+        if let mapped = ipv4Mapped { return mapped.description }
+        guard bytes.count == 16 else { return description }
+        let prefix = stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+        return prefix.joined(separator: ":") + "::/64"
+    }
+
     /// For an IPv4-mapped (::ffff:a.b.c.d) or IPv4-compatible (::a.b.c.d) IPv6 address, the IPv4 inside.
     private var ipv4Mapped: IPAddress? {
         guard bytes.count == 16 else { return nil }
