@@ -81,6 +81,21 @@ public final class Connection: @unchecked Sendable {
         PQstatus(handle) != CONNECTION_OK
     }
 
+    /// True when the open transaction block has failed: the server answers
+    /// COMMIT there with ROLLBACK, not with an error, so a commit checks this first.
+    public var isInFailedTransaction: Bool {
+        PQtransactionStatus(handle) == PQTRANS_INERROR
+    }
+
+    /// Throws when the transaction has failed (`isInFailedTransaction`): its
+    /// COMMIT would roll everything back and still report success.
+    public func requireCommittable() throws {
+        guard !isInFailedTransaction else {
+            throw PostgresError(
+                kind: .refused, message: "the transaction failed earlier (an error was caught and not rethrown): it cannot commit")
+        }
+    }
+
     /// True while a transaction block is open (or failed) on the server side.
     public var isInTransaction: Bool {
         let status = PQtransactionStatus(handle)
@@ -443,7 +458,15 @@ public final class Connection: @unchecked Sendable {
                 kind: .refused, message: "a statement takes at most \(maximumParameters) parameters, not \(parameters.count)")
         }
         for (index, parameter) in parameters.enumerated() {
-            if let text = parameter as? String, text.utf8.contains(0) {
+            let text: String?
+            switch parameter {
+            // Their text cannot hold NUL (Data travels in binary format).
+            case is Int, is Int64, is Int32, is Bool, is Double, is Data, is Date: continue
+            case let string as String: text = string
+            // An optional, an array (its literal holds its elements' text): whatever goes as text.
+            default: text = parameter.postgresBinary == nil ? parameter.postgresText : nil
+            }
+            if let text, text.utf8.contains(0) {
                 throw PostgresError(kind: .refused, message: "parameter $\(index + 1) contains NUL, which PostgreSQL text cannot hold")
             }
         }

@@ -132,8 +132,9 @@ public final class ConnectionPool: Sendable {
             }
             // Anything else left half done (a pipeline left open, a rollback
             // that failed) is not handed to the next caller, who may act for
-            // another tenant: the connection is closed instead.
-            return (connection.isReusable ? connection : nil, result)
+            // another tenant: the connection is closed instead. So is one whose
+            // prepared statements no longer fit the schema.
+            return (connection.isReusable && !ConnectionPool.staleStatements(result) ? connection : nil, result)
         }
         if outcome.0 == nil, slot != nil { discardCounter.increment() }
         release(outcome.0)
@@ -162,8 +163,9 @@ public final class ConnectionPool: Sendable {
             return try await withCheckedThrowingContinuation { continuation in
                 watcher.run(statements, on: connection) { outcome in
                     // A connection left in pipeline mode or in a transaction (it
-                    // broke mid-way) is not handed to the next caller.
-                    let reusable = connection.isReusable
+                    // broke mid-way) is not handed to the next caller, nor one
+                    // whose prepared statements no longer fit the schema.
+                    let reusable = connection.isReusable && !ConnectionPool.staleStatements(outcome)
                     if !reusable { self.discardCounter.increment() }
                     self.release(reusable ? connection : nil)
                     continuation.resume(with: outcome)
@@ -220,19 +222,27 @@ public final class ConnectionPool: Sendable {
     ) async throws -> T {
         var attempt = 1
         while true {
+            // Set once this attempt has committed: an error after that (a
+            // statement the body runs after `commit(after:)`) is not a reason
+            // to run the committed work again.
+            let committed = NIOLockedValueBox(false)
             do {
                 return try await withConnection { connection in
                     let begin = Statement("BEGIN ISOLATION LEVEL \(unescaped: isolation.rawValue)")
                     let start = connection.statementCount
                     let results = try connection.pipeline([begin] + prologue)
                     let transaction = Transaction(connection: connection, statementBase: start)
+                    defer { if transaction.isCommitted { committed.withLockedValue { $0 = true } } }
                     let value = try body(transaction, Array(results.dropFirst()))
                     if !transaction.isCommitted {
+                        try connection.requireCommittable()
                         try connection.query("COMMIT")
                     }
                     return value
                 }
-            } catch let error as PostgresError where error.isTransactionRetryable && attempt < configuration.maxTransactionAttempts {
+            } catch let error as PostgresError
+                where error.isTransactionRetryable && attempt < configuration.maxTransactionAttempts && !committed.withLockedValue({ $0 })
+            {
                 retryCounter.increment()
                 logger.debug("transaction retried", metadata: ["sqlstate": "\(error.sqlState ?? "")", "attempt": "\(attempt)"])
                 // Exponential backoff with full jitter: 1, 2, 4 ... ms, at most 50 ms.
@@ -378,6 +388,17 @@ public final class ConnectionPool: Sendable {
         for shutdown in drained { shutdown.resume() }
     }
 
+    /// Whether `outcome` failed because a statement this connection prepared
+    /// no longer fits the schema: a migration applied while the server runs
+    /// changed what it returns ("cached plan must not change result type",
+    /// 0A000), or the statement is gone from the session (26000). Such a
+    /// connection would fail the same statement every time it is used: it is
+    /// closed, and a new one prepares the statement afresh.
+    static func staleStatements<T>(_ outcome: Result<T, any Error>) -> Bool {
+        guard case .failure(let error as PostgresError) = outcome, let state = error.sqlState else { return false }
+        return state == "0A000" || state == "26000"
+    }
+
     private static func connect(_ configuration: Configuration) throws -> Connection {
         let connection = try Connection(conninfo: configuration.conninfo)
         let settings = [("DateStyle", "ISO"), ("TimeZone", "UTC"), ("client_encoding", "UTF8")] + configuration.sessionSettings
@@ -414,6 +435,7 @@ public final class Transaction {
     /// fails, nothing commits and the error is thrown.
     @discardableResult
     public func commit(after statements: [Statement] = []) throws -> [QueryResult] {
+        try connection.requireCommittable()
         let results = try connection.pipeline(statements + [Statement("COMMIT")])
         isCommitted = true
         return Array(results.dropLast())
@@ -424,6 +446,7 @@ public final class Transaction {
     /// (`Connection.pipeline(_:answeredFirst:)`).
     @discardableResult
     public func commit(after statements: [Statement], answeredFirst: (Bool) -> Void) throws -> [QueryResult] {
+        try connection.requireCommittable()
         let results = try connection.pipeline(statements + [Statement("COMMIT")], answeredFirst: answeredFirst)
         isCommitted = true
         return Array(results.dropLast())

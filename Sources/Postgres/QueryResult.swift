@@ -51,8 +51,10 @@ public final class QueryResult: @unchecked Sendable {
 
     public var columnCount: Int { Int(PQnfields(handle)) }
 
+    /// The column's name ("?" for a column the result does not have).
     public func columnName(_ column: Int) -> String {
-        String(cString: PQfname(handle, Int32(column)))
+        guard column >= 0, column < columnCount, let name = PQfname(handle, Int32(column)) else { return "?" }
+        return String(cString: name)
     }
 
     /// The position of the column called `name`.
@@ -72,9 +74,10 @@ public final class QueryResult: @unchecked Sendable {
         count > 0 ? Row(result: self, index: 0) : nil
     }
 
+    /// The row at `row`. One the result does not have (`results[0][0]` on no
+    /// rows) throws when read, a decoding error, rather than stopping the process.
     public subscript(row: Int) -> Row {
-        precondition(row >= 0 && row < count, "row \(row) out of range 0..<\(count)")
-        return Row(result: self, index: row)
+        Row(result: self, index: row)
     }
 }
 
@@ -89,6 +92,21 @@ public struct Row: Sendable {
     /// (no generic metadata looked up at run time per value).
     @inlinable
     public func decode<T: PostgresDecodable>(_ type: T.Type = T.self, at column: Int) throws -> T {
+        // The bytes read below belong to the PGresult, which `result` frees.
+        try withExtendedLifetime(result) { try decodeValue(T.self, at: column) }
+    }
+
+    /// Throws unless the result has this row.
+    @inlinable
+    func requireRow() throws {
+        guard index >= 0, index < result.count else {
+            throw PostgresError(kind: .decoding, message: "row \(index) does not exist (the result has \(result.count))")
+        }
+    }
+
+    @inlinable
+    func decodeValue<T: PostgresDecodable>(_ type: T.Type, at column: Int) throws -> T {
+        try requireRow()
         let handle = result.handle
         guard column >= 0, column < Int(PQnfields(handle)) else {
             throw PostgresError(kind: .decoding, message: "column \(column) does not exist (the row has \(PQnfields(handle)))")
@@ -142,10 +160,12 @@ public struct Row: Sendable {
         try decode(T.self, at: result.columnIndex(name))
     }
 
-    /// Whether the column is SQL NULL.
+    /// Whether the column is SQL NULL (true too for a row or column the result
+    /// does not have, which `decode` refuses).
     @inlinable
     public func isNull(at column: Int) -> Bool {
-        PQgetisnull(result.handle, Int32(index), Int32(column)) == 1
+        guard index >= 0, index < result.count, column >= 0, column < result.columnCount else { return true }
+        return PQgetisnull(result.handle, Int32(index), Int32(column)) == 1
     }
 
     /// The column's value as PostgreSQL sent it (text format), or nil for
@@ -154,6 +174,7 @@ public struct Row: Sendable {
     /// (the base type, for a column of a domain).
     @inlinable
     public func withBytes<R>(at column: Int, ofType type: Oid, _ body: (UnsafeBufferPointer<UInt8>?) throws -> R) throws -> R {
+        try requireRow()
         let handle = result.handle
         let col = Int32(column)
         guard column >= 0, column < Int(PQnfields(handle)), PQftype(handle, col) == type else {

@@ -113,6 +113,30 @@ final class ConnectionTests: XCTestCase {
         }
     }
 
+    /// A row or column the result does not have is a decoding error when read,
+    /// never a stop of the process (`results[0][0]` on no rows).
+    func testAMissingRowOrColumnIsADecodingError() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let none = try connection.query("SELECT 1 AS one WHERE false")
+        XCTAssertEqual(none.count, 0)
+        for read in [
+            { _ = try none[0].decode(Int.self, at: 0) }, { _ = try none[0].decode(Int?.self, at: 0) },
+            { _ = try none[-1].decode(Int.self, at: 0) },
+        ] {
+            XCTAssertThrowsError(try read()) { error in
+                XCTAssertEqual((error as? PostgresError)?.kind, .decoding)
+                XCTAssertTrue((error as? PostgresError)?.message.contains("does not exist") ?? false)
+            }
+        }
+        XCTAssertThrowsError(try none[0].rfc3339Milliseconds(at: 0))
+        XCTAssertTrue(none[0].isNull(at: 0))
+        let one = try connection.query("SELECT 1 AS one")
+        XCTAssertTrue(one[0].isNull(at: 7), "a column the result does not have reads as NULL")
+        XCTAssertEqual(one.columnName(0), "one")
+        XCTAssertEqual(one.columnName(7), "?")
+        XCTAssertThrowsError(try one[0].decode(Int.self, at: 7))
+    }
+
     func testTypeMismatchIsAClearDecodingError() throws {
         let connection = try Connection(conninfo: TestDatabase.ownerURL)
         let row = try connection.query("SELECT 'abc'::text, 5::int")[0]

@@ -290,6 +290,11 @@ final class PoolPipelineTests: XCTestCase {
                 XCTAssertThrowsError(try connection.query("SELECT $1::text", ["x\u{0}"], prepared: prepared)) { error in
                     XCTAssertEqual((error as? PostgresError)?.kind, .refused)
                 }
+                // An array's literal carries its elements' text.
+                XCTAssertThrowsError(try connection.query("SELECT $1::text[]", [["a", "b\u{0}c"]], prepared: prepared)) { error in
+                    XCTAssertEqual((error as? PostgresError)?.kind, .refused)
+                    XCTAssertEqual((error as? PostgresError)?.message, "parameter $1 contains NUL, which PostgreSQL text cannot hold")
+                }
             }
         }
         let after = try await pool.pipeline(["SELECT pg_backend_pid()", Statement("SELECT $1::text", ["a\\u0000b"])])

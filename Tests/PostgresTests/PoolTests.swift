@@ -42,6 +42,82 @@ final class PoolTests: XCTestCase {
         }
     }
 
+    /// A body that catches a statement's error and returns normally leaves a
+    /// failed transaction, whose COMMIT PostgreSQL answers with ROLLBACK (not
+    /// an error): the commit is refused, so the caller never takes the lost
+    /// writes for saved.
+    func testATransactionThatFailedInsideItsBodyDoesNotReportACommit() async throws {
+        try await withTable("v int") { table, pool in
+            for explicitCommit in [false, true] {
+                do {
+                    try await pool.transaction { transaction, _ in
+                        try transaction.query("INSERT INTO \(unescaped: table) VALUES (1)")
+                        XCTAssertThrowsError(try transaction.query("SELECT 1 / 0"))
+                        if explicitCommit { try transaction.commit() }
+                    }
+                    XCTFail("a failed transaction reported a commit (explicitly: \(explicitCommit))")
+                } catch let error as PostgresError {
+                    XCTAssertEqual(error.kind, .refused, error.message)
+                }
+            }
+            let rows = try await pool.withConnection { try $0.query("SELECT count(*) FROM \(unescaped: table)")[0].decode(Int.self, at: 0) }
+            XCTAssertEqual(rows, 0, "nothing was committed")
+            let usable = try await pool.pipeline(["SELECT 1"])
+            XCTAssertEqual(try usable[0][0].decode(Int.self, at: 0), 1, "the pool still serves")
+        }
+    }
+
+    /// An error that would have the transaction run again (40001) raised
+    /// after the body has committed does not run the committed work twice.
+    func testWorkIsNotRunAgainOnceItHasCommitted() async throws {
+        try await withTable("v int") { table, pool in
+            let attempts = NIOLockedValueBox(0)
+            do {
+                try await pool.transaction { transaction, _ in
+                    attempts.withLockedValue { $0 += 1 }
+                    try transaction.commit(after: ["INSERT INTO \(unescaped: table) VALUES (1)"])
+                    try transaction.query("DO $$ BEGIN RAISE EXCEPTION 'after the commit' USING ERRCODE = 'serialization_failure'; END $$")
+                }
+                XCTFail("the error after the commit was not thrown")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "40001")
+            }
+            XCTAssertEqual(attempts.withLockedValue { $0 }, 1, "run once")
+            let rows = try await pool.withConnection { try $0.query("SELECT count(*) FROM \(unescaped: table)")[0].decode(Int.self, at: 0) }
+            XCTAssertEqual(rows, 1, "committed once")
+        }
+    }
+
+    /// A migration that changes what a prepared statement returns fails that
+    /// statement once per connection (PostgreSQL: "cached plan must not change
+    /// result type"); the connection is then replaced, and the next call
+    /// prepares it afresh instead of failing on that connection for good.
+    func testAConnectionWhosePreparedStatementNoLongerFitsIsReplaced() async throws {
+        let table = TestDatabase.uniqueTable("stale")
+        let pool = makePool(size: 1)
+        try await pool.withConnection { try $0.execute(script: "CREATE TABLE \(table) (a int); INSERT INTO \(table) VALUES (1)") }
+        let select: PostgresQuery = "SELECT * FROM \(unescaped: table)"
+        for read in 0..<2 {
+            let columns =
+                try await read == 0
+                ? pool.withConnection { try $0.query(select).columnCount } : pool.pipeline([select])[0].columnCount
+            XCTAssertEqual(columns, 1 + read)
+            try await pool.withConnection { try $0.execute(script: "ALTER TABLE \(table) ADD COLUMN b\(read) int") }
+            do {
+                _ = try await read == 0 ? pool.withConnection { try $0.query(select) } : pool.pipeline([select])[0]
+                XCTFail("the statement prepared before the change was answered")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "0A000", error.message)
+            }
+            let after =
+                try await read == 0
+                ? pool.withConnection { try $0.query(select).columnCount } : pool.pipeline([select])[0].columnCount
+            XCTAssertEqual(after, 2 + read, "prepared afresh on a new connection")
+        }
+        try await pool.withConnection { try $0.execute(script: "DROP TABLE \(table)") }
+        await pool.shutdown()
+    }
+
     func testSerializationFailureIsRetried() async throws {
         try await withTable("k int, v int") { table, pool in
             // Two SERIALIZABLE transactions each read the sum, then insert it: a
