@@ -42,14 +42,17 @@ struct Serve: AsyncParsableCommand {
             logger.warning("\(name) is docker-compose.yml's development value, which is public: set your own anywhere but a laptop")
         }
         let app: any ApplicationProtocol
+        let shutdown = ShutdownSignal()
         do {
-            app = try await buildApplication(configuration: configuration, logger: logger)
+            app = try await buildApplication(configuration: configuration, logger: logger, shutdown: shutdown)
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            // Services stop in reverse order: the notice first, so that the
+            // background queues stop claiming while the HTTP server drains.
+            services: [app, ShutdownSignal.Notice(shutdown)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.shutdownGraceSeconds)
         try await ServiceGroup(configuration: groupConfiguration).run()

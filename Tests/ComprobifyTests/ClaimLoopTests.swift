@@ -44,11 +44,12 @@ final class ClaimLoopTests: XCTestCase {
 
     /// The loop over `queue`, each item taking as long as `work`.
     private func start(
-        _ queue: Queue, workers: Int, pace: @escaping @Sendable () -> Int? = { nil }, _ work: @escaping @Sendable () async -> Void
+        _ queue: Queue, workers: Int, pace: @escaping @Sendable () -> Int? = { nil }, shutdown: ShutdownSignal? = nil,
+        _ work: @escaping @Sendable () async -> Void
     ) -> Task<Void, Never> {
         Task {
             await ClaimLoop.run(
-                workers: workers, pace: pace, pollMilliseconds: 20, what: "test items", logger: Logger(label: "test"),
+                workers: workers, pace: pace, pollMilliseconds: 20, what: "test items", logger: Logger(label: "test"), shutdown: shutdown,
                 claim: { queue.claim($0) },
                 process: { item in
                     queue.started()
@@ -88,6 +89,39 @@ final class ClaimLoopTests: XCTestCase {
         let state = queue.state.withLockedValue { $0 }
         XCTAssertEqual(state.limits, [5], "one claim, none after the stop")
         XCTAssertEqual(state.processed.sorted(), Array(0..<5), "the item claimed ahead was processed too")
+    }
+
+    /// The process's stop (ShutdownSignal) ends the claims before the
+    /// service's own turn comes: the loop claims nothing more, finishes what
+    /// it holds, and returns while its task is neither cancelled nor told to
+    /// stop (services stop one after another: the queue's turn comes after
+    /// the HTTP server has drained).
+    func testTheProcessStoppingEndsTheClaimsBeforeTheServiceIsTold() async throws {
+        let queue = Queue(10_000)
+        let shutdown = ShutdownSignal()
+        let loop = start(queue, workers: 4, shutdown: shutdown) { try? await Task.sleep(for: .milliseconds(10)) }
+        for _ in 0..<500 where queue.state.withLockedValue({ $0.processed.count }) < 8 {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        shutdown.request()
+        let returned = AsyncStream<Void>.makeStream()
+        Task {
+            await loop.value
+            returned.continuation.yield()
+        }
+        let waiter = Task {
+            try await Task.sleep(for: .seconds(20))
+            returned.continuation.finish()
+        }
+        var iterator = returned.stream.makeAsyncIterator()
+        let ended: Void? = await iterator.next()
+        waiter.cancel()
+        XCTAssertNotNil(ended, "the loop returned by itself, without being cancelled")
+        loop.cancel()
+        let state = queue.state.withLockedValue { $0 }
+        XCTAssertEqual(state.processed.count, 10_000 - state.waiting.count, "everything claimed was processed")
+        XCTAssertGreaterThan(state.waiting.count, 9_000, "and nothing more was claimed")
+        XCTAssertEqual(state.running, 0)
     }
 
     /// While paced (requests keep PostgreSQL busy) claims are of one item and

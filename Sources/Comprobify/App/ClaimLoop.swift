@@ -12,7 +12,8 @@ import ServiceLifecycle
 /// While `pace` gives a rate (RequestPressure: requests keep PostgreSQL
 /// busy), claims are of one item, at most that many a second; items already
 /// claimed start at once, and items in flight are not held back, so a slow
-/// one delays no other. On shutdown it claims nothing more; the items in
+/// one delays no other. On shutdown (its own as a service, or the process's
+/// through `shutdown`, which comes first) it claims nothing more; the items in
 /// flight and those already claimed finish. A failing claim is logged once,
 /// and its recovery once.
 enum ClaimLoop {
@@ -22,10 +23,14 @@ enum ClaimLoop {
         case paced
     }
 
-    private static var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
+    /// Cancelled, told to stop as a service, or the process stopping (`shutdown`).
+    private static func stopping(_ shutdown: ShutdownSignal?) -> Bool {
+        Task.isCancelled || Task.isShuttingDownGracefully || shutdown?.requested == true
+    }
 
     static func run<Item: Sendable>(
         workers: Int, pace: @escaping @Sendable () -> Int? = { nil }, pollMilliseconds: Int, what: String, logger: Logger,
+        shutdown: ShutdownSignal? = nil,
         claim: @escaping @Sendable (_ limit: Int) async throws -> [Item],
         process: @escaping @Sendable (Item) async -> Void
     ) async {
@@ -55,7 +60,7 @@ enum ClaimLoop {
                     next = 0
                 }
             }
-            while !stopping {
+            while !stopping(shutdown) {
                 startReady()
                 let free = workers - running
                 let rate = pace()

@@ -29,6 +29,8 @@ struct SubmissionService: Service {
     let logger: Logger
     /// Whether requests keep PostgreSQL busy: then exchanges start at its pace.
     let pressure: RequestPressure?
+    /// Set when the process begins to stop: no more claims from then on.
+    var shutdown: ShutdownSignal? = nil
     /// This process, as `sri_exchanges.worker`.
     let worker = UUID()
     /// Sandbox documents claimed and not done yet, at most `sandboxWorkers`.
@@ -67,7 +69,7 @@ struct SubmissionService: Service {
             ])
         await ClaimLoop.run(
             workers: settings.workers, pace: { [pressure] in pressure?.pace },
-            pollMilliseconds: settings.pollMilliseconds, what: "SRI work", logger: logger,
+            pollMilliseconds: settings.pollMilliseconds, what: "SRI work", logger: logger, shutdown: shutdown,
             claim: { [sandboxHeld] limit in
                 let lease = UUID()
                 // Production first; sandbox documents only into the workers

@@ -29,6 +29,8 @@ struct WebhookService: Service {
     let eventLoopGroup: any EventLoopGroup
     /// Whether requests keep PostgreSQL busy: then attempts start at its pace.
     let pressure: RequestPressure?
+    /// Set when the process begins to stop: no more claims from then on.
+    var shutdown: ShutdownSignal? = nil
     /// This process, as `webhook_delivery_attempts.worker`.
     let worker = UUID()
 
@@ -69,7 +71,7 @@ struct WebhookService: Service {
         logger.info("delivering webhooks", metadata: ["workers": "\(settings.workers)", "worker": "\(worker)"])
         await ClaimLoop.run(
             workers: settings.workers, pace: { [pressure] in pressure?.pace },
-            pollMilliseconds: settings.pollMilliseconds, what: "webhook deliveries", logger: logger,
+            pollMilliseconds: settings.pollMilliseconds, what: "webhook deliveries", logger: logger, shutdown: shutdown,
             claim: { limit in
                 // A lease id per claim, as for SRI (SubmissionService).
                 let lease = UUID()

@@ -1,0 +1,39 @@
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+
+/// Whether the process has begun to stop (SIGTERM, SIGINT), for the
+/// background queues.
+///
+/// Services stop one after another, in reverse order: the HTTP server first
+/// (its requests in flight finish), then the webhook workers, then the SRI
+/// workers. A queue that learnt of the stop only at its own turn kept claiming
+/// and starting new work while the services before it drained, and what it
+/// started then could be cut short by `SHUTDOWN_GRACE_S` (an SRI exchange cut
+/// short waits for its lease, a minute, before it is sent again). With this
+/// signal every queue stops claiming as soon as the stop begins; what it
+/// holds (in flight or claimed) still finishes, and each service still ends
+/// at its own turn.
+public final class ShutdownSignal: Sendable {
+    private let box = NIOLockedValueBox(false)
+
+    public init() {}
+
+    /// Set once the stop has begun; never unset.
+    public var requested: Bool { box.withLockedValue { $0 } }
+
+    public func request() { box.withLockedValue { $0 = true } }
+
+    /// The service that sets `signal` when the process begins to stop: the
+    /// last of the process's services, so the first to be told.
+    public struct Notice: Service {
+        let signal: ShutdownSignal
+
+        public init(_ signal: ShutdownSignal) { self.signal = signal }
+
+        public func run() async throws {
+            // Returns when the stop begins, or when cancelled: set either way.
+            try? await gracefulShutdown()
+            signal.request()
+        }
+    }
+}
