@@ -194,12 +194,18 @@ final class MigrateTests: XCTestCase {
             try other.execute(script: "INSERT INTO tenants (email, name) VALUES ('three@example.invalid', 'One')")
             try """
             \(Migrator.noTransactionMarker)
-            CREATE UNIQUE INDEX CONCURRENTLY tenants_name_once ON tenants (name);
+            CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS tenants_name_once ON tenants (name);
 
             """.write(to: copy.appendingPathComponent("9999_unique.sql"), atomically: true, encoding: .utf8)
             XCTAssertThrowsError(try Migrator(directory: copy).run(on: try Connection(conninfo: url))) { error in
                 XCTAssertTrue("\(error)".contains("migration 9999_unique.sql failed outside a transaction"), "\(error)")
                 XCTAssertTrue("\(error)".contains("INVALID indexes left behind"), "\(error)")
+                XCTAssertTrue("\(error)".contains("tenants_name_once"), "\(error)")
+            }
+            // Run again as it is, its IF NOT EXISTS finds the INVALID index and
+            // builds nothing: still refused, still not recorded.
+            XCTAssertThrowsError(try Migrator(directory: copy).run(on: try Connection(conninfo: url))) { error in
+                XCTAssertTrue("\(error)".contains("migration 9999_unique.sql ran, but INVALID indexes are in the schema"), "\(error)")
                 XCTAssertTrue("\(error)".contains("tenants_name_once"), "\(error)")
             }
             let recorded = try other.query("SELECT count(*) FROM schema_migrations WHERE name = '9999_unique.sql'", [], prepared: false)

@@ -101,6 +101,9 @@ public struct Migrator: Sendable {
         try Migrator.checkSchemaOwnership(on: connection)
         // After the advisory lock: a second migrator waits for the first whole.
         try connection.execute(script: "SET lock_timeout = \(max(lockTimeoutMilliseconds, 1))")
+        // A statement_timeout the owner role may carry would cut a long
+        // migration (a validation, an index) short: migrations take the time they need.
+        try connection.execute(script: "SET statement_timeout = 0")
         try connection.execute(
             script: """
                 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -209,25 +212,35 @@ public struct Migrator: Sendable {
     }
 
     /// A `noTransactionMarker` migration: its one statement with no lock
-    /// timeout, then its ledger row.
+    /// timeout, then its ledger row, unless an INVALID index is left in the
+    /// schema: a build that failed earlier leaves one, and a run again of
+    /// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` takes it for built.
     private func applyOutsideATransaction(name: String, sql: String, checksum: String, on connection: Connection) throws {
+        let advice = "drop them with DROP INDEX CONCURRENTLY before running it again"
         do {
             try connection.execute(script: "SET lock_timeout = 0")
             defer { _ = try? connection.execute(script: "SET lock_timeout = \(max(lockTimeoutMilliseconds, 1))") }
             try connection.execute(script: sql)
         } catch {
-            let invalid = try? connection.query(
-                """
-                SELECT string_agg(i.indexrelid::regclass::text, ', ' ORDER BY 1)
-                  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-                 WHERE NOT i.indisvalid AND c.relnamespace = 'public'::regnamespace
-                """, prepared: false)[0].decode(String?.self, at: 0)
-            let left = invalid.flatMap { $0 }.map {
-                "; INVALID indexes left behind (drop them with DROP INDEX CONCURRENTLY before running it again): \($0)"
+            let left = (try? Migrator.invalidIndexes(on: connection)).flatMap { $0 }.map {
+                "; INVALID indexes left behind (\(advice)): \($0)"
             }
             throw Failure(description: "migration \(name) failed outside a transaction: \(error)\(left ?? "")")
         }
+        if let invalid = try Migrator.invalidIndexes(on: connection) {
+            throw Failure(description: "migration \(name) ran, but INVALID indexes are in the schema (\(advice)): \(invalid); not recorded")
+        }
         try connection.query("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
+    }
+
+    /// The INVALID indexes of schema public (a concurrent build that failed), or nil.
+    private static func invalidIndexes(on connection: Connection) throws -> String? {
+        try connection.query(
+            """
+            SELECT string_agg(i.indexrelid::regclass::text, ', ' ORDER BY 1)
+              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE NOT i.indisvalid AND c.relnamespace = 'public'::regnamespace
+            """, prepared: false)[0].decode(String?.self, at: 0)
     }
 
     /// Lets comprobify_app log in with `password` (local set-ups and compose).
