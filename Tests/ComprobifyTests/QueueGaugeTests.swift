@@ -1,3 +1,4 @@
+import Logging
 import NIOConcurrencyHelpers
 import XCTest
 
@@ -40,6 +41,33 @@ final class QueueGaugeTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(quick, 3, "quick counts are made every interval")
         let failed = await counts(interval: .milliseconds(50), took: nil, window: .seconds(1))
         XCTAssertGreaterThanOrEqual(failed, 3, "a failed count is tried again after the interval")
+    }
+
+    /// A count that fails leaves the gauges as they were: it is logged, once
+    /// for a run of failures, and so is the count that works again.
+    func testFailedCountsAreLoggedOncePerRun() async {
+        let logs = LogCapture()
+        var logger = Logger(label: "test") { _ in LogCapture.Handler(capture: logs) }
+        logger.logLevel = .info
+        struct Refused: Error {}
+        let calls = NIOLockedValueBox(0)
+        let loop = Task {
+            await QueueGauge.run(every: .milliseconds(10), queue: "sri", logger: logger) {
+                // Fails on calls 1-3 and 6-7, works on 4-5 and from 8 on.
+                let call = calls.withLockedValue {
+                    $0 += 1; return $0
+                }
+                if [1, 2, 3, 6, 7].contains(call) { throw Refused() }
+                return .zero
+            }
+        }
+        for _ in 0..<500 where calls.withLockedValue({ $0 }) < 9 { try? await Task.sleep(for: .milliseconds(5)) }
+        loop.cancel()
+        await loop.value
+        let lines = logs.lines.withLockedValue { $0 }
+        XCTAssertEqual(lines.filter { $0.contains("cannot count the sri queue") }.count, 2, "\(lines)")
+        XCTAssertEqual(lines.filter { $0.contains("counting the sri queue again") }.count, 2, "\(lines)")
+        XCTAssertTrue(lines.first?.hasPrefix("warning cannot count the sri queue: its gauges keep their last values") ?? false, "\(lines)")
     }
 
     func testItStopsWhenCancelled() async {

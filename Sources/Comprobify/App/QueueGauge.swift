@@ -1,3 +1,6 @@
+import CoreMetrics
+import Foundation
+import Logging
 import ServiceLifecycle
 
 /// The loop that refreshes a queue's gauges (`sri_documents_pending`,
@@ -19,6 +22,32 @@ enum QueueGauge {
     static func pause(after took: Duration?, interval: Duration) -> Duration {
         guard let took else { return interval }
         return max(interval, min(took * costFactor, longestPause))
+    }
+
+    /// `run` for the queue called `queue`: a count that fails leaves the
+    /// queue's gauges at their last values, so it is logged (a warning once
+    /// per run of failures, and when counting works again) and
+    /// `queue_counted_at_seconds{queue}` holds the Unix time of the last count
+    /// that worked (alert when it falls minutes behind: behind a long outage
+    /// the oldest age the gauges show is then not moving).
+    static func run(every interval: Duration, queue: String, logger: Logger, _ count: () async throws -> Duration) async {
+        let countedAt = Gauge(label: "queue_counted_at_seconds", dimensions: [("queue", queue)])
+        var failing = false
+        await run(every: interval) {
+            do {
+                let took = try await count()
+                if failing { logger.info("counting the \(queue) queue again") }
+                failing = false
+                countedAt.record(Date().timeIntervalSince1970)
+                return took
+            } catch {
+                if !failing {
+                    logger.warning("cannot count the \(queue) queue: its gauges keep their last values", metadata: ["error": "\(error)"])
+                }
+                failing = true
+                return nil
+            }
+        }
     }
 
     /// Counts until the task is cancelled or the service shuts down. `count`

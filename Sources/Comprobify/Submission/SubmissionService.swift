@@ -211,8 +211,8 @@ struct SubmissionService: Service {
     /// Refreshes `sri_documents_pending` and `sri_oldest_pending_seconds`
     /// (QueueGauge: less often while counting takes long).
     private func watchQueueDepth() async {
-        await QueueGauge.run(every: .milliseconds(settings.gaugeIntervalMilliseconds)) {
-            guard let depth = try? await database.sriQueueDepth() else { return nil }
+        await QueueGauge.run(every: .milliseconds(settings.gaugeIntervalMilliseconds), queue: "sri", logger: logger) {
+            let depth = try await database.sriQueueDepth()
             SubmissionMetrics.queue(pending: depth.pending, oldestSeconds: depth.oldestSeconds)
             return depth.took
         }

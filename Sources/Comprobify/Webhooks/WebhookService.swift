@@ -238,8 +238,8 @@ struct WebhookService: Service {
     private func watchQueueDepth() async {
         let oldest = Gauge(label: "webhook_oldest_pending_seconds")
         let pending = Gauge(label: "webhook_deliveries_pending")
-        await QueueGauge.run(every: .seconds(5)) {
-            guard let depth = try? await database.webhookQueueDepth() else { return nil }
+        await QueueGauge.run(every: .seconds(5), queue: "webhook", logger: logger) {
+            let depth = try await database.webhookQueueDepth()
             oldest.record(depth.oldestSeconds)
             pending.record(Double(depth.pending))
             return depth.took
