@@ -211,8 +211,15 @@ final class TenantsTests: XCTestCase {
     /// addresses rotated within it share one allowance; another /64 has its
     /// own, and an IPv4-mapped address counts as its IPv4 address.
     func testSignUpRateLimitCountsAnIPv6ClientByItsSlash64() async throws {
-        let network = "2001:db8:\(Crypto.hex(Crypto.randomBytes(2))):\(Crypto.hex(Crypto.randomBytes(2)))"
+        // Groups of four hex digits without a leading zero, written as the
+        // limit writes a /64 (lower case, no leading zeros).
+        func group() -> String { String(UInt16.random(in: 0x1000...0xfffe), radix: 16) }
+        let (third, fourth) = (group(), group())
+        let network = "2001:db8:\(third):\(fourth)"
+        let neighbour = "2001:db8:\(third):\(String(UInt16(fourth, radix: 16)! + 1, radix: 16))"
         let ipv4 = "198.18.\(Int.random(in: 0...255)).\(Int.random(in: 1...254))"
+        XCTAssertEqual(IPAddress("2001:0DB8:0001:00a0:1:2:3:4")?.clientNetwork, "2001:db8:1:a0::/64", "written one way whatever the input")
+        XCTAssertEqual(IPAddress("::ffff:192.0.2.7")?.clientNetwork, "192.0.2.7")
         try await TestServer.run(configure: {
             $0.signupRateLimit = 2; $0.trustProxy = true
         }) { server in
@@ -223,7 +230,7 @@ final class TenantsTests: XCTestCase {
                 ).status
             }
             var statuses: [Int] = []
-            for address in ["\(network)::1", "\(network):0:0:0:2", "\(network):ffff:ffff:ffff:ffff", "\(network)1::1"] {
+            for address in ["\(network)::1", "\(network):0:0:0:2", "\(network):ffff:ffff:ffff:ffff", "\(neighbour)::1"] {
                 statuses.append(try await signUp(from: address))
             }
             XCTAssertEqual(statuses, [201, 201, 429, 201], "the third is in the same /64, the fourth in another")
@@ -231,6 +238,9 @@ final class TenantsTests: XCTestCase {
                 try TestDatabase.scalar(
                     "SELECT count(*) FROM signup_attempts WHERE client_address = $1", ["\(network)::/64"], as: Int.self), 2,
                 "two kept under the /64 (a refused attempt is not kept)")
+            XCTAssertEqual(
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM signup_attempts WHERE client_address = $1", ["\(neighbour)::/64"], as: Int.self), 1)
             statuses = []
             for address in [ipv4, "::ffff:\(ipv4)", ipv4] {
                 statuses.append(try await signUp(from: address))
