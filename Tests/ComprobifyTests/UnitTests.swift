@@ -531,6 +531,14 @@ final class ConfigurationTests: XCTestCase {
         try Configuration.fromEnvironment(base.merging(extra) { $1 })
     }
 
+    /// A webhook delivery's lease covers the attempt and the wait for a
+    /// connection to record it: a long DB_POOL_WAIT_MS lengthens it.
+    func testAWebhookLeaseOutlastsTheAttemptAndTheWaitToRecordIt() throws {
+        XCTAssertEqual(try read([:]).webhooks.leaseMilliseconds, 10_000 + 2_000 + 5_000)
+        let patient = try read(["DB_POOL_WAIT_MS": "30000", "WEBHOOK_TIMEOUT_MS": "4000"])
+        XCTAssertEqual(patient.webhooks.leaseMilliseconds, 4_000 + 30_000 + 5_000)
+    }
+
     func testValuesAreReadAndEmptyOnesKeepTheDefault() throws {
         let defaults = try read([:])
         XCTAssertEqual(defaults.port, 8080)

@@ -157,6 +157,7 @@ public struct Configuration: Sendable {
         }
         configuration.webhooks.timeoutMilliseconds =
             try integer("WEBHOOK_TIMEOUT_MS", 1...600_000) ?? configuration.webhooks.timeoutMilliseconds
+        configuration.webhooks.recordWaitMilliseconds = configuration.poolWaitMilliseconds
         configuration.webhooks.retryBaseMilliseconds =
             try integer("WEBHOOK_RETRY_BASE_MS", 1...86_400_000) ?? configuration.webhooks.retryBaseMilliseconds
         configuration.webhooks.retryForSeconds =

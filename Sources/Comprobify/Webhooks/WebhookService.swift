@@ -137,7 +137,7 @@ struct WebhookService: Service {
     {
         let started = ContinuousClock.now
         // One deadline for the whole attempt, the name's lookup included: the
-        // lease (WEBHOOK_TIMEOUT_MS + 5 s) must outlast any attempt.
+        // lease (WEBHOOK_TIMEOUT_MS + DB_POOL_WAIT_MS + 5 s) must outlast any attempt.
         let deadline = NIODeadline.now() + .milliseconds(Int64(settings.timeoutMilliseconds))
         func failure(_ kind: String, _ error: String) -> WebhooksStore.Outcome { Self.failure(kind, error, since: started) }
         var pin: (hosts: [String], address: IPAddress)?

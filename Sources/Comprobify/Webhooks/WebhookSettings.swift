@@ -23,9 +23,14 @@ public struct WebhookSettings: Sendable {
     /// When set, only these tenants' deliveries are claimed (tests, dedicated workers).
     public var tenantIDs: (@Sendable () -> [Int64])?
 
+    /// How long recording an attempt may wait for a database connection
+    /// (DB_POOL_WAIT_MS, set by `Configuration`).
+    public var recordWaitMilliseconds = 2_000
+
     public init() {}
 
-    /// A claimed delivery's lease: the attempt's timeout and then some, so a
-    /// live worker never loses it mid-attempt.
-    var leaseMilliseconds: Int { timeoutMilliseconds + 5_000 }
+    /// A claimed delivery's lease, stamped again when the delivery is read:
+    /// the attempt's timeout, the wait for a connection to record it, and
+    /// 5 s more, so a live worker never loses it before its record.
+    var leaseMilliseconds: Int { timeoutMilliseconds + recordWaitMilliseconds + 5_000 }
 }
