@@ -569,6 +569,14 @@ final class ConfigurationTests: XCTestCase {
             (["PORT": "70000"], "PORT must be an integer from 0 to 65535"),
             (["DB_POOL_SIZE": "many"], "DB_POOL_SIZE must be an integer"),
             (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
+            (
+                ["COMPROBIFY_ADMIN_TOKEN": "short-token"],
+                "COMPROBIFY_ADMIN_TOKEN must be at least 16 characters (openssl rand -hex 32 makes one)"
+            ),
+            (
+                ["COMPROBIFY_ADMIN_TOKEN": "0123456789abcdef0123\n"],
+                "COMPROBIFY_ADMIN_TOKEN must not start or end with whitespace or a line break"
+            ),
             (["SRI_TIMEOUT_MS": "5000", "SRI_LEASE_MS": "7000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
             (
                 ["SRI_TIMEOUT_MS": "50000", "DB_POOL_WAIT_MS": "10000"],

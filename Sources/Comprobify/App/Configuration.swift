@@ -28,6 +28,8 @@ public struct Configuration: Sendable {
     public var logLevel: Logger.Level = .info
     /// Enables the admin routes when set.
     public var adminToken: String?
+    /// The fewest characters COMPROBIFY_ADMIN_TOKEN may have.
+    static let shortestAdminToken = 16
     /// Sign-ups per client address per hour; 0 turns the limit off.
     public var signupRateLimit = 10
     /// Take the client address from X-Forwarded-For.
@@ -112,7 +114,22 @@ public struct Configuration: Sendable {
             }
             configuration.logLevel = parsed
         }
-        configuration.adminToken = env("COMPROBIFY_ADMIN_TOKEN")
+        if let token = env("COMPROBIFY_ADMIN_TOKEN") {
+            // The admin routes are not rate-limited: a short token could be
+            // guessed. Whitespace around it is refused rather than trimmed: a
+            // secret file's newline would otherwise make every admin call 401
+            // with nothing said.
+            guard token.unicodeScalars.count >= Configuration.shortestAdminToken else {
+                throw Invalid(
+                    description:
+                        "COMPROBIFY_ADMIN_TOKEN must be at least \(Configuration.shortestAdminToken) characters (openssl rand -hex 32 makes one)"
+                )
+            }
+            guard token.trimmingCharacters(in: .whitespacesAndNewlines) == token else {
+                throw Invalid(description: "COMPROBIFY_ADMIN_TOKEN must not start or end with whitespace or a line break")
+            }
+            configuration.adminToken = token
+        }
         configuration.signupRateLimit = try integer("SIGNUP_RATE_LIMIT", 0...1_000_000) ?? configuration.signupRateLimit
         if let proxy = env("TRUST_PROXY") {
             guard proxy == "0" || proxy == "1" else { throw Invalid(description: "TRUST_PROXY must be 0 or 1") }
