@@ -594,8 +594,7 @@ final class HostileInputTests: XCTestCase {
             }
             let vi = v.issuer
             let sequentials = [
-                // (null is absent: it promotes, as PromotionTests shows)
-                "{}", #""x""#, "1", "true", "[1]", "[[]]", "[null]",
+                "{}", #""x""#, "1", "true", "null", "[1]", "[[]]", "[null]",
                 #"[{"issuerId":\#(vi),"documentType":"99","sequential":1}]"#, #"[{"issuerId":\#(vi),"documentType":"","sequential":1}]"#,
                 #"[{"issuerId":\#(vi),"documentType":"01,03","sequential":1}]"#, #"[{"issuerId":\#(vi),"documentType":1,"sequential":1}]"#,
                 #"[{"issuerId":\#(vi),"documentType":"01"}]"#, #"[{"documentType":"01","sequential":1}]"#,

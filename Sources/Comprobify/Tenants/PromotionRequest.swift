@@ -1,6 +1,6 @@
 import Foundation
 
-/// A validated body: `{}` / no body / `{"initialSequentials": null}`, or `{"initialSequentials": [...]}`.
+/// A validated body: `{}` / no body, or `{"initialSequentials": [...]}`.
 /// Validation needs no database and is linear in the body: a list longer than
 /// `maximumEntries` is refused before any entry is looked at.
 struct PromotionRequest: Sendable {
@@ -20,8 +20,9 @@ struct PromotionRequest: Sendable {
         var input = input
         var entries: [Promotion.Entry] = []
         switch input.value["initialSequentials"] {
-        case nil, .null?:
-            // Optional: null is absent, as for every optional field.
+        case nil:
+            // Absent. null is not absent here: API.md answers 400 for anything
+            // that is not an array.
             break
         case .array(let items)? where items.count > PromotionRequest.maximumEntries:
             throw APIError.validation(
