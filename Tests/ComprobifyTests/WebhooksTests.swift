@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import NIOConcurrencyHelpers
 import Postgres
 import TestSupport
 import XCTest
@@ -238,18 +239,21 @@ final class WebhooksTests: XCTestCase {
         }
         XCTAssertEqual(AddressGuard.lookupsWaiting.withLockedValue { $0.total }, 0)
         XCTAssertEqual(AddressGuard.lookupsWaiting.withLockedValue { $0.byTenant }, [:])
+        XCTAssertTrue(AddressGuard.lookupsWaiting.withLockedValue { $0.queued.isEmpty })
         let again = try await AddressGuard.boundedLookup("fast.example.com", tenantID: 1) { _ in [IPAddress("93.184.215.14")!] }
         XCTAssertEqual(again, [IPAddress("93.184.215.14")!])
     }
 
     /// One tenant's names that never answer hold at most
-    /// `maximumLookupsPerTenant` lookups: its next one is not made, and
-    /// another tenant's lookup still runs and answers at once.
+    /// `maximumLookupsPerTenant` lookups: its next one waits, without a
+    /// thread, for one of them to end, while another tenant's lookup runs and
+    /// answers at once.
     func testOneTenantsSlowNamesLeaveTheLookupsToOthers() async throws {
         let release = DispatchSemaphore(value: 0)
         let perTenant = AddressGuard.maximumLookupsPerTenant
         XCTAssertLessThan(perTenant, AddressGuard.lookupThreadCount, "a tenant must leave threads to the others")
         let slowTenant: Int64 = 7_000_001
+        let queuedRan = NIOLockedValueBox(false)
         try await withThrowingTaskGroup(of: [IPAddress]?.self) { group in
             for _ in 0..<perTenant {
                 group.addTask {
@@ -260,19 +264,54 @@ final class WebhooksTests: XCTestCase {
                 }
             }
             try await Self.waitForLookups(perTenant)
-            let turnedAway = try await AddressGuard.boundedLookup("one-more.example.com", tenantID: slowTenant) { _ in
-                XCTFail("a lookup past the tenant's bound is not made")
-                return nil
+            group.addTask {
+                try await AddressGuard.boundedLookup("next.example.com", tenantID: slowTenant) { _ in
+                    queuedRan.withLockedValue { $0 = true }
+                    return [IPAddress("93.184.215.14")!]
+                }
             }
-            XCTAssertNil(turnedAway)
+            let started = ContinuousClock.now
+            while AddressGuard.lookupsWaiting.withLockedValue({ $0.queued[slowTenant]?.count ?? 0 }) < 1 {
+                XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the tenant's next lookup never queued")
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            XCTAssertFalse(queuedRan.withLockedValue { $0 }, "the tenant's next lookup waits for one of its places")
             let other = try await AddressGuard.boundedLookup("erp.example.com", tenantID: slowTenant + 1) { _ in
                 [IPAddress("93.184.215.14")!]
             }
-            XCTAssertEqual(other, [IPAddress("93.184.215.14")!], "another tenant's lookup is made")
+            XCTAssertEqual(other, [IPAddress("93.184.215.14")!], "another tenant's lookup is made at once")
             for _ in 0..<perTenant { release.signal() }
-            for try await _ in group {}
+            var answered = 0
+            for try await addresses in group where addresses != nil { answered += 1 }
+            XCTAssertEqual(answered, 1, "the waiting lookup was made once a place was free")
         }
-        XCTAssertEqual(AddressGuard.lookupsWaiting.withLockedValue { $0.byTenant[slowTenant] }, nil)
+        XCTAssertTrue(queuedRan.withLockedValue { $0 })
+        XCTAssertNil(AddressGuard.lookupsWaiting.withLockedValue { $0.byTenant[slowTenant] })
+        XCTAssertNil(AddressGuard.lookupsWaiting.withLockedValue { $0.queued[slowTenant] })
+    }
+
+    /// A tenant's many ordinary lookups at once (its deliveries to several
+    /// endpoints) all answer: past its places they wait their turn, none is
+    /// taken for a name that does not resolve.
+    func testManyQuickLookupsOfOneTenantAllAnswer() async throws {
+        let tenant: Int64 = 7_000_101
+        let count = AddressGuard.maximumLookupsPerTenant * 5
+        let answers = try await withThrowingTaskGroup(of: [IPAddress]?.self) { group in
+            for _ in 0..<count {
+                group.addTask {
+                    try await AddressGuard.boundedLookup("erp.example.com", tenantID: tenant) { _ in
+                        Thread.sleep(forTimeInterval: 0.01)
+                        return [IPAddress("93.184.215.14")!]
+                    }
+                }
+            }
+            var answers: [[IPAddress]?] = []
+            for try await answer in group { answers.append(answer) }
+            return answers
+        }
+        XCTAssertEqual(answers.count, count)
+        XCTAssertTrue(answers.allSatisfy { $0 == [IPAddress("93.184.215.14")!] }, "\(answers)")
+        XCTAssertNil(AddressGuard.lookupsWaiting.withLockedValue { $0.byTenant[tenant] })
     }
 
     /// Waits until `count` lookups are waiting or running.

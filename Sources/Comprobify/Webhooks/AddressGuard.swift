@@ -61,50 +61,77 @@ enum AddressGuard {
         return pool
     }()
 
-    static let lookupThreadCount = 16
+    static let lookupThreadCount = 32
 
-    /// Lookups running or queued on `lookupThreads`: in all, and by tenant.
+    /// Lookups running or queued on `lookupThreads` (in all, and by tenant),
+    /// and the lookups of tenants whose places are all taken, waiting for one.
     struct Waiting: Sendable {
         var total = 0
         var byTenant: [Int64: Int] = [:]
+        var queued: [Int64: [CheckedContinuation<Bool, Never>]] = [:]
     }
 
     static let lookupsWaiting = NIOLockedValueBox(Waiting())
 
-    /// At most this many lookups wait at once; past it a lookup is not made
-    /// and the name counts as not resolving (allowed at creation, a failed
-    /// attempt before a delivery, which is retried), so a flood of slow names
-    /// holds at most `lookupThreads` and this many queued lookups.
+    /// At most this many lookups run or wait for a thread at once; past it a
+    /// lookup is not made and the name counts as not resolving (allowed at
+    /// creation, a failed attempt before a delivery, which is retried), so a
+    /// flood of slow names holds at most `lookupThreads` and this many queued lookups.
     static let maximumLookupsWaiting = 64
 
-    /// At most this many of them for one tenant, so that one tenant's names
-    /// that never answer (a lookup abandoned at its deadline keeps its thread
-    /// until the resolver gives up, tens of seconds) hold at most this many of
-    /// the `lookupThreadCount` threads: the other tenants' lookups still run.
-    static let maximumLookupsPerTenant = 2
+    /// At most this many of them for one tenant: its further lookups wait,
+    /// without a thread, for one of its own to end. A name whose DNS server
+    /// never answers holds its thread until the resolver gives up (tens of
+    /// seconds, whatever the caller's deadline), so one tenant's such names
+    /// hold at most this many of the `lookupThreadCount` threads, and the
+    /// other tenants' lookups still run at once.
+    static let maximumLookupsPerTenant = 4
 
-    /// `resolve(host)` on the lookup threads, or nil when `maximumLookupsWaiting`
-    /// already wait, or `maximumLookupsPerTenant` of `tenantID`'s.
+    /// At most this many of a tenant's lookups wait for its places; past it
+    /// a lookup is not made.
+    static let maximumQueuedPerTenant = 64
+
+    /// `resolve(host)` on the lookup threads, once one of `tenantID`'s places
+    /// is free; nil when `maximumLookupsWaiting` already run or wait, or
+    /// `maximumQueuedPerTenant` of the tenant's wait for a place.
     static func boundedLookup(
         _ host: String, tenantID: Int64, _ resolve: @escaping @Sendable (String) -> [IPAddress]?
     ) async throws -> [IPAddress]? {
-        let admitted = lookupsWaiting.withLockedValue { waiting in
-            guard waiting.total < maximumLookupsWaiting, waiting.byTenant[tenantID, default: 0] < maximumLookupsPerTenant else {
-                return false
+        let admitted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let decided = lookupsWaiting.withLockedValue { waiting -> Bool? in
+                guard waiting.total < maximumLookupsWaiting else { return false }
+                if waiting.byTenant[tenantID, default: 0] < maximumLookupsPerTenant {
+                    waiting.total += 1
+                    waiting.byTenant[tenantID, default: 0] += 1
+                    return true
+                }
+                guard waiting.queued[tenantID, default: []].count < maximumQueuedPerTenant else { return false }
+                // Resumed by the end of one of the tenant's lookups, which hands its place over.
+                waiting.queued[tenantID, default: []].append(continuation)
+                return nil
             }
-            waiting.total += 1
-            waiting.byTenant[tenantID, default: 0] += 1
-            return true
+            if let decided { continuation.resume(returning: decided) }
         }
         guard admitted else { return nil }
-        defer {
-            lookupsWaiting.withLockedValue { waiting in
-                waiting.total -= 1
-                let left = waiting.byTenant[tenantID, default: 1] - 1
-                waiting.byTenant[tenantID] = left > 0 ? left : nil
-            }
-        }
+        defer { endLookup(of: tenantID) }
         return try await lookupThreads.runIfActive { resolve(host) }
+    }
+
+    /// Gives the place of a lookup that ended to the tenant's oldest waiting
+    /// one, or frees it.
+    private static func endLookup(of tenantID: Int64) {
+        let next = lookupsWaiting.withLockedValue { waiting -> CheckedContinuation<Bool, Never>? in
+            if var queue = waiting.queued[tenantID], !queue.isEmpty {
+                let first = queue.removeFirst()
+                waiting.queued[tenantID] = queue.isEmpty ? nil : queue
+                return first
+            }
+            waiting.total -= 1
+            let left = waiting.byTenant[tenantID, default: 1] - 1
+            waiting.byTenant[tenantID] = left > 0 ? left : nil
+            return nil
+        }
+        next?.resume(returning: true)
     }
 
     /// Every address a name resolves to must be allowed; the first is the one
