@@ -233,13 +233,16 @@ public struct Migrator: Sendable {
         try connection.query("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
     }
 
-    /// The INVALID indexes of schema public (a concurrent build that failed), or nil.
+    /// The INVALID indexes of schema public (a concurrent build that failed),
+    /// or nil. Not those being built right now (a DBA's CREATE or REINDEX
+    /// CONCURRENTLY in progress is INVALID until it ends).
     private static func invalidIndexes(on connection: Connection) throws -> String? {
         try connection.query(
             """
             SELECT string_agg(i.indexrelid::regclass::text, ', ' ORDER BY 1)
               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
              WHERE NOT i.indisvalid AND c.relnamespace = 'public'::regnamespace
+               AND i.indexrelid NOT IN (SELECT p.index_relid FROM pg_stat_progress_create_index p WHERE p.index_relid <> 0)
             """, prepared: false)[0].decode(String?.self, at: 0)
     }
 
