@@ -220,6 +220,12 @@ final class TenantsTests: XCTestCase {
         let ipv4 = "198.18.\(Int.random(in: 0...255)).\(Int.random(in: 1...254))"
         XCTAssertEqual(IPAddress("2001:0DB8:0001:00a0:1:2:3:4")?.clientNetwork, "2001:db8:1:a0::/64", "written one way whatever the input")
         XCTAssertEqual(IPAddress("::ffff:192.0.2.7")?.clientNetwork, "192.0.2.7")
+        // A hop written with its port counts as its address; text that is no address is kept as it is.
+        XCTAssertEqual(TenantsController.signupClient("192.0.2.7:51234"), "192.0.2.7")
+        XCTAssertEqual(TenantsController.signupClient("[2001:db8:1:2::9]:443"), "2001:db8:1:2::/64")
+        XCTAssertEqual(TenantsController.signupClient("2001:db8:1:2::9"), "2001:db8:1:2::/64")
+        XCTAssertEqual(TenantsController.signupClient("unknown"), "unknown")
+        XCTAssertEqual(TenantsController.signupClient("_hidden:1"), "_hidden:1")
         try await TestServer.run(configure: {
             $0.signupRateLimit = 2; $0.trustProxy = true
         }) { server in

@@ -51,8 +51,17 @@ struct TenantsController {
 
     /// What the sign-up limit counts by: an IPv4 address, an IPv6 address's
     /// /64 (IPAddress.clientNetwork), or the text as given when it is no address.
+    /// A hop some proxies write with its port ("192.0.2.7:51234",
+    /// "[2001:db8::1]:443") counts as its address.
     static func signupClient(_ address: String) -> String {
-        IPAddress(address)?.clientNetwork ?? address
+        if let ip = IPAddress(address) { return ip.clientNetwork }
+        var host = Substring(address)
+        if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
+            host = host[host.index(after: host.startIndex)..<close]
+        } else if let colon = host.firstIndex(of: ":"), host.lastIndex(of: ":") == colon {
+            host = host[..<colon]
+        }
+        return IPAddress(String(host))?.clientNetwork ?? address
     }
 
     /// At most SIGNUP_RATE_LIMIT attempts per client per hour, counted in the
