@@ -64,6 +64,7 @@ final class QueueGaugeTests: XCTestCase {
         for _ in 0..<500 where calls.withLockedValue({ $0 }) < 9 { try? await Task.sleep(for: .milliseconds(5)) }
         loop.cancel()
         await loop.value
+        XCTAssertGreaterThanOrEqual(calls.withLockedValue { $0 }, 9, "the counts ran")
         let lines = logs.lines.withLockedValue { $0 }
         XCTAssertEqual(lines.filter { $0.contains("cannot count the sri queue") }.count, 2, "\(lines)")
         XCTAssertEqual(lines.filter { $0.contains("counting the sri queue again") }.count, 2, "\(lines)")
