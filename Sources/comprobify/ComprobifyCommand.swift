@@ -52,7 +52,8 @@ struct Serve: AsyncParsableCommand {
         var groupConfiguration = ServiceGroupConfiguration(
             // Services stop in reverse order: the notice first, so that the
             // background queues stop claiming while the HTTP server drains.
-            services: [app, ShutdownSignal.Notice(shutdown)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            services: [app, ShutdownSignal.Notice(shutdown, readyDelay: .seconds(configuration.shutdownReadyDelaySeconds))],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.shutdownGraceSeconds)
         try await ServiceGroup(configuration: groupConfiguration).run()

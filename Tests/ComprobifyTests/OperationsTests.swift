@@ -247,6 +247,48 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual(process.terminationStatus, 0)
     }
 
+    /// With SHUTDOWN_READY_DELAY_S, a SIGTERM first turns /readyz to 503 while
+    /// requests are still served, for that long; then the server stops.
+    func testSIGTERMTurnsReadinessOffBeforeTheServerStops() async throws {
+        let binary = try Executable.url()
+        let port = try freeLoopbackPort()
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve"]
+        process.environment = [
+            "DATABASE_URL": TestDatabase.appURL, "PORT": String(port), "HOST": "127.0.0.1", "LOG_LEVEL": "error",
+            "SHUTDOWN_GRACE_S": "10", "SHUTDOWN_READY_DELAY_S": "4", "COMPROBIFY_SECRET_KEY": TestSecrets.keyText,
+            "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        let client = TestServer(port: port)
+        var ready = false
+        for _ in 0..<100 where !ready {
+            ready = (try? await client.call(.get, "/readyz"))?.status == 200
+            if !ready { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        XCTAssertTrue(ready, "the server started and was ready")
+        let signalled = ContinuousClock.now
+        kill(process.processIdentifier, SIGTERM)
+        var stopping: Reply?
+        for _ in 0..<50 where stopping?.status != 503 {
+            stopping = try? await client.call(.get, "/readyz")
+            if stopping?.status != 503 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let answer = try XCTUnwrap(stopping)
+        answer.assertProblem(503, "SERVICE_UNAVAILABLE")
+        XCTAssertEqual(answer.json?["detail"], .string("The server is stopping."))
+        let health = try await client.call(.get, "/healthz")
+        XCTAssertEqual(health.status, 200, "requests are still served")
+        XCTAssertLessThan(ContinuousClock.now - signalled, .seconds(4), "all of it within the delay")
+        XCTAssertTrue(process.isRunning)
+        process.waitUntilExit()
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - signalled, .seconds(4), "it kept serving for the delay")
+        XCTAssertEqual(process.terminationStatus, 0)
+    }
+
     /// The start-up line says which allocator serves the process: the server
     /// links jemalloc on Linux (Package.swift).
     func testServerStartsOnJemalloc() throws {

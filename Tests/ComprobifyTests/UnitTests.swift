@@ -569,6 +569,7 @@ final class ConfigurationTests: XCTestCase {
             (["PORT": "70000"], "PORT must be an integer from 0 to 65535"),
             (["DB_POOL_SIZE": "many"], "DB_POOL_SIZE must be an integer"),
             (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
+            (["SHUTDOWN_GRACE_S": "5", "SHUTDOWN_READY_DELAY_S": "5"], "SHUTDOWN_READY_DELAY_S must be shorter than SHUTDOWN_GRACE_S"),
             (
                 ["COMPROBIFY_ADMIN_TOKEN": "short-token"],
                 "COMPROBIFY_ADMIN_TOKEN must be at least 16 characters (openssl rand -hex 32 makes one)"

@@ -8,12 +8,15 @@ import ServiceLifecycle
 
 /// Builds the router: the operations routes, the public tenant routes, the
 /// authenticated /v1 routes (TenantRequestContext) and, when enabled, admin.
-public func buildRouter(configuration: Configuration, database: Database, logger: Logger) -> Router<AppRequestContext> {
+/// `shutdown`, when given, makes /readyz answer 503 once the process begins to stop.
+public func buildRouter(
+    configuration: Configuration, database: Database, logger: Logger, shutdown: ShutdownSignal? = nil
+) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(
         middleware: RequestMiddleware(
             logger: logger, keyRateLimiter: KeyRateLimiter(rate: configuration.rateLimitPerKey, burst: configuration.rateLimitBurst)))
-    OperationsController(database: database, openAPIDocument: OpenAPIDocument.load()).addRoutes(to: router)
+    OperationsController(database: database, openAPIDocument: OpenAPIDocument.load(), shutdown: shutdown).addRoutes(to: router)
     let tenants = TenantsController(database: database, configuration: configuration)
     tenants.addPublicRoutes(to: router)
 
@@ -72,7 +75,7 @@ public func buildApplication(
     let pool = makePool(configuration: configuration, logger: logger)
     let database = Database(pool: pool, tenantMaxConnections: configuration.effectiveTenantMaxConnections)
     try await RoleCheck.verify(pool: pool)
-    let router = buildRouter(configuration: configuration, database: database, logger: logger)
+    let router = buildRouter(configuration: configuration, database: database, logger: logger, shutdown: shutdown)
     let files = FileLimits.raiseSoftLimit()
     let limits = ConnectionLimits(
         maximum: min(

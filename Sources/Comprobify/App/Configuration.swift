@@ -25,6 +25,10 @@ public struct Configuration: Sendable {
     public var httpIdleTimeoutSeconds = 30
     /// How long in-flight requests may run after SIGTERM before the server stops anyway.
     public var shutdownGraceSeconds = 20
+    /// After SIGTERM, how long the server keeps serving with /readyz at 503
+    /// before it stops accepting (SHUTDOWN_READY_DELAY_S), so that a load
+    /// balancer takes it out of rotation first. Counted within the grace.
+    public var shutdownReadyDelaySeconds = 0
     public var logLevel: Logger.Level = .info
     /// Enables the admin routes when set.
     public var adminToken: String?
@@ -108,6 +112,12 @@ public struct Configuration: Sendable {
             try integer("DB_IDLE_IN_TX_TIMEOUT_MS", 1...3_600_000) ?? configuration.idleInTransactionTimeoutMilliseconds
         configuration.httpIdleTimeoutSeconds = try integer("HTTP_IDLE_TIMEOUT_S", 1...3600) ?? configuration.httpIdleTimeoutSeconds
         configuration.shutdownGraceSeconds = try integer("SHUTDOWN_GRACE_S", 0...3600) ?? configuration.shutdownGraceSeconds
+        configuration.shutdownReadyDelaySeconds =
+            try integer("SHUTDOWN_READY_DELAY_S", 0...300) ?? configuration.shutdownReadyDelaySeconds
+        guard configuration.shutdownReadyDelaySeconds == 0 || configuration.shutdownReadyDelaySeconds < configuration.shutdownGraceSeconds
+        else {
+            throw Invalid(description: "SHUTDOWN_READY_DELAY_S must be shorter than SHUTDOWN_GRACE_S")
+        }
         if let level = env("LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
                 throw Invalid(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")

@@ -24,16 +24,25 @@ public final class ShutdownSignal: Sendable {
     public func request() { box.withLockedValue { $0 = true } }
 
     /// The service that sets `signal` when the process begins to stop: the
-    /// last of the process's services, so the first to be told.
+    /// last of the process's services, so the first to be told. It then
+    /// waits `readyDelay` before it returns, and the services before it (the
+    /// HTTP server first) are told to stop only then: meanwhile requests are
+    /// still served and /readyz answers 503, so that a load balancer takes
+    /// the server out of rotation before it stops accepting.
     public struct Notice: Service {
         let signal: ShutdownSignal
+        let readyDelay: Duration
 
-        public init(_ signal: ShutdownSignal) { self.signal = signal }
+        public init(_ signal: ShutdownSignal, readyDelay: Duration = .zero) {
+            self.signal = signal
+            self.readyDelay = readyDelay
+        }
 
         public func run() async throws {
             // Returns when the stop begins, or when cancelled: set either way.
             try? await gracefulShutdown()
             signal.request()
+            if readyDelay > .zero { try? await Task.sleep(for: readyDelay) }
         }
     }
 }

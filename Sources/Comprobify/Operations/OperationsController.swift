@@ -7,6 +7,8 @@ import Postgres
 struct OperationsController {
     let database: Database
     let openAPIDocument: String?
+    /// Set once the process begins to stop: /readyz answers 503 from then on.
+    var shutdown: ShutdownSignal? = nil
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("healthz") { _, _ in Reply.json([]) }
@@ -27,11 +29,17 @@ struct OperationsController {
         }
     }
 
+    /// The answer of /readyz once the process is stopping.
+    static let stopping = APIError(
+        status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE", detail: "The server is stopping.", headers: [:])
+
+    /// 503 once the process is stopping (`shutdown`); otherwise
     /// 200 when the database answers a query within a second, else 503 after
     /// that second. The probe runs on its own: a blocking libpq call cannot be
     /// cancelled, and the answer must not wait for it (a database host that
     /// drops packets would otherwise hold it for minutes).
     @Sendable func ready(_ request: Request, context: AppRequestContext) async throws -> Response {
+        if shutdown?.requested == true { throw OperationsController.stopping }
         let pending = NIOLockedValueBox<CheckedContinuation<Bool, Never>?>(nil)
         let answered = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             pending.withLockedValue { $0 = continuation }
