@@ -206,30 +206,38 @@ final class OperationsTests: XCTestCase {
         }
     }
 
-    func testSIGTERMLetsInFlightRequestsFinish() async throws {
-        let binary = try Executable.url()
-        // A tenant whose row we lock, so its next request waits inside the server.
-        let box = TenantBox()
-        try await TestServer.run { server in box.tenant = try await server.signUp() }
-        let tenant = try XCTUnwrap(box.tenant)
+    /// `comprobify serve` started on a free loopback port with `environment`
+    /// added to what it needs, once it answers /healthz.
+    private static func serve(_ binary: URL, _ environment: [String: String]) async throws -> (Process, TestServer) {
         let port = try freeLoopbackPort()
         let process = Process()
         process.executableURL = binary
         process.arguments = ["serve"]
         process.environment = [
             "DATABASE_URL": TestDatabase.appURL, "PORT": String(port), "HOST": "127.0.0.1", "LOG_LEVEL": "error",
-            "SHUTDOWN_GRACE_S": "10", "COMPROBIFY_SECRET_KEY": TestSecrets.keyText,
-        ]
+            "COMPROBIFY_SECRET_KEY": TestSecrets.keyText,
+        ].merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        defer { if process.isRunning { process.terminate() } }
         let client = TestServer(port: port)
         var ready = false
         for _ in 0..<100 where !ready {
             ready = (try? await client.call(.get, "/healthz"))?.status == 200
             if !ready { try await Task.sleep(for: .milliseconds(100)) }
         }
+        if !ready { process.terminate() }
         XCTAssertTrue(ready, "the server started")
+        return (process, client)
+    }
+
+    func testSIGTERMLetsInFlightRequestsFinish() async throws {
+        let binary = try Executable.url()
+        // A tenant whose row we lock, so its next request waits inside the server.
+        let box = TenantBox()
+        try await TestServer.run { server in box.tenant = try await server.signUp() }
+        let tenant = try XCTUnwrap(box.tenant)
+        let (process, client) = try await Self.serve(binary, ["SHUTDOWN_GRACE_S": "10"])
+        defer { if process.isRunning { process.terminate() } }
 
         let locker = try TestDatabase.owner()
         try locker.query("BEGIN", prepared: false)
@@ -250,26 +258,11 @@ final class OperationsTests: XCTestCase {
     /// With SHUTDOWN_READY_DELAY_S, a SIGTERM first turns /readyz to 503 while
     /// requests are still served, for that long; then the server stops.
     func testSIGTERMTurnsReadinessOffBeforeTheServerStops() async throws {
-        let binary = try Executable.url()
-        let port = try freeLoopbackPort()
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = ["serve"]
-        process.environment = [
-            "DATABASE_URL": TestDatabase.appURL, "PORT": String(port), "HOST": "127.0.0.1", "LOG_LEVEL": "error",
-            "SHUTDOWN_GRACE_S": "10", "SHUTDOWN_READY_DELAY_S": "4", "COMPROBIFY_SECRET_KEY": TestSecrets.keyText,
-            "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0",
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let (process, client) = try await Self.serve(
+            try Executable.url(), ["SHUTDOWN_GRACE_S": "10", "SHUTDOWN_READY_DELAY_S": "4", "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0"])
         defer { if process.isRunning { process.terminate() } }
-        let client = TestServer(port: port)
-        var ready = false
-        for _ in 0..<100 where !ready {
-            ready = (try? await client.call(.get, "/readyz"))?.status == 200
-            if !ready { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        XCTAssertTrue(ready, "the server started and was ready")
+        let ready = try await client.call(.get, "/readyz")
+        XCTAssertEqual(ready.status, 200, "the server was ready")
         let signalled = ContinuousClock.now
         kill(process.processIdentifier, SIGTERM)
         var stopping: Reply?
