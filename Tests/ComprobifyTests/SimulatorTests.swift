@@ -313,15 +313,18 @@ final class SimulatorTests: XCTestCase {
     func testAnAuthorizationAboutAnotherKeyIsNotTaken() async throws {
         let asked = Self.newKey()
         let other = Self.newKey()
-        @Sendable func answer(queried: String?, number: String?, status: String = "AUTORIZADO") -> Response {
+        @Sendable func answer(
+            queried: String?, number: String?, status: String = "AUTORIZADO", ambiente: String = "PRUEBAS",
+            comprobante: String? = "<factura><infoTributaria><claveAcceso>\(asked)</claveAcceso></infoTributaria></factura>"
+        ) -> Response {
             let text = """
                 <soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>\
                 <ns2:autorizacionComprobanteResponse xmlns:ns2="http://ec.gob.sri.ws.autorizacion">\
                 <RespuestaAutorizacionComprobante>\(queried.map { "<claveAccesoConsultada>\($0)</claveAccesoConsultada>" } ?? "")\
                 <numeroComprobantes>1</numeroComprobantes><autorizaciones><autorizacion><estado>\(status)</estado>\
                 \(number.map { "<numeroAutorizacion>\($0)</numeroAutorizacion>" } ?? "")\
-                <fechaAutorizacion>2026-12-01T10:15:32-05:00</fechaAutorizacion><ambiente>PRUEBAS</ambiente>\
-                <comprobante><![CDATA[<factura/>]]></comprobante><mensajes/></autorizacion></autorizaciones>\
+                <fechaAutorizacion>2026-12-01T10:15:32-05:00</fechaAutorizacion><ambiente>\(ambiente)</ambiente>\
+                \(comprobante.map { "<comprobante><![CDATA[\($0)]]></comprobante>" } ?? "")<mensajes/></autorizacion></autorizaciones>\
                 </RespuestaAutorizacionComprobante></ns2:autorizacionComprobanteResponse></soap:Body></soap:Envelope>
                 """
             return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -332,6 +335,15 @@ final class SimulatorTests: XCTestCase {
         router.post("other-refusal/**") { _, _ in answer(queried: nil, number: other, status: "NO AUTORIZADO") }
         router.post("silent/**") { _, _ in answer(queried: nil, number: nil) }
         router.post("right/**") { _, _ in answer(queried: asked, number: asked) }
+        router.post("no-comprobante/**") { _, _ in answer(queried: asked, number: asked, comprobante: nil) }
+        router.post("bare-comprobante/**") { _, _ in answer(queried: asked, number: asked, comprobante: "<factura/>") }
+        router.post("foreign-comprobante/**") { _, _ in
+            answer(queried: nil, number: nil, comprobante: "<factura><claveAcceso>\(other)</claveAcceso></factura>")
+        }
+        router.post("production-answer/**") { _, _ in answer(queried: asked, number: asked, ambiente: "PRODUCCIÓN") }
+        router.post("production-refusal/**") { _, _ in
+            answer(queried: asked, number: nil, status: "NO AUTORIZADO", ambiente: "PRODUCCION")
+        }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { client in
             let sri = SRIClient(settings: .init(timeoutMilliseconds: 5000))
@@ -340,6 +352,13 @@ final class SimulatorTests: XCTestCase {
                 ("/other-query", "an answer about another access key"),
                 ("/other-number", "an authorization number that is not the access key"),
                 ("/other-refusal", "an authorization number that is not the access key"),
+                // AUTORIZADO without this document's comprobante decides nothing.
+                ("/no-comprobante", "an authorization without the comprobante of this access key"),
+                ("/bare-comprobante", "an authorization without the comprobante of this access key"),
+                ("/foreign-comprobante", "an authorization without the comprobante of this access key"),
+                // Nor does a decision of the other environment (the key is a test one).
+                ("/production-answer", "an authorization of another environment (PRODUCCIÓN)"),
+                ("/production-refusal", "an authorization of another environment (PRODUCCION)"),
             ] {
                 do throws(SRITransportError) {
                     _ = try await sri.authorize(accessKey: asked, baseURL: base + path)

@@ -586,6 +586,11 @@ final class ConfigurationTests: XCTestCase {
             (["SRI_RETRY_BASE_MS": "5000", "SRI_RETRY_MAX_MS": "1000"], "SRI_RETRY_MAX_MS must not be shorter than SRI_RETRY_BASE_MS"),
             (["SRI_SIGNATURE_ALGORITHM": "rsa-md5"], "SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1"),
             (["SRI_TEST_URL": "ftp://sri.example"], "SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs"),
+            (
+                ["SRI_PRODUCTION_URL": "https://celcer.sri.gob.ec/comprobantes-electronicos-ws"],
+                "SRI_PRODUCTION_URL points at SRI's test service"
+            ),
+            (["SRI_TEST_URL": "https://CEL.sri.gob.ec/comprobantes-electronicos-ws"], "SRI_TEST_URL points at SRI's production service"),
             (["TRUST_PROXY": "yes"], "TRUST_PROXY must be 0 or 1"),
             (["WEBHOOKS_ALLOW_HTTP": "true"], "WEBHOOKS_ALLOW_HTTP must be 0 or 1"),
             (["LOG_LEVEL": "loud"], "LOG_LEVEL must be one of"),

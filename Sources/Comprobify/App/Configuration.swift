@@ -158,6 +158,16 @@ public struct Configuration: Sendable {
         where !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
             throw Invalid(description: "SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs, got \"\(url)\"")
         }
+        // Production documents sent to SRI's test service would be decided
+        // there, for good; sandbox ones sent to production, refused.
+        for (name, url, environment) in [
+            ("SRI_PRODUCTION_URL", configuration.sri.productionURL, Environment.production),
+            ("SRI_TEST_URL", configuration.sri.testURL, Environment.sandbox),
+        ] {
+            if let other = SRISettings.crossedService(url, for: environment) {
+                throw Invalid(description: "\(name) points at \(other): \(url)")
+            }
+        }
         configuration.sri.timeoutMilliseconds = try integer("SRI_TIMEOUT_MS", 1...3_600_000) ?? configuration.sri.timeoutMilliseconds
         configuration.sri.retryBaseMilliseconds =
             try integer("SRI_RETRY_BASE_MS", 1...86_400_000) ?? configuration.sri.retryBaseMilliseconds

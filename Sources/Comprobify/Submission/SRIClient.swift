@@ -149,6 +149,14 @@ public final class SRIClient: Service, Sendable {
     /// offline scheme), must be the key asked when present. A decision is
     /// final, so it is taken only from SRI's word about this document. The
     /// error does not repeat the other key, which may be another tenant's.
+    ///
+    /// A decision (AUTORIZADO, NO AUTORIZADO) must also be of the key's
+    /// environment when it names one (`ambiente`: the key's 24th digit, 1
+    /// PRUEBAS, 2 PRODUCCIÓN): SRI's test service answering for a production
+    /// document, through a misconfigured URL, decides nothing. And an
+    /// AUTORIZADO must carry the comprobante it authorizes, with this key as
+    /// its `claveAcceso`, and the `<autorizacion>` element kept for GET
+    /// /authorization.
     static func checkKey(of answer: AuthorizationAnswer, asked accessKey: String) throws(SRITransportError) {
         if let queried = answer.queriedAccessKey, !queried.isEmpty, queried != accessKey {
             throw .unparseable("an answer about another access key")
@@ -157,6 +165,32 @@ public final class SRIClient: Service, Sendable {
             if let number = authorization.number, !number.isEmpty, number != accessKey {
                 throw .unparseable("an authorization number that is not the access key")
             }
+            guard authorization.status == .authorized || authorization.status == .notAuthorized else { continue }
+            if let environment = authorization.environment, !environment.isEmpty,
+                !Self.environment(environment, isThatOf: accessKey)
+            {
+                throw .unparseable("an authorization of another environment (\(Format.oneLine(environment, atMost: 20)))")
+            }
+            if authorization.status == .authorized {
+                guard let comprobante = authorization.comprobante, comprobante.contains("<claveAcceso>\(accessKey)</claveAcceso>")
+                else {
+                    throw .unparseable("an authorization without the comprobante of this access key")
+                }
+                guard !authorization.element.isEmpty else { throw .unparseable("an authorization that could not be kept") }
+            }
+        }
+    }
+
+    /// Whether SRI's `ambiente` (PRUEBAS, PRODUCCIÓN; PRODUCCION, any case)
+    /// is the environment the access key names in its 24th digit.
+    static func environment(_ ambiente: String, isThatOf accessKey: String) -> Bool {
+        let digits = Array(accessKey.utf8)
+        guard digits.count == 49 else { return false }
+        let name = ambiente.trimmingCharacters(in: .whitespaces).uppercased()
+        switch digits[23] {
+        case UInt8(ascii: "1"): return name == "PRUEBAS"
+        case UInt8(ascii: "2"): return name == "PRODUCCIÓN" || name == "PRODUCCION"
+        default: return false
         }
     }
 

@@ -44,6 +44,18 @@ public struct SRISettings: Sendable, Equatable {
         return host == "sri.gob.ec" || host.hasSuffix(".sri.gob.ec")
     }
 
+    /// SRI's service for the other environment than `environment` names: the
+    /// test service (celcer.sri.gob.ec) as SRI_PRODUCTION_URL, or the
+    /// production one (cel.sri.gob.ec) as SRI_TEST_URL. Nil when it is not.
+    static func crossedService(_ url: String, for environment: Environment) -> String? {
+        guard let host = URLComponents(string: url)?.host?.lowercased() else { return nil }
+        switch (environment, host) {
+        case (.production, "celcer.sri.gob.ec"): return "SRI's test service"
+        case (.sandbox, "cel.sri.gob.ec"): return "SRI's production service"
+        default: return nil
+        }
+    }
+
     /// The base URL for a document's environment.
     func baseURL(for environment: Environment) -> String {
         environment == .production ? productionURL : testURL
