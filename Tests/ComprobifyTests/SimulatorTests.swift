@@ -352,10 +352,8 @@ final class SimulatorTests: XCTestCase {
                 ("/other-query", "an answer about another access key"),
                 ("/other-number", "an authorization number that is not the access key"),
                 ("/other-refusal", "an authorization number that is not the access key"),
-                // AUTORIZADO without this document's comprobante decides nothing.
-                ("/no-comprobante", "an authorization without the comprobante of this access key"),
-                ("/bare-comprobante", "an authorization without the comprobante of this access key"),
-                ("/foreign-comprobante", "an authorization without the comprobante of this access key"),
+                // AUTORIZADO with another document's comprobante decides nothing.
+                ("/foreign-comprobante", "an authorization of another document's comprobante"),
                 // Nor does a decision of the other environment (the key is a test one).
                 ("/production-answer", "an authorization of another environment (PRODUCCIÓN)"),
                 ("/production-refusal", "an authorization of another environment (PRODUCCION)"),
@@ -372,6 +370,11 @@ final class SimulatorTests: XCTestCase {
             XCTAssertEqual(silent.queriedAccessKey, asked)
             let right = try await sri.authorize(accessKey: asked, baseURL: base + "/right")
             XCTAssertEqual(right.authorizations.first?.number, asked)
+            // A comprobante that names no key (SRI's sample abbreviates it), or none at all, is not another document's.
+            for path in ["/bare-comprobante", "/no-comprobante"] {
+                let taken = try await sri.authorize(accessKey: asked, baseURL: base + path)
+                XCTAssertEqual(taken.authorizations.first?.status, .authorized, path)
+            }
             // Stored, the silent answer's authorization number is the access key.
             let transition = Transition.after(
                 .authorization(silent), from: .received, streak: 0, settings: SRISettings(), now: Date())

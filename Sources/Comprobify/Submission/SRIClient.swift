@@ -153,10 +153,10 @@ public final class SRIClient: Service, Sendable {
     /// A decision (AUTORIZADO, NO AUTORIZADO) must also be of the key's
     /// environment when it names one (`ambiente`: the key's 24th digit, 1
     /// PRUEBAS, 2 PRODUCCIÓN): SRI's test service answering for a production
-    /// document, through a misconfigured URL, decides nothing. And an
-    /// AUTORIZADO must carry the comprobante it authorizes, with this key as
-    /// its `claveAcceso`, and the `<autorizacion>` element kept for GET
-    /// /authorization.
+    /// document, through a misconfigured URL, decides nothing. And the
+    /// comprobante an AUTORIZADO carries must not be another document's (its
+    /// `claveAcceso`, when it has one, is this key), and its `<autorizacion>`
+    /// element must have been kept, for GET /authorization.
     static func checkKey(of answer: AuthorizationAnswer, asked accessKey: String) throws(SRITransportError) {
         if let queried = answer.queriedAccessKey, !queried.isEmpty, queried != accessKey {
             throw .unparseable("an answer about another access key")
@@ -172,13 +172,20 @@ public final class SRIClient: Service, Sendable {
                 throw .unparseable("an authorization of another environment (\(Format.oneLine(environment, atMost: 20)))")
             }
             if authorization.status == .authorized {
-                guard let comprobante = authorization.comprobante, comprobante.contains("<claveAcceso>\(accessKey)</claveAcceso>")
-                else {
-                    throw .unparseable("an authorization without the comprobante of this access key")
+                if let comprobante = authorization.comprobante, let named = Self.claveAcceso(in: comprobante), named != accessKey {
+                    throw .unparseable("an authorization of another document's comprobante")
                 }
                 guard !authorization.element.isEmpty else { throw .unparseable("an authorization that could not be kept") }
             }
         }
+    }
+
+    /// The text of the first `<claveAcceso>` element of a comprobante, or nil.
+    static func claveAcceso(in comprobante: String) -> Substring? {
+        guard let open = comprobante.range(of: "<claveAcceso>"),
+            let close = comprobante.range(of: "</claveAcceso>", range: open.upperBound..<comprobante.endIndex)
+        else { return nil }
+        return comprobante[open.upperBound..<close.lowerBound]
     }
 
     /// Whether SRI's `ambiente` (PRUEBAS, PRODUCCIÓN; PRODUCCION, any case)
