@@ -79,4 +79,28 @@ static inline long comprobify_shrouded_key_iterations(const PKCS12_SAFEBAG *bag)
     return comprobify_pbe_iterations(algorithm);
 }
 
+/* Whether a PKCS#8 key is RSA (rsaEncryption) and its private key at most
+   `maximumLength` bytes of DER, read before the key is decoded: decoding
+   some other algorithms' keys (DSA with a huge modulus, say) computes with
+   them, for as long as their size makes it take. */
+static inline int comprobify_pkcs8_is_bounded_rsa(const PKCS8_PRIV_KEY_INFO *info, int maximumLength) {
+    const ASN1_OBJECT *algorithm = NULL;
+    const unsigned char *key = NULL;
+    int length = 0;
+    if (info == NULL || PKCS8_pkey_get0(&algorithm, &key, &length, NULL, info) != 1) return 0;
+    return OBJ_obj2nid(algorithm) == NID_rsaEncryption && length > 0 && length <= maximumLength;
+}
+
+/* Whether an RSA key's public exponent is odd and at least 3 (with e = 1 a
+   "signature" is the padded digest itself, which anyone can make). */
+static inline int comprobify_rsa_exponent_is_sound(const EVP_PKEY *key) {
+    BIGNUM *exponent = NULL;
+    if (EVP_PKEY_get_bn_param(key, "e", &exponent) != 1 || exponent == NULL) return 0;
+    BIGNUM *three = BN_new();
+    int sound = three != NULL && BN_set_word(three, 3) == 1 && BN_is_odd(exponent) && BN_cmp(exponent, three) >= 0;
+    BN_free(three);
+    BN_free(exponent);
+    return sound;
+}
+
 #endif

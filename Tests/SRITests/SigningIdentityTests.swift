@@ -1,3 +1,4 @@
+import COpenSSL
 import Foundation
 import TestSupport
 import XCTest
@@ -83,6 +84,62 @@ final class SigningIdentityTests: XCTestCase {
         let pki = try pki
         let file = try pki.pkcs12(try pki.leaf("No Key"), options: ["-nokeys"])
         assertFails({ $0 == .noMatchingKey }, field: "p12", file: file)
+    }
+
+    /// Each derivation is bounded, and so is the file's whole: six keys each
+    /// encrypted with 200,000 iterations (1.2 million in all) are refused
+    /// before the sixth is derived.
+    func testAFileOfManyEncryptedKeysIsRefusedBeforeAllAreDerived() throws {
+        let pki = try pki
+        let name = try pki.leaf("Many Keys")
+        let pem = try [UInt8](Data(contentsOf: pki.url("\(name).key")))
+        let key = try XCTUnwrap(
+            pem.withUnsafeBytes { bytes -> OpaquePointer? in
+                let bio = BIO_new_mem_buf(bytes.baseAddress, Int32(bytes.count))
+                defer { BIO_free(bio) }
+                return PEM_read_bio_PrivateKey(bio, nil, nil, nil)
+            })
+        defer { EVP_PKEY_free(key) }
+        var bags: OpaquePointer?
+        for _ in 0..<6 {
+            XCTAssertNotNil(
+                PKCS12_add_key(&bags, key, 0, Int32(PKCS12Limits.iterations), NID_pbe_WithSHA1And3_Key_TripleDES_CBC, TestPKI.password))
+        }
+        var safes: OpaquePointer?
+        XCTAssertNotNil(PKCS12_add_safe(&safes, bags, -1, 0, nil))
+        let file = try XCTUnwrap(PKCS12_add_safes(safes, 0))
+        defer { PKCS12_free(file) }
+        XCTAssertEqual(PKCS12_set_mac(file, TestPKI.password, -1, nil, 0, 1, nil), 1)
+        var out: UnsafeMutablePointer<UInt8>?
+        let length = i2d_PKCS12(file, &out)
+        let bytes = Array(UnsafeBufferPointer(start: out, count: Int(length)))
+        CRYPTO_free(out, #fileID, #line)
+        XCTAssertGreaterThan(6 * PKCS12Limits.iterations, PKCS12Limits.totalIterations)
+        assertFails({ $0 == .tooMuchWork }, field: "p12", file: bytes)
+    }
+
+    /// More items than a certificate file holds (a chain of 300 certificates)
+    /// is refused as too much work.
+    func testAFileOfTooManyItemsIsRefused() throws {
+        let pki = try pki
+        let name = try pki.leaf("Many Certificates")
+        let chain = try String(contentsOf: pki.url("ca.pem"), encoding: .utf8)
+        try String(repeating: chain, count: PKCS12Limits.maximumItems + 44).write(
+            to: pki.url("\(name)-chain.pem"), atomically: true, encoding: .utf8)
+        let output = pki.path("\(name)-many.p12")
+        try pki.openssl([
+            "pkcs12", "-export", "-in", pki.path("\(name).pem"), "-inkey", pki.path("\(name).key"),
+            "-certfile", pki.path("\(name)-chain.pem"), "-passout", "pass:\(TestPKI.password)", "-out", output,
+        ])
+        assertFails({ $0 == .tooMuchWork }, field: "p12", file: try [UInt8](Data(contentsOf: URL(fileURLWithPath: output))))
+    }
+
+    /// With a public exponent of 1 a "signature" is the padded digest
+    /// itself, which anyone can make: refused before anything else is tried.
+    func testRejectsAnRSAKeyWithAWeakExponent() throws {
+        let pki = try pki
+        let file = try pki.pkcs12(try pki.leaf("Exponent One", publicExponent: "01"))
+        assertFails({ $0 == .weakExponent }, field: "p12", file: file)
     }
 
     func testRejectsAnECKey() throws {

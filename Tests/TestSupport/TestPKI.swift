@@ -167,18 +167,33 @@ public final class TestPKI: @unchecked Sendable {
 
     /// A leaf whose private key parses and matches its certificate yet cannot
     /// sign: the key's modulus, and the one the CA certifies for it, is a real
-    /// key's less one (even), which OpenSSL's RSA refuses. Built with
-    /// `openssl asn1parse -genconf` from the real key's integers.
+    /// key's less one (even), which OpenSSL's RSA refuses.
     public func leafWithKeyThatCannotSign(_ commonName: String) throws -> String {
+        try leaf(commonName) { integers in
+            // An odd modulus ends in an odd hex digit, so taking one away borrows nothing.
+            guard let digit = integers[1].last?.hexDigitValue, digit % 2 == 1 else {
+                throw ToolFailed(description: "unexpected RSA modulus: \(integers[1])")
+            }
+            integers[1] = integers[1].dropLast() + String(digit - 1, radix: 16, uppercase: true)
+        }
+    }
+
+    /// A leaf whose RSA key, and the public key the CA certifies for it, has
+    /// the public exponent `exponent` (hex): one no key generator makes, such as 1.
+    public func leaf(_ commonName: String, publicExponent exponent: String) throws -> String {
+        try leaf(commonName) { integers in integers[2] = exponent }
+    }
+
+    /// A leaf whose RSA key's integers (version, n, e, d, p, q, dp, dq, qinv,
+    /// as upper-case hex) `change` rewrites; the CA then certifies the
+    /// changed public key. Built with `openssl asn1parse -genconf`.
+    private func leaf(_ commonName: String, changingKey change: (inout [String]) throws -> Void) throws -> String {
         let name = try leaf(commonName)
         try openssl(["rsa", "-in", path("\(name).key"), "-traditional", "-out", path("\(name).rsa")])
         var integers = try openssl(["asn1parse", "-in", path("\(name).rsa")]).split(separator: "\n")
             .filter { $0.contains("INTEGER") }.map { String($0.split(separator: ":").last ?? "") }
-        // An odd modulus ends in an odd hex digit, so taking one away borrows nothing.
-        guard integers.count == 9, let digit = integers[1].last?.hexDigitValue, digit % 2 == 1 else {
-            throw ToolFailed(description: "unexpected RSA key layout: \(integers)")
-        }
-        integers[1] = integers[1].dropLast() + String(digit - 1, radix: 16, uppercase: true)
+        guard integers.count == 9 else { throw ToolFailed(description: "unexpected RSA key layout: \(integers)") }
+        try change(&integers)
         let fields = ["version", "n", "e", "d", "p", "q", "dp", "dq", "qinv"]
         let config = "asn1=SEQUENCE:rsa\n[rsa]\n" + zip(fields, integers).map { "\($0)=INTEGER:0x\($1)\n" }.joined()
         try Data(config.utf8).write(to: url("\(name).asn1"))

@@ -22,6 +22,12 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
     /// The file's MAC or one of its encryptions asks for more iterations of
     /// its password's key derivation than `PKCS12Limits.iterations`.
     case tooManyIterations(Int)
+    /// The file asks for more key derivation in all than
+    /// `PKCS12Limits.totalIterations`, or holds more than
+    /// `PKCS12Limits.maximumItems` items.
+    case tooMuchWork
+    /// The RSA key's public exponent is even or below 3.
+    case weakExponent
     /// An encryption whose key derivation is neither PBES1 nor PBES2 with
     /// PBKDF2, so its cost cannot be told before it is paid.
     case unsupportedEncryption
@@ -48,6 +54,10 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .notYetValid(let notBefore): return "the certificate is not valid before \(CertificateError.format(notBefore))"
         case .tooManyIterations(let count):
             return "the file asks for \(count) iterations of its password's key derivation; at most \(PKCS12Limits.iterations) are accepted"
+        case .tooMuchWork:
+            return "the file asks for more than \(PKCS12Limits.totalIterations) iterations of key derivation in all, "
+                + "or holds more than \(PKCS12Limits.maximumItems) items"
+        case .weakExponent: return "the RSA key's public exponent must be odd and at least 3"
         case .unsupportedEncryption:
             return "the file is encrypted with a password-based scheme other than PBES1 or PBES2 with PBKDF2"
         case .unusableSerialNumber: return "the certificate's serial number must be a positive integer of at most 100 digits"

@@ -106,6 +106,7 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
         guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else { throw .notRSA }
         let bits = Int(EVP_PKEY_get_bits(key))
         guard bits >= 2048 else { throw .keyTooSmall(bits: bits) }
+        guard comprobify_rsa_exponent_is_sound(key) == 1 else { throw .weakExponent }
         // A private-key operation's cost grows with the cube of the size, and
         // OpenSSL bounds only public-key operations: a key of 100,000 bits
         // would hold a core for minutes in the probe below and in every
@@ -207,8 +208,18 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
 /// file states, all before the password is known to be right; a file that
 /// asked for two billion would hold a core for many minutes. Files exported
 /// by OpenSSL, Windows and Java ask for 2,000 to 10,000.
+///
+/// Each derivation is bounded (`iterations`), and so is the whole file's:
+/// `totalIterations` over its MAC and every encryption, and `maximumItems`
+/// bags, keys and certificates in all, checked before each derivation, so
+/// that a file of thousands of encrypted keys asks for no more than a few.
 public enum PKCS12Limits {
     public static let iterations = 200_000
+    public static let totalIterations = 1_000_000
+    public static let maximumItems = 256
+    /// The longest private key accepted, in bytes of PKCS#8 DER: a 4096-bit
+    /// RSA key takes about 2,400.
+    static let maximumKeyLength = 8_192
 
     static func check(_ count: Int) throws(CertificateError) {
         guard count >= 1 else { throw .unsupportedEncryption }
@@ -221,6 +232,23 @@ public enum PKCS12Limits {
 private final class PKCS12Contents {
     private(set) var keys: [OpaquePointer] = []
     private(set) var certificates: [OpaquePointer] = []
+    /// A key that is not RSA (or too long to be a 4096-bit one) was left undecoded.
+    private var skippedKeys = false
+    private var iterationsLeft = PKCS12Limits.totalIterations
+    private var itemsLeft = PKCS12Limits.maximumItems
+
+    /// Checks a derivation of `count` iterations against its own bound and
+    /// what is left of the file's, and counts it.
+    private func spend(_ count: Int) throws(CertificateError) {
+        try PKCS12Limits.check(count)
+        guard count <= iterationsLeft else { throw .tooMuchWork }
+        iterationsLeft -= count
+    }
+
+    private func countItem() throws(CertificateError) {
+        guard itemsLeft > 0 else { throw .tooMuchWork }
+        itemsLeft -= 1
+    }
 
     init(_ bytes: [UInt8], password: String) throws(CertificateError) {
         let file = bytes.withUnsafeBufferPointer { buffer -> OpaquePointer? in
@@ -229,15 +257,20 @@ private final class PKCS12Contents {
         }
         guard let file else { throw .notPKCS12 }
         defer { PKCS12_free(file) }
-        if PKCS12_mac_present(file) == 1 { try PKCS12Limits.check(comprobify_pkcs12_mac_iterations(file)) }
+        let macIterations = PKCS12_mac_present(file) == 1 ? comprobify_pkcs12_mac_iterations(file) : 0
+        if PKCS12_mac_present(file) == 1 { try PKCS12Limits.check(macIterations) }
         // An empty password may have been encoded as absent; try both forms.
         var candidates: [String?] = [password]
         if password.isEmpty { candidates.append(nil) }
         var opened: String?? = .none
         if PKCS12_mac_present(file) == 1 {
-            for candidate in candidates where PKCS12_verify_mac(file, candidate, candidate == nil ? 0 : -1) == 1 {
-                opened = .some(candidate)
-                break
+            for candidate in candidates {
+                // Each try derives the MAC's key again.
+                try spend(macIterations)
+                if PKCS12_verify_mac(file, candidate, candidate == nil ? 0 : -1) == 1 {
+                    opened = .some(candidate)
+                    break
+                }
             }
             guard case .some(let pass) = opened else { throw .wrongPassword }
             try read(file, pass)
@@ -256,11 +289,12 @@ private final class PKCS12Contents {
         defer { OPENSSL_sk_pop_free(safes, { PKCS7_free($0?.assumingMemoryBound(to: PKCS7.self)) }) }
         for index in 0..<OPENSSL_sk_num(safes) {
             guard let safe = OPENSSL_sk_value(safes, index)?.assumingMemoryBound(to: PKCS7.self) else { continue }
+            try countItem()
             let bags: OpaquePointer?
             switch OBJ_obj2nid(safe.pointee.type) {
             case NID_pkcs7_data: bags = PKCS12_unpack_p7data(safe)
             case NID_pkcs7_encrypted:
-                try PKCS12Limits.check(comprobify_pkcs7_encryption_iterations(safe))
+                try spend(comprobify_pkcs7_encryption_iterations(safe))
                 bags = PKCS12_unpack_p7encdata(safe, password, password == nil ? 0 : -1)
             default: continue
             }
@@ -275,13 +309,14 @@ private final class PKCS12Contents {
         for index in 0..<OPENSSL_sk_num(bags) {
             guard let raw = OPENSSL_sk_value(bags, index) else { continue }
             let bag = OpaquePointer(raw)
+            try countItem()
             switch PKCS12_SAFEBAG_get_nid(bag) {
             case NID_keyBag:
-                if let info = PKCS12_SAFEBAG_get0_p8inf(bag), let key = EVP_PKCS82PKEY(info) { keys.append(key) }
+                if let info = PKCS12_SAFEBAG_get0_p8inf(bag) { decode(info) }
             case NID_pkcs8ShroudedKeyBag:
-                try PKCS12Limits.check(comprobify_shrouded_key_iterations(bag))
+                try spend(comprobify_shrouded_key_iterations(bag))
                 guard let info = PKCS12_decrypt_skey(bag, password, password == nil ? 0 : -1) else { throw .wrongPassword }
-                if let key = EVP_PKCS82PKEY(info) { keys.append(key) }
+                decode(info)
                 PKCS8_PRIV_KEY_INFO_free(info)
             case NID_certBag:
                 if PKCS12_SAFEBAG_get_bag_nid(bag) == NID_x509Certificate, let certificate = PKCS12_SAFEBAG_get1_cert(bag) {
@@ -293,6 +328,16 @@ private final class PKCS12Contents {
                 continue
             }
         }
+    }
+
+    /// Keeps a PKCS#8 key when it is RSA of a plausible length; others are
+    /// not decoded (see `comprobify_pkcs8_is_bounded_rsa`).
+    private func decode(_ info: OpaquePointer) {
+        guard comprobify_pkcs8_is_bounded_rsa(info, Int32(PKCS12Limits.maximumKeyLength)) == 1 else {
+            skippedKeys = true
+            return
+        }
+        if let key = EVP_PKCS82PKEY(info) { keys.append(key) }
     }
 
     /// The pair to sign with, by the rules, never by position. Borrowed: the
@@ -319,7 +364,8 @@ private final class PKCS12Contents {
             let bEnd = OpenSSL.date(X509_get0_notAfter(b.certificate)) ?? .distantPast
             return aEnd < bEnd
         }
-        guard let best else { throw .noMatchingKey }
+        // A file whose only keys are of another kind (EC, DSA) is told so.
+        guard let best else { throw skippedKeys && pairs.isEmpty ? .notRSA : .noMatchingKey }
         return best
     }
 }
