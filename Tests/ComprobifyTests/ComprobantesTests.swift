@@ -432,6 +432,40 @@ final class ComprobantesTests: XCTestCase {
         }
     }
 
+    /// A credit note issued while its factura's number was unknown here
+    /// (taken as given) counts toward that factura once Comprobify issues it:
+    /// the two notes together cannot credit more than its total.
+    func testANoteTakenAsGivenCountsOnceItsFacturaIsIssued() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let buyer = #"{"idType": "05", "id": "1712345678", "name": "José Núñez"}"#
+            let date = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura()).string("document", "issueDate")
+            // The next factura will be the issuer's second: a note for it now is taken as given (11.50).
+            let number = "001-001-000000002"
+            let given = try await server.issue(
+                tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: "10.00"))
+            XCTAssertEqual(given.status, 201, given.text)
+            let facturaBody = Bodies.factura().replacingOccurrences(
+                of: #""buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#, with: #""buyer": \#(buyer)"#
+            ).replacingOccurrences(
+                of: #""quantity": "2", "unitPrice": "10.75", "discount": "0.50""#, with: #""quantity": "2", "unitPrice": "10.00""#)
+            let factura = try await server.issue(tenant.key, issuer: issuer, body: facturaBody)
+            XCTAssertEqual(try factura.string("document", "number"), number)
+            XCTAssertEqual(try factura.string("document", "totals", "total"), "23.00")
+            try Self.authorize(try factura.int("document", "id"))
+            func note(_ price: String) async throws -> Reply {
+                try await server.issue(
+                    tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: price))
+            }
+            let rest = try await note("10.00")  // 11.50 + 11.50 = 23.00
+            XCTAssertEqual(rest.status, 201, rest.text)
+            let over = try await note("0.01")
+            over.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(over.text.contains("23.00 is already credited"), over.text)
+        }
+    }
+
     /// A member named twice is refused: which quantity the ERP meant is not
     /// ours to guess. Nothing is stored, no number taken.
     func testAMemberNamedTwiceIsA400AndTakesNoNumber() async throws {
