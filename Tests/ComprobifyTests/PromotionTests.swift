@@ -116,7 +116,8 @@ final class PromotionTests: XCTestCase {
 
     /// An Idempotency-Key used in sandbox and repeated with a production key
     /// after the promotion (an ERP that tested, then went live the same day)
-    /// issues a production document; it never replays the sandbox one.
+    /// issues a production document; it never replays the sandbox one. With
+    /// another body or issuer it is 409.
     func testAnIdempotencyKeyFromSandboxIssuesAfreshInProduction() async throws {
         try await TestServer.run { server in
             let tenant = try await server.activeTenant()
@@ -128,6 +129,13 @@ final class PromotionTests: XCTestCase {
             let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
             XCTAssertEqual(promoted.status, 200, promoted.text)
             let live = try XCTUnwrap(try promoted.array("apiKeys").first?["apiKey"]?.stringValue)
+            // With another body, or another issuer, the key is 409 as always (API.md).
+            let otherBody = try await server.issue(
+                live, issuer: issuer, headers: [.idempotencyKey: "INV-1001"], body: Bodies.factura(metadata: #"{"order": "INV-1002"}"#))
+            otherBody.assertProblem(409, "CONFLICT")
+            let otherIssuer = try await server.createIssuer(live, establishment: "002", emissionPoint: "001")
+            let elsewhere = try await server.issue(live, issuer: otherIssuer, headers: [.idempotencyKey: "INV-1001"], body: body)
+            elsewhere.assertProblem(409, "CONFLICT")
             let first = try await server.issue(live, issuer: issuer, headers: [.idempotencyKey: "INV-1001"], body: body)
             XCTAssertEqual(first.status, 201, first.text)
             XCTAssertNil(first.headers[.idempotentReplayed], "not a replay of the sandbox document")

@@ -330,8 +330,10 @@ enum DocumentsStore {
     /// rolls back (then claims the key itself).
     ///
     /// A key whose document is of another environment than the issuer's now
-    /// (used in sandbox, repeated after the promotion) starts over: the
-    /// request issues a production document, never replays a sandbox one.
+    /// (used in sandbox, repeated after the promotion) starts over when the
+    /// repeat is the same request (issuer and body): it issues a production
+    /// document, never replays a sandbox one. With another issuer or body it
+    /// is 409, as for any key.
     static func claim(_ transaction: Transaction, key: String, issuer: Int64, environment: Environment, digest: Data) throws
         -> JSONValue?
     {
@@ -343,8 +345,9 @@ enum DocumentsStore {
                SET issuer_id = excluded.issuer_id, request_digest = excluded.request_digest, document_id = NULL,
                    created_at = now(), expires_at = now() + interval '24 hours'
              WHERE k.expires_at < now()
-                OR EXISTS (SELECT 1 FROM documents d
-                            WHERE d.tenant_id = k.tenant_id AND d.id = k.document_id AND d.environment <> \(environment.rawValue))
+                OR (k.issuer_id = excluded.issuer_id AND k.request_digest = excluded.request_digest
+                    AND EXISTS (SELECT 1 FROM documents d
+                                 WHERE d.tenant_id = k.tenant_id AND d.id = k.document_id AND d.environment <> \(environment.rawValue)))
             RETURNING 1
             """
         )
