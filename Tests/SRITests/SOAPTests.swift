@@ -64,6 +64,18 @@ final class SOAPTests: XCTestCase {
             </soap:Envelope>
             """
         XCTAssertEqual(try ReceptionAnswer.parse(Array(text.utf8)), .answer(ReceptionAnswer(status: .received)))
+        // The same answer in UTF-16 (with its byte order mark, or declared) is
+        // not read: the limits on markup read the bytes as UTF-8.
+        let declared = #"<?xml version="1.0" encoding="UTF-16"?>"# + text
+        var littleEndian: [UInt8] = [0xFF, 0xFE]
+        for unit in text.utf16 { littleEndian += [UInt8(unit & 0xFF), UInt8(unit >> 8)] }
+        var bigEndian: [UInt8] = []
+        for unit in declared.utf16 { bigEndian += [UInt8(unit >> 8), UInt8(unit & 0xFF)] }
+        XCTAssertThrowsError(try ReceptionAnswer.parse(littleEndian), "UTF-16LE with its mark")
+        XCTAssertThrowsError(try ReceptionAnswer.parse(bigEndian), "UTF-16BE, declared")
+        XCTAssertEqual(
+            try ReceptionAnswer.parse(Array((#"<?xml version="1.0" encoding="utf-8"?>"# + text).utf8)),
+            .answer(ReceptionAnswer(status: .received)), "UTF-8 declared is read")
     }
 
     func testReturnedAnswerInEveryStyle() throws {

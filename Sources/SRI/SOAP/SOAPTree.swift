@@ -13,6 +13,9 @@ final class SOAPParsedDocument {
 
     /// Parses without network access, DTD loading or entity substitution, and
     /// refuses documents with a DTD (SOAP forbids them). Nil when not well-formed.
+    /// Read as UTF-8 whatever a byte order mark or the declaration says (SRI
+    /// answers in UTF-8): the limits on markup and the DOCTYPE refusal read the
+    /// bytes as UTF-8, and an answer in UTF-16 would pass under them.
     init?(_ bytes: [UInt8]) {
         _ = soapLibxml2Ready
         guard !bytes.isEmpty, bytes.count < Int(Int32.max), !SOAPParsedDocument.declaresDoctype(bytes),
@@ -21,7 +24,7 @@ final class SOAPParsedDocument {
         let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
         let parsed = bytes.withUnsafeBufferPointer { buffer in
             buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
-                xmlReadMemory($0, Int32(buffer.count), nil, nil, options)
+                xmlReadMemory($0, Int32(buffer.count), nil, "UTF-8", options)
             }
         }
         guard let parsed else { return nil }
