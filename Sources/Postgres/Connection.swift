@@ -459,10 +459,12 @@ public final class Connection: @unchecked Sendable {
         }
         for (index, parameter) in parameters.enumerated() {
             let text: String?
+            // The commonest types first: each case is a dynamic cast, and
+            // this runs for every parameter of every statement.
             switch parameter {
-            // Their text cannot hold NUL (Data travels in binary format).
-            case is Int, is Int64, is Int32, is Bool, is Double, is Data, is Date: continue
             case let string as String: text = string
+            // Their text cannot hold NUL (Data travels in binary format).
+            case is Data, is Int64, is Int, is Int32, is Bool, is Double, is Date: continue
             // An optional, an array (its literal holds its elements' text): whatever goes as text.
             default: text = parameter.postgresBinary == nil ? parameter.postgresText : nil
             }
