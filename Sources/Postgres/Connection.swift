@@ -435,7 +435,8 @@ public final class Connection: @unchecked Sendable {
             message: field(CLIBPQ_DIAG_MESSAGE_PRIMARY) ?? "error",
             detail: field(CLIBPQ_DIAG_MESSAGE_DETAIL),
             constraint: field(CLIBPQ_DIAG_CONSTRAINT_NAME),
-            column: field(CLIBPQ_DIAG_COLUMN_NAME)
+            column: field(CLIBPQ_DIAG_COLUMN_NAME),
+            sourceFunction: field(CLIBPQ_DIAG_SOURCE_FUNCTION)
         )
     }
 

@@ -396,8 +396,10 @@ public final class ConnectionPool: Sendable {
     /// closed, and a new one prepares the statement afresh.
     static func staleStatements<T>(_ outcome: Result<T, any Error>) -> Bool {
         guard case .failure(let error as PostgresError) = outcome, let state = error.sqlState else { return false }
-        // 0A000 is "feature not supported" at large: only this one of its messages.
-        return (state == "0A000" && error.message.contains("cached plan must not change result type")) || state == "26000"
+        // 0A000 is "feature not supported" at large: only the one the plan
+        // cache raises, known by its source function (the message is in the
+        // server's language).
+        return (state == "0A000" && error.sourceFunction == "RevalidateCachedQuery") || state == "26000"
     }
 
     private static func connect(_ configuration: Configuration) throws -> Connection {

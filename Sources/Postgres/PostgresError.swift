@@ -31,6 +31,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public let constraint: String?
     /// The column the error is tied to, when PostgreSQL names one (a not-null violation does).
     public let column: String?
+    /// The server function that raised it (never translated, unlike `message`).
+    public let sourceFunction: String?
 
     public init(
         kind: Kind,
@@ -38,7 +40,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         message: String,
         detail: String? = nil,
         constraint: String? = nil,
-        column: String? = nil
+        column: String? = nil,
+        sourceFunction: String? = nil
     ) {
         self.kind = kind
         self.sqlState = sqlState
@@ -46,6 +49,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         self.detail = detail
         self.constraint = constraint
         self.column = column
+        self.sourceFunction = sourceFunction
     }
 
     /// True when the SQLSTATE belongs to the class, e.g. `"23"` (integrity constraint violation).

@@ -110,6 +110,8 @@ final class PoolTests: XCTestCase {
                     XCTFail("the statement prepared before the change was answered")
                 } catch let error as PostgresError {
                     XCTAssertEqual(error.sqlState, "0A000", error.message)
+                    // Known by the function that raised it: the message is in the server's language.
+                    XCTAssertEqual(error.sourceFunction, "RevalidateCachedQuery")
                 }
                 let after =
                     try await read == 0

@@ -161,14 +161,16 @@ enum DocumentsStore {
         // A statement of its own: its snapshot is taken once the lock is held,
         // so it sees every credit note that committed before. Notes issued
         // while this number was unknown here (taken as given, no link) count
-        // too: they name the same factura.
+        // too: they name the same factura (its number, and its buyer, whom a
+        // linked note must name too).
         let credited = try transaction.query(
             """
             SELECT coalesce(sum(c.total), 0)::text
               FROM documents c JOIN document_submissions cs ON cs.tenant_id = c.tenant_id AND cs.document_id = c.id
              WHERE (c.modified_document_id = \(id)
                     OR (c.modified_document_id IS NULL AND c.modified_number IS NOT NULL AND c.issuer_id = \(issuer.id)
-                        AND c.environment = \(issuer.environment.rawValue) AND c.modified_number = \(modified.number)))
+                        AND c.environment = \(issuer.environment.rawValue) AND c.modified_number = \(modified.number)
+                        AND c.buyer_id_type = \(buyerIDType) AND c.buyer_id = \(buyerID)))
                AND cs.status NOT IN ('RETURNED', 'NOT_AUTHORIZED')
             """
         )

@@ -242,7 +242,9 @@ public struct Migrator: Sendable {
             SELECT string_agg(i.indexrelid::regclass::text, ', ' ORDER BY 1)
               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
              WHERE NOT i.indisvalid AND c.relnamespace = 'public'::regnamespace
-               AND i.indexrelid NOT IN (SELECT p.index_relid FROM pg_stat_progress_create_index p WHERE p.index_relid <> 0)
+               AND i.indexrelid NOT IN (SELECT p.index_relid FROM pg_stat_progress_create_index p
+                                         WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                                           AND p.index_relid <> 0)
             """, prepared: false)[0].decode(String?.self, at: 0)
     }
 
