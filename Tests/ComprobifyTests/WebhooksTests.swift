@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import NIOConcurrencyHelpers
+import NIOCore
 import Postgres
 import TestSupport
 import XCTest
@@ -288,6 +289,57 @@ final class WebhooksTests: XCTestCase {
         XCTAssertTrue(queuedRan.withLockedValue { $0 })
         XCTAssertNil(AddressGuard.lookupsWaiting.withLockedValue { $0.byTenant[slowTenant] })
         XCTAssertNil(AddressGuard.lookupsWaiting.withLockedValue { $0.queued[slowTenant] })
+    }
+
+    /// A lookup still waiting for its tenant's place when its deadline passes
+    /// (its caller gave up) is not made: the place goes to the next one.
+    func testALookupWaitingPastItsDeadlineIsNotMade() async throws {
+        let release = DispatchSemaphore(value: 0)
+        let perTenant = AddressGuard.maximumLookupsPerTenant
+        let tenant: Int64 = 7_000_201
+        let lateRan = NIOLockedValueBox(false)
+        let address = IPAddress("93.184.215.14")!
+        @Sendable func held(_: String) -> [IPAddress]? {
+            release.wait()
+            return nil
+        }
+        @Sendable func late(_: String) -> [IPAddress]? {
+            lateRan.withLockedValue { $0 = true }
+            return [address]
+        }
+        @Sendable func next(_: String) -> [IPAddress]? { [address] }
+        try await withThrowingTaskGroup(of: (String, [IPAddress]?).self) { group in
+            for _ in 0..<perTenant {
+                group.addTask {
+                    let answer = try await AddressGuard.boundedLookup("never-answers.example.com", tenantID: tenant, held)
+                    return ("held", answer)
+                }
+            }
+            try await Self.waitForLookups(perTenant)
+            group.addTask {
+                let deadline = NIODeadline.now() + .milliseconds(50)
+                let answer = try await AddressGuard.boundedLookup("late.example.com", tenantID: tenant, deadline: deadline, late)
+                return ("late", answer)
+            }
+            group.addTask {
+                let answer = try await AddressGuard.boundedLookup("next.example.com", tenantID: tenant, next)
+                return ("next", answer)
+            }
+            let started = ContinuousClock.now
+            while AddressGuard.lookupsWaiting.withLockedValue({ $0.queued[tenant]?.count ?? 0 }) < 2 {
+                XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the two lookups never queued")
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            for _ in 0..<perTenant { release.signal() }
+            var answers: [String: [IPAddress]?] = [:]
+            for try await (what, answer) in group where what != "held" { answers[what] = answer }
+            XCTAssertEqual(answers["late"], .some(nil), "past its deadline: not made")
+            XCTAssertEqual(answers["next"], .some([address]), "the place went to the next")
+        }
+        XCTAssertFalse(lateRan.withLockedValue { $0 })
+        XCTAssertNil(AddressGuard.lookupsWaiting.withLockedValue { $0.byTenant[tenant] })
+        XCTAssertNil(AddressGuard.lookupsWaiting.withLockedValue { $0.queued[tenant] })
     }
 
     /// A tenant's many ordinary lookups at once (its deliveries to several

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOPosix
 
 /// Refuses webhook hosts that are or resolve to loopback, private, link-local
@@ -27,8 +28,10 @@ enum AddressGuard {
     /// resolve is refused only when `requireAddress` (before a delivery): at
     /// creation the endpoint may not be in DNS yet, and every delivery is
     /// checked again.
-    static func refusal(for url: WebhookURL, tenantID: Int64, allowHTTP: Bool, requireAddress: Bool = true) async -> String? {
-        await verdict(for: url, tenantID: tenantID, allowHTTP: allowHTTP, requireAddress: requireAddress).refusal
+    static func refusal(
+        for url: WebhookURL, tenantID: Int64, allowHTTP: Bool, requireAddress: Bool = true, deadline: NIODeadline = .distantFuture
+    ) async -> String? {
+        await verdict(for: url, tenantID: tenantID, allowHTTP: allowHTTP, requireAddress: requireAddress, deadline: deadline).refusal
     }
 
     /// The same, with the name lookup given (tests).
@@ -44,10 +47,13 @@ enum AddressGuard {
         !(allowHTTP && WebhookURL.isAllowedLoopbackHost(url.host)) && IPAddress(url.host) == nil
     }
 
-    /// For `tenantID`'s webhook: its lookups count toward its own bound.
-    static func verdict(for url: WebhookURL, tenantID: Int64, allowHTTP: Bool, requireAddress: Bool = true) async -> Verdict {
+    /// For `tenantID`'s webhook: its lookups count toward its own bound, and
+    /// one still waiting for a place at `deadline` (its caller gone) is not made.
+    static func verdict(
+        for url: WebhookURL, tenantID: Int64, allowHTTP: Bool, requireAddress: Bool = true, deadline: NIODeadline = .distantFuture
+    ) async -> Verdict {
         await verdict(for: url, allowHTTP: allowHTTP, requireAddress: requireAddress) { host in
-            try await boundedLookup(host, tenantID: tenantID, resolve)
+            try await boundedLookup(host, tenantID: tenantID, deadline: deadline, resolve)
         }
     }
 
@@ -68,7 +74,13 @@ enum AddressGuard {
     struct Waiting: Sendable {
         var total = 0
         var byTenant: [Int64: Int] = [:]
-        var queued: [Int64: [CheckedContinuation<Bool, Never>]] = [:]
+        var queued: [Int64: [Queued]] = [:]
+    }
+
+    /// A lookup waiting for one of its tenant's places, until `deadline`.
+    struct Queued: Sendable {
+        let continuation: CheckedContinuation<Bool, Never>
+        let deadline: NIODeadline
     }
 
     static let lookupsWaiting = NIOLockedValueBox(Waiting())
@@ -94,8 +106,11 @@ enum AddressGuard {
     /// `resolve(host)` on the lookup threads, once one of `tenantID`'s places
     /// is free; nil when `maximumLookupsWaiting` already run or wait, or
     /// `maximumQueuedPerTenant` of the tenant's wait for a place.
+    /// A lookup still waiting for a place at `deadline` is not made: its
+    /// caller has given up, and the place goes to the next.
     static func boundedLookup(
-        _ host: String, tenantID: Int64, _ resolve: @escaping @Sendable (String) -> [IPAddress]?
+        _ host: String, tenantID: Int64, deadline: NIODeadline = .distantFuture,
+        _ resolve: @escaping @Sendable (String) -> [IPAddress]?
     ) async throws -> [IPAddress]? {
         let admitted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             let decided = lookupsWaiting.withLockedValue { waiting -> Bool? in
@@ -106,8 +121,9 @@ enum AddressGuard {
                     return true
                 }
                 guard waiting.queued[tenantID, default: []].count < maximumQueuedPerTenant else { return false }
-                // Resumed by the end of one of the tenant's lookups, which hands its place over.
-                waiting.queued[tenantID, default: []].append(continuation)
+                // Resumed by the end of one of the tenant's lookups, which hands
+                // its place over (or, past `deadline`, says it is too late).
+                waiting.queued[tenantID, default: []].append(Queued(continuation: continuation, deadline: deadline))
                 return nil
             }
             if let decided { continuation.resume(returning: decided) }
@@ -118,19 +134,26 @@ enum AddressGuard {
     }
 
     /// Gives the place of a lookup that ended to the tenant's oldest waiting
-    /// one, or frees it.
+    /// one still within its deadline, or frees it; those past theirs are
+    /// told no.
     private static func endLookup(of tenantID: Int64) {
-        let next = lookupsWaiting.withLockedValue { waiting -> CheckedContinuation<Bool, Never>? in
-            if var queue = waiting.queued[tenantID], !queue.isEmpty {
+        let now = NIODeadline.now()
+        let (next, late) = lookupsWaiting.withLockedValue { waiting -> (CheckedContinuation<Bool, Never>?, [Queued]) in
+            var queue = waiting.queued[tenantID] ?? []
+            let late = Array(queue.prefix { $0.deadline <= now })
+            queue.removeFirst(late.count)
+            if !queue.isEmpty {
                 let first = queue.removeFirst()
                 waiting.queued[tenantID] = queue.isEmpty ? nil : queue
-                return first
+                return (first.continuation, late)
             }
+            waiting.queued[tenantID] = nil
             waiting.total -= 1
             let left = waiting.byTenant[tenantID, default: 1] - 1
             waiting.byTenant[tenantID] = left > 0 ? left : nil
-            return nil
+            return (nil, late)
         }
+        for waiter in late { waiter.continuation.resume(returning: false) }
         next?.resume(returning: true)
     }
 

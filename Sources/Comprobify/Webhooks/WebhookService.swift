@@ -150,7 +150,9 @@ struct WebhookService: Service {
             // thread for long); an address in the URL is judged at once.
             let judged: AddressGuard.Verdict?
             if AddressGuard.needsLookup(url, allowHTTP: allowHTTP) {
-                judged = await firstBefore(deadline) { await AddressGuard.verdict(for: url, tenantID: tenantID, allowHTTP: allowHTTP) }
+                judged = await firstBefore(deadline) {
+                    await AddressGuard.verdict(for: url, tenantID: tenantID, allowHTTP: allowHTTP, deadline: deadline)
+                }
             } else {
                 judged = await AddressGuard.verdict(for: url, tenantID: tenantID, allowHTTP: allowHTTP)
             }

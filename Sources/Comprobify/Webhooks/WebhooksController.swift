@@ -38,7 +38,8 @@ struct WebhooksController {
         let url = parsed.url
         let refusal =
             await firstBefore(lookupDeadline) {
-                await AddressGuard.refusal(for: url, tenantID: tenantID, allowHTTP: allowHTTP, requireAddress: false)
+                await AddressGuard.refusal(
+                    for: url, tenantID: tenantID, allowHTTP: allowHTTP, requireAddress: false, deadline: lookupDeadline)
             } ?? nil
         let secretBox = self.secretBox
         let created = try await database.transactionHoldingTenantRow(
