@@ -83,21 +83,25 @@ final class OperationsTests: XCTestCase {
     }
 
     /// Roles that are not superusers yet are not held by row-level security the
-    /// way comprobify_app is: a table owner and a member of comprobify_auth.
+    /// way comprobify_app is: a table owner, a member of comprobify_auth and a
+    /// member of comprobify_mailer (the mail relay's role).
     func testServeRefusesTableOwnersAndMembersOfTheAuthenticator() async throws {
         let owner = "cfy_test_owner_\(UInt32.random(in: 0...UInt32.max))"
         let member = "cfy_test_member_\(UInt32.random(in: 0...UInt32.max))"
+        let relay = "cfy_test_relay_\(UInt32.random(in: 0...UInt32.max))"
         let table = TestDatabase.uniqueTable("owned")
         try TestDatabase.query("CREATE ROLE \(owner) NOLOGIN")
         try TestDatabase.query("CREATE TABLE public.\(table) (id int)")
         try TestDatabase.query("ALTER TABLE public.\(table) OWNER TO \(owner)")
         try TestDatabase.query("CREATE ROLE \(member) NOLOGIN IN ROLE comprobify_auth")
+        try TestDatabase.query("CREATE ROLE \(relay) NOLOGIN IN ROLE comprobify_mailer")
         defer {
             _ = try? TestDatabase.query("DROP TABLE public.\(table)")
             _ = try? TestDatabase.query("DROP ROLE \(owner)")
             _ = try? TestDatabase.query("DROP ROLE \(member)")
+            _ = try? TestDatabase.query("DROP ROLE \(relay)")
         }
-        for (role, reason) in [(owner, "owns tables"), (member, "member of comprobify_auth")] {
+        for (role, reason) in [(owner, "owns tables"), (member, "member of comprobify_auth"), (relay, "member of comprobify_mailer")] {
             // The owner's login, acting as the role from the start of the session.
             let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL + "?options=-c%20role%3D\(role)", size: 1))
             do {

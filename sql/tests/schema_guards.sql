@@ -4,7 +4,9 @@
 --   * the SECURITY DEFINER functions are exactly the reviewed ones, and
 --     any such function is owned by comprobify_auth, pins a search_path ending
 --     in pg_temp and cannot be executed by PUBLIC;
---   * comprobify_auth's cross-tenant policies are exactly the reviewed set;
+--   * comprobify_auth's cross-tenant policies are exactly the reviewed set,
+--     each write power held to its rule by a restrictive twin;
+--   * every policy has a comment;
 --   * every table is a tenant table (covered by rls_coverage.sql) or one of the
 --     three known others; there are no views or materialized views;
 --   * comprobify_app's privileges are exactly the ones the migrations grant.
@@ -14,7 +16,7 @@
 -- isolation first, then update the list here.
 BEGIN;
 \ir fixtures/tenant_tables.sql
-SELECT plan(7);
+SELECT plan(8);
 
 CREATE TEMP VIEW schema_objects AS
 SELECT c.oid, c.relname::text AS name, c.relkind
@@ -50,23 +52,34 @@ $$, 'every SECURITY DEFINER function is owned by comprobify_auth, pins search_pa
 
 SELECT set_eq($$
     SELECT p.polrelid::regclass::text AS table_name, p.polname::text AS policy, p.polcmd::text AS command,
+           CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END AS kind,
            coalesce(pg_get_expr(p.polqual, p.polrelid), '') AS using_expr,
            coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') AS check_expr
       FROM pg_policy p
      WHERE 'comprobify_auth'::regrole::oid = ANY (p.polroles)
 $$, $$ VALUES
-    ('api_keys', 'api_keys_authenticator', 'r', 'true', ''),
-    ('api_keys', 'api_keys_authenticator_lock', 'w', 'true', 'false'),
-    ('document_submissions', 'document_submissions_claimer', 'r', 'true', ''),
-    ('document_submissions', 'document_submissions_claimer_lease', 'w', 'true', 'true'),
-    ('email_outbox', 'email_outbox_relay', 'r', 'true', ''),
-    ('email_outbox', 'email_outbox_relay_sent', 'w', '(sent_at IS NULL)', '(sent_at IS NOT NULL)'),
-    ('email_verifications', 'email_verifications_authenticator', 'r', 'true', ''),
-    ('idempotency_keys', 'idempotency_keys_purge', 'r', '(expires_at < now())', ''),
-    ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', '(expires_at < now())', ''),
-    ('webhook_deliveries', 'webhook_deliveries_claimer', 'r', 'true', ''),
-    ('webhook_deliveries', 'webhook_deliveries_claimer_lease', 'w', 'true', 'true')
-$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys, read and delete expired idempotency keys, see and lease webhook deliveries, see and lease SRI submissions, read outbox messages and mark unsent ones sent');
+    ('api_keys', 'api_keys_authenticator', 'r', 'permissive', 'true', ''),
+    ('api_keys', 'api_keys_authenticator_lock', 'w', 'permissive', 'true', 'false'),
+    ('api_keys', 'api_keys_authenticator_changes_none', 'w', 'restrictive', 'true', 'false'),
+    ('document_submissions', 'document_submissions_claimer', 'r', 'permissive', 'true', ''),
+    ('document_submissions', 'document_submissions_claimer_lease', 'w', 'permissive', 'true', 'true'),
+    ('email_outbox', 'email_outbox_relay', 'r', 'permissive', 'true', ''),
+    ('email_outbox', 'email_outbox_relay_sent', 'w', 'permissive', '(sent_at IS NULL)', '(sent_at IS NOT NULL)'),
+    ('email_outbox', 'email_outbox_relay_marks_sent_only', 'w', 'restrictive', '(sent_at IS NULL)', '(sent_at IS NOT NULL)'),
+    ('email_verifications', 'email_verifications_authenticator', 'r', 'permissive', 'true', ''),
+    ('idempotency_keys', 'idempotency_keys_purge', 'r', 'permissive', '(expires_at < now())', ''),
+    ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', 'permissive', '(expires_at < now())', ''),
+    ('idempotency_keys', 'idempotency_keys_purge_expired_only', 'd', 'restrictive', '(expires_at < now())', ''),
+    ('webhook_deliveries', 'webhook_deliveries_claimer', 'r', 'permissive', 'true', ''),
+    ('webhook_deliveries', 'webhook_deliveries_claimer_lease', 'w', 'permissive', 'true', 'true')
+$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys (change none), read and delete expired idempotency keys (those only), see and lease webhook deliveries, see and lease SRI submissions, read outbox messages and mark unsent ones sent (that only)');
+
+SELECT is_empty($$
+    SELECT p.polrelid::regclass::text || '.' || p.polname
+      FROM pg_policy p
+     WHERE p.polrelid IN (SELECT oid FROM schema_objects)
+       AND obj_description(p.oid, 'pg_policy') IS NULL
+$$, 'every policy has a comment saying what it is for');
 
 -- Tables and views --------------------------------------------------------------------
 
