@@ -403,6 +403,63 @@ final class DocumentsTests: XCTestCase {
         }
     }
 
+    /// Documents past the list's memory budget are read a chunk at a time and
+    /// streamed, and the page is still as long as `limit` (API.md): here a
+    /// budget of 40 KiB against documents reckoned at about 18 KiB each (their
+    /// metadata at its bound), so the first read brings two and each further
+    /// read two more.
+    func testAPageOverTheListBudgetIsStreamedWholeAndInOrder() async throws {
+        try await TestServer.run(configure: { $0.listBytes = 40 * 1024 }) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let note = String(repeating: "n", count: 4 * 1024)
+            var ids: [Int64] = []
+            for _ in 0..<6 {
+                let reply = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(metadata: #"{"note": "\#(note)"}"#))
+                ids.append(try reply.int("document", "id"))
+            }
+            // A document numbered before comprobantes existed: no body at all.
+            ids.append(
+                try TestDatabase.scalar(
+                    """
+                    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata)
+                    SELECT $1, $2, '04', 'sandbox', 99, '001-001-000000099', k || sri_check_digit(k), '2026-03-01', '{"old": true}'
+                      FROM (SELECT '010320260417900123450011001001000000099123456781'::text AS k) x
+                    RETURNING id
+                    """, [tenant.id, issuer], as: Int64.self))
+            var shown: [Int64: JSONValue] = [:]
+            for id in ids {
+                let key = try TestDatabase.scalar(
+                    "SELECT access_key FROM documents WHERE tenant_id = $1 AND id = $2", [tenant.id, id], as: String.self)
+                let reply = try await server.call(.get, "/v1/documents/\(key)", key: tenant.key, issuer: issuer)
+                shown[id] = reply.value(["document"])
+            }
+            func page(_ query: String) async throws -> ([JSONValue], Int64?) {
+                let reply = try await server.call(.get, "/v1/documents\(query)", key: tenant.key, issuer: issuer)
+                XCTAssertEqual(reply.status, 200, reply.text)
+                XCTAssertEqual(reply.value(["ok"]), .bool(true))
+                return (try reply.array("documents"), reply.isNull("nextAfter") ? nil : try reply.int("nextAfter"))
+            }
+            var (documents, next) = try await page("?limit=5")
+            XCTAssertEqual(documents.compactMap { $0["id"]?.intValue }, Array(ids[0..<5]), "a full page, not one cut at the budget")
+            XCTAssertEqual(next, ids[4])
+            for document in documents {
+                XCTAssertEqual(document, shown[document["id"]?.intValue ?? 0], "each as GET /v1/documents/:accessKey shows it")
+            }
+            (documents, next) = try await page("?limit=5&after=\(ids[4])")
+            XCTAssertEqual(documents.compactMap { $0["id"]?.intValue }, Array(ids[5...]))
+            XCTAssertNil(next, "a page shorter than limit ends the list")
+            XCTAssertEqual(documents.last, shown[ids[6]])
+            (documents, next) = try await page("?limit=200")
+            XCTAssertEqual(documents.compactMap { $0["id"]?.intValue }, ids)
+            XCTAssertNil(next)
+            (documents, next) = try await page("?limit=6&status=SIGNED")
+            XCTAssertEqual(
+                documents.compactMap { $0["id"]?.intValue }, Array(ids[0..<6]), "the filter picks the page; the chunks follow it")
+            XCTAssertEqual(next, ids[5])
+        }
+    }
+
     /// Member names are compared byte for byte: "é" (one code point) and "é"
     /// (e + combining accent) are two members, and both are stored and returned.
     func testCanonicallyEquivalentMemberNamesStayDistinct() async throws {

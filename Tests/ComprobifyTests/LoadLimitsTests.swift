@@ -160,11 +160,12 @@ final class LoadLimitsTests: XCTestCase {
         XCTAssertEqual(gate.lane(for: digest), .tenant(42))
     }
 
-    func testListBudgetStopsEarlyButAlwaysMovesForward() {
-        XCTAssertEqual(ListBudget.fitting([10, 10, 10], bytes: 25) { $0 }, 2)
-        XCTAssertEqual(ListBudget.fitting([100, 10], bytes: 25) { $0 }, 1, "one item even when it alone is over")
-        XCTAssertEqual(ListBudget.fitting([1, 1], bytes: 25) { $0 }, 2)
-        XCTAssertEqual(ListBudget.fitting([Int](), bytes: 25) { $0 }, 0)
+    func testListChunksStayWithinTheBudgetAndAlwaysMoveForward() {
+        XCTAssertEqual(ListBudget.chunks([10, 10, 10], bytes: 25), [0..<2, 2..<3])
+        XCTAssertEqual(ListBudget.chunks([100, 10], bytes: 25), [0..<1, 1..<2], "an item alone over the budget is a chunk of its own")
+        XCTAssertEqual(ListBudget.chunks([10, 100, 10], bytes: 25), [0..<1, 1..<2, 2..<3])
+        XCTAssertEqual(ListBudget.chunks([1, 1], bytes: 25), [0..<2])
+        XCTAssertEqual(ListBudget.chunks([], bytes: 25), [])
     }
 
     func testPromotionListOverTheMaximumIsRefusedBeforeItsEntriesAreRead() throws {

@@ -46,6 +46,9 @@ public struct Configuration: Sendable {
     public var httpRequestTimeoutSeconds = 30
     /// Connections one tenant may hold at once; nil is half the pool.
     public var tenantMaxConnections: Int?
+    /// About how many bytes of documents a list answer holds in memory at once
+    /// (`ListBudget`); not read from the environment (tests make it small).
+    public var listBytes = ListBudget.bytes
     /// Requests per second per API key (a token bucket); 0 turns the limit off.
     public var rateLimitPerKey = 100
     /// Requests a key may make at once above its rate (the bucket's size).

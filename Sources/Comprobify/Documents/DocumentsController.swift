@@ -7,6 +7,8 @@ import SRI
 struct DocumentsController {
     let database: Database
     let signing: DocumentSigning
+    /// About how many bytes of documents a list holds in memory at once (`ListBudget`).
+    var listBytes = ListBudget.bytes
 
     func addRoutes(to group: RouterGroup<TenantRequestContext>) {
         group.post("documents", use: issue)
@@ -191,16 +193,61 @@ struct DocumentsController {
             try await database.resolveIssuer(issuerID, context)
             throw error
         }
+        let bytes = listBytes
         let (principal, found, rows) = try await database.read(
             for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID),
             DocumentsStore.page(
-                issuer: issuerID, after: page.after, limit: page.limit, documentType: page.documentType, status: page.status)
+                issuer: issuerID, after: page.after, limit: page.limit, documentType: page.documentType, status: page.status,
+                bytes: bytes)
         )
         _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
-        let kept = ListBudget.fitting(rows) { $0.json.serialized.utf8.count }
-        let more = kept < rows.count || rows.count == page.limit
-        let nextAfter: JSONValue = more && kept > 0 ? JSONValue(rows[kept - 1].id) : .null
-        return Reply.json([("documents", .array(rows.prefix(kept).map(\.json))), ("nextAfter", nextAfter)])
+        // A full page points at its last id (API.md), however it is written.
+        let nextAfter: JSONValue = rows.count == page.limit ? JSONValue(rows[rows.count - 1].id) : .null
+        var fetched: [JSONValue] = []
+        for row in rows {
+            guard case .some(let document) = row.json else { break }
+            fetched.append(document)
+        }
+        let first = fetched
+        if first.count == rows.count {
+            return Reply.json([("documents", .array(first)), ("nextAfter", nextAfter)])
+        }
+        // The rest of the page, read and written a chunk at a time: the answer
+        // is streamed, so a page of large documents never sits in memory whole.
+        // Each chunk is its own read, authenticated and resolved again; one that
+        // fails ends the answer short (the client sees a broken body, not a
+        // shorter list).
+        let rest = rows[first.count...].map { (id: $0.id, reckoned: $0.reckoned) }
+        let database = database
+        let token = context.token
+        let facts = context.facts
+        return Reply.jsonStream { writer in
+            var head: [UInt8] = Array(#"{"ok":true,"documents":["#.utf8)
+            for (index, document) in first.enumerated() {
+                if index > 0 { head.append(UInt8(ascii: ",")) }
+                document.write(to: &head)
+            }
+            try await writer.write(ByteBuffer(bytes: head))
+            for chunk in ListBudget.chunks(rest.map(\.reckoned), bytes: bytes) {
+                let ids = rest[chunk].map(\.id)
+                let (principal, found, documents) = try await database.read(
+                    for: token, facts: facts, ResolvedIssuer.lookup(issuerID), DocumentsStore.byIDs(issuer: issuerID, ids: ids))
+                _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
+                guard documents.map(\.id) == ids else {
+                    throw APIError.internalError
+                }
+                var bytes: [UInt8] = []
+                for (_, document) in documents {
+                    bytes.append(UInt8(ascii: ","))
+                    document.write(to: &bytes)
+                }
+                try await writer.write(ByteBuffer(bytes: bytes))
+            }
+            var tail: [UInt8] = Array(#"],"nextAfter":"#.utf8)
+            nextAfter.write(to: &tail)
+            tail.append(UInt8(ascii: "}"))
+            try await writer.write(ByteBuffer(bytes: tail))
+        }
     }
 
     @Sendable func show(_ request: Request, context: TenantRequestContext) async throws -> Response {

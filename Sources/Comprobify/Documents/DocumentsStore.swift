@@ -80,19 +80,51 @@ enum DocumentsStore {
         return .object(members)
     }
 
-    /// A page of the issuer's documents after `after`, by id.
-    static func page(issuer: Int64, after: Int64, limit: Int, documentType: String?, status: String?) -> Read<
-        [(id: Int64, json: JSONValue)]
-    > {
-        Read(
+    /// A page of the issuer's documents after `after`, by id: each row's id,
+    /// the bytes its JSON is reckoned to take (`ListBudget.reckoned`), and the
+    /// document itself for the first rows whose reckoned bytes fit in `bytes`
+    /// (always the first row); nil for the rest, which `byIDs` reads in chunks.
+    /// The reckoning reads sizes from the stored values' headers
+    /// (`octet_length` of the body's text, `pg_column_size` of SRI's
+    /// messages), and takes the metadata at its bound: no row's body is read
+    /// or decompressed for it.
+    static func page(
+        issuer: Int64, after: Int64, limit: Int, documentType: String?, status: String?, bytes: Int = ListBudget.bytes
+    ) -> Read<[(id: Int64, reckoned: Int, json: JSONValue?)]> {
+        let reckoned = """
+            coalesce(octet_length(d.body::text), 0) + coalesce(pg_column_size(s.messages), 0) + \(ListBudget.perDocument)
             """
-            SELECT \(unescaped: columns) FROM \(unescaped: from)
+        let pageColumns = columns.replacingOccurrences(
+            of: "d.body::text",
+            with: """
+                CASE WHEN row_number() OVER running = 1 OR sum(\(reckoned)) OVER running <= \(bytes) THEN d.body::text END
+                """)
+        return Read(
+            """
+            SELECT \(unescaped: pageColumns), (\(unescaped: reckoned))::bigint,
+                   row_number() OVER running = 1 OR sum(\(unescaped: reckoned)) OVER running <= \(bytes)
+              FROM \(unescaped: from)
              WHERE d.issuer_id = \(issuer) AND d.id > \(after)
                AND (\(documentType)::text IS NULL OR d.document_type = \(documentType))
                AND (\(status)::text IS NULL OR coalesce(s.status, \(legacyStatus)) = \(status))
+            WINDOW running AS (ORDER BY d.id ROWS UNBOUNDED PRECEDING)
              ORDER BY d.id LIMIT \(limit)
             """
         ) { result in
+            let reckonedAt = 18
+            return try result.rows.map { row in
+                // `.none`, not `nil`: JSONValue takes the nil literal as JSON's null.
+                let json: JSONValue? = try row.decode(Bool.self, at: reckonedAt + 1) ? try document(row) : .none
+                return (try row.decode(Int64.self, at: 0), Int(try row.decode(Int64.self, at: reckonedAt)), json)
+            }
+        }
+    }
+
+    /// The issuer's documents with these ids, by id: the rest of a page that
+    /// `page` left out (documents are never deleted, so each is there).
+    static func byIDs(issuer: Int64, ids: [Int64]) -> Read<[(id: Int64, json: JSONValue)]> {
+        Read("SELECT \(unescaped: columns) FROM \(unescaped: from) WHERE d.issuer_id = \(issuer) AND d.id = ANY (\(ids)) ORDER BY d.id") {
+            result in
             try result.rows.map { (try $0.decode(Int64.self, at: 0), try document($0)) }
         }
     }

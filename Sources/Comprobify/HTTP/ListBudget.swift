@@ -1,20 +1,33 @@
-/// List responses are bounded in bytes as well as in rows: a page stops early
-/// once its items pass `bytes`, and its `nextAfter` says where to continue.
-/// A page always holds at least one item, so a client always moves forward.
-/// API.md has a page shorter than `limit` end the list, so the bound sits
-/// far above any page of ordinary documents (200 of 40 KiB each fit): only
-/// documents near their limits (1000 lines of long texts) are cut short,
-/// rather than a page of them taking hundreds of MiB.
+/// How much of a list is held in memory at once. A page is always as long as
+/// API.md says (`limit` items, or fewer only at the end of the list), but a
+/// page of 200 documents near their limits is hundreds of MiB of JSON. So the
+/// documents are read and written in chunks of about `bytes`: the first chunk
+/// with the page's ids, each further one with its own read while the answer is
+/// streamed. Ordinary documents (a few KiB) fit a whole page in one chunk.
 enum ListBudget {
     static let bytes = 8 << 20
 
-    /// How many of `items`, from the first, fit in `bytes` (at least one when there is one).
-    static func fitting<Item>(_ items: [Item], bytes budget: Int = bytes, size: (Item) -> Int) -> Int {
+    /// Reckoned on top of a document's stored body and SRI messages: its
+    /// metadata at its bound (16 KiB, SRI.md; its stored size is compressed
+    /// and says little), its other fields, their names and the JSON around them.
+    static let perDocument = 17 * 1024
+
+    /// `sizes` split into consecutive chunks of at most `bytes` each, as ranges
+    /// of indexes; a chunk holds at least one item, so a larger item is a chunk
+    /// of its own.
+    static func chunks(_ sizes: [Int], bytes budget: Int = bytes) -> [Range<Int>] {
+        var chunks: [Range<Int>] = []
+        var start = 0
         var used = 0
-        for (index, item) in items.enumerated() {
-            used += size(item) + 1
-            if used > budget { return max(1, index) }
+        for (index, size) in sizes.enumerated() {
+            if index > start, used + size > budget {
+                chunks.append(start..<index)
+                start = index
+                used = 0
+            }
+            used += size
         }
-        return items.count
+        if start < sizes.count { chunks.append(start..<sizes.count) }
+        return chunks
     }
 }

@@ -26,6 +26,17 @@ enum Reply {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
+    /// A JSON answer written as it is made: `write` hands each piece to the
+    /// writer (the first one should come soon, as the status is sent with it).
+    static func jsonStream(_ write: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void) -> Response {
+        Response(
+            status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody { writer in
+                try await write(&writer)
+                try await writer.finish(nil)
+            })
+    }
+
     /// An XML document, as stored (application/xml; its declaration says UTF-8).
     static func xml(_ bytes: Data) -> Response {
         Response(
