@@ -62,11 +62,19 @@ final class SimulatorTests: XCTestCase {
         return digits + String(AccessKey.checkDigit(digits))
     }
 
-    static func comprobante(_ key: String) -> [UInt8] {
+    /// A comprobante whose fields agree with `key` (date, type, RUC,
+    /// environment, number, emission type), or with `fieldsOf` when given.
+    static func comprobante(_ key: String, fieldsOf source: String? = nil) -> [UInt8] {
+        let digits = Array(source ?? key)
+        func part(_ from: Int, _ count: Int) -> String { String(digits[from..<(from + count)]) }
         let text = """
             <?xml version="1.0" encoding="UTF-8"?>
-            <factura id="comprobante" version="2.1.0"><infoTributaria><ambiente>1</ambiente>\
-            <claveAcceso>\(key)</claveAcceso></infoTributaria><detalle>Ñandú &amp; café</detalle></factura>
+            <factura id="comprobante" version="2.1.0"><infoTributaria><ambiente>\(part(23, 1))</ambiente>\
+            <tipoEmision>\(part(47, 1))</tipoEmision><ruc>\(part(10, 13))</ruc><claveAcceso>\(key)</claveAcceso>\
+            <codDoc>\(part(8, 2))</codDoc><estab>\(part(24, 3))</estab><ptoEmi>\(part(27, 3))</ptoEmi>\
+            <secuencial>\(part(30, 9))</secuencial></infoTributaria>\
+            <infoFactura><fechaEmision>\(part(0, 2))/\(part(2, 2))/\(part(4, 4))</fechaEmision></infoFactura>\
+            <detalle>Ñandú &amp; café</detalle></factura>
             """
         return Array(text.utf8)
     }
@@ -222,6 +230,19 @@ final class SimulatorTests: XCTestCase {
             XCTAssertEqual(badCheckDigit.status, .returned)
             XCTAssertEqual(badCheckDigit.messages.map(\.identifier), ["58"])
             XCTAssertFalse(ReceptionOutcome(badCheckDigit).countsAsReceived)
+            // A sound key that names another document: its number, or its date.
+            let other = Self.newKey()
+            let anotherNumber = try await sri.sri.validate(signed: Self.comprobante(other, fieldsOf: Self.newKey()), baseURL: sri.baseURL)
+            XCTAssertEqual(anotherNumber.status, .returned)
+            XCTAssertEqual(anotherNumber.messages.map(\.identifier), ["58"])
+            XCTAssertEqual(anotherNumber.messages.first?.additionalInformation?.hasSuffix("secuencial"), true, "\(anotherNumber.messages)")
+            let body = "02122026" + other.dropFirst(8).dropLast()
+            let anotherDay = body + String(AccessKey.checkDigit(body))
+            let dated = try await sri.sri.validate(signed: Self.comprobante(anotherDay, fieldsOf: other), baseURL: sri.baseURL)
+            XCTAssertEqual(dated.messages.map(\.identifier), ["58"])
+            XCTAssertEqual(dated.messages.first?.additionalInformation?.hasSuffix(": fechaEmision"), true, "\(dated.messages)")
+            let sound = try await sri.sri.validate(signed: Self.comprobante(other), baseURL: sri.baseURL)
+            XCTAssertEqual(sound.status, .received, "the same key on a comprobante it agrees with")
         }
     }
 

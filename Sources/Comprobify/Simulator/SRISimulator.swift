@@ -273,7 +273,8 @@ public actor SRISimulator {
     // MARK: Reception
 
     /// Judges one reception request the way SRI does: the envelope, the base64,
-    /// the schema (35), the access key and its check digit (58), repeats (43);
+    /// the schema (35), the access key, its check digit and its agreement with
+    /// the comprobante's date, type, RUC, environment and number (58), repeats (43);
     /// the signature is judged now and decided at authorization (39).
     func receive(_ body: [UInt8]) async -> SimulatorReply {
         if take(&faults.reception, \.http500) {
@@ -304,6 +305,12 @@ public actor SRISimulator {
         guard let key, AccessKey.isValid(key), let comprobante = judgement.comprobante else {
             return returned(key, Self.message("58", "La clave de acceso no tiene 49 dígitos o su dígito verificador no corresponde"))
         }
+        if !judgement.keyDisagreements.isEmpty {
+            return returned(
+                key,
+                Self.message(
+                    "58", "La clave de acceso no corresponde al comprobante: \(judgement.keyDisagreements.joined(separator: ", "))"))
+        }
         guard held[key] == nil else {
             return returned(key, Self.message("43", "La clave de acceso \(key) ya fue registrada"))
         }
@@ -317,6 +324,8 @@ public actor SRISimulator {
         var comprobante: String?
         var schemaErrors: [String]?
         var signatureValid: Bool
+        /// The comprobante's fields its access key disagrees with (date, type, RUC, ...).
+        var keyDisagreements: [String] = []
     }
 
     private nonisolated static func judge(_ encoded: String, judges: SRIJudges) async -> Judgement {
@@ -330,7 +339,9 @@ public actor SRISimulator {
         let text = String(validating: bytes, as: UTF8.self)
         if text == nil && errors == nil { errors = ["the comprobante is not UTF-8"] }
         let signatureValid = errors == nil ? judges.signatureCheck(bytes) : false
-        return Judgement(accessKey: key, comprobante: text, schemaErrors: errors, signatureValid: signatureValid)
+        return Judgement(
+            accessKey: key, comprobante: text, schemaErrors: errors, signatureValid: signatureValid,
+            keyDisagreements: errors == nil ? ComprobanteProbe.accessKeyDisagreements(in: bytes) ?? [] : [])
     }
 
     private func returned(_ key: String?, _ message: SRIMessage) -> SimulatorReply {
