@@ -466,6 +466,26 @@ final class ComprobantesTests: XCTestCase {
         }
     }
 
+    /// A bad Idempotency-Key and a bad body are reported in one answer (SRI.md:
+    /// all violations at once), and a bad key alone still names the header.
+    func testAnIdempotencyKeyViolationIsReportedWithTheBodysOwn() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let badKey: HTTPFields = [.idempotencyKey: String(repeating: "k", count: 256)]
+            let both = try await server.issue(
+                tenant.key, issuer: issuer, headers: badKey,
+                body: Bodies.factura().replacingOccurrences(of: #""quantity": "2""#, with: #""quantity": "-2""#))
+            both.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(both.errorFields, ["Idempotency-Key", "items[0].quantity"], both.text)
+            let keyOnly = try await server.issue(tenant.key, issuer: issuer, headers: badKey, body: Bodies.factura())
+            keyOnly.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(keyOnly.errorFields, ["Idempotency-Key"])
+            let ok = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(try ok.int("document", "sequential"), 1, "the refused requests took no number")
+        }
+    }
+
     /// A member named twice is refused: which quantity the ERP meant is not
     /// ours to guess. Nothing is stored, no number taken.
     func testAMemberNamedTwiceIsA400AndTakesNoNumber() async throws {
@@ -476,7 +496,7 @@ final class ComprobantesTests: XCTestCase {
             XCTAssertNotEqual(body, Bodies.factura())
             let reply = try await server.issue(tenant.key, issuer: issuer, body: body)
             reply.assertProblem(400, "VALIDATION_ERROR")
-            XCTAssertEqual(reply.errorFields, ["body"])
+            XCTAssertEqual(reply.errorFields, ["items[0].quantity"], "the field, as API.md asks")
             XCTAssertTrue(try reply.string("detail").contains(#""quantity" appears twice"#), reply.text)
             let ok = try await server.issue(tenant.key, issuer: issuer)
             XCTAssertEqual(try ok.int("document", "sequential"), 1, "the refused request took no number")

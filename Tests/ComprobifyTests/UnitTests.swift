@@ -176,6 +176,21 @@ final class JSONParserTests: XCTestCase {
         XCTAssertEqual(repeated(#"{"a": 1, "a": 2}"#), "a")
         XCTAssertEqual(repeated(#"{"a": 1, "b": 2, "a": 3}"#), "a")
         XCTAssertEqual(repeated(#"{"o": {"q": "1", "q": "1000"}}"#), "q", "nested objects too")
+        // Where it is, as a field path.
+        func path(_ text: String) -> String? {
+            do {
+                _ = try parse(text)
+                return nil
+            } catch {
+                return (error as? JSONParseError)?.repeatedPath
+            }
+        }
+        XCTAssertEqual(path(#"{"a": 1, "a": 2}"#), "a")
+        XCTAssertEqual(path(#"{"o": {"q": "1", "q": "1000"}}"#), "o.q")
+        XCTAssertEqual(path(#"{"items": [{"q": 1}, {"x": {"q": 1}}, {"q": 1, "q": 2}]}"#), "items[2].q")
+        XCTAssertEqual(path(#"{"m": [[{}, {"z": 0, "z": 0}]]}"#), "m[0][1].z")
+        XCTAssertEqual(path(#"[{"a": [1, {"b": 1, "b": 1}]}]"#), "[0].a[1].b")
+        XCTAssertNil(path(#"{"a": [1, }"#), "no path for other errors")
         // Names are found by a scan in small objects and through an index past
         // JSONParser.scannedMembers: repeats on both sides of that line.
         let names = (0..<(JSONParser.scannedMembers + 8)).map { "k\($0)" }

@@ -191,10 +191,10 @@ final class ComprobanteValidatorTests: XCTestCase {
             }.validated(today: Self.today))
         // A line above 12 integer digits, from two amounts within them.
         assertOnly(
-            "items[0]",
+            "items[0].quantity",
             with {
                 $0.unitPrice = "999999999999"; $0.quantity = "2"
-            }, containing: "12 integer digits")
+            }, containing: "quantity × unitPrice must have at most 12 integer digits")
     }
 
     func testTheLargestAmountsAndOneMore() throws {

@@ -33,8 +33,14 @@ struct DocumentsController {
             // Any 400 of the body, unparseable JSON included, comes after the
             // key's 401 and the issuer's 404 (the order of every route).
             input = try Input.parse(bytes, allowEmpty: false)
-            try IssueRequest.checkIdempotencyKey(idempotencyKey)
-            document = try ComprobanteRequest(input, today: .todayInEcuador(now: Date().timeIntervalSince1970))
+            // The header's violation and the body's are reported together.
+            let keyError = IssueRequest.idempotencyKeyProblem(idempotencyKey)
+            do {
+                document = try ComprobanteRequest(input, today: .todayInEcuador(now: Date().timeIntervalSince1970))
+            } catch let error as APIError where error.code == "VALIDATION_ERROR" {
+                throw APIError.validation((keyError?.fieldErrors ?? []) + error.fieldErrors)
+            }
+            if let keyError { throw keyError }
         } catch {
             try await database.resolveIssuer(issuerID, context)
             throw error
@@ -275,10 +281,12 @@ enum IssueRequest {
         field: "Idempotency-Key", "The Idempotency-Key header must be 1 to 255 printable ASCII characters."
     )
 
-    static func checkIdempotencyKey(_ key: String?) throws {
+    /// The header's violation, if it has one.
+    static func idempotencyKeyProblem(_ key: String?) -> APIError? {
         if let key, !(1...255).contains(key.utf8.count) || !key.utf8.allSatisfy({ (0x20...0x7e).contains($0) }) {
-            throw idempotencyKeyError
+            return idempotencyKeyError
         }
+        return nil
     }
 }
 

@@ -42,8 +42,8 @@ struct Input {
         do {
             value = try JSONParser.parse(bytes)
         } catch {
-            if error.repeatedName != nil {
-                throw APIError.validation(field: "body", "The body names a member twice: \(error.message).")
+            if let path = error.repeatedPath {
+                throw APIError.validation(field: path, "The body names a member twice: \(error.message).")
             }
             throw APIError.validation(field: "body", "The body is not valid JSON: \(error.message).")
         }

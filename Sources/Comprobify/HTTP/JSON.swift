@@ -176,6 +176,22 @@ public struct JSONParseError: Error, Sendable {
     public let message: String
     /// The name an object repeated, when that is the error (at most 100 characters).
     public var repeatedName: String? = nil
+    /// Where the repeated name is, from the top: `items[2].quantity` for a
+    /// second `quantity` in the third item; the name alone at the top level.
+    public var repeatedPath: String? = nil
+}
+
+extension JSONParseError {
+    /// This error as seen from the enclosing member or item: a repeated name's
+    /// path gains `prefix` in front; any other error stays as it is.
+    func within(_ prefix: Substring) -> JSONParseError {
+        guard let path = repeatedPath else { return self }
+        var outer = self
+        outer.repeatedPath = prefix + path
+        return outer
+    }
+
+    func within(_ prefix: String) -> JSONParseError { within(Substring(prefix)) }
 }
 
 /// A strict RFC 8259 parser over UTF-8 bytes.
@@ -255,7 +271,13 @@ public struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             index += 1
             skipWhitespace()
-            let value = try parseValue(depth: depth + 1)
+            let value: JSONValue
+            do {
+                value = try parseValue(depth: depth + 1)
+            } catch {
+                // A repeat deeper down: its path gains this member's name.
+                throw error.within(key.prefix(100) + (error.repeatedPath?.first == "[" ? "" : "."))
+            }
             let existing: Int?
             if members.count < JSONParser.scannedMembers {
                 existing = members.firstIndex { MemberName.same($0.0, key) }
@@ -272,7 +294,7 @@ public struct JSONParser {
             guard existing == nil else {
                 throw JSONParseError(
                     message: "the member \"\(key.prefix(100))\" appears twice in one object at byte \(index)",
-                    repeatedName: String(key.prefix(100)))
+                    repeatedName: String(key.prefix(100)), repeatedPath: String(key.prefix(100)))
             }
             members.append((key, value))
             skipWhitespace()
@@ -297,7 +319,11 @@ public struct JSONParser {
         }
         while true {
             skipWhitespace()
-            items.append(try parseValue(depth: depth + 1))
+            do {
+                items.append(try parseValue(depth: depth + 1))
+            } catch {
+                throw error.within("[\(items.count)]" + (error.repeatedPath?.first == "[" ? "" : "."))
+            }
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of JSON") }
             if bytes[index] == UInt8(ascii: ",") {

@@ -200,7 +200,7 @@ private struct ComprobanteChecker {
             let lineGross = LineItem.gross(quantity: quantity, unitPrice: unitPrice)
             gross = lineGross
             if lineGross.integerDigitCount > ComprobanteInput.maximumIntegerDigits {
-                fail(path, "quantity × unitPrice must have at most 12 integer digits")
+                fail(path + ".quantity", "quantity × unitPrice must have at most 12 integer digits")
             } else if discount > lineGross {
                 fail(path + ".discount", "must not exceed the line's gross amount, \(lineGross.text(places: 2))")
             }
