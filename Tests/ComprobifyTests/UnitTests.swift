@@ -165,26 +165,20 @@ final class JSONParserTests: XCTestCase {
     }
 
     func testRepeatedMembersAreRefused() throws {
-        func repeated(_ text: String) -> String? {
+        func failure(_ text: String) -> JSONParseError? {
             do {
                 _ = try parse(text)
                 return nil
             } catch {
-                return (error as? JSONParseError)?.repeatedName
+                return error as? JSONParseError
             }
         }
+        func repeated(_ text: String) -> String? { failure(text)?.repeatedName }
+        func path(_ text: String) -> String? { failure(text)?.repeatedPath }
         XCTAssertEqual(repeated(#"{"a": 1, "a": 2}"#), "a")
         XCTAssertEqual(repeated(#"{"a": 1, "b": 2, "a": 3}"#), "a")
         XCTAssertEqual(repeated(#"{"o": {"q": "1", "q": "1000"}}"#), "q", "nested objects too")
         // Where it is, as a field path.
-        func path(_ text: String) -> String? {
-            do {
-                _ = try parse(text)
-                return nil
-            } catch {
-                return (error as? JSONParseError)?.repeatedPath
-            }
-        }
         XCTAssertEqual(path(#"{"a": 1, "a": 2}"#), "a")
         XCTAssertEqual(path(#"{"o": {"q": "1", "q": "1000"}}"#), "o.q")
         XCTAssertEqual(path(#"{"items": [{"q": 1}, {"x": {"q": 1}}, {"q": 1, "q": 2}]}"#), "items[2].q")
