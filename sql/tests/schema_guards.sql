@@ -9,14 +9,16 @@
 --   * every policy has a comment;
 --   * every table is a tenant table (covered by rls_coverage.sql) or one of the
 --     three known others; there are no views or materialized views;
---   * comprobify_app's privileges are exactly the ones the migrations grant.
+--   * comprobify_app's privileges are exactly the ones the migrations grant,
+--     on tables, columns and sequences (USAGE only: nextval for its own
+--     inserts, never setval, which would move another tenant's ids).
 --
 -- Objects that belong to an extension (pgTAP's own views and functions) are
 -- left out. When one of these lists has to change, review the change for
 -- isolation first, then update the list here.
 BEGIN;
 \ir fixtures/tenant_tables.sql
-SELECT plan(8);
+SELECT plan(9);
 
 CREATE TEMP VIEW schema_objects AS
 SELECT c.oid, c.relname::text AS name, c.relkind
@@ -148,6 +150,17 @@ $$, $$ VALUES
     ('webhook_deliveries', 'leased_by'), ('webhook_deliveries', 'leased_until'), ('webhook_deliveries', 'last_response_code'),
     ('webhook_deliveries', 'last_duration_ms'), ('webhook_deliveries', 'last_error'), ('webhook_deliveries', 'updated_at')
 $$, 'comprobify_app may update exactly these columns (never tenant_id, ids, digests or document content)');
+
+SELECT set_eq($$
+    SELECT c.relname::text, a.privilege_type::text
+      FROM pg_class c, LATERAL aclexplode(c.relacl) AS a
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S' AND a.grantee = 'comprobify_app'::regrole
+$$, $$ VALUES
+    ('api_keys_id_seq', 'USAGE'), ('audit_events_id_seq', 'USAGE'), ('documents_id_seq', 'USAGE'),
+    ('email_outbox_id_seq', 'USAGE'), ('email_verifications_id_seq', 'USAGE'), ('issuers_id_seq', 'USAGE'),
+    ('signup_attempts_id_seq', 'USAGE'), ('sri_exchanges_id_seq', 'USAGE'), ('tenants_id_seq', 'USAGE'),
+    ('webhook_deliveries_id_seq', 'USAGE'), ('webhook_delivery_attempts_id_seq', 'USAGE'), ('webhook_endpoints_id_seq', 'USAGE')
+$$, 'comprobify_app may only draw from the id sequences (USAGE), never set one (UPDATE) or read another''s state (SELECT)');
 
 SELECT * FROM finish();
 ROLLBACK;
