@@ -1,0 +1,7 @@
+-- comprobify:no-transaction
+-- The due authorizations of one environment, oldest first: what the rest of
+-- a claim takes before any document to send (migration 0042). Built
+-- concurrently: issuing and sending go on meanwhile.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS document_submissions_received_due_by_environment
+    ON document_submissions (environment, next_attempt_at)
+    WHERE status = 'RECEIVED' AND next_attempt_at IS NOT NULL;
