@@ -478,6 +478,10 @@ final class ComprobantesTests: XCTestCase {
                 body: Bodies.factura().replacingOccurrences(of: #""quantity": "2""#, with: #""quantity": "-2""#))
             both.assertProblem(400, "VALIDATION_ERROR")
             XCTAssertEqual(both.errorFields, ["Idempotency-Key", "items[0].quantity"], both.text)
+            let twice = try await server.issue(
+                tenant.key, issuer: issuer, headers: badKey,
+                body: Bodies.factura().replacingOccurrences(of: #""quantity": "2""#, with: #""quantity": "2", "quantity": "3""#))
+            XCTAssertEqual(twice.errorFields, ["Idempotency-Key", "items[0].quantity"], "a body that does not parse too")
             let keyOnly = try await server.issue(tenant.key, issuer: issuer, headers: badKey, body: Bodies.factura())
             keyOnly.assertProblem(400, "VALIDATION_ERROR")
             XCTAssertEqual(keyOnly.errorFields, ["Idempotency-Key"])

@@ -405,11 +405,10 @@ final class DocumentsTests: XCTestCase {
 
     /// Documents past the list's memory budget are read a chunk at a time and
     /// streamed, and the page is still as long as `limit` (API.md): here a
-    /// budget of 40 KiB against documents reckoned at about 18 KiB each (their
-    /// metadata at its bound), so the first read brings two and each further
-    /// read two more.
+    /// budget of 12 KiB against documents of about 5.5 KiB each (4 KiB of
+    /// metadata), so the first read brings two and each further read two more.
     func testAPageOverTheListBudgetIsStreamedWholeAndInOrder() async throws {
-        try await TestServer.run(configure: { $0.listBytes = 40 * 1024 }) { server in
+        try await TestServer.run(configure: { $0.listBytes = 12 * 1024 }) { server in
             let tenant = try await server.signUp()
             let issuer = try await server.createIssuer(tenant.key)
             let note = String(repeating: "n", count: 4 * 1024)
@@ -434,10 +433,13 @@ final class DocumentsTests: XCTestCase {
                 let reply = try await server.call(.get, "/v1/documents/\(key)", key: tenant.key, issuer: issuer)
                 shown[id] = reply.value(["document"])
             }
-            func page(_ query: String) async throws -> ([JSONValue], Int64?) {
+            func page(_ query: String, streamed: Bool = true) async throws -> ([JSONValue], Int64?) {
                 let reply = try await server.call(.get, "/v1/documents\(query)", key: tenant.key, issuer: issuer)
                 XCTAssertEqual(reply.status, 200, reply.text)
                 XCTAssertEqual(reply.value(["ok"]), .bool(true))
+                // A streamed answer is chunked; one read whole has its length.
+                XCTAssertEqual(reply.headers[.contentLength] == nil, streamed, query)
+                XCTAssertEqual(reply.headers[.transferEncoding] == "chunked", streamed, query)
                 return (try reply.array("documents"), reply.isNull("nextAfter") ? nil : try reply.int("nextAfter"))
             }
             var (documents, next) = try await page("?limit=5")
@@ -446,7 +448,10 @@ final class DocumentsTests: XCTestCase {
             for document in documents {
                 XCTAssertEqual(document, shown[document["id"]?.intValue ?? 0], "each as GET /v1/documents/:accessKey shows it")
             }
-            (documents, next) = try await page("?limit=5&after=\(ids[4])")
+            (documents, next) = try await page("?limit=2", streamed: false)
+            XCTAssertEqual(documents.compactMap { $0["id"]?.intValue }, Array(ids[0..<2]), "two fit the first read")
+            XCTAssertEqual(next, ids[1])
+            (documents, next) = try await page("?limit=5&after=\(ids[4])", streamed: false)
             XCTAssertEqual(documents.compactMap { $0["id"]?.intValue }, Array(ids[5...]))
             XCTAssertNil(next, "a page shorter than limit ends the list")
             XCTAssertEqual(documents.last, shown[ids[6]])

@@ -32,10 +32,10 @@ struct DocumentsController {
         do {
             // Any 400 of the body, unparseable JSON included, comes after the
             // key's 401 and the issuer's 404 (the order of every route).
-            input = try Input.parse(bytes, allowEmpty: false)
             // The header's violation and the body's are reported together.
             let keyError = IssueRequest.idempotencyKeyProblem(idempotencyKey)
             do {
+                input = try Input.parse(bytes, allowEmpty: false)
                 document = try ComprobanteRequest(input, today: .todayInEcuador(now: Date().timeIntervalSince1970))
             } catch let error as APIError where error.code == "VALIDATION_ERROR" {
                 throw APIError.validation((keyError?.fieldErrors ?? []) + error.fieldErrors)
@@ -209,31 +209,38 @@ struct DocumentsController {
         _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
         // A full page points at its last id (API.md), however it is written.
         let nextAfter: JSONValue = rows.count == page.limit ? JSONValue(rows[rows.count - 1].id) : .null
-        var fetched: [JSONValue] = []
+        var first: [JSONValue] = []
         for row in rows {
             guard case .some(let document) = row.json else { break }
-            fetched.append(document)
+            first.append(document)
         }
-        let first = fetched
         if first.count == rows.count {
             return Reply.json([("documents", .array(first)), ("nextAfter", nextAfter)])
         }
+        // Only the bytes of the first read are kept while the rest streams.
+        var written: [UInt8] = Array(#"{"ok":true,"documents":["#.utf8)
+        for (index, document) in first.enumerated() {
+            if index > 0 { written.append(UInt8(ascii: ",")) }
+            document.write(to: &written)
+        }
+        let fetched = first.count
+        first = []
+        let head = ByteBuffer(bytes: written)
         // The rest of the page, read and written a chunk at a time: the answer
         // is streamed, so a page of large documents never sits in memory whole.
-        // Each chunk is its own read, authenticated and resolved again; one that
-        // fails ends the answer short (the client sees a broken body, not a
-        // shorter list).
-        let rest = rows[first.count...].map { (id: $0.id, reckoned: $0.reckoned) }
+        // Each chunk is its own read, authenticated and resolved again: a page's
+        // documents are the ones its first read found, each shown as it is when
+        // its chunk is read. A chunk that fails ends the answer short (the
+        // connection closes before the chunked body's end, so no client takes
+        // it for a whole page), and the failure is logged: the 200 was logged
+        // when the answer started.
+        let rest = rows[fetched...].map { (id: $0.id, reckoned: $0.reckoned) }
         let database = database
         let token = context.token
         let facts = context.facts
-        return Reply.jsonStream { writer in
-            var head: [UInt8] = Array(#"{"ok":true,"documents":["#.utf8)
-            for (index, document) in first.enumerated() {
-                if index > 0 { head.append(UInt8(ascii: ",")) }
-                document.write(to: &head)
-            }
-            try await writer.write(ByteBuffer(bytes: head))
+        let logger = context.logger
+        return Reply.jsonStream(logger: logger) { writer in
+            try await writer.write(head)
             for chunk in ListBudget.chunks(rest.map(\.reckoned), bytes: bytes) {
                 let ids = rest[chunk].map(\.id)
                 let (principal, found, documents) = try await database.read(

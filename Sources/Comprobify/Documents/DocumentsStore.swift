@@ -81,18 +81,18 @@ enum DocumentsStore {
     }
 
     /// A page of the issuer's documents after `after`, by id: each row's id,
-    /// the bytes its JSON is reckoned to take (`ListBudget.reckoned`), and the
+    /// the bytes its JSON is reckoned to take, and the
     /// document itself for the first rows whose reckoned bytes fit in `bytes`
     /// (always the first row); nil for the rest, which `byIDs` reads in chunks.
-    /// The reckoning reads sizes from the stored values' headers
-    /// (`octet_length` of the body's text, `pg_column_size` of SRI's
-    /// messages), and takes the metadata at its bound: no row's body is read
-    /// or decompressed for it.
+    /// The reckoning reads the sizes of the stored JSON (body, metadata, SRI's
+    /// messages: `json` columns, whose text `octet_length` finds in the
+    /// value's header): no row's JSON is read or decompressed for it.
     static func page(
         issuer: Int64, after: Int64, limit: Int, documentType: String?, status: String?, bytes: Int = ListBudget.bytes
     ) -> Read<[(id: Int64, reckoned: Int, json: JSONValue?)]> {
         let reckoned = """
-            coalesce(octet_length(d.body::text), 0) + coalesce(pg_column_size(s.messages), 0) + \(ListBudget.perDocument)
+            coalesce(octet_length(d.body::text), 0) + octet_length(d.metadata::text) \
+            + coalesce(octet_length(s.messages::text), 0) + \(ListBudget.perDocument)
             """
         let pageColumns = columns.replacingOccurrences(
             of: "d.body::text",

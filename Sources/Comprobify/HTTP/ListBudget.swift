@@ -7,10 +7,9 @@
 enum ListBudget {
     static let bytes = 8 << 20
 
-    /// Reckoned on top of a document's stored body and SRI messages: its
-    /// metadata at its bound (16 KiB, SRI.md; its stored size is compressed
-    /// and says little), its other fields, their names and the JSON around them.
-    static let perDocument = 17 * 1024
+    /// Reckoned on top of a document's stored body, metadata and SRI
+    /// messages: its other fields, their names and the JSON around them.
+    static let perDocument = 1024
 
     /// `sizes` split into consecutive chunks of at most `bytes` each, as ranges
     /// of indexes; a chunk holds at least one item, so a larger item is a chunk

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import NIOCore
 
 /// JSON responses.
@@ -28,11 +29,21 @@ enum Reply {
 
     /// A JSON answer written as it is made: `write` hands each piece to the
     /// writer (the first one should come soon, as the status is sent with it).
-    static func jsonStream(_ write: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void) -> Response {
+    /// When `write` fails the answer ends short (the connection closes before
+    /// the chunked body's end) and the failure is logged on `logger`: the
+    /// request's own log line already said 200.
+    static func jsonStream(
+        logger: Logger, _ write: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void
+    ) -> Response {
         Response(
             status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
             body: ResponseBody { writer in
-                try await write(&writer)
+                do {
+                    try await write(&writer)
+                } catch {
+                    logger.error("a streamed answer ended short", metadata: ["error": "\(error)"])
+                    throw error
+                }
                 try await writer.finish(nil)
             })
     }
