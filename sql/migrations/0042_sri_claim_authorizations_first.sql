@@ -1,24 +1,32 @@
--- SRI claims: authorizations first.
+-- SRI claims: first authorizations first.
 --
--- A claim took due documents oldest first, whatever they waited for. A
+-- A claim took due documents oldest due first, whatever they waited for. A
 -- document SRI has received is due for its authorization
--- SRI_AUTHORIZATION_DELAY_MS later, so under a backlog (a month's facturas
--- issued at once, a sender started after an outage) every waiting document
--- older than that moment went to reception first: no document reached a
--- decision until the whole backlog had been received, and SRI.md's "asked
--- SRI_AUTHORIZATION_DELAY_MS later" became minutes or hours. Now, in each
--- environment, the turn between tenants serves each tenant's oldest due
--- authorization (status RECEIVED) before its oldest due document, and the
--- rest of the claim takes the due authorizations before any other document,
--- each oldest first. A backlog still goes out at full speed; each document is
--- decided soon after it is received, so documents reach AUTHORIZED in the
--- order they were sent. A document waiting for its authorization is never
--- held back by documents still to send. Authorizations cannot crowd out
--- receptions for long: each is due once per reception, and again only after
--- backoff while SRI has no decision.
+-- SRI_AUTHORIZATION_DELAY_MS after the reception, later than every document
+-- of a backlog that was waiting to be sent. So under a backlog (a month's
+-- facturas issued at once, a sender started after an outage) no document
+-- reached a decision until the whole backlog had been received, and SRI.md's
+-- "asked SRI_AUTHORIZATION_DELAY_MS later" became minutes or hours. Now, in
+-- each environment, the turn between tenants serves each tenant's oldest due
+-- first authorization (status RECEIVED, streak 0: not asked yet) before its
+-- oldest due document, and the rest of the claim takes the due first
+-- authorizations before any other document, each oldest first. A backlog
+-- still goes out at full speed, and each document is asked for its decision
+-- when that falls due, so documents are decided in the order they were sent.
 --
--- Two partial indexes (migrations 0040 and 0041) find the due authorizations
--- per tenant and per environment. Everything else is as in migration 0028.
+-- Only the first ask comes first. An ask that got no decision (EN PROCESO)
+-- or failed raises the streak, and the document is due again after backoff
+-- in the common order: were every due authorization first, an authorization
+-- service that hangs while reception works would keep every worker on asks
+-- that time out, and no document would be sent until it recovered. First
+-- asks are at most one per reception, so they cannot hold sending back.
+--
+-- Two partial indexes (migrations 0040 and 0041) find the due first
+-- authorizations per tenant and per environment. Everything else is as in
+-- migration 0028. comprobify_auth now reads the streak too (a count of
+-- exchanges, nothing of the document).
+
+GRANT SELECT (streak) ON document_submissions TO comprobify_auth;
 
 CREATE OR REPLACE FUNCTION claim_sri_work(p_worker uuid, p_limit integer, p_lease_ms integer, p_sandbox_limit integer, p_tenants bigint[])
     RETURNS TABLE (tenant_id bigint, document_id bigint, environment text)
@@ -117,8 +125,8 @@ BEGIN
              WHERE walk.step > 0;
 
             IF last_looked_at IS NOT NULL THEN
-                -- Each of those tenants' oldest due authorization not leased
-                -- (document_submissions_received_due_by_tenant), else its
+                -- Each of those tenants' oldest due first authorization not
+                -- leased (document_submissions_received_due_by_tenant), else its
                 -- oldest due document not leased: locked, then leased by the
                 -- rows' places (migration 0028).
                 SELECT coalesce(array_agg(d.ctid), '{}'), coalesce(array_agg(t.id), '{}')
@@ -127,7 +135,7 @@ BEGIN
                  CROSS JOIN LATERAL (
                        SELECT w.ctid
                          FROM document_submissions w
-                        WHERE w.environment = lane AND w.tenant_id = t.id AND w.status = 'RECEIVED'
+                        WHERE w.environment = lane AND w.tenant_id = t.id AND w.status = 'RECEIVED' AND w.streak = 0
                           AND w.next_attempt_at <= now()
                           AND (w.leased_until IS NULL OR w.leased_until < now())
                         ORDER BY w.next_attempt_at
@@ -157,7 +165,7 @@ BEGIN
             END IF;
         END IF;
 
-        -- 2. The rest: due authorizations, oldest first
+        -- 2. The rest: due first authorizations, oldest first
         --    (document_submissions_received_due_by_environment), then any
         --    due document, oldest first (document_submissions_due_by_environment),
         --    past the rows the first took (this transaction's own row locks
@@ -166,7 +174,7 @@ BEGIN
             locked := ARRAY(
                 SELECT w.ctid
                   FROM document_submissions w
-                 WHERE w.environment = lane AND w.status = 'RECEIVED'
+                 WHERE w.environment = lane AND w.status = 'RECEIVED' AND w.streak = 0
                    AND w.next_attempt_at <= now()
                    AND (w.leased_until IS NULL OR w.leased_until < now())
                    AND (p_tenants IS NULL OR w.tenant_id = ANY (p_tenants))
@@ -206,4 +214,4 @@ END
 $$;
 
 COMMENT ON FUNCTION claim_sri_work(uuid, integer, integer, integer, bigint[]) IS
-    'Takes up to p_limit (at most 1000) submissions that are due (next_attempt_at has come) and not leased, or whose lease has ended, FOR UPDATE SKIP LOCKED: production ones first, then sandbox ones, at most p_sandbox_limit of those. In each environment it first takes a turn: of each of the next tenants with a due document not being sent, in the order of tenant ids after where the last turn stopped (sri_claim_turn_production, sri_claim_turn_sandbox; the turn is skipped while another claim holds it; with p_tenants, from a random one of those tenants), its oldest due authorization (status RECEIVED), else its oldest due document; then the due authorizations oldest first; then the rest oldest due first. Leases them to p_worker (an id the server draws per claim) for p_lease_ms (at least 1 s, at most 1 day) and returns them as (tenant, document, environment). p_tenants, when not NULL, keeps the claim to those tenants (dedicated workers, tests). Reads nothing else; the caller then acts as each tenant.';
+    'Takes up to p_limit (at most 1000) submissions that are due (next_attempt_at has come) and not leased, or whose lease has ended, FOR UPDATE SKIP LOCKED: production ones first, then sandbox ones, at most p_sandbox_limit of those. In each environment it first takes a turn: of each of the next tenants with a due document not being sent, in the order of tenant ids after where the last turn stopped (sri_claim_turn_production, sri_claim_turn_sandbox; the turn is skipped while another claim holds it; with p_tenants, from a random one of those tenants), its oldest due first authorization (status RECEIVED, streak 0: not asked yet), else its oldest due document; then the due first authorizations oldest first; then the rest oldest due first. Leases them to p_worker (an id the server draws per claim) for p_lease_ms (at least 1 s, at most 1 day) and returns them as (tenant, document, environment). p_tenants, when not NULL, keeps the claim to those tenants (dedicated workers, tests). Reads nothing else; the caller then acts as each tenant.';
