@@ -119,6 +119,13 @@ final class SubmissionTests: XCTestCase {
             let (receivedAfter, authorizedAfter) = (try await metric(received), try await metric(authorized))
             XCTAssertEqual(receivedAfter - receivedBefore, 1, received)
             XCTAssertEqual(authorizedAfter - authorizedBefore, 1, authorized)
+            // Their durations, in buckets that reach past SRI_TIMEOUT_MS's default (20 s).
+            let text = try await server.call(.get, "/metrics").text
+            for bound in ["5.0", "20.0", "30.0", "120.0"] {
+                XCTAssertTrue(
+                    text.contains(#"sri_request_duration_seconds_bucket{service="reception",le="\#(bound)"}"#),
+                    "a bucket at \(bound) s")
+            }
         }
     }
 

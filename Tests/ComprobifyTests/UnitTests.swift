@@ -25,6 +25,11 @@ final class AccessKeyTests: XCTestCase {
         XCTAssertEqual(cut.unicodeScalars.count, 200)
         XCTAssertEqual(cut.unicodeScalars.last, "…")
         XCTAssertEqual(Format.oneLine("first\r\nsecond\u{2028}third"), "first  second third")
+        // No NUL or other control character reaches a text column (PostgreSQL
+        // refuses a NUL, and a stored error that could not be written was an
+        // attempt never recorded: the delivery was sent again for ever).
+        XCTAssertEqual(Format.oneLine("x: \u{0}\u{1B}[31m\u{7F}\ty"), "x: \u{FFFD}\u{FFFD}[31m\u{FFFD} y")
+        XCTAssertEqual(WebhookService.short("value \u{0} here"), "value \u{FFFD} here")
         let short = String(repeating: "x", count: 200)
         XCTAssertEqual(Format.oneLine(short), short, "200 code points are kept whole")
         XCTAssertEqual(Format.oneLine(short + "y").unicodeScalars.count, 200)

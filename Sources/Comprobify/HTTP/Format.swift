@@ -28,12 +28,14 @@ enum Format {
         digits(text, count: 3) && text != "000"
     }
 
-    /// `text` on one line (each line break a space), at most `limit` Unicode
-    /// scalars, the last an ellipsis when cut. Counted as PostgreSQL's
-    /// char_length counts (code points): String.count counts grapheme
-    /// clusters, and one of them may hold any number of scalars.
+    /// `text` on one line (each line break and tab a space, any other control
+    /// character U+FFFD: PostgreSQL's text cannot hold a NUL, and an error
+    /// quoting a peer's bytes may carry one), at most `limit` Unicode scalars,
+    /// the last an ellipsis when cut. Counted as PostgreSQL's char_length
+    /// counts (code points): String.count counts grapheme clusters, and one of
+    /// them may hold any number of scalars.
     static func oneLine(_ text: String, atMost limit: Int = 200) -> String {
-        let breaks: Set<UInt32> = [0x0A, 0x0B, 0x0C, 0x0D, 0x85, 0x2028, 0x2029]
+        let spaces: Set<UInt32> = [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x85, 0x2028, 0x2029]
         var line = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
             guard line.count < limit else {
@@ -41,7 +43,13 @@ enum Format {
                 line.append("…")
                 break
             }
-            line.append(breaks.contains(scalar.value) ? " " : scalar)
+            if spaces.contains(scalar.value) {
+                line.append(" ")
+            } else if scalar.value < 0x20 || scalar.value == 0x7F {
+                line.append("\u{FFFD}")
+            } else {
+                line.append(scalar)
+            }
         }
         return String(line)
     }

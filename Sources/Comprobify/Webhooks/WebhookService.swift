@@ -170,7 +170,11 @@ struct WebhookService: Service {
         if let pin {
             let pinned = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration(pinning: pin))
             let outcome = await send(pinned, pending, secret: secret, started: started, deadline: deadline)
-            try? await pinned.shutdown()
+            // Closed in the background: a TLS peer that never answers the
+            // close may hold the shutdown for seconds (swift-nio-ssl waits up
+            // to 5 s), which the delivery's lease does not cover; the attempt
+            // is recorded meanwhile.
+            Task { try? await pinned.shutdown() }
             return outcome
         }
         return await send(http, pending, secret: secret, started: started, deadline: deadline)
