@@ -50,8 +50,9 @@ RUN swift build -c release --product comprobify --static-swift-stdlib \
 # ================================
 FROM debian:bookworm-slim
 
-# libpq5, libssl3, libxml2 and libjemalloc2 are what the binary links against; ca-certificates lets
-# sslmode=verify-full check a managed database's certificate; curl serves the
+# libpq5, libssl3, libxml2 and libjemalloc2 are what the binary links against; ca-certificates gives
+# sslmode=verify-full a CA bundle to name (sslrootcert=/etc/ssl/certs/ca-certificates.crt:
+# libpq 15 does not read it by itself); curl serves the
 # HEALTHCHECK; tzdata gives Foundation real time zones.
 # Unpinned apt versions: the image tag pins the bookworm suite, and exact versions vanish from the mirror on point releases.
 # hadolint ignore=DL3008

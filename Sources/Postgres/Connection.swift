@@ -51,6 +51,22 @@ public final class Connection: @unchecked Sendable {
         PQfinish(handle)
     }
 
+    /// `password` for `user`, hashed as the server stores passwords
+    /// (`password_encryption`, SCRAM-SHA-256 by default) on this side of the
+    /// connection (libpq's PQencryptPasswordConn), for ALTER ROLE ... PASSWORD:
+    /// the clear password then never reaches the server, its logs or its
+    /// statistics. A password with a NUL is refused.
+    public func hashedPassword(_ password: String, user: String) throws -> String {
+        guard !password.utf8.contains(0), !user.utf8.contains(0) else {
+            throw PostgresError(kind: .refused, message: "a password or role name contains NUL")
+        }
+        guard let hashed = PQencryptPasswordConn(handle, password, user, nil) else {
+            throw PostgresError(kind: .connection, message: connectionMessage())
+        }
+        defer { PQfreemem(hashed) }
+        return String(cString: hashed)
+    }
+
     /// A NULL-terminated array of C strings, alive for the duration of `body`.
     private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
         let copies = strings.map { strdup($0) }

@@ -228,6 +228,23 @@ final class MigrateTests: XCTestCase {
         }
     }
 
+    /// `migrate` with COMPROBIFY_APP_PASSWORD sends the password hashed
+    /// (SCRAM), never in clear: ALTER ROLE's text may be logged. The app
+    /// role still logs in with it. (The password is the one the tests use.)
+    func testTheAppPasswordIsSentHashed() throws {
+        let password = try XCTUnwrap(URLComponents(string: TestDatabase.appURL)?.password)
+        let owner = try Connection(conninfo: TestDatabase.ownerURL)
+        let hashed = try owner.hashedPassword(password, user: "comprobify_app")
+        XCTAssertTrue(hashed.hasPrefix("SCRAM-SHA-256$4096:"), hashed)
+        XCTAssertFalse(hashed.contains(password))
+        XCTAssertNotEqual(try owner.hashedPassword(password, user: "comprobify_app"), hashed, "salted afresh each time")
+        XCTAssertThrowsError(try owner.hashedPassword("a\u{0}b", user: "comprobify_app"))
+        try Migrator.grantLogin(on: owner, password: password)
+        let stored = try owner.query("SELECT rolpassword FROM pg_authid WHERE rolname = 'comprobify_app'")
+        XCTAssertTrue(try stored[0].decode(String.self, at: 0).hasPrefix("SCRAM-SHA-256$"))
+        XCTAssertEqual(try Connection(conninfo: TestDatabase.appURL).query("SELECT 1")[0].decode(Int.self, at: 0), 1)
+    }
+
     static let earlier = migrations.deletingLastPathComponent().appendingPathComponent("earlier")
 
     /// The set-up of hosted PostgreSQL services: a fresh database owned by a

@@ -249,9 +249,12 @@ public struct Migrator: Sendable {
     }
 
     /// Lets comprobify_app log in with `password` (local set-ups and compose).
+    /// Only the password's hash is sent, as psql's \password does: the
+    /// statement may be logged (log_statement = ddl) or kept in statistics.
     public static func grantLogin(on connection: Connection, password: String) throws {
+        let hashed = try connection.hashedPassword(password, user: "comprobify_app")
         // ALTER ROLE takes no parameters; quote the literal with the server's own function.
-        let literal = try connection.query("SELECT quote_literal($1)", [password], prepared: false)[0].decode(String.self, at: 0)
+        let literal = try connection.query("SELECT quote_literal($1)", [hashed], prepared: false)[0].decode(String.self, at: 0)
         try retryingClusterCollisions {
             try connection.execute(script: "ALTER ROLE comprobify_app LOGIN PASSWORD \(literal)")
         }
