@@ -26,6 +26,27 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// /readyz asks on a connection of its own: requests that hold every
+    /// request connection (here the pool's one, waiting on a table lock) do
+    /// not make it fail, where it used to wait behind them and answer 503.
+    func testReadinessDoesNotWaitBehindRequests() async throws {
+        try await TestServer.run(configure: {
+            $0.poolSize = 1
+            $0.poolWaitMilliseconds = 4_000
+        }) { server in
+            let tenant = try await server.signUp()
+            let locker = try Postgres.Connection(conninfo: TestDatabase.ownerURL)
+            try locker.execute(script: "BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+            async let held = server.call(.get, "/v1/keys", key: tenant.key)
+            try await Task.sleep(for: .milliseconds(300))
+            let ready = try await server.call(.get, "/readyz")
+            XCTAssertEqual(ready.status, 200, "the database answered within /readyz's second: \(ready.text)")
+            try locker.execute(script: "ROLLBACK")
+            let keys = try await held
+            XCTAssertEqual(keys.status, 200, "the held request went on once the lock was gone")
+        }
+    }
+
     func testReadinessIs503WhenTheDatabaseIsUnreachable() async throws {
         var configuration = Configuration(
             databaseURL: "postgresql://comprobify_app@127.0.0.1:1/none?connect_timeout=1", secretBox: TestSecrets.box)

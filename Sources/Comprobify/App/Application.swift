@@ -10,13 +10,13 @@ import ServiceLifecycle
 /// authenticated /v1 routes (TenantRequestContext) and, when enabled, admin.
 /// `shutdown`, when given, makes /readyz answer 503 once the process begins to stop.
 public func buildRouter(
-    configuration: Configuration, database: Database, logger: Logger, shutdown: ShutdownSignal? = nil
+    configuration: Configuration, database: Database, logger: Logger, shutdown: ShutdownSignal? = nil, probe: Database? = nil
 ) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(
         middleware: RequestMiddleware(
             logger: logger, keyRateLimiter: KeyRateLimiter(rate: configuration.rateLimitPerKey, burst: configuration.rateLimitBurst)))
-    OperationsController(database: database, openAPIDocument: OpenAPIDocument.load(), shutdown: shutdown).addRoutes(to: router)
+    OperationsController(database: probe ?? database, openAPIDocument: OpenAPIDocument.load(), shutdown: shutdown).addRoutes(to: router)
     let tenants = TenantsController(database: database, configuration: configuration)
     tenants.addPublicRoutes(to: router)
 
@@ -46,6 +46,18 @@ public func buildRouter(
 /// at least once), and the issuing transactions, which hold a counter's row
 /// lock through their commit, do not queue behind the background's flushes.
 public func makePool(configuration: Configuration, logger: Logger, background: Bool = false) -> ConnectionPool {
+    makePool(configuration: configuration, logger: logger, background: background, size: nil, name: nil)
+}
+
+/// The readiness probe's pool: one connection of its own, so that /readyz
+/// asks whether the database answers, not whether a request connection is
+/// free (requests that keep every one busy for a second would otherwise take
+/// every instance out of a balancer's rotation at once).
+func makeProbePool(configuration: Configuration, logger: Logger) -> ConnectionPool {
+    makePool(configuration: configuration, logger: logger, background: false, size: 1, name: "probe")
+}
+
+private func makePool(configuration: Configuration, logger: Logger, background: Bool, size: Int?, name: String?) -> ConnectionPool {
     var settings = [
         ("statement_timeout", "\(configuration.statementTimeoutMilliseconds)ms"),
         ("idle_in_transaction_session_timeout", "\(configuration.idleInTransactionTimeoutMilliseconds)ms"),
@@ -55,10 +67,10 @@ public func makePool(configuration: Configuration, logger: Logger, background: B
     return ConnectionPool(
         configuration: .init(
             conninfo: configuration.databaseURL,
-            size: background ? configuration.backgroundPoolSize : configuration.poolSize,
+            size: size ?? (background ? configuration.backgroundPoolSize : configuration.poolSize),
             waitTimeout: .milliseconds(configuration.poolWaitMilliseconds),
             sessionSettings: settings,
-            name: background ? "background" : "requests"
+            name: name ?? (background ? "background" : "requests")
         ),
         logger: logger
     )
@@ -76,12 +88,14 @@ public func buildApplication(
     let pool = makePool(configuration: configuration, logger: logger)
     let database = Database(pool: pool, tenantMaxConnections: configuration.effectiveTenantMaxConnections)
     try await RoleCheck.verify(pool: pool)
-    let router = buildRouter(configuration: configuration, database: database, logger: logger, shutdown: shutdown)
+    let probePool = makeProbePool(configuration: configuration, logger: logger)
+    let router = buildRouter(
+        configuration: configuration, database: database, logger: logger, shutdown: shutdown, probe: Database(pool: probePool))
     let files = FileLimits.raiseSoftLimit()
     let limits = ConnectionLimits(
         maximum: min(
             configuration.httpMaxConnections,
-            FileLimits.connectionBudget(softLimit: files.soft, poolSize: configuration.poolSize + configuration.backgroundPoolSize)),
+            FileLimits.connectionBudget(softLimit: files.soft, poolSize: configuration.poolSize + configuration.backgroundPoolSize + 1)),
         maximumPerAddress: configuration.httpMaxConnectionsPerAddress,
         requestTimeout: .seconds(Int64(configuration.httpRequestTimeoutSeconds)),
         idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))
@@ -120,7 +134,8 @@ public func buildApplication(
         settings: .init(timeoutMilliseconds: configuration.sri.timeoutMilliseconds, connectionsPerHost: configuration.sri.workers),
         eventLoopGroup: BackgroundWork.eventLoopGroup)
     app.addServices(
-        PoolService(pool: pool), PoolService(pool: backgroundPool), HousekeepingService(database: database, logger: logger),
+        PoolService(pool: pool), PoolService(pool: backgroundPool), PoolService(pool: probePool),
+        HousekeepingService(database: database, logger: logger),
         background, sri,
         SubmissionService(
             database: backgroundDatabase, client: sri, settings: configuration.sri, logger: logger, pressure: background.pressure,
