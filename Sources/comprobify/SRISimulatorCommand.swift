@@ -30,6 +30,8 @@ struct SRISimulatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // One JSON object per line, as `serve` logs.
+        LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: .info) }
         let logger = Logger(label: "sri-simulator")
         let simulator = SRISimulator(judges: .sri, latencyMilliseconds: latencyMilliseconds)
         let app = buildSimulator(simulator: simulator, host: host, port: port, logger: logger)
