@@ -239,7 +239,14 @@ final class MigrateTests: XCTestCase {
         XCTAssertFalse(hashed.contains(password))
         XCTAssertNotEqual(try owner.hashedPassword(password, user: "comprobify_app"), hashed, "salted afresh each time")
         XCTAssertThrowsError(try owner.hashedPassword("a\u{0}b", user: "comprobify_app"))
+        let pid = try owner.query("SELECT pg_backend_pid()")[0].decode(Int.self, at: 0)
         try Migrator.grantLogin(on: owner, password: password)
+        // The statement the server got (pg_stat_activity keeps a session's
+        // last one, as a log with log_statement = ddl would): the hash only.
+        let sent = try Connection(conninfo: TestDatabase.ownerURL).query(
+            "SELECT query FROM pg_stat_activity WHERE pid = $1", [pid])[0].decode(String.self, at: 0)
+        XCTAssertTrue(sent.hasPrefix("ALTER ROLE comprobify_app LOGIN PASSWORD 'SCRAM-SHA-256$"), sent)
+        XCTAssertFalse(sent.contains(password), "the clear password never reached the server")
         let stored = try owner.query("SELECT rolpassword FROM pg_authid WHERE rolname = 'comprobify_app'")
         XCTAssertTrue(try stored[0].decode(String.self, at: 0).hasPrefix("SCRAM-SHA-256$"))
         XCTAssertEqual(try Connection(conninfo: TestDatabase.appURL).query("SELECT 1")[0].decode(Int.self, at: 0), 1)

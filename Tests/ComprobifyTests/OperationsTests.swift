@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOConcurrencyHelpers
 import Postgres
 import TestSupport
 import XCTest
@@ -45,6 +46,25 @@ final class OperationsTests: XCTestCase {
             let keys = try await held
             XCTAssertEqual(keys.status, 200, "the held request went on once the lock was gone")
         }
+    }
+
+    /// Probes that come at once share one ping: a flood of /readyz cannot
+    /// queue pings on the probe's one connection past their second.
+    func testConcurrentProbesShareOnePing() async {
+        let pings = NIOLockedValueBox(0)
+        let ping = SharedPing {
+            pings.withLockedValue { $0 += 1 }
+            try? await Task.sleep(for: .seconds(1))
+            return true
+        }
+        let answers = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<50 { group.addTask { await ping.answer() } }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        XCTAssertEqual(answers, Array(repeating: true, count: 50))
+        XCTAssertEqual(pings.withLockedValue { $0 }, 1, "fifty probes at once, one ping")
+        _ = await ping.answer()
+        XCTAssertEqual(pings.withLockedValue { $0 }, 2, "a probe after the answer asks again")
     }
 
     func testReadinessIs503WhenTheDatabaseIsUnreachable() async throws {

@@ -28,7 +28,7 @@ final class AccessKeyTests: XCTestCase {
         // No NUL or other control character reaches a text column (PostgreSQL
         // refuses a NUL, and a stored error that could not be written was an
         // attempt never recorded: the delivery was sent again for ever).
-        XCTAssertEqual(Format.oneLine("x: \u{0}\u{1B}[31m\u{7F}\ty"), "x: \u{FFFD}\u{FFFD}[31m\u{FFFD} y")
+        XCTAssertEqual(Format.oneLine("x: \u{0}\u{1B}[31m\u{7F}\ty\u{9B}0m"), "x: \u{FFFD}\u{FFFD}[31m\u{FFFD} y\u{FFFD}0m")
         XCTAssertEqual(WebhookService.short("value \u{0} here"), "value \u{FFFD} here")
         let short = String(repeating: "x", count: 200)
         XCTAssertEqual(Format.oneLine(short), short, "200 code points are kept whole")

@@ -29,7 +29,7 @@ enum Format {
     }
 
     /// `text` on one line (each line break and tab a space, any other control
-    /// character U+FFFD: PostgreSQL's text cannot hold a NUL, and an error
+    /// character, C0, DEL or C1, U+FFFD: PostgreSQL's text cannot hold a NUL, and an error
     /// quoting a peer's bytes may carry one), at most `limit` Unicode scalars,
     /// the last an ellipsis when cut. Counted as PostgreSQL's char_length
     /// counts (code points): String.count counts grapheme clusters, and one of
@@ -45,7 +45,7 @@ enum Format {
             }
             if spaces.contains(scalar.value) {
                 line.append(" ")
-            } else if scalar.value < 0x20 || scalar.value == 0x7F {
+            } else if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
                 line.append("\u{FFFD}")
             } else {
                 line.append(scalar)

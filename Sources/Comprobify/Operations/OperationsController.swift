@@ -5,10 +5,17 @@ import Postgres
 
 /// /healthz, /readyz, /metrics and /openapi.yaml.
 struct OperationsController {
-    let database: Database
     let openAPIDocument: String?
     /// Set once the process begins to stop: /readyz answers 503 from then on.
-    var shutdown: ShutdownSignal? = nil
+    let shutdown: ShutdownSignal?
+    /// /readyz's question to the database, shared by the probes that ask at once.
+    let ping: SharedPing
+
+    init(database: Database, openAPIDocument: String?, shutdown: ShutdownSignal? = nil) {
+        self.openAPIDocument = openAPIDocument
+        self.shutdown = shutdown
+        self.ping = SharedPing { (try? await database.ping()) != nil }
+    }
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("healthz") { _, _ in Reply.json([]) }
@@ -49,7 +56,8 @@ struct OperationsController {
                     waiting = nil
                 }
             }
-            Task { finish((try? await database.ping()) != nil) }
+            let ping = self.ping
+            Task { finish(await ping.answer()) }
             Task {
                 try? await Task.sleep(for: .seconds(1))
                 finish(false)
@@ -57,5 +65,35 @@ struct OperationsController {
         }
         guard answered else { throw APIError.unavailable }
         return Reply.json([])
+    }
+}
+
+/// One question to the database at a time, whatever the number of callers:
+/// a caller that comes while a ping is in flight waits for that ping's answer.
+/// /readyz is open to anyone, and its pool has one connection: a flood of
+/// probes, each with a ping of its own, would queue on it past their second
+/// and answer 503 while the database was fine.
+final class SharedPing: Sendable {
+    private let ping: @Sendable () async -> Bool
+    private let inFlight = NIOLockedValueBox<Task<Bool, Never>?>(nil)
+
+    init(_ ping: @escaping @Sendable () async -> Bool) {
+        self.ping = ping
+    }
+
+    /// Whether the database answered: the ping in flight's answer, or a new ping's.
+    func answer() async -> Bool {
+        let task = inFlight.withLockedValue { current in
+            if let current { return current }
+            let ping = self.ping
+            let started = Task { await ping() }
+            current = started
+            return started
+        }
+        let answered = await task.value
+        inFlight.withLockedValue { current in
+            if current == task { current = nil }
+        }
+        return answered
     }
 }
