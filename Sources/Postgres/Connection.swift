@@ -97,6 +97,22 @@ public final class Connection: @unchecked Sendable {
         PQstatus(handle) != CONNECTION_OK
     }
 
+    /// When the pool last put this connection back (set by the pool, under its lock).
+    var idleSince = ContinuousClock.now
+
+    /// True when the server has closed, or is closing, this idle connection
+    /// (a restart, an administrator's pg_terminate_backend, an idle timeout):
+    /// its socket is readable, or has hung up, with nothing asked. A backend
+    /// says nothing to an idle session of ours (no LISTEN) except the FATAL
+    /// error it sends as it ends the session, so anything to read means the
+    /// connection is not to be trusted with the next statement. Does not wait.
+    func closedByServer() -> Bool {
+        if isBroken { return true }
+        var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+        guard descriptor.fd >= 0 else { return true }
+        return poll(&descriptor, 1, 0) != 0
+    }
+
     /// True when the open transaction block has failed: the server answers
     /// COMMIT there with ROLLBACK, not with an error, so a commit checks this first.
     public var isInFailedTransaction: Bool {

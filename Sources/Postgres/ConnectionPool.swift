@@ -300,7 +300,24 @@ public final class ConnectionPool: Sendable {
         case busy
     }
 
+    /// A connection idle this long is looked at before it is handed out
+    /// (`Connection.closedByServer`, one poll of its socket): one the server
+    /// closed meanwhile, as when PostgreSQL restarted, is replaced instead of
+    /// failing the request that drew it. Busier connections are not looked at.
+    public static let idleCheckAfter = Duration.seconds(1)
+
+    /// A free slot, `acquireSlot`'s, with a connection the server closed while
+    /// it sat idle traded for a slot that connects afresh.
     private func acquire() async throws -> Connection? {
+        let slot = try await acquireSlot()
+        if let slot, ContinuousClock.now - slot.idleSince >= ConnectionPool.idleCheckAfter, slot.closedByServer() {
+            discardCounter.increment()
+            return nil
+        }
+        return slot
+    }
+
+    private func acquireSlot() async throws -> Connection? {
         let start = ContinuousClock.now
         defer {
             let waited = ContinuousClock.now - start
@@ -368,6 +385,8 @@ public final class ConnectionPool: Sendable {
     }
 
     private func release(_ slot: Connection?) {
+        // Still this caller's until the lock hands it on.
+        slot?.idleSince = ContinuousClock.now
         let (waiter, drained) = state.withLockedValue { state -> (Waiter?, [CheckedContinuation<Void, Never>]) in
             defer { inUseGauge.record(state.inUse) }
             if state.closed {

@@ -88,6 +88,29 @@ final class PoolPipelineTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A connection the server closed while it sat idle past
+    /// `ConnectionPool.idleCheckAfter` (PostgreSQL restarted, say) is replaced
+    /// before it is handed out: no caller fails for it, pipeline or blocking.
+    func testAnIdleConnectionTheServerClosedIsReplacedWithoutAFailure() async throws {
+        let pool = makePool(size: 1)
+        for round in 0..<2 {
+            let pid = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])[0][0].decode(Int32.self, at: 0)
+            let killer = try Connection(conninfo: TestDatabase.ownerURL)
+            XCTAssertTrue(try killer.query("SELECT pg_terminate_backend($1)", [pid])[0].decode(Bool.self, at: 0))
+            XCTAssertTrue(TestDatabase.waitForBackendExit(pid))
+            try await Task.sleep(for: ConnectionPool.idleCheckAfter + .milliseconds(100))
+            let after: Int32
+            if round == 0 {
+                after = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 2"])[0][0].decode(Int32.self, at: 0)
+            } else {
+                after = try await pool.withConnection { try $0.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0) }
+            }
+            XCTAssertNotEqual(after, pid, "a new connection served the caller")
+            XCTAssertEqual(pool.inUse, 0)
+        }
+        await pool.shutdown()
+    }
+
     func testAKillDuringThePipelineFailsItWithoutHanging() async throws {
         let pool = makePool(size: 1)
         let outcome = try await killedWhileSleeping(on: pool)
