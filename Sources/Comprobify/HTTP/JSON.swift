@@ -182,16 +182,20 @@ public struct JSONParseError: Error, Sendable {
 }
 
 extension JSONParseError {
-    /// This error as seen from the enclosing member or item: a repeated name's
-    /// path gains `prefix` in front; any other error stays as it is.
-    func within(_ prefix: Substring) -> JSONParseError {
+    /// This error as seen from the member `name` that holds the value it is in.
+    func within(member name: Substring) -> JSONParseError { within(step: String(name)) }
+
+    /// This error as seen from the array that holds it at `index`.
+    func within(index: Int) -> JSONParseError { within(step: "[\(index)]") }
+
+    /// A repeated name's path with `step` in front (`items` + `[2].quantity`,
+    /// `[2]` + `.quantity`); any other error as it is.
+    private func within(step: String) -> JSONParseError {
         guard let path = repeatedPath else { return self }
         var outer = self
-        outer.repeatedPath = prefix + path
+        outer.repeatedPath = step + (path.first == "[" ? "" : ".") + path
         return outer
     }
-
-    func within(_ prefix: String) -> JSONParseError { within(Substring(prefix)) }
 }
 
 /// A strict RFC 8259 parser over UTF-8 bytes.
@@ -276,7 +280,7 @@ public struct JSONParser {
                 value = try parseValue(depth: depth + 1)
             } catch {
                 // A repeat deeper down: its path gains this member's name.
-                throw error.within(key.prefix(100) + (error.repeatedPath?.first == "[" ? "" : "."))
+                throw error.within(member: key.prefix(100))
             }
             let existing: Int?
             if members.count < JSONParser.scannedMembers {
@@ -322,7 +326,7 @@ public struct JSONParser {
             do {
                 items.append(try parseValue(depth: depth + 1))
             } catch {
-                throw error.within("[\(items.count)]" + (error.repeatedPath?.first == "[" ? "" : "."))
+                throw error.within(index: items.count)
             }
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of JSON") }
