@@ -45,19 +45,11 @@ public func buildRouter(
 /// crash is made again (a resent comprobante gets 43, a webhook is delivered
 /// at least once), and the issuing transactions, which hold a counter's row
 /// lock through their commit, do not queue behind the background's flushes.
-public func makePool(configuration: Configuration, logger: Logger, background: Bool = false) -> ConnectionPool {
-    makePool(configuration: configuration, logger: logger, background: background, size: nil, name: nil)
-}
-
-/// The readiness probe's pool: one connection of its own, so that /readyz
-/// asks whether the database answers, not whether a request connection is
-/// free (requests that keep every one busy for a second would otherwise take
-/// every instance out of a balancer's rotation at once).
-func makeProbePool(configuration: Configuration, logger: Logger) -> ConnectionPool {
-    makePool(configuration: configuration, logger: logger, background: false, size: 1, name: "probe")
-}
-
-private func makePool(configuration: Configuration, logger: Logger, background: Bool, size: Int?, name: String?) -> ConnectionPool {
+/// `size` and `name`, when given, override the pool's (the readiness probe's
+/// pool: `makeProbePool`).
+public func makePool(
+    configuration: Configuration, logger: Logger, background: Bool = false, size: Int? = nil, name: String? = nil
+) -> ConnectionPool {
     var settings = [
         ("statement_timeout", "\(configuration.statementTimeoutMilliseconds)ms"),
         ("idle_in_transaction_session_timeout", "\(configuration.idleInTransactionTimeoutMilliseconds)ms"),
@@ -74,6 +66,14 @@ private func makePool(configuration: Configuration, logger: Logger, background: 
         ),
         logger: logger
     )
+}
+
+/// The readiness probe's pool: one connection of its own, so that /readyz
+/// asks whether the database answers, not whether a request connection is
+/// free (requests that keep every one busy for a second would otherwise take
+/// every instance out of a balancer's rotation at once).
+func makeProbePool(configuration: Configuration, logger: Logger) -> ConnectionPool {
+    makePool(configuration: configuration, logger: logger, size: 1, name: "probe")
 }
 
 /// The whole service: HTTP server, database pool and housekeeping, as services
