@@ -160,6 +160,8 @@ struct DocumentSigning: Sendable {
 /// miss there stores nothing (and PostgreSQL logs the refused row), and the
 /// request issues again without a guess; so a counter that another process
 /// also issues on, where guesses often miss, keeps taking the number first.
+/// A request with an Idempotency-Key takes its number first on a `oneTrip`
+/// turn too (`DocumentsController.issueOnce`).
 ///
 /// The process's requests take their numbers in the order they asked
 /// (`waitForTurn`): two requests signing ahead at once would otherwise reach

@@ -81,8 +81,9 @@ struct DocumentsController {
     /// counter gives that number (else signed again under the lock). On a
     /// `oneTrip` turn the counter's UPDATE, the document and COMMIT go in one
     /// round trip; that throws `ForecastMissed` when the counter gives another
-    /// number. Without `signingAhead`, or when nothing is foreseen, the number
-    /// is taken first and the comprobante signed while the counter's row is locked.
+    /// number. A request with an Idempotency-Key never goes in one round trip.
+    /// Without `signingAhead`, or when nothing is foreseen, the number is taken
+    /// first and the comprobante signed while the counter's row is locked.
     private func issueOnce(
         _ document: ComprobanteRequest, issuerID: Int64, idempotencyKey: String?, bodyDigest: Data?,
         context: TenantRequestContext, signingAhead: Bool
@@ -138,7 +139,12 @@ struct DocumentsController {
             // In the order this process's requests asked: each takes its number
             // once the counter has answered the one before.
             let inTurn = signing.numbers.waitForTurn(turn)
-            if let guess = turn.guess, let ahead, turn.oneTrip, inTurn {
+            // A miss in one round trip ends the transaction, and the Idempotency-Key's
+            // claim with it: a same-key request could then get ahead of this one
+            // before it issues again. So a keyed request takes its number inside
+            // the transaction that holds its claim, keeping a signature made ahead
+            // when the counter agrees.
+            if let guess = turn.guess, let ahead, turn.oneTrip, inTurn, idempotencyKey == nil {
                 do {
                     let json = try DocumentsStore.store(
                         transaction, issuer: issuer, signed(guess, accessKey: ahead.accessKey, xml: ahead.xml),
