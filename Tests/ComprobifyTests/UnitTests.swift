@@ -562,7 +562,7 @@ final class ConfigurationTests: XCTestCase {
         let set = try read([
             "PORT": "9000", "DB_POOL_SIZE": "16", "SRI_SIGNATURE_ALGORITHM": "rsa-sha1", "TRUST_PROXY": "1", "SRI_TIMEOUT_MS": "5000",
             "SRI_LEASE_MS": "7001", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
-            "WEBHOOK_PER_TENANT": "3",
+            "WEBHOOK_PER_TENANT": "3", "WEBHOOK_RETENTION_DAYS": "0",
         ])
         XCTAssertEqual(set.port, 9000)
         XCTAssertEqual(set.poolSize, 16)
@@ -573,6 +573,8 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertTrue(set.webhooks.allowHTTP)
         XCTAssertEqual(set.webhooks.perTenant, 3)
         XCTAssertEqual(defaults.webhooks.perTenant, 8)
+        XCTAssertEqual(set.webhooks.retentionDays, 0)
+        XCTAssertEqual(defaults.webhooks.retentionDays, 30)
         XCTAssertEqual(set.shutdownGraceSeconds, defaults.shutdownGraceSeconds, "an empty value is the default")
     }
 
@@ -607,6 +609,7 @@ final class ConfigurationTests: XCTestCase {
             (["SRI_TEST_URL": "https://CEL.sri.gob.ec/comprobantes-electronicos-ws"], "SRI_TEST_URL points at SRI's production service"),
             (["TRUST_PROXY": "yes"], "TRUST_PROXY must be 0 or 1"),
             (["WEBHOOKS_ALLOW_HTTP": "true"], "WEBHOOKS_ALLOW_HTTP must be 0 or 1"),
+            (["WEBHOOK_RETENTION_DAYS": "-1"], "WEBHOOK_RETENTION_DAYS must be an integer from 0 to 36500"),
             (["LOG_LEVEL": "loud"], "LOG_LEVEL must be one of"),
             (["COMPROBIFY_SECRET_KEY": "c2hvcnQ="], "COMPROBIFY_SECRET_KEY"),
         ]

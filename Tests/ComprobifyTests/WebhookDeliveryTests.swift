@@ -245,6 +245,67 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// The housekeeping purges an event with its deliveries and attempts once it
+    /// is older than WEBHOOK_RETENTION_DAYS and its deliveries ended before
+    /// that; a younger event, and an old one whose delivery is still pending, stay.
+    func testTheHistoryPastItsRetentionIsPurged() async throws {
+        let made = NIOLockedValueBox<(tenant: TestServer.Tenant, hook: Int64, events: [String])?>(nil)
+        try await TestServer.run(configure: { $0.webhooks.allowHTTP = true }) { server in
+            let tenant = try await server.signUp()
+            let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:9/x")
+            var events: [String] = []
+            try await withTestDatabase { database in
+                for tag in ["old", "old-pending", "young"] {
+                    events.append(try await Self.record(database, tenant: tenant.id, tag: tag))
+                }
+            }
+            made.withLockedValue { $0 = (tenant, hook.id, events) }
+        }
+        let (tenant, hook, events) = try XCTUnwrap(made.withLockedValue { $0 })
+        let (old, oldPending, young) = (events[0], events[1], events[2])
+        // Dated as if they had happened long ago: two events 40 days old, one
+        // delivered 35 days ago and one still pending; the young one delivered now.
+        try TestDatabase.query(
+            "UPDATE webhook_events SET created_at = now() - interval '40 days' WHERE id = ANY($1::text[])", [[old, oldPending]])
+        for (event, ago) in [(old, "35 days"), (young, "0 days")] {
+            try TestDatabase.query(
+                """
+                UPDATE webhook_deliveries SET status = 'delivered', next_attempt_at = NULL, attempts = 1,
+                       updated_at = now() - interval '\(ago)'
+                 WHERE event_id = $1
+                """, [event])
+            try TestDatabase.query(
+                """
+                INSERT INTO webhook_delivery_attempts (tenant_id, delivery_id, endpoint_id, event_id, outcome, response_code,
+                                                       duration_ms, status_after, worker, attempted_at)
+                SELECT tenant_id, id, endpoint_id, event_id, 'delivered', 204, 5, 'delivered', gen_random_uuid(),
+                       now() - interval '\(ago)'
+                  FROM webhook_deliveries WHERE event_id = $1
+                """, [event])
+        }
+        @Sendable func remaining(_ table: String, _ column: String) throws -> Int64 {
+            try TestDatabase.scalar(
+                "SELECT count(*) FROM \(table) WHERE tenant_id = $1 AND \(column) = ANY($2::text[])", [tenant.id, events], as: Int64.self)
+        }
+        XCTAssertEqual(try remaining("webhook_events", "id"), 3)
+        XCTAssertEqual(try remaining("webhook_delivery_attempts", "event_id"), 2)
+
+        // A server with the default retention (30 days) purges at its start.
+        try await TestServer.run { server in
+            try await eventually("the old event purged") {
+                try TestDatabase.scalar("SELECT count(*) FROM webhook_events WHERE id = $1", [old], as: Int64.self) == 0
+            }
+            XCTAssertEqual(
+                try TestDatabase.scalar(
+                    "SELECT array_agg(id ORDER BY id) FROM webhook_events WHERE tenant_id = $1", [tenant.id], as: [String].self),
+                [oldPending, young].sorted())
+            XCTAssertEqual(try remaining("webhook_deliveries", "event_id"), 2, "the old event's delivery went with it")
+            let history = try await server.call(.get, "/v1/webhooks/\(hook)/deliveries", key: tenant.key)
+            XCTAssertEqual(history.status, 200, history.text)
+            XCTAssertEqual(try history.array("deliveries").map { $0["eventId"] }, [.string(young)], "and its attempt")
+        }
+    }
+
     func testRetriesAfter500sAndTimeoutsWithBackoffAndTheSameEventID() async throws {
         let scope = TenantScope()
         try await WebhookReceiver.run { receiver, port in

@@ -39,8 +39,8 @@ $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'pu
          'webhook_queue_depth()',
         'claim_sri_work(uuid,integer,integer,bigint[])', 'claim_sri_work(uuid,integer,integer,integer,bigint[])',
          'sri_queue_depth()', 'refuse_held_token_digest()',
-         'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)'],
-'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work, sri_queue_depth, take_outbox_messages, mark_outbox_message_sent and the trigger function refuse_held_token_digest');
+         'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)', 'purge_webhook_history(interval)'],
+'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work, sri_queue_depth, take_outbox_messages, mark_outbox_message_sent, purge_webhook_history and the trigger function refuse_held_token_digest');
 
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -73,8 +73,20 @@ $$, $$ VALUES
     ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', 'permissive', '(expires_at < now())', ''),
     ('idempotency_keys', 'idempotency_keys_purge_expired_only', 'd', 'restrictive', '(expires_at < now())', ''),
     ('webhook_deliveries', 'webhook_deliveries_claimer', 'r', 'permissive', 'true', ''),
-    ('webhook_deliveries', 'webhook_deliveries_claimer_lease', 'w', 'permissive', 'true', 'true')
-$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys (change none), read and delete expired idempotency keys (those only), see and lease webhook deliveries, see and lease SRI submissions, read outbox messages and mark unsent ones sent (that only)');
+    ('webhook_deliveries', 'webhook_deliveries_claimer_lease', 'w', 'permissive', 'true', 'true'),
+    ('webhook_deliveries', 'webhook_deliveries_purger_delete', 'd', 'permissive',
+     '((status <> ''pending''::text) AND (updated_at < (now() - ''1 day''::interval)))', ''),
+    ('webhook_deliveries', 'webhook_deliveries_purges_ended_only', 'd', 'restrictive',
+     '((status <> ''pending''::text) AND (updated_at < (now() - ''1 day''::interval)))', ''),
+    ('webhook_events', 'webhook_events_purger', 'r', 'permissive', 'true', ''),
+    ('webhook_events', 'webhook_events_purger_delete', 'd', 'permissive', '(created_at < (now() - ''1 day''::interval))', ''),
+    ('webhook_events', 'webhook_events_purges_old_only', 'd', 'restrictive', '(created_at < (now() - ''1 day''::interval))', ''),
+    ('webhook_delivery_attempts', 'webhook_delivery_attempts_purger', 'r', 'permissive', 'true', ''),
+    ('webhook_delivery_attempts', 'webhook_delivery_attempts_purger_delete', 'd', 'permissive',
+     '(attempted_at < (now() - ''1 day''::interval))', ''),
+    ('webhook_delivery_attempts', 'webhook_delivery_attempts_purges_old_only', 'd', 'restrictive',
+     '(attempted_at < (now() - ''1 day''::interval))', '')
+$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys (change none), read and delete expired idempotency keys (those only), see and lease webhook deliveries, see and lease SRI submissions, read outbox messages and mark unsent ones sent (that only), see webhook events, deliveries and attempts and delete those older than a day (ended deliveries only)');
 
 SELECT is_empty($$
     SELECT p.polrelid::regclass::text || '.' || p.polname

@@ -135,7 +135,7 @@ public func buildApplication(
         eventLoopGroup: BackgroundWork.eventLoopGroup)
     app.addServices(
         PoolService(pool: pool), PoolService(pool: backgroundPool), PoolService(pool: probePool),
-        HousekeepingService(database: database, logger: logger),
+        HousekeepingService(database: database, webhookRetentionDays: configuration.webhooks.retentionDays, logger: logger),
         background, sri,
         SubmissionService(
             database: backgroundDatabase, client: sri, settings: configuration.sri, logger: logger, pressure: background.pressure,
@@ -158,27 +158,42 @@ struct PoolService: Service {
     }
 }
 
-/// Purges expired idempotency keys and old sign-up attempts every few minutes.
+/// Every few minutes: purges expired idempotency keys and old sign-up
+/// attempts, and webhook events past their retention with their deliveries
+/// and attempts.
 struct HousekeepingService: Service {
     let database: Database
+    /// WEBHOOK_RETENTION_DAYS; 0 keeps the webhook history.
+    let webhookRetentionDays: Int
     let logger: Logger
 
     func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            do {
-                // A call removes at most a batch of each table: a backlog is
-                // taken a batch at a time, each inside the statement timeout.
-                var removed: Int64 = 0
-                var last: Int64
-                repeat {
-                    last = try await database.purgeExpired()
-                    removed += last
-                } while last >= Database.purgeBatch && !Task.isCancelled && !Task.isShuttingDownGracefully
-                if removed > 0 { logger.debug("purged expired rows", metadata: ["rows": "\(removed)"]) }
-            } catch {
-                logger.warning("housekeeping failed", metadata: ["error": "\(error)"])
+            // A call removes at most a batch: a backlog is taken a batch at a
+            // time, each inside the statement timeout.
+            await purge("purged expired rows", batch: Database.purgeBatch) { try await database.purgeExpired() }
+            if webhookRetentionDays > 0 {
+                let days = webhookRetentionDays
+                await purge("purged webhook events past their retention", batch: Database.webhookPurgeBatch) {
+                    try await database.purgeWebhookHistory(days: days)
+                }
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(300)) }
+        }
+    }
+
+    /// Calls `step` until it removes less than a full batch.
+    private func purge(_ message: Logger.Message, batch: Int64, _ step: () async throws -> Int64) async {
+        do {
+            var removed: Int64 = 0
+            var last: Int64
+            repeat {
+                last = try await step()
+                removed += last
+            } while last >= batch && !Task.isCancelled && !Task.isShuttingDownGracefully
+            if removed > 0 { logger.debug(message, metadata: ["rows": "\(removed)"]) }
+        } catch {
+            logger.warning("housekeeping failed", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -205,6 +205,8 @@ public struct Configuration: Sendable {
         configuration.webhooks.workers = try integer("WEBHOOK_WORKERS", 0...1024) ?? configuration.webhooks.workers
         configuration.webhooks.pollMilliseconds = try integer("WEBHOOK_POLL_MS", 10...600_000) ?? configuration.webhooks.pollMilliseconds
         configuration.webhooks.perTenant = try integer("WEBHOOK_PER_TENANT", 1...10_000) ?? configuration.webhooks.perTenant
+        configuration.webhooks.retentionDays =
+            try integer("WEBHOOK_RETENTION_DAYS", 0...36_500) ?? configuration.webhooks.retentionDays
         if let allow = env("WEBHOOKS_ALLOW_HTTP") {
             guard allow == "0" || allow == "1" else { throw Invalid(description: "WEBHOOKS_ALLOW_HTTP must be 0 or 1") }
             configuration.webhooks.allowHTTP = allow == "1"

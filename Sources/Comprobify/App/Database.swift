@@ -296,6 +296,18 @@ public struct Database: Sendable {
         try await pool.withConnection { try $0.query("SELECT purge_expired()")[0].decode(Int64.self, at: 0) }
     }
 
+    /// The most events one `purge_webhook_history()` removes (migration 0046).
+    static let webhookPurgeBatch: Int64 = 1_000
+
+    /// Deletes webhook events older than `days` whose deliveries all ended
+    /// more than `days` ago (or that had none), with their deliveries and
+    /// attempts, at most `webhookPurgeBatch` events; the count of events removed.
+    func purgeWebhookHistory(days: Int) async throws -> Int64 {
+        try await pool.withConnection {
+            try $0.query("SELECT purge_webhook_history(make_interval(days => \(days)))")[0].decode(Int64.self, at: 0)
+        }
+    }
+
     /// Claims up to `limit` documents due for SRI, across tenants, through
     /// `claim_sri_work()`: production ones first, then at most `sandboxLimit`
     /// sandbox ones. Only (tenant, document, environment) come back, leased

@@ -20,6 +20,10 @@ public struct WebhookSettings: Sendable {
     /// that a tenant with many slow endpoints holds at most this many workers
     /// (WEBHOOK_PER_TENANT).
     public var perTenant = 8
+    /// Events are kept this many days after they happened and their
+    /// deliveries ended, then purged with their deliveries and attempts
+    /// (WEBHOOK_RETENTION_DAYS; 0 keeps them all).
+    public var retentionDays = 30
     /// When set, only these tenants' deliveries are claimed (tests, dedicated workers).
     public var tenantIDs: (@Sendable () -> [Int64])?
 
