@@ -1,4 +1,4 @@
--- The webhook tables no longer keep everything (sql/README.md, known issue 4).
+-- The webhook tables no longer keep everything (until now a known issue in sql/README.md).
 --
 -- Each SRI decision writes a webhook_events row, whether or not an endpoint
 -- subscribes, and every delivery and attempt stayed after it ended: on a busy
