@@ -71,16 +71,16 @@ BEGIN
         RAISE EXCEPTION 'purge_webhook_history: the retention must be at least 1 day, not %', p_retention
             USING ERRCODE = '22023';
     END IF;
-    -- One purge at a time across servers; another server's call meanwhile
-    -- returns 0 at once instead of waiting to delete the same rows.
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('purge_webhook_history', 0)) THEN
-        RETURN 0;
-    END IF;
+    -- One purge at a time across servers: a call beside another waits for it,
+    -- then reads what is left (its next statement takes a new snapshot).
+    PERFORM pg_advisory_xact_lock(hashtextextended('purge_webhook_history', 0));
     v_before := now() - p_retention;
     -- The oldest events past the retention whose deliveries all ended before
     -- it (or that had none), at most 1000 a call, and everything that names
-    -- them. The foreign keys are checked at the statement's end, when all
-    -- three deletes are done.
+    -- them. An attempt can be recorded after its delivery ended (the webhook
+    -- was deleted meanwhile, or another worker took the delivery over), so
+    -- the attempts' age is looked at too. The foreign keys are checked at the
+    -- statement's end, when all three deletes are done.
     WITH old AS MATERIALIZED (
         SELECT e.tenant_id, e.id
           FROM webhook_events e
@@ -88,6 +88,8 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d
                             WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id
                               AND (d.status = 'pending' OR d.updated_at >= v_before))
+           AND NOT EXISTS (SELECT 1 FROM webhook_delivery_attempts a
+                            WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id AND a.attempted_at >= v_before)
          ORDER BY e.created_at
          LIMIT 1000
     ), attempts AS (
@@ -107,7 +109,7 @@ END
 $$;
 
 COMMENT ON FUNCTION purge_webhook_history(interval) IS
-    'Deletes at most 1000 webhook events older than p_retention (at least 1 day) none of whose deliveries is pending or ended within it, with their deliveries and attempts, across tenants; returns the number of events removed. Run periodically by the server (WEBHOOK_RETENTION_DAYS), again at once while a call removes 1000.';
+    'Deletes at most 1000 webhook events older than p_retention (at least 1 day) none of whose deliveries is pending or ended within it (nor attempted within it), with their deliveries and attempts, across tenants, one call at a time; returns the number of events removed. Run periodically by the server (WEBHOOK_RETENTION_DAYS), again at once while a call removes 1000.';
 ALTER FUNCTION purge_webhook_history(interval) OWNER TO comprobify_auth;
 REVOKE ALL ON FUNCTION purge_webhook_history(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION purge_webhook_history(interval) TO comprobify_app;

@@ -84,9 +84,9 @@ SELECT set_eq($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
      WHERE p.proowner = 'comprobify_auth'::regrole
 $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
-         'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'claim_webhook_deliveries(uuid,integer,integer,integer,integer,bigint[])',
+         'claim_webhook_deliveries(uuid,integer,integer,integer,integer,bigint[])',
          'webhook_queue_depth()',
-         'claim_sri_work(uuid,integer,integer,bigint[])', 'claim_sri_work(uuid,integer,integer,integer,bigint[])',
+         'claim_sri_work(uuid,integer,integer,integer,bigint[])',
          'sri_queue_depth()', 'refuse_held_token_digest()',
          'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)', 'purge_webhook_history(interval)'],
    'comprobify_auth owns exactly the cross-tenant functions');

@@ -35,9 +35,9 @@ SELECT set_eq($$
        AND NOT EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
 $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'purge_expired()',
-        'claim_webhook_deliveries(uuid,integer,integer,integer,bigint[])', 'claim_webhook_deliveries(uuid,integer,integer,integer,integer,bigint[])',
+        'claim_webhook_deliveries(uuid,integer,integer,integer,integer,bigint[])',
          'webhook_queue_depth()',
-        'claim_sri_work(uuid,integer,integer,bigint[])', 'claim_sri_work(uuid,integer,integer,integer,bigint[])',
+        'claim_sri_work(uuid,integer,integer,integer,bigint[])',
          'sri_queue_depth()', 'refuse_held_token_digest()',
          'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)', 'purge_webhook_history(interval)'],
 'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work, sri_queue_depth, take_outbox_messages, mark_outbox_message_sent, purge_webhook_history and the trigger function refuse_held_token_digest');

@@ -5,7 +5,7 @@
 BEGIN;
 \ir fixtures/two_tenants.sql
 
-SELECT plan(14);
+SELECT plan(13);
 
 -- Two production facturas of tenant A, due after both sandbox ones. Their
 -- submissions are written without an environment, as a server of the
@@ -53,19 +53,11 @@ SELECT is((SELECT has_function_privilege('public', 'claim_sri_work(uuid,integer,
 SELECT is((SELECT has_function_privilege('comprobify_app', 'claim_sri_work(uuid,integer,integer,integer,bigint[])', 'EXECUTE')), true,
           'the app can');
 
--- The previous release's claim (migration 0024): the same rows, through the
--- new claim, production first and sandbox with no limit of its own.
-UPDATE document_submissions SET leased_by = NULL, leased_until = NULL WHERE document_id IN (900071, 900072, 900087, 900088);
-SET LOCAL ROLE comprobify_app;
-SELECT set_eq($$ SELECT tenant_id, document_id FROM claim_sri_work('00000000-0000-0000-0000-00000000000c', 2, 60000, ARRAY[900001, 900002]) $$,
-              $$ VALUES (900001::bigint, 900087::bigint), (900001, 900088) $$,
-              'the previous release''s claim takes production documents first too');
-SELECT set_eq($$ SELECT tenant_id, document_id FROM claim_sri_work('00000000-0000-0000-0000-00000000000d', 10, 60000, ARRAY[900001, 900002]) $$,
-              $$ VALUES (900001::bigint, 900071::bigint), (900002, 900072) $$,
-              'and then sandbox ones, with no limit of their own');
-RESET ROLE;
-SELECT is((SELECT count(*) FROM document_submissions WHERE leased_by = '00000000-0000-0000-0000-00000000000d'), 2::bigint,
-          'it leases what it returns');
+-- The claims of earlier releases are gone (migration 0051).
+SELECT hasnt_function('public', 'claim_sri_work', ARRAY['uuid', 'integer', 'integer', 'bigint[]'],
+                      'the four-argument claim of earlier releases is gone (migration 0051)');
+SELECT hasnt_function('public', 'claim_webhook_deliveries', ARRAY['uuid', 'integer', 'integer', 'integer', 'bigint[]'],
+                      'and so is the five-argument webhook claim');
 SELECT hasnt_index('public', 'document_submissions', 'document_submissions_due',
                    'document_submissions_due is gone (migration 0025): no claim reads it');
 
