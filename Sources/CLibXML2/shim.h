@@ -16,6 +16,12 @@
 #include <libxml/xmlschemas.h>
 #include <libxml/xmlsave.h>
 
+/* From libxml/xmlschemastypes.h, which is not included: it would make
+   xmlSchema a complete type, and Swift would then see xmlSchemaPtr as a typed
+   pointer rather than an opaque one. Later libxml2 versions return int; the
+   result is not used. */
+XMLPUBFUN void XMLCALL xmlSchemaInitTypes(void);
+
 /* xmlFree is a global function pointer, which Swift 6 refuses to read as
    shared mutable state. */
 static inline void comprobify_xml_free(void *pointer) {

@@ -485,6 +485,16 @@ public final class Connection: @unchecked Sendable {
     /// Refuses, before anything is sent, more parameters than the protocol
     /// carries and a text containing NUL: libpq takes text parameters as C
     /// strings and would cut it there, storing less than the caller gave.
+    /// The longest binary parameter sent: PostgreSQL's limit for one field (1 GB).
+    static let maximumBinaryLength = 1 << 30
+
+    private static func checkBinaryLength(_ data: Data, _ index: Int) throws {
+        guard data.count <= maximumBinaryLength else {
+            throw PostgresError(
+                kind: .refused, message: "parameter $\(index + 1) has \(data.count) bytes; a field holds at most \(maximumBinaryLength)")
+        }
+    }
+
     private static func checkParameters(_ parameters: [any PostgresBindable]) throws {
         guard parameters.count <= maximumParameters else {
             throw PostgresError(
@@ -496,10 +506,21 @@ public final class Connection: @unchecked Sendable {
             // this runs for every parameter of every statement.
             switch parameter {
             case let string as String: text = string
-            // Their text cannot hold NUL (Data travels in binary format).
-            case is Data, is Int64, is Int, is Int32, is Bool, is Double, is Date: continue
+            // libpq takes a binary value's length as an int, and PostgreSQL
+            // holds at most 1 GB in a field: a larger value is refused here
+            // rather than trapping when its length is converted.
+            case let data as Data:
+                try checkBinaryLength(data, index)
+                continue
+            // Their text cannot hold NUL.
+            case is Int64, is Int, is Int32, is Bool, is Double, is Date: continue
             // An optional, an array (its literal holds its elements' text): whatever goes as text.
-            default: text = parameter.postgresBinary == nil ? parameter.postgresText : nil
+            default:
+                if let data = parameter.postgresBinary {
+                    try checkBinaryLength(data, index)
+                    continue
+                }
+                text = parameter.postgresText
             }
             if let text, text.utf8.contains(0) {
                 throw PostgresError(kind: .refused, message: "parameter $\(index + 1) contains NUL, which PostgreSQL text cannot hold")

@@ -6,6 +6,10 @@ import Logging
 import Postgres
 import ServiceLifecycle
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @main
 struct ComprobifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,6 +24,19 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the HTTP server (settings from the environment; see README)."
     )
 
+    /// No core file, whatever the shell's `ulimit -c`: the server holds the
+    /// master key and the issuers' private keys in memory, and a crash must not
+    /// write them to disk. The hard limit goes too, so nothing in the process
+    /// can raise it again.
+    static func disableCoreFiles() {
+        var none = rlimit(rlim_cur: 0, rlim_max: 0)
+        #if canImport(Glibc)
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &none)
+        #else
+            _ = setrlimit(RLIMIT_CORE, &none)
+        #endif
+    }
+
     /// The development defaults of docker-compose.yml, which anyone can read.
     static let developmentSecrets = [
         ("COMPROBIFY_SECRET_KEY", "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE="),
@@ -27,6 +44,7 @@ struct Serve: AsyncParsableCommand {
     ]
 
     func run() async throws {
+        Serve.disableCoreFiles()
         let configuration: Configuration
         do {
             configuration = try Configuration.fromEnvironment(ProcessInfo.processInfo.environment)

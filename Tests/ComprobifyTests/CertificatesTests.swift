@@ -236,4 +236,22 @@ final class SigningIdentityCacheTests: XCTestCase {
         cache.store(identity, for: .init(tenant: 1, issuer: 3, certificate: Data([5])))
         XCTAssertLessThanOrEqual(cache.count, 2, "bounded")
     }
+
+    /// A replaced certificate's key (say, one that leaked) does not stay in
+    /// memory: the issuer's next identity takes its place.
+    func testANewCertificateOfAnIssuerDropsTheOldKey() throws {
+        let old = try SigningIdentity(pkcs12: TestSigning.p12, password: TestSigning.password, now: Date())
+        let new = try SigningIdentity(pkcs12: TestSigning.p12, password: TestSigning.password, now: Date())
+        let cache = SigningIdentityCache()
+        let oldKey = SigningIdentityCache.Key(tenant: 1, issuer: 1, certificate: Data([1]))
+        let newKey = SigningIdentityCache.Key(tenant: 1, issuer: 1, certificate: Data([2]))
+        weak var dropped = old
+        cache.store(old, for: oldKey)
+        cache.store(new, for: newKey)
+        XCTAssertEqual(cache.count, 1, "one entry per issuer")
+        XCTAssertNil(cache.identity(for: oldKey))
+        XCTAssertTrue(cache.identity(for: newKey) === new)
+        _ = consume old
+        XCTAssertNil(dropped, "the old identity, and its key, were freed")
+    }
 }

@@ -275,6 +275,18 @@ final class OperationsTests: XCTestCase {
         return (process, client)
     }
 
+    /// A crash writes no core file: the process holds the master key and
+    /// issuers' private keys. Its core limit is 0, soft and hard, whatever the
+    /// shell that started it allowed.
+    func testTheServerWritesNoCoreFile() async throws {
+        let binary = try Executable.url()
+        let (process, _) = try await Self.serve(binary, [:])
+        defer { if process.isRunning { process.terminate() } }
+        let limits = try String(contentsOfFile: "/proc/\(process.processIdentifier)/limits", encoding: .utf8)
+        let core = try XCTUnwrap(limits.split(separator: "\n").first { $0.hasPrefix("Max core file size") })
+        XCTAssertEqual(core.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).prefix(2), ["0", "0"], String(core))
+    }
+
     func testSIGTERMLetsInFlightRequestsFinish() async throws {
         let binary = try Executable.url()
         // A tenant whose row we lock, so its next request waits inside the server.

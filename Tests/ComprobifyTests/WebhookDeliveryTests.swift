@@ -287,10 +287,8 @@ final class WebhookDeliveryTests: XCTestCase {
             try TestDatabase.scalar(
                 "SELECT count(*) FROM \(table) WHERE tenant_id = $1 AND \(column) = ANY($2::text[])", [tenant.id, events], as: Int64.self)
         }
-        XCTAssertEqual(try remaining("webhook_events", "id"), 3)
-        XCTAssertEqual(try remaining("webhook_delivery_attempts", "event_id"), 2)
-
-        // A server with the default retention (30 days) purges at its start.
+        // A server with the default retention (30 days) purges at its start
+        // (as does every other test server beside it: the purge crosses tenants).
         try await TestServer.run { server in
             try await eventually("the old event purged") {
                 try TestDatabase.scalar("SELECT count(*) FROM webhook_events WHERE id = $1", [old], as: Int64.self) == 0
@@ -612,7 +610,7 @@ final class WebhookDeliveryTests: XCTestCase {
             try await withTestDatabase { database in
                 for index in 0..<4 { _ = try await Self.record(database, tenant: tenant.id, tag: "claim-\(index)") }
             }
-            let claim = "SELECT count(*) FROM claim_webhook_deliveries(gen_random_uuid(), 10, 60000, 2, ARRAY[$1]::bigint[])"
+            let claim = "SELECT count(*) FROM claim_webhook_deliveries(gen_random_uuid(), 10, 60000, 2, 100, ARRAY[$1]::bigint[])"
             let first = try TestDatabase.owner()
             try first.query("BEGIN", prepared: false)
             XCTAssertEqual(try first.query(claim, [tenant.id], prepared: false)[0].decode(Int64.self, at: 0), 2, "the limit of two")

@@ -292,6 +292,27 @@ final class PoolPipelineTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A binary value longer than a field can hold (1 GB) is refused before
+    /// anything is sent, alone or optional, and the connection is kept. (libpq
+    /// takes its length as an int: one past 2 GiB would have trapped.)
+    func testABinaryParameterLongerThanAFieldIsRefused() async throws {
+        let pool = makePool(size: 1)
+        // Zeroed pages the kernel maps lazily: nothing is written.
+        let huge = Data(count: (1 << 31) + 1)
+        let optional: Data? = huge
+        try await pool.withConnection { connection in
+            let pid = try connection.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
+            for parameter: any PostgresBindable in [huge, optional] {
+                XCTAssertThrowsError(try connection.query("SELECT octet_length($1::bytea)", [parameter])) { error in
+                    XCTAssertEqual((error as? PostgresError)?.kind, .refused)
+                    XCTAssertEqual(
+                        (error as? PostgresError)?.message, "parameter $1 has 2147483649 bytes; a field holds at most 1073741824")
+                }
+            }
+            XCTAssertEqual(try connection.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0), pid, "the connection was kept")
+        }
+    }
+
     /// libpq takes text parameters as C strings: one with NUL would be cut
     /// there and stored shorter than given. Refused before anything is sent,
     /// in a pipeline and alone, and the connection is kept.

@@ -60,6 +60,15 @@ final class SigningIdentityTests: XCTestCase {
         let file = try pki.pkcs12(try pki.leaf("Base64 Signer"))
         let text = Data(file).base64EncodedString(options: .lineLength76Characters)
         XCTAssertNoThrow(try SigningIdentity(pkcs12Base64: text, password: TestPKI.password, now: Date()))
+        // Wrapped with lone line feeds, as `base64` and `openssl base64` write it,
+        // with lone carriage returns, and with spaces and tabs as pasted.
+        let lineFeeds = Data(file).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed])
+        XCTAssertTrue(lineFeeds.contains("\n") && !lineFeeds.contains("\r"))
+        let returns = Data(file).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn])
+        let pasted = "  \t" + Data(file).base64EncodedString() + " \n"
+        for wrapped in [lineFeeds, returns, pasted] {
+            XCTAssertNoThrow(try SigningIdentity(pkcs12Base64: wrapped, password: TestPKI.password, now: Date()))
+        }
         XCTAssertThrowsError(try SigningIdentity(pkcs12Base64: "not base64 at all!", password: "x", now: Date())) { error in
             XCTAssertEqual(error as? CertificateError, .notBase64)
             XCTAssertEqual((error as? CertificateError)?.field, "p12")
@@ -211,15 +220,31 @@ final class SigningIdentityTests: XCTestCase {
             let identity = try load(file)
             XCTAssertEqual(identity.certificate.der, try pki.der(signing), "order \(order)")
         }
-        // A file with the encipherment pair alone still has one matching pair.
-        XCTAssertEqual(try load(try pki.pkcs12(pairs: [encipherment])).certificate.der, try pki.der(encipherment))
+        // A file with the encipherment pair alone is refused: SRI refuses
+        // documents signed with it (SRI.md), so it is told at the upload.
+        assertFails({ $0 == .notForSigning }, field: "p12", file: try pki.pkcs12(pairs: [encipherment]))
+    }
+
+    /// With several signing pairs, one valid now wins over a renewal bundled
+    /// before it starts (which expires later) and over an expired one.
+    func testPicksThePairValidNowOverARenewalNotYetValid() throws {
+        let pki = try pki
+        let current = try pki.leaf("Firma vigente")
+        let renewal = try pki.leaf("Firma renovada", from: "20410101000000Z", until: "20451231235959Z")
+        let expired = try pki.leaf("Firma vencida", from: "20200101000000Z", until: "20241231235959Z")
+        for order in [[renewal, current, expired], [expired, current, renewal], [current, renewal, expired]] {
+            let identity = try load(try pki.pkcs12(pairs: order))
+            XCTAssertEqual(identity.certificate.der, try pki.der(current), "order \(order)")
+        }
+        // None valid now: the latest to expire is chosen, and told as not yet valid.
+        assertFails({ if case .notYetValid = $0 { true } else { false } }, field: "p12", file: try pki.pkcs12(pairs: [expired, renewal]))
     }
 
     func testRestoresFromStoredKeyAndKeepsKeyMaterialOutOfDescriptions() throws {
         let pki = try pki
         let name = try pki.leaf("Restored Signer")
         let identity = try load(try pki.pkcs12(name))
-        let pkcs8 = identity.privateKeyPKCS8()
+        let pkcs8 = try identity.privateKeyPKCS8()
         XCTAssertGreaterThan(pkcs8.count, 1000)
 
         // The PKCS#8 is the same key openssl holds.

@@ -213,6 +213,18 @@ final class SigningXAdESTests: XCTestCase {
             XCTAssertEqual(error as? VerificationError, .referenceNotFound("#comprobante"))
         }
 
+        // The content's Reference repeated (each copy's digest holds, since the
+        // enveloped transform leaves the Signature out): refused before any is
+        // checked, so a signature cannot ask for thousands of digests.
+        let referenceStart = try XCTUnwrap(text.range(of: "<ds:Reference "))
+        let referenceEnd = try XCTUnwrap(text.range(of: "</ds:Reference>", range: referenceStart.upperBound..<text.endIndex))
+        let reference = String(text[referenceStart.lowerBound..<referenceEnd.upperBound])
+        var repeated = text
+        repeated.insert(contentsOf: String(repeating: reference, count: 9), at: referenceStart.lowerBound)
+        XCTAssertThrowsError(try SignatureVerifier.verify(Array(repeated.utf8))) { error in
+            XCTAssertEqual(error as? VerificationError, .malformedSignature("more than 8 References"))
+        }
+
         // No signature at all.
         XCTAssertThrowsError(try SignatureVerifier.verify(Fixtures.factura)) { error in
             XCTAssertEqual(error as? VerificationError, .noSignature)

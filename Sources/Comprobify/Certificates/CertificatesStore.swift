@@ -39,7 +39,12 @@ enum CertificatesStore {
         _ transaction: Transaction, issuer: Int64, tenant: Int64, identity: SigningIdentity, secretBox: SecretBox, actorKeyID: Int64
     ) throws -> JSONValue {
         let info = identity.certificate
-        var pkcs8 = identity.privateKeyPKCS8()
+        var pkcs8: [UInt8]
+        do {
+            pkcs8 = try identity.privateKeyPKCS8()
+        } catch {
+            throw APIError.validation(field: error.field, "\(error.field): \(error.message).")
+        }
         let sealed = secretBox.seal(pkcs8, associatedData: SecretBox.associatedData(tenantID: tenant, issuerID: issuer))
         pkcs8.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
         let results = try transaction.commit(after: [
@@ -126,33 +131,49 @@ struct SealedKeyUnavailable: Error, CustomStringConvertible {
 /// Signing identities opened from their sealed keys, kept per process so a
 /// document does not pay for AES-GCM and OpenSSL's key decoding each time
 /// (the decoding costs more than the signature), nor read its sealed key from
-/// the database. Keyed by the certificate's SHA-256 fingerprint: the key was
-/// checked against the certificate at upload, so one certificate means one
-/// key (uploaded again, the same certificate finds the same entry); another
-/// certificate is another entry, and the old one is simply never asked for again. Bounded: past `capacity` entries the cache starts over.
+/// the database. One entry per issuer, found by the certificate's SHA-256
+/// fingerprint: the key was checked against the certificate at upload, so one
+/// certificate means one key (uploaded again, the same certificate finds the
+/// same entry). A new certificate's identity replaces the issuer's old one, so
+/// a replaced key (say, one that leaked) leaves this process's memory with
+/// the first document signed after the upload, in every process. Bounded:
+/// past `capacity` issuers the cache starts over.
 final class SigningIdentityCache: Sendable {
     struct Key: Hashable, Sendable {
         let tenant: Int64
         let issuer: Int64
         /// The SHA-256 of the certificate's DER (issuer_certificates.sha256).
         let certificate: Data
+
+        fileprivate var issuerKey: IssuerKey { IssuerKey(tenant: tenant, issuer: issuer) }
+    }
+
+    fileprivate struct IssuerKey: Hashable, Sendable {
+        let tenant: Int64
+        let issuer: Int64
     }
 
     let capacity: Int
-    private let entries = NIOLockedValueBox<[Key: SigningIdentity]>([:])
+    private let entries = NIOLockedValueBox<[IssuerKey: (certificate: Data, identity: SigningIdentity)]>([:])
 
     init(capacity: Int = 1024) {
         self.capacity = capacity
     }
 
+    /// The identity cached for this certificate of the issuer; nil when none
+    /// is, or when the issuer's cached identity is of another certificate.
     func identity(for key: Key) -> SigningIdentity? {
-        entries.withLockedValue { $0[key] }
+        entries.withLockedValue { entries in
+            guard let entry = entries[key.issuerKey], entry.certificate == key.certificate else { return nil }
+            return entry.identity
+        }
     }
 
+    /// Caches `identity` as the issuer's, dropping any identity of another certificate it had.
     func store(_ identity: SigningIdentity, for key: Key) {
         entries.withLockedValue { entries in
-            if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
-            entries[key] = identity
+            if entries.count >= capacity, entries[key.issuerKey] == nil { entries.removeAll(keepingCapacity: true) }
+            entries[key.issuerKey] = (key.certificate, identity)
         }
     }
 

@@ -223,6 +223,10 @@ enum ComprobanteLibXML2 {
         // No network, ever: external entities and schemas with an http:// or
         // ftp:// address are refused. (libxml2's loader is process-wide.)
         xmlSetExternalEntityLoader(xmlNoNetExternalEntityLoader)
+        // The schema compiler's built-in types are global tables that libxml2
+        // 2.9 sets up, unlocked, on the first xmlSchemaParse: set up here, once,
+        // before any schema is compiled.
+        xmlSchemaInitTypes()
         return true
     }()
 

@@ -13,9 +13,15 @@ public final class SchemaValidator: @unchecked Sendable {
     // by libxml2's validation, which does not modify a compiled schema.
 
     /// Factura, version 2.1.0.
-    public static let factura = SchemaValidator(file: "factura_V2.1.0.xsd")
+    public static var factura: SchemaValidator { compiled.factura }
     /// Nota de crédito, version 1.1.0.
-    public static let creditNote = SchemaValidator(file: "nota_credito_V1.1.0.xsd")
+    public static var creditNote: SchemaValidator { compiled.creditNote }
+
+    /// Both schemas, compiled one after the other on first use of either:
+    /// libxml2 2.9's schema compiler is not safe to run on two threads at once.
+    private static let compiled = (
+        factura: SchemaValidator(file: "factura_V2.1.0.xsd"), creditNote: SchemaValidator(file: "nota_credito_V1.1.0.xsd")
+    )
 
     /// The validator of a document type's schema.
     public static func forKind(_ kind: DocumentKind) -> SchemaValidator {

@@ -33,6 +33,11 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
     case unsupportedEncryption
     /// A stored key and certificate that do not decode, or do not belong together.
     case invalidStoredKey
+    /// The file's only key pair is for encipherment: its certificate's key
+    /// usage allows neither digitalSignature nor nonRepudiation.
+    case notForSigning
+    /// OpenSSL cannot write the private key as PKCS#8, the form it is stored in.
+    case keyNotExportable
 
     /// The request field the error is about.
     public var field: String {
@@ -63,6 +68,9 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .unusableSerialNumber: return "the certificate's serial number must be a positive integer of at most 100 digits"
         case .keyCannotSign: return "the private key cannot make a signature its certificate verifies"
         case .invalidStoredKey: return "the stored key does not match its certificate"
+        case .notForSigning:
+            return "the certificate's key usage allows neither digitalSignature nor nonRepudiation: SRI refuses documents signed with it"
+        case .keyNotExportable: return "the private key cannot be written as PKCS#8 to be stored"
         }
     }
 

@@ -41,7 +41,14 @@ public enum SignatureVerifier {
 
         var contentSigned = false
         var signedProperties: XMLTree.Element?
-        for reference in signedInfo.children where reference.localName == "Reference" && reference.namespaceURI == ds {
+        let references = signedInfo.children.filter { $0.localName == "Reference" && $0.namespaceURI == ds }
+        // Each Reference walks and digests the document: a signature repeating
+        // one valid Reference thousands of times would cost hours of CPU.
+        // XAdES-BES as SRI takes it has three.
+        guard references.count <= SignatureVerifier.maximumReferences else {
+            throw .malformedSignature("more than \(SignatureVerifier.maximumReferences) References")
+        }
+        for reference in references {
             let (target, enveloped) = try check(reference, in: tree, signature: signature)
             if target == root && enveloped { contentSigned = true }
             if reference.attribute("Type") == XAdES.signedPropertiesType,
@@ -79,6 +86,9 @@ public enum SignatureVerifier {
         }
         return VerifiedSignature(certificate: certificate, algorithm: algorithm, signingTime: signingTime?.text)
     }
+
+    /// The most References a signature may carry (XAdES-BES as SRI takes it has three).
+    static let maximumReferences = 8
 
     /// Checks one Reference's digest; returns the element it points at and
     /// whether the enveloped-signature transform applies.

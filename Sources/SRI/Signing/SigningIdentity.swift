@@ -81,10 +81,16 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
     /// seven 2048-bit ones; each doubling beyond costs about eight times more.
     public static let maximumKeyBits = 4096
 
+    /// What a base64 text may hold: its alphabet, padding, spaces, tabs and line breaks.
+    private static let base64Bytes = Set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=".utf8 + [0x20, 0x09, 0x0A, 0x0D])
+
     /// Opens a PKCS#12 file given as base64 (whitespace allowed, as pasted).
     public convenience init(pkcs12Base64: String, password: String, now: Date) throws(CertificateError) {
         guard let bytes = Data(base64Encoded: pkcs12Base64, options: .ignoreUnknownCharacters), !bytes.isEmpty,
-            pkcs12Base64.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+/=\r\n\t ".contains($0)) })
+            // Bytes, not Characters: "\r\n" is one Character in Swift, and a
+            // lone line feed (the wrapping of `base64` and `openssl base64`) is another.
+            pkcs12Base64.utf8.allSatisfy({ SigningIdentity.base64Bytes.contains($0) })
         else { throw .notBase64 }
         try self.init(pkcs12: [UInt8](bytes), password: password, now: now)
     }
@@ -98,7 +104,21 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
         OpenSSL.loadProviders()
         defer { OpenSSL.clearErrors() }
         let contents = try PKCS12Contents(pkcs12, password: password)
-        let (key, x509) = try contents.signingPair()
+        // The pair is borrowed from `contents`, which frees its objects when it
+        // goes: our own references are taken while it surely lives.
+        let (key, x509) = try withExtendedLifetime(contents) { () throws(CertificateError) in
+            let pair = try contents.signingPair(now: now)
+            EVP_PKEY_up_ref(pair.key)
+            X509_up_ref(pair.certificate)
+            return pair
+        }
+        var kept = false
+        defer {
+            if !kept {
+                EVP_PKEY_free(key)
+                X509_free(x509)
+            }
+        }
         guard let info = CertificateInfo(x509) else { throw .notPKCS12 }
         guard (1...100).contains(info.serialNumber.utf8.count), info.serialNumber.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
             info.serialNumber.utf8.contains(where: { $0 != 0x30 })
@@ -114,8 +134,7 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
         guard bits <= SigningIdentity.maximumKeyBits else { throw .keyTooLarge(bits: bits) }
         try info.checkValidity(at: now)
         guard SigningIdentity.signsForItsCertificate(key: key, certificate: x509) else { throw .keyCannotSign }
-        EVP_PKEY_up_ref(key)
-        X509_up_ref(x509)
+        kept = true
         self.init(key: key, x509: x509, certificate: info)
     }
 
@@ -150,19 +169,23 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
         self.init(key: key, x509: x509, certificate: certificate)
     }
 
-    /// The private key as unencrypted PKCS#8 DER, to be sealed before it is stored.
-    public func privateKeyPKCS8() -> [UInt8] {
-        guard let info = EVP_PKEY2PKCS8(key) else {
-            OpenSSL.clearErrors()
-            return []
-        }
+    /// The private key as unencrypted PKCS#8 DER, to be sealed before it is
+    /// stored. Throws `keyNotExportable` when OpenSSL cannot write it (nothing
+    /// is stored then).
+    public func privateKeyPKCS8() throws(CertificateError) -> [UInt8] {
+        defer { OpenSSL.clearErrors() }
+        guard let info = EVP_PKEY2PKCS8(key) else { throw .keyNotExportable }
         defer { PKCS8_PRIV_KEY_INFO_free(info) }
         let length = i2d_PKCS8_PRIV_KEY_INFO(info, nil)
-        guard length > 0 else { return [] }
+        guard length > 0 else { throw .keyNotExportable }
         var bytes = [UInt8](repeating: 0, count: Int(length))
-        bytes.withUnsafeMutableBufferPointer { buffer in
+        let written = bytes.withUnsafeMutableBufferPointer { buffer in
             var cursor = buffer.baseAddress
-            _ = i2d_PKCS8_PRIV_KEY_INFO(info, &cursor)
+            return i2d_PKCS8_PRIV_KEY_INFO(info, &cursor)
+        }
+        guard written == length else {
+            bytes.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+            throw .keyNotExportable
         }
         return bytes
     }
@@ -342,23 +365,38 @@ private final class PKCS12Contents {
 
     /// The pair to sign with, by the rules, never by position. Borrowed: the
     /// caller takes its own references.
-    func signingPair() throws(CertificateError) -> (key: OpaquePointer, certificate: OpaquePointer) {
+    func signingPair(now: Date) throws(CertificateError) -> (key: OpaquePointer, certificate: OpaquePointer) {
         var pairs: [(key: OpaquePointer, certificate: OpaquePointer)] = []
         for certificate in certificates {
             guard let publicKey = X509_get0_pubkey(certificate) else { continue }
             if let key = keys.first(where: { EVP_PKEY_eq(publicKey, $0) == 1 }) { pairs.append((key, certificate)) }
         }
-        if pairs.count == 1 { return pairs[0] }
-        let signing = pairs.filter { pair in
-            let usage = X509_get_key_usage(pair.certificate)
-            return X509_check_ca(pair.certificate) == 0 && usage & UInt32(KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION) != 0
+        let signs = UInt32(KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION)
+        if pairs.count == 1 {
+            // The only pair, a CA's included (self-signed test certificates
+            // are), unless its key usage is for encipherment only: SRI refuses
+            // documents signed with such a key, so the upload is refused now.
+            guard X509_get_key_usage(pairs[0].certificate) & signs != 0 else { throw .notForSigning }
+            return pairs[0]
         }
-        // Several equally fit pairs: prefer the one whose usage names both
-        // purposes, then the latest to expire; the file's order never decides.
+        let signing = pairs.filter { pair in
+            X509_check_ca(pair.certificate) == 0 && X509_get_key_usage(pair.certificate) & signs != 0
+        }
+        // Several equally fit pairs: prefer one valid at `now` (a renewal
+        // bundled before it starts, or an expired one, never wins over a
+        // current one), then the one whose usage names both purposes, then the
+        // latest to expire; the file's order never decides.
+        func validNow(_ certificate: OpaquePointer) -> Bool {
+            guard let start = OpenSSL.date(X509_get0_notBefore(certificate)),
+                let end = OpenSSL.date(X509_get0_notAfter(certificate))
+            else { return false }
+            return start <= now && now <= end
+        }
         let best = signing.max { a, b in
-            let both = UInt32(KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION)
-            let aBoth = X509_get_key_usage(a.certificate) & both == both
-            let bBoth = X509_get_key_usage(b.certificate) & both == both
+            let (aValid, bValid) = (validNow(a.certificate), validNow(b.certificate))
+            if aValid != bValid { return !aValid }
+            let aBoth = X509_get_key_usage(a.certificate) & signs == signs
+            let bBoth = X509_get_key_usage(b.certificate) & signs == signs
             if aBoth != bBoth { return !aBoth }
             let aEnd = OpenSSL.date(X509_get0_notAfter(a.certificate)) ?? .distantPast
             let bEnd = OpenSSL.date(X509_get0_notAfter(b.certificate)) ?? .distantPast
