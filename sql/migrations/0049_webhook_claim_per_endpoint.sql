@@ -13,12 +13,16 @@
 --      (webhook_deliveries_leased, migration 0048);
 --   2. lists the endpoints that have pending deliveries, one index probe
 --      each (a loose scan of webhook_deliveries_pending_by_endpoint, 0047);
---   3. takes, of each endpoint and tenant with a free slot, at most
---      p_per_endpoint of its oldest due, unleased deliveries (one probe of
---      the same index each), and of those the oldest due first, as before.
+--   3. locks, of each endpoint and tenant with a free slot, as many of its
+--      oldest due, unleased deliveries as the endpoint has free slots (and
+--      at most p_limit; one probe of the same index each), and takes of those
+--      the oldest due first, as before.
 -- Its cost follows the endpoints with pending deliveries and the deliveries
--- in flight, not the backlog. What it returns is unchanged: every test of
--- migrations 0017 and 0020 holds.
+-- in flight, not the backlog. It returns what the claim of migration 0020
+-- did, or more where that one's window of candidates (4 x p_limit, at least
+-- 64) filled with one endpoint's deliveries and missed another's: every test
+-- of migrations 0017 and 0020 holds. webhook_deliveries_due, which only the
+-- old claim read, is dropped (migration 0053).
 
 CREATE OR REPLACE FUNCTION claim_webhook_deliveries(p_worker uuid, p_limit integer, p_lease_ms integer, p_per_endpoint integer,
                                                     p_per_tenant integer, p_tenants bigint[])
@@ -82,7 +86,7 @@ BEGIN
                            AND d.next_attempt_at <= now()
                            AND (d.leased_until IS NULL OR d.leased_until < now())
                          ORDER BY d.next_attempt_at
-                         LIMIT per_endpoint
+                         LIMIT least(per_endpoint - o.in_flight, least(greatest(p_limit, 0), 1000))
                            FOR UPDATE SKIP LOCKED) AS c
     ), by_endpoint AS (
         SELECT due.tenant_id, due.id, due.next_attempt_at,
