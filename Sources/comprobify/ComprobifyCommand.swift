@@ -15,7 +15,7 @@ struct ComprobifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "comprobify",
         abstract: "Multi-tenant API for Ecuadorian electronic tax documents.",
-        subcommands: [Serve.self, Migrate.self, SRISimulatorCommand.self]
+        subcommands: [Serve.self, Migrate.self, Reseal.self, SRISimulatorCommand.self]
     )
 }
 
@@ -103,6 +103,53 @@ struct Migrate: ParsableCommand {
             }
         } catch {
             FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Reseal: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Seal every stored secret under the current master key (COMPROBIFY_SECRET_KEY).",
+        discussion: """
+            Issuers' private keys and webhook secrets sealed under a key in COMPROBIFY_SECRET_KEY_PREVIOUS \
+            are opened and sealed again under COMPROBIFY_SECRET_KEY, each row in its own transaction, as the \
+            schema owner (DATABASE_URL). Afterwards the previous keys are no longer needed. Safe to run again \
+            and while servers run.
+            """
+    )
+
+    @Option(name: .customLong("tenant"), help: "Only this tenant's rows (repeat for several).")
+    var tenants: [Int64] = []
+
+    func run() throws {
+        Serve.disableCoreFiles()
+        let environment = ProcessInfo.processInfo.environment
+        guard let url = environment["DATABASE_URL"], !url.isEmpty else {
+            FileHandle.standardError.write(Data("comprobify: DATABASE_URL is not set\n".utf8))
+            throw ExitCode(2)
+        }
+        let secretBox: SecretBox
+        do {
+            secretBox = try SecretBox(environment: environment)
+        } catch {
+            FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let report: Resealer.Report
+        do {
+            var resealer = Resealer(connection: try Connection(conninfo: url), secretBox: secretBox)
+            resealer.tenants = tenants.isEmpty ? nil : tenants
+            report = try resealer.run()
+        } catch {
+            FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        print(
+            "reseal: \(report.certificates) issuer keys and \(report.webhooks) webhook secrets sealed again under master key \(secretBox.currentKeyID)"
+        )
+        guard report.failures.isEmpty else {
+            for failure in report.failures { FileHandle.standardError.write(Data("comprobify: cannot open \(failure)\n".utf8)) }
             throw ExitCode(1)
         }
     }

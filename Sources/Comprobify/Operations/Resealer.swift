@@ -1,0 +1,107 @@
+import Foundation
+import Postgres
+
+/// `comprobify reseal`: seals every issuer's private key and every webhook's
+/// signing secret that is sealed under another master key again under the
+/// current one (`COMPROBIFY_SECRET_KEY`), opening them with the keys in
+/// `COMPROBIFY_SECRET_KEY_PREVIOUS`. Afterwards no row needs an old master
+/// key, and it can be dropped from the previous keys.
+///
+/// The rows are found through `sealed_under_other_keys()` (migration 0052),
+/// which gives ids only; each is then read, opened, sealed again and written in
+/// a transaction of its own that acts as its tenant, so the tenant isolation
+/// policies hold, and a row that changed meanwhile (a new upload) is left as
+/// it now is. A row that cannot be opened (its master key is in neither
+/// variable, or it was altered) is reported and left; the others go on.
+/// Running it again is harmless: it finds nothing more to do.
+public struct Resealer {
+    public struct Report: Sendable, Equatable {
+        public var certificates = 0
+        public var webhooks = 0
+        /// Rows that could not be opened, named by tenant, kind and id.
+        public var failures: [String] = []
+    }
+
+    struct UnknownKind: Error, CustomStringConvertible {
+        let kind: String
+        var description: String { "sealed_under_other_keys() returned an unknown kind \(kind)" }
+    }
+
+    let connection: Connection
+    let secretBox: SecretBox
+    /// Rows asked for at once, of each kind.
+    var batch = 1_000
+    /// When set, only these tenants' rows (`--tenant`).
+    public var tenants: [Int64]?
+
+    public init(connection: Connection, secretBox: SecretBox) {
+        self.connection = connection
+        self.secretBox = secretBox
+    }
+
+    public func run() throws -> Report {
+        var report = Report()
+        var failed = Set<String>()
+        while true {
+            let rows = try connection.query(
+                "SELECT tenant_id, kind, id FROM sealed_under_other_keys($1, $2, $3::bigint[])", [secretBox.currentKeyID, batch, tenants],
+                prepared: false)
+            var progressed = false
+            for index in 0..<rows.count {
+                let (tenant, kind, id) = try rows[index].decode((Int64, String, Int64).self)
+                let name = "tenant \(tenant) \(kind) \(id)"
+                if failed.contains(name) { continue }
+                do {
+                    if try reseal(tenant: tenant, kind: kind, id: id) {
+                        if kind == "issuer_certificate" { report.certificates += 1 } else { report.webhooks += 1 }
+                    }
+                    progressed = true
+                } catch let error as SecretBoxError {
+                    failed.insert(name)
+                    report.failures.append("\(name): \(error)")
+                }
+            }
+            // Another pass only when a kind filled its batch and this one did something.
+            guard progressed, rows.count >= batch else { break }
+        }
+        return report
+    }
+
+    /// One row, in its own transaction as its tenant; false when it no longer
+    /// needs it (replaced or resealed meanwhile).
+    private func reseal(tenant: Int64, kind: String, id: Int64) throws -> Bool {
+        let (table, column, key, associatedData): (String, String, String, [UInt8])
+        switch kind {
+        case "issuer_certificate":
+            (table, column, key) = ("issuer_certificates", "sealed_private_key", "issuer_id")
+            associatedData = SecretBox.associatedData(tenantID: tenant, issuerID: id)
+        case "webhook_endpoint":
+            (table, column, key) = ("webhook_endpoints", "sealed_secret", "id")
+            associatedData = WebhooksStore.associatedData(tenantID: tenant, webhookID: id)
+        default:
+            throw UnknownKind(kind: kind)
+        }
+        try connection.query("BEGIN", prepared: false)
+        do {
+            try connection.query("SELECT set_config('app.tenant_id', $1, true)", [String(tenant)], prepared: false)
+            let current = try connection.query(
+                "SELECT \(column) FROM \(table) WHERE tenant_id = $1 AND \(key) = $2 AND master_key_id <> $3 FOR UPDATE",
+                [tenant, id, secretBox.currentKeyID], prepared: false)
+            guard current.count == 1 else {
+                try connection.query("COMMIT", prepared: false)
+                return false
+            }
+            var secret = try secretBox.open(Array(try current[0].decode(Data.self, at: 0)), associatedData: associatedData)
+            let sealed = secretBox.seal(secret, associatedData: associatedData)
+            secret.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+            try connection.query(
+                "UPDATE \(table) SET \(column) = $1, master_key_id = $2 WHERE tenant_id = $3 AND \(key) = $4",
+                [Data(sealed), secretBox.currentKeyID, tenant, id], prepared: false)
+            try connection.query("COMMIT", prepared: false)
+            return true
+        } catch {
+            _ = try? connection.query("ROLLBACK", prepared: false)
+            throw error
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Postgres
+import TestSupport
+import XCTest
+
+@testable import Comprobify
+
+/// `comprobify reseal`: secrets sealed under an old master key move to the
+/// current one, so the old key can be retired without any tenant acting.
+final class ResealTests: XCTestCase {
+    private static func newKey() -> String {
+        Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+    }
+
+    /// A tenant with a signing certificate and a webhook, both sealed under `box`.
+    private static func tenantSealed(under box: SecretBox) async throws -> (
+        tenant: TestServer.Tenant, issuer: Int64, hook: Int64, secret: String
+    ) {
+        let made = NIOLockedValueBox<(TestServer.Tenant, Int64, Int64, String)?>(nil)
+        try await TestServer.run(configure: {
+            $0.secretBox = box
+            $0.webhooks.allowHTTP = true
+        }) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:9/x")
+            made.withLockedValue { $0 = (tenant, issuer, hook.id, hook.secret) }
+        }
+        let (tenant, issuer, hook, secret) = try XCTUnwrap(made.withLockedValue { $0 })
+        return (tenant, issuer, hook, secret)
+    }
+
+    /// The master key ids of the tenant's certificate and webhook.
+    private static func keyIDs(_ tenant: Int64) throws -> [String] {
+        [
+            try TestDatabase.scalar("SELECT master_key_id FROM issuer_certificates WHERE tenant_id = $1", [tenant], as: String.self),
+            try TestDatabase.scalar("SELECT master_key_id FROM webhook_endpoints WHERE tenant_id = $1", [tenant], as: String.self),
+        ]
+    }
+
+    private static func reseal(_ tenants: [Int64], current: String, previous: String?) throws -> (status: Int32, output: String) {
+        var environment = ["DATABASE_URL": TestDatabase.ownerURL, "COMPROBIFY_SECRET_KEY": current]
+        if let previous { environment["COMPROBIFY_SECRET_KEY_PREVIOUS"] = previous }
+        return try Executable.run(
+            try Executable.url(), ["reseal"] + tenants.flatMap { ["--tenant", String($0)] }, environment: environment)
+    }
+
+    func testResealMovesSecretsToTheCurrentKeyAndTheOldKeyCanGo() async throws {
+        let oldKey = Self.newKey()
+        let old = try SecretBox(currentKey: oldKey)
+        let made = try await Self.tenantSealed(under: old)
+        XCTAssertEqual(try Self.keyIDs(made.tenant.id), [old.currentKeyID, old.currentKeyID])
+
+        // The tests' key current, the old one previous.
+        let run = try Self.reseal([made.tenant.id], current: TestSecrets.keyText, previous: oldKey)
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("reseal: 1 issuer keys and 1 webhook secrets sealed again"), run.output)
+        let current = TestSecrets.box.currentKeyID
+        XCTAssertEqual(try Self.keyIDs(made.tenant.id), [current, current])
+
+        // The webhook's secret opens under the current key alone, as it was.
+        let sealed = try TestDatabase.scalar("SELECT sealed_secret FROM webhook_endpoints WHERE id = $1", [made.hook], as: Data.self)
+        let opened = try TestSecrets.box.open(
+            Array(sealed), associatedData: WebhooksStore.associatedData(tenantID: made.tenant.id, webhookID: made.hook))
+        XCTAssertEqual(String(decoding: opened, as: UTF8.self), made.secret)
+        // A server with the current key alone signs with the issuer's resealed key.
+        try await TestServer.run { server in
+            let reply = try await server.issue(made.tenant.key, issuer: made.issuer)
+            XCTAssertEqual(reply.status, 201, reply.text)
+            try await ComprobantesTests.assertSignedAsNumbered(server, made.tenant.key, issuer: made.issuer, reply)
+        }
+
+        // Again: nothing more to do.
+        let again = try Self.reseal([made.tenant.id], current: TestSecrets.keyText, previous: oldKey)
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("reseal: 0 issuer keys and 0 webhook secrets"), again.output)
+    }
+
+    /// A row whose master key is in neither variable is named and left as it
+    /// is; the command fails, and no secret is printed.
+    func testARowUnderAnUnknownKeyIsReportedAndLeft() async throws {
+        let lostKey = Self.newKey()
+        let lost = try SecretBox(currentKey: lostKey)
+        let made = try await Self.tenantSealed(under: lost)
+        let run = try Self.reseal([made.tenant.id], current: TestSecrets.keyText, previous: nil)
+        XCTAssertEqual(run.status, 1, run.output)
+        XCTAssertTrue(run.output.contains("cannot open tenant \(made.tenant.id) issuer_certificate \(made.issuer)"), run.output)
+        XCTAssertTrue(run.output.contains("cannot open tenant \(made.tenant.id) webhook_endpoint \(made.hook)"), run.output)
+        XCTAssertFalse(run.output.contains(made.secret))
+        XCTAssertEqual(try Self.keyIDs(made.tenant.id), [lost.currentKeyID, lost.currentKeyID])
+        // Without DATABASE_URL or a current key it does nothing, naming what is missing.
+        let unset = try Executable.run(try Executable.url(), ["reseal"], environment: ["COMPROBIFY_SECRET_KEY": TestSecrets.keyText])
+        XCTAssertEqual(unset.status, 2)
+        XCTAssertTrue(unset.output.contains("DATABASE_URL is not set"), unset.output)
+    }
+}
