@@ -136,21 +136,23 @@ struct Reseal: ParsableCommand {
             FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
             throw ExitCode(2)
         }
-        let report: Resealer.Report
+        let connection: Connection
         do {
-            var resealer = Resealer(connection: try Connection(conninfo: url), secretBox: secretBox)
-            resealer.tenants = tenants.isEmpty ? nil : tenants
-            report = try resealer.run()
+            connection = try Connection(conninfo: url)
         } catch {
             FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
             throw ExitCode(1)
         }
+        var resealer = Resealer(connection: connection, secretBox: secretBox)
+        resealer.tenants = tenants.isEmpty ? nil : tenants
+        let report = resealer.run()
         print(
             "reseal: \(report.certificates) issuer keys and \(report.webhooks) webhook secrets sealed again under master key \(secretBox.currentKeyID)"
         )
-        guard report.failures.isEmpty else {
-            for failure in report.failures { FileHandle.standardError.write(Data("comprobify: cannot open \(failure)\n".utf8)) }
-            throw ExitCode(1)
+        for failure in report.failures { FileHandle.standardError.write(Data("comprobify: cannot open \(failure)\n".utf8)) }
+        if let stopped = report.stopped {
+            FileHandle.standardError.write(Data("comprobify: stopped before the end: \(stopped)\n".utf8))
         }
+        guard report.failures.isEmpty, report.stopped == nil else { throw ExitCode(1) }
     }
 }

@@ -77,6 +77,25 @@ final class ResealTests: XCTestCase {
         XCTAssertTrue(again.output.contains("reseal: 0 issuer keys and 0 webhook secrets"), again.output)
     }
 
+    /// Rows that cannot be opened do not hide the ones after them: the run
+    /// pages past them, one row a page here.
+    func testRowsThatCannotBeOpenedDoNotStopTheRest() async throws {
+        let lost = try SecretBox(currentKey: Self.newKey())
+        let oldKey = Self.newKey()
+        let first = try await Self.tenantSealed(under: lost)
+        let second = try await Self.tenantSealed(under: lost)
+        let last = try await Self.tenantSealed(under: try SecretBox(currentKey: oldKey))
+        var resealer = Resealer(
+            connection: try TestDatabase.owner(), secretBox: try SecretBox(currentKey: TestSecrets.keyText, previousKeys: [oldKey]))
+        resealer.batch = 1
+        resealer.tenants = [first.tenant.id, second.tenant.id, last.tenant.id]
+        let report = resealer.run()
+        XCTAssertEqual([report.certificates, report.webhooks], [1, 1])
+        XCTAssertEqual(report.failures.count, 4, "\(report.failures)")
+        XCTAssertNil(report.stopped)
+        XCTAssertEqual(try Self.keyIDs(last.tenant.id), [TestSecrets.box.currentKeyID, TestSecrets.box.currentKeyID])
+    }
+
     /// A row whose master key is in neither variable is named and left as it
     /// is; the command fails, and no secret is printed.
     func testARowUnderAnUnknownKeyIsReportedAndLeft() async throws {

@@ -20,16 +20,19 @@ public struct Resealer {
         public var webhooks = 0
         /// Rows that could not be opened, named by tenant, kind and id.
         public var failures: [String] = []
+        /// Why the run stopped before the end (the database went away, say);
+        /// nil when every row was looked at.
+        public var stopped: String?
     }
 
     struct UnknownKind: Error, CustomStringConvertible {
         let kind: String
-        var description: String { "sealed_under_other_keys() returned an unknown kind \(kind)" }
+        var description: String { "unknown kind \(kind)" }
     }
 
     let connection: Connection
     let secretBox: SecretBox
-    /// Rows asked for at once, of each kind.
+    /// Rows asked for at once.
     var batch = 1_000
     /// When set, only these tenants' rows (`--tenant`).
     public var tenants: [Int64]?
@@ -39,30 +42,35 @@ public struct Resealer {
         self.secretBox = secretBox
     }
 
-    public func run() throws -> Report {
+    /// Looks at every row sealed under another key once, in (tenant, id)
+    /// order, a page at a time; a row that cannot be opened is reported and
+    /// passed. Whatever else fails stops the run, and the report says so
+    /// with what was done before.
+    public func run() -> Report {
         var report = Report()
-        var failed = Set<String>()
-        while true {
-            let rows = try connection.query(
-                "SELECT tenant_id, kind, id FROM sealed_under_other_keys($1, $2, $3::bigint[])", [secretBox.currentKeyID, batch, tenants],
-                prepared: false)
-            var progressed = false
-            for index in 0..<rows.count {
-                let (tenant, kind, id) = try rows[index].decode((Int64, String, Int64).self)
-                let name = "tenant \(tenant) \(kind) \(id)"
-                if failed.contains(name) { continue }
-                do {
-                    if try reseal(tenant: tenant, kind: kind, id: id) {
-                        if kind == "issuer_certificate" { report.certificates += 1 } else { report.webhooks += 1 }
+        do {
+            for kind in ["issuer_certificate", "webhook_endpoint"] {
+                var after: (tenant: Int64, id: Int64) = (0, 0)
+                while true {
+                    let rows = try connection.query(
+                        "SELECT tenant_id, id FROM sealed_under_other_keys($1, $2, $3, $4, $5, $6::bigint[])",
+                        [secretBox.currentKeyID, kind, after.tenant, after.id, batch, tenants], prepared: false)
+                    for index in 0..<rows.count {
+                        let (tenant, id) = try rows[index].decode((Int64, Int64).self)
+                        after = (tenant, id)
+                        do {
+                            if try reseal(tenant: tenant, kind: kind, id: id) {
+                                if kind == "issuer_certificate" { report.certificates += 1 } else { report.webhooks += 1 }
+                            }
+                        } catch let error as SecretBoxError {
+                            report.failures.append("tenant \(tenant) \(kind) \(id): \(error)")
+                        }
                     }
-                    progressed = true
-                } catch let error as SecretBoxError {
-                    failed.insert(name)
-                    report.failures.append("\(name): \(error)")
+                    if rows.count < batch { break }
                 }
             }
-            // Another pass only when a kind filled its batch and this one did something.
-            guard progressed, rows.count >= batch else { break }
+        } catch {
+            report.stopped = "\(error)"
         }
         return report
     }
