@@ -25,6 +25,36 @@ final class KeysTests: XCTestCase {
     /// A revoked or unknown key gets 401 on every route that takes a body,
     /// whatever the body: an empty one, one that is not JSON, one that is not
     /// an object (API.md: the credential is answered first).
+    /// A revoked or unknown key is told 401 however often it comes (API.md),
+    /// never 429: once the database has refused it, the server refuses it
+    /// again from memory, before the per-key rate limit. A live key past its
+    /// rate still gets 429.
+    func testARefusedKeyIs401PastTheRateLimit() async throws {
+        try await TestServer.run(configure: {
+            $0.rateLimitPerKey = 1
+            $0.rateLimitBurst = 3
+        }) { server in
+            let tenant = try await server.activeTenant()
+            let token = try await server.mintKey(tenant.key, label: "revoked")
+            let list = try await server.call(.get, "/v1/keys", key: tenant.key)
+            let keyID = try XCTUnwrap(try list.array("keys").first { $0["label"] == .string("revoked") }?["id"]?.intValue)
+            let revoke = try await server.call(.delete, "/v1/keys/\(keyID)", key: tenant.key)
+            XCTAssertEqual(revoke.status, 200, revoke.text)
+            let unknown = "cfy_test_" + String(repeating: "cd", count: 32)
+            for key in [token, unknown] {
+                for attempt in 1...8 {
+                    let reply = try await server.call(.get, "/v1/keys", key: key)
+                    reply.assertProblem(401, "UNAUTHORIZED")
+                    XCTAssertEqual(reply.headers[.wwwAuthenticate], "Bearer", "attempt \(attempt)")
+                }
+            }
+            // The live key has used its burst above (mint, list, delete): it is limited.
+            var statuses: [Int] = []
+            for _ in 1...3 { statuses.append(try await server.call(.get, "/v1/keys", key: tenant.key).status) }
+            XCTAssertTrue(statuses.contains(429), "\(statuses)")
+        }
+    }
+
     func testARevokedOrUnknownKeyIs401WhateverTheBody() async throws {
         try await TestServer.run { server in
             let tenant = try await server.activeTenant()

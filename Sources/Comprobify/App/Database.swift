@@ -138,7 +138,10 @@ public struct Database: Sendable {
         let gate = self.gate
         return try await gated(token) { unknownDigest in
             try await pool.transaction(isolation, prologue: [auth] + prologue) { transaction, results in
-                guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
+                guard let principal = try Principal(results[0]) else {
+                    facts.refused()
+                    throw APIError.unauthorized
+                }
                 facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
                 if let unknownDigest { gate.learn(digest: unknownDigest, tenantID: principal.tenantID) }
                 return try body(transaction, principal, Array(results.dropFirst()))
@@ -172,6 +175,7 @@ public struct Database: Sendable {
                 guard let found = try Principal(results[0]), let tenant = results[1].first,
                     try results[2].first?.decode(Int64.self, at: 0) == found.keyID
                 else {
+                    facts.refused()
                     throw APIError.unauthorized
                 }
                 facts.authenticated(tenantID: found.tenantID, keyID: found.keyID)
@@ -235,7 +239,10 @@ public struct Database: Sendable {
     {
         try await gated(token) { unknownDigest in
             let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries)
-            guard let principal = try Principal(results[0]) else { throw APIError.unauthorized }
+            guard let principal = try Principal(results[0]) else {
+                facts.refused()
+                throw APIError.unauthorized
+            }
             facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
             if let unknownDigest { gate.learn(digest: unknownDigest, tenantID: principal.tenantID) }
             return (principal, Array(results.dropFirst()))

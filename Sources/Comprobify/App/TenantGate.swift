@@ -230,3 +230,32 @@ final class KeyRateLimiter: Sendable {
         return Bucket(tokens: min(burst, bucket.tokens + max(0, seconds) * rate), updated: now)
     }
 }
+
+/// Digests of well-formed API keys the database refused (unknown, or revoked:
+/// revocation is final, and no key can be minted again with a digest someone
+/// has already presented), so that a client repeating one gets its 401 from
+/// memory: without a round trip, and before the per-key rate limit, so that it
+/// is told 401 (API.md) and never 429. In memory, per process, bounded: past
+/// `limit` digests the memory starts over, and a digest forgotten costs one
+/// lookup again.
+final class RefusedKeys: Sendable {
+    private let digests = NIOLockedValueBox<Set<Data>>([])
+    let limit: Int
+
+    init(limit: Int = 100_000) {
+        self.limit = limit
+    }
+
+    func contains(_ digest: Data) -> Bool {
+        digests.withLockedValue { $0.contains(digest) }
+    }
+
+    func insert(_ digest: Data) {
+        digests.withLockedValue { digests in
+            if digests.count >= limit { digests.removeAll(keepingCapacity: true) }
+            digests.insert(digest)
+        }
+    }
+
+    var count: Int { digests.withLockedValue { $0.count } }
+}

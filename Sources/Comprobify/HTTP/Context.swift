@@ -7,14 +7,20 @@ import NIOCore
 /// Facts about a request gathered while it runs, for its log line and metrics.
 /// Shared by reference because contexts are values copied into handlers.
 public final class RequestFacts: Sendable {
-    private let state = NIOLockedValueBox<(tenantID: Int64?, keyID: Int64?)>((nil, nil))
+    private let state = NIOLockedValueBox<(tenantID: Int64?, keyID: Int64?, refused: Bool)>((nil, nil, false))
 
     public func authenticated(tenantID: Int64, keyID: Int64?) {
-        state.withLockedValue { $0 = (tenantID, keyID) }
+        state.withLockedValue { $0 = (tenantID, keyID, false) }
+    }
+
+    /// The database found no active key with the presented token's digest.
+    public func refused() {
+        state.withLockedValue { $0.refused = true }
     }
 
     public var tenantID: Int64? { state.withLockedValue { $0.tenantID } }
     public var keyID: Int64? { state.withLockedValue { $0.keyID } }
+    public var wasRefused: Bool { state.withLockedValue { $0.refused } }
 }
 
 /// The context of every request: its id, the client's address and the bearer

@@ -14,6 +14,8 @@ struct RequestMiddleware: RouterMiddleware {
     let logger: Logger
     /// Requests per key per second; nil: no limit.
     var keyRateLimiter: KeyRateLimiter? = nil
+    /// Keys the database refused, answered 401 from memory.
+    var refusedKeys = RefusedKeys()
 
     func handle(
         _ request: Request, context: AppRequestContext,
@@ -44,13 +46,23 @@ struct RequestMiddleware: RouterMiddleware {
             if request.headers[.contentLength] == nil, request.headers[.transferEncoding] != nil {
                 request.body = RequestBody(buffer: ByteBuffer(bytes: try await Comprobify.Input.collect(request)))
             }
-            if let token = context.presentedToken, let limiter = keyRateLimiter, let wait = limiter.take(token.digest) {
-                throw APIError.rateLimited("Too many requests with this API key; slow down.", retryAfter: wait)
+            if let token = context.presentedToken {
+                // A key the database refused is refused again from memory,
+                // before the rate limit: 401, never 429.
+                if refusedKeys.contains(token.digest) { throw RefusedAgain() }
+                if let limiter = keyRateLimiter, let wait = limiter.take(token.digest) {
+                    throw APIError.rateLimited("Too many requests with this API key; slow down.", retryAfter: wait)
+                }
             }
             response = try await next(request, context)
+        } catch is RefusedAgain {
+            response = problem(for: APIError.unauthorized, request: request, context: context)
         } catch {
             response = problem(for: error, request: request, context: context)
         }
+        // The database found no active key with this digest (not the 401 of a
+        // key used with an issuer of the other environment): remembered.
+        if context.facts.wasRefused, let token = context.presentedToken { refusedKeys.insert(token.digest) }
         response.headers[.requestID] = context.requestID
 
         let route = context.endpointPath ?? "unmatched"
@@ -74,6 +86,8 @@ struct RequestMiddleware: RouterMiddleware {
         }
         return response
     }
+
+    private struct RefusedAgain: Error {}
 
     /// The credentials of `Bearer` (any case), one or more spaces (RFC 9110's
     /// 1*SP), then the token; nil for any other scheme or no token.
