@@ -242,7 +242,7 @@ final class RefusedKeys: Sendable {
     private let digests = NIOLockedValueBox<Set<Data>>([])
     let limit: Int
 
-    init(limit: Int = 100_000) {
+    init(limit: Int = 10_000) {
         self.limit = limit
     }
 
