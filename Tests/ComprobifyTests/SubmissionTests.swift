@@ -742,6 +742,36 @@ final class SubmissionStateTests: XCTestCase {
         }
     }
 
+    /// SRI's texts are kept at most as long as SRI's ever are: an answer within
+    /// the size limit cannot store megabytes with the document and each
+    /// exchange. An authorization number longer than any SRI gives is not kept.
+    func testLongTextsOfAnAnswerAreClipped() {
+        let huge = String(repeating: "x", count: 100_000)
+        let message = SRIMessage(identifier: huge, message: huge, additionalInformation: huge, type: huge)
+        XCTAssertLessThan(message.json.serialized.utf8.count, 3_000)
+        XCTAssertEqual(message.json["message"]?.stringValue?.count, 500)
+        XCTAssertTrue(message.json["additionalInfo"]?.stringValue?.hasSuffix("…") == true)
+        let pending = ExchangeResult.authorization(
+            .init(
+                queriedAccessKey: "k", count: 1,
+                authorizations: [.init(status: .inProcess, number: huge, date: huge, environment: huge, messages: [message])]))
+        XCTAssertLessThan(pending.answerJSON?.serialized.utf8.count ?? .max, 4_000)
+        let granted = AuthorizationAnswer(
+            queriedAccessKey: "k", count: 1,
+            authorizations: [.init(status: .authorized, number: huge, date: "2026-12-01T10:15:32-05:00", element: Array("<a/>".utf8))])
+        let transition = Transition.after(.authorization(granted), from: .received, streak: 0, settings: settings, now: Date())
+        XCTAssertEqual(transition.authorization?.number, "k", "the queried access key, not 100 000 characters")
+    }
+
+    /// `fechaAutorizacion` without an offset, or in SRI's older form, is Ecuador's time.
+    func testAnAuthorizationDateWithoutOffsetIsEcuadorsTime() {
+        let expected = Date(timeIntervalSince1970: 1_796_138_132)  // 2026-12-01T15:15:32Z
+        for text in ["2026-12-01T10:15:32", "2026-12-01T10:15:32.000", "01/12/2026 10:15:32", "2026-12-01T15:15:32Z"] {
+            XCTAssertEqual(Transition.parseDate(text), expected, text)
+        }
+        XCTAssertNil(Transition.parseDate("yesterday"))
+    }
+
     /// The record keeps SRI's lists up to 50 entries and counts the rest.
     func testTheRecordKeepsTheFirstEntriesOfALongAnswer() {
         func count(_ value: JSONValue?) -> Int? {

@@ -91,7 +91,9 @@ struct Transition: Sendable, Equatable {
             switch AuthorizationOutcome(answer) {
             case .authorized(let granted):
                 let authorization = GrantedAuthorization(
-                    number: granted.number.flatMap { $0.isEmpty ? nil : $0 } ?? answer.queriedAccessKey ?? "",
+                    // SRI's numbers are the 49-digit access key (37 digits before
+                    // 2018); anything empty or longer than 64 is not one.
+                    number: granted.number.flatMap { $0.isEmpty || $0.count > 64 ? nil : $0 } ?? answer.queriedAccessKey ?? "",
                     date: granted.date.flatMap(Self.parseDate).flatMap { Self.plausible($0, now: now) } ?? now,
                     element: granted.element)
                 return Transition(
@@ -119,13 +121,23 @@ struct Transition: Sendable, Equatable {
         (946_684_800...now.timeIntervalSince1970 + 86_400).contains(date.timeIntervalSince1970) ? date : nil
     }
 
-    /// `fechaAutorizacion`: ISO 8601 with an offset, with or without fractions of a second.
+    /// `fechaAutorizacion`: ISO 8601 with an offset, with or without fractions
+    /// of a second (SRI's answers); without an offset (xs:dateTime allows it)
+    /// or as `dd/MM/yyyy HH:mm:ss` (older answers), in Ecuador's time (UTC−5).
     static func parseDate(_ text: String) -> Date? {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
         if let date = formatter.date(from: text) { return date }
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.date(from: text)
+        if let date = formatter.date(from: text) { return date }
+        let local = DateFormatter()
+        local.locale = Locale(identifier: "en_US_POSIX")
+        local.timeZone = TimeZone(secondsFromGMT: -5 * 3600)
+        for format in ["yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss.SSS", "dd/MM/yyyy HH:mm:ss"] {
+            local.dateFormat = format
+            if let date = local.date(from: text) { return date }
+        }
+        return nil
     }
 }
 
@@ -151,14 +163,25 @@ extension SRITransportError {
 }
 
 extension SRIMessage {
-    /// `{identifier, message, additionalInfo, type}`, as the document shows it.
+    /// `{identifier, message, additionalInfo, type}`, as the document shows it,
+    /// each text at most as long as SRI's ever are (`clipped`): an answer
+    /// within the size limit could otherwise carry megabytes in one message,
+    /// stored with the document and with each exchange for as long as SRI
+    /// keeps answering so.
     var json: JSONValue {
         .object([
-            ("identifier", .string(identifier)),
-            ("message", .string(message)),
-            ("additionalInfo", additionalInformation.map { .string($0) } ?? .null),
-            ("type", .string(type)),
+            ("identifier", .string(identifier.clipped(to: 16))),
+            ("message", .string(message.clipped(to: 500))),
+            ("additionalInfo", additionalInformation.map { .string($0.clipped(to: 2_000)) } ?? .null),
+            ("type", .string(type.clipped(to: 32))),
         ])
+    }
+}
+
+extension String {
+    /// At most `limit` characters: a longer text keeps its first `limit - 1` and ends in "…".
+    func clipped(to limit: Int) -> String {
+        count <= limit ? self : String(prefix(limit - 1)) + "…"
     }
 }
 
@@ -185,10 +208,10 @@ extension ExchangeResult {
             let items = kept("autorizaciones", answer.authorizations) { item in
                 .object(
                     [
-                        ("estado", .string(item.status.description)),
-                        ("numero", item.number.map { .string($0) } ?? .null),
-                        ("fecha", item.date.map { .string($0) } ?? .null),
-                        ("ambiente", item.environment.map { .string($0) } ?? .null),
+                        ("estado", .string(item.status.description.clipped(to: 32))),
+                        ("numero", item.number.map { .string($0.clipped(to: 64)) } ?? .null),
+                        ("fecha", item.date.map { .string($0.clipped(to: 64)) } ?? .null),
+                        ("ambiente", item.environment.map { .string($0.clipped(to: 32)) } ?? .null),
                     ] + kept("messages", item.messages, \.json))
             }
             return .object([("count", JSONValue(Int64(answer.count)))] + items)
