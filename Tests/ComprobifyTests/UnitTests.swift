@@ -169,6 +169,27 @@ final class JSONParserTests: XCTestCase {
         XCTAssertNoThrow(try parse(String(repeating: "[", count: 60) + String(repeating: "]", count: 60)))
     }
 
+    /// A string JSON allows but the API refuses (a NUL, a lone surrogate) is
+    /// named by where it is; in a member's name, or any other error, it is the body.
+    func testARefusedStringIsNamedByItsPath() throws {
+        func field(_ text: String) -> String? {
+            do {
+                _ = try Input.parse(Array(text.utf8), allowEmpty: false)
+                return nil
+            } catch let error as APIError {
+                return error.fieldErrors.first?.field
+            } catch {
+                return "unexpected \(error)"
+            }
+        }
+        XCTAssertEqual(field(#"{"label": "a\u0000b"}"#), "label")
+        XCTAssertEqual(field(#"{"items": [{"code": "x"}, {"description": "\ud800"}]}"#), "items[1].description")
+        XCTAssertEqual(field(#"{"a": {"b": ["ok", "\udc00x"]}}"#), "a.b[1]")
+        XCTAssertEqual(field(#"{"a\u0000": 1}"#), "body", "a member's name")
+        XCTAssertEqual(field(#"{"label": "a"#), "body", "JSON's grammar")
+        XCTAssertEqual(field(#"{"label": "\u0000", "label": 1}"#), "label")
+    }
+
     func testRepeatedMembersAreRefused() throws {
         func failure(_ text: String) -> JSONParseError? {
             do {

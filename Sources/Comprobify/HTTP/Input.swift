@@ -45,6 +45,9 @@ struct Input {
             if let path = error.repeatedPath {
                 throw APIError.validation(field: path, "The body names a member twice: \(error.message).")
             }
+            if let path = error.valuePath, !path.isEmpty {
+                throw APIError.validation(field: path, "The value is not allowed: \(error.message).")
+            }
             throw APIError.validation(field: "body", "The body is not valid JSON: \(error.message).")
         }
         guard case .object = value else {

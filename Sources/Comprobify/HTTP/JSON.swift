@@ -179,6 +179,11 @@ public struct JSONParseError: Error, Sendable {
     /// Where the repeated name is, from the top: `items[2].quantity` for a
     /// second `quantity` in the third item; the name alone at the top level.
     public var repeatedPath: String? = nil
+    /// Where a string value is that JSON allows but the API refuses (a NUL, a
+    /// lone surrogate), from the top, as `repeatedPath`; "" for the body itself.
+    public var valuePath: String? = nil
+    /// The error is about a string's content, not JSON's grammar.
+    var refusedContent = false
 }
 
 extension JSONParseError {
@@ -191,9 +196,10 @@ extension JSONParseError {
     /// A repeated name's path with `step` in front (`items` + `[2].quantity`,
     /// `[2]` + `.quantity`); any other error as it is.
     private func within(step: String) -> JSONParseError {
-        guard let path = repeatedPath else { return self }
+        func joined(_ path: String) -> String { path.isEmpty ? step : step + (path.first == "[" ? "" : ".") + path }
         var outer = self
-        outer.repeatedPath = step + (path.first == "[" ? "" : ".") + path
+        outer.repeatedPath = repeatedPath.map(joined)
+        outer.valuePath = valuePath.map(joined)
         return outer
     }
 }
@@ -224,6 +230,13 @@ public struct JSONParser {
         JSONParseError(message: "\(message) at byte \(index)")
     }
 
+    /// Valid JSON the API refuses: a string's content (`refusedContent`).
+    private func refused(_ message: String) -> JSONParseError {
+        var error = fail(message)
+        error.refusedContent = true
+        return error
+    }
+
     private mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
@@ -239,7 +252,15 @@ public struct JSONParser {
         switch bytes[index] {
         case UInt8(ascii: "{"): return try parseObject(depth: depth)
         case UInt8(ascii: "["): return try parseArray(depth: depth)
-        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "\""):
+            do {
+                return .string(try parseString())
+            } catch {
+                // A string JSON allows but the API refuses is named by where it is.
+                var refused = error
+                if error.refusedContent { refused.valuePath = "" }
+                throw refused
+            }
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .null
@@ -445,16 +466,16 @@ public struct JSONParser {
                 var code = try hex4()
                 if code >= 0xD800, code <= 0xDBFF {
                     guard index + 2 <= bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
-                        throw fail("lone UTF-16 surrogate in \\u escape")
+                        throw refused("lone UTF-16 surrogate in \\u escape")
                     }
                     index += 2
                     let low = try hex4()
-                    guard low >= 0xDC00, low <= 0xDFFF else { throw fail("lone UTF-16 surrogate in \\u escape") }
+                    guard low >= 0xDC00, low <= 0xDFFF else { throw refused("lone UTF-16 surrogate in \\u escape") }
                     code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                 } else if code >= 0xDC00, code <= 0xDFFF {
-                    throw fail("lone UTF-16 surrogate in \\u escape")
+                    throw refused("lone UTF-16 surrogate in \\u escape")
                 }
-                guard code != 0 else { throw fail("NUL (\\u0000) is not allowed in strings") }
+                guard code != 0 else { throw refused("NUL (\\u0000) is not allowed in strings") }
                 scalars.append(Unicode.Scalar(code)!)
             default:
                 throw fail("invalid escape")
