@@ -22,9 +22,6 @@ final class KeysTests: XCTestCase {
         }
     }
 
-    /// A revoked or unknown key gets 401 on every route that takes a body,
-    /// whatever the body: an empty one, one that is not JSON, one that is not
-    /// an object (API.md: the credential is answered first).
     /// A revoked or unknown key is told 401 however often it comes (API.md),
     /// never 429: once the database has refused it, the server refuses it
     /// again from memory, before the per-key rate limit. A live key past its
@@ -48,6 +45,12 @@ final class KeysTests: XCTestCase {
                     XCTAssertEqual(reply.headers[.wwwAuthenticate], "Bearer", "attempt \(attempt)")
                 }
             }
+            // A route that takes no key answers as if the refused one were not sent.
+            let signUp = try await server.call(
+                .post, "/v1/tenants", key: token, json: #"{"email": "\#(TestServer.uniqueEmail())", "name": "Otra S.A."}"#)
+            XCTAssertEqual(signUp.status, 201, signUp.text)
+            let health = try await server.call(.get, "/healthz", key: token)
+            XCTAssertEqual(health.status, 200)
             // The live key has used its burst above (mint, list, delete): it is limited.
             var statuses: [Int] = []
             for _ in 1...3 { statuses.append(try await server.call(.get, "/v1/keys", key: tenant.key).status) }
@@ -55,6 +58,9 @@ final class KeysTests: XCTestCase {
         }
     }
 
+    /// A revoked or unknown key gets 401 on every route that takes a body,
+    /// whatever the body: an empty one, one that is not JSON, one that is not
+    /// an object (API.md: the credential is answered first).
     func testARevokedOrUnknownKeyIs401WhateverTheBody() async throws {
         try await TestServer.run { server in
             let tenant = try await server.activeTenant()

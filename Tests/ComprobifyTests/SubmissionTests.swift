@@ -751,6 +751,9 @@ final class SubmissionStateTests: XCTestCase {
         XCTAssertLessThan(message.json.serialized.utf8.count, 3_000)
         XCTAssertEqual(message.json["message"]?.stringValue?.count, 500)
         XCTAssertTrue(message.json["additionalInfo"]?.stringValue?.hasSuffix("…") == true)
+        // One Character of a million combining marks is clipped by its scalars.
+        let marks = SRIMessage(identifier: "43", message: "a" + String(repeating: "\u{301}", count: 1_000_000))
+        XCTAssertEqual(marks.json["message"]?.stringValue?.unicodeScalars.count, 500)
         let pending = ExchangeResult.authorization(
             .init(
                 queriedAccessKey: "k", count: 1,

@@ -188,6 +188,8 @@ final class JSONParserTests: XCTestCase {
         XCTAssertEqual(field(#"{"a\u0000": 1}"#), "body", "a member's name")
         XCTAssertEqual(field(#"{"label": "a"#), "body", "JSON's grammar")
         XCTAssertEqual(field(#"{"label": "\u0000", "label": 1}"#), "label")
+        XCTAssertEqual(field(#"["\u0000"]"#), "body", "an array as the body")
+        XCTAssertEqual(field(#""\u0000""#), "body", "a string as the body")
     }
 
     func testRepeatedMembersAreRefused() throws {

@@ -34,6 +34,9 @@ public struct AppRequestContext: RequestContext {
     public var presentedToken: APIToken?
     /// The raw bearer value, for the admin routes.
     public var bearer: Substring?
+    /// The presented key is one the database already refused (`RefusedKeys`):
+    /// a route that takes a key answers 401 without asking again.
+    public var keyRefused = false
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
@@ -59,7 +62,7 @@ public struct TenantRequestContext: ChildRequestContext {
     public let token: APIToken
 
     public init(context: AppRequestContext) throws {
-        guard let token = context.presentedToken else { throw APIError.unauthorized }
+        guard let token = context.presentedToken, !context.keyRefused else { throw APIError.unauthorized }
         self.coreContext = context.coreContext
         self.requestID = context.requestID
         self.facts = context.facts

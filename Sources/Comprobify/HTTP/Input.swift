@@ -45,7 +45,8 @@ struct Input {
             if let path = error.repeatedPath {
                 throw APIError.validation(field: path, "The body names a member twice: \(error.message).")
             }
-            if let path = error.valuePath, !path.isEmpty {
+            // In a member of the body; the body itself, or an array as the body, is the body's.
+            if let path = error.valuePath, let first = path.first, first != "[" {
                 throw APIError.validation(field: path, "The value is not allowed: \(error.message).")
             }
             throw APIError.validation(field: "body", "The body is not valid JSON: \(error.message).")

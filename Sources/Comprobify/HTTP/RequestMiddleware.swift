@@ -47,16 +47,16 @@ struct RequestMiddleware: RouterMiddleware {
                 request.body = RequestBody(buffer: ByteBuffer(bytes: try await Comprobify.Input.collect(request)))
             }
             if let token = context.presentedToken {
-                // A key the database refused is refused again from memory,
-                // before the rate limit: 401, never 429.
-                if refusedKeys.contains(token.digest) { throw RefusedAgain() }
-                if let limiter = keyRateLimiter, let wait = limiter.take(token.digest) {
+                // A key the database refused is not rate-limited: the routes
+                // that take a key answer it 401 from memory (TenantRequestContext),
+                // the others (sign-up, health) as if it were not there.
+                if refusedKeys.contains(token.digest) {
+                    context.keyRefused = true
+                } else if let limiter = keyRateLimiter, let wait = limiter.take(token.digest) {
                     throw APIError.rateLimited("Too many requests with this API key; slow down.", retryAfter: wait)
                 }
             }
             response = try await next(request, context)
-        } catch is RefusedAgain {
-            response = problem(for: APIError.unauthorized, request: request, context: context)
         } catch {
             response = problem(for: error, request: request, context: context)
         }
@@ -86,8 +86,6 @@ struct RequestMiddleware: RouterMiddleware {
         }
         return response
     }
-
-    private struct RefusedAgain: Error {}
 
     /// The credentials of `Bearer` (any case), one or more spaces (RFC 9110's
     /// 1*SP), then the token; nil for any other scheme or no token.

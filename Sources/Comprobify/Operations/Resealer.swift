@@ -48,6 +48,8 @@ public struct Resealer {
     /// with what was done before.
     public func run() -> Report {
         var report = Report()
+        // A page is 1 to 10 000 rows (the function's bound): a shorter one is the last.
+        let batch = min(max(self.batch, 1), 10_000)
         do {
             for kind in ["issuer_certificate", "webhook_endpoint"] {
                 var after: (tenant: Int64, id: Int64) = (0, 0)

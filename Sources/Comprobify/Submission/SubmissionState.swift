@@ -179,9 +179,14 @@ extension SRIMessage {
 }
 
 extension String {
-    /// At most `limit` characters: a longer text keeps its first `limit - 1` and ends in "…".
+    /// At most `limit` Unicode scalars (what JSON Schema's maxLength counts): a
+    /// longer text keeps its first `limit - 1` and ends in "…". Scalars, not
+    /// Characters: one Character can hold any number of combining marks.
     func clipped(to limit: Int) -> String {
-        count <= limit ? self : String(prefix(limit - 1)) + "…"
+        guard unicodeScalars.count > limit else { return self }
+        var kept = String.UnicodeScalarView()
+        kept.append(contentsOf: unicodeScalars.prefix(limit - 1))
+        return String(kept) + "…"
     }
 }
 
