@@ -232,12 +232,13 @@ final class KeyRateLimiter: Sendable {
 }
 
 /// Digests of well-formed API keys the database refused (unknown, or revoked:
-/// revocation is final, and no key can be minted again with a digest someone
-/// has already presented), so that a client repeating one gets its 401 from
-/// memory: without a round trip, and before the per-key rate limit, so that it
-/// is told 401 (API.md) and never 429. In memory, per process, bounded: past
-/// `limit` digests the memory starts over, and a digest forgotten costs one
-/// lookup again.
+/// revocation is final, and a new key's 256 random bits make one with a
+/// digest already presented practically impossible). A request presenting one
+/// skips the per-key rate limit, and the routes that take a key answer it 401
+/// from memory (`TenantRequestContext`), without a round trip: a client
+/// repeating a dead key is told 401 (API.md), never 429. In memory, per
+/// process, bounded: past `limit` digests the memory starts over, and a
+/// digest forgotten costs one lookup again.
 final class RefusedKeys: Sendable {
     private let digests = NIOLockedValueBox<Set<Data>>([])
     let limit: Int
@@ -256,6 +257,4 @@ final class RefusedKeys: Sendable {
             digests.insert(digest)
         }
     }
-
-    var count: Int { digests.withLockedValue { $0.count } }
 }

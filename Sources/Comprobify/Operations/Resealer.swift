@@ -25,9 +25,26 @@ public struct Resealer {
         public var stopped: String?
     }
 
-    struct UnknownKind: Error, CustomStringConvertible {
-        let kind: String
-        var description: String { "unknown kind \(kind)" }
+    /// The two kinds of sealed secret, as sealed_under_other_keys() names them.
+    enum Kind: String, CaseIterable {
+        case issuerCertificate = "issuer_certificate"
+        case webhookEndpoint = "webhook_endpoint"
+
+        /// The table, its sealed column and the id column of a row.
+        var columns: (table: String, sealed: String, id: String) {
+            switch self {
+            case .issuerCertificate: ("issuer_certificates", "sealed_private_key", "issuer_id")
+            case .webhookEndpoint: ("webhook_endpoints", "sealed_secret", "id")
+            }
+        }
+
+        /// What a row's secret was sealed with besides the key.
+        func associatedData(tenant: Int64, id: Int64) -> [UInt8] {
+            switch self {
+            case .issuerCertificate: SecretBox.associatedData(tenantID: tenant, issuerID: id)
+            case .webhookEndpoint: WebhooksStore.associatedData(tenantID: tenant, webhookID: id)
+            }
+        }
     }
 
     let connection: Connection
@@ -51,21 +68,21 @@ public struct Resealer {
         // A page is 1 to 10 000 rows (the function's bound): a shorter one is the last.
         let batch = min(max(self.batch, 1), 10_000)
         do {
-            for kind in ["issuer_certificate", "webhook_endpoint"] {
+            for kind in Kind.allCases {
                 var after: (tenant: Int64, id: Int64) = (0, 0)
                 while true {
                     let rows = try connection.query(
                         "SELECT tenant_id, id FROM sealed_under_other_keys($1, $2, $3, $4, $5, $6::bigint[])",
-                        [secretBox.currentKeyID, kind, after.tenant, after.id, batch, tenants], prepared: false)
+                        [secretBox.currentKeyID, kind.rawValue, after.tenant, after.id, batch, tenants], prepared: false)
                     for index in 0..<rows.count {
                         let (tenant, id) = try rows[index].decode((Int64, Int64).self)
                         after = (tenant, id)
                         do {
                             if try reseal(tenant: tenant, kind: kind, id: id) {
-                                if kind == "issuer_certificate" { report.certificates += 1 } else { report.webhooks += 1 }
+                                if kind == .issuerCertificate { report.certificates += 1 } else { report.webhooks += 1 }
                             }
                         } catch let error as SecretBoxError {
-                            report.failures.append("tenant \(tenant) \(kind) \(id): \(error)")
+                            report.failures.append("tenant \(tenant) \(kind.rawValue) \(id): \(error)")
                         }
                     }
                     if rows.count < batch { break }
@@ -79,18 +96,9 @@ public struct Resealer {
 
     /// One row, in its own transaction as its tenant; false when it no longer
     /// needs it (replaced or resealed meanwhile).
-    private func reseal(tenant: Int64, kind: String, id: Int64) throws -> Bool {
-        let (table, column, key, associatedData): (String, String, String, [UInt8])
-        switch kind {
-        case "issuer_certificate":
-            (table, column, key) = ("issuer_certificates", "sealed_private_key", "issuer_id")
-            associatedData = SecretBox.associatedData(tenantID: tenant, issuerID: id)
-        case "webhook_endpoint":
-            (table, column, key) = ("webhook_endpoints", "sealed_secret", "id")
-            associatedData = WebhooksStore.associatedData(tenantID: tenant, webhookID: id)
-        default:
-            throw UnknownKind(kind: kind)
-        }
+    private func reseal(tenant: Int64, kind: Kind, id: Int64) throws -> Bool {
+        let (table, column, key) = kind.columns
+        let associatedData = kind.associatedData(tenant: tenant, id: id)
         try connection.query("BEGIN", prepared: false)
         do {
             try connection.query("SELECT set_config('app.tenant_id', $1, true)", [String(tenant)], prepared: false)
