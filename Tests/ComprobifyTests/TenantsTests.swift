@@ -43,6 +43,22 @@ final class TenantsTests: XCTestCase {
         }
     }
 
+    /// An address written with a combining accent is the same address as its
+    /// composed form (stored composed, NFC): the second sign-up is 409.
+    func testAnAccentComposedOrNotIsOneAddress() async throws {
+        try await TestServer.run { server in
+            let local = "jos\u{E9}" + Crypto.hex(Crypto.randomBytes(4))
+            let composed = try await server.call(.post, "/v1/tenants", json: #"{"email": "\#(local)@example.ec", "name": "A"}"#)
+            XCTAssertEqual(composed.status, 201, composed.text)
+            let decomposed = local.decomposedStringWithCanonicalMapping
+            XCTAssertNotEqual(Array(decomposed.unicodeScalars), Array(local.unicodeScalars))
+            let again = try await server.call(.post, "/v1/tenants", json: #"{"email": "\#(decomposed)@example.ec", "name": "B"}"#)
+            again.assertProblem(409, "CONFLICT")
+            let first = try await server.call(.post, "/v1/tenants", json: #"{"email": "x\#(decomposed)@example.ec", "name": "C"}"#)
+            XCTAssertEqual(try first.string("tenant", "email"), "x\(local)@example.ec", "stored composed")
+        }
+    }
+
     func testSignUpValidation() async throws {
         try await TestServer.run { server in
             for (body, field) in [
@@ -56,6 +72,10 @@ final class TenantsTests: XCTestCase {
                 // An "@" followed by a combining mark is still a second "@".
                 (#"{"email": "a@b@\u0301c.ec", "name": "X"}"#, "email"),
                 (#"{"email": "a@example.ec\u0085", "name": "X"}"#, "email"),
+                // Invisible characters: an address that looks like another's.
+                (#"{"email": "ops\u200b@example.ec", "name": "X"}"#, "email"),
+                (#"{"email": "ops@exam\u202eple.ec", "name": "X"}"#, "email"),
+                (#"{"email": "ops@example.ec\u0090", "name": "X"}"#, "email"),
             ] {
                 let reply = try await server.call(.post, "/v1/tenants", json: body)
                 reply.assertProblem(400, "VALIDATION_ERROR")
@@ -72,6 +92,22 @@ final class TenantsTests: XCTestCase {
             "SELECT body FROM email_outbox WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1", [tenantID], as: String.self
         )
         return String(body.suffix(64))
+    }
+
+    /// Once support has verified a tenant, the emailed link is a used token:
+    /// 400, and no second verification in the audit log.
+    func testTheEmailedTokenIsDeadOnceSupportVerified() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let token = try TenantsTests.outboxToken(tenant.id)
+            let support = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/verify-email", key: adminToken)
+            XCTAssertEqual(support.status, 200, support.text)
+            let late = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(token)"}"#)
+            late.assertProblem(400, "BAD_REQUEST")
+            let verifications = try TestDatabase.scalar(
+                "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'tenant.email_verified'", [tenant.id], as: Int64.self)
+            XCTAssertEqual(verifications, 1)
+        }
     }
 
     func testEmailVerificationIsSingleUseAndExpires() async throws {

@@ -6,11 +6,18 @@ enum Format {
 
     /// A plausible email address: something@domain.tld, no spaces, at most 254
     /// characters. Read scalar by scalar, as the schema's check reads it: an "@"
-    /// followed by a combining mark is still an "@".
+    /// followed by a combining mark is still an "@". No control or invisible
+    /// formatting character (zero-width, bidi): an address that looks like
+    /// another's must not be another address.
     static func email(_ text: String) -> Bool {
         let scalars = Array(text.unicodeScalars)
         guard scalars.count <= 254 else { return false }
-        guard !scalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) else { return false }
+        guard
+            !scalars.contains(where: {
+                $0.properties.isWhitespace || $0.value < 0x20 || (0x7F...0x9F).contains($0.value)
+                    || $0.properties.generalCategory == .format
+            })
+        else { return false }
         let ats = scalars.indices.filter { scalars[$0] == "@" }
         guard ats.count == 1, let at = ats.first, at > 0 else { return false }
         // As the schema's check: a dot in the domain with something before and after it.

@@ -25,7 +25,7 @@ struct TenantsController {
             "email", required: true, rule: "a plausible email address of at most 254 characters", matches: Format.email)
         let name = input.string("name", required: true, length: 1...200)
         try input.validated()
-        guard let email, let name else { throw APIError.internalError }
+        guard let name, let email = email?.precomposedStringWithCanonicalMapping else { throw APIError.internalError }
 
         try await enforceSignupLimit(for: TenantsController.signupClient(clientAddress(request, context)))
 

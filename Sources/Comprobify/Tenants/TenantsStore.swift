@@ -126,10 +126,17 @@ enum TenantsStore {
         return try changed[0][0].decode(Int64.self, at: 0) == 1
     }
 
-    /// Support marks the tenant verified (row locked by `lockedForSupport`); commits.
+    /// Support marks the tenant verified (row locked by `lockedForSupport`) and
+    /// the tokens still pending are invalidated, so that the emailed link,
+    /// followed later, is the 400 of a used token rather than a second
+    /// verification; commits.
     static func verifyBySupport(_ transaction: Transaction) throws -> JSONValue {
         let updated = try transaction.commit(after: [
             "UPDATE tenants SET status = 'ACTIVE' WHERE id = current_tenant_id() RETURNING \(unescaped: columns)",
+            """
+            UPDATE email_verifications SET invalidated_at = now()
+             WHERE tenant_id = current_tenant_id() AND used_at IS NULL AND invalidated_at IS NULL
+            """,
             """
             INSERT INTO audit_events (tenant_id, action, actor, details)
             VALUES (current_tenant_id(), 'tenant.email_verified', 'support', '{"manual": true}')
