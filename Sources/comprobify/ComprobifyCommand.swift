@@ -10,6 +10,20 @@ import ServiceLifecycle
     import Glibc
 #endif
 
+/// Writes `comprobify: <message>` to standard error.
+func complain(_ message: String) {
+    FileHandle.standardError.write(Data("comprobify: \(message)\n".utf8))
+}
+
+/// DATABASE_URL; when it is not set, says so and exits 2.
+func databaseURL(_ environment: [String: String]) throws -> String {
+    guard let url = environment["DATABASE_URL"], !url.isEmpty else {
+        complain("DATABASE_URL is not set")
+        throw ExitCode(2)
+    }
+    return url
+}
+
 @main
 struct ComprobifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,7 +63,7 @@ struct Serve: AsyncParsableCommand {
         do {
             configuration = try Configuration.fromEnvironment(ProcessInfo.processInfo.environment)
         } catch {
-            FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
+            complain("\(error)")
             throw ExitCode(2)
         }
         LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: configuration.logLevel) }
@@ -89,10 +103,7 @@ struct Migrate: ParsableCommand {
 
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
-        guard let url = environment["DATABASE_URL"], !url.isEmpty else {
-            FileHandle.standardError.write(Data("comprobify: DATABASE_URL is not set\n".utf8))
-            throw ExitCode(2)
-        }
+        let url = try databaseURL(environment)
         do {
             let connection = try Connection(conninfo: url)
             let applied = try Migrator(directory: URL(fileURLWithPath: directory)).run(on: connection)
@@ -102,7 +113,7 @@ struct Migrate: ParsableCommand {
                 print("migrations: comprobify_app may log in")
             }
         } catch {
-            FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
+            complain("\(error)")
             throw ExitCode(1)
         }
     }
@@ -125,22 +136,19 @@ struct Reseal: ParsableCommand {
     func run() throws {
         Serve.disableCoreFiles()
         let environment = ProcessInfo.processInfo.environment
-        guard let url = environment["DATABASE_URL"], !url.isEmpty else {
-            FileHandle.standardError.write(Data("comprobify: DATABASE_URL is not set\n".utf8))
-            throw ExitCode(2)
-        }
+        let url = try databaseURL(environment)
         let secretBox: SecretBox
         do {
             secretBox = try SecretBox(environment: environment)
         } catch {
-            FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
+            complain("\(error)")
             throw ExitCode(2)
         }
         let connection: Connection
         do {
             connection = try Connection(conninfo: url)
         } catch {
-            FileHandle.standardError.write(Data("comprobify: \(error)\n".utf8))
+            complain("\(error)")
             throw ExitCode(1)
         }
         var resealer = Resealer(connection: connection, secretBox: secretBox)
@@ -149,10 +157,8 @@ struct Reseal: ParsableCommand {
         print(
             "reseal: \(report.certificates) issuer keys and \(report.webhooks) webhook secrets sealed again under master key \(secretBox.currentKeyID)"
         )
-        for failure in report.failures { FileHandle.standardError.write(Data("comprobify: cannot open \(failure)\n".utf8)) }
-        if let stopped = report.stopped {
-            FileHandle.standardError.write(Data("comprobify: stopped before the end: \(stopped)\n".utf8))
-        }
+        for failure in report.failures { complain("cannot open \(failure)") }
+        if let stopped = report.stopped { complain("stopped before the end: \(stopped)") }
         guard report.failures.isEmpty, report.stopped == nil else { throw ExitCode(1) }
     }
 }

@@ -37,27 +37,31 @@ enum Format {
 
     /// `text` on one line (each line break and tab a space, any other control
     /// character, C0, DEL or C1, U+FFFD: PostgreSQL's text cannot hold a NUL, and an error
-    /// quoting a peer's bytes may carry one), at most `limit` Unicode scalars,
-    /// the last an ellipsis when cut. Counted as PostgreSQL's char_length
-    /// counts (code points): String.count counts grapheme clusters, and one of
-    /// them may hold any number of scalars.
+    /// quoting a peer's bytes may carry one), `clipped` to at most `limit` scalars.
     static func oneLine(_ text: String, atMost limit: Int = 200) -> String {
         let spaces: Set<UInt32> = [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x85, 0x2028, 0x2029]
-        var line = String.UnicodeScalarView()
-        for scalar in text.unicodeScalars {
-            guard line.count < limit else {
-                line = String.UnicodeScalarView(line.prefix(limit - 1))
-                line.append("…")
-                break
-            }
-            if spaces.contains(scalar.value) {
-                line.append(" ")
-            } else if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
-                line.append("\u{FFFD}")
-            } else {
-                line.append(scalar)
-            }
-        }
-        return String(line)
+        return clipped(
+            text.unicodeScalars.lazy.map { scalar -> Unicode.Scalar in
+                if spaces.contains(scalar.value) { return " " }
+                if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) { return "\u{FFFD}" }
+                return scalar
+            }, atMost: limit)
+    }
+
+    /// At most `limit` Unicode scalars, the last an ellipsis when cut. Counted
+    /// as PostgreSQL's char_length and JSON Schema's maxLength count (code
+    /// points): String.count counts grapheme clusters, and one of them may
+    /// hold any number of scalars.
+    static func clipped(_ text: String, atMost limit: Int) -> String {
+        clipped(text.unicodeScalars, atMost: limit)
+    }
+
+    private static func clipped(_ scalars: some Sequence<Unicode.Scalar>, atMost limit: Int) -> String {
+        var kept = String.UnicodeScalarView()
+        kept.append(contentsOf: scalars.prefix(limit + 1))
+        guard kept.count > limit else { return String(kept) }
+        var cut = String.UnicodeScalarView(kept.prefix(limit - 1))
+        cut.append("…")
+        return String(cut)
     }
 }

@@ -62,7 +62,9 @@ struct RequestMiddleware: RouterMiddleware {
         }
         // The database found no active key with this digest (not the 401 of a
         // key used with an issuer of the other environment): remembered.
-        if context.facts.wasRefused, let token = context.presentedToken { refusedKeys.insert(token.digest) }
+        if response.status == .unauthorized, context.facts.wasRefused, let token = context.presentedToken {
+            refusedKeys.insert(token.digest)
+        }
         response.headers[.requestID] = context.requestID
 
         let route = context.endpointPath ?? "unmatched"

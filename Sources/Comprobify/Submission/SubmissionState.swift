@@ -164,29 +164,17 @@ extension SRITransportError {
 
 extension SRIMessage {
     /// `{identifier, message, additionalInfo, type}`, as the document shows it,
-    /// each text at most as long as SRI's ever are (`clipped`): an answer
+    /// each text at most as long as SRI's ever are (`Format.clipped`): an answer
     /// within the size limit could otherwise carry megabytes in one message,
     /// stored with the document and with each exchange for as long as SRI
     /// keeps answering so.
     var json: JSONValue {
         .object([
-            ("identifier", .string(identifier.clipped(to: 16))),
-            ("message", .string(message.clipped(to: 500))),
-            ("additionalInfo", additionalInformation.map { .string($0.clipped(to: 2_000)) } ?? .null),
-            ("type", .string(type.clipped(to: 32))),
+            ("identifier", .string(Format.clipped(identifier, atMost: 16))),
+            ("message", .string(Format.clipped(message, atMost: 500))),
+            ("additionalInfo", additionalInformation.map { .string(Format.clipped($0, atMost: 2_000)) } ?? .null),
+            ("type", .string(Format.clipped(type, atMost: 32))),
         ])
-    }
-}
-
-extension String {
-    /// At most `limit` Unicode scalars (what JSON Schema's maxLength counts): a
-    /// longer text keeps its first `limit - 1` and ends in "…". Scalars, not
-    /// Characters: one Character can hold any number of combining marks.
-    func clipped(to limit: Int) -> String {
-        guard unicodeScalars.count > limit else { return self }
-        var kept = String.UnicodeScalarView()
-        kept.append(contentsOf: unicodeScalars.prefix(limit - 1))
-        return String(kept) + "…"
     }
 }
 
@@ -213,10 +201,10 @@ extension ExchangeResult {
             let items = kept("autorizaciones", answer.authorizations) { item in
                 .object(
                     [
-                        ("estado", .string(item.status.description.clipped(to: 32))),
-                        ("numero", item.number.map { .string($0.clipped(to: 64)) } ?? .null),
-                        ("fecha", item.date.map { .string($0.clipped(to: 64)) } ?? .null),
-                        ("ambiente", item.environment.map { .string($0.clipped(to: 32)) } ?? .null),
+                        ("estado", .string(Format.clipped(item.status.description, atMost: 32))),
+                        ("numero", item.number.map { .string(Format.clipped($0, atMost: 64)) } ?? .null),
+                        ("fecha", item.date.map { .string(Format.clipped($0, atMost: 64)) } ?? .null),
+                        ("ambiente", item.environment.map { .string(Format.clipped($0, atMost: 32)) } ?? .null),
                     ] + kept("messages", item.messages, \.json))
             }
             return .object([("count", JSONValue(Int64(answer.count)))] + items)
