@@ -47,7 +47,7 @@ public final class Connection: @unchecked Sendable {
     }
 
     deinit {
-        if let last = inFlight?.last { PQclear(last) }
+        for flight in flights { if let last = flight.last { PQclear(last) } }
         PQfinish(handle)
     }
 
@@ -228,9 +228,20 @@ public final class Connection: @unchecked Sendable {
         var firstError: PostgresError?
         /// Whether the first statement's answer has been read.
         var answeredFirst = false
+
+        func prepares(_ sql: String) -> Bool {
+            sent.contains { if case .prepare(_, let prepared) = $0 { prepared == sql } else { false } }
+        }
     }
 
-    private var inFlight: PipelineInFlight?
+    /// Pipelines sent and not yet read to their synchronization points,
+    /// oldest first. More than one only for non-blocking pipelines sent one
+    /// after another (`PipelineWatcher`'s shared connections): PostgreSQL
+    /// answers them in order, each as its own implicit transaction.
+    private var flights: [PipelineInFlight] = []
+
+    /// How many pipelines were sent on this connection and not yet read to the end.
+    var pipelinesInFlight: Int { flights.count }
 
     /// The connection's socket, for a caller that waits on it (`PipelineWatcher`).
     var socket: Int32 { PQsocket(handle) }
@@ -240,10 +251,15 @@ public final class Connection: @unchecked Sendable {
     /// the answer is false when part of the pipeline is still unsent
     /// (`flushPipeline` sends the rest once the socket is writable). Read the
     /// answers with `readPipeline`. When sending fails the connection is left
-    /// out of use (still in pipeline mode, or broken) and the error is thrown.
+    /// out of use (still in pipeline mode, or broken), every pipeline in
+    /// flight on it is dropped, and the error is thrown; a parameter refused
+    /// before anything is sent (`checkParameters`) changes nothing.
+    ///
+    /// A non-blocking pipeline may be sent while others are in flight: its
+    /// answers come after theirs, and `readPipeline` reads them in order.
     @discardableResult
     func sendPipeline(_ statements: [Statement], blocking: Bool, flushAfterFirst: Bool = false) throws -> Bool {
-        precondition(inFlight == nil, "a pipeline is already in flight on this connection")
+        precondition(flights.isEmpty || !blocking, "a blocking pipeline needs the connection to itself")
         for statement in statements { try Connection.checkParameters(statement.binds) }
         if !blocking, PQsetnonblocking(handle, 1) != 0 { throw connectionError() }
         guard PQenterPipelineMode(handle) == 1 else { throw failPipeline() }
@@ -254,8 +270,12 @@ public final class Connection: @unchecked Sendable {
         for (index, statement) in statements.enumerated() {
             let ok: Bool = withParameters(statement.binds) { pointers, lengths, formats in
                 var name = preparedNames[statement.sql]
-                if name == nil, preparedNames.count + pendingPrepares >= Connection.maxPreparedStatements {
-                    // The cache is full: this statement runs unnamed.
+                if name == nil,
+                    preparedNames.count + pendingPrepares >= Connection.maxPreparedStatements
+                        || flights.contains(where: { $0.prepares(statement.sql) })
+                {
+                    // The cache is full, or a pipeline in flight is preparing
+                    // the statement (and may yet fail to): it runs unnamed.
                     guard PQsendQueryParams(handle, statement.sql, Int32(pointers.count), nil, pointers, lengths, formats, 0) == 1 else {
                         return false
                     }
@@ -281,7 +301,7 @@ public final class Connection: @unchecked Sendable {
         guard PQpipelineSync(handle) == 1 else { throw failPipeline() }
         let flushed = PQflush(handle)
         guard flushed >= 0 else { throw failPipeline() }
-        inFlight = flight
+        flights.append(flight)
         return flushed == 0
     }
 
@@ -294,18 +314,21 @@ public final class Connection: @unchecked Sendable {
         return flushed == 0
     }
 
-    /// Reads the answers of the pipeline in flight. Blocking, it waits for all
-    /// of them. Not blocking, it takes what the socket holds (and what TLS has
-    /// decrypted from it) and answers nil while more is to come (wait for the
-    /// socket to be readable, then call again). At the end the connection
-    /// leaves pipeline mode (and non-blocking mode), and the first statement's
-    /// error, if any, is thrown.
+    /// Reads the answers of the oldest pipeline in flight. Blocking, it waits
+    /// for all of them. Not blocking, it takes what the socket holds (and what
+    /// TLS has decrypted from it) and answers nil while more is to come (wait
+    /// for the socket to be readable, then call again). At its end the
+    /// pipeline leaves the queue, the connection leaves pipeline mode (and
+    /// non-blocking mode) when no other pipeline is in flight, and the first
+    /// statement's error, if any, is thrown: the pipelines after it are not
+    /// touched. Any other error (the connection broke, an answer out of
+    /// order) drops every pipeline in flight, as `sendPipeline`'s do.
     func readPipeline(blocking: Bool, answeredFirst: (Bool) -> Void = { _ in }) throws -> [QueryResult]? {
-        guard var flight = inFlight else {
+        guard var flight = flights.first else {
             preconditionFailure("no pipeline in flight on this connection")
         }
         if !blocking, PQconsumeInput(handle) == 0 {
-            inFlight = flight
+            flights[0] = flight
             throw failPipeline()
         }
         while true {
@@ -315,12 +338,12 @@ public final class Connection: @unchecked Sendable {
                 // socket readable again: take them now.
                 if clibpq_tls_pending(handle) > 0 {
                     guard PQconsumeInput(handle) == 1 else {
-                        inFlight = flight
+                        flights[0] = flight
                         throw failPipeline()
                     }
                     continue
                 }
-                inFlight = flight
+                flights[0] = flight
                 return nil
             }
             if flight.next < flight.sent.count {
@@ -330,7 +353,7 @@ public final class Connection: @unchecked Sendable {
                         // libpq would hand out the same COPY state for ever; the
                         // connection, in COPY, is left out of use.
                         PQclear(result)
-                        inFlight = flight
+                        flights[0] = flight
                         throw failPipeline(PostgresError(kind: .refused, message: "COPY cannot run in a pipeline"))
                     }
                     if let last = flight.last { PQclear(last) }
@@ -339,7 +362,7 @@ public final class Connection: @unchecked Sendable {
                 }
                 // A NULL ends the results of item `next`.
                 guard let result = flight.last else {
-                    inFlight = flight
+                    flights[0] = flight
                     throw failPipeline()
                 }
                 flight.last = nil
@@ -353,16 +376,16 @@ public final class Connection: @unchecked Sendable {
             } else {
                 // Only the synchronization point is left.
                 guard let result = PQgetResult(handle) else {
-                    inFlight = flight
+                    flights[0] = flight
                     throw failPipeline()
                 }
                 let status = PQresultStatus(result)
                 PQclear(result)
                 guard status == PGRES_PIPELINE_SYNC else { continue }
-                inFlight = flight
-                if let error = flight.firstError { throw failPipeline(error) }
-                endPipeline()
-                if isBroken { throw connectionError() }
+                flights.removeFirst()
+                if flights.isEmpty { endPipeline() }
+                if let error = flight.firstError { throw error }
+                if isBroken { throw failPipeline() }
                 return flight.results
             }
         }
@@ -393,18 +416,18 @@ public final class Connection: @unchecked Sendable {
         }
     }
 
-    /// Ends the pipeline in flight: frees what was read, leaves pipeline mode
+    /// Ends the pipelines in flight: frees what was read, leaves pipeline mode
     /// when libpq allows it (it does not while answers are unread; the
     /// connection then stays in pipeline mode, which `isReusable` refuses) and
     /// leaves non-blocking mode.
     private func endPipeline() {
-        if let last = inFlight?.last { PQclear(last) }
-        inFlight = nil
+        for flight in flights { if let last = flight.last { PQclear(last) } }
+        flights = []
         _ = PQexitPipelineMode(handle)
         _ = PQsetnonblocking(handle, 0)
     }
 
-    /// Ends the pipeline in flight (or one that could not be sent whole) and
+    /// Ends the pipelines in flight (or one that could not be sent whole) and
     /// answers `error`, or the connection's own error when there is none.
     private func failPipeline(_ error: PostgresError? = nil) -> PostgresError {
         let error = error ?? connectionError()

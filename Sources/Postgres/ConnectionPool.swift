@@ -37,6 +37,20 @@ public final class ConnectionPool: Sendable {
         /// The `pool` label of the pool's metrics, so that two pools of one
         /// process keep their figures apart.
         public var name: String
+        /// Pipelines that may be in flight on one connection at once (Linux);
+        /// 1 gives every pipeline a connection of its own.
+        public var pipelineDepth: Int
+        /// Connections that pipelines spread over before they share them: a
+        /// pipeline takes a free slot while fewer connections than this run
+        /// pipelines, and otherwise is sent on the one with the fewest in
+        /// flight, behind them, if it has room (`pipelineDepth`). PostgreSQL
+        /// then runs the pipelines of a connection back to back, where each
+        /// would cost a backend a wake-up of its own.
+        public var pipelineConnections: Int
+        /// A pipeline in flight for longer than this on a connection (a
+        /// large read, a slow statement) keeps others from being sent behind
+        /// it: they take another connection, or wait for one.
+        public var pipelineStall: Duration
 
         public init(
             conninfo: String,
@@ -44,7 +58,10 @@ public final class ConnectionPool: Sendable {
             waitTimeout: Duration = .seconds(5),
             sessionSettings: [(String, String)] = [],
             maxTransactionAttempts: Int = 8,
-            name: String = "requests"
+            name: String = "requests",
+            pipelineDepth: Int = 16,
+            pipelineConnections: Int? = nil,
+            pipelineStall: Duration = .milliseconds(2)
         ) {
             self.conninfo = conninfo
             self.size = size
@@ -52,6 +69,9 @@ public final class ConnectionPool: Sendable {
             self.sessionSettings = sessionSettings
             self.maxTransactionAttempts = maxTransactionAttempts
             self.name = name
+            self.pipelineDepth = pipelineDepth
+            self.pipelineConnections = pipelineConnections ?? max(1, size / 4)
+            self.pipelineStall = pipelineStall
         }
     }
 
@@ -71,6 +91,11 @@ public final class ConnectionPool: Sendable {
         var closed = false
         /// `shutdown` calls waiting for the last slot to come back.
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
+        #if os(Linux)
+            /// Connections running pipelines that more may join (each holds its
+            /// slot until its last pipeline ends).
+            var channels: [PipelineWatcher.Channel] = []
+        #endif
     }
 
     public let configuration: Configuration
@@ -91,6 +116,8 @@ public final class ConnectionPool: Sendable {
 
     public init(configuration: Configuration, logger: Logger = Logger(label: "postgres.pool")) {
         precondition(configuration.size > 0, "pool size must be positive")
+        precondition(configuration.pipelineDepth > 0, "pipeline depth must be positive")
+        precondition(configuration.pipelineConnections > 0, "pipeline connections must be positive")
         self.configuration = configuration
         self.logger = logger
         self.state = NIOLockedValueBox(State(free: Array(repeating: nil, count: configuration.size)))
@@ -146,7 +173,13 @@ public final class ConnectionPool: Sendable {
     ///
     /// On Linux the caller's thread sends them without blocking and the pool's
     /// watcher thread reads the answers (`PipelineWatcher`); no pool thread is
-    /// involved unless the slot must connect first (TLS included). Over a
+    /// involved unless the slot must connect first (TLS included). Pipelines
+    /// share connections (`Configuration.pipelineConnections` and
+    /// `pipelineDepth`): one may be sent after others on a connection, and
+    /// PostgreSQL runs them one after the other, each its own transaction;
+    /// the error of one does not touch the others. A pipeline with a
+    /// statement that could leave a transaction open behind it (BEGIN, say:
+    /// `Statement.mayControlTransaction`) has a connection to itself. Over a
     /// GSSAPI-encrypted connection the pipeline runs blocking on one of the
     /// pool's threads.
     public func pipeline(_ statements: [Statement]) async throws -> [QueryResult] {
@@ -154,20 +187,22 @@ public final class ConnectionPool: Sendable {
             guard let watcher else {
                 return try await withConnection { try $0.pipeline(statements) }
             }
-            let connection = try await connectedSlot()
-            if !connection.canWaitOnSocket {
-                // GSSAPI encryption (or TLS not through OpenSSL): decrypted bytes
-                // can wait in a buffer that nothing outside libpq can see.
-                return try await runBlocking(holding: connection) { try $0.pipeline(statements) }
+            let shareable = configuration.pipelineDepth > 1 && !statements.contains(where: \.mayControlTransaction)
+            let channel: PipelineWatcher.Channel
+            if shareable, let shared = try joinChannel() {
+                channel = shared
+            } else {
+                let connection = try await connectedSlot()
+                if !connection.canWaitOnSocket {
+                    // GSSAPI encryption (or TLS not through OpenSSL): decrypted bytes
+                    // can wait in a buffer that nothing outside libpq can see.
+                    return try await runBlocking(holding: connection) { try $0.pipeline(statements) }
+                }
+                channel = openChannel(on: connection, shareable: shareable, watcher)
             }
             return try await withCheckedThrowingContinuation { continuation in
-                watcher.run(statements, on: connection) { outcome in
-                    // A connection left in pipeline mode or in a transaction (it
-                    // broke mid-way) is not handed to the next caller, nor one
-                    // whose prepared statements no longer fit the schema.
-                    let reusable = connection.isReusable && !ConnectionPool.staleStatements(outcome)
-                    if !reusable { self.discardCounter.increment() }
-                    self.release(reusable ? connection : nil)
+                watcher.run(statements, on: channel) { outcome in
+                    self.pipelineEnded(on: channel, outcome, watcher)
                     continuation.resume(with: outcome)
                 }
             }
@@ -175,6 +210,71 @@ public final class ConnectionPool: Sendable {
             try await withConnection { try $0.pipeline(statements) }
         #endif
     }
+
+    #if os(Linux)
+        /// The connection running pipelines with the fewest in flight that
+        /// has room for one more and none stalled, with the caller's counted;
+        /// nil while fewer than `pipelineConnections` connections run
+        /// pipelines and a slot is free, or when none has room.
+        private func joinChannel() throws -> PipelineWatcher.Channel? {
+            try state.withLockedValue { state in
+                if state.closed { throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down") }
+                if state.channels.count < configuration.pipelineConnections, state.waiters.isEmpty, !state.free.isEmpty {
+                    return nil
+                }
+                let now = ContinuousClock.now
+                var chosen: PipelineWatcher.Channel?
+                for channel in state.channels
+                where !channel.discard && channel.started.count < configuration.pipelineDepth
+                    && now - (channel.started.first ?? now) < configuration.pipelineStall
+                {
+                    if chosen == nil || channel.started.count < chosen!.started.count { chosen = channel }
+                }
+                chosen?.started.append(now)
+                return chosen
+            }
+        }
+
+        /// Lends a slot's connection to pipelines, the caller's first; others
+        /// may join it only when it is `shareable`.
+        private func openChannel(on connection: Connection, shareable: Bool, _ watcher: PipelineWatcher) -> PipelineWatcher.Channel {
+            let channel = watcher.channel(for: connection)
+            state.withLockedValue { state in
+                channel.started = [ContinuousClock.now]
+                if shareable { state.channels.append(channel) }
+            }
+            return channel
+        }
+
+        /// Counts a pipeline of `channel` as ended. A connection that broke,
+        /// or whose prepared statements no longer fit the schema, takes no
+        /// more; after the last one the connection goes back to the slots,
+        /// unless it is left in pipeline mode or in a transaction (it broke
+        /// mid-way) or is one of those.
+        private func pipelineEnded(
+            on channel: PipelineWatcher.Channel, _ outcome: Result<[QueryResult], any Error>, _ watcher: PipelineWatcher
+        ) {
+            var doomed = ConnectionPool.staleStatements(outcome)
+            if case .failure(let error as PostgresError) = outcome, error.isUnavailable {
+                doomed = true
+            }
+            let (last, discard) = state.withLockedValue { state -> (Bool, Bool) in
+                // Pipelines end in the order they were sent (but for one
+                // refused before it was sent, which only the count minds).
+                channel.started.removeFirst()
+                if doomed { channel.discard = true }
+                guard channel.started.isEmpty else { return (false, false) }
+                state.channels.removeAll { $0 === channel }
+                return (true, channel.discard)
+            }
+            guard last else { return }
+            // Nothing is in flight on the connection and nothing can be sent on it now.
+            watcher.forget(channel)
+            let reusable = !discard && channel.connection.isReusable
+            if !reusable { discardCounter.increment() }
+            release(reusable ? channel.connection : nil)
+        }
+    #endif
 
     /// A slot's connection, connected first on one of the pool's threads when
     /// the slot has none. The slot is released again when this throws.

@@ -12,6 +12,9 @@
     /// connection's socket (one shot). One wake-up of the watcher serves every
     /// answer that arrived meanwhile, where a blocking pipeline costs a wake-up of
     /// a pool thread to send and a sleep in `poll()` until its own answer.
+    /// Pipelines of several callers may be in flight on one connection
+    /// (`Channel`): PostgreSQL then runs them back to back, without waiting for
+    /// the next one's round trip, and one read may bring several answers.
     ///
     /// Plain and TLS connections come here: `Connection.readPipeline` takes the
     /// bytes OpenSSL has decrypted before it waits again, as they no longer make
@@ -24,32 +27,46 @@
     final class PipelineWatcher: Sendable {
         typealias Completion = @Sendable (Result<[QueryResult], any Error>) -> Void
 
-        /// A pipeline in flight. Touched by the caller until its socket is armed,
-        /// then only by the watcher's thread.
-        private final class Job: @unchecked Sendable {
+        /// A connection lent to pipelines, from its first pipeline until the
+        /// pool takes it back (`forget`). Several pipelines may be in flight on
+        /// it: each is sent by its caller after those already there, and their
+        /// completions run in the order they were sent.
+        final class Channel: @unchecked Sendable {
             let connection: Connection
-            let completion: Completion
-            /// Part of the pipeline is still in libpq's buffer, to send when the socket is writable.
-            var unsent: Bool
+            fileprivate let id: UInt64
+            fileprivate let lock = NIOLock()
+            /// Under `lock`: one per pipeline in flight, oldest first.
+            fileprivate var completions: [Completion] = []
+            /// Under `lock`: part of a pipeline is still in libpq's buffer, to
+            /// send when the socket is writable.
+            fileprivate var unsent = false
+            /// Under the pool's lock: when each pipeline in flight was
+            /// handed to the channel, oldest first. The pool counts them to
+            /// decide who may send here and when the connection goes back
+            /// to its slots, and does not send behind one that is taking long.
+            var started: [ContinuousClock.Instant] = []
+            /// Under the pool's lock: the connection broke, or its prepared
+            /// statements no longer fit the schema. No further pipeline is sent
+            /// here, and the connection is closed after the last one.
+            var discard = false
 
-            init(connection: Connection, completion: @escaping Completion, unsent: Bool) {
+            fileprivate init(connection: Connection, id: UInt64) {
                 self.connection = connection
-                self.completion = completion
-                self.unsent = unsent
+                self.id = id
             }
         }
 
         private struct State {
-            /// Pipelines in flight, by an id never used twice (the epoll event's
-            /// data). Not by socket: libpq closes a broken connection's socket
-            /// while its job is still being failed, and a new connection may get
-            /// the same number at once.
-            var jobs: [UInt64: Job] = [:]
+            /// Channels by an id never used twice (the epoll event's data).
+            /// Not by socket: libpq closes a broken connection's socket while
+            /// its pipelines are still being failed, and a new connection may
+            /// get the same number at once.
+            var channels: [UInt64: Channel] = [:]
             var lastID: UInt64 = 0
             var stopping = false
         }
 
-        /// The eventfd's id in the epoll set; jobs count up from 1.
+        /// The eventfd's id in the epoll set; channels count up from 1.
         private static let wakeID: UInt64 = 0
 
         private let epoll: Int32
@@ -79,25 +96,53 @@
             }.start()
         }
 
-        /// Sends `statements` on `connection` (which must stay untouched until
-        /// `completion` runs) and has the answers read by the watcher's thread.
-        /// `completion` runs once: on that thread, or on the caller's when sending fails.
-        func run(_ statements: [Statement], on connection: Connection, completion: @escaping Completion) {
-            let unsent: Bool
-            do {
-                unsent = !(try connection.sendPipeline(statements, blocking: false))
-            } catch {
-                completion(.failure(error))
-                return
-            }
-            let job = Job(connection: connection, completion: completion, unsent: unsent)
-            let id = state.withLockedValue { state in
+        /// A channel for `connection`, which the watcher then uses until `forget`.
+        func channel(for connection: Connection) -> Channel {
+            state.withLockedValue { state in
                 state.lastID += 1
-                state.jobs[state.lastID] = job
-                return state.lastID
+                let channel = Channel(connection: connection, id: state.lastID)
+                state.channels[state.lastID] = channel
+                return channel
             }
-            if !arm(connection.socket, id: id, writable: unsent) {
-                finish(id, .failure(PipelineWatcher.unwatchable()))
+        }
+
+        /// Drops a channel whose pipelines have all completed. Its connection
+        /// is the caller's again; a late event of its socket finds nothing.
+        func forget(_ channel: Channel) {
+            _ = state.withLockedValue { $0.channels.removeValue(forKey: channel.id) }
+        }
+
+        /// Sends `statements` on the channel's connection, after the pipelines
+        /// already in flight there, and has the answers read by the watcher's
+        /// thread. `completion` runs once: on that thread, or on the caller's
+        /// when sending fails. A statement's parameter refused before anything
+        /// is sent fails only this pipeline; any other failure to send fails
+        /// every pipeline in flight on the connection, which is then out of use.
+        func run(_ statements: [Statement], on channel: Channel, completion: @escaping Completion) {
+            var failed: [Completion] = []
+            var failure: (any Error)?
+            channel.lock.withLock {
+                do {
+                    let sent = try channel.connection.sendPipeline(statements, blocking: false)
+                    channel.completions.append(completion)
+                    channel.unsent = channel.unsent || !sent
+                    if !arm(channel) {
+                        failure = PipelineWatcher.unwatchable()
+                        failed = channel.completions
+                        channel.completions = []
+                    }
+                } catch {
+                    failure = error
+                    // The connection dropped the others too, unless nothing was sent.
+                    if channel.connection.pipelinesInFlight < channel.completions.count {
+                        failed = channel.completions
+                        channel.completions = []
+                    }
+                    failed.append(completion)
+                }
+            }
+            if let failure {
+                for completion in failed { completion(.failure(failure)) }
             }
         }
 
@@ -107,7 +152,7 @@
         /// numbers may be reused after.
         func stop() {
             let first = state.withLockedValue { state -> Bool in
-                assert(state.jobs.isEmpty, "the watcher stopped with pipelines in flight")
+                assert(state.channels.isEmpty, "the watcher stopped with pipelines in flight")
                 defer { state.stopping = true }
                 return !state.stopping
             }
@@ -135,49 +180,67 @@
                         close(epoll)
                         return
                     }
-                    // An event of a job already finished finds nothing.
-                    guard let job = state.withLockedValue({ $0.jobs[id] }) else { continue }
-                    advance(job, id: id)
+                    // An event of a channel already forgotten finds nothing.
+                    guard let channel = state.withLockedValue({ $0.channels[id] }) else { continue }
+                    advance(channel)
                 }
             }
         }
 
-        /// Sends what is left, reads what arrived, and finishes the job or arms its socket again.
-        private func advance(_ job: Job, id: UInt64) {
-            do {
-                if job.unsent {
-                    job.unsent = !(try job.connection.flushPipeline())
+        /// Sends what is left, reads every pipeline whose answers have all
+        /// arrived, and arms the socket again while any is still in flight. The
+        /// completions run after the channel's lock is let go, in order.
+        private func advance(_ channel: Channel) {
+            var done: [(Completion, Result<[QueryResult], any Error>)] = []
+            channel.lock.withLock {
+                // A late event: the connection may be another caller's by now.
+                guard !channel.completions.isEmpty else { return }
+                let connection = channel.connection
+                do {
+                    if channel.unsent {
+                        channel.unsent = !(try connection.flushPipeline())
+                    }
+                    while !channel.completions.isEmpty {
+                        let results: [QueryResult]
+                        do {
+                            guard let read = try connection.readPipeline(blocking: false) else { break }
+                            results = read
+                        } catch  where connection.pipelinesInFlight == channel.completions.count - 1 {
+                            // A statement's error: it ends this pipeline only.
+                            done.append((channel.completions.removeFirst(), .failure(error)))
+                            continue
+                        }
+                        done.append((channel.completions.removeFirst(), .success(results)))
+                    }
+                    if !channel.completions.isEmpty, !arm(channel) {
+                        // The connection stays in pipeline mode: the pool discards it.
+                        let error = PipelineWatcher.unwatchable()
+                        done += channel.completions.map { ($0, .failure(error)) }
+                        channel.completions = []
+                    }
+                } catch {
+                    // The connection broke or answered out of order: every
+                    // pipeline in flight on it fails.
+                    done += channel.completions.map { ($0, .failure(error)) }
+                    channel.completions = []
                 }
-                if let results = try job.connection.readPipeline(blocking: false) {
-                    finish(id, .success(results))
-                } else if !arm(job.connection.socket, id: id, writable: job.unsent) {
-                    // The connection stays in pipeline mode: the pool discards it.
-                    finish(id, .failure(PipelineWatcher.unwatchable()))
-                }
-            } catch {
-                finish(id, .failure(error))
             }
+            for (completion, outcome) in done { completion(outcome) }
         }
 
-        private func finish(_ id: UInt64, _ outcome: Result<[QueryResult], any Error>) {
-            // Removed before the completion hands the connection on: its next
-            // pipeline may then start at once, on another thread.
-            guard let job = state.withLockedValue({ $0.jobs.removeValue(forKey: id) }) else { return }
-            job.completion(outcome)
-        }
-
-        /// The error of a job whose socket `arm` refused (read right after it, while `errno` is its).
+        /// The error of a channel whose socket `arm` refused (read right after it, while `errno` is its).
         private static func unwatchable() -> PostgresError {
             PostgresError(kind: .connection, message: "could not watch the connection's socket (errno \(errno))")
         }
 
-        /// Arms the socket for one event of job `id`: readable, and writable too
-        /// when part of the pipeline is unsent.
-        private func arm(_ socket: Int32, id: UInt64, writable: Bool) -> Bool {
+        /// Arms the channel's socket for one event: readable, and writable too
+        /// when part of a pipeline is unsent. Under the channel's lock.
+        private func arm(_ channel: Channel) -> Bool {
+            let socket = channel.connection.socket
             guard socket >= 0 else { return false }
             var event = epoll_event()
-            event.events = EPOLLIN.rawValue | EPOLLONESHOT.rawValue | (writable ? EPOLLOUT.rawValue : 0)
-            event.data.u64 = id
+            event.events = EPOLLIN.rawValue | EPOLLONESHOT.rawValue | (channel.unsent ? EPOLLOUT.rawValue : 0)
+            event.data.u64 = channel.id
             if epoll_ctl(epoll, EPOLL_CTL_MOD, socket, &event) == 0 { return true }
             // A socket the set has not seen yet (a new connection, or one whose
             // number was reused after the old connection closed).

@@ -65,3 +65,57 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
 
 /// Statements in a pipeline are queries like any other.
 public typealias Statement = PostgresQuery
+
+extension PostgresQuery {
+    /// Whether the statement's first word (after blanks and comments) is one
+    /// that begins, ends or splits a transaction, or runs code that might:
+    /// BEGIN, START, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE,
+    /// PREPARE (TRANSACTION), CALL or DO. A pipeline with such a statement
+    /// could leave a transaction open behind it, so it never shares its
+    /// connection with other pipelines (`ConnectionPool.pipeline`).
+    public var mayControlTransaction: Bool {
+        var bytes = sql.utf8[...]
+        // Blanks and comments first (block comments nest in PostgreSQL).
+        while let first = bytes.first {
+            if first == UInt8(ascii: " ") || (9...13).contains(first) {
+                bytes = bytes.dropFirst()
+            } else if bytes.starts(with: "--".utf8) {
+                bytes = bytes.drop { $0 != UInt8(ascii: "\n") }
+            } else if bytes.starts(with: "/*".utf8) {
+                var depth = 0
+                while !bytes.isEmpty {
+                    if bytes.starts(with: "/*".utf8) {
+                        depth += 1
+                        bytes = bytes.dropFirst(2)
+                    } else if bytes.starts(with: "*/".utf8) {
+                        depth -= 1
+                        bytes = bytes.dropFirst(2)
+                        if depth == 0 { break }
+                    } else {
+                        bytes = bytes.dropFirst()
+                    }
+                }
+            } else {
+                break
+            }
+        }
+        var word: [UInt8] = []
+        for byte in bytes.prefix(10) {
+            guard let upper = PostgresQuery.upperLetter(byte) else { break }
+            word.append(upper)
+        }
+        return PostgresQuery.transactionWords.contains(word)
+    }
+
+    private static func upperLetter(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): byte
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): byte - 32
+        default: nil
+        }
+    }
+
+    private static let transactionWords: Set<[UInt8]> = Set(
+        ["BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "PREPARE", "CALL", "DO"].map { Array($0.utf8) }
+    )
+}

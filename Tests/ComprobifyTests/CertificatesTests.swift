@@ -245,7 +245,7 @@ final class SigningIdentityCacheTests: XCTestCase {
         let cache = SigningIdentityCache()
         let oldKey = SigningIdentityCache.Key(tenant: 1, issuer: 1, certificate: Data([1]))
         let newKey = SigningIdentityCache.Key(tenant: 1, issuer: 1, certificate: Data([2]))
-        weak var dropped = old
+        weak let dropped = old
         cache.store(old, for: oldKey)
         cache.store(new, for: newKey)
         XCTAssertEqual(cache.count, 1, "one entry per issuer")

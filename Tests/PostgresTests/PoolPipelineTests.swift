@@ -367,18 +367,23 @@ final class PoolPipelineTests: XCTestCase {
 func killedWhileSleeping(on pool: ConnectionPool) async throws -> Task<[QueryResult], any Error> {
     let pid = try await pool.pipeline(["SELECT pg_backend_pid()", "SELECT 1"])[0][0].decode(Int32.self, at: 0)
     let outcome = Task { try await pool.pipeline(["SELECT 1", "SELECT pg_sleep(30)"]) }
-    let killer = try Connection(conninfo: TestDatabase.ownerURL)
-    var killed = false
-    for _ in 0..<500 where !killed {
-        let state = try killer.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [pid])
-        if try state.count == 1 && state[0].decode(String?.self, at: 0) == "PgSleep" {
-            killed = try killer.query("SELECT pg_terminate_backend($1)", [pid])[0].decode(Bool.self, at: 0)
-        } else {
-            try await Task.sleep(for: .milliseconds(10))
-        }
-    }
+    let killed = try await killOnceSleeping(pid)
     XCTAssertTrue(killed, "the pipeline's backend was never seen sleeping")
     return outcome
+}
+
+/// Kills backend `pid` as soon as it is seen in `pg_sleep`; false when it
+/// was not seen there within about five seconds.
+func killOnceSleeping(_ pid: Int32) async throws -> Bool {
+    let killer = try Connection(conninfo: TestDatabase.ownerURL)
+    for _ in 0..<500 {
+        let state = try killer.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [pid])
+        if try state.count == 1 && state[0].decode(String?.self, at: 0) == "PgSleep" {
+            return try killer.query("SELECT pg_terminate_backend($1)", [pid])[0].decode(Bool.self, at: 0)
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    return false
 }
 
 /// Three pipelines at once on `pool`, each with 24 MiB each way: more than a

@@ -62,7 +62,9 @@ public func makePool(
             size: size ?? (background ? configuration.backgroundPoolSize : configuration.poolSize),
             waitTimeout: .milliseconds(configuration.poolWaitMilliseconds),
             sessionSettings: settings,
-            name: name ?? (background ? "background" : "requests")
+            name: name ?? (background ? "background" : "requests"),
+            pipelineDepth: configuration.pipelineDepth,
+            pipelineConnections: background ? nil : configuration.pipelineConnections
         ),
         logger: logger
     )

@@ -11,6 +11,12 @@ public struct Configuration: Sendable {
     public var port = 8080
     /// Database connections (and the threads that drive them) for requests.
     public var poolSize = 8
+    /// Reads in one round trip (pipelines) one request connection may carry
+    /// at once, run by PostgreSQL one after the other.
+    public var pipelineDepth = 16
+    /// Request connections that reads spread over before they share them;
+    /// nil: a quarter of `poolSize`, at least one.
+    public var pipelineConnections: Int?
     /// Database connections of the background work (sending to SRI,
     /// delivering webhooks), apart from the requests' pool.
     public var backgroundPoolSize = 4
@@ -106,6 +112,8 @@ public struct Configuration: Sendable {
         configuration.host = env("HOST") ?? configuration.host
         configuration.port = try integer("PORT", 0...65535) ?? configuration.port
         configuration.poolSize = try integer("DB_POOL_SIZE", 1...256) ?? configuration.poolSize
+        configuration.pipelineDepth = try integer("DB_PIPELINE_DEPTH", 1...64) ?? configuration.pipelineDepth
+        configuration.pipelineConnections = try integer("DB_PIPELINE_CONNECTIONS", 1...256)
         configuration.backgroundPoolSize = try integer("DB_BACKGROUND_POOL_SIZE", 1...64) ?? configuration.backgroundPoolSize
         configuration.backgroundBusyRate = try integer("BACKGROUND_BUSY_RATE", 1...100_000) ?? configuration.backgroundBusyRate
         configuration.poolWaitMilliseconds = try integer("DB_POOL_WAIT_MS", 1...600_000) ?? configuration.poolWaitMilliseconds

@@ -67,6 +67,9 @@ struct Read<Value: Sendable>: Sendable {
 public struct Database: Sendable {
     private let pool: ConnectionPool
     private let gate: TenantGate
+    /// The lanes of reads in one round trip (`pool.pipeline`): a tenant's
+    /// share of connections times the pipelines one connection carries.
+    private let reads: TenantGate
     private let counters: TenantGate
 
     /// Issuing transactions of one numbering counter (issuer × document type)
@@ -81,7 +84,9 @@ public struct Database: Sendable {
     public init(pool: ConnectionPool, tenantMaxConnections: Int? = nil) {
         self.pool = pool
         let size = pool.configuration.size
-        self.gate = TenantGate(perTenant: min(size, tenantMaxConnections ?? max(1, size / 2)), wait: pool.configuration.waitTimeout)
+        let share = min(size, tenantMaxConnections ?? max(1, size / 2))
+        self.gate = TenantGate(perTenant: share, wait: pool.configuration.waitTimeout)
+        self.reads = TenantGate(perTenant: share * pool.configuration.pipelineDepth, wait: pool.configuration.waitTimeout)
         self.counters = TenantGate(perTenant: Database.issuingPerCounter, wait: pool.configuration.waitTimeout, busy: .counterBusy)
     }
 
@@ -98,15 +103,24 @@ public struct Database: Sendable {
         .counter(gate.lane(for: token.digest), issuer: issuer, documentType: documentType)
     }
 
-    /// Runs `work` in the lane of the tenant `token` acts for. `work` gets the
-    /// key's digest when its tenant is not known yet, for `gate.learn` once
-    /// authentication finds it, and nil when the lane already is the tenant's.
-    private func gated<T>(_ token: APIToken, _ work: (Data?) async throws -> T) async throws -> T {
+    /// Runs `work` in the lane of the tenant `token` acts for, through `gate`
+    /// (the connections' gate unless given). `work` gets the key's digest
+    /// when its tenant is not known yet, for `learn` once authentication
+    /// finds it, and nil when the lane already is the tenant's.
+    private func gated<T>(_ token: APIToken, through gate: TenantGate? = nil, _ work: (Data?) async throws -> T) async throws -> T {
+        let gate = gate ?? self.gate
         let digest = token.digest
         let lane = gate.lane(for: digest)
         let unknown: Data?
         if case .key = lane { unknown = digest } else { unknown = nil }
         return try await gate.run(lane: lane) { try await work(unknown) }
+    }
+
+    /// Tells both gates the tenant of a key they did not know.
+    private static func learn(_ gates: (TenantGate, TenantGate), digest: Data?, tenantID: Int64) {
+        guard let digest else { return }
+        gates.0.learn(digest: digest, tenantID: tenantID)
+        gates.1.learn(digest: digest, tenantID: tenantID)
     }
 
     /// The statement is made once; each request adds only its digest (it runs
@@ -135,7 +149,7 @@ public struct Database: Sendable {
         _ body: @escaping @Sendable (Transaction, Principal, [QueryResult]) throws -> T
     ) async throws -> T {
         let auth = Database.authenticate(token, lockKey: lockKey)
-        let gate = self.gate
+        let gates = (self.gate, self.reads)
         return try await gated(token) { unknownDigest in
             try await pool.transaction(isolation, prologue: [auth] + prologue) { transaction, results in
                 guard let principal = try Principal(results[0]) else {
@@ -143,7 +157,7 @@ public struct Database: Sendable {
                     throw APIError.unauthorized
                 }
                 facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
-                if let unknownDigest { gate.learn(digest: unknownDigest, tenantID: principal.tenantID) }
+                Database.learn(gates, digest: unknownDigest, tenantID: principal.tenantID)
                 return try body(transaction, principal, Array(results.dropFirst()))
             }
         }
@@ -169,7 +183,7 @@ public struct Database: Sendable {
             tenantRow,
             Database.authenticate(token, lockKey: true),
         ]
-        let gate = self.gate
+        let gates = (self.gate, self.reads)
         return try await gated(token) { unknownDigest in
             try await pool.transaction(.readCommitted, prologue: lead + prologue) { transaction, results in
                 guard let found = try Principal(results[0]), let tenant = results[1].first,
@@ -179,7 +193,7 @@ public struct Database: Sendable {
                     throw APIError.unauthorized
                 }
                 facts.authenticated(tenantID: found.tenantID, keyID: found.keyID)
-                if let unknownDigest { gate.learn(digest: unknownDigest, tenantID: found.tenantID) }
+                Database.learn(gates, digest: unknownDigest, tenantID: found.tenantID)
                 return try body(transaction, try found.with(tenant: tenant), Array(results.dropFirst(lead.count)))
             }
         }
@@ -237,14 +251,15 @@ public struct Database: Sendable {
 
     private func pipelined(_ token: APIToken, _ facts: RequestFacts, _ queries: [PostgresQuery]) async throws -> (Principal, [QueryResult])
     {
-        try await gated(token) { unknownDigest in
+        let gates = (self.gate, self.reads)
+        return try await gated(token, through: reads) { unknownDigest in
             let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries)
             guard let principal = try Principal(results[0]) else {
                 facts.refused()
                 throw APIError.unauthorized
             }
             facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
-            if let unknownDigest { gate.learn(digest: unknownDigest, tenantID: principal.tenantID) }
+            Database.learn(gates, digest: unknownDigest, tenantID: principal.tenantID)
             return (principal, Array(results.dropFirst()))
         }
     }
@@ -272,7 +287,7 @@ public struct Database: Sendable {
     /// trip: setting the tenant and the read are pipelined as one implicit
     /// transaction.
     func read<A>(forTenantID tenantID: Int64, _ a: Read<A>) async throws -> A {
-        return try await gate.run(lane: .tenant(tenantID)) {
+        return try await reads.run(lane: .tenant(tenantID)) {
             try a.decode(try await pool.pipeline([Database.setTenant(tenantID), a.query])[1])
         }
     }

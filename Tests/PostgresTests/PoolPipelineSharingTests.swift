@@ -1,0 +1,237 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Postgres
+import TestSupport
+import XCTest
+
+/// Pipelines sharing a connection (`ConnectionPool.Configuration.pipelineDepth`
+/// and `pipelineConnections`): one sent behind others on a connection that is
+/// running them instead of waiting for a slot. Each stays its own transaction
+/// with its own answers and errors.
+final class PoolPipelineSharingTests: XCTestCase {
+    /// A pool of `size` connections whose first pipeline has connected the
+    /// one connection they share (`pipelineConnections` is 1 below a size of
+    /// 8), and that connection's backend. Pipelines go behind one in flight
+    /// for up to `stall` (the tests' first pipelines sleep).
+    func makePool(size: Int = 1, depth: Int = 16, wait: Duration = .seconds(10), stall: Duration = .seconds(60)) async throws -> (
+        ConnectionPool, Int32
+    ) {
+        let pool = ConnectionPool(
+            configuration: .init(
+                conninfo: TestDatabase.ownerURL, size: size, waitTimeout: wait, pipelineDepth: depth, pipelineStall: stall))
+        let pid = try await pool.pipeline(["SELECT pg_backend_pid()"])[0][0].decode(Int32.self, at: 0)
+        return (pool, pid)
+    }
+
+    /// Starts `statements` as a pipeline and waits until its connection is
+    /// taken (the pipelines started after it find it running).
+    func started(_ statements: [Statement], on pool: ConnectionPool) async throws -> Task<[QueryResult], any Error> {
+        let task = Task { try await pool.pipeline(statements) }
+        while pool.inUse == 0 { try await Task.sleep(for: .milliseconds(2)) }
+        // The slot is taken before the connection is offered to others.
+        try await Task.sleep(for: .milliseconds(20))
+        return task
+    }
+
+    func testPipelinesGoBehindOneAnotherInsteadOfWaitingForASlot() async throws {
+        // One connection, and a wait shorter than the pipelines take together:
+        // each waiting for the slot in turn, the later ones would time out.
+        let (pool, pid) = try await makePool(wait: .milliseconds(150))
+        let first = try await started(["SELECT pg_sleep(0.1)", "SELECT pg_backend_pid()"], on: pool)
+        let others = try await concurrently(5) { index in
+            let results = try await pool.pipeline([
+                "SELECT pg_sleep(0.05)", Statement("SELECT $1::int, pg_backend_pid(), txid_current()", [index]),
+            ])
+            return (
+                try results[1][0].decode(Int.self, at: 0), try results[1][0].decode(Int32.self, at: 1),
+                try results[1][0].decode(Int64.self, at: 2)
+            )
+        }
+        let firstPID = try await first.value[1][0].decode(Int32.self, at: 0)
+        XCTAssertEqual(firstPID, pid)
+        XCTAssertEqual(others.map(\.0), Array(0..<5), "each pipeline got its own answers")
+        XCTAssertEqual(Set(others.map(\.1)), [pid], "all of them ran on the one connection")
+        XCTAssertEqual(Set(others.map(\.2)).count, 5, "each in a transaction of its own")
+        XCTAssertEqual(pool.inUse, 0)
+        await pool.shutdown()
+    }
+
+    func testNothingGoesBehindAPipelineInFlightForLongerThanTheStall() async throws {
+        let (pool, pid) = try await makePool(size: 2, stall: .milliseconds(300))
+        let sleeper = try await started(["SELECT pg_sleep(1.5)", "SELECT pg_backend_pid()"], on: pool)
+        let fresh = Task { try await pool.pipeline(["SELECT pg_backend_pid()"])[0][0].decode(Int32.self, at: 0) }
+        try await Task.sleep(for: .milliseconds(400))
+        let start = ContinuousClock.now
+        let other = try await pool.pipeline(["SELECT pg_backend_pid()"])[0][0].decode(Int32.self, at: 0)
+        XCTAssertLessThan(ContinuousClock.now - start, .milliseconds(900), "it did not wait for the sleeper")
+        XCTAssertNotEqual(other, pid, "on the other connection, not behind the stalled one")
+        let freshPID = try await fresh.value
+        XCTAssertEqual(freshPID, pid, "behind a pipeline in flight for less than the stall")
+        let sleeperAnswer = try await sleeper.value
+        XCTAssertEqual(try sleeperAnswer[1][0].decode(Int32.self, at: 0), pid)
+        await pool.shutdown()
+    }
+
+    func testAConnectionCarriesAtMostItsDepth() async throws {
+        let (pool, _) = try await makePool(depth: 2, wait: .milliseconds(100))
+        let first = try await started(["SELECT pg_sleep(0.5)", "SELECT 1"], on: pool)
+        let second = Task { try await pool.pipeline(["SELECT 2"]) }
+        try await Task.sleep(for: .milliseconds(20))
+        do {
+            _ = try await pool.pipeline(["SELECT 3"])
+            XCTFail("a third pipeline should have waited for the slot, and timed out")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.kind, .poolTimeout)
+        }
+        let secondAnswer = try await second.value
+        let firstAnswer = try await first.value
+        XCTAssertEqual(try secondAnswer[0][0].decode(Int.self, at: 0), 2)
+        XCTAssertEqual(try firstAnswer[1][0].decode(Int.self, at: 0), 1)
+        await pool.shutdown()
+    }
+
+    func testAStatementErrorFailsOnlyItsOwnPipeline() async throws {
+        let table = TestDatabase.uniqueTable("sharing")
+        let (pool, pid) = try await makePool()
+        try await pool.withConnection { try $0.execute(script: "CREATE TABLE \(table) (v int)") }
+        let failing = try await started(
+            [
+                "SELECT pg_sleep(0.2)", "INSERT INTO \(unescaped: table) VALUES (1)", "SELECT 1 / 0",
+                "INSERT INTO \(unescaped: table) VALUES (2)",
+            ],
+            on: pool)
+        let behind = try await concurrently(3) { index in
+            try await pool.pipeline([
+                Statement("INSERT INTO \(table) VALUES ($1)", [10 + index]), "SELECT pg_backend_pid()",
+            ])[1][0].decode(Int32.self, at: 0)
+        }
+        do {
+            _ = try await failing.value
+            XCTFail("the division by zero should have been thrown")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState?.code, "22012")
+        }
+        XCTAssertEqual(Set(behind), [pid], "the pipelines behind it ran on its connection")
+        let rows = try await pool.pipeline(["SELECT array_agg(v ORDER BY v)::text FROM \(unescaped: table)", "SELECT pg_backend_pid()"])
+        XCTAssertEqual(
+            try rows[0][0].decode(String.self, at: 0), "{10,11,12}", "nothing of the failed pipeline stayed; all of the others did")
+        XCTAssertEqual(try rows[1][0].decode(Int32.self, at: 0), pid, "the connection was kept")
+        try await pool.withConnection { try $0.execute(script: "DROP TABLE \(table)") }
+        await pool.shutdown()
+    }
+
+    func testASettingLocalToOnePipelineDoesNotReachTheNext() async throws {
+        let (pool, pid) = try await makePool()
+        let setting = try await started(
+            [
+                "SELECT set_config('comprobify.sharing_test', 'first', true)", "SELECT pg_sleep(0.2)",
+                "SELECT current_setting('comprobify.sharing_test')",
+            ],
+            on: pool)
+        let next = try await pool.pipeline(["SELECT current_setting('comprobify.sharing_test', true)", "SELECT pg_backend_pid()"])
+        let settingAnswer = try await setting.value
+        XCTAssertEqual(try settingAnswer[2][0].decode(String.self, at: 0), "first")
+        XCTAssertNotEqual(try next[0][0].decode(String?.self, at: 0), "first")
+        XCTAssertEqual(try next[1][0].decode(Int32.self, at: 0), pid, "it ran on the same connection, after the first")
+        await pool.shutdown()
+    }
+
+    func testAPipelineThatMayLeaveATransactionOpenKeepsItsConnectionToItself() async throws {
+        let (pool, pid) = try await makePool()
+        // Left open, the transaction would take in any pipeline sent behind it.
+        let open = try await started(
+            ["BEGIN", "SELECT set_config('comprobify.sharing_test', 'open', true)", "SELECT pg_sleep(0.2)"], on: pool)
+        let next = try await pool.pipeline(["SELECT current_setting('comprobify.sharing_test', true)", "SELECT pg_backend_pid()"])
+        _ = try await open.value
+        XCTAssertNotEqual(try next[0][0].decode(String?.self, at: 0), "open")
+        XCTAssertNotEqual(
+            try next[1][0].decode(Int32.self, at: 0), pid, "it waited for the slot, and the open transaction's connection was closed")
+        // Nor does a pipeline that may leave one open join others.
+        let sleeping = try await started(["SELECT pg_sleep(0.2)", "SELECT pg_backend_pid()"], on: pool)
+        let beginning = try await pool.pipeline(["BEGIN", "SELECT pg_backend_pid()", "COMMIT"])
+        let sleeper = try await sleeping.value[1][0].decode(Int32.self, at: 0)
+        XCTAssertEqual(try beginning[1][0].decode(Int32.self, at: 0), sleeper, "it had the connection after the sleeper")
+        await pool.shutdown()
+    }
+
+    func testStatementsThatMayControlATransactionAreKnownByTheirFirstWord() {
+        for sql in [
+            "BEGIN", "  begin isolation level serializable", "START TRANSACTION", "commit", "END", "Rollback", "ABORT",
+            "SAVEPOINT a", "RELEASE a", "PREPARE TRANSACTION 'x'", "CALL p()", "DO $$ BEGIN END $$",
+            "-- a comment\nCOMMIT", "/* one /* nested */ comment */ BEGIN", "\t\n ROLLBACK",
+        ] {
+            XCTAssertTrue(Statement(stringLiteral: sql).mayControlTransaction, sql)
+        }
+        for sql in [
+            "SELECT 1", "WITH begun AS (SELECT 1) SELECT * FROM begun", "INSERT INTO t VALUES (1)", "(SELECT 1)",
+            "-- BEGIN\nSELECT 1", "/* COMMIT */ SELECT 1", "ENDS", "DONE", "BEGINNING", "", "   ", "SET LOCAL x = 1",
+        ] {
+            XCTAssertFalse(Statement(stringLiteral: sql).mayControlTransaction, sql)
+        }
+    }
+
+    func testAKillFailsEveryPipelineOnTheConnectionAndNoneHangs() async throws {
+        let (pool, pid) = try await makePool()
+        let sleeper = try await started(["SELECT pg_sleep(30)", "SELECT 1"], on: pool)
+        let behind = (0..<3).map { index in Task { try await pool.pipeline([Statement("SELECT $1::int", [index])]) } }
+        let killed = try await killOnceSleeping(pid)
+        XCTAssertTrue(killed, "the sleeping backend was never seen")
+        for task in [sleeper] + behind {
+            let outcome = try await finishing(within: 30) { await task.result }
+            switch outcome {
+            case .success: XCTFail("a pipeline on the killed connection succeeded")
+            case .failure(let error): XCTAssertTrue((error as? PostgresError)?.isUnavailable ?? false, "\(error)")
+            }
+        }
+        XCTAssertEqual(pool.inUse, 0, "the slot came back")
+        let after = try await pool.pipeline(["SELECT pg_backend_pid()"])[0][0].decode(Int32.self, at: 0)
+        XCTAssertNotEqual(after, pid, "the slot connected afresh")
+        await pool.shutdown()
+    }
+
+    func testAParameterRefusedBeforeSendingFailsOnlyItsOwnPipeline() async throws {
+        let (pool, pid) = try await makePool()
+        let sleeper = try await started(["SELECT pg_sleep(0.2)", "SELECT pg_backend_pid()"], on: pool)
+        let tooMany = Statement("SELECT 1", Array(repeating: 1 as any PostgresBindable, count: 70_000))
+        do {
+            _ = try await pool.pipeline(["SELECT 1", tooMany])
+            XCTFail("libpq should have refused the statement")
+        } catch let error as PostgresError {
+            XCTAssertTrue(error.message.contains("65535"), error.message)
+        }
+        let after = try await pool.pipeline(["SELECT pg_backend_pid()"])
+        let sleeperAnswer = try await sleeper.value
+        XCTAssertEqual(try sleeperAnswer[1][0].decode(Int32.self, at: 0), pid)
+        XCTAssertEqual(try after[0][0].decode(Int32.self, at: 0), pid, "the connection went on serving")
+        await pool.shutdown()
+    }
+
+    func testAStatementNewToTheConnectionIsPreparedOnceWhenPipelinesSendItTogether() async throws {
+        let (pool, _) = try await makePool()
+        let sql = "SELECT $1::int + 1 /* \(UUID().uuidString) */"
+        let sleeper = try await started(["SELECT pg_sleep(0.2)"], on: pool)
+        let sums = try await concurrently(4) { index in
+            try await pool.pipeline([Statement(sql, [index])])[0][0].decode(Int.self, at: 0)
+        }
+        _ = try await sleeper.value
+        XCTAssertEqual(sums, [1, 2, 3, 4])
+        let again = try await pool.pipeline([
+            Statement(sql, [10]), Statement("SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", [sql]),
+        ])
+        XCTAssertEqual(try again[0][0].decode(Int.self, at: 0), 11)
+        XCTAssertEqual(try again[1][0].decode(Int.self, at: 0), 1, "one prepared statement, not one per pipeline that sent it")
+        await pool.shutdown()
+    }
+
+    func testManyPipelinesOnAFewSharedConnections() async throws {
+        let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL, size: 8, pipelineDepth: 4, pipelineConnections: 2))
+        let answers = try await concurrently(300) { index in
+            let results = try await pool.pipeline([Statement("SELECT $1::int", [index]), "SELECT pg_backend_pid()"])
+            return (try results[0][0].decode(Int.self, at: 0), try results[1][0].decode(Int32.self, at: 0))
+        }
+        XCTAssertEqual(answers.map(\.0), Array(0..<300))
+        XCTAssertLessThanOrEqual(Set(answers.map(\.1)).count, 8)
+        XCTAssertEqual(pool.inUse, 0)
+        await pool.shutdown()
+    }
+}
