@@ -89,7 +89,7 @@ public final class Connection: @unchecked Sendable {
     /// Whether the connection can serve the next caller as it is: open, no
     /// transaction, and out of pipeline mode.
     public var isReusable: Bool {
-        !isBroken && !isInTransaction && PQpipelineStatus(handle) == PQ_PIPELINE_OFF
+        !isBroken && !abandoned && !isInTransaction && PQpipelineStatus(handle) == PQ_PIPELINE_OFF
     }
 
     /// True once libpq has seen the connection fail; the pool discards such connections.
@@ -229,6 +229,10 @@ public final class Connection: @unchecked Sendable {
         /// Whether the first statement's answer has been read.
         var answeredFirst = false
 
+        var prepareCount: Int {
+            sent.reduce(0) { if case .prepare = $1 { $0 + 1 } else { $0 } }
+        }
+
         func prepares(_ sql: String) -> Bool {
             sent.contains { if case .prepare(_, let prepared) = $0 { prepared == sql } else { false } }
         }
@@ -242,6 +246,23 @@ public final class Connection: @unchecked Sendable {
 
     /// How many pipelines were sent on this connection and not yet read to the end.
     var pipelinesInFlight: Int { flights.count }
+
+    /// Set once pipelines in flight were given up unread: their answers may
+    /// still come, so the connection must not serve anyone again.
+    private var abandoned = false
+
+    /// Gives up the pipelines in flight, unread (`isReusable` is false from now on).
+    func abandonPipelines() {
+        abandoned = true
+        endPipeline()
+    }
+
+    /// Whether libpq holds an answer of the oldest pipeline in flight that a
+    /// read would take without waiting: one it read while it was sending (a
+    /// full socket makes it read), which the socket will not announce again.
+    var hasAnswerBuffered: Bool {
+        !flights.isEmpty && (PQisBusy(handle) == 0 || clibpq_tls_pending(handle) > 0)
+    }
 
     /// The connection's socket, for a caller that waits on it (`PipelineWatcher`).
     var socket: Int32 { PQsocket(handle) }
@@ -266,7 +287,8 @@ public final class Connection: @unchecked Sendable {
         statementCount += statements.count
         var flight = PipelineInFlight()
         flight.sent.reserveCapacity(statements.count * 2)
-        var pendingPrepares = 0
+        // Prepares in flight count against the cache's size.
+        var pendingPrepares = flights.reduce(0) { $0 + $1.prepareCount }
         for (index, statement) in statements.enumerated() {
             let ok: Bool = withParameters(statement.binds) { pointers, lengths, formats in
                 var name = preparedNames[statement.sql]

@@ -92,9 +92,11 @@ public final class ConnectionPool: Sendable {
         /// `shutdown` calls waiting for the last slot to come back.
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
         #if os(Linux)
-            /// Connections running pipelines that more may join (each holds its
+            /// Connections open to sharing, running pipelines (each holds its
             /// slot until its last pipeline ends).
             var channels: [PipelineWatcher.Channel] = []
+            /// Slots taken to be opened to sharing, still connecting.
+            var opening = 0
         #endif
     }
 
@@ -168,61 +170,111 @@ public final class ConnectionPool: Sendable {
         return try outcome.1.get()
     }
 
+    /// Work that runs a pipeline on a connection of its own, handed to the
+    /// caller's wrapper (`pipeline(_:alone:)`).
+    public typealias PipelineWork = @Sendable () async throws -> [QueryResult]
+
     /// Sends the statements in one round trip (pipeline mode) as one implicit
     /// transaction: all of them take effect, or none.
     ///
     /// On Linux the caller's thread sends them without blocking and the pool's
     /// watcher thread reads the answers (`PipelineWatcher`); no pool thread is
-    /// involved unless the slot must connect first (TLS included). Pipelines
-    /// share connections (`Configuration.pipelineConnections` and
-    /// `pipelineDepth`): one may be sent after others on a connection, and
-    /// PostgreSQL runs them one after the other, each its own transaction;
-    /// the error of one does not touch the others. A pipeline with a
-    /// statement that could leave a transaction open behind it (BEGIN, say:
-    /// `Statement.mayControlTransaction`) has a connection to itself. Over a
-    /// GSSAPI-encrypted connection the pipeline runs blocking on one of the
-    /// pool's threads.
-    public func pipeline(_ statements: [Statement]) async throws -> [QueryResult] {
+    /// involved unless the slot must connect first (TLS included).
+    ///
+    /// Pipelines share connections. Up to `Configuration.pipelineConnections`
+    /// connections at a time are open to sharing: a pipeline takes a free
+    /// slot for one while fewer are, and otherwise is sent on the one with the
+    /// fewest in flight, behind them, if it has room (`pipelineDepth`) and its
+    /// oldest has been in flight for less than `pipelineStall`. PostgreSQL
+    /// runs them one after the other, each its own transaction; the error of
+    /// one does not touch the others, but a connection that breaks fails them
+    /// all. Otherwise the pipeline has a connection to itself, waiting for a
+    /// slot as `withConnection` does, inside `alone` when given (the caller's
+    /// share of the connections, say): so does a pipeline with a statement
+    /// that could leave a transaction open behind it (BEGIN, say:
+    /// `Statement.mayControlTransaction`). Over a GSSAPI-encrypted connection
+    /// the pipeline runs blocking on one of the pool's threads.
+    public func pipeline(
+        _ statements: [Statement], alone: (@Sendable (PipelineWork) async throws -> [QueryResult])? = nil
+    ) async throws -> [QueryResult] {
+        #if os(Linux)
+            if let watcher, configuration.pipelineDepth > 1, !statements.contains(where: \.mayControlTransaction) {
+                switch try share() {
+                case .join(let channel):
+                    return try await send(statements, on: channel, watcher)
+                case .open(let slot):
+                    let connection: Connection
+                    do {
+                        connection = try await connected(checkedIfIdle(slot))
+                    } catch {
+                        state.withLockedValue { $0.opening -= 1 }
+                        throw error
+                    }
+                    guard connection.canWaitOnSocket else {
+                        state.withLockedValue { $0.opening -= 1 }
+                        return try await runBlocking(holding: connection) { try $0.pipeline(statements) }
+                    }
+                    return try await send(statements, on: openChannel(on: connection, shareable: true, watcher), watcher)
+                case .alone:
+                    break
+                }
+            }
+        #endif
+        let work: PipelineWork = { try await self.pipelineAlone(statements) }
+        if let alone { return try await alone(work) }
+        return try await work()
+    }
+
+    /// A pipeline on a connection of its own.
+    private func pipelineAlone(_ statements: [Statement]) async throws -> [QueryResult] {
         #if os(Linux)
             guard let watcher else {
                 return try await withConnection { try $0.pipeline(statements) }
             }
-            let shareable = configuration.pipelineDepth > 1 && !statements.contains(where: \.mayControlTransaction)
-            let channel: PipelineWatcher.Channel
-            if shareable, let shared = try joinChannel() {
-                channel = shared
-            } else {
-                let connection = try await connectedSlot()
-                if !connection.canWaitOnSocket {
-                    // GSSAPI encryption (or TLS not through OpenSSL): decrypted bytes
-                    // can wait in a buffer that nothing outside libpq can see.
-                    return try await runBlocking(holding: connection) { try $0.pipeline(statements) }
-                }
-                channel = openChannel(on: connection, shareable: shareable, watcher)
+            let connection = try await connected(try await acquire())
+            if !connection.canWaitOnSocket {
+                // GSSAPI encryption (or TLS not through OpenSSL): decrypted bytes
+                // can wait in a buffer that nothing outside libpq can see.
+                return try await runBlocking(holding: connection) { try $0.pipeline(statements) }
             }
-            return try await withCheckedThrowingContinuation { continuation in
-                watcher.run(statements, on: channel) { outcome in
-                    self.pipelineEnded(on: channel, outcome, watcher)
-                    continuation.resume(with: outcome)
-                }
-            }
+            return try await send(statements, on: openChannel(on: connection, shareable: false, watcher), watcher)
         #else
             try await withConnection { try $0.pipeline(statements) }
         #endif
     }
 
+    /// Pipelines sent on connections open to sharing and not yet answered.
+    public var sharedPipelinesInFlight: Int {
+        #if os(Linux)
+            state.withLockedValue { $0.channels.reduce(0) { $0 + $1.started.count } }
+        #else
+            0
+        #endif
+    }
+
     #if os(Linux)
-        /// The connection running pipelines with the fewest in flight that
-        /// has room for one more and none stalled, with the caller's counted;
-        /// nil while fewer than `pipelineConnections` connections run
-        /// pipelines and a slot is free, or when none has room.
-        private func joinChannel() throws -> PipelineWatcher.Channel? {
+        private enum Sharing {
+            /// Sent behind the pipelines in flight on this connection.
+            case join(PipelineWatcher.Channel)
+            /// A free slot taken, to open to sharing (counted in `opening`).
+            case open(Connection?)
+            /// No room: a connection of its own.
+            case alone
+        }
+
+        /// Where a pipeline that may share goes, its place counted.
+        private func share() throws -> Sharing {
             try state.withLockedValue { state in
                 if state.closed { throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down") }
-                if state.channels.count < configuration.pipelineConnections, state.waiters.isEmpty, !state.free.isEmpty {
-                    return nil
-                }
                 let now = ContinuousClock.now
+                if state.channels.count + state.opening < configuration.pipelineConnections, state.waiters.isEmpty,
+                    let slot = state.free.popLast()
+                {
+                    state.inUse += 1
+                    inUseGauge.record(state.inUse)
+                    state.opening += 1
+                    return .open(slot)
+                }
                 var chosen: PipelineWatcher.Channel?
                 for channel in state.channels
                 where !channel.discard && channel.started.count < configuration.pipelineDepth
@@ -230,31 +282,46 @@ public final class ConnectionPool: Sendable {
                 {
                     if chosen == nil || channel.started.count < chosen!.started.count { chosen = channel }
                 }
-                chosen?.started.append(now)
-                return chosen
+                guard let chosen else { return .alone }
+                chosen.started.append(now)
+                return .join(chosen)
             }
         }
 
         /// Lends a slot's connection to pipelines, the caller's first; others
-        /// may join it only when it is `shareable`.
+        /// may join it only when it is `shareable` (it was counted in `opening`).
         private func openChannel(on connection: Connection, shareable: Bool, _ watcher: PipelineWatcher) -> PipelineWatcher.Channel {
             let channel = watcher.channel(for: connection)
             state.withLockedValue { state in
                 channel.started = [ContinuousClock.now]
-                if shareable { state.channels.append(channel) }
+                if shareable {
+                    state.opening -= 1
+                    state.channels.append(channel)
+                }
             }
             return channel
         }
 
+        private func send(_ statements: [Statement], on channel: PipelineWatcher.Channel, _ watcher: PipelineWatcher) async throws
+            -> [QueryResult]
+        {
+            try await withCheckedThrowingContinuation { continuation in
+                watcher.run(statements, on: channel) { outcome in
+                    self.pipelineEnded(on: channel, outcome, watcher)
+                    continuation.resume(with: outcome)
+                }
+            }
+        }
+
         /// Counts a pipeline of `channel` as ended. A connection that broke,
-        /// or whose prepared statements no longer fit the schema, takes no
-        /// more; after the last one the connection goes back to the slots,
-        /// unless it is left in pipeline mode or in a transaction (it broke
-        /// mid-way) or is one of those.
+        /// whose pipelines were given up (`Channel.isAbandoned`) or whose
+        /// prepared statements no longer fit the schema takes no more; after
+        /// the last one the connection goes back to the slots, unless it is
+        /// one of those or is left in pipeline mode or in a transaction.
         private func pipelineEnded(
             on channel: PipelineWatcher.Channel, _ outcome: Result<[QueryResult], any Error>, _ watcher: PipelineWatcher
         ) {
-            var doomed = ConnectionPool.staleStatements(outcome)
+            var doomed = ConnectionPool.staleStatements(outcome) || channel.isAbandoned
             if case .failure(let error as PostgresError) = outcome, error.isUnavailable {
                 doomed = true
             }
@@ -278,8 +345,7 @@ public final class ConnectionPool: Sendable {
 
     /// A slot's connection, connected first on one of the pool's threads when
     /// the slot has none. The slot is released again when this throws.
-    private func connectedSlot() async throws -> Connection {
-        let slot = try await acquire()
+    private func connected(_ slot: Connection?) async throws -> Connection {
         if let slot { return slot }
         let configuration = self.configuration
         let connected = try await onPoolThread(holding: nil) { Result { try ConnectionPool.connect(configuration) } }
@@ -409,7 +475,12 @@ public final class ConnectionPool: Sendable {
     /// A free slot, `acquireSlot`'s, with a connection the server closed while
     /// it sat idle traded for a slot that connects afresh.
     private func acquire() async throws -> Connection? {
-        let slot = try await acquireSlot()
+        checkedIfIdle(try await acquireSlot())
+    }
+
+    /// The slot, or a slot that connects afresh when its connection sat idle
+    /// and the server closed it meanwhile.
+    private func checkedIfIdle(_ slot: Connection?) -> Connection? {
         if let slot, ContinuousClock.now - slot.idleSince >= ConnectionPool.idleCheckAfter, slot.closedByServer() {
             discardCounter.increment()
             return nil

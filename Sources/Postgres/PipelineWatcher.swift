@@ -40,6 +40,9 @@
             /// Under `lock`: part of a pipeline is still in libpq's buffer, to
             /// send when the socket is writable.
             fileprivate var unsent = false
+            /// Under `lock`: the pipelines in flight were failed all at once;
+            /// nothing more is sent here.
+            fileprivate var abandoned = false
             /// Under the pool's lock: when each pipeline in flight was
             /// handed to the channel, oldest first. The pool counts them to
             /// decide who may send here and when the connection goes back
@@ -53,6 +56,21 @@
             fileprivate init(connection: Connection, id: UInt64) {
                 self.connection = connection
                 self.id = id
+            }
+
+            /// Whether the channel's pipelines were failed all at once (the
+            /// connection broke, or could not be watched): its connection
+            /// must not be used again.
+            var isAbandoned: Bool { lock.withLock { abandoned } }
+
+            /// Fails every pipeline in flight with `error`, gives up their
+            /// answers, and takes no more. Under `lock`; the completions are
+            /// the caller's to run after it.
+            fileprivate func abandon() -> [Completion] {
+                abandoned = true
+                connection.abandonPipelines()
+                defer { completions = [] }
+                return completions
             }
         }
 
@@ -122,21 +140,24 @@
             var failed: [Completion] = []
             var failure: (any Error)?
             channel.lock.withLock {
+                guard !channel.abandoned else {
+                    failure = PostgresError(kind: .connection, message: "the connection failed before this pipeline was sent")
+                    failed = [completion]
+                    return
+                }
                 do {
                     let sent = try channel.connection.sendPipeline(statements, blocking: false)
                     channel.completions.append(completion)
                     channel.unsent = channel.unsent || !sent
                     if !arm(channel) {
                         failure = PipelineWatcher.unwatchable()
-                        failed = channel.completions
-                        channel.completions = []
+                        failed = channel.abandon()
                     }
                 } catch {
                     failure = error
                     // The connection dropped the others too, unless nothing was sent.
                     if channel.connection.pipelinesInFlight < channel.completions.count {
-                        failed = channel.completions
-                        channel.completions = []
+                        failed = channel.abandon()
                     }
                     failed.append(completion)
                 }
@@ -213,16 +234,13 @@
                         done.append((channel.completions.removeFirst(), .success(results)))
                     }
                     if !channel.completions.isEmpty, !arm(channel) {
-                        // The connection stays in pipeline mode: the pool discards it.
                         let error = PipelineWatcher.unwatchable()
-                        done += channel.completions.map { ($0, .failure(error)) }
-                        channel.completions = []
+                        done += channel.abandon().map { ($0, .failure(error)) }
                     }
                 } catch {
                     // The connection broke or answered out of order: every
                     // pipeline in flight on it fails.
-                    done += channel.completions.map { ($0, .failure(error)) }
-                    channel.completions = []
+                    done += channel.abandon().map { ($0, .failure(error)) }
                 }
             }
             for (completion, outcome) in done { completion(outcome) }
@@ -234,12 +252,15 @@
         }
 
         /// Arms the channel's socket for one event: readable, and writable too
-        /// when part of a pipeline is unsent. Under the channel's lock.
+        /// when part of a pipeline is unsent, or when libpq already holds an
+        /// answer (a writable socket then wakes the watcher at once). Under the
+        /// channel's lock.
         private func arm(_ channel: Channel) -> Bool {
             let socket = channel.connection.socket
             guard socket >= 0 else { return false }
+            let writable = channel.unsent || channel.connection.hasAnswerBuffered
             var event = epoll_event()
-            event.events = EPOLLIN.rawValue | EPOLLONESHOT.rawValue | (channel.unsent ? EPOLLOUT.rawValue : 0)
+            event.events = EPOLLIN.rawValue | EPOLLONESHOT.rawValue | (writable ? EPOLLOUT.rawValue : 0)
             event.data.u64 = channel.id
             if epoll_ctl(epoll, EPOLL_CTL_MOD, socket, &event) == 0 { return true }
             // A socket the set has not seen yet (a new connection, or one whose

@@ -23,14 +23,22 @@ final class PoolPipelineSharingTests: XCTestCase {
         return (pool, pid)
     }
 
-    /// Starts `statements` as a pipeline and waits until its connection is
-    /// taken (the pipelines started after it find it running).
+    /// Starts `statements` as a pipeline and waits until it is in flight on
+    /// a connection open to sharing (the pipelines started after it find it
+    /// there).
     func started(_ statements: [Statement], on pool: ConnectionPool) async throws -> Task<[QueryResult], any Error> {
         let task = Task { try await pool.pipeline(statements) }
-        while pool.inUse == 0 { try await Task.sleep(for: .milliseconds(2)) }
-        // The slot is taken before the connection is offered to others.
-        try await Task.sleep(for: .milliseconds(20))
+        try await inFlight(1, on: pool)
         return task
+    }
+
+    /// Waits until `count` pipelines are in flight on shared connections.
+    func inFlight(_ count: Int, on pool: ConnectionPool) async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while pool.sharedPipelinesInFlight < count {
+            guard ContinuousClock.now < deadline else { throw TimedOut() }
+            try await Task.sleep(for: .milliseconds(2))
+        }
     }
 
     func testPipelinesGoBehindOneAnotherInsteadOfWaitingForASlot() async throws {
@@ -76,7 +84,7 @@ final class PoolPipelineSharingTests: XCTestCase {
         let (pool, _) = try await makePool(depth: 2, wait: .milliseconds(100))
         let first = try await started(["SELECT pg_sleep(0.5)", "SELECT 1"], on: pool)
         let second = Task { try await pool.pipeline(["SELECT 2"]) }
-        try await Task.sleep(for: .milliseconds(20))
+        try await inFlight(2, on: pool)
         do {
             _ = try await pool.pipeline(["SELECT 3"])
             XCTFail("a third pipeline should have waited for the slot, and timed out")
@@ -139,18 +147,36 @@ final class PoolPipelineSharingTests: XCTestCase {
     func testAPipelineThatMayLeaveATransactionOpenKeepsItsConnectionToItself() async throws {
         let (pool, pid) = try await makePool()
         // Left open, the transaction would take in any pipeline sent behind it.
-        let open = try await started(
-            ["BEGIN", "SELECT set_config('comprobify.sharing_test', 'open', true)", "SELECT pg_sleep(0.2)"], on: pool)
+        let open = Task {
+            try await pool.pipeline(["BEGIN", "SELECT set_config('comprobify.sharing_test', 'open', true)", "SELECT pg_sleep(0.2)"])
+        }
+        while pool.inUse == 0 { try await Task.sleep(for: .milliseconds(2)) }
         let next = try await pool.pipeline(["SELECT current_setting('comprobify.sharing_test', true)", "SELECT pg_backend_pid()"])
         _ = try await open.value
         XCTAssertNotEqual(try next[0][0].decode(String?.self, at: 0), "open")
         XCTAssertNotEqual(
             try next[1][0].decode(Int32.self, at: 0), pid, "it waited for the slot, and the open transaction's connection was closed")
-        // Nor does a pipeline that may leave one open join others.
-        let sleeping = try await started(["SELECT pg_sleep(0.2)", "SELECT pg_backend_pid()"], on: pool)
-        let beginning = try await pool.pipeline(["BEGIN", "SELECT pg_backend_pid()", "COMMIT"])
-        let sleeper = try await sleeping.value[1][0].decode(Int32.self, at: 0)
-        XCTAssertEqual(try beginning[1][0].decode(Int32.self, at: 0), sleeper, "it had the connection after the sleeper")
+        await pool.shutdown()
+    }
+
+    func testAPipelineThatMayControlATransactionJoinsNoOther() async throws {
+        let (pool, pid) = try await makePool(size: 2)
+        let sleeping = try await started(["SELECT pg_sleep(0.3)", "SELECT pg_backend_pid()"], on: pool)
+        let wrapped = NIOLockedValueBox(0)
+        let beginning = try await pool.pipeline(["BEGIN", "SELECT pg_backend_pid()", "COMMIT"]) { work in
+            wrapped.withLockedValue { $0 += 1 }
+            return try await work()
+        }
+        XCTAssertNotEqual(try beginning[1][0].decode(Int32.self, at: 0), pid, "on the other connection, not behind the sleeper")
+        XCTAssertEqual(wrapped.withLockedValue { $0 }, 1, "as a pipeline alone, inside the caller's wrapper")
+        let sleeperAnswer = try await sleeping.value
+        XCTAssertEqual(try sleeperAnswer[1][0].decode(Int32.self, at: 0), pid)
+        // A pipeline that shares runs outside the wrapper.
+        _ = try await pool.pipeline(["SELECT 1"]) { work in
+            wrapped.withLockedValue { $0 += 1 }
+            return try await work()
+        }
+        XCTAssertEqual(wrapped.withLockedValue { $0 }, 1)
         await pool.shutdown()
     }
 
@@ -174,6 +200,7 @@ final class PoolPipelineSharingTests: XCTestCase {
         let (pool, pid) = try await makePool()
         let sleeper = try await started(["SELECT pg_sleep(30)", "SELECT 1"], on: pool)
         let behind = (0..<3).map { index in Task { try await pool.pipeline([Statement("SELECT $1::int", [index])]) } }
+        try await inFlight(4, on: pool)
         let killed = try await killOnceSleeping(pid)
         XCTAssertTrue(killed, "the sleeping backend was never seen")
         for task in [sleeper] + behind {
@@ -231,6 +258,7 @@ final class PoolPipelineSharingTests: XCTestCase {
         }
         XCTAssertEqual(answers.map(\.0), Array(0..<300))
         XCTAssertLessThanOrEqual(Set(answers.map(\.1)).count, 8)
+        XCTAssertEqual(pool.sharedPipelinesInFlight, 0)
         XCTAssertEqual(pool.inUse, 0)
         await pool.shutdown()
     }

@@ -68,7 +68,8 @@ public struct Database: Sendable {
     private let pool: ConnectionPool
     private let gate: TenantGate
     /// The lanes of reads in one round trip (`pool.pipeline`): a tenant's
-    /// share of connections times the pipelines one connection carries.
+    /// share of connections times the pipelines one connection carries. A
+    /// read that gets a connection of its own also takes its place in `gate`.
     private let reads: TenantGate
     private let counters: TenantGate
 
@@ -252,8 +253,12 @@ public struct Database: Sendable {
     private func pipelined(_ token: APIToken, _ facts: RequestFacts, _ queries: [PostgresQuery]) async throws -> (Principal, [QueryResult])
     {
         let gates = (self.gate, self.reads)
+        let gate = self.gate
         return try await gated(token, through: reads) { unknownDigest in
-            let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries)
+            let alone = gate.lane(for: token.digest)
+            let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries) { work in
+                try await gate.run(lane: alone, work)
+            }
             guard let principal = try Principal(results[0]) else {
                 facts.refused()
                 throw APIError.unauthorized
@@ -287,8 +292,12 @@ public struct Database: Sendable {
     /// trip: setting the tenant and the read are pipelined as one implicit
     /// transaction.
     func read<A>(forTenantID tenantID: Int64, _ a: Read<A>) async throws -> A {
+        let gate = self.gate
         return try await reads.run(lane: .tenant(tenantID)) {
-            try a.decode(try await pool.pipeline([Database.setTenant(tenantID), a.query])[1])
+            let results = try await pool.pipeline([Database.setTenant(tenantID), a.query]) { work in
+                try await gate.run(lane: .tenant(tenantID), work)
+            }
+            return try a.decode(results[1])
         }
     }
 
