@@ -274,14 +274,15 @@ public final class Connection: @unchecked Sendable {
     /// answers with `readPipeline`. When sending fails the connection is left
     /// out of use (still in pipeline mode, or broken), every pipeline in
     /// flight on it is dropped, and the error is thrown; a parameter refused
-    /// before anything is sent (`checkParameters`) changes nothing.
+    /// before anything is sent (`check(_:)`, unless `checked` says the
+    /// caller did) changes nothing.
     ///
     /// A non-blocking pipeline may be sent while others are in flight: its
     /// answers come after theirs, and `readPipeline` reads them in order.
     @discardableResult
-    func sendPipeline(_ statements: [Statement], blocking: Bool, flushAfterFirst: Bool = false) throws -> Bool {
+    func sendPipeline(_ statements: [Statement], blocking: Bool, flushAfterFirst: Bool = false, checked: Bool = false) throws -> Bool {
         precondition(flights.isEmpty || !blocking, "a blocking pipeline needs the connection to itself")
-        for statement in statements { try Connection.checkParameters(statement.binds) }
+        if !checked { try Connection.check(statements) }
         if !blocking, PQsetnonblocking(handle, 1) != 0 { throw connectionError() }
         guard PQenterPipelineMode(handle) == 1 else { throw failPipeline() }
         statementCount += statements.count
@@ -538,6 +539,12 @@ public final class Connection: @unchecked Sendable {
             throw PostgresError(
                 kind: .refused, message: "parameter $\(index + 1) has \(data.count) bytes; a field holds at most \(maximumBinaryLength)")
         }
+    }
+
+    /// Refuses, before anything is sent, a statement whose parameters libpq
+    /// or PostgreSQL cannot take (`checkParameters`).
+    static func check(_ statements: [Statement]) throws {
+        for statement in statements { try checkParameters(statement.binds) }
     }
 
     private static func checkParameters(_ parameters: [any PostgresBindable]) throws {

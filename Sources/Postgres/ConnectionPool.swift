@@ -70,7 +70,7 @@ public final class ConnectionPool: Sendable {
             self.maxTransactionAttempts = maxTransactionAttempts
             self.name = name
             self.pipelineDepth = pipelineDepth
-            self.pipelineConnections = pipelineConnections ?? max(1, size / 4)
+            self.pipelineConnections = pipelineConnections ?? max(1, size / 2)
             self.pipelineStall = pipelineStall
         }
     }
@@ -201,7 +201,12 @@ public final class ConnectionPool: Sendable {
             if let watcher, configuration.pipelineDepth > 1, !statements.contains(where: \.mayControlTransaction) {
                 switch try share() {
                 case .join(let channel):
-                    return try await send(statements, on: channel, watcher)
+                    do {
+                        return try await send(statements, on: channel, watcher)
+                    } catch is PipelineWatcher.NotSent {
+                        // The connection failed while this pipeline was on its way: it goes alone.
+                        break
+                    }
                 case .open(let slot):
                     let connection: Connection
                     do {
@@ -225,7 +230,8 @@ public final class ConnectionPool: Sendable {
         return try await work()
     }
 
-    /// A pipeline on a connection of its own.
+    /// A pipeline on a connection of its own. (A channel of one pipeline is
+    /// never abandoned before its pipeline is sent: `NotSent` cannot come.)
     private func pipelineAlone(_ statements: [Statement]) async throws -> [QueryResult] {
         #if os(Linux)
             guard let watcher else {

@@ -27,6 +27,10 @@
     final class PipelineWatcher: Sendable {
         typealias Completion = @Sendable (Result<[QueryResult], any Error>) -> Void
 
+        /// The failure of a pipeline handed to a channel that was abandoned
+        /// meanwhile: nothing of it was sent.
+        struct NotSent: Error {}
+
         /// A connection lent to pipelines, from its first pipeline until the
         /// pool takes it back (`forget`). Several pipelines may be in flight on
         /// it: each is sent by its caller after those already there, and their
@@ -134,19 +138,28 @@
         /// already in flight there, and has the answers read by the watcher's
         /// thread. `completion` runs once: on that thread, or on the caller's
         /// when sending fails. A statement's parameter refused before anything
-        /// is sent fails only this pipeline; any other failure to send fails
-        /// every pipeline in flight on the connection, which is then out of use.
+        /// is sent fails only this pipeline. A channel already abandoned
+        /// fails it with `NotSent`. Any other failure to send abandons the
+        /// channel: every pipeline in flight on it fails, and the connection
+        /// is out of use (part of this pipeline may wait in libpq, with no
+        /// synchronization point to end it).
         func run(_ statements: [Statement], on channel: Channel, completion: @escaping Completion) {
+            do {
+                try Connection.check(statements)
+            } catch {
+                completion(.failure(error))
+                return
+            }
             var failed: [Completion] = []
             var failure: (any Error)?
             channel.lock.withLock {
                 guard !channel.abandoned else {
-                    failure = PostgresError(kind: .connection, message: "the connection failed before this pipeline was sent")
+                    failure = NotSent()
                     failed = [completion]
                     return
                 }
                 do {
-                    let sent = try channel.connection.sendPipeline(statements, blocking: false)
+                    let sent = try channel.connection.sendPipeline(statements, blocking: false, checked: true)
                     channel.completions.append(completion)
                     channel.unsent = channel.unsent || !sent
                     if !arm(channel) {
@@ -155,11 +168,7 @@
                     }
                 } catch {
                     failure = error
-                    // The connection dropped the others too, unless nothing was sent.
-                    if channel.connection.pipelinesInFlight < channel.completions.count {
-                        failed = channel.abandon()
-                    }
-                    failed.append(completion)
+                    failed = channel.abandon() + [completion]
                 }
             }
             if let failure {

@@ -99,10 +99,15 @@ extension PostgresQuery {
                 break
             }
         }
-        var word: [UInt8] = []
-        for byte in bytes.prefix(10) {
+        // The first word, up to 9 letters, upper-cased and packed into an
+        // integer, 5 bits a letter (A is 1): nothing to allocate.
+        var word: UInt64 = 0
+        var length = 0
+        for byte in bytes {
             guard let upper = PostgresQuery.upperLetter(byte) else { break }
-            word.append(upper)
+            length += 1
+            if length > 9 { return false }
+            word = word << 5 | UInt64(upper - 64)
         }
         return PostgresQuery.transactionWords.contains(word)
     }
@@ -115,7 +120,9 @@ extension PostgresQuery {
         }
     }
 
-    private static let transactionWords: Set<[UInt8]> = Set(
-        ["BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "PREPARE", "CALL", "DO"].map { Array($0.utf8) }
+    private static let transactionWords: Set<UInt64> = Set(
+        ["BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "PREPARE", "CALL", "DO"].map {
+            $0.utf8.reduce(0) { $0 << 5 | UInt64($1 - 64) }
+        }
     )
 }

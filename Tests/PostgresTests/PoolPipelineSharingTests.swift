@@ -34,18 +34,43 @@ final class PoolPipelineSharingTests: XCTestCase {
 
     /// Waits until `count` pipelines are in flight on shared connections.
     func inFlight(_ count: Int, on pool: ConnectionPool) async throws {
+        try await waitUntil { pool.sharedPipelinesInFlight >= count }
+    }
+
+    /// Waits until `condition` holds; TimedOut after 20 s.
+    func waitUntil(_ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(20)
-        while pool.sharedPipelinesInFlight < count {
+        while !condition() {
             guard ContinuousClock.now < deadline else { throw TimedOut() }
             try await Task.sleep(for: .milliseconds(2))
         }
     }
 
+    func testAtMostPipelineConnectionsAreOpenToSharing() async throws {
+        // With 2 open to sharing, the third pipeline goes behind one of them
+        // though 6 slots are free.
+        let pool = ConnectionPool(
+            configuration: .init(conninfo: TestDatabase.ownerURL, size: 8, pipelineConnections: 2, pipelineStall: .seconds(60)))
+        var sleepers: [Task<[QueryResult], any Error>] = []
+        for count in 1...2 {
+            sleepers.append(Task { try await pool.pipeline(["SELECT pg_sleep(0.5)", "SELECT pg_backend_pid()"]) })
+            try await inFlight(count, on: pool)
+        }
+        let behind = try await concurrently(4) { _ in
+            try await pool.pipeline(["SELECT pg_backend_pid()"])[0][0].decode(Int32.self, at: 0)
+        }
+        var open = Set<Int32>()
+        for sleeper in sleepers { open.insert(try await sleeper.value[1][0].decode(Int32.self, at: 0)) }
+        XCTAssertEqual(open.count, 2)
+        XCTAssertTrue(Set(behind).isSubset(of: open), "every later pipeline went behind a sleeper: \(behind), \(open)")
+        await pool.shutdown()
+    }
+
     func testPipelinesGoBehindOneAnotherInsteadOfWaitingForASlot() async throws {
         // One connection, and a wait shorter than the pipelines take together:
         // each waiting for the slot in turn, the later ones would time out.
-        let (pool, pid) = try await makePool(wait: .milliseconds(150))
-        let first = try await started(["SELECT pg_sleep(0.1)", "SELECT pg_backend_pid()"], on: pool)
+        let (pool, pid) = try await makePool(wait: .milliseconds(300))
+        let first = try await started(["SELECT pg_sleep(0.5)", "SELECT pg_backend_pid()"], on: pool)
         let others = try await concurrently(5) { index in
             let results = try await pool.pipeline([
                 "SELECT pg_sleep(0.05)", Statement("SELECT $1::int, pg_backend_pid(), txid_current()", [index]),
@@ -68,6 +93,7 @@ final class PoolPipelineSharingTests: XCTestCase {
         let (pool, pid) = try await makePool(size: 2, stall: .milliseconds(300))
         let sleeper = try await started(["SELECT pg_sleep(1.5)", "SELECT pg_backend_pid()"], on: pool)
         let fresh = Task { try await pool.pipeline(["SELECT pg_backend_pid()"])[0][0].decode(Int32.self, at: 0) }
+        try await inFlight(2, on: pool)
         try await Task.sleep(for: .milliseconds(400))
         let start = ContinuousClock.now
         let other = try await pool.pipeline(["SELECT pg_backend_pid()"])[0][0].decode(Int32.self, at: 0)
@@ -129,7 +155,7 @@ final class PoolPipelineSharingTests: XCTestCase {
     }
 
     func testASettingLocalToOnePipelineDoesNotReachTheNext() async throws {
-        let (pool, pid) = try await makePool()
+        let (pool, pid) = try await makePool(size: 2)
         let setting = try await started(
             [
                 "SELECT set_config('comprobify.sharing_test', 'first', true)", "SELECT pg_sleep(0.2)",
@@ -150,7 +176,7 @@ final class PoolPipelineSharingTests: XCTestCase {
         let open = Task {
             try await pool.pipeline(["BEGIN", "SELECT set_config('comprobify.sharing_test', 'open', true)", "SELECT pg_sleep(0.2)"])
         }
-        while pool.inUse == 0 { try await Task.sleep(for: .milliseconds(2)) }
+        try await waitUntil { pool.inUse > 0 }
         let next = try await pool.pipeline(["SELECT current_setting('comprobify.sharing_test', true)", "SELECT pg_backend_pid()"])
         _ = try await open.value
         XCTAssertNotEqual(try next[0][0].decode(String?.self, at: 0), "open")
@@ -161,7 +187,7 @@ final class PoolPipelineSharingTests: XCTestCase {
 
     func testAPipelineThatMayControlATransactionJoinsNoOther() async throws {
         let (pool, pid) = try await makePool(size: 2)
-        let sleeping = try await started(["SELECT pg_sleep(0.3)", "SELECT pg_backend_pid()"], on: pool)
+        let sleeping = try await started(["SELECT pg_sleep(1)", "SELECT pg_backend_pid()"], on: pool)
         let wrapped = NIOLockedValueBox(0)
         let beginning = try await pool.pipeline(["BEGIN", "SELECT pg_backend_pid()", "COMMIT"]) { work in
             wrapped.withLockedValue { $0 += 1 }

@@ -14,8 +14,8 @@ public struct Configuration: Sendable {
     /// Reads in one round trip (pipelines) one request connection may carry
     /// at once, run by PostgreSQL one after the other.
     public var pipelineDepth = 16
-    /// Request connections that reads spread over before they share them;
-    /// nil: a quarter of `poolSize`, at least one.
+    /// Request connections open to sharing by reads at a time; nil: half
+    /// of `poolSize`, at least one.
     public var pipelineConnections: Int?
     /// Database connections of the background work (sending to SRI,
     /// delivering webhooks), apart from the requests' pool.

@@ -104,12 +104,10 @@ public struct Database: Sendable {
         .counter(gate.lane(for: token.digest), issuer: issuer, documentType: documentType)
     }
 
-    /// Runs `work` in the lane of the tenant `token` acts for, through `gate`
-    /// (the connections' gate unless given). `work` gets the key's digest
-    /// when its tenant is not known yet, for `learn` once authentication
-    /// finds it, and nil when the lane already is the tenant's.
-    private func gated<T>(_ token: APIToken, through gate: TenantGate? = nil, _ work: (Data?) async throws -> T) async throws -> T {
-        let gate = gate ?? self.gate
+    /// Runs `work` in the lane of the tenant `token` acts for. `work` gets the
+    /// key's digest when its tenant is not known yet, for `learn` once
+    /// authentication finds it, and nil when the lane already is the tenant's.
+    private func gated<T>(_ token: APIToken, _ work: (Data?) async throws -> T) async throws -> T {
         let digest = token.digest
         let lane = gate.lane(for: digest)
         let unknown: Data?
@@ -254,10 +252,16 @@ public struct Database: Sendable {
     {
         let gates = (self.gate, self.reads)
         let gate = self.gate
-        return try await gated(token, through: reads) { unknownDigest in
-            let alone = gate.lane(for: token.digest)
+        let digest = token.digest
+        // One lane for both gates: the reads' own memory of the key's tenant
+        // decides it (the connections' gate may have forgotten a key that
+        // only reads, and would give it a lane of its own).
+        let lane = reads.lane(for: digest)
+        let unknownDigest: Data?
+        if case .key = lane { unknownDigest = digest } else { unknownDigest = nil }
+        return try await reads.run(lane: lane) {
             let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries) { work in
-                try await gate.run(lane: alone, work)
+                try await gate.run(lane: lane, work)
             }
             guard let principal = try Principal(results[0]) else {
                 facts.refused()
