@@ -40,12 +40,12 @@ public final class ConnectionPool: Sendable {
         /// Pipelines that may be in flight on one connection at once (Linux);
         /// 1 gives every pipeline a connection of its own.
         public var pipelineDepth: Int
-        /// Connections that pipelines spread over before they share them: a
-        /// pipeline takes a free slot while fewer connections than this run
-        /// pipelines, and otherwise is sent on the one with the fewest in
-        /// flight, behind them, if it has room (`pipelineDepth`). PostgreSQL
-        /// then runs the pipelines of a connection back to back, where each
-        /// would cost a backend a wake-up of its own.
+        /// Connections open to sharing at a time (half the pool unless
+        /// given): a pipeline takes a free slot to open one while fewer are,
+        /// and otherwise is sent on the open one with the fewest in flight,
+        /// behind them, if it has room (`pipelineDepth`). PostgreSQL then
+        /// runs the pipelines of a connection back to back, where each would
+        /// cost a backend a wake-up of its own.
         public var pipelineConnections: Int
         /// A pipeline in flight for longer than this on a connection (a
         /// large read, a slow statement) keeps others from being sent behind
