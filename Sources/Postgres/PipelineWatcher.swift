@@ -162,7 +162,7 @@
                     let sent = try channel.connection.sendPipeline(statements, blocking: false, checked: true)
                     channel.completions.append(completion)
                     channel.unsent = channel.unsent || !sent
-                    if !arm(channel) {
+                    if !arm(channel, answerBuffered: channel.connection.hasAnswerBuffered) {
                         failure = PipelineWatcher.unwatchable()
                         failed = channel.abandon()
                     }
@@ -242,7 +242,8 @@
                         }
                         done.append((channel.completions.removeFirst(), .success(results)))
                     }
-                    if !channel.completions.isEmpty, !arm(channel) {
+                    // The read above stopped for want of an answer: none is buffered.
+                    if !channel.completions.isEmpty, !arm(channel, answerBuffered: false) {
                         let error = PipelineWatcher.unwatchable()
                         done += channel.abandon().map { ($0, .failure(error)) }
                     }
@@ -262,12 +263,12 @@
 
         /// Arms the channel's socket for one event: readable, and writable too
         /// when part of a pipeline is unsent, or when libpq already holds an
-        /// answer (a writable socket then wakes the watcher at once). Under the
-        /// channel's lock.
-        private func arm(_ channel: Channel) -> Bool {
+        /// answer (`answerBuffered`: a writable socket then wakes the watcher
+        /// at once). Under the channel's lock.
+        private func arm(_ channel: Channel, answerBuffered: Bool) -> Bool {
             let socket = channel.connection.socket
             guard socket >= 0 else { return false }
-            let writable = channel.unsent || channel.connection.hasAnswerBuffered
+            let writable = channel.unsent || answerBuffered
             var event = epoll_event()
             event.events = EPOLLIN.rawValue | EPOLLONESHOT.rawValue | (writable ? EPOLLOUT.rawValue : 0)
             event.data.u64 = channel.id

@@ -104,15 +104,19 @@ public struct Database: Sendable {
         .counter(gate.lane(for: token.digest), issuer: issuer, documentType: documentType)
     }
 
-    /// Runs `work` in the lane of the tenant `token` acts for. `work` gets the
-    /// key's digest when its tenant is not known yet, for `learn` once
-    /// authentication finds it, and nil when the lane already is the tenant's.
-    private func gated<T>(_ token: APIToken, _ work: (Data?) async throws -> T) async throws -> T {
+    /// Runs `work` in the lane of the tenant `token` acts for, in `gate` (the
+    /// connections' unless given). `work` gets the key's digest when its
+    /// tenant is not known yet, for `learn` once authentication finds it (nil
+    /// when the lane already is the tenant's), and the lane.
+    private func gated<T>(
+        _ token: APIToken, through gate: TenantGate? = nil, _ work: (Data?, TenantGate.Lane) async throws -> T
+    ) async throws -> T {
+        let gate = gate ?? self.gate
         let digest = token.digest
         let lane = gate.lane(for: digest)
         let unknown: Data?
         if case .key = lane { unknown = digest } else { unknown = nil }
-        return try await gate.run(lane: lane) { try await work(unknown) }
+        return try await gate.run(lane: lane) { try await work(unknown, lane) }
     }
 
     /// Tells both gates the tenant of a key they did not know.
@@ -149,7 +153,7 @@ public struct Database: Sendable {
     ) async throws -> T {
         let auth = Database.authenticate(token, lockKey: lockKey)
         let gates = (self.gate, self.reads)
-        return try await gated(token) { unknownDigest in
+        return try await gated(token) { unknownDigest, _ in
             try await pool.transaction(isolation, prologue: [auth] + prologue) { transaction, results in
                 guard let principal = try Principal(results[0]) else {
                     facts.refused()
@@ -183,7 +187,7 @@ public struct Database: Sendable {
             Database.authenticate(token, lockKey: true),
         ]
         let gates = (self.gate, self.reads)
-        return try await gated(token) { unknownDigest in
+        return try await gated(token) { unknownDigest, _ in
             try await pool.transaction(.readCommitted, prologue: lead + prologue) { transaction, results in
                 guard let found = try Principal(results[0]), let tenant = results[1].first,
                     try results[2].first?.decode(Int64.self, at: 0) == found.keyID
@@ -252,14 +256,10 @@ public struct Database: Sendable {
     {
         let gates = (self.gate, self.reads)
         let gate = self.gate
-        let digest = token.digest
         // One lane for both gates: the reads' own memory of the key's tenant
         // decides it (the connections' gate may have forgotten a key that
         // only reads, and would give it a lane of its own).
-        let lane = reads.lane(for: digest)
-        let unknownDigest: Data?
-        if case .key = lane { unknownDigest = digest } else { unknownDigest = nil }
-        return try await reads.run(lane: lane) {
+        return try await gated(token, through: reads) { unknownDigest, lane in
             let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries) { work in
                 try await gate.run(lane: lane, work)
             }
