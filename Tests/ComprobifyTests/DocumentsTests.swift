@@ -63,6 +63,164 @@ final class DocumentsTests: XCTestCase {
         }
     }
 
+    /// One statement stores consecutive facturas of a counter: they store
+    /// only with exactly the numbers the counter gives next, in order, each
+    /// with its submission row, and answer as the document reads back. Any
+    /// failure stores none of them and leaves the counter where it was.
+    func testFacturasStoredTogetherTakeTheirNumbersAtOnceOrNotAtAll() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let first = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(try first.int("document", "sequential"), 1)
+            let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.appURL, size: 2))
+            let database = Database(pool: pool)
+            let request = try ComprobanteRequest(
+                Input.parse(Array(Bodies.factura(metadata: #"{"batch": true}"#).utf8), allowEmpty: false),
+                today: .todayInEcuador(now: Date().timeIntervalSince1970))
+            let comprobante = request.comprobante
+            let owner = try Connection(conninfo: TestDatabase.ownerURL)
+            func counter() throws -> Int {
+                try owner.query(
+                    "SELECT next_sequential FROM sequentials WHERE issuer_id = \(issuer) AND document_type = '01'"
+                )[0].decode(Int.self, at: 0)
+            }
+            func stored() throws -> [Int] {
+                try owner.query(
+                    """
+                    SELECT d.sequential FROM documents d JOIN document_submissions s ON s.tenant_id = d.tenant_id AND s.document_id = d.id
+                     WHERE d.issuer_id = \(issuer) AND s.status = 'SIGNED' ORDER BY d.id
+                    """
+                ).rows.map { try $0.decode(Int.self, at: 0) }
+            }
+            // Stores `sequentials` together, with `metadata` (one each, the request's by default).
+            func storeTogether(_ sequentials: [Int], metadata: [String]? = nil) async throws -> [JSONValue] {
+                let metadata = metadata ?? sequentials.map { _ in request.metadata }
+                return try await database.transaction(forTenantID: tenant.id, prologue: [ResolvedIssuer.lookup(issuer).query]) {
+                    transaction, results in
+                    let found = try XCTUnwrap(try ResolvedIssuer.lookup(issuer).decode(results[0]))
+                    let parts = AccessKey.Parts(
+                        issueDate: comprobante.issueDate, documentType: "01", ruc: found.ruc, environment: found.environment,
+                        establishment: found.establishment, emissionPoint: found.emissionPoint)
+                    let documents = zip(sequentials, metadata).map { sequential, metadata in
+                        DocumentsStore.Signed(
+                            comprobante: comprobante, body: DocumentBody.json(comprobante), sequential: sequential,
+                            accessKey: AccessKey.make(parts, sequential: sequential, numericCode: AccessKey.randomNumericCode()),
+                            xml: Array("<factura/>".utf8), metadata: metadata, modifiedDocumentID: nil)
+                    }
+                    var answered: [Bool] = []
+                    defer { XCTAssertEqual(answered.count, 1, "the counter's answer is reported once") }
+                    return try DocumentsStore.store(transaction, issuer: found, together: documents) { answered.append($0) }
+                }
+            }
+            XCTAssertEqual(try counter(), 2)
+            let answers = try await storeTogether([2, 3, 4])
+            XCTAssertEqual(try counter(), 5, "three numbers taken at once")
+            XCTAssertEqual(try stored(), [1, 2, 3, 4], "in the order of their numbers, each with its submission")
+            XCTAssertEqual(answers.map { $0["sequential"] }, [.number("2"), .number("3"), .number("4")])
+            for answer in answers {
+                XCTAssertEqual(answer["status"], .string("SIGNED"))
+                guard case .string(let accessKey) = answer["accessKey"] else { return XCTFail("no access key in \(answer)") }
+                let fetched = try await server.call(.get, "/v1/documents/\(accessKey)", key: tenant.key, issuer: issuer)
+                XCTAssertEqual(
+                    fetched.value(["document"]), try JSONParser.parse(Array(answer.serialized.utf8)),
+                    "the answer is the document as it reads back")
+            }
+            // Numbers the counter does not give next: nothing stored, the counter unmoved.
+            for numbers in [[6, 7], [4, 5], [3, 4, 5]] {
+                do {
+                    _ = try await storeTogether(numbers)
+                    XCTFail("\(numbers) stored with the counter at 5")
+                } catch is DocumentsStore.ForecastMissed {}
+                XCTAssertEqual(try counter(), 5)
+            }
+            // A statement that fails (the column refuses the second document's
+            // metadata, which the request's checks never let through) stores none.
+            do {
+                _ = try await storeTogether([5, 6], metadata: ["{}", "[1]"])
+                XCTFail("metadata that is not an object stored")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.constraint, "document_metadata_is_object", "\(error)")
+            }
+            XCTAssertEqual(try counter(), 5)
+            XCTAssertEqual(try stored(), [1, 2, 3, 4])
+            _ = try await storeTogether([5, 6, 7, 8])
+            XCTAssertEqual(try counter(), 9)
+            XCTAssertEqual(try stored(), Array(1...8))
+            await pool.shutdown()
+        }
+    }
+
+    /// Under a burst on one counter, facturas signed while the one ahead of
+    /// them commits are stored together with the next: each request still
+    /// gets its own number, gapless, in a comprobante signed with it. A second
+    /// process issuing on the same counter at once (its numbers make this
+    /// one's guesses miss, and documents offered together store none) changes
+    /// none of that.
+    func testABurstOnOneCounterIsStoredTogetherAndStaysGapless() async throws {
+        // Every answer's XML is read back: no rate limit.
+        let configure: @Sendable (inout Configuration) -> Void = {
+            $0.poolSize = 16
+            $0.rateLimitPerKey = 0
+        }
+        try await TestServer.run(configure: configure) { first in
+            try await TestServer.run(configure: configure) { second in
+                let tenant = try await first.signUp()
+                let issuer = try await first.createIssuer(tenant.key)
+                // 1 unforeseen, 2-9 foreseen right: the next go in one round trip.
+                for expected in 1...10 {
+                    let reply = try await first.issue(tenant.key, issuer: issuer)
+                    XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected), reply.text)
+                }
+                // This test process's count, from /metrics (both servers share it).
+                func storedTogether() async throws -> Double {
+                    let text = try await first.call(.get, "/metrics").text
+                    let prefix = "documents_stored_together_total "
+                    let line = text.split(separator: "\n").first { $0.hasPrefix(prefix) }
+                    return line.flatMap { Double($0.dropFirst(prefix.count)) } ?? 0
+                }
+                let before = try await storedTogether()
+                var replies: [Reply] = []
+                var bursts = 0
+                while try await storedTogether() == before, bursts < 5 {
+                    replies += try await concurrently(40) { _ in try await first.issue(tenant.key, issuer: issuer) }
+                    bursts += 1
+                }
+                let together = try await storedTogether() - before
+                XCTAssertGreaterThan(together, 0, "none stored together in \(bursts) bursts of 40")
+                replies += try await concurrently(60) { index in
+                    try await (index.isMultiple(of: 3) ? second : first).issue(tenant.key, issuer: issuer)
+                }
+                XCTAssertEqual(replies.map(\.status), Array(repeating: 201, count: replies.count))
+                let sequentials = try replies.map { try $0.int("document", "sequential") }
+                XCTAssertEqual(sequentials.sorted(), Array(11...Int64(10 + replies.count)))
+                for (index, reply) in replies.enumerated() {
+                    let accessKey = try reply.string("document", "accessKey")
+                    let sequential = sequentials[index]
+                    XCTAssertEqual(Int(accessKey.dropFirst(30).prefix(9)), Int(sequential), "the access key carries the sequential")
+                    let xml = try await first.call(.get, "/v1/documents/\(accessKey)/xml", key: tenant.key, issuer: issuer)
+                    XCTAssertEqual(xml.status, 200, xml.text)
+                    XCTAssertTrue(xml.text.contains("<claveAcceso>\(accessKey)</claveAcceso>"), "document \(sequential)")
+                    XCTAssertTrue(
+                        xml.text.contains("<secuencial>\(AccessKey.pad(Int(sequential), 9))</secuencial>"), "document \(sequential)")
+                    if index.isMultiple(of: 10) {
+                        XCTAssertNil(try IndependentCheck.schemaErrors(Array(xml.text.utf8), documentType: "01"))
+                        XCTAssertNil(try IndependentCheck.signatureErrors(Array(xml.text.utf8), root: "factura"))
+                    }
+                }
+                let owner = try Connection(conninfo: TestDatabase.ownerURL)
+                let rows = try owner.query(
+                    """
+                    SELECT count(*), count(s.document_id) FROM documents d
+                      LEFT JOIN document_submissions s ON s.tenant_id = d.tenant_id AND s.document_id = d.id
+                     WHERE d.issuer_id = \(issuer)
+                    """)
+                XCTAssertEqual(try rows[0].decode(Int.self, at: 0), 10 + replies.count)
+                XCTAssertEqual(try rows[0].decode(Int.self, at: 1), 10 + replies.count, "each document has its submission")
+            }
+        }
+    }
+
     /// Two processes issue on one counter, each foreseeing numbers from those
     /// it took: a guess misses whenever the other process took that number,
     /// and the request issues again. Every document is stored once, gapless,

@@ -452,6 +452,185 @@ final class NumberForecastTests: XCTestCase {
         brief.abandon(stuck)
         brief.abandon(behind)
     }
+
+    /// A document signed ahead for one round trip, as `issueOnce` offers it.
+    private func offer(_ turn: NumberForecast.Turn, key: String) throws -> NumberForecast.Offer {
+        let request = try ComprobanteRequest(
+            Input.parse(Array(Bodies.factura().utf8), allowEmpty: false), today: .todayInEcuador(now: Date().timeIntervalSince1970))
+        let document = DocumentsStore.Signed(
+            comprobante: request.comprobante, body: .null, sequential: try XCTUnwrap(turn.guess), accessKey: "", xml: [],
+            metadata: "{}", modifiedDocumentID: nil)
+        return NumberForecast.Offer(turn: turn, key: Data(key.utf8), document: document)
+    }
+
+    /// A turn whose time comes takes the offers of the turns right behind it:
+    /// signed by the same key with the next numbers, at most `mostTogether`
+    /// in all. The turns it took return at once and wait for what it hands
+    /// them; the first offer of another key, or with another number, ends
+    /// the run, and its turn comes next as usual.
+    func testATurnTakesTheOffersRightBehindItOfItsKeyAndNumbers() throws {
+        let forecast = NumberForecast(turnWait: 30, agreementForOneTrip: 1)
+        let counter = NumberForecast.Counter(issuer: 1, documentType: "01")
+        forecast.took(1, forecast.ask(counter))
+        forecast.took(2, forecast.ask(counter))
+        let turns = (0..<5).map { _ in forecast.ask(counter) }
+        XCTAssertEqual(turns.map(\.guess), [3, 4, 5, 6, 7])
+        XCTAssertTrue(turns.allSatisfy(\.oneTrip))
+        let offers = try zip(turns, ["K", "K", "K", "J", "K"]).map { try offer($0, key: $1) }
+        let places = NIOLockedValueBox<[Int: String]>([:])
+        let outcomes = NIOLockedValueBox<[Int: String]>([:])
+        let behindDone = (1..<5).map { expectation(description: "turn \($0)") }
+        for index in 1..<5 {
+            Thread.detachNewThread {
+                switch forecast.waitForTurn(turns[index], offering: offers[index]) {
+                case .taken(let taken):
+                    places.withLockedValue { $0[index] = "taken" }
+                    switch forecast.outcome(of: taken) {
+                    case .stored(let json): outcomes.withLockedValue { $0[index] = "stored \(json.serialized)" }
+                    case .notStored: outcomes.withLockedValue { $0[index] = "not stored" }
+                    case .failed: outcomes.withLockedValue { $0[index] = "failed" }
+                    }
+                case .first(let taking):
+                    places.withLockedValue { $0[index] = "first taking \(taking.map { $0.turn.guess ?? 0 })" }
+                    forecast.sent(turns[index].guess, [turns[index]] + taking.map(\.turn))
+                case .late:
+                    places.withLockedValue { $0[index] = "late" }
+                    forecast.abandon(turns[index])
+                }
+                behindDone[index - 1].fulfill()
+            }
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        XCTAssertEqual(places.withLockedValue { $0 }, [:], "all wait while the first has not taken its number")
+        guard case .first(let taking) = forecast.waitForTurn(turns[0], offering: offers[0]) else {
+            return XCTFail("the first turn's time has come")
+        }
+        XCTAssertEqual(taking.map(\.turn.ticket), [turns[1].ticket, turns[2].ticket], "6 is another key's: the run ends there")
+        // The taken turns return at once, before the counter has answered.
+        let deadline = Date(timeIntervalSinceNow: 10)
+        while places.withLockedValue({ $0.count }) < 2, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        XCTAssertEqual(places.withLockedValue { $0 }, [1: "taken", 2: "taken"])
+        forecast.sent(3, [turns[0]] + taking.map(\.turn))
+        forecast.deliver([.stored(.string("4")), .notStored], to: taking)
+        wait(for: behindDone, timeout: 10)
+        XCTAssertEqual(
+            places.withLockedValue { $0 }, [1: "taken", 2: "taken", 3: "first taking []", 4: "first taking []"],
+            "7 is behind another key's turn")
+        XCTAssertEqual(outcomes.withLockedValue { $0 }, [1: "stored \"4\"", 2: "not stored"])
+        XCTAssertEqual(forecast.ask(counter).guess, 8, "3 to 5 sent together, then 6 and 7")
+    }
+
+    /// Only a turn that offers takes; an offer signed with another number than
+    /// the next is not taken (a turn between gave up); a withdrawn offer (its
+    /// wait ran out) is not taken; and one statement takes `mostTogether`.
+    func testOffersAreTakenOnlyInARunOfNumbersAndAtMostEight() throws {
+        let counter = NumberForecast.Counter(issuer: 1, documentType: "01")
+        func agreed(turnWait: TimeInterval = 30) -> NumberForecast {
+            let forecast = NumberForecast(turnWait: turnWait, agreementForOneTrip: 1)
+            forecast.took(1, forecast.ask(counter))
+            forecast.took(2, forecast.ask(counter))
+            return forecast
+        }
+        // Offers behind a turn that does not offer (a keyed request) stay.
+        do {
+            let forecast = agreed()
+            let keyed = forecast.ask(counter)
+            let behind = forecast.ask(counter)
+            let waiting = expectation(description: "behind")
+            let behindPlace = NIOLockedValueBox("")
+            let behindOffer = try offer(behind, key: "K")
+            Thread.detachNewThread {
+                if case .first(let taking) = forecast.waitForTurn(behind, offering: behindOffer) {
+                    behindPlace.withLockedValue { $0 = "first taking \(taking.count)" }
+                }
+                forecast.abandon(behind)
+                waiting.fulfill()
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+            guard case .first(let none) = forecast.waitForTurn(keyed, offering: nil) else { return XCTFail("its time has come") }
+            XCTAssertTrue(none.isEmpty)
+            forecast.took(3, keyed)
+            wait(for: [waiting], timeout: 10)
+            XCTAssertEqual(behindPlace.withLockedValue { $0 }, "first taking 0")
+
+        }
+        // A guess that does not follow: the turn between gave up after the guesses were made.
+        do {
+            let forecast = agreed()
+            let head = forecast.ask(counter)
+            let quitter = forecast.ask(counter)
+            let after = forecast.ask(counter)
+            XCTAssertEqual([head.guess, quitter.guess, after.guess], [3, 4, 5])
+            let afterOffer = try offer(after, key: "K")
+            let afterPlace = NIOLockedValueBox("")
+            let afterDone = expectation(description: "after")
+            Thread.detachNewThread {
+                if case .first(let taking) = forecast.waitForTurn(after, offering: afterOffer) {
+                    afterPlace.withLockedValue { $0 = "first taking \(taking.count)" }
+                }
+                forecast.abandon(after)
+                afterDone.fulfill()
+            }
+            forecast.abandon(quitter)
+            Thread.sleep(forTimeInterval: 0.1)
+            guard case .first(let gap) = forecast.waitForTurn(head, offering: try offer(head, key: "K")) else {
+                return XCTFail("its time has come")
+            }
+            XCTAssertTrue(gap.isEmpty, "5 does not follow 3")
+            forecast.abandon(head)
+            wait(for: [afterDone], timeout: 10)
+            XCTAssertEqual(afterPlace.withLockedValue { $0 }, "first taking 0")
+
+        }
+        // A wait that ran out withdraws the offer.
+        do {
+            let forecast = agreed(turnWait: 0.1)
+            let slow = forecast.ask(counter)
+            let late = forecast.ask(counter)
+            guard case .late = forecast.waitForTurn(late, offering: try offer(late, key: "K")) else { return XCTFail("the wait ran out") }
+            guard case .first(let withdrawn) = forecast.waitForTurn(slow, offering: try offer(slow, key: "K")) else {
+                return XCTFail("its time has come")
+            }
+            XCTAssertTrue(withdrawn.isEmpty, "the late turn's offer was withdrawn")
+            forecast.abandon(slow)
+            forecast.abandon(late)
+
+        }
+        // Ten offers behind one turn: it takes seven, the eighth leads the rest.
+        let forecast = agreed()
+        let lead = forecast.ask(counter)
+        let many = (0..<10).map { _ in forecast.ask(counter) }
+        let manyOffers = try many.map { try offer($0, key: "K") }
+        let manyPlaces = NIOLockedValueBox<[Int: String]>([:])
+        let manyDone = many.indices.map { expectation(description: "turn \($0)") }
+        for index in many.indices {
+            Thread.detachNewThread {
+                switch forecast.waitForTurn(many[index], offering: manyOffers[index]) {
+                case .taken: manyPlaces.withLockedValue { $0[index] = "taken" }
+                case .first(let taking):
+                    manyPlaces.withLockedValue { $0[index] = "first taking \(taking.count)" }
+                    forecast.sent(many[index].guess, [many[index]] + taking.map(\.turn))
+                case .late: manyPlaces.withLockedValue { $0[index] = "late" }
+                }
+                manyDone[index].fulfill()
+            }
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        guard case .first(let seven) = forecast.waitForTurn(lead, offering: try offer(lead, key: "K")) else {
+            return XCTFail("its time has come")
+        }
+        XCTAssertEqual(seven.count, NumberForecast.mostTogether - 1)
+        XCTAssertEqual(seven.map { $0.turn.guess ?? 0 }, Array(4...10))
+        forecast.sent(3, [lead] + seven.map(\.turn))
+        wait(for: manyDone, timeout: 10)
+        var expected = [Int: String]()
+        for index in 0..<7 { expected[index] = "taken" }
+        expected[7] = "first taking 2"
+        expected[8] = "taken"
+        expected[9] = "taken"
+        XCTAssertEqual(manyPlaces.withLockedValue { $0 }, expected)
+        XCTAssertEqual(forecast.ask(counter).guess, 14)
+    }
 }
 
 final class JSONLogHandlerTests: XCTestCase {

@@ -74,12 +74,16 @@ public struct Database: Sendable {
     private let counters: TenantGate
 
     /// Issuing transactions of one numbering counter (issuer × document type)
-    /// at once: one holds the counter's row lock, the next two build, check
-    /// and sign their comprobantes meanwhile, taking their numbers in the
-    /// order they asked (`NumberForecast`). Any more would only wait, each
-    /// holding a connection that other issuers and the tenant's other
-    /// requests could use (docs/adr/007-request-cpu.md).
-    static let issuingPerCounter = 3
+    /// at once: one holds the counter's row lock, the next build, check and
+    /// sign their comprobantes meanwhile, taking their numbers in the order
+    /// they asked (`NumberForecast`), and those signed while the one ahead
+    /// committed are stored together by the next (`DocumentsStore.store(together:)`).
+    /// At least 3; more when the tenant's share of connections leaves one
+    /// for its other work, up to what one statement stores
+    /// (docs/adr/007-request-cpu.md, items 19 and 38).
+    static func issuingPerCounter(tenantShare: Int) -> Int {
+        max(3, min(NumberForecast.mostTogether, tenantShare - 1))
+    }
 
     /// `tenantMaxConnections`: connections one tenant may hold at once (half the pool when nil).
     public init(pool: ConnectionPool, tenantMaxConnections: Int? = nil) {
@@ -88,7 +92,8 @@ public struct Database: Sendable {
         let share = min(size, tenantMaxConnections ?? max(1, size / 2))
         self.gate = TenantGate(perTenant: share, wait: pool.configuration.waitTimeout)
         self.reads = TenantGate(perTenant: share * pool.configuration.pipelineDepth, wait: pool.configuration.waitTimeout)
-        self.counters = TenantGate(perTenant: Database.issuingPerCounter, wait: pool.configuration.waitTimeout, busy: .counterBusy)
+        self.counters = TenantGate(
+            perTenant: Database.issuingPerCounter(tenantShare: share), wait: pool.configuration.waitTimeout, busy: .counterBusy)
     }
 
     /// Runs `body` (the issuing transaction) in the lane of the counter it

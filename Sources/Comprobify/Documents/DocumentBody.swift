@@ -170,6 +170,15 @@ struct DocumentSigning: Sendable {
 /// its request (`took`, `sent`), so the next request's statement waits in
 /// PostgreSQL for the row while the one before commits. A request waits at
 /// most `turnWait` for the ones ahead of it, and then takes the number first.
+///
+/// A `oneTrip` turn signed ahead offers its document while it waits
+/// (`waitForTurn(_:offering:)`). When a turn's time comes, it takes the
+/// offers of the turns right behind it that were signed with the next
+/// numbers by the same key, and one statement stores them all
+/// (`DocumentsStore.store(together:)`): the counter's row is locked, and
+/// the commit flushed, once for all of them. The turns it took wait for what
+/// happened to their documents (`outcome(of:)`), which it hands them
+/// (`deliver`).
 final class NumberForecast: @unchecked Sendable {
     struct Counter: Hashable, Sendable {
         let issuer: Int64
@@ -187,6 +196,52 @@ final class NumberForecast: @unchecked Sendable {
         /// (`DocumentsStore.store(takingNumber:)`) rather than take the number first.
         let oneTrip: Bool
     }
+
+    /// A `oneTrip` turn's document, signed with its guess, offered to the turns
+    /// ahead of it. Its fields other than the constants are guarded by the
+    /// forecast's lock.
+    final class Offer: @unchecked Sendable {
+        let turn: Turn
+        /// The digest of the key that asked: only offers of the taking turn's
+        /// own key are taken, so the share lock its transaction holds on that
+        /// key covers every document it stores.
+        let key: Data
+        let document: DocumentsStore.Signed
+        /// Taken by the turn ahead, which now ends this turn and stores the document.
+        fileprivate var taken = false
+        fileprivate var outcome: Outcome?
+
+        init(turn: Turn, key: Data, document: DocumentsStore.Signed) {
+            self.turn = turn
+            self.key = key
+            self.document = document
+        }
+    }
+
+    /// What became of a document taken with others.
+    enum Outcome: Sendable {
+        /// Stored and committed: the document as the 201 shows it.
+        case stored(JSONValue)
+        /// Nothing was stored (the counter gave other numbers, or the
+        /// statement failed): the request issues again on its own.
+        case notStored
+        /// The statement stored it but the commit's outcome is unknown.
+        case failed(Error)
+    }
+
+    /// Where a turn stands when `waitForTurn(_:offering:)` returns.
+    enum Place {
+        /// Every turn ahead has ended: this one takes its number now, with the
+        /// offers it took (in the order of their numbers, after its own).
+        case first(taking: [Offer])
+        /// `turnWait` passed first; the offer, if any, was withdrawn.
+        case late
+        /// The turn ahead took this turn's offer: wait for `outcome(of:)`.
+        case taken(Offer)
+    }
+
+    /// Documents one statement stores at most.
+    static let mostTogether = 8
 
     private struct Entry {
         /// The last number taken here; nil before the first.
@@ -210,6 +265,8 @@ final class NumberForecast: @unchecked Sendable {
         }
         /// Tickets of the requests that asked and have not taken (or given up) yet, oldest first.
         var waiting: [Int] = []
+        /// Offers of waiting turns, by ticket.
+        var offers: [Int: Offer] = [:]
     }
 
     // Guards `entries` and `nextTicket`; waiters for their turn sleep on it.
@@ -260,15 +317,64 @@ final class NumberForecast: @unchecked Sendable {
     /// whichever is first.
     @discardableResult
     func waitForTurn(_ turn: Turn) -> Bool {
+        if case .late = waitForTurn(turn, offering: nil) { return false }
+        return true
+    }
+
+    /// `waitForTurn`, offering the turn's document (signed with its guess) to
+    /// the turns ahead. When the turn ahead takes it, this returns `taken` at
+    /// once, and this turn is ended by the one that took it. When this turn's
+    /// time comes first, it takes the offers of the turns right behind it that
+    /// the same key signed with the next numbers, at most `mostTogether` in
+    /// all; only a turn that offers takes.
+    func waitForTurn(_ turn: Turn, offering offer: Offer?) -> Place {
         let deadline = Date(timeIntervalSinceNow: turnWait)
         condition.lock()
         defer { condition.unlock() }
+        if let offer { entries[turn.counter]?.offers[turn.ticket] = offer }
         while let first = entries[turn.counter]?.waiting.first, first != turn.ticket,
             entries[turn.counter]?.waiting.contains(turn.ticket) == true
         {
-            guard condition.wait(until: deadline) else { return false }
+            if let offer, offer.taken { return .taken(offer) }
+            if !condition.wait(until: deadline) {
+                if let offer, offer.taken { return .taken(offer) }
+                entries[turn.counter]?.offers[turn.ticket] = nil
+                return .late
+            }
         }
-        return true
+        if let offer, offer.taken { return .taken(offer) }
+        guard let offer, var entry = entries[turn.counter], let guess = turn.guess else { return .first(taking: []) }
+        entry.offers[turn.ticket] = nil
+        var taking: [Offer] = []
+        for ticket in entry.waiting.dropFirst() {
+            guard taking.count + 1 < NumberForecast.mostTogether, let next = entry.offers[ticket], next.key == offer.key,
+                next.turn.guess == guess + taking.count + 1
+            else { break }
+            next.taken = true
+            entry.offers[ticket] = nil
+            taking.append(next)
+        }
+        entries[turn.counter] = entry
+        if !taking.isEmpty { condition.broadcast() }
+        return .first(taking: taking)
+    }
+
+    /// Waits until the turn that took `offer` hands over what became of its document.
+    func outcome(of offer: Offer) -> Outcome {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if let outcome = offer.outcome { return outcome }
+            condition.wait()
+        }
+    }
+
+    /// Hands each taken offer what became of its document (`outcomes` in the same order).
+    func deliver(_ outcomes: [Outcome], to offers: [Offer]) {
+        condition.lock()
+        defer { condition.unlock() }
+        for (offer, outcome) in zip(offers, outcomes) where offer.outcome == nil { offer.outcome = outcome }
+        condition.broadcast()
     }
 
     /// Records the number the counter handed out and whether the turn's guess matched it.
@@ -291,10 +397,17 @@ final class NumberForecast: @unchecked Sendable {
     /// it gave another or refused (nothing moved, nothing is foreseen until a
     /// number is taken again).
     func sent(_ guess: Int?, _ turn: Turn) {
-        end(turn) { entry in
-            if let guess {
-                entry.last = guess
-                entry.hit()
+        sent(guess, [turn])
+    }
+
+    /// `sent` for turns whose documents one statement stored together, signed
+    /// with `first` and the numbers after it, in order.
+    func sent(_ first: Int?, _ turns: [Turn]) {
+        guard let counter = turns.first?.counter else { return }
+        end(counter, tickets: turns.map(\.ticket)) { entry in
+            if let first {
+                entry.last = first + turns.count - 1
+                for _ in turns { entry.hit() }
             } else {
                 entry.miss()
             }
@@ -320,12 +433,17 @@ final class NumberForecast: @unchecked Sendable {
     }
 
     private func end(_ turn: Turn, _ change: (inout Entry) -> Void) {
+        end(turn.counter, tickets: [turn.ticket], change)
+    }
+
+    private func end(_ counter: Counter, tickets: [Int], _ change: (inout Entry) -> Void) {
         condition.lock()
         defer { condition.unlock() }
-        guard var entry = entries[turn.counter] else { return }
+        guard var entry = entries[counter] else { return }
         change(&entry)
-        entry.waiting.removeAll { $0 == turn.ticket }
-        entries[turn.counter] = entry
+        entry.waiting.removeAll { tickets.contains($0) }
+        for ticket in tickets { entry.offers[ticket] = nil }
+        entries[counter] = entry
         condition.broadcast()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOConcurrencyHelpers
 import Postgres
 import SRI
 
@@ -64,6 +65,11 @@ struct DocumentsController {
                 return try await issueOnce(
                     document, issuerID: issuerID, idempotencyKey: idempotencyKey, bodyDigest: bodyDigest, context: context,
                     signingAhead: false)
+            } catch is DocumentsStore.NotStoredTogether {
+                context.logger.debug("the documents sent together were not stored: issuing alone")
+                return try await issueOnce(
+                    document, issuerID: issuerID, idempotencyKey: idempotencyKey, bodyDigest: bodyDigest, context: context,
+                    signingAhead: false)
             }
         }
         if !replayed {
@@ -84,15 +90,43 @@ struct DocumentsController {
     /// number. A request with an Idempotency-Key never goes in one round trip.
     /// Without `signingAhead`, or when nothing is foreseen, the number is taken
     /// first and the comprobante signed while the counter's row is locked.
+    ///
+    /// A factura on a `oneTrip` turn is offered to the turns ahead while it
+    /// waits (`NumberForecast.waitForTurn(_:offering:)`): one that takes it
+    /// stores it with its own, and this request answers with what became of
+    /// it. Its own transaction then only ends: the taking one, of the same
+    /// key, held the key's share lock through the commit. A turn whose time
+    /// comes takes the offers behind it and stores them all in one statement.
     private func issueOnce(
         _ document: ComprobanteRequest, issuerID: Int64, idempotencyKey: String?, bodyDigest: Data?,
         context: TenantRequestContext, signingAhead: Bool
+    ) async throws -> (JSONValue, Bool) {
+        let key = context.token.digest
+        // A document another request stored: the answer, whatever happens to
+        // this transaction afterwards (it has nothing left to commit).
+        let storedByAnother = NIOLockedValueBox<JSONValue?>(nil)
+        do {
+            return try await issueInTransaction(
+                document, issuerID: issuerID, idempotencyKey: idempotencyKey, bodyDigest: bodyDigest, context: context,
+                signingAhead: signingAhead, key: key, storedByAnother: storedByAnother)
+        } catch {
+            if let json = storedByAnother.withLockedValue({ $0 }) { return (json, false) }
+            throw error
+        }
+    }
+
+    private func issueInTransaction(
+        _ document: ComprobanteRequest, issuerID: Int64, idempotencyKey: String?, bodyDigest: Data?,
+        context: TenantRequestContext, signingAhead: Bool, key: Data, storedByAnother: NIOLockedValueBox<JSONValue?>
     ) async throws -> (JSONValue, Bool) {
         let signing = self.signing
         return try await database.transaction(
             for: context.token, facts: context.facts,
             prologue: [ResolvedIssuer.lookup(issuerID).query, CertificatesStore.signingMaterial(issuer: issuerID)]
         ) { transaction, principal, results -> (JSONValue, Bool) in
+            // The pool runs a transaction again after a retryable error: a
+            // document already stored by another request is not issued twice.
+            if let json = storedByAnother.withLockedValue({ $0 }) { return (json, false) }
             let issuer = try ResolvedIssuer.resolve(
                 try ResolvedIssuer.lookup(issuerID).decode(results[0]), keyEnvironment: principal.keyEnvironment)
             if let key = idempotencyKey, let bodyDigest,
@@ -136,9 +170,36 @@ struct DocumentsController {
                     accessKey, signing.signed(prepared, accessKey: accessKey, sequential: guess, identity: identity, now: now)
                 )
             }
+            // A factura signed ahead for one round trip is offered to the turns
+            // ahead (a keyed request and a credit note go on their own).
+            var offer: NumberForecast.Offer?
+            if let guess = turn.guess, let ahead, turn.oneTrip, idempotencyKey == nil, modifiedDocumentID == nil {
+                offer = NumberForecast.Offer(turn: turn, key: key, document: signed(guess, accessKey: ahead.accessKey, xml: ahead.xml))
+            }
             // In the order this process's requests asked: each takes its number
             // once the counter has answered the one before.
-            let inTurn = signing.numbers.waitForTurn(turn)
+            let inTurn: Bool
+            var taking: [NumberForecast.Offer] = []
+            switch signing.numbers.waitForTurn(turn, offering: offer) {
+            case .taken(let offer):
+                // The turn that took it ends this turn, and stores or not.
+                settled = true
+                switch signing.numbers.outcome(of: offer) {
+                case .stored(let json):
+                    storedByAnother.withLockedValue { $0 = json }
+                    return (json, false)
+                case .notStored: throw DocumentsStore.NotStoredTogether()
+                case .failed(let error): throw error
+                }
+            case .first(let offers):
+                inTurn = true
+                taking = offers
+            case .late:
+                inTurn = false
+            }
+            if let guess = turn.guess, let offer, !taking.isEmpty {
+                return (try storeTogether(offer, taking, guess: guess, transaction: transaction, issuer: issuer, settled: &settled), false)
+            }
             // A miss in one round trip ends the transaction, and the Idempotency-Key's
             // claim with it: a same-key request could then get ahead of this one
             // before it issues again. So a keyed request takes its number inside
@@ -191,6 +252,49 @@ struct DocumentsController {
                 signing.numbers.forget(turn.counter)
                 throw error
             }
+        }
+    }
+
+    /// Stores `own` and the offers it took in one statement, and hands each
+    /// taken turn what became of its document. Nothing stored (another number
+    /// from the counter, a failed statement): every request issues again on
+    /// its own, this one too (`NotStoredTogether`), as one document might be
+    /// what failed. Stored but the commit unanswered: all fail alike.
+    private func storeTogether(
+        _ own: NumberForecast.Offer, _ taking: [NumberForecast.Offer], guess: Int, transaction: Transaction, issuer: ResolvedIssuer,
+        settled: inout Bool
+    ) throws -> JSONValue {
+        let numbers = signing.numbers
+        let turns = [own.turn] + taking.map(\.turn)
+        var stored = false
+        var outcomes: [NumberForecast.Outcome] = Array(repeating: .notStored, count: taking.count)
+        // Every taken turn gets an outcome, whatever happens here.
+        defer { numbers.deliver(outcomes, to: taking) }
+        do {
+            let answers = try DocumentsStore.store(
+                transaction, issuer: issuer, together: [own.document] + taking.map(\.document)
+            ) { numbered in
+                numbers.sent(numbered ? guess : nil, turns)
+                settled = true
+                stored = numbered
+            }
+            outcomes = answers.dropFirst().map { .stored($0) }
+            for _ in turns { ServiceMetrics.signedAhead(hit: true) }
+            ServiceMetrics.storedTogether(turns.count)
+            return answers[0]
+        } catch {
+            if settled {
+                numbers.forget(own.turn.counter)
+            } else {
+                // The counter never answered: the taken turns end here (this one in issueOnce).
+                for offer in taking { numbers.abandon(offer.turn) }
+            }
+            if stored {
+                outcomes = Array(repeating: .failed(error), count: taking.count)
+                throw error
+            }
+            if error is DocumentsStore.ForecastMissed { ServiceMetrics.signedAhead(hit: false) }
+            throw DocumentsStore.NotStoredTogether()
         }
     }
 

@@ -341,6 +341,74 @@ enum DocumentsStore {
     /// with (`store(takingNumber: true)`); nothing was stored.
     struct ForecastMissed: Error {}
 
+    /// Documents sent together (`store(together:)`) were not stored, for
+    /// whatever reason: each request issues again on its own.
+    struct NotStoredTogether: Error {}
+
+    /// Stores facturas of one counter signed ahead with consecutive numbers,
+    /// `documents[0].sequential` first, in one statement that takes all their
+    /// numbers from the counter at once, and commits in the same round trip:
+    /// `store(takingNumber: true)` for several documents. They store only if
+    /// the counter gives exactly those numbers (else `ForecastMissed`, and
+    /// nothing moved). Returns each document as its 201 shows it, in order.
+    /// No credit note and no Idempotency-Key goes this way.
+    static func store(
+        _ transaction: Transaction, issuer: ResolvedIssuer, together documents: [Signed], numbered: (Bool) -> Void
+    ) throws -> [JSONValue] {
+        guard let first = documents.first, let kind = documents.first?.comprobante.kind.rawValue else { return [] }
+        var binds: [any PostgresBindable] = [issuer.id, kind, issuer.environment.rawValue, documents.count, first.sequential]
+        func bind(_ value: some PostgresBindable) -> String {
+            binds.append(value)
+            return "$\(binds.count)"
+        }
+        var rows: [String] = []
+        for (index, signed) in documents.enumerated() {
+            let comprobante = signed.comprobante
+            // Consecutive documents of one counter, no credit note: as `NumberForecast` takes them.
+            guard signed.sequential == first.sequential + index, comprobante.kind.rawValue == kind, signed.modifiedDocumentID == nil
+            else { throw APIError.internalError }
+            let number = "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(signed.sequential, 9))"
+            rows.append(
+                "(\(index), \(bind(number))::text, \(bind(signed.accessKey))::text, \(bind(comprobante.issueDate.iso))::date, "
+                    + "\(bind(signed.metadata))::json, \(bind(signed.body.serialized))::json, \(bind(Data(signed.xml)))::bytea, "
+                    + "\(bind(comprobante.totals.total.text(places: 2)))::numeric, \(bind(comprobante.buyer.idType))::text, "
+                    + "\(bind(comprobante.buyer.id))::text)")
+        }
+        let insert = PostgresQuery(
+            """
+            WITH n AS (
+                UPDATE sequentials SET next_sequential = next_sequential + $4
+                 WHERE tenant_id = current_tenant_id() AND issuer_id = $1 AND document_type = $2 AND environment = $3
+                RETURNING next_sequential - $4 AS first
+            ), d AS (
+                -- NULL, refused by the column, unless the counter gave the numbers the XMLs are signed with.
+                INSERT INTO documents (\(insertedColumns))
+                SELECT current_tenant_id(), $1, $2, $3, (SELECT first FROM n WHERE first = $5) + v.i, v.number, v.access_key,
+                       v.issue_date, v.metadata, v.body, v.xml, v.total, v.buyer_id_type, v.buyer_id, NULL, NULL
+                  FROM (VALUES \(rows.joined(separator: ", ")))
+                       AS v (i, number, access_key, issue_date, metadata, body, xml, total, buyer_id_type, buyer_id)
+                 ORDER BY v.i
+                RETURNING \(returnedColumns)
+            ), s AS (
+                INSERT INTO document_submissions (tenant_id, document_id, environment) SELECT tenant_id, id, environment FROM d
+                RETURNING document_id, status, attempts, last_error, next_attempt_at, messages, authorization_number, authorized_at
+            )
+            SELECT \(storedColumns) FROM d JOIN s ON s.document_id = d.id ORDER BY d.sequential
+            """, binds)
+        let inserted: [QueryResult]
+        do {
+            inserted = try transaction.commit(after: [insert], answeredFirst: numbered)
+        } catch let error as PostgresError where error.hasCode(.notNullViolation) && error.column == "sequential" {
+            throw ForecastMissed()
+        }
+        let stored = inserted[0]
+        guard stored.count == documents.count else { throw APIError.internalError }
+        return try documents.indices.map { index in
+            guard try stored[index].decode(Int.self, at: 4) == documents[index].sequential else { throw APIError.internalError }
+            return try document(stored[index], body: documents[index].body)
+        }
+    }
+
     private static let insertedColumns = """
         tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, \
         metadata, body, xml, total, buyer_id_type, buyer_id, modified_number, modified_document_id

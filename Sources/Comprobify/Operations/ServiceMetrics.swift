@@ -60,6 +60,13 @@ enum ServiceMetrics {
         (hit ? signedAheadHit : signedAheadMiss).increment()
     }
 
+    private static let storedTogetherDocuments = Counter(label: "documents_stored_together_total")
+
+    /// Documents one statement stored together (`DocumentsStore.store(together:)`), counted when there are several.
+    static func storedTogether(_ count: Int) {
+        storedTogetherDocuments.increment(by: Int64(count))
+    }
+
     static func promoted() {
         Counter(label: "tenant_promotions_total").increment()
     }
