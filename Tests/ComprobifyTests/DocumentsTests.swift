@@ -182,16 +182,24 @@ final class DocumentsTests: XCTestCase {
                 let before = try await storedTogether()
                 var replies: [Reply] = []
                 var bursts = 0
+                // Each request's own metadata: each answer must be its own request's document.
+                func burst(_ count: Int, from: Int, _ server: @escaping @Sendable (Int) -> TestServer) async throws -> [Reply] {
+                    try await concurrently(count) { index in
+                        try await server(index).issue(
+                            tenant.key, issuer: issuer, body: Bodies.factura(metadata: #"{"request": \#(from + index)}"#))
+                    }
+                }
                 while try await storedTogether() == before, bursts < 5 {
-                    replies += try await concurrently(40) { _ in try await first.issue(tenant.key, issuer: issuer) }
+                    replies += try await burst(40, from: replies.count) { _ in first }
                     bursts += 1
                 }
                 let together = try await storedTogether() - before
                 XCTAssertGreaterThan(together, 0, "none stored together in \(bursts) bursts of 40")
-                replies += try await concurrently(60) { index in
-                    try await (index.isMultiple(of: 3) ? second : first).issue(tenant.key, issuer: issuer)
-                }
+                replies += try await burst(60, from: replies.count) { $0.isMultiple(of: 3) ? second : first }
                 XCTAssertEqual(replies.map(\.status), Array(repeating: 201, count: replies.count))
+                for (index, reply) in replies.enumerated() {
+                    XCTAssertEqual(reply.value(["document", "metadata", "request"]), .number("\(index)"), "answer \(index)")
+                }
                 let sequentials = try replies.map { try $0.int("document", "sequential") }
                 XCTAssertEqual(sequentials.sorted(), Array(11...Int64(10 + replies.count)))
                 for (index, reply) in replies.enumerated() {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import Postgres
 import XCTest
 
 @testable import Comprobify
@@ -518,6 +519,65 @@ final class NumberForecastTests: XCTestCase {
             "7 is behind another key's turn")
         XCTAssertEqual(outcomes.withLockedValue { $0 }, [1: "stored \"4\"", 2: "not stored"])
         XCTAssertEqual(forecast.ask(counter).guess, 8, "3 to 5 sent together, then 6 and 7")
+    }
+
+    /// When the turn that took offers fails before the counter answers, it
+    /// ends the taken turns: the turn behind them comes at once, not after
+    /// `turnWait`.
+    func testTurnsTakenByAFailedStatementEndAndTheNextComesAtOnce() throws {
+        let forecast = NumberForecast(turnWait: 30, agreementForOneTrip: 1)
+        let counter = NumberForecast.Counter(issuer: 1, documentType: "01")
+        forecast.took(1, forecast.ask(counter))
+        forecast.took(2, forecast.ask(counter))
+        let lead = forecast.ask(counter)
+        let taken = forecast.ask(counter)
+        let next = forecast.ask(counter)
+        let takenOffer = try offer(taken, key: "K")
+        let takenDone = expectation(description: "taken")
+        Thread.detachNewThread {
+            if case .taken(let offer) = forecast.waitForTurn(taken, offering: takenOffer),
+                case .notStored = forecast.outcome(of: offer)
+            {
+                takenDone.fulfill()
+            }
+        }
+        let deadline = Date(timeIntervalSinceNow: 10)
+        var taking: [NumberForecast.Offer] = []
+        while taking.isEmpty, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
+            // Another key's offer is not taken: ask again with the same key once it is there.
+            guard case .first(let offers) = forecast.waitForTurn(lead, offering: try offer(lead, key: "K")) else {
+                return XCTFail("its time has come")
+            }
+            taking = offers
+        }
+        XCTAssertEqual(taking.map(\.turn.ticket), [taken.ticket])
+        // The statement failed before the counter answered: the taken turn ends, then the taker's.
+        for offer in taking { forecast.abandon(offer.turn) }
+        forecast.deliver([.notStored], to: taking)
+        forecast.abandon(lead)
+        wait(for: [takenDone], timeout: 10)
+        let started = Date()
+        guard case .first = forecast.waitForTurn(next, offering: nil) else { return XCTFail("its time has come") }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1, "no wait for turns that ended")
+        forecast.abandon(next)
+    }
+
+    /// Documents sent together issue again alone only when nothing can have
+    /// committed: never after a broken connection, which may have lost the
+    /// answers of a statement and COMMIT that ran.
+    func testOnlyACertainFailureOfDocumentsSentTogetherIssuesThemAgain() {
+        XCTAssertTrue(DocumentsController.certainlyNothingStored(DocumentsStore.ForecastMissed()))
+        XCTAssertTrue(DocumentsController.certainlyNothingStored(APIError.internalError))
+        XCTAssertTrue(
+            DocumentsController.certainlyNothingStored(
+                PostgresError(kind: .server, sqlState: SQLState("23514"), message: "violates check constraint")))
+        XCTAssertTrue(DocumentsController.certainlyNothingStored(PostgresError(kind: .refused, sqlState: nil, message: "too many")))
+        XCTAssertFalse(DocumentsController.certainlyNothingStored(PostgresError(kind: .connection, sqlState: nil, message: "lost")))
+        XCTAssertFalse(
+            DocumentsController.certainlyNothingStored(
+                PostgresError(kind: .server, sqlState: SQLState("57P01"), message: "terminating connection")))
+        XCTAssertFalse(DocumentsController.certainlyNothingStored(CancellationError()))
     }
 
     /// Only a turn that offers takes; an offer signed with another number than

@@ -343,7 +343,12 @@ final class NumberForecast: @unchecked Sendable {
             }
         }
         if let offer, offer.taken { return .taken(offer) }
-        guard let offer, var entry = entries[turn.counter], let guess = turn.guess else { return .first(taking: []) }
+        // Only the turn at the head takes (after the memory started over, a
+        // turn no longer waiting takes nothing).
+        guard let offer, var entry = entries[turn.counter], entry.waiting.first == turn.ticket, let guess = turn.guess else {
+            entries[turn.counter]?.offers[turn.ticket] = nil
+            return .first(taking: [])
+        }
         entry.offers[turn.ticket] = nil
         var taking: [Offer] = []
         for ticket in entry.waiting.dropFirst() {

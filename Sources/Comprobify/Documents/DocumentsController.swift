@@ -256,10 +256,13 @@ struct DocumentsController {
     }
 
     /// Stores `own` and the offers it took in one statement, and hands each
-    /// taken turn what became of its document. Nothing stored (another number
-    /// from the counter, a failed statement): every request issues again on
-    /// its own, this one too (`NotStoredTogether`), as one document might be
-    /// what failed. Stored but the commit unanswered: all fail alike.
+    /// taken turn what became of its document. Nothing stored for certain
+    /// (another number from the counter, a statement the server refused):
+    /// every request issues again on its own, this one too
+    /// (`NotStoredTogether`), as one document might be what failed. Anything
+    /// else (stored but the commit unanswered, a connection that broke once
+    /// the statement and COMMIT were sent): all fail alike, as one document
+    /// alone would, never issued again.
     private func storeTogether(
         _ own: NumberForecast.Offer, _ taking: [NumberForecast.Offer], guess: Int, transaction: Transaction, issuer: ResolvedIssuer,
         settled: inout Bool
@@ -289,12 +292,26 @@ struct DocumentsController {
                 // The counter never answered: the taken turns end here (this one in issueOnce).
                 for offer in taking { numbers.abandon(offer.turn) }
             }
-            if stored {
+            guard !stored, DocumentsController.certainlyNothingStored(error) else {
                 outcomes = Array(repeating: .failed(error), count: taking.count)
                 throw error
             }
             if error is DocumentsStore.ForecastMissed { ServiceMetrics.signedAhead(hit: false) }
             throw DocumentsStore.NotStoredTogether()
+        }
+    }
+
+    /// Whether `error`, from documents sent together before the counter's
+    /// answer said they were stored, means for certain that nothing
+    /// committed: the counter gave other numbers, the server refused the
+    /// statement (so the pipeline's COMMIT was skipped), or the statement was
+    /// refused before it was sent. A broken connection is no such certainty:
+    /// the statement and COMMIT may have run with their answers lost.
+    static func certainlyNothingStored(_ error: Error) -> Bool {
+        switch error {
+        case is DocumentsStore.ForecastMissed, is APIError: return true
+        case let error as PostgresError: return error.kind == .refused || (error.kind == .server && !error.isUnavailable)
+        default: return false
         }
     }
 
