@@ -229,6 +229,56 @@ final class DocumentsTests: XCTestCase {
         }
     }
 
+    /// Facturas offered together that the counter gives other numbers to
+    /// store none, and each request issues again on its own: here the
+    /// counter's row is held by another session while the first request's
+    /// statement waits for it and the others queue behind, signed ahead; that
+    /// session then takes two numbers itself, the first's and the second's
+    /// guesses. Every request still answers 201 with its own document,
+    /// gapless from there, signed as numbered.
+    func testFacturasOfferedTogetherThatMissIssueAgainAlone() async throws {
+        let logs = LogCapture()
+        // The requests behind the first wait for their turns as long as the row is held.
+        let configure: @Sendable (inout Configuration) -> Void = {
+            $0.poolSize = 16
+            $0.issuingTurnWait = 30
+        }
+        try await TestServer.run(configure: configure, logs: logs) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            for expected in 1...10 {
+                let reply = try await server.issue(tenant.key, issuer: issuer)
+                XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected), reply.text)
+            }
+            let owner = try Connection(conninfo: TestDatabase.ownerURL)
+            try owner.query("BEGIN")
+            try owner.query("SELECT 1 FROM sequentials WHERE issuer_id = \(issuer) AND document_type = '01' FOR UPDATE")
+            let burst = Task {
+                try await concurrently(6) { index in
+                    try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(metadata: #"{"request": \#(index)}"#))
+                }
+            }
+            // All six sign ahead as 11 to 16; the first's statement waits for the
+            // row, the rest for their turns. The second's turn takes the four
+            // offers behind it: 12 to 16, which the counter no longer gives.
+            try await Task.sleep(for: .seconds(2))
+            try owner.query(
+                "UPDATE sequentials SET next_sequential = next_sequential + 2 WHERE issuer_id = \(issuer) AND document_type = '01'")
+            try owner.query("COMMIT")
+            let replies = try await burst.value
+            XCTAssertEqual(replies.map(\.status), Array(repeating: 201, count: 6), replies.map(\.text).joined(separator: "\n"))
+            for (index, reply) in replies.enumerated() {
+                XCTAssertEqual(reply.value(["document", "metadata", "request"]), .number("\(index)"))
+                try await ComprobantesTests.assertSignedAsNumbered(server, tenant.key, issuer: issuer, reply)
+            }
+            XCTAssertEqual(
+                try replies.map { try $0.int("document", "sequential") }.sorted(), Array(13...18), "11 and 12 went to the other session")
+            let alone = logs.text.components(separatedBy: "the documents sent together were not stored: issuing alone").count - 1
+            // Five when all had signed by then; a request still signing leads the next batch, or goes alone.
+            XCTAssertGreaterThanOrEqual(alone, 2, "the second's turn took offers behind it, and none stored")
+        }
+    }
+
     /// Two processes issue on one counter, each foreseeing numbers from those
     /// it took: a guess misses whenever the other process took that number,
     /// and the request issues again. Every document is stored once, gapless,

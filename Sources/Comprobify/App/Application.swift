@@ -26,7 +26,10 @@ public func buildRouter(
     IssuersController(database: database).addRoutes(to: v1)
     CertificatesController(database: database, secretBox: configuration.secretBox).addRoutes(to: v1)
     DocumentsController(
-        database: database, signing: DocumentSigning(secretBox: configuration.secretBox, algorithm: configuration.signatureAlgorithm),
+        database: database,
+        signing: DocumentSigning(
+            secretBox: configuration.secretBox, algorithm: configuration.signatureAlgorithm,
+            numbers: NumberForecast(turnWait: configuration.issuingTurnWait)),
         listBytes: max(1, configuration.listBytes)
     ).addRoutes(to: v1)
     SubmissionsController(database: database).addRoutes(to: v1)

@@ -55,6 +55,10 @@ public struct Configuration: Sendable {
     /// About how many bytes of documents a list answer holds in memory at once
     /// (`ListBudget`); not read from the environment (tests make it small).
     public var listBytes = ListBudget.bytes
+    /// How long an issuing request waits for the requests ahead of it on its
+    /// numbering counter before it takes its number first (`NumberForecast`);
+    /// not read from the environment (tests make it long).
+    public var issuingTurnWait: TimeInterval = NumberForecast.defaultTurnWait
     /// Requests per second per API key (a token bucket); 0 turns the limit off.
     public var rateLimitPerKey = 100
     /// Requests a key may make at once above its rate (the bucket's size).

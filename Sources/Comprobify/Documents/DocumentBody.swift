@@ -113,7 +113,7 @@ struct DocumentSigning: Sendable {
     let secretBox: SecretBox
     let algorithm: SignatureAlgorithm
     let identities = SigningIdentityCache()
-    let numbers = NumberForecast()
+    var numbers = NumberForecast()
 
     /// Builds the comprobante and checks it against the official schema. A
     /// failure here or in `signed` is a bug, never the client's fault (500);
@@ -286,7 +286,10 @@ final class NumberForecast: @unchecked Sendable {
     /// Guesses in a row the counter must have agreed with before a turn is `oneTrip`.
     let agreementForOneTrip: Int
 
-    init(turnWait: TimeInterval = 0.05, agreementForOneTrip: Int = 8) {
+    /// `turnWait` unless configured (`Configuration.issuingTurnWait`).
+    static let defaultTurnWait: TimeInterval = 0.05
+
+    init(turnWait: TimeInterval = NumberForecast.defaultTurnWait, agreementForOneTrip: Int = 8) {
         self.turnWait = turnWait
         self.agreementForOneTrip = agreementForOneTrip
     }
