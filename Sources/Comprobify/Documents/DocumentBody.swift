@@ -222,10 +222,13 @@ final class NumberForecast: @unchecked Sendable {
     enum Outcome: Sendable {
         /// Stored and committed: the document as the 201 shows it.
         case stored(JSONValue)
-        /// Nothing was stored (the counter gave other numbers, or the
-        /// statement failed): the request issues again on its own.
+        /// Nothing was stored, for certain (the counter gave other numbers,
+        /// or the server refused the statement): the request issues again on
+        /// its own.
         case notStored
-        /// The statement stored it but the commit's outcome is unknown.
+        /// Whether it was stored is unknown (the commit unanswered, the
+        /// connection broken after the statement was sent): the request
+        /// fails with this error, as one document alone would.
         case failed(Error)
     }
 
