@@ -341,8 +341,9 @@ enum DocumentsStore {
     /// with (`store(takingNumber: true)`); nothing was stored.
     struct ForecastMissed: Error {}
 
-    /// Documents sent together (`store(together:)`) were not stored, for
-    /// whatever reason: each request issues again on its own.
+    /// Documents sent together (`store(together:)`) were certainly not
+    /// stored (the counter gave other numbers, or the statement was refused):
+    /// each request issues again on its own.
     struct NotStoredTogether: Error {}
 
     /// Stores facturas of one counter signed ahead with consecutive numbers,
