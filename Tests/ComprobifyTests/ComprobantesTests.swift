@@ -145,10 +145,7 @@ final class ComprobantesTests: XCTestCase {
             }
             // The counters of this test process's metrics, read from /metrics.
             func signedAhead(_ outcome: String) async throws -> Double {
-                let text = try await server.call(.get, "/metrics").text
-                let prefix = #"documents_signed_ahead_total{outcome="\#(outcome)"} "#
-                let line = text.split(separator: "\n").first { $0.hasPrefix(prefix) }
-                return line.flatMap { Double($0.dropFirst(prefix.count)) } ?? 0
+                try await server.metric(#"documents_signed_ahead_total{outcome="\#(outcome)"}"#)
             }
             let (missBefore, hitBefore) = (try await signedAhead("miss"), try await signedAhead("hit"))
             // Another process takes 3: this one signs ahead as 3, gets 4, signs again.

@@ -173,12 +173,7 @@ final class DocumentsTests: XCTestCase {
                     XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected), reply.text)
                 }
                 // This test process's count, from /metrics (both servers share it).
-                func storedTogether() async throws -> Double {
-                    let text = try await first.call(.get, "/metrics").text
-                    let prefix = "documents_stored_together_total "
-                    let line = text.split(separator: "\n").first { $0.hasPrefix(prefix) }
-                    return line.flatMap { Double($0.dropFirst(prefix.count)) } ?? 0
-                }
+                func storedTogether() async throws -> Double { try await first.metric("documents_stored_together_total") }
                 let before = try await storedTogether()
                 var replies: [Reply] = []
                 var bursts = 0
@@ -288,12 +283,7 @@ final class DocumentsTests: XCTestCase {
             try await TestServer.run { second in
                 let tenant = try await first.signUp()
                 let issuer = try await first.createIssuer(tenant.key)
-                func missed() async throws -> Double {
-                    let text = try await first.call(.get, "/metrics").text
-                    let prefix = #"documents_signed_ahead_total{outcome="miss"} "#
-                    let line = text.split(separator: "\n").first { $0.hasPrefix(prefix) }
-                    return line.flatMap { Double($0.dropFirst(prefix.count)) } ?? 0
-                }
+                func missed() async throws -> Double { try await first.metric(#"documents_signed_ahead_total{outcome="miss"}"#) }
                 let missedBefore = try await missed()
                 // In turn: each process foresees the number the other has just taken.
                 for (expected, server) in [(1, first), (2, second), (3, first), (4, second)] {

@@ -137,6 +137,16 @@ struct TestServer: Sendable {
         return id
     }
 
+    /// The value of one series of /metrics (`name{labels}` as written there),
+    /// 0 while it has none. The registry is this test process's, shared by
+    /// every server the process runs.
+    func metric(_ series: String) async throws -> Double {
+        let text = try await call(.get, "/metrics").text
+        let prefix = series + " "
+        let line = text.split(separator: "\n").first { $0.hasPrefix(prefix) }
+        return line.flatMap { Double($0.dropFirst(prefix.count)) } ?? 0
+    }
+
     /// POST /v1/documents; without a body, a valid comprobante of `type`
     /// (a factura, or a credit note against a factura issued elsewhere).
     func issue(_ key: String, issuer: Int64, type: String = "01", headers: HTTPFields = [:], body: String? = nil) async throws -> Reply {
