@@ -137,6 +137,16 @@ struct TestServer: Sendable {
         return id
     }
 
+    /// Issues facturas 1 to 10 on a fresh counter, one after another, each
+    /// checked for its number: 1 unforeseen, 2 to 9 foreseen right (eight in
+    /// a row), 10 and the ones after in one round trip (`NumberForecast`).
+    func issueUntilOneTrip(_ key: String, issuer: Int64) async throws {
+        for expected in 1...10 {
+            let reply = try await issue(key, issuer: issuer)
+            XCTAssertEqual(try reply.int("document", "sequential"), Int64(expected), reply.text)
+        }
+    }
+
     /// The value of one series of /metrics (`name{labels}` as written there),
     /// 0 while it has none. The registry is this test process's, shared by
     /// every server the process runs.
