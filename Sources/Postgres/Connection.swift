@@ -340,17 +340,20 @@ public final class Connection: @unchecked Sendable {
     /// Reads the answers of the oldest pipeline in flight. Blocking, it waits
     /// for all of them. Not blocking, it takes what the socket holds (and what
     /// TLS has decrypted from it) and answers nil while more is to come (wait
-    /// for the socket to be readable, then call again). At its end the
+    /// for the socket to be readable, then call again); with `reading` false
+    /// it does not ask the socket, only takes what libpq already read (a
+    /// caller that has just read for the pipeline before this one saves a
+    /// read that would mostly find nothing). At its end the
     /// pipeline leaves the queue, the connection leaves pipeline mode (and
     /// non-blocking mode) when no other pipeline is in flight, and the first
     /// statement's error, if any, is thrown: the pipelines after it are not
     /// touched. Any other error (the connection broke, an answer out of
     /// order) drops every pipeline in flight, as `sendPipeline`'s do.
-    func readPipeline(blocking: Bool, answeredFirst: (Bool) -> Void = { _ in }) throws -> [QueryResult]? {
+    func readPipeline(blocking: Bool, reading: Bool = true, answeredFirst: (Bool) -> Void = { _ in }) throws -> [QueryResult]? {
         guard var flight = flights.first else {
             preconditionFailure("no pipeline in flight on this connection")
         }
-        if !blocking, PQconsumeInput(handle) == 0 {
+        if !blocking, reading, PQconsumeInput(handle) == 0 {
             flights[0] = flight
             throw failPipeline()
         }

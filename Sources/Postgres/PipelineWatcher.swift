@@ -47,6 +47,12 @@
             /// Under `lock`: the pipelines in flight were failed all at once;
             /// nothing more is sent here.
             fileprivate var abandoned = false
+            /// Under `lock`: the socket was armed and the watcher has not yet
+            /// begun to read for it (`advance`); true with the writable flag
+            /// when that was armed too. Its event is still to come, or came
+            /// and `advance` will read every pipeline handed over before it
+            /// takes the lock: a pipeline sent meanwhile need not arm again.
+            fileprivate var armed: (readable: Bool, writable: Bool) = (false, false)
             /// Under the pool's lock: when each pipeline in flight was
             /// handed to the channel, oldest first. The pool counts them to
             /// decide who may send here and when the connection goes back
@@ -162,6 +168,10 @@
                     let sent = try channel.connection.sendPipeline(statements, blocking: false, checked: true)
                     channel.completions.append(completion)
                     channel.unsent = channel.unsent || !sent
+                    let writable = channel.unsent || channel.connection.hasAnswerBuffered
+                    // Armed already as this needs: the watcher reads this
+                    // pipeline with the ones before it.
+                    if channel.armed.readable && (channel.armed.writable || !writable) { return }
                     if !arm(channel, answerBuffered: channel.connection.hasAnswerBuffered) {
                         failure = PipelineWatcher.unwatchable()
                         failed = channel.abandon()
@@ -225,15 +235,22 @@
             channel.lock.withLock {
                 // A late event: the connection may be another caller's by now.
                 guard !channel.completions.isEmpty else { return }
+                // The event came (one shot): a pipeline sent from here on arms again.
+                channel.armed = (false, false)
                 let connection = channel.connection
                 do {
                     if channel.unsent {
                         channel.unsent = !(try connection.flushPipeline())
                     }
+                    // The socket is read once; the answers of the pipelines
+                    // after the first are mostly in that read, and when they
+                    // are not, arming below wakes the watcher as they come.
+                    var reading = true
                     while !channel.completions.isEmpty {
                         let results: [QueryResult]
+                        defer { reading = false }
                         do {
-                            guard let read = try connection.readPipeline(blocking: false) else { break }
+                            guard let read = try connection.readPipeline(blocking: false, reading: reading) else { break }
                             results = read
                         } catch  where connection.pipelinesInFlight == channel.completions.count - 1 {
                             // A statement's error: it ends this pipeline only.
@@ -272,10 +289,14 @@
             var event = epoll_event()
             event.events = EPOLLIN.rawValue | EPOLLONESHOT.rawValue | (writable ? EPOLLOUT.rawValue : 0)
             event.data.u64 = channel.id
-            if epoll_ctl(epoll, EPOLL_CTL_MOD, socket, &event) == 0 { return true }
             // A socket the set has not seen yet (a new connection, or one whose
-            // number was reused after the old connection closed).
-            return errno == ENOENT && epoll_ctl(epoll, EPOLL_CTL_ADD, socket, &event) == 0
+            // number was reused after the old connection closed) is added.
+            guard
+                epoll_ctl(epoll, EPOLL_CTL_MOD, socket, &event) == 0
+                    || (errno == ENOENT && epoll_ctl(epoll, EPOLL_CTL_ADD, socket, &event) == 0)
+            else { return false }
+            channel.armed = (true, writable)
+            return true
         }
     }
 #endif

@@ -276,6 +276,35 @@ final class PoolPipelineSharingTests: XCTestCase {
         await pool.shutdown()
     }
 
+    func testPipelinesJoiningAConnectionAsItDrainsAreAllAnswered() async throws {
+        // One connection open to sharing, and callers that each send their
+        // next pipeline as soon as the last is answered, so that pipelines
+        // join it while the watcher is reading the ones before them, just
+        // after, and as the last is answered. A pipeline whose socket was
+        // not watched would wait for ever: the timeout fails the test instead.
+        let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL, size: 2, pipelineConnections: 1))
+        let rounds = 500
+        let task = Task {
+            try await concurrently(12) { caller in
+                var answered = 0
+                for round in 0..<rounds {
+                    let results = try await pool.pipeline([Statement("SELECT $1::int", [caller * rounds + round])])
+                    if try results[0][0].decode(Int.self, at: 0) == caller * rounds + round { answered += 1 }
+                }
+                return answered
+            }
+        }
+        let timeout = Task {
+            try await Task.sleep(for: .seconds(60))
+            task.cancel()
+        }
+        let answered = try await task.value
+        timeout.cancel()
+        XCTAssertEqual(answered, Array(repeating: rounds, count: 12), "every pipeline got its own answer")
+        XCTAssertEqual(pool.sharedPipelinesInFlight, 0)
+        await pool.shutdown()
+    }
+
     func testManyPipelinesOnAFewSharedConnections() async throws {
         let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL, size: 8, pipelineDepth: 4, pipelineConnections: 2))
         let answers = try await concurrently(300) { index in
