@@ -280,26 +280,29 @@ final class PoolPipelineSharingTests: XCTestCase {
         // One connection open to sharing, and callers that each send their
         // next pipeline as soon as the last is answered, so that pipelines
         // join it while the watcher is reading the ones before them, just
-        // after, and as the last is answered. A pipeline whose socket was
-        // not watched would wait for ever: the timeout fails the test instead.
+        // after, and as the last is answered. A pipeline whose socket is not
+        // watched waits for ever (its caller cannot be cancelled): the test
+        // stops waiting after 20 s and fails, leaving it behind.
         let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL, size: 2, pipelineConnections: 1))
-        let rounds = 500
-        let task = Task {
-            try await concurrently(12) { caller in
-                var answered = 0
-                for round in 0..<rounds {
-                    let results = try await pool.pipeline([Statement("SELECT $1::int", [caller * rounds + round])])
-                    if try results[0][0].decode(Int.self, at: 0) == caller * rounds + round { answered += 1 }
+        let rounds = 2000
+        let outcome = NIOLockedValueBox<Result<[Int], any Error>?>(nil)
+        Task {
+            do {
+                let answered = try await concurrently(12) { caller in
+                    var answered = 0
+                    for round in 0..<rounds {
+                        let results = try await pool.pipeline([Statement("SELECT $1::int", [caller * rounds + round])])
+                        if try results[0][0].decode(Int.self, at: 0) == caller * rounds + round { answered += 1 }
+                    }
+                    return answered
                 }
-                return answered
+                outcome.withLockedValue { $0 = .success(answered) }
+            } catch {
+                outcome.withLockedValue { $0 = .failure(error) }
             }
         }
-        let timeout = Task {
-            try await Task.sleep(for: .seconds(60))
-            task.cancel()
-        }
-        let answered = try await task.value
-        timeout.cancel()
+        try await waitUntil { outcome.withLockedValue { $0 } != nil }
+        let answered = try outcome.withLockedValue { $0 }!.get()
         XCTAssertEqual(answered, Array(repeating: rounds, count: 12), "every pipeline got its own answer")
         XCTAssertEqual(pool.sharedPipelinesInFlight, 0)
         await pool.shutdown()
