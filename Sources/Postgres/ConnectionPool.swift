@@ -27,7 +27,8 @@ public final class ConnectionPool: Sendable {
         /// libpq URI or conninfo string.
         public var conninfo: String
         public var size: Int
-        /// How long a caller waits for a free connection before `poolTimeout`.
+        /// How long a caller waits for a free connection before `poolTimeout`
+        /// (or less: what is left of its `WaitBudget`).
         public var waitTimeout: Duration
         /// Session settings applied once per new connection (`set_config(name, value, false)`).
         /// `DateStyle` and `TimeZone`, which result decoding relies on, are always set.
@@ -506,6 +507,9 @@ public final class ConnectionPool: Sendable {
         case .closed: throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down")
         case .busy: break
         }
+        // The wait shares the request's budget (`WaitBudget`) when it has one.
+        let deadline = waitDeadline(startingAt: start)
+        defer { ConnectionPool.waitBudget?.spend(ContinuousClock.now - start) }
         return try await withCheckedThrowingContinuation { continuation in
             let (immediate, startSweeper) = state.withLockedValue { state -> (Slot, Bool) in
                 if state.closed { return (.closed, false) }
@@ -514,7 +518,7 @@ public final class ConnectionPool: Sendable {
                     inUseGauge.record(state.inUse)
                     return (.ready(slot), false)
                 }
-                state.waiters.append(Waiter(continuation: continuation, deadline: start + configuration.waitTimeout))
+                state.waiters.append(Waiter(continuation: continuation, deadline: deadline))
                 let startSweeper = !state.sweeping
                 state.sweeping = true
                 return (.busy, startSweeper)

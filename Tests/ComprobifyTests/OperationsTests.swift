@@ -48,6 +48,46 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// DB_POOL_WAIT_MS bounds a request's waits together. Here a request
+    /// waits first for its tenant's one place (another request of the tenant
+    /// holds it, itself waiting for a connection), then for the pool's one
+    /// connection (another tenant's request holds it, waiting on a lock): it
+    /// gives up once it has waited the pool wait in all, where each wait
+    /// used to have the whole of it.
+    func testARequestWaitsAtMostThePoolWaitInAll() async throws {
+        try await TestServer.run(configure: {
+            $0.poolSize = 1
+            $0.tenantMaxConnections = 1
+            $0.poolWaitMilliseconds = 800
+        }) { server in
+            let holder = try await server.signUp()
+            let tenant = try await server.signUp()
+            let locker = try Postgres.Connection(conninfo: TestDatabase.ownerURL)
+            try locker.execute(script: "BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+            async let held = server.call(.get, "/v1/keys", key: holder.key)
+            try await Task.sleep(for: .milliseconds(300))
+            let timed = { @Sendable () async throws -> (Reply, Duration) in
+                let start = ContinuousClock.now
+                let reply = try await server.call(.get, "/v1/keys", key: tenant.key)
+                return (reply, ContinuousClock.now - start)
+            }
+            async let first = timed()
+            try await Task.sleep(for: .milliseconds(150))
+            let (second, waited) = try await timed()
+            let (firstReply, firstWaited) = try await first
+            try locker.execute(script: "ROLLBACK")
+            XCTAssertEqual(firstReply.status, 503, firstReply.text)
+            XCTAssertEqual(second.status, 503, second.text)
+            // About 650 ms for its place, then what is left of the 800 for a
+            // connection; each wait with the whole 800, it took about 1450.
+            XCTAssertGreaterThanOrEqual(firstWaited, .milliseconds(750))
+            XCTAssertGreaterThanOrEqual(waited, .milliseconds(750))
+            XCTAssertLessThan(waited, .milliseconds(1_150), "the second wait had only what the first left")
+            let keys = try await held
+            XCTAssertEqual(keys.status, 200, "the held request went on once the lock was gone")
+        }
+    }
+
     /// Probes that come at once share one ping: a flood of /readyz cannot
     /// queue pings on the probe's one connection past their second.
     func testConcurrentProbesShareOnePing() async {

@@ -188,6 +188,32 @@ final class PoolTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A wait inside a `WaitBudget` ends when the budget does, however long
+    /// the pool's own wait, and what it waited is taken from the budget.
+    func testAWaitEndsWithItsBudget() async throws {
+        let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL, size: 1, waitTimeout: .seconds(10)))
+        let holder = Task { try await pool.withConnection { try $0.query("SELECT pg_sleep(1.5)") } }
+        try await Task.sleep(for: .milliseconds(200))
+        let budget = WaitBudget(.milliseconds(300))
+        let start = ContinuousClock.now
+        do {
+            _ = try await ConnectionPool.$waitBudget.withValue(budget) { try await pool.withConnection { try $0.query("SELECT 1") } }
+            XCTFail("it got the connection")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.kind, .poolTimeout, "\(error)")
+        }
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(280))
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(1), "not the pool's 10 s, nor the holder's 1.5 s")
+        XCTAssertEqual(budget.remaining, .zero, "the wait spent the budget")
+        // Spent, it lets a later wait wait no more: a free connection is still taken.
+        _ = try await holder.value
+        let one = try await ConnectionPool.$waitBudget.withValue(budget) {
+            try await pool.withConnection { try $0.query("SELECT 1")[0].decode(Int.self, at: 0) }
+        }
+        XCTAssertEqual(one, 1)
+        await pool.shutdown()
+    }
+
     func testKilledConnectionIsReplaced() async throws {
         let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL, size: 1, waitTimeout: .seconds(5)))
         let firstPID = try await pool.withConnection { $0.backendPID }

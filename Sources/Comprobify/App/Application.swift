@@ -15,7 +15,8 @@ public func buildRouter(
     let router = Router(context: AppRequestContext.self)
     router.add(
         middleware: RequestMiddleware(
-            logger: logger, keyRateLimiter: KeyRateLimiter(rate: configuration.rateLimitPerKey, burst: configuration.rateLimitBurst)))
+            logger: logger, keyRateLimiter: KeyRateLimiter(rate: configuration.rateLimitPerKey, burst: configuration.rateLimitBurst),
+            poolWait: .milliseconds(configuration.poolWaitMilliseconds)))
     OperationsController(database: probe ?? database, openAPIDocument: OpenAPIDocument.load(), shutdown: shutdown).addRoutes(to: router)
     let tenants = TenantsController(database: database, configuration: configuration)
     tenants.addPublicRoutes(to: router)

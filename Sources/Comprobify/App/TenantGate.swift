@@ -98,7 +98,11 @@ final class TenantGate: Sendable {
             return true
         }
         if admitted { return }
-        let deadline = ContinuousClock.now + wait
+        // The wait shares the request's budget (`WaitBudget`) when it has one.
+        let start = ContinuousClock.now
+        let budget = ConnectionPool.waitBudget
+        let deadline = budget?.deadline(startingAt: start, atMost: wait) ?? start + wait
+        defer { budget?.spend(ContinuousClock.now - start) }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let (admittedNow, startSweeper) = state.withLockedValue { state -> (Bool, Bool) in
                 var entry = state.lanes[lane, default: Places()]

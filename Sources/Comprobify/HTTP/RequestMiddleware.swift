@@ -16,6 +16,9 @@ struct RequestMiddleware: RouterMiddleware {
     var keyRateLimiter: KeyRateLimiter? = nil
     /// Keys the database refused, answered 401 from memory.
     var refusedKeys = RefusedKeys()
+    /// The longest a request waits, in all, for its places in the tenant
+    /// gates and for a connection (`DB_POOL_WAIT_MS`): one `WaitBudget` each.
+    var poolWait: Duration = .seconds(2)
 
     func handle(
         _ request: Request, context: AppRequestContext,
@@ -56,7 +59,10 @@ struct RequestMiddleware: RouterMiddleware {
                     throw APIError.rateLimited("Too many requests with this API key; slow down.", retryAfter: wait)
                 }
             }
-            response = try await next(request, context)
+            let forward = request
+            response = try await ConnectionPool.$waitBudget.withValue(WaitBudget(poolWait)) {
+                try await next(forward, context)
+            }
         } catch {
             response = problem(for: error, request: request, context: context)
         }
