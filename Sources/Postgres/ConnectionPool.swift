@@ -191,10 +191,7 @@ public final class ConnectionPool: Sendable {
     /// one does not touch the others, but a connection that breaks fails them
     /// all. Otherwise the pipeline has a connection to itself, waiting for a
     /// slot as `withConnection` does, inside `alone` when given (the caller's
-    /// share of the connections, say), and one that opens a connection to
-    /// sharing also runs inside `alone`: a caller's slow pipelines hold no
-    /// more connections than its share, whether they open shared ones or
-    /// have their own. So does a pipeline with a statement
+    /// share of the connections, say): so does a pipeline with a statement
     /// that could leave a transaction open behind it (BEGIN, say:
     /// `Statement.mayControlTransaction`). Over a GSSAPI-encrypted connection
     /// the pipeline runs blocking on one of the pool's threads.
@@ -203,57 +200,36 @@ public final class ConnectionPool: Sendable {
     ) async throws -> [QueryResult] {
         #if os(Linux)
             if let watcher, configuration.pipelineDepth > 1, !statements.contains(where: \.mayControlTransaction) {
-                // Behind pipelines in flight, when no connection is to be
-                // opened to sharing: nothing of the caller's is held.
-                if case .join(let channel) = try share(mayOpen: false) {
+                switch try share() {
+                case .join(let channel):
                     do {
                         return try await send(statements, on: channel, watcher)
                     } catch is PipelineWatcher.NotSent {
-                        // The connection failed while this pipeline was on its way: it goes on below.
+                        // The connection failed while this pipeline was on its way: it goes alone.
+                        break
                     }
+                case .open(let slot):
+                    let connection: Connection
+                    do {
+                        connection = try await connected(checkedIfIdle(slot))
+                    } catch {
+                        state.withLockedValue { $0.opening -= 1 }
+                        throw error
+                    }
+                    guard connection.canWaitOnSocket else {
+                        state.withLockedValue { $0.opening -= 1 }
+                        return try await runBlocking(holding: connection) { try $0.pipeline(statements) }
+                    }
+                    return try await send(statements, on: openChannel(on: connection, shareable: true, watcher), watcher)
+                case .alone:
+                    break
                 }
-                // A connection of its own, or one it opens to sharing: either
-                // counts inside `alone` while this pipeline is in flight.
-                let work: PipelineWork = { try await self.pipelineOpening(statements, watcher) }
-                if let alone { return try await alone(work) }
-                return try await work()
             }
         #endif
         let work: PipelineWork = { try await self.pipelineAlone(statements) }
         if let alone { return try await alone(work) }
         return try await work()
     }
-
-    #if os(Linux)
-        /// A pipeline that may share, sent where `share` puts it now: on a
-        /// connection it opens to sharing, behind others, or alone.
-        private func pipelineOpening(_ statements: [Statement], _ watcher: PipelineWatcher) async throws -> [QueryResult] {
-            switch try share(mayOpen: true) {
-            case .join(let channel):
-                do {
-                    return try await send(statements, on: channel, watcher)
-                } catch is PipelineWatcher.NotSent {
-                    // The connection failed while this pipeline was on its way: it goes alone.
-                    return try await pipelineAlone(statements)
-                }
-            case .open(let slot):
-                let connection: Connection
-                do {
-                    connection = try await connected(checkedIfIdle(slot))
-                } catch {
-                    state.withLockedValue { $0.opening -= 1 }
-                    throw error
-                }
-                guard connection.canWaitOnSocket else {
-                    state.withLockedValue { $0.opening -= 1 }
-                    return try await runBlocking(holding: connection) { try $0.pipeline(statements) }
-                }
-                return try await send(statements, on: openChannel(on: connection, shareable: true, watcher), watcher)
-            case .alone:
-                return try await pipelineAlone(statements)
-            }
-        }
-    #endif
 
     /// A pipeline on a connection of its own. (A channel of one pipeline is
     /// never abandoned before its pipeline is sent: `NotSent` cannot come.)
@@ -293,19 +269,14 @@ public final class ConnectionPool: Sendable {
             case alone
         }
 
-        /// Where a pipeline that may share goes, its place counted. While
-        /// fewer connections than `pipelineConnections` are open to sharing
-        /// and a slot is free, it opens one; unless `mayOpen` is false (the
-        /// caller has not taken its place in `alone` yet), which answers `alone`.
-        private func share(mayOpen: Bool) throws -> Sharing {
+        /// Where a pipeline that may share goes, its place counted.
+        private func share() throws -> Sharing {
             try state.withLockedValue { state in
                 if state.closed { throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down") }
                 let now = ContinuousClock.now
                 if state.channels.count + state.opening < configuration.pipelineConnections, state.waiters.isEmpty,
-                    !state.free.isEmpty
+                    let slot = state.free.popLast()
                 {
-                    guard mayOpen else { return .alone }
-                    let slot = state.free.removeLast()
                     state.inUse += 1
                     inUseGauge.record(state.inUse)
                     state.opening += 1

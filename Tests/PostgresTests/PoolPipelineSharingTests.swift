@@ -197,20 +197,12 @@ final class PoolPipelineSharingTests: XCTestCase {
         XCTAssertEqual(wrapped.withLockedValue { $0 }, 1, "as a pipeline alone, inside the caller's wrapper")
         let sleeperAnswer = try await sleeping.value
         XCTAssertEqual(try sleeperAnswer[1][0].decode(Int32.self, at: 0), pid)
-        // A pipeline that goes behind another runs outside the wrapper; one
-        // that opens a connection to sharing, inside it while in flight.
-        let opener = try await started(["SELECT pg_sleep(0.3)"], on: pool)
+        // A pipeline that shares runs outside the wrapper.
         _ = try await pool.pipeline(["SELECT 1"]) { work in
             wrapped.withLockedValue { $0 += 1 }
             return try await work()
         }
-        XCTAssertEqual(wrapped.withLockedValue { $0 }, 1, "behind the opener")
-        _ = try await opener.value
-        _ = try await pool.pipeline(["SELECT 1"]) { work in
-            wrapped.withLockedValue { $0 += 1 }
-            return try await work()
-        }
-        XCTAssertEqual(wrapped.withLockedValue { $0 }, 2, "opening a connection to sharing")
+        XCTAssertEqual(wrapped.withLockedValue { $0 }, 1)
         await pool.shutdown()
     }
 
@@ -284,31 +276,6 @@ final class PoolPipelineSharingTests: XCTestCase {
         await pool.shutdown()
     }
 
-    func testAPipelineThatOpensASharedConnectionCountsInItsCallersShare() async throws {
-        // Two connections open to sharing, and a caller whose share is one
-        // connection (`alone`: a tenant's place, in the server). Its slow
-        // pipelines come too late to go behind the one before (the stall):
-        // opening a connection to sharing or having one to itself, each
-        // holds the share while it is in flight, so they run one at a time.
-        let pool = ConnectionPool(
-            configuration: .init(
-                conninfo: TestDatabase.ownerURL, size: 4, pipelineConnections: 2, pipelineStall: .milliseconds(2)))
-        let share = Places(1)
-        let start = ContinuousClock.now
-        let pids = try await concurrently(3) { index in
-            try await Task.sleep(for: .milliseconds(50 * index))
-            let results = try await pool.pipeline(["SELECT pg_sleep(0.3)", "SELECT pg_backend_pid()"]) { work in
-                try await share.run(work)
-            }
-            return try results[1][0].decode(Int32.self, at: 0)
-        }
-        // Side by side (each of the first two on a connection it opened to
-        // sharing, outside the share) they took about 0.4 s.
-        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(850), "one at a time: \(pids)")
-        XCTAssertEqual(pool.inUse, 0)
-        await pool.shutdown()
-    }
-
     func testPipelinesJoiningAConnectionAsItDrainsAreAllAnswered() async throws {
         // One connection open to sharing, and callers that each send their
         // next pipeline as soon as the last is answered, so that pipelines
@@ -352,25 +319,5 @@ final class PoolPipelineSharingTests: XCTestCase {
         XCTAssertEqual(pool.sharedPipelinesInFlight, 0)
         XCTAssertEqual(pool.inUse, 0)
         await pool.shutdown()
-    }
-}
-
-/// At most `capacity` bodies at once; the others wait their turn, in order.
-actor Places {
-    private var free: Int
-    private var waiting: [CheckedContinuation<Void, Never>] = []
-
-    init(_ capacity: Int) { free = capacity }
-
-    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
-        if free > 0 {
-            free -= 1
-        } else {
-            await withCheckedContinuation { waiting.append($0) }
-        }
-        defer {
-            if waiting.isEmpty { free += 1 } else { waiting.removeFirst().resume() }
-        }
-        return try await body()
     }
 }
