@@ -191,16 +191,21 @@ public final class ConnectionPool: Sendable {
     /// one does not touch the others, but a connection that breaks fails them
     /// all. Otherwise the pipeline has a connection to itself, waiting for a
     /// slot as `withConnection` does, inside `alone` when given (the caller's
-    /// share of the connections, say): so does a pipeline with a statement
+    /// share of the connections, say). A pipeline opens a connection to
+    /// sharing only if `opening`, when given, takes a place in that share at
+    /// once (it answers how to give the place back, or nil), and holds the
+    /// place while it is in flight: a caller's slow pipelines hold no more
+    /// connections than its share. So does a pipeline with a statement
     /// that could leave a transaction open behind it (BEGIN, say:
     /// `Statement.mayControlTransaction`). Over a GSSAPI-encrypted connection
     /// the pipeline runs blocking on one of the pool's threads.
     public func pipeline(
-        _ statements: [Statement], alone: (@Sendable (PipelineWork) async throws -> [QueryResult])? = nil
+        _ statements: [Statement], alone: (@Sendable (PipelineWork) async throws -> [QueryResult])? = nil,
+        opening: (@Sendable () -> (@Sendable () -> Void)?)? = nil
     ) async throws -> [QueryResult] {
         #if os(Linux)
             if let watcher, configuration.pipelineDepth > 1, !statements.contains(where: \.mayControlTransaction) {
-                switch try share() {
+                switch try share(opening: opening) {
                 case .join(let channel):
                     do {
                         return try await send(statements, on: channel, watcher)
@@ -208,7 +213,9 @@ public final class ConnectionPool: Sendable {
                         // The connection failed while this pipeline was on its way: it goes alone.
                         break
                     }
-                case .open(let slot):
+                case .open(let slot, let place):
+                    // The caller's place (`opening`) is held while this pipeline is in flight.
+                    defer { place?() }
                     let connection: Connection
                     do {
                         connection = try await connected(checkedIfIdle(slot))
@@ -263,24 +270,33 @@ public final class ConnectionPool: Sendable {
         private enum Sharing {
             /// Sent behind the pipelines in flight on this connection.
             case join(PipelineWatcher.Channel)
-            /// A free slot taken, to open to sharing (counted in `opening`).
-            case open(Connection?)
+            /// A free slot taken, to open to sharing (counted in `opening`),
+            /// with what gives back the caller's place in its share, if it took one.
+            case open(Connection?, place: (@Sendable () -> Void)?)
             /// No room: a connection of its own.
             case alone
         }
 
-        /// Where a pipeline that may share goes, its place counted.
-        private func share() throws -> Sharing {
+        /// Where a pipeline that may share goes, its place counted. It opens a
+        /// connection to sharing only when `opening` (if given) takes a place
+        /// in the caller's share; with the share full it goes behind others,
+        /// or alone.
+        private func share(opening: (@Sendable () -> (@Sendable () -> Void)?)?) throws -> Sharing {
             try state.withLockedValue { state in
                 if state.closed { throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down") }
                 let now = ContinuousClock.now
                 if state.channels.count + state.opening < configuration.pipelineConnections, state.waiters.isEmpty,
-                    let slot = state.free.popLast()
+                    !state.free.isEmpty
                 {
-                    state.inUse += 1
-                    inUseGauge.record(state.inUse)
-                    state.opening += 1
-                    return .open(slot)
+                    // The caller's lock is only ever taken inside the pool's, never around it.
+                    let place = opening?()
+                    if opening == nil || place != nil {
+                        let slot = state.free.removeLast()
+                        state.inUse += 1
+                        inUseGauge.record(state.inUse)
+                        state.opening += 1
+                        return .open(slot, place: place)
+                    }
                 }
                 var chosen: PipelineWatcher.Channel?
                 for channel in state.channels

@@ -276,6 +276,52 @@ final class PoolPipelineSharingTests: XCTestCase {
         await pool.shutdown()
     }
 
+    func testAPipelineOpensASharedConnectionOnlyWithAPlaceInItsCallersShare() async throws {
+        // Two connections open to sharing, and a caller whose share is one
+        // connection. Its slow pipelines come too late to go behind the one
+        // before (the stall): each opens a connection to sharing or has one
+        // to itself only with a place in the share, held while it is in
+        // flight, so they run one at a time.
+        let pool = ConnectionPool(
+            configuration: .init(
+                conninfo: TestDatabase.ownerURL, size: 4, pipelineConnections: 2, pipelineStall: .milliseconds(2)))
+        let share = Share(places: 1)
+        let start = ContinuousClock.now
+        let pids = try await concurrently(3) { index in
+            try await Task.sleep(for: .milliseconds(50 * index))
+            let results = try await pool.pipeline(
+                ["SELECT pg_sleep(0.3)", "SELECT pg_backend_pid()"], alone: { try await share.run($0) }, opening: { share.take() })
+            return try results[1][0].decode(Int32.self, at: 0)
+        }
+        // Side by side (the first two on connections they opened to sharing,
+        // outside the share) they take about 0.4 s.
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(850), "one at a time: \(pids)")
+        XCTAssertEqual(share.held, 0, "every place given back")
+        XCTAssertEqual(pool.inUse, 0)
+        await pool.shutdown()
+        // With its one place taken by a pipeline that opened a connection to
+        // sharing, a pipeline goes behind it (no stall here) with no place.
+        let (shared, _) = try await makePool(size: 4)
+        let opener = Task {
+            try await shared.pipeline(
+                ["SELECT pg_sleep(0.3)", "SELECT pg_backend_pid()"], alone: { try await share.run($0) }, opening: { share.take() })
+        }
+        try await inFlight(1, on: shared)
+        XCTAssertEqual(share.held, 1, "the opener holds its place")
+        let alone = NIOLockedValueBox(0)
+        let behind = try await shared.pipeline(
+            ["SELECT pg_backend_pid()"],
+            alone: { work in
+                alone.withLockedValue { $0 += 1 }
+                return try await share.run(work)
+            }, opening: { share.take() })
+        let openerPID = try await opener.value[1][0].decode(Int32.self, at: 0)
+        XCTAssertEqual(try behind[0][0].decode(Int32.self, at: 0), openerPID, "behind the opener, on its connection")
+        XCTAssertEqual(alone.withLockedValue { $0 }, 0, "with no place of the share")
+        XCTAssertEqual(share.held, 0)
+        await shared.shutdown()
+    }
+
     func testPipelinesJoiningAConnectionAsItDrainsAreAllAnswered() async throws {
         // One connection open to sharing, and callers that each send their
         // next pipeline as soon as the last is answered, so that pipelines
@@ -319,5 +365,51 @@ final class PoolPipelineSharingTests: XCTestCase {
         XCTAssertEqual(pool.sharedPipelinesInFlight, 0)
         XCTAssertEqual(pool.inUse, 0)
         await pool.shutdown()
+    }
+}
+
+/// A caller's share of connections in the tests: `places` at once, taken at
+/// once (`take`) or waited for in order (`run`).
+final class Share: Sendable {
+    private let state: NIOLockedValueBox<(free: Int, waiting: [CheckedContinuation<Void, Never>])>
+
+    init(places: Int) { state = NIOLockedValueBox((places, [])) }
+
+    var held: Int { 1 - state.withLockedValue { $0.free } }
+
+    func take() -> (@Sendable () -> Void)? {
+        let taken = state.withLockedValue { state -> Bool in
+            guard state.free > 0 else { return false }
+            state.free -= 1
+            return true
+        }
+        return taken ? { @Sendable in self.give() } : nil
+    }
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLockedValue { state -> Bool in
+                guard state.free > 0 else {
+                    state.waiting.append(continuation)
+                    return false
+                }
+                state.free -= 1
+                return true
+            }
+            if now { continuation.resume() }
+        }
+        defer { give() }
+        return try await body()
+    }
+
+    private func give() {
+        let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            if state.waiting.isEmpty {
+                state.free += 1
+                return nil
+            }
+            return state.waiting.removeFirst()
+        }
+        next?.resume()
     }
 }

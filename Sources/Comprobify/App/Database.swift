@@ -265,9 +265,10 @@ public struct Database: Sendable {
         // decides it (the connections' gate may have forgotten a key that
         // only reads, and would give it a lane of its own).
         return try await gated(token, through: reads) { unknownDigest, lane in
-            let results = try await pool.pipeline([Database.authenticate(token, lockKey: false)] + queries) { work in
-                try await gate.run(lane: lane, work)
-            }
+            let results = try await pool.pipeline(
+                [Database.authenticate(token, lockKey: false)] + queries,
+                alone: { work in try await gate.run(lane: lane, work) },
+                opening: { gate.tryEnter(lane) })
             guard let principal = try Principal(results[0]) else {
                 facts.refused()
                 throw APIError.unauthorized
@@ -303,9 +304,10 @@ public struct Database: Sendable {
     func read<A>(forTenantID tenantID: Int64, _ a: Read<A>) async throws -> A {
         let gate = self.gate
         return try await reads.run(lane: .tenant(tenantID)) {
-            let results = try await pool.pipeline([Database.setTenant(tenantID), a.query]) { work in
-                try await gate.run(lane: .tenant(tenantID), work)
-            }
+            let results = try await pool.pipeline(
+                [Database.setTenant(tenantID), a.query],
+                alone: { work in try await gate.run(lane: .tenant(tenantID), work) },
+                opening: { gate.tryEnter(.tenant(tenantID)) })
             return try a.decode(results[1])
         }
     }

@@ -89,15 +89,26 @@ final class TenantGate: Sendable {
         return try await body()
     }
 
-    private func enter(_ lane: Lane) async throws {
-        let admitted = state.withLockedValue { state -> Bool in
+    /// Takes one of the lane's places if one is free now (and no one waits
+    /// for it): how to give it back, or nil.
+    func tryEnter(_ lane: Lane) -> (@Sendable () -> Void)? {
+        guard takeFreePlace(lane) else { return nil }
+        return { @Sendable in self.leave(lane) }
+    }
+
+    /// Takes one of the lane's places if one is free and no one waits for it.
+    private func takeFreePlace(_ lane: Lane) -> Bool {
+        state.withLockedValue { state -> Bool in
             var entry = state.lanes[lane, default: Places()]
             guard entry.held < perTenant, entry.waiters.isEmpty else { return false }
             entry.held += 1
             state.lanes[lane] = entry
             return true
         }
-        if admitted { return }
+    }
+
+    private func enter(_ lane: Lane) async throws {
+        if takeFreePlace(lane) { return }
         // The wait shares the request's budget (`WaitBudget`) when it has one.
         let start = ContinuousClock.now
         let budget = ConnectionPool.waitBudget
