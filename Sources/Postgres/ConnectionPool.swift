@@ -191,14 +191,14 @@ public final class ConnectionPool: Sendable {
     /// one does not touch the others, but a connection that breaks fails them
     /// all. Otherwise the pipeline has a connection to itself, waiting for a
     /// slot as `withConnection` does, inside `alone` when given (the caller's
-    /// share of the connections, say). A pipeline opens a connection to
+    /// share of the connections, say): so does a pipeline with a statement
+    /// that could leave a transaction open behind it (BEGIN, say:
+    /// `Statement.mayControlTransaction`). A pipeline opens a connection to
     /// sharing only if `opening`, when given, takes a place in that share at
     /// once (it answers how to give the place back, or nil), and holds the
     /// place while it is in flight: a caller's slow pipelines hold no more
-    /// connections than its share. So does a pipeline with a statement
-    /// that could leave a transaction open behind it (BEGIN, say:
-    /// `Statement.mayControlTransaction`). Over a GSSAPI-encrypted connection
-    /// the pipeline runs blocking on one of the pool's threads.
+    /// connections than its share. Over a GSSAPI-encrypted connection the
+    /// pipeline runs blocking on one of the pool's threads.
     public func pipeline(
         _ statements: [Statement], alone: (@Sendable (PipelineWork) async throws -> [QueryResult])? = nil,
         opening: (@Sendable () -> (@Sendable () -> Void)?)? = nil
