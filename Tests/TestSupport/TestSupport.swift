@@ -14,6 +14,8 @@ public enum TestDatabase {
     public static var ownerURL: String { url("COMPROBIFY_TEST_OWNER_URL") }
     /// comprobify_app, the role the server uses.
     public static var appURL: String { url("COMPROBIFY_TEST_APP_URL") }
+    /// comprobify_app through the cluster's Unix socket.
+    public static var socketURL: String { url("COMPROBIFY_TEST_SOCKET_URL") }
     /// comprobify_app over TLS (`sslmode=require`); every other URL is plain.
     public static var tlsURL: String { url("COMPROBIFY_TEST_TLS_URL") }
     /// comprobify_app over TLS ended by scripts/lib/tls_proxy.py, which writes

@@ -4,6 +4,8 @@
 #
 #   OWNER_URL  the cluster's superuser, used to run migrations
 #   APP_URL    comprobify_app, the role the server logs in as
+#   APP_SOCKET_URL  the same role through the cluster's Unix socket in DIR:
+#              cheaper than loopback TCP for a server on the same machine
 #
 # With PG_TLS=1 the cluster also accepts TLS, with a self-signed certificate
 # made when the cluster is created: APP_TLS_URL is APP_URL with sslmode=require,
@@ -25,8 +27,8 @@ pg_free_port() {
 
 # pg_start DIR [PORT]: creates the cluster in DIR if it has none, starts it on
 # 127.0.0.1 (a free port unless PORT is given) and exports OWNER_URL, APP_URL,
-# PGPORT and COMPROBIFY_APP_PASSWORD (and, with PG_TLS=1, APP_TLS_URL and
-# PGSSLMODE).
+# APP_SOCKET_URL, PGPORT and COMPROBIFY_APP_PASSWORD (and, with PG_TLS=1,
+# APP_TLS_URL and PGSSLMODE).
 pg_start() {
     local dir=$1 port=${2:-}
     if [ ! -x "$PG_BIN/initdb" ]; then
@@ -77,6 +79,13 @@ pg_start() {
     export PGPORT=$port
     export OWNER_URL="postgresql://postgres:$owner_pw@127.0.0.1:$port/postgres"
     export APP_URL="postgresql://comprobify_app:$app_pw@127.0.0.1:$port/postgres"
+    # PostgreSQL makes no socket when its path is too long for one (over 107
+    # bytes): then APP_SOCKET_URL is APP_URL.
+    if [ -S "$dir/.s.PGSQL.$port" ]; then
+        export APP_SOCKET_URL="postgresql://comprobify_app:$app_pw@/postgres?host=$(cd "$dir" && pwd)&port=$port"
+    else
+        export APP_SOCKET_URL=$APP_URL
+    fi
     export COMPROBIFY_APP_PASSWORD=$app_pw
     if [ -n "$tls" ]; then
         export APP_TLS_URL="$APP_URL?sslmode=require" PGSSLMODE=disable
