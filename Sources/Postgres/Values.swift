@@ -202,15 +202,19 @@ public enum Timestamp {
         return true
     }
 
-    /// Reads a timestamp's text front to back.
-    private struct Cursor {
+    /// Reads a timestamp's text front to back (also SRI's dates, in Comprobify).
+    public struct Cursor {
         let bytes: UnsafeBufferPointer<UInt8>
         var index = 0
 
-        var atEnd: Bool { index == bytes.count }
+        public init(bytes: UnsafeBufferPointer<UInt8>) {
+            self.bytes = bytes
+        }
+
+        public var atEnd: Bool { index == bytes.count }
 
         /// `count` decimal digits as a number, or nil (and nothing consumed past the first non-digit).
-        mutating func number(_ count: Int) -> Int? {
+        public mutating func number(_ count: Int) -> Int? {
             guard index + count <= bytes.count else { return nil }
             var value = 0
             for _ in 0..<count {
@@ -221,20 +225,20 @@ public enum Timestamp {
         }
 
         /// The next byte's value when it is a decimal digit, consuming it.
-        mutating func digit() -> Int? {
+        public mutating func digit() -> Int? {
             guard index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 else { return nil }
             defer { index += 1 }
             return Int(bytes[index] - 48)
         }
 
         /// Consumes `byte` when it comes next.
-        mutating func expect(_ byte: UInt8) -> Bool {
+        public mutating func expect(_ byte: UInt8) -> Bool {
             guard index < bytes.count, bytes[index] == byte else { return false }
             index += 1
             return true
         }
 
-        mutating func next() -> UInt8? {
+        public mutating func next() -> UInt8? {
             guard index < bytes.count else { return nil }
             defer { index += 1 }
             return bytes[index]
@@ -316,7 +320,7 @@ public enum Timestamp {
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+    public static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400
         let yoe = y - era * 400

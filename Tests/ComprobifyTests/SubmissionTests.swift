@@ -775,6 +775,50 @@ final class SubmissionStateTests: XCTestCase {
         XCTAssertNil(Transition.parseDate("yesterday"))
     }
 
+    /// Every form SRI's answers use, read as Foundation's ISO 8601 formatter
+    /// reads the same text; dates that do not exist and anything after the
+    /// text are refused (the authorization then takes the answer's moment).
+    func testAuthorizationDatesAreReadAsFoundationReadsThem() throws {
+        let utc = Date(timeIntervalSince1970: 1_796_138_132)  // 2026-12-01T15:15:32Z
+        let cases: [(String, Date)] = [
+            ("2026-12-01T10:15:32-05:00", utc), ("2026-12-01T10:15:32-0500", utc), ("2026-12-01T20:45:32+05:30", utc),
+            ("2026-12-01T15:15:32.250Z", utc + 0.25), ("2026-12-01T10:15:32.5-05:00", utc + 0.5),
+            ("2026-12-01T10:15:32.123456789", utc + 0.123456789), ("2024-02-29T00:00:00Z", Date(timeIntervalSince1970: 1_709_164_800)),
+            ("01/01/2000 00:00:00", Date(timeIntervalSince1970: 946_702_800)),
+        ]
+        for (text, expected) in cases {
+            let parsed = try XCTUnwrap(Transition.parseDate(text), text)
+            XCTAssertEqual(parsed.timeIntervalSince1970, expected.timeIntervalSince1970, accuracy: 1e-6, text)
+        }
+        for text in [
+            "", "2026-12-01", "2026-12-01T10:15", "2026-02-30T10:15:32Z", "2025-02-29T10:15:32Z", "2026-04-31T00:00:00Z",
+            "2026-13-01T10:15:32Z", "2026-00-01T10:15:32Z", "2026-12-00T10:15:32Z", "2026-12-01T24:00:00Z",
+            "2026-12-01T10:60:00Z", "2026-12-01T10:15:60Z", "2026-12-01T10:15:32+24:00", "2026-12-01T10:15:32+05:60",
+            "2026-12-01T10:15:32.", "2026-12-01T10:15:32.1234567890Z", "2026-12-01T10:15:32Z ", "2026-12-01T10:15:32-05",
+            "2026-12-01 10:15:32", "01/12/2026 10:15:32Z", "01/12/2026 10:15:32.5", "1/12/2026 10:15:32", "２026-12-01T10:15:32Z",
+            "+2026-12-01T10:15:32Z", "2026-12-01t10:15:32z",
+        ] {
+            XCTAssertNil(Transition.parseDate(text), text)
+        }
+        // Against Foundation's own reading, over dates from 2000 to 2099 and offsets either side.
+        let formatter = ISO8601DateFormatter()
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let moment = Date(timeIntervalSince1970: Double(Int.random(in: 946_684_800..<4_102_444_800, using: &generator)))
+            formatter.timeZone = TimeZone(secondsFromGMT: 60 * 15 * Int.random(in: -48...48, using: &generator))
+            let text = formatter.string(from: moment)
+            XCTAssertEqual(Transition.parseDate(text), formatter.date(from: text), text)
+            XCTAssertEqual(Transition.parseDate(text), moment, text)
+        }
+    }
+
+    /// The local SRI's `fechaAutorizacion` is Ecuador's time, as SRI writes it.
+    func testTheLocalSRIWritesEcuadorsTime() {
+        XCTAssertEqual(SRISimulator.ecuadorTimestamp(Date(timeIntervalSince1970: 1_796_138_132.75)), "2026-12-01T10:15:32-05:00")
+        XCTAssertEqual(SRISimulator.ecuadorTimestamp(Date(timeIntervalSince1970: 946_702_800)), "2000-01-01T00:00:00-05:00")
+        XCTAssertEqual(SRISimulator.ecuadorTimestamp(Date(timeIntervalSince1970: 946_702_799)), "1999-12-31T23:59:59-05:00")
+    }
+
     /// The record keeps SRI's lists up to 50 entries and counts the rest.
     func testTheRecordKeepsTheFirstEntriesOfALongAnswer() {
         func count(_ value: JSONValue?) -> Int? {

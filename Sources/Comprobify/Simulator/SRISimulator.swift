@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import SRI
 
 /// How the local SRI judges a received comprobante. The real judges are the
@@ -467,10 +468,7 @@ public actor SRISimulator {
 
     /// `2026-12-01T10:15:32-05:00`: Ecuador's time (UTC−5, no daylight saving).
     static func ecuadorTimestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.timeZone = TimeZone(secondsFromGMT: -5 * 3600)
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
+        Timestamp.format(date.addingTimeInterval(-5 * 3600), fractionDigits: 0, suffix: "-05:00")
     }
 }
 
