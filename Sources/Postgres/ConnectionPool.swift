@@ -524,8 +524,8 @@ public final class ConnectionPool: Sendable {
         case .busy: break
         }
         // The wait shares the request's budget (`WaitBudget`) when it has one.
-        let deadline = waitDeadline(startingAt: start)
-        defer { ConnectionPool.waitBudget?.spend(ContinuousClock.now - start) }
+        let (deadline, budget) = ConnectionPool.budgetedWait(startingAt: start, atMost: configuration.waitTimeout)
+        defer { budget?.spend(ContinuousClock.now - start) }
         return try await withCheckedThrowingContinuation { continuation in
             let (immediate, startSweeper) = state.withLockedValue { state -> (Slot, Bool) in
                 if state.closed { return (.closed, false) }

@@ -39,8 +39,13 @@ extension ConnectionPool {
     /// The budget the current task's waits share (`WaitBudget`); nil: each wait has its own timeout.
     @TaskLocal public static var waitBudget: WaitBudget?
 
-    /// The end of a wait for a connection that starts at `start`.
-    func waitDeadline(startingAt start: ContinuousClock.Instant) -> ContinuousClock.Instant {
-        ConnectionPool.waitBudget?.deadline(startingAt: start, atMost: configuration.waitTimeout) ?? start + configuration.waitTimeout
+    /// A wait of the current task that starts at `start` and may last at most
+    /// `longest` of its own: when it ends, and the budget to take its length
+    /// from once it is over (nil when the task has none).
+    public static func budgetedWait(
+        startingAt start: ContinuousClock.Instant, atMost longest: Duration
+    ) -> (deadline: ContinuousClock.Instant, budget: WaitBudget?) {
+        let budget = waitBudget
+        return (budget?.deadline(startingAt: start, atMost: longest) ?? start + longest, budget)
     }
 }

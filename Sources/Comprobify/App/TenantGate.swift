@@ -111,8 +111,7 @@ final class TenantGate: Sendable {
         if takeFreePlace(lane) { return }
         // The wait shares the request's budget (`WaitBudget`) when it has one.
         let start = ContinuousClock.now
-        let budget = ConnectionPool.waitBudget
-        let deadline = budget?.deadline(startingAt: start, atMost: wait) ?? start + wait
+        let (deadline, budget) = ConnectionPool.budgetedWait(startingAt: start, atMost: wait)
         defer { budget?.spend(ContinuousClock.now - start) }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let (admittedNow, startSweeper) = state.withLockedValue { state -> (Bool, Bool) in
