@@ -13,6 +13,9 @@ final class ClaimLoopTests: XCTestCase {
             var processed: [Int] = []
             var running = 0
             var mostAtOnce = 0
+            var limitedRooms: [Int] = []
+            var runningLimited = 0
+            var mostLimitedAtOnce = 0
         }
         let state: NIOLockedValueBox<State>
 
@@ -27,16 +30,44 @@ final class ClaimLoopTests: XCTestCase {
             }
         }
 
-        func started() {
+        /// Up to `limit` items in order, at most `limitedRoom` of them
+        /// limited (passed over, as SRI's claim passes sandbox documents
+        /// beyond their room).
+        func claim(_ limit: Int, limitedRoom: Int, isLimited: (Int) -> Bool) -> [Int] {
             state.withLockedValue { state in
-                state.running += 1
-                state.mostAtOnce = max(state.mostAtOnce, state.running)
+                state.limits.append(limit)
+                state.limitedRooms.append(limitedRoom)
+                var taken: [Int] = []
+                var room = limitedRoom
+                for item in state.waiting where taken.count < limit {
+                    if isLimited(item) {
+                        guard room > 0 else { continue }
+                        room -= 1
+                    }
+                    taken.append(item)
+                }
+                state.waiting.removeAll { taken.contains($0) }
+                return taken
             }
         }
 
-        func finished(_ item: Int) {
+        func add(_ items: [Int]) { state.withLockedValue { $0.waiting += items } }
+
+        func started(limited: Bool = false) {
+            state.withLockedValue { state in
+                state.running += 1
+                state.mostAtOnce = max(state.mostAtOnce, state.running)
+                if limited {
+                    state.runningLimited += 1
+                    state.mostLimitedAtOnce = max(state.mostLimitedAtOnce, state.runningLimited)
+                }
+            }
+        }
+
+        func finished(_ item: Int, limited: Bool = false) {
             state.withLockedValue { state in
                 state.running -= 1
+                if limited { state.runningLimited -= 1 }
                 state.processed.append(item)
             }
         }
@@ -50,13 +81,89 @@ final class ClaimLoopTests: XCTestCase {
         Task {
             await ClaimLoop.run(
                 workers: workers, pace: pace, pollMilliseconds: 20, what: "test items", logger: Logger(label: "test"), shutdown: shutdown,
-                claim: { queue.claim($0) },
+                claim: { limit, _ in queue.claim(limit) },
                 process: { item in
                     queue.started()
                     await work()
                     queue.finished(item)
                 })
         }
+    }
+
+    /// The loop over `queue` where the items below `limitedBelow` may hold
+    /// at most `places` of the workers (as sandbox documents do), each item
+    /// taking as long as `work` says for it.
+    private func startLimited(
+        _ queue: Queue, workers: Int, places: Int, limitedBelow: Int, pollMilliseconds: Int = 20,
+        _ work: @escaping @Sendable (Int) async -> Void
+    ) -> Task<Void, Never> {
+        let isLimited: @Sendable (Int) -> Bool = { $0 < limitedBelow }
+        return Task {
+            await ClaimLoop.run(
+                workers: workers, pollMilliseconds: pollMilliseconds, what: "test items", logger: Logger(label: "test"),
+                limited: .init(places: places, contains: isLimited),
+                claim: { limit, room in queue.claim(limit, limitedRoom: room, isLimited: isLimited) },
+                process: { item in
+                    queue.started(limited: isLimited(item))
+                    await work(item)
+                    queue.finished(item, limited: isLimited(item))
+                })
+        }
+    }
+
+    /// A backlog of the limited class alone (sandbox documents, SRI's
+    /// production idle): its items hold no more than their places, a
+    /// quarter of the workers' worth waits claimed ahead, and one claim
+    /// serves several items, not one per item finished.
+    func testABacklogOfALimitedClassIsClaimedSeveralAtATime() async throws {
+        let queue = Queue(120)
+        let loop = startLimited(queue, workers: 8, places: 6, limitedBelow: 1_000, pollMilliseconds: 1_000) { _ in
+            try? await Task.sleep(for: .milliseconds(3))
+        }
+        for _ in 0..<500 where queue.state.withLockedValue({ $0.processed.count }) < 120 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        loop.cancel()
+        await loop.value
+        let state = queue.state.withLockedValue { $0 }
+        XCTAssertEqual(state.processed.sorted(), Array(0..<120), "every item once")
+        XCTAssertEqual(state.mostLimitedAtOnce, 6, "the class's places, all of them and no more")
+        XCTAssertEqual(state.limitedRooms.first, 8, "6 places and 8 / 4 ahead")
+        XCTAssertTrue(state.limitedRooms.allSatisfy { $0 <= 8 }, "\(state.limitedRooms)")
+        // Each claim after the first comes once the items claimed ahead have
+        // started: three items a claim; one per item finished would make
+        // more than a hundred claims.
+        XCTAssertLessThanOrEqual(state.limits.count, 50, "claims: \(state.limitedRooms)")
+    }
+
+    /// While the class's places are full and its items claimed ahead wait,
+    /// other items still reach the free workers, and pass them.
+    func testOtherItemsPassTheLimitedClassesWaitingItems() async throws {
+        let queue = Queue(6)  // 0..<6, all limited
+        let gate = AsyncStream<Void>.makeStream()
+        let loop = startLimited(queue, workers: 4, places: 2, limitedBelow: 1_000) { item in
+            if item < 1_000 { for await _ in gate.stream { break } }
+        }
+        // Two limited items run, one waits claimed ahead (4 / 4), three stay queued.
+        for _ in 0..<200 where queue.state.withLockedValue({ $0.runningLimited }) < 2 {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        var state = queue.state.withLockedValue { $0 }
+        XCTAssertEqual(state.runningLimited, 2)
+        XCTAssertEqual(state.waiting, [3, 4, 5], "one claimed ahead of the two places, no more")
+        queue.add([1_000, 1_001, 1_002])
+        for _ in 0..<200 where queue.state.withLockedValue({ $0.processed.count }) < 3 {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        state = queue.state.withLockedValue { $0 }
+        XCTAssertEqual(state.processed.sorted(), [1_000, 1_001, 1_002], "the other items ran beside the waiting one")
+        XCTAssertEqual(state.runningLimited, 2, "the limited places still full")
+        loop.cancel()
+        for _ in 0..<6 { gate.continuation.yield() }
+        gate.continuation.finish()
+        await loop.value
+        XCTAssertEqual(queue.state.withLockedValue { $0.processed.count }, 6, "what was claimed was processed; nothing more")
     }
 
     func testAClaimTakesAQuarterMoreThanTheFreeWorkersAndNeverRunsMoreThanTheWorkers() async throws {

@@ -9,6 +9,16 @@ import ServiceLifecycle
 /// several items instead of one each. When fewer are due, it looks again
 /// after `pollMilliseconds` or as soon as a worker is done.
 ///
+/// A class of items may be `limited` to some of the workers (sandbox
+/// documents: `SRISettings.sandboxWorkers`). Its items claimed ahead wait
+/// here until one of its places is free, while other items pass them; the
+/// claim is told how many more of the class it may take (`limitedRoom`: its
+/// places and a quarter of `workers` ahead, less those held). An item of the
+/// class that finishes claims only when no item of the class was waiting for
+/// its place, so under a backlog of the class alone one claim still serves
+/// several items; the workers beyond its places are looked for when one of
+/// their items finishes, and else once per poll interval.
+///
 /// While `pace` gives a rate (RequestPressure: requests keep PostgreSQL
 /// busy), claims are of one item, at most that many a second; items already
 /// claimed start at once, and items in flight are not held back, so a slow
@@ -18,9 +28,16 @@ import ServiceLifecycle
 /// and its recovery once.
 enum ClaimLoop {
     private enum Event: Sendable {
-        case finished
+        /// An item is done; `limited`: one of the limited class.
+        case finished(limited: Bool)
         case tick
         case paced
+    }
+
+    /// The items of a class that may hold at most `places` workers at once.
+    struct Limited<Item>: Sendable {
+        let places: Int
+        let contains: @Sendable (Item) -> Bool
     }
 
     /// Cancelled, told to stop as a service, or the process stopping (`shutdown`).
@@ -30,13 +47,17 @@ enum ClaimLoop {
 
     static func run<Item: Sendable>(
         workers: Int, pace: @escaping @Sendable () -> Int? = { nil }, pollMilliseconds: Int, what: String, logger: Logger,
-        shutdown: ShutdownSignal? = nil,
-        claim: @escaping @Sendable (_ limit: Int) async throws -> [Item],
+        shutdown: ShutdownSignal? = nil, limited: Limited<Item>? = nil,
+        claim: @escaping @Sendable (_ limit: Int, _ limitedRoom: Int) async throws -> [Item],
         process: @escaping @Sendable (Item) async -> Void
     ) async {
         let ahead = workers / 4
+        let places = min(max(limited?.places ?? workers, 0), workers)
         await withTaskGroup(of: Event.self) { group in
             var running = 0
+            // Of `running` and `ready`, those of the limited class.
+            var runningLimited = 0
+            var readyLimited = 0
             var ticking = false
             var pacing = false
             var failing = false
@@ -44,37 +65,56 @@ enum ClaimLoop {
             var nextClaim = ContinuousClock.now
             // Claimed, not started yet, oldest first.
             var ready: [Item] = []
-            var next = 0
             func startReady() {
-                while running < workers, next < ready.count {
-                    let item = ready[next]
-                    next += 1
+                guard running < workers, !ready.isEmpty else { return }
+                var waiting: [Item] = []
+                for item in ready {
+                    let isLimited = limited?.contains(item) ?? false
+                    guard running < workers, !isLimited || runningLimited < places else {
+                        waiting.append(item)
+                        continue
+                    }
                     running += 1
+                    if isLimited {
+                        runningLimited += 1
+                        readyLimited -= 1
+                    }
                     group.addTask {
                         await process(item)
-                        return .finished
+                        return .finished(limited: isLimited)
                     }
                 }
-                if next == ready.count {
-                    ready.removeAll(keepingCapacity: true)
-                    next = 0
-                }
+                ready = waiting
             }
+            var woken: Event? = nil
             while !stopping(shutdown) {
                 startReady()
                 let free = workers - running
                 let rate = pace()
                 var short = false
-                if free > 0 {
+                // An item of the limited class that finished claims only if
+                // its place is still free: none of the class was waiting for
+                // it. Workers free beyond the class's places are for other
+                // items, looked for when one of those finished, and else once
+                // per poll interval (or at the pace).
+                let claiming: Bool
+                switch woken {
+                case .finished(limited: true)?: claiming = free > 0 && runningLimited < places
+                default: claiming = free > 0
+                }
+                if claiming {
                     let now = ContinuousClock.now
                     if rate == nil || now >= nextClaim {
                         let limit = rate == nil ? free + ahead : 1
                         if let rate { nextClaim = now + .seconds(1) / max(1, rate) }
+                        let held = runningLimited + readyLimited
+                        let limitedRoom = places == 0 ? 0 : max(0, places + ahead - held)
                         do {
-                            let work = try await claim(limit)
+                            let work = try await claim(limit, limitedRoom)
                             if failing { logger.info("claiming \(what) again") }
                             failing = false
                             ready += work
+                            if let limited { readyLimited += work.count(where: limited.contains) }
                             startReady()
                             short = work.count < limit
                         } catch {
@@ -84,7 +124,7 @@ enum ClaimLoop {
                         }
                     }
                 }
-                if short && !ticking {
+                if (short || (running < workers && !ready.isEmpty)) && !ticking {
                     ticking = true
                     group.addTask {
                         try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(pollMilliseconds)) }
@@ -101,8 +141,11 @@ enum ClaimLoop {
                         return .paced
                     }
                 }
-                switch await group.next() {
-                case .finished?: running -= 1
+                woken = await group.next()
+                switch woken {
+                case .finished(let isLimited)?:
+                    running -= 1
+                    if isLimited { runningLimited -= 1 }
                 case .tick?: ticking = false
                 case .paced?: pacing = false
                 case nil: break
@@ -110,8 +153,9 @@ enum ClaimLoop {
             }
             // What this process holds is done before it stops, as workers free up.
             while let event = await group.next() {
-                if event == .finished {
+                if case .finished(let isLimited) = event {
                     running -= 1
+                    if isLimited { runningLimited -= 1 }
                     startReady()
                 }
             }

@@ -33,8 +33,9 @@ struct SubmissionService: Service {
     var shutdown: ShutdownSignal? = nil
     /// This process, as `sri_exchanges.worker`.
     let worker = UUID()
-    /// Sandbox documents claimed and not done yet, at most `sandboxWorkers`.
-    private let sandboxHeld = NIOLockedValueBox(0)
+
+    /// A document this process claimed, under the claim's lease.
+    typealias Claimed = (tenantID: Int64, documentID: Int64, environment: Environment, lease: UUID)
 
     /// At background priority (BackgroundWork): requests come first.
     func run() async throws {
@@ -70,22 +71,18 @@ struct SubmissionService: Service {
         await ClaimLoop.run(
             workers: settings.workers, pace: { [pressure] in pressure?.pace },
             pollMilliseconds: settings.pollMilliseconds, what: "SRI work", logger: logger, shutdown: shutdown,
-            claim: { [sandboxHeld] limit in
+            // Sandbox documents only into the workers they may hold
+            // (SRISettings.sandboxWorkers); those claimed ahead wait for them.
+            limited: .init(places: settings.sandboxWorkers, contains: { (item: Claimed) in item.environment == .sandbox }),
+            claim: { limit, sandboxRoom in
+                // Production first, then sandbox documents up to their room.
                 let lease = UUID()
-                // Production first; sandbox documents only into the workers
-                // they may hold (SRISettings.sandboxWorkers).
-                let room = max(0, settings.sandboxWorkers - sandboxHeld.withLockedValue { $0 })
-                let claimed = try await database.claimSRIWork(
-                    lease: lease, limit: limit, sandboxLimit: room, leaseMilliseconds: settings.leaseMilliseconds,
-                    tenants: settings.tenantIDs)
-                let sandbox = claimed.count(where: { $0.environment == .sandbox })
-                sandboxHeld.withLockedValue { $0 += sandbox }
-                return claimed.map { (tenantID: $0.tenantID, documentID: $0.documentID, environment: $0.environment, lease: lease) }
+                return try await database.claimSRIWork(
+                    lease: lease, limit: limit, sandboxLimit: sandboxRoom, leaseMilliseconds: settings.leaseMilliseconds,
+                    tenants: settings.tenantIDs
+                ).map { (tenantID: $0.tenantID, documentID: $0.documentID, environment: $0.environment, lease: lease) }
             },
-            process: { [sandboxHeld] item in
-                await process(tenantID: item.tenantID, documentID: item.documentID, lease: item.lease)
-                if item.environment == .sandbox { sandboxHeld.withLockedValue { $0 -= 1 } }
-            }
+            process: { item in await process(tenantID: item.tenantID, documentID: item.documentID, lease: item.lease) }
         )
     }
 

@@ -72,7 +72,7 @@ struct WebhookService: Service {
         await ClaimLoop.run(
             workers: settings.workers, pace: { [pressure] in pressure?.pace },
             pollMilliseconds: settings.pollMilliseconds, what: "webhook deliveries", logger: logger, shutdown: shutdown,
-            claim: { limit in
+            claim: { limit, _ in
                 // A lease id per claim, as for SRI (SubmissionService).
                 let lease = UUID()
                 return try await database.claimWebhookDeliveries(
