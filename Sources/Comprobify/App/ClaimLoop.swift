@@ -55,9 +55,8 @@ enum ClaimLoop {
         let places = min(max(limited?.places ?? workers, 0), workers)
         await withTaskGroup(of: Event.self) { group in
             var running = 0
-            // Of `running` and `ready`, those of the limited class.
+            // Of `running`, those of the limited class.
             var runningLimited = 0
-            var readyLimited = 0
             var ticking = false
             var pacing = false
             var failing = false
@@ -75,10 +74,7 @@ enum ClaimLoop {
                         continue
                     }
                     running += 1
-                    if isLimited {
-                        runningLimited += 1
-                        readyLimited -= 1
-                    }
+                    if isLimited { runningLimited += 1 }
                     group.addTask {
                         await process(item)
                         return .finished(limited: isLimited)
@@ -107,14 +103,13 @@ enum ClaimLoop {
                     if rate == nil || now >= nextClaim {
                         let limit = rate == nil ? free + ahead : 1
                         if let rate { nextClaim = now + .seconds(1) / max(1, rate) }
-                        let held = runningLimited + readyLimited
+                        let held = runningLimited + (limited.map { ready.count(where: $0.contains) } ?? 0)
                         let limitedRoom = places == 0 ? 0 : max(0, places + ahead - held)
                         do {
                             let work = try await claim(limit, limitedRoom)
                             if failing { logger.info("claiming \(what) again") }
                             failing = false
                             ready += work
-                            if let limited { readyLimited += work.count(where: limited.contains) }
                             startReady()
                             short = work.count < limit
                         } catch {
