@@ -503,21 +503,7 @@ final class SubmissionTests: XCTestCase {
     func testARecordThatFailsIsTriedAgainWhileTheLeaseLasts() async throws {
         try await run { _, tenant, sri in
             let key = try tenant.queue()
-            let trigger = "refuse_exchanges_\(tenant.tenant.id)"
-            try TestDatabase.query(
-                """
-                CREATE FUNCTION \(trigger)() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN RAISE EXCEPTION 'exchanges refused for now'; END $$
-                """)
-            try TestDatabase.query(
-                """
-                CREATE TRIGGER \(trigger) BEFORE INSERT ON sri_exchanges FOR EACH ROW
-                    WHEN (NEW.tenant_id = \(tenant.tenant.id)) EXECUTE FUNCTION \(trigger)()
-                """)
-            @Sendable func heal() throws {
-                try TestDatabase.query("DROP TRIGGER IF EXISTS \(trigger) ON sri_exchanges")
-                try TestDatabase.query("DROP FUNCTION IF EXISTS \(trigger)()")
-            }
+            let heal = try refuseInserts(into: "sri_exchanges", ofTenant: tenant.tenant.id)
             defer { try? heal() }
             var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])
             settings.leaseMilliseconds = 60_000

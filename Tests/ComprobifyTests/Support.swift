@@ -36,6 +36,27 @@ final class LogCapture: Sendable {
     }
 }
 
+/// Has PostgreSQL refuse every row of `tenant` inserted into `table` (a
+/// trigger that raises), until the returned function is called: one kind of
+/// write failing for a moment, as while the database is out of reach.
+func refuseInserts(into table: String, ofTenant tenant: Int64) throws -> @Sendable () throws -> Void {
+    let trigger = "refuse_\(table)_\(tenant)"
+    try TestDatabase.query(
+        """
+        CREATE FUNCTION \(trigger)() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION '\(table) refused for now'; END $$
+        """)
+    try TestDatabase.query(
+        """
+        CREATE TRIGGER \(trigger) BEFORE INSERT ON \(table) FOR EACH ROW
+            WHEN (NEW.tenant_id = \(tenant)) EXECUTE FUNCTION \(trigger)()
+        """)
+    return {
+        try TestDatabase.query("DROP TRIGGER IF EXISTS \(trigger) ON \(table)")
+        try TestDatabase.query("DROP FUNCTION IF EXISTS \(trigger)()")
+    }
+}
+
 /// A live server on a free loopback port, over the test database as comprobify_app.
 struct TestServer: Sendable {
     let port: Int

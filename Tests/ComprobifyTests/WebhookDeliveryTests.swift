@@ -26,6 +26,19 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// Claims the tenant's one due delivery under a lease of its own and
+    /// reads it, as a worker does.
+    static func claimAndLoad(_ database: Database, tenant: Int64, leaseMilliseconds: Int) async throws -> (WebhooksStore.Pending, UUID) {
+        let lease = UUID()
+        let claimed = try await database.claimWebhookDeliveries(
+            lease: lease, limit: 1, leaseMilliseconds: leaseMilliseconds, perEndpoint: 2, perTenant: 8, tenants: [tenant])
+        let delivery = try XCTUnwrap(claimed.first).deliveryID
+        let loaded = try await database.transaction(forTenantID: tenant) { transaction, _ in
+            try WebhooksStore.load(transaction, tenantID: tenant, deliveryID: delivery, lease: lease, leaseMilliseconds: leaseMilliseconds)
+        }
+        return (try XCTUnwrap(loaded), lease)
+    }
+
     /// The hex HMAC-SHA256 of `message` with `key`, computed by the openssl tool,
     /// not by the service's code.
     static func opensslHMAC(key: String, message: [UInt8]) throws -> String {
@@ -469,14 +482,8 @@ final class WebhookDeliveryTests: XCTestCase {
             _ = try await server.createWebhook(tenant.key, url: "https://hooks.example.com/a")
             try await withTestDatabase { database in
                 _ = try await Self.record(database, tenant: tenant.id, tag: "takeover")
-                let lease = UUID()
-                let claimed = try await database.claimWebhookDeliveries(
-                    lease: lease, limit: 1, leaseMilliseconds: 1_000, perEndpoint: 2, perTenant: 8, tenants: [tenant.id])
-                let delivery = try XCTUnwrap(claimed.first).deliveryID
-                let loaded = try await database.transaction(forTenantID: tenant.id) { transaction, _ in
-                    try WebhooksStore.load(transaction, tenantID: tenant.id, deliveryID: delivery, lease: lease, leaseMilliseconds: 1_000)
-                }
-                let pending = try XCTUnwrap(loaded)
+                let (pending, lease) = try await Self.claimAndLoad(database, tenant: tenant.id, leaseMilliseconds: 1_000)
+                let delivery = pending.id
                 // Its lease lapses and another claim takes the delivery; that
                 // claim has not committed yet when the first worker records.
                 let other = UUID()
@@ -504,6 +511,77 @@ final class WebhookDeliveryTests: XCTestCase {
                 let kept = try TestDatabase.scalar(
                     "SELECT count(*) FROM webhook_delivery_attempts WHERE delivery_id = $1", [delivery], as: Int.self)
                 XCTAssertEqual(kept, 1, "the lapsed worker's attempt is still kept")
+            }
+        }
+    }
+
+    /// The endpoint's answer is kept while the database refuses its record
+    /// for a moment: the record is tried again while the lease lasts, and the
+    /// event is posted once, not again when the lease ends.
+    func testAnAttemptWhoseRecordFailsIsRecordedLaterAndNotPostedAgain() async throws {
+        let scope = TenantScope()
+        let logs = LogCapture()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0) }, logs: logs) { server in
+                let tenant = try await server.signUp()
+                let heal = try refuseInserts(into: "webhook_delivery_attempts", ofTenant: tenant.id)
+                defer { try? heal() }
+                scope.add(tenant.id)
+                let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/refused")
+                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "refused") }
+                try await eventually("two tries of the record refused") {
+                    logs.lines.withLockedValue { $0.count(where: { $0.contains("webhook attempt not recorded yet") }) } >= 2
+                }
+                XCTAssertEqual(receiver.hits("/ok/refused").count, 1)
+                let waiting = try TestDatabase.scalar(
+                    "SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self)
+                XCTAssertEqual(waiting, "pending", "nothing recorded yet")
+                try heal()
+                try await eventually("the attempt recorded") {
+                    try TestDatabase.scalar(
+                        "SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "delivered"
+                }
+                XCTAssertEqual(receiver.hits("/ok/refused").count, 1, "the event was posted once")
+                let history = try await server.call(.get, "/v1/webhooks/\(hook.id)/deliveries", key: tenant.key).array("deliveries")
+                XCTAssertEqual(history.map { $0["outcome"] }, [.string("delivered")], "one attempt, recorded once")
+                let text = logs.text
+                XCTAssertTrue(text.contains("webhook attempt recorded"), "a line says the record took more than one try")
+                XCTAssertFalse(text.contains("cannot record a webhook attempt"), "no record was given up")
+            }
+        }
+    }
+
+    /// A record tried again after a try that did commit (its commit's answer
+    /// lost with the connection) finds its attempt under the claim's lease and
+    /// does nothing: one attempt, counted once.
+    func testARecordTriedAgainAfterItCommittedDoesNothing() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            _ = try await server.createWebhook(tenant.key, url: "https://hooks.example.com/a")
+            try await withTestDatabase { database in
+                _ = try await Self.record(database, tenant: tenant.id, tag: "twice")
+                let (pending, lease) = try await Self.claimAndLoad(database, tenant: tenant.id, leaseMilliseconds: 60_000)
+                let delivery = pending.id
+                let outcome = WebhooksStore.Outcome(kind: "http_status", responseCode: 500, durationMilliseconds: 5, error: "HTTP 500")
+                let first = try await database.transaction(forTenantID: tenant.id) { transaction, _ in
+                    try WebhooksStore.record(
+                        transaction, pending, outcome, lease: lease, worker: UUID(), retryBaseMilliseconds: 1_000, retryForSeconds: 3_600)
+                }
+                XCTAssertEqual(first, "pending", "retried later")
+                let again = try await database.transaction(
+                    forTenantID: tenant.id, prologue: [WebhooksStore.lockForRecord(deliveryID: delivery)]
+                ) { transaction, _ in
+                    try WebhooksStore.record(
+                        transaction, pending, outcome, lease: lease, worker: UUID(), retryBaseMilliseconds: 1_000, retryForSeconds: 3_600)
+                }
+                XCTAssertNil(again, "recorded before: nothing done")
+                let row = try TestDatabase.query("SELECT status, attempts FROM webhook_deliveries WHERE id = $1", [delivery])[0]
+                let (status, attempts) = try row.decode((String, Int).self)
+                XCTAssertEqual(status, "pending")
+                XCTAssertEqual(attempts, 1, "counted once")
+                let kept = try TestDatabase.scalar(
+                    "SELECT count(*) FROM webhook_delivery_attempts WHERE delivery_id = $1", [delivery], as: Int.self)
+                XCTAssertEqual(kept, 1, "kept once")
             }
         }
     }

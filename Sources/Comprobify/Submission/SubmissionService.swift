@@ -150,60 +150,48 @@ struct SubmissionService: Service {
         let durable: [PostgresQuery] = transition.status.webhookEvent == nil ? [] : ["SET LOCAL synchronous_commit = on"]
         // SRI's answer is worth keeping: a record that fails (the database out
         // of reach for a moment) is tried again, with backoff, while the lease
-        // lasts. A try whose commit was lost with its answer may have committed;
-        // the record then finds its exchange and does nothing (recordedBefore).
-        var wait = Duration.milliseconds(SubmissionService.firstRecordRetryMilliseconds)
-        var tries = 1
-        while true {
+        // lasts (LeasedRecord). A try whose commit was lost with its answer may
+        // have committed; the record then finds its exchange and does nothing
+        // (recordedBefore).
+        let recorded = await LeasedRecord.trying(until: leaseEnds) { error, tries, retryIn in
+            metadata["recordError"] = "\(error)"
+            if let retryIn {
+                var retry = metadata
+                retry["recordRetryInMs"] = "\(LeasedRecord.milliseconds(retryIn))"
+                logger.warning("sri exchange not recorded yet", metadata: retry)
+            } else {
+                // The lease ends and the exchange is made again (a resend gets 43).
+                metadata["recordTries"] = "\(tries)"
+                logger.warning("sri exchange not recorded", metadata: metadata)
+            }
+        } _: { tries in
             // A try again first locks the submission's row (lockForRecord):
             // the earlier try's commit may still be under way.
             let before = durable + (tries == 1 ? [] : [SubmissionsStore.lockForRecord(tenantID: tenantID, documentID: documentID)])
-            do {
-                // The record goes in the transaction's first round trip, with BEGIN.
-                let outcome = try await database.transaction(forTenantID: tenantID, prologue: before + [record]) {
-                    transaction, results in
-                    let outcome = try SubmissionsStore.outcome(results[before.count])
-                    // A decision is announced to the tenant's webhooks in the same commit.
-                    if outcome == .applied, let event = transition.status.webhookEvent {
-                        let rows = try transaction.query(
-                            "SELECT \(unescaped: DocumentsStore.columns) FROM \(unescaped: DocumentsStore.from) WHERE d.id = \(documentID)")
-                        if let row = rows.first {
-                            try WebhooksStore.recordEvent(
-                                transaction, type: event, document: DocumentsStore.document(row), environment: document.environment)
-                        }
+            // The record goes in the transaction's first round trip, with BEGIN.
+            return try await database.transaction(forTenantID: tenantID, prologue: before + [record]) { transaction, results in
+                let outcome = try SubmissionsStore.outcome(results[before.count])
+                // A decision is announced to the tenant's webhooks in the same commit.
+                if outcome == .applied, let event = transition.status.webhookEvent {
+                    let rows = try transaction.query(
+                        "SELECT \(unescaped: DocumentsStore.columns) FROM \(unescaped: DocumentsStore.from) WHERE d.id = \(documentID)")
+                    if let row = rows.first {
+                        try WebhooksStore.recordEvent(
+                            transaction, type: event, document: DocumentsStore.document(row), environment: document.environment)
                     }
-                    return outcome
                 }
-                switch outcome {
-                case .applied: break
-                case .leaseLost: metadata["leaseLost"] = "true"
-                case .recordedBefore: metadata["recordedBefore"] = "true"
-                }
-                if tries > 1 { metadata["recordTries"] = "\(tries)" }
-                logger.info("sri exchange", metadata: metadata)
-                return
-            } catch {
-                metadata["recordError"] = "\(error)"
-                if ContinuousClock.now + wait >= leaseEnds || Task.isCancelled || Task.isShuttingDownGracefully {
-                    // The lease ends and the exchange is made again (a resend gets 43).
-                    metadata["recordTries"] = "\(tries)"
-                    logger.warning("sri exchange not recorded", metadata: metadata)
-                    return
-                }
-                var retry = metadata
-                retry["recordRetryInMs"] = "\(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)"
-                logger.warning("sri exchange not recorded yet", metadata: retry)
-                try? await cancelWhenGracefulShutdown { [wait] in try await Task.sleep(for: wait) }
-                wait = min(wait * 2, .milliseconds(SubmissionService.lastRecordRetryMilliseconds))
-                tries += 1
+                return outcome
             }
         }
+        guard let (outcome, tries) = recorded else { return }
+        switch outcome {
+        case .applied: break
+        case .leaseLost: metadata["leaseLost"] = "true"
+        case .recordedBefore: metadata["recordedBefore"] = "true"
+        }
+        if tries > 1 { metadata["recordTries"] = "\(tries)" }
+        logger.info("sri exchange", metadata: metadata)
     }
-
-    /// The waits between tries of a record that failed: from the first,
-    /// doubling, up to the last, while the lease lasts.
-    static let firstRecordRetryMilliseconds = 100
-    static let lastRecordRetryMilliseconds = 5_000
 
     /// Refreshes `sri_documents_pending` and `sri_oldest_pending_seconds`
     /// (QueueGauge: less often while counting takes long).

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Postgres
 import ServiceLifecycle
 
 /// Delivers webhook events. Up to `WEBHOOK_WORKERS` attempts run at once, at
@@ -112,22 +113,45 @@ struct WebhookService: Service {
             }
             return
         }
+        // The lease now runs from about here (`load` stamped it again).
+        let leaseEnds = ContinuousClock.now + .milliseconds(settings.leaseMilliseconds)
         let outcome = await attempt(http, pending, tenantID: tenantID, secret: secret)
         ServiceMetrics.webhookDelivery(outcome: outcome.kind)
-        do {
-            let status = try await database.transaction(forTenantID: tenantID) { transaction, _ in
+        let about: Logger.Metadata = ["tenantId": "\(tenantID)", "webhookId": "\(pending.endpointID)", "eventId": "\(pending.eventID)"]
+        // The endpoint's answer is worth keeping: a record that fails is tried
+        // again while the lease lasts (LeasedRecord), so that the event is not
+        // posted again for it. A try whose commit was lost with its answer may
+        // have committed; the record then finds its attempt and does nothing.
+        let recorded = await LeasedRecord.trying(until: leaseEnds) { error, tries, retryIn in
+            var metadata = about
+            metadata["error"] = "\(error)"
+            metadata["recordTries"] = "\(tries)"
+            if let retryIn {
+                metadata["recordRetryInMs"] = "\(LeasedRecord.milliseconds(retryIn))"
+                logger.warning("webhook attempt not recorded yet", metadata: metadata)
+            } else {
+                // The lease ends and the event is delivered again: at least once.
+                logger.warning("cannot record a webhook attempt", metadata: metadata)
+            }
+        } _: { tries in
+            // A try again first locks the delivery's row: the earlier try's
+            // commit may still be under way.
+            let before: [PostgresQuery] = tries == 1 ? [] : [WebhooksStore.lockForRecord(deliveryID: deliveryID)]
+            return try await database.transaction(forTenantID: tenantID, prologue: before) { transaction, _ in
                 try WebhooksStore.record(
                     transaction, pending, outcome, lease: lease, worker: worker, retryBaseMilliseconds: settings.retryBaseMilliseconds,
                     retryForSeconds: settings.retryForSeconds)
             }
-            if status == "failed" {
-                logger.notice(
-                    "a webhook delivery failed for good",
-                    metadata: ["tenantId": "\(tenantID)", "webhookId": "\(pending.endpointID)", "eventId": "\(pending.eventID)"])
-            }
-        } catch {
-            // The lease ends and the event is delivered again: at least once.
-            logger.warning("cannot record a webhook attempt", metadata: ["error": "\(error)"])
+        }
+        guard let (status, tries) = recorded else { return }
+        if tries > 1 {
+            var metadata = about
+            metadata["recordTries"] = "\(tries)"
+            if status == nil { metadata["recordedBefore"] = "true" }
+            logger.info("webhook attempt recorded", metadata: metadata)
+        }
+        if status == "failed" {
+            logger.notice("a webhook delivery failed for good", metadata: about)
         }
     }
 

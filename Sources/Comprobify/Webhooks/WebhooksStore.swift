@@ -266,21 +266,29 @@ enum WebhooksStore {
     /// 2^(attempts so far), or fails once that retry would fall past
     /// `retryForSeconds` after the event; the lease is let go (when the claim's
     /// `lease` still holds it) and the attempt is kept, as made by the process
-    /// `worker`. Returns the delivery's status.
+    /// `worker` under `lease`. Returns the delivery's status, or nil when the
+    /// delivery has an attempt under `lease` already: an earlier try of this
+    /// record committed, and this one changes nothing.
     @discardableResult
     static func record(
         _ transaction: Transaction, _ delivery: Pending, _ outcome: Outcome, lease: UUID, worker: UUID, retryBaseMilliseconds: Int,
         retryForSeconds: Int
-    ) throws -> String {
+    ) throws -> String? {
         let rows = try transaction.query(
             """
-            WITH planned AS (
+            WITH fresh AS (
+                SELECT NOT EXISTS (
+                    SELECT FROM webhook_delivery_attempts
+                     WHERE tenant_id = current_tenant_id() AND delivery_id = \(delivery.id) AND lease = \(lease.uuidString)::uuid
+                ) AS yes
+            ), planned AS (
                 SELECT d.id,
                        now() + make_interval(secs => \(retryBaseMilliseconds)::double precision / 1000
                                                       * power(2, least(d.attempts, 40))) AS next_at,
                        d.created_at + make_interval(secs => \(retryForSeconds)::double precision) AS give_up_at
                   FROM webhook_deliveries d
                  WHERE d.id = \(delivery.id) AND d.leased_by = \(lease.uuidString)::uuid AND d.status = 'pending'
+                   AND (SELECT yes FROM fresh)
             ), changed AS (
                 UPDATE webhook_deliveries d
                    SET status = CASE WHEN \(outcome.delivered) THEN 'delivered'
@@ -297,17 +305,30 @@ enum WebhooksStore {
                  -- for the row has taken the delivery over.
                  WHERE d.id = p.id AND d.leased_by = \(lease.uuidString)::uuid AND d.status = 'pending'
                 RETURNING d.status
+            ), recorded AS (
+                INSERT INTO webhook_delivery_attempts (tenant_id, delivery_id, endpoint_id, event_id, outcome, response_code,
+                                                       duration_ms, error, status_after, worker, lease)
+                SELECT current_tenant_id(), \(delivery.id), \(delivery.endpointID), \(delivery.eventID), \(outcome.kind),
+                       \(outcome.responseCode)::integer, \(outcome.durationMilliseconds), \(outcome.error),
+                       coalesce((SELECT status FROM changed),
+                                (SELECT status FROM webhook_deliveries WHERE id = \(delivery.id))),
+                       \(worker.uuidString)::uuid, \(lease.uuidString)::uuid
+                 WHERE (SELECT yes FROM fresh)
+                RETURNING status_after
             )
-            INSERT INTO webhook_delivery_attempts (tenant_id, delivery_id, endpoint_id, event_id, outcome, response_code,
-                                                   duration_ms, error, status_after, worker)
-            VALUES (current_tenant_id(), \(delivery.id), \(delivery.endpointID), \(delivery.eventID), \(outcome.kind),
-                    \(outcome.responseCode)::integer, \(outcome.durationMilliseconds), \(outcome.error),
-                    coalesce((SELECT status FROM changed),
-                             (SELECT status FROM webhook_deliveries WHERE id = \(delivery.id))),
-                    \(worker.uuidString)::uuid)
-            RETURNING status_after
+            SELECT (SELECT status_after FROM recorded)
             """)
-        return try rows[0].decode(String.self, at: 0)
+        return try rows[0].decode(String?.self, at: 0)
+    }
+
+    /// Locks the delivery's row before `record` is tried again, in a
+    /// statement of its own: `record` then reads its snapshot after any
+    /// transaction that held the row has ended, so an earlier try whose commit
+    /// was still under way (its connection lost) is seen as recorded, not
+    /// recorded again. A first try needs no lock: no other claim records under
+    /// its lease.
+    static func lockForRecord(deliveryID: Int64) -> PostgresQuery {
+        "SELECT 1 FROM webhook_deliveries WHERE id = \(deliveryID) FOR UPDATE"
     }
 
     /// Lets the lease go without an attempt (a secret that does not open),
