@@ -39,9 +39,11 @@ enum LeasedRecord {
             }
         }
     }
+}
 
-    /// A wait in whole milliseconds, for a log line.
-    static func milliseconds(_ wait: Duration) -> Int64 {
-        wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000
+extension Duration {
+    /// In whole milliseconds (for log lines and records).
+    var wholeMilliseconds: Int {
+        Int(components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000)
     }
 }

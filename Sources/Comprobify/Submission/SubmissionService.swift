@@ -128,7 +128,7 @@ struct SubmissionService: Service {
             result = .failed(error)
         }
         let elapsed = ContinuousClock.now - start
-        let milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = elapsed.wholeMilliseconds
         let transition = Transition.after(result, from: document.status, streak: document.streak, settings: settings, now: Date())
         SubmissionMetrics.exchange(service: service, outcome: transition.outcome, duration: elapsed)
 
@@ -157,7 +157,7 @@ struct SubmissionService: Service {
             metadata["recordError"] = "\(error)"
             if let retryIn {
                 var retry = metadata
-                retry["recordRetryInMs"] = "\(LeasedRecord.milliseconds(retryIn))"
+                retry["recordRetryInMs"] = "\(retryIn.wholeMilliseconds)"
                 logger.warning("sri exchange not recorded yet", metadata: retry)
             } else {
                 // The lease ends and the exchange is made again (a resend gets 43).

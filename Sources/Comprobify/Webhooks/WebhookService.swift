@@ -127,7 +127,7 @@ struct WebhookService: Service {
             metadata["error"] = "\(error)"
             metadata["recordTries"] = "\(tries)"
             if let retryIn {
-                metadata["recordRetryInMs"] = "\(LeasedRecord.milliseconds(retryIn))"
+                metadata["recordRetryInMs"] = "\(retryIn.wholeMilliseconds)"
                 logger.warning("webhook attempt not recorded yet", metadata: metadata)
             } else {
                 // The lease ends and the event is delivered again: at least once.
@@ -205,8 +205,7 @@ struct WebhookService: Service {
     }
 
     private static func milliseconds(since started: ContinuousClock.Instant) -> Int {
-        let duration = ContinuousClock.now - started
-        return Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        (ContinuousClock.now - started).wholeMilliseconds
     }
 
     private static func failure(
