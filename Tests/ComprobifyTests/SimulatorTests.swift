@@ -270,8 +270,9 @@ final class SimulatorTests: XCTestCase {
                 _ = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
                 XCTFail("expected a fault")
             } catch {
-                guard case .soapFault(let code, _) = error else { return XCTFail("\(error)") }
+                guard case .soapFault(let code, _, let status) = error else { return XCTFail("\(error)") }
                 XCTAssertEqual(code, "soap:Server")
+                XCTAssertEqual(status, 500)
                 XCTAssertEqual(error.description, "SOAP fault soap:Server: Simulated server error")
             }
             let count = await sri.simulator.receptionCount(key)

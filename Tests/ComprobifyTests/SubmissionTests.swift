@@ -227,6 +227,11 @@ final class SubmissionTests: XCTestCase {
                     "reception:soap_fault", "reception:soap_fault", "reception:received", "authorization:soap_fault",
                     "authorization:authorized",
                 ])
+            // Each exchange is recorded with the status its answer came with.
+            let statuses = try TestDatabase.query(
+                "SELECT http_status FROM sri_exchanges WHERE tenant_id = $1 ORDER BY id", [tenant.tenant.id]
+            ).rows.map { try $0.decode(Int.self, at: 0) }
+            XCTAssertEqual(statuses, [500, 500, 200, 500, 200])
             XCTAssertEqual(submission.attempts, 5)
             let receptions = await sri.receptions(key)
             XCTAssertEqual(receptions, 1)
@@ -834,7 +839,8 @@ final class SubmissionStateTests: XCTestCase {
         XCTAssertNil(pending.lastError)
 
         let failures: [SRITransportError] = [
-            .connection("refused"), .timeout(milliseconds: 20_000), .httpStatus(503), .soapFault(code: "soap:Server", message: "x"),
+            .connection("refused"), .timeout(milliseconds: 20_000), .httpStatus(503),
+            .soapFault(code: "soap:Server", message: "x", httpStatus: 500),
             .unparseable("not XML"),
         ]
         for error in failures {

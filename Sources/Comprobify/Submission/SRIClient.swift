@@ -13,8 +13,9 @@ public enum SRITransportError: Error, Sendable, Equatable, CustomStringConvertib
     case timeout(milliseconds: Int)
     /// An HTTP status other than 200 (and no SOAP Fault in the body).
     case httpStatus(Int)
-    /// A SOAP Fault (SRI's server errors come as HTTP 500 with one).
-    case soapFault(code: String, message: String)
+    /// A SOAP Fault (SRI's server errors come as HTTP 500 with one), with
+    /// the HTTP status it came with.
+    case soapFault(code: String, message: String, httpStatus: Int)
     /// An answer that is not SRI's: not XML, not SOAP, missing elements, too large.
     case unparseable(String)
 
@@ -23,7 +24,7 @@ public enum SRITransportError: Error, Sendable, Equatable, CustomStringConvertib
         case .connection(let reason): "connection failed: \(reason)"
         case .timeout(let milliseconds): "no answer within \(milliseconds) ms"
         case .httpStatus(let status): "HTTP \(status)"
-        case .soapFault(let code, let message): "SOAP fault \(code): \(message)"
+        case .soapFault(let code, let message, _): "SOAP fault \(code): \(message)"
         case .unparseable(let reason): "unparseable answer: \(reason)"
         }
     }
@@ -214,7 +215,7 @@ public final class SRIClient: Service, Sendable {
     private static func answer<Answer>(_ result: SOAPResult<Answer>, status: Int) throws(SRITransportError) -> Answer {
         switch result {
         case .fault(let fault):
-            throw .soapFault(code: short(fault.code), message: short(fault.message))
+            throw .soapFault(code: short(fault.code), message: short(fault.message), httpStatus: status)
         case .answer(let answer):
             guard status == 200 else { throw .httpStatus(status) }
             return answer

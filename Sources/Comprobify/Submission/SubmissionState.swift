@@ -202,7 +202,7 @@ extension SRITransportError {
 
     var httpStatus: Int? {
         switch self {
-        case .httpStatus(let status): status
+        case .httpStatus(let status), .soapFault(_, _, let status): status
         case .unparseable: 200
         default: nil
         }
