@@ -76,6 +76,7 @@ final class TenantsTests: XCTestCase {
                 (#"{"email": "ops\u200b@example.ec", "name": "X"}"#, "email"),
                 (#"{"email": "ops@exam\u202eple.ec", "name": "X"}"#, "email"),
                 (#"{"email": "ops@example.ec\u0090", "name": "X"}"#, "email"),
+                (#"{"email": "ops\uffff@example.ec", "name": "X"}"#, "email"),
             ] {
                 let reply = try await server.call(.post, "/v1/tenants", json: body)
                 reply.assertProblem(400, "VALIDATION_ERROR")

@@ -147,6 +147,10 @@ final class ComprobanteValidatorTests: XCTestCase {
         for bad in [
             "", "jose", "@example.ec", "jose@", "jose@example", "jose@@example.ec", "jo se@example.ec", "a@b.", "a@.b",
             String(repeating: "a", count: 250) + "@b.ec",
+            // As for sign-up: invisible characters, C1 controls, an "@" with a
+            // combining mark, and what XML cannot carry.
+            "jo\u{200B}se@example.ec", "jose@exa\u{202E}mple.ec", "jose@example.ec\u{0085}", "a@b@\u{301}c.ec",
+            "jose\u{FFFE}@example.ec",
         ] {
             var input = Self.factura()
             input.buyer?.email = bad

@@ -153,7 +153,7 @@ private struct ComprobanteChecker {
         let address = text(input.address, "buyer.address", required: false, maximum: 300)
         var email: String?
         if let given = input.email {
-            if Self.isPlausibleEmail(given) {
+            if EmailAddress.isPlausible(given) {
                 email = given
             } else {
                 fail("buyer.email", "must be a plausible email address of at most 254 characters")
@@ -468,18 +468,4 @@ private struct ComprobanteChecker {
         }
     }
 
-    /// The sign-up rule: at most 254 characters, no whitespace or control
-    /// characters, exactly one "@" with something before it, and a dot in the
-    /// domain with something on each side. Read scalar by scalar.
-    static func isPlausibleEmail(_ text: String) -> Bool {
-        let scalars = Array(text.unicodeScalars.prefix(255))
-        guard scalars.count <= 254 else { return false }
-        guard !scalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }),
-            !hasForbiddenCharacter(text)
-        else { return false }
-        let ats = scalars.indices.filter { scalars[$0] == "@" }
-        guard ats.count == 1, let at = ats.first, at > 0 else { return false }
-        let domain = scalars[(at + 1)...]
-        return domain.dropFirst().dropLast().contains(".")
-    }
 }
