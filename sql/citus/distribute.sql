@@ -95,7 +95,7 @@ SELECT create_distributed_function('purge_expired()');
 -- 3. Reference tables: one copy on every node, written on all of them.
 --    document_types: six rows of SRI codes, joined by sequentials and documents.
 --    tenants: every tenant table's foreign key points at it, and its unique
---    index on lower(email) needs every row in one place to stay unique. Its
+--    index on the email (lower, NFC) needs every row in one place to stay unique. Its
 --    writes are rare (sign-up, verification, promotion). Its policy keeps
 --    applying: a tenant sees its own row only.
 -- ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 -- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(73);
+SELECT plan(76);
 
 -- Rules of single values are domains (migration 0012): a refused value names
 -- the domain and its constraint, with the same SQLSTATE -----------------------------------
@@ -257,6 +257,15 @@ SELECT lives_ok($$ INSERT INTO api_keys (tenant_id, environment, token_digest, t
 SELECT throws_ok($$ UPDATE tenants SET environment = 'production' WHERE id = 900001 $$,
                  '23514', 'new row for relation "tenants" violates check constraint "tenants_promoted_when_production"',
                  'a tenant cannot be production without promoted_at');
+
+-- tenants: one per email, whatever its case and the Unicode form of its accents -----------------
+
+SELECT lives_ok($$ INSERT INTO tenants (id, email, name) VALUES (900010, U&'pgtap-jos\00E9@example.invalid', 'Composed') $$,
+                'an email with a composed accent is accepted');
+SELECT throws_ok($$ INSERT INTO tenants (id, email, name) VALUES (900011, U&'PGTAP-JOSE\0301@EXAMPLE.INVALID', 'Combining') $$,
+                 '23505', 'duplicate key value violates unique constraint "tenants_email_unique_nfc"',
+                 'the same email in capitals with a combining accent is refused (tenants_email_unique_nfc)');
+SELECT is((SELECT email FROM tenants WHERE id = 900010), U&'pgtap-jos\00E9@example.invalid', 'the email is kept as inserted');
 
 SELECT * FROM finish();
 ROLLBACK;

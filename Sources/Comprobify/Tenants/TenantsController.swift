@@ -25,7 +25,9 @@ struct TenantsController {
             "email", required: true, rule: "a plausible email address of at most 254 characters", matches: Format.email)
         let name = input.string("name", required: true, length: 1...200)
         try input.validated()
-        guard let name, let email = email?.precomposedStringWithCanonicalMapping else { throw APIError.internalError }
+        // Stored as sent (API.md); the schema's unique index compares its NFC
+        // form, so an accent written composed or not is one address.
+        guard let name, let email else { throw APIError.internalError }
 
         try await enforceSignupLimit(for: TenantsController.signupClient(clientAddress(request, context)))
 
