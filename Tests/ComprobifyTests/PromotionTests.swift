@@ -191,6 +191,29 @@ final class PromotionTests: XCTestCase {
                 XCTAssertEqual(reply.errorFields, [field], body)
                 XCTAssertEqual(try PromotionTests.snapshot(tenant.id), snapshot, body)
             }
+            // All of a body's faults at once: those the database finds (an issuer
+            // not the tenant's, a type that does not exist) beside the others,
+            // also in an entry whose other fields failed.
+            for (body, fields) in [
+                (
+                    #"{"initialSequentials": [\#(entry("999999999", "\"01\"", "1")), \#(entry(String(issuer), "\"01\"", "0"))]}"#,
+                    ["initialSequentials[1].sequential", "initialSequentials[0].issuerId"]
+                ),
+                (
+                    #"{"initialSequentials": [\#(entry(String(foreign), "\"02\"", "0"))]}"#,
+                    ["initialSequentials[0].sequential", "initialSequentials[0].issuerId", "initialSequentials[0].documentType"]
+                ),
+            ] {
+                let reply = try await server.call(.post, "/v1/tenants/promote", key: tenant.key, json: body)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, fields, body)
+                XCTAssertEqual(try PromotionTests.snapshot(tenant.id), snapshot, body)
+            }
+            // Still 401 before any of it.
+            let stranger = try await server.call(
+                .post, "/v1/tenants/promote", key: "cfy_test_" + String(repeating: "0", count: 64),
+                json: #"{"initialSequentials": [\#(entry("999999999", "\"01\"", "0"))]}"#)
+            XCTAssertEqual(stranger.status, 401, stranger.text)
             let empty = try await server.call(.post, "/v1/tenants/promote", key: tenant.key, json: "{}")
             XCTAssertEqual(empty.status, 200, empty.text)
         }

@@ -22,8 +22,14 @@ struct Promotion {
 
     /// Promotes the tenant of `token`.
     /// A body that fails its checks (which need no database) is refused after
-    /// the credential is looked at, without a transaction or the tenant's lock.
+    /// the credential is looked at, without a transaction or the tenant's lock,
+    /// with what the database finds wrong in it too (in the same round trip:
+    /// issuers and document types that do not exist).
     func run(token: APIToken, facts: RequestFacts, request: Result<PromotionRequest, any Error>) async throws -> [IssuedKey] {
+        if case .failure(let invalid as PromotionRequest.Invalid) = request {
+            let (_, unknown) = try await database.read(for: token, facts: facts, PromotionStore.unknown(invalid.request))
+            throw APIError.validation(invalid.problems + invalid.request.problems(unknownIssuers: unknown.0, unknownTypes: unknown.1))
+        }
         let request = try await database.checkAfterAuthenticating(for: token, facts: facts) { try request.get() }
         let state = PromotionStore.state(request)
         return try await database.transaction(for: token, facts: facts, isolation: .serializable, lockKey: false, prologue: [state]) {
@@ -52,40 +58,40 @@ enum PromotionStore {
     /// the tenant take FOR KEY SHARE on it for their foreign keys, and they may
     /// hold the share lock on a sandbox key this promotion is about to revoke.
     static func state(_ request: PromotionRequest) -> PostgresQuery {
-        """
-        SELECT t.status, t.environment,
-               (SELECT count(*) FROM api_keys WHERE environment = 'sandbox' AND revoked_at IS NULL),
-               ARRAY(SELECT DISTINCT r.issuer_id FROM unnest(\(request.issuerIDs)::bigint[]) AS r(issuer_id)
-                      WHERE NOT EXISTS (SELECT 1 FROM issuers i WHERE i.id = r.issuer_id)),
-               ARRAY(SELECT DISTINCT r.code FROM unnest(\(request.documentTypes)::text[]) AS r(code)
-                      WHERE NOT EXISTS (SELECT 1 FROM document_types d WHERE d.code = r.code))
-          FROM tenants t
-         WHERE t.id = current_tenant_id()
-           FOR NO KEY UPDATE
-        """
+        PostgresQuery(
+            """
+            SELECT t.status, t.environment,
+                   (SELECT count(*) FROM api_keys WHERE environment = 'sandbox' AND revoked_at IS NULL),
+                   \(unknownArrays)
+              FROM tenants t
+             WHERE t.id = current_tenant_id()
+               FOR NO KEY UPDATE
+            """, [request.issuerIDs, request.documentTypes])
     }
+
+    /// The checks of `state` that need the database, alone, for a body that
+    /// failed the others: no lock, nothing else read.
+    static func unknown(_ request: PromotionRequest) -> Read<([Int64], [String])> {
+        Read(PostgresQuery("SELECT \(unknownArrays)", [request.issuerIDs, request.documentTypes])) {
+            try $0[0].decode(([Int64], [String]).self)
+        }
+    }
+
+    /// The issuers ($1, of the tenant) and the document types ($2) that the
+    /// request names and that do not exist, each once, as two arrays.
+    private static let unknownArrays = """
+        ARRAY(SELECT DISTINCT r.issuer_id FROM unnest($1::bigint[]) AS r(issuer_id)
+               WHERE NOT EXISTS (SELECT 1 FROM issuers i WHERE i.id = r.issuer_id)),
+        ARRAY(SELECT DISTINCT r.code FROM unnest($2::text[]) AS r(code)
+               WHERE NOT EXISTS (SELECT 1 FROM document_types d WHERE d.code = r.code))
+        """
 
     static func perform(_ transaction: Transaction, state: QueryResult, request: PromotionRequest, actorKeyID: Int64?) throws
         -> [Promotion.IssuedKey]
     {
         let (status, environment, sandboxKeys, unknownIssuers, unknownTypes) = try state[0].decode(
             (String, String, Int, [Int64], [String]).self)
-        var problems: [APIError.FieldError] = []
-        if !unknownIssuers.isEmpty || !unknownTypes.isEmpty {
-            let issuers = Set(unknownIssuers)
-            let types = Set(unknownTypes)
-            for (index, entry) in request.entries.enumerated() {
-                if issuers.contains(entry.issuerID) {
-                    problems.append(
-                        .init(field: "initialSequentials[\(index)].issuerId", message: "No issuer \(entry.issuerID) in this tenant."))
-                }
-            }
-            for (index, entry) in request.entries.enumerated() where types.contains(entry.documentType) {
-                problems.append(
-                    .init(field: "initialSequentials[\(index)].documentType", message: "No document type \"\(entry.documentType)\".")
-                )
-            }
-        }
+        let problems = request.problems(unknownIssuers: unknownIssuers, unknownTypes: unknownTypes)
         if !problems.isEmpty { throw APIError.validation(problems) }
         guard status == "ACTIVE" else {
             throw APIError.forbidden("Verify the tenant's email address before promoting it to production.")
