@@ -71,13 +71,15 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     }
 
     /// The database could not be reached or the connection was lost (including an
-    /// administrator shutting the server down). The work may succeed on a new connection.
+    /// administrator shutting the server down), or it takes no writes: a standby
+    /// (the connection reached a demoted primary after a failover) or a database
+    /// set read-only. The work may succeed on a new connection.
     public var isUnavailable: Bool {
         switch kind {
         case .connection, .poolTimeout, .poolClosed: return true
         case .decoding, .refused: return false
         case .server:
-            return hasClass("08") || hasClass("57P") || hasCode(.cannotConnectNow)
+            return hasClass("08") || hasClass("57P") || hasCode(.cannotConnectNow) || hasCode(.readOnlySQLTransaction)
         }
     }
 
@@ -161,4 +163,5 @@ public struct SQLState: Sendable, Hashable, CustomStringConvertible, Expressible
     public static let cannotConnectNow: SQLState = "57P03"
     public static let lockNotAvailable: SQLState = "55P03"
     public static let idleInTransactionTimeout: SQLState = "25P03"
+    public static let readOnlySQLTransaction: SQLState = "25006"
 }

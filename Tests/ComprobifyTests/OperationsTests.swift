@@ -129,6 +129,31 @@ final class OperationsTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A database that takes no writes (a standby reached after a failover,
+    /// or one set read-only): /readyz is 503, so the balancer stops sending
+    /// traffic, and a write is 503 with Retry-After, to be tried again.
+    func testAReadOnlyDatabaseIsUnavailable() async throws {
+        let readOnly =
+            TestDatabase.appURL + (TestDatabase.appURL.contains("?") ? "&" : "?")
+            + "options=-c%20default_transaction_read_only%3Don"
+        try await TestServer.run { writable in
+            let tenant = try await writable.activeTenant()
+            try await TestServer.run(configure: { $0.databaseURL = readOnly }) { server in
+                let ready = try await server.call(.get, "/readyz")
+                ready.assertProblem(503, "SERVICE_UNAVAILABLE")
+                let health = try await server.call(.get, "/healthz")
+                XCTAssertEqual(health.status, 200, "the process is alive")
+                let signUp = try await server.call(.post, "/v1/tenants", json: #"{"email": "\#(TestServer.uniqueEmail())", "name": "R"}"#)
+                signUp.assertProblem(503, "SERVICE_UNAVAILABLE")
+                XCTAssertNotNil(signUp.headers[.retryAfter], "a 503 says when to try again")
+                let mint = try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "ro"}"#)
+                mint.assertProblem(503, "SERVICE_UNAVAILABLE")
+                let keys = try await server.call(.get, "/v1/keys", key: tenant.key)
+                XCTAssertEqual(keys.status, 200, "reads still work: \(keys.text)")
+            }
+        }
+    }
+
     func testMetricsMoveWithTraffic() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()

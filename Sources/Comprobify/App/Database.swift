@@ -324,9 +324,16 @@ public struct Database: Sendable {
         try await pool.transaction(.readCommitted, prologue: prologue, body)
     }
 
-    /// One trivial statement: is the database answering?
+    /// One trivial statement: is the database answering, and does it take
+    /// writes? A standby (a failover left the address on the demoted primary)
+    /// or a database set read-only answers every write with 25006: throws then.
     func ping() async throws {
-        _ = try await pool.withConnection { try $0.query("SELECT 1") }
+        let readOnly = try await pool.withConnection {
+            try $0.query("SELECT current_setting('transaction_read_only')")[0].decode(String.self, at: 0)
+        }
+        guard readOnly == "off" else {
+            throw PostgresError(kind: .server, sqlState: .readOnlySQLTransaction, message: "the database takes no writes")
+        }
     }
 
     /// The most rows of each table one `purge_expired()` removes (migration 0019).
