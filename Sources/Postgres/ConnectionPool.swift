@@ -164,7 +164,7 @@ public final class ConnectionPool: Sendable {
             // that failed) is not handed to the next caller, who may act for
             // another tenant: the connection is closed instead. So is one whose
             // prepared statements no longer fit the schema.
-            return (connection.isReusable && !ConnectionPool.staleStatements(result) ? connection : nil, result)
+            return (connection.isReusable && !ConnectionPool.mustReplace(after: result) ? connection : nil, result)
         }
         if outcome.0 == nil, slot != nil { discardCounter.increment() }
         release(outcome.0)
@@ -602,6 +602,16 @@ public final class ConnectionPool: Sendable {
         }
         waiter?.continuation.resume(returning: slot)
         for shutdown in drained { shutdown.resume() }
+    }
+
+    /// Whether the connection that gave `outcome` is closed rather than used
+    /// again: its prepared statements no longer fit the schema
+    /// (`staleStatements`), or the database refused a write as read-only
+    /// (25006): the connection may have reached a standby, or a demoted
+    /// primary after a failover, while a new one may reach the new primary.
+    static func mustReplace<T>(after outcome: Result<T, any Error>) -> Bool {
+        if case .failure(let error as PostgresError) = outcome, error.hasCode(.readOnlySQLTransaction) { return true }
+        return staleStatements(outcome)
     }
 
     /// Whether `outcome` failed because a statement this connection prepared

@@ -232,6 +232,28 @@ final class PoolTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A write refused as read-only (a standby, a demoted primary) closes the
+    /// connection: the next one may reach the new primary.
+    func testAConnectionRefusedAWriteAsReadOnlyIsReplaced() async throws {
+        let readOnly =
+            TestDatabase.ownerURL + (TestDatabase.ownerURL.contains("?") ? "&" : "?")
+            + "options=-c%20default_transaction_read_only%3Don"
+        let pool = ConnectionPool(configuration: .init(conninfo: readOnly, size: 1, waitTimeout: .seconds(5)))
+        let firstPID = try await pool.withConnection { $0.backendPID }
+        let samePID = try await pool.withConnection { $0.backendPID }
+        XCTAssertEqual(samePID, firstPID, "a connection that did nothing wrong is kept")
+        do {
+            _ = try await pool.transaction { transaction, _ in try transaction.query("CREATE TEMP TABLE refused (x int)") }
+            XCTFail("a read-only session refuses the write")
+        } catch let error as PostgresError {
+            XCTAssertTrue(error.hasCode(.readOnlySQLTransaction), "\(error)")
+            XCTAssertTrue(error.isUnavailable, "\(error)")
+        }
+        let nextPID = try await pool.withConnection { $0.backendPID }
+        XCTAssertNotEqual(nextPID, firstPID, "a new connection")
+        await pool.shutdown()
+    }
+
     func testCancelledCallerRunsNothingAndLeavesThePoolOpen() async throws {
         let pool = makePool(size: 1)
         let ran = NIOLockedValueBox(false)
