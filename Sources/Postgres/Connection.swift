@@ -1,5 +1,6 @@
 import CLibPQ
 import Foundation
+import Synchronization
 
 /// One libpq connection. Every call blocks the calling thread until the server
 /// answers, so connections are used only on the pool's own threads (or in tests).
@@ -44,11 +45,78 @@ public final class Connection: @unchecked Sendable {
             throw PostgresError(kind: .connection, message: message.isEmpty ? "could not connect" : message)
         }
         self.handle = handle
+        // A descriptor of our own for the socket, for `cutOff` from another
+        // thread: libpq's may be closed (and its number reused) meanwhile.
+        self.watchedSocket = dup(PQsocket(handle))
     }
 
     deinit {
         for flight in flights { if let last = flight.last { PQclear(last) } }
         PQfinish(handle)
+        if watchedSocket >= 0 { close(watchedSocket) }
+    }
+
+    // MARK: - Waiting for answers
+
+    /// The socket, duplicated at connection (-1 when that failed): `cutOff`
+    /// shuts it down, which ends libpq's own descriptor's socket too.
+    private let watchedSocket: Int32
+    /// Since when the connection has waited for an answer of the database
+    /// (`Connection.monotonicNanoseconds`), moved on by each answer read; 0
+    /// while it waits for nothing. Read by another thread (`AnswerWatch`).
+    private let waitingSince = Atomic<Int64>(0)
+    /// Statements sent and not yet answered while it waits (at least one).
+    private let waitingStatements = Atomic<Int>(0)
+    /// Set by `cutOff`: how long the connection had waited, in milliseconds.
+    private let cutOffAfter = Atomic<Int64>(0)
+
+    static func monotonicNanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    }
+
+    /// Marks the connection as waiting for the answers of `statements` more
+    /// statements (0: an answer came, the wait starts again from now).
+    private func waiting(for statements: Int = 0) {
+        if statements > 0 { waitingStatements.add(statements, ordering: .relaxed) }
+        waitingSince.store(Connection.monotonicNanoseconds(), ordering: .relaxed)
+    }
+
+    /// Marks the connection as waiting for nothing.
+    private func answered() {
+        waitingSince.store(0, ordering: .relaxed)
+        waitingStatements.store(0, ordering: .relaxed)
+    }
+
+    /// Runs one blocking libpq call that waits for the server.
+    private func awaitingAnswer<T>(_ call: () throws -> T) rethrows -> T {
+        waiting(for: 1)
+        defer { answered() }
+        return try call()
+    }
+
+    /// Whether the connection has waited for an answer longer than `limit`
+    /// for each statement in flight (a pipeline's answers come together at
+    /// its end), at `now`; the wait in milliseconds if so.
+    func overdue(limit: Duration, now: Int64) -> Int64? {
+        let since = waitingSince.load(ordering: .relaxed)
+        guard since > 0 else { return nil }
+        let statements = Int64(max(1, waitingStatements.load(ordering: .relaxed)))
+        let (seconds, attoseconds) = limit.components
+        let allowed = (seconds * 1_000_000_000 + attoseconds / 1_000_000_000) * statements
+        let waited = now - since
+        return waited > allowed ? waited / 1_000_000 : nil
+    }
+
+    /// Shuts the connection's socket down, from any thread: the statement in
+    /// flight fails at once as on a broken connection (its error says how long
+    /// it had waited), and the connection is not used again. For a database
+    /// that holds the connection open and never answers (a frozen server, a
+    /// stalled disk), where TCP's own timeouts never fire.
+    func cutOff(waitedMilliseconds: Int64) {
+        cutOffAfter.store(max(1, waitedMilliseconds), ordering: .relaxed)
+        if watchedSocket >= 0 { _ = shutdown(watchedSocket, Int32(SHUT_RDWR)) }
     }
 
     /// `password` for `user`, hashed as the server stores passwords
@@ -177,9 +245,9 @@ public final class Connection: @unchecked Sendable {
         return try withParameters(parameters) { values, lengths, formats in
             let result: OpaquePointer?
             if prepared, let name = try prepare(sql, parameterCount: values.count) {
-                result = PQexecPrepared(handle, name, Int32(values.count), values, lengths, formats, 0)
+                result = awaitingAnswer { PQexecPrepared(handle, name, Int32(values.count), values, lengths, formats, 0) }
             } else {
-                result = PQexecParams(handle, sql, Int32(values.count), nil, values, lengths, formats, 0)
+                result = awaitingAnswer { PQexecParams(handle, sql, Int32(values.count), nil, values, lengths, formats, 0) }
             }
             return try check(result)
         }
@@ -286,6 +354,8 @@ public final class Connection: @unchecked Sendable {
         if !blocking, PQsetnonblocking(handle, 1) != 0 { throw connectionError() }
         guard PQenterPipelineMode(handle) == 1 else { throw failPipeline() }
         statementCount += statements.count
+        // A pipeline sent behind others keeps the wait's start: theirs.
+        if flights.isEmpty { waiting(for: statements.count) } else { waitingStatements.add(statements.count, ordering: .relaxed) }
         var flight = PipelineInFlight()
         flight.sent.reserveCapacity(statements.count * 2)
         // Prepares in flight count against the cache's size.
@@ -384,6 +454,7 @@ public final class Connection: @unchecked Sendable {
                     }
                     if let last = flight.last { PQclear(last) }
                     flight.last = result
+                    waiting()
                     continue
                 }
                 // A NULL ends the results of item `next`.
@@ -409,7 +480,12 @@ public final class Connection: @unchecked Sendable {
                 PQclear(result)
                 guard status == PGRES_PIPELINE_SYNC else { continue }
                 flights.removeFirst()
-                if flights.isEmpty { endPipeline() }
+                if flights.isEmpty {
+                    endPipeline()
+                } else {
+                    // The pipelines behind it wait for their own answers only.
+                    waitingStatements.subtract(flight.sent.count - flight.prepareCount, ordering: .relaxed)
+                }
                 if let error = flight.firstError { throw error }
                 if isBroken { throw failPipeline() }
                 return flight.results
@@ -449,6 +525,7 @@ public final class Connection: @unchecked Sendable {
     private func endPipeline() {
         for flight in flights { if let last = flight.last { PQclear(last) } }
         flights = []
+        answered()
         _ = PQexitPipelineMode(handle)
         _ = PQsetnonblocking(handle, 0)
     }
@@ -466,7 +543,7 @@ public final class Connection: @unchecked Sendable {
     public func execute(script sql: String) throws {
         // The simple query protocol: never parameters, never prepared.
         statementCount += 1
-        _ = try check(PQexec(handle, sql))
+        _ = try check(awaitingAnswer { PQexec(handle, sql) })
     }
 
     // MARK: - Internals
@@ -477,7 +554,7 @@ public final class Connection: @unchecked Sendable {
         if let name = preparedNames[sql] { return name }
         guard preparedNames.count < Connection.maxPreparedStatements else { return nil }
         let name = nextPreparedName()
-        _ = try check(PQprepare(handle, name, sql, Int32(parameterCount), nil))
+        _ = try check(awaitingAnswer { PQprepare(handle, name, sql, Int32(parameterCount), nil) })
         preparedNames[sql] = name
         return name
     }
@@ -507,7 +584,8 @@ public final class Connection: @unchecked Sendable {
         guard let sqlState = field(CLIBPQ_DIAG_SQLSTATE) else {
             // No SQLSTATE: libpq itself failed (lost connection and the like).
             let message = Connection.trimmed(PQresultErrorMessage(result))
-            return PostgresError(kind: .connection, message: message.isEmpty ? connectionMessage() : message)
+            let cut = cutOffAfter.load(ordering: .relaxed) > 0
+            return PostgresError(kind: .connection, message: message.isEmpty || cut ? connectionMessage() : message)
         }
         let broken = isBroken
         return PostgresError(
@@ -522,6 +600,8 @@ public final class Connection: @unchecked Sendable {
     }
 
     private func connectionMessage() -> String {
+        let waited = cutOffAfter.load(ordering: .relaxed)
+        if waited > 0 { return "no answer from the database in \(waited) ms: the connection was closed" }
         let message = Connection.trimmed(PQerrorMessage(handle))
         return message.isEmpty ? "connection lost" : message
     }

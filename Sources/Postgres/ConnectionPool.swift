@@ -52,6 +52,12 @@ public final class ConnectionPool: Sendable {
         /// large read, a slow statement) keeps others from being sent behind
         /// it: they take another connection, or wait for one.
         public var pipelineStall: Duration
+        /// The longest a connection waits for an answer of the database, per
+        /// statement in flight, before it is closed and the statement fails
+        /// as unavailable (`AnswerWatch`); nil: as long as the connection
+        /// stays open. Longer than `statement_timeout`, which ends a slow
+        /// statement with an error of the server's.
+        public var answerLimit: Duration?
 
         public init(
             conninfo: String,
@@ -62,7 +68,8 @@ public final class ConnectionPool: Sendable {
             name: String = "requests",
             pipelineDepth: Int = 16,
             pipelineConnections: Int? = nil,
-            pipelineStall: Duration = .milliseconds(2)
+            pipelineStall: Duration = .milliseconds(2),
+            answerLimit: Duration? = nil
         ) {
             self.conninfo = conninfo
             self.size = size
@@ -73,6 +80,7 @@ public final class ConnectionPool: Sendable {
             self.pipelineDepth = pipelineDepth
             self.pipelineConnections = pipelineConnections ?? max(1, size / 2)
             self.pipelineStall = pipelineStall
+            self.answerLimit = answerLimit
         }
     }
 
@@ -110,6 +118,8 @@ public final class ConnectionPool: Sendable {
         private let watcher: PipelineWatcher?
     #endif
     private let logger: Logger
+    /// Closes connections that wait too long for an answer (`Configuration.answerLimit`).
+    private let answerWatch: AnswerWatch?
 
     private let inUseGauge: Gauge
     private let sizeGauge: Gauge
@@ -124,6 +134,7 @@ public final class ConnectionPool: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.state = NIOLockedValueBox(State(free: Array(repeating: nil, count: configuration.size)))
+        self.answerWatch = configuration.answerLimit.map { AnswerWatch(limit: $0, logger: logger) }
         self.threads = NIOThreadPool(numberOfThreads: configuration.size)
         self.threads.start()
         #if os(Linux)
@@ -148,10 +159,11 @@ public final class ConnectionPool: Sendable {
     private func runBlocking<T: Sendable>(holding slot: Connection?, _ body: @escaping @Sendable (Connection) throws -> T) async throws -> T
     {
         let configuration = self.configuration
+        let answerWatch = self.answerWatch
         let outcome: (Connection?, Result<T, any Error>) = try await onPoolThread(holding: slot) {
             let connection: Connection
             do {
-                connection = try slot ?? ConnectionPool.connect(configuration)
+                connection = try slot ?? ConnectionPool.connect(configuration, watch: answerWatch)
             } catch {
                 return (nil, .failure(error))
             }
@@ -371,7 +383,8 @@ public final class ConnectionPool: Sendable {
     private func connected(_ slot: Connection?) async throws -> Connection {
         if let slot { return slot }
         let configuration = self.configuration
-        let connected = try await onPoolThread(holding: nil) { Result { try ConnectionPool.connect(configuration) } }
+        let answerWatch = self.answerWatch
+        let connected = try await onPoolThread(holding: nil) { Result { try ConnectionPool.connect(configuration, watch: answerWatch) } }
         do {
             return try connected.get()
         } catch {
@@ -628,8 +641,9 @@ public final class ConnectionPool: Sendable {
         return (state == "0A000" && error.sourceFunction == "RevalidateCachedQuery") || state == "26000"
     }
 
-    private static func connect(_ configuration: Configuration) throws -> Connection {
+    private static func connect(_ configuration: Configuration, watch: AnswerWatch?) throws -> Connection {
         let connection = try Connection(conninfo: configuration.conninfo)
+        watch?.watch(connection)
         let settings = [("DateStyle", "ISO"), ("TimeZone", "UTC"), ("client_encoding", "UTF8")] + configuration.sessionSettings
         for (name, value) in settings {
             try connection.query("SELECT set_config(\(name), \(value), false)", prepared: false)

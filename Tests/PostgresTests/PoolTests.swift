@@ -254,6 +254,94 @@ final class PoolTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A database that holds the connection open and never answers (frozen,
+    /// its disk stalled): past `answerLimit` the connection is closed and the
+    /// statement fails as unavailable, instead of waiting out the stall.
+    /// `pg_sleep` stands in for the silence.
+    func testAStatementWithNoAnswerIsCutOffAndItsConnectionReplaced() async throws {
+        let pool = ConnectionPool(
+            configuration: .init(conninfo: TestDatabase.ownerURL, size: 1, waitTimeout: .seconds(5), answerLimit: .milliseconds(300)))
+        let firstPID = try await pool.withConnection { $0.backendPID }
+        let start = ContinuousClock.now
+        do {
+            _ = try await pool.withConnection { try $0.query("SELECT pg_sleep(5)") }
+            XCTFail("a statement with no answer in time fails")
+        } catch let error as PostgresError {
+            XCTAssertTrue(error.isUnavailable, "\(error)")
+            XCTAssertTrue(error.message.hasPrefix("no answer from the database in "), error.message)
+        }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(3), "not the statement's 5 s")
+        let nextPID = try await pool.withConnection { $0.backendPID }
+        XCTAssertNotEqual(nextPID, firstPID, "a new connection")
+
+        // A pipeline (answered by the watcher on Linux) is allowed the limit
+        // for each of its statements, and cut off past it as well.
+        let pipelineStart = ContinuousClock.now
+        do {
+            _ = try await pool.pipeline(["SELECT pg_sleep(5)", "SELECT 1"])
+            XCTFail("a pipeline with no answer in time fails")
+        } catch let error as PostgresError {
+            XCTAssertTrue(error.isUnavailable, "\(error)")
+        }
+        let waited = ContinuousClock.now - pipelineStart
+        XCTAssertGreaterThanOrEqual(waited, .milliseconds(600), "two statements' allowance")
+        XCTAssertLessThan(waited, .seconds(3))
+
+        // Answers within the limit, and time spent between statements of a
+        // transaction (waiting for nothing), are not cut.
+        let slow = try await pool.withConnection { try $0.query("SELECT pg_sleep(0.1), 7")[0].decode(Int.self, at: 1) }
+        XCTAssertEqual(slow, 7)
+        let committed = try await pool.transaction { transaction, _ in
+            Thread.sleep(forTimeInterval: 0.8)
+            return try transaction.query("SELECT 8")[0].decode(Int.self, at: 0)
+        }
+        XCTAssertEqual(committed, 8)
+        await pool.shutdown()
+    }
+
+    /// Pipelines queued one behind another on a shared connection wait longer
+    /// in all than the limit, but each answer moves the wait on: none is cut.
+    func testPipelinesAnsweredInTurnOnASharedConnectionAreNotCutOff() async throws {
+        let pool = ConnectionPool(
+            configuration: .init(
+                conninfo: TestDatabase.ownerURL, size: 1, waitTimeout: .seconds(10), pipelineConnections: 1,
+                answerLimit: .milliseconds(400)))
+        let start = ContinuousClock.now
+        let answers = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<8 {
+                group.addTask {
+                    try await pool.pipeline(["SELECT pg_sleep(0.15)", Statement("SELECT \(index)::int")])[1][0].decode(Int.self, at: 0)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        XCTAssertEqual(answers.sorted(), Array(0..<8))
+        XCTAssertGreaterThan(ContinuousClock.now - start, .milliseconds(800), "longer in all than the limit for two statements")
+
+        // Behind an answered pipeline of ten statements, one with no answer
+        // has the allowance of its own two, not of twelve.
+        let shared = ConnectionPool(
+            configuration: .init(
+                conninfo: TestDatabase.ownerURL, size: 1, waitTimeout: .seconds(10), pipelineConnections: 1,
+                pipelineStall: .seconds(60), answerLimit: .milliseconds(300)))
+        let ten: [Statement] = ["SELECT pg_sleep(0.1)"] + Array(repeating: "SELECT 1", count: 9)
+        async let answered = shared.pipeline(ten)
+        try await Task.sleep(for: .milliseconds(20))
+        let silentStart = ContinuousClock.now
+        do {
+            _ = try await shared.pipeline(["SELECT pg_sleep(6)", "SELECT 1"])
+            XCTFail("the pipeline with no answer is cut off")
+        } catch let error as PostgresError {
+            XCTAssertTrue(error.isUnavailable, "\(error)")
+        }
+        // About 0.1 s for the ten, then 0.6 s; twelve statements would be 3.6 s.
+        XCTAssertLessThan(ContinuousClock.now - silentStart, .milliseconds(2_000))
+        let tenAnswers = try await answered
+        XCTAssertEqual(tenAnswers.count, 10, "the ten were answered")
+        await shared.shutdown()
+        await pool.shutdown()
+    }
+
     func testCancelledCallerRunsNothingAndLeavesThePoolOpen() async throws {
         let pool = makePool(size: 1)
         let ran = NIOLockedValueBox(false)

@@ -68,7 +68,8 @@ public func makePool(
             sessionSettings: settings,
             name: name ?? (background ? "background" : "requests"),
             pipelineDepth: configuration.pipelineDepth,
-            pipelineConnections: background ? nil : configuration.pipelineConnections
+            pipelineConnections: background ? nil : configuration.pipelineConnections,
+            answerLimit: .milliseconds(configuration.answerLimitMilliseconds)
         ),
         logger: logger
     )
