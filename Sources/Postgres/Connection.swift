@@ -47,7 +47,8 @@ public final class Connection: @unchecked Sendable {
         self.handle = handle
         // A descriptor of our own for the socket, for `cutOff` from another
         // thread: libpq's may be closed (and its number reused) meanwhile.
-        self.watchedSocket = dup(PQsocket(handle))
+        // (Closed on exec, as libpq's is.)
+        self.watchedSocket = fcntl(PQsocket(handle), F_DUPFD_CLOEXEC, 0)
     }
 
     deinit {
