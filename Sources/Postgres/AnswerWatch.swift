@@ -15,7 +15,8 @@ import NIOConcurrencyHelpers
 /// One task looks at the connections a few times per `limit`; it ends with
 /// the pool.
 final class AnswerWatch: Sendable {
-    /// The longest wait for an answer, per statement in flight.
+    /// The longest wait for an answer (since the connection sent, or since
+    /// the last answer it read).
     let limit: Duration
     private let connections = NIOLockedValueBox<[Watched]>([])
     private let logger: Logger

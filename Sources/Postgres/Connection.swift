@@ -66,8 +66,6 @@ public final class Connection: @unchecked Sendable {
     /// (`Connection.monotonicNanoseconds`), moved on by each answer read; 0
     /// while it waits for nothing. Read by another thread (`AnswerWatch`).
     private let waitingSince = Atomic<Int64>(0)
-    /// Statements sent and not yet answered while it waits (at least one).
-    private let waitingStatements = Atomic<Int>(0)
     /// Set by `cutOff`: how long the connection had waited, in milliseconds.
     private let cutOffAfter = Atomic<Int64>(0)
 
@@ -77,37 +75,34 @@ public final class Connection: @unchecked Sendable {
         return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 
-    /// Marks the connection as waiting for the answers of `statements` more
-    /// statements (0: an answer came, the wait starts again from now).
-    private func waiting(for statements: Int = 0) {
-        if statements > 0 { waitingStatements.add(statements, ordering: .relaxed) }
+    /// Marks the connection as waiting for an answer from now: when it sends,
+    /// and again when an answer comes and more are to come.
+    private func waiting() {
         waitingSince.store(Connection.monotonicNanoseconds(), ordering: .relaxed)
     }
 
     /// Marks the connection as waiting for nothing.
     private func answered() {
         waitingSince.store(0, ordering: .relaxed)
-        waitingStatements.store(0, ordering: .relaxed)
     }
 
     /// Runs one blocking libpq call that waits for the server.
     private func awaitingAnswer<T>(_ call: () throws -> T) rethrows -> T {
-        waiting(for: 1)
+        waiting()
         defer { answered() }
         return try call()
     }
 
-    /// Whether the connection has waited for an answer longer than `limit`
-    /// for each statement in flight (a pipeline's answers come together at
-    /// its end), at `now`; the wait in milliseconds if so.
+    /// Whether the connection has waited longer than `limit` for an answer
+    /// (since it sent, or since the last answer it read), at `now`; the wait
+    /// in milliseconds if so. A pipeline's answers come together at its end,
+    /// so the limit covers all of its statements.
     func overdue(limit: Duration, now: Int64) -> Int64? {
         let since = waitingSince.load(ordering: .relaxed)
         guard since > 0 else { return nil }
-        let statements = Int64(max(1, waitingStatements.load(ordering: .relaxed)))
         let (seconds, attoseconds) = limit.components
-        let allowed = (seconds * 1_000_000_000 + attoseconds / 1_000_000_000) * statements
         let waited = now - since
-        return waited > allowed ? waited / 1_000_000 : nil
+        return waited > seconds * 1_000_000_000 + attoseconds / 1_000_000_000 ? waited / 1_000_000 : nil
     }
 
     /// Shuts the connection's socket down, from any thread: the statement in
@@ -356,7 +351,7 @@ public final class Connection: @unchecked Sendable {
         guard PQenterPipelineMode(handle) == 1 else { throw failPipeline() }
         statementCount += statements.count
         // A pipeline sent behind others keeps the wait's start: theirs.
-        if flights.isEmpty { waiting(for: statements.count) } else { waitingStatements.add(statements.count, ordering: .relaxed) }
+        if flights.isEmpty { waiting() }
         var flight = PipelineInFlight()
         flight.sent.reserveCapacity(statements.count * 2)
         // Prepares in flight count against the cache's size.
@@ -481,12 +476,7 @@ public final class Connection: @unchecked Sendable {
                 PQclear(result)
                 guard status == PGRES_PIPELINE_SYNC else { continue }
                 flights.removeFirst()
-                if flights.isEmpty {
-                    endPipeline()
-                } else {
-                    // The pipelines behind it wait for their own answers only.
-                    waitingStatements.subtract(flight.sent.count - flight.prepareCount, ordering: .relaxed)
-                }
+                if flights.isEmpty { endPipeline() }
                 if let error = flight.firstError { throw error }
                 if isBroken { throw failPipeline() }
                 return flight.results

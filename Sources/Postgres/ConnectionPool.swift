@@ -52,8 +52,9 @@ public final class ConnectionPool: Sendable {
         /// large read, a slow statement) keeps others from being sent behind
         /// it: they take another connection, or wait for one.
         public var pipelineStall: Duration
-        /// The longest a connection waits for an answer of the database, per
-        /// statement in flight, before it is closed and the statement fails
+        /// The longest a connection waits for an answer of the database
+        /// (since it sent, or since the last answer it read; a pipeline's
+        /// answers come together at its end) before it is closed and the statement fails
         /// as unavailable (`AnswerWatch`); nil: as long as the connection
         /// stays open. Longer than `statement_timeout`, which ends a slow
         /// statement with an error of the server's.

@@ -26,8 +26,8 @@ public struct Configuration: Sendable {
     /// How long a request waits for a free connection before 503.
     public var poolWaitMilliseconds = 2_000
     public var statementTimeoutMilliseconds = 5_000
-    /// How long a connection waits for an answer of the database, per
-    /// statement, before it is closed (`ConnectionPool.Configuration.answerLimit`):
+    /// How long a connection waits for an answer of the database before it
+    /// is closed (`ConnectionPool.Configuration.answerLimit`):
     /// `statement_timeout` and 5 s more, for the server's own error to come first.
     public var answerLimitMilliseconds: Int { statementTimeoutMilliseconds + 5_000 }
     public var idleInTransactionTimeoutMilliseconds = 10_000
