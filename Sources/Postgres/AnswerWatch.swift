@@ -2,7 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 
 /// Closes the pool's connections that have waited too long for an answer of
-/// the database (`Connection.overdue`, `Connection.cutOff`). The server's
+/// the database (`Connection.cutOffIfOverdue`). The server's
 /// `statement_timeout` ends a slow statement with an error; this is for a
 /// database that holds the connection open and says nothing at all: a frozen
 /// process or virtual machine, storage that stalls. Its kernel still
@@ -50,11 +50,10 @@ final class AnswerWatch: Sendable {
         }
         let now = Connection.monotonicNanoseconds()
         for connection in live {
-            guard let waited = connection.overdue(limit: limit, now: now) else { continue }
+            guard let waited = connection.cutOffIfOverdue(limit: limit, now: now) else { continue }
             logger.warning(
-                "no answer from the database: closing the connection",
+                "no answer from the database: the connection was closed",
                 metadata: ["waited_ms": "\(waited)", "backend_pid": "\(connection.backendPID)"])
-            connection.cutOff(waitedMilliseconds: waited)
         }
     }
 }

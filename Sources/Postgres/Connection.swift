@@ -45,6 +45,7 @@ public final class Connection: @unchecked Sendable {
             throw PostgresError(kind: .connection, message: message.isEmpty ? "could not connect" : message)
         }
         self.handle = handle
+        self.backendPID = PQbackendPID(handle)
         // A descriptor of our own for the socket, for `cutOff` from another
         // thread: libpq's may be closed (and its number reused) meanwhile.
         // (Closed on exec, as libpq's is.)
@@ -93,26 +94,29 @@ public final class Connection: @unchecked Sendable {
         return try call()
     }
 
-    /// Whether the connection has waited longer than `limit` for an answer
-    /// (since it sent, or since the last answer it read), at `now`; the wait
-    /// in milliseconds if so. A pipeline's answers come together at its end,
-    /// so the limit covers all of its statements.
-    func overdue(limit: Duration, now: Int64) -> Int64? {
+    /// When the connection has waited longer than `limit` for an answer
+    /// (since it sent, or since the last answer it read) at `now`, shuts its
+    /// socket down, from any thread, and answers how long it had waited, in
+    /// milliseconds; else nil. A pipeline's answers come together at its end,
+    /// so the limit covers all of its statements. The statement in flight
+    /// then fails at once as on a broken connection (its error says how long
+    /// it had waited), and the connection is never used again
+    /// (`isReusable`), even when its answer came as it was cut. For a
+    /// database that holds the connection open and never answers (a frozen
+    /// server, a stalled disk), where TCP's own timeouts never fire.
+    func cutOffIfOverdue(limit: Duration, now: Int64) -> Int64? {
+        guard watchedSocket >= 0 else { return nil }
         let since = waitingSince.load(ordering: .relaxed)
         guard since > 0 else { return nil }
         let (seconds, attoseconds) = limit.components
         let waited = now - since
-        return waited > seconds * 1_000_000_000 + attoseconds / 1_000_000_000 ? waited / 1_000_000 : nil
-    }
-
-    /// Shuts the connection's socket down, from any thread: the statement in
-    /// flight fails at once as on a broken connection (its error says how long
-    /// it had waited), and the connection is not used again. For a database
-    /// that holds the connection open and never answers (a frozen server, a
-    /// stalled disk), where TCP's own timeouts never fire.
-    func cutOff(waitedMilliseconds: Int64) {
-        cutOffAfter.store(max(1, waitedMilliseconds), ordering: .relaxed)
-        if watchedSocket >= 0 { _ = shutdown(watchedSocket, Int32(SHUT_RDWR)) }
+        guard waited > seconds * 1_000_000_000 + attoseconds / 1_000_000_000 else { return nil }
+        // Not when an answer came (or the wait ended) since the look.
+        guard waitingSince.compareExchange(expected: since, desired: 0, ordering: .relaxed).exchanged else { return nil }
+        let milliseconds = max(1, waited / 1_000_000)
+        cutOffAfter.store(milliseconds, ordering: .relaxed)
+        _ = shutdown(watchedSocket, Int32(SHUT_RDWR))
+        return milliseconds
     }
 
     /// `password` for `user`, hashed as the server stores passwords
@@ -151,9 +155,11 @@ public final class Connection: @unchecked Sendable {
     }
 
     /// Whether the connection can serve the next caller as it is: open, no
-    /// transaction, and out of pipeline mode.
+    /// transaction, out of pipeline mode, and not cut off for a wait past
+    /// its pool's answer limit (`cutOffIfOverdue`).
     public var isReusable: Bool {
         !isBroken && !abandoned && !isInTransaction && PQpipelineStatus(handle) == PQ_PIPELINE_OFF
+            && cutOffAfter.load(ordering: .relaxed) == 0
     }
 
     /// True once libpq has seen the connection fail; the pool discards such connections.
@@ -171,7 +177,7 @@ public final class Connection: @unchecked Sendable {
     /// error it sends as it ends the session, so anything to read means the
     /// connection is not to be trusted with the next statement. Does not wait.
     func closedByServer() -> Bool {
-        if isBroken { return true }
+        if isBroken || cutOffAfter.load(ordering: .relaxed) > 0 { return true }
         var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
         guard descriptor.fd >= 0 else { return true }
         return poll(&descriptor, 1, 0) != 0
@@ -210,9 +216,7 @@ public final class Connection: @unchecked Sendable {
     }
 
     /// The backend's process id (for `pg_terminate_backend` in tests and diagnostics).
-    public var backendPID: Int32 {
-        PQbackendPID(handle)
-    }
+    public let backendPID: Int32
 
     /// Runs one statement and returns its rows: `query("... WHERE id = \(id)")`.
     /// Statements are prepared once per connection and then reused, unless
