@@ -177,7 +177,7 @@ public final class Connection: @unchecked Sendable {
     /// error it sends as it ends the session, so anything to read means the
     /// connection is not to be trusted with the next statement. Does not wait.
     func closedByServer() -> Bool {
-        if isBroken || cutOffAfter.load(ordering: .relaxed) > 0 { return true }
+        if isBroken { return true }
         var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
         guard descriptor.fd >= 0 else { return true }
         return poll(&descriptor, 1, 0) != 0

@@ -357,10 +357,7 @@ public final class ConnectionPool: Sendable {
         private func pipelineEnded(
             on channel: PipelineWatcher.Channel, _ outcome: Result<[QueryResult], any Error>, _ watcher: PipelineWatcher
         ) {
-            var doomed = ConnectionPool.staleStatements(outcome) || channel.isAbandoned
-            if case .failure(let error as PostgresError) = outcome, error.isUnavailable {
-                doomed = true
-            }
+            let doomed = ConnectionPool.mustReplace(after: outcome) || channel.isAbandoned
             let (last, discard) = state.withLockedValue { state -> (Bool, Bool) in
                 // Pipelines end in the order they were sent (but for one
                 // refused before it was sent, which only the count minds).
@@ -620,11 +617,13 @@ public final class ConnectionPool: Sendable {
 
     /// Whether the connection that gave `outcome` is closed rather than used
     /// again: its prepared statements no longer fit the schema
-    /// (`staleStatements`), or the database refused a write as read-only
-    /// (25006): the connection may have reached a standby, or a demoted
-    /// primary after a failover, while a new one may reach the new primary.
+    /// (`staleStatements`), or the error says the database is unavailable
+    /// through it (`PostgresError.isUnavailable`: the connection broke, or
+    /// the database refused a write as read-only, 25006, as a standby or a
+    /// demoted primary after a failover does, while a new connection may
+    /// reach the new primary).
     static func mustReplace<T>(after outcome: Result<T, any Error>) -> Bool {
-        if case .failure(let error as PostgresError) = outcome, error.hasCode(.readOnlySQLTransaction) { return true }
+        if case .failure(let error as PostgresError) = outcome, error.isUnavailable { return true }
         return staleStatements(outcome)
     }
 
