@@ -316,6 +316,38 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// HEAD of any route is its GET's status and headers without a body
+    /// (RFC 9110, 9.3.2), its errors too: on one connection, a HEAD and then
+    /// a GET are two whole answers, the HEAD's Content-Length that of the
+    /// GET's body and no byte of a body after the HEAD's headers.
+    func testHeadAnswersAsGetWithoutABody() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            for (path, key, status) in [
+                ("/healthz", nil, 200), ("/v1/keys", tenant.key, 200), ("/v1/keys", nil, 401), ("/v1/nothing-here", tenant.key, 404),
+            ] {
+                let authorization = key.map { "Authorization: Bearer \($0)\r\n" } ?? ""
+                let socket = try RawSocket(port: server.port)
+                socket.send(
+                    "HEAD \(path) HTTP/1.1\r\nHost: x\r\n\(authorization)\r\n"
+                        + "GET \(path) HTTP/1.1\r\nHost: x\r\n\(authorization)Connection: close\r\n\r\n")
+                let answers = socket.readAll(within: 5)
+                let parts = answers.components(separatedBy: "\r\n\r\n")
+                XCTAssertEqual(parts.count, 3, "two answers, the HEAD's with no body: \(answers)")
+                guard parts.count == 3 else { continue }
+                let head = parts[0].lowercased().components(separatedBy: "\r\n")
+                let get = parts[1].lowercased().components(separatedBy: "\r\n")
+                XCTAssertTrue(head[0].hasPrefix("http/1.1 \(status) "), "HEAD \(path): \(parts[0])")
+                XCTAssertTrue(get[0].hasPrefix("http/1.1 \(status) "), "GET \(path): \(parts[1])")
+                XCTAssertFalse(parts[2].isEmpty, "GET \(path) has a body")
+                // The 404's detail names the method it was asked with.
+                let length = parts[2].utf8.count + (status == 404 ? 1 : 0)
+                XCTAssertTrue(head.contains("content-length: \(length)"), "HEAD \(path): \(parts[0])")
+                XCTAssertTrue(get.contains("content-length: \(parts[2].utf8.count)"), "GET \(path): \(parts[1])")
+            }
+        }
+    }
+
     /// `comprobify serve` started on a free loopback port with `environment`
     /// added to what it needs, once it answers /healthz.
     private static func serve(_ binary: URL, _ environment: [String: String]) async throws -> (Process, TestServer) {
@@ -481,6 +513,20 @@ final class RawSocket {
 
     func send(_ text: String) {
         _ = text.withCString { Glibc.send(fd, $0, strlen($0), 0) }
+    }
+
+    /// Everything the server sends until it closes the connection or
+    /// `seconds` pass without a byte.
+    func readAll(within seconds: Int) -> String {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { return String(decoding: received, as: UTF8.self) }
+            received.append(contentsOf: buffer[0..<count])
+        }
     }
 
     /// True when the server closes the connection before `seconds` pass.

@@ -9,10 +9,13 @@ import ServiceLifecycle
 /// Builds the router: the operations routes, the public tenant routes, the
 /// authenticated /v1 routes (TenantRequestContext) and, when enabled, admin.
 /// `shutdown`, when given, makes /readyz answer 503 once the process begins to stop.
+/// Every GET route also answers HEAD (RFC 9110, 9.3.2): the GET's status and
+/// headers, its Content-Length included, and no body (NIO sends none for a
+/// HEAD, so its errors have none either).
 public func buildRouter(
     configuration: Configuration, database: Database, logger: Logger, shutdown: ShutdownSignal? = nil, probe: Database? = nil
 ) -> Router<AppRequestContext> {
-    let router = Router(context: AppRequestContext.self)
+    let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(
         middleware: RequestMiddleware(
             logger: logger, keyRateLimiter: KeyRateLimiter(rate: configuration.rateLimitPerKey, burst: configuration.rateLimitBurst),
