@@ -79,16 +79,18 @@ static inline long comprobify_shrouded_key_iterations(const PKCS12_SAFEBAG *bag)
     return comprobify_pbe_iterations(algorithm);
 }
 
-/* Whether a PKCS#8 key is RSA (rsaEncryption) and its private key at most
-   `maximumLength` bytes of DER, read before the key is decoded: decoding
-   some other algorithms' keys (DSA with a huge modulus, say) computes with
-   them, for as long as their size makes it take. */
-static inline int comprobify_pkcs8_is_bounded_rsa(const PKCS8_PRIV_KEY_INFO *info, int maximumLength) {
+/* What a PKCS#8 key is, read before it is decoded: 1 for RSA
+   (rsaEncryption) whose private key is at most `maximumLength` bytes of DER,
+   2 for a longer RSA key, 0 for any other algorithm or what cannot be read.
+   Decoding some other algorithms' keys (DSA with a huge modulus, say)
+   computes with them, for as long as their size makes it take. */
+static inline int comprobify_pkcs8_rsa_kind(const PKCS8_PRIV_KEY_INFO *info, int maximumLength) {
     const ASN1_OBJECT *algorithm = NULL;
     const unsigned char *key = NULL;
     int length = 0;
     if (info == NULL || PKCS8_pkey_get0(&algorithm, &key, &length, NULL, info) != 1) return 0;
-    return OBJ_obj2nid(algorithm) == NID_rsaEncryption && length > 0 && length <= maximumLength;
+    if (OBJ_obj2nid(algorithm) != NID_rsaEncryption || length <= 0) return 0;
+    return length <= maximumLength ? 1 : 2;
 }
 
 /* Whether an RSA key's public exponent is odd and at least 3 (with e = 1 a

@@ -71,6 +71,7 @@ final class CertificatesTests: XCTestCase {
         let small = try pki.leaf("Corto", key: "rsa:1024")
         // Past 4096 bits: a private key's operations cost the cube of its size.
         let large = try pki.leaf("Enorme", key: "rsa:4160")
+        let overlong = try pki.leafWithOverlongKey("Descomunal")
         let cannotSign = try pki.leafWithKeyThatCannotSign("Par")
         // 120 bytes: a serial number of 289 decimal digits, which OpenSSL parses.
         let longSerial = try pki.leaf(good, reissuedWithSerial: "0x" + String(repeating: "AB", count: 120))
@@ -87,6 +88,7 @@ final class CertificatesTests: XCTestCase {
             (Self.upload(try pki.pkcs12(ec)), "p12", "RSA"),
             (Self.upload(try pki.pkcs12(small)), "p12", "1024 bits"),
             (Self.upload(try pki.pkcs12(large)), "p12", "4160 bits; at most 4096"),
+            (Self.upload(try pki.pkcs12(overlong)), "p12", "far more than 4096 bits; at most 4096"),
             (Self.upload(try pki.pkcs12(cannotSign)), "p12", "cannot make a signature"),
             (Self.upload(try pki.pkcs12(longSerial)), "p12", "serial number"),
             (Self.upload(costlyMAC), "p12", "asks for 8388607 iterations"),

@@ -180,6 +180,14 @@ final class SigningIdentityTests: XCTestCase {
         assertFails({ $0 == .keyTooSmall(bits: 1024) }, field: "p12", file: file)
     }
 
+    /// A key too long to decode (over 8 KiB of PKCS#8) is left undecoded and
+    /// told as too large, not as a key of another kind.
+    func testRejectsAnOverlongKeyAsTooLarge() throws {
+        let pki = try pki
+        let file = try pki.pkcs12(try pki.leafWithOverlongKey("Overlong Signer"))
+        assertFails({ $0 == .keyTooLarge(bits: nil) }, field: "p12", file: file)
+    }
+
     func testRejectsExpiredAndNotYetValidCertificates() throws {
         let pki = try pki
         let expired = try pki.pkcs12(try pki.leaf("Expired", from: "20200101000000Z", until: "20210101000000Z"))

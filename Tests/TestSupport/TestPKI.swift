@@ -184,6 +184,13 @@ public final class TestPKI: @unchecked Sendable {
         try leaf(commonName) { integers in integers[2] = exponent }
     }
 
+    /// A leaf whose RSA private key is over 8 KiB of DER (its private
+    /// exponent 9,000 bytes long) while its public key is the certificate's
+    /// 2048-bit one: what a key of more than 14,000 bits would take.
+    public func leafWithOverlongKey(_ commonName: String) throws -> String {
+        try leaf(commonName) { integers in integers[3] = String(repeating: "7F", count: 9_000) }
+    }
+
     /// A leaf whose RSA key's integers (version, n, e, d, p, q, dp, dq, qinv,
     /// as upper-case hex) `change` rewrites; the CA then certifies the
     /// changed public key. Built with `openssl asn1parse -genconf`.

@@ -10,7 +10,9 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
     case noMatchingKey
     case notRSA
     case keyTooSmall(bits: Int)
-    case keyTooLarge(bits: Int)
+    /// An RSA key over `SigningIdentity.maximumKeyBits`; `bits` is nil when
+    /// the key was too long to be decoded at all.
+    case keyTooLarge(bits: Int?)
     case expired(notAfter: Date)
     case notYetValid(notBefore: Date)
     /// The key parses and matches the certificate but cannot make a signature
@@ -54,7 +56,8 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .notRSA: return "the signing key must be an RSA key"
         case .keyTooSmall(let bits): return "the signing key has \(bits) bits; at least 2048 are required"
         case .keyTooLarge(let bits):
-            return "the signing key has \(bits) bits; at most \(SigningIdentity.maximumKeyBits) are accepted"
+            let size = bits.map { "\($0)" } ?? "far more than \(SigningIdentity.maximumKeyBits)"
+            return "the signing key has \(size) bits; at most \(SigningIdentity.maximumKeyBits) are accepted"
         case .expired(let notAfter): return "the certificate expired on \(CertificateError.format(notAfter))"
         case .notYetValid(let notBefore): return "the certificate is not valid before \(CertificateError.format(notBefore))"
         case .tooManyIterations(let count):

@@ -255,8 +255,10 @@ public enum PKCS12Limits {
 private final class PKCS12Contents {
     private(set) var keys: [OpaquePointer] = []
     private(set) var certificates: [OpaquePointer] = []
-    /// A key that is not RSA (or too long to be a 4096-bit one) was left undecoded.
+    /// A key that is not RSA was left undecoded.
     private var skippedKeys = false
+    /// An RSA key too long to be decoded was found (and left undecoded).
+    private var skippedLongKeys = false
     private var iterationsLeft = PKCS12Limits.totalIterations
     private var itemsLeft = PKCS12Limits.maximumItems
 
@@ -354,13 +356,13 @@ private final class PKCS12Contents {
     }
 
     /// Keeps a PKCS#8 key when it is RSA of a plausible length; others are
-    /// not decoded (see `comprobify_pkcs8_is_bounded_rsa`).
+    /// not decoded (see `comprobify_pkcs8_rsa_kind`), only noted.
     private func decode(_ info: OpaquePointer) {
-        guard comprobify_pkcs8_is_bounded_rsa(info, Int32(PKCS12Limits.maximumKeyLength)) == 1 else {
-            skippedKeys = true
-            return
+        switch comprobify_pkcs8_rsa_kind(info, Int32(PKCS12Limits.maximumKeyLength)) {
+        case 1: if let key = EVP_PKCS82PKEY(info) { keys.append(key) }
+        case 2: skippedLongKeys = true
+        default: skippedKeys = true
         }
-        if let key = EVP_PKCS82PKEY(info) { keys.append(key) }
     }
 
     /// The pair to sign with, by the rules, never by position. Borrowed: the
@@ -402,8 +404,14 @@ private final class PKCS12Contents {
             let bEnd = OpenSSL.date(X509_get0_notAfter(b.certificate)) ?? .distantPast
             return aEnd < bEnd
         }
-        // A file whose only keys are of another kind (EC, DSA) is told so.
-        guard let best else { throw skippedKeys && pairs.isEmpty ? .notRSA : .noMatchingKey }
+        // A file whose only keys are of another kind (EC, DSA) is told so, and
+        // one whose only keys are RSA keys too long to decode (their PKCS#8
+        // alone is over 8 KiB, a 4096-bit key's about 2.4) that they are too large.
+        guard let best else {
+            guard pairs.isEmpty else { throw .noMatchingKey }
+            if skippedLongKeys { throw .keyTooLarge(bits: nil) }
+            throw skippedKeys ? .notRSA : .noMatchingKey
+        }
         return best
     }
 }
