@@ -223,7 +223,7 @@ public final class Connection: @unchecked Sendable {
     /// `prepared` is false or the connection already holds `maxPreparedStatements`.
     @discardableResult
     public func query(_ query: PostgresQuery, prepared: Bool = true) throws -> QueryResult {
-        try run(query.sql, query.binds, prepared: prepared)
+        try run(query.sql, query.binds, prepared: prepared && !query.plannedEachTime)
     }
 
     /// Runs SQL with `$n` placeholders written by hand and their values in order.
@@ -362,13 +362,14 @@ public final class Connection: @unchecked Sendable {
         var pendingPrepares = flights.reduce(0) { $0 + $1.prepareCount }
         for (index, statement) in statements.enumerated() {
             let ok: Bool = withParameters(statement.binds) { pointers, lengths, formats in
-                var name = preparedNames[statement.sql]
+                var name = statement.plannedEachTime ? nil : preparedNames[statement.sql]
                 if name == nil,
-                    preparedNames.count + pendingPrepares >= Connection.maxPreparedStatements
+                    statement.plannedEachTime || preparedNames.count + pendingPrepares >= Connection.maxPreparedStatements
                         || flights.contains(where: { $0.prepares(statement.sql) })
                 {
-                    // The cache is full, or a pipeline in flight is preparing
-                    // the statement (and may yet fail to): it runs unnamed.
+                    // Planned each time, or the cache is full, or a pipeline in
+                    // flight is preparing the statement (and may yet fail
+                    // to): it runs unnamed.
                     guard PQsendQueryParams(handle, statement.sql, Int32(pointers.count), nil, pointers, lengths, formats, 0) == 1 else {
                         return false
                     }

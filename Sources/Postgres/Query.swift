@@ -11,6 +11,12 @@
 public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
     public private(set) var sql: String
     public private(set) var binds: [any PostgresBindable]
+    /// Planned with its values every time it runs (sent unnamed, never
+    /// prepared). For a statement whose best plan depends so much on its
+    /// values that a generic plan, which PostgreSQL may switch a prepared
+    /// statement to after five runs, would be far slower than a custom one;
+    /// it costs a parse and a plan per run.
+    public var plannedEachTime = false
 
     public init(stringLiteral value: String) {
         sql = value

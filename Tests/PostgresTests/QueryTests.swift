@@ -29,6 +29,25 @@ final class QueryTests: XCTestCase {
         XCTAssertEqual(try prepared[0].decode(Int.self, at: 0), 1)
     }
 
+    /// A statement planned each time is never prepared, alone or in a
+    /// pipeline, so PostgreSQL plans it with its values at every run.
+    func testAStatementPlannedEachTimeIsNeverPrepared() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        for value in 0..<8 {
+            var alone: PostgresQuery = "SELECT \(value)::int * 3"
+            alone.plannedEachTime = true
+            XCTAssertEqual(try connection.query(alone)[0].decode(Int.self, at: 0), value * 3)
+            var piped: PostgresQuery = "SELECT \(value)::int * 5"
+            piped.plannedEachTime = true
+            let answers = try connection.pipeline([piped, "SELECT \(value)::int * 7"])
+            XCTAssertEqual(try answers[0][0].decode(Int.self, at: 0), value * 5)
+            XCTAssertEqual(try answers[1][0].decode(Int.self, at: 0), value * 7)
+        }
+        let prepared = try connection.query(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1::int *%' ORDER BY statement")
+        XCTAssertEqual(try prepared.rows.map { try $0.decode(String.self, at: 0) }, ["SELECT $1::int * 7"])
+    }
+
     func testPreparedStatementsPerConnectionAreBounded() throws {
         let connection = try Connection(conninfo: TestDatabase.ownerURL)
         let extra = 20
