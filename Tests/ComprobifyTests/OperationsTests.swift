@@ -188,6 +188,30 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// A new process shows every counter whose series are known in advance
+    /// at 0, before anything happened: an alert on their rate reads 0, not
+    /// "no data". (A process of its own: the tests share one registry.)
+    func testCountersAreExportedAtZeroFromTheStart() async throws {
+        let (process, server) = try await Self.serve(try Executable.url(), ["SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0"])
+        defer { if process.isRunning { process.terminate() } }
+        let metrics = try await server.call(.get, "/metrics")
+        XCTAssertEqual(metrics.status, 200)
+        let lines = Set(metrics.text.split(separator: "\n").map(String.init))
+        var expected = [
+            #"documents_signed_ahead_total{outcome="hit"} 0"#, #"documents_signed_ahead_total{outcome="miss"} 0"#,
+            "documents_stored_together_total 0", "tenant_promotions_total 0", "http_request_timeouts_total 0",
+            #"documents_issued_total{document_type="01",environment="production"} 0"#,
+        ]
+        expected += ServiceMetrics.webhookOutcomes.map { #"webhook_deliveries_total{outcome="\#($0)"} 0"# }
+        for (service, outcomes) in SubmissionMetrics.outcomes {
+            expected += outcomes.map { #"sri_requests_total{service="\#(service.rawValue)",outcome="\#($0)"} 0"# }
+        }
+        XCTAssertEqual(expected.count, 6 + 5 + 16)
+        for line in expected {
+            XCTAssertTrue(lines.contains(line), "\(line) in\n\(metrics.text)")
+        }
+    }
+
     /// Roles that are not superusers yet are not held by row-level security the
     /// way comprobify_app is: a table owner, a member of comprobify_auth and a
     /// member of comprobify_mailer (the mail relay's role).

@@ -95,6 +95,7 @@ public func buildApplication(
     configuration: Configuration, logger: Logger, shutdown: ShutdownSignal? = nil
 ) async throws -> some ApplicationProtocol {
     _ = MetricsBootstrap.registry
+    ServiceMetrics.exportAtZero()
     let pool = makePool(configuration: configuration, logger: logger)
     let database = Database(pool: pool, tenantMaxConnections: configuration.effectiveTenantMaxConnections)
     try await RoleCheck.verify(pool: pool)

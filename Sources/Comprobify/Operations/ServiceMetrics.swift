@@ -67,13 +67,30 @@ enum ServiceMetrics {
         storedTogetherDocuments.increment(by: Int64(count))
     }
 
+    private static let promotions = Counter(label: "tenant_promotions_total")
+
     static func promoted() {
-        Counter(label: "tenant_promotions_total").increment()
+        promotions.increment()
     }
 
-    /// One webhook attempt, by outcome (delivered, http_status, timeout, connection, refused_address).
+    /// The outcomes of a webhook attempt.
+    static let webhookOutcomes = ["delivered", "http_status", "timeout", "connection", "refused_address"]
+
+    /// One webhook attempt, by outcome (`webhookOutcomes`).
     static func webhookDelivery(outcome: String) {
         Counter(label: "webhook_deliveries_total", dimensions: [("outcome", outcome)]).increment()
+    }
+
+    /// Makes every counter whose series are known in advance, so that
+    /// /metrics shows them at 0 from the start: a rate or an alert on a
+    /// series that has never moved then reads 0, not "no data".
+    static func exportAtZero() {
+        _ = issued
+        _ = (signedAheadHit, signedAheadMiss, storedTogetherDocuments, promotions, RequestDeadline.timeouts)
+        for outcome in webhookOutcomes {
+            _ = Counter(label: "webhook_deliveries_total", dimensions: [("outcome", outcome)])
+        }
+        SubmissionMetrics.exportAtZero()
     }
 }
 

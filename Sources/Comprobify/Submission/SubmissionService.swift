@@ -216,16 +216,36 @@ enum SubmissionMetrics {
     private static let pending = Gauge(label: "sri_documents_pending")
     private static let oldest = Gauge(label: "sri_oldest_pending_seconds")
 
-    static func exchange(service: SRIService, outcome: String, duration: Duration) {
+    /// Each service's outcomes (`Transition.outcome`, `ExchangeError.outcome`).
+    static let outcomes: [SRIService: [String]] = {
+        let failures = ["connection", "timeout", "http_status", "soap_fault", "unparseable"]
+        return [
+            .reception: ["received", "already_received", "returned"] + failures,
+            .authorization: ["authorized", "not_authorized", "pending"] + failures,
+        ]
+    }()
+
+    /// `sri_requests_total` at 0 for every service and outcome, and the timers.
+    static func exportAtZero() {
+        _ = timers
+        for (service, names) in outcomes {
+            for outcome in names { _ = counter(service: service, outcome: outcome) }
+        }
+    }
+
+    private static func counter(service: SRIService, outcome: String) -> CoreMetrics.Counter {
         let key = "\(service.rawValue) \(outcome)"
-        let counter = counters.withLockedValue { cache in
+        return counters.withLockedValue { cache in
             if let counter = cache[key] { return counter }
             let counter = CoreMetrics.Counter(
                 label: "sri_requests_total", dimensions: [("service", service.rawValue), ("outcome", outcome)])
             cache[key] = counter
             return counter
         }
-        counter.increment()
+    }
+
+    static func exchange(service: SRIService, outcome: String, duration: Duration) {
+        counter(service: service, outcome: outcome).increment()
         let (seconds, attoseconds) = duration.components
         timers[service]?.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
