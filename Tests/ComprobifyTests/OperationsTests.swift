@@ -310,8 +310,13 @@ final class OperationsTests: XCTestCase {
 
     /// The server's sessions search the schemas as the definer functions do
     /// (migration 0029), so that a trigger fired under either keeps its plans.
+    /// The path holds even when the role's defaults say otherwise (here the
+    /// connection's options stand in for an `ALTER ROLE ... SET search_path`,
+    /// which the role may run on itself).
     func testTheAppRolesSessionsSearchTheDefinerFunctionsPath() async throws {
-        var configuration = Configuration(databaseURL: TestDatabase.appURL, secretBox: TestSecrets.box)
+        let url = TestDatabase.appURL
+        let overridden = url + (url.contains("?") ? "&" : "?") + "options=-c%20search_path%3Dpg_temp%2Cpublic"
+        var configuration = Configuration(databaseURL: overridden, secretBox: TestSecrets.box)
         configuration.poolSize = 1
         let pool = makePool(configuration: configuration, logger: Logger(label: "test"))
         let (session, definer) = try await pool.withConnection { connection in

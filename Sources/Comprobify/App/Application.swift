@@ -58,6 +58,11 @@ public func makePool(
     configuration: Configuration, logger: Logger, background: Bool = false, size: Int? = nil, name: String? = nil
 ) -> ConnectionPool {
     var settings = [
+        // What migration 0029 gives the role and every definer function pins,
+        // set again here: the role can change its own defaults (ALTER ROLE ...
+        // SET), and the server's statements must not find a temporary table
+        // in the place of one of the schema's.
+        ("search_path", "pg_catalog, public, pg_temp"),
         ("statement_timeout", "\(configuration.statementTimeoutMilliseconds)ms"),
         ("idle_in_transaction_session_timeout", "\(configuration.idleInTransactionTimeoutMilliseconds)ms"),
         ("application_name", background ? RequestPressure.backgroundApplicationName : RequestPressure.requestApplicationName),
