@@ -213,6 +213,69 @@ final class MigrateTests: XCTestCase {
         }
     }
 
+    /// An applied migration whose file is gone (removed, or renamed: it would
+    /// be applied again under its new name) stops the run before anything is
+    /// applied, naming it.
+    func testAnAppliedMigrationWhoseFileIsGoneIsRefused() throws {
+        try withMigratedCopy { url, copy in
+            try FileManager.default.moveItem(
+                at: copy.appendingPathComponent("0005_comprobantes.sql"), to: copy.appendingPathComponent("0005_renamed.sql"))
+            try Data("CREATE TABLE never_made (id int);\n".utf8).write(to: copy.appendingPathComponent("9990_next.sql"))
+            XCTAssertThrowsError(try Migrator(directory: copy).run(on: try Connection(conninfo: url))) { error in
+                XCTAssertTrue("\(error)".contains("0005_comprobantes.sql were applied"), "\(error)")
+            }
+            XCTAssertEqual(
+                try Connection(conninfo: url).query("SELECT to_regclass('never_made') IS NULL")[0].decode(Bool.self, at: 0), true,
+                "nothing was applied")
+        }
+    }
+
+    /// A new file numbered before the last applied migration (written on a
+    /// branch that was behind) is refused, not applied out of order.
+    func testAMigrationNumberedBeforeTheLastAppliedIsRefused() throws {
+        try withMigratedCopy { url, copy in
+            try Data("CREATE TABLE late_one (id int);\n".utf8).write(to: copy.appendingPathComponent("0030a_late.sql"))
+            XCTAssertThrowsError(try Migrator(directory: copy).run(on: try Connection(conninfo: url))) { error in
+                XCTAssertTrue("\(error)".contains("0030a_late.sql are numbered before"), "\(error)")
+            }
+            XCTAssertEqual(
+                try Connection(conninfo: url).query("SELECT to_regclass('late_one') IS NULL")[0].decode(Bool.self, at: 0), true,
+                "nothing was applied")
+        }
+    }
+
+    /// A migrator waiting for the lock says so, once, naming who holds it,
+    /// then goes on when it is free.
+    func testAWaitingMigratorSaysWhoHoldsTheLock() throws {
+        try withMigratedCopy { url, copy in
+            let holder = try Connection(conninfo: url)
+            try holder.execute(script: "SET application_name = 'holding migrations'")
+            _ = try holder.query("SELECT pg_advisory_lock(\(Migrator.lockKey))")
+            let holderPID = try holder.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
+            let notices = NIOLockedValueBox<[String]>([])
+            var migrator = Migrator(directory: copy)
+            migrator.waitingNotice = { holder in notices.withLockedValue { $0.append(holder) } }
+            let waiting = migrator
+            let done = DispatchSemaphore(value: 0)
+            let result = NIOLockedValueBox<String?>(nil)
+            DispatchQueue.global().async {
+                do {
+                    let ran = try waiting.run(on: try Connection(conninfo: url))
+                    result.withLockedValue { $0 = "\(ran)" }
+                } catch {
+                    result.withLockedValue { $0 = "\(error)" }
+                }
+                done.signal()
+            }
+            Thread.sleep(forTimeInterval: 2)
+            XCTAssertEqual(notices.withLockedValue { $0 }, ["pid \(holderPID) (role postgres, holding migrations): see pg_stat_activity"])
+            _ = try holder.query("SELECT pg_advisory_unlock(\(Migrator.lockKey))")
+            XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+            XCTAssertEqual(result.withLockedValue { $0 }, "[]", "the run went on once the lock was free")
+            XCTAssertEqual(notices.withLockedValue { $0 }.count, 1)
+        }
+    }
+
     func testAChangedAppliedFileIsRefused() throws {
         try withDatabase { url in
             let copy = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")

@@ -5,7 +5,8 @@ import Postgres
 /// transaction, under an advisory lock (two migrators at once are safe), and
 /// records each with its SHA-256 in `schema_migrations`. Refuses to run when a
 /// file that was applied has changed since (but for the revisions listed in
-/// `revisions`). The schema owner need not be a superuser: a role with
+/// `revisions`), and applies nothing when an applied file is gone or a
+/// pending one is numbered before the last applied (`checkLedger`). The schema owner need not be a superuser: a role with
 /// CREATEROLE that owns the database will do (`lendsSchemaToDefinerOwner`).
 ///
 /// A migration waits at most `lockTimeoutMilliseconds` for each lock it
@@ -72,6 +73,55 @@ public struct Migrator: Sendable {
     /// An arbitrary but fixed key for pg_advisory_lock.
     static let lockKey: Int64 = 0x636F_6D70_726F_62
 
+    /// Told, once, that the run waits for the migration lock, and who holds
+    /// it (standard error by default).
+    public var waitingNotice: @Sendable (String) -> Void = { holder in
+        FileHandle.standardError.write(Data("migrations: waiting for the migration lock, held by \(holder)\n".utf8))
+    }
+
+    /// Ledger names that may stand without a file: a migration renamed
+    /// before its release, which only development databases of that time applied.
+    static let retired: Set<String> = ["0018_one_key_per_token_and_counters_by_one.sql"]
+
+    /// Refuses to apply anything to a database whose ledger does not fit the
+    /// files: an applied migration whose file is gone (removed or renamed: a
+    /// renamed one would be applied again under its new name), or a pending
+    /// file numbered before the last applied one (written on a branch that
+    /// was behind: its number must come after what databases have applied,
+    /// or databases would differ in the order their migrations ran).
+    static func checkLedger(applied: some Collection<String>, files: [String], directory: URL) throws {
+        let present = Set(files)
+        let missing = applied.filter { !present.contains($0) && !retired.contains($0) }.sorted()
+        guard missing.isEmpty else {
+            throw Failure(
+                description:
+                    "migrations \(missing.joined(separator: ", ")) were applied to this database but are not in \(directory.path): "
+                    + "a migration is never removed or renamed; run the release that has them. Nothing was applied")
+        }
+        guard let last = applied.filter(present.contains).max() else { return }
+        let appliedNames = Set(applied)
+        let early = files.filter { !appliedNames.contains($0) && $0 < last }
+        guard early.isEmpty else {
+            throw Failure(
+                description: "migrations \(early.joined(separator: ", ")) are numbered before \(last), which this database has applied: "
+                    + "number them after the last migration. Nothing was applied")
+        }
+    }
+
+    /// Who holds the migration lock: a pid, its role and application, or "another session" when it cannot be told.
+    static func lockHolder(on connection: Connection) throws -> String {
+        let rows = try connection.query(
+            """
+            SELECT l.pid, coalesce(a.usename::text, '?'), coalesce(a.application_name, '')
+              FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid
+            """, [Migrator.lockKey], prepared: false)
+        guard let row = rows.first else { return "another session" }
+        let (pid, user, application) = try row.decode((Int32, String, String).self)
+        return "pid \(pid) (role \(user)\(application.isEmpty ? "" : ", \(application)")): see pg_stat_activity"
+    }
+
     /// The migration files, sorted by name.
     public func files() throws -> [(name: String, sql: String)] {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
@@ -92,9 +142,14 @@ public struct Migrator: Sendable {
         // database, so the first migrator would wait for the second while the
         // second waits for its lock (a deadlock, which PostgreSQL ends by
         // failing one of them).
+        var waited = 0
         while try !connection.query("SELECT pg_try_advisory_lock($1)", [Migrator.lockKey], prepared: false)[0].decode(
             Bool.self, at: 0)
         {
+            // Said once, after a second: a migrator waiting without a word
+            // looks hung. Whoever holds the lock is named.
+            if waited == 20 { waitingNotice((try? Migrator.lockHolder(on: connection)) ?? "another session") }
+            waited += 1
             Thread.sleep(forTimeInterval: 0.05)
         }
         defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Migrator.lockKey], prepared: false) }
@@ -118,6 +173,7 @@ public struct Migrator: Sendable {
         for row in try connection.query("SELECT name, checksum FROM schema_migrations", prepared: false).rows {
             applied[try row.decode(String.self, at: 0)] = try row.decode(String.self, at: 1)
         }
+        try Migrator.checkLedger(applied: applied.keys, files: files.map(\.name), directory: directory)
         var ran: [String] = []
         for (name, sql) in files {
             let checksum = Crypto.hex(Crypto.sha256(sql))
