@@ -233,6 +233,31 @@ final class SigningIdentityTests: XCTestCase {
         assertFails({ $0 == .notForSigning }, field: "p12", file: try pki.pkcs12(pairs: [encipherment]))
     }
 
+    /// Two pairs alike in everything the rules look at (usage, validity): the
+    /// same one is picked whichever comes first in the file.
+    func testPicksOneOfTwoEquallyFitPairsWhateverTheirOrder() throws {
+        let pki = try pki
+        let first = try pki.leaf("Firma gemela A")
+        let second = try pki.leaf("Firma gemela B")
+        let picked = try load(try pki.pkcs12(pairs: [first, second])).certificate.der
+        XCTAssertEqual(try load(try pki.pkcs12(pairs: [second, first])).certificate.der, picked)
+        XCTAssertTrue([try pki.der(first), try pki.der(second)].contains(picked))
+    }
+
+    /// A key with two certificates, a CA's that may sign and a leaf's for
+    /// encipherment: the CA's pair is taken, as it is when it is the file's
+    /// only pair; a key whose certificates none may sign is told so.
+    func testACertifyingPairSignsWhenNoLeafMay() throws {
+        let pki = try pki
+        let certifying = try pki.leaf("Firma CA", profile: "ca_signing")
+        let encipherment = try pki.leaf(certifying, reissuedAs: "encipherment")
+        for order in [[certifying, encipherment], [encipherment, certifying]] {
+            XCTAssertEqual(try load(try pki.pkcs12(pairs: order)).certificate.der, try pki.der(certifying), "order \(order)")
+        }
+        let alsoEncipherment = try pki.leaf(encipherment, reissuedAs: "encipherment")
+        assertFails({ $0 == .notForSigning }, field: "p12", file: try pki.pkcs12(pairs: [encipherment, alsoEncipherment]))
+    }
+
     /// With several signing pairs, one valid now wins over a renewal bundled
     /// before it starts (which expires later) and over an expired one.
     func testPicksThePairValidNowOverARenewalNotYetValid() throws {

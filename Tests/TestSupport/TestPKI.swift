@@ -103,6 +103,9 @@ public final class TestPKI: @unchecked Sendable {
             [ encipherment ]
             basicConstraints = critical, CA:FALSE
             keyUsage = critical, keyEncipherment, dataEncipherment
+            [ ca_signing ]
+            basicConstraints = critical, CA:TRUE
+            keyUsage = critical, digitalSignature, keyCertSign
             """
         try Data(config.utf8).write(to: url("ca.cnf"))
         try openssl([
@@ -151,6 +154,20 @@ public final class TestPKI: @unchecked Sendable {
             "-startdate", start, "-enddate", end, "-extensions", profile,
         ])
         return name
+    }
+
+    /// The leaf `name`'s key certified again by the CA under the extensions
+    /// `profile` of ca.cnf (`signing`, `encipherment`, `ca_signing`).
+    public func leaf(_ name: String, reissuedAs profile: String) throws -> String {
+        let copy = "\(name)-\(profile)-\(UUID().uuidString)"
+        try FileManager.default.copyItem(at: url("\(name).key"), to: url("\(copy).key"))
+        try FileManager.default.copyItem(at: url("\(name).csr"), to: url("\(copy).csr"))
+        try openssl([
+            "ca", "-batch", "-config", path("ca.cnf"), "-cert", path("ca.pem"), "-keyfile", path("ca.key"),
+            "-in", path("\(copy).csr"), "-out", path("\(copy).pem"), "-notext", "-utf8",
+            "-startdate", "20250101000000Z", "-enddate", "20401231235959Z", "-extensions", profile,
+        ])
+        return copy
     }
 
     /// The leaf `name`'s key certified again by the CA under another serial

@@ -381,13 +381,18 @@ private final class PKCS12Contents {
             guard X509_get_key_usage(pairs[0].certificate) & signs != 0 else { throw .notForSigning }
             return pairs[0]
         }
-        let signing = pairs.filter { pair in
+        // The pairs fit to sign: not a CA's, with a key usage for signing;
+        // when there is none such, a CA's that may sign, as the only pair of
+        // a file would be taken.
+        var signing = pairs.filter { pair in
             X509_check_ca(pair.certificate) == 0 && X509_get_key_usage(pair.certificate) & signs != 0
         }
+        if signing.isEmpty { signing = pairs.filter { X509_get_key_usage($0.certificate) & signs != 0 } }
         // Several equally fit pairs: prefer one valid at `now` (a renewal
         // bundled before it starts, or an expired one, never wins over a
         // current one), then the one whose usage names both purposes, then the
-        // latest to expire; the file's order never decides.
+        // latest to expire, then the latest issued, then by X509_cmp (the
+        // certificates' digests): the file's order never decides.
         func validNow(_ certificate: OpaquePointer) -> Bool {
             guard let start = OpenSSL.date(X509_get0_notBefore(certificate)),
                 let end = OpenSSL.date(X509_get0_notAfter(certificate))
@@ -402,13 +407,18 @@ private final class PKCS12Contents {
             if aBoth != bBoth { return !aBoth }
             let aEnd = OpenSSL.date(X509_get0_notAfter(a.certificate)) ?? .distantPast
             let bEnd = OpenSSL.date(X509_get0_notAfter(b.certificate)) ?? .distantPast
-            return aEnd < bEnd
+            if aEnd != bEnd { return aEnd < bEnd }
+            let aStart = OpenSSL.date(X509_get0_notBefore(a.certificate)) ?? .distantPast
+            let bStart = OpenSSL.date(X509_get0_notBefore(b.certificate)) ?? .distantPast
+            if aStart != bStart { return aStart < bStart }
+            return X509_cmp(a.certificate, b.certificate) < 0
         }
         // A file whose only keys are of another kind (EC, DSA) is told so, and
         // one whose only keys are RSA keys too long to decode (their PKCS#8
         // alone is over 8 KiB, a 4096-bit key's about 2.4) that they are too large.
         guard let best else {
-            guard pairs.isEmpty else { throw .noMatchingKey }
+            // Pairs, but none whose key usage allows signing.
+            guard pairs.isEmpty else { throw .notForSigning }
             if skippedLongKeys { throw .keyTooLarge(bits: nil) }
             throw skippedKeys ? .notRSA : .noMatchingKey
         }
