@@ -6,7 +6,7 @@
 -- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(76);
+SELECT plan(78);
 
 -- Rules of single values are domains (migration 0012): a refused value names
 -- the domain and its constraint, with the same SQLSTATE -----------------------------------
@@ -85,6 +85,20 @@ $$, document_type, environment, sequential, number),
                ('01', 'sandbox', 2, '001-001-000000002', 'environment'),
                ('04', 'production', 2, '001-001-000000002', 'document type'))
        AS wrong (document_type, environment, sequential, number, what);
+-- ... and so are its issue date (digits 1-8, ddmmyyyy) and its establishment
+-- and emission point (digits 25-30), since migration 0061.
+SELECT throws_ok($$
+    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
+    VALUES (900001, 900061, '01', 'production', 2, '001-001-000000002',
+            '0103202601179001234500120010010000000021234567814', '2026-03-02')
+$$, '23514', 'new row for relation "documents" violates check constraint "documents_access_key_matches"',
+   'documents.access_key must carry the row''s issue date');
+SELECT throws_ok($$
+    INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
+    VALUES (900001, 900061, '01', 'production', 2, '002-001-000000002',
+            '0103202601179001234500120010010000000021234567814', '2026-03-01')
+$$, '23514', 'new row for relation "documents" violates check constraint "documents_access_key_matches"',
+   'documents.access_key must carry the row''s establishment and emission point');
 SELECT lives_ok($$
     INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
     VALUES (900001, 900061, '01', 'production', 2, '001-001-000000002',
