@@ -3,6 +3,7 @@ import Comprobify
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import Postgres
 import ServiceLifecycle
 
@@ -88,7 +89,17 @@ struct Serve: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.shutdownGraceSeconds)
-        try await ServiceGroup(configuration: groupConfiguration).run()
+        do {
+            try await ServiceGroup(configuration: groupConfiguration).run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            logger.critical(
+                "cannot listen on \(configuration.host):\(configuration.port): another process listens there (PORT and HOST choose another)"
+            )
+            throw ExitCode(1)
+        } catch {
+            logger.critical("stopped", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
     }
 }
 

@@ -188,6 +188,23 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// A port another process listens on: serve says so in one line and
+    /// exits 1, without warnings from its background work stopping with it.
+    func testServeOnAPortInUseSaysSoAndExits() async throws {
+        try await TestServer.run { server in
+            let (status, output) = try Executable.run(
+                try Executable.url(), ["serve"],
+                environment: [
+                    "DATABASE_URL": TestDatabase.appURL, "PORT": String(server.port), "HOST": "127.0.0.1",
+                    "COMPROBIFY_SECRET_KEY": TestSecrets.keyText, "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0",
+                ])
+            XCTAssertEqual(status, 1, output)
+            XCTAssertTrue(output.contains("cannot listen on 127.0.0.1:\(server.port): another process listens there"), output)
+            XCTAssertFalse(output.contains("\"warning\""), output)
+            XCTAssertFalse(output.contains("Error:"), output)
+        }
+    }
+
     /// A new process shows every counter whose series are known in advance
     /// at 0, before anything happened: an alert on their rate reads 0, not
     /// "no data". (A process of its own: the tests share one registry.)

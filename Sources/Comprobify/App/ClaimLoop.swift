@@ -1,4 +1,5 @@
 import Logging
+import Postgres
 import ServiceLifecycle
 
 /// The dispatch loop shared by the background services that work from a
@@ -113,7 +114,9 @@ enum ClaimLoop {
                             startReady()
                             short = work.count < limit
                         } catch {
-                            if !failing { logger.warning("cannot claim \(what)", metadata: ["error": "\(error)"]) }
+                            // A pool closed under it: the process is stopping, not failing.
+                            let closing = (error as? PostgresError)?.kind == .poolClosed
+                            if !failing && !closing { logger.warning("cannot claim \(what)", metadata: ["error": "\(error)"]) }
                             failing = true
                             short = true
                         }
