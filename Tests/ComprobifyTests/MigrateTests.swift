@@ -244,17 +244,57 @@ final class MigrateTests: XCTestCase {
         }
     }
 
-    /// A migrator waiting for the lock says so, once, naming who holds it,
+    /// A release rolled back to, whose files are all older than some the
+    /// database has applied, migrates (nothing to do) and says so.
+    func testAnEarlierReleaseMigratesADatabaseALaterOneMigrated() throws {
+        try withMigratedCopy { url, copy in
+            let later = copy.appendingPathComponent("9990_later.sql")
+            try Data("CREATE TABLE later_one (id int);\n".utf8).write(to: later)
+            try Migrator(directory: copy).run(on: try Connection(conninfo: url))
+            try FileManager.default.removeItem(at: later)
+            let notices = NIOLockedValueBox<[String]>([])
+            var migrator = Migrator(directory: copy)
+            migrator.notice = { text in notices.withLockedValue { $0.append(text) } }
+            XCTAssertEqual(try migrator.run(on: try Connection(conninfo: url)), [])
+            XCTAssertEqual(
+                notices.withLockedValue { $0 },
+                ["this database has migrations of a later release (9990_later.sql); these files are all older"])
+        }
+    }
+
+    /// 0052 was added after 0053: a database migrated between the two
+    /// applies it late, as it always did.
+    func testTheMigrationAddedAfterAHigherNumberedOneIsAppliedLate() throws {
+        try withDatabase { url in
+            let early = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: early, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: early) }
+            for name in try FileManager.default.contentsOfDirectory(atPath: Self.migrations.path)
+            where name <= "0053_drop_webhook_deliveries_due.sql" && name != "0052_reseal_lookup.sql" {
+                try FileManager.default.copyItem(at: Self.migrations.appendingPathComponent(name), to: early.appendingPathComponent(name))
+            }
+            try Migrator(directory: early).run(on: try Connection(conninfo: url))
+            let ran = try Migrator(directory: Self.migrations).run(on: try Connection(conninfo: url))
+            XCTAssertEqual(ran.first, "0052_reseal_lookup.sql")
+        }
+    }
+
+    /// A migrator waiting for the lock says so, once, naming who holds it in
+    /// its own database (another database's holder is not its concern),
     /// then goes on when it is free.
     func testAWaitingMigratorSaysWhoHoldsTheLock() throws {
         try withMigratedCopy { url, copy in
+            let elsewhere = try Connection(conninfo: TestDatabase.ownerURL)
+            try elsewhere.execute(script: "SET application_name = 'another database'")
+            _ = try elsewhere.query("SELECT pg_advisory_lock(\(Migrator.lockKey))")
+            defer { _ = try? elsewhere.query("SELECT pg_advisory_unlock(\(Migrator.lockKey))") }
             let holder = try Connection(conninfo: url)
             try holder.execute(script: "SET application_name = 'holding migrations'")
             _ = try holder.query("SELECT pg_advisory_lock(\(Migrator.lockKey))")
             let holderPID = try holder.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
             let notices = NIOLockedValueBox<[String]>([])
             var migrator = Migrator(directory: copy)
-            migrator.waitingNotice = { holder in notices.withLockedValue { $0.append(holder) } }
+            migrator.notice = { text in notices.withLockedValue { $0.append(text) } }
             let waiting = migrator
             let done = DispatchSemaphore(value: 0)
             let result = NIOLockedValueBox<String?>(nil)
@@ -268,7 +308,9 @@ final class MigrateTests: XCTestCase {
                 done.signal()
             }
             Thread.sleep(forTimeInterval: 2)
-            XCTAssertEqual(notices.withLockedValue { $0 }, ["pid \(holderPID) (role postgres, holding migrations): see pg_stat_activity"])
+            XCTAssertEqual(
+                notices.withLockedValue { $0 },
+                ["waiting for the migration lock, held by pid \(holderPID) (role postgres, holding migrations): see pg_stat_activity"])
             _ = try holder.query("SELECT pg_advisory_unlock(\(Migrator.lockKey))")
             XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
             XCTAssertEqual(result.withLockedValue { $0 }, "[]", "the run went on once the lock was free")

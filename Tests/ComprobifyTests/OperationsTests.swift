@@ -392,6 +392,25 @@ final class OperationsTests: XCTestCase {
                 XCTAssertTrue(get.contains("content-length: \(parts[2].utf8.count)"), "GET \(path): \(parts[1])")
             }
         }
+        // A streamed answer (a list past its first read's bytes) has no
+        // Content-Length: nor has its HEAD, and no body follows it either.
+        try await TestServer.run(configure: { $0.listBytes = 1 }) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            for _ in 0..<3 { _ = try await server.issue(tenant.key, issuer: issuer) }
+            let fields = "Host: x\r\nAuthorization: Bearer \(tenant.key)\r\nX-Issuer-Id: \(issuer)\r\n"
+            let socket = try RawSocket(port: server.port)
+            socket.send("HEAD /v1/documents HTTP/1.1\r\n\(fields)\r\nGET /v1/documents HTTP/1.1\r\n\(fields)Connection: close\r\n\r\n")
+            let answers = socket.readAll(within: 5)
+            guard let end = answers.range(of: "\r\n\r\n") else { return XCTFail(answers) }
+            let head = answers[..<end.lowerBound].lowercased().components(separatedBy: "\r\n")
+            XCTAssertTrue(head[0].hasPrefix("http/1.1 200 "), answers)
+            XCTAssertFalse(head.contains { $0.hasPrefix("content-length:") }, answers)
+            let rest = answers[end.upperBound...]
+            XCTAssertTrue(rest.hasPrefix("HTTP/1.1 200 "), "no body after the HEAD's headers: \(rest.prefix(200))")
+            XCTAssertTrue(rest.lowercased().contains("transfer-encoding: chunked"), String(rest.prefix(400)))
+            XCTAssertEqual(rest.components(separatedBy: "\"accessKey\"").count - 1, 3, "the GET streams the three documents")
+        }
     }
 
     /// `comprobify serve` started on a free loopback port with `environment`

@@ -208,7 +208,7 @@ struct HousekeepingService: Service {
                 removed += last
             } while last >= batch && !Task.isCancelled && !Task.isShuttingDownGracefully
             if removed > 0 { logger.debug(message, metadata: ["rows": "\(removed)"]) }
-        } catch let error as PostgresError where error.kind == .poolClosed {
+        } catch  where isStopping(error) {
             // The process is stopping (a start that failed, say): nothing went wrong here.
         } catch {
             logger.warning("housekeeping failed", metadata: ["error": "\(error)"])

@@ -159,7 +159,9 @@ final class RequestPressure: Sendable {
                 if failing { logger.info("sampling the requests' sessions again") }
                 failing = false
             } catch {
-                if !failing { logger.warning("cannot sample the requests' sessions", metadata: ["error": "\(error)"]) }
+                if !failing && !isStopping(error) {
+                    logger.warning("cannot sample the requests' sessions", metadata: ["error": "\(error)"])
+                }
                 failing = true
                 state.withLockedValue { $0 = State() }
                 yielding.record(0)

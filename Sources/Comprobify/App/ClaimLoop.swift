@@ -1,5 +1,4 @@
 import Logging
-import Postgres
 import ServiceLifecycle
 
 /// The dispatch loop shared by the background services that work from a
@@ -114,9 +113,8 @@ enum ClaimLoop {
                             startReady()
                             short = work.count < limit
                         } catch {
-                            // A pool closed under it: the process is stopping, not failing.
-                            let closing = (error as? PostgresError)?.kind == .poolClosed
-                            if !failing && !closing { logger.warning("cannot claim \(what)", metadata: ["error": "\(error)"]) }
+                            // Cancelled, or a pool closed under it: the process is stopping, not failing.
+                            if !failing && !isStopping(error) { logger.warning("cannot claim \(what)", metadata: ["error": "\(error)"]) }
                             failing = true
                             short = true
                         }

@@ -41,7 +41,7 @@ enum QueueGauge {
                 countedAt.record(Date().timeIntervalSince1970)
                 return took
             } catch {
-                if !failing {
+                if !failing && !isStopping(error) {
                     logger.warning("cannot count the \(queue) queue: its gauges keep their last values", metadata: ["error": "\(error)"])
                 }
                 failing = true

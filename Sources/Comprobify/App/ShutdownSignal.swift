@@ -1,5 +1,12 @@
 import NIOConcurrencyHelpers
+import Postgres
 import ServiceLifecycle
+
+/// Whether `error` is what background work meets when the process stops
+/// under it (its task cancelled, its pool closed): not a failure to log.
+func isStopping(_ error: any Error) -> Bool {
+    error is CancellationError || (error as? PostgresError)?.kind == .poolClosed
+}
 
 /// Whether the process has begun to stop (SIGTERM, SIGINT), for the
 /// background queues.

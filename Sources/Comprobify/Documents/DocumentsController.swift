@@ -14,6 +14,10 @@ struct DocumentsController {
     func addRoutes(to group: RouterGroup<TenantRequestContext>) {
         group.post("documents", use: issue)
         group.get("documents", use: list)
+        // The list may be streamed, with no Content-Length: its HEAD keeps the
+        // GET's headers as they are (the router's own HEAD of a GET would
+        // answer the empty body's Content-Length: 0).
+        group.head("documents") { request, context in Reply.head(of: try await list(request, context: context)) }
         group.get("documents/:accessKey", use: show)
         group.get("documents/:accessKey/xml", use: xml)
     }

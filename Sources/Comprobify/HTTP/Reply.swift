@@ -48,6 +48,13 @@ enum Reply {
             })
     }
 
+    /// The answer to a HEAD: `response`'s status and headers, its
+    /// Content-Length when it has one and none when it was to be streamed,
+    /// and no body (NIO sends none after a HEAD's headers anyway).
+    static func head(of response: Response) -> Response {
+        Response(status: response.status, headers: response.headers, body: ResponseBody(contentLength: nil) { try await $0.finish(nil) })
+    }
+
     /// An XML document, as stored (application/xml; its declaration says UTF-8).
     static func xml(_ bytes: Data) -> Response {
         Response(

@@ -73,34 +73,49 @@ public struct Migrator: Sendable {
     /// An arbitrary but fixed key for pg_advisory_lock.
     static let lockKey: Int64 = 0x636F_6D70_726F_62
 
-    /// Told, once, that the run waits for the migration lock, and who holds
-    /// it (standard error by default).
-    public var waitingNotice: @Sendable (String) -> Void = { holder in
-        FileHandle.standardError.write(Data("migrations: waiting for the migration lock, held by \(holder)\n".utf8))
+    /// What the run has to say besides its result: that it waits for the
+    /// migration lock and who holds it, that the database is ahead of these
+    /// files (standard error by default).
+    public var notice: @Sendable (String) -> Void = { text in
+        FileHandle.standardError.write(Data("migrations: \(text)\n".utf8))
     }
 
     /// Ledger names that may stand without a file: a migration renamed
     /// before its release, which only development databases of that time applied.
     static let retired: Set<String> = ["0018_one_key_per_token_and_counters_by_one.sql"]
 
+    /// Files added after a migration numbered above them had been applied
+    /// somewhere (0052 came a minute after 0053): applied late, as they
+    /// always were, where a database has the later one already.
+    static let appliedLate: Set<String> = ["0052_reseal_lookup.sql"]
+
     /// Refuses to apply anything to a database whose ledger does not fit the
-    /// files: an applied migration whose file is gone (removed or renamed: a
-    /// renamed one would be applied again under its new name), or a pending
-    /// file numbered before the last applied one (written on a branch that
-    /// was behind: its number must come after what databases have applied,
-    /// or databases would differ in the order their migrations ran).
-    static func checkLedger(applied: some Collection<String>, files: [String], directory: URL) throws {
+    /// files: an applied migration whose file is gone (removed, or renamed:
+    /// a renamed one would be applied again under its new name), or a
+    /// pending file numbered before the last applied one (written on a branch
+    /// that was behind: databases would differ in the order their migrations
+    /// ran). Applied migrations numbered after every file are a later
+    /// release's (this one was rolled back to): nothing of these files is
+    /// missing, so the run goes on, and says so.
+    static func checkLedger(
+        applied: some Collection<String>, files: [String], directory: URL, notice: (String) -> Void = { _ in }
+    ) throws {
         let present = Set(files)
-        let missing = applied.filter { !present.contains($0) && !retired.contains($0) }.sorted()
+        let unknown = applied.filter { !present.contains($0) && !retired.contains($0) }.sorted()
+        let newest = files.max() ?? ""
+        let missing = unknown.filter { $0 < newest }
         guard missing.isEmpty else {
             throw Failure(
                 description:
                     "migrations \(missing.joined(separator: ", ")) were applied to this database but are not in \(directory.path): "
                     + "a migration is never removed or renamed; run the release that has them. Nothing was applied")
         }
+        if !unknown.isEmpty {
+            notice("this database has migrations of a later release (\(unknown.joined(separator: ", "))); these files are all older")
+        }
         guard let last = applied.filter(present.contains).max() else { return }
         let appliedNames = Set(applied)
-        let early = files.filter { !appliedNames.contains($0) && $0 < last }
+        let early = files.filter { !appliedNames.contains($0) && $0 < last && !appliedLate.contains($0) }
         guard early.isEmpty else {
             throw Failure(
                 description: "migrations \(early.joined(separator: ", ")) are numbered before \(last), which this database has applied: "
@@ -115,6 +130,7 @@ public struct Migrator: Sendable {
             SELECT l.pid, coalesce(a.usename::text, '?'), coalesce(a.application_name, '')
               FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid
             """, [Migrator.lockKey], prepared: false)
         guard let row = rows.first else { return "another session" }
@@ -148,7 +164,9 @@ public struct Migrator: Sendable {
         {
             // Said once, after a second: a migrator waiting without a word
             // looks hung. Whoever holds the lock is named.
-            if waited == 20 { waitingNotice((try? Migrator.lockHolder(on: connection)) ?? "another session") }
+            if waited == 20 {
+                notice("waiting for the migration lock, held by \((try? Migrator.lockHolder(on: connection)) ?? "another session")")
+            }
             waited += 1
             Thread.sleep(forTimeInterval: 0.05)
         }
@@ -173,7 +191,7 @@ public struct Migrator: Sendable {
         for row in try connection.query("SELECT name, checksum FROM schema_migrations", prepared: false).rows {
             applied[try row.decode(String.self, at: 0)] = try row.decode(String.self, at: 1)
         }
-        try Migrator.checkLedger(applied: applied.keys, files: files.map(\.name), directory: directory)
+        try Migrator.checkLedger(applied: applied.keys, files: files.map(\.name), directory: directory, notice: notice)
         var ran: [String] = []
         for (name, sql) in files {
             let checksum = Crypto.hex(Crypto.sha256(sql))

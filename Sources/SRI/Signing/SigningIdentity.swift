@@ -419,6 +419,8 @@ private final class PKCS12Contents {
         guard let best else {
             // Pairs, but none whose key usage allows signing.
             guard pairs.isEmpty else { throw .notForSigning }
+            // An RSA key of a usable size that matches no certificate is told so first.
+            guard keys.isEmpty else { throw .noMatchingKey }
             if skippedLongKeys { throw .keyTooLarge(bits: nil) }
             throw skippedKeys ? .notRSA : .noMatchingKey
         }
