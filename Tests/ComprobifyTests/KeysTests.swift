@@ -7,6 +7,49 @@ import XCTest
 
 /// seeds/api-keys.txt and the "API keys" section of API.md.
 final class KeysTests: XCTestCase {
+    /// Two keys revoking each other at once, and a verification beside a
+    /// resend, queue on the tenant row instead of deadlocking (each deadlock
+    /// cost a second before PostgreSQL broke it and the transaction was
+    /// tried again, counted in db_transaction_retries_total). One of each
+    /// pair of revocations wins; the other key is revoked before it acts: 401.
+    func testKeysRevokingEachOtherQueueInsteadOfDeadlocking() async throws {
+        try await TestServer.run { server in
+            func retries() async throws -> Double {
+                let metrics = try await server.call(.get, "/metrics").text
+                let line = metrics.split(separator: "\n").first { $0.hasPrefix(#"db_transaction_retries_total{pool="requests"} "#) }
+                return line.flatMap { Double($0.split(separator: " ").last!) } ?? 0
+            }
+            let tenant = try await server.activeTenant()
+            let before = try await retries()
+            for round in 0..<12 {
+                let first = try await server.mintKey(tenant.key, label: "a\(round)")
+                let second = try await server.mintKey(tenant.key, label: "b\(round)")
+                let keys = try await server.call(.get, "/v1/keys", key: tenant.key).array("keys")
+                func id(_ label: String) throws -> Int64 {
+                    try XCTUnwrap(keys.first { $0["label"] == .string(label) }?["id"]?.intValue)
+                }
+                let (firstID, secondID) = (try id("a\(round)"), try id("b\(round)"))
+                async let one = server.call(.delete, "/v1/keys/\(secondID)", key: first)
+                async let other = server.call(.delete, "/v1/keys/\(firstID)", key: second)
+                let statuses = [try await one.status, try await other.status].sorted()
+                XCTAssertEqual(statuses, [200, 401], "round \(round)")
+            }
+            for _ in 0..<8 {
+                let verifying = try await server.signUp()
+                let token = try XCTUnwrap(
+                    try TestDatabase.scalar(
+                        "SELECT substring(body FROM ': ([^ ]+)$') FROM email_outbox WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1",
+                        [verifying.id], as: String?.self))
+                async let resent = server.call(.post, "/v1/tenants/resend-verification", key: verifying.key)
+                async let verified = server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(token)"}"#)
+                let statuses = (try await resent.status, try await verified.status)
+                XCTAssertTrue(statuses == (200, 400) || statuses == (409, 200), "\(statuses)")
+            }
+            let after = try await retries()
+            XCTAssertEqual(after - before, 0, "no transaction was tried again after a deadlock")
+        }
+    }
+
     /// The admin mint answers in the order of every route: the tenant it
     /// addresses (404) before the body and its fields (400).
     func testAdminMintAnswersTheTenantBeforeTheFields() async throws {

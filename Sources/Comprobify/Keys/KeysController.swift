@@ -46,7 +46,13 @@ struct KeysController {
     /// Revokes one of the tenant's keys; never the one making the request.
     @Sendable func revoke(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id"))
-        try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
+        // The tenant row first, then the keys, as a promotion takes them: two
+        // keys revoking each other, or a revocation beside a promotion, queue
+        // instead of deadlocking (which cost a second each before PostgreSQL
+        // broke it and the transaction was tried again).
+        try await database.transactionHoldingTenantRow(
+            for: context.token, facts: context.facts, tenantRow: TenantsStore.lockedLikePromotion
+        ) { transaction, principal, _ in
             guard let id else { throw KeysStore.keyNotFound }
             if id == principal.keyID {
                 throw APIError.badRequest(

@@ -87,7 +87,9 @@ struct TenantsController {
         try input.validated()
         let digest = Crypto.sha256(token ?? "")
         let invalid = APIError.badRequest("The verification token is unknown, already used or expired.")
-        try await database.transactionFindingTenant(prologue: [TenantsStore.tenantOfVerification(digest)]) { transaction, results in
+        try await database.transactionFindingTenant(
+            prologue: [TenantsStore.tenantOfVerification(digest), TenantsStore.lockedForVerification]
+        ) { transaction, results in
             guard results[0].count == 1, try TenantsStore.verify(transaction, digest: digest) else { throw invalid }
         }
         return Reply.json([])
@@ -100,7 +102,7 @@ struct TenantsController {
         // the resends and sees a verification that came first.
         try await database.transactionHoldingTenantRow(
             for: context.token, facts: context.facts,
-            tenantRow: TenantsStore.lockedForResend, prologue: [TenantsStore.resendState]
+            tenantRow: TenantsStore.lockedLikePromotion, prologue: [TenantsStore.resendState]
         ) { transaction, principal, results in
             guard !principal.tenantActive else { throw APIError.conflict("The tenant's email address is already verified.") }
             let (email, recent, wait) = try results[0][0].decode((String, Int64, Int64?).self)

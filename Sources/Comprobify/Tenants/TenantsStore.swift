@@ -105,6 +105,13 @@ enum TenantsStore {
         "SELECT set_config('app.tenant_id', t::text, true) FROM email_verification_tenant(\(digest)) AS t WHERE t IS NOT NULL"
     }
 
+    /// The token's tenant row, locked before its token is used, as a resend
+    /// and support lock it before they touch the tokens: a verification
+    /// beside a resend queues instead of deadlocking. No row (and no lock)
+    /// when the token named no tenant.
+    static let lockedForVerification: PostgresQuery =
+        "SELECT 1 FROM tenants WHERE id = current_tenant_id() FOR NO KEY UPDATE"
+
     /// Uses the token and activates the tenant; commits. False when the token is
     /// used, invalidated or expired.
     static func verify(_ transaction: Transaction, digest: Data) throws -> Bool {
@@ -145,8 +152,9 @@ enum TenantsStore {
         return try tenant(updated[0][0])
     }
 
-    /// The tenant row, locked as promotion locks it, for a resend.
-    static let lockedForResend: PostgresQuery =
+    /// The tenant row, locked as promotion locks it, for a resend or a key's
+    /// revocation: changes of one tenant's keys and tokens queue on it.
+    static let lockedLikePromotion: PostgresQuery =
         "SELECT status, environment FROM tenants WHERE id = current_tenant_id() FOR NO KEY UPDATE"
 
     /// Read once the tenant row is held: the email and the resends of the last hour.
