@@ -272,8 +272,17 @@ final class HostileInputTests: XCTestCase {
                     reply.assertHostileProblem(400, codes, field: verify ? nil : field, label: "\(path) \(field) with a NUL")
                 }
             }
+            // Bytes that are not JSON inside a string value name its field too.
             for (bytes, what) in [
                 (Array(#"{"label":"a"#.utf8) + [0] + Array(#"b"}"#.utf8), "raw NUL byte inside a string"),
+                (Array(#"{"label":"a"#.utf8) + [0x0a] + Array(#"b"}"#.utf8), "raw line feed inside a string"),
+                (Array(#"{"label":"a"#.utf8) + [0xff] + Array(#"b"}"#.utf8), "invalid UTF-8 inside a string"),
+            ] {
+                try await server.send(.post, "/v1/keys", key: a.key, bytes)
+                    .assertHostileProblem(400, "VALIDATION_ERROR", field: "label", label: "POST /v1/keys \(what)")
+            }
+            for (bytes, what) in [
+                (Array(#"{"la"#.utf8) + [0xff] + Array(#"bel":"a"}"#.utf8), "invalid UTF-8 in a member's name"),
                 (Array(#"{"label":"a"}"#.utf8) + [0], "raw NUL after the value"),
                 ([0] + Array(#"{"label":"a"}"#.utf8), "raw NUL before the value"),
             ] {

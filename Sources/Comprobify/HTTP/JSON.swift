@@ -179,10 +179,12 @@ public struct JSONParseError: Error, Sendable {
     /// Where the repeated name is, from the top: `items[2].quantity` for a
     /// second `quantity` in the third item; the name alone at the top level.
     public var repeatedPath: String? = nil
-    /// Where a string value is that JSON allows but the API refuses (a NUL, a
-    /// lone surrogate), from the top, as `repeatedPath`; "" for the body itself.
+    /// Where a string value is that the API refuses, from the top, as
+    /// `repeatedPath` ("" for the body itself): one JSON allows (a NUL, a
+    /// lone surrogate) or one whose bytes are not JSON's (invalid UTF-8, a
+    /// raw control character), so that the answer names the field.
     public var valuePath: String? = nil
-    /// The error is about a string's content, not JSON's grammar.
+    /// The error is about a string value's content, not the grammar around it.
     var refusedContent = false
 }
 
@@ -230,7 +232,7 @@ public struct JSONParser {
         JSONParseError(message: "\(message) at byte \(index)")
     }
 
-    /// Valid JSON the API refuses: a string's content (`refusedContent`).
+    /// A string's content the API refuses (`refusedContent`).
     private func refused(_ message: String) -> JSONParseError {
         var error = fail(message)
         error.refusedContent = true
@@ -419,7 +421,7 @@ public struct JSONParser {
         if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
             guard let text = text(from: index, to: end) else {
                 index = end
-                throw fail("invalid UTF-8")
+                throw refused("invalid UTF-8")
             }
             index = end + 1
             return text
@@ -431,7 +433,7 @@ public struct JSONParser {
         func flushRun() throws(JSONParseError) {
             guard runStart < index else { return }
             guard let run = text(from: runStart, to: index) else {
-                throw fail("invalid UTF-8")
+                throw refused("invalid UTF-8")
             }
             scalars.append(contentsOf: run.unicodeScalars)
         }
@@ -443,7 +445,7 @@ public struct JSONParser {
                 index += 1
                 return String(scalars)
             }
-            if c < 0x20 { throw fail("control character in string") }
+            if c < 0x20 { throw refused("control character in string") }
             if c != UInt8(ascii: "\\") {
                 index += 1
                 continue
