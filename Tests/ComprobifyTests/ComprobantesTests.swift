@@ -433,7 +433,8 @@ final class ComprobantesTests: XCTestCase {
 
     /// A credit note issued while its factura's number was unknown here
     /// (taken as given) counts toward that factura once Comprobify issues it:
-    /// the two notes together cannot credit more than its total.
+    /// the two notes together cannot credit more than its total. A note that
+    /// gave another issue date for that number does not count.
     func testANoteTakenAsGivenCountsOnceItsFacturaIsIssued() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()
@@ -445,6 +446,16 @@ final class ComprobantesTests: XCTestCase {
             let given = try await server.issue(
                 tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: "10.00"))
             XCTAssertEqual(given.status, 201, given.text)
+            // A note on that number dated the day before names another factura
+            // (one issued elsewhere): it never counts toward this one.
+            let formatter = DateFormatter()
+            formatter.dateFormat = "yyyy-MM-dd"
+            formatter.timeZone = TimeZone(identifier: "UTC")
+            let dayBefore = formatter.string(from: try XCTUnwrap(formatter.date(from: date)).addingTimeInterval(-86_400))
+            let elsewhere = try await server.issue(
+                tenant.key, issuer: issuer,
+                body: Bodies.creditNote(number: number, facturaDate: dayBefore, buyer: buyer, unitPrice: "10.00"))
+            XCTAssertEqual(elsewhere.status, 201, elsewhere.text)
             let facturaBody = Bodies.factura().replacingOccurrences(
                 of: #""buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#, with: #""buyer": \#(buyer)"#
             ).replacingOccurrences(
@@ -606,6 +617,10 @@ final class ComprobantesTests: XCTestCase {
             XCTAssertEqual(shown.value(["document", "metadata", "old"]), .bool(true))
             let noXML = try await server.call(.get, "/v1/documents/\(legacyKey)/xml", key: tenant.key, issuer: issuer)
             noXML.assertProblem(409, "CONFLICT")
+            // Its authorization: 409 naming the status the document shows.
+            let noAuthorization = try await server.call(.get, "/v1/documents/\(legacyKey)/authorization", key: tenant.key, issuer: issuer)
+            noAuthorization.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(noAuthorization.text.contains("LEGACY"), noAuthorization.text)
         }
     }
 }

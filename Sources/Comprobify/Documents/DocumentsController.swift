@@ -175,9 +175,11 @@ struct DocumentsController {
                 )
             }
             // A factura signed ahead for one round trip is offered to the turns
-            // ahead (a keyed request and a credit note go on their own).
+            // ahead (a keyed request and a credit note go on their own: a note
+            // taken as given has no modified document's id, but its number).
             var offer: NumberForecast.Offer?
-            if let guess = turn.guess, let ahead, turn.oneTrip, idempotencyKey == nil, modifiedDocumentID == nil {
+            let isNote = if case .creditNote = comprobante { true } else { false }
+            if let guess = turn.guess, let ahead, turn.oneTrip, idempotencyKey == nil, !isNote {
                 offer = NumberForecast.Offer(turn: turn, key: key, document: signed(guess, accessKey: ahead.accessKey, xml: ahead.xml))
             }
             // In the order this process's requests asked: each takes its number

@@ -213,8 +213,10 @@ enum DocumentsStore {
         // A statement of its own: its snapshot is taken once the lock is held,
         // so it sees every credit note that committed before. Notes issued
         // while this number was unknown here (taken as given, no link) count
-        // too: they name the same factura (its number, and its buyer, whom a
-        // linked note must name too).
+        // too when they name the same factura: its number, its issue date
+        // (in the note's modifiedDocument, as a linked note must give it) and
+        // its buyer, whom a linked note must name too. One that gave another
+        // date named another factura, and never holds this one's credit.
         let credited = try transaction.query(
             """
             SELECT coalesce(sum(c.total), 0)::text
@@ -222,7 +224,8 @@ enum DocumentsStore {
              WHERE (c.modified_document_id = \(id)
                     OR (c.modified_document_id IS NULL AND c.modified_number IS NOT NULL AND c.issuer_id = \(issuer.id)
                         AND c.environment = \(issuer.environment.rawValue) AND c.modified_number = \(modified.number)
-                        AND c.buyer_id_type = \(buyerIDType) AND c.buyer_id = \(buyerID)))
+                        AND c.buyer_id_type = \(buyerIDType) AND c.buyer_id = \(buyerID)
+                        AND c.body::jsonb #>> '{modifiedDocument,issueDate}' = \(issueDate)))
                AND cs.status NOT IN ('RETURNED', 'NOT_AUTHORIZED')
             """
         )
@@ -386,7 +389,8 @@ enum DocumentsStore {
         for (index, signed) in documents.enumerated() {
             let comprobante = signed.comprobante
             // Consecutive documents of one counter, no credit note: as `NumberForecast` takes them.
-            guard signed.sequential == first.sequential + index, comprobante.kind.rawValue == kind, signed.modifiedDocumentID == nil
+            let isNote = if case .creditNote = comprobante { true } else { false }
+            guard signed.sequential == first.sequential + index, comprobante.kind.rawValue == kind, !isNote
             else { throw APIError.internalError }
             let number = "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(signed.sequential, 9))"
             rows.append(

@@ -160,7 +160,7 @@ enum SubmissionsStore {
     static func authorization(issuer: Int64, accessKey: String) -> Read<AuthorizationLookup> {
         Read(
             """
-            SELECT coalesce(s.status, 'NONE'), s.authorization_xml
+            SELECT coalesce(s.status, \(unescaped: "'\(DocumentsStore.legacyStatus)'")), s.authorization_xml
               FROM documents d
               LEFT JOIN document_submissions s ON s.tenant_id = d.tenant_id AND s.document_id = d.id
              WHERE d.issuer_id = \(issuer) AND d.access_key = \(accessKey)
