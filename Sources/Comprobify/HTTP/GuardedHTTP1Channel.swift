@@ -304,7 +304,9 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch error {
         case .headerOverflow:
             // 400 BAD_REQUEST, as nginx answers it: API.md's codes have no 431.
-            return .badRequest("The request's headers are too large (at most 16 KiB a field, 64 KiB in all).")
+            // The parser counts the request line (its target: path and query) with the headers.
+            return .badRequest(
+                "The request's target or headers are too large (at most 16 KiB for the target or a header field, 64 KiB in all).")
         case .invalidMethod, .unknown:
             return .badRequest("The request is not valid HTTP/1.1: unknown method or malformed request line.")
         default:
