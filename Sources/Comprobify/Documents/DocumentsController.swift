@@ -358,7 +358,8 @@ struct DocumentsController {
         }
         let fetched = first.count
         first = []
-        let head = ByteBuffer(bytes: written)
+        // Dropped once written: NIO keeps it only until the client has it.
+        let head = NIOLockedValueBox<ByteBuffer?>(ByteBuffer(bytes: written))
         // The rest of the page, read and written a chunk at a time: the answer
         // is streamed, so a page of large documents never sits in memory whole.
         // Each chunk is its own read, authenticated and resolved again: a page's
@@ -373,8 +374,12 @@ struct DocumentsController {
         let facts = context.facts
         let logger = context.logger
         return Reply.jsonStream(logger: logger) { writer in
-            try await writer.write(head)
-            for chunk in ListBudget.chunks(rest.map(\.reckoned), bytes: bytes) {
+            if let first = head.withLockedValue({ head in
+                defer { head = nil }; return head
+            }) {
+                try await writer.write(first)
+            }
+            for chunk in ListBudget.chunks(rest.map(\.reckoned), bytes: min(bytes, ListBudget.streamedBytes)) {
                 let ids = rest[chunk].map(\.id)
                 let (principal, found, documents) = try await database.read(
                     for: token, facts: facts, ResolvedIssuer.lookup(issuerID), DocumentsStore.byIDs(issuer: issuerID, ids: ids))

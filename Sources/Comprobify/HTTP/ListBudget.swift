@@ -7,6 +7,13 @@
 enum ListBudget {
     static let bytes = 8 << 20
 
+    /// The most each further chunk of a streamed page holds. The response
+    /// writer hands a chunk to NIO and returns; it waits only when NIO's
+    /// buffer for the socket is full, so a reader that takes the answer
+    /// slowly (or not at all) holds the first read and about two further
+    /// chunks in memory: these are kept small.
+    static let streamedBytes = 1 << 20
+
     /// Reckoned on top of a document's stored body, metadata and SRI
     /// messages: its other fields, their names and the JSON around them.
     static let perDocument = 1024
