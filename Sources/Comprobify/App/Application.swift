@@ -11,7 +11,8 @@ import ServiceLifecycle
 /// `shutdown`, when given, makes /readyz answer 503 once the process begins to stop.
 /// Every GET route also answers HEAD (RFC 9110, 9.3.2): the GET's status and
 /// headers, its Content-Length included, and no body (NIO sends none for a
-/// HEAD, so its errors have none either).
+/// HEAD, so its errors have none either). The documents list, which may be
+/// streamed, has a HEAD of its own (`Reply.head(of:)`).
 public func buildRouter(
     configuration: Configuration, database: Database, logger: Logger, shutdown: ShutdownSignal? = nil, probe: Database? = nil
 ) -> Router<AppRequestContext> {

@@ -178,8 +178,7 @@ struct DocumentsController {
             // ahead (a keyed request and a credit note go on their own: a note
             // taken as given has no modified document's id, but its number).
             var offer: NumberForecast.Offer?
-            let isNote = if case .creditNote = comprobante { true } else { false }
-            if let guess = turn.guess, let ahead, turn.oneTrip, idempotencyKey == nil, !isNote {
+            if let guess = turn.guess, let ahead, turn.oneTrip, idempotencyKey == nil, comprobante.kind != .creditNote {
                 offer = NumberForecast.Offer(turn: turn, key: key, document: signed(guess, accessKey: ahead.accessKey, xml: ahead.xml))
             }
             // In the order this process's requests asked: each takes its number

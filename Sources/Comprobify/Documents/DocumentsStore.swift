@@ -389,8 +389,7 @@ enum DocumentsStore {
         for (index, signed) in documents.enumerated() {
             let comprobante = signed.comprobante
             // Consecutive documents of one counter, no credit note: as `NumberForecast` takes them.
-            let isNote = if case .creditNote = comprobante { true } else { false }
-            guard signed.sequential == first.sequential + index, comprobante.kind.rawValue == kind, !isNote
+            guard signed.sequential == first.sequential + index, comprobante.kind.rawValue == kind, comprobante.kind != .creditNote
             else { throw APIError.internalError }
             let number = "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(signed.sequential, 9))"
             rows.append(
