@@ -217,13 +217,14 @@ final class OperationsTests: XCTestCase {
         var expected = [
             #"documents_signed_ahead_total{outcome="hit"} 0"#, #"documents_signed_ahead_total{outcome="miss"} 0"#,
             "documents_stored_together_total 0", "tenant_promotions_total 0", "http_request_timeouts_total 0",
+            "http_write_timeouts_total 0",
             #"documents_issued_total{document_type="01",environment="production"} 0"#,
         ]
         expected += ServiceMetrics.webhookOutcomes.map { #"webhook_deliveries_total{outcome="\#($0)"} 0"# }
         for (service, outcomes) in SubmissionMetrics.outcomes {
             expected += outcomes.map { #"sri_requests_total{service="\#(service.rawValue)",outcome="\#($0)"} 0"# }
         }
-        XCTAssertEqual(expected.count, 6 + 5 + 16)
+        XCTAssertEqual(expected.count, 7 + 5 + 16)
         for line in expected {
             XCTAssertTrue(lines.contains(line), "\(line) in\n\(metrics.text)")
         }
@@ -357,6 +358,55 @@ final class OperationsTests: XCTestCase {
             let stalled = try RawSocket(port: server.port)
             stalled.send("POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"email\":")
             XCTAssertTrue(stalled.waitForClose(within: 5), "a stalled request is cut off")
+            let health = try await server.call(.get, "/healthz")
+            XCTAssertEqual(health.status, 200)
+        }
+    }
+
+    /// A client that stops reading its answer is cut off once the answer has
+    /// waited `HTTP_WRITE_TIMEOUT_S` with the connection's buffer full; the
+    /// server goes on serving. Here a streamed page of about 4 MB (eight
+    /// facturas of 1000 lines) asked for by a client with a 4 KiB receive
+    /// buffer that reads nothing for 4 s: it then finds the answer cut short
+    /// and the connection closed, where a patient client reads it whole.
+    func testAClientThatStopsReadingItsAnswerIsCutOff() async throws {
+        try await TestServer.run(configure: {
+            $0.httpWriteTimeoutSeconds = 1
+            $0.listBytes = 256 * 1024
+        }) { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let line = jsonObject(replacing(facturaItem, "description", with: jsonString(String(repeating: "d", count: 300))))
+            let items = "[" + Array(repeating: line, count: 1000).joined(separator: ",") + "]"
+            for _ in 0..<8 {
+                try await server.issue(tenant.key, issuer: issuer, body: jsonObject(replacing(facturaMembers(), "items", with: items)))
+                    .assertSuccess(201, label: "1000 lines")
+            }
+            let request =
+                "GET /v1/documents?limit=100 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(tenant.key)\r\nX-Issuer-Id: \(issuer)\r\n\r\n"
+            let patient = try RawSocket(port: server.port)
+            patient.send(request)
+            let whole = patient.readAll(within: 3)
+            XCTAssertTrue(whole.hasSuffix("}\r\n0\r\n\r\n"), "a client that reads takes the whole page")
+            XCTAssertGreaterThan(whole.utf8.count, 4_000_000)
+
+            func timeouts() async throws -> String? {
+                try await server.call(.get, "/metrics").text.split(separator: "\n").first { $0.hasPrefix("http_write_timeouts_total ") }
+                    .map(String.init)
+            }
+            let before = try await timeouts()
+            XCTAssertNotNil(before)
+            let stalled = try RawSocket(port: server.port, receiveBuffer: 4096)
+            stalled.send(request)
+            try await Task.sleep(for: .seconds(4))
+            let cut = stalled.readAll(within: 3)
+            XCTAssertTrue(cut.hasPrefix("HTTP/1.1 200 "), String(cut.prefix(200)))
+            XCTAssertLessThan(cut.utf8.count, whole.utf8.count, "the answer was cut short")
+            XCTAssertFalse(cut.hasSuffix("0\r\n\r\n"))
+            XCTAssertTrue(stalled.waitForClose(within: 1), "the connection is closed")
+            let after = try await timeouts()
+            let counted = [before, after].map { Double($0?.split(separator: " ").last ?? "") }
+            XCTAssertEqual(counted[0].map { $0 + 1 }, counted[1], "one write timeout counted: \(before ?? "") → \(after ?? "")")
             let health = try await server.call(.get, "/healthz")
             XCTAssertEqual(health.status, 200)
         }
@@ -562,8 +612,13 @@ enum Executable {
 final class RawSocket {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// `receiveBuffer` sets SO_RCVBUF before connecting: a small one makes a
+    /// client that stops reading fill the server's side soon.
+    init(port: Int, receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

@@ -115,7 +115,8 @@ public func buildApplication(
             FileLimits.connectionBudget(softLimit: files.soft, poolSize: configuration.poolSize + configuration.backgroundPoolSize + 1)),
         maximumPerAddress: configuration.httpMaxConnectionsPerAddress,
         requestTimeout: .seconds(Int64(configuration.httpRequestTimeoutSeconds)),
-        idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))
+        idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds)),
+        writeTimeout: .seconds(Int64(configuration.httpWriteTimeoutSeconds))
     )
     logger.info(
         "connection limits",

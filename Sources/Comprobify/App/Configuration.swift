@@ -54,6 +54,9 @@ public struct Configuration: Sendable {
     public var httpMaxConnectionsPerAddress = 256
     /// From the first byte of a request to its last, headers and body together.
     public var httpRequestTimeoutSeconds = 30
+    /// How long a client may leave its answer untaken, its connection's buffer
+    /// full, before the connection is closed.
+    public var httpWriteTimeoutSeconds = 30
     /// Connections one tenant may hold at once; nil is half the pool.
     public var tenantMaxConnections: Int?
     /// About how many bytes of documents a list answer holds in memory at once
@@ -168,6 +171,7 @@ public struct Configuration: Sendable {
         configuration.httpMaxConnectionsPerAddress =
             try integer("HTTP_MAX_CONNECTIONS_PER_ADDRESS", 1...1_000_000) ?? configuration.httpMaxConnectionsPerAddress
         configuration.httpRequestTimeoutSeconds = try integer("HTTP_REQUEST_TIMEOUT_S", 1...3600) ?? configuration.httpRequestTimeoutSeconds
+        configuration.httpWriteTimeoutSeconds = try integer("HTTP_WRITE_TIMEOUT_S", 1...3600) ?? configuration.httpWriteTimeoutSeconds
         configuration.tenantMaxConnections = try integer("DB_TENANT_MAX_CONNECTIONS", 1...256)
         configuration.rateLimitPerKey = try integer("RATE_LIMIT_PER_KEY", 0...1_000_000) ?? configuration.rateLimitPerKey
         configuration.rateLimitBurst = try integer("RATE_LIMIT_BURST", 1...1_000_000) ?? configuration.rateLimitBurst

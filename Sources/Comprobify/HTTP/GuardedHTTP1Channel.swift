@@ -24,12 +24,15 @@ public struct ConnectionLimits: Sendable {
     public var requestTimeout: TimeAmount
     /// A connection with no request in progress is closed after this long.
     public var idleTimeout: TimeAmount
+    /// How long a client may leave its answer untaken (`WriteStallHandler`).
+    public var writeTimeout: TimeAmount
 
-    public init(maximum: Int, maximumPerAddress: Int, requestTimeout: TimeAmount, idleTimeout: TimeAmount) {
+    public init(maximum: Int, maximumPerAddress: Int, requestTimeout: TimeAmount, idleTimeout: TimeAmount, writeTimeout: TimeAmount) {
         self.maximum = maximum
         self.maximumPerAddress = maximumPerAddress
         self.requestTimeout = requestTimeout
         self.idleTimeout = idleTimeout
+        self.writeTimeout = writeTimeout
     }
 }
 
@@ -110,7 +113,8 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             let counter = self.counter
             channel.closeFuture.whenComplete { _ in counter.release(address) }
 
-            let deadline = RequestDeadline(timeout: limits.requestTimeout, logger: logger)
+            let deadline = ConnectionDeadline.request(timeout: limits.requestTimeout, logger: logger)
+            try pipeline.addHandler(WriteStallHandler(timeout: limits.writeTimeout, logger: logger))
             try pipeline.addHandler(RequestStartHandler(deadline: deadline))
             var decoderLimits = NIOHTTPDecoderLimitConfiguration()
             decoderLimits.maxHeaderFieldSize = 16 * 1024
@@ -178,26 +182,38 @@ final class RefusingHandler: ChannelInboundHandler {
     }
 }
 
-/// The clock of the request being received: it starts at the request's first
-/// byte and stops at its end; past `timeout` the connection is closed. The
-/// idle timeout alone cannot do this: every trickled body byte resets it.
-final class RequestDeadline {
+/// A clock on a connection: started, it closes the connection after
+/// `timeout` unless stopped first, and counts and logs the closing.
+final class ConnectionDeadline {
     let timeout: TimeAmount
     let logger: Logger
+    let message: Logger.Message
+    let counter: CoreMetrics.Counter
     private var scheduled: Scheduled<Void>?
 
-    init(timeout: TimeAmount, logger: Logger) {
+    init(timeout: TimeAmount, logger: Logger, message: Logger.Message, counter: CoreMetrics.Counter) {
         self.timeout = timeout
         self.logger = logger
+        self.message = message
+        self.counter = counter
+    }
+
+    /// The clock of the request being received: it starts at the request's
+    /// first byte and stops at its end. The idle timeout alone cannot do
+    /// this: every trickled body byte resets it.
+    static func request(timeout: TimeAmount, logger: Logger) -> ConnectionDeadline {
+        ConnectionDeadline(
+            timeout: timeout, logger: logger, message: "request not received within the request timeout; closing the connection",
+            counter: requestTimeouts)
     }
 
     func start(_ context: ChannelHandlerContext) {
         guard scheduled == nil else { return }
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        let logger = self.logger
+        let (logger, message, counter) = (self.logger, self.message, self.counter)
         scheduled = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-            logger.debug("request not received within the request timeout; closing the connection")
-            RequestDeadline.timeouts.increment()
+            logger.debug(message)
+            counter.increment()
             loopBound.value.close(promise: nil)
         }
     }
@@ -207,16 +223,52 @@ final class RequestDeadline {
         scheduled = nil
     }
 
-    static let timeouts = CoreMetrics.Counter(label: "http_request_timeouts_total")
+    static let requestTimeouts = CoreMetrics.Counter(label: "http_request_timeouts_total")
+    static let writeTimeouts = CoreMetrics.Counter(label: "http_write_timeouts_total")
+}
+
+/// A client that stops taking its answer. Once more of an answer waits for
+/// the client than NIO's high-water mark (64 KiB beyond what the kernel's
+/// send buffer holds), the client has `HTTP_WRITE_TIMEOUT_S` to take enough
+/// of it for the connection to become writable again; past it the connection
+/// is closed and what was queued for it dropped. The other clocks do not see
+/// this: the request was received whole, and a connection is idle only
+/// between answers. Without it a client that stops reading a documents page
+/// holds the page's first read, or its pieces in flight, for as long as it
+/// keeps the connection open.
+final class WriteStallHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let deadline: ConnectionDeadline
+
+    init(timeout: TimeAmount, logger: Logger) {
+        deadline = ConnectionDeadline(
+            timeout: timeout, logger: logger,
+            message: "the client did not take its answer within the write timeout; closing the connection",
+            counter: ConnectionDeadline.writeTimeouts)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { deadline.stop() } else { deadline.start(context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline.stop()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline.stop()
+    }
 }
 
 /// First in the pipeline: a byte arriving while no request is being received starts the clock.
 final class RequestStartHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
-    let deadline: RequestDeadline
+    let deadline: ConnectionDeadline
 
-    init(deadline: RequestDeadline) {
+    init(deadline: ConnectionDeadline) {
         self.deadline = deadline
     }
 
@@ -245,13 +297,13 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    let deadline: RequestDeadline
+    let deadline: ConnectionDeadline
     let logger: Logger
     /// Requests whose head was read and whose response has not ended.
     private var open = 0
     private var failed = false
 
-    init(deadline: RequestDeadline, logger: Logger) {
+    init(deadline: ConnectionDeadline, logger: Logger) {
         self.deadline = deadline
         self.logger = logger
     }

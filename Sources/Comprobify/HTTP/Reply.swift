@@ -40,6 +40,11 @@ enum Reply {
             body: ResponseBody { writer in
                 do {
                     try await write(&writer)
+                } catch let error as ChannelError {
+                    // The connection closed under the answer: the client went,
+                    // or was cut off for not reading it (WriteStallHandler).
+                    logger.info("a streamed answer ended short: its connection closed", metadata: ["error": "\(error)"])
+                    throw error
                 } catch {
                     logger.error("a streamed answer ended short", metadata: ["error": "\(error)"])
                     throw error

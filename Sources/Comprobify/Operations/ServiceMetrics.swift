@@ -86,7 +86,10 @@ enum ServiceMetrics {
     /// series that has never moved then reads 0, not "no data".
     static func exportAtZero() {
         _ = issued
-        _ = (signedAheadHit, signedAheadMiss, storedTogetherDocuments, promotions, RequestDeadline.timeouts)
+        _ = (
+            signedAheadHit, signedAheadMiss, storedTogetherDocuments, promotions, ConnectionDeadline.requestTimeouts,
+            ConnectionDeadline.writeTimeouts
+        )
         for outcome in webhookOutcomes {
             _ = Counter(label: "webhook_deliveries_total", dimensions: [("outcome", outcome)])
         }
