@@ -15,7 +15,7 @@ INSERT INTO signup_attempts (client_address, attempted_at) VALUES
     ('pgtap-203.0.113.9', now() - interval '2 hours'),
     ('pgtap-203.0.113.9', now());
 
-SELECT plan(45);
+SELECT plan(46);
 
 -- How they are declared ----------------------------------------------------------
 
@@ -95,6 +95,15 @@ SELECT is(email_verification_tenant(sha256('verify-a-invalidated')), NULL,
           'email_verification_tenant() is NULL for an invalidated token');
 SELECT is(email_verification_tenant(sha256('verify-a-expired')), NULL,
           'email_verification_tenant() is NULL for an expired token');
+-- An expired token that is still its tenant's live one (never superseded),
+-- put there as the owner.
+RESET ROLE;
+UPDATE email_verifications SET invalidated_at = now() WHERE id = 900041;
+INSERT INTO email_verifications (tenant_id, id, token_digest, created_at, expires_at)
+VALUES (900002, 900044, sha256('verify-b-expired'), now() - interval '3 days', now() - interval '1 day');
+SET LOCAL ROLE comprobify_app;
+SELECT is(email_verification_tenant(sha256('verify-b-expired')), NULL,
+          'email_verification_tenant() is NULL for an expired token that no resend superseded');
 SELECT is(email_verification_tenant(sha256('no-such-token')), NULL,
           'email_verification_tenant() is NULL for an unknown token');
 SELECT is(current_tenant_id(), NULL, 'email_verification_tenant() sets no tenant');

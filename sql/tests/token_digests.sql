@@ -6,7 +6,7 @@
 -- acting for the other tenant, which cannot see the row that holds it.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(17);
+SELECT plan(20);
 
 SELECT throws_ok($$ INSERT INTO api_keys (tenant_id, id, label, environment, token_digest, token_prefix)
                     VALUES (900002, 900029, 'B copy of A', 'sandbox', sha256('key-a'), 'cfy_test_b0009') $$,
@@ -25,6 +25,21 @@ SELECT throws_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest
 SELECT throws_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest, expires_at)
                     VALUES (900002, 900049, sha256('verify-a-used'), now() + interval '1 day') $$,
                  '23505', NULL, 'nor a used one''s');
+
+-- One live token per tenant (migration 0063): a second one waits for the
+-- first to be used or invalidated, as a resend does.
+SELECT throws_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest, expires_at)
+                    VALUES (900001, 900035, sha256('verify-a-second'), now() + interval '1 day') $$,
+                 '23505', 'duplicate key value violates unique constraint "email_verifications_one_live_per_tenant"',
+                 'a tenant holds one live verification token');
+UPDATE email_verifications SET invalidated_at = now() WHERE id = 900031;
+SELECT lives_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest, expires_at)
+                   VALUES (900001, 900035, sha256('verify-a-second'), now() + interval '1 day') $$,
+                'a new token once the live one is invalidated');
+UPDATE email_verifications SET used_at = now() WHERE id = 900035;
+SELECT lives_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest, expires_at)
+                   VALUES (900001, 900036, sha256('verify-a-third'), now() + interval '1 day') $$,
+                'and once it is used');
 
 -- The check finds every row by index: revoked keys and used tokens included.
 SELECT is(pg_get_indexdef('api_keys_by_token_digest'::regclass),
