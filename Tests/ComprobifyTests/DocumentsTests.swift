@@ -36,6 +36,47 @@ final class DocumentsTests: XCTestCase {
         XCTAssertFalse(DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: "LEGACY").query.plannedEachTime)
     }
 
+    /// A credit note finds the factura it names by the number's sequential,
+    /// through documents_sequential_unique (migration 0064 dropped the index
+    /// on numbers), not by reading every factura of the issuer. Planned
+    /// against session copies of the two tables (their indexes, 20 thousand
+    /// facturas of one issuer, analyzed): on the test database's few rows a
+    /// plan does not tell one index from another.
+    func testACreditNotesFacturaIsFoundThroughItsSequential() throws {
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        try connection.execute(
+            script: """
+                CREATE TEMP TABLE documents (LIKE public.documents INCLUDING DEFAULTS INCLUDING INDEXES);
+                CREATE TEMP TABLE document_submissions (LIKE public.document_submissions INCLUDING DEFAULTS INCLUDING INDEXES);
+                INSERT INTO documents (tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date)
+                SELECT 1, g, 1, '01', 'sandbox', g, '001-002-' || lpad(g::text, 9, '0'), k || sri_check_digit(k), '2026-03-01'
+                  FROM generate_series(1, 20000) g,
+                       LATERAL (SELECT '010320260117900123450011001002' || lpad(g::text, 9, '0') || '123456781' AS k) x;
+                INSERT INTO document_submissions (tenant_id, document_id, environment) SELECT 1, id, 'sandbox' FROM documents;
+                ANALYZE documents; ANALYZE document_submissions;
+                SET plan_cache_mode = force_generic_plan; SET max_parallel_workers_per_gather = 0
+                """)
+        for (name, query) in [
+            ("factura", DocumentsStore.factura(issuer: 1, environment: .sandbox, number: "001-002-000000007")),
+            ("any_factura", DocumentsStore.anyFactura(issuer: 1, environment: .sandbox, number: "001-002-000000007")),
+        ] {
+            try connection.execute(script: "PREPARE \(name) AS \(query.sql)")
+            let plan = try connection.query("EXPLAIN (COSTS OFF) EXECUTE \(unescaped: name)(1, 'sandbox', 7, '001-002-000000007')").rows
+                .map { try $0.decode(String.self, at: 0) }.joined(separator: "\n")
+            // The copy's index on (tenant, issuer, type, environment, sequential)
+            // has a name of its own: its condition shows which it is.
+            let documentsScan = plan.split(separator: "\n").drop { !$0.contains("on documents d") }.dropFirst().first ?? ""
+            XCTAssertTrue(
+                documentsScan.contains("Index Cond:") && documentsScan.contains("(sequential)::integer = $3"), "\(documentsScan)\n\(plan)")
+            let found = try connection.query("EXECUTE \(unescaped: name)(1, 'sandbox', 7, '001-002-000000007')").rows
+            XCTAssertEqual(found.count, 1, "factura 001-002-000000007 is found")
+            let other = try connection.query("EXECUTE \(unescaped: name)(1, 'sandbox', 7, '001-003-000000007')").rows
+            XCTAssertEqual(other.count, 0, "the number is compared, not only its sequential")
+        }
+        XCTAssertEqual(DocumentsStore.sequential(of: "001-002-000000007"), 7)
+        XCTAssertEqual(DocumentsStore.sequential(of: "001-002-999999999"), 999_999_999)
+    }
+
     func testIssuedDocumentsHaveTheSRILayout() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()

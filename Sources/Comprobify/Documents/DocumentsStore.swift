@@ -166,6 +166,36 @@ enum DocumentsStore {
         }
     }
 
+    /// The issuer's factura of this number in `environment`, and its
+    /// submission, locked (`creditedFactura`). Found by its sequential, the
+    /// number's last nine digits (documents_number_matches_sequential),
+    /// through documents_sequential_unique; the number is compared too.
+    static func factura(issuer: Int64, environment: Environment, number: String) -> PostgresQuery {
+        """
+        SELECT d.id, d.issue_date::text, d.buyer_id_type, d.buyer_id, d.total::text, s.status
+          FROM documents d JOIN document_submissions s ON s.tenant_id = d.tenant_id AND s.document_id = d.id
+         WHERE d.issuer_id = \(issuer) AND d.environment = \(environment.rawValue) AND d.document_type = '01'
+           AND d.sequential = \(sequential(of: number)) AND d.number = \(number)
+           FOR UPDATE OF s
+        """
+    }
+
+    /// Whether the issuer has a factura of this number in `environment`, with
+    /// or without a submission (`factura`'s lookup, nothing locked).
+    static func anyFactura(issuer: Int64, environment: Environment, number: String) -> PostgresQuery {
+        """
+        SELECT 1 FROM documents d
+         WHERE d.issuer_id = \(issuer) AND d.environment = \(environment.rawValue) AND d.document_type = '01'
+           AND d.sequential = \(sequential(of: number)) AND d.number = \(number)
+        """
+    }
+
+    /// The sequential a number `NNN-NNN-NNNNNNNNN` carries (0, which no
+    /// document has, for anything else).
+    static func sequential(of number: String) -> Int64 {
+        Int64(number.suffix(9)) ?? 0
+    }
+
     /// For a credit note: the factura it modifies when Comprobify issued it
     /// (same issuer and environment), checked as SRI.md says, under a lock on
     /// the factura's submission row so concurrent credit notes queue and cannot
@@ -173,25 +203,11 @@ enum DocumentsStore {
     /// 409 for one it numbered before comprobantes existed (never AUTHORIZED).
     static func creditedFactura(_ transaction: Transaction, issuer: ResolvedIssuer, note: CreditNote) throws -> Int64? {
         let modified = note.modifiedDocument
-        let found = try transaction.query(
-            """
-            SELECT d.id, d.issue_date::text, d.buyer_id_type, d.buyer_id, d.total::text, s.status
-              FROM documents d JOIN document_submissions s ON s.tenant_id = d.tenant_id AND s.document_id = d.id
-             WHERE d.issuer_id = \(issuer.id) AND d.environment = \(issuer.environment.rawValue) AND d.document_type = '01'
-               AND d.number = \(modified.number)
-               FOR UPDATE OF s
-            """
-        )
+        let found = try transaction.query(factura(issuer: issuer.id, environment: issuer.environment, number: modified.number))
         guard let row = found.first else {
             // A factura numbered before comprobantes existed has no submission
             // row: Comprobify knows its number, and it was never AUTHORIZED.
-            let legacy = try transaction.query(
-                """
-                SELECT 1 FROM documents d
-                 WHERE d.issuer_id = \(issuer.id) AND d.environment = \(issuer.environment.rawValue) AND d.document_type = '01'
-                   AND d.number = \(modified.number)
-                """
-            )
+            let legacy = try transaction.query(anyFactura(issuer: issuer.id, environment: issuer.environment, number: modified.number))
             guard legacy.first == nil else {
                 throw APIError.conflict(
                     "The factura \(modified.number) is \(DocumentsStore.legacyStatus); only an AUTHORIZED factura can be credited.")
