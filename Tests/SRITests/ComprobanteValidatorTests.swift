@@ -262,7 +262,7 @@ final class ComprobanteValidatorTests: XCTestCase {
     }
 
     func testControlCharactersAreRefusedEverywhere() {
-        for character in ["\u{0}", "\u{9}", "\n", "\r", "\u{1F}", "\u{7F}", "\u{FFFF}"] {
+        for character in ["\u{0}", "\u{9}", "\n", "\r", "\u{1F}", "\u{7F}", "\u{FFFE}", "\u{FFFF}"] {
             var input = Self.factura()
             input.buyer?.name = "A" + character
             input.buyer?.address = character
@@ -281,6 +281,9 @@ final class ComprobanteValidatorTests: XCTestCase {
         var note = Self.creditNote()
         note.reason = "Devolución\n"
         assertOnly("reason", note, containing: "control")
+        // The message names the noncharacters XML cannot carry as well.
+        note.reason = "Devolución\u{FFFE}"
+        assertOnly("reason", note, containing: "U+FFFE")
         // U+0080–U+009F are allowed in XML 1.0 and not in the forbidden range.
         note.reason = "Devolución\u{85}"
         XCTAssertNoThrow(try note.validated(today: Self.today))

@@ -366,14 +366,14 @@ private struct ComprobanteChecker {
     // MARK: - Fields
 
     /// A text field: present when required, 1 to `maximum` characters, no
-    /// control characters.
+    /// control characters nor U+FFFE, U+FFFF.
     mutating func text(_ value: String?, _ field: String, required: Bool, maximum: Int) -> String? {
         guard let value else {
             if required { fail(field, "is required") }
             return nil
         }
         if Self.hasForbiddenCharacter(value) {
-            fail(field, "must not contain control characters")
+            fail(field, "must not contain control characters (U+0000 to U+001F, U+007F) nor U+FFFE or U+FFFF, which XML cannot carry")
             return nil
         }
         var count = 0
