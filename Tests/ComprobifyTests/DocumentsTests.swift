@@ -433,6 +433,10 @@ final class DocumentsTests: XCTestCase {
             XCTAssertEqual(try last.string("document", "number"), "001-001-999999999")
             let over = try await server.issue(tenant.key, issuer: issuer)
             over.assertProblem(409, "CONFLICT")
+            // No next number to show: null, not 1000000000.
+            let counters = try await server.call(.get, "/v1/issuers/\(issuer)/sequentials", key: tenant.key).array("sequentials")
+            XCTAssertEqual(counters.first { $0["documentType"] == "01" }?["next"], .null, "\(counters)")
+            XCTAssertEqual(counters.count, 1, "\(counters)")
         }
     }
 

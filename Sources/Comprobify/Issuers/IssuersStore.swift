@@ -69,6 +69,7 @@ enum IssuersStore {
     }
 
     /// The issuer's counters, production first... in the order API.md lists them.
+    /// `next` is null for a counter past 999999999, which issues no more (409).
     static func counters(_ id: Int64) -> Read<[JSONValue]> {
         Read(
             """
@@ -80,7 +81,7 @@ enum IssuersStore {
                 .object([
                     ("documentType", try row.string(at: 0)),
                     ("environment", try row.string(at: 1)),
-                    ("next", try row.int(at: 2)),
+                    ("next", try row.decode(Int64.self, at: 2) > NumberForecast.lastSequential ? .null : try row.int(at: 2)),
                 ])
             }
         }
