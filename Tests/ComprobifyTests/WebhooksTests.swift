@@ -140,6 +140,9 @@ final class WebhooksTests: XCTestCase {
                     // NAT64, local-use NAT64, IPv4-translated, 6to4, Teredo.
                     "https://[64:ff9b::a9fe:a9fe]/x", "https://[64:ff9b:1::5db8:d70e]/x", "https://[::ffff:0:a00:1]/x",
                     "https://[2002:a9fe:a9fe::1]/x", "https://[2001:0:a00:1::5db8:d70e]/x", "https://[2001:0:5db8:d70e::f5ff:fefe]/x",
+                    // Percent-encoded, shortened and numeric spellings of loopback.
+                    "https://%31%32%37.0.0.1/x", "https://127.1/x", "https://2130706433/x", "https://0x7f.0.0.1/x",
+                    "https://%6c%6f%63%61%6c%68%6f%73%74/x",
                 ] + WebhooksTests.loopbackHostNames.map { "https://\($0)/x" }
             for url in privateURLs {
                 let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)
