@@ -11,7 +11,7 @@
 BEGIN;
 \ir fixtures/two_tenants.sql
 
-SELECT plan(20);
+SELECT plan(22);
 
 -- More deliveries of tenant A's endpoint: delivered, failed, not yet due, and two more due.
 INSERT INTO webhook_events (tenant_id, id, environment, type, document_id, payload) VALUES
@@ -89,6 +89,19 @@ SELECT throws_ok($$ UPDATE webhook_endpoints SET deleted_at = NULL WHERE id = 90
 RESET ROLE;
 SELECT is((SELECT has_function_privilege('public', 'claim_webhook_deliveries(uuid,integer,integer,integer,integer,bigint[])', 'EXECUTE')), false,
           'PUBLIC cannot claim deliveries');
+
+-- An attempt's endpoint and event are its delivery's (migration 0066), even
+-- for the owner, who passes every policy.
+SELECT throws_ok($$ INSERT INTO webhook_delivery_attempts (tenant_id, delivery_id, endpoint_id, event_id, outcome, response_code,
+                                                           duration_ms, status_after, worker)
+                    VALUES (900001, 900134, 900101, 'evt_a5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'delivered', 200, 5, 'delivered',
+                            '00000000-0000-0000-0000-000000000009') $$,
+                 '23503', NULL, 'an attempt cannot name another delivery''s event');
+SELECT lives_ok($$ INSERT INTO webhook_delivery_attempts (tenant_id, delivery_id, endpoint_id, event_id, outcome, response_code,
+                                                          duration_ms, status_after, worker)
+                   VALUES (900001, 900134, 900101, 'evt_a4aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'delivered', 200, 5, 'delivered',
+                           '00000000-0000-0000-0000-000000000009') $$,
+                'an attempt naming its delivery''s endpoint and event is kept');
 
 SELECT * FROM finish();
 ROLLBACK;
