@@ -26,7 +26,7 @@ SELECT throws_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest
                     VALUES (900002, 900049, sha256('verify-a-used'), now() + interval '1 day') $$,
                  '23505', NULL, 'nor a used one''s');
 
--- One live token per tenant (migration 0063): a second one waits for the
+-- One live token per tenant (migrations 0063, 0067): a second one waits for the
 -- first to be used or invalidated, as a resend does.
 SELECT throws_ok($$ INSERT INTO email_verifications (tenant_id, id, token_digest, expires_at)
                     VALUES (900001, 900035, sha256('verify-a-second'), now() + interval '1 day') $$,
