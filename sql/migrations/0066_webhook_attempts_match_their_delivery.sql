@@ -7,14 +7,14 @@
 -- server never writes one (it copies both from the delivery it claimed), and
 -- now the database refuses one. The foreign key to the delivery takes all
 -- three columns, through webhook_deliveries_identity (migration 0065); the
--- one on delivery_id alone, which it covers, is dropped. Adding it takes a
--- brief lock on both tables and checks the rows there are: only the webhook
--- workers write them, and they wait meanwhile.
+-- one on delivery_id alone, which it covers, is dropped. It is added NOT
+-- VALID, which holds new rows to it at once and takes its locks only for a
+-- moment; migration 0069 checks the rows there are, without blocking writes.
 
 ALTER TABLE webhook_delivery_attempts
     ADD CONSTRAINT webhook_delivery_attempts_of_their_delivery
     FOREIGN KEY (tenant_id, delivery_id, endpoint_id, event_id)
-    REFERENCES webhook_deliveries (tenant_id, id, endpoint_id, event_id);
+    REFERENCES webhook_deliveries (tenant_id, id, endpoint_id, event_id) NOT VALID;
 
 ALTER TABLE webhook_delivery_attempts DROP CONSTRAINT webhook_delivery_attempts_tenant_id_delivery_id_fkey;
 
