@@ -207,14 +207,22 @@ final class ConnectionDeadline {
             counter: requestTimeouts)
     }
 
-    func start(_ context: ChannelHandlerContext) {
+    /// Starts the clock, unless it runs. When it runs out, `renew` (when
+    /// given) may grant another period by answering true; otherwise the
+    /// connection is closed.
+    func start(_ context: ChannelHandlerContext, renew: ((ChannelHandlerContext) -> Bool)? = nil) {
         guard scheduled == nil else { return }
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        let (logger, message, counter) = (self.logger, self.message, self.counter)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         scheduled = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-            logger.debug(message)
-            counter.increment()
-            loopBound.value.close(promise: nil)
+            let (deadline, context) = loopBound.value
+            deadline.scheduled = nil
+            if let renew, renew(context) {
+                deadline.start(context, renew: renew)
+                return
+            }
+            deadline.logger.debug(deadline.message)
+            deadline.counter.increment()
+            context.close(promise: nil)
         }
     }
 
@@ -229,26 +237,64 @@ final class ConnectionDeadline {
 
 /// A client that stops taking its answer. Once more of an answer waits for
 /// the client than NIO's high-water mark (64 KiB beyond what the kernel's
-/// send buffer holds), the client has `HTTP_WRITE_TIMEOUT_S` to take enough
-/// of it for the connection to become writable again; past it the connection
-/// is closed and what was queued for it dropped. The other clocks do not see
+/// send buffer holds), the client must take at least `leastProgress` bytes
+/// every `HTTP_WRITE_TIMEOUT_S` (32 KiB in 30 s by default, about 1 KiB/s)
+/// until the connection is writable again; otherwise the connection is
+/// closed and what was queued for it dropped. The other clocks do not see
 /// this: the request was received whole, and a connection is idle only
 /// between answers. Without it a client that stops reading a documents page
 /// holds the page's first read, or its pieces in flight, for as long as it
 /// keeps the connection open.
+///
+/// What the client took is what TCP says it acknowledged (Linux's
+/// `tcpi_bytes_acked`): the kernel's send buffer, megabytes on a fast link,
+/// hands NIO more room only in large steps, so what NIO holds can stand still
+/// for a while under a client that reads steadily. Where TCP_INFO cannot say
+/// (another system), what NIO holds is read instead: while the connection is
+/// not writable the answer's writer waits, so it only falls as the client
+/// reads.
 final class WriteStallHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
+    /// The least a client must take of its waiting answer in each period.
+    static let leastProgress = 32 * 1024
     let deadline: ConnectionDeadline
+    /// Where the client stood when the period began.
+    private var mark = Progress(acknowledged: nil, held: 0)
+
+    struct Progress {
+        /// Bytes TCP saw the client acknowledge on this connection, when known.
+        var acknowledged: UInt64?
+        /// Bytes NIO holds for the client.
+        var held: Int
+
+        /// Whether the client took at least `leastProgress` bytes between `self` and `later`.
+        func advanced(to later: Progress) -> Bool {
+            if let before = acknowledged, let after = later.acknowledged, after >= before {
+                return after - before >= UInt64(WriteStallHandler.leastProgress)
+            }
+            return held - later.held >= WriteStallHandler.leastProgress
+        }
+    }
 
     init(timeout: TimeAmount, logger: Logger) {
         deadline = ConnectionDeadline(
             timeout: timeout, logger: logger,
-            message: "the client did not take its answer within the write timeout; closing the connection",
+            message: "the client took too little of its answer within the write timeout; closing the connection",
             counter: ConnectionDeadline.writeTimeouts)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { deadline.stop() } else { deadline.start(context) }
+        if context.channel.isWritable {
+            deadline.stop()
+        } else {
+            mark = WriteStallHandler.progress(context)
+            deadline.start(context) { [self] context in
+                let now = WriteStallHandler.progress(context)
+                guard mark.advanced(to: now) else { return false }
+                mark = now
+                return true
+            }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -259,6 +305,34 @@ final class WriteStallHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline.stop()
+    }
+
+    static func progress(_ context: ChannelHandlerContext) -> Progress {
+        Progress(
+            acknowledged: acknowledged(context),
+            held: (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0)
+    }
+
+    /// Linux's `struct tcp_info` up to `tcpi_bytes_acked` (bytes 120-127,
+    /// there since Linux 4.1; an older kernel leaves them 0).
+    struct TCPInfoPrefix: Sendable {
+        var words = InlineArray<16, UInt64>(repeating: 0)
+    }
+
+    /// `tcpi_bytes_acked` of the connection's socket; nil where TCP_INFO
+    /// cannot say. Read on the channel's event loop, where the socket option
+    /// is read at once.
+    static func acknowledged(_ context: ChannelHandlerContext) -> UInt64? {
+        #if os(Linux)
+            guard let provider = context.channel as? any SocketOptionProvider else { return nil }
+            let info: EventLoopFuture<TCPInfoPrefix> = provider.unsafeGetSocketOption(
+                level: NIOBSDSocket.OptionLevel.tcp, name: NIOBSDSocket.Option.tcp_info)
+            var acknowledged: UInt64?
+            info.assumeIsolated().whenSuccess { acknowledged = $0.words[15] }
+            return acknowledged == 0 ? nil : acknowledged
+        #else
+            return nil
+        #endif
     }
 }
 
