@@ -373,7 +373,7 @@ private struct ComprobanteChecker {
             return nil
         }
         if Self.hasForbiddenCharacter(value) {
-            fail(field, "must not contain control characters (U+0000 to U+001F, U+007F) nor U+FFFE or U+FFFF, which XML cannot carry")
+            fail(field, "must not contain control characters (U+0000 to U+001F, U+007F) nor U+FFFE or U+FFFF")
             return nil
         }
         var count = 0
