@@ -262,6 +262,38 @@ final class MigrateTests: XCTestCase {
         }
     }
 
+    /// A development database that applied 0063 under its first name (which
+    /// also built the one-live-token index) and 0066's first text (its
+    /// foreign key checked at once) migrates: 0063 under its released name is
+    /// applied late, 0067 finds its index built, 0069 validates a key that
+    /// is valid. Made by rewriting a migrated database's ledger that way.
+    func testADatabaseOfTheFirstTextsOf0063And0066Migrates() throws {
+        try withDatabase { url in
+            XCTAssertEqual(try migrate(url).status, 0)
+            let connection = try Connection(conninfo: url)
+            let earlier = try String(
+                contentsOf: Self.earlier.appendingPathComponent("0066_webhook_attempts_match_their_delivery.sql"), encoding: .utf8)
+            try connection.query(
+                "UPDATE schema_migrations SET checksum = $1 WHERE name = '0066_webhook_attempts_match_their_delivery.sql'",
+                [Crypto.hex(Crypto.sha256(earlier))])
+            try connection.execute(
+                script: """
+                    UPDATE schema_migrations SET name = '0063_one_pending_verification.sql' WHERE name = '0063_superseded_verification_tokens.sql';
+                    DELETE FROM schema_migrations WHERE name >= '0067';
+                    """)
+            let ran = try Migrator(directory: Self.migrations).run(on: connection)
+            let later = try FileManager.default.contentsOfDirectory(atPath: Self.migrations.path)
+                .filter { $0.hasSuffix(".sql") && $0 > "0067" }.sorted()
+            XCTAssertEqual(
+                later.prefix(3),
+                [
+                    "0067_one_live_verification_per_tenant.sql", "0068_one_live_verification_comment.sql",
+                    "0069_validate_webhook_attempts_of_their_delivery.sql",
+                ])
+            XCTAssertEqual(ran, ["0063_superseded_verification_tokens.sql"] + later)
+        }
+    }
+
     /// 0052 was added after 0053: a database migrated between the two
     /// applies it late, as it always did.
     func testTheMigrationAddedAfterAHigherNumberedOneIsAppliedLate() throws {

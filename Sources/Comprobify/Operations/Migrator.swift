@@ -48,8 +48,11 @@ public struct Migrator: Sendable {
     /// earlier text ran as the new text would: 0001 and 0023 now take away
     /// only the role attributes a role has, so that a schema owner that is
     /// not a superuser can run them, with the same result on the roles they
-    /// create or reset. Any other change to an applied file is refused,
-    /// these two files' further changes included.
+    /// create or reset; 0066 adds its foreign key NOT VALID, for 0069 to
+    /// check the rows without blocking writes, where its earlier text (applied
+    /// only by development databases before its release) checked them at
+    /// once. Any other change to an applied file is refused, these files'
+    /// further changes included.
     static let revisions: [String: Revision] = [
         "0001_roles.sql": Revision(
             revised: "cb94430b465745a457f4bc9a50816c9e8e0929fc778a53011522cce231fb2b0e",
@@ -57,6 +60,9 @@ public struct Migrator: Sendable {
         "0023_outbox_relay.sql": Revision(
             revised: "40913a64f7682bbe9b86c8daeafc6901d5cd6363095e124d718f08e8984de716",
             earlier: ["4129afb9e9e221331d5d04983040aeb08132264e08169b447cab54fb1eb7627f"]),
+        "0066_webhook_attempts_match_their_delivery.sql": Revision(
+            revised: "17942d39aba8167368bdb071be781b006926223ce7ae965b2d2016aea5d0192b",
+            earlier: ["84b81a4234b8c9c1c7536f6b713f4e81c9cf7dce6e65738fbe9094ed50845760"]),
     ]
 
     /// Whether a ledger row recording `recorded` for the file `name`, whose
@@ -80,14 +86,18 @@ public struct Migrator: Sendable {
         FileHandle.standardError.write(Data("migrations: \(text)\n".utf8))
     }
 
-    /// Ledger names that may stand without a file: a migration renamed
-    /// before its release, which only development databases of that time applied.
-    static let retired: Set<String> = ["0018_one_key_per_token_and_counters_by_one.sql"]
+    /// Ledger names that may stand without a file: migrations renamed
+    /// before their release, which only development databases of that time
+    /// applied (0063's first text also built the index 0067 now builds
+    /// concurrently, IF NOT EXISTS).
+    static let retired: Set<String> = ["0018_one_key_per_token_and_counters_by_one.sql", "0063_one_pending_verification.sql"]
 
     /// Files added after a migration numbered above them had been applied
     /// somewhere (0052 came a minute after 0053): applied late, as they
-    /// always were, where a database has the later one already.
-    static let appliedLate: Set<String> = ["0052_reseal_lookup.sql"]
+    /// always were, where a database has the later one already; and 0063 under
+    /// its released name, where a development database applied its first
+    /// text and 0064-0066 (see `retired`).
+    static let appliedLate: Set<String> = ["0052_reseal_lookup.sql", "0063_superseded_verification_tokens.sql"]
 
     /// Refuses to apply anything to a database whose ledger does not fit the
     /// files: an applied migration whose file is gone (removed, or renamed:
