@@ -54,8 +54,8 @@ public struct Configuration: Sendable {
     public var httpMaxConnectionsPerAddress = 256
     /// From the first byte of a request to its last, headers and body together.
     public var httpRequestTimeoutSeconds = 30
-    /// How long a client may leave its answer untaken, its connection's buffer
-    /// full, before the connection is closed.
+    /// The period in which a client must take 32 KiB of an answer waiting for
+    /// it, its connection's buffer full, or be cut off (`WriteStallHandler`).
     public var httpWriteTimeoutSeconds = 30
     /// Connections one tenant may hold at once; nil is half the pool.
     public var tenantMaxConnections: Int?

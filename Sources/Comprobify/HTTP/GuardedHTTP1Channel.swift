@@ -24,7 +24,8 @@ public struct ConnectionLimits: Sendable {
     public var requestTimeout: TimeAmount
     /// A connection with no request in progress is closed after this long.
     public var idleTimeout: TimeAmount
-    /// How long a client may leave its answer untaken (`WriteStallHandler`).
+    /// The period in which a client must take 32 KiB of an answer waiting
+    /// for it (`WriteStallHandler`).
     public var writeTimeout: TimeAmount
 
     public init(maximum: Int, maximumPerAddress: Int, requestTimeout: TimeAmount, idleTimeout: TimeAmount, writeTimeout: TimeAmount) {

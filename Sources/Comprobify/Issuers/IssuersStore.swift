@@ -78,10 +78,11 @@ enum IssuersStore {
             """
         ) { result in
             try result.rows.map { row in
-                .object([
+                let next = try row.decode(Int64.self, at: 2)
+                return .object([
                     ("documentType", try row.string(at: 0)),
                     ("environment", try row.string(at: 1)),
-                    ("next", try row.decode(Int64.self, at: 2) > NumberForecast.lastSequential ? .null : try row.int(at: 2)),
+                    ("next", next > NumberForecast.lastSequential ? .null : JSONValue(next)),
                 ])
             }
         }
