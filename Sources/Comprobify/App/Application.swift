@@ -116,7 +116,8 @@ public func buildApplication(
         maximumPerAddress: configuration.httpMaxConnectionsPerAddress,
         requestTimeout: .seconds(Int64(configuration.httpRequestTimeoutSeconds)),
         idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds)),
-        writeTimeout: .seconds(Int64(configuration.httpWriteTimeoutSeconds))
+        writeTimeout: .seconds(Int64(configuration.httpWriteTimeoutSeconds)),
+        sendBufferBytes: configuration.httpSendBufferBytes
     )
     logger.info(
         "connection limits",

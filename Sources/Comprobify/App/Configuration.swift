@@ -62,6 +62,10 @@ public struct Configuration: Sendable {
     /// About how many bytes of documents a list answer holds in memory at once
     /// (`ListBudget`); not read from the environment (tests make it small).
     public var listBytes = ListBudget.bytes
+    /// SO_SNDBUF of client connections; nil leaves the kernel to size it.
+    /// Not read from the environment (tests make it small, so that an answer
+    /// waits in the server rather than in the kernel).
+    public var httpSendBufferBytes: Int?
     /// How long an issuing request waits for the requests ahead of it on its
     /// numbering counter before it takes its number first (`NumberForecast`);
     /// not read from the environment (tests make it long).

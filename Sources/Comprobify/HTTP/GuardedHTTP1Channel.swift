@@ -27,13 +27,19 @@ public struct ConnectionLimits: Sendable {
     /// The period in which a client must take 32 KiB of an answer waiting
     /// for it (`WriteStallHandler`).
     public var writeTimeout: TimeAmount
+    /// SO_SNDBUF of each connection; nil leaves the kernel to size it.
+    public var sendBufferBytes: Int?
 
-    public init(maximum: Int, maximumPerAddress: Int, requestTimeout: TimeAmount, idleTimeout: TimeAmount, writeTimeout: TimeAmount) {
+    public init(
+        maximum: Int, maximumPerAddress: Int, requestTimeout: TimeAmount, idleTimeout: TimeAmount, writeTimeout: TimeAmount,
+        sendBufferBytes: Int? = nil
+    ) {
         self.maximum = maximum
         self.maximumPerAddress = maximumPerAddress
         self.requestTimeout = requestTimeout
         self.idleTimeout = idleTimeout
         self.writeTimeout = writeTimeout
+        self.sendBufferBytes = sendBufferBytes
     }
 }
 
@@ -114,6 +120,9 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             let counter = self.counter
             channel.closeFuture.whenComplete { _ in counter.release(address) }
 
+            if let bytes = limits.sendBufferBytes {
+                try channel.syncOptions?.setOption(.socketOption(.so_sndbuf), value: SocketOptionValue(bytes))
+            }
             let deadline = ConnectionDeadline.request(timeout: limits.requestTimeout, logger: logger)
             try pipeline.addHandler(WriteStallHandler(timeout: limits.writeTimeout, logger: logger))
             try pipeline.addHandler(RequestStartHandler(deadline: deadline))
@@ -232,16 +241,20 @@ final class ConnectionDeadline {
         scheduled = nil
     }
 
+    var isRunning: Bool { scheduled != nil }
+
     static let requestTimeouts = CoreMetrics.Counter(label: "http_request_timeouts_total")
     static let writeTimeouts = CoreMetrics.Counter(label: "http_write_timeouts_total")
 }
 
-/// A client that stops taking its answer. Once more of an answer waits for
+/// A client that stops taking its answer. While more of an answer waits for
 /// the client than NIO's high-water mark (64 KiB beyond what the kernel's
-/// send buffer holds), the client must take at least `leastProgress` bytes
-/// every `HTTP_WRITE_TIMEOUT_S` (32 KiB in 30 s by default, about 1 KiB/s)
-/// until the connection is writable again; otherwise the connection is
-/// closed and what was queued for it dropped. The other clocks do not see
+/// send buffer holds), the client must take `leastProgress` bytes in each
+/// `HTTP_WRITE_TIMEOUT_S` (32 KiB in 30 s by default, about 1 KiB/s), on
+/// average: what it took beyond that counts for later periods, up to
+/// `mostCredit` (8 periods' worth), so a client may pause after reading
+/// ahead. A client whose credit runs out is cut off: the connection is
+/// closed and what NIO holds for it dropped. The other clocks do not see
 /// this: the request was received whole, and a connection is idle only
 /// between answers. Without it a client that stops reading a documents page
 /// holds the page's first read, or its pieces in flight, for as long as it
@@ -249,18 +262,31 @@ final class ConnectionDeadline {
 ///
 /// What the client took is what TCP says it acknowledged (Linux's
 /// `tcpi_bytes_acked`): the kernel's send buffer, megabytes on a fast link,
-/// hands NIO more room only in large steps, so what NIO holds can stand still
-/// for a while under a client that reads steadily. Where TCP_INFO cannot say
-/// (another system), what NIO holds is read instead: while the connection is
-/// not writable the answer's writer waits, so it only falls as the client
-/// reads.
-final class WriteStallHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// hands NIO more room only in large steps, and the client's window opens in
+/// steps too.
+/// Where TCP_INFO cannot say (another system), what NIO holds is read
+/// instead: while the connection is not writable the answer's writer waits,
+/// so it only falls as the client reads.
+///
+/// A close asked for while NIO still holds some of an answer (the idle
+/// timeout, which starts when the answer's end is handed to NIO, or
+/// `Connection: close`) waits until NIO has handed the rest to the kernel,
+/// under the same clock: closing at once would drop the end of a large
+/// answer that a slow client is still reading.
+final class WriteStallHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
-    /// The least a client must take of its waiting answer in each period.
+    typealias OutboundIn = NIOAny
+    /// The least a client must take of its waiting answer in each period, on average.
     static let leastProgress = 32 * 1024
+    /// The most a client's takes beyond `leastProgress` count for.
+    static let mostCredit = 8 * leastProgress
     let deadline: ConnectionDeadline
-    /// Where the client stood when the period began.
-    private var mark = Progress(acknowledged: nil, held: 0)
+    /// Where the client stood when it was last looked at.
+    private var last: Progress?
+    /// What the client took beyond `leastProgress` a period, up to `mostCredit`.
+    private var credit = 0
+    /// Whether a close waits for NIO to hand the rest of the answer to the kernel.
+    private var closing = false
 
     struct Progress {
         /// Bytes TCP saw the client acknowledge on this connection, when known.
@@ -268,12 +294,12 @@ final class WriteStallHandler: ChannelInboundHandler, RemovableChannelHandler {
         /// Bytes NIO holds for the client.
         var held: Int
 
-        /// Whether the client took at least `leastProgress` bytes between `self` and `later`.
-        func advanced(to later: Progress) -> Bool {
+        /// What the client took between `self` and `later`.
+        func taken(until later: Progress) -> Int {
             if let before = acknowledged, let after = later.acknowledged, after >= before {
-                return after - before >= UInt64(WriteStallHandler.leastProgress)
+                return Int(clamping: after - before)
             }
-            return held - later.held >= WriteStallHandler.leastProgress
+            return max(0, held - later.held)
         }
     }
 
@@ -285,18 +311,48 @@ final class WriteStallHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
+        if !context.channel.isWritable {
+            startClock(context)
+        } else if !closing {
             deadline.stop()
-        } else {
-            mark = WriteStallHandler.progress(context)
-            deadline.start(context) { [self] context in
-                let now = WriteStallHandler.progress(context)
-                guard mark.advanced(to: now) else { return false }
-                mark = now
-                return true
-            }
         }
         context.fireChannelWritabilityChanged()
+    }
+
+    private func startClock(_ context: ChannelHandlerContext) {
+        guard !deadline.isRunning else { return }
+        credit = min(WriteStallHandler.mostCredit, credit + taken(context))
+        deadline.start(context) { [self] context in
+            credit = min(WriteStallHandler.mostCredit, credit + taken(context)) - WriteStallHandler.leastProgress
+            return credit >= 0
+        }
+    }
+
+    /// What the client took since it was last looked at (nothing the first time).
+    private func taken(_ context: ChannelHandlerContext) -> Int {
+        let now = WriteStallHandler.progress(context)
+        defer { last = now }
+        return last?.taken(until: now) ?? 0
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all, !closing, context.channel.isActive, WriteStallHandler.progress(context).held > 0 else {
+            context.close(mode: mode, promise: promise)
+            return
+        }
+        closing = true
+        startClock(context)
+        // An empty write completes once everything written before it has
+        // gone to the kernel; then the connection closes. If the clock runs
+        // out first, it closes the connection, and this close follows it.
+        let handedOver = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: handedOver)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        handedOver.futureResult.whenComplete { _ in
+            let (handler, context) = loopBound.value
+            handler.deadline.stop()
+            context.close(mode: .all, promise: promise)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -315,7 +371,7 @@ final class WriteStallHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Linux's `struct tcp_info` up to `tcpi_bytes_acked` (bytes 120-127,
-    /// there since Linux 4.1; an older kernel leaves them 0).
+    /// there since Linux 4.1).
     struct TCPInfoPrefix: Sendable {
         var words = InlineArray<16, UInt64>(repeating: 0)
     }
@@ -330,7 +386,7 @@ final class WriteStallHandler: ChannelInboundHandler, RemovableChannelHandler {
                 level: NIOBSDSocket.OptionLevel.tcp, name: NIOBSDSocket.Option.tcp_info)
             var acknowledged: UInt64?
             info.assumeIsolated().whenSuccess { acknowledged = $0.words[15] }
-            return acknowledged == 0 ? nil : acknowledged
+            return acknowledged
         #else
             return nil
         #endif
