@@ -361,6 +361,14 @@ final class OperationsTests: XCTestCase {
             let health = try await server.call(.get, "/healthz")
             XCTAssertEqual(health.status, 200)
         }
+        // A request begun in the same packet as the end of the one before it
+        // is timed too (the request clock, not the idle one, cuts it off).
+        try await TestServer.run(configure: { $0.httpRequestTimeoutSeconds = 1 }) { server in
+            let pipelined = try RawSocket(port: server.port)
+            pipelined.send(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nPOST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"email\":")
+            XCTAssertTrue(pipelined.waitForClose(within: 5), "a pipelined request left unfinished is cut off by the request timeout")
+        }
     }
 
     /// A client that takes less than 32 KiB of its waiting answer in each

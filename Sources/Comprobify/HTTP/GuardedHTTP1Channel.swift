@@ -443,6 +443,9 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             open += 1
+            // A request whose first bytes came in the read that ended the one
+            // before it started no clock there: it starts now.
+            deadline.start(context)
             if RequestGuardHandler.expectsContinue(head) && RequestGuardHandler.acceptableLength(head) {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
             }
