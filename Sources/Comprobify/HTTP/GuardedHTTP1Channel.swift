@@ -336,7 +336,7 @@ final class WriteStallHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        guard mode == .all, !closing, context.channel.isActive, WriteStallHandler.progress(context).held > 0 else {
+        guard mode == .all, !closing, context.channel.isActive, WriteStallHandler.held(context) > 0 else {
             context.close(mode: mode, promise: promise)
             return
         }
@@ -365,9 +365,12 @@ final class WriteStallHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     static func progress(_ context: ChannelHandlerContext) -> Progress {
-        Progress(
-            acknowledged: acknowledged(context),
-            held: (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0)
+        Progress(acknowledged: acknowledged(context), held: held(context))
+    }
+
+    /// The bytes NIO holds for the client (0 where it cannot say).
+    static func held(_ context: ChannelHandlerContext) -> Int {
+        (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
 
     /// Linux's `struct tcp_info` up to `tcpi_bytes_acked` (bytes 120-127,

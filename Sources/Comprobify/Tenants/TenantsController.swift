@@ -88,7 +88,7 @@ struct TenantsController {
         let digest = Crypto.sha256(token ?? "")
         let invalid = APIError.badRequest("The verification token is unknown, already used or expired.")
         try await database.transactionFindingTenant(
-            prologue: [TenantsStore.tenantOfVerification(digest), TenantsStore.lockedForVerification]
+            prologue: [TenantsStore.tenantOfVerification(digest), TenantsStore.lockedLikePromotion]
         ) { transaction, results in
             guard results[0].count == 1, try TenantsStore.verify(transaction, digest: digest) else { throw invalid }
         }

@@ -105,13 +105,6 @@ enum TenantsStore {
         "SELECT set_config('app.tenant_id', t::text, true) FROM email_verification_tenant(\(digest)) AS t WHERE t IS NOT NULL"
     }
 
-    /// The token's tenant row, locked before its token is used, as a resend
-    /// and support lock it before they touch the tokens: a verification
-    /// beside a resend queues instead of deadlocking. No row (and no lock)
-    /// when the token named no tenant.
-    static let lockedForVerification: PostgresQuery =
-        "SELECT 1 FROM tenants WHERE id = current_tenant_id() FOR NO KEY UPDATE"
-
     /// Uses the token and activates the tenant; commits. False when the token is
     /// used, invalidated or expired.
     static func verify(_ transaction: Transaction, digest: Data) throws -> Bool {
@@ -152,8 +145,10 @@ enum TenantsStore {
         return try tenant(updated[0][0])
     }
 
-    /// The tenant row, locked as promotion locks it, for a resend or a key's
-    /// revocation: changes of one tenant's keys and tokens queue on it.
+    /// The tenant row, locked as promotion locks it, for a resend, a key's
+    /// revocation or a verification (before its token is used): changes of
+    /// one tenant's keys and tokens queue on it instead of deadlocking. No
+    /// row (and no lock) when no tenant is set, as for an unknown token.
     static let lockedLikePromotion: PostgresQuery =
         "SELECT status, environment FROM tenants WHERE id = current_tenant_id() FOR NO KEY UPDATE"
 
