@@ -415,9 +415,39 @@ final class MigrateTests: XCTestCase {
         try body(conninfo, superuser)
     }
 
+    /// `withHostedOwner`, the migrations numbered before `first` applied by
+    /// that owner, then the fixture and `changes` written by the superuser: a
+    /// database of an earlier release holding rows its migrations must mend.
+    func withHostedOwner(
+        migratedBefore first: String, holding changes: String, _ body: (_ conninfo: String, _ admin: Connection) throws -> Void
+    ) throws {
+        try withHostedOwner { conninfo, superuser in
+            let run = try migrate(conninfo, before: first)
+            XCTAssertEqual(run.status, 0, run.output)
+            guard run.status == 0 else { return }
+            let admin = try Connection(conninfo: superuser)
+            try admin.execute(script: "BEGIN;\n\(try String(contentsOf: Self.fixture, encoding: .utf8))\n\(changes)\nCOMMIT;")
+            try body(conninfo, admin)
+        }
+    }
+
     func migrate(_ conninfo: String, directory: URL = migrations) throws -> (status: Int32, output: String) {
         try Executable.run(try Executable.url(), ["migrate", "--directory", directory.path], environment: ["DATABASE_URL": conninfo])
     }
+
+    /// Applies only the migrations numbered before `first` (a database of an earlier release).
+    func migrate(_ conninfo: String, before first: String) throws -> (status: Int32, output: String) {
+        let before = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: before, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: before) }
+        for file in try FileManager.default.contentsOfDirectory(atPath: Self.migrations.path) where file < first {
+            try FileManager.default.copyItem(at: Self.migrations.appendingPathComponent(file), to: before.appendingPathComponent(file))
+        }
+        return try migrate(conninfo, directory: before)
+    }
+
+    /// sql/tests/fixtures/two_tenants.sql: two tenants with rows in every tenant table.
+    static let fixture = migrations.deletingLastPathComponent().appendingPathComponent("tests/fixtures/two_tenants.sql")
 
     func testASchemaOwnerThatIsNotASuperuserMigrates() throws {
         try withHostedOwner { conninfo, _ in
@@ -444,30 +474,14 @@ final class MigrateTests: XCTestCase {
     /// no claim takes. 0031 gives them theirs whatever the owner, and leaves
     /// both tables forced.
     func testWaitingSubmissionsGetTheirEnvironmentWhateverTheOwner() throws {
-        try withHostedOwner { conninfo, superuser in
-            let before = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: before, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: before) }
-            for file in try FileManager.default.contentsOfDirectory(atPath: Self.migrations.path) where file < "0031" {
-                try FileManager.default.copyItem(
-                    at: Self.migrations.appendingPathComponent(file), to: before.appendingPathComponent(file))
-            }
-            let first = try migrate(conninfo, directory: before)
-            XCTAssertEqual(first.status, 0, first.output)
-            guard first.status == 0 else { return }
-            // A document waiting for SRI with no environment, as 0021 left it
-            // (the row rules refuse one now, so they are switched off for this).
-            let fixture = Self.migrations.deletingLastPathComponent().appendingPathComponent("tests/fixtures/two_tenants.sql")
-            let admin = try Connection(conninfo: superuser)
-            try admin.execute(
-                script: "BEGIN;\n" + (try String(contentsOf: fixture, encoding: .utf8))
-                    + """
-
-                    ALTER TABLE document_submissions DISABLE TRIGGER USER;
-                    UPDATE document_submissions SET environment = NULL WHERE tenant_id = 900001;
-                    ALTER TABLE document_submissions ENABLE TRIGGER USER;
-                    COMMIT;
-                    """)
+        // A document waiting for SRI with no environment, as 0021 left it
+        // (the row rules refuse one now, so they are switched off for this).
+        let changes = """
+            ALTER TABLE document_submissions DISABLE TRIGGER USER;
+            UPDATE document_submissions SET environment = NULL WHERE tenant_id = 900001;
+            ALTER TABLE document_submissions ENABLE TRIGGER USER;
+            """
+        try withHostedOwner(migratedBefore: "0031", holding: changes) { conninfo, admin in
             // What 0021's backfill did as this owner: nothing.
             let owner = try Connection(conninfo: conninfo)
             let seen = try owner.query(
@@ -486,6 +500,37 @@ final class MigrateTests: XCTestCase {
                 "SELECT bool_and(relforcerowsecurity) FROM pg_class WHERE relname IN ('documents', 'document_submissions')", [],
                 prepared: false)
             XCTAssertTrue(try forced[0].decode(Bool.self, at: 0), "both tables force row-level security again")
+        }
+    }
+
+    /// 0063 leaves each tenant one live verification token (its newest), also
+    /// when the owner that migrates is not a superuser, from whom the table's
+    /// forced policies hide every row: its first text changed nothing then,
+    /// and 0067's unique index failed on the tokens it left.
+    func testSupersededVerificationTokensAreInvalidatedWhateverTheOwner() throws {
+        // Two live tokens for each tenant, as a database changed by hand may hold.
+        let changes = """
+            INSERT INTO email_verifications (tenant_id, id, token_digest, created_at, expires_at) VALUES
+                (900001, 900035, sha256('verify-a-older'), now() - interval '2 days', now() + interval '1 day'),
+                (900002, 900042, sha256('verify-b-newer'), now() - interval '1 minute', now() + interval '1 day');
+            """
+        try withHostedOwner(migratedBefore: "0063", holding: changes) { conninfo, admin in
+            let rest = try migrate(conninfo)
+            XCTAssertEqual(rest.status, 0, rest.output)
+            let live = try admin.query(
+                """
+                SELECT id FROM email_verifications
+                 WHERE tenant_id IN (900001, 900002) AND used_at IS NULL AND invalidated_at IS NULL ORDER BY id
+                """, [], prepared: false)
+            XCTAssertEqual(
+                try (0..<live.count).map { try live[$0].decode(Int64.self, at: 0) }, [900031, 900042], "each tenant's newest stays live")
+            let index = try admin.query(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'email_verifications_one_live_per_tenant'::regclass", [],
+                prepared: false)
+            XCTAssertEqual(try (0..<index.count).map { try index[$0].decode(Bool.self, at: 0) }, [true])
+            let forced = try admin.query(
+                "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'email_verifications'", [], prepared: false)
+            XCTAssertTrue(try forced[0].decode(Bool.self, at: 0), "the table forces row-level security again")
         }
     }
 
@@ -542,6 +587,16 @@ final class MigrateTests: XCTestCase {
             let before = try String(contentsOf: Self.earlier.appendingPathComponent(name), encoding: .utf8)
             XCTAssertEqual(revision.earlier, [Crypto.hex(Crypto.sha256(before))], name)
         }
+        // sql/README.md's script for plain psql accepts the same (name:earlier:revised).
+        let readme = try String(
+            contentsOf: Self.migrations.deletingLastPathComponent().appendingPathComponent("README.md"), encoding: .utf8)
+        let accepted = Set(
+            readme.matches(of: /(\d{4}_[a-z0-9_]+\.sql):([0-9a-f]{64}):([0-9a-f]{64})/).map {
+                "\($0.output.1):\($0.output.2):\($0.output.3)"
+            })
+        let revisions = Set(
+            Migrator.revisions.flatMap { name, revision in revision.earlier.map { "\(name):\($0):\(revision.revised)" } })
+        XCTAssertEqual(accepted, revisions)
     }
 
     /// A database that applied the earlier text of 0001 or 0023 is not

@@ -11,6 +11,23 @@
 --
 -- First, any tenant holding more than one live token (a database changed by
 -- hand) keeps its newest; the others are invalidated, as a resend would.
+--
+-- email_verifications forces row-level security, which applies its policies
+-- to the table's owner too: an owner that is neither a superuser nor BYPASSRLS
+-- (a hosted database's usual owner) sees no row without app.tenant_id, and the
+-- UPDATE would change nothing (then 0067 fails on the tokens it left). As in
+-- migration 0031, FORCE is lifted for this transaction only and set again
+-- before it commits (ALTER TABLE holds the table's lock until then, so no
+-- other session sees it without FORCE). The first text of this migration
+-- (sql/earlier) did not: it did the same for a superuser, nothing otherwise.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = current_user AND (rolsuper OR rolbypassrls)) THEN
+        ALTER TABLE email_verifications NO FORCE ROW LEVEL SECURITY;
+    END IF;
+END
+$$;
 
 UPDATE email_verifications v
    SET invalidated_at = now()
@@ -18,3 +35,5 @@ UPDATE email_verifications v
    AND EXISTS (SELECT FROM email_verifications n
                 WHERE n.tenant_id = v.tenant_id AND n.used_at IS NULL AND n.invalidated_at IS NULL
                   AND (n.created_at, n.id) > (v.created_at, v.id));
+
+ALTER TABLE email_verifications FORCE ROW LEVEL SECURITY;

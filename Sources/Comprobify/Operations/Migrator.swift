@@ -51,8 +51,13 @@ public struct Migrator: Sendable {
     /// create or reset; 0066 adds its foreign key NOT VALID, for 0069 to
     /// check the rows without blocking writes, where its earlier text (applied
     /// only by development databases before its release) checked them at
-    /// once. Any other change to an applied file is refused, these files'
-    /// further changes included.
+    /// once; 0063 lifts its table's FORCE ROW LEVEL SECURITY for its
+    /// transaction, so that an owner that is not a superuser sees the rows it
+    /// mends, where its earlier text did the same for a superuser and nothing
+    /// for such an owner (whose database then stops at 0067 if it holds a
+    /// tenant's second live token: sql/README.md says what to do). Any other
+    /// change to an applied file is refused, these files' further changes
+    /// included.
     static let revisions: [String: Revision] = [
         "0001_roles.sql": Revision(
             revised: "cb94430b465745a457f4bc9a50816c9e8e0929fc778a53011522cce231fb2b0e",
@@ -60,6 +65,9 @@ public struct Migrator: Sendable {
         "0023_outbox_relay.sql": Revision(
             revised: "40913a64f7682bbe9b86c8daeafc6901d5cd6363095e124d718f08e8984de716",
             earlier: ["4129afb9e9e221331d5d04983040aeb08132264e08169b447cab54fb1eb7627f"]),
+        "0063_superseded_verification_tokens.sql": Revision(
+            revised: "a59751a56cb9b13795ca95da8369ecd6c5e96c1c7116c970fd968322a7993371",
+            earlier: ["fb025727ad6928ee07c2aab5857d181fe46b442b17a8f05d1d9cdb9e1bf50571"]),
         "0066_webhook_attempts_match_their_delivery.sql": Revision(
             revised: "17942d39aba8167368bdb071be781b006926223ce7ae965b2d2016aea5d0192b",
             earlier: ["84b81a4234b8c9c1c7536f6b713f4e81c9cf7dce6e65738fbe9094ed50845760"]),
