@@ -477,7 +477,8 @@ final class ComprobantesTests: XCTestCase {
     }
 
     /// A bad Idempotency-Key and a bad body are reported in one answer (SRI.md:
-    /// all violations at once), and a bad key alone still names the header.
+    /// all violations at once), and a bad key alone still names the header, as
+    /// does a key sent twice.
     func testAnIdempotencyKeyViolationIsReportedWithTheBodysOwn() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()
@@ -495,6 +496,16 @@ final class ComprobantesTests: XCTestCase {
             let keyOnly = try await server.issue(tenant.key, issuer: issuer, headers: badKey, body: Bodies.factura())
             keyOnly.assertProblem(400, "VALIDATION_ERROR")
             XCTAssertEqual(keyOnly.errorFields, ["Idempotency-Key"])
+            // Sent twice, the key is no key: which one would a repeat be compared by?
+            for second in ["order-1", "order-2"] {
+                var keys = HTTPFields()
+                keys.append(HTTPField(name: .idempotencyKey, value: "order-1"))
+                keys.append(HTTPField(name: .idempotencyKey, value: second))
+                let repeated = try await server.issue(tenant.key, issuer: issuer, headers: keys, body: Bodies.factura())
+                repeated.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(repeated.errorFields, ["Idempotency-Key"], repeated.text)
+                XCTAssertTrue(repeated.text.contains("sent once"), repeated.text)
+            }
             let ok = try await server.issue(tenant.key, issuer: issuer)
             XCTAssertEqual(try ok.int("document", "sequential"), 1, "the refused requests took no number")
         }

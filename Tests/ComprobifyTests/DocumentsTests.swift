@@ -451,6 +451,17 @@ final class DocumentsTests: XCTestCase {
                 let reply = try await server.call(.get, "/v1/documents", key: tenant.key, headers: [.issuerID: bad])
                 reply.assertProblem(400, "VALIDATION_ERROR")
             }
+            // Sent twice, even with the same id (read as one value, "7, 7": not a number).
+            for second in [issuer, issuer + 1] {
+                var twice = HTTPFields()
+                twice.append(HTTPField(name: .issuerID, value: String(issuer)))
+                twice.append(HTTPField(name: .issuerID, value: String(second)))
+                for method in [HTTPRequest.Method.get, .post] {
+                    let reply = try await server.call(method, "/v1/documents", key: tenant.key, headers: twice, json: Bodies.factura())
+                    reply.assertProblem(400, "VALIDATION_ERROR")
+                    XCTAssertEqual(reply.errorFields, ["X-Issuer-Id"], reply.text)
+                }
+            }
             let other = try await server.signUp()
             let otherIssuer = try await server.createIssuer(other.key)
             for id in [otherIssuer, 0, 99_999_999_999] {

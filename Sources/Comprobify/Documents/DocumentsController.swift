@@ -38,7 +38,7 @@ struct DocumentsController {
             // Any 400 of the body, unparseable JSON included, comes after the
             // key's 401 and the issuer's 404 (the order of every route).
             // The header's violation and the body's are reported together.
-            let keyError = IssueRequest.idempotencyKeyProblem(idempotencyKey)
+            let keyError = IssueRequest.idempotencyKeyProblem(request.headers[values: .idempotencyKey])
             do {
                 input = try Input.parse(bytes, allowEmpty: false)
                 document = try ComprobanteRequest(input, today: .todayInEcuador(now: Date().timeIntervalSince1970))
@@ -425,12 +425,17 @@ enum IssueRequest {
         field: "Idempotency-Key", "The Idempotency-Key header must be 1 to 255 printable ASCII characters."
     )
 
-    /// The header's violation, if it has one.
-    static func idempotencyKeyProblem(_ key: String?) -> APIError? {
-        if let key, !(1...255).contains(key.utf8.count) || !key.utf8.allSatisfy({ (0x20...0x7e).contains($0) }) {
+    static let repeatedIdempotencyKeyError = APIError.validation(
+        field: "Idempotency-Key", "The Idempotency-Key header must be sent once."
+    )
+
+    /// The violation of the header's values (each time it was sent), if they have one.
+    static func idempotencyKeyProblem(_ keys: [String]) -> APIError? {
+        guard let key = keys.first else { return nil }
+        if !(1...255).contains(key.utf8.count) || !key.utf8.allSatisfy({ (0x20...0x7e).contains($0) }) {
             return idempotencyKeyError
         }
-        return nil
+        return keys.count == 1 ? nil : repeatedIdempotencyKeyError
     }
 }
 
