@@ -36,4 +36,12 @@ UPDATE email_verifications v
                 WHERE n.tenant_id = v.tenant_id AND n.used_at IS NULL AND n.invalidated_at IS NULL
                   AND (n.created_at, n.id) > (v.created_at, v.id));
 
-ALTER TABLE email_verifications FORCE ROW LEVEL SECURITY;
+-- FORCE again wherever it is off (a superuser's run, which lifted nothing,
+-- takes no exclusive lock on the table).
+DO $$
+BEGIN
+    IF NOT (SELECT c.relforcerowsecurity FROM pg_class c WHERE c.oid = 'email_verifications'::regclass) THEN
+        ALTER TABLE email_verifications FORCE ROW LEVEL SECURITY;
+    END IF;
+END
+$$;

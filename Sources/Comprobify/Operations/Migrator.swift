@@ -44,8 +44,8 @@ public struct Migrator: Sendable {
         let earlier: Set<String>
     }
 
-    /// The revisions, by file name. A revision must leave a database where an
-    /// earlier text ran as the new text would: 0001 and 0023 now take away
+    /// The revisions, by file name. A revision does what its earlier text did
+    /// wherever that text worked, and mends where it did not: 0001 and 0023 now take away
     /// only the role attributes a role has, so that a schema owner that is
     /// not a superuser can run them, with the same result on the roles they
     /// create or reset; 0066 adds its foreign key NOT VALID, for 0069 to
@@ -66,7 +66,7 @@ public struct Migrator: Sendable {
             revised: "40913a64f7682bbe9b86c8daeafc6901d5cd6363095e124d718f08e8984de716",
             earlier: ["4129afb9e9e221331d5d04983040aeb08132264e08169b447cab54fb1eb7627f"]),
         "0063_superseded_verification_tokens.sql": Revision(
-            revised: "a59751a56cb9b13795ca95da8369ecd6c5e96c1c7116c970fd968322a7993371",
+            revised: "a362160354f3ca3ec709d167a4b88fbd48d4d42a7f8b7360b7d060eae294c16a",
             earlier: ["fb025727ad6928ee07c2aab5857d181fe46b442b17a8f05d1d9cdb9e1bf50571"]),
         "0066_webhook_attempts_match_their_delivery.sql": Revision(
             revised: "17942d39aba8167368bdb071be781b006926223ce7ae965b2d2016aea5d0192b",
