@@ -42,7 +42,8 @@ public final class ConnectionPool: Sendable {
         /// 1 gives every pipeline a connection of its own.
         public var pipelineDepth: Int
         /// Connections open to sharing at a time (half the pool unless
-        /// given): a pipeline takes a free slot to open one while fewer are,
+        /// given): a pipeline takes a free slot to open one while fewer are
+        /// (unless one has room under `pipelinePack`),
         /// and otherwise is sent on the open one with the fewest in flight,
         /// behind them, if it has room (`pipelineDepth`). PostgreSQL then
         /// runs the pipelines of a connection back to back, where each would
@@ -52,6 +53,14 @@ public final class ConnectionPool: Sendable {
         /// large read, a slow statement) keeps others from being sent behind
         /// it: they take another connection, or wait for one.
         public var pipelineStall: Duration
+        /// A pipeline goes behind the busiest connection open to sharing that
+        /// has fewer than this in flight (and is not stalled) before it opens
+        /// another or goes behind the one with the fewest: a backend at work
+        /// runs it right after the ones before it, where a connection of its
+        /// own, or the least busy one, would more often wake a sleeping
+        /// backend for it (ADR 007, item 43). 1 opens a connection whenever
+        /// it may.
+        public var pipelinePack: Int
         /// The longest a connection waits for an answer of the database
         /// (since it sent, or since the last answer it read; a pipeline's
         /// answers come together at its end) before it is closed and the statement fails
@@ -70,6 +79,7 @@ public final class ConnectionPool: Sendable {
             pipelineDepth: Int = 16,
             pipelineConnections: Int? = nil,
             pipelineStall: Duration = .milliseconds(2),
+            pipelinePack: Int = 4,
             answerLimit: Duration? = nil
         ) {
             self.conninfo = conninfo
@@ -81,6 +91,7 @@ public final class ConnectionPool: Sendable {
             self.pipelineDepth = pipelineDepth
             self.pipelineConnections = pipelineConnections ?? max(1, size / 2)
             self.pipelineStall = pipelineStall
+            self.pipelinePack = pipelinePack
             self.answerLimit = answerLimit
         }
     }
@@ -196,10 +207,12 @@ public final class ConnectionPool: Sendable {
     /// involved unless the slot must connect first (TLS included).
     ///
     /// Pipelines share connections. Up to `Configuration.pipelineConnections`
-    /// connections at a time are open to sharing: a pipeline takes a free
-    /// slot for one while fewer are, and otherwise is sent on the one with the
-    /// fewest in flight, behind them, if it has room (`pipelineDepth`) and its
-    /// oldest has been in flight for less than `pipelineStall`. PostgreSQL
+    /// connections at a time are open to sharing: a pipeline goes behind the
+    /// busiest of them with fewer than `pipelinePack` in flight; else it takes
+    /// a free slot for one while fewer are open, and otherwise is sent on the
+    /// one with the fewest in flight, behind them, if it has room
+    /// (`pipelineDepth`); always behind a pipeline in flight for less than
+    /// `pipelineStall`. PostgreSQL
     /// runs them one after the other, each its own transaction; the error of
     /// one does not touch the others, but a connection that breaks fails them
     /// all. Otherwise the pipeline has a connection to itself, waiting for a
@@ -298,6 +311,18 @@ public final class ConnectionPool: Sendable {
             try state.withLockedValue { state in
                 if state.closed { throw PostgresError(kind: .poolClosed, message: "the connection pool is shut down") }
                 let now = ContinuousClock.now
+                // Whether a pipeline may go behind those in flight on `channel`, up to `most`.
+                func room(_ channel: PipelineWatcher.Channel, below most: Int) -> Bool {
+                    !channel.discard && channel.started.count < most && now - (channel.started.first ?? now) < configuration.pipelineStall
+                }
+                var busiest: PipelineWatcher.Channel?
+                for channel in state.channels where room(channel, below: min(configuration.pipelinePack, configuration.pipelineDepth)) {
+                    if busiest == nil || channel.started.count > busiest!.started.count { busiest = channel }
+                }
+                if let busiest {
+                    busiest.started.append(now)
+                    return .join(busiest)
+                }
                 if state.channels.count + state.opening < configuration.pipelineConnections, state.waiters.isEmpty,
                     !state.free.isEmpty
                 {
@@ -312,10 +337,7 @@ public final class ConnectionPool: Sendable {
                     }
                 }
                 var chosen: PipelineWatcher.Channel?
-                for channel in state.channels
-                where !channel.discard && channel.started.count < configuration.pipelineDepth
-                    && now - (channel.started.first ?? now) < configuration.pipelineStall
-                {
+                for channel in state.channels where room(channel, below: configuration.pipelineDepth) {
                     if chosen == nil || channel.started.count < chosen!.started.count { chosen = channel }
                 }
                 guard let chosen else { return .alone }

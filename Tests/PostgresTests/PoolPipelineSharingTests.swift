@@ -48,9 +48,10 @@ final class PoolPipelineSharingTests: XCTestCase {
 
     func testAtMostPipelineConnectionsAreOpenToSharing() async throws {
         // With 2 open to sharing, the third pipeline goes behind one of them
-        // though 6 slots are free.
+        // though 6 slots are free (each opens one while it may: no packing).
         let pool = ConnectionPool(
-            configuration: .init(conninfo: TestDatabase.ownerURL, size: 8, pipelineConnections: 2, pipelineStall: .seconds(60)))
+            configuration: .init(
+                conninfo: TestDatabase.ownerURL, size: 8, pipelineConnections: 2, pipelineStall: .seconds(60), pipelinePack: 1))
         var sleepers: [Task<[QueryResult], any Error>] = []
         for count in 1...2 {
             sleepers.append(Task { try await pool.pipeline(["SELECT pg_sleep(0.5)", "SELECT pg_backend_pid()"]) })
@@ -63,6 +64,27 @@ final class PoolPipelineSharingTests: XCTestCase {
         for sleeper in sleepers { open.insert(try await sleeper.value[1][0].decode(Int32.self, at: 0)) }
         XCTAssertEqual(open.count, 2)
         XCTAssertTrue(Set(behind).isSubset(of: open), "every later pipeline went behind a sleeper: \(behind), \(open)")
+        await pool.shutdown()
+    }
+
+    func testPipelinesGoBehindABusyConnectionBeforeOpeningAnother() async throws {
+        // Free slots and room to open 3 more connections to sharing: the next
+        // 3 pipelines still go behind the one in flight, up to `pipelinePack`
+        // (4) in all; the one after them opens another connection.
+        let pool = ConnectionPool(
+            configuration: .init(conninfo: TestDatabase.ownerURL, size: 8, pipelineConnections: 4, pipelineStall: .seconds(60)))
+        XCTAssertEqual(pool.configuration.pipelinePack, 4)
+        let sleeper = Task { try await pool.pipeline(["SELECT pg_sleep(0.5)", "SELECT pg_backend_pid()"]) }
+        try await inFlight(1, on: pool)
+        let behind = (0..<3).map { _ in Task { try await pool.pipeline(["SELECT pg_backend_pid()"])[0][0].decode(Int32.self, at: 0) } }
+        try await inFlight(4, on: pool)
+        let fifth = try await pool.pipeline(["SELECT pg_backend_pid()"])[0][0].decode(Int32.self, at: 0)
+        let busy = try await sleeper.value[1][0].decode(Int32.self, at: 0)
+        var behindPIDs: [Int32] = []
+        for task in behind { behindPIDs.append(try await task.value) }
+        XCTAssertEqual(Set(behindPIDs), [busy], "behind the busy connection, not on connections of their own")
+        XCTAssertNotEqual(fifth, busy, "with 4 in flight there, the fifth opened another")
+        XCTAssertEqual(pool.inUse, 0)
         await pool.shutdown()
     }
 
