@@ -9,8 +9,10 @@ enum Crypto {
         return Data(input.withUnsafeBytes { DigestAlgorithm.sha256.digest($0) })
     }
 
+    /// The digest of the text's UTF-8, read in place (a token's, each request).
     static func sha256(_ text: String) -> Data {
-        sha256(Array(text.utf8))
+        var text = text
+        return Data(text.withUTF8 { DigestAlgorithm.sha256.digest(UnsafeRawBufferPointer($0)) })
     }
 
     /// `count` bytes from OpenSSL's CSPRNG. Traps if the generator fails: the

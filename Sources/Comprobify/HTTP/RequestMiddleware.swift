@@ -26,10 +26,11 @@ struct RequestMiddleware: RouterMiddleware {
     ) async throws -> Response {
         let start = ContinuousClock.now
         var context = context
-        context.requestID = RequestMiddleware.requestID(from: request.headers[.requestID])
+        let headers = RequestMiddleware.Headers(request.headers)
+        context.requestID = RequestMiddleware.requestID(from: headers.requestID)
         // One request id in every log line: ours, under Hummingbird's own key.
         context.logger[metadataKey: JSONLogHandler.requestIDKey] = .string(context.requestID)
-        if let authorization = request.headers[.authorization], let token = RequestMiddleware.bearerToken(authorization) {
+        if let authorization = headers.authorization, let token = RequestMiddleware.bearerToken(authorization) {
             context.bearer = token
             context.presentedToken = APIToken.parse(token)
         }
@@ -40,13 +41,13 @@ struct RequestMiddleware: RouterMiddleware {
         var request = request
         do {
             // Every route refuses a body over the limit, also those that never read one.
-            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > RequestBodyLimit.bytes {
+            if let length = headers.contentLength.flatMap({ Int($0) }), length > RequestBodyLimit.bytes {
                 throw APIError.payloadTooLarge
             }
             // A body of no declared length (chunked) is read here, up to the
             // limit, so that a route that never reads one cannot act on a request
             // whose body is over it; routes that read it get the bytes read.
-            if request.headers[.contentLength] == nil, request.headers[.transferEncoding] != nil {
+            if headers.contentLength == nil, headers.transferEncoding != nil {
                 request.body = RequestBody(buffer: ByteBuffer(bytes: try await Comprobify.Input.collect(request)))
             }
             if let token = context.presentedToken {
@@ -93,6 +94,44 @@ struct RequestMiddleware: RouterMiddleware {
             }
         }
         return response
+    }
+
+    /// The four fields the middleware reads, found in one pass over the
+    /// request's fields (each name looked up in `HTTPFields` costs a search and
+    /// a joined string). A name sent more than once is read through the
+    /// subscript, which joins its values, as it always was.
+    struct Headers {
+        var requestID: String?
+        var authorization: String?
+        var contentLength: String?
+        var transferEncoding: String?
+
+        init(_ fields: HTTPFields) {
+            var repeated = false
+            for field in fields {
+                switch field.name {
+                case .requestID:
+                    repeated = repeated || requestID != nil
+                    requestID = field.value
+                case .authorization:
+                    repeated = repeated || authorization != nil
+                    authorization = field.value
+                case .contentLength:
+                    repeated = repeated || contentLength != nil
+                    contentLength = field.value
+                case .transferEncoding:
+                    repeated = repeated || transferEncoding != nil
+                    transferEncoding = field.value
+                default: break
+                }
+            }
+            if repeated {
+                requestID = fields[.requestID]
+                authorization = fields[.authorization]
+                contentLength = fields[.contentLength]
+                transferEncoding = fields[.transferEncoding]
+            }
+        }
     }
 
     /// The credentials of `Bearer` (any case), one or more spaces (RFC 9110's
