@@ -824,8 +824,10 @@ final class ConfigurationTests: XCTestCase {
         let set = try read([
             "PORT": "9000", "DB_POOL_SIZE": "16", "SRI_SIGNATURE_ALGORITHM": "rsa-sha1", "TRUST_PROXY": "1", "SRI_TIMEOUT_MS": "5000",
             "SRI_LEASE_MS": "7001", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
-            "WEBHOOK_PER_TENANT": "3", "WEBHOOK_RETENTION_DAYS": "0",
+            "WEBHOOK_PER_TENANT": "3", "WEBHOOK_RETENTION_DAYS": "0", "DB_PIPELINE_PACK": "1",
         ])
+        XCTAssertEqual(defaults.pipelinePack, 4)
+        XCTAssertEqual(set.pipelinePack, 1)
         XCTAssertEqual(set.port, 9000)
         XCTAssertEqual(set.poolSize, 16)
         XCTAssertEqual(set.signatureAlgorithm, .rsaSHA1)
@@ -846,6 +848,7 @@ final class ConfigurationTests: XCTestCase {
             (["DATABASE_URL": ""], "DATABASE_URL is not set"),
             (["PORT": "70000"], "PORT must be an integer from 0 to 65535"),
             (["DB_POOL_SIZE": "many"], "DB_POOL_SIZE must be an integer"),
+            (["DB_PIPELINE_PACK": "0"], "DB_PIPELINE_PACK must be an integer from 1 to 64"),
             (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
             (["SHUTDOWN_GRACE_S": "5", "SHUTDOWN_READY_DELAY_S": "5"], "SHUTDOWN_READY_DELAY_S must be shorter than SHUTDOWN_GRACE_S"),
             (

@@ -78,6 +78,7 @@ public func makePool(
             name: name ?? (background ? "background" : "requests"),
             pipelineDepth: configuration.pipelineDepth,
             pipelineConnections: background ? nil : configuration.pipelineConnections,
+            pipelinePack: configuration.pipelinePack,
             answerLimit: .milliseconds(configuration.answerLimitMilliseconds)
         ),
         logger: logger

@@ -17,6 +17,10 @@ public struct Configuration: Sendable {
     /// Request connections open to sharing by reads at a time; nil: half
     /// of `poolSize`, at least one.
     public var pipelineConnections: Int?
+    /// A read goes behind the busiest shared connection with fewer than this
+    /// in flight before another is opened (`ConnectionPool.Configuration.pipelinePack`);
+    /// 1: the least busy, opening one whenever it may.
+    public var pipelinePack = 4
     /// Database connections of the background work (sending to SRI,
     /// delivering webhooks), apart from the requests' pool.
     public var backgroundPoolSize = 4
@@ -129,6 +133,7 @@ public struct Configuration: Sendable {
         configuration.poolSize = try integer("DB_POOL_SIZE", 1...256) ?? configuration.poolSize
         configuration.pipelineDepth = try integer("DB_PIPELINE_DEPTH", 1...64) ?? configuration.pipelineDepth
         configuration.pipelineConnections = try integer("DB_PIPELINE_CONNECTIONS", 1...256)
+        configuration.pipelinePack = try integer("DB_PIPELINE_PACK", 1...64) ?? configuration.pipelinePack
         configuration.backgroundPoolSize = try integer("DB_BACKGROUND_POOL_SIZE", 1...64) ?? configuration.backgroundPoolSize
         configuration.backgroundBusyRate = try integer("BACKGROUND_BUSY_RATE", 1...100_000) ?? configuration.backgroundBusyRate
         configuration.poolWaitMilliseconds = try integer("DB_POOL_WAIT_MS", 1...600_000) ?? configuration.poolWaitMilliseconds
