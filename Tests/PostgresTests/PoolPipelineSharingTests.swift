@@ -88,6 +88,29 @@ final class PoolPipelineSharingTests: XCTestCase {
         await pool.shutdown()
     }
 
+    func testAPipelineGoesBehindTheBusiestConnectionWithRoom() async throws {
+        let pool = ConnectionPool(
+            configuration: .init(conninfo: TestDatabase.ownerURL, size: 8, pipelineConnections: 4, pipelineStall: .seconds(60)))
+        // Four on one connection, each sleeping in turn, so that it has room
+        // again once the first ends; a fifth opens another connection.
+        var first: [Task<Int32, any Error>] = []
+        for count in 1...4 {
+            first.append(
+                Task { try await pool.pipeline(["SELECT pg_sleep(0.3)", "SELECT pg_backend_pid()"])[1][0].decode(Int32.self, at: 0) })
+            try await inFlight(count, on: pool)
+        }
+        let other = Task { try await pool.pipeline(["SELECT pg_sleep(2)", "SELECT pg_backend_pid()"])[1][0].decode(Int32.self, at: 0) }
+        try await inFlight(5, on: pool)
+        // Three left on the first, one on the other: the busier one takes the next.
+        try await waitUntil { pool.sharedPipelinesInFlight == 4 }
+        let next = try await pool.pipeline(["SELECT pg_backend_pid()"])[0][0].decode(Int32.self, at: 0)
+        let busier = try await first[0].value
+        let otherPID = try await other.value
+        XCTAssertNotEqual(busier, otherPID)
+        XCTAssertEqual(next, busier, "behind the connection with more in flight")
+        await pool.shutdown()
+    }
+
     func testPipelinesGoBehindOneAnotherInsteadOfWaitingForASlot() async throws {
         // One connection, and a wait shorter than the pipelines take together:
         // each waiting for the slot in turn, the later ones would time out.

@@ -30,9 +30,11 @@ public struct AppRequestContext: RequestContext {
     public var requestID = ""
     /// The client's address, formatted only when a route asks (sign-up's
     /// limit): `inet_ntop` and its formatting cost every request about a
-    /// microsecond.
-    public var peerAddress: String? { channel.remoteAddress?.ipAddress }
-    private let channel: any Channel
+    /// microsecond. Read when the request arrives: NIO forgets a channel's
+    /// addresses once it closes, which a client could make happen before
+    /// the route asks.
+    public var peerAddress: String? { remoteAddress?.ipAddress }
+    private let remoteAddress: SocketAddress?
     public let facts = RequestFacts()
     /// The token of `Authorization: Bearer <token>` when it has a token's shape.
     public var presentedToken: APIToken?
@@ -44,7 +46,7 @@ public struct AppRequestContext: RequestContext {
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.channel = source.channel
+        self.remoteAddress = source.channel.remoteAddress
     }
 
     /// Bodies are read through `readJSONBody`, which enforces 1 MiB itself.
