@@ -31,14 +31,16 @@ struct DocumentsController {
         let issuerID = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
             try ResolvedIssuer.requestedID(request)
         }
-        let idempotencyKey = request.headers[.idempotencyKey]
+        // Each time the header was sent; more than once is refused below.
+        let idempotencyKeys = request.headers[values: .idempotencyKey]
+        let idempotencyKey = idempotencyKeys.first
         let input: Input
         let document: ComprobanteRequest
         do {
             // Any 400 of the body, unparseable JSON included, comes after the
             // key's 401 and the issuer's 404 (the order of every route).
             // The header's violation and the body's are reported together.
-            let keyError = IssueRequest.idempotencyKeyProblem(request.headers[values: .idempotencyKey])
+            let keyError = IssueRequest.idempotencyKeyProblem(idempotencyKeys)
             do {
                 input = try Input.parse(bytes, allowEmpty: false)
                 document = try ComprobanteRequest(input, today: .todayInEcuador(now: Date().timeIntervalSince1970))

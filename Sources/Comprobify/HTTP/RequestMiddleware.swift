@@ -108,20 +108,16 @@ struct RequestMiddleware: RouterMiddleware {
 
         init(_ fields: HTTPFields) {
             var repeated = false
+            func take(_ value: String, into slot: inout String?) {
+                if slot != nil { repeated = true }
+                slot = value
+            }
             for field in fields {
                 switch field.name {
-                case .requestID:
-                    repeated = repeated || requestID != nil
-                    requestID = field.value
-                case .authorization:
-                    repeated = repeated || authorization != nil
-                    authorization = field.value
-                case .contentLength:
-                    repeated = repeated || contentLength != nil
-                    contentLength = field.value
-                case .transferEncoding:
-                    repeated = repeated || transferEncoding != nil
-                    transferEncoding = field.value
+                case .requestID: take(field.value, into: &requestID)
+                case .authorization: take(field.value, into: &authorization)
+                case .contentLength: take(field.value, into: &contentLength)
+                case .transferEncoding: take(field.value, into: &transferEncoding)
                 default: break
                 }
             }
