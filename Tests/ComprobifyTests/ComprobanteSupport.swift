@@ -47,9 +47,11 @@ enum Bodies {
     }
 
     /// A credit note of 11.50 (10.00 + 15 %) against `number`, a factura
-    /// issued elsewhere unless the test issued it here.
+    /// issued elsewhere unless the test issued it here. The default number is
+    /// of a branch (999-999) the tests never create: a number of the issuer's
+    /// own branch not issued yet is 409.
     static func creditNote(
-        number: String = "001-001-000000123", facturaDate: String = "2026-11-30",
+        number: String = "999-999-000000123", facturaDate: String = "2026-11-30",
         buyer: String = #"{"idType": "05", "id": "1712345678", "name": "José Núñez"}"#,
         unitPrice: String = "10.00", metadata: String? = nil
     ) -> String {

@@ -414,10 +414,14 @@ final class ComprobantesTests: XCTestCase {
             let full = try await note("0.01")
             full.assertProblem(409, "CONFLICT")
             XCTAssertTrue(full.text.contains("23.00 is already credited"), full.text)
-            // A factura unknown to Comprobify is taken as given.
-            let elsewhere = try await server.issue(tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-001-000009999"))
+            // A factura of another branch, unknown to Comprobify, is taken as given.
+            let elsewhere = try await server.issue(tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-002-000009999"))
             XCTAssertEqual(elsewhere.status, 201, elsewhere.text)
-            // One Comprobify numbered before comprobantes existed was never AUTHORIZED.
+            // One Comprobify numbered before comprobantes existed was never
+            // AUTHORIZED (its number came from the counter, now past it).
+            try TestDatabase.query(
+                "UPDATE sequentials SET next_sequential = 99 WHERE issuer_id = $1 AND document_type = '01' AND environment = 'sandbox'",
+                [issuer])
             try TestDatabase.query(
                 """
                 INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, metadata)
@@ -431,48 +435,58 @@ final class ComprobantesTests: XCTestCase {
         }
     }
 
-    /// A credit note issued while its factura's number was unknown here
-    /// (taken as given) counts toward that factura once Comprobify issues it:
-    /// the two notes together cannot credit more than its total. A note that
-    /// gave another issue date for that number does not count.
-    func testANoteTakenAsGivenCountsOnceItsFacturaIsIssued() async throws {
+    /// A credit note may name a factura of the issuer's own branch only below
+    /// its counter: a number at or past it has not been issued yet (409
+    /// naming modifiedDocument.number, nothing consumed), since crediting it
+    /// would count against whatever factura later takes the number. Below the
+    /// counter (a promoted issuer's numbers issued before Comprobify) and on
+    /// another branch an unknown number is taken as given.
+    func testACreditNoteCannotNameAFacturaNotIssuedYet() async throws {
         try await TestServer.run { server in
-            let tenant = try await server.signUp()
+            let tenant = try await server.activeTenant()
             let issuer = try await server.createIssuer(tenant.key)
             let buyer = #"{"idType": "05", "id": "1712345678", "name": "José Núñez"}"#
-            let date = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura()).string("document", "issueDate")
-            // The next factura will be the issuer's second: a note for it now is taken as given (11.50).
-            let number = "001-001-000000002"
-            let given = try await server.issue(
-                tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: "10.00"))
-            XCTAssertEqual(given.status, 201, given.text)
-            // A note on that number dated the day before names another factura
-            // (one issued elsewhere): it never counts toward this one.
-            let formatter = DateFormatter()
-            formatter.dateFormat = "yyyy-MM-dd"
-            formatter.timeZone = TimeZone(identifier: "UTC")
-            let dayBefore = formatter.string(from: try XCTUnwrap(formatter.date(from: date)).addingTimeInterval(-86_400))
-            let elsewhere = try await server.issue(
-                tenant.key, issuer: issuer,
-                body: Bodies.creditNote(number: number, facturaDate: dayBefore, buyer: buyer, unitPrice: "10.00"))
-            XCTAssertEqual(elsewhere.status, 201, elsewhere.text)
-            let facturaBody = Bodies.factura().replacingOccurrences(
-                of: #""buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#, with: #""buyer": \#(buyer)"#
-            ).replacingOccurrences(
-                of: #""quantity": "2", "unitPrice": "10.75", "discount": "0.50""#, with: #""quantity": "2", "unitPrice": "10.00""#)
-            let factura = try await server.issue(tenant.key, issuer: issuer, body: facturaBody)
-            XCTAssertEqual(try factura.string("document", "number"), number)
-            XCTAssertEqual(try factura.string("document", "totals", "total"), "23.00")
-            try Self.authorize(try factura.int("document", "id"))
-            func note(_ price: String) async throws -> Reply {
-                try await server.issue(
-                    tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: price))
+            let first = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura())
+            let date = try first.string("document", "issueDate")
+            for number in ["001-001-000000002", "001-001-000001150", "001-001-999999999"] {
+                let early = try await server.issue(
+                    tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer))
+                early.assertProblem(409, "CONFLICT")
+                XCTAssertTrue(
+                    try early.string("detail").hasPrefix("modifiedDocument.number: the factura \(number) has not been issued yet"),
+                    early.text)
+                XCTAssertTrue(try early.string("detail").contains("next factura in sandbox is 001-001-000000002"), early.text)
             }
-            let rest = try await note("10.00")  // 11.50 + 11.50 = 23.00
-            XCTAssertEqual(rest.status, 201, rest.text)
-            let over = try await note("0.01")
-            over.assertProblem(409, "CONFLICT")
-            XCTAssertTrue(over.text.contains("23.00 is already credited"), over.text)
+            XCTAssertEqual(
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM documents WHERE issuer_id = $1 AND document_type = '04'", [issuer], as: Int.self), 0)
+            // The number once issued (and AUTHORIZED) takes its credit notes, the
+            // first of which is the issuer's first credit note: the refused ones took no number.
+            let facturaBody = Bodies.factura().replacingOccurrences(
+                of: #""buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#, with: #""buyer": \#(buyer)"#)
+            let second = try await server.issue(tenant.key, issuer: issuer, body: facturaBody)
+            XCTAssertEqual(try second.string("document", "number"), "001-001-000000002")
+            try Self.authorize(try second.int("document", "id"))
+            let note = try await server.issue(
+                tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-001-000000002", facturaDate: date, buyer: buyer))
+            XCTAssertEqual(note.status, 201, note.text)
+            XCTAssertEqual(try note.int("document", "sequential"), 1)
+            // Another branch's number is not this issuer's to know.
+            let otherBranch = try await server.issue(tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-002-000000002"))
+            XCTAssertEqual(otherBranch.status, 201, otherBranch.text)
+
+            // In production, numbers below the counter promotion set were issued before Comprobify.
+            let promoted = try await server.call(
+                .post, "/v1/tenants/promote", key: tenant.key,
+                json: #"{"initialSequentials": [{"issuerId": \#(issuer), "documentType": "01", "sequential": 100}]}"#)
+            XCTAssertEqual(promoted.status, 200, promoted.text)
+            let live = try promoted.string("apiKeys", 0, "apiKey")
+            let before = try await server.issue(live, issuer: issuer, body: Bodies.creditNote(number: "001-001-000000099"))
+            XCTAssertEqual(before.status, 201, before.text)
+            XCTAssertEqual(try before.string("document", "environment"), "production")
+            let notYet = try await server.issue(live, issuer: issuer, body: Bodies.creditNote(number: "001-001-000000100"))
+            notYet.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(try notYet.string("detail").contains("next factura in production is 001-001-000000100"), notYet.text)
         }
     }
 

@@ -61,6 +61,27 @@ final class ConventionsTests: XCTestCase {
         }
     }
 
+    /// A body with a Content-Encoding (gzip...) is refused naming the header,
+    /// whether it is compressed or, mislabelled, plain JSON: read as sent it
+    /// would be another body than the client meant. `identity` is the body as sent.
+    func testAnEncodedBodyIsRefusedNamingContentEncoding() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.activeTenant()
+            let contentEncoding = HTTPField.Name("Content-Encoding")!
+            for encoding in ["gzip", "deflate, gzip", "br"] {
+                let reply = try await server.call(
+                    .post, "/v1/keys", key: tenant.key, headers: [contentEncoding: encoding], json: #"{"label": "encoded"}"#)
+                reply.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(reply.errorFields, ["Content-Encoding"], encoding)
+            }
+            let keys = try await server.call(.get, "/v1/keys", key: tenant.key)
+            XCTAssertFalse(keys.text.contains("encoded"), "no key was minted: \(keys.text)")
+            let identity = try await server.call(
+                .post, "/v1/keys", key: tenant.key, headers: [contentEncoding: " Identity "], json: #"{"label": "plain"}"#)
+            XCTAssertEqual(identity.status, 201, identity.text)
+        }
+    }
+
     func testMalformedJSONWrongTypesAndOversizedBodies() async throws {
         try await TestServer.run { server in
             let tenant = try await server.activeTenant()

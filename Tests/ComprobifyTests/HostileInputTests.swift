@@ -364,7 +364,7 @@ final class HostileInputTests: XCTestCase {
             }
             let queries = [
                 "after=99999999999999999999", "after=1e400", "after=-1", "after=1.5", "after=", "limit=1e400", "limit=99999999999999999999",
-                "limit=0", "limit=201", "limit=-1", "limit=1.5", "limit=", "limit=%2010",
+                "limit=0", "limit=201", "limit=-1", "limit=1.5", "limit=", "limit=%2010", "limit=+5", "limit=%2B5", "after=+1",
             ]
             for query in queries {
                 let field = String(query.prefix { $0 != "=" })

@@ -349,6 +349,26 @@ final class OperationsTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// Requests the HTTP/1.1 parser refuses get a 400 problem that says what
+    /// is wrong in the client's terms, never the parser library's name
+    /// (API.md: no internal names reach a client).
+    func testMalformedRequestsAreRefusedInTheClientsTerms() async throws {
+        try await TestServer.run { server in
+            for (request, reason) in [
+                ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/2 or a protocol upgrade"),
+                ("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", "a malformed Content-Length"),
+                ("GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n", "an invalid character in a header"),
+            ] {
+                let socket = try RawSocket(port: server.port)
+                socket.send(request)
+                let answer = socket.readAll(within: 5)
+                XCTAssertTrue(answer.hasPrefix("HTTP/1.1 400 "), answer)
+                XCTAssertTrue(answer.contains("The request is not valid HTTP/1.1: \(reason)"), answer)
+                XCTAssertFalse(answer.lowercased().contains("parser"), answer)
+            }
+        }
+    }
+
     func testIdleAndStalledClientsAreCutOff() async throws {
         try await TestServer.run(configure: { $0.httpIdleTimeoutSeconds = 1 }) { server in
             // Sends nothing at all.

@@ -469,14 +469,15 @@ struct ListRequest: Sendable {
             }
         }
         if let value = query["limit"].map(String.init) {
-            if let parsed = Int(value), (1...200).contains(parsed) {
+            // Digits only, as X-Issuer-Id: Int("+5") would take a sign.
+            if Format.digits(value, count: value.utf8.count), let parsed = Int(value), (1...200).contains(parsed) {
                 limit = parsed
             } else {
                 errors.append(.init(field: "limit", message: "limit must be an integer from 1 to 200."))
             }
         }
         if let value = query["after"].map(String.init) {
-            if let parsed = Int64(value), parsed >= 0 {
+            if Format.digits(value, count: value.utf8.count), let parsed = Int64(value) {
                 after = parsed
             } else {
                 errors.append(.init(field: "after", message: "after must be a document id (a non-negative integer)."))

@@ -181,12 +181,24 @@ enum DocumentsStore {
     }
 
     /// Whether the issuer has a factura of this number in `environment`, with
-    /// or without a submission (`factura`'s lookup, nothing locked).
+    /// or without a submission (`factura`'s lookup, nothing locked): one row,
+    /// true when the factura has its submission (it was issued as a comprobante).
     static func anyFactura(issuer: Int64, environment: Environment, number: String) -> PostgresQuery {
         """
-        SELECT 1 FROM documents d
+        SELECT EXISTS (SELECT FROM document_submissions s WHERE s.tenant_id = d.tenant_id AND s.document_id = d.id)
+          FROM documents d
          WHERE d.issuer_id = \(issuer) AND d.environment = \(environment.rawValue) AND d.document_type = '01'
            AND d.sequential = \(sequential(of: number)) AND d.number = \(number)
+        """
+    }
+
+    /// The next sequential of the issuer's factura counter in `environment`
+    /// (no row: the counter does not exist yet, and its first number is 1).
+    static func nextFacturaSequential(issuer: Int64, environment: Environment) -> PostgresQuery {
+        """
+        SELECT next_sequential FROM sequentials
+         WHERE tenant_id = current_tenant_id() AND issuer_id = \(issuer) AND document_type = '01'
+           AND environment = \(environment.rawValue)
         """
     }
 
@@ -199,18 +211,40 @@ enum DocumentsStore {
     /// For a credit note: the factura it modifies when Comprobify issued it
     /// (same issuer and environment), checked as SRI.md says, under a lock on
     /// the factura's submission row so concurrent credit notes queue and cannot
-    /// overdraw it. Nil for a number Comprobify does not know (taken as given);
-    /// 409 for one it numbered before comprobantes existed (never AUTHORIZED).
+    /// overdraw it. Nil for a number Comprobify does not know (taken as given:
+    /// another branch's, or one of this issuer's below its counter, issued
+    /// before Comprobify); 409 for one of this issuer's at or past its counter
+    /// (not issued yet: crediting it would count against the factura that
+    /// later takes the number) and for one it numbered before comprobantes
+    /// existed (never AUTHORIZED).
     static func creditedFactura(_ transaction: Transaction, issuer: ResolvedIssuer, note: CreditNote) throws -> Int64? {
         let modified = note.modifiedDocument
         let found = try transaction.query(factura(issuer: issuer.id, environment: issuer.environment, number: modified.number))
         guard let row = found.first else {
-            // A factura numbered before comprobantes existed has no submission
-            // row: Comprobify knows its number, and it was never AUTHORIZED.
-            let legacy = try transaction.query(anyFactura(issuer: issuer.id, environment: issuer.environment, number: modified.number))
-            guard legacy.first == nil else {
+            // The counter is read before the lookup below: a factura that took
+            // a number below it committed with its row, which that lookup's
+            // snapshot, taken later, sees.
+            let ownBranch = modified.number.hasPrefix("\(issuer.establishment)-\(issuer.emissionPoint)-")
+            let next: Int64? =
+                ownBranch
+                ? try transaction.query(nextFacturaSequential(issuer: issuer.id, environment: issuer.environment)).first?
+                    .decode(Int64.self, at: 0) ?? 1
+                : nil
+            if let known = try transaction.query(anyFactura(issuer: issuer.id, environment: issuer.environment, number: modified.number))
+                .first
+            {
+                // A factura numbered before comprobantes existed has no
+                // submission: Comprobify knows its number, and it was never
+                // AUTHORIZED. One with a submission committed after the lookup
+                // above: just issued, not AUTHORIZED yet.
+                let state = try known.decode(Bool.self, at: 0) ? "was just issued, not AUTHORIZED yet" : "is \(DocumentsStore.legacyStatus)"
+                throw APIError.conflict("The factura \(modified.number) \(state); only an AUTHORIZED factura can be credited.")
+            }
+            if let next, sequential(of: modified.number) >= next {
                 throw APIError.conflict(
-                    "The factura \(modified.number) is \(DocumentsStore.legacyStatus); only an AUTHORIZED factura can be credited.")
+                    "modifiedDocument.number: the factura \(modified.number) has not been issued yet "
+                        + "(this issuer's next factura in \(issuer.environment.rawValue) is "
+                        + "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(Int(next), 9))).")
             }
             return nil
         }
@@ -228,7 +262,8 @@ enum DocumentsStore {
         }
         // A statement of its own: its snapshot is taken once the lock is held,
         // so it sees every credit note that committed before. Notes issued
-        // while this number was unknown here (taken as given, no link) count
+        // while this number was unknown here (taken as given, no link: an
+        // earlier release took numbers not issued yet so) count
         // too when they name the same factura: its number, its issue date
         // (in the note's modifiedDocument, as a linked note must give it) and
         // its buyer, whom a linked note must name too. One that gave another

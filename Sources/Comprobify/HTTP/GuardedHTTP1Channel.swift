@@ -499,7 +499,28 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .invalidMethod, .unknown:
             return .badRequest("The request is not valid HTTP/1.1: unknown method or malformed request line.")
         default:
-            return .badRequest("The request is not valid HTTP/1.1 (\(error)).")
+            return .badRequest("The request is not valid HTTP/1.1: \(reason(for: error)).")
+        }
+    }
+
+    /// What is wrong, in the client's terms: the parser's own descriptions
+    /// name the library (API.md: no internal names reach a client).
+    static func reason(for error: HTTPParserError) -> String {
+        switch error {
+        case .invalidCharactersUsed: "illegal characters in the request target or a header"
+        case .trailingGarbage: "bytes after the end of the request"
+        case .invalidEOFState: "the request ended before it was complete"
+        case .closedConnection: "data after a request that closed the connection"
+        case .invalidVersion: "the HTTP version is not 1.1 or 1.0"
+        // The parser stops at an HTTP/2 preface or a protocol upgrade.
+        case .paused: "HTTP/2 or a protocol upgrade, which this server does not serve (send HTTP/1.1)"
+        case .invalidURL: "a malformed request target"
+        case .lfExpected, .invalidConstant: "a malformed request line or line ending"
+        case .invalidHeaderToken: "an invalid character in a header"
+        case .invalidContentLength: "a malformed Content-Length"
+        case .unexpectedContentLength: "a Content-Length beside Transfer-Encoding, or sent twice"
+        case .invalidChunkSize: "a malformed chunk size in the chunked body"
+        default: "a malformed request"
         }
     }
 

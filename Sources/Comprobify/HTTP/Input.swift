@@ -16,6 +16,12 @@ struct Input {
 
     /// The body's bytes: at most 1 MiB (413 past that).
     static func collect(_ request: Request) async throws -> [UInt8] {
+        if let encoding = request.headers[.contentEncoding], !Self.isIdentity(encoding) {
+            // Read as it is would be a body other than the one the client meant.
+            throw APIError.validation(
+                field: "Content-Encoding",
+                "Request bodies are taken as sent: send the JSON without a Content-Encoding (none but identity is supported).")
+        }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > RequestBodyLimit.bytes {
             throw APIError.payloadTooLarge
         }
@@ -29,6 +35,11 @@ struct Input {
             throw APIError.badRequest("The request body ended before its declared length.")
         }
         return Array(buffer.readableBytesView)
+    }
+
+    /// `identity` (in any case, with spaces around), the only content coding taken.
+    static func isIdentity(_ encoding: String) -> Bool {
+        encoding.trimmingCharacters(in: .whitespaces).lowercased() == "identity"
     }
 
     /// The body as a JSON object; 400 naming `body` when it is not one. An
