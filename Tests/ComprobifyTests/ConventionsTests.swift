@@ -79,6 +79,14 @@ final class ConventionsTests: XCTestCase {
             let identity = try await server.call(
                 .post, "/v1/keys", key: tenant.key, headers: [contentEncoding: " Identity "], json: #"{"label": "plain"}"#)
             XCTAssertEqual(identity.status, 201, identity.text)
+            // The order of answers holds (401 before 400), also for a chunked
+            // body, which is read before the key is looked at.
+            let chunked = try RawSocket(port: server.port)
+            chunked.send(
+                "POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer cfy_test_\(String(repeating: "0", count: 64))\r\n"
+                    + "Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+            let answer = chunked.readAll(within: 5)
+            XCTAssertTrue(answer.hasPrefix("HTTP/1.1 401 "), answer)
         }
     }
 

@@ -40,7 +40,7 @@ struct AdminController {
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
         let bytes = try await Input.collect(request)
         // The body and its fields are answered after the tenant (404 first, as on every route).
-        let parsed = Result { try MintRequest(try Input.parse(bytes, allowEmpty: true)) }
+        let parsed = Result { try MintRequest(try Input.parse(bytes, of: request, allowEmpty: true)) }
         let environment = (try? parsed.get())?.environment ?? .sandbox
         // The count runs after the lock is taken, as in `Database.transactionAddingToRoster`.
         let prologue = [TenantsStore.rosterLock, KeysStore.activeCount(environment)]

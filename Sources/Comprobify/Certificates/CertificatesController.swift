@@ -30,7 +30,7 @@ struct CertificatesController {
         try ResolvedIssuer.checkEnvironment(key: principal.keyEnvironment, issuer: environment)
         // The body, unparseable JSON included, is answered after the issuer's
         // 404, as its fields are.
-        let upload = try CertificateUpload(try Input.parse(bytes, allowEmpty: false))
+        let upload = try CertificateUpload(try Input.parse(bytes, of: request, allowEmpty: false))
         let identity = try await NIOThreadPool.singleton.runIfActive { try upload.open(now: Date()) }
         let secretBox = self.secretBox
         let certificate = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in

@@ -42,7 +42,7 @@ struct DocumentsController {
             // The header's violation and the body's are reported together.
             let keyError = IssueRequest.idempotencyKeyProblem(idempotencyKeys)
             do {
-                input = try Input.parse(bytes, allowEmpty: false)
+                input = try Input.parse(bytes, of: request, allowEmpty: false)
                 document = try ComprobanteRequest(input, today: .todayInEcuador(now: Date().timeIntervalSince1970))
             } catch let error as APIError where error.code == "VALIDATION_ERROR" {
                 throw APIError.validation((keyError?.fieldErrors ?? []) + error.fieldErrors)

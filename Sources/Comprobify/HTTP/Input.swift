@@ -11,17 +11,11 @@ struct Input {
 
     /// Reads at most 1 MiB (413 past that). An empty body is `{}` when `allowEmpty`.
     static func read(_ request: Request, allowEmpty: Bool = false) async throws -> Input {
-        try parse(try await collect(request), allowEmpty: allowEmpty)
+        try parse(try await collect(request), of: request, allowEmpty: allowEmpty)
     }
 
     /// The body's bytes: at most 1 MiB (413 past that).
     static func collect(_ request: Request) async throws -> [UInt8] {
-        if let encoding = request.headers[.contentEncoding], !Self.isIdentity(encoding) {
-            // Read as it is would be a body other than the one the client meant.
-            throw APIError.validation(
-                field: "Content-Encoding",
-                "Request bodies are taken as sent: send the JSON without a Content-Encoding (none but identity is supported).")
-        }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > RequestBodyLimit.bytes {
             throw APIError.payloadTooLarge
         }
@@ -35,6 +29,19 @@ struct Input {
             throw APIError.badRequest("The request body ended before its declared length.")
         }
         return Array(buffer.readableBytesView)
+    }
+
+    /// `parse` for the body `request` carried: 400 naming Content-Encoding
+    /// when it was sent with one other than identity (read as it is, it would
+    /// be another body than the client meant). A body's 400, so routes call it
+    /// where they parse, after the credential is looked at.
+    static func parse(_ bytes: [UInt8], of request: Request, allowEmpty: Bool) throws -> Input {
+        if let encoding = request.headers[.contentEncoding], !isIdentity(encoding) {
+            throw APIError.validation(
+                field: "Content-Encoding",
+                "Request bodies are taken as sent: send the JSON without a Content-Encoding (none but identity is supported).")
+        }
+        return try parse(bytes, allowEmpty: allowEmpty)
     }
 
     /// `identity` (in any case, with spaces around), the only content coding taken.
@@ -164,7 +171,7 @@ extension Database {
     func input(_ request: Request, _ context: TenantRequestContext, allowEmpty: Bool = false) async throws -> Input {
         let bytes = try await Input.collect(request)
         return try await checkAfterAuthenticating(for: context.token, facts: context.facts) {
-            try Input.parse(bytes, allowEmpty: allowEmpty)
+            try Input.parse(bytes, of: request, allowEmpty: allowEmpty)
         }
     }
 }

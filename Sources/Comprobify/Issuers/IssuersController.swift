@@ -53,7 +53,7 @@ struct IssuersController {
         do {
             changes = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
                 guard id != nil else { throw IssuersStore.notFound }
-                return try IssuerChanges(Input.parse(bytes, allowEmpty: false))
+                return try IssuerChanges(Input.parse(bytes, of: request, allowEmpty: false))
             }
         } catch let error as APIError where error.status == .badRequest {
             // The order of every route: the key's 401, the issuer's 404 (and a
