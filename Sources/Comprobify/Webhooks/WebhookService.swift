@@ -46,11 +46,6 @@ struct WebhookService: Service {
         // inside the client past AsyncHTTPClient's default of 8, and time out
         // there without the request ever being sent.
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(settings.workers, 1)
-        // A refused or failed connection fails the attempt at once: the
-        // client's own retries of it would hold the worker (and one of the
-        // endpoint's places) until the timeout, and the delivery's backoff
-        // tries again anyway.
-        configuration.connectionPool.retryConnectionEstablishment = false
         if let pin { configuration.dnsOverride = Dictionary(pin.hosts.map { ($0, pin.address.description) }) { first, _ in first } }
         return configuration
     }
