@@ -490,6 +490,49 @@ final class ComprobantesTests: XCTestCase {
         }
     }
 
+    /// A credit note an earlier release took as given for a number not issued
+    /// yet (stored with no link to a factura) counts toward that factura once
+    /// Comprobify issues it: together the notes cannot credit more than its
+    /// total. The note is made here by issuing one against another branch and
+    /// renaming its factura's number as the owner, the row rules' triggers off.
+    func testANoteStoredUnlinkedByAnEarlierReleaseCountsOnceItsFacturaIsIssued() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let buyer = #"{"idType": "05", "id": "1712345678", "name": "José Núñez"}"#
+            let date = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura()).string("document", "issueDate")
+            let number = "001-001-000000002"
+            let given = try await server.issue(
+                tenant.key, issuer: issuer,
+                body: Bodies.creditNote(number: "999-999-000000002", facturaDate: date, buyer: buyer, unitPrice: "10.00"))
+            XCTAssertEqual(given.status, 201, given.text)
+            let connection = try Connection(conninfo: TestDatabase.ownerURL)
+            try connection.execute(
+                script: """
+                    SET session_replication_role = replica;
+                    UPDATE documents SET modified_number = '\(number)' WHERE id = \(try given.int("document", "id"));
+                    RESET session_replication_role
+                    """)
+            let facturaBody = Bodies.factura().replacingOccurrences(
+                of: #""buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#, with: #""buyer": \#(buyer)"#
+            ).replacingOccurrences(
+                of: #""quantity": "2", "unitPrice": "10.75", "discount": "0.50""#, with: #""quantity": "2", "unitPrice": "10.00""#)
+            let factura = try await server.issue(tenant.key, issuer: issuer, body: facturaBody)
+            XCTAssertEqual(try factura.string("document", "number"), number)
+            XCTAssertEqual(try factura.string("document", "totals", "total"), "23.00")
+            try Self.authorize(try factura.int("document", "id"))
+            func note(_ price: String) async throws -> Reply {
+                try await server.issue(
+                    tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: price))
+            }
+            let over = try await note("10.01")  // 11.50 + 11.51 > 23.00
+            over.assertProblem(409, "CONFLICT")
+            XCTAssertTrue(over.text.contains("11.50 is already credited"), over.text)
+            let rest = try await note("10.00")  // 11.50 + 11.50 = 23.00
+            XCTAssertEqual(rest.status, 201, rest.text)
+        }
+    }
+
     /// A bad Idempotency-Key and a bad body are reported in one answer (SRI.md:
     /// all violations at once), and a bad key alone still names the header, as
     /// does a key sent twice.

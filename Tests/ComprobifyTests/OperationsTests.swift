@@ -358,6 +358,7 @@ final class OperationsTests: XCTestCase {
                 ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/2 or a protocol upgrade"),
                 ("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", "a malformed Content-Length"),
                 ("GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n", "an invalid character in a header"),
+                ("POST /v1/keys HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "an unsupported Transfer-Encoding"),
             ] {
                 let socket = try RawSocket(port: server.port)
                 socket.send(request)

@@ -496,7 +496,7 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The parser counts the request line (its target: path and query) with the headers.
             return .badRequest(
                 "The request's target or headers are too large (at most 16 KiB for the target or a header field, 64 KiB in all).")
-        case .invalidMethod, .unknown:
+        case .invalidMethod:
             return .badRequest("The request is not valid HTTP/1.1: unknown method or malformed request line.")
         default:
             return .badRequest("The request is not valid HTTP/1.1: \(reason(for: error)).")
@@ -520,6 +520,9 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .invalidContentLength: "a malformed Content-Length"
         case .unexpectedContentLength: "a Content-Length beside Transfer-Encoding, or sent twice"
         case .invalidChunkSize: "a malformed chunk size in the chunked body"
+        // What the parser reports without a kind of its own: a Transfer-Encoding
+        // it does not take (chunked must come last), a CR where none belongs.
+        case .unknown: "an unsupported Transfer-Encoding or a malformed line"
         default: "a malformed request"
         }
     }
