@@ -1,7 +1,9 @@
+import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import Postgres
 import TestSupport
 import XCTest
@@ -212,6 +214,33 @@ final class WebhooksTests: XCTestCase {
         let allowed = try WebhookURL.parse("http://localhost:8080/x", allowHTTP: true).get()
         let asked = await AddressGuard.refusal(for: allowed, allowHTTP: true) { _ in [IPAddress("127.0.0.1")!] }
         XCTAssertNil(asked, "the allowance covers localhost")
+    }
+
+    /// A delivery to a host name goes through a client of its own, pinned
+    /// to the approved address: a connection it cannot make (here refused,
+    /// the name pinned to a closed port) fails the attempt at once, not after
+    /// the attempt's timeout (AsyncHTTPClient would try to connect again
+    /// until then). The shared client keeps those retries (failing fast
+    /// there would fail every request queued for the same host and port).
+    func testAPinnedDeliveryFailsARefusedConnectionAtOnce() async throws {
+        var settings = WebhookSettings()
+        settings.timeoutMilliseconds = 5_000
+        XCTAssertTrue(WebhookService.clientConfiguration(settings).connectionPool.retryConnectionEstablishment)
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let closedPort = try XCTUnwrap(listener.localAddress?.port)
+        try await listener.close()
+        let pin = (hosts: ["hooks.example.com"], address: IPAddress("127.0.0.1")!)
+        let client = HTTPClient(
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: WebhookService.clientConfiguration(settings, pinning: pin)
+        )
+        let started = ContinuousClock.now
+        do {
+            _ = try await client.execute(HTTPClientRequest(url: "http://hooks.example.com:\(closedPort)/x"), timeout: .seconds(5))
+            XCTFail("the port is closed")
+        } catch {
+            XCTAssertLessThan(ContinuousClock.now - started, .seconds(1), "failed at once: \(error)")
+        }
+        try await client.shutdown()
     }
 
     /// Slow name lookups run on threads of their own, at most

@@ -36,8 +36,16 @@ struct WebhookService: Service {
     let worker = UUID()
 
     /// No redirects, no decompression, the attempt's timeout; `pinning` a
-    /// host name to the address the guard approved.
-    private func clientConfiguration(pinning pin: (hosts: [String], address: IPAddress)? = nil) -> HTTPClient.Configuration {
+    /// host name to the address the guard approved, for a client of one
+    /// attempt: its failed connection fails the attempt at once (ECONNREFUSED,
+    /// an unreachable network) instead of being tried again until the
+    /// timeout, holding the worker and one of the endpoint's places. The
+    /// shared client keeps AsyncHTTPClient's retries: without them one failed
+    /// connection fails every request queued for that host and port, other
+    /// tenants' deliveries included.
+    static func clientConfiguration(
+        _ settings: WebhookSettings, pinning pin: (hosts: [String], address: IPAddress)? = nil
+    ) -> HTTPClient.Configuration {
         let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMilliseconds))
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
         configuration.decompression = .disabled
@@ -46,13 +54,16 @@ struct WebhookService: Service {
         // inside the client past AsyncHTTPClient's default of 8, and time out
         // there without the request ever being sent.
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(settings.workers, 1)
-        if let pin { configuration.dnsOverride = Dictionary(pin.hosts.map { ($0, pin.address.description) }) { first, _ in first } }
+        if let pin {
+            configuration.dnsOverride = Dictionary(pin.hosts.map { ($0, pin.address.description) }) { first, _ in first }
+            configuration.connectionPool.retryConnectionEstablishment = false
+        }
         return configuration
     }
 
     /// At background priority (BackgroundWork): requests come first.
     func run() async throws {
-        let http = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration())
+        let http = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: Self.clientConfiguration(settings))
         await BackgroundWork.run {
             await withDiscardingTaskGroup { group in
                 group.addTask { await watchQueueDepth() }
@@ -192,7 +203,7 @@ struct WebhookService: Service {
         // A host name is connected to at the address just approved, through a
         // client of its own (the shared one would resolve the name again).
         if let pin {
-            let pinned = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration(pinning: pin))
+            let pinned = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: Self.clientConfiguration(settings, pinning: pin))
             let outcome = await send(pinned, pending, secret: secret, started: started, deadline: deadline)
             // Closed in the background: a TLS peer that never answers the
             // close may hold the shutdown for seconds (swift-nio-ssl waits up
