@@ -33,12 +33,17 @@ enum TestSigning {
 /// Request bodies of real comprobantes (SRI.md, "Issuing").
 enum Bodies {
     /// A factura for a final consumer: one line of 2 × 10.75 with 0.50 off at
-    /// 15 % IVA: subtotal 21.00, IVA 3.15, total 24.15.
-    static func factura(metadata: String? = nil, issueDate: String? = nil, extra: String = "") -> String {
+    /// 15 % IVA: subtotal 21.00, IVA 3.15, total 24.15. With `buyer`, to that
+    /// buyer; with `even`, the line 2 × 10.00 with nothing off: total 23.00.
+    static func factura(
+        metadata: String? = nil, issueDate: String? = nil, extra: String = "",
+        buyer: String = #"{"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#, even: Bool = false
+    ) -> String {
+        let price = even ? #""unitPrice": "10.00""# : #""unitPrice": "10.75", "discount": "0.50""#
         var members = [
             #""documentType": "01""#,
-            #""buyer": {"idType": "07", "id": "9999999999999", "name": "CONSUMIDOR FINAL"}"#,
-            #""items": [{"code": "A-1", "description": "Widget", "quantity": "2", "unitPrice": "10.75", "discount": "0.50", "taxes": [{"code": "2", "rateCode": "4"}]}]"#,
+            #""buyer": \#(buyer)"#,
+            #""items": [{"code": "A-1", "description": "Widget", "quantity": "2", \#(price), "taxes": [{"code": "2", "rateCode": "4"}]}]"#,
         ]
         if let issueDate { members.append(#""issueDate": "\#(issueDate)""#) }
         if let metadata { members.append(#""metadata": \#(metadata)"#) }
