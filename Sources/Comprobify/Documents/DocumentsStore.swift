@@ -244,7 +244,7 @@ enum DocumentsStore {
                 throw APIError.conflict(
                     "modifiedDocument.number: the factura \(modified.number) has not been issued yet "
                         + "(this issuer's next factura in \(issuer.environment.rawValue) is "
-                        + "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(Int(next), 9))).")
+                        + "\(issuer.number(Int(next)))).")
             }
             return nil
         }
@@ -356,7 +356,7 @@ enum DocumentsStore {
         let comprobante = signed.comprobante
         var modifiedNumber: String?
         if case .creditNote(let note) = comprobante { modifiedNumber = note.modifiedDocument.number }
-        let number = "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(signed.sequential, 9))"
+        let number = issuer.number(signed.sequential)
         let body = signed.body
         let insert: PostgresQuery
         if takingNumber {
@@ -442,7 +442,7 @@ enum DocumentsStore {
             // Consecutive documents of one counter, no credit note: as `NumberForecast` takes them.
             guard signed.sequential == first.sequential + index, comprobante.kind.rawValue == kind, comprobante.kind != .creditNote
             else { throw APIError.internalError }
-            let number = "\(issuer.establishment)-\(issuer.emissionPoint)-\(AccessKey.pad(signed.sequential, 9))"
+            let number = issuer.number(signed.sequential)
             rows.append(
                 "(\(index), \(bind(number))::text, \(bind(signed.accessKey))::text, \(bind(comprobante.issueDate.iso))::date, "
                     + "\(bind(signed.metadata))::json, \(bind(signed.body.serialized))::json, \(bind(Data(signed.xml)))::bytea, "

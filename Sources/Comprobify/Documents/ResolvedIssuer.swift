@@ -20,6 +20,11 @@ struct ResolvedIssuer: Sendable {
     let withholdingAgent: String?
     let rimpe: String?
 
+    /// The document number `sequential` takes here: `NNN-NNN-NNNNNNNNN`.
+    func number(_ sequential: Int) -> String {
+        "\(establishment)-\(emissionPoint)-\(AccessKey.pad(sequential, 9))"
+    }
+
     /// The `X-Issuer-Id` header: 400 when missing or not a number; a number that
     /// cannot be an id (0, too large) resolves to no issuer, hence 404.
     static func requestedID(_ request: Request) throws -> Int64 {
