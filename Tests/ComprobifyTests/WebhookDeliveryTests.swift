@@ -1,6 +1,8 @@
 import Foundation
 import HTTPTypes
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 import Postgres
 import TestSupport
 import XCTest
@@ -352,6 +354,39 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// A refused connection fails its attempt at once, whether the URL names
+    /// an IP address or localhost (AsyncHTTPClient's retries of the connect
+    /// held the worker and one of the endpoint's places until
+    /// WEBHOOK_TIMEOUT_MS), and each of several deliveries to the same closed
+    /// port fails on its own: none waits for another's connection.
+    func testARefusedConnectionFailsTheAttemptAtOnce() async throws {
+        let scope = TenantScope()
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let closedPort = try XCTUnwrap(listener.localAddress?.port)
+        try await listener.close()
+        try await TestServer.run(configure: { scope.configure(&$0, timeoutMilliseconds: 5_000) }) { server in
+            let tenant = try await server.signUp()
+            scope.add(tenant.id)
+            var endpoints: [Int64] = []
+            for url in ["http://127.0.0.1:\(closedPort)/a", "http://127.0.0.1:\(closedPort)/b", "http://localhost:\(closedPort)/c"] {
+                endpoints.append(try await server.createWebhook(tenant.key, url: url).id)
+            }
+            _ = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "refused") }
+            try await eventually("an attempt at each endpoint") {
+                try TestDatabase.scalar(
+                    "SELECT count(DISTINCT endpoint_id) FROM webhook_delivery_attempts WHERE tenant_id = $1", [tenant.id], as: Int64.self)
+                    == 3
+            }
+            for endpoint in endpoints {
+                let history = try await server.call(.get, "/v1/webhooks/\(endpoint)/deliveries", key: tenant.key).array("deliveries")
+                let first = try XCTUnwrap(history.last, "\(history)")
+                XCTAssertEqual(first["outcome"], .string("connection"), "\(first)")
+                XCTAssertEqual(first["status"], .string("pending"), "retried later")
+                XCTAssertLessThan(first["durationMs"]?.intValue ?? .max, 1_000, "failed at once, not at the 5 s timeout: \(first)")
+            }
+        }
+    }
+
     /// The answer counts only within WEBHOOK_TIMEOUT_MS, its body included (a
     /// body trickled past it once held a worker as long as the endpoint
     /// liked), and an answer with no HTTP status (600) is a failed attempt,
@@ -641,9 +676,9 @@ final class WebhookDeliveryTests: XCTestCase {
     }
 
     /// Sixteen workers deliver to eight endpoints of one host at once (two
-    /// each): each delivery has a connection of its own. With 8 connections
-    /// per host, half would wait for the first half (3 s each) and end past
-    /// the 5 s timeout, never sent.
+    /// each): each delivery has a connection of its own. Had they shared a
+    /// client with its default of 8 connections per host, half would wait for
+    /// the first half (3 s each) and end past the 5 s timeout, never sent.
     func testAsManyDeliveriesToOneHostAsWorkers() async throws {
         let scope = TenantScope()
         try await WebhookReceiver.run { receiver, port in

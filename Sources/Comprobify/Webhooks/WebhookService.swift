@@ -19,7 +19,7 @@ import ServiceLifecycle
 ///
 /// A crash between 3 and 4 loses only the answer: the lease ends and another
 /// process delivers the event again, with the same id (at least once).
-/// Webhooks have their own HTTP client and workers, so a slow endpoint never
+/// Webhooks have their own HTTP clients and workers, so a slow endpoint never
 /// holds up the SRI exchanges.
 struct WebhookService: Service {
     let database: Database
@@ -35,51 +35,44 @@ struct WebhookService: Service {
     /// This process, as `webhook_delivery_attempts.worker`.
     let worker = UUID()
 
-    /// No redirects, no decompression, the attempt's timeout; `pinning` a
-    /// host name to the address the guard approved, for a client of one
-    /// attempt: its failed connection fails the attempt at once (ECONNREFUSED,
-    /// an unreachable network) instead of being tried again until the
-    /// timeout, holding the worker and one of the endpoint's places. The
-    /// shared client keeps AsyncHTTPClient's retries: without them one failed
-    /// connection fails every request queued for that host and port, other
-    /// tenants' deliveries included.
+    /// The client of one attempt: no redirects, no decompression, the
+    /// attempt's timeout, and `pinning` a host name to the address the guard
+    /// approved (a shared client would resolve the name again). Each attempt
+    /// has a client of its own so that a connection it cannot make (refused,
+    /// an unreachable network) fails it at once, without AsyncHTTPClient's
+    /// retries, which would hold the worker and one of the endpoint's places
+    /// until the timeout. A shared client without those retries fails every
+    /// request queued for the same host and port when one connection fails.
     static func clientConfiguration(
         _ settings: WebhookSettings, pinning pin: (hosts: [String], address: IPAddress)? = nil
     ) -> HTTPClient.Configuration {
         let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMilliseconds))
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
         configuration.decompression = .disabled
-        // One connection per worker to any one host: many endpoints on one
-        // host (a tenant's integration platform, say) would otherwise queue
-        // inside the client past AsyncHTTPClient's default of 8, and time out
-        // there without the request ever being sent.
-        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(settings.workers, 1)
+        configuration.connectionPool.retryConnectionEstablishment = false
         if let pin {
             configuration.dnsOverride = Dictionary(pin.hosts.map { ($0, pin.address.description) }) { first, _ in first }
-            configuration.connectionPool.retryConnectionEstablishment = false
         }
         return configuration
     }
 
     /// At background priority (BackgroundWork): requests come first.
     func run() async throws {
-        let http = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: Self.clientConfiguration(settings))
         await BackgroundWork.run {
             await withDiscardingTaskGroup { group in
                 group.addTask { await watchQueueDepth() }
                 if settings.workers > 0 {
-                    group.addTask { await dispatch(http) }
+                    group.addTask { await dispatch() }
                 }
             }
         }
-        try? await http.shutdown()
     }
 
     /// Keeps up to `workers` attempts running: claims as many deliveries as
     /// there are free workers; when fewer are due, looks again after the poll
     /// interval or as soon as a worker is done. On shutdown it claims nothing
     /// more and lets the attempts in flight finish.
-    private func dispatch(_ http: HTTPClient) async {
+    private func dispatch() async {
         logger.info("delivering webhooks", metadata: ["workers": "\(settings.workers)", "worker": "\(worker)"])
         await ClaimLoop.run(
             workers: settings.workers, pace: { [pressure] in pressure?.pace },
@@ -92,12 +85,12 @@ struct WebhookService: Service {
                     perEndpoint: settings.perEndpoint, perTenant: settings.perTenant, tenants: settings.tenantIDs?()
                 ).map { (tenantID: $0.tenantID, deliveryID: $0.deliveryID, lease: lease) }
             },
-            process: { item in await deliver(http, tenantID: item.tenantID, deliveryID: item.deliveryID, lease: item.lease) }
+            process: { item in await deliver(tenantID: item.tenantID, deliveryID: item.deliveryID, lease: item.lease) }
         )
     }
 
     /// One attempt for one claimed delivery, recorded with what it changed.
-    private func deliver(_ http: HTTPClient, tenantID: Int64, deliveryID: Int64, lease: UUID) async {
+    private func deliver(tenantID: Int64, deliveryID: Int64, lease: UUID) async {
         let worker = self.worker
         let pending: WebhooksStore.Pending?
         do {
@@ -126,7 +119,7 @@ struct WebhookService: Service {
         }
         // The lease now runs from about here (`load` stamped it again).
         let leaseEnds = ContinuousClock.now + .milliseconds(settings.leaseMilliseconds)
-        let outcome = await attempt(http, pending, tenantID: tenantID, secret: secret)
+        let outcome = await attempt(pending, tenantID: tenantID, secret: secret)
         ServiceMetrics.webhookDelivery(outcome: outcome.kind)
         let about: Logger.Metadata = ["tenantId": "\(tenantID)", "webhookId": "\(pending.endpointID)", "eventId": "\(pending.eventID)"]
         // The endpoint's answer is worth keeping: a record that fails is tried
@@ -167,7 +160,7 @@ struct WebhookService: Service {
     }
 
     /// The POST itself: the address check, the signature, the timeout.
-    private func attempt(_ http: HTTPClient, _ pending: WebhooksStore.Pending, tenantID: Int64, secret: [UInt8]) async
+    private func attempt(_ pending: WebhooksStore.Pending, tenantID: Int64, secret: [UInt8]) async
         -> WebhooksStore.Outcome
     {
         let started = ContinuousClock.now
@@ -200,19 +193,14 @@ struct WebhookService: Service {
             case .allowed(let address): pin = address.map { ([url.host] + [URL(string: pending.url)?.host].compactMap { $0 }, $0) }
             }
         }
-        // A host name is connected to at the address just approved, through a
-        // client of its own (the shared one would resolve the name again).
-        if let pin {
-            let pinned = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: Self.clientConfiguration(settings, pinning: pin))
-            let outcome = await send(pinned, pending, secret: secret, started: started, deadline: deadline)
-            // Closed in the background: a TLS peer that never answers the
-            // close may hold the shutdown for seconds (swift-nio-ssl waits up
-            // to 5 s), which the delivery's lease does not cover; the attempt
-            // is recorded meanwhile.
-            Task { try? await pinned.shutdown() }
-            return outcome
-        }
-        return await send(http, pending, secret: secret, started: started, deadline: deadline)
+        let client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: Self.clientConfiguration(settings, pinning: pin))
+        let outcome = await send(client, pending, secret: secret, started: started, deadline: deadline)
+        // Closed in the background: a TLS peer that never answers the close
+        // may hold the shutdown for seconds (swift-nio-ssl waits up to 5 s),
+        // which the delivery's lease does not cover; the attempt is recorded
+        // meanwhile.
+        Task { try? await client.shutdown() }
+        return outcome
     }
 
     private static func milliseconds(since started: ContinuousClock.Instant) -> Int {
