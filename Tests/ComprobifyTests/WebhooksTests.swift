@@ -204,13 +204,14 @@ final class WebhooksTests: XCTestCase {
         let notYetInDNS = await AddressGuard.refusal(for: url, allowHTTP: false, requireAddress: false) { _ in nil }
         XCTAssertNil(notYetInDNS, "a new endpoint may not be in DNS yet")
         let publicAddresses = [IPAddress("93.184.215.14")!, IPAddress("2606:2800:21f:cb07:6820:80da:af6b:8b2c")!]
-        let pinned = await AddressGuard.verdict(for: url, allowHTTP: false) { _ in publicAddresses }
-        XCTAssertEqual(pinned, .allowed(pin: publicAddresses[0]), "a delivery connects to the first approved address, not to a new lookup")
+        let pinned = await AddressGuard.verdict(for: url, allowHTTP: false) { _ in publicAddresses + [publicAddresses[0]] }
+        XCTAssertEqual(
+            pinned, .allowed(pins: publicAddresses), "a delivery connects to the approved addresses, each once, not to a new lookup")
         let literal = try WebhookURL.parse("https://93.184.215.14/x", allowHTTP: false).get()
         let direct = await AddressGuard.verdict(for: literal, allowHTTP: false) { _ in
             XCTFail("an address is not looked up"); return nil
         }
-        XCTAssertEqual(direct, .allowed(pin: nil))
+        XCTAssertEqual(direct, .allowed(pins: []))
         let allowed = try WebhookURL.parse("http://localhost:8080/x", allowHTTP: true).get()
         let asked = await AddressGuard.refusal(for: allowed, allowHTTP: true) { _ in [IPAddress("127.0.0.1")!] }
         XCTAssertNil(asked, "the allowance covers localhost")
@@ -240,6 +241,42 @@ final class WebhooksTests: XCTestCase {
             XCTAssertLessThan(ContinuousClock.now - started, .seconds(1), "failed at once: \(error)")
         }
         try await client.shutdown()
+    }
+
+    /// A name's approved addresses are tried in turn, the next only when no
+    /// connection could be made to the one before (here 127.0.0.2, where
+    /// nothing listens): an answer of any status ends the attempt, and an
+    /// attempt that reached none names each address's failure.
+    func testANamesNextAddressIsTriedOnlyWhenNoConnectionWasMade() async throws {
+        try await WebhookReceiver.run { receiver, port in
+            var settings = WebhookSettings()
+            settings.timeoutMilliseconds = 5_000
+            let listening = IPAddress("127.0.0.1")!
+            let refusing = IPAddress("127.0.0.2")!
+            func post(_ path: String, to pins: [IPAddress]) async -> WebhooksStore.Outcome {
+                let pending = WebhooksStore.Pending(
+                    tenantID: 1, id: 1, endpointID: 1, eventID: "evt_1", url: "http://hooks.example.com:\(port)\(path)", sealedSecret: [],
+                    body: Array("{}".utf8))
+                return await WebhookService.post(
+                    pending, secret: Array("secret".utf8), to: pins, of: ["hooks.example.com"], settings: settings,
+                    eventLoopGroup: MultiThreadedEventLoopGroup.singleton, started: .now, deadline: .now() + .seconds(5))
+            }
+            let second = await post("/ok/second", to: [refusing, listening])
+            XCTAssertEqual(second.kind, "delivered", "\(second)")
+            XCTAssertNil(second.error)
+            XCTAssertEqual(receiver.hits("/ok/second").count, 1)
+
+            let answered = await post("/dead/first", to: [listening, listening])
+            XCTAssertEqual(answered.kind, "http_status", "\(answered)")
+            XCTAssertEqual(receiver.hits("/dead/first").count, 1, "an answer, even a 500, is not posted again elsewhere")
+
+            let none = await post("/ok/none", to: [refusing, IPAddress("127.0.0.3")!])
+            XCTAssertEqual(none.kind, "connection", "\(none)")
+            let error = none.error ?? ""
+            XCTAssertTrue(error.hasPrefix("127.0.0.2: ") && error.contains("; 127.0.0.3: "), error)
+            XCTAssertLessThan(none.durationMilliseconds, 1_000, "each refusal fails at once")
+            XCTAssertEqual(receiver.hits("/ok/none").count, 0)
+        }
     }
 
     /// Slow name lookups run on threads of their own, at most

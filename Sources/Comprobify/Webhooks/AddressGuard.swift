@@ -7,16 +7,17 @@ import NIOPosix
 /// or metadata addresses (SSRF), at creation and again before each delivery.
 /// With `WEBHOOKS_ALLOW_HTTP=1`, `localhost` and `127.0.0.1` themselves are allowed.
 ///
-/// A delivery connects to the very address this check approved (the HTTP
+/// A delivery connects to the very addresses this check approved (the HTTP
 /// client is told to use it for the name, and still sends the name for TLS and
 /// checks the certificate against it), so a name whose answers change between
 /// the check and the connection (DNS rebinding) gains nothing.
 enum AddressGuard {
-    /// What the check decided: refused, or allowed, with the address to connect
-    /// to when the host is a name (nil for an IP literal or the test allowance).
+    /// What the check decided: refused, or allowed, with the addresses to
+    /// connect to when the host is a name, in the resolver's order (none for
+    /// an IP literal or the test allowance).
     enum Verdict: Equatable {
         case refused(String)
-        case allowed(pin: IPAddress?)
+        case allowed(pins: [IPAddress])
 
         var refusal: String? {
             if case .refused(let reason) = self { return reason }
@@ -157,14 +158,14 @@ enum AddressGuard {
         next?.resume(returning: true)
     }
 
-    /// Every address a name resolves to must be allowed; the first is the one
-    /// to connect to.
+    /// Every address a name resolves to must be allowed; they are the ones
+    /// to connect to, the first first.
     static func verdict(
         for url: WebhookURL, allowHTTP: Bool, requireAddress: Bool = true, lookup: @Sendable (String) async throws -> [IPAddress]?
     ) async -> Verdict {
-        if allowHTTP && WebhookURL.isAllowedLoopbackHost(url.host) { return .allowed(pin: nil) }
+        if allowHTTP && WebhookURL.isAllowedLoopbackHost(url.host) { return .allowed(pins: []) }
         if let address = IPAddress(url.host) {
-            return address.forbiddenReason.map { .refused("url must not point at \($0).") } ?? .allowed(pin: nil)
+            return address.forbiddenReason.map { .refused("url must not point at \($0).") } ?? .allowed(pins: [])
         }
         let addresses: [IPAddress]?
         do {
@@ -172,13 +173,15 @@ enum AddressGuard {
         } catch {
             addresses = nil
         }
-        guard let addresses, let first = addresses.first else {
-            return requireAddress ? .refused("url's host name does not resolve.") : .allowed(pin: nil)
+        guard let addresses, !addresses.isEmpty else {
+            return requireAddress ? .refused("url's host name does not resolve.") : .allowed(pins: [])
         }
+        var pins: [IPAddress] = []
         for address in addresses {
             if let reason = address.forbiddenReason { return .refused("url's host name resolves to \(reason).") }
+            if !pins.contains(address) { pins.append(address) }
         }
-        return .allowed(pin: first)
+        return .allowed(pins: pins)
     }
 
     /// Every address `host` resolves to, or nil.

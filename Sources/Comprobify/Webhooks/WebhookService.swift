@@ -168,7 +168,8 @@ struct WebhookService: Service {
         // lease (WEBHOOK_TIMEOUT_MS + DB_POOL_WAIT_MS + 5 s) must outlast any attempt.
         let deadline = NIODeadline.now() + .milliseconds(Int64(settings.timeoutMilliseconds))
         func failure(_ kind: String, _ error: String) -> WebhooksStore.Outcome { Self.failure(kind, error, since: started) }
-        var pin: (hosts: [String], address: IPAddress)?
+        var hosts: [String] = []
+        var pins: [IPAddress] = []
         switch WebhookURL.parse(pending.url, allowHTTP: settings.allowHTTP) {
         case .failure(let refusal):
             return failure("refused_address", refusal.message)
@@ -189,18 +190,49 @@ struct WebhookService: Service {
             }
             switch verdict {
             case .refused(let refusal): return failure("refused_address", refusal)
-            // Keyed by the name as written too: the client takes it from the URL as is.
-            case .allowed(let address): pin = address.map { ([url.host] + [URL(string: pending.url)?.host].compactMap { $0 }, $0) }
+            case .allowed(let addresses):
+                // Keyed by the name as written too: the client takes it from the URL as is.
+                hosts = [url.host] + [URL(string: pending.url)?.host].compactMap { $0 }
+                pins = addresses
             }
         }
-        let client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: Self.clientConfiguration(settings, pinning: pin))
-        let outcome = await send(client, pending, secret: secret, started: started, deadline: deadline)
-        // Closed in the background: a TLS peer that never answers the close
-        // may hold the shutdown for seconds (swift-nio-ssl waits up to 5 s),
-        // which the delivery's lease does not cover; the attempt is recorded
-        // meanwhile.
-        Task { try? await client.shutdown() }
-        return outcome
+        return await Self.post(
+            pending, secret: secret, to: pins, of: hosts, settings: settings, eventLoopGroup: eventLoopGroup, started: started,
+            deadline: deadline)
+    }
+
+    /// The POST, through a client of its own for each address tried: a host
+    /// name's approved addresses in turn, the next one only when no
+    /// connection could be made to the one before (refused, unreachable: an
+    /// IPv6 address first, say, on a network without IPv6) and the deadline
+    /// has not passed. With no addresses (an IP address in the URL, the test
+    /// allowance) the URL's host is connected to as it is.
+    static func post(
+        _ pending: WebhooksStore.Pending, secret: [UInt8], to pins: [IPAddress], of hosts: [String], settings: WebhookSettings,
+        eventLoopGroup: any EventLoopGroup, started: ContinuousClock.Instant, deadline: NIODeadline
+    ) async -> WebhooksStore.Outcome {
+        var next = 0
+        var failures: [String] = []
+        while true {
+            let pin = pins.isEmpty ? nil : (hosts: hosts, address: pins[next])
+            next += 1
+            let client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration(settings, pinning: pin))
+            let (outcome, connected) = await send(client, pending, secret: secret, settings: settings, started: started, deadline: deadline)
+            // Closed in the background: a TLS peer that never answers the
+            // close may hold the shutdown for seconds (swift-nio-ssl waits up
+            // to 5 s), which the delivery's lease does not cover; the attempt
+            // is recorded meanwhile.
+            Task { try? await client.shutdown() }
+            guard !connected, let pin else { return outcome }
+            failures.append("\(pin.address): \(outcome.error ?? outcome.kind)")
+            guard next < pins.count, NIODeadline.now() < deadline else {
+                guard failures.count > 1 else { return outcome }
+                // No address took the connection: each one's failure is named.
+                return .init(
+                    kind: outcome.kind, responseCode: nil, durationMilliseconds: outcome.durationMilliseconds,
+                    error: short(failures.joined(separator: "; ")))
+            }
+        }
     }
 
     private static func milliseconds(since started: ContinuousClock.Instant) -> Int {
@@ -213,14 +245,15 @@ struct WebhookService: Service {
         .init(kind: kind, responseCode: code, durationMilliseconds: milliseconds(since: started), error: short(error))
     }
 
-    /// The POST, signed, within the attempt's deadline.
-    private func send(
-        _ http: HTTPClient, _ pending: WebhooksStore.Pending, secret: [UInt8], started: ContinuousClock.Instant,
-        deadline: NIODeadline
-    ) async -> WebhooksStore.Outcome {
-        func elapsed() -> Int { Self.milliseconds(since: started) }
-        func failure(_ kind: String, code: Int? = nil, _ error: String) -> WebhooksStore.Outcome {
-            Self.failure(kind, code: code, error, since: started)
+    /// The POST, signed, within the attempt's deadline; `connected` false
+    /// when no connection could be made (nothing was sent).
+    private static func send(
+        _ http: HTTPClient, _ pending: WebhooksStore.Pending, secret: [UInt8], settings: WebhookSettings,
+        started: ContinuousClock.Instant, deadline: NIODeadline
+    ) async -> (outcome: WebhooksStore.Outcome, connected: Bool) {
+        func elapsed() -> Int { milliseconds(since: started) }
+        func failure(_ kind: String, code: Int? = nil, _ error: String, connected: Bool = true) -> (WebhooksStore.Outcome, Bool) {
+            (Self.failure(kind, code: code, error, since: started), connected)
         }
         var request = HTTPClientRequest(url: pending.url)
         request.method = .POST
@@ -241,12 +274,14 @@ struct WebhookService: Service {
             // no status to store, and the answer is a broken one.
             guard (100...599).contains(code) else { return failure("connection", "answered with \(code), not an HTTP status") }
             if (200...299).contains(code) {
-                return .init(kind: "delivered", responseCode: code, durationMilliseconds: elapsed(), error: nil)
+                return (.init(kind: "delivered", responseCode: code, durationMilliseconds: elapsed(), error: nil), true)
             }
             return failure("http_status", code: code, "HTTP \(code)")
         } catch let error as HTTPClientError {
             switch error {
-            case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout, .connectTimeout:
+            case .connectTimeout:
+                return failure("timeout", "no connection within \(settings.timeoutMilliseconds) ms", connected: false)
+            case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout:
                 return failure("timeout", "no answer within \(settings.timeoutMilliseconds) ms")
             case .remoteConnectionClosed:
                 return failure("connection", "closed by the endpoint before the answer was complete")
@@ -254,7 +289,12 @@ struct WebhookService: Service {
                 return failure("connection", "\(error)")
             }
         } catch let error as NIOConnectionError {
-            return failure("connection", error.connectionErrors.last.map { "\($0.error)" } ?? "cannot connect to \(error.host)")
+            return failure(
+                "connection", error.connectionErrors.last.map { "\($0.error)" } ?? "cannot connect to \(error.host)", connected: false)
+        } catch let error as IOError where [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) {
+            // A connect refused or with no route: an IP address in the URL,
+            // or a name's address.
+            return failure("connection", "\(error)", connected: false)
         } catch {
             return failure("connection", "\(error)")
         }
