@@ -8,9 +8,9 @@ import NIOPosix
 /// With `WEBHOOKS_ALLOW_HTTP=1`, `localhost` and `127.0.0.1` themselves are allowed.
 ///
 /// A delivery connects to the very addresses this check approved (the HTTP
-/// client is told to use it for the name, and still sends the name for TLS and
-/// checks the certificate against it), so a name whose answers change between
-/// the check and the connection (DNS rebinding) gains nothing.
+/// client is told to use one of them for the name, and still sends the name
+/// for TLS and checks the certificate against it), so a name whose answers
+/// change between the check and the connection (DNS rebinding) gains nothing.
 enum AddressGuard {
     /// What the check decided: refused, or allowed, with the addresses to
     /// connect to when the host is a name, in the resolver's order (none for
