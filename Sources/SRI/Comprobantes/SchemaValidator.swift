@@ -34,27 +34,45 @@ public final class SchemaValidator: @unchecked Sendable {
     /// The schema's file name.
     public let file: String
     private let schema: OpaquePointer?
+    /// The schema's own XML, kept while the compiled schema lives.
+    private let source: xmlDocPtr?
     /// Why the schema did not compile, when it did not (a broken deployment).
-    private let loadErrors: [String]
+    let loadErrors: [String]
 
-    private init(file: String) {
+    /// The schema file is read by a parser of ours, its errors collected and
+    /// its warnings silenced: libxml2's schema compiler, left to read the
+    /// file itself, writes the parser's warnings to standard error (the
+    /// credit note's schema declares XML 1.1), which would break the
+    /// process's one-JSON-object-per-line output.
+    init(file: String) {
         self.file = file
         ComprobanteLibXML2.setUp()
         let collector = SchemaErrorCollector()
         let path = Schemas.file(file).path
         var compiled: OpaquePointer?
-        if let parser = xmlSchemaNewParserCtxt(path) {
+        var source: xmlDocPtr?
+        var readError: String?
+        if let reader = xmlNewParserCtxt() {
+            let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
+            source = xmlCtxtReadFile(reader, path, nil, options)
+            if source == nil { readError = xmlCtxtGetLastError(reader).flatMap { Self.describe($0.pointee) } ?? "unreadable" }
+            xmlFreeParserCtxt(reader)
+        }
+        if let source, let parser = xmlSchemaNewDocParserCtxt(source) {
             xmlSchemaSetParserStructuredErrors(parser, SchemaErrorCollector.callback, Unmanaged.passUnretained(collector).toOpaque())
             compiled = xmlSchemaParse(parser)
             xmlSchemaFreeParserCtxt(parser)
         }
         withExtendedLifetime(collector) {}
         self.schema = compiled
-        self.loadErrors = compiled == nil ? ["the schema \(file) did not compile"] + collector.messages : []
+        self.source = source
+        self.loadErrors =
+            compiled == nil ? ["the schema \(file) did not compile"] + [readError].compactMap { $0 } + collector.messages : []
     }
 
     deinit {
         if let schema { xmlSchemaFree(schema) }
+        if let source { xmlFreeDoc(source) }
     }
 
     /// The schema's complaints about `bytes`, empty when the document is valid.
