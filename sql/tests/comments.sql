@@ -10,7 +10,8 @@
 --   * every trigger (but PostgreSQL's internal ones, which enforce foreign keys);
 --   * every function, trigger functions included;
 --   * every domain and enum, and every sequence that belongs to no column
---     (identity sequences are described by their columns).
+--     (identity sequences are described by their columns);
+--   * each of Comprobify's roles (migration 0070).
 --
 -- A comment that is empty or blank counts as none. Each failure lists the
 -- objects without one. Objects that belong to an extension (pgTAP's own
@@ -18,7 +19,7 @@
 -- and so is everything on or of such an object. Policies are checked by
 -- schema_guards.sql.
 BEGIN;
-SELECT plan(8);
+SELECT plan(9);
 
 -- Objects that belong to an extension.
 CREATE TEMP VIEW extension_members AS
@@ -122,6 +123,16 @@ SELECT is_empty($$
        AND coalesce(btrim(obj_description(s.oid, 'pg_class')), '') = ''
      ORDER BY 1
 $$, 'every sequence that belongs to no column has a comment');
+
+-- Roles ------------------------------------------------------------------------------------
+
+SELECT is_empty($$
+    SELECT r.rolname::text
+      FROM pg_roles r
+     WHERE r.rolname IN ('comprobify_app', 'comprobify_auth', 'comprobify_mailer')
+       AND coalesce(btrim(shobj_description(r.oid, 'pg_authid')), '') = ''
+     ORDER BY 1
+$$, 'each of Comprobify''s roles has a comment');
 
 SELECT * FROM finish();
 ROLLBACK;
