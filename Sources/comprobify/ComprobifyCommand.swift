@@ -85,12 +85,15 @@ struct Serve: AsyncParsableCommand {
         var groupConfiguration = ServiceGroupConfiguration(
             // Services stop in reverse order: the notice first, so that the
             // background queues stop claiming while the HTTP server drains.
-            services: [app, ShutdownSignal.Notice(shutdown, readyDelay: .seconds(configuration.shutdownReadyDelaySeconds))],
+            services: [
+                app, ShutdownSignal.Notice(shutdown, readyDelay: .seconds(configuration.shutdownReadyDelaySeconds), logger: logger),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.shutdownGraceSeconds)
         do {
             try await ServiceGroup(configuration: groupConfiguration).run()
+            logger.info("stopped")
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
             logger.critical(
                 "cannot listen on \(configuration.host):\(configuration.port): another process listens there (PORT and HOST choose another)"

@@ -294,6 +294,23 @@ final class MigrateTests: XCTestCase {
         }
     }
 
+    /// A folder of migrations that is not there (migrate run outside the
+    /// checkout, a mistyped --directory) is named in one plain line, and the
+    /// database is not touched.
+    func testAMissingFolderOfMigrationsIsNamed() throws {
+        try withDatabase { url in
+            let missing = FileManager.default.temporaryDirectory.appendingPathComponent("no-migrations-\(UUID().uuidString)")
+            let run = try migrate(url, directory: missing)
+            XCTAssertEqual(run.status, 1)
+            XCTAssertTrue(run.output.contains("no folder of migrations at \(missing.path)"), run.output)
+            XCTAssertTrue(run.output.contains("--directory"), run.output)
+            XCTAssertFalse(run.output.contains("NSCocoaErrorDomain"), run.output)
+            let connection = try Connection(conninfo: url)
+            XCTAssertEqual(
+                try connection.query("SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'")[0].decode(Int.self, at: 0), 0)
+        }
+    }
+
     /// 0052 was added after 0053: a database migrated between the two
     /// applies it late, as it always did.
     func testTheMigrationAddedAfterAHigherNumberedOneIsAppliedLate() throws {

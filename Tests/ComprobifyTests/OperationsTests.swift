@@ -606,8 +606,9 @@ final class OperationsTests: XCTestCase {
     }
 
     /// The start-up line says which allocator serves the process: the server
-    /// links jemalloc on Linux (Package.swift).
-    func testServerStartsOnJemalloc() throws {
+    /// links jemalloc on Linux (Package.swift). A SIGTERM is logged at info
+    /// when the stop begins and when it ends, each a JSON line like the rest.
+    func testServerStartsOnJemallocAndLogsItsStop() throws {
         let binary = try Executable.url()
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -635,6 +636,13 @@ final class OperationsTests: XCTestCase {
         process.terminate()
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0)
+        let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n")
+        let messages = lines.compactMap { (try? JSONParser.parse(Array($0.utf8)))?["message"]?.stringValue }
+        XCTAssertEqual(messages.count, lines.count, "every line is a JSON object with a message")
+        let stopping = try XCTUnwrap(messages.firstIndex { $0.hasPrefix("stopping: ") }, "\(messages)")
+        XCTAssertEqual(messages.last, "stopped", "\(messages)")
+        XCTAssertLessThan(stopping, messages.count - 1)
+        XCTAssertTrue(lines[stopping].contains("\"level\":\"info\""), String(lines[stopping]))
     }
 }
 

@@ -1,3 +1,4 @@
+import Logging
 import NIOConcurrencyHelpers
 import Postgres
 import ServiceLifecycle
@@ -39,15 +40,23 @@ public final class ShutdownSignal: Sendable {
     public struct Notice: Service {
         let signal: ShutdownSignal
         let readyDelay: Duration
+        /// Where the stop's beginning is logged (at info), when given.
+        let logger: Logger?
 
-        public init(_ signal: ShutdownSignal, readyDelay: Duration = .zero) {
+        public init(_ signal: ShutdownSignal, readyDelay: Duration = .zero, logger: Logger? = nil) {
             self.signal = signal
             self.readyDelay = readyDelay
+            self.logger = logger
         }
 
         public func run() async throws {
             // Returns when the stop begins, or when cancelled: set either way.
-            try? await gracefulShutdown()
+            do {
+                try await gracefulShutdown()
+                logger?.info(
+                    "stopping: no new work is claimed, /readyz answers 503; requests and attempts under way finish",
+                    metadata: ["readyDelayMs": "\(readyDelay.wholeMilliseconds)"])
+            } catch {}
             signal.request()
             if readyDelay > .zero { try? await Task.sleep(for: readyDelay) }
         }

@@ -158,6 +158,13 @@ public struct Migrator: Sendable {
 
     /// The migration files, sorted by name.
     public func files() throws -> [(name: String, sql: String)] {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw Failure(
+                description:
+                    "no folder of migrations at \(directory.standardizedFileURL.path): run from the checkout (sql/migrations) or name the folder with --directory"
+            )
+        }
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
             .filter { $0.hasSuffix(".sql") }
             .sorted()
