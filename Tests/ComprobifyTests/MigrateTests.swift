@@ -463,6 +463,64 @@ final class MigrateTests: XCTestCase {
         return try migrate(conninfo, directory: before)
     }
 
+    /// sql/README.md, "Backups": `pg_dump` by a role with BYPASSRLS and
+    /// pg_read_all_data, restored by a superuser into a new database, brings
+    /// back every row, the functions' owner and the ledger (migrate: up to
+    /// date). As an owner that is not a superuser `pg_dump` stops, and with
+    /// `--enable-row-security` it writes the tenant tables empty.
+    func testABackupByARoleThatBypassesRowLevelSecurityRestoresEveryRow() throws {
+        func tool(_ name: String) -> String {
+            let installed = "/usr/lib/postgresql/15/bin/\(name)"
+            return FileManager.default.isExecutableFile(atPath: installed) ? installed : name
+        }
+        try withHostedOwner { conninfo, superuser in
+            XCTAssertEqual(try migrate(conninfo).status, 0)
+            try Connection(conninfo: superuser).execute(script: try String(contentsOf: Self.fixture, encoding: .utf8))
+            let tables = ["tenants", "api_keys", "issuers", "documents", "document_submissions", "webhook_endpoints"]
+            func counts(_ url: String) throws -> [Int] {
+                let connection = try Connection(conninfo: url)
+                return try tables.map { try connection.query("SELECT count(*) FROM \(unescaped: $0)")[0].decode(Int.self, at: 0) }
+            }
+            let before = try counts(superuser)
+            XCTAssertTrue(before.allSatisfy { $0 > 0 }, "the fixture has rows in each: \(before)")
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("backup-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+
+            let asOwner = try runTool(tool("pg_dump"), ["-Fc", "-d", conninfo, "-f", folder.appendingPathComponent("owner.dump").path])
+            XCTAssertNotEqual(asOwner.status, 0)
+            XCTAssertTrue(asOwner.output.contains("row-level security"), asOwner.output)
+            let policed = try runTool(tool("pg_dump"), ["--enable-row-security", "--data-only", "-t", "documents", "-d", conninfo])
+            XCTAssertEqual(policed.status, 0, policed.output)
+            let copy = try XCTUnwrap(policed.output.range(of: "COPY public.documents"), policed.output)
+            XCTAssertTrue(policed.output[copy.upperBound...].split(separator: "\n").dropFirst().first == "\\.", "written empty")
+
+            let role = "backup_\(UInt32.random(in: 0...UInt32.max))"
+            let password = UUID().uuidString
+            try TestDatabase.query("CREATE ROLE \(role) LOGIN BYPASSRLS PASSWORD '\(password)'")
+            defer { _ = try? TestDatabase.query("DROP ROLE \(role)") }
+            try TestDatabase.query("GRANT pg_read_all_data TO \(role)")
+            var backup = try XCTUnwrap(URLComponents(string: superuser))
+            backup.user = role
+            backup.password = password
+            let file = folder.appendingPathComponent("comprobify.dump").path
+            let dumped = try runTool(tool("pg_dump"), ["-Fc", "-d", try XCTUnwrap(backup.string), "-f", file])
+            XCTAssertEqual(dumped.status, 0, dumped.output)
+
+            try withDatabase { restored in
+                let run = try runTool(tool("pg_restore"), ["--exit-on-error", "-d", restored, file])
+                XCTAssertEqual(run.status, 0, run.output)
+                XCTAssertEqual(try counts(restored), before)
+                let owner = try Connection(conninfo: restored).query(
+                    "SELECT proowner::regrole::text FROM pg_proc WHERE proname = 'authenticate'")
+                XCTAssertEqual(try owner[0].decode(String.self, at: 0), "comprobify_auth")
+                let again = try migrate(restored)
+                XCTAssertEqual(again.status, 0, again.output)
+                XCTAssertTrue(again.output.contains("migrations: up to date"), again.output)
+            }
+        }
+    }
+
     /// sql/tests/fixtures/two_tenants.sql: two tenants with rows in every tenant table.
     static let fixture = migrations.deletingLastPathComponent().appendingPathComponent("tests/fixtures/two_tenants.sql")
 
