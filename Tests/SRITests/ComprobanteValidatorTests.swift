@@ -317,6 +317,25 @@ final class ComprobanteValidatorTests: XCTestCase {
         assertOnly("payments", note)
     }
 
+    /// A line's bad text (or a bad detail) leaves its amounts valid: the
+    /// payments are still checked against the total, so that every
+    /// violation is reported at once (SRI.md). A bad amount leaves no total
+    /// to check them against.
+    func testPaymentsAreCheckedBesideABadTextOfALine() {
+        var input = Self.factura()
+        input.items?[0].description = ""
+        input.items?[0].details = [NameValueInput(name: "", value: "x")]
+        input.payments = [PaymentInput(method: "01", total: "1.00")]
+        let found = violations(input)
+        XCTAssertEqual(found.map(\.field), ["items[0].description", "items[0].details[0].name", "payments"], "\(found)")
+        XCTAssertTrue(found.last?.message.contains("the document total is 24.15") ?? false, "\(found)")
+        input.payments = [PaymentInput(method: "01", total: "24.15")]
+        XCTAssertEqual(violations(input).map(\.field), ["items[0].description", "items[0].details[0].name"])
+        input.items?[0].quantity = "0"
+        input.payments = [PaymentInput(method: "01", total: "1.00")]
+        XCTAssertEqual(violations(input).map(\.field), ["items[0].description", "items[0].quantity", "items[0].details[0].name"])
+    }
+
     func testAdditionalInfoCountsTheEmail() throws {
         var input = Self.factura()
         input.additionalInfo = Array(repeating: NameValueInput(name: "n", value: "v"), count: 14)

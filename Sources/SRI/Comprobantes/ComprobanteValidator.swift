@@ -67,16 +67,20 @@ private struct ComprobanteChecker {
             issueDateValid = given != nil
         }
         let buyer = self.buyer(input.buyer)
-        let items = self.items(input.items)
+        let (items, amounts) = self.items(input.items)
         let totals = items.map(Totals.init(items:))
-        if let totals { checkTotals(totals) }
+        // The amounts' totals, computed even when a line has a bad text field,
+        // so that the payments are checked against them too: all violations
+        // at once (SRI.md).
+        let amountTotals = amounts.map(Totals.init(items:))
+        if let amountTotals { checkTotals(amountTotals) }
 
         var payments: [Payment]? = []
         var modifiedDocument: ModifiedDocument?
         var reason: String?
         switch kind {
         case .factura:
-            payments = self.payments(input.payments, documentTotal: totals?.total)
+            payments = self.payments(input.payments, documentTotal: amountTotals?.total)
             if input.modifiedDocument != nil { fail("modifiedDocument", "only a credit note (04) modifies a document") }
             if input.reason != nil { fail("reason", "only a credit note (04) has a reason") }
         case .creditNote:
@@ -165,33 +169,40 @@ private struct ComprobanteChecker {
 
     // MARK: - The items
 
-    mutating func items(_ input: [ItemInput]?) -> [LineItem]? {
+    /// The lines when all are valid, and the lines whose amounts are all
+    /// valid (a bad text field aside) when those are: what the totals and
+    /// the payments' check need.
+    mutating func items(_ input: [ItemInput]?) -> (lines: [LineItem]?, amounts: [LineItem]?) {
         guard let input else {
             fail("items", "is required")
-            return nil
+            return (nil, nil)
         }
         guard (1...ComprobanteInput.maximumItems).contains(input.count) else {
             fail("items", "must hold 1 to \(ComprobanteInput.maximumItems) items")
-            return nil
+            return (nil, nil)
         }
         var items: [LineItem] = []
+        var amounts: [LineItem] = []
         items.reserveCapacity(input.count)
+        amounts.reserveCapacity(input.count)
         var allValid = true
+        var amountsValid = true
         for (index, item) in input.enumerated() {
-            if let line = self.item(item, "items[\(index)]") {
-                items.append(line)
-            } else {
-                allValid = false
-            }
+            let checked = self.item(item, "items[\(index)]")
+            if let line = checked.line { items.append(line) } else { allValid = false }
+            if let line = checked.amounts { amounts.append(line) } else { amountsValid = false }
         }
-        return allValid ? items : nil
+        return (allValid ? items : nil, amountsValid ? amounts : nil)
     }
 
-    mutating func item(_ input: ItemInput, _ path: String) -> LineItem? {
+    /// The line when it is valid, and its amounts as a line when they are
+    /// (its text then as given, or empty).
+    mutating func item(_ input: ItemInput, _ path: String) -> (line: LineItem?, amounts: LineItem?) {
         let before = violations.count
         let code = text(input.code, path + ".code", required: false, maximum: 25)
         let auxCode = text(input.auxCode, path + ".auxCode", required: false, maximum: 25)
         let description = text(input.description, path + ".description", required: true, maximum: 300)
+        let beforeAmounts = violations.count
         let quantity = amount(input.quantity, path + ".quantity", required: true, positive: true, places: 6)
         let unitPrice = amount(input.unitPrice, path + ".unitPrice", required: true, positive: false, places: 6)
         let discount = amount(input.discount, path + ".discount", required: false, positive: false, places: 2) ?? .zero
@@ -206,6 +217,7 @@ private struct ComprobanteChecker {
             }
         }
         let rate = tax(input.taxes, path + ".taxes")
+        let amountsValid = violations.count == beforeAmounts
         var details: [NameValue] = []
         if let given = input.details {
             if given.count > ComprobanteInput.maximumDetails {
@@ -215,12 +227,17 @@ private struct ComprobanteChecker {
                 if let pair = nameValue(detail, path + ".details[\(index)]") { details.append(pair) }
             }
         }
-        guard violations.count == before, let description, let quantity, let unitPrice, gross != nil, let rate else {
-            return nil
+        guard let quantity, let unitPrice, gross != nil, let rate, amountsValid else { return (nil, nil) }
+        guard violations.count == before, let description else {
+            let amounts = LineItem(
+                code: nil, auxCode: nil, description: description ?? "", quantity: quantity, unitPrice: unitPrice, discount: discount,
+                rate: rate, details: [])
+            return (nil, amounts)
         }
-        return LineItem(
+        let line = LineItem(
             code: code, auxCode: auxCode, description: description, quantity: quantity, unitPrice: unitPrice,
             discount: discount, rate: rate, details: details)
+        return (line, line)
     }
 
     mutating func tax(_ input: [TaxInput]?, _ path: String) -> TaxRate? {
