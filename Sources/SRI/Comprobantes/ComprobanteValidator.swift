@@ -37,6 +37,13 @@ extension ComprobanteInput {
     /// Lengths count Unicode scalars, the characters of XML Schema's `maxLength`.
     /// Besides the control characters U+0000–U+001F and U+007F, text may not hold
     /// U+FFFE or U+FFFF, which XML cannot carry at all.
+    /// Whether `text` may be a text field of a comprobante's XML: no control
+    /// characters (U+0000–U+001F, U+007F) nor U+FFFE, U+FFFF. For the issuer's
+    /// fields, which the XML carries too.
+    public static func isComprobanteText(_ text: String) -> Bool {
+        !ComprobanteChecker.hasForbiddenCharacter(text)
+    }
+
     public func validated(today: ComprobanteDate) throws(ComprobanteValidationError) -> Comprobante {
         var checker = ComprobanteChecker()
         let result = checker.check(self, today: today)
