@@ -370,10 +370,16 @@ final class ComprobanteValidatorTests: XCTestCase {
         assertOnly("modifiedDocument.issueDate", note, containing: "2026-11-15")
         note.modifiedDocument?.issueDate = "2026-11-15"
         XCTAssertNoThrow(try note.validated(today: Self.today))
-        for bad in ["001-001-00000012a", "0010-01-000000123", "001-001-0000001234", "001_001_000000123"] {
+        for bad in [
+            "001-001-00000012a", "0010-01-000000123", "001-001-0000001234", "001_001_000000123", "000-001-000000123",
+            "001-000-000000123", "001-001-000000000",
+        ] {
             note.modifiedDocument?.number = bad
             assertOnly("modifiedDocument.number", note)
         }
+        note.modifiedDocument?.number = "100-010-000000001"
+        XCTAssertNoThrow(try note.validated(today: Self.today))
+        note.modifiedDocument?.number = "001-001-000000123"
 
         var factura = Self.factura()
         factura.reason = "x"

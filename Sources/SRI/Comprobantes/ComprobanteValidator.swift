@@ -348,7 +348,9 @@ private struct ComprobanteChecker {
             fail("modifiedDocument.documentType", "must be 01 (factura)")
         }
         if let number = input.number {
-            if !Self.isDocumentNumber(number) { fail("modifiedDocument.number", "must be written NNN-NNN-NNNNNNNNN") }
+            if !Self.isDocumentNumber(number) {
+                fail("modifiedDocument.number", "must be written NNN-NNN-NNNNNNNNN, none of the three parts all zeros")
+            }
         } else {
             fail("modifiedDocument.number", "is required")
         }
@@ -484,12 +486,17 @@ private struct ComprobanteChecker {
     }
 
     /// `NNN-NNN-NNNNNNNNN`.
+    /// `NNN-NNN-NNNNNNNNN`, none of its three parts all zeros: establishments
+    /// and emission points run from 001, sequentials from 1.
     static func isDocumentNumber(_ text: String) -> Bool {
         let bytes = Array(text.utf8)
         guard bytes.count == 17 else { return false }
-        return bytes.indices.allSatisfy { index in
+        let written = bytes.indices.allSatisfy { index in
             index == 3 || index == 7 ? bytes[index] == UInt8(ascii: "-") : (0x30...0x39).contains(bytes[index])
         }
+        let zero = UInt8(ascii: "0")
+        return written && !bytes[0..<3].allSatisfy { $0 == zero } && !bytes[4..<7].allSatisfy { $0 == zero }
+            && !bytes[8..<17].allSatisfy { $0 == zero }
     }
 
 }
