@@ -102,6 +102,7 @@ final class CertificatesTests: XCTestCase {
             (Self.upload(try pki.pkcs12(expired)), "p12", "expired"),
             (Self.upload(try pki.pkcs12(future)), "p12", "not valid before"),
             (#"{"password": "x"}"#, "p12", "required"),
+            (#"{"p12": "", "password": "x"}"#, "p12", "must not be empty"),
             (#"{"p12": "AAAA"}"#, "password", "required"),
         ]
         try await TestServer.run { server in

@@ -174,6 +174,8 @@ final class TenantsTests: XCTestCase {
             let limited = try await server.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
             limited.assertProblem(429, "RATE_LIMITED")
             XCTAssertNotNil(limited.headers[.retryAfter].flatMap(Int.init))
+            // Five resends, the sign-up's email aside: the detail counts what the limit counts.
+            XCTAssertEqual(try limited.string("detail"), "At most 5 resends of the verification email an hour; try again later.")
             let stale = try await server.call(.post, "/v1/tenants/verify-email", json: #"{"token": "\#(first)"}"#)
             stale.assertProblem(400, "BAD_REQUEST")
             let latest = try await server.call(

@@ -58,7 +58,11 @@ struct CertificateUpload: Sendable {
 
     init(_ input: Input) throws {
         var input = input
-        let p12 = input.string("p12", required: true, length: 1...Int.max)
+        var p12 = input.string("p12", required: true, length: 0...Int.max)
+        if p12?.isEmpty == true {
+            input.fail("p12", "p12 must not be empty: the PKCS#12 file (.p12), base64-encoded.")
+            p12 = nil
+        }
         let password = input.string("password", required: true, length: 0...1024)
         try input.validated()
         self.p12 = p12 ?? ""

@@ -107,7 +107,8 @@ struct TenantsController {
             guard !principal.tenantActive else { throw APIError.conflict("The tenant's email address is already verified.") }
             let (email, recent, wait) = try results[0][0].decode((String, Int64, Int64?).self)
             if recent >= 5 {
-                throw APIError.rateLimited("At most 5 verification emails an hour; try again later.", retryAfter: Int(wait ?? 3600))
+                throw APIError.rateLimited(
+                    "At most 5 resends of the verification email an hour; try again later.", retryAfter: Int(wait ?? 3600))
             }
             try TenantsStore.resend(transaction, email: email, token: token, actorKeyID: principal.keyID)
         }
