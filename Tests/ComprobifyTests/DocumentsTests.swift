@@ -646,7 +646,9 @@ final class DocumentsTests: XCTestCase {
 
             for (query, field) in [
                 ("?limit=0", "limit"), ("?limit=201", "limit"), ("?limit=abc", "limit"), ("?after=-1", "after"),
-                ("?after=x", "after"), ("?documentType=02", "documentType"),
+                ("?after=x", "after"), ("?documentType=02", "documentType"), ("?limit=2&limit=3", "limit"),
+                ("?documentType=01&documentType=04", "documentType"), ("?status=SIGNED&after=1&status=SIGNED", "status"),
+                ("?after=1&after=", "after"),
             ] {
                 let reply = try await server.call(.get, "/v1/documents\(query)", key: tenant.key, issuer: issuer)
                 reply.assertProblem(400, "VALIDATION_ERROR")

@@ -453,6 +453,11 @@ struct ListRequest: Sendable {
     init(_ request: Request) throws {
         let query = request.uri.queryParameters
         var errors: [APIError.FieldError] = []
+        // One value each: `limit=2&limit=3` asks two things at once.
+        for name in ["documentType", "status", "limit", "after"] where query.getAll(name).count > 1 {
+            errors.append(.init(field: name, message: "\(name) must be given at most once."))
+        }
+        if !errors.isEmpty { throw APIError.validation(errors) }
         if let value = query["documentType"].map(String.init) {
             if DocumentType.codes.contains(value) {
                 documentType = value
