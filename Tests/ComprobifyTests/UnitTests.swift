@@ -173,6 +173,12 @@ final class JSONParserTests: XCTestCase {
     /// A string JSON allows but the API refuses (a NUL, a lone surrogate) is
     /// named by where it is; in a member's name, or any other error, it is the body.
     func testARefusedStringIsNamedByItsPath() throws {
+        do {
+            _ = try Input.parse(Array(#"{"metadata": {"a\u0000": 1}}"#.utf8), allowEmpty: false)
+            XCTFail("a NUL in a member name is refused")
+        } catch let error as APIError {
+            XCTAssertTrue(error.fieldErrors.first?.message.contains("not allowed: a member name: NUL") ?? false, "\(error.fieldErrors)")
+        }
         func field(_ text: String) -> String? {
             do {
                 _ = try Input.parse(Array(text.utf8), allowEmpty: false)
@@ -186,7 +192,9 @@ final class JSONParserTests: XCTestCase {
         XCTAssertEqual(field(#"{"label": "a\u0000b"}"#), "label")
         XCTAssertEqual(field(#"{"items": [{"code": "x"}, {"description": "\ud800"}]}"#), "items[1].description")
         XCTAssertEqual(field(#"{"a": {"b": ["ok", "\udc00x"]}}"#), "a.b[1]")
-        XCTAssertEqual(field(#"{"a\u0000": 1}"#), "body", "a member's name")
+        XCTAssertEqual(field(#"{"a\u0000": 1}"#), "body", "a member's name, named by its object: the body")
+        XCTAssertEqual(field(#"{"metadata": {"ok": 1, "a\u0000": 1}}"#), "metadata", "a member's name, named by its object")
+        XCTAssertEqual(field(#"{"items": [{"details": [{"\ud800": 1}]}]}"#), "items[0].details[0]")
         XCTAssertEqual(field(#"{"label": "a"#), "body", "JSON's grammar")
         XCTAssertEqual(field(#"{"label": "\u0000", "label": 1}"#), "label")
         XCTAssertEqual(field(#"["\u0000"]"#), "body", "an array as the body")

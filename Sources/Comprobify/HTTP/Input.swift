@@ -64,8 +64,8 @@ struct Input {
                 throw APIError.validation(field: path, "The body names a member twice: \(error.message).")
             }
             // In a member of the body; the body itself, or an array as the body, is the body's.
-            if let path = error.valuePath, let first = path.first, first != "[" {
-                throw APIError.validation(field: path, "The value is not allowed: \(error.message).")
+            if let path = error.valuePath, path.first != "[" {
+                throw APIError.validation(field: path.isEmpty ? "body" : path, "The value is not allowed: \(error.message).")
             }
             throw APIError.validation(field: "body", "The body is not valid JSON: \(error.message).")
         }

@@ -293,7 +293,17 @@ public struct JSONParser {
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a member name") }
-            let key = try parseString()
+            let key: String
+            do {
+                key = try parseString()
+            } catch {
+                // A name JSON allows but the API refuses (a NUL, a lone
+                // surrogate) is named by the object that holds it.
+                guard error.refusedContent else { throw error }
+                var refused = JSONParseError(message: "a member name: " + error.message, valuePath: "")
+                refused.refusedContent = true
+                throw refused
+            }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             index += 1
