@@ -856,6 +856,8 @@ final class ConfigurationTests: XCTestCase {
             (["DATABASE_URL": ""], "DATABASE_URL is not set"),
             (["PORT": "70000"], "PORT must be an integer from 0 to 65535"),
             (["DB_POOL_SIZE": "many"], "DB_POOL_SIZE must be an integer"),
+            (["DB_POOL_SIZE": "+8"], "DB_POOL_SIZE must be an integer from 1 to 256, got \"+8\""),
+            (["PORT": "-0"], "PORT must be an integer from 0 to 65535"),
             (["DB_PIPELINE_PACK": "0"], "DB_PIPELINE_PACK must be an integer from 1 to 64"),
             (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
             (["SHUTDOWN_GRACE_S": "5", "SHUTDOWN_READY_DELAY_S": "5"], "SHUTDOWN_READY_DELAY_S must be shorter than SHUTDOWN_GRACE_S"),
