@@ -117,18 +117,27 @@ final class MigrateTests: XCTestCase {
             var migrator = Migrator(directory: copy)
             migrator.lockTimeoutMilliseconds = 200
             migrator.lockTries = 3
+            let notices = NIOLockedValueBox<[String]>([])
+            migrator.notice = { text in notices.withLockedValue { $0.append(text) } }
             let holder = try Connection(conninfo: url)
             try holder.execute(script: "BEGIN; LOCK TABLE tenants IN ACCESS SHARE MODE")
             let started = ContinuousClock.now
             XCTAssertThrowsError(try migrator.run(on: try Connection(conninfo: url))) { error in
                 XCTAssertTrue("\(error)".contains("9999_probe.sql was not applied: 3 times it waited 200 ms"), "\(error)")
             }
+            // The wait is said once, as it begins: the run is not silent meanwhile.
+            XCTAssertEqual(
+                notices.withLockedValue { $0 },
+                [
+                    "migration 9999_probe.sql waits for a lock another session holds on what it changes (pg_locks); it tries again every second, 3 times in all, each waiting 200 ms"
+                ])
             XCTAssertLessThan(ContinuousClock.now - started, .seconds(10))
             let probe = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'tenants' AND column_name = 'probe'"
             XCTAssertEqual(try holder.query(probe, [], prepared: false)[0].decode(Int64.self, at: 0), 0)
 
             // Released while the migrator is between its tries: applied.
             migrator.lockTries = 20
+            migrator.notice = { _ in }
             let outcome = NIOLockedValueBox<Result<[String], Error>?>(nil)
             let done = DispatchSemaphore(value: 0)
             let patient = migrator

@@ -235,7 +235,16 @@ public struct Migrator: Sendable {
                 continue
             }
             do {
-                try Migrator.retryingLockTimeouts(tries: lockTries) {
+                try Migrator.retryingLockTimeouts(
+                    tries: lockTries,
+                    waiting: { tried in
+                        // Said once, at the first wait given up: the run is not stuck.
+                        guard tried == 1 else { return }
+                        notice(
+                            "migration \(name) waits for a lock another session holds on what it changes (pg_locks); it tries again every second, \(max(lockTries, 1)) times in all, each waiting \(lockTimeoutMilliseconds) ms"
+                        )
+                    }
+                ) {
                     try Migrator.retryingClusterCollisions {
                         do {
                             try connection.execute(script: "BEGIN")
@@ -380,12 +389,14 @@ public struct Migrator: Sendable {
     /// `body`, a whole transaction rolled back on failure, again while it
     /// gives up waiting for a lock (lock_timeout), `tries` times in all, a
     /// second apart: the session in the way may be about to finish.
-    static func retryingLockTimeouts(tries: Int, _ body: () throws -> Void) throws {
+    /// `waiting` hears of each try given up (1, 2, ...) before the next.
+    static func retryingLockTimeouts(tries: Int, waiting: (Int) -> Void = { _ in }, _ body: () throws -> Void) throws {
         var attempt = 1
         while true {
             do {
                 return try body()
             } catch let error as PostgresError where attempt < tries && error.hasCode(SQLState.lockNotAvailable) {
+                waiting(attempt)
                 attempt += 1
                 Thread.sleep(forTimeInterval: 1)
             }
