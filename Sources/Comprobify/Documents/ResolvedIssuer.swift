@@ -91,13 +91,14 @@ struct ResolvedIssuer: Sendable {
             throw APIError.conflict(
                 "The issuer has no headOfficeAddress, which every comprobante states: set it with PATCH /v1/issuers/:id.")
         }
-        // Issuers' names and addresses may hold any text, but the official XSD
-        // takes no line breaks in them and XML 1.0 no other control characters,
-        // U+FFFE or U+FFFF: the rule of every text of a comprobante.
+        // Issuers' names and addresses may hold any text (API.md: stored
+        // verbatim), but the official XSD takes no line breaks in them and XML
+        // 1.0 no other control characters, U+FFFE or U+FFFF: the rule of every
+        // text of a comprobante.
         let texts = [
             ("legalName", legalName), ("tradeName", tradeName), ("headOfficeAddress", headOfficeAddress), ("address", address),
         ]
-        for case let (field, text?) in texts where !ResolvedIssuer.representableInXML(text) {
+        for case let (field, text?) in texts where !ComprobanteInput.isComprobanteText(text) {
             throw APIError.conflict(
                 "The issuer's \(field) holds a character a comprobante cannot carry (a control character or line break, U+FFFE or U+FFFF): "
                     + "change it with PATCH /v1/issuers/:id.")
@@ -110,10 +111,6 @@ struct ResolvedIssuer: Sendable {
         )
     }
 
-    /// Whether a comprobante can carry the text: no U+0000–U+001F, U+007F, U+FFFE or U+FFFF.
-    static func representableInXML(_ text: String) -> Bool {
-        !text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0.value == 0xFFFE || $0.value == 0xFFFF }
-    }
 }
 
 extension Database {

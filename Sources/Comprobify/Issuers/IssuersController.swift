@@ -1,6 +1,5 @@
 import Hummingbird
 import Postgres
-import SRI
 
 /// POST/GET /v1/issuers, GET /v1/issuers/:id and its sequentials.
 struct IssuersController {
@@ -98,13 +97,13 @@ struct NewIssuer: Sendable {
     init(_ input: Input) throws {
         var input = input
         let ruc = input.formatted("ruc", required: true, rule: "exactly 13 digits") { Format.digits($0, count: 13) }
-        let legalName = input.comprobanteText("legalName", required: true)
-        tradeName = input.comprobanteText("tradeName", required: false)
+        let legalName = input.string("legalName", required: true, length: 1...300)
+        tradeName = input.string("tradeName", required: false, length: 1...300)
         let establishment = input.formatted(
             "establishment", required: true, rule: "3 digits other than \"000\"", matches: Format.branchCode)
         let emissionPoint = input.formatted(
             "emissionPoint", required: true, rule: "3 digits other than \"000\"", matches: Format.branchCode)
-        address = input.comprobanteText("address", required: false)
+        address = input.string("address", required: false, length: 1...300)
         tax = IssuerTaxData(&input)
         try input.validated()
         guard let ruc, let legalName, let establishment, let emissionPoint else { throw APIError.internalError }
@@ -127,7 +126,7 @@ struct IssuerTaxData: Sendable {
     static let rimpeValues = ["EMPRENDEDOR", "NEGOCIO_POPULAR"]
 
     init(_ input: inout Input) {
-        headOfficeAddress = input.comprobanteText("headOfficeAddress", required: false)
+        headOfficeAddress = input.string("headOfficeAddress", required: false, length: 1...300)
         accountingRequired = input.boolean("accountingRequired")
         specialTaxpayer = input.formatted("specialTaxpayer", required: false, rule: "3 to 13 letters or digits") { text in
             (3...13).contains(text.utf8.count)
@@ -162,28 +161,14 @@ struct IssuerChanges: Sendable {
         for field in ["ruc", "establishment", "emissionPoint"] where input.has(field) {
             input.fail(field, "\(field) identifies the branch and its numbering; it cannot change. Create another issuer instead.")
         }
-        legalName = input.comprobanteText("legalName", required: false)
+        legalName = input.string("legalName", required: false, length: 1...300)
         if input.has("legalName"), legalName == nil, case .null? = input.value["legalName"] {
             input.fail("legalName", "legalName cannot be null.")
         }
-        tradeName = input.comprobanteText("tradeName", required: false)
-        address = input.comprobanteText("address", required: false)
+        tradeName = input.string("tradeName", required: false, length: 1...300)
+        address = input.string("address", required: false, length: 1...300)
         tax = IssuerTaxData(&input)
         try input.validated()
         present = Set(IssuerChanges.changeable.filter { input.has($0) })
-    }
-}
-
-extension Input {
-    /// An issuer's text field, which its comprobantes' XML carries: 1 to 300
-    /// characters, and none of the control characters SRI.md keeps out of a
-    /// document's text (a stored one would make every later document 409).
-    mutating func comprobanteText(_ field: String, required: Bool) -> String? {
-        guard let text = string(field, required: required, length: 1...300) else { return nil }
-        guard ComprobanteInput.isComprobanteText(text) else {
-            fail(field, "\(field) must not contain control characters (U+0000 to U+001F, U+007F) nor U+FFFE or U+FFFF.")
-            return nil
-        }
-        return text
     }
 }

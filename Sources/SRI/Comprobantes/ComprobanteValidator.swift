@@ -29,6 +29,13 @@ extension ComprobanteInput {
     public static let maximumAdditionalInfo = 15
     public static let paymentMethods: Set<String> = ["01", "15", "16", "17", "18", "19", "20", "21"]
 
+    /// Whether `text` may be a text field of a comprobante's XML: no control
+    /// characters (U+0000–U+001F, U+007F) nor U+FFFE, U+FFFF. For the issuer's
+    /// fields, which the XML carries too.
+    public static func isComprobanteText(_ text: String) -> Bool {
+        !ComprobanteChecker.hasForbiddenCharacter(text)
+    }
+
     /// Checks every rule of SRI.md "Issuing" that needs no database and computes
     /// the document. `today` is today in America/Guayaquil; a missing `issueDate`
     /// means it. Throws every violation found, each naming its field; the work
@@ -37,13 +44,6 @@ extension ComprobanteInput {
     /// Lengths count Unicode scalars, the characters of XML Schema's `maxLength`.
     /// Besides the control characters U+0000–U+001F and U+007F, text may not hold
     /// U+FFFE or U+FFFF, which XML cannot carry at all.
-    /// Whether `text` may be a text field of a comprobante's XML: no control
-    /// characters (U+0000–U+001F, U+007F) nor U+FFFE, U+FFFF. For the issuer's
-    /// fields, which the XML carries too.
-    public static func isComprobanteText(_ text: String) -> Bool {
-        !ComprobanteChecker.hasForbiddenCharacter(text)
-    }
-
     public func validated(today: ComprobanteDate) throws(ComprobanteValidationError) -> Comprobante {
         var checker = ComprobanteChecker()
         let result = checker.check(self, today: today)
@@ -485,7 +485,6 @@ private struct ComprobanteChecker {
         (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
     }
 
-    /// `NNN-NNN-NNNNNNNNN`.
     /// `NNN-NNN-NNNNNNNNN`, none of its three parts all zeros: establishments
     /// and emission points run from 001, sequentials from 1.
     static func isDocumentNumber(_ text: String) -> Bool {
