@@ -279,6 +279,39 @@ final class WebhooksTests: XCTestCase {
         }
     }
 
+    /// While another address remains, one that never answers the connect (a
+    /// listener whose backlog is full: its SYNs go unanswered) has only its
+    /// share of the attempt's time, and the next one takes the POST within
+    /// the timeout. Given the whole timeout, it left the next none.
+    func testAnAddressThatNeverAnswersLeavesTheNextItsShare() async throws {
+        try await WebhookReceiver.run { receiver, port in
+            // 127.0.0.2 on the receiver's port: accepts nothing, its one place taken.
+            let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.backlog, value: 0)
+                .serverChannelOption(.autoRead, value: false)
+                .bind(host: "127.0.0.2", port: port).get()
+            let filler = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.2", port: port)
+                .get()
+            var settings = WebhookSettings()
+            settings.timeoutMilliseconds = 4_000
+            let pending = WebhooksStore.Pending(
+                tenantID: 1, id: 1, endpointID: 1, eventID: "evt_1", url: "http://hooks.example.com:\(port)/ok/share", sealedSecret: [],
+                body: Array("{}".utf8))
+            let started = ContinuousClock.now
+            let outcome = await WebhookService.post(
+                pending, secret: Array("secret".utf8), to: [IPAddress("127.0.0.2")!, IPAddress("127.0.0.1")!], of: ["hooks.example.com"],
+                settings: settings, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, started: started,
+                deadline: .now() + .milliseconds(4_000))
+            let took = ContinuousClock.now - started
+            try await filler.close()
+            try await silent.close()
+            XCTAssertEqual(outcome.kind, "delivered", "\(outcome)")
+            XCTAssertGreaterThanOrEqual(took, .milliseconds(1_500), "the first address had its share, about half")
+            XCTAssertLessThan(took, .milliseconds(3_900))
+            XCTAssertEqual(receiver.hits("/ok/share").count, 1)
+        }
+    }
+
     /// Slow name lookups run on threads of their own, at most
     /// `maximumLookupsWaiting` at once: past that a lookup is not made (the
     /// name counts as not resolving) instead of queueing without end.

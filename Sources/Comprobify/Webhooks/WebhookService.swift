@@ -44,10 +44,11 @@ struct WebhookService: Service {
     /// until the timeout. A shared client without those retries fails every
     /// request queued for the same host and port when one connection fails.
     static func clientConfiguration(
-        _ settings: WebhookSettings, pinning pin: (hosts: [String], address: IPAddress)? = nil
+        _ settings: WebhookSettings, pinning pin: (hosts: [String], address: IPAddress)? = nil, connectTimeout: TimeAmount? = nil
     ) -> HTTPClient.Configuration {
         let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMilliseconds))
-        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow, timeout: .init(connect: connectTimeout ?? timeout, read: timeout))
         configuration.decompression = .disabled
         configuration.connectionPool.retryConnectionEstablishment = false
         if let pin {
@@ -203,10 +204,12 @@ struct WebhookService: Service {
 
     /// The POST, through a client of its own for each address tried: a host
     /// name's approved addresses in turn, the next one only when no
-    /// connection could be made to the one before (refused, unreachable: an
-    /// IPv6 address first, say, on a network without IPv6) and the deadline
-    /// has not passed. With no addresses (an IP address in the URL, the test
-    /// allowance) the URL's host is connected to as it is.
+    /// connection could be made to the one before (refused, unreachable, not
+    /// answered: an IPv6 address first, say, on a network without IPv6) and
+    /// the deadline has not passed. While others remain, an address has its
+    /// share of the time left to connect, so that one that never answers
+    /// leaves the next theirs. With no addresses (an IP address in the URL,
+    /// the test allowance) the URL's host is connected to as it is.
     static func post(
         _ pending: WebhooksStore.Pending, secret: [UInt8], to pins: [IPAddress], of hosts: [String], settings: WebhookSettings,
         eventLoopGroup: any EventLoopGroup, started: ContinuousClock.Instant, deadline: NIODeadline
@@ -215,8 +218,15 @@ struct WebhookService: Service {
         var failures: [String] = []
         while true {
             let pin = pins.isEmpty ? nil : (hosts: hosts, address: pins[next])
+            let left = pins.count - next
             next += 1
-            let client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration(settings, pinning: pin))
+            var share: TimeAmount?
+            if left > 1 {
+                let time = deadline - NIODeadline.now()
+                share = .nanoseconds(max(time.nanoseconds / Int64(left), 1_000_000))
+            }
+            let client = HTTPClient(
+                eventLoopGroup: eventLoopGroup, configuration: clientConfiguration(settings, pinning: pin, connectTimeout: share))
             let (outcome, connected) = await send(client, pending, secret: secret, settings: settings, started: started, deadline: deadline)
             // Closed in the background: a TLS peer that never answers the
             // close may hold the shutdown for seconds (swift-nio-ssl waits up
@@ -280,7 +290,7 @@ struct WebhookService: Service {
         } catch let error as HTTPClientError {
             switch error {
             case .connectTimeout:
-                return failure("timeout", "no connection within \(settings.timeoutMilliseconds) ms", connected: false)
+                return failure("timeout", "no connection made in the time given", connected: false)
             case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout:
                 return failure("timeout", "no answer within \(settings.timeoutMilliseconds) ms")
             case .remoteConnectionClosed:
@@ -291,7 +301,9 @@ struct WebhookService: Service {
         } catch let error as NIOConnectionError {
             return failure(
                 "connection", error.connectionErrors.last.map { "\($0.error)" } ?? "cannot connect to \(error.host)", connected: false)
-        } catch let error as IOError where [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) {
+        } catch let error as IOError
+            where [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL, EAFNOSUPPORT].contains(error.errnoCode)
+        {
             // A connect refused or with no route: an IP address in the URL,
             // or a name's address.
             return failure("connection", "\(error)", connected: false)
