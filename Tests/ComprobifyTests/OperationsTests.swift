@@ -154,6 +154,24 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// With METRICS_TOKEN set, /metrics answers only to it as a bearer token
+    /// (401 otherwise, its body no metric); the other probes stay open.
+    func testMetricsAskForTheirTokenWhenOneIsSet() async throws {
+        let token = "metrics-" + Crypto.hex(Crypto.randomBytes(16))
+        try await TestServer.run(configure: { $0.metricsToken = token }) { server in
+            for key in [nil, "wrong-\(token)", token + "x", String(token.dropLast())] {
+                let refused = try await server.call(.get, "/metrics", key: key)
+                refused.assertProblem(401, "UNAUTHORIZED")
+                XCTAssertFalse(refused.text.contains("http_requests_total"), refused.text)
+            }
+            let metrics = try await server.call(.get, "/metrics", key: token)
+            XCTAssertEqual(metrics.status, 200, metrics.text)
+            XCTAssertTrue(metrics.text.contains("http_requests_total"))
+            let health = try await server.call(.get, "/healthz")
+            XCTAssertEqual(health.status, 200)
+        }
+    }
+
     func testMetricsMoveWithTraffic() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()

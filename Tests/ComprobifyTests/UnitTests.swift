@@ -857,6 +857,8 @@ final class ConfigurationTests: XCTestCase {
             (["PORT": "70000"], "PORT must be an integer from 0 to 65535"),
             (["DB_POOL_SIZE": "many"], "DB_POOL_SIZE must be an integer"),
             (["DB_POOL_SIZE": "+8"], "DB_POOL_SIZE must be an integer from 1 to 256, got \"+8\""),
+            (["METRICS_TOKEN": "short-token"], "METRICS_TOKEN must be at least 16 characters"),
+            (["METRICS_TOKEN": " 0123456789abcdef0123"], "METRICS_TOKEN must be at least 16 characters, with no whitespace"),
             (["PORT": "-0"], "PORT must be an integer from 0 to 65535"),
             (["DB_PIPELINE_PACK": "0"], "DB_PIPELINE_PACK must be an integer from 1 to 64"),
             (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),

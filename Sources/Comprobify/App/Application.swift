@@ -21,7 +21,10 @@ public func buildRouter(
         middleware: RequestMiddleware(
             logger: logger, keyRateLimiter: KeyRateLimiter(rate: configuration.rateLimitPerKey, burst: configuration.rateLimitBurst),
             poolWait: .milliseconds(configuration.poolWaitMilliseconds)))
-    OperationsController(database: probe ?? database, openAPIDocument: OpenAPIDocument.load(), shutdown: shutdown).addRoutes(to: router)
+    OperationsController(
+        database: probe ?? database, openAPIDocument: OpenAPIDocument.load(), shutdown: shutdown,
+        metricsToken: configuration.metricsToken
+    ).addRoutes(to: router)
     let tenants = TenantsController(database: database, configuration: configuration)
     tenants.addPublicRoutes(to: router)
 

@@ -46,6 +46,8 @@ public struct Configuration: Sendable {
     public var logLevel: Logger.Level = .info
     /// Enables the admin routes when set.
     public var adminToken: String?
+    /// METRICS_TOKEN: when set, GET /metrics asks for it as a bearer token.
+    public var metricsToken: String?
     /// The fewest characters COMPROBIFY_ADMIN_TOKEN may have.
     static let shortestAdminToken = 16
     /// Sign-ups per client address per hour; 0 turns the limit off.
@@ -171,6 +173,18 @@ public struct Configuration: Sendable {
                 throw Invalid(description: "COMPROBIFY_ADMIN_TOKEN must not start or end with whitespace or a line break")
             }
             configuration.adminToken = token
+        }
+        if let token = env("METRICS_TOKEN") {
+            // As the admin token: long enough not to be guessed, no whitespace around it.
+            guard token.unicodeScalars.count >= Configuration.shortestAdminToken,
+                token.trimmingCharacters(in: .whitespacesAndNewlines) == token
+            else {
+                throw Invalid(
+                    description:
+                        "METRICS_TOKEN must be at least \(Configuration.shortestAdminToken) characters, with no whitespace around them (openssl rand -hex 32 makes one)"
+                )
+            }
+            configuration.metricsToken = token
         }
         configuration.signupRateLimit = try integer("SIGNUP_RATE_LIMIT", 0...1_000_000) ?? configuration.signupRateLimit
         if let proxy = env("TRUST_PROXY") {

@@ -10,18 +10,27 @@ struct OperationsController {
     let shutdown: ShutdownSignal?
     /// /readyz's question to the database, shared by the probes that ask at once.
     let ping: SharedPing
+    /// METRICS_TOKEN: when set, /metrics answers only to it as a bearer token.
+    let metricsToken: String?
 
-    init(database: Database, openAPIDocument: String?, shutdown: ShutdownSignal? = nil) {
+    init(database: Database, openAPIDocument: String?, shutdown: ShutdownSignal? = nil, metricsToken: String? = nil) {
         self.openAPIDocument = openAPIDocument
         self.shutdown = shutdown
         self.ping = SharedPing { (try? await database.ping()) != nil }
+        self.metricsToken = metricsToken
     }
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("healthz") { _, _ in Reply.json([]) }
         router.get("readyz", use: ready)
-        router.get("metrics") { _, _ in
-            Response(
+        router.get("metrics") { [metricsToken] _, context in
+            if let metricsToken {
+                // Compared in constant time, as the admin token.
+                guard let bearer = context.bearer, Crypto.constantTimeEquals(Array(bearer.utf8), Array(metricsToken.utf8)) else {
+                    throw APIError.unauthorized("A valid metrics token is required (Authorization: Bearer <METRICS_TOKEN>).")
+                }
+            }
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: MetricsBootstrap.render()))
             )
