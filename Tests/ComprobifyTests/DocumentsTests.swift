@@ -648,12 +648,16 @@ final class DocumentsTests: XCTestCase {
                 ("?limit=0", "limit"), ("?limit=201", "limit"), ("?limit=abc", "limit"), ("?after=-1", "after"),
                 ("?after=x", "after"), ("?documentType=02", "documentType"), ("?limit=2&limit=3", "limit"),
                 ("?documentType=01&documentType=04", "documentType"), ("?status=SIGNED&after=1&status=SIGNED", "status"),
-                ("?after=1&after=", "after"),
+                ("?after=1&after=", "after"), ("?status=NOPE", "status"),
             ] {
                 let reply = try await server.call(.get, "/v1/documents\(query)", key: tenant.key, issuer: issuer)
                 reply.assertProblem(400, "VALIDATION_ERROR")
                 XCTAssertEqual(reply.errorFields, [field], query)
             }
+            // Every violation at once, a repeated parameter's beside the others'.
+            let both = try await server.call(.get, "/v1/documents?limit=2&limit=3&after=x", key: tenant.key, issuer: issuer)
+            both.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(both.errorFields, ["limit", "after"])
             let unknown = try await server.call(.get, "/v1/documents/" + String(repeating: "1", count: 49), key: tenant.key, issuer: issuer)
             unknown.assertProblem(404, "NOT_FOUND")
         }

@@ -453,12 +453,17 @@ struct ListRequest: Sendable {
     init(_ request: Request) throws {
         let query = request.uri.queryParameters
         var errors: [APIError.FieldError] = []
-        // One value each: `limit=2&limit=3` asks two things at once.
-        for name in ["documentType", "status", "limit", "after"] where query.getAll(name).count > 1 {
-            errors.append(.init(field: name, message: "\(name) must be given at most once."))
+        // One value each: `limit=2&limit=3` asks two things at once. The
+        // others are still checked, so that every violation is reported.
+        func single(_ name: String) -> String? {
+            let values = query.getAll(name)
+            guard values.count <= 1 else {
+                errors.append(.init(field: name, message: "\(name) must be given at most once."))
+                return nil
+            }
+            return values.first.map { String($0) }
         }
-        if !errors.isEmpty { throw APIError.validation(errors) }
-        if let value = query["documentType"].map(String.init) {
+        if let value = single("documentType") {
             if DocumentType.codes.contains(value) {
                 documentType = value
             } else {
@@ -466,14 +471,14 @@ struct ListRequest: Sendable {
                     .init(field: "documentType", message: "documentType must be one of \(DocumentType.codes.joined(separator: ", "))."))
             }
         }
-        if let value = query["status"].map(String.init) {
+        if let value = single("status") {
             if ListRequest.statuses.contains(value) {
                 status = value
             } else {
                 errors.append(.init(field: "status", message: "status must be one of \(ListRequest.statuses.joined(separator: ", "))."))
             }
         }
-        if let value = query["limit"].map(String.init) {
+        if let value = single("limit") {
             // Digits only, as X-Issuer-Id: Int("+5") would take a sign.
             if Format.digits(value, count: value.utf8.count), let parsed = Int(value), (1...200).contains(parsed) {
                 limit = parsed
@@ -481,7 +486,7 @@ struct ListRequest: Sendable {
                 errors.append(.init(field: "limit", message: "limit must be an integer from 1 to 200."))
             }
         }
-        if let value = query["after"].map(String.init) {
+        if let value = single("after") {
             if Format.digits(value, count: value.utf8.count), let parsed = Int64(value) {
                 after = parsed
             } else {
