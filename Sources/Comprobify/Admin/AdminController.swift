@@ -15,7 +15,7 @@ struct AdminController {
 
     /// The admin bearer token, compared in constant time.
     func authorize(_ context: AppRequestContext) throws {
-        guard let bearer = context.bearer, Crypto.constantTimeEquals(Array(bearer.utf8), Array(adminToken.utf8)) else {
+        guard context.presents(adminToken) else {
             throw APIError.unauthorized("A valid admin token is required (Authorization: Bearer <admin token>).")
         }
     }

@@ -38,7 +38,7 @@ public struct AppRequestContext: RequestContext {
     public let facts = RequestFacts()
     /// The token of `Authorization: Bearer <token>` when it has a token's shape.
     public var presentedToken: APIToken?
-    /// The raw bearer value, for the admin routes.
+    /// The raw bearer value, for the admin routes and /metrics.
     public var bearer: Substring?
     /// The presented key is one the database already refused (`RefusedKeys`):
     /// a route that takes a key answers 401 without asking again.
@@ -76,4 +76,13 @@ public struct TenantRequestContext: ChildRequestContext {
     }
 
     public var maxUploadSize: Int { RequestBodyLimit.bytes }
+}
+
+extension AppRequestContext {
+    /// Whether the request's bearer is `token` (an operator's: the admin
+    /// token, METRICS_TOKEN), compared in constant time.
+    func presents(_ token: String) -> Bool {
+        guard let bearer else { return false }
+        return Crypto.constantTimeEquals(Array(bearer.utf8), Array(token.utf8))
+    }
 }

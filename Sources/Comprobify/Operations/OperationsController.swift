@@ -25,8 +25,7 @@ struct OperationsController {
         router.get("readyz", use: ready)
         router.get("metrics") { [metricsToken] _, context in
             if let metricsToken {
-                // Compared in constant time, as the admin token.
-                guard let bearer = context.bearer, Crypto.constantTimeEquals(Array(bearer.utf8), Array(metricsToken.utf8)) else {
+                guard context.presents(metricsToken) else {
                     throw APIError.unauthorized("A valid metrics token is required (Authorization: Bearer <METRICS_TOKEN>).")
                 }
             }
