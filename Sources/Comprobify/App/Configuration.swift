@@ -114,7 +114,7 @@ public struct Configuration: Sendable {
         func integer(_ name: String, _ range: ClosedRange<Int>) throws -> Int? {
             guard let text = env(name) else { return nil }
             // Digits only: Int("+8") would take a sign, as it would "-0".
-            guard Format.digits(text, count: text.utf8.count), let value = Int(text), range.contains(value) else {
+            guard Format.digits(text), let value = Int(text), range.contains(value) else {
                 throw Invalid(description: "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), got \"\(text)\"")
             }
             return value

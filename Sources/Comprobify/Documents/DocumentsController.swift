@@ -480,14 +480,14 @@ struct ListRequest: Sendable {
         }
         if let value = single("limit") {
             // Digits only, as X-Issuer-Id: Int("+5") would take a sign.
-            if Format.digits(value, count: value.utf8.count), let parsed = Int(value), (1...200).contains(parsed) {
+            if Format.digits(value), let parsed = Int(value), (1...200).contains(parsed) {
                 limit = parsed
             } else {
                 errors.append(.init(field: "limit", message: "limit must be an integer from 1 to 200."))
             }
         }
         if let value = single("after") {
-            if Format.digits(value, count: value.utf8.count), let parsed = Int64(value) {
+            if Format.digits(value), let parsed = Int64(value) {
                 after = parsed
             } else {
                 errors.append(.init(field: "after", message: "after must be a document id (a non-negative integer)."))

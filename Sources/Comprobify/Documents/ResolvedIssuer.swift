@@ -28,7 +28,7 @@ struct ResolvedIssuer: Sendable {
     /// The `X-Issuer-Id` header: 400 when missing or not a number; a number that
     /// cannot be an id (0, too large) resolves to no issuer, hence 404.
     static func requestedID(_ request: Request) throws -> Int64 {
-        guard let text = request.headers[.issuerID], !text.isEmpty, Format.digits(text, count: text.utf8.count) else {
+        guard let text = request.headers[.issuerID], !text.isEmpty, Format.digits(text) else {
             throw APIError.validation(field: "X-Issuer-Id", "The X-Issuer-Id header must be the numeric id of one of your issuers.")
         }
         return Int64(text) ?? 0

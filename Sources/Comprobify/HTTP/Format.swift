@@ -6,6 +6,12 @@ enum Format {
         text.utf8.count == count && text.utf8.allSatisfy { (48...57).contains($0) }
     }
 
+    /// ASCII digits only, of any length (no sign, space or other numerals:
+    /// `Int("+5")` would take a sign).
+    static func digits(_ text: String) -> Bool {
+        digits(text, count: text.utf8.count)
+    }
+
     /// A plausible email address (`EmailAddress.isPlausible`, the buyer's rule too).
     static func email(_ text: String) -> Bool {
         EmailAddress.isPlausible(text)
@@ -13,7 +19,7 @@ enum Format {
 
     /// A path id: a positive integer, else nil (which routes answer with 404).
     static func pathID(_ text: String?) -> Int64? {
-        guard let text, let id = Int64(text), id > 0, Format.digits(text, count: text.utf8.count) else { return nil }
+        guard let text, let id = Int64(text), id > 0, Format.digits(text) else { return nil }
         return id
     }
 

@@ -133,7 +133,7 @@ struct IssuerTaxData: Sendable {
                 && text.utf8.allSatisfy { (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0) }
         }
         withholdingAgent = input.formatted("withholdingAgent", required: false, rule: "1 to 8 digits") { text in
-            (1...8).contains(text.utf8.count) && Format.digits(text, count: text.utf8.count)
+            (1...8).contains(text.utf8.count) && Format.digits(text)
         }
         if case .null? = input.value["rimpe"] {
             rimpe = nil
