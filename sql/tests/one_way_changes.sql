@@ -1,11 +1,12 @@
 -- The few columns the app may update only change in the directions the product
--- allows (triggers *_is_final in 0002_schema.sql and 0017), for every role. Each refused
+-- allows (triggers *_is_final in 0002_schema.sql and 0017, a counter never
+-- moving back in 0071), for every role. Each refused
 -- change is tried as comprobify_app acting for the row's own tenant, which has
 -- the column privilege and passes the row's policy: only the trigger stops it.
 -- The allowed direction of each change still works.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(21);
+SELECT plan(26);
 
 -- Fixture rows in the state a refused change starts from.
 UPDATE tenants SET environment = 'production', promoted_at = now() - interval '1 day' WHERE id = 900002;
@@ -57,6 +58,15 @@ SELECT results_eq($$ UPDATE webhook_deliveries SET status = 'delivered', next_at
 SELECT throws_ok($$ UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now() WHERE id = 900111 $$,
                  '23000', 'a delivered or failed webhook delivery stays so', 'a delivered delivery cannot be made pending again');
 
+SELECT throws_ok($$ UPDATE sequentials SET next_sequential = 1 WHERE issuer_id = 900061 AND document_type = '01' $$,
+                 '23000', 'a numbering counter never moves back', 'a counter cannot be moved back');
+SELECT results_eq($$ UPDATE sequentials SET next_sequential = next_sequential + 1 WHERE issuer_id = 900061 AND document_type = '01'
+                     RETURNING next_sequential::bigint $$,
+                  ARRAY[3]::bigint[], 'a counter moves forward');
+SELECT results_eq($$ UPDATE sequentials SET next_sequential = next_sequential WHERE issuer_id = 900061 AND document_type = '01'
+                     RETURNING next_sequential::bigint $$,
+                  ARRAY[3]::bigint[], 'a counter may be written unchanged');
+
 SELECT is(set_config('app.tenant_id', '900002', true), '900002', 'acting for tenant B, in production');
 SELECT throws_ok($$ UPDATE tenants SET environment = 'sandbox', promoted_at = NULL WHERE id = 900002 $$,
                  '23000', 'a promotion to production is final', 'a promotion cannot be undone');
@@ -64,6 +74,11 @@ SELECT throws_ok($$ UPDATE tenants SET promoted_at = now() WHERE id = 900002 $$,
                  '23000', 'a promotion to production is final', 'a promotion cannot be re-dated');
 SELECT throws_ok($$ UPDATE issuers SET sandbox = true WHERE tenant_id = 900002 $$,
                  '23000', 'a production issuer stays in production', 'a production issuer cannot go back to sandbox');
+
+RESET ROLE;
+SELECT is(set_config('app.tenant_id', '900001', true), '900001', 'as the owner, for tenant A');
+SELECT throws_ok($$ UPDATE sequentials SET next_sequential = 2 WHERE issuer_id = 900061 AND document_type = '01' $$,
+                 '23000', 'a numbering counter never moves back', 'not even the owner moves a counter back');
 
 SELECT * FROM finish();
 ROLLBACK;
