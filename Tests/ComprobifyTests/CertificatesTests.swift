@@ -67,6 +67,8 @@ final class CertificatesTests: XCTestCase {
         let good = try pki.leaf("Bien")
         let expired = try pki.leaf("Vencido", from: "20200101000000Z", until: "20210101000000Z")
         let future = try pki.leaf("Futuro", from: "20390101000000Z", until: "20400101000000Z")
+        // GeneralizedTime's year 0, which no timestamp of ours can hold.
+        let yearZero = try pki.leaf("Year zero", from: "00000101000000Z", until: "90001231235959Z")
         let ec = try pki.leaf("Curva", key: "ec")
         let small = try pki.leaf("Corto", key: "rsa:1024")
         // Past 4096 bits: a private key's operations cost the cube of its size.
@@ -101,6 +103,7 @@ final class CertificatesTests: XCTestCase {
             ),
             (Self.upload(try pki.pkcs12(expired)), "p12", "expired"),
             (Self.upload(try pki.pkcs12(future)), "p12", "not valid before"),
+            (Self.upload(try pki.pkcs12(yearZero)), "p12", "years 1 to 9999"),
             (#"{"password": "x"}"#, "p12", "required"),
             (#"{"p12": "", "password": "x"}"#, "p12", "must not be empty"),
             (#"{"p12": "AAAA"}"#, "password", "required"),

@@ -762,6 +762,32 @@ final class HostileInputTests: XCTestCase {
         }
     }
 
+    /// Nested lists are read only as far as their rules' limits (a line's
+    /// `taxes`: exactly 1), so a body of about 1 MiB of them is refused with a
+    /// few errors per line and payment, each list's count named once; reading
+    /// every element made half a million type errors, and filtering the
+    /// rules' violations against them held a core for minutes.
+    func testAMebibyteOfNestedListsIsRefusedNamingEachListOnce() async throws {
+        try await hostile { server in
+            let a = try await server.party()
+            let taxes = "[" + Array(repeating: "1", count: 1000).joined(separator: ",") + "]"
+            let items = "[" + Array(repeating: #"{"taxes":\#(taxes)}"#, count: 500).joined(separator: ",") + "]"
+            let payments = "[" + Array(repeating: "{}", count: 1000).joined(separator: ",") + "]"
+            let body = #"{"documentType":"01","items":\#(items),"payments":\#(payments)}"#
+            XCTAssertGreaterThan(body.utf8.count, 1_000_000)
+            XCTAssertLessThanOrEqual(body.utf8.count, 1 << 20)
+            let reply = try await server.issue(a.key, issuer: a.issuer, body: body)
+            reply.assertProblem(400, "VALIDATION_ERROR")
+            let fields = reply.errorFields
+            XCTAssertLessThan(fields.count, 10_000, "a few errors per line and payment")
+            XCTAssertTrue(fields.contains("items[0].taxes[0]"), "the first tax's type")
+            XCTAssertTrue(fields.contains("items[499].taxes"), "the count of the last line's taxes")
+            XCTAssertFalse(fields.contains("items[0].taxes[1]"), "no element past the list's limit is read")
+            XCTAssertTrue(fields.contains("payments[999].method"), "every payment's own faults")
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM documents WHERE tenant_id = $1", [a.id], as: Int.self), 0)
+        }
+    }
+
     // MARK: - Ids in paths, other tenants
 
     func testPathIDsThatAreNotPositiveIntegersAre404() async throws {

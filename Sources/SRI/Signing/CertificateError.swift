@@ -40,6 +40,9 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
     case notForSigning
     /// OpenSSL cannot write the private key as PKCS#8, the form it is stored in.
     case keyNotExportable
+    /// A validity date outside the years 1 to 9999 (GeneralizedTime allows
+    /// year 0), which no timestamp of the API or the database can hold.
+    case unusableValidityDates
 
     /// The request field the error is about.
     public var field: String {
@@ -74,6 +77,7 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .notForSigning:
             return "the certificate's key usage allows neither digitalSignature nor nonRepudiation: SRI refuses documents signed with it"
         case .keyNotExportable: return "the private key cannot be written as PKCS#8 to be stored"
+        case .unusableValidityDates: return "the certificate's validity dates must lie in the years 1 to 9999"
         }
     }
 

@@ -89,10 +89,13 @@ enum OpenSSL {
         return String(cString: text)
     }
 
+    /// A certificate time; nil unless it is a time of the years 1 to 9999,
+    /// the ones a timestamp of ours is written in (GeneralizedTime allows year
+    /// 0, which neither ISO 8601 dates nor PostgreSQL know).
     static func date(_ time: UnsafePointer<ASN1_TIME>?) -> Date? {
         guard let time else { return nil }
         var parts = tm()
-        guard ASN1_TIME_to_tm(time, &parts) == 1 else { return nil }
+        guard ASN1_TIME_to_tm(time, &parts) == 1, (1...9999).contains(Int(parts.tm_year) + 1900) else { return nil }
         return Date(timeIntervalSince1970: TimeInterval(timegm(&parts)))
     }
 

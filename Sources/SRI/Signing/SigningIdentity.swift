@@ -119,6 +119,9 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
                 X509_free(x509)
             }
         }
+        guard OpenSSL.date(X509_get0_notBefore(x509)) != nil, OpenSSL.date(X509_get0_notAfter(x509)) != nil else {
+            throw .unusableValidityDates
+        }
         guard let info = CertificateInfo(x509) else { throw .notPKCS12 }
         guard (1...100).contains(info.serialNumber.utf8.count), info.serialNumber.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
             info.serialNumber.utf8.contains(where: { $0 != 0x30 })
