@@ -388,6 +388,36 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// A request that does not keep its connection (HTTP/1.0 without
+    /// keep-alive; a `close` token in any case, or among others) is answered
+    /// and its connection closed right after, not at the idle timeout (30 s);
+    /// HTTP/1.0 with `Connection: keep-alive`, and HTTP/1.1, keep theirs.
+    func testConnectionsThatDoNotKeepAliveAreClosedAfterTheAnswer() async throws {
+        try await TestServer.run { server in
+            for request in [
+                "GET /healthz HTTP/1.0\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n",
+            ] {
+                let socket = try RawSocket(port: server.port)
+                socket.send(request)
+                let answer = socket.readAll(within: 5)
+                XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200 "), "\(request): \(answer)")
+                // readAll ends at the close or after 5 s of silence: only a closed connection is closed now.
+                XCTAssertTrue(socket.waitForClose(within: 1), "\(request): closed after the answer")
+            }
+            for request in ["GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"] {
+                let socket = try RawSocket(port: server.port)
+                for _ in 1...2 {
+                    socket.send(request)
+                    let answer = socket.readInBursts(of: 1 << 20, pausing: .zero, within: 5) { $0.hasSuffix("}") }
+                    XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200 "), "\(request): \(answer)")
+                }
+                XCTAssertFalse(socket.waitForClose(within: 1), "\(request): kept open")
+            }
+        }
+    }
+
     func testIdleAndStalledClientsAreCutOff() async throws {
         try await TestServer.run(configure: { $0.httpIdleTimeoutSeconds = 1 }) { server in
             // Sends nothing at all.

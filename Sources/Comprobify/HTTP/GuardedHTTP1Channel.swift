@@ -137,6 +137,7 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                 withEncoderConfiguration: .init(),
                 withDecoderLimitConfiguration: decoderLimits
             )
+            try pipeline.addHandler(ConnectionCloseHandler())
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(RequestGuardHandler(deadline: deadline, logger: logger))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: .init(limits.idleTimeout), logger: logger))
@@ -418,6 +419,27 @@ final class RequestStartHandler: ChannelInboundHandler, RemovableChannelHandler 
     func channelInactive(context: ChannelHandlerContext) {
         deadline.stop()
         context.fireChannelInactive()
+    }
+}
+
+/// Between the HTTP/1 decoder and the conversion to HTTP types, which drops
+/// the request's version: a request that does not keep its connection
+/// (HTTP/1.0 without `Connection: keep-alive`, or a `close` among the
+/// `Connection` header's tokens, in any case) goes on with `Connection:
+/// close` alone, the one form after which Hummingbird closes the connection
+/// once the answer is written. Without it such a client's connection stayed
+/// open until the idle timeout.
+final class ConnectionCloseHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(var head) = unwrapInboundIn(data), !head.isKeepAlive, head.headers["connection"] != ["close"] {
+            head.headers.replaceOrAdd(name: "Connection", value: "close")
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+            return
+        }
+        context.fireChannelRead(data)
     }
 }
 
