@@ -208,6 +208,46 @@ final class HostileInputTests: XCTestCase {
 
     // MARK: - NUL, surrogates, invalid UTF-8
 
+    /// A run of more than 30 combining marks (Unicode's stream-safe limit) in
+    /// a string or a member's name is refused while parsing, named by where
+    /// it is: Swift's comparisons put such a run in canonical order at a cost
+    /// that grows with the square of its length, and a name of 256 KiB of two
+    /// alternating marks held a core for seconds in each lookup of a member.
+    /// 30 marks in a row are text like any other.
+    func testLongRunsOfCombiningMarksAreRefused() async throws {
+        try await hostile { server in
+            let a = try await server.party()
+            let marks = { (count: Int) in String(repeating: "\u{301}\u{316}", count: count / 2) + (count % 2 == 1 ? "\u{301}" : "") }
+            let thirty = try await server.call(.post, "/v1/keys", key: a.key, json: #"{"label": \#(jsonString("a" + marks(30)))}"#)
+            XCTAssertEqual(thirty.status, 201, thirty.text)
+            let labels = try await server.call(.get, "/v1/keys", key: a.key).array("keys").compactMap { $0["label"]?.stringValue }
+            XCTAssertTrue(labels.contains { $0.utf8.elementsEqual(("a" + marks(30)).utf8) }, "stored as sent")
+            let cases: [(String, Int64?, String, String)] = [
+                ("/v1/keys", nil, #"{"label": \#(jsonString("a" + marks(31)))}"#, "label"),
+                // Escaped, and one scalar (U+0F73) that decomposes into two marks.
+                ("/v1/keys", nil, #"{"label": "a\#(String(repeating: #"\u0316"#, count: 31))"}"#, "label"),
+                ("/v1/keys", nil, #"{"label": \#(jsonString(String(repeating: "\u{F73}", count: 16)))}"#, "label"),
+                // 256 KiB of alternating marks: a member's name is named by its object.
+                ("/v1/keys", nil, #"{\#(jsonString("a" + marks(65536))): 1, "label": "x"}"#, "body"),
+                (
+                    "/v1/issuers", nil, issuerJSON(establishment: "005", extra: #""legalName": \#(jsonString("n" + marks(65536)))"#),
+                    "legalName"
+                ),
+                (
+                    "/v1/documents", a.issuer,
+                    jsonObject(replacing(facturaMembers(), "documentType", with: jsonString("01" + marks(65536)))),
+                    "documentType"
+                ),
+            ]
+            for (path, issuer, body, field) in cases {
+                let reply = try await server.call(.post, path, key: a.key, issuer: issuer, json: body)
+                reply.assertHostileProblem(400, "VALIDATION_ERROR", field: field, label: "\(path) \(field) with a long run of marks")
+                XCTAssertTrue(reply.text.contains("more than 30 combining marks in a row"), "\(path) \(field): \(reply.text.prefix(300))")
+            }
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM documents WHERE tenant_id = $1", [a.id], as: Int.self), 0)
+        }
+    }
+
     func testNULLoneSurrogatesAndInvalidUTF8AreRefused() async throws {
         try await hostile { server in
             let a = try await server.party()

@@ -427,11 +427,20 @@ public struct JSONParser {
         index += 1
         // Most strings have no escape: their bytes are the string.
         var end = index
-        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+        var high: UInt8 = 0
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 {
+            high |= bytes[end]
+            end += 1
+        }
         if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
             guard let text = text(from: index, to: end) else {
                 index = end
                 throw refused("invalid UTF-8")
+            }
+            // ASCII has no combining marks.
+            if high >= 0x80, JSONParser.exceedsCombiningRun(text) {
+                index = end
+                throw refused(JSONParser.combiningRunMessage)
             }
             index = end + 1
             return text
@@ -452,8 +461,10 @@ public struct JSONParser {
             let c = bytes[index]
             if c == UInt8(ascii: "\"") {
                 try flushRun()
+                let text = String(scalars)
+                if JSONParser.exceedsCombiningRun(text) { throw refused(JSONParser.combiningRunMessage) }
                 index += 1
-                return String(scalars)
+                return text
             }
             if c < 0x20 { throw refused("control character in string") }
             if c != UInt8(ascii: "\\") {
@@ -494,6 +505,42 @@ public struct JSONParser {
             }
             runStart = index
         }
+    }
+}
+
+extension JSONParser {
+    /// The most combining marks (scalars of a canonical combining class other
+    /// than 0, "non-starters") a string may have in a row: the limit of
+    /// Unicode's Stream-Safe Text Format (UAX #15), which no text of any
+    /// language comes near. Swift compares and hashes strings by canonical
+    /// equivalence, putting each run of marks in canonical order first, at a
+    /// cost that grows with the square of the run: one string of 256 KiB of
+    /// two alternating marks held a core for 8 s in each comparison with a
+    /// member name or a code.
+    static let maximumCombiningRun = 30
+
+    static let combiningRunMessage =
+        "more than \(maximumCombiningRun) combining marks in a row (Unicode's stream-safe limit)"
+
+    /// Whether `text` has more than `maximumCombiningRun` non-starters in a
+    /// row, counting those a scalar decomposes into (U+0F73, U+0F75 and
+    /// U+0F81 are starters that decompose into two non-starters each).
+    static func exceedsCombiningRun(_ text: String) -> Bool {
+        var run = 0
+        for scalar in text.unicodeScalars {
+            // Every scalar below U+0300 is a starter.
+            if scalar.value < 0x300 {
+                run = 0
+            } else if scalar.value == 0xF73 || scalar.value == 0xF75 || scalar.value == 0xF81 {
+                run += 2
+            } else if scalar.properties.canonicalCombiningClass == .notReordered {
+                run = 0
+            } else {
+                run += 1
+            }
+            if run > maximumCombiningRun { return true }
+        }
+        return false
     }
 }
 
