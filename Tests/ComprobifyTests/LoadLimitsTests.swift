@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Postgres
 import XCTest
 
@@ -16,6 +17,23 @@ final class LoadLimitsTests: XCTestCase {
         counter.release("127.0.0.1")
         XCTAssertTrue(counter.admit("127.0.0.3"))
         XCTAssertEqual(counter.open, 3)
+    }
+
+    /// Connections are counted per client: an IPv6 /64 is one client, an
+    /// IPv4-mapped address is its IPv4 address.
+    func testConnectionsAreCountedPerIPv4AddressAndIPv6Network() throws {
+        func client(_ address: String) throws -> String { ConnectionCounter.client(of: try SocketAddress(ipAddress: address, port: 443)) }
+        XCTAssertEqual(try client("192.0.2.7"), "192.0.2.7")
+        XCTAssertEqual(try client("::ffff:192.0.2.7"), "192.0.2.7")
+        XCTAssertEqual(try client("2001:db8:1:2::1"), "2001:db8:1:2::/64")
+        XCTAssertEqual(try client("2001:db8:1:2:ffff:eeee:dddd:cccc"), "2001:db8:1:2::/64")
+        XCTAssertEqual(try client("2001:db8:1:3::1"), "2001:db8:1:3::/64")
+        XCTAssertEqual(ConnectionCounter.client(of: nil), "unknown")
+        let counter = ConnectionCounter(maximum: 10, maximumPerAddress: 2)
+        XCTAssertTrue(counter.admit(try client("2001:db8:1:2::1")))
+        XCTAssertTrue(counter.admit(try client("2001:db8:1:2::2")))
+        XCTAssertFalse(counter.admit(try client("2001:db8:1:2::3")), "a third connection from one /64")
+        XCTAssertTrue(counter.admit(try client("2001:db8:1:3::1")))
     }
 
     func testConnectionBudgetLeavesRoomUnderTheFileLimit() {

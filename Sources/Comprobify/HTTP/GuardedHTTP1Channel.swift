@@ -61,6 +61,16 @@ final class ConnectionCounter: Sendable {
         self.maximumPerAddress = maximumPerAddress
     }
 
+    /// Whom a connection's place is counted for: an IPv4 address, the IPv4
+    /// inside an IPv4-mapped IPv6 one, an IPv6 address's /64
+    /// (`IPAddress.clientNetwork`, as the sign-up limit counts): a client
+    /// holds a /64 and could otherwise open 256 connections from each of its
+    /// addresses.
+    static func client(of peer: SocketAddress?) -> String {
+        guard let address = peer?.ipAddress else { return "unknown" }
+        return IPAddress(address)?.clientNetwork ?? address
+    }
+
     /// Takes a place for a connection from `address`; false when a limit is reached.
     func admit(_ address: String) -> Bool {
         let admitted = state.withLockedValue { state -> Bool in
@@ -111,7 +121,7 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            let address = channel.remoteAddress?.ipAddress ?? "unknown"
+            let address = ConnectionCounter.client(of: channel.remoteAddress)
             let pipeline = channel.pipeline.syncOperations
             guard counter.admit(address) else {
                 try pipeline.addHandler(RefusingHandler())
