@@ -418,6 +418,41 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// Bodies being read share the process's budget (`HTTP_BODY_BUDGET_MB`,
+    /// here 1 MiB): while a client holds 700 kB of an unfinished body, a body
+    /// that does not fit beside it is 503 with Retry-After, a small one is
+    /// served, and once the first client goes its bytes are free again.
+    func testBodiesBeingReadShareTheProcesssBudget() async throws {
+        try await TestServer.run(configure: { $0.httpBodyBudgetMegabytes = 1 }) { server in
+            let pad = String(repeating: "x", count: 500_000)
+            let holder = try RawSocket(port: server.port)
+            holder.send("POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
+            holder.send(#"{"name": ""# + String(repeating: "y", count: 700_000))
+            var waited = 0
+            while BodyBudget.shared.used < 700_000, waited < 100 {
+                try await Task.sleep(for: .milliseconds(50))
+                waited += 1
+            }
+            XCTAssertGreaterThanOrEqual(BodyBudget.shared.used, 700_000, "the held body is counted")
+            let big = try await server.call(.post, "/v1/tenants", json: #"{"email": "a@example.ec", "name": "\#(pad)"}"#)
+            big.assertProblem(503, "SERVICE_UNAVAILABLE")
+            XCTAssertEqual(big.headers[.retryAfter], "1")
+            let small = try await server.call(
+                .post, "/v1/tenants", json: #"{"email": "\#(TestServer.uniqueEmail("budget"))", "name": "n"}"#)
+            XCTAssertEqual(small.status, 201, small.text)
+            withExtendedLifetime(holder) {}
+            _ = consume holder
+            waited = 0
+            while BodyBudget.shared.used > 0, waited < 100 {
+                try await Task.sleep(for: .milliseconds(50))
+                waited += 1
+            }
+            XCTAssertEqual(BodyBudget.shared.used, 0, "a body given up gives its bytes back")
+            let again = try await server.call(.post, "/v1/tenants", json: #"{"email": "a@example.ec", "name": "\#(pad)"}"#)
+            again.assertProblem(400, "VALIDATION_ERROR")
+        }
+    }
+
     func testIdleAndStalledClientsAreCutOff() async throws {
         try await TestServer.run(configure: { $0.httpIdleTimeoutSeconds = 1 }) { server in
             // Sends nothing at all.

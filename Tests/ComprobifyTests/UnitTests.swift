@@ -832,8 +832,10 @@ final class ConfigurationTests: XCTestCase {
         let set = try read([
             "PORT": "9000", "DB_POOL_SIZE": "16", "SRI_SIGNATURE_ALGORITHM": "rsa-sha1", "TRUST_PROXY": "1", "SRI_TIMEOUT_MS": "5000",
             "SRI_LEASE_MS": "7001", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
-            "WEBHOOK_PER_TENANT": "3", "WEBHOOK_RETENTION_DAYS": "0", "DB_PIPELINE_PACK": "1",
+            "WEBHOOK_PER_TENANT": "3", "WEBHOOK_RETENTION_DAYS": "0", "DB_PIPELINE_PACK": "1", "HTTP_BODY_BUDGET_MB": "64",
         ])
+        XCTAssertEqual(defaults.httpBodyBudgetMegabytes, 256)
+        XCTAssertEqual(set.httpBodyBudgetMegabytes, 64)
         XCTAssertEqual(defaults.pipelinePack, 4)
         XCTAssertEqual(set.pipelinePack, 1)
         XCTAssertEqual(set.port, 9000)
@@ -861,6 +863,7 @@ final class ConfigurationTests: XCTestCase {
             (["METRICS_TOKEN": " 0123456789abcdef0123"], "METRICS_TOKEN must be at least 16 characters, with no whitespace"),
             (["PORT": "-0"], "PORT must be an integer from 0 to 65535"),
             (["DB_PIPELINE_PACK": "0"], "DB_PIPELINE_PACK must be an integer from 1 to 64"),
+            (["HTTP_BODY_BUDGET_MB": "0"], "HTTP_BODY_BUDGET_MB must be an integer from 1 to 1048576"),
             (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
             (["SHUTDOWN_GRACE_S": "5", "SHUTDOWN_READY_DELAY_S": "5"], "SHUTDOWN_READY_DELAY_S must be shorter than SHUTDOWN_GRACE_S"),
             (

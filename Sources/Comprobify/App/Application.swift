@@ -123,11 +123,13 @@ public func buildApplication(
         writeTimeout: .seconds(Int64(configuration.httpWriteTimeoutSeconds)),
         sendBufferBytes: configuration.httpSendBufferBytes
     )
+    BodyBudget.shared.setLimit(configuration.httpBodyBudgetMegabytes << 20)
     logger.info(
         "connection limits",
         metadata: [
             "open_files_soft": "\(files.soft)", "open_files_hard": "\(files.hard)",
             "max_connections": "\(limits.maximum)", "max_connections_per_address": "\(limits.maximumPerAddress)",
+            "body_budget_mb": "\(configuration.httpBodyBudgetMegabytes)",
         ])
     var app = Application(
         router: router,

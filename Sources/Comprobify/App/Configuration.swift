@@ -58,6 +58,9 @@ public struct Configuration: Sendable {
     public var httpMaxConnections = 10_000
     /// Open client connections from one address.
     public var httpMaxConnectionsPerAddress = 256
+    /// Bytes of request bodies being read at once in this process, in MiB
+    /// (`BodyBudget`): past it a body's next piece is answered 503.
+    public var httpBodyBudgetMegabytes = 256
     /// From the first byte of a request to its last, headers and body together.
     public var httpRequestTimeoutSeconds = 30
     /// The period in which a client must take 32 KiB of an answer waiting for
@@ -194,6 +197,7 @@ public struct Configuration: Sendable {
         configuration.httpMaxConnections = try integer("HTTP_MAX_CONNECTIONS", 1...1_000_000) ?? configuration.httpMaxConnections
         configuration.httpMaxConnectionsPerAddress =
             try integer("HTTP_MAX_CONNECTIONS_PER_ADDRESS", 1...1_000_000) ?? configuration.httpMaxConnectionsPerAddress
+        configuration.httpBodyBudgetMegabytes = try integer("HTTP_BODY_BUDGET_MB", 1...1_048_576) ?? configuration.httpBodyBudgetMegabytes
         configuration.httpRequestTimeoutSeconds = try integer("HTTP_REQUEST_TIMEOUT_S", 1...3600) ?? configuration.httpRequestTimeoutSeconds
         configuration.httpWriteTimeoutSeconds = try integer("HTTP_WRITE_TIMEOUT_S", 1...3600) ?? configuration.httpWriteTimeoutSeconds
         configuration.tenantMaxConnections = try integer("DB_TENANT_MAX_CONNECTIONS", 1...256)

@@ -72,6 +72,14 @@ public struct APIError: Error, Sendable {
         headers: [.retryAfter: "1"]
     )
 
+    /// The process's budget of request bodies being read at once is spent
+    /// (`BodyBudget`, `HTTP_BODY_BUDGET_MB`).
+    public static let bodiesBusy = APIError(
+        status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE",
+        detail: "The server is reading too many request bodies at once. Retry shortly.",
+        headers: [.retryAfter: "1"]
+    )
+
     public static let internalError = APIError(
         status: .internalServerError, code: "INTERNAL", detail: "An unexpected error occurred."
     )

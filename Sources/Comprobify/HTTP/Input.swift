@@ -19,14 +19,29 @@ struct Input {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > RequestBodyLimit.bytes {
             throw APIError.payloadTooLarge
         }
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: RequestBodyLimit.bytes)
-        } catch is NIOTooManyBytesError {
-            throw APIError.payloadTooLarge
-        } catch {
-            // The client closed or broke the stream before the declared length.
-            throw APIError.badRequest("The request body ended before its declared length.")
+        // Each piece is counted in the process's budget of bodies being read
+        // (`BodyBudget`) until the body is read whole or refused.
+        var buffer = ByteBuffer()
+        var taken = 0
+        defer { BodyBudget.shared.give(taken) }
+        var pieces = request.body.makeAsyncIterator()
+        while true {
+            let piece: ByteBuffer?
+            do {
+                piece = try await pieces.next()
+            } catch {
+                // The client closed or broke the stream before the declared length.
+                throw APIError.badRequest("The request body ended before its declared length.")
+            }
+            guard let piece else { break }
+            guard buffer.readableBytes + piece.readableBytes <= RequestBodyLimit.bytes else { throw APIError.payloadTooLarge }
+            guard BodyBudget.shared.take(piece.readableBytes) else { throw APIError.bodiesBusy }
+            taken += piece.readableBytes
+            if buffer.readableBytes == 0 {
+                buffer = piece
+            } else {
+                buffer.writeImmutableBuffer(piece)
+            }
         }
         return Array(buffer.readableBytesView)
     }
