@@ -523,15 +523,16 @@ extension JSONParser {
         "more than \(maximumCombiningRun) combining marks in a row (Unicode's stream-safe limit)"
 
     /// Whether `text` has more than `maximumCombiningRun` non-starters in a
-    /// row, counting those a scalar decomposes into (U+0F73, U+0F75 and
-    /// U+0F81 are starters that decompose into two non-starters each).
+    /// row, counting those a scalar decomposes into: U+0344, U+0F73, U+0F75
+    /// and U+0F81 decompose into two non-starters each (the last three are
+    /// starters themselves).
     static func exceedsCombiningRun(_ text: String) -> Bool {
         var run = 0
         for scalar in text.unicodeScalars {
             // Every scalar below U+0300 is a starter.
             if scalar.value < 0x300 {
                 run = 0
-            } else if scalar.value == 0xF73 || scalar.value == 0xF75 || scalar.value == 0xF81 {
+            } else if scalar.value == 0x344 || scalar.value == 0xF73 || scalar.value == 0xF75 || scalar.value == 0xF81 {
                 run += 2
             } else if scalar.properties.canonicalCombiningClass == .notReordered {
                 run = 0
