@@ -337,6 +337,7 @@ final class SimulatorTests: XCTestCase {
         let other = Self.newKey()
         @Sendable func answer(
             queried: String?, number: String?, status: String = "AUTORIZADO", ambiente: String = "PRUEBAS",
+            date: String = "2026-12-01T10:15:32-05:00",
             comprobante: String? = "<factura><infoTributaria><claveAcceso>\(asked)</claveAcceso></infoTributaria></factura>"
         ) -> Response {
             let text = """
@@ -345,7 +346,7 @@ final class SimulatorTests: XCTestCase {
                 <RespuestaAutorizacionComprobante>\(queried.map { "<claveAccesoConsultada>\($0)</claveAccesoConsultada>" } ?? "")\
                 <numeroComprobantes>1</numeroComprobantes><autorizaciones><autorizacion><estado>\(status)</estado>\
                 \(number.map { "<numeroAutorizacion>\($0)</numeroAutorizacion>" } ?? "")\
-                <fechaAutorizacion>2026-12-01T10:15:32-05:00</fechaAutorizacion><ambiente>\(ambiente)</ambiente>\
+                <fechaAutorizacion>\(date)</fechaAutorizacion><ambiente>\(ambiente)</ambiente>\
                 \(comprobante.map { "<comprobante><![CDATA[\($0)]]></comprobante>" } ?? "")<mensajes/></autorizacion></autorizaciones>\
                 </RespuestaAutorizacionComprobante></ns2:autorizacionComprobanteResponse></soap:Body></soap:Envelope>
                 """
@@ -362,6 +363,23 @@ final class SimulatorTests: XCTestCase {
         router.post("foreign-comprobante/**") { _, _ in
             answer(queried: nil, number: nil, comprobante: "<factura><claveAcceso>\(other)</claveAcceso></factura>")
         }
+        // Read as XML: a comment that spells the tag is none, a tag with a space is one.
+        router.post("commented-comprobante/**") { _, _ in
+            answer(
+                queried: nil, number: nil,
+                comprobante: "<!-- <claveAcceso>\(asked)</claveAcceso> --><factura><infoTributaria><claveAcceso >\(other)</claveAcceso>"
+                    + "</infoTributaria></factura>")
+        }
+        router.post("second-key/**") { _, _ in
+            answer(
+                queried: nil, number: nil,
+                comprobante: "<factura><infoTributaria><claveAcceso>\(asked)</claveAcceso></infoTributaria>"
+                    + "<infoAdicional><claveAcceso>\(other)</claveAcceso></infoAdicional></factura>")
+        }
+        router.post("not-xml-comprobante/**") { _, _ in answer(queried: asked, number: asked, comprobante: "<factura><claveAcceso>") }
+        // The key dates the document 1 December 2026 (Ecuador): SRI cannot have authorized it before.
+        router.post("early-date/**") { _, _ in answer(queried: asked, number: asked, date: "2026-11-30T23:59:59-05:00") }
+        router.post("same-day/**") { _, _ in answer(queried: asked, number: asked, date: "2026-12-01T00:00:00-05:00") }
         router.post("production-answer/**") { _, _ in answer(queried: asked, number: asked, ambiente: "PRODUCCIÓN") }
         router.post("production-refusal/**") { _, _ in
             answer(queried: asked, number: nil, status: "NO AUTORIZADO", ambiente: "PRODUCCION")
@@ -376,6 +394,10 @@ final class SimulatorTests: XCTestCase {
                 ("/other-refusal", "an authorization number that is not the access key"),
                 // AUTORIZADO with another document's comprobante decides nothing.
                 ("/foreign-comprobante", "an authorization of another document's comprobante"),
+                ("/commented-comprobante", "an authorization of another document's comprobante"),
+                ("/second-key", "an authorization of another document's comprobante"),
+                ("/not-xml-comprobante", "an authorization whose comprobante is not XML"),
+                ("/early-date", "an authorization dated before the document's issue date"),
                 // Nor does a decision of the other environment (the key is a test one).
                 ("/production-answer", "an authorization of another environment (PRODUCCIÓN)"),
                 ("/production-refusal", "an authorization of another environment (PRODUCCION)"),
@@ -393,7 +415,7 @@ final class SimulatorTests: XCTestCase {
             let right = try await sri.authorize(accessKey: asked, baseURL: base + "/right")
             XCTAssertEqual(right.authorizations.first?.number, asked)
             // A comprobante that names no key (SRI's sample abbreviates it), or none at all, is not another document's.
-            for path in ["/bare-comprobante", "/no-comprobante"] {
+            for path in ["/bare-comprobante", "/no-comprobante", "/same-day"] {
                 let taken = try await sri.authorize(accessKey: asked, baseURL: base + path)
                 XCTAssertEqual(taken.authorizations.first?.status, .authorized, path)
             }

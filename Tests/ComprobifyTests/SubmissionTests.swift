@@ -810,7 +810,7 @@ final class SubmissionStateTests: XCTestCase {
         XCTAssertEqual(SRISimulator.ecuadorTimestamp(Date(timeIntervalSince1970: 946_702_799)), "1999-12-31T23:59:59-05:00")
     }
 
-    /// The record keeps SRI's lists up to 50 entries and counts the rest.
+    /// The record keeps up to 50 authorizations and 50 messages in all, and counts the rest.
     func testTheRecordKeepsTheFirstEntriesOfALongAnswer() {
         func count(_ value: JSONValue?) -> Int? {
             if case .array(let items)? = value { return items.count }
@@ -826,6 +826,14 @@ final class SubmissionStateTests: XCTestCase {
         XCTAssertEqual(answer.answerJSON?["autorizacionesOmitted"], JSONValue(Int64(10)))
         guard case .array(let items)? = answer.answerJSON?["autorizaciones"] else { return XCTFail("no autorizaciones") }
         XCTAssertEqual(count(items.first?["messages"]), 50)
+        // 50 messages in all, across the authorizations: the rest only counted.
+        XCTAssertEqual(items.map { count($0["messages"]) }, [50] + Array(repeating: 0, count: 49))
+        XCTAssertEqual(items.last?["messagesOmitted"], JSONValue(Int64(70)))
+        let long = SRIMessage(
+            identifier: "1", message: String(repeating: "m", count: 500), additionalInformation: String(repeating: "i", count: 2_000))
+        let heavy = (0..<50).map { _ in AuthorizationAnswer.Authorization(status: .inProcess, messages: Array(repeating: long, count: 50)) }
+        let heavyJSON = ExchangeResult.authorization(.init(queriedAccessKey: "k", count: 50, authorizations: heavy)).answerJSON
+        XCTAssertLessThan(heavyJSON?.serialized.utf8.count ?? .max, 200_000, "not 50 × 50 messages of 2.5 kB")
         XCTAssertNil(ExchangeResult.reception(.init(status: .received)).answerJSON?["messagesOmitted"])
     }
 

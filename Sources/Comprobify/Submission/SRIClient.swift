@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import NIOCore
 import NIOPosix
 import SRI
@@ -173,20 +174,41 @@ public final class SRIClient: Service, Sendable {
                 throw .unparseable("an authorization of another environment (\(Format.oneLine(environment, atMost: 20)))")
             }
             if authorization.status == .authorized {
-                if let comprobante = authorization.comprobante, let named = Self.claveAcceso(in: comprobante), named != accessKey {
-                    throw .unparseable("an authorization of another document's comprobante")
+                // Read as XML: every claveAcceso it has must be this
+                // document's (a comment spelling the tag is none); one that
+                // names none (SRI's sample abbreviates it) or no comprobante
+                // at all is not another document's.
+                if authorization.comprobante != nil {
+                    guard let named = authorization.comprobanteAccessKeys else {
+                        throw .unparseable("an authorization whose comprobante is not XML")
+                    }
+                    guard named.allSatisfy({ $0 == accessKey }) else {
+                        throw .unparseable("an authorization of another document's comprobante")
+                    }
+                }
+                if let text = authorization.date, let date = Transition.parseDate(text), let issued = Self.issueDay(of: accessKey),
+                    date < issued
+                {
+                    throw .unparseable("an authorization dated before the document's issue date")
                 }
                 guard !authorization.element.isEmpty else { throw .unparseable("an authorization that could not be kept") }
             }
         }
     }
 
-    /// The text of the first `<claveAcceso>` element of a comprobante, or nil.
-    static func claveAcceso(in comprobante: String) -> Substring? {
-        guard let open = comprobante.range(of: "<claveAcceso>"),
-            let close = comprobante.range(of: "</claveAcceso>", range: open.upperBound..<comprobante.endIndex)
-        else { return nil }
-        return comprobante[open.upperBound..<close.lowerBound]
+    /// The start of the issue date an access key carries (its first eight
+    /// digits, ddMMyyyy) in Ecuador's time (UTC−5); nil when it is not one.
+    static func issueDay(of accessKey: String) -> Date? {
+        let digits = Array(accessKey.utf8)
+        guard digits.count == 49, digits.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+        func number(_ range: Range<Int>) -> Int { digits[range].reduce(0) { $0 * 10 + Int($1 - 0x30) } }
+        var parts = DateComponents()
+        (parts.day, parts.month, parts.year) = (number(0..<2), number(2..<4), number(4..<8))
+        parts.timeZone = TimeZone(secondsFromGMT: -5 * 3600)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = parts.timeZone!
+        guard let day = calendar.date(from: parts), calendar.component(.day, from: day) == parts.day else { return nil }
+        return day
     }
 
     /// Whether SRI's `ambiente` (PRUEBAS, PRODUCCIÓN; PRODUCCION, any case)

@@ -226,33 +226,43 @@ extension SRIMessage {
 }
 
 extension ExchangeResult {
-    /// The most entries of each list of an answer the record keeps (SRI sends
-    /// a handful; an answer of thousands would make every exchange's row
-    /// megabytes): the first ones, and how many were left out.
+    /// The most entries the record keeps of an answer's authorizations, and
+    /// of its messages in all (SRI sends a handful; an answer of thousands
+    /// would make every exchange's row megabytes): the first ones, and how
+    /// many were left out. The messages are counted across the
+    /// authorizations: 50 of each of 50 authorizations made a row of 6.4 MB,
+    /// written again at every retry of a document SRI keeps "in process".
     static let keptEntries = 50
 
     /// SRI's answer as the exchange record keeps it: never the comprobante,
-    /// and at most `keptEntries` of each list (`<list>Omitted` counts the rest).
+    /// at most `keptEntries` authorizations and `keptEntries` messages in all
+    /// (`<list>Omitted` counts the rest of a list).
     var answerJSON: JSONValue? {
-        func kept<T>(_ name: String, _ list: [T], _ json: (T) -> JSONValue) -> [(String, JSONValue)] {
-            let entries: [(String, JSONValue)] = [(name, .array(list.prefix(ExchangeResult.keptEntries).map(json)))]
-            guard list.count > ExchangeResult.keptEntries else { return entries }
-            return entries + [(name + "Omitted", JSONValue(Int64(list.count - ExchangeResult.keptEntries)))]
+        var messagesLeft = ExchangeResult.keptEntries
+        func kept<T>(_ name: String, _ list: [T], most: Int, _ json: (T) -> JSONValue) -> [(String, JSONValue)] {
+            let entries: [(String, JSONValue)] = [(name, .array(list.prefix(most).map(json)))]
+            guard list.count > most else { return entries }
+            return entries + [(name + "Omitted", JSONValue(Int64(list.count - most)))]
+        }
+        func messages(_ list: [SRIMessage]) -> [(String, JSONValue)] {
+            let most = min(messagesLeft, list.count)
+            messagesLeft -= most
+            return kept("messages", list, most: most, \.json)
         }
         switch self {
         case .failed:
             return nil
         case .reception(let answer):
-            return .object([("estado", .string(answer.status.rawValue))] + kept("messages", answer.messages, \.json))
+            return .object([("estado", .string(answer.status.rawValue))] + messages(answer.messages))
         case .authorization(let answer):
-            let items = kept("autorizaciones", answer.authorizations) { item in
+            let items = kept("autorizaciones", answer.authorizations, most: ExchangeResult.keptEntries) { item in
                 .object(
                     [
                         ("estado", .string(Format.clipped(item.status.description, atMost: 32))),
                         ("numero", item.number.map { .string(Format.clipped($0, atMost: 64)) } ?? .null),
                         ("fecha", item.date.map { .string(Format.clipped($0, atMost: 64)) } ?? .null),
                         ("ambiente", item.environment.map { .string(Format.clipped($0, atMost: 32)) } ?? .null),
-                    ] + kept("messages", item.messages, \.json))
+                    ] + messages(item.messages))
             }
             return .object([("count", JSONValue(Int64(answer.count)))] + items)
         }

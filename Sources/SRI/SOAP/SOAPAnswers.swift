@@ -272,3 +272,27 @@ extension AuthorizationAnswer {
         }
     }
 }
+
+extension AuthorizationAnswer.Authorization {
+    /// The text of every `claveAcceso` element of `comprobante`, in document
+    /// order, read by an XML parser (a comment or a CDATA section that spells
+    /// the tag names none, `<claveAcceso >` is one); empty when it names
+    /// none; nil when there is no comprobante or it is not well-formed XML.
+    public var comprobanteAccessKeys: [String]? {
+        guard let comprobante, let document = SOAPParsedDocument(Array(comprobante.utf8)) else { return nil }
+        func collect(_ element: SOAPElement, into keys: inout [String]) {
+            if element.localName == "claveAcceso" {
+                keys.append(element.trimmedText)
+                return
+            }
+            for child in element.children { collect(child, into: &keys) }
+        }
+        var keys: [String] = []
+        do {
+            try document.read { root in collect(root, into: &keys) }
+        } catch {
+            return nil
+        }
+        return keys
+    }
+}
