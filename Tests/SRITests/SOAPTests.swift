@@ -203,6 +203,18 @@ final class SOAPTests: XCTestCase {
             guard case .answer(let answer) = try AuthorizationAnswer.parse(bytes) else { return XCTFail("a fault?") }
             XCTAssertEqual(answer.authorizations.first?.comprobante, text)
         }
+        // Namespace declarations: a handful parse, more than 100 are refused
+        // (each prefixed element is looked up through those in scope).
+        func declaring(_ count: Int) -> String {
+            head + "<r " + (0..<count).map { "xmlns:p\($0)=\"urn:\($0)\"" }.joined(separator: " ") + ">"
+                + String(repeating: "<p0:a/>", count: 10) + "</r>" + tail
+        }
+        XCTAssertTrue(SOAPParsedDocument.markupFits(Array(declaring(98).utf8)))
+        XCTAssertFalse(SOAPParsedDocument.markupFits(Array(declaring(100).utf8)), "the envelope's own declaration makes 101")
+        XCTAssertFalse(
+            SOAPParsedDocument.markupFits(
+                Array((head + "<r xmlns = 'urn:x'>" + String(repeating: "<a xmlns='urn:y'/>", count: 100) + "</r>" + tail).utf8)))
+        XCTAssertTrue(SOAPParsedDocument.markupFits(Array((head + "<r xmlnsx='1' axmlns='2'/>" + tail).utf8)), "not declarations")
         // Attributes hidden behind a quoted `>`, a comment or a processing
         // instruction still count.
         let many = (0..<20_000).map { "b\($0)=''" }.joined(separator: " ")
