@@ -215,6 +215,11 @@ final class SOAPTests: XCTestCase {
             SOAPParsedDocument.markupFits(
                 Array((head + "<r xmlns = 'urn:x'>" + String(repeating: "<a xmlns='urn:y'/>", count: 100) + "</r>" + tail).utf8)))
         XCTAssertTrue(SOAPParsedDocument.markupFits(Array((head + "<r xmlnsx='1' axmlns='2'/>" + tail).utf8)), "not declarations")
+        // A name is read back to the `=` before it, so a tag of many `=` is
+        // read once, not once per `=` (20 thousand attributes, refused).
+        XCTAssertTrue(SOAPParsedDocument.namesNamespace(Array("<r a=xmlns:p=".utf8), before: 12), "the name after the first `=`")
+        XCTAssertFalse(SOAPParsedDocument.namesNamespace(Array("<r xmlns==".utf8), before: 9), "the name before an `=` is empty")
+        XCTAssertFalse(SOAPParsedDocument.markupFits(Array((head + "<r " + String(repeating: "=", count: 20_000) + "/>" + tail).utf8)))
         // Attributes hidden behind a quoted `>`, a comment or a processing
         // instruction still count.
         let many = (0..<20_000).map { "b\($0)=''" }.joined(separator: " ")

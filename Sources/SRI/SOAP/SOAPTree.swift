@@ -121,15 +121,16 @@ final class SOAPParsedDocument {
     }
 
     /// Whether the attribute name that ends before the `=` at `index` (after
-    /// any whitespace) is `xmlns` or `xmlns:…`. Reads back over that name only.
+    /// any whitespace) is `xmlns` or `xmlns:…`. Reads back over that name
+    /// only, to the whitespace, quote, `<` or `=` before it: each byte of a
+    /// tag is read back over at most once, however many `=` follow.
     static func namesNamespace(_ bytes: [UInt8], before index: Int) -> Bool {
         func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
+        func endsName(_ byte: UInt8) -> Bool { isSpace(byte) || byte == 0x3C || byte == 0x22 || byte == 0x27 || byte == 0x3D }
         var end = index
         while end > 0, isSpace(bytes[end - 1]) { end -= 1 }
         var start = end
-        while start > 0, !isSpace(bytes[start - 1]), bytes[start - 1] != 0x3C, bytes[start - 1] != 0x22, bytes[start - 1] != 0x27 {
-            start -= 1
-        }
+        while start > 0, !endsName(bytes[start - 1]) { start -= 1 }
         let name = bytes[start..<end]
         return name.starts(with: Self.xmlns) && (name.count == Self.xmlns.count || name[start + Self.xmlns.count] == 0x3A)
     }
