@@ -227,6 +227,7 @@ final class HostileInputTests: XCTestCase {
                 // Escaped, and one scalar (U+0F73) that decomposes into two marks.
                 ("/v1/keys", nil, #"{"label": "a\#(String(repeating: #"\u0316"#, count: 31))"}"#, "label"),
                 ("/v1/keys", nil, #"{"label": \#(jsonString(String(repeating: "\u{F73}", count: 16)))}"#, "label"),
+                ("/v1/keys", nil, #"{"label": \#(jsonString("a" + String(repeating: "\u{344}", count: 16)))}"#, "label"),
                 // 256 KiB of alternating marks: a member's name is named by its object.
                 ("/v1/keys", nil, #"{\#(jsonString("a" + marks(65536))): 1, "label": "x"}"#, "body"),
                 (
