@@ -187,7 +187,7 @@ public final class SRIClient: Service, Sendable {
                     }
                 }
                 if let text = authorization.date, let date = Transition.parseDate(text), let issued = Self.issueDay(of: accessKey),
-                    date < issued
+                    ComprobanteDate.todayInEcuador(now: date.timeIntervalSince1970) < issued
                 {
                     throw .unparseable("an authorization dated before the document's issue date")
                 }
@@ -196,19 +196,13 @@ public final class SRIClient: Service, Sendable {
         }
     }
 
-    /// The start of the issue date an access key carries (its first eight
-    /// digits, ddMMyyyy) in Ecuador's time (UTC−5); nil when it is not one.
-    static func issueDay(of accessKey: String) -> Date? {
+    /// The issue date an access key carries (its first eight digits,
+    /// ddMMyyyy); nil when it is not one.
+    static func issueDay(of accessKey: String) -> ComprobanteDate? {
         let digits = Array(accessKey.utf8)
         guard digits.count == 49, digits.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
         func number(_ range: Range<Int>) -> Int { digits[range].reduce(0) { $0 * 10 + Int($1 - 0x30) } }
-        var parts = DateComponents()
-        (parts.day, parts.month, parts.year) = (number(0..<2), number(2..<4), number(4..<8))
-        parts.timeZone = TimeZone(secondsFromGMT: -5 * 3600)
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = parts.timeZone!
-        guard let day = calendar.date(from: parts), calendar.component(.day, from: day) == parts.day else { return nil }
-        return day
+        return ComprobanteDate(year: number(4..<8), month: number(2..<4), day: number(0..<2))
     }
 
     /// Whether SRI's `ambiente` (PRUEBAS, PRODUCCIÓN; PRODUCCION, any case)
