@@ -189,6 +189,39 @@ final class SubmissionTests: XCTestCase {
         }
     }
 
+    /// The housekeeping purges exchanges older than SRI_EXCHANGE_RETENTION_DAYS
+    /// (90 by default); younger ones stay, and the document still shows its
+    /// status, its attempts and its authorization.
+    func testExchangesPastTheirRetentionArePurgedAndTheDocumentStays() async throws {
+        try await run { server, tenant, sri in
+            let (old, young) = (try tenant.queue(), try tenant.queue())
+            try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
+                try await tenant.waitFor([old, young])
+            }
+            try TestDatabase.query(
+                """
+                UPDATE sri_exchanges x SET created_at = now() - interval '91 days'
+                  FROM documents d
+                 WHERE d.tenant_id = x.tenant_id AND d.id = x.document_id AND d.tenant_id = $1 AND d.access_key = $2
+                """, [tenant.tenant.id, old])
+            // A server starting purges at once (as does every other test
+            // server beside it: the purge crosses tenants).
+            try await TestServer.run { _ in
+                try await eventually("the old document's exchanges purged") { try tenant.outcomes(old).isEmpty }
+            }
+            XCTAssertEqual(try tenant.outcomes(young), ["reception:received", "authorization:authorized"], "the young ones stay")
+            let shown = try await server.call(.get, "/v1/documents/\(old)", key: tenant.tenant.key, issuer: tenant.issuer)
+            XCTAssertEqual(shown.status, 200, shown.text)
+            XCTAssertEqual(try shown.string("document", "status"), "AUTHORIZED")
+            XCTAssertEqual(try shown.int("document", "sri", "attempts"), 2, "the attempts are counted on the document")
+            XCTAssertEqual(try shown.string("document", "sri", "authorizationNumber"), old)
+            let authorization = try await server.call(
+                .get, "/v1/documents/\(old)/authorization", key: tenant.tenant.key, issuer: tenant.issuer)
+            XCTAssertEqual(authorization.status, 200, authorization.text)
+            XCTAssertTrue(authorization.text.hasPrefix("<autorizacion>"), authorization.text)
+        }
+    }
+
     func testPendingAuthorizationsAreAskedAgain() async throws {
         try await run { _, tenant, sri in
             try await sri.faults(.init(authorization: .init(pending: 2, inProcess: 1)))

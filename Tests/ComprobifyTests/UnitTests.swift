@@ -833,6 +833,7 @@ final class ConfigurationTests: XCTestCase {
             "PORT": "9000", "DB_POOL_SIZE": "16", "SRI_SIGNATURE_ALGORITHM": "rsa-sha1", "TRUST_PROXY": "1", "SRI_TIMEOUT_MS": "5000",
             "SRI_LEASE_MS": "7001", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
             "WEBHOOK_PER_TENANT": "3", "WEBHOOK_RETENTION_DAYS": "0", "DB_PIPELINE_PACK": "1", "HTTP_BODY_BUDGET_MB": "64",
+            "SRI_EXCHANGE_RETENTION_DAYS": "0",
         ])
         XCTAssertEqual(defaults.httpBodyBudgetMegabytes, 256)
         XCTAssertEqual(set.httpBodyBudgetMegabytes, 64)
@@ -849,6 +850,8 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(defaults.webhooks.perTenant, 8)
         XCTAssertEqual(set.webhooks.retentionDays, 0)
         XCTAssertEqual(defaults.webhooks.retentionDays, 30)
+        XCTAssertEqual(set.sri.exchangeRetentionDays, 0)
+        XCTAssertEqual(defaults.sri.exchangeRetentionDays, 90)
         XCTAssertEqual(set.shutdownGraceSeconds, defaults.shutdownGraceSeconds, "an empty value is the default")
     }
 

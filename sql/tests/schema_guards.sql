@@ -39,8 +39,8 @@ $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'pu
          'webhook_queue_depth()',
         'claim_sri_work(uuid,integer,integer,integer,bigint[])',
          'sri_queue_depth()', 'refuse_held_token_digest()',
-         'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)', 'purge_webhook_history(interval)', 'sealed_under_other_keys(text,text,bigint,bigint,integer,bigint[])'],
-'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work, sri_queue_depth, take_outbox_messages, mark_outbox_message_sent, purge_webhook_history, sealed_under_other_keys and the trigger function refuse_held_token_digest');
+         'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)', 'purge_webhook_history(interval)', 'purge_sri_exchanges(interval)', 'sealed_under_other_keys(text,text,bigint,bigint,integer,bigint[])'],
+'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work, sri_queue_depth, take_outbox_messages, mark_outbox_message_sent, purge_webhook_history, purge_sri_exchanges, sealed_under_other_keys and the trigger function refuse_held_token_digest');
 
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -80,6 +80,9 @@ $$, $$ VALUES
      '((status <> ''pending''::text) AND (updated_at < (now() - ''1 day''::interval)))', ''),
     ('webhook_deliveries', 'webhook_deliveries_purges_ended_only', 'd', 'restrictive',
      '((status <> ''pending''::text) AND (updated_at < (now() - ''1 day''::interval)))', ''),
+    ('sri_exchanges', 'sri_exchanges_purger', 'r', 'permissive', 'true', ''),
+    ('sri_exchanges', 'sri_exchanges_purger_delete', 'd', 'permissive', '(created_at < (now() - ''1 day''::interval))', ''),
+    ('sri_exchanges', 'sri_exchanges_purges_old_only', 'd', 'restrictive', '(created_at < (now() - ''1 day''::interval))', ''),
     ('webhook_events', 'webhook_events_purger', 'r', 'permissive', 'true', ''),
     ('webhook_events', 'webhook_events_purger_delete', 'd', 'permissive', '(created_at < (now() - ''1 day''::interval))', ''),
     ('webhook_events', 'webhook_events_purges_old_only', 'd', 'restrictive', '(created_at < (now() - ''1 day''::interval))', ''),
@@ -88,7 +91,7 @@ $$, $$ VALUES
      '(attempted_at < (now() - ''1 day''::interval))', ''),
     ('webhook_delivery_attempts', 'webhook_delivery_attempts_purges_old_only', 'd', 'restrictive',
      '(attempted_at < (now() - ''1 day''::interval))', '')
-$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys (change none), read and delete expired idempotency keys (those only), see and lease webhook deliveries, see and lease SRI submissions, read outbox messages and mark unsent ones sent (that only), see webhook events, deliveries and attempts and delete those older than a day (ended deliveries only), see which certificates and webhooks are sealed under which master key');
+$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys (change none), read and delete expired idempotency keys (those only), see and lease webhook deliveries, see and lease SRI submissions, read outbox messages and mark unsent ones sent (that only), see webhook events, deliveries and attempts and SRI exchanges and delete those older than a day (ended deliveries only), see which certificates and webhooks are sealed under which master key');
 
 SELECT is_empty($$
     SELECT p.polrelid::regclass::text || '.' || p.polname

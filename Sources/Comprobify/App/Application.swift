@@ -160,7 +160,9 @@ public func buildApplication(
         eventLoopGroup: BackgroundWork.eventLoopGroup)
     app.addServices(
         PoolService(pool: pool), PoolService(pool: backgroundPool), PoolService(pool: probePool),
-        HousekeepingService(database: database, webhookRetentionDays: configuration.webhooks.retentionDays, logger: logger),
+        HousekeepingService(
+            database: database, webhookRetentionDays: configuration.webhooks.retentionDays,
+            exchangeRetentionDays: configuration.sri.exchangeRetentionDays, logger: logger),
         background, sri,
         SubmissionService(
             database: backgroundDatabase, client: sri, settings: configuration.sri, logger: logger, pressure: background.pressure,
@@ -184,12 +186,14 @@ struct PoolService: Service {
 }
 
 /// Every few minutes: purges expired idempotency keys and old sign-up
-/// attempts, and webhook events past their retention with their deliveries
-/// and attempts.
+/// attempts, webhook events past their retention with their deliveries
+/// and attempts, and SRI exchanges past theirs.
 struct HousekeepingService: Service {
     let database: Database
     /// WEBHOOK_RETENTION_DAYS; 0 keeps the webhook history.
     let webhookRetentionDays: Int
+    /// SRI_EXCHANGE_RETENTION_DAYS; 0 keeps every exchange.
+    let exchangeRetentionDays: Int
     let logger: Logger
 
     func run() async throws {
@@ -201,6 +205,12 @@ struct HousekeepingService: Service {
                 let days = webhookRetentionDays
                 await purge("purged webhook events past their retention", batch: Database.webhookPurgeBatch) {
                     try await database.purgeWebhookHistory(days: days)
+                }
+            }
+            if exchangeRetentionDays > 0 {
+                let days = exchangeRetentionDays
+                await purge("purged SRI exchanges past their retention", batch: Database.exchangePurgeBatch) {
+                    try await database.purgeSRIExchanges(days: days)
                 }
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(300)) }

@@ -228,6 +228,8 @@ public struct Configuration: Sendable {
         configuration.sri.leaseMilliseconds = try integer("SRI_LEASE_MS", 1000...86_400_000) ?? configuration.sri.leaseMilliseconds
         configuration.sri.workers = try integer("SRI_WORKERS", 0...1024) ?? configuration.sri.workers
         configuration.sri.pollMilliseconds = try integer("SRI_POLL_MS", 10...600_000) ?? configuration.sri.pollMilliseconds
+        configuration.sri.exchangeRetentionDays =
+            try integer("SRI_EXCHANGE_RETENTION_DAYS", 0...36_500) ?? configuration.sri.exchangeRetentionDays
         // A lease, renewed when the document is read, must outlast the
         // exchange and the wait for a connection to record its outcome.
         guard configuration.sri.leaseMilliseconds > configuration.sri.timeoutMilliseconds + configuration.poolWaitMilliseconds

@@ -357,6 +357,18 @@ public struct Database: Sendable {
         }
     }
 
+    /// The most exchanges one `purge_sri_exchanges()` removes (migration 0072).
+    static let exchangePurgeBatch: Int64 = 5_000
+
+    /// Deletes SRI exchanges older than `days`, the oldest first, at most
+    /// `exchangePurgeBatch`; the count removed. Documents and their
+    /// submissions stay.
+    func purgeSRIExchanges(days: Int) async throws -> Int64 {
+        try await pool.withConnection {
+            try $0.query("SELECT purge_sri_exchanges(make_interval(days => \(days)))")[0].decode(Int64.self, at: 0)
+        }
+    }
+
     /// Claims up to `limit` documents due for SRI, across tenants, through
     /// `claim_sri_work()`: production ones first, then at most `sandboxLimit`
     /// sandbox ones. Only (tenant, document, environment) come back, leased

@@ -24,6 +24,10 @@ public struct SRISettings: Sendable, Equatable {
     /// down, never holds production documents back. All of them when there is
     /// only one.
     var sandboxWorkers: Int { workers <= 1 ? workers : workers - (workers + 3) / 4 }
+    /// Exchanges are kept this many days, then purged; the document keeps its
+    /// status, SRI's messages, its authorization and its count of attempts
+    /// (`SRI_EXCHANGE_RETENTION_DAYS`; 0 keeps them all).
+    public var exchangeRetentionDays = 90
     /// How often an idle process looks for due documents: `SRI_POLL_MS`.
     public var pollMilliseconds = 500
     /// How often the queue gauges are refreshed (less often while counting
