@@ -262,6 +262,8 @@ final class SimulatorTests: XCTestCase {
 
     // MARK: Faults
 
+    /// An injected 500 receives nothing, but the request counts among the
+    /// key's receptions (or authorization queries), as any request carrying it.
     func testInjectedHTTP500IsASOAPFaultAndReceivesNothing() async throws {
         try await run { sri in
             let key = Self.newKey()
@@ -276,9 +278,11 @@ final class SimulatorTests: XCTestCase {
                 XCTAssertEqual(error.description, "SOAP fault soap:Server: Simulated server error")
             }
             let count = await sri.simulator.receptionCount(key)
-            XCTAssertEqual(count, 0)
+            XCTAssertEqual(count, 1, "the request that got the 500 carried the key")
             let reception = try await sri.sri.validate(signed: Self.comprobante(key), baseURL: sri.baseURL)
             XCTAssertEqual(reception.status, .received, "the 500 received nothing")
+            let again = await sri.simulator.receptionCount(key)
+            XCTAssertEqual(again, 2)
             do throws(SRITransportError) {
                 _ = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
                 XCTFail("expected a fault")
@@ -287,6 +291,77 @@ final class SimulatorTests: XCTestCase {
             }
             let answer = try await sri.sri.authorize(accessKey: key, baseURL: sri.baseURL)
             XCTAssertEqual(answer.authorizations.map(\.status), [.authorized])
+            let record = try await sri.received()
+            let known = try XCTUnwrap(record["keys"] as? [String: [String: Any]])
+            XCTAssertEqual(known[key]?["authorizationQueries"] as? Int, 2)
+            XCTAssertEqual(known[key]?["receptions"] as? Int, 2)
+        }
+    }
+
+    /// Requests are read as SRI's services read them: soap.md's SOAP 1.1
+    /// namespaces, the operation in the service's namespace, its parameter
+    /// unqualified. Anything else is a soap:Client Fault (HTTP 500) that
+    /// receives nothing.
+    func testRequestsOutsideSoapMdsNamespacesAreClientFaults() async throws {
+        try await run { sri in
+            let key = Self.newKey()
+            let encoded = Data(Self.comprobante(key)).base64EncodedString()
+            let soap11 = "http://schemas.xmlsoap.org/soap/envelope/"
+            let soap12 = "http://www.w3.org/2003/05/soap-envelope"
+            let receptionNS = "http://ec.gob.sri.ws.recepcion"
+            let authorizationNS = "http://ec.gob.sri.ws.autorizacion"
+            func envelope(_ namespace: String, _ body: String) -> String {
+                #"<e:Envelope xmlns:e="\#(namespace)"><e:Header/><e:Body>\#(body)</e:Body></e:Envelope>"#
+            }
+            func operation(_ name: String, in namespace: String, _ inner: String) -> String {
+                #"<op:\#(name) xmlns:op="\#(namespace)">\#(inner)</op:\#(name)>"#
+            }
+            let reception = "/comprobantes-electronicos-ws/RecepcionComprobantesOffline"
+            let authorization = "/comprobantes-electronicos-ws/AutorizacionComprobantesOffline"
+            let xml = "<xml>\(encoded)</xml>"
+            let claveAcceso = "<claveAccesoComprobante>\(key)</claveAccesoComprobante>"
+            let cases: [(path: String, body: String, reason: String)] = [
+                (reception, "<Envelope><Body><validarComprobante>\(xml)</validarComprobante></Body></Envelope>", "not a SOAP 1.1 envelope"),
+                (reception, envelope(soap12, operation("validarComprobante", in: receptionNS, xml)), "not a SOAP 1.1 envelope"),
+                (
+                    reception, envelope(soap11, operation("validarComprobante", in: "urn:not-sri", xml)),
+                    "cannot find dispatch method for {urn:not-sri}validarComprobante"
+                ),
+                (
+                    reception, envelope(soap11, operation("validarComprobante", in: receptionNS, "<op:xml>\(encoded)</op:xml>")),
+                    "xml must be unqualified"
+                ),
+                (
+                    authorization, envelope(soap11, operation("autorizacionComprobante", in: receptionNS, claveAcceso)),
+                    "cannot find dispatch method for {\(receptionNS)}autorizacionComprobante"
+                ),
+                (
+                    authorization,
+                    envelope(
+                        soap11,
+                        operation(
+                            "autorizacionComprobante", in: authorizationNS, "<op:claveAccesoComprobante>\(key)</op:claveAccesoComprobante>")
+                    ),
+                    "claveAccesoComprobante must be unqualified"
+                ),
+            ]
+            for (path, body, reason) in cases {
+                let response = try await sri.control.execute(
+                    uri: path, method: .post, headers: [.contentType: "text/xml; charset=utf-8"], body: ByteBuffer(string: body))
+                XCTAssertEqual(response.status, .internalServerError, body)
+                let answer = try ReceptionAnswer.parse(Array(buffer: response.body))
+                guard case .fault(let fault) = answer else { return XCTFail("\(answer)") }
+                XCTAssertEqual(fault.code, "soap:Client", body)
+                XCTAssertTrue(fault.message.contains(reason), "\(fault.message) for \(body)")
+            }
+            let received = await sri.simulator.receptionCount(key)
+            XCTAssertEqual(received, 0, "nothing was received")
+            // soap.md's own request, with prefixes of its own, is read.
+            let good = envelope(soap11, operation("validarComprobante", in: receptionNS, xml))
+            let response = try await sri.control.execute(
+                uri: reception, method: .post, headers: [.contentType: "text/xml; charset=utf-8"], body: ByteBuffer(string: good))
+            XCTAssertEqual(response.status, .ok)
+            XCTAssertEqual(try ReceptionAnswer.parse(Array(buffer: response.body)), .answer(ReceptionAnswer(status: .received)))
         }
     }
 

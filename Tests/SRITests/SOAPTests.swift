@@ -313,11 +313,22 @@ final class SOAPTests: XCTestCase {
     // MARK: Faults and garbage
 
     func testSOAPFaultsInEveryStyle() throws {
-        let fault = SOAPFault(code: "soap:Server", message: "Error interno & <temporal>")
-        for style in [SOAPAnswerStyle.sri, .jaxws, .unprefixed] {
-            let bytes = SOAPAnswerBuilder.fault(fault, style: style)
+        // The code is a QName of SOAP's namespace in every style: written with
+        // the envelope's prefix, or with soap declared for it where the
+        // envelope has none.
+        let envelope = "http://schemas.xmlsoap.org/soap/envelope/"
+        let styles: [(SOAPAnswerStyle, code: String, element: String)] = [
+            (.sri, "soap:Server", "<soap:Envelope xmlns:soap=\"\(envelope)\">"),
+            (.jaxws, "S:Server", "<S:Envelope xmlns:S=\"\(envelope)\">"),
+            (.unprefixed, "soap:Server", "<faultcode xmlns=\"\" xmlns:soap=\"\(envelope)\">soap:Server</faultcode>"),
+        ]
+        for (style, code, element) in styles {
+            let bytes = SOAPAnswerBuilder.fault(SOAPFault(code: "soap:Server", message: "Error interno & <temporal>"), style: style)
+            let fault = SOAPFault(code: code, message: "Error interno & <temporal>")
             XCTAssertEqual(try ReceptionAnswer.parse(bytes), .fault(fault))
             XCTAssertEqual(try AuthorizationAnswer.parse(bytes), .fault(fault))
+            let text = String(decoding: bytes, as: UTF8.self)
+            XCTAssertTrue(text.contains(element), text)
         }
         let foreign = """
             <env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Header/><env:Body><env:Fault>

@@ -279,6 +279,13 @@ public actor SRISimulator {
     /// the signature is judged now and decided at authorization (39).
     func receive(_ body: [UInt8]) async -> SimulatorReply {
         if take(&faults.reception, \.http500) {
+            // Received nothing, but the request carried its key: it counts.
+            if let encoded = try? SOAPRequest.readReception(body),
+                let data = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters),
+                let key = ComprobanteProbe.accessKey(in: [UInt8](data))
+            {
+                receptions[key, default: 0] += 1
+            }
             return serverError("Simulated server error", delay: receptionDelay())
         }
         let encoded: String
@@ -361,6 +368,7 @@ public actor SRISimulator {
     /// signature verified, NO AUTORIZADO with 39 when not).
     func authorize(_ body: [UInt8]) -> SimulatorReply {
         if take(&faults.authorization, \.http500) {
+            if let key = try? SOAPRequest.readAuthorization(body) { queries[key, default: 0] += 1 }
             return serverError("Simulated server error", delay: authorizationDelay())
         }
         let key: String

@@ -92,12 +92,18 @@ public enum SOAPAnswerBuilder {
         }
     }
 
-    /// A SOAP 1.1 Fault (sent with HTTP 500).
+    /// A SOAP 1.1 Fault (sent with HTTP 500). The code's local part (`Server`,
+    /// `Client`: whatever prefix `fault.code` has is dropped) is written with
+    /// the envelope's prefix; with no envelope prefix, `soap` is declared for it
+    /// on `faultcode`, so that the code is always a QName of SOAP's namespace.
     public static func fault(_ fault: SOAPFault, style: SOAPAnswerStyle = .sri) -> [UInt8] {
-        envelope(style: style) { builder, body in
+        let local = fault.code.split(separator: ":", omittingEmptySubsequences: false).last.map(String.init) ?? fault.code
+        let prefix = style.envelopePrefix ?? "soap"
+        return envelope(style: style) { builder, body in
             let element = builder.element("Fault", in: body)
             // faultcode and faultstring are unqualified, as SOAP 1.1 defines them.
-            _ = builder.element("faultcode", in: element, namespace: .none, text: fault.code)
+            let code = builder.element("faultcode", in: element, namespace: .none, text: "\(prefix):\(local)")
+            if style.envelopePrefix == nil { _ = xmlNewNs(code, SOAPNamespace.envelope, prefix) }
             _ = builder.element("faultstring", in: element, namespace: .none, text: fault.message)
         }
     }

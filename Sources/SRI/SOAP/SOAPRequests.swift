@@ -40,28 +40,40 @@ public enum SOAPRequest {
 
     /// The text of `<xml>` in a `validarComprobante` request: base64, still encoded.
     public static func readReception(_ bytes: [UInt8]) throws(SOAPParseError) -> String {
-        try SOAPEnvelopeReader.readBody(bytes) { body throws(SOAPParseError) in
-            let operation = try operation(in: body, named: "validarComprobante")
-            guard let xml = operation.child("xml") else { throw SOAPParseError("validarComprobante has no xml") }
-            return xml.trimmedText
-        }
+        try parameter(of: bytes, service: SOAPNamespace.reception, operation: "validarComprobante", named: "xml")
     }
 
     /// The access key asked for in an `autorizacionComprobante` request.
     public static func readAuthorization(_ bytes: [UInt8]) throws(SOAPParseError) -> String {
-        try SOAPEnvelopeReader.readBody(bytes) { body throws(SOAPParseError) in
-            let operation = try operation(in: body, named: "autorizacionComprobante")
-            guard let key = operation.child("claveAccesoComprobante") else {
-                throw SOAPParseError("autorizacionComprobante has no claveAccesoComprobante")
-            }
-            return key.trimmedText
-        }
+        try parameter(
+            of: bytes, service: SOAPNamespace.authorization, operation: "autorizacionComprobante", named: "claveAccesoComprobante")
     }
 
-    private static func operation(in body: SOAPElement, named name: String) throws(SOAPParseError) -> SOAPElement {
-        guard let operation = body.children.first, operation.localName == name else {
-            throw SOAPParseError("the Body holds no \(name)")
+    /// A request's one parameter, read as SRI's services read it: unlike the
+    /// client's reading of answers (by local names, whatever the prefixes), a
+    /// request is taken only in SOAP 1.1's Envelope and Body, with the
+    /// operation in the service's namespace and the parameter unqualified, as
+    /// soap.md writes them; anything else is an error (a Fault for the client).
+    private static func parameter(
+        of bytes: [UInt8], service: String, operation name: String, named parameter: String
+    ) throws(SOAPParseError) -> String {
+        try SOAPEnvelopeReader.readBody(bytes) { body throws(SOAPParseError) in
+            guard body.namespaceURI == SOAPNamespace.envelope, body.parent?.namespaceURI == SOAPNamespace.envelope else {
+                throw SOAPParseError("not a SOAP 1.1 envelope: Envelope and Body belong to \(SOAPNamespace.envelope)")
+            }
+            guard let operation = body.children.first, operation.localName == name else {
+                throw SOAPParseError("the Body holds no \(name)")
+            }
+            guard operation.namespaceURI == service else {
+                throw SOAPParseError("cannot find dispatch method for {\(operation.namespaceURI ?? "")}\(name): it belongs to \(service)")
+            }
+            guard let value = operation.children.first(where: { $0.localName == parameter }) else {
+                throw SOAPParseError("\(name) has no \(parameter)")
+            }
+            guard value.namespaceURI == nil else {
+                throw SOAPParseError("\(parameter) must be unqualified (in no namespace), not in \(value.namespaceURI ?? "")")
+            }
+            return value.trimmedText
         }
-        return operation
     }
 }

@@ -171,6 +171,12 @@ struct SOAPElement {
         return String(cString: href)
     }
 
+    /// The element this one is a child of (nil for the root).
+    var parent: SOAPElement? {
+        guard let up = node.pointee.parent, up.pointee.type == XML_ELEMENT_NODE else { return nil }
+        return SOAPElement(node: up)
+    }
+
     var children: [SOAPElement] {
         var result: [SOAPElement] = []
         var child = node.pointee.children
