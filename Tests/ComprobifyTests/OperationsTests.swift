@@ -88,6 +88,46 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// A tenant's fresh keys wait in its lane: a key seen for the first time
+    /// is looked up alone before its request takes a place, so a tenant that
+    /// minted keys and sends one slow request with each holds its share of
+    /// the pool, not a share per key. Here four fresh keys each mint a key
+    /// while the tenant's row is locked (a mint holds it): two wait inside
+    /// the server on the lock, the other two in the lane (503 after the pool
+    /// wait), and another tenant's request finds a connection free.
+    func testATenantsFreshKeysShareItsLane() async throws {
+        try await TestServer.run(configure: {
+            $0.poolSize = 4
+            $0.tenantMaxConnections = 2
+            $0.poolWaitMilliseconds = 1_000
+        }) { server in
+            let noisy = try await server.activeTenant()
+            let quiet = try await server.activeTenant()
+            var fresh: [String] = []
+            for index in 0..<4 { fresh.append(try await server.mintKey(noisy.key, label: "fresh-\(index)")) }
+            let freshKeys = fresh
+            let locker = try TestDatabase.owner()
+            try locker.query("BEGIN", prepared: false)
+            try locker.query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", [noisy.id], prepared: false)
+            let lockerPID = try locker.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0)
+            async let mints = concurrently(freshKeys.count) { index in
+                try await server.call(.post, "/v1/keys", key: freshKeys[index], json: #"{"label": "slow"}"#).status
+            }
+            XCTAssertNotNil(TestDatabase.sessionBlocked(by: lockerPID), "the noisy tenant's mints wait on its row")
+            try await Task.sleep(for: .milliseconds(200))
+            let started = ContinuousClock.now
+            let reply = try await server.call(.get, "/v1/keys", key: quiet.key)
+            let waited = ContinuousClock.now - started
+            XCTAssertEqual(reply.status, 200, reply.text)
+            XCTAssertLessThan(waited, .milliseconds(900), "it did not wait for the pool")
+            // Held past the pool wait: the mints beyond the tenant's share give up.
+            try await Task.sleep(for: .milliseconds(1_200))
+            try locker.query("ROLLBACK", prepared: false)
+            let statuses = try await mints
+            XCTAssertEqual(statuses.sorted(), [201, 201, 503, 503], "two places for the tenant, whatever keys it uses")
+        }
+    }
+
     /// Probes that come at once share one ping: a flood of /readyz cannot
     /// queue pings on the probe's one connection past their second.
     func testConcurrentProbesShareOnePing() async {

@@ -110,25 +110,41 @@ public struct Database: Sendable {
     }
 
     /// Runs `work` in the lane of the tenant `token` acts for, in `gate` (the
-    /// connections' unless given). `work` gets the key's digest when its
-    /// tenant is not known yet, for `learn` once authentication finds it (nil
-    /// when the lane already is the tenant's), and the lane.
+    /// connections' unless given); `work` gets the lane. A key whose tenant
+    /// the gate does not know (first seen, or unused for a minute) is looked up
+    /// first, alone, so that its request waits in its tenant's lane: were it
+    /// run in a lane of its own, a tenant could hold one share per fresh key
+    /// it minted. The lookup is a read that waits on no lock; an unknown or
+    /// revoked key ends there with 401.
     private func gated<T>(
-        _ token: APIToken, through gate: TenantGate? = nil, _ work: (Data?, TenantGate.Lane) async throws -> T
+        _ token: APIToken, _ facts: RequestFacts, through gate: TenantGate? = nil, _ work: (TenantGate.Lane) async throws -> T
     ) async throws -> T {
         let gate = gate ?? self.gate
-        let digest = token.digest
-        let lane = gate.lane(for: digest)
-        let unknown: Data?
-        if case .key = lane { unknown = digest } else { unknown = nil }
-        return try await gate.run(lane: lane) { try await work(unknown, lane) }
+        var lane = gate.lane(for: token.digest)
+        if case .key = lane {
+            guard let tenantID = try await tenantOfUnknownKey(token, lane: lane) else {
+                facts.refused()
+                throw APIError.unauthorized
+            }
+            self.gate.learn(digest: token.digest, tenantID: tenantID)
+            reads.learn(digest: token.digest, tenantID: tenantID)
+            lane = .tenant(tenantID)
+        }
+        return try await gate.run(lane: lane) { try await work(lane) }
     }
 
-    /// Tells both gates the tenant of a key they did not know.
-    private static func learn(_ gates: (TenantGate, TenantGate), digest: Data?, tenantID: Int64) {
-        guard let digest else { return }
-        gates.0.learn(digest: digest, tenantID: tenantID)
-        gates.1.learn(digest: digest, tenantID: tenantID)
+    /// The tenant of a key the gates do not know, in a round trip of its own
+    /// in the key's lane (one share per key, as for any stranger's key); nil
+    /// when no active key has its digest.
+    private func tenantOfUnknownKey(_ token: APIToken, lane: TenantGate.Lane) async throws -> Int64? {
+        let gate = self.gate
+        let results = try await reads.run(lane: lane) {
+            try await pool.pipeline(
+                [Database.authenticate(token, lockKey: false)],
+                alone: { work in try await gate.run(lane: lane, work) },
+                opening: { gate.tryEnter(lane) })
+        }
+        return try Principal(results[0])?.tenantID
     }
 
     /// The statement is made once; each request adds only its digest (it runs
@@ -157,15 +173,13 @@ public struct Database: Sendable {
         _ body: @escaping @Sendable (Transaction, Principal, [QueryResult]) throws -> T
     ) async throws -> T {
         let auth = Database.authenticate(token, lockKey: lockKey)
-        let gates = (self.gate, self.reads)
-        return try await gated(token) { unknownDigest, _ in
+        return try await gated(token, facts) { _ in
             try await pool.transaction(isolation, prologue: [auth] + prologue) { transaction, results in
                 guard let principal = try Principal(results[0]) else {
                     facts.refused()
                     throw APIError.unauthorized
                 }
                 facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
-                Database.learn(gates, digest: unknownDigest, tenantID: principal.tenantID)
                 return try body(transaction, principal, Array(results.dropFirst()))
             }
         }
@@ -191,8 +205,7 @@ public struct Database: Sendable {
             tenantRow,
             Database.authenticate(token, lockKey: true),
         ]
-        let gates = (self.gate, self.reads)
-        return try await gated(token) { unknownDigest, _ in
+        return try await gated(token, facts) { _ in
             try await pool.transaction(.readCommitted, prologue: lead + prologue) { transaction, results in
                 guard let found = try Principal(results[0]), let tenant = results[1].first,
                     try results[2].first?.decode(Int64.self, at: 0) == found.keyID
@@ -201,7 +214,6 @@ public struct Database: Sendable {
                     throw APIError.unauthorized
                 }
                 facts.authenticated(tenantID: found.tenantID, keyID: found.keyID)
-                Database.learn(gates, digest: unknownDigest, tenantID: found.tenantID)
                 return try body(transaction, try found.with(tenant: tenant), Array(results.dropFirst(lead.count)))
             }
         }
@@ -259,12 +271,11 @@ public struct Database: Sendable {
 
     private func pipelined(_ token: APIToken, _ facts: RequestFacts, _ queries: [PostgresQuery]) async throws -> (Principal, [QueryResult])
     {
-        let gates = (self.gate, self.reads)
         let gate = self.gate
         // One lane for both gates: the reads' own memory of the key's tenant
         // decides it (the connections' gate may have forgotten a key that
         // only reads, and would give it a lane of its own).
-        return try await gated(token, through: reads) { unknownDigest, lane in
+        return try await gated(token, facts, through: reads) { lane in
             let results = try await pool.pipeline(
                 [Database.authenticate(token, lockKey: false)] + queries,
                 alone: { work in try await gate.run(lane: lane, work) },
@@ -274,7 +285,6 @@ public struct Database: Sendable {
                 throw APIError.unauthorized
             }
             facts.authenticated(tenantID: principal.tenantID, keyID: principal.keyID)
-            Database.learn(gates, digest: unknownDigest, tenantID: principal.tenantID)
             return (principal, Array(results.dropFirst()))
         }
     }
