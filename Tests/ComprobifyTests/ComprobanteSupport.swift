@@ -51,19 +51,19 @@ enum Bodies {
         return "{" + members.joined(separator: ", ") + "}"
     }
 
-    /// A credit note of 11.50 (10.00 + 15 %) against `number`, a factura
-    /// issued elsewhere unless the test issued it here. The default number is
-    /// of a branch (999-999) the tests never create: a number of the issuer's
-    /// own branch not issued yet is 409.
+    /// A credit note of 11.50 (10.00 + 15 %; `unitPrice` at rateCode 0)
+    /// against `number`, a factura issued elsewhere unless the test issued it
+    /// here. The default number is of a branch (999-999) the tests never
+    /// create, so no factura they issue ever takes it.
     static func creditNote(
         number: String = "999-999-000000123", facturaDate: String = "2026-11-30",
         buyer: String = #"{"idType": "05", "id": "1712345678", "name": "José Núñez"}"#,
-        unitPrice: String = "10.00", metadata: String? = nil
+        unitPrice: String = "10.00", rateCode: String = "4", metadata: String? = nil
     ) -> String {
         var members = [
             #""documentType": "04""#,
             #""buyer": \#(buyer)"#,
-            #""items": [{"description": "Devolución", "quantity": "1", "unitPrice": "\#(unitPrice)", "taxes": [{"code": "2", "rateCode": "4"}]}]"#,
+            #""items": [{"description": "Devolución", "quantity": "1", "unitPrice": "\#(unitPrice)", "taxes": [{"code": "2", "rateCode": "\#(rateCode)"}]}]"#,
             #""modifiedDocument": {"documentType": "01", "number": "\#(number)", "issueDate": "\#(facturaDate)"}"#,
             #""reason": "Devolución""#,
         ]

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import NIOConcurrencyHelpers
 import Postgres
+import SRI
 import TestSupport
 import XCTest
 
@@ -432,57 +433,49 @@ final class ComprobantesTests: XCTestCase {
         }
     }
 
-    /// A credit note may name a factura of the issuer's own branch only below
-    /// its counter: a number at or past it has not been issued yet (409
-    /// naming modifiedDocument.number, nothing consumed), since crediting it
-    /// would count against whatever factura later takes the number. Below the
-    /// counter (a promoted issuer's numbers issued before Comprobify) and on
-    /// another branch an unknown number is taken as given.
-    func testACreditNoteCannotNameAFacturaNotIssuedYet() async throws {
+    /// A number Comprobify does not know is taken as given (SRI.md: a factura
+    /// issued before Comprobify), on the issuer's own branch too, at or past
+    /// its counter (SRI.md's own example, 001-001-000000123, on a new
+    /// 001-001 issuer). Once the issuer issues that number, the notes taken as
+    /// given for it with its date and buyer count against its total.
+    func testAnUnknownNumberOfTheIssuersOwnBranchIsTakenAsGiven() async throws {
         try await TestServer.run { server in
             let tenant = try await server.activeTenant()
             let issuer = try await server.createIssuer(tenant.key)
             let buyer = #"{"idType": "05", "id": "1712345678", "name": "José Núñez"}"#
-            let first = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura())
+            let example = try await server.issue(
+                tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-001-000000123", facturaDate: "2026-11-30"))
+            XCTAssertEqual(example.status, 201, example.text)
+            XCTAssertEqual(try example.string("document", "modifiedDocument", "number"), "001-001-000000123")
+            let first = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(buyer: buyer))
             let date = try first.string("document", "issueDate")
-            for number in ["001-001-000000002", "001-001-000001150", "001-001-999999999"] {
-                let early = try await server.issue(
-                    tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer))
-                early.assertProblem(409, "CONFLICT")
-                XCTAssertTrue(
-                    try early.string("detail").hasPrefix("modifiedDocument.number: the factura \(number) has not been issued yet"),
-                    early.text)
-                XCTAssertTrue(try early.string("detail").contains("next factura in sandbox is 001-001-000000002"), early.text)
-            }
-            XCTAssertEqual(
-                try TestDatabase.scalar(
-                    "SELECT count(*) FROM documents WHERE issuer_id = $1 AND document_type = '04'", [issuer], as: Int.self), 0)
-            // The number once issued (and AUTHORIZED) takes its credit notes, the
-            // first of which is the issuer's first credit note: the refused ones took no number.
-            let facturaBody = Bodies.factura(buyer: buyer)
-            let second = try await server.issue(tenant.key, issuer: issuer, body: facturaBody)
+            XCTAssertEqual(try first.string("document", "number"), "001-001-000000001")
+            // 001-001-000000002, not issued yet: taken as given.
+            let early = try await server.issue(
+                tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-001-000000002", facturaDate: date, buyer: buyer))
+            XCTAssertEqual(early.status, 201, early.text)
+            let credited = try ExactDecimal(parsing: try early.string("document", "totals", "total"))
+            // The number once issued (and AUTHORIZED): the early note counts
+            // against it, so a note for the rest of its total fits and one
+            // cent more does not.
+            let second = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(buyer: buyer))
             XCTAssertEqual(try second.string("document", "number"), "001-001-000000002")
             try Self.authorize(try second.int("document", "id"))
-            let note = try await server.issue(
-                tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-001-000000002", facturaDate: date, buyer: buyer))
-            XCTAssertEqual(note.status, 201, note.text)
-            XCTAssertEqual(try note.int("document", "sequential"), 1)
-            // Another branch's number is not this issuer's to know.
-            let otherBranch = try await server.issue(tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-002-000000002"))
-            XCTAssertEqual(otherBranch.status, 201, otherBranch.text)
-
-            // In production, numbers below the counter promotion set were issued before Comprobify.
-            let promoted = try await server.call(
-                .post, "/v1/tenants/promote", key: tenant.key,
-                json: #"{"initialSequentials": [{"issuerId": \#(issuer), "documentType": "01", "sequential": 100}]}"#)
-            XCTAssertEqual(promoted.status, 200, promoted.text)
-            let live = try promoted.string("apiKeys", 0, "apiKey")
-            let before = try await server.issue(live, issuer: issuer, body: Bodies.creditNote(number: "001-001-000000099"))
-            XCTAssertEqual(before.status, 201, before.text)
-            XCTAssertEqual(try before.string("document", "environment"), "production")
-            let notYet = try await server.issue(live, issuer: issuer, body: Bodies.creditNote(number: "001-001-000000100"))
-            notYet.assertProblem(409, "CONFLICT")
-            XCTAssertTrue(try notYet.string("detail").contains("next factura in production is 001-001-000000100"), notYet.text)
+            let total = try ExactDecimal(parsing: try second.string("document", "totals", "total"))
+            XCTAssertGreaterThan(total, credited)
+            // At 0 % (rateCode 0) a note's total is its unit price.
+            let rest = total - credited
+            let over = try await server.issue(
+                tenant.key, issuer: issuer,
+                body: Bodies.creditNote(
+                    number: "001-001-000000002", facturaDate: date, buyer: buyer,
+                    unitPrice: (rest + ExactDecimal(parsing: "0.01")).text(places: 2), rateCode: "0"))
+            over.assertProblem(409, "CONFLICT")
+            let fits = try await server.issue(
+                tenant.key, issuer: issuer,
+                body: Bodies.creditNote(
+                    number: "001-001-000000002", facturaDate: date, buyer: buyer, unitPrice: rest.text(places: 2), rateCode: "0"))
+            XCTAssertEqual(fits.status, 201, fits.text)
         }
     }
 

@@ -226,16 +226,6 @@ enum DocumentsStore {
         """
     }
 
-    /// The next sequential of the issuer's factura counter in `environment`
-    /// (no row: the counter does not exist yet, and its first number is 1).
-    static func nextFacturaSequential(issuer: Int64, environment: Environment) -> PostgresQuery {
-        """
-        SELECT next_sequential FROM sequentials
-         WHERE tenant_id = current_tenant_id() AND issuer_id = \(issuer) AND document_type = '01'
-           AND environment = \(environment.rawValue)
-        """
-    }
-
     /// The sequential a number `NNN-NNN-NNNNNNNNN` carries (0, which no
     /// document has, for anything else).
     static func sequential(of number: String) -> Int64 {
@@ -245,25 +235,15 @@ enum DocumentsStore {
     /// For a credit note: the factura it modifies when Comprobify issued it
     /// (same issuer and environment), checked as SRI.md says, under a lock on
     /// the factura's submission row so concurrent credit notes queue and cannot
-    /// overdraw it. Nil for a number Comprobify does not know (taken as given:
-    /// another branch's, or one of this issuer's below its counter, issued
-    /// before Comprobify); 409 for one of this issuer's at or past its counter
-    /// (not issued yet: crediting it would count against the factura that
-    /// later takes the number) and for one it numbered before comprobantes
-    /// existed (never AUTHORIZED).
+    /// overdraw it. Nil for a number Comprobify does not know (SRI.md: taken
+    /// as given, a factura issued before Comprobify, whatever its branch or
+    /// sequential; should this issuer later issue that number, such notes
+    /// count against it, below); 409 for one it numbered before
+    /// comprobantes existed (never AUTHORIZED).
     static func creditedFactura(_ transaction: Transaction, issuer: ResolvedIssuer, note: CreditNote) throws -> Int64? {
         let modified = note.modifiedDocument
         let found = try transaction.query(factura(issuer: issuer.id, environment: issuer.environment, number: modified.number))
         guard let row = found.first else {
-            // The counter is read before the lookup below: a factura that took
-            // a number below it committed with its row, which that lookup's
-            // snapshot, taken later, sees.
-            let ownBranch = modified.number.hasPrefix("\(issuer.establishment)-\(issuer.emissionPoint)-")
-            let next: Int64? =
-                ownBranch
-                ? try transaction.query(nextFacturaSequential(issuer: issuer.id, environment: issuer.environment)).first?
-                    .decode(Int64.self, at: 0) ?? 1
-                : nil
             if let known = try transaction.query(anyFactura(issuer: issuer.id, environment: issuer.environment, number: modified.number))
                 .first
             {
@@ -273,12 +253,6 @@ enum DocumentsStore {
                 // above: just issued, not AUTHORIZED yet.
                 let state = try known.decode(Bool.self, at: 0) ? "was just issued, not AUTHORIZED yet" : "is \(DocumentsStore.legacyStatus)"
                 throw APIError.conflict("The factura \(modified.number) \(state); only an AUTHORIZED factura can be credited.")
-            }
-            if let next, sequential(of: modified.number) >= next {
-                throw APIError.conflict(
-                    "modifiedDocument.number: the factura \(modified.number) has not been issued yet "
-                        + "(this issuer's next factura in \(issuer.environment.rawValue) is "
-                        + "\(issuer.number(Int(next)))).")
             }
             return nil
         }
@@ -296,8 +270,7 @@ enum DocumentsStore {
         }
         // A statement of its own: its snapshot is taken once the lock is held,
         // so it sees every credit note that committed before. Notes issued
-        // while this number was unknown here (taken as given, no link: an
-        // earlier release took numbers not issued yet so) count
+        // while this number was unknown here (taken as given, no link) count
         // too when they name the same factura: its number, its issue date
         // (in the note's modifiedDocument, as a linked note must give it) and
         // its buyer, whom a linked note must name too. One that gave another
