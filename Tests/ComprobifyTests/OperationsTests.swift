@@ -340,6 +340,24 @@ final class OperationsTests: XCTestCase {
             environment: ["DATABASE_URL": TestDatabase.ownerURL, "PORT": "0", "COMPROBIFY_SECRET_KEY": TestSecrets.keyText])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.output.contains("refusing to serve"), result.output)
+
+        // A role that is no superuser but bypasses row-level security: refused too.
+        let role = "bypass_\(UInt32.random(in: 0...UInt32.max))"
+        let password = UUID().uuidString
+        try TestDatabase.query("CREATE ROLE \(role) LOGIN NOSUPERUSER BYPASSRLS PASSWORD '\(password)'")
+        defer { _ = try? TestDatabase.query("DROP ROLE \(role)") }
+        var url = try XCTUnwrap(URLComponents(string: TestDatabase.ownerURL))
+        url.user = role
+        url.password = password
+        configuration.databaseURL = try XCTUnwrap(url.string)
+        do {
+            _ = try await buildApplication(configuration: configuration, logger: Logger(label: "test"))
+            XCTFail("a role that bypasses row-level security must be refused")
+        } catch let error as RoleCheck.Refused {
+            XCTAssertEqual(
+                error.description,
+                "refusing to serve as role \"\(role)\": it bypasses row-level security. Connect as comprobify_app.")
+        }
     }
 
     func testTimeoutsOfTheAppRolesSessions() async throws {

@@ -823,6 +823,56 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(patient.webhooks.leaseMilliseconds, 4_000 + 30_000 + 5_000)
     }
 
+    /// Every default the README's settings table gives is the one `serve`
+    /// takes from an empty environment, and every setting the table gives a
+    /// literal default for is checked here.
+    func testTheDefaultsAreTheReadmesOnes() throws {
+        let d = try read([:])
+        let flag = { (on: Bool) in on ? "1" : "0" }
+        let actual: [String: String] = [
+            "HOST": d.host, "PORT": "\(d.port)", "DB_POOL_SIZE": "\(d.poolSize)", "DB_PIPELINE_PACK": "\(d.pipelinePack)",
+            "DB_PIPELINE_DEPTH": "\(d.pipelineDepth)", "DB_BACKGROUND_POOL_SIZE": "\(d.backgroundPoolSize)",
+            "BACKGROUND_BUSY_RATE": "\(d.backgroundBusyRate)", "DB_POOL_WAIT_MS": "\(d.poolWaitMilliseconds)",
+            "DB_STATEMENT_TIMEOUT_MS": "\(d.statementTimeoutMilliseconds)",
+            "DB_IDLE_IN_TX_TIMEOUT_MS": "\(d.idleInTransactionTimeoutMilliseconds)", "HTTP_IDLE_TIMEOUT_S": "\(d.httpIdleTimeoutSeconds)",
+            "SHUTDOWN_GRACE_S": "\(d.shutdownGraceSeconds)", "SHUTDOWN_READY_DELAY_S": "\(d.shutdownReadyDelaySeconds)",
+            "LOG_LEVEL": "\(d.logLevel)", "SIGNUP_RATE_LIMIT": "\(d.signupRateLimit)", "TRUST_PROXY": flag(d.trustProxy),
+            "SRI_SIGNATURE_ALGORITHM": d.signatureAlgorithm.rawValue, "SRI_TEST_URL": d.sri.testURL,
+            "SRI_PRODUCTION_URL": d.sri.productionURL, "SRI_WORKERS": "\(d.sri.workers)", "SRI_TIMEOUT_MS": "\(d.sri.timeoutMilliseconds)",
+            "SRI_RETRY_BASE_MS": "\(d.sri.retryBaseMilliseconds)", "SRI_RETRY_MAX_MS": "\(d.sri.retryMaxMilliseconds)",
+            "SRI_AUTHORIZATION_DELAY_MS": "\(d.sri.authorizationDelayMilliseconds)", "SRI_LEASE_MS": "\(d.sri.leaseMilliseconds)",
+            "SRI_POLL_MS": "\(d.sri.pollMilliseconds)", "SRI_EXCHANGE_RETENTION_DAYS": "\(d.sri.exchangeRetentionDays)",
+            "WEBHOOK_TIMEOUT_MS": "\(d.webhooks.timeoutMilliseconds)", "WEBHOOK_RETRY_BASE_MS": "\(d.webhooks.retryBaseMilliseconds)",
+            "WEBHOOK_RETRY_FOR_S": "\(d.webhooks.retryForSeconds)", "WEBHOOK_WORKERS": "\(d.webhooks.workers)",
+            "WEBHOOK_POLL_MS": "\(d.webhooks.pollMilliseconds)", "WEBHOOK_PER_TENANT": "\(d.webhooks.perTenant)",
+            "WEBHOOK_RETENTION_DAYS": "\(d.webhooks.retentionDays)", "WEBHOOKS_ALLOW_HTTP": flag(d.webhooks.allowHTTP),
+            "HTTP_MAX_CONNECTIONS": "\(d.httpMaxConnections)", "HTTP_MAX_CONNECTIONS_PER_ADDRESS": "\(d.httpMaxConnectionsPerAddress)",
+            "HTTP_BODY_BUDGET_MB": "\(d.httpBodyBudgetMegabytes)", "HTTP_REQUEST_TIMEOUT_S": "\(d.httpRequestTimeoutSeconds)",
+            "HTTP_WRITE_TIMEOUT_S": "\(d.httpWriteTimeoutSeconds)", "RATE_LIMIT_PER_KEY": "\(d.rateLimitPerKey)",
+            "RATE_LIMIT_BURST": "\(d.rateLimitBurst)",
+        ]
+        // The table's rows: | `NAME` | `default` | what it does |
+        let readme = try String(contentsOf: Self.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        var documented: [String: String] = [:]
+        for line in readme.split(separator: "\n") where line.hasPrefix("| `") {
+            let cells = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count > 3, cells[1].first == "`", cells[2].first == "`", cells[2].last == "`", cells[2].count > 2 else { continue }
+            let name = String(cells[1].dropFirst().dropLast())
+            guard name.allSatisfy({ $0.isUppercase || $0 == "_" }) else { continue }
+            documented[name] = String(cells[2].dropFirst().dropLast())
+        }
+        XCTAssertEqual(documented.count, actual.count, "the table's literal defaults: \(documented.keys.sorted())")
+        for (name, value) in actual.sorted(by: { $0.key < $1.key }) {
+            XCTAssertEqual(documented[name], value, name)
+        }
+        // The one default the table gives in words.
+        XCTAssertNil(d.tenantMaxConnections)
+        XCTAssertEqual(d.effectiveTenantMaxConnections, d.poolSize / 2, "DB_TENANT_MAX_CONNECTIONS: half of DB_POOL_SIZE")
+    }
+
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
     func testValuesAreReadAndEmptyOnesKeepTheDefault() throws {
         let defaults = try read([:])
         XCTAssertEqual(defaults.port, 8080)

@@ -319,6 +319,55 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// A webhook's URL is judged again before each delivery, not only when it
+    /// was created: endpoints made while WEBHOOKS_ALLOW_HTTP=1 allowed
+    /// loopback, delivered by a server without it, are `refused_address`
+    /// (the http one by its scheme, the https one by the address guard),
+    /// nothing reaches them, and the outcome is counted in
+    /// webhook_deliveries_total.
+    func testAnAddressIsJudgedAgainAtEachDelivery() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            let made = NIOLockedValueBox<(TestServer.Tenant, [Int64])?>(nil)
+            try await TestServer.run(configure: {
+                scope.configure(&$0)
+                $0.webhooks.workers = 0
+            }) { server in
+                let tenant = try await server.signUp()
+                scope.add(tenant.id)
+                let plain = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/plain")
+                let loopback = try await server.createWebhook(tenant.key, url: "https://127.0.0.1:\(port)/loopback")
+                made.withLockedValue { $0 = (tenant, [plain.id, loopback.id]) }
+            }
+            let (tenant, hooks) = try XCTUnwrap(made.withLockedValue { $0 })
+            try await TestServer.run(configure: {
+                scope.configure(&$0)
+                $0.webhooks.allowHTTP = false
+            }) { server in
+                func refusedCount() async throws -> Double {
+                    let text = try await server.call(.get, "/metrics").text
+                    let series = #"webhook_deliveries_total{outcome="refused_address"}"#
+                    let line = text.split(separator: "\n").first { $0.hasPrefix(series + " ") }
+                    return line.flatMap { Double($0.dropFirst(series.count + 1)) } ?? 0
+                }
+                let before = try await refusedCount()
+                let event = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "judged again") }
+                try await eventually("both endpoints attempted") {
+                    try TestDatabase.scalar(
+                        "SELECT count(DISTINCT endpoint_id) FROM webhook_delivery_attempts WHERE event_id = $1", [event], as: Int64.self)
+                        == 2
+                }
+                for hook in hooks {
+                    let attempts = try await server.call(.get, "/v1/webhooks/\(hook)/deliveries", key: tenant.key).array("deliveries")
+                    XCTAssertEqual(attempts.first?["outcome"], .string("refused_address"), "\(attempts)")
+                }
+                XCTAssertEqual(receiver.hits("/").count, 0, "nothing reached the endpoints")
+                let after = try await refusedCount()
+                XCTAssertGreaterThanOrEqual(after - before, 2, "counted")
+            }
+        }
+    }
+
     func testRetriesAfter500sAndTimeoutsWithBackoffAndTheSameEventID() async throws {
         let scope = TenantScope()
         try await WebhookReceiver.run { receiver, port in
