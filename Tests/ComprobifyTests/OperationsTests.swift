@@ -165,6 +165,12 @@ final class OperationsTests: XCTestCase {
             )
             XCTAssertEqual(keys.status, .serviceUnavailable)
             XCTAssertTrue(String(buffer: keys.body).contains("SERVICE_UNAVAILABLE"))
+            // A credential without a token's shape is refused before any
+            // database work: 401 even with the database out of reach.
+            for credential in ["Bearer cfy_test_zz", "Bearer " + String(repeating: "x", count: 40), "Basic dXNlcjpwYXNz"] {
+                let refused = try await client.execute(uri: "/v1/keys", method: .get, headers: [.authorization: credential])
+                XCTAssertEqual(refused.status, .unauthorized, credential)
+            }
         }
         await pool.shutdown()
     }
@@ -231,6 +237,13 @@ final class OperationsTests: XCTestCase {
             let afterDocuments = try await sample(documents)
             XCTAssertGreaterThanOrEqual(afterRequests - beforeRequests, 3)
             XCTAssertGreaterThanOrEqual(afterDocuments - beforeDocuments, 3)
+            // A promotion is counted.
+            let promotions = "tenant_promotions_total"
+            let beforePromotions = try await sample(promotions)
+            let promoted = try await server.call(.post, "/v1/tenants/promote", key: (try await server.activeTenant()).key, json: "{}")
+            XCTAssertEqual(promoted.status, 200, promoted.text)
+            let afterPromotions = try await sample(promotions)
+            XCTAssertGreaterThanOrEqual(afterPromotions - beforePromotions, 1)
             let text = try await server.call(.get, "/metrics").text
             for series in [
                 "http_request_duration_seconds_bucket", "http_requests_in_flight", "db_pool_size", "db_pool_connections_in_use",

@@ -84,6 +84,15 @@ final class SubmissionTests: XCTestCase {
                 pending = try await metric("sri_documents_pending")
             }
             XCTAssertGreaterThanOrEqual(pending, 1, "sri_documents_pending counts the waiting factura")
+            // The oldest waiting document's age: at least this factura's (of
+            // every tenant: another test's older document may be the oldest).
+            var oldest = 0.0
+            let aged = Date().addingTimeInterval(15)
+            while oldest < 0.2 && Date() < aged {
+                try await Task.sleep(for: .milliseconds(100))
+                oldest = try await metric("sri_oldest_pending_seconds")
+            }
+            XCTAssertGreaterThanOrEqual(oldest, 0.2, "sri_oldest_pending_seconds ages with the waiting factura")
             let received = #"sri_requests_total{service="reception",outcome="received"}"#
             let authorized = #"sri_requests_total{service="authorization",outcome="authorized"}"#
             let (receivedBefore, authorizedBefore) = (try await metric(received), try await metric(authorized))

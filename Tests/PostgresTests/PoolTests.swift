@@ -188,6 +188,26 @@ final class PoolTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// Callers waiting for a connection are served in the order they came:
+    /// five callers, each queued behind the one before while the pool's one
+    /// connection is held, get it in that order once it frees.
+    func testWaitersAreServedInTheOrderTheyCame() async throws {
+        let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL, size: 1, waitTimeout: .seconds(20)))
+        let order = NIOLockedValueBox<[Int]>([])
+        let holder = Task { try await pool.withConnection { try $0.query("SELECT pg_sleep(0.8)") } }
+        try await Task.sleep(for: .milliseconds(100))
+        var waiters: [Task<Void, any Error>] = []
+        for index in 0..<5 {
+            waiters.append(Task { try await pool.withConnection { _ in order.withLockedValue { $0.append(index) } } })
+            // The next comes once this one is queued.
+            try await Task.sleep(for: .milliseconds(60))
+        }
+        _ = try await holder.value
+        for waiter in waiters { try await waiter.value }
+        XCTAssertEqual(order.withLockedValue { $0 }, [0, 1, 2, 3, 4])
+        await pool.shutdown()
+    }
+
     /// A wait inside a `WaitBudget` ends when the budget does, however long
     /// the pool's own wait, and what it waited is taken from the budget.
     func testAWaitEndsWithItsBudget() async throws {
