@@ -802,6 +802,55 @@ final class DocumentsTests: XCTestCase {
         }
     }
 
+    /// A streamed page's later pieces wait for their tenant's share rather
+    /// than end the answer short: here the page's client stops reading after
+    /// its first bytes, another request of the tenant takes the tenant's one
+    /// place and holds it on a lock for five times the pool wait, and the
+    /// client then reads the rest. The pieces read after it are the whole page,
+    /// the chunked body's end included.
+    func testAStreamedPageWaitsForItsTenantsShareInsteadOfEndingShort() async throws {
+        try await TestServer.run(configure: {
+            $0.listBytes = 12 * 1024
+            $0.poolSize = 2
+            $0.tenantMaxConnections = 1
+            $0.poolWaitMilliseconds = 300
+            $0.httpSendBufferBytes = 4 * 1024
+        }) { server in
+            let tenant = try await server.activeTenant()
+            let issuer = try await server.createIssuer(tenant.key)
+            // About 14 KiB each, 230 KiB in all: past what the server keeps
+            // waiting for a client (64 KiB) and the sockets' buffers.
+            let note = String(repeating: "n", count: 12 * 1024)
+            var ids: [Int64] = []
+            for _ in 0..<16 {
+                let reply = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(metadata: #"{"note": "\#(note)"}"#))
+                ids.append(try reply.int("document", "id"))
+            }
+            let socket = try RawSocket(port: server.port, receiveBuffer: 4 * 1024)
+            socket.send(
+                "GET /v1/documents?limit=50 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(tenant.key)\r\nX-Issuer-Id: \(issuer)\r\n\r\n")
+            // The answer has begun (its first bytes read); unread, the rest
+            // fills the buffers within its first pieces.
+            let begun = socket.readInBursts(of: 1 << 20, pausing: .zero, within: 20) { _ in true }
+            try await Task.sleep(for: .milliseconds(300))
+            let locker = try TestDatabase.owner()
+            try locker.query("BEGIN", prepared: false)
+            try locker.query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", [tenant.id], prepared: false)
+            let lockerPID = try locker.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0)
+            async let minted = server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "holds the share"}"#)
+            XCTAssertNotNil(TestDatabase.sessionBlocked(by: lockerPID), "the mint holds the tenant's place, waiting on its row")
+            let reader = Task.detached { socket.readInBursts(of: 1 << 20, pausing: .zero, within: 20) { $0.hasSuffix("\r\n0\r\n\r\n") } }
+            try await Task.sleep(for: .milliseconds(1_500))
+            try locker.query("ROLLBACK", prepared: false)
+            let text = begun + (await reader.value)
+            let mint = try await minted
+            XCTAssertEqual(mint.status, 201, mint.text)
+            XCTAssertTrue(text.hasPrefix("HTTP/1.1 200"), String(text.prefix(200)))
+            XCTAssertTrue(text.hasSuffix("\r\n0\r\n\r\n"), "the chunked body ends: \(text.suffix(200))")
+            for id in ids { XCTAssertTrue(text.contains(#"{"id":\#(id),"#), "document \(id) in the page") }
+        }
+    }
+
     /// Member names are compared byte for byte: "é" (one code point) and "é"
     /// (e + combining accent) are two members, and both are stored and returned.
     func testCanonicallyEquivalentMemberNamesStayDistinct() async throws {

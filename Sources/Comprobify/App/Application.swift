@@ -38,7 +38,8 @@ public func buildRouter(
         signing: DocumentSigning(
             secretBox: configuration.secretBox, algorithm: configuration.signatureAlgorithm,
             numbers: NumberForecast(turnWait: configuration.issuingTurnWait)),
-        listBytes: max(1, configuration.listBytes)
+        listBytes: max(1, configuration.listBytes),
+        streamPatience: .seconds(configuration.httpRequestTimeoutSeconds)
     ).addRoutes(to: v1)
     SubmissionsController(database: database).addRoutes(to: v1)
     WebhooksController(database: database, secretBox: configuration.secretBox, settings: configuration.webhooks).addRoutes(to: v1)

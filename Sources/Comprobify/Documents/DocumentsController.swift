@@ -10,6 +10,9 @@ struct DocumentsController {
     let signing: DocumentSigning
     /// About how many bytes of documents a list holds in memory at once (`ListBudget`).
     var listBytes = ListBudget.bytes
+    /// How long the later pieces of a streamed page may wait, in all, for
+    /// their tenant's place or a connection (HTTP_REQUEST_TIMEOUT_S).
+    var streamPatience: Duration = .seconds(30)
 
     func addRoutes(to group: RouterGroup<TenantRequestContext>) {
         group.post("documents", use: issue)
@@ -365,16 +368,22 @@ struct DocumentsController {
         // is streamed, so a page of large documents never sits in memory whole.
         // Each chunk is its own read, authenticated and resolved again: a page's
         // documents are the ones its first read found, each shown as it is when
-        // its chunk is read. A chunk that fails ends the answer short (the
-        // connection closes before the chunked body's end, so no client takes
-        // it for a whole page), and the failure is logged: the 200 was logged
-        // when the answer started.
+        // its chunk is read. A chunk whose read finds its tenant's share or the
+        // pool busy (each wait is DB_POOL_WAIT_MS) asks again, within
+        // `streamPatience` for the whole page: a page already begun is not cut
+        // short because the tenant's own other requests hold its share a while.
+        // A chunk that fails otherwise ends the answer short (the connection
+        // closes before the chunked body's end, so no client takes it for a
+        // whole page), and the failure is logged: the 200 was logged when the
+        // answer started.
         let rest = rows[fetched...].map { (id: $0.id, reckoned: $0.reckoned) }
         let database = database
         let token = context.token
         let facts = context.facts
         let logger = context.logger
+        let patience = streamPatience
         return Reply.jsonStream(logger: logger) { writer in
+            let deadline = ContinuousClock.now + patience
             if let first = head.withLockedValue({ head in
                 defer { head = nil }; return head
             }) {
@@ -382,8 +391,10 @@ struct DocumentsController {
             }
             for chunk in ListBudget.chunks(rest.map(\.reckoned), bytes: min(bytes, ListBudget.streamedBytes)) {
                 let ids = rest[chunk].map(\.id)
-                let (principal, found, documents) = try await database.read(
-                    for: token, facts: facts, ResolvedIssuer.lookup(issuerID), DocumentsStore.byIDs(issuer: issuerID, ids: ids))
+                let (principal, found, documents) = try await Self.whenFree(until: deadline) {
+                    try await database.read(
+                        for: token, facts: facts, ResolvedIssuer.lookup(issuerID), DocumentsStore.byIDs(issuer: issuerID, ids: ids))
+                }
                 _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
                 guard documents.map(\.id) == ids else {
                     throw APIError.internalError
@@ -400,6 +411,25 @@ struct DocumentsController {
             tail.append(UInt8(ascii: "}"))
             try await writer.write(ByteBuffer(bytes: tail))
         }
+    }
+
+    /// `read`, asked again while it fails only because the tenant's share or
+    /// the pool was busy for a whole wait, until `deadline`.
+    static func whenFree<T>(until deadline: ContinuousClock.Instant, _ read: () async throws -> T) async throws -> T {
+        while true {
+            do {
+                return try await read()
+            } catch  where ContinuousClock.now < deadline && isBusy(error) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+    }
+
+    /// The tenant's lane full (`TenantGate`) or no connection free in time.
+    static func isBusy(_ error: any Error) -> Bool {
+        if let error = error as? APIError { return error.detail == APIError.tenantBusy.detail }
+        if let error = error as? PostgresError { return error.kind == .poolTimeout }
+        return false
     }
 
     @Sendable func show(_ request: Request, context: TenantRequestContext) async throws -> Response {
