@@ -137,14 +137,16 @@ public struct Database: Sendable {
     /// in the key's lane (one share per key, as for any stranger's key); nil
     /// when no active key has its digest.
     private func tenantOfUnknownKey(_ token: APIToken, lane: TenantGate.Lane) async throws -> Int64? {
-        let gate = self.gate
-        let results = try await reads.run(lane: lane) {
-            try await pool.pipeline(
-                [Database.authenticate(token, lockKey: false)],
-                alone: { work in try await gate.run(lane: lane, work) },
-                opening: { gate.tryEnter(lane) })
-        }
+        let results = try await reads.run(lane: lane) { try await pipeline([Database.authenticate(token, lockKey: false)], in: lane) }
         return try Principal(results[0])?.tenantID
+    }
+
+    /// `queries` in one round trip behind the reads in flight on a shared
+    /// connection, or on one of their own holding a place in `lane` of the
+    /// connections' gate (ADR 007, items 37 and 40).
+    private func pipeline(_ queries: [PostgresQuery], in lane: TenantGate.Lane) async throws -> [QueryResult] {
+        let gate = self.gate
+        return try await pool.pipeline(queries, alone: { work in try await gate.run(lane: lane, work) }, opening: { gate.tryEnter(lane) })
     }
 
     /// The statement is made once; each request adds only its digest (it runs
@@ -271,15 +273,11 @@ public struct Database: Sendable {
 
     private func pipelined(_ token: APIToken, _ facts: RequestFacts, _ queries: [PostgresQuery]) async throws -> (Principal, [QueryResult])
     {
-        let gate = self.gate
         // One lane for both gates: the reads' own memory of the key's tenant
         // decides it (the connections' gate may have forgotten a key that
         // only reads, and would give it a lane of its own).
         return try await gated(token, facts, through: reads) { lane in
-            let results = try await pool.pipeline(
-                [Database.authenticate(token, lockKey: false)] + queries,
-                alone: { work in try await gate.run(lane: lane, work) },
-                opening: { gate.tryEnter(lane) })
+            let results = try await pipeline([Database.authenticate(token, lockKey: false)] + queries, in: lane)
             guard let principal = try Principal(results[0]) else {
                 facts.refused()
                 throw APIError.unauthorized
@@ -312,13 +310,8 @@ public struct Database: Sendable {
     /// trip: setting the tenant and the read are pipelined as one implicit
     /// transaction.
     func read<A>(forTenantID tenantID: Int64, _ a: Read<A>) async throws -> A {
-        let gate = self.gate
-        return try await reads.run(lane: .tenant(tenantID)) {
-            let results = try await pool.pipeline(
-                [Database.setTenant(tenantID), a.query],
-                alone: { work in try await gate.run(lane: .tenant(tenantID), work) },
-                opening: { gate.tryEnter(.tenant(tenantID)) })
-            return try a.decode(results[1])
+        try await reads.run(lane: .tenant(tenantID)) {
+            try a.decode(try await pipeline([Database.setTenant(tenantID), a.query], in: .tenant(tenantID))[1])
         }
     }
 

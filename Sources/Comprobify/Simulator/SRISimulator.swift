@@ -280,9 +280,8 @@ public actor SRISimulator {
     func receive(_ body: [UInt8]) async -> SimulatorReply {
         if take(&faults.reception, \.http500) {
             // Received nothing, but the request carried its key: it counts.
-            if let encoded = try? SOAPRequest.readReception(body),
-                let data = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters),
-                let key = ComprobanteProbe.accessKey(in: [UInt8](data))
+            if let encoded = try? SOAPRequest.readReception(body), let bytes = Self.decoded(encoded),
+                let key = ComprobanteProbe.accessKey(in: bytes)
             {
                 receptions[key, default: 0] += 1
             }
@@ -337,10 +336,9 @@ public actor SRISimulator {
     }
 
     private nonisolated static func judge(_ encoded: String, judges: SRIJudges) async -> Judgement {
-        guard let data = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters), !data.isEmpty else {
+        guard let bytes = decoded(encoded) else {
             return Judgement(schemaErrors: ["the xml element is not base64"], signatureValid: false)
         }
-        let bytes = [UInt8](data)
         let key = ComprobanteProbe.accessKey(in: bytes)
         var errors = judges.schemaCheck(bytes)
         if errors?.isEmpty == true { errors = nil }
@@ -350,6 +348,13 @@ public actor SRISimulator {
         return Judgement(
             accessKey: key, comprobante: text, schemaErrors: errors, signatureValid: signatureValid,
             keyDisagreements: errors == nil ? ComprobanteProbe.accessKeyDisagreements(in: bytes) ?? [] : [])
+    }
+
+    /// The comprobante's bytes from `<xml>`'s base64 (line breaks allowed); nil
+    /// when it is not base64 or empty.
+    private nonisolated static func decoded(_ encoded: String) -> [UInt8]? {
+        guard let data = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters), !data.isEmpty else { return nil }
+        return [UInt8](data)
     }
 
     private func returned(_ key: String?, _ message: SRIMessage) -> SimulatorReply {
