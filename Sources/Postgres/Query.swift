@@ -28,9 +28,10 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
         binds = stringInterpolation.binds
     }
 
-    /// SQL with `$n` placeholders written by hand and their values, for the few
-    /// callers that build a statement from parts (tests of the wrapper itself)
-    /// or make its text once and reuse it (`Database.authenticate`).
+    /// SQL with `$n` placeholders written by hand and their values, for tests
+    /// of the wrapper itself and for a statement whose text is made once and
+    /// reused on every request (`Database.authenticate`). A statement built
+    /// from parts interpolates `SQLFragment`s instead.
     public init(_ sql: String, _ binds: [any PostgresBindable]) {
         self.sql = sql
         self.binds = binds
@@ -65,6 +66,77 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
         /// Never a value that came from outside.
         public mutating func appendInterpolation(unescaped fragment: String) {
             sql += fragment
+        }
+
+        /// A piece of SQL with values of its own, shared by several statements
+        /// or repeated (rows of a VALUES list): its values become the next
+        /// `$n` here, in order.
+        public mutating func appendInterpolation(_ fragment: SQLFragment) {
+            for part in fragment.parts {
+                switch part {
+                case .sql(let text): sql += text
+                case .value(let value): appendInterpolation(value)
+                }
+            }
+        }
+
+        /// Fragments one after another, `separator` (constant SQL) between them.
+        public mutating func appendInterpolation(_ fragments: [SQLFragment], separator: String) {
+            for (index, fragment) in fragments.enumerated() {
+                if index > 0 { sql += separator }
+                appendInterpolation(fragment)
+            }
+        }
+    }
+}
+
+/// A piece of SQL and its values, kept apart until it goes into a
+/// `PostgresQuery` (`"… \(fragment) …"`), where its values are numbered after
+/// the statement's own: a fragment is written once and used in several
+/// statements, or once per row, and still no caller counts `$n`.
+///
+///     let row: SQLFragment = "(\(number)::text, \(total)::numeric)"
+///     let insert: PostgresQuery = "INSERT INTO t (number, total) VALUES \([row, row], separator: ", ")"
+public struct SQLFragment: Sendable, ExpressibleByStringInterpolation {
+    enum Part: Sendable {
+        case sql(String)
+        case value(any PostgresBindable)
+    }
+
+    var parts: [Part]
+
+    public init(stringLiteral value: String) {
+        parts = [.sql(value)]
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        parts = stringInterpolation.parts
+    }
+
+    public struct StringInterpolation: StringInterpolationProtocol {
+        var parts: [Part] = []
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            parts.reserveCapacity(interpolationCount * 2 + 1)
+        }
+
+        public mutating func appendLiteral(_ literal: String) {
+            parts.append(.sql(literal))
+        }
+
+        /// A value: a parameter where the fragment is used.
+        public mutating func appendInterpolation(_ value: some PostgresBindable) {
+            parts.append(.value(value))
+        }
+
+        /// An optional value: NULL when nil.
+        public mutating func appendInterpolation<Value: PostgresBindable>(_ value: Value?) {
+            parts.append(.value(value))
+        }
+
+        /// A constant piece of SQL. Never a value that came from outside.
+        public mutating func appendInterpolation(unescaped fragment: String) {
+            parts.append(.sql(fragment))
         }
     }
 }

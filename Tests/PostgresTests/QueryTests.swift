@@ -20,6 +20,33 @@ final class QueryTests: XCTestCase {
         XCTAssertEqual(fragment, "fragment")
     }
 
+    /// A fragment's values are numbered where it goes, in the order of the
+    /// statement's text, once per use; its constant text is left as written.
+    func testFragmentsTakeTheNextNumbersWhereTheyGo() throws {
+        func row(_ name: String, _ total: Int?) -> SQLFragment { "(\(name)::text, \(total)::int, 'x$1')" }
+        let rows = [row("a", 1), row("b'); --", nil), row("c", 3)]
+        let query: PostgresQuery = """
+            SELECT \(10)::int, v.name, v.total, v.literal, \(20)::int FROM (VALUES \(rows, separator: ", ")) AS v (name, total, literal)
+             WHERE v.name <> \("z")
+            """
+        XCTAssertEqual(
+            query.sql,
+            """
+            SELECT $1::int, v.name, v.total, v.literal, $2::int FROM (VALUES ($3::text, $4::int, 'x$1'), ($5::text, $6::int, 'x$1'), \
+            ($7::text, $8::int, 'x$1')) AS v (name, total, literal)
+             WHERE v.name <> $9
+            """)
+        let connection = try Connection(conninfo: TestDatabase.ownerURL)
+        let result = try connection.query(query)
+        XCTAssertEqual(result.count, 3)
+        let decoded = try (0..<3).map { try result[$0].decode((Int, String, Int?, String, Int).self) }
+        XCTAssertEqual(decoded.map(\.1), ["a", "b'); --", "c"])
+        XCTAssertEqual(decoded.map(\.2), [1, nil, 3])
+        XCTAssertEqual(decoded.map(\.3), ["x$1", "x$1", "x$1"])
+        XCTAssertEqual(decoded.map(\.0), [10, 10, 10])
+        XCTAssertEqual(decoded.map(\.4), [20, 20, 20])
+    }
+
     func testOneSQLTextForEveryValueSoOnePreparedStatementServesThemAll() throws {
         let connection = try Connection(conninfo: TestDatabase.ownerURL)
         for value in 0..<20 {

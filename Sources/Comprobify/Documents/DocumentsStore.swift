@@ -438,45 +438,40 @@ enum DocumentsStore {
         _ transaction: Transaction, issuer: ResolvedIssuer, together documents: [Signed], numbered: (Bool) -> Void
     ) throws -> [JSONValue] {
         guard let first = documents.first, let kind = documents.first?.comprobante.kind.rawValue else { return [] }
-        var binds: [any PostgresBindable] = [issuer.id, kind, issuer.environment.rawValue, documents.count, first.sequential]
-        func bind(_ value: some PostgresBindable) -> String {
-            binds.append(value)
-            return "$\(binds.count)"
-        }
-        var rows: [String] = []
-        for (index, signed) in documents.enumerated() {
+        let rows = try documents.enumerated().map { index, signed -> SQLFragment in
             let comprobante = signed.comprobante
             // Consecutive documents of one counter, no credit note: as `NumberForecast` takes them.
             guard signed.sequential == first.sequential + index, comprobante.kind.rawValue == kind, comprobante.kind != .creditNote
             else { throw APIError.internalError }
-            let number = issuer.number(signed.sequential)
-            rows.append(
-                "(\(index), \(bind(number))::text, \(bind(signed.accessKey))::text, \(bind(comprobante.issueDate.iso))::date, "
-                    + "\(bind(signed.metadata))::json, \(bind(signed.body.serialized))::json, \(bind(Data(signed.xml)))::bytea, "
-                    + "\(bind(comprobante.totals.total.text(places: 2)))::numeric, \(bind(comprobante.buyer.idType))::text, "
-                    + "\(bind(comprobante.buyer.id))::text)")
+            return """
+                (\(index)::int, \(issuer.number(signed.sequential))::text, \(signed.accessKey)::text, \(comprobante.issueDate.iso)::date, \
+                \(signed.metadata)::json, \(signed.body.serialized)::json, \(Data(signed.xml))::bytea, \
+                \(comprobante.totals.total.text(places: 2))::numeric, \(comprobante.buyer.idType)::text, \(comprobante.buyer.id)::text)
+                """
         }
-        let insert = PostgresQuery(
-            """
+        let environment = issuer.environment.rawValue
+        let insert: PostgresQuery = """
             WITH n AS (
-                UPDATE sequentials SET next_sequential = next_sequential + $4
-                 WHERE tenant_id = current_tenant_id() AND issuer_id = $1 AND document_type = $2 AND environment = $3
-                RETURNING next_sequential - $4 AS first
+                UPDATE sequentials SET next_sequential = next_sequential + \(documents.count)
+                 WHERE tenant_id = current_tenant_id() AND issuer_id = \(issuer.id) AND document_type = \(kind)
+                   AND environment = \(environment)
+                RETURNING next_sequential - \(documents.count) AS first
             ), d AS (
                 -- NULL, refused by the column, unless the counter gave the numbers the XMLs are signed with.
-                INSERT INTO documents (\(insertedColumns))
-                SELECT current_tenant_id(), $1, $2, $3, (SELECT first FROM n WHERE first = $5) + v.i, v.number, v.access_key,
+                INSERT INTO documents (\(unescaped: insertedColumns))
+                SELECT current_tenant_id(), \(issuer.id)::bigint, \(kind)::text, \(environment)::text,
+                       (SELECT first FROM n WHERE first = \(first.sequential)) + v.i, v.number, v.access_key,
                        v.issue_date, v.metadata, v.body, v.xml, v.total, v.buyer_id_type, v.buyer_id, NULL, NULL
-                  FROM (VALUES \(rows.joined(separator: ", ")))
+                  FROM (VALUES \(rows, separator: ", "))
                        AS v (i, number, access_key, issue_date, metadata, body, xml, total, buyer_id_type, buyer_id)
                  ORDER BY v.i
-                RETURNING \(returnedColumns)
+                RETURNING \(unescaped: returnedColumns)
             ), s AS (
                 INSERT INTO document_submissions (tenant_id, document_id, environment) SELECT tenant_id, id, environment FROM d
                 RETURNING document_id, status, attempts, last_error, next_attempt_at, messages, authorization_number, authorized_at
             )
-            SELECT \(storedColumns) FROM d JOIN s ON s.document_id = d.id ORDER BY d.sequential
-            """, binds)
+            SELECT \(unescaped: storedColumns) FROM d JOIN s ON s.document_id = d.id ORDER BY d.sequential
+            """
         let inserted: [QueryResult]
         do {
             inserted = try transaction.commit(after: [insert], answeredFirst: numbered)

@@ -58,33 +58,34 @@ enum PromotionStore {
     /// the tenant take FOR KEY SHARE on it for their foreign keys, and they may
     /// hold the share lock on a sandbox key this promotion is about to revoke.
     static func state(_ request: PromotionRequest) -> PostgresQuery {
-        PostgresQuery(
-            """
-            SELECT t.status, t.environment,
-                   (SELECT count(*) FROM api_keys WHERE environment = 'sandbox' AND revoked_at IS NULL),
-                   \(unknownArrays)
-              FROM tenants t
-             WHERE t.id = current_tenant_id()
-               FOR NO KEY UPDATE
-            """, [request.issuerIDs, request.documentTypes])
+        """
+        SELECT t.status, t.environment,
+               (SELECT count(*) FROM api_keys WHERE environment = 'sandbox' AND revoked_at IS NULL),
+               \(unknownArrays(request))
+          FROM tenants t
+         WHERE t.id = current_tenant_id()
+           FOR NO KEY UPDATE
+        """
     }
 
     /// The checks of `state` that need the database, alone, for a body that
     /// failed the others: no lock, nothing else read.
     static func unknown(_ request: PromotionRequest) -> Read<([Int64], [String])> {
-        Read(PostgresQuery("SELECT \(unknownArrays)", [request.issuerIDs, request.documentTypes])) {
+        Read("SELECT \(unknownArrays(request))") {
             try $0[0].decode(([Int64], [String]).self)
         }
     }
 
-    /// The issuers ($1, of the tenant) and the document types ($2) that the
-    /// request names and that do not exist, each once, as two arrays.
-    private static let unknownArrays = """
-        ARRAY(SELECT DISTINCT r.issuer_id FROM unnest($1::bigint[]) AS r(issuer_id)
+    /// The issuers (of the tenant) and the document types that the request
+    /// names and that do not exist, each once, as two arrays.
+    private static func unknownArrays(_ request: PromotionRequest) -> SQLFragment {
+        """
+        ARRAY(SELECT DISTINCT r.issuer_id FROM unnest(\(request.issuerIDs)::bigint[]) AS r(issuer_id)
                WHERE NOT EXISTS (SELECT 1 FROM issuers i WHERE i.id = r.issuer_id)),
-        ARRAY(SELECT DISTINCT r.code FROM unnest($2::text[]) AS r(code)
+        ARRAY(SELECT DISTINCT r.code FROM unnest(\(request.documentTypes)::text[]) AS r(code)
                WHERE NOT EXISTS (SELECT 1 FROM document_types d WHERE d.code = r.code))
         """
+    }
 
     static func perform(_ transaction: Transaction, state: QueryResult, request: PromotionRequest, actorKeyID: Int64?) throws
         -> [Promotion.IssuedKey]
