@@ -68,6 +68,8 @@ $$, $$ VALUES
     ('email_outbox', 'email_outbox_relay', 'r', 'permissive', 'true', ''),
     ('email_outbox', 'email_outbox_relay_sent', 'w', 'permissive', '(sent_at IS NULL)', '(sent_at IS NOT NULL)'),
     ('email_outbox', 'email_outbox_relay_marks_sent_only', 'w', 'restrictive', '(sent_at IS NULL)', '(sent_at IS NOT NULL)'),
+    ('email_outbox', 'email_outbox_relay_purge', 'd', 'permissive', '(created_at < (now() - ''48:00:00''::interval))', ''),
+    ('email_outbox', 'email_outbox_purges_expired_only', 'd', 'restrictive', '(created_at < (now() - ''48:00:00''::interval))', ''),
     ('email_verifications', 'email_verifications_authenticator', 'r', 'permissive', 'true', ''),
     ('idempotency_keys', 'idempotency_keys_purge', 'r', 'permissive', '(expires_at < now())', ''),
     ('idempotency_keys', 'idempotency_keys_purge_delete', 'd', 'permissive', '(expires_at < now())', ''),
@@ -91,7 +93,7 @@ $$, $$ VALUES
      '(attempted_at < (now() - ''1 day''::interval))', ''),
     ('webhook_delivery_attempts', 'webhook_delivery_attempts_purges_old_only', 'd', 'restrictive',
      '(attempted_at < (now() - ''1 day''::interval))', '')
-$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys (change none), read and delete expired idempotency keys (those only), see and lease webhook deliveries, see and lease SRI submissions, read outbox messages and mark unsent ones sent (that only), see webhook events, deliveries and attempts and SRI exchanges and delete those older than a day (ended deliveries only), see which certificates and webhooks are sealed under which master key');
+$$, 'comprobify_auth''s policies are exactly: read keys and verification tokens, lock keys (change none), read and delete expired idempotency keys (those only), see and lease webhook deliveries, see and lease SRI submissions, read outbox messages, mark unsent ones sent (that only) and delete those older than 48 hours (those only), see webhook events, deliveries and attempts and SRI exchanges and delete those older than a day (ended deliveries only), see which certificates and webhooks are sealed under which master key');
 
 SELECT is_empty($$
     SELECT p.polrelid::regclass::text || '.' || p.polname
