@@ -6,7 +6,7 @@
 -- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(78);
+SELECT plan(85);
 
 -- Rules of single values are domains (migration 0012): a refused value names
 -- the domain and its constraint, with the same SQLSTATE -----------------------------------
@@ -241,10 +241,35 @@ SELECT is((SELECT count(*) FROM pg_constraint
 SELECT throws_ok($$ INSERT INTO audit_events (tenant_id, action, actor) VALUES (900001, 'webhook.renamed', 'tenant') $$,
                  '23514', 'new row for relation "audit_events" violates check constraint "audit_events_action_values"',
                  'audit_events.action refuses an action it does not know');
-SELECT lives_ok($$ INSERT INTO audit_events (tenant_id, action, actor) VALUES (900001, 'webhook.deleted', 'tenant') $$,
+SELECT lives_ok($$ INSERT INTO audit_events (tenant_id, action, actor, actor_key_id) VALUES (900001, 'webhook.deleted', 'tenant', 900011) $$,
                 'audit_events.action takes webhook.deleted');
 SELECT ok((SELECT convalidated FROM pg_constraint WHERE conrelid = 'audit_events'::regclass AND conname = 'audit_events_action_values'),
           'the rule of the actions is validated (0036), so it holds for the older rows too');
+
+-- Rules every row already followed, held since migrations 0074-0075 ------------------------
+
+SELECT throws_ok($$ INSERT INTO audit_events (tenant_id, action, actor) VALUES (900001, 'api_key.minted', 'tenant') $$,
+                 '23514', 'new row for relation "audit_events" violates check constraint "audit_events_key_iff_tenant_actor"',
+                 'an event of the tenant names the key that acted');
+SELECT throws_ok($$ INSERT INTO audit_events (tenant_id, action, actor, actor_key_id) VALUES (900001, 'api_key.minted', 'support', 900011) $$,
+                 '23514', 'new row for relation "audit_events" violates check constraint "audit_events_key_iff_tenant_actor"',
+                 'support and system act without a key');
+SELECT lives_ok($$ INSERT INTO audit_events (tenant_id, action, actor) VALUES (900001, 'api_key.minted', 'support') $$,
+                'support acting without a key is recorded');
+SELECT throws_ok($$ INSERT INTO audit_events (tenant_id, action, actor, details) VALUES (900001, 'tenant.signed_up', 'system', '[1]') $$,
+                 '23514', 'new row for relation "audit_events" violates check constraint "audit_events_details_object"',
+                 'audit_events.details is a JSON object');
+SELECT throws_ok($$ UPDATE api_keys SET replaces_key_id = id WHERE id = 900011 $$,
+                 '23514', 'new row for relation "api_keys" violates check constraint "api_keys_replaces_another_key"',
+                 'a key does not replace itself');
+SELECT throws_ok($$ INSERT INTO idempotency_keys (tenant_id, key, issuer_id, request_digest, created_at, expires_at)
+                    VALUES (900001, 'idem-backwards', 900061, sha256('r'), now(), now() - interval '1 second') $$,
+                 '23514', 'new row for relation "idempotency_keys" violates check constraint "idempotency_keys_expiry_after_claim"',
+                 'an idempotency key expires after its claim');
+SELECT is((SELECT count(*) FROM pg_constraint
+            WHERE conname IN ('audit_events_key_iff_tenant_actor', 'audit_events_details_object',
+                              'api_keys_replaces_another_key', 'idempotency_keys_expiry_after_claim') AND convalidated),
+          4::bigint, 'the four are validated (0075), so they hold for the older rows too');
 
 -- token_prefix: cfy_test_ or cfy_live_ + 5 hex digits, agreeing with environment -----------
 
