@@ -704,6 +704,7 @@ final class SubmissionStateTests: XCTestCase {
     func testOnlySRIsOwnHostsCountAsSRI() {
         XCTAssertTrue(SRISettings.isSRI(SRISettings().productionURL))
         XCTAssertTrue(SRISettings.isSRI(SRISettings().testURL))
+        XCTAssertTrue(SRISettings.isSRI("https://cel.sri.gob.ec./comprobantes-electronicos-ws"))
         for url in [
             "http://cel.sri.gob.ec/comprobantes-electronicos-ws", "https://cel.sri.gob.ec.example.com/ws", "https://notsri.gob.ec/ws",
             "http://127.0.0.1:8090/comprobantes-electronicos-ws", "not a url",

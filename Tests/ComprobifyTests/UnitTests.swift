@@ -940,6 +940,13 @@ final class ConfigurationTests: XCTestCase {
                 "SRI_PRODUCTION_URL points at SRI's test service"
             ),
             (["SRI_TEST_URL": "https://CEL.sri.gob.ec/comprobantes-electronicos-ws"], "SRI_TEST_URL points at SRI's production service"),
+            (
+                ["SRI_PRODUCTION_URL": "https://celcer.sri.gob.ec./comprobantes-electronicos-ws"],
+                "SRI_PRODUCTION_URL points at SRI's test service"
+            ),
+            (["SRI_TEST_URL": "https://cel.sri.gob.ec..:443/ws"], "SRI_TEST_URL points at SRI's production service"),
+            (["SRI_TEST_URL": "http://"], "SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs naming a host"),
+            (["SRI_PRODUCTION_URL": "https:///comprobantes-electronicos-ws"], "must be http(s) URLs naming a host"),
             (["TRUST_PROXY": "yes"], "TRUST_PROXY must be 0 or 1"),
             (["WEBHOOKS_ALLOW_HTTP": "true"], "WEBHOOKS_ALLOW_HTTP must be 0 or 1"),
             (["WEBHOOK_RETENTION_DAYS": "-1"], "WEBHOOK_RETENTION_DAYS must be an integer from 0 to 36500"),

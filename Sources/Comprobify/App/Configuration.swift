@@ -206,8 +206,8 @@ public struct Configuration: Sendable {
         configuration.sri.testURL = env("SRI_TEST_URL") ?? configuration.sri.testURL
         configuration.sri.productionURL = env("SRI_PRODUCTION_URL") ?? configuration.sri.productionURL
         for url in [configuration.sri.testURL, configuration.sri.productionURL]
-        where !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
-            throw Invalid(description: "SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs, got \"\(url)\"")
+        where !(url.hasPrefix("https://") || url.hasPrefix("http://")) || SRISettings.host(of: url) == nil {
+            throw Invalid(description: "SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs naming a host, got \"\(url)\"")
         }
         // Production documents sent to SRI's test service would be decided
         // there, for good; sandbox ones sent to production, refused.

@@ -62,16 +62,6 @@ public final class SRIClient: Service, Sendable {
             self.maximumReceptionAnswerBytes = maximumReceptionAnswerBytes
             self.connectionsPerHost = connectionsPerHost
         }
-
-        /// Reads `SRI_TIMEOUT_MS`; nil when it is set but not a positive integer.
-        public static func fromEnvironment(_ environment: [String: String]) -> Settings? {
-            var settings = Settings()
-            if let text = environment["SRI_TIMEOUT_MS"], !text.isEmpty {
-                guard let value = Int(text), value > 0 else { return nil }
-                settings.timeoutMilliseconds = value
-            }
-            return settings
-        }
     }
 
     /// The path appended to a base URL for each service.

@@ -42,17 +42,24 @@ public struct SRISettings: Sendable, Equatable {
     /// Whether `url` is one of SRI's own services (HTTPS on a host under
     /// sri.gob.ec).
     static func isSRI(_ url: String) -> Bool {
-        guard let components = URLComponents(string: url), components.scheme?.lowercased() == "https",
-            let host = components.host?.lowercased()
-        else { return false }
+        guard URLComponents(string: url)?.scheme?.lowercased() == "https", let host = host(of: url) else { return false }
         return host == "sri.gob.ec" || host.hasSuffix(".sri.gob.ec")
+    }
+
+    /// The host `url` names, lower-cased and without the trailing dots that
+    /// only root a name (`celcer.sri.gob.ec.` is `celcer.sri.gob.ec`); nil
+    /// when it names none.
+    static func host(of url: String) -> String? {
+        guard var host = URLComponents(string: url)?.host?.lowercased() else { return nil }
+        while host.hasSuffix(".") { host.removeLast() }
+        return host.isEmpty ? nil : host
     }
 
     /// SRI's service for the other environment than `environment` names: the
     /// test service (celcer.sri.gob.ec) as SRI_PRODUCTION_URL, or the
     /// production one (cel.sri.gob.ec) as SRI_TEST_URL. Nil when it is not.
     static func crossedService(_ url: String, for environment: Environment) -> String? {
-        guard let host = URLComponents(string: url)?.host?.lowercased() else { return nil }
+        guard let host = host(of: url) else { return nil }
         switch (environment, host) {
         case (.production, "celcer.sri.gob.ec"): return "SRI's test service"
         case (.sandbox, "cel.sri.gob.ec"): return "SRI's production service"
