@@ -90,10 +90,21 @@ struct Serve: AsyncParsableCommand {
             ],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
-        groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.shutdownGraceSeconds)
+        let grace = Duration.seconds(configuration.shutdownGraceSeconds)
+        groupConfiguration.maximumGracefulShutdownDuration = grace
         do {
             try await ServiceGroup(configuration: groupConfiguration).run()
+            // The group cancels what still runs when the grace ends and says
+            // so only at debug: a stop that outlasted it cut work short.
+            if let began = shutdown.requestedAt, case let stopping = began.duration(to: .now), stopping >= grace {
+                logger.warning(
+                    "stopped after SHUTDOWN_GRACE_S ran out: requests, SRI exchanges or webhook deliveries still under way were cut short",
+                    metadata: ["graceS": "\(configuration.shutdownGraceSeconds)", "stoppingS": "\(stopping.components.seconds)"])
+                throw ExitCode(1)
+            }
             logger.info("stopped")
+        } catch let exit as ExitCode {
+            throw exit
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
             logger.critical(
                 "cannot listen on \(configuration.host):\(configuration.port): another process listens there (PORT and HOST choose another)"

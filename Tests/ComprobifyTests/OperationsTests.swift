@@ -673,7 +673,7 @@ final class OperationsTests: XCTestCase {
 
     /// `comprobify serve` started on a free loopback port with `environment`
     /// added to what it needs, once it answers /healthz.
-    private static func serve(_ binary: URL, _ environment: [String: String]) async throws -> (Process, TestServer) {
+    private static func serve(_ binary: URL, _ environment: [String: String], output: Pipe? = nil) async throws -> (Process, TestServer) {
         let port = try freeLoopbackPort()
         let process = Process()
         process.executableURL = binary
@@ -682,7 +682,7 @@ final class OperationsTests: XCTestCase {
             "DATABASE_URL": TestDatabase.appURL, "PORT": String(port), "HOST": "127.0.0.1", "LOG_LEVEL": "error",
             "COMPROBIFY_SECRET_KEY": TestSecrets.keyText,
         ].merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
+        process.standardOutput = output ?? FileHandle.nullDevice
         try process.run()
         let client = TestServer(port: port)
         var ready = false
@@ -713,7 +713,9 @@ final class OperationsTests: XCTestCase {
         let box = TenantBox()
         try await TestServer.run { server in box.tenant = try await server.signUp() }
         let tenant = try XCTUnwrap(box.tenant)
-        let (process, client) = try await Self.serve(binary, ["SHUTDOWN_GRACE_S": "10"])
+        // No queue workers: the database holds other tests' documents, whose
+        // exchanges with an SRI out of reach would outlast the grace.
+        let (process, client) = try await Self.serve(binary, ["SHUTDOWN_GRACE_S": "10", "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0"])
         defer { if process.isRunning { process.terminate() } }
 
         let locker = try TestDatabase.owner()
@@ -730,6 +732,36 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual(reply.status, 200, reply.text)
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0)
+    }
+
+    /// A stop that outlasts SHUTDOWN_GRACE_S cuts the request in flight
+    /// short: the process says so at warning and exits 1, not 0 with a plain
+    /// "stopped" as if everything had finished.
+    func testAStopPastItsGraceSaysWhatItCutShortAndExitsOne() async throws {
+        let binary = try Executable.url()
+        let box = TenantBox()
+        try await TestServer.run { server in box.tenant = try await server.signUp() }
+        let tenant = try XCTUnwrap(box.tenant)
+        let output = Pipe()
+        let (process, client) = try await Self.serve(
+            binary, ["SHUTDOWN_GRACE_S": "1", "LOG_LEVEL": "warning", "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0"], output: output)
+        defer { if process.isRunning { process.terminate() } }
+
+        let locker = try TestDatabase.owner()
+        try locker.query("BEGIN", prepared: false)
+        try locker.query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", [tenant.id], prepared: false)
+        async let inFlight = client.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
+        let lockerPID = try locker.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0)
+        XCTAssertNotNil(TestDatabase.sessionBlocked(by: lockerPID), "the request is waiting inside the server")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        try locker.query("ROLLBACK", prepared: false)
+        _ = try? await inFlight
+        XCTAssertEqual(process.terminationStatus, 1, "a stop that cut work short is not a clean one")
+        let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let lines = log.split(separator: "\n").filter { $0.contains("SHUTDOWN_GRACE_S ran out") }
+        XCTAssertEqual(lines.count, 1, log)
+        XCTAssertTrue(lines.first?.contains("\"level\":\"warning\"") ?? false, log)
     }
 
     /// With SHUTDOWN_READY_DELAY_S, a SIGTERM first turns /readyz to 503 while

@@ -22,14 +22,18 @@ func isStopping(_ error: any Error) -> Bool {
 /// holds (in flight or claimed) still finishes, and each service still ends
 /// at its own turn.
 public final class ShutdownSignal: Sendable {
-    private let box = NIOLockedValueBox(false)
+    /// When the stop began; nil until it does.
+    private let box = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
 
     public init() {}
 
     /// Set once the stop has begun; never unset.
-    public var requested: Bool { box.withLockedValue { $0 } }
+    public var requested: Bool { box.withLockedValue { $0 != nil } }
 
-    public func request() { box.withLockedValue { $0 = true } }
+    /// When the stop began (the first request); nil while it has not.
+    public var requestedAt: ContinuousClock.Instant? { box.withLockedValue { $0 } }
+
+    public func request() { box.withLockedValue { $0 = $0 ?? .now } }
 
     /// The service that sets `signal` when the process begins to stop: the
     /// last of the process's services, so the first to be told. It then
