@@ -660,6 +660,17 @@ final class MigrateTests: XCTestCase {
         }
     }
 
+    /// The service's own role given to `migrate` (the app's URL for the
+    /// owner's) is named as the mistake, before anything is applied, rather
+    /// than answered with advice about schema public's owner.
+    func testMigratingAsTheServicesRoleSaysSo() throws {
+        let run = try migrate(TestDatabase.appURL)
+        XCTAssertNotEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("connected as comprobify_app"), run.output)
+        XCTAssertTrue(run.output.contains("schema's owner"), run.output)
+        XCTAssertFalse(run.output.contains("ALTER SCHEMA"), run.output)
+    }
+
     /// The checksums in `Migrator.revisions` are those of the files: the
     /// revised text in sql/migrations, the earlier ones in sql/earlier.
     func testTheRevisionsAreTheFiles() throws {

@@ -300,16 +300,23 @@ public struct Migrator: Sendable {
     static func checkSchemaOwnership(on connection: Connection) throws {
         let row = try connection.query(
             """
-            SELECT r.rolsuper OR pg_has_role(current_user, n.nspowner, 'USAGE'), n.nspowner::regrole::text
+            SELECT r.rolsuper OR pg_has_role(current_user, n.nspowner, 'USAGE'), n.nspowner::regrole::text, current_user::text
               FROM pg_roles r, pg_namespace n
              WHERE r.rolname = current_user AND n.nspname = 'public'
             """, prepared: false)
         guard row.count == 1 else { throw Failure(description: "this database has no schema public") }
         guard try row[0].decode(Bool.self, at: 0) else {
-            let owner = try row[0].decode(String.self, at: 1)
+            let (owner, role) = try row[0].decode((String, String).self, from: 1)
+            if role.hasPrefix("comprobify_") {
+                throw Failure(
+                    description:
+                        "connected as \(role), one of the roles the migrations make for the service: migrate connects as the schema's owner "
+                        + "(the role that owns the database, or a superuser), with that role's URL in DATABASE_URL"
+                )
+            }
             throw Failure(
                 description:
-                    "schema public is owned by \(owner), whose rights this role does not have, and this role is not a superuser: "
+                    "schema public is owned by \(owner), whose rights \(role) does not have, and \(role) is not a superuser: "
                     + "have a superuser run ALTER SCHEMA public OWNER TO pg_database_owner (as PostgreSQL 15 makes it), or migrate as a superuser"
             )
         }
