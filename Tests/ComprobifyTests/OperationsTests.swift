@@ -695,6 +695,49 @@ final class OperationsTests: XCTestCase {
         return (process, client)
     }
 
+    /// An open-file limit too low for HTTP_MAX_CONNECTIONS is said at start
+    /// (a warning naming the connections it leaves room for); one that cannot
+    /// even hold the database connections stops the start, naming the limit.
+    func testAnOpenFileLimitTooLowIsSaidOrRefused() throws {
+        let binary = try Executable.url()
+        func start(files: Int, _ environment: [String: String]) throws -> (Process, Pipe) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(files) && exec \"$0\" serve", binary.path]
+            process.environment = [
+                "DATABASE_URL": TestDatabase.appURL, "PORT": String(try freeLoopbackPort()), "HOST": "127.0.0.1",
+                "LOG_LEVEL": "warning", "COMPROBIFY_SECRET_KEY": TestSecrets.keyText, "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0",
+            ].merging(environment) { $1 }
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            return (process, output)
+        }
+        // 400 files: room for 259 clients beside 13 database connections, not 10,000.
+        let (running, runningOutput) = try start(files: 400, [:])
+        defer { if running.isRunning { running.terminate() } }
+        var warned = ""
+        for _ in 0..<100 where warned.isEmpty {
+            Thread.sleep(forTimeInterval: 0.1)
+            let pending = runningOutput.fileHandleForReading.availableData
+            warned =
+                String(decoding: pending, as: UTF8.self).split(separator: "\n").first { $0.contains("open-file limit") }.map(String.init)
+                ?? ""
+        }
+        XCTAssertTrue(warned.contains("\"level\":\"warning\""), warned)
+        XCTAssertTrue(warned.contains("\"max_connections\":\"259\""), warned)
+        XCTAssertTrue(running.isRunning, "the server runs with what the limit allows")
+        running.terminate()
+        running.waitUntilExit()
+
+        // 140 files: 128 kept for the process itself and 13 database connections do not fit.
+        let (refused, refusedOutput) = try start(files: 140, [:])
+        refused.waitUntilExit()
+        let log = String(decoding: refusedOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(refused.terminationStatus, 1, log)
+        XCTAssertTrue(log.contains("cannot start") && log.contains("the open-file limit (140"), log)
+    }
+
     /// A crash writes no core file: the process holds the master key and
     /// issuers' private keys. Its core limit is 0, soft and hard, whatever the
     /// shell that started it allowed.

@@ -114,10 +114,25 @@ public func buildApplication(
     let router = buildRouter(
         configuration: configuration, database: database, logger: logger, shutdown: shutdown, probe: Database(pool: probePool))
     let files = FileLimits.raiseSoftLimit()
+    let databaseConnections = configuration.poolSize + configuration.backgroundPoolSize + 1
+    guard FileLimits.reserved(softLimit: files.soft) + databaseConnections < files.soft else {
+        throw FileLimits.TooLow(
+            description:
+                "the open-file limit (\(files.soft), hard \(files.hard)) does not hold the \(databaseConnections) database connections "
+                + "(DB_POOL_SIZE, DB_BACKGROUND_POOL_SIZE and the probe's) and the process's own files, let alone clients: "
+                + "raise it (ulimit -n, systemd's LimitNOFILE, docker's --ulimit nofile) or lower the pools")
+    }
+    let budget = FileLimits.connectionBudget(softLimit: files.soft, poolSize: databaseConnections)
+    if budget < configuration.httpMaxConnections {
+        logger.warning(
+            "the open-file limit leaves room for fewer client connections than HTTP_MAX_CONNECTIONS: raise it (ulimit -n, systemd's LimitNOFILE, docker's --ulimit nofile) to serve that many",
+            metadata: [
+                "open_files_soft": "\(files.soft)", "open_files_hard": "\(files.hard)", "max_connections": "\(budget)",
+                "HTTP_MAX_CONNECTIONS": "\(configuration.httpMaxConnections)",
+            ])
+    }
     let limits = ConnectionLimits(
-        maximum: min(
-            configuration.httpMaxConnections,
-            FileLimits.connectionBudget(softLimit: files.soft, poolSize: configuration.poolSize + configuration.backgroundPoolSize + 1)),
+        maximum: min(configuration.httpMaxConnections, budget),
         maximumPerAddress: configuration.httpMaxConnectionsPerAddress,
         requestTimeout: .seconds(Int64(configuration.httpRequestTimeoutSeconds)),
         idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds)),

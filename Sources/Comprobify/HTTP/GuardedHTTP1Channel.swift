@@ -641,6 +641,15 @@ public enum FileLimits {
     /// Client connections that fit under `softLimit` with room left for the
     /// database connections, the event loops, logs and the runtime's own descriptors.
     public static func connectionBudget(softLimit: Int, poolSize: Int) -> Int {
-        max(1, softLimit - max(128, softLimit / 8) - poolSize)
+        max(1, softLimit - reserved(softLimit: softLimit) - poolSize)
+    }
+
+    /// Descriptors kept for the event loops, logs and the runtime's own.
+    public static func reserved(softLimit: Int) -> Int { max(128, softLimit / 8) }
+
+    /// The limit cannot hold the database connections and the process's own
+    /// descriptors: the server does not start.
+    public struct TooLow: Error, CustomStringConvertible {
+        public let description: String
     }
 }
