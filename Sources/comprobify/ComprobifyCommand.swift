@@ -99,7 +99,7 @@ struct Serve: AsyncParsableCommand {
             if let began = shutdown.requestedAt, case let stopping = began.duration(to: .now), stopping >= grace {
                 logger.warning(
                     "stopped after SHUTDOWN_GRACE_S ran out: requests, SRI exchanges or webhook deliveries still under way were cut short",
-                    metadata: ["graceS": "\(configuration.shutdownGraceSeconds)", "stoppingS": "\(stopping.components.seconds)"])
+                    metadata: ["grace_s": "\(configuration.shutdownGraceSeconds)", "stopping_s": "\(stopping.components.seconds)"])
                 throw ExitCode(1)
             }
             logger.info("stopped")

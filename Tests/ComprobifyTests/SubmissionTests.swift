@@ -571,7 +571,7 @@ final class SubmissionTests: XCTestCase {
             XCTAssertEqual(try tenant.outcomes(key), ["reception:received", "authorization:authorized"])
             XCTAssertEqual(try tenant.submission(key).attempts, 2)
             let text = logs.text
-            XCTAssertTrue(text.contains("recordTries"), "the line of the exchange says how many tries its record took")
+            XCTAssertTrue(text.contains("record_tries"), "the line of the exchange says how many tries its record took")
             XCTAssertFalse(text.contains("sri exchange not recorded ["), "no record was given up")
         }
     }
@@ -684,7 +684,9 @@ final class SubmissionTests: XCTestCase {
             XCTAssertEqual(lines.count, 2, lines.joined(separator: "\n"))
             for line in lines {
                 XCTAssertTrue(line.contains(key), line)
-                XCTAssertTrue(line.contains("durationMs"), line)
+                XCTAssertTrue(line.contains("duration_ms"), line)
+                XCTAssertTrue(
+                    ["\"tenant_id\": \(tenant.tenant.id),", "\"tenant_id\": \(tenant.tenant.id)]"].contains { line.contains($0) }, line)
                 XCTAssertFalse(line.contains("<"), "no XML in logs: \(line)")
             }
         }

@@ -59,7 +59,7 @@ public final class ShutdownSignal: Sendable {
                 try await gracefulShutdown()
                 logger?.info(
                     "stopping: no new work is claimed, /readyz answers 503; requests and attempts under way finish",
-                    metadata: ["readyDelayMs": "\(readyDelay.wholeMilliseconds)"])
+                    metadata: ["ready_delay_ms": "\(readyDelay.wholeMilliseconds)"])
             } catch {}
             signal.request()
             if readyDelay > .zero { try? await Task.sleep(for: readyDelay) }

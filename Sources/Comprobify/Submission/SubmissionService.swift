@@ -60,13 +60,13 @@ struct SubmissionService: Service {
             // AUTHORIZED that SRI never received.
             logger.warning(
                 "SRI_PRODUCTION_URL is not SRI's: production documents are sent there, and what it answers is final",
-                metadata: ["productionURL": "\(settings.productionURL)"])
+                metadata: ["production_url": "\(settings.productionURL)"])
         }
         logger.info(
             "sending to SRI",
             metadata: [
-                "workers": "\(settings.workers)", "worker": "\(worker)", "testURL": "\(settings.testURL)",
-                "productionURL": "\(settings.productionURL)",
+                "workers": "\(settings.workers)", "worker": "\(worker)", "test_url": "\(settings.testURL)",
+                "production_url": "\(settings.productionURL)",
             ])
         await ClaimLoop.run(
             workers: settings.workers, pace: { [pressure] in pressure?.pace },
@@ -102,7 +102,7 @@ struct SubmissionService: Service {
         guard let document else { return }
         guard let xml = document.xml else {
             // Nothing to send; look again much later rather than spin.
-            logger.error("a queued document has no signed XML", metadata: ["accessKey": "\(document.accessKey)"])
+            logger.error("a queued document has no signed XML", metadata: ["access_key": "\(document.accessKey)"])
             _ = try? await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try SubmissionsStore.release(
                     transaction, tenantID: tenantID, documentID: documentID, lease: lease,
@@ -133,12 +133,13 @@ struct SubmissionService: Service {
         SubmissionMetrics.exchange(service: service, outcome: transition.outcome, duration: elapsed)
 
         var metadata: Logger.Metadata = [
-            "accessKey": "\(document.accessKey)", "service": "\(service.rawValue)", "outcome": "\(transition.outcome)",
-            "durationMs": "\(milliseconds)", "status": "\(transition.status.rawValue)", "attempt": "\(document.attempts + 1)",
+            "tenant_id": "\(tenantID)", "access_key": "\(document.accessKey)", "service": "\(service.rawValue)",
+            "outcome": "\(transition.outcome)",
+            "duration_ms": "\(milliseconds)", "status": "\(transition.status.rawValue)", "attempt": "\(document.attempts + 1)",
         ]
         if let error = transition.lastError { metadata["error"] = "\(error)" }
         if let next = transition.nextAttemptMilliseconds, transition.lastError != nil || transition.outcome == "pending" {
-            metadata["retryInMs"] = "\(next)"
+            metadata["retry_in_ms"] = "\(next)"
         }
         let record = SubmissionsStore.record(
             document: document, service: service, url: url, result: result, transition: transition,
@@ -154,14 +155,14 @@ struct SubmissionService: Service {
         // have committed; the record then finds its exchange and does nothing
         // (recordedBefore).
         let recorded = await LeasedRecord.trying(until: leaseEnds) { error, tries, retryIn in
-            metadata["recordError"] = "\(error)"
+            metadata["record_error"] = "\(error)"
             if let retryIn {
                 var retry = metadata
-                retry["recordRetryInMs"] = "\(retryIn.wholeMilliseconds)"
+                retry["record_retry_in_ms"] = "\(retryIn.wholeMilliseconds)"
                 logger.warning("sri exchange not recorded yet", metadata: retry)
             } else {
                 // The lease ends and the exchange is made again (a resend gets 43).
-                metadata["recordTries"] = "\(tries)"
+                metadata["record_tries"] = "\(tries)"
                 logger.warning("sri exchange not recorded", metadata: metadata)
             }
         } _: { tries in
@@ -186,10 +187,10 @@ struct SubmissionService: Service {
         guard let (outcome, tries) = recorded else { return }
         switch outcome {
         case .applied: break
-        case .leaseLost: metadata["leaseLost"] = "true"
-        case .recordedBefore: metadata["recordedBefore"] = "true"
+        case .leaseLost: metadata["lease_lost"] = "true"
+        case .recordedBefore: metadata["recorded_before"] = "true"
         }
-        if tries > 1 { metadata["recordTries"] = "\(tries)" }
+        if tries > 1 { metadata["record_tries"] = "\(tries)" }
         logger.info("sri exchange", metadata: metadata)
     }
 

@@ -110,7 +110,7 @@ struct WebhookService: Service {
                 pending.sealedSecret, associatedData: WebhooksStore.associatedData(tenantID: tenantID, webhookID: pending.endpointID))
         } catch {
             logger.error(
-                "a webhook secret does not open", metadata: ["webhookId": "\(pending.endpointID)", "error": "\(error.description)"])
+                "a webhook secret does not open", metadata: ["webhook_id": "\(pending.endpointID)", "error": "\(error.description)"])
             _ = try? await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try WebhooksStore.release(
                     transaction, deliveryID: deliveryID, lease: lease, retryMilliseconds: settings.retryBaseMilliseconds,
@@ -122,7 +122,7 @@ struct WebhookService: Service {
         let leaseEnds = ContinuousClock.now + .milliseconds(settings.leaseMilliseconds)
         let outcome = await attempt(pending, tenantID: tenantID, secret: secret)
         ServiceMetrics.webhookDelivery(outcome: outcome.kind)
-        let about: Logger.Metadata = ["tenantId": "\(tenantID)", "webhookId": "\(pending.endpointID)", "eventId": "\(pending.eventID)"]
+        let about: Logger.Metadata = ["tenant_id": "\(tenantID)", "webhook_id": "\(pending.endpointID)", "event_id": "\(pending.eventID)"]
         // The endpoint's answer is worth keeping: a record that fails is tried
         // again while the lease lasts (LeasedRecord), so that the event is not
         // posted again for it. A try whose commit was lost with its answer may
@@ -130,9 +130,9 @@ struct WebhookService: Service {
         let recorded = await LeasedRecord.trying(until: leaseEnds) { error, tries, retryIn in
             var metadata = about
             metadata["error"] = "\(error)"
-            metadata["recordTries"] = "\(tries)"
+            metadata["record_tries"] = "\(tries)"
             if let retryIn {
-                metadata["recordRetryInMs"] = "\(retryIn.wholeMilliseconds)"
+                metadata["record_retry_in_ms"] = "\(retryIn.wholeMilliseconds)"
                 logger.warning("webhook attempt not recorded yet", metadata: metadata)
             } else {
                 // The lease ends and the event is delivered again: at least once.
@@ -151,8 +151,8 @@ struct WebhookService: Service {
         guard let (status, tries) = recorded else { return }
         if tries > 1 {
             var metadata = about
-            metadata["recordTries"] = "\(tries)"
-            if status == nil { metadata["recordedBefore"] = "true" }
+            metadata["record_tries"] = "\(tries)"
+            if status == nil { metadata["recorded_before"] = "true" }
             logger.info("webhook attempt recorded", metadata: metadata)
         }
         if status == "failed" {
