@@ -324,9 +324,14 @@ final class WebhookDeliveryTests: XCTestCase {
     /// loopback, delivered by a server without it, are `refused_address`
     /// (the http one by its scheme, the https one by the address guard),
     /// nothing reaches them, and the outcome is counted in
-    /// webhook_deliveries_total.
+    /// webhook_deliveries_total. So is a host name that resolves to a
+    /// loopback address by the time of the delivery (a name that pointed
+    /// elsewhere when the webhook was made: DNS rebinding), here this
+    /// machine's own name where it resolves to loopback, written into the
+    /// endpoint's row afterwards.
     func testAnAddressIsJudgedAgainAtEachDelivery() async throws {
         let scope = TenantScope()
+        let rebound = Self.hostNameResolvingToLoopback()
         try await WebhookReceiver.run { receiver, port in
             let made = NIOLockedValueBox<(TestServer.Tenant, [Int64])?>(nil)
             try await TestServer.run(configure: {
@@ -337,7 +342,15 @@ final class WebhookDeliveryTests: XCTestCase {
                 scope.add(tenant.id)
                 let plain = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/plain")
                 let loopback = try await server.createWebhook(tenant.key, url: "https://127.0.0.1:\(port)/loopback")
-                made.withLockedValue { $0 = (tenant, [plain.id, loopback.id]) }
+                var hooks = [plain.id, loopback.id]
+                if let rebound {
+                    let named = try await server.createWebhook(tenant.key, url: "https://127.0.0.1:\(port)/named")
+                    try TestDatabase.owner().query(
+                        "UPDATE webhook_endpoints SET url = $1 WHERE id = $2", ["https://\(rebound):\(port)/named", named.id],
+                        prepared: false)
+                    hooks.append(named.id)
+                }
+                made.withLockedValue { $0 = (tenant, hooks) }
             }
             let (tenant, hooks) = try XCTUnwrap(made.withLockedValue { $0 })
             try await TestServer.run(configure: {
@@ -352,20 +365,47 @@ final class WebhookDeliveryTests: XCTestCase {
                 }
                 let before = try await refusedCount()
                 let event = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "judged again") }
-                try await eventually("both endpoints attempted") {
+                try await eventually("every endpoint attempted") {
                     try TestDatabase.scalar(
                         "SELECT count(DISTINCT endpoint_id) FROM webhook_delivery_attempts WHERE event_id = $1", [event], as: Int64.self)
-                        == 2
+                        == hooks.count
                 }
                 for hook in hooks {
                     let attempts = try await server.call(.get, "/v1/webhooks/\(hook)/deliveries", key: tenant.key).array("deliveries")
                     XCTAssertEqual(attempts.first?["outcome"], .string("refused_address"), "\(attempts)")
                 }
+                if rebound != nil, let named = hooks.last {
+                    let attempts = try await server.call(.get, "/v1/webhooks/\(named)/deliveries", key: tenant.key).array("deliveries")
+                    guard case .string(let error)? = attempts.first?["error"] else { return XCTFail("\(attempts)") }
+                    XCTAssertTrue(error.contains("loopback"), error)
+                }
                 XCTAssertEqual(receiver.hits("/").count, 0, "nothing reached the endpoints")
                 let after = try await refusedCount()
-                XCTAssertGreaterThanOrEqual(after - before, 2, "counted")
+                XCTAssertGreaterThanOrEqual(after - before, Double(hooks.count), "counted")
             }
         }
+    }
+
+    /// This machine's host name when it resolves (through /etc/hosts, as on
+    /// most machines and containers) to IPv4 loopback only; nil otherwise.
+    static func hostNameResolvingToLoopback() -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return nil }
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard !name.isEmpty, name != "localhost", IPAddress(name) == nil else { return nil }
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(name, nil, &hints, &list) == 0, let first = list else { return nil }
+        defer { freeaddrinfo(first) }
+        var node: UnsafeMutablePointer<addrinfo>? = first
+        var loopbackOnly = true
+        while let entry = node {
+            let address = entry.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+            if UInt32(bigEndian: address) >> 24 != 127 { loopbackOnly = false }
+            node = entry.pointee.ai_next
+        }
+        return loopbackOnly ? name : nil
     }
 
     func testRetriesAfter500sAndTimeoutsWithBackoffAndTheSameEventID() async throws {
