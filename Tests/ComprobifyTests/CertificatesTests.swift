@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import NIOConcurrencyHelpers
 import SRI
 import TestSupport
 import XCTest
@@ -223,6 +224,46 @@ final class CertificatesTests: XCTestCase {
             XCTAssertFalse(logs.text.contains(needle), "key material or password in the server log")
         }
         XCTAssertFalse(dump.contains(String(decoding: middle, as: UTF8.self)))
+    }
+
+    /// A server whose master key does not open an issuer's sealed key (a new
+    /// COMPROBIFY_SECRET_KEY without the old one in COMPROBIFY_SECRET_KEY_PREVIOUS)
+    /// answers 500 INTERNAL, saying nothing of keys, and logs what is wrong for
+    /// the operator; the transaction rolls back: no document and no number
+    /// used. With the right key configured again, the next factura takes the
+    /// next number.
+    func testAKeySealedUnderAnotherMasterKeyIs500AndUsesNoNumber() async throws {
+        let made = NIOLockedValueBox<(TestServer.Tenant, Int64)?>(nil)
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let first = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(try first.int("document", "sequential"), 1, first.text)
+            made.withLockedValue { $0 = (tenant, issuer) }
+        }
+        let (tenant, issuer) = try XCTUnwrap(made.withLockedValue { $0 })
+        let otherKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let logs = LogCapture()
+        try await TestServer.run(configure: { $0.secretBox = try! SecretBox(currentKey: otherKey) }, logs: logs) { server in
+            for _ in 0..<2 {
+                let refused = try await server.issue(tenant.key, issuer: issuer)
+                refused.assertProblem(500, "INTERNAL")
+                XCTAssertFalse(refused.text.lowercased().contains("key"), refused.text)
+                XCTAssertFalse(refused.text.lowercased().contains("sealed"), refused.text)
+            }
+        }
+        XCTAssertTrue(logs.text.contains("sealed private key cannot be opened"), logs.text)
+        XCTAssertEqual(
+            try TestDatabase.scalar("SELECT count(*) FROM documents WHERE issuer_id = $1", [issuer], as: Int64.self), 1,
+            "nothing stored")
+        XCTAssertEqual(
+            try TestDatabase.scalar(
+                "SELECT next_sequential::bigint FROM sequentials WHERE issuer_id = $1 AND document_type = '01'", [issuer], as: Int64.self),
+            2, "no number used")
+        try await TestServer.run { server in
+            let next = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(try next.int("document", "sequential"), 2, next.text)
+        }
     }
 }
 

@@ -85,6 +85,29 @@ final class IssuersTests: XCTestCase {
         }
     }
 
+    /// A value the request's checks let through but a rule of the schema
+    /// refuses (SQLSTATE 23514) is 400 "not accepted", naming no constraint
+    /// (API.md: no internal names), and nothing is stored; the log names the
+    /// constraint for the operator.
+    func testARuleOfTheSchemaIs400WithoutItsName() async throws {
+        let logs = LogCapture()
+        try await TestServer.run(logs: logs) { server in
+            let tenant = try await server.signUp()
+            let heal = try refuseInserts(into: "issuers", ofTenant: tenant.id, check: "issuers_internal_rule_name")
+            defer { XCTAssertNoThrow(try heal()) }
+            let refused = try await server.call(
+                .post, "/v1/issuers", key: tenant.key,
+                json: #"{"ruc": "1790012345001", "legalName": "Regla S.A.", "establishment": "001", "emissionPoint": "001"}"#)
+            refused.assertProblem(400, "BAD_REQUEST")
+            XCTAssertEqual(try refused.string("detail"), "A value in the request is not accepted.")
+            XCTAssertFalse(refused.text.contains("issuers_internal_rule_name"), refused.text)
+            XCTAssertFalse(refused.text.contains("relation"), refused.text)
+            let listed = try await server.call(.get, "/v1/issuers", key: tenant.key)
+            XCTAssertEqual(try listed.array("issuers").count, 0, "nothing stored")
+            XCTAssertTrue(logs.text.contains("issuers_internal_rule_name"), "the operator sees which rule")
+        }
+    }
+
     func testSequentialsListsEveryCounterInOrder() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()

@@ -39,12 +39,18 @@ final class LogCapture: Sendable {
 /// Has PostgreSQL refuse every row of `tenant` inserted into `table` (a
 /// trigger that raises), until the returned function is called: one kind of
 /// write failing for a moment, as while the database is out of reach.
-func refuseInserts(into table: String, ofTenant tenant: Int64) throws -> @Sendable () throws -> Void {
+/// With `check`, the refusal is a CHECK constraint's of that name (SQLSTATE
+/// 23514), as a rule of the schema that a value passed validation but not.
+func refuseInserts(into table: String, ofTenant tenant: Int64, check: String? = nil) throws -> @Sendable () throws -> Void {
     let trigger = "refuse_\(table)_\(tenant)"
+    let raise =
+        check.map {
+            "RAISE check_violation USING MESSAGE = 'new row for relation \"\(table)\" violates check constraint \"\($0)\"', CONSTRAINT = '\($0)'"
+        } ?? "RAISE EXCEPTION '\(table) refused for now'"
     try TestDatabase.query(
         """
         CREATE FUNCTION \(trigger)() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION '\(table) refused for now'; END $$
+        BEGIN \(raise); END $$
         """)
     try TestDatabase.query(
         """
