@@ -239,6 +239,33 @@ final class MigrateTests: XCTestCase {
         }
     }
 
+    /// A migration that fails part-way leaves nothing of itself (its
+    /// statements and its ledger row are one transaction) and stops the run,
+    /// naming the file and PostgreSQL's error; mended, it is applied by the
+    /// next run, and the ones after it too.
+    func testAFailingMigrationLeavesNothingAndIsAppliedOnceMended() throws {
+        try withMigratedCopy { url, copy in
+            let broken = copy.appendingPathComponent("9990_broken.sql")
+            try Data("CREATE TABLE half_made (id int);\nINSERT INTO half_made VALUES (1);\nSELECT 1 / 0;\n".utf8).write(to: broken)
+            try Data("CREATE TABLE made_after (id int);\n".utf8).write(to: copy.appendingPathComponent("9991_after.sql"))
+            XCTAssertThrowsError(try Migrator(directory: copy).run(on: try Connection(conninfo: url))) { error in
+                XCTAssertTrue("\(error)".contains("9990_broken.sql"), "\(error)")
+                XCTAssertTrue("\(error)".contains("division by zero"), "\(error)")
+            }
+            let state: PostgresQuery = """
+                SELECT to_regclass('half_made') IS NULL, to_regclass('made_after') IS NULL,
+                       (SELECT count(*) FROM schema_migrations WHERE name >= '9990')
+                """
+            let (noHalf, noAfter, recorded) = try Connection(conninfo: url).query(state)[0].decode((Bool, Bool, Int64).self)
+            XCTAssertTrue(noHalf, "the failed migration's table is gone with it")
+            XCTAssertTrue(noAfter, "the run stopped there")
+            XCTAssertEqual(recorded, 0, "no ledger row")
+            try Data("CREATE TABLE half_made (id int);\nINSERT INTO half_made VALUES (1);\n".utf8).write(to: broken)
+            XCTAssertEqual(try Migrator(directory: copy).run(on: try Connection(conninfo: url)), ["9990_broken.sql", "9991_after.sql"])
+            XCTAssertEqual(try Connection(conninfo: url).query("SELECT count(*) FROM half_made")[0].decode(Int64.self, at: 0), 1)
+        }
+    }
+
     /// A new file numbered before the last applied migration (written on a
     /// branch that was behind) is refused, not applied out of order.
     func testAMigrationNumberedBeforeTheLastAppliedIsRefused() throws {

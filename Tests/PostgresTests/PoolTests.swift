@@ -409,6 +409,44 @@ final class PoolTests: XCTestCase {
         try await work.value
     }
 
+    /// Callers waiting for a connection when the pool shuts down are told at
+    /// once (`poolClosed`), not left to their wait's end; the shutdown itself
+    /// returns only once the work that held the connection is done.
+    func testWaitersAreToldAtOnceWhenThePoolShutsDown() async throws {
+        let pool = makePool(size: 1, wait: .seconds(30))
+        let release = DispatchSemaphore(value: 0)
+        let finished = NIOLockedValueBox(false)
+        let holder = Task {
+            try await pool.withConnection { _ in
+                _ = release.wait(timeout: .now() + 30)
+                finished.withLockedValue { $0 = true }
+            }
+        }
+        while pool.inUse == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        let waiters = (0..<3).map { _ in
+            Task { () -> PostgresError.Kind? in
+                do {
+                    _ = try await pool.withConnection { try $0.query("SELECT 1") }
+                    return nil
+                } catch let error as PostgresError {
+                    return error.kind
+                }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        let shutdown = Task { await pool.shutdown() }
+        // Left to their wait, they would end with poolTimeout after 30 s.
+        for waiter in waiters {
+            let kind = try await waiter.value
+            XCTAssertEqual(kind, .poolClosed)
+        }
+        XCTAssertFalse(finished.withLockedValue { $0 }, "the waiters were told while the connection was still held")
+        release.signal()
+        await shutdown.value
+        XCTAssertTrue(finished.withLockedValue { $0 }, "the shutdown waited for the work that held the connection")
+        try await holder.value
+    }
+
     func testClosedPoolRefusesWork() async throws {
         let pool = makePool()
         await pool.shutdown()
