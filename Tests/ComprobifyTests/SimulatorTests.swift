@@ -405,6 +405,73 @@ final class SimulatorTests: XCTestCase {
         }
     }
 
+    /// What a proxy or a failing SRI may answer instead of SRI's SOAP: an HTML
+    /// page with 200 is unparseable, with another status that status; SRI's
+    /// own answer (RECIBIDA, or a decision) counts only with HTTP 200, so the
+    /// same answer with 500 or 503 is that status. Either way the exchange
+    /// decides nothing (the document is tried again later).
+    func testAnswersThatAreNotSRIsOrComeWithAnErrorStatusDecideNothing() async throws {
+        let key = Self.newKey()
+        @Sendable func reply(_ status: HTTPResponse.Status, _ bytes: [UInt8], html: Bool = false) -> Response {
+            var headers = HTTPFields()
+            headers[.contentType] = html ? "text/html" : "text/xml; charset=utf-8"
+            return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        let page = Array("<html><body><h1>Servicio no disponible</h1></body></html>".utf8)
+        let received = SOAPAnswerBuilder.reception(ReceptionAnswer(status: .received, comprobantes: []))
+        let decided = SOAPAnswerBuilder.authorization(
+            accessKey: key,
+            authorizations: [
+                AuthorizationDraft(
+                    status: .authorized, number: key, date: "2026-12-01T10:15:32-05:00", environment: "PRUEBAS",
+                    comprobante: "<factura/>", comprobanteAsCDATA: true, messages: [])
+            ])
+        let router = Router()
+        for (name, status, bytes, html) in [
+            ("html-200", HTTPResponse.Status.ok, page, true), ("html-502", .badGateway, page, true),
+            ("soap-500", .internalServerError, received, false), ("soap-503", .serviceUnavailable, decided, false),
+        ] {
+            router.post("\(name)/**") { _, _ in reply(status, bytes, html: html) }
+        }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let sri = SRIClient(settings: .init(timeoutMilliseconds: 5000))
+            let base = "http://127.0.0.1:\(client.port!)"
+            for (path, expected) in [
+                ("/html-200", SRITransportError.unparseable("")), ("/html-502", .httpStatus(502)), ("/soap-500", .httpStatus(500)),
+            ] {
+                do throws(SRITransportError) {
+                    _ = try await sri.validate(signed: Self.comprobante(key), accessKey: key, baseURL: base + path)
+                    XCTFail("\(path): taken as SRI's reception")
+                } catch {
+                    if case .unparseable = expected {
+                        if case .unparseable = error {} else { XCTFail("\(path): \(error)") }
+                    } else {
+                        XCTAssertEqual(error, expected, path)
+                    }
+                }
+            }
+            for (path, expected) in [("/html-200", SRITransportError.unparseable("")), ("/soap-503", .httpStatus(503))] {
+                do throws(SRITransportError) {
+                    _ = try await sri.authorize(accessKey: key, baseURL: base + path)
+                    XCTFail("\(path): taken as SRI's decision")
+                } catch {
+                    if case .unparseable = expected {
+                        if case .unparseable = error {} else { XCTFail("\(path): \(error)") }
+                    } else {
+                        XCTAssertEqual(error, expected, path)
+                    }
+                }
+            }
+            // What the queue makes of them: no decision, tried again.
+            let transition = Transition.after(
+                .failed(SRITransportError.httpStatus(503)), from: .received, streak: 0, settings: SRISettings(), now: Date())
+            XCTAssertEqual(transition.status, .received)
+            XCTAssertNotNil(transition.nextAttemptMilliseconds)
+            try await sri.shutdown()
+        }
+    }
+
     /// An authorization answer must be about the key asked: a proxy or cache
     /// in between that mixed answers up must not decide a document (for good).
     func testAnAuthorizationAboutAnotherKeyIsNotTaken() async throws {
