@@ -82,24 +82,31 @@ struct Serve: AsyncParsableCommand {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
+        let completion = ShutdownSignal.Completion()
         var groupConfiguration = ServiceGroupConfiguration(
             // Services stop in reverse order: the notice first, so that the
-            // background queues stop claiming while the HTTP server drains.
+            // background queues stop claiming while the HTTP server drains;
+            // the completion last, once everything else has finished.
             services: [
-                app, ShutdownSignal.Notice(shutdown, readyDelay: .seconds(configuration.shutdownReadyDelaySeconds), logger: logger),
+                completion, app,
+                ShutdownSignal.Notice(shutdown, readyDelay: .seconds(configuration.shutdownReadyDelaySeconds), logger: logger),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
-        let grace = Duration.seconds(configuration.shutdownGraceSeconds)
-        groupConfiguration.maximumGracefulShutdownDuration = grace
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.shutdownGraceSeconds)
+        // The group's own lines, at debug, named as every other line is.
+        groupConfiguration.logging.keys.signalKey = "signal"
+        groupConfiguration.logging.keys.gracefulShutdownSignalsKey = "graceful_shutdown_signals"
+        groupConfiguration.logging.keys.cancellationSignalsKey = "cancellation_signals"
+        groupConfiguration.logging.keys.serviceKey = "service"
+        groupConfiguration.logging.keys.servicesKey = "services"
+        groupConfiguration.logging.keys.errorKey = "error"
         do {
             try await ServiceGroup(configuration: groupConfiguration).run()
-            // The group cancels what still runs when the grace ends and says
-            // so only at debug: a stop that outlasted it cut work short.
-            if let began = shutdown.requestedAt, case let stopping = began.duration(to: .now), stopping >= grace {
+            if completion.cutShort {
                 logger.warning(
                     "stopped after SHUTDOWN_GRACE_S ran out: requests, SRI exchanges or webhook deliveries still under way were cut short",
-                    metadata: ["grace_s": "\(configuration.shutdownGraceSeconds)", "stopping_s": "\(stopping.components.seconds)"])
+                    metadata: ["grace_s": "\(configuration.shutdownGraceSeconds)"])
                 throw ExitCode(1)
             }
             logger.info("stopped")

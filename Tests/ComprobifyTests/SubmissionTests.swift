@@ -682,8 +682,11 @@ final class SubmissionTests: XCTestCase {
             XCTAssertTrue(logs.text.contains("SRI_PRODUCTION_URL is not SRI's"), "a local SRI as production is named at start")
             let lines = logs.lines.withLockedValue { $0 }.filter { $0.contains("sri exchange") }
             XCTAssertEqual(lines.count, 2, lines.joined(separator: "\n"))
+            let documentID = try TestDatabase.scalar("SELECT id FROM documents WHERE access_key = $1", [key], as: Int64.self)
             for line in lines {
-                XCTAssertTrue(line.contains(key), line)
+                XCTAssertFalse(line.contains(key), "no access key (it holds the issuer's RUC) in logs: \(line)")
+                XCTAssertTrue(
+                    ["\"document_id\": \(documentID),", "\"document_id\": \(documentID)]"].contains { line.contains($0) }, line)
                 XCTAssertTrue(line.contains("duration_ms"), line)
                 XCTAssertTrue(
                     ["\"tenant_id\": \(tenant.tenant.id),", "\"tenant_id\": \(tenant.tenant.id)]"].contains { line.contains($0) }, line)

@@ -919,6 +919,7 @@ final class ConfigurationTests: XCTestCase {
             (["HTTP_BODY_BUDGET_MB": "0"], "HTTP_BODY_BUDGET_MB must be an integer from 1 to 1048576"),
             (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
             (["SHUTDOWN_GRACE_S": "5", "SHUTDOWN_READY_DELAY_S": "5"], "SHUTDOWN_READY_DELAY_S must be shorter than SHUTDOWN_GRACE_S"),
+            (["SHUTDOWN_GRACE_S": "0"], "SHUTDOWN_GRACE_S must be an integer from 1 to 3600"),
             (
                 ["COMPROBIFY_ADMIN_TOKEN": "short-token"],
                 "COMPROBIFY_ADMIN_TOKEN must be at least 16 characters (openssl rand -hex 32 makes one)"

@@ -128,7 +128,7 @@ public func buildApplication(
             "the open-file limit leaves room for fewer client connections than HTTP_MAX_CONNECTIONS: raise it (ulimit -n, systemd's LimitNOFILE, docker's --ulimit nofile) to serve that many",
             metadata: [
                 "open_files_soft": "\(files.soft)", "open_files_hard": "\(files.hard)", "max_connections": "\(budget)",
-                "HTTP_MAX_CONNECTIONS": "\(configuration.httpMaxConnections)",
+                "http_max_connections": "\(configuration.httpMaxConnections)",
             ])
     }
     let limits = ConnectionLimits(

@@ -148,7 +148,7 @@ public struct Configuration: Sendable {
         configuration.idleInTransactionTimeoutMilliseconds =
             try integer("DB_IDLE_IN_TX_TIMEOUT_MS", 1...3_600_000) ?? configuration.idleInTransactionTimeoutMilliseconds
         configuration.httpIdleTimeoutSeconds = try integer("HTTP_IDLE_TIMEOUT_S", 1...3600) ?? configuration.httpIdleTimeoutSeconds
-        configuration.shutdownGraceSeconds = try integer("SHUTDOWN_GRACE_S", 0...3600) ?? configuration.shutdownGraceSeconds
+        configuration.shutdownGraceSeconds = try integer("SHUTDOWN_GRACE_S", 1...3600) ?? configuration.shutdownGraceSeconds
         configuration.shutdownReadyDelaySeconds =
             try integer("SHUTDOWN_READY_DELAY_S", 0...300) ?? configuration.shutdownReadyDelaySeconds
         guard configuration.shutdownReadyDelaySeconds == 0 || configuration.shutdownReadyDelaySeconds < configuration.shutdownGraceSeconds

@@ -22,18 +22,36 @@ func isStopping(_ error: any Error) -> Bool {
 /// holds (in flight or claimed) still finishes, and each service still ends
 /// at its own turn.
 public final class ShutdownSignal: Sendable {
-    /// When the stop began; nil until it does.
-    private let box = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+    private let box = NIOLockedValueBox(false)
 
     public init() {}
 
     /// Set once the stop has begun; never unset.
-    public var requested: Bool { box.withLockedValue { $0 != nil } }
+    public var requested: Bool { box.withLockedValue { $0 } }
 
-    /// When the stop began (the first request); nil while it has not.
-    public var requestedAt: ContinuousClock.Instant? { box.withLockedValue { $0 } }
+    public func request() { box.withLockedValue { $0 = true } }
 
-    public func request() { box.withLockedValue { $0 = $0 ?? .now } }
+    /// The first of the process's services, so the last to be told to stop:
+    /// told, every other service has finished its work. Cancelled before
+    /// that, the group cut the stop short (SHUTDOWN_GRACE_S ran out, with
+    /// requests, SRI exchanges or webhook deliveries still under way), which
+    /// the group itself says only at debug.
+    public final class Completion: Service, Sendable {
+        private let cut = NIOLockedValueBox(false)
+
+        public init() {}
+
+        /// Whether the stop was cut short.
+        public var cutShort: Bool { cut.withLockedValue { $0 } }
+
+        public func run() async {
+            do {
+                try await gracefulShutdown()
+            } catch {
+                cut.withLockedValue { $0 = true }
+            }
+        }
+    }
 
     /// The service that sets `signal` when the process begins to stop: the
     /// last of the process's services, so the first to be told. It then
@@ -55,13 +73,13 @@ public final class ShutdownSignal: Sendable {
 
         public func run() async throws {
             // Returns when the stop begins, or when cancelled: set either way.
-            do {
-                try await gracefulShutdown()
+            let stopping: Void? = try? await gracefulShutdown()
+            signal.request()
+            if stopping != nil {
                 logger?.info(
                     "stopping: no new work is claimed, /readyz answers 503; requests and attempts under way finish",
                     metadata: ["ready_delay_ms": "\(readyDelay.wholeMilliseconds)"])
-            } catch {}
-            signal.request()
+            }
             if readyDelay > .zero { try? await Task.sleep(for: readyDelay) }
         }
     }

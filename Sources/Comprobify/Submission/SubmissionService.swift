@@ -102,7 +102,7 @@ struct SubmissionService: Service {
         guard let document else { return }
         guard let xml = document.xml else {
             // Nothing to send; look again much later rather than spin.
-            logger.error("a queued document has no signed XML", metadata: ["access_key": "\(document.accessKey)"])
+            logger.error("a queued document has no signed XML", metadata: ["tenant_id": "\(tenantID)", "document_id": "\(documentID)"])
             _ = try? await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try SubmissionsStore.release(
                     transaction, tenantID: tenantID, documentID: documentID, lease: lease,
@@ -133,7 +133,7 @@ struct SubmissionService: Service {
         SubmissionMetrics.exchange(service: service, outcome: transition.outcome, duration: elapsed)
 
         var metadata: Logger.Metadata = [
-            "tenant_id": "\(tenantID)", "access_key": "\(document.accessKey)", "service": "\(service.rawValue)",
+            "tenant_id": "\(tenantID)", "document_id": "\(documentID)", "service": "\(service.rawValue)",
             "outcome": "\(transition.outcome)",
             "duration_ms": "\(milliseconds)", "status": "\(transition.status.rawValue)", "attempt": "\(document.attempts + 1)",
         ]

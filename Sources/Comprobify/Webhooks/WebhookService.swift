@@ -110,7 +110,8 @@ struct WebhookService: Service {
                 pending.sealedSecret, associatedData: WebhooksStore.associatedData(tenantID: tenantID, webhookID: pending.endpointID))
         } catch {
             logger.error(
-                "a webhook secret does not open", metadata: ["webhook_id": "\(pending.endpointID)", "error": "\(error.description)"])
+                "a webhook secret does not open",
+                metadata: ["tenant_id": "\(tenantID)", "webhook_id": "\(pending.endpointID)", "error": "\(error.description)"])
             _ = try? await database.transaction(forTenantID: tenantID) { transaction, _ in
                 try WebhooksStore.release(
                     transaction, deliveryID: deliveryID, lease: lease, retryMilliseconds: settings.retryBaseMilliseconds,
