@@ -149,8 +149,8 @@ public struct Migrator: Sendable {
               FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid
-            """, [Migrator.lockKey], prepared: false)
+               AND l.classid = (\(Migrator.lockKey)::bigint >> 32)::oid AND l.objid = (\(Migrator.lockKey)::bigint & 4294967295)::oid
+            """, prepared: false)
         guard let row = rows.first else { return "another session" }
         let (pid, user, application) = try row.decode((Int32, String, String).self)
         return "pid \(pid) (role \(user)\(application.isEmpty ? "" : ", \(application)")): see pg_stat_activity"
@@ -184,7 +184,7 @@ public struct Migrator: Sendable {
         // second waits for its lock (a deadlock, which PostgreSQL ends by
         // failing one of them).
         var waited = 0
-        while try !connection.query("SELECT pg_try_advisory_lock($1)", [Migrator.lockKey], prepared: false)[0].decode(
+        while try !connection.query("SELECT pg_try_advisory_lock(\(Migrator.lockKey))", prepared: false)[0].decode(
             Bool.self, at: 0)
         {
             // Said once, after a second: a migrator waiting without a word
@@ -195,7 +195,7 @@ public struct Migrator: Sendable {
             waited += 1
             Thread.sleep(forTimeInterval: 0.05)
         }
-        defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Migrator.lockKey], prepared: false) }
+        defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(Migrator.lockKey))", prepared: false) }
         try Migrator.checkSchemaOwnership(on: connection)
         // After the advisory lock: a second migrator waits for the first whole.
         try connection.execute(script: "SET lock_timeout = \(max(lockTimeoutMilliseconds, 1))")
@@ -253,7 +253,7 @@ public struct Migrator: Sendable {
                             try connection.execute(script: sql)
                             if lending { try connection.execute(script: "REVOKE CREATE ON SCHEMA public FROM comprobify_auth") }
                             try connection.query(
-                                "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
+                                "INSERT INTO schema_migrations (name, checksum) VALUES (\(name), \(checksum))", prepared: false)
                             try connection.execute(script: "COMMIT")
                         } catch {
                             _ = try? connection.execute(script: "ROLLBACK")
@@ -307,7 +307,7 @@ public struct Migrator: Sendable {
         guard row.count == 1 else { throw Failure(description: "this database has no schema public") }
         guard try row[0].decode(Bool.self, at: 0) else {
             let (owner, role) = try row[0].decode((String, String).self, from: 1)
-            if role.hasPrefix("comprobify_") {
+            if ["comprobify_app", "comprobify_auth", "comprobify_mailer"].contains(role) {
                 throw Failure(
                     description:
                         "connected as \(role), one of the roles the migrations make for the service: migrate connects as the schema's owner "
@@ -345,7 +345,7 @@ public struct Migrator: Sendable {
         if let invalid = try Migrator.invalidIndexes(on: connection) {
             throw Failure(description: "migration \(name) ran, but INVALID indexes are in the schema (\(advice)): \(invalid); not recorded")
         }
-        try connection.query("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [name, checksum], prepared: false)
+        try connection.query("INSERT INTO schema_migrations (name, checksum) VALUES (\(name), \(checksum))", prepared: false)
     }
 
     /// The INVALID indexes of schema public (a concurrent build that failed),
@@ -369,7 +369,7 @@ public struct Migrator: Sendable {
     public static func grantLogin(on connection: Connection, password: String) throws {
         let hashed = try connection.hashedPassword(password, user: "comprobify_app")
         // ALTER ROLE takes no parameters; quote the literal with the server's own function.
-        let literal = try connection.query("SELECT quote_literal($1)", [hashed], prepared: false)[0].decode(String.self, at: 0)
+        let literal = try connection.query("SELECT quote_literal(\(hashed))", prepared: false)[0].decode(String.self, at: 0)
         try retryingClusterCollisions {
             try connection.execute(script: "ALTER ROLE comprobify_app LOGIN PASSWORD \(literal)")
         }

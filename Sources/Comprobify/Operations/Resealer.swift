@@ -72,8 +72,11 @@ public struct Resealer {
                 var after: (tenant: Int64, id: Int64) = (0, 0)
                 while true {
                     let rows = try connection.query(
-                        "SELECT tenant_id, id FROM sealed_under_other_keys($1, $2, $3, $4, $5, $6::bigint[])",
-                        [secretBox.currentKeyID, kind.rawValue, after.tenant, after.id, batch, tenants], prepared: false)
+                        """
+                        SELECT tenant_id, id
+                          FROM sealed_under_other_keys(\(secretBox.currentKeyID), \(kind.rawValue), \(after.tenant), \(after.id), \(batch),
+                                                       \(tenants)::bigint[])
+                        """, prepared: false)
                     for index in 0..<rows.count {
                         let (tenant, id) = try rows[index].decode((Int64, Int64).self)
                         after = (tenant, id)
@@ -101,10 +104,12 @@ public struct Resealer {
         let associatedData = kind.associatedData(tenant: tenant, id: id)
         try connection.query("BEGIN", prepared: false)
         do {
-            try connection.query("SELECT set_config('app.tenant_id', $1, true)", [String(tenant)], prepared: false)
+            try connection.query("SELECT set_config('app.tenant_id', \(String(tenant)), true)", prepared: false)
             let current = try connection.query(
-                "SELECT \(column) FROM \(table) WHERE tenant_id = $1 AND \(key) = $2 AND master_key_id <> $3 FOR UPDATE",
-                [tenant, id, secretBox.currentKeyID], prepared: false)
+                """
+                SELECT \(unescaped: column) FROM \(unescaped: table)
+                 WHERE tenant_id = \(tenant) AND \(unescaped: key) = \(id) AND master_key_id <> \(secretBox.currentKeyID) FOR UPDATE
+                """, prepared: false)
             guard current.count == 1 else {
                 try connection.query("COMMIT", prepared: false)
                 return false
@@ -113,8 +118,10 @@ public struct Resealer {
             let sealed = secretBox.seal(secret, associatedData: associatedData)
             secret.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
             try connection.query(
-                "UPDATE \(table) SET \(column) = $1, master_key_id = $2 WHERE tenant_id = $3 AND \(key) = $4",
-                [Data(sealed), secretBox.currentKeyID, tenant, id], prepared: false)
+                """
+                UPDATE \(unescaped: table) SET \(unescaped: column) = \(Data(sealed)), master_key_id = \(secretBox.currentKeyID)
+                 WHERE tenant_id = \(tenant) AND \(unescaped: key) = \(id)
+                """, prepared: false)
             try connection.query("COMMIT", prepared: false)
             return true
         } catch {
