@@ -386,26 +386,37 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
-    /// This machine's host name when it resolves (through /etc/hosts, as on
-    /// most machines and containers) to IPv4 loopback only; nil otherwise.
+    /// This machine's host name when every address it resolves to (through
+    /// /etc/hosts, as on most machines and containers; IPv4 and IPv6, as the
+    /// delivery looks it up) is loopback, 127.0.0.0/8 or ::1; nil otherwise.
     static func hostNameResolvingToLoopback() -> String? {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count) == 0 else { return nil }
         let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard !name.isEmpty, name != "localhost", IPAddress(name) == nil else { return nil }
         var hints = addrinfo()
-        hints.ai_family = AF_INET
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var list: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(name, nil, &hints, &list) == 0, let first = list else { return nil }
         defer { freeaddrinfo(first) }
         var node: UnsafeMutablePointer<addrinfo>? = first
-        var loopbackOnly = true
         while let entry = node {
-            let address = entry.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
-            if UInt32(bigEndian: address) >> 24 != 127 { loopbackOnly = false }
+            switch entry.pointee.ai_family {
+            case AF_INET:
+                let address = entry.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+                guard UInt32(bigEndian: address) >> 24 == 127 else { return nil }
+            case AF_INET6:
+                let bytes = entry.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    withUnsafeBytes(of: $0.pointee.sin6_addr) { Array($0) }
+                }
+                guard bytes == Array(repeating: 0, count: 15) + [1] else { return nil }
+            default:
+                return nil
+            }
             node = entry.pointee.ai_next
         }
-        return loopbackOnly ? name : nil
+        return name
     }
 
     func testRetriesAfter500sAndTimeoutsWithBackoffAndTheSameEventID() async throws {

@@ -342,7 +342,8 @@ public struct Database: Sendable {
     /// The most rows of each table one `purge_expired()` removes (migration 0019).
     static let purgeBatch: Int64 = 10_000
 
-    /// Deletes expired idempotency keys and old sign-up attempts, at most
+    /// Deletes expired idempotency keys, old sign-up attempts and outbox
+    /// messages whose token has expired (migration 0073), at most
     /// `purgeBatch` of each; the count removed.
     func purgeExpired() async throws -> Int64 {
         try await pool.withConnection { try $0.query("SELECT purge_expired()")[0].decode(Int64.self, at: 0) }
