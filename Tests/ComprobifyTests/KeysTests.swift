@@ -62,6 +62,16 @@ final class KeysTests: XCTestCase {
             let bad = try await server.call(.post, "/admin/v1/tenants/\(tenant.id)/keys", key: adminToken, json: #"{"label": ""}"#)
             bad.assertProblem(400, "VALIDATION_ERROR")
             XCTAssertEqual(bad.errorFields, ["label"])
+            // Revoking for a tenant that does not exist (or whose id is none) is
+            // the tenant's 404, before the key's.
+            for path in ["/admin/v1/tenants/999999999/keys/1", "/admin/v1/tenants/x/keys/1", "/admin/v1/tenants/999999999/keys/x"] {
+                let revoked = try await server.call(.delete, path, key: adminToken)
+                revoked.assertProblem(404, "NOT_FOUND")
+                XCTAssertEqual(try revoked.string("detail"), "No tenant with this id.", path)
+            }
+            let ownKey = try await server.call(.delete, "/admin/v1/tenants/\(tenant.id)/keys/999999999", key: adminToken)
+            ownKey.assertProblem(404, "NOT_FOUND")
+            XCTAssertNotEqual(try ownKey.string("detail"), "No tenant with this id.", "a known tenant's unknown key is the key's 404")
         }
     }
 

@@ -883,8 +883,13 @@ final class ConfigurationTests: XCTestCase {
             "PORT": "9000", "DB_POOL_SIZE": "16", "SRI_SIGNATURE_ALGORITHM": "rsa-sha1", "TRUST_PROXY": "1", "SRI_TIMEOUT_MS": "5000",
             "SRI_LEASE_MS": "7001", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
             "WEBHOOK_PER_TENANT": "3", "WEBHOOK_RETENTION_DAYS": "0", "DB_PIPELINE_PACK": "1", "HTTP_BODY_BUDGET_MB": "64",
-            "SRI_EXCHANGE_RETENTION_DAYS": "0",
+            "SRI_EXCHANGE_RETENTION_DAYS": "0", "COMPROBIFY_ADMIN_TOKEN": "an-admin-token-of-32-characters",
+            "METRICS_TOKEN": "0123456789abcdef",
         ])
+        XCTAssertNil(defaults.adminToken)
+        XCTAssertEqual(set.adminToken, "an-admin-token-of-32-characters")
+        XCTAssertNil(defaults.metricsToken)
+        XCTAssertEqual(set.metricsToken, "0123456789abcdef", "16 characters are enough")
         XCTAssertEqual(defaults.httpBodyBudgetMegabytes, 256)
         XCTAssertEqual(set.httpBodyBudgetMegabytes, 64)
         XCTAssertEqual(defaults.pipelinePack, 4)

@@ -62,9 +62,11 @@ struct AdminController {
     @Sendable func revokeKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         try authorize(context)
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
-        guard let keyID = Format.pathID(context.parameters.get("keyId")) else { throw KeysStore.keyNotFound }
+        let keyID = Format.pathID(context.parameters.get("keyId"))
         try await database.transaction(forTenantID: id, prologue: [TenantsStore.lockedForSupport]) { transaction, results in
+            // The tenant's 404 first, then the key's.
             guard results[0].count == 1 else { throw AdminController.tenantNotFound }
+            guard let keyID else { throw KeysStore.keyNotFound }
             try KeysStore.revokeKey(transaction, id: keyID, actor: "support", actorKeyID: nil)
         }
         return Reply.json([])
