@@ -802,6 +802,24 @@ final class DocumentsTests: XCTestCase {
         }
     }
 
+    /// A tenant with 16 facturas of about 14 KiB each (230 KiB in all: past
+    /// what the server keeps waiting for a client, 64 KiB, and the sockets'
+    /// buffers), and a raw connection that has asked for them in one page.
+    static func askForALargePage(_ server: TestServer) async throws -> (TestServer.Tenant, [Int64], RawSocket) {
+        let tenant = try await server.activeTenant()
+        let issuer = try await server.createIssuer(tenant.key)
+        let note = String(repeating: "n", count: 12 * 1024)
+        var ids: [Int64] = []
+        for _ in 0..<16 {
+            let reply = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(metadata: #"{"note": "\#(note)"}"#))
+            ids.append(try reply.int("document", "id"))
+        }
+        let socket = try RawSocket(port: server.port, receiveBuffer: 4 * 1024)
+        socket.send(
+            "GET /v1/documents?limit=50 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(tenant.key)\r\nX-Issuer-Id: \(issuer)\r\n\r\n")
+        return (tenant, ids, socket)
+    }
+
     /// A streamed page's later pieces wait for their tenant's share rather
     /// than end the answer short: here the page's client stops reading after
     /// its first bytes, another request of the tenant takes the tenant's one
@@ -816,19 +834,7 @@ final class DocumentsTests: XCTestCase {
             $0.poolWaitMilliseconds = 300
             $0.httpSendBufferBytes = 4 * 1024
         }) { server in
-            let tenant = try await server.activeTenant()
-            let issuer = try await server.createIssuer(tenant.key)
-            // About 14 KiB each, 230 KiB in all: past what the server keeps
-            // waiting for a client (64 KiB) and the sockets' buffers.
-            let note = String(repeating: "n", count: 12 * 1024)
-            var ids: [Int64] = []
-            for _ in 0..<16 {
-                let reply = try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(metadata: #"{"note": "\#(note)"}"#))
-                ids.append(try reply.int("document", "id"))
-            }
-            let socket = try RawSocket(port: server.port, receiveBuffer: 4 * 1024)
-            socket.send(
-                "GET /v1/documents?limit=50 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(tenant.key)\r\nX-Issuer-Id: \(issuer)\r\n\r\n")
+            let (tenant, ids, socket) = try await Self.askForALargePage(server)
             // The answer has begun (its first bytes read); unread, the rest
             // fills the buffers within its first pieces.
             let begun = socket.readInBursts(of: 1 << 20, pausing: .zero, within: 20) { _ in true }
@@ -848,6 +854,34 @@ final class DocumentsTests: XCTestCase {
             XCTAssertTrue(text.hasPrefix("HTTP/1.1 200"), String(text.prefix(200)))
             XCTAssertTrue(text.hasSuffix("\r\n0\r\n\r\n"), "the chunked body ends: \(text.suffix(200))")
             for id in ids { XCTAssertTrue(text.contains(#"{"id":\#(id),"#), "document \(id) in the page") }
+        }
+    }
+
+    /// A streamed page whose later piece fails (here its key is revoked
+    /// between the pieces: each piece reads as the key, which is then 401)
+    /// cannot change its 200 any more: the server ends the chunked body
+    /// without its last chunk and closes the connection, so that a client
+    /// sees an answer cut short (never a page that looks whole), and says so
+    /// in its log.
+    func testAStreamedPageThatFailsPartWayEndsWithoutItsLastChunk() async throws {
+        let logs = LogCapture()
+        try await TestServer.run(
+            configure: {
+                $0.listBytes = 12 * 1024
+                $0.httpSendBufferBytes = 4 * 1024
+            }, logs: logs
+        ) { server in
+            let (tenant, ids, socket) = try await Self.askForALargePage(server)
+            let begun = socket.readInBursts(of: 1 << 20, pausing: .zero, within: 20) { _ in true }
+            try await Task.sleep(for: .milliseconds(300))
+            try TestDatabase.owner().query("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1", [tenant.id], prepared: false)
+            let rest = socket.readInBursts(of: 1 << 20, pausing: .zero, within: 20) { $0.hasSuffix("\r\n0\r\n\r\n") }
+            let text = begun + rest
+            XCTAssertTrue(text.hasPrefix("HTTP/1.1 200"), String(text.prefix(200)))
+            XCTAssertFalse(text.hasSuffix("\r\n0\r\n\r\n"), "no last chunk: \(text.suffix(200))")
+            XCTAssertFalse(ids.allSatisfy { text.contains(#"{"id":\#($0),"#) }, "the page did not arrive whole")
+            XCTAssertTrue(socket.waitForClose(within: 5), "the connection is closed")
+            XCTAssertTrue(logs.text.contains("a streamed answer ended short"), logs.text.suffix(2000).description)
         }
     }
 
