@@ -959,6 +959,12 @@ final class ConfigurationTests: XCTestCase {
             (["LOG_LEVEL": "loud"], "LOG_LEVEL must be one of"),
             (["COMPROBIFY_SECRET_KEY": "c2hvcnQ="], "COMPROBIFY_SECRET_KEY"),
         ]
+        // Every setting refused is named at once, not only the first.
+        XCTAssertThrowsError(try read(["PORT": "x", "LOG_LEVEL": "loud", "TRUST_PROXY": "yes", "DATABASE_URL": ""])) { error in
+            for words in ["PORT must be an integer", "LOG_LEVEL must be one of", "TRUST_PROXY must be 0 or 1", "DATABASE_URL is not set"] {
+                XCTAssertTrue("\(error)".contains(words), "\(words): \(error)")
+            }
+        }
         for (extra, words) in cases {
             XCTAssertThrowsError(try read(extra), "\(extra)") { error in
                 XCTAssertTrue("\(error)".contains(words), "\(extra): \(error)")

@@ -108,106 +108,115 @@ public struct Configuration: Sendable {
         public let description: String
     }
 
-    /// Reads every setting from `environment`, refusing malformed values.
+    /// Reads every setting from `environment`, refusing malformed values:
+    /// every setting refused is named, in one error, so that a start fixes
+    /// them all at once.
     public static func fromEnvironment(_ environment: [String: String]) throws -> Configuration {
+        var problems: [String] = []
         func env(_ name: String) -> String? {
             guard let value = environment[name], !value.isEmpty else { return nil }
             return value
         }
-        func integer(_ name: String, _ range: ClosedRange<Int>) throws -> Int? {
+        /// nil, with the problem noted, when `name` is set to something else.
+        func integer(_ name: String, _ range: ClosedRange<Int>) -> Int? {
             guard let text = env(name) else { return nil }
             // Digits only: Int("+8") would take a sign, as it would "-0".
             guard Format.digits(text), let value = Int(text), range.contains(value) else {
-                throw Invalid(description: "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), got \"\(text)\"")
+                problems.append("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), got \"\(text)\"")
+                return nil
             }
             return value
         }
-        guard let url = env("DATABASE_URL") else {
-            throw Invalid(description: "DATABASE_URL is not set (a libpq URI or conninfo string for the comprobify_app role)")
-        }
-        let secretBox: SecretBox
+        let url = env("DATABASE_URL")
+        if url == nil { problems.append("DATABASE_URL is not set (a libpq URI or conninfo string for the comprobify_app role)") }
+        var secretBox: SecretBox?
         do {
             let previous = (env("COMPROBIFY_SECRET_KEY_PREVIOUS") ?? "").split(separator: ",")
                 .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             secretBox = try SecretBox(currentKey: env("COMPROBIFY_SECRET_KEY"), previousKeys: previous)
         } catch {
-            throw Invalid(description: error.description)
+            problems.append(error.description)
         }
-        var configuration = Configuration(databaseURL: url, secretBox: secretBox)
+        // Read on with stand-ins when those two are refused, to name every
+        // other setting refused too; a configuration with a problem is never returned.
+        var configuration = Configuration(
+            databaseURL: url ?? "", secretBox: try secretBox ?? SecretBox(currentKey: String(repeating: "A", count: 43) + "="))
         configuration.host = env("HOST") ?? configuration.host
-        configuration.port = try integer("PORT", 0...65535) ?? configuration.port
-        configuration.poolSize = try integer("DB_POOL_SIZE", 1...256) ?? configuration.poolSize
-        configuration.pipelineDepth = try integer("DB_PIPELINE_DEPTH", 1...64) ?? configuration.pipelineDepth
-        configuration.pipelineConnections = try integer("DB_PIPELINE_CONNECTIONS", 1...256)
-        configuration.pipelinePack = try integer("DB_PIPELINE_PACK", 1...64) ?? configuration.pipelinePack
-        configuration.backgroundPoolSize = try integer("DB_BACKGROUND_POOL_SIZE", 1...64) ?? configuration.backgroundPoolSize
-        configuration.backgroundBusyRate = try integer("BACKGROUND_BUSY_RATE", 1...100_000) ?? configuration.backgroundBusyRate
-        configuration.poolWaitMilliseconds = try integer("DB_POOL_WAIT_MS", 1...600_000) ?? configuration.poolWaitMilliseconds
+        configuration.port = integer("PORT", 0...65535) ?? configuration.port
+        configuration.poolSize = integer("DB_POOL_SIZE", 1...256) ?? configuration.poolSize
+        configuration.pipelineDepth = integer("DB_PIPELINE_DEPTH", 1...64) ?? configuration.pipelineDepth
+        configuration.pipelineConnections = integer("DB_PIPELINE_CONNECTIONS", 1...256)
+        configuration.pipelinePack = integer("DB_PIPELINE_PACK", 1...64) ?? configuration.pipelinePack
+        configuration.backgroundPoolSize = integer("DB_BACKGROUND_POOL_SIZE", 1...64) ?? configuration.backgroundPoolSize
+        configuration.backgroundBusyRate = integer("BACKGROUND_BUSY_RATE", 1...100_000) ?? configuration.backgroundBusyRate
+        configuration.poolWaitMilliseconds = integer("DB_POOL_WAIT_MS", 1...600_000) ?? configuration.poolWaitMilliseconds
         configuration.statementTimeoutMilliseconds =
-            try integer("DB_STATEMENT_TIMEOUT_MS", 1...3_600_000) ?? configuration.statementTimeoutMilliseconds
+            integer("DB_STATEMENT_TIMEOUT_MS", 1...3_600_000) ?? configuration.statementTimeoutMilliseconds
         configuration.idleInTransactionTimeoutMilliseconds =
-            try integer("DB_IDLE_IN_TX_TIMEOUT_MS", 1...3_600_000) ?? configuration.idleInTransactionTimeoutMilliseconds
-        configuration.httpIdleTimeoutSeconds = try integer("HTTP_IDLE_TIMEOUT_S", 1...3600) ?? configuration.httpIdleTimeoutSeconds
-        configuration.shutdownGraceSeconds = try integer("SHUTDOWN_GRACE_S", 1...3600) ?? configuration.shutdownGraceSeconds
+            integer("DB_IDLE_IN_TX_TIMEOUT_MS", 1...3_600_000) ?? configuration.idleInTransactionTimeoutMilliseconds
+        configuration.httpIdleTimeoutSeconds = integer("HTTP_IDLE_TIMEOUT_S", 1...3600) ?? configuration.httpIdleTimeoutSeconds
+        configuration.shutdownGraceSeconds = integer("SHUTDOWN_GRACE_S", 1...3600) ?? configuration.shutdownGraceSeconds
         configuration.shutdownReadyDelaySeconds =
-            try integer("SHUTDOWN_READY_DELAY_S", 0...300) ?? configuration.shutdownReadyDelaySeconds
-        guard configuration.shutdownReadyDelaySeconds == 0 || configuration.shutdownReadyDelaySeconds < configuration.shutdownGraceSeconds
-        else {
-            throw Invalid(description: "SHUTDOWN_READY_DELAY_S must be shorter than SHUTDOWN_GRACE_S")
+            integer("SHUTDOWN_READY_DELAY_S", 0...300) ?? configuration.shutdownReadyDelaySeconds
+        if configuration.shutdownReadyDelaySeconds != 0 && configuration.shutdownReadyDelaySeconds >= configuration.shutdownGraceSeconds {
+            problems.append("SHUTDOWN_READY_DELAY_S must be shorter than SHUTDOWN_GRACE_S")
         }
         if let level = env("LOG_LEVEL") {
-            guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
-                throw Invalid(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+            if let parsed = Logger.Level(rawValue: level.lowercased()) {
+                configuration.logLevel = parsed
+            } else {
+                problems.append("LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
             }
-            configuration.logLevel = parsed
         }
         if let token = env("COMPROBIFY_ADMIN_TOKEN") {
             // The admin routes are not rate-limited: a short token could be
             // guessed. Whitespace around it is refused rather than trimmed: a
             // secret file's newline would otherwise make every admin call 401
             // with nothing said.
-            guard token.unicodeScalars.count >= Configuration.shortestAdminToken else {
-                throw Invalid(
-                    description:
-                        "COMPROBIFY_ADMIN_TOKEN must be at least \(Configuration.shortestAdminToken) characters (openssl rand -hex 32 makes one)"
+            if token.unicodeScalars.count < Configuration.shortestAdminToken {
+                problems.append(
+                    "COMPROBIFY_ADMIN_TOKEN must be at least \(Configuration.shortestAdminToken) characters (openssl rand -hex 32 makes one)"
                 )
+            } else if token.trimmingCharacters(in: .whitespacesAndNewlines) != token {
+                problems.append("COMPROBIFY_ADMIN_TOKEN must not start or end with whitespace or a line break")
+            } else {
+                configuration.adminToken = token
             }
-            guard token.trimmingCharacters(in: .whitespacesAndNewlines) == token else {
-                throw Invalid(description: "COMPROBIFY_ADMIN_TOKEN must not start or end with whitespace or a line break")
-            }
-            configuration.adminToken = token
         }
         if let token = env("METRICS_TOKEN") {
             // As the admin token: long enough not to be guessed, no whitespace around it.
-            guard token.unicodeScalars.count >= Configuration.shortestAdminToken,
+            if token.unicodeScalars.count >= Configuration.shortestAdminToken,
                 token.trimmingCharacters(in: .whitespacesAndNewlines) == token
-            else {
-                throw Invalid(
-                    description:
-                        "METRICS_TOKEN must be at least \(Configuration.shortestAdminToken) characters, with no whitespace around them (openssl rand -hex 32 makes one)"
+            {
+                configuration.metricsToken = token
+            } else {
+                problems.append(
+                    "METRICS_TOKEN must be at least \(Configuration.shortestAdminToken) characters, with no whitespace around them (openssl rand -hex 32 makes one)"
                 )
             }
-            configuration.metricsToken = token
         }
-        configuration.signupRateLimit = try integer("SIGNUP_RATE_LIMIT", 0...1_000_000) ?? configuration.signupRateLimit
+        configuration.signupRateLimit = integer("SIGNUP_RATE_LIMIT", 0...1_000_000) ?? configuration.signupRateLimit
         if let proxy = env("TRUST_PROXY") {
-            guard proxy == "0" || proxy == "1" else { throw Invalid(description: "TRUST_PROXY must be 0 or 1") }
-            configuration.trustProxy = proxy == "1"
+            if proxy == "0" || proxy == "1" {
+                configuration.trustProxy = proxy == "1"
+            } else {
+                problems.append("TRUST_PROXY must be 0 or 1")
+            }
         }
-        configuration.httpMaxConnections = try integer("HTTP_MAX_CONNECTIONS", 1...1_000_000) ?? configuration.httpMaxConnections
+        configuration.httpMaxConnections = integer("HTTP_MAX_CONNECTIONS", 1...1_000_000) ?? configuration.httpMaxConnections
         configuration.httpMaxConnectionsPerAddress =
-            try integer("HTTP_MAX_CONNECTIONS_PER_ADDRESS", 1...1_000_000) ?? configuration.httpMaxConnectionsPerAddress
-        configuration.httpBodyBudgetMegabytes = try integer("HTTP_BODY_BUDGET_MB", 1...1_048_576) ?? configuration.httpBodyBudgetMegabytes
-        configuration.httpRequestTimeoutSeconds = try integer("HTTP_REQUEST_TIMEOUT_S", 1...3600) ?? configuration.httpRequestTimeoutSeconds
-        configuration.httpWriteTimeoutSeconds = try integer("HTTP_WRITE_TIMEOUT_S", 1...3600) ?? configuration.httpWriteTimeoutSeconds
-        configuration.tenantMaxConnections = try integer("DB_TENANT_MAX_CONNECTIONS", 1...256)
-        configuration.rateLimitPerKey = try integer("RATE_LIMIT_PER_KEY", 0...1_000_000) ?? configuration.rateLimitPerKey
-        configuration.rateLimitBurst = try integer("RATE_LIMIT_BURST", 1...1_000_000) ?? configuration.rateLimitBurst
+            integer("HTTP_MAX_CONNECTIONS_PER_ADDRESS", 1...1_000_000) ?? configuration.httpMaxConnectionsPerAddress
+        configuration.httpBodyBudgetMegabytes = integer("HTTP_BODY_BUDGET_MB", 1...1_048_576) ?? configuration.httpBodyBudgetMegabytes
+        configuration.httpRequestTimeoutSeconds = integer("HTTP_REQUEST_TIMEOUT_S", 1...3600) ?? configuration.httpRequestTimeoutSeconds
+        configuration.httpWriteTimeoutSeconds = integer("HTTP_WRITE_TIMEOUT_S", 1...3600) ?? configuration.httpWriteTimeoutSeconds
+        configuration.tenantMaxConnections = integer("DB_TENANT_MAX_CONNECTIONS", 1...256)
+        configuration.rateLimitPerKey = integer("RATE_LIMIT_PER_KEY", 0...1_000_000) ?? configuration.rateLimitPerKey
+        configuration.rateLimitBurst = integer("RATE_LIMIT_BURST", 1...1_000_000) ?? configuration.rateLimitBurst
         configuration.sri.testURL = env("SRI_TEST_URL") ?? configuration.sri.testURL
         configuration.sri.productionURL = env("SRI_PRODUCTION_URL") ?? configuration.sri.productionURL
         for url in [configuration.sri.testURL, configuration.sri.productionURL]
         where !(url.hasPrefix("https://") || url.hasPrefix("http://")) || SRISettings.host(of: url) == nil {
-            throw Invalid(description: "SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs naming a host, got \"\(url)\"")
+            problems.append("SRI_TEST_URL and SRI_PRODUCTION_URL must be http(s) URLs naming a host, got \"\(url)\"")
         }
         // Production documents sent to SRI's test service would be decided
         // there, for good; sandbox ones sent to production, refused.
@@ -216,51 +225,55 @@ public struct Configuration: Sendable {
             ("SRI_TEST_URL", configuration.sri.testURL, Environment.sandbox),
         ] {
             if let other = SRISettings.crossedService(url, for: environment) {
-                throw Invalid(description: "\(name) points at \(other): \(url)")
+                problems.append("\(name) points at \(other): \(url)")
             }
         }
-        configuration.sri.timeoutMilliseconds = try integer("SRI_TIMEOUT_MS", 1...3_600_000) ?? configuration.sri.timeoutMilliseconds
+        configuration.sri.timeoutMilliseconds = integer("SRI_TIMEOUT_MS", 1...3_600_000) ?? configuration.sri.timeoutMilliseconds
         configuration.sri.retryBaseMilliseconds =
-            try integer("SRI_RETRY_BASE_MS", 1...86_400_000) ?? configuration.sri.retryBaseMilliseconds
-        configuration.sri.retryMaxMilliseconds = try integer("SRI_RETRY_MAX_MS", 1...86_400_000) ?? configuration.sri.retryMaxMilliseconds
+            integer("SRI_RETRY_BASE_MS", 1...86_400_000) ?? configuration.sri.retryBaseMilliseconds
+        configuration.sri.retryMaxMilliseconds = integer("SRI_RETRY_MAX_MS", 1...86_400_000) ?? configuration.sri.retryMaxMilliseconds
         configuration.sri.authorizationDelayMilliseconds =
-            try integer("SRI_AUTHORIZATION_DELAY_MS", 0...86_400_000) ?? configuration.sri.authorizationDelayMilliseconds
-        configuration.sri.leaseMilliseconds = try integer("SRI_LEASE_MS", 1000...86_400_000) ?? configuration.sri.leaseMilliseconds
-        configuration.sri.workers = try integer("SRI_WORKERS", 0...1024) ?? configuration.sri.workers
-        configuration.sri.pollMilliseconds = try integer("SRI_POLL_MS", 10...600_000) ?? configuration.sri.pollMilliseconds
+            integer("SRI_AUTHORIZATION_DELAY_MS", 0...86_400_000) ?? configuration.sri.authorizationDelayMilliseconds
+        configuration.sri.leaseMilliseconds = integer("SRI_LEASE_MS", 1000...86_400_000) ?? configuration.sri.leaseMilliseconds
+        configuration.sri.workers = integer("SRI_WORKERS", 0...1024) ?? configuration.sri.workers
+        configuration.sri.pollMilliseconds = integer("SRI_POLL_MS", 10...600_000) ?? configuration.sri.pollMilliseconds
         configuration.sri.exchangeRetentionDays =
-            try integer("SRI_EXCHANGE_RETENTION_DAYS", 0...36_500) ?? configuration.sri.exchangeRetentionDays
+            integer("SRI_EXCHANGE_RETENTION_DAYS", 0...36_500) ?? configuration.sri.exchangeRetentionDays
         // A lease, renewed when the document is read, must outlast the
         // exchange and the wait for a connection to record its outcome.
-        guard configuration.sri.leaseMilliseconds > configuration.sri.timeoutMilliseconds + configuration.poolWaitMilliseconds
-        else {
-            throw Invalid(description: "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS")
+        if configuration.sri.leaseMilliseconds <= configuration.sri.timeoutMilliseconds + configuration.poolWaitMilliseconds {
+            problems.append("SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS")
         }
-        guard configuration.sri.retryMaxMilliseconds >= configuration.sri.retryBaseMilliseconds else {
-            throw Invalid(description: "SRI_RETRY_MAX_MS must not be shorter than SRI_RETRY_BASE_MS")
+        if configuration.sri.retryMaxMilliseconds < configuration.sri.retryBaseMilliseconds {
+            problems.append("SRI_RETRY_MAX_MS must not be shorter than SRI_RETRY_BASE_MS")
         }
         if let algorithm = env("SRI_SIGNATURE_ALGORITHM") {
-            guard let parsed = SignatureAlgorithm(rawValue: algorithm) else {
-                throw Invalid(description: "SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1")
+            if let parsed = SignatureAlgorithm(rawValue: algorithm) {
+                configuration.signatureAlgorithm = parsed
+            } else {
+                problems.append("SRI_SIGNATURE_ALGORITHM must be rsa-sha256 or rsa-sha1")
             }
-            configuration.signatureAlgorithm = parsed
         }
         configuration.webhooks.timeoutMilliseconds =
-            try integer("WEBHOOK_TIMEOUT_MS", 1...600_000) ?? configuration.webhooks.timeoutMilliseconds
+            integer("WEBHOOK_TIMEOUT_MS", 1...600_000) ?? configuration.webhooks.timeoutMilliseconds
         configuration.webhooks.recordWaitMilliseconds = configuration.poolWaitMilliseconds
         configuration.webhooks.retryBaseMilliseconds =
-            try integer("WEBHOOK_RETRY_BASE_MS", 1...86_400_000) ?? configuration.webhooks.retryBaseMilliseconds
+            integer("WEBHOOK_RETRY_BASE_MS", 1...86_400_000) ?? configuration.webhooks.retryBaseMilliseconds
         configuration.webhooks.retryForSeconds =
-            try integer("WEBHOOK_RETRY_FOR_S", 0...31_536_000) ?? configuration.webhooks.retryForSeconds
-        configuration.webhooks.workers = try integer("WEBHOOK_WORKERS", 0...1024) ?? configuration.webhooks.workers
-        configuration.webhooks.pollMilliseconds = try integer("WEBHOOK_POLL_MS", 10...600_000) ?? configuration.webhooks.pollMilliseconds
-        configuration.webhooks.perTenant = try integer("WEBHOOK_PER_TENANT", 1...10_000) ?? configuration.webhooks.perTenant
+            integer("WEBHOOK_RETRY_FOR_S", 0...31_536_000) ?? configuration.webhooks.retryForSeconds
+        configuration.webhooks.workers = integer("WEBHOOK_WORKERS", 0...1024) ?? configuration.webhooks.workers
+        configuration.webhooks.pollMilliseconds = integer("WEBHOOK_POLL_MS", 10...600_000) ?? configuration.webhooks.pollMilliseconds
+        configuration.webhooks.perTenant = integer("WEBHOOK_PER_TENANT", 1...10_000) ?? configuration.webhooks.perTenant
         configuration.webhooks.retentionDays =
-            try integer("WEBHOOK_RETENTION_DAYS", 0...36_500) ?? configuration.webhooks.retentionDays
+            integer("WEBHOOK_RETENTION_DAYS", 0...36_500) ?? configuration.webhooks.retentionDays
         if let allow = env("WEBHOOKS_ALLOW_HTTP") {
-            guard allow == "0" || allow == "1" else { throw Invalid(description: "WEBHOOKS_ALLOW_HTTP must be 0 or 1") }
-            configuration.webhooks.allowHTTP = allow == "1"
+            if allow == "0" || allow == "1" {
+                configuration.webhooks.allowHTTP = allow == "1"
+            } else {
+                problems.append("WEBHOOKS_ALLOW_HTTP must be 0 or 1")
+            }
         }
+        guard problems.isEmpty else { throw Invalid(description: problems.joined(separator: "; ")) }
         return configuration
     }
 }
