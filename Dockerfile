@@ -83,6 +83,8 @@ COPY --from=builder /staging/swift-backtrace-static /usr/local/libexec/swift-bac
 COPY sql/migrations ./sql/migrations
 # The contract, served at GET /openapi.yaml from the working directory.
 COPY openapi.yaml ./openapi.yaml
+# What every setting does (`comprobify serve --help` points here).
+COPY README.md /usr/share/doc/comprobify/README.md
 
 ENV SWIFT_BACKTRACE=enable=yes,sanitize=yes,threads=all,images=all,interactive=no,swift-backtrace=/usr/local/libexec/swift-backtrace-static
 

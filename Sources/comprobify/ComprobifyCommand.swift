@@ -36,7 +36,14 @@ struct ComprobifyCommand: AsyncParsableCommand {
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the HTTP server (settings from the environment; see README)."
+        abstract: "Run the HTTP server (settings from the environment; see README).",
+        discussion: """
+            Every setting is an environment variable; README.md's "Configuration" (in the image: \
+            /usr/share/doc/comprobify/README.md) says what each does and its default. DATABASE_URL and \
+            COMPROBIFY_SECRET_KEY are required. A setting refused stops the start (exit 2), naming every one refused.
+
+            Settings: \(Configuration.settingNames.joined(separator: ", ")).
+            """
     )
 
     /// No core file, whatever the shell's `ulimit -c`: the server holds the

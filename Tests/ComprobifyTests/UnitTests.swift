@@ -815,6 +815,23 @@ final class ConfigurationTests: XCTestCase {
         try Configuration.fromEnvironment(base.merging(extra) { $1 })
     }
 
+    /// `Configuration.settingNames` (what `serve --help` lists) are the
+    /// variables `fromEnvironment` reads, every one, and README's settings
+    /// table names each; `serve --help` lists them all.
+    func testTheSettingsListedAreTheOnesRead() throws {
+        let source = try String(
+            contentsOf: Self.packageRoot.appendingPathComponent("Sources/Comprobify/App/Configuration.swift"), encoding: .utf8)
+        let read = Set(source.matches(of: /(?:env|integer)\("([A-Z_]+)"/).map { String($0.output.1) }).subtracting(["NAME"])
+        XCTAssertEqual(Set(Configuration.settingNames), read)
+        XCTAssertEqual(Configuration.settingNames.count, read.count, "each once")
+        let readme = try String(contentsOf: Self.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        for name in read { XCTAssertTrue(readme.contains("| `\(name)` |"), "README's table names \(name)") }
+        let help = try Executable.run(try Executable.url(), ["serve", "--help"], environment: [:])
+        XCTAssertEqual(help.status, 0, help.output)
+        let listed = help.output.replacingOccurrences(of: "\n", with: " ")
+        for name in read { XCTAssertTrue(listed.contains(" \(name),") || listed.contains(" \(name)."), "serve --help lists \(name)") }
+    }
+
     /// A webhook delivery's lease covers the attempt and the wait for a
     /// connection to record it: a long DB_POOL_WAIT_MS lengthens it.
     func testAWebhookLeaseOutlastsTheAttemptAndTheWaitToRecordIt() throws {

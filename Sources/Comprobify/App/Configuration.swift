@@ -108,6 +108,21 @@ public struct Configuration: Sendable {
         public let description: String
     }
 
+    /// The environment variables `fromEnvironment` reads, grouped as README's
+    /// settings table (`serve --help` lists them).
+    public static let settingNames = [
+        "DATABASE_URL", "COMPROBIFY_SECRET_KEY", "COMPROBIFY_SECRET_KEY_PREVIOUS", "HOST", "PORT", "DB_POOL_SIZE",
+        "DB_PIPELINE_DEPTH", "DB_PIPELINE_CONNECTIONS", "DB_PIPELINE_PACK", "DB_BACKGROUND_POOL_SIZE", "BACKGROUND_BUSY_RATE",
+        "DB_POOL_WAIT_MS", "DB_STATEMENT_TIMEOUT_MS", "DB_IDLE_IN_TX_TIMEOUT_MS", "DB_TENANT_MAX_CONNECTIONS",
+        "HTTP_IDLE_TIMEOUT_S", "HTTP_MAX_CONNECTIONS", "HTTP_MAX_CONNECTIONS_PER_ADDRESS", "HTTP_BODY_BUDGET_MB",
+        "HTTP_REQUEST_TIMEOUT_S", "HTTP_WRITE_TIMEOUT_S", "SHUTDOWN_GRACE_S", "SHUTDOWN_READY_DELAY_S", "LOG_LEVEL",
+        "COMPROBIFY_ADMIN_TOKEN", "METRICS_TOKEN", "SIGNUP_RATE_LIMIT", "TRUST_PROXY", "RATE_LIMIT_PER_KEY",
+        "RATE_LIMIT_BURST", "SRI_TEST_URL", "SRI_PRODUCTION_URL", "SRI_TIMEOUT_MS", "SRI_RETRY_BASE_MS", "SRI_RETRY_MAX_MS",
+        "SRI_AUTHORIZATION_DELAY_MS", "SRI_LEASE_MS", "SRI_WORKERS", "SRI_POLL_MS", "SRI_EXCHANGE_RETENTION_DAYS",
+        "SRI_SIGNATURE_ALGORITHM", "WEBHOOK_TIMEOUT_MS", "WEBHOOK_RETRY_BASE_MS", "WEBHOOK_RETRY_FOR_S", "WEBHOOK_WORKERS",
+        "WEBHOOK_POLL_MS", "WEBHOOK_PER_TENANT", "WEBHOOK_RETENTION_DAYS", "WEBHOOKS_ALLOW_HTTP",
+    ]
+
     /// Reads every setting from `environment`, refusing malformed values:
     /// every setting refused is named, in one error, so that a start fixes
     /// them all at once.
