@@ -750,28 +750,40 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual(core.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).prefix(2), ["0", "0"], String(core))
     }
 
-    func testSIGTERMLetsInFlightRequestsFinish() async throws {
-        let binary = try Executable.url()
-        // A tenant whose row we lock, so its next request waits inside the server.
+    /// `comprobify serve` with `environment` (and no queue workers: the
+    /// database holds other tests' documents, whose exchanges with an SRI out
+    /// of reach would outlast any grace), and one request of a tenant waiting
+    /// inside it on the tenant's row, which `locker`'s open transaction holds.
+    private static func serveWithARequestHeldOnALock(
+        _ environment: [String: String], output: Pipe? = nil
+    ) async throws -> (process: Process, locker: Connection, inFlight: Task<Reply, any Error>) {
         let box = TenantBox()
         try await TestServer.run { server in box.tenant = try await server.signUp() }
         let tenant = try XCTUnwrap(box.tenant)
-        // No queue workers: the database holds other tests' documents, whose
-        // exchanges with an SRI out of reach would outlast the grace.
-        let (process, client) = try await Self.serve(binary, ["SHUTDOWN_GRACE_S": "10", "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0"])
-        defer { if process.isRunning { process.terminate() } }
+        let (process, client) = try await Self.serve(
+            try Executable.url(), environment.merging(["SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0"]) { $1 }, output: output)
+        do {
+            let locker = try TestDatabase.owner()
+            try locker.query("BEGIN", prepared: false)
+            try locker.query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", [tenant.id], prepared: false)
+            let inFlight = Task { try await client.call(.post, "/v1/tenants/resend-verification", key: tenant.key) }
+            let lockerPID = try locker.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0)
+            XCTAssertNotNil(TestDatabase.sessionBlocked(by: lockerPID), "the request is waiting inside the server")
+            return (process, locker, inFlight)
+        } catch {
+            process.terminate()
+            throw error
+        }
+    }
 
-        let locker = try TestDatabase.owner()
-        try locker.query("BEGIN", prepared: false)
-        try locker.query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", [tenant.id], prepared: false)
-        async let inFlight = client.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
-        let lockerPID = try locker.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0)
-        XCTAssertNotNil(TestDatabase.sessionBlocked(by: lockerPID), "the request is waiting inside the server")
+    func testSIGTERMLetsInFlightRequestsFinish() async throws {
+        let (process, locker, inFlight) = try await Self.serveWithARequestHeldOnALock(["SHUTDOWN_GRACE_S": "10"])
+        defer { if process.isRunning { process.terminate() } }
         kill(process.processIdentifier, SIGTERM)
         try await Task.sleep(for: .milliseconds(500))
         XCTAssertTrue(process.isRunning, "still draining the request in flight")
         try locker.query("COMMIT", prepared: false)
-        let reply = try await inFlight
+        let reply = try await inFlight.value
         XCTAssertEqual(reply.status, 200, reply.text)
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0)
@@ -781,25 +793,14 @@ final class OperationsTests: XCTestCase {
     /// short: the process says so at warning and exits 1, not 0 with a plain
     /// "stopped" as if everything had finished.
     func testAStopPastItsGraceSaysWhatItCutShortAndExitsOne() async throws {
-        let binary = try Executable.url()
-        let box = TenantBox()
-        try await TestServer.run { server in box.tenant = try await server.signUp() }
-        let tenant = try XCTUnwrap(box.tenant)
         let output = Pipe()
-        let (process, client) = try await Self.serve(
-            binary, ["SHUTDOWN_GRACE_S": "1", "LOG_LEVEL": "warning", "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0"], output: output)
+        let (process, locker, inFlight) = try await Self.serveWithARequestHeldOnALock(
+            ["SHUTDOWN_GRACE_S": "1", "LOG_LEVEL": "warning"], output: output)
         defer { if process.isRunning { process.terminate() } }
-
-        let locker = try TestDatabase.owner()
-        try locker.query("BEGIN", prepared: false)
-        try locker.query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", [tenant.id], prepared: false)
-        async let inFlight = client.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
-        let lockerPID = try locker.query("SELECT pg_backend_pid()", prepared: false)[0].decode(Int32.self, at: 0)
-        XCTAssertNotNil(TestDatabase.sessionBlocked(by: lockerPID), "the request is waiting inside the server")
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
         try locker.query("ROLLBACK", prepared: false)
-        _ = try? await inFlight
+        _ = try? await inFlight.value
         XCTAssertEqual(process.terminationStatus, 1, "a stop that cut work short is not a clean one")
         let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let lines = log.split(separator: "\n").filter { $0.contains("SHUTDOWN_GRACE_S ran out") }
