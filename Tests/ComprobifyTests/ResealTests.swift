@@ -77,6 +77,50 @@ final class ResealTests: XCTestCase {
         XCTAssertTrue(again.output.contains("reseal: 0 issuer keys and 0 webhook secrets"), again.output)
     }
 
+    /// A webhook's previous secret (a rotation's, still signing) moves with
+    /// its secret, keeping its expiry; one that has expired is dropped.
+    func testAWebhooksPreviousSecretMovesWithItsSecret() async throws {
+        let oldKey = Self.newKey()
+        let old = try SecretBox(currentKey: oldKey)
+        let kept = try await Self.tenantSealed(under: old)
+        let lapsed = try await Self.tenantSealed(under: old)
+        let rotatedSecrets = NIOLockedValueBox<[Int64: String]>([:])
+        try await TestServer.run(configure: { $0.secretBox = old }) { server in
+            for made in [kept, lapsed] {
+                let rotated = try await server.call(.post, "/v1/webhooks/\(made.hook)/rotate-secret", key: made.tenant.key)
+                XCTAssertEqual(rotated.status, 200, rotated.text)
+                let secret = try rotated.string("secret")
+                rotatedSecrets.withLockedValue { $0[made.hook] = secret }
+            }
+        }
+        let secrets = rotatedSecrets.withLockedValue { $0 }
+        _ = try TestDatabase.query(
+            "UPDATE webhook_endpoints SET previous_secret_expires_at = now() - interval '1 second' WHERE id = $1", [lapsed.hook])
+        let expiry = "SELECT previous_secret_expires_at FROM webhook_endpoints WHERE id = $1"
+        let expiresBefore = try TestDatabase.scalar(expiry, [kept.hook], as: Date.self)
+
+        let run = try Self.reseal([kept.tenant.id, lapsed.tenant.id], current: TestSecrets.keyText, previous: oldKey)
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("2 webhook secrets sealed again"), run.output)
+        for made in [kept, lapsed] {
+            let row = try TestDatabase.query(
+                "SELECT master_key_id, sealed_secret, previous_sealed_secret FROM webhook_endpoints WHERE id = $1", [made.hook])
+            XCTAssertEqual(try row[0].decode(String.self, at: 0), TestSecrets.box.currentKeyID)
+            let associatedData = WebhooksStore.associatedData(tenantID: made.tenant.id, webhookID: made.hook)
+            let current = try TestSecrets.box.open(Array(try row[0].decode(Data.self, at: 1)), associatedData: associatedData)
+            XCTAssertEqual(String(decoding: current, as: UTF8.self), secrets[made.hook])
+            let previous = try row[0].decode(Data?.self, at: 2)
+            if made.hook == kept.hook {
+                let opened = try TestSecrets.box.open(Array(try XCTUnwrap(previous)), associatedData: associatedData)
+                XCTAssertEqual(String(decoding: opened, as: UTF8.self), made.secret, "the replaced secret, under the current key")
+                XCTAssertEqual(try TestDatabase.scalar(expiry, [made.hook], as: Date.self), expiresBefore, "its expiry kept")
+            } else {
+                XCTAssertNil(previous, "an expired previous secret is dropped")
+                XCTAssertTrue(try TestDatabase.query(expiry, [made.hook])[0].isNull(at: 0))
+            }
+        }
+    }
+
     /// Rows that cannot be opened do not hide the ones after them: the run
     /// pages past them, one row a page here.
     func testRowsThatCannotBeOpenedDoNotStopTheRest() async throws {

@@ -151,6 +151,144 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// The `v1=` signatures of a delivery, in the order sent.
+    static func signatures(_ hit: WebhookReceiver.Hit) throws -> (timestamp: String, v1: [String]) {
+        let header = try XCTUnwrap(hit.signature)
+        XCTAssertNotNil(header.wholeMatch(of: /t=[0-9]+(,v1=[0-9a-f]{64})+/), header)
+        let parts = header.split(separator: ",").map { $0.split(separator: "=", maxSplits: 1).map(String.init) }
+        return (parts[0][1], parts.dropFirst().map { $0[1] })
+    }
+
+    /// The HMAC of a delivery's body as its receiver checks it, with openssl.
+    static func expected(_ secret: String, _ hit: WebhookReceiver.Hit, timestamp: String) throws -> String {
+        try opensslHMAC(key: secret, message: Array("\(timestamp).".utf8) + hit.body)
+    }
+
+    /// POST /v1/webhooks/:id/rotate-secret: a new secret shown once; the one
+    /// it replaces keeps signing beside it (a second `v1=`) for the time asked,
+    /// a day unless told, then stops; each rotation audited; a refused body
+    /// changes nothing; another tenant's, a deleted or an unknown webhook 404.
+    func testARotatedSecretSignsBesideTheOneItReplacesUntilThatExpires() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0) }) { server in
+                let tenant = try await server.activeTenant()
+                scope.add(tenant.id)
+                let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/rotated")
+                var delivered = 0
+                func deliver(_ tag: String) async throws -> WebhookReceiver.Hit {
+                    try await withTestDatabase { database in _ = try await Self.record(database, tenant: tenant.id, tag: tag) }
+                    delivered += 1
+                    try await eventually("the delivery of \(tag)") { receiver.hits("/ok/rotated").count == delivered }
+                    return try XCTUnwrap(receiver.hits("/ok/rotated").last)
+                }
+                func stored() throws -> Data {
+                    try TestDatabase.scalar("SELECT sealed_secret FROM webhook_endpoints WHERE id = $1", [hook.id], as: Data.self)
+                }
+
+                // Refused bodies: 400 naming the field, nothing changed.
+                let before = try stored()
+                for body in [
+                    #"{"previousSecretExpiresInSeconds": -1}"#, #"{"previousSecretExpiresInSeconds": 604801}"#,
+                    #"{"previousSecretExpiresInSeconds": "60"}"#, #"{"previousSecretExpiresInSeconds": 1.5}"#,
+                    #"{"previousSecretExpiresInSeconds": null}"#,
+                ] {
+                    let refused = try await server.call(.post, "/v1/webhooks/\(hook.id)/rotate-secret", key: tenant.key, json: body)
+                    refused.assertProblem(400, "VALIDATION_ERROR")
+                    XCTAssertEqual(refused.errorFields, ["previousSecretExpiresInSeconds"], body)
+                }
+                try await server.call(.post, "/v1/webhooks/\(hook.id)/rotate-secret", key: tenant.key, json: "[]")
+                    .assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(try stored(), before, "a refused rotation changes nothing")
+
+                // Another tenant's webhook, an unknown id, a path id that is no id: 404, before the body's 400.
+                let other = try await server.activeTenant()
+                for path in ["/v1/webhooks/\(hook.id)/rotate-secret", "/v1/webhooks/\(hook.id + 1000)/rotate-secret"] {
+                    try await server.call(.post, path, key: other.key, json: #"{"previousSecretExpiresInSeconds": -1}"#)
+                        .assertProblem(404, "NOT_FOUND")
+                }
+                try await server.call(.post, "/v1/webhooks/abc/rotate-secret", key: tenant.key).assertProblem(404, "NOT_FOUND")
+                try await server.call(.post, "/v1/webhooks/\(hook.id)/rotate-secret", key: "cfy_test_nope")
+                    .assertProblem(401, "UNAUTHORIZED")
+                XCTAssertEqual(try stored(), before)
+
+                // Rotated with no body: both secrets sign, the new one first, for a day.
+                let first = try await server.call(.post, "/v1/webhooks/\(hook.id)/rotate-secret", key: tenant.key)
+                XCTAssertEqual(first.status, 200, first.text)
+                XCTAssertEqual(first.headers[.cacheControl], "no-store")
+                let second = try first.string("secret")
+                XCTAssertNotNil(second.wholeMatch(of: /whsec_[0-9a-f]{64}/))
+                XCTAssertNotEqual(second, hook.secret)
+                XCTAssertEqual(try first.int("webhook", "id"), hook.id)
+                let formatter = ISO8601DateFormatter()
+                formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                let expires = try XCTUnwrap(formatter.date(from: try first.string("webhook", "previousSecretExpiresAt")))
+                XCTAssertEqual(expires.timeIntervalSinceNow, 86_400, accuracy: 120, "a day unless asked")
+                let listed = try await server.call(.get, "/v1/webhooks", key: tenant.key)
+                XCTAssertEqual(
+                    try listed.string("webhooks", 0, "previousSecretExpiresAt"), try first.string("webhook", "previousSecretExpiresAt"))
+                XCTAssertFalse(listed.text.contains("whsec_"), "the secrets are shown once")
+
+                var hit = try await deliver("two secrets")
+                var signed = try Self.signatures(hit)
+                XCTAssertEqual(
+                    signed.v1,
+                    [
+                        try Self.expected(second, hit, timestamp: signed.timestamp),
+                        try Self.expected(hook.secret, hit, timestamp: signed.timestamp),
+                    ])
+
+                // Rotated with no time for the previous: the new one alone.
+                let third = try await server.call(
+                    .post, "/v1/webhooks/\(hook.id)/rotate-secret", key: tenant.key, json: #"{"previousSecretExpiresInSeconds": 0}"#)
+                XCTAssertEqual(third.status, 200, third.text)
+                XCTAssertTrue(third.isNull("webhook", "previousSecretExpiresAt"), third.text)
+                let thirdSecret = try third.string("secret")
+                hit = try await deliver("one secret")
+                signed = try Self.signatures(hit)
+                XCTAssertEqual(signed.v1, [try Self.expected(thirdSecret, hit, timestamp: signed.timestamp)])
+
+                // A previous secret kept for a second: it signs, then it has expired and does not.
+                let fourth = try await server.call(
+                    .post, "/v1/webhooks/\(hook.id)/rotate-secret", key: tenant.key, json: #"{"previousSecretExpiresInSeconds": 1}"#)
+                XCTAssertEqual(fourth.status, 200, fourth.text)
+                let fourthSecret = try fourth.string("secret")
+                try await Task.sleep(for: .milliseconds(1_500))
+                hit = try await deliver("expired")
+                signed = try Self.signatures(hit)
+                XCTAssertEqual(
+                    signed.v1, [try Self.expected(fourthSecret, hit, timestamp: signed.timestamp)], "the expired one signs no more")
+                let afterExpiry = try await server.call(.get, "/v1/webhooks", key: tenant.key)
+                XCTAssertTrue(afterExpiry.isNull("webhooks", 0, "previousSecretExpiresAt"), afterExpiry.text)
+
+                // A production key does not reach the sandbox's webhook.
+                let keyID = try TestDatabase.scalar("SELECT id FROM api_keys WHERE tenant_id = $1", [tenant.id], as: Int64.self)
+                let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+                XCTAssertEqual(promoted.status, 200, promoted.text)
+                let live = try promoted.string("apiKeys", 0, "apiKey")
+                try await server.call(.post, "/v1/webhooks/\(hook.id)/rotate-secret", key: live).assertProblem(404, "NOT_FOUND")
+
+                // A deleted webhook's secret is not rotated (deleted by a sandbox
+                // key minted after the promotion, which ended the first one).
+                let sandbox = try await server.mintKey(live, label: "test rig")
+                let deleted = try await server.call(.delete, "/v1/webhooks/\(hook.id)", key: sandbox)
+                XCTAssertEqual(deleted.status, 200, deleted.text)
+                try await server.call(.post, "/v1/webhooks/\(hook.id)/rotate-secret", key: sandbox).assertProblem(404, "NOT_FOUND")
+
+                // Each rotation audited as done by the key, with when its previous secret expires.
+                let audit = try TestDatabase.query(
+                    """
+                    SELECT actor_key_id, (details->>'webhookId')::bigint, details->>'environment', details->>'previousSecretExpiresAt'
+                      FROM audit_events WHERE action = 'webhook.secret_rotated' AND tenant_id IN ($1, $2) ORDER BY id
+                    """, [tenant.id, other.id])
+                XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 0) }, [keyID, keyID, keyID])
+                XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 1) }, [hook.id, hook.id, hook.id])
+                XCTAssertEqual(try audit[0].decode(String.self, at: 2), "sandbox")
+                XCTAssertEqual(try audit.rows.map { try $0.decode(String?.self, at: 3) == nil }, [false, true, false])
+            }
+        }
+    }
+
     /// End to end: documents issued through the API and decided by the local
     /// SRI (authorized, not authorized, returned) through a sending server;
     /// each decision reaches the endpoint once, signed, with the document as

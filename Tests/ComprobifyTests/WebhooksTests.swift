@@ -256,9 +256,9 @@ final class WebhooksTests: XCTestCase {
             func post(_ path: String, to pins: [IPAddress]) async -> WebhooksStore.Outcome {
                 let pending = WebhooksStore.Pending(
                     tenantID: 1, id: 1, endpointID: 1, eventID: "evt_1", url: "http://hooks.example.com:\(port)\(path)", sealedSecret: [],
-                    body: Array("{}".utf8))
+                    previousSealedSecret: nil, body: Array("{}".utf8))
                 return await WebhookService.post(
-                    pending, secret: Array("secret".utf8), to: pins, of: ["hooks.example.com"], settings: settings,
+                    pending, secrets: [Array("secret".utf8)], to: pins, of: ["hooks.example.com"], settings: settings,
                     eventLoopGroup: MultiThreadedEventLoopGroup.singleton, started: .now, deadline: .now() + .seconds(5))
             }
             let second = await post("/ok/second", to: [refusing, listening])
@@ -296,10 +296,10 @@ final class WebhooksTests: XCTestCase {
             settings.timeoutMilliseconds = 4_000
             let pending = WebhooksStore.Pending(
                 tenantID: 1, id: 1, endpointID: 1, eventID: "evt_1", url: "http://hooks.example.com:\(port)/ok/share", sealedSecret: [],
-                body: Array("{}".utf8))
+                previousSealedSecret: nil, body: Array("{}".utf8))
             let started = ContinuousClock.now
             let outcome = await WebhookService.post(
-                pending, secret: Array("secret".utf8), to: [IPAddress("127.0.0.2")!, IPAddress("127.0.0.1")!], of: ["hooks.example.com"],
+                pending, secrets: [Array("secret".utf8)], to: [IPAddress("127.0.0.2")!, IPAddress("127.0.0.1")!], of: ["hooks.example.com"],
                 settings: settings, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, started: started,
                 deadline: .now() + .milliseconds(4_000))
             let took = ContinuousClock.now - started

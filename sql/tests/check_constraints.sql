@@ -6,7 +6,7 @@
 -- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(85);
+SELECT plan(86);
 
 -- Rules of single values are domains (migration 0012): a refused value names
 -- the domain and its constraint, with the same SQLSTATE -----------------------------------
@@ -236,15 +236,17 @@ SELECT is((SELECT count(*) FROM pg_constraint
             WHERE conrelid = 'sri_exchanges'::regclass AND conname LIKE 'sri_exchanges_status_%_values' AND convalidated),
           2::bigint, 'both status constraints are validated (0034), so they hold for the older rows too');
 
--- audit_events: the actions it knows (migrations 0035-0036) ----------------------------------
+-- audit_events: the actions it knows (migrations 0035-0036, 0077-0078) ----------------------------------
 
 SELECT throws_ok($$ INSERT INTO audit_events (tenant_id, action, actor) VALUES (900001, 'webhook.renamed', 'tenant') $$,
                  '23514', 'new row for relation "audit_events" violates check constraint "audit_events_action_values"',
                  'audit_events.action refuses an action it does not know');
 SELECT lives_ok($$ INSERT INTO audit_events (tenant_id, action, actor, actor_key_id) VALUES (900001, 'webhook.deleted', 'tenant', 900011) $$,
                 'audit_events.action takes webhook.deleted');
+SELECT lives_ok($$ INSERT INTO audit_events (tenant_id, action, actor, actor_key_id) VALUES (900001, 'webhook.secret_rotated', 'tenant', 900011) $$,
+                'audit_events.action takes webhook.secret_rotated (migration 0077)');
 SELECT ok((SELECT convalidated FROM pg_constraint WHERE conrelid = 'audit_events'::regclass AND conname = 'audit_events_action_values'),
-          'the rule of the actions is validated (0036), so it holds for the older rows too');
+          'the rule of the actions is validated (0036, 0078), so it holds for the older rows too');
 
 -- Rules every row already followed, held since migrations 0074-0075 ------------------------
 

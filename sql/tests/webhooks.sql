@@ -7,11 +7,13 @@
 --   * delivered and failed deliveries, and those not yet due, are never claimed;
 --   * at most p_per_endpoint deliveries of one endpoint are leased at once;
 --   * acting for tenant B, tenant A's rows cannot be seen or changed;
---   * the CHECKs hold a delivery's status and its waiting together, and a deleted webhook stays deleted.
+--   * the CHECKs hold a delivery's status and its waiting together, and a deleted webhook stays deleted;
+--   * a rotation (migration 0077): the app may change a webhook's sealed secrets and their expiry, never its
+--     url; a previous secret comes with its expiry; B cannot rotate A's; webhook.secret_rotated is audited.
 BEGIN;
 \ir fixtures/two_tenants.sql
 
-SELECT plan(22);
+SELECT plan(27);
 
 -- More deliveries of tenant A's endpoint: delivered, failed, not yet due, and two more due.
 INSERT INTO webhook_events (tenant_id, id, environment, type, document_id, payload) VALUES
@@ -78,8 +80,25 @@ SELECT is_empty($$ UPDATE webhook_deliveries SET leased_by = NULL, leased_until 
 SELECT throws_ok($$ INSERT INTO webhook_deliveries (tenant_id, event_id, endpoint_id) VALUES (900001, 'evt_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 900101) $$,
                  '42501', NULL, 'tenant B cannot queue a delivery for tenant A');
 
+SELECT is_empty($$ UPDATE webhook_endpoints SET sealed_secret = 'sealed by b', previous_sealed_secret = sealed_secret,
+                                             previous_secret_expires_at = now() + interval '1 day'
+                    WHERE id = 900101 RETURNING 1 $$,
+                'tenant B cannot rotate tenant A''s webhook secret');
+SELECT throws_ok($$ UPDATE webhook_endpoints SET url = 'https://elsewhere.example.invalid/' WHERE id = 900102 $$,
+                 '42501', NULL, 'a webhook''s url cannot be changed by the app');
+
 -- Acting for tenant A.
 SELECT is(set_config('app.tenant_id', '900001', true), '900001', 'acting for tenant A');
+SELECT results_eq($$ UPDATE webhook_endpoints SET sealed_secret = 'sealed new', master_key_id = '89abcdef',
+                                                  previous_sealed_secret = sealed_secret,
+                                                  previous_secret_expires_at = now() + interval '1 day'
+                      WHERE id = 900101 RETURNING sealed_secret, previous_sealed_secret $$,
+                  $$ VALUES ('sealed new'::bytea, 'sealed secret a'::bytea) $$,
+                  'tenant A rotates its webhook''s secret, the replaced one kept as the previous');
+SELECT throws_ok($$ UPDATE webhook_endpoints SET previous_secret_expires_at = NULL WHERE id = 900101 $$,
+                 '23514', NULL, 'a previous secret comes with its expiry');
+SELECT throws_ok($$ UPDATE webhook_endpoints SET previous_sealed_secret = NULL WHERE id = 900101 $$,
+                 '23514', NULL, 'and an expiry with its previous secret');
 SELECT throws_ok($$ UPDATE webhook_deliveries SET status = 'delivered' WHERE id = 900133 $$,
                  '23514', NULL, 'a delivered delivery waits for nothing (status and next_attempt_at move together)');
 UPDATE webhook_endpoints SET deleted_at = now() WHERE id = 900101;

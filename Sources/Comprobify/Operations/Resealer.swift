@@ -97,6 +97,13 @@ public struct Resealer {
         return report
     }
 
+    /// A sealed secret opened and sealed again under the current master key.
+    private func resealed(_ sealed: [UInt8], associatedData: [UInt8]) throws -> [UInt8] {
+        var secret = try secretBox.open(sealed, associatedData: associatedData)
+        defer { secret.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
+        return secretBox.seal(secret, associatedData: associatedData)
+    }
+
     /// One row, in its own transaction as its tenant; false when it no longer
     /// needs it (replaced or resealed meanwhile).
     private func reseal(tenant: Int64, kind: Kind, id: Int64) throws -> Bool {
@@ -105,21 +112,35 @@ public struct Resealer {
         try connection.query("BEGIN", prepared: false)
         do {
             try connection.query("SELECT set_config('app.tenant_id', \(String(tenant)), true)", prepared: false)
+            // A webhook's previous secret (a rotation's, while it still signs)
+            // is sealed under the same master key and moves with the secret;
+            // one that expired, or that does not open, is dropped.
+            let previous: SQLFragment =
+                kind == .webhookEndpoint
+                ? "CASE WHEN previous_secret_expires_at > now() THEN previous_sealed_secret END" : "NULL::bytea"
             let current = try connection.query(
                 """
-                SELECT \(unescaped: column) FROM \(unescaped: table)
+                SELECT \(unescaped: column), \(previous) FROM \(unescaped: table)
                  WHERE tenant_id = \(tenant) AND \(unescaped: key) = \(id) AND master_key_id <> \(secretBox.currentKeyID) FOR UPDATE
                 """, prepared: false)
             guard current.count == 1 else {
                 try connection.query("COMMIT", prepared: false)
                 return false
             }
-            var secret = try secretBox.open(Array(try current[0].decode(Data.self, at: 0)), associatedData: associatedData)
-            let sealed = secretBox.seal(secret, associatedData: associatedData)
-            secret.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+            let sealed = try resealed(Array(try current[0].decode(Data.self, at: 0)), associatedData: associatedData)
+            let sealedPrevious = try current[0].decode(Data?.self, at: 1).flatMap {
+                try? resealed(Array($0), associatedData: associatedData)
+            }
+            let previousColumns: SQLFragment =
+                kind == .webhookEndpoint
+                ? """
+                , previous_sealed_secret = \(sealedPrevious.map { Data($0) }),
+                  previous_secret_expires_at = CASE WHEN \(sealedPrevious.map { Data($0) })::bytea IS NULL THEN NULL
+                                                    ELSE previous_secret_expires_at END
+                """ : ""
             try connection.query(
                 """
-                UPDATE \(unescaped: table) SET \(unescaped: column) = \(Data(sealed)), master_key_id = \(secretBox.currentKeyID)
+                UPDATE \(unescaped: table) SET \(unescaped: column) = \(Data(sealed)), master_key_id = \(secretBox.currentKeyID)\(previousColumns)
                  WHERE tenant_id = \(tenant) AND \(unescaped: key) = \(id)
                 """, prepared: false)
             try connection.query("COMMIT", prepared: false)

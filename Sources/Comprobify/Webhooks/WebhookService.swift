@@ -104,10 +104,18 @@ struct WebhookService: Service {
             return
         }
         guard let pending else { return }
-        let secret: [UInt8]
+        var secrets: [[UInt8]]
+        let associatedData = WebhooksStore.associatedData(tenantID: tenantID, webhookID: pending.endpointID)
         do {
-            secret = try secretBox.open(
-                pending.sealedSecret, associatedData: WebhooksStore.associatedData(tenantID: tenantID, webhookID: pending.endpointID))
+            secrets = [try secretBox.open(pending.sealedSecret, associatedData: associatedData)]
+            // The secret a rotation replaced signs too while it lasts. Sealed
+            // under the same master key, it opens when the current one does;
+            // should it not, the delivery goes signed with the current one.
+            if let previous = pending.previousSealedSecret,
+                let opened = try? secretBox.open(previous, associatedData: associatedData)
+            {
+                secrets.append(opened)
+            }
         } catch {
             logger.error(
                 "a webhook secret does not open",
@@ -121,7 +129,11 @@ struct WebhookService: Service {
         }
         // The lease now runs from about here (`load` stamped it again).
         let leaseEnds = ContinuousClock.now + .milliseconds(settings.leaseMilliseconds)
-        let outcome = await attempt(pending, tenantID: tenantID, secret: secret)
+        let outcome = await attempt(pending, tenantID: tenantID, secrets: secrets)
+        // Wiped once signed, as an issuer's key is.
+        for index in secrets.indices {
+            secrets[index].withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+        }
         ServiceMetrics.webhookDelivery(outcome: outcome.kind)
         let about: Logger.Metadata = ["tenant_id": "\(tenantID)", "webhook_id": "\(pending.endpointID)", "event_id": "\(pending.eventID)"]
         // The endpoint's answer is worth keeping: a record that fails is tried
@@ -162,7 +174,7 @@ struct WebhookService: Service {
     }
 
     /// The POST itself: the address check, the signature, the timeout.
-    private func attempt(_ pending: WebhooksStore.Pending, tenantID: Int64, secret: [UInt8]) async
+    private func attempt(_ pending: WebhooksStore.Pending, tenantID: Int64, secrets: [[UInt8]]) async
         -> WebhooksStore.Outcome
     {
         let started = ContinuousClock.now
@@ -199,7 +211,7 @@ struct WebhookService: Service {
             }
         }
         return await Self.post(
-            pending, secret: secret, to: pins, of: hosts, settings: settings, eventLoopGroup: eventLoopGroup, started: started,
+            pending, secrets: secrets, to: pins, of: hosts, settings: settings, eventLoopGroup: eventLoopGroup, started: started,
             deadline: deadline)
     }
 
@@ -212,7 +224,7 @@ struct WebhookService: Service {
     /// leaves the next theirs. With no addresses (an IP address in the URL,
     /// the test allowance) the URL's host is connected to as it is.
     static func post(
-        _ pending: WebhooksStore.Pending, secret: [UInt8], to pins: [IPAddress], of hosts: [String], settings: WebhookSettings,
+        _ pending: WebhooksStore.Pending, secrets: [[UInt8]], to pins: [IPAddress], of hosts: [String], settings: WebhookSettings,
         eventLoopGroup: any EventLoopGroup, started: ContinuousClock.Instant, deadline: NIODeadline
     ) async -> WebhooksStore.Outcome {
         var next = 0
@@ -228,7 +240,8 @@ struct WebhookService: Service {
             }
             let client = HTTPClient(
                 eventLoopGroup: eventLoopGroup, configuration: clientConfiguration(settings, pinning: pin, connectTimeout: share))
-            let (outcome, connected) = await send(client, pending, secret: secret, settings: settings, started: started, deadline: deadline)
+            let (outcome, connected) = await send(
+                client, pending, secrets: secrets, settings: settings, started: started, deadline: deadline)
             // Closed in the background: a TLS peer that never answers the
             // close may hold the shutdown for seconds (swift-nio-ssl waits up
             // to 5 s), which the delivery's lease does not cover; the attempt
@@ -259,7 +272,7 @@ struct WebhookService: Service {
     /// The POST, signed, within the attempt's deadline; `connected` false
     /// when no connection could be made (nothing was sent).
     private static func send(
-        _ http: HTTPClient, _ pending: WebhooksStore.Pending, secret: [UInt8], settings: WebhookSettings,
+        _ http: HTTPClient, _ pending: WebhooksStore.Pending, secrets: [[UInt8]], settings: WebhookSettings,
         started: ContinuousClock.Instant, deadline: NIODeadline
     ) async -> (outcome: WebhooksStore.Outcome, connected: Bool) {
         func elapsed() -> Int { milliseconds(since: started) }
@@ -273,7 +286,7 @@ struct WebhookService: Service {
         request.headers.add(name: "Comprobify-Event-Id", value: pending.eventID)
         let timestamp = Int64(Date().timeIntervalSince1970)
         request.headers.add(
-            name: WebhookSignature.headerName, value: WebhookSignature.header(secret: secret, timestamp: timestamp, body: pending.body))
+            name: WebhookSignature.headerName, value: WebhookSignature.header(secrets: secrets, timestamp: timestamp, body: pending.body))
         request.body = .bytes(ByteBuffer(bytes: pending.body))
         do {
             let response = try await http.execute(request, deadline: deadline)

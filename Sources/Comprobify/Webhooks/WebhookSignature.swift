@@ -3,7 +3,8 @@ import Foundation
 
 /// The `Comprobify-Signature` header, in Stripe's scheme:
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, keyed with the
-/// whole secret (`whsec_...`) as UTF-8 bytes.
+/// whole secret (`whsec_...`) as UTF-8 bytes; after a rotation, one more
+/// `v1=` made with the replaced secret while it lasts (the current one first).
 enum WebhookSignature {
     static let headerName = "Comprobify-Signature"
     static let secretPrefix = "whsec_"
@@ -13,9 +14,11 @@ enum WebhookSignature {
         secretPrefix + Crypto.hex(Crypto.randomBytes(32))
     }
 
-    /// The header value for `body` sent at `timestamp` (unix seconds).
-    static func header(secret: [UInt8], timestamp: Int64, body: [UInt8]) -> String {
-        "t=\(timestamp),v1=\(Crypto.hex(hmacSHA256(key: secret, message: Array("\(timestamp).".utf8) + body)))"
+    /// The header value for `body` sent at `timestamp` (unix seconds): a
+    /// `v1=` per secret, in the order given.
+    static func header(secrets: [[UInt8]], timestamp: Int64, body: [UInt8]) -> String {
+        let message = Array("\(timestamp).".utf8) + body
+        return (["t=\(timestamp)"] + secrets.map { "v1=" + Crypto.hex(hmacSHA256(key: $0, message: message)) }).joined(separator: ",")
     }
 
     static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {

@@ -2,7 +2,8 @@ import Hummingbird
 import NIOCore
 import Postgres
 
-/// POST/GET /v1/webhooks, DELETE /v1/webhooks/:id and GET /v1/webhooks/:id/deliveries.
+/// POST/GET /v1/webhooks, DELETE /v1/webhooks/:id, POST /v1/webhooks/:id/rotate-secret
+/// and GET /v1/webhooks/:id/deliveries.
 /// A webhook belongs to the environment of the key that created it: keys see,
 /// delete and read the history of their own environment's webhooks only.
 struct WebhooksController {
@@ -17,6 +18,7 @@ struct WebhooksController {
         group.post("webhooks", use: create)
         group.get("webhooks", use: list)
         group.delete("webhooks/:id", use: delete)
+        group.post("webhooks/:id/rotate-secret", use: rotateSecret)
         group.get("webhooks/:id/deliveries", use: deliveries)
     }
 
@@ -69,6 +71,23 @@ struct WebhooksController {
         return Reply.json([])
     }
 
+    /// A new signing secret, shown this once; the one it replaces keeps
+    /// signing beside it for `previousSecretExpiresInSeconds` (a day unless
+    /// asked). 404 before 400: the body's field is judged once the webhook
+    /// is found, as every route does.
+    @Sendable func rotateSecret(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let id = Format.pathID(context.parameters.get("id")) ?? 0
+        let input = try await database.input(request, context, allowEmpty: true)
+        let parsed = Result { try SecretRotationRequest(input) }
+        let secretBox = self.secretBox
+        let rotated = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
+            try WebhooksStore.rotateSecret(
+                transaction, tenantID: principal.tenantID, id: id, environment: principal.keyEnvironment, request: parsed,
+                actorKeyID: principal.keyID, secretBox: secretBox)
+        }
+        return Reply.json([("webhook", rotated.webhook), ("secret", .string(rotated.secret))], noStore: true)
+    }
+
     /// The webhook's last 100 attempts, newest first. One round trip.
     @Sendable func deliveries(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id")) ?? 0
@@ -116,5 +135,33 @@ struct WebhookRequest: Sendable {
         guard let url else { throw APIError.validation(field: "url", "url is required.") }
         self.url = url
         self.events = events
+    }
+}
+
+/// The body of POST /v1/webhooks/:id/rotate-secret (it may be empty).
+struct SecretRotationRequest: Sendable {
+    /// How long the replaced secret keeps signing: a day unless asked.
+    static let defaultKeepSeconds: Int64 = 86_400
+    /// At most a week.
+    static let longestKeepSeconds: Int64 = 604_800
+
+    let keepPreviousSeconds: Int64
+
+    init(_ input: Input) throws {
+        var input = input
+        var seconds = SecretRotationRequest.defaultKeepSeconds
+        let field = "previousSecretExpiresInSeconds"
+        if input.has(field) {
+            if let value = Input.integer(input.value[field], in: 0...SecretRotationRequest.longestKeepSeconds) {
+                seconds = value
+            } else {
+                input.fail(
+                    field,
+                    "\(field) must be an integer from 0 (the replaced secret stops signing at once) to \(SecretRotationRequest.longestKeepSeconds) (a week)."
+                )
+            }
+        }
+        try input.validated()
+        keepPreviousSeconds = seconds
     }
 }

@@ -8,7 +8,11 @@ enum WebhooksStore {
     /// Active endpoints per tenant and environment.
     static let limit = 10
 
-    static let columns = "id, url, events, environment, created_at"
+    /// The previous secret's expiry is shown only while it still signs.
+    static let columns = """
+        id, url, events, environment, created_at,
+        CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END AS previous_secret_expires_at
+        """
 
     /// A webhook as the API shows it, from `columns`.
     static func webhook(_ row: Row) throws -> JSONValue {
@@ -18,6 +22,7 @@ enum WebhooksStore {
             ("events", .array(try row.decode([String].self, at: 2).map { .string($0) })),
             ("environment", try row.string(at: 3)),
             ("createdAt", try row.timestamp(at: 4)),
+            ("previousSecretExpiresAt", try row.timestamp(at: 5)),
         ])
     }
 
@@ -102,6 +107,57 @@ enum WebhooksStore {
             """
         ])
         guard try results[0].first?.decode(Int64.self, at: 0) == 1 else { throw notFound }
+    }
+
+    /// Gives the active endpoint `id` of `environment` a new secret and
+    /// commits, recording `webhook.secret_rotated` as done by `actorKeyID`.
+    /// The secret it replaces is sealed again as the previous one, under the
+    /// current master key, and keeps signing for the seconds `request` asks
+    /// (none: it stops at once); an older previous secret is dropped. A
+    /// secret that no longer opens (its master key gone) is not kept. 404
+    /// when there is no such endpoint, then the request's own 400.
+    static func rotateSecret(
+        _ transaction: Transaction, tenantID: Int64, id: Int64, environment: Environment, request: Result<SecretRotationRequest, any Error>,
+        actorKeyID: Int64, secretBox: SecretBox
+    ) throws -> (webhook: JSONValue, secret: String) {
+        let found = try transaction.query(
+            """
+            SELECT sealed_secret FROM webhook_endpoints
+             WHERE id = \(id) AND environment = \(environment.rawValue) AND deleted_at IS NULL
+               FOR NO KEY UPDATE
+            """)
+        guard let row = found.first else { throw notFound }
+        let keepSeconds = try request.get().keepPreviousSeconds
+        let associatedData = associatedData(tenantID: tenantID, webhookID: id)
+        var previous: Data?
+        if keepSeconds > 0, var replaced = try? secretBox.open(Array(try row.decode(Data.self, at: 0)), associatedData: associatedData) {
+            previous = Data(secretBox.seal(replaced, associatedData: associatedData))
+            replaced.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+        }
+        let secret = WebhookSignature.generateSecret()
+        let sealed = secretBox.seal(Array(secret.utf8), associatedData: associatedData)
+        let updated = try transaction.commit(after: [
+            """
+            WITH rotated AS (
+                UPDATE webhook_endpoints
+                   SET sealed_secret = \(Data(sealed)), master_key_id = \(secretBox.currentKeyID),
+                       previous_sealed_secret = \(previous),
+                       previous_secret_expires_at = CASE WHEN \(previous)::bytea IS NULL THEN NULL
+                                                         ELSE now() + make_interval(secs => \(keepSeconds)::double precision) END
+                 WHERE id = \(id) AND environment = \(environment.rawValue) AND deleted_at IS NULL
+                RETURNING \(unescaped: columns)
+            ), audited AS (
+                INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+                SELECT current_tenant_id(), 'webhook.secret_rotated', 'tenant', \(actorKeyID),
+                       jsonb_build_object('webhookId', id, 'environment', environment,
+                                          'previousSecretExpiresAt', previous_secret_expires_at)
+                  FROM rotated
+            )
+            SELECT * FROM rotated
+            """
+        ])
+        guard let webhook = updated[0].first else { throw notFound }
+        return (try self.webhook(webhook), secret)
     }
 
     /// Whether an active endpoint of `environment` has this id.
@@ -197,6 +253,8 @@ enum WebhooksStore {
         let eventID: String
         let url: String
         let sealedSecret: [UInt8]
+        /// The secret a rotation replaced, while it still signs.
+        let previousSealedSecret: [UInt8]?
         /// The exact body every attempt sends.
         let body: [UInt8]
     }
@@ -220,7 +278,8 @@ enum WebhooksStore {
                  WHERE id = \(deliveryID) AND leased_by = \(lease.uuidString)::uuid AND leased_until > now() AND status = 'pending'
                 RETURNING tenant_id, endpoint_id, event_id
             )
-            SELECT d.endpoint_id, d.event_id, e.type, e.created_at, e.payload::text, w.url, w.sealed_secret
+            SELECT d.endpoint_id, d.event_id, e.type, e.created_at, e.payload::text, w.url, w.sealed_secret,
+                   CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_sealed_secret END
               FROM held d
               JOIN webhook_events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
               JOIN webhook_endpoints w ON w.tenant_id = d.tenant_id AND w.id = d.endpoint_id
@@ -245,9 +304,10 @@ enum WebhooksStore {
             ("createdAt", try row.timestamp(at: 3)),
             ("data", .object([("document", .raw(payload))])),
         ]).serialized
+        let previous = try row.decode(Data?.self, at: 7)
         return Pending(
             tenantID: tenantID, id: deliveryID, endpointID: endpointID, eventID: eventID, url: url, sealedSecret: [UInt8](sealed),
-            body: Array(body.utf8))
+            previousSealedSecret: previous.map { [UInt8]($0) }, body: Array(body.utf8))
     }
 
     /// What one attempt came to.
