@@ -6,7 +6,7 @@
 -- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(86);
+SELECT plan(97);
 
 -- Rules of single values are domains (migration 0012): a refused value names
 -- the domain and its constraint, with the same SQLSTATE -----------------------------------
@@ -235,6 +235,23 @@ $$, 'an exchange from SIGNED to RECEIVED is accepted');
 SELECT is((SELECT count(*) FROM pg_constraint
             WHERE conrelid = 'sri_exchanges'::regclass AND conname LIKE 'sri_exchanges_status_%_values' AND convalidated),
           2::bigint, 'both status constraints are validated (0034), so they hold for the older rows too');
+
+-- webhook_endpoints: http only to localhost or 127.0.0.1 (migrations 0079-0080) ----------------
+
+SELECT throws_ok(format($$ INSERT INTO webhook_endpoints (tenant_id, environment, url, events, sealed_secret, master_key_id)
+                           VALUES (900001, 'sandbox', %L, ARRAY['document.authorized'], 'sealed', '01234567') $$, u),
+                 '23514', 'new row for relation "webhook_endpoints" violates check constraint "webhook_endpoints_http_only_to_localhost"',
+                 'webhook_endpoints.url refuses ' || u)
+  FROM unnest(ARRAY['http://erp.example.com/hooks', 'HTTP://10.0.0.7/x', 'http://localhost.evil.example/x',
+                    'http://127.0.0.1.nip.io/x', 'http://localhostx/']) AS u;
+SELECT lives_ok(format($$ INSERT INTO webhook_endpoints (tenant_id, environment, url, events, sealed_secret, master_key_id)
+                          VALUES (900001, 'sandbox', %L, ARRAY['document.authorized'], 'sealed', '01234567') $$, u),
+                'webhook_endpoints.url takes ' || u)
+  FROM unnest(ARRAY['https://erp.example.com/hooks', 'http://localhost:8080/hooks', 'http://LocalHost./x?a=1',
+                    'http://127.0.0.1', 'http://127.0.0.1:9/ok']) AS u;
+SELECT ok((SELECT convalidated FROM pg_constraint
+            WHERE conrelid = 'webhook_endpoints'::regclass AND conname = 'webhook_endpoints_http_only_to_localhost'),
+          'the rule is validated (0080), so it holds for the older rows too');
 
 -- audit_events: the actions it knows (migrations 0035-0036, 0077-0078) ----------------------------------
 
