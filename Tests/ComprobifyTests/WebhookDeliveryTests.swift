@@ -824,6 +824,41 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// An attempt whose record keeps failing until its lease ends is given
+    /// up (a warning), and the event is posted again by the next claim, with
+    /// the same id and body: at least once, never lost. Once the records go
+    /// through, that attempt is the one recorded.
+    func testAnAttemptNeverRecordedWithinItsLeaseIsPostedAgain() async throws {
+        let scope = TenantScope()
+        let logs = LogCapture()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0) }, logs: logs) { server in
+                let tenant = try await server.signUp()
+                let heal = try refuseInserts(into: "webhook_delivery_attempts", ofTenant: tenant.id)
+                defer { try? heal() }
+                scope.add(tenant.id)
+                let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/unrecorded")
+                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "unrecorded") }
+                // The lease: WEBHOOK_TIMEOUT_MS (1 s here) + DB_POOL_WAIT_MS (2 s) + 5 s.
+                try await eventually("the record given up when the lease ends", within: 20) {
+                    logs.text.contains("cannot record a webhook attempt")
+                }
+                try await eventually("the event posted again", within: 10) { receiver.hits("/ok/unrecorded").count >= 2 }
+                let hits = receiver.hits("/ok/unrecorded")
+                XCTAssertEqual(hits.map(\.eventID), [id, id], "the same event")
+                XCTAssertEqual(hits[0].body, hits[1].body, "with the same body")
+                try heal()
+                try await eventually("the second attempt recorded") {
+                    try TestDatabase.scalar(
+                        "SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "delivered"
+                }
+                XCTAssertEqual(receiver.hits("/ok/unrecorded").count, 2, "posted twice, not more")
+                let history = try await server.call(.get, "/v1/webhooks/\(hook.id)/deliveries", key: tenant.key).array("deliveries")
+                XCTAssertEqual(history.map { $0["outcome"] }, [.string("delivered")], "the attempt that was recorded")
+            }
+        }
+    }
+
     /// A record tried again after a try that did commit (its commit's answer
     /// lost with the connection) finds its attempt under the claim's lease and
     /// does nothing: one attempt, counted once.
