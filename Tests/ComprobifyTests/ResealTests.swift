@@ -121,6 +121,47 @@ final class ResealTests: XCTestCase {
         }
     }
 
+    /// A row changed while the resealer waits for its lock (a new upload, a
+    /// rotation, sealed under the current key) is left as that change wrote
+    /// it: the resealer reads it again once the lock is its, and finds
+    /// nothing to do. The other secret of the tenant is resealed.
+    func testARowChangedWhileTheResealerWaitsIsLeftAsItWasWritten() async throws {
+        let oldKey = Self.newKey()
+        let made = try await Self.tenantSealed(under: try SecretBox(currentKey: oldKey))
+        let associatedData = WebhooksStore.associatedData(tenantID: made.tenant.id, webhookID: made.hook)
+        let written = Data(TestSecrets.box.seal(Array("whsec_written_meanwhile".utf8), associatedData: associatedData))
+
+        // A change under way: the webhook's row locked, its new secret not committed yet.
+        let holder = try TestDatabase.owner()
+        try holder.query("BEGIN", prepared: false)
+        try holder.query(
+            """
+            UPDATE webhook_endpoints SET sealed_secret = \(written), master_key_id = \(TestSecrets.box.currentKeyID)
+             WHERE id = \(made.hook)
+            """, prepared: false)
+        let tenant = made.tenant.id
+        let running = Task.detached { () throws -> Resealer.Report in
+            var resealer = Resealer(
+                connection: try TestDatabase.owner(), secretBox: try SecretBox(currentKey: TestSecrets.keyText, previousKeys: [oldKey]))
+            resealer.tenants = [tenant]
+            return resealer.run()
+        }
+        // The resealer reaches the webhook's row and waits for its lock.
+        try await eventually("the resealer waiting for the row's lock") {
+            try TestDatabase.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM webhook_endpoints%'",
+                as: Int64.self) == 1
+        }
+        try holder.query("COMMIT", prepared: false)
+        let report = try await running.value
+        XCTAssertNil(report.stopped)
+        XCTAssertEqual([report.certificates, report.webhooks], [1, 0], "the certificate resealed, the webhook left")
+        XCTAssertEqual(report.failures, [])
+        let stored = try TestDatabase.scalar("SELECT sealed_secret FROM webhook_endpoints WHERE id = $1", [made.hook], as: Data.self)
+        XCTAssertEqual(stored, written, "the secret as the change wrote it, not the old one resealed over it")
+        XCTAssertEqual(try Self.keyIDs(tenant), [TestSecrets.box.currentKeyID, TestSecrets.box.currentKeyID])
+    }
+
     /// Rows that cannot be opened do not hide the ones after them: the run
     /// pages past them, one row a page here.
     func testRowsThatCannotBeOpenedDoNotStopTheRest() async throws {
