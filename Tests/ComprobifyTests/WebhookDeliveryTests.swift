@@ -204,9 +204,12 @@ final class WebhookDeliveryTests: XCTestCase {
                 // Another tenant's webhook, an unknown id, a path id that is no id: 404, before the body's 400.
                 let other = try await server.activeTenant()
                 for path in ["/v1/webhooks/\(hook.id)/rotate-secret", "/v1/webhooks/\(hook.id + 1000)/rotate-secret"] {
-                    try await server.call(.post, path, key: other.key, json: #"{"previousSecretExpiresInSeconds": -1}"#)
-                        .assertProblem(404, "NOT_FOUND")
+                    for body in [#"{"previousSecretExpiresInSeconds": -1}"#, "{nope", "[]"] {
+                        try await server.call(.post, path, key: other.key, json: body).assertProblem(404, "NOT_FOUND")
+                    }
                 }
+                try await server.call(.post, "/v1/webhooks/\(hook.id)/rotate-secret", key: tenant.key, json: "{nope")
+                    .assertProblem(400, "VALIDATION_ERROR")
                 try await server.call(.post, "/v1/webhooks/abc/rotate-secret", key: tenant.key).assertProblem(404, "NOT_FOUND")
                 try await server.call(.post, "/v1/webhooks/\(hook.id)/rotate-secret", key: "cfy_test_nope")
                     .assertProblem(401, "UNAUTHORIZED")

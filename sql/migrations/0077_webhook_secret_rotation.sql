@@ -9,7 +9,8 @@
 --                               under the same master key (master_key_id)
 --   previous_secret_expires_at  until when it still signs
 --
--- Both are set or neither (webhook_endpoints_previous_secret_pair). The
+-- Both are set or neither (webhook_endpoints_previous_secret_pair, added NOT
+-- VALID like the rule below: 0078 validates both in its own transaction). The
 -- service's role may now change the sealed secret, its master key id and the
 -- two new columns: what it could already write when creating an endpoint.
 -- audit_events takes webhook.secret_rotated (added NOT VALID; 0078 validates).
@@ -26,7 +27,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
                     WHERE conrelid = 'webhook_endpoints'::regclass AND conname = 'webhook_endpoints_previous_secret_pair') THEN
         ALTER TABLE webhook_endpoints ADD CONSTRAINT webhook_endpoints_previous_secret_pair
-            CHECK ((previous_sealed_secret IS NULL) = (previous_secret_expires_at IS NULL));
+            CHECK ((previous_sealed_secret IS NULL) = (previous_secret_expires_at IS NULL)) NOT VALID;
     END IF;
 END
 $$;
@@ -50,7 +51,7 @@ COMMENT ON COLUMN webhook_endpoints.previous_sealed_secret IS
 COMMENT ON COLUMN webhook_endpoints.previous_secret_expires_at IS
     'Until when previous_sealed_secret still signs deliveries; afterwards it is never used, and the next rotation overwrites it (migration 0077).';
 COMMENT ON CONSTRAINT webhook_endpoints_previous_secret_pair ON webhook_endpoints IS
-    'A previous secret comes with the time it expires, and neither without the other (migration 0077).';
+    'A previous secret comes with the time it expires, and neither without the other (migration 0077, validated by 0078).';
 COMMENT ON CONSTRAINT audit_events_action_values ON audit_events IS
     'The actions the server records (migration 0035 added issuer.created, webhook.created and webhook.deleted; 0077 webhook.secret_rotated, validated by 0078).';
 COMMENT ON COLUMN audit_events.action IS

@@ -111,10 +111,14 @@ struct WebhookService: Service {
             // The secret a rotation replaced signs too while it lasts. Sealed
             // under the same master key, it opens when the current one does;
             // should it not, the delivery goes signed with the current one.
-            if let previous = pending.previousSealedSecret,
-                let opened = try? secretBox.open(previous, associatedData: associatedData)
-            {
-                secrets.append(opened)
+            if let previous = pending.previousSealedSecret {
+                do {
+                    secrets.append(try secretBox.open(previous, associatedData: associatedData))
+                } catch {
+                    logger.warning(
+                        "a webhook's previous secret does not open: signed with the current one alone",
+                        metadata: ["tenant_id": "\(tenantID)", "webhook_id": "\(pending.endpointID)", "error": "\(error.description)"])
+                }
             }
         } catch {
             logger.error(

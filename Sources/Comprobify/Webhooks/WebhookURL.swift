@@ -39,9 +39,14 @@ struct WebhookURL: Sendable, Equatable {
         while host.hasSuffix(".") { host.removeLast() }
         guard !host.isEmpty else { return .failure(.init("url must name a host.")) }
         let loopbackAllowed = allowHTTP && isAllowedLoopbackHost(host)
+        // http names its host plainly, as the table's rule reads it
+        // (webhook_endpoints_http_only_to_localhost): not `[127.0.0.1]`, not
+        // `%6cocalhost`, which URLComponents decodes to the same host.
+        let writtenPlainly = isAllowedLoopbackHost(
+            String((components.percentEncodedHost ?? "").lowercased().reversed().drop { $0 == "." }.reversed()))
         switch scheme {
         case "https": break
-        case "http" where loopbackAllowed: break
+        case "http" where loopbackAllowed && writtenPlainly: break
         case "http":
             return .failure(
                 .init(

@@ -73,12 +73,13 @@ struct WebhooksController {
 
     /// A new signing secret, shown this once; the one it replaces keeps
     /// signing beside it for `previousSecretExpiresInSeconds` (a day unless
-    /// asked). 404 before 400: the body's field is judged once the webhook
-    /// is found, as every route does.
+    /// asked). The order of every route: the key's 401, the webhook's 404,
+    /// then the body's 400 (not JSON, or a bad field), judged once the
+    /// webhook is found; a body over 1 MiB is 413 before all.
     @Sendable func rotateSecret(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id")) ?? 0
-        let input = try await database.input(request, context, allowEmpty: true)
-        let parsed = Result { try SecretRotationRequest(input) }
+        let bytes = try await Input.collect(request)
+        let parsed = Result { try SecretRotationRequest(try Input.parse(bytes, of: request, allowEmpty: true)) }
         let secretBox = self.secretBox
         let rotated = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
             try WebhooksStore.rotateSecret(
