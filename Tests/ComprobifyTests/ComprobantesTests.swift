@@ -229,7 +229,7 @@ final class ComprobantesTests: XCTestCase {
             }
             // Nothing to foresee past it: the counter answers, 409, and the server stays up.
             let past = try await server.issue(tenant.key, issuer: issuer)
-            past.assertProblem(409, "CONFLICT")
+            past.assertProblem(409, "CONFLICT", reason: "SEQUENTIAL_EXHAUSTED")
             let health = try await server.call(.get, "/healthz")
             XCTAssertEqual(health.status, 200)
         }
@@ -244,12 +244,12 @@ final class ComprobantesTests: XCTestCase {
                 json: #"{"ruc": "1790012345001", "legalName": "Sin Matriz", "establishment": "001", "emissionPoint": "001"}"#)
             let issuer = try created.int("issuer", "id")
             let noAddress = try await server.issue(tenant.key, issuer: issuer)
-            noAddress.assertProblem(409, "CONFLICT")
+            noAddress.assertProblem(409, "CONFLICT", reason: "ISSUER_NOT_READY")
             XCTAssertTrue(try noAddress.string("detail").contains("headOfficeAddress"))
             // An address, still no certificate.
             _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"headOfficeAddress": "Quito"}"#)
             let noCertificate = try await server.issue(tenant.key, issuer: issuer)
-            noCertificate.assertProblem(409, "CONFLICT")
+            noCertificate.assertProblem(409, "CONFLICT", reason: "CERTIFICATE_MISSING")
             XCTAssertTrue(try noCertificate.string("detail").contains("certificate"))
             // A certificate that is no longer valid (its row aged by hand).
             _ = try await server.call(.put, "/v1/issuers/\(issuer)/certificate", key: tenant.key, json: TestSigning.uploadBody)
@@ -257,7 +257,7 @@ final class ComprobantesTests: XCTestCase {
                 "UPDATE issuer_certificates SET not_before = now() - interval '2 years', not_after = now() - interval '1 day' WHERE issuer_id = $1",
                 [issuer])
             let expired = try await server.issue(tenant.key, issuer: issuer)
-            expired.assertProblem(409, "CONFLICT")
+            expired.assertProblem(409, "CONFLICT", reason: "CERTIFICATE_NOT_VALID")
             // Validation failures of every kind.
             for body in [
                 Bodies.factura(extra: #""payments": [{"method": "01", "total": "1.00"}]"#),
@@ -271,13 +271,13 @@ final class ComprobantesTests: XCTestCase {
             // A trade name XML cannot carry (the issuer's names take any text).
             _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"tradeName": "Tienda\u0001"}"#)
             let unwritable = try await server.issue(tenant.key, issuer: issuer)
-            unwritable.assertProblem(409, "CONFLICT")
+            unwritable.assertProblem(409, "CONFLICT", reason: "ISSUER_NOT_READY")
             XCTAssertTrue(try unwritable.string("detail").contains("tradeName"), unwritable.text)
             // A head office address over two lines: the official XSD takes none.
             _ = try await server.call(
                 .patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"tradeName": "Tienda", "headOfficeAddress": "Quito\nCentro"}"#)
             let twoLines = try await server.issue(tenant.key, issuer: issuer)
-            twoLines.assertProblem(409, "CONFLICT")
+            twoLines.assertProblem(409, "CONFLICT", reason: "ISSUER_NOT_READY")
             XCTAssertTrue(try twoLines.string("detail").contains("headOfficeAddress"), twoLines.text)
             _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"headOfficeAddress": "Quito"}"#)
             let first = try await server.issue(tenant.key, issuer: issuer)
@@ -286,7 +286,7 @@ final class ComprobantesTests: XCTestCase {
             // A RUC the API takes (13 digits) that SRI does not: not ending in 001.
             let branch = try await server.createIssuer(tenant.key, ruc: "1790012345002")
             let wrongRUC = try await server.issue(tenant.key, issuer: branch)
-            wrongRUC.assertProblem(409, "CONFLICT")
+            wrongRUC.assertProblem(409, "CONFLICT", reason: "ISSUER_NOT_READY")
             XCTAssertTrue(try wrongRUC.string("detail").contains("ruc"), wrongRUC.text)
             XCTAssertEqual(
                 try TestDatabase.scalar("SELECT count(*) FROM documents WHERE issuer_id = $1", [branch], as: Int.self), 0)
@@ -382,22 +382,22 @@ final class ComprobantesTests: XCTestCase {
                     tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: price))
             }
             let early = try await note()
-            early.assertProblem(409, "CONFLICT")
+            early.assertProblem(409, "CONFLICT", reason: "MODIFIED_DOCUMENT_NOT_AUTHORIZED")
             XCTAssertTrue(try early.string("detail").contains("AUTHORIZED"))
             try Self.authorize(try factura.int("document", "id"))
             let otherBuyer = try await note(buyer: #"{"idType": "05", "id": "0912345678", "name": "Otra"}"#)
-            otherBuyer.assertProblem(409, "CONFLICT")
+            otherBuyer.assertProblem(409, "CONFLICT", reason: "MODIFIED_DOCUMENT_MISMATCH")
             let otherDate = try await note(date: "2026-01-02")
-            otherDate.assertProblem(409, "CONFLICT")
+            otherDate.assertProblem(409, "CONFLICT", reason: "MODIFIED_DOCUMENT_MISMATCH")
             let first = try await note()  // 11.50
             XCTAssertEqual(first.status, 201, first.text)
             XCTAssertEqual(try first.string("document", "modifiedDocument", "number"), number)
             let tooMuch = try await note("10.01")  // 11.51 + 11.50 > 23.00
-            tooMuch.assertProblem(409, "CONFLICT")
+            tooMuch.assertProblem(409, "CONFLICT", reason: "CREDIT_EXCEEDS_TOTAL")
             let rest = try await note()  // exactly the rest
             XCTAssertEqual(rest.status, 201, rest.text)
             let more = try await note("0.01")
-            more.assertProblem(409, "CONFLICT")
+            more.assertProblem(409, "CONFLICT", reason: "CREDIT_EXCEEDS_TOTAL")
             XCTAssertEqual(try first.int("document", "sequential"), 1)
             XCTAssertEqual(try rest.int("document", "sequential"), 2, "refused credit notes took no number")
             // A credit note SRI returned, or did not authorize, credits nothing: its amount is free again.
@@ -410,7 +410,7 @@ final class ComprobantesTests: XCTestCase {
                 XCTAssertEqual(latest.status, 201, "the \(status) note's 11.50 is free again: \(latest.text)")
             }
             let full = try await note("0.01")
-            full.assertProblem(409, "CONFLICT")
+            full.assertProblem(409, "CONFLICT", reason: "CREDIT_EXCEEDS_TOTAL")
             XCTAssertTrue(full.text.contains("23.00 is already credited"), full.text)
             // A factura of another branch, unknown to Comprobify, is taken as given.
             let elsewhere = try await server.issue(tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-002-000009999"))
@@ -428,7 +428,7 @@ final class ComprobantesTests: XCTestCase {
                 """, [tenant.id, issuer])
             let legacy = try await server.issue(
                 tenant.key, issuer: issuer, body: Bodies.creditNote(number: "001-001-000000098", facturaDate: "2026-03-01"))
-            legacy.assertProblem(409, "CONFLICT")
+            legacy.assertProblem(409, "CONFLICT", reason: "MODIFIED_DOCUMENT_NOT_AUTHORIZED")
             XCTAssertTrue(try legacy.string("detail").contains("LEGACY"), legacy.text)
         }
     }
@@ -470,7 +470,7 @@ final class ComprobantesTests: XCTestCase {
                 body: Bodies.creditNote(
                     number: "001-001-000000002", facturaDate: date, buyer: buyer,
                     unitPrice: (rest + ExactDecimal(parsing: "0.01")).text(places: 2), rateCode: "0"))
-            over.assertProblem(409, "CONFLICT")
+            over.assertProblem(409, "CONFLICT", reason: "CREDIT_EXCEEDS_TOTAL")
             let fits = try await server.issue(
                 tenant.key, issuer: issuer,
                 body: Bodies.creditNote(
@@ -512,7 +512,7 @@ final class ComprobantesTests: XCTestCase {
                     tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: price))
             }
             let over = try await note("10.01")  // 11.50 + 11.51 > 23.00
-            over.assertProblem(409, "CONFLICT")
+            over.assertProblem(409, "CONFLICT", reason: "CREDIT_EXCEEDS_TOTAL")
             XCTAssertTrue(over.text.contains("11.50 is already credited"), over.text)
             let rest = try await note("10.00")  // 11.50 + 11.50 = 23.00
             XCTAssertEqual(rest.status, 201, rest.text)
@@ -589,7 +589,7 @@ final class ComprobantesTests: XCTestCase {
             let other = try await server.issue(
                 tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: decomposed, unitPrice: "1.00")
             )
-            other.assertProblem(409, "CONFLICT")
+            other.assertProblem(409, "CONFLICT", reason: "MODIFIED_DOCUMENT_MISMATCH")
             let same = try await server.issue(
                 tenant.key, issuer: issuer, body: Bodies.creditNote(number: number, facturaDate: date, buyer: buyer, unitPrice: "1.00"))
             XCTAssertEqual(same.status, 201, same.text)
@@ -669,10 +669,10 @@ final class ComprobantesTests: XCTestCase {
             XCTAssertEqual(try shown.string("document", "status"), "LEGACY")
             XCTAssertEqual(shown.value(["document", "metadata", "old"]), .bool(true))
             let noXML = try await server.call(.get, "/v1/documents/\(legacyKey)/xml", key: tenant.key, issuer: issuer)
-            noXML.assertProblem(409, "CONFLICT")
+            noXML.assertProblem(409, "CONFLICT", reason: "LEGACY_DOCUMENT")
             // Its authorization: 409 naming the status the document shows.
             let noAuthorization = try await server.call(.get, "/v1/documents/\(legacyKey)/authorization", key: tenant.key, issuer: issuer)
-            noAuthorization.assertProblem(409, "CONFLICT")
+            noAuthorization.assertProblem(409, "CONFLICT", reason: "NOT_AUTHORIZED_YET")
             XCTAssertTrue(noAuthorization.text.contains("LEGACY"), noAuthorization.text)
         }
     }

@@ -479,7 +479,7 @@ final class DocumentsTests: XCTestCase {
             XCTAssertEqual(try last.int("document", "sequential"), 999_999_999)
             XCTAssertEqual(try last.string("document", "number"), "001-001-999999999")
             let over = try await server.issue(tenant.key, issuer: issuer)
-            over.assertProblem(409, "CONFLICT")
+            over.assertProblem(409, "CONFLICT", reason: "SEQUENTIAL_EXHAUSTED")
             // No next number to show: null, not 1000000000.
             let counters = try await server.call(.get, "/v1/issuers/\(issuer)/sequentials", key: tenant.key).array("sequentials")
             XCTAssertEqual(counters.first { $0["documentType"] == "01" }?["next"], .null, "\(counters)")
@@ -584,13 +584,13 @@ final class DocumentsTests: XCTestCase {
             let otherBody = try await server.issue(
                 tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: Bodies.factura(metadata: #"{"order": 2}"#)
             )
-            otherBody.assertProblem(409, "CONFLICT")
+            otherBody.assertProblem(409, "CONFLICT", reason: "IDEMPOTENCY_KEY_REUSED")
             let sameBytesOtherSpacing = try await server.issue(
                 tenant.key, issuer: issuer, headers: [.idempotencyKey: "order-1"], body: Bodies.factura(metadata: #"{"order":1}"#)
             )
-            sameBytesOtherSpacing.assertProblem(409, "CONFLICT")
+            sameBytesOtherSpacing.assertProblem(409, "CONFLICT", reason: "IDEMPOTENCY_KEY_REUSED")
             let otherIssuer = try await server.issue(tenant.key, issuer: second, headers: [.idempotencyKey: "order-1"], body: body)
-            otherIssuer.assertProblem(409, "CONFLICT")
+            otherIssuer.assertProblem(409, "CONFLICT", reason: "IDEMPOTENCY_KEY_REUSED")
 
             // A failed request is not remembered.
             let invalid = try await server.issue(

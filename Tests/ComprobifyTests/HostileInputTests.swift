@@ -1200,7 +1200,13 @@ extension Reply {
             )
             return
         }
-        assertProblem(status, code, file: file, line: line)
+        // A 409 names one of the reasons openapi.yaml lists; nothing else names one.
+        let reason = json?["reason"]?.stringValue
+        if status == 409 {
+            XCTAssertNotNil(
+                reason.flatMap(APIError.ConflictReason.init(rawValue:)), "\(label): reason \(reason ?? "none")", file: file, line: line)
+        }
+        assertProblem(status, code, reason: status == 409 ? reason ?? "none" : nil, file: file, line: line)
         assertProblemShape(label: label, file: file, line: line)
         if let field {
             XCTAssertTrue(

@@ -23,7 +23,7 @@ final class IssuersTests: XCTestCase {
                 .post, "/v1/issuers", key: tenant.key,
                 json: #"{"ruc": "0990012345001", "legalName": "Other", "establishment": "002", "emissionPoint": "010"}"#
             )
-            duplicate.assertProblem(409, "CONFLICT")
+            duplicate.assertProblem(409, "CONFLICT", reason: "ALREADY_EXISTS")
 
             let second = try await server.createIssuer(tenant.key, establishment: "002", emissionPoint: "011")
             let list = try await server.call(.get, "/v1/issuers", key: tenant.key)
@@ -155,7 +155,7 @@ final class IssuersTests: XCTestCase {
             let refused = try await server.call(
                 .post, "/v1/issuers", key: tenant.key,
                 json: #"{"ruc": "0990012345001", "legalName": "One too many", "establishment": "002", "emissionPoint": "001"}"#)
-            refused.assertProblem(409, "CONFLICT")
+            refused.assertProblem(409, "CONFLICT", reason: "LIMIT_REACHED")
             XCTAssertTrue(refused.text.contains("1000 issuers"), refused.text)
             let invalid = try await server.call(.post, "/v1/issuers", key: tenant.key, json: #"{"ruc": "1"}"#)
             invalid.assertProblem(400, "VALIDATION_ERROR")

@@ -91,10 +91,10 @@ final class PromotionTests: XCTestCase {
 
             // Once in production: 409, whatever key asks.
             let again = try await server.call(.post, "/v1/tenants/promote", key: tokens[0])
-            again.assertProblem(409, "CONFLICT")
+            again.assertProblem(409, "CONFLICT", reason: "ALREADY_PROMOTED")
             let rig = try await server.mintKey(tokens[0], label: "rig")
             let fromSandbox = try await server.call(.post, "/v1/tenants/promote", key: rig, json: "{}")
-            fromSandbox.assertProblem(409, "CONFLICT")
+            fromSandbox.assertProblem(409, "CONFLICT", reason: "ALREADY_PROMOTED")
             // A sandbox key changes neither what a production issuer's
             // comprobantes say nor the key that signs them; a production key does.
             let rigPatch = try await server.call(.patch, "/v1/issuers/\(first)", key: rig, json: #"{"tradeName": "Rig"}"#)
@@ -132,10 +132,10 @@ final class PromotionTests: XCTestCase {
             // With another body, or another issuer, the key is 409 as always (API.md).
             let otherBody = try await server.issue(
                 live, issuer: issuer, headers: [.idempotencyKey: "INV-1001"], body: Bodies.factura(metadata: #"{"order": "INV-1002"}"#))
-            otherBody.assertProblem(409, "CONFLICT")
+            otherBody.assertProblem(409, "CONFLICT", reason: "IDEMPOTENCY_KEY_REUSED")
             let otherIssuer = try await server.createIssuer(live, establishment: "002", emissionPoint: "001")
             let elsewhere = try await server.issue(live, issuer: otherIssuer, headers: [.idempotencyKey: "INV-1001"], body: body)
-            elsewhere.assertProblem(409, "CONFLICT")
+            elsewhere.assertProblem(409, "CONFLICT", reason: "IDEMPOTENCY_KEY_REUSED")
             let first = try await server.issue(live, issuer: issuer, headers: [.idempotencyKey: "INV-1001"], body: body)
             XCTAssertEqual(first.status, 201, first.text)
             XCTAssertNil(first.headers[.idempotentReplayed], "not a replay of the sandbox document")

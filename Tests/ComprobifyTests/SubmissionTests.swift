@@ -27,7 +27,7 @@ final class SubmissionTests: XCTestCase {
             let key = try tenant.queue()
             let early = try await server.call(
                 .get, "/v1/documents/\(key)/authorization", key: tenant.tenant.key, issuer: tenant.issuer)
-            early.assertProblem(409, "CONFLICT")
+            early.assertProblem(409, "CONFLICT", reason: "NOT_AUTHORIZED_YET")
 
             try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
                 try await tenant.waitFor([key])

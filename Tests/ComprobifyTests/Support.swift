@@ -243,8 +243,14 @@ struct Reply: Sendable {
         return nil
     }
 
-    /// Asserts the RFC 9457 problem document of API.md with this status and code.
-    func assertProblem(_ status: Int, _ code: String, file: StaticString = #filePath, line: UInt = #line) {
+    /// Asserts the RFC 9457 problem document of API.md with this status and
+    /// code; a 409 names its `reason`, which must be the one given, and no
+    /// other status carries one.
+    func assertProblem(_ status: Int, _ code: String, reason: String? = nil, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(json?["reason"], reason.map { .string($0) }, "the problem's reason", file: file, line: line)
+        if status == 409 {
+            XCTAssertNotNil(reason, "a 409 test names the reason it expects", file: file, line: line)
+        }
         XCTAssertEqual(self.status, status, text, file: file, line: line)
         XCTAssertEqual(self.code, code, text, file: file, line: line)
         XCTAssertEqual(headers[.contentType], "application/problem+json", file: file, line: line)

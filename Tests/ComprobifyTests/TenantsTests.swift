@@ -39,7 +39,7 @@ final class TenantsTests: XCTestCase {
             XCTAssertEqual(try audit.rows.map { try $0.decode(String.self, at: 0) }, ["tenant.signed_up", "api_key.minted"])
 
             let duplicate = try await server.call(.post, "/v1/tenants", json: #"{"email": "\#(email.uppercased())", "name": "Other"}"#)
-            duplicate.assertProblem(409, "CONFLICT")
+            duplicate.assertProblem(409, "CONFLICT", reason: "ALREADY_EXISTS")
         }
     }
 
@@ -53,13 +53,13 @@ final class TenantsTests: XCTestCase {
             let decomposed = local.decomposedStringWithCanonicalMapping
             XCTAssertNotEqual(Array(decomposed.unicodeScalars), Array(local.unicodeScalars))
             let again = try await server.call(.post, "/v1/tenants", json: #"{"email": "\#(decomposed)@example.ec", "name": "B"}"#)
-            again.assertProblem(409, "CONFLICT")
+            again.assertProblem(409, "CONFLICT", reason: "ALREADY_EXISTS")
             let first = try await server.call(.post, "/v1/tenants", json: #"{"email": "x\#(decomposed)@example.ec", "name": "C"}"#)
             let stored = try first.string("tenant", "email")
             XCTAssertEqual(Array(stored.unicodeScalars), Array("x\(decomposed)@example.ec".unicodeScalars), "stored as sent")
             // And the other way round: composed after decomposed, in any case.
             let upper = try await server.call(.post, "/v1/tenants", json: #"{"email": "X\#(local.uppercased())@EXAMPLE.EC", "name": "D"}"#)
-            upper.assertProblem(409, "CONFLICT")
+            upper.assertProblem(409, "CONFLICT", reason: "ALREADY_EXISTS")
             // 254 characters as sent, which NFC would make 264 (U+0958 is two
             // in NFC): within the limit, and kept as sent.
             let growing =
@@ -147,7 +147,7 @@ final class TenantsTests: XCTestCase {
             XCTAssertEqual(try me.int("tenant", "id"), tenant.id)
 
             let resend = try await server.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
-            resend.assertProblem(409, "CONFLICT")
+            resend.assertProblem(409, "CONFLICT", reason: "ALREADY_VERIFIED")
 
             let other = try await server.signUp()
             try TestDatabase.query(

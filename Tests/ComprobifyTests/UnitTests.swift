@@ -989,3 +989,24 @@ final class ConfigurationTests: XCTestCase {
         }
     }
 }
+
+final class ProblemTests: XCTestCase {
+    /// A 409's `reason` is one openapi.yaml lists, and openapi.yaml lists no
+    /// other: the Problem schema's enum is exactly `ConflictReason`.
+    func testTheConflictReasonsAreTheOnesOpenAPIListsAndOnly409sCarryOne() throws {
+        let spec = try String(
+            contentsOf: ConfigurationTests.packageRoot.appendingPathComponent("openapi.yaml"), encoding: .utf8)
+        let lines = spec.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let start = try XCTUnwrap(lines.firstIndex(of: "        reason:"), "the Problem schema's reason")
+        let enumLine = try XCTUnwrap(lines[start...].firstIndex(of: "          enum:"))
+        let listed = lines[(enumLine + 1)...].prefix { $0.hasPrefix("            - ") }.map { String($0.dropFirst(14)) }
+        XCTAssertEqual(listed, APIError.ConflictReason.allCases.map(\.rawValue))
+        for reason in APIError.ConflictReason.allCases {
+            let document = Problem.document(.conflict(reason, "Because."), instance: "/v1/x", requestID: "r")
+            XCTAssertTrue(document.contains(#""reason":"\#(reason.rawValue)""#), document)
+            XCTAssertTrue(spec.contains("`\(reason.rawValue)`"), "openapi.yaml says what \(reason.rawValue) means")
+        }
+        let other = Problem.document(.notFound("No."), instance: "/v1/x", requestID: "r")
+        XCTAssertFalse(other.contains("reason"), other)
+    }
+}

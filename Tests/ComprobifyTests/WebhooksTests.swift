@@ -498,7 +498,7 @@ final class WebhooksTests: XCTestCase {
                 XCTAssertEqual(statuses.filter { $0 == 409 }.count, 4)
             }
             let refused = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "http://127.0.0.1:9/y"}"#)
-            refused.assertProblem(409, "CONFLICT")
+            refused.assertProblem(409, "CONFLICT", reason: "LIMIT_REACHED")
             let first = try await server.call(.get, "/v1/webhooks", key: tenant.key).array("webhooks")[0]["id"]!.intValue!
             let deleted = try await server.call(.delete, "/v1/webhooks/\(first)", key: tenant.key)
             XCTAssertEqual(deleted.status, 200)

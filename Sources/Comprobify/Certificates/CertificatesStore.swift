@@ -117,8 +117,10 @@ enum CertificatesStore {
     }
 
     static let noSigningCertificate = APIError.conflict(
+        .certificateMissing,
         "The issuer has no signing certificate: upload one with PUT /v1/issuers/:id/certificate.")
-    static let notValidNow = APIError.conflict("The issuer's signing certificate is not valid now: upload a current one.")
+    static let notValidNow = APIError.conflict(
+        .certificateNotValid, "The issuer's signing certificate is not valid now: upload a current one.")
 }
 
 /// A stored private key that cannot be used: sealed under a master key that is

@@ -135,6 +135,7 @@ struct DocumentSigning: Sendable {
     }
 
     static let keyCannotSign = APIError.conflict(
+        .certificateNotValid,
         "The issuer's private key cannot sign: upload its certificate again with PUT /v1/issuers/:id/certificate.")
 }
 

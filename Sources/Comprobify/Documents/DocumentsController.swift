@@ -445,7 +445,7 @@ struct DocumentsController {
         let xml = try await database.readOfIssuer(request, context) { DocumentsStore.xml(issuer: $0, accessKey: accessKey) }
         guard let stored = xml else { throw APIError.notFound("No document of this issuer has this access key.") }
         guard let bytes = stored else {
-            throw APIError.conflict("This document was numbered before comprobantes existed: it has no signed XML.")
+            throw APIError.conflict(.legacyDocument, "This document was numbered before comprobantes existed: it has no signed XML.")
         }
         return Reply.xml(bytes)
     }

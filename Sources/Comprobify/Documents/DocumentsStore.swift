@@ -252,21 +252,24 @@ enum DocumentsStore {
                 // AUTHORIZED. One with a submission committed after the lookup
                 // above: just issued, not AUTHORIZED yet.
                 let state = try known.decode(Bool.self, at: 0) ? "was just issued, not AUTHORIZED yet" : "is \(DocumentsStore.legacyStatus)"
-                throw APIError.conflict("The factura \(modified.number) \(state); only an AUTHORIZED factura can be credited.")
+                throw APIError.conflict(
+                    .modifiedDocumentNotAuthorized, "The factura \(modified.number) \(state); only an AUTHORIZED factura can be credited.")
             }
             return nil
         }
         let (id, issueDate, buyerIDType, buyerID, totalText, status) = try row.decode((Int64, String, String, String, String, String).self)
         guard status == "AUTHORIZED" else {
-            throw APIError.conflict("The factura \(modified.number) is \(status); only an AUTHORIZED factura can be credited.")
+            throw APIError.conflict(
+                .modifiedDocumentNotAuthorized, "The factura \(modified.number) is \(status); only an AUTHORIZED factura can be credited.")
         }
         guard issueDate == modified.issueDate.iso else {
-            throw APIError.conflict("The factura \(modified.number) was issued on \(issueDate), not \(modified.issueDate.iso).")
+            throw APIError.conflict(
+                .modifiedDocumentMismatch, "The factura \(modified.number) was issued on \(issueDate), not \(modified.issueDate.iso).")
         }
         // Byte for byte, as SRI compares the two XMLs' identificacionComprador:
         // Swift's == would take two spellings of one accented letter as equal.
         guard buyerIDType == note.buyer.idType, buyerID.utf8.elementsEqual(note.buyer.id.utf8) else {
-            throw APIError.conflict("The credit note's buyer must be the factura's buyer (idType and id).")
+            throw APIError.conflict(.modifiedDocumentMismatch, "The credit note's buyer must be the factura's buyer (idType and id).")
         }
         // A statement of its own: its snapshot is taken once the lock is held,
         // so it sees every credit note that committed before. Notes issued
@@ -291,6 +294,7 @@ enum DocumentsStore {
         let already = try ExactDecimal(parsing: try credited[0].decode(String.self, at: 0))
         guard already + note.totals.total <= factura else {
             throw APIError.conflict(
+                .creditExceedsTotal,
                 "Credit notes may not exceed the factura's total of \(factura.text(places: 2)): "
                     + "\(already.text(places: 2)) is already credited, this one adds \(note.totals.total.text(places: 2)).")
         }
@@ -328,7 +332,7 @@ enum DocumentsStore {
             )
             return try counter[0].decode(Int.self, at: 0)
         } catch let error as PostgresError where error.constraint == "sequentials_next_in_range" {
-            throw APIError.conflict("The counter of this issuer and document type is exhausted (999999999 reached).")
+            throw APIError.conflict(.sequentialExhausted, "The counter of this issuer and document type is exhausted (999999999 reached).")
         }
     }
 
@@ -413,7 +417,7 @@ enum DocumentsStore {
         } catch let error as PostgresError where takingNumber && error.hasCode(.notNullViolation) && error.column == "sequential" {
             throw ForecastMissed()
         } catch let error as PostgresError where takingNumber && error.constraint == "sequentials_next_in_range" {
-            throw APIError.conflict("The counter of this issuer and document type is exhausted (999999999 reached).")
+            throw APIError.conflict(.sequentialExhausted, "The counter of this issuer and document type is exhausted (999999999 reached).")
         }
         return try document(inserted[0][0], body: body)
     }
@@ -540,7 +544,8 @@ enum DocumentsStore {
             """
         )
         guard let row = earlier.first, try row.decode((Int64, Data).self) == (issuer, digest) else {
-            throw APIError.conflict("This Idempotency-Key was already used with another issuer or another request body.")
+            throw APIError.conflict(
+                .idempotencyKeyReused, "This Idempotency-Key was already used with another issuer or another request body.")
         }
         return try document(row, offset: 2)
     }

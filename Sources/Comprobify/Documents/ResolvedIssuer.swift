@@ -84,11 +84,13 @@ struct ResolvedIssuer: Sendable {
         // issuer's RUC only as ten digits and 001.
         guard ruc.hasSuffix("001") else {
             throw APIError.conflict(
+                .issuerNotReady,
                 "The issuer's ruc \(ruc) does not end in 001, and SRI takes comprobantes only from a RUC that does: "
                     + "issue from an issuer created with the RUC as SRI registered it.")
         }
         guard let headOfficeAddress else {
             throw APIError.conflict(
+                .issuerNotReady,
                 "The issuer has no headOfficeAddress, which every comprobante states: set it with PATCH /v1/issuers/:id.")
         }
         // Issuers' names and addresses may hold any text (API.md: stored
@@ -100,6 +102,7 @@ struct ResolvedIssuer: Sendable {
         ]
         for case let (field, text?) in texts where !ComprobanteInput.isComprobanteText(text) {
             throw APIError.conflict(
+                .issuerNotReady,
                 "The issuer's \(field) holds a character a comprobante cannot carry (a control character or line break, U+FFFE or U+FFFF): "
                     + "change it with PATCH /v1/issuers/:id.")
         }

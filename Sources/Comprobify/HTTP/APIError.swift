@@ -9,11 +9,41 @@ public struct APIError: Error, Sendable {
         public let message: String
     }
 
+    /// Why a request met a state of things (409), for programs: `code` says
+    /// CONFLICT, `detail` is for people, `reason` tells the cases apart.
+    public enum ConflictReason: String, Sendable, CaseIterable {
+        /// A tenant with this email, an issuer with this RUC and branch.
+        case alreadyExists = "ALREADY_EXISTS"
+        case alreadyVerified = "ALREADY_VERIFIED"
+        case alreadyPromoted = "ALREADY_PROMOTED"
+        /// The most keys, issuers or webhooks a tenant may have.
+        case limitReached = "LIMIT_REACHED"
+        /// An Idempotency-Key used with another issuer or body.
+        case idempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED"
+        /// The counter passed 999999999.
+        case sequentialExhausted = "SEQUENTIAL_EXHAUSTED"
+        /// The issuer lacks what a comprobante states (head office address, a RUC ending in 001, text a comprobante can carry).
+        case issuerNotReady = "ISSUER_NOT_READY"
+        case certificateMissing = "CERTIFICATE_MISSING"
+        /// Expired, not yet valid, or its key cannot sign.
+        case certificateNotValid = "CERTIFICATE_NOT_VALID"
+        /// A credit note's factura is not AUTHORIZED.
+        case modifiedDocumentNotAuthorized = "MODIFIED_DOCUMENT_NOT_AUTHORIZED"
+        /// A credit note's factura has another issue date or buyer.
+        case modifiedDocumentMismatch = "MODIFIED_DOCUMENT_MISMATCH"
+        case creditExceedsTotal = "CREDIT_EXCEEDS_TOTAL"
+        /// The document's authorization is asked for before SRI gave one.
+        case notAuthorizedYet = "NOT_AUTHORIZED_YET"
+        /// The XML of a document numbered before comprobantes existed.
+        case legacyDocument = "LEGACY_DOCUMENT"
+    }
+
     public let status: HTTPResponse.Status
     public let code: String
     public let detail: String
     public var fieldErrors: [FieldError] = []
     public var headers: HTTPFields = [:]
+    public var reason: ConflictReason?
 
     public static func validation(_ errors: [FieldError]) -> APIError {
         let detail = errors.count == 1 ? errors[0].message : "The request has \(errors.count) invalid fields."
@@ -43,8 +73,8 @@ public struct APIError: Error, Sendable {
         APIError(status: .notFound, code: "NOT_FOUND", detail: detail)
     }
 
-    public static func conflict(_ detail: String) -> APIError {
-        APIError(status: .conflict, code: "CONFLICT", detail: detail)
+    public static func conflict(_ reason: ConflictReason, _ detail: String) -> APIError {
+        APIError(status: .conflict, code: "CONFLICT", detail: detail, reason: reason)
     }
 
     public static func rateLimited(_ detail: String, retryAfter seconds: Int) -> APIError {

@@ -24,6 +24,9 @@ enum Problem {
             ("instance", .string(instance)),
             ("requestId", .string(requestID)),
         ]
+        if let reason = error.reason {
+            members.append(("reason", .string(reason.rawValue)))
+        }
         if !error.fieldErrors.isEmpty {
             members.append(
                 ("errors", .array(error.fieldErrors.map { .object([("field", .string($0.field)), ("message", .string($0.message))]) }))

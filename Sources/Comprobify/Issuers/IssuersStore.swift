@@ -13,7 +13,7 @@ enum IssuersStore {
     /// 409 when `count`, read with the tenant row locked, leaves no room for one more.
     static func requireRoom(count: Int64) throws {
         guard count < limit else {
-            throw APIError.conflict("The tenant already has \(limit) issuers, the most it may have.")
+            throw APIError.conflict(.limitReached, "The tenant already has \(limit) issuers, the most it may have.")
         }
     }
 
@@ -120,7 +120,7 @@ enum IssuersStore {
             ])
             return try issuer(results[0][0])
         } catch let error as PostgresError where error.hasCode(.uniqueViolation) {
-            throw APIError.conflict("This tenant already has an issuer with this RUC, establishment and emission point.")
+            throw APIError.conflict(.alreadyExists, "This tenant already has an issuer with this RUC, establishment and emission point.")
         }
     }
 

@@ -64,6 +64,7 @@ enum KeysStore {
     static func requireRoom(count: Int64, environment: Environment) throws {
         guard count < limit else {
             throw APIError.conflict(
+                .limitReached,
                 "The tenant already has \(limit) active \(environment.rawValue) keys, the most it may have: revoke one before minting another."
             )
         }

@@ -19,7 +19,8 @@ struct SubmissionsController: Sendable {
         case .noDocument:
             throw APIError.notFound("No document of this issuer has this access key.")
         case .notYet(let status):
-            throw APIError.conflict("The document is not authorized by SRI (status \(status)); its authorization is not available.")
+            throw APIError.conflict(
+                .notAuthorizedYet, "The document is not authorized by SRI (status \(status)); its authorization is not available.")
         case .authorized(let element):
             return Reply.xml(Data(element))
         }

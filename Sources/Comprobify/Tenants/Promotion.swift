@@ -98,7 +98,7 @@ enum PromotionStore {
             throw APIError.forbidden("Verify the tenant's email address before promoting it to production.")
         }
         guard environment == "sandbox" else {
-            throw APIError.conflict("The tenant is already in production.")
+            throw APIError.conflict(.alreadyPromoted, "The tenant is already in production.")
         }
 
         let tokens = (0..<sandboxKeys).map { _ in APIToken.generate(.production) }

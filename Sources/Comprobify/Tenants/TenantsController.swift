@@ -104,7 +104,9 @@ struct TenantsController {
             for: context.token, facts: context.facts,
             tenantRow: TenantsStore.lockedLikePromotion, prologue: [TenantsStore.resendState]
         ) { transaction, principal, results in
-            guard !principal.tenantActive else { throw APIError.conflict("The tenant's email address is already verified.") }
+            guard !principal.tenantActive else {
+                throw APIError.conflict(.alreadyVerified, "The tenant's email address is already verified.")
+            }
             let (email, recent, wait) = try results[0][0].decode((String, Int64, Int64?).self)
             if recent >= 5 {
                 throw APIError.rateLimited(

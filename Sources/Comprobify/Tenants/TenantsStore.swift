@@ -56,7 +56,7 @@ enum TenantsStore {
             ])
             return try tenant(results[0][0])
         } catch let error as PostgresError where error.hasCode(.uniqueViolation) {
-            throw APIError.conflict("A tenant with this email address already exists.")
+            throw APIError.conflict(.alreadyExists, "A tenant with this email address already exists.")
         }
     }
 

@@ -59,6 +59,7 @@ enum WebhooksStore {
         let (count, id) = try found[0].decode((Int64, Int64).self)
         guard count < limit else {
             throw APIError.conflict(
+                .limitReached,
                 "The tenant already has \(limit) webhooks in \(environment.rawValue): delete one before adding another.")
         }
         let secret = WebhookSignature.generateSecret()
