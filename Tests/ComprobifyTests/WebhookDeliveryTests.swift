@@ -795,35 +795,25 @@ final class WebhookDeliveryTests: XCTestCase {
     /// for a moment: the record is tried again while the lease lasts, and the
     /// event is posted once, not again when the lease ends.
     func testAnAttemptWhoseRecordFailsIsRecordedLaterAndNotPostedAgain() async throws {
-        let scope = TenantScope()
-        let logs = LogCapture()
-        try await WebhookReceiver.run { receiver, port in
-            try await TestServer.run(configure: { scope.configure(&$0) }, logs: logs) { server in
-                let tenant = try await server.signUp()
-                let heal = try refuseInserts(into: "webhook_delivery_attempts", ofTenant: tenant.id)
-                defer { try? heal() }
-                scope.add(tenant.id)
-                let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/refused")
-                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "refused") }
-                try await eventually("two tries of the record refused") {
-                    logs.lines.withLockedValue { $0.count(where: { $0.contains("webhook attempt not recorded yet") }) } >= 2
-                }
-                XCTAssertEqual(receiver.hits("/ok/refused").count, 1)
-                let waiting = try TestDatabase.scalar(
-                    "SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self)
-                XCTAssertEqual(waiting, "pending", "nothing recorded yet")
-                try heal()
-                try await eventually("the attempt recorded") {
-                    try TestDatabase.scalar(
-                        "SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "delivered"
-                }
-                XCTAssertEqual(receiver.hits("/ok/refused").count, 1, "the event was posted once")
-                let history = try await server.call(.get, "/v1/webhooks/\(hook.id)/deliveries", key: tenant.key).array("deliveries")
-                XCTAssertEqual(history.map { $0["outcome"] }, [.string("delivered")], "one attempt, recorded once")
-                let text = logs.text
-                XCTAssertTrue(text.contains("webhook attempt recorded"), "a line says the record took more than one try")
-                XCTAssertFalse(text.contains("cannot record a webhook attempt"), "no record was given up")
+        try await Self.withRecordsRefused("refused") { receiver, server, tenant, hook, id, logs, heal in
+            try await eventually("two tries of the record refused") {
+                logs.lines.withLockedValue { $0.count(where: { $0.contains("webhook attempt not recorded yet") }) } >= 2
             }
+            XCTAssertEqual(receiver.hits("/ok/refused").count, 1)
+            let waiting = try TestDatabase.scalar(
+                "SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self)
+            XCTAssertEqual(waiting, "pending", "nothing recorded yet")
+            try heal()
+            try await eventually("the attempt recorded") {
+                try TestDatabase.scalar(
+                    "SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "delivered"
+            }
+            XCTAssertEqual(receiver.hits("/ok/refused").count, 1, "the event was posted once")
+            let history = try await server.call(.get, "/v1/webhooks/\(hook.id)/deliveries", key: tenant.key).array("deliveries")
+            XCTAssertEqual(history.map { $0["outcome"] }, [.string("delivered")], "one attempt, recorded once")
+            let text = logs.text
+            XCTAssertTrue(text.contains("webhook attempt recorded"), "a line says the record took more than one try")
+            XCTAssertFalse(text.contains("cannot record a webhook attempt"), "no record was given up")
         }
     }
 
@@ -832,6 +822,37 @@ final class WebhookDeliveryTests: XCTestCase {
     /// the same id and body: at least once, never lost. Once the records go
     /// through, that attempt is the one recorded.
     func testAnAttemptNeverRecordedWithinItsLeaseIsPostedAgain() async throws {
+        try await Self.withRecordsRefused("unrecorded") { receiver, server, tenant, hook, id, logs, heal in
+            // The lease: WEBHOOK_TIMEOUT_MS (1 s here) + DB_POOL_WAIT_MS (2 s) + 5 s.
+            try await eventually("the record given up when the lease ends", within: 20) {
+                logs.text.contains("cannot record a webhook attempt")
+            }
+            try await eventually("the event posted again", within: 10) { receiver.hits("/ok/unrecorded").count >= 2 }
+            let hits = receiver.hits("/ok/unrecorded")
+            XCTAssertEqual(hits.map(\.eventID), [id, id], "the same event")
+            XCTAssertEqual(hits[0].body, hits[1].body, "with the same body")
+            try heal()
+            try await eventually("the second attempt recorded") {
+                try TestDatabase.scalar(
+                    "SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "delivered"
+            }
+            XCTAssertEqual(receiver.hits("/ok/unrecorded").count, 2, "posted twice, not more")
+            let history = try await server.call(.get, "/v1/webhooks/\(hook.id)/deliveries", key: tenant.key).array("deliveries")
+            XCTAssertEqual(history.map { $0["outcome"] }, [.string("delivered")], "the attempt that was recorded")
+        }
+    }
+
+    /// A server delivering to a webhook at `/ok/<path>` of a local receiver,
+    /// one event recorded for it, while the database refuses the tenant's
+    /// attempt records until `heal` is called (or the body ends).
+    static func withRecordsRefused(
+        _ path: String,
+        _ body:
+            @escaping @Sendable (
+                _ receiver: WebhookReceiver, _ server: TestServer, _ tenant: TestServer.Tenant, _ hook: (id: Int64, secret: String),
+                _ eventID: String, _ logs: LogCapture, _ heal: () throws -> Void
+            ) async throws -> Void
+    ) async throws {
         let scope = TenantScope()
         let logs = LogCapture()
         try await WebhookReceiver.run { receiver, port in
@@ -840,24 +861,9 @@ final class WebhookDeliveryTests: XCTestCase {
                 let heal = try refuseInserts(into: "webhook_delivery_attempts", ofTenant: tenant.id)
                 defer { try? heal() }
                 scope.add(tenant.id)
-                let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/unrecorded")
-                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "unrecorded") }
-                // The lease: WEBHOOK_TIMEOUT_MS (1 s here) + DB_POOL_WAIT_MS (2 s) + 5 s.
-                try await eventually("the record given up when the lease ends", within: 20) {
-                    logs.text.contains("cannot record a webhook attempt")
-                }
-                try await eventually("the event posted again", within: 10) { receiver.hits("/ok/unrecorded").count >= 2 }
-                let hits = receiver.hits("/ok/unrecorded")
-                XCTAssertEqual(hits.map(\.eventID), [id, id], "the same event")
-                XCTAssertEqual(hits[0].body, hits[1].body, "with the same body")
-                try heal()
-                try await eventually("the second attempt recorded") {
-                    try TestDatabase.scalar(
-                        "SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "delivered"
-                }
-                XCTAssertEqual(receiver.hits("/ok/unrecorded").count, 2, "posted twice, not more")
-                let history = try await server.call(.get, "/v1/webhooks/\(hook.id)/deliveries", key: tenant.key).array("deliveries")
-                XCTAssertEqual(history.map { $0["outcome"] }, [.string("delivered")], "the attempt that was recorded")
+                let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/ok/\(path)")
+                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: path) }
+                try await body(receiver, server, tenant, hook, id, logs, heal)
             }
         }
     }
