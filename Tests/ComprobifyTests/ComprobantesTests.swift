@@ -290,6 +290,20 @@ final class ComprobantesTests: XCTestCase {
             XCTAssertTrue(try wrongRUC.string("detail").contains("ruc"), wrongRUC.text)
             XCTAssertEqual(
                 try TestDatabase.scalar("SELECT count(*) FROM documents WHERE issuer_id = $1", [branch], as: Int.self), 0)
+            // Everything an issuer lacks, named in one answer: the RUC, the head
+            // office address and a trade name a comprobante cannot carry.
+            let lacking = try await server.call(
+                .post, "/v1/issuers", key: tenant.key,
+                json:
+                    #"{"ruc": "1790012345002", "legalName": "Falta Todo", "tradeName": "Tienda\u0001", "establishment": "009", "emissionPoint": "001"}"#
+            )
+            XCTAssertEqual(lacking.status, 201, lacking.text)
+            let all = try await server.issue(tenant.key, issuer: try lacking.int("issuer", "id"))
+            all.assertProblem(409, "CONFLICT", reason: "ISSUER_NOT_READY")
+            let detail = try all.string("detail")
+            for named in ["ruc 1790012345002", "no headOfficeAddress", "tradeName holds"] {
+                XCTAssertTrue(detail.contains(named), "\(named): \(detail)")
+            }
         }
     }
 

@@ -78,20 +78,19 @@ struct ResolvedIssuer: Sendable {
         }
     }
 
-    /// The issuer as the XML states it; 409 when it lacks what the XML requires.
+    /// The issuer as the XML states it; 409 when it lacks what the XML
+    /// requires, naming everything it lacks at once.
     func forXML() throws -> ComprobanteIssuer {
+        var missing: [String] = []
         // API.md takes any 13 digits for an issuer; the official XSDs take an
         // issuer's RUC only as ten digits and 001.
-        guard ruc.hasSuffix("001") else {
-            throw APIError.conflict(
-                .issuerNotReady,
-                "The issuer's ruc \(ruc) does not end in 001, and SRI takes comprobantes only from a RUC that does: "
-                    + "issue from an issuer created with the RUC as SRI registered it.")
+        if !ruc.hasSuffix("001") {
+            missing.append(
+                "its ruc \(ruc) does not end in 001, and SRI takes comprobantes only from a RUC that does "
+                    + "(issue from an issuer created with the RUC as SRI registered it)")
         }
-        guard let headOfficeAddress else {
-            throw APIError.conflict(
-                .issuerNotReady,
-                "The issuer has no headOfficeAddress, which every comprobante states: set it with PATCH /v1/issuers/:id.")
+        if headOfficeAddress == nil {
+            missing.append("it has no headOfficeAddress, which every comprobante states (set it with PATCH /v1/issuers/:id)")
         }
         // Issuers' names and addresses may hold any text (API.md: stored
         // verbatim), but the official XSD takes no line breaks in them and XML
@@ -101,10 +100,12 @@ struct ResolvedIssuer: Sendable {
             ("legalName", legalName), ("tradeName", tradeName), ("headOfficeAddress", headOfficeAddress), ("address", address),
         ]
         for case let (field, text?) in texts where !ComprobanteInput.isComprobanteText(text) {
-            throw APIError.conflict(
-                .issuerNotReady,
-                "The issuer's \(field) holds a character a comprobante cannot carry (a control character or line break, U+FFFE or U+FFFF): "
-                    + "change it with PATCH /v1/issuers/:id.")
+            missing.append(
+                "its \(field) holds a character a comprobante cannot carry, a control character or line break, U+FFFE or U+FFFF "
+                    + "(change it with PATCH /v1/issuers/:id)")
+        }
+        guard missing.isEmpty, let headOfficeAddress else {
+            throw APIError.conflict(.issuerNotReady, "The issuer cannot issue comprobantes: " + missing.joined(separator: "; ") + ".")
         }
         return ComprobanteIssuer(
             ruc: ruc, legalName: legalName, tradeName: tradeName, headOfficeAddress: headOfficeAddress, address: address,
