@@ -74,6 +74,13 @@ final class SecretBoxTests: XCTestCase {
         XCTAssertThrowsError(try dropped.open(sealed, associatedData: here)) { error in
             XCTAssertEqual(error as? SecretBoxError, .unknownKey(id: before.currentKeyID))
         }
+        // An old value resealed: under the new key, with the same associated data, the same secret.
+        let moved = try after.resealed(sealed, associatedData: here)
+        XCTAssertEqual(moved[1..<5].map { String(format: "%02x", $0) }.joined(), after.currentKeyID)
+        XCTAssertEqual(try dropped.open(moved, associatedData: here), secret)
+        XCTAssertThrowsError(try after.resealed(sealed, associatedData: Array("elsewhere".utf8))) { error in
+            XCTAssertEqual(error as? SecretBoxError, .authenticationFailed)
+        }
     }
 
     func testBadMasterKeysAreRejectedInOneLine() {

@@ -95,6 +95,14 @@ public struct SecretBox: Sendable, CustomStringConvertible, CustomDebugStringCon
         return output
     }
 
+    /// A sealed value opened and sealed again under the current key, with the
+    /// same associated data; the plaintext is wiped before returning.
+    public func resealed(_ sealed: [UInt8], associatedData: [UInt8]) throws(SecretBoxError) -> [UInt8] {
+        var plaintext = try open(sealed, associatedData: associatedData)
+        defer { plaintext.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
+        return seal(plaintext, associatedData: associatedData)
+    }
+
     /// Decrypts a value sealed by `seal` under the current key or a previous one.
     public func open(_ sealed: [UInt8], associatedData: [UInt8]) throws(SecretBoxError) -> [UInt8] {
         guard sealed.count >= SecretBox.headerLength + SecretBox.tagLength, sealed[0] == SecretBox.version else {

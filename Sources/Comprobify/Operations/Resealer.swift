@@ -97,13 +97,6 @@ public struct Resealer {
         return report
     }
 
-    /// A sealed secret opened and sealed again under the current master key.
-    private func resealed(_ sealed: [UInt8], associatedData: [UInt8]) throws -> [UInt8] {
-        var secret = try secretBox.open(sealed, associatedData: associatedData)
-        defer { secret.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
-        return secretBox.seal(secret, associatedData: associatedData)
-    }
-
     /// One row, in its own transaction as its tenant; false when it no longer
     /// needs it (replaced or resealed meanwhile).
     private func reseal(tenant: Int64, kind: Kind, id: Int64) throws -> Bool {
@@ -127,9 +120,9 @@ public struct Resealer {
                 try connection.query("COMMIT", prepared: false)
                 return false
             }
-            let sealed = try resealed(Array(try current[0].decode(Data.self, at: 0)), associatedData: associatedData)
+            let sealed = try secretBox.resealed(Array(try current[0].decode(Data.self, at: 0)), associatedData: associatedData)
             let sealedPrevious = try current[0].decode(Data?.self, at: 1).flatMap {
-                try? resealed(Array($0), associatedData: associatedData)
+                try? secretBox.resealed(Array($0), associatedData: associatedData)
             }
             let previousColumns: SQLFragment =
                 kind == .webhookEndpoint

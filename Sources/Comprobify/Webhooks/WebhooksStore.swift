@@ -130,11 +130,8 @@ enum WebhooksStore {
         guard let row = found.first else { throw notFound }
         let keepSeconds = try request.get().keepPreviousSeconds
         let associatedData = associatedData(tenantID: tenantID, webhookID: id)
-        var previous: Data?
-        if keepSeconds > 0, var replaced = try? secretBox.open(Array(try row.decode(Data.self, at: 0)), associatedData: associatedData) {
-            previous = Data(secretBox.seal(replaced, associatedData: associatedData))
-            replaced.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
-        }
+        let replaced = Array(try row.decode(Data.self, at: 0))
+        let previous = keepSeconds > 0 ? (try? secretBox.resealed(replaced, associatedData: associatedData)).map { Data($0) } : nil
         let secret = WebhookSignature.generateSecret()
         let sealed = secretBox.seal(Array(secret.utf8), associatedData: associatedData)
         let updated = try transaction.commit(after: [
