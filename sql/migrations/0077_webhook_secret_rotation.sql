@@ -15,8 +15,9 @@
 -- two new columns: what it could already write when creating an endpoint.
 -- audit_events takes webhook.secret_rotated (added NOT VALID; 0078 validates).
 --
--- Written to be run again: columns, constraints and grants already there are
--- left as they are.
+-- Written to be run again: the columns, the pair rule and the grant already
+-- there are left as they are; the rule of the audit actions is replaced by
+-- the same one, NOT VALID until 0078 validates it again.
 
 ALTER TABLE webhook_endpoints
     ADD COLUMN IF NOT EXISTS previous_sealed_secret bytea,
