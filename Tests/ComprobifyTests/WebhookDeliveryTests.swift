@@ -292,6 +292,111 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// PATCH /v1/webhooks/:id changes the url and events in place: the id and
+    /// secret stay, and a delivery pending on the old url (an endpoint that
+    /// answers 500) is retried at the new one, the same event, signed with the
+    /// same secret. 401, 404 (another tenant's, unknown, another
+    /// environment's, deleted: whatever the body), then 400 naming the field,
+    /// changing nothing; each change audited.
+    func testAWebhookChangedInPlaceKeepsItsSecretAndItsPendingDeliveries() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0) }) { server in
+                let tenant = try await server.activeTenant()
+                scope.add(tenant.id)
+                let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/dead/before")
+                let path = "/v1/webhooks/\(hook.id)"
+                func stored() throws -> String {
+                    try TestDatabase.scalar(
+                        "SELECT url || ' ' || events::text FROM webhook_endpoints WHERE id = $1", [hook.id], as: String.self)
+                }
+                let before = try stored()
+
+                // Refused bodies: 400 naming the field, nothing changed.
+                for (body, field) in [
+                    ("{}", "body"), (#"{"url": null}"#, "url"), (#"{"url": "http://erp.example.com/x"}"#, "url"),
+                    (#"{"url": "https://10.0.0.7/x"}"#, "url"), (#"{"events": []}"#, "events"), (#"{"events": null}"#, "events"),
+                    (#"{"events": ["document.signed"]}"#, "events"), ("[]", "body"),
+                ] {
+                    let refused = try await server.call(.patch, path, key: tenant.key, json: body)
+                    refused.assertProblem(400, "VALIDATION_ERROR")
+                    XCTAssertEqual(refused.errorFields, [field], body)
+                }
+                try await server.call(.patch, path, key: tenant.key, json: "{nope").assertProblem(400, "VALIDATION_ERROR")
+                // A host name that resolves to loopback, looked up as at creation.
+                for name in WebhooksTests.loopbackHostNames {
+                    let refused = try await server.call(.patch, path, key: tenant.key, json: #"{"url": "https://\#(name)/x"}"#)
+                    refused.assertProblem(400, "VALIDATION_ERROR")
+                    XCTAssertEqual(refused.errorFields, ["url"], name)
+                }
+                XCTAssertEqual(try stored(), before, "a refused change changes nothing")
+
+                // 401, then 404 whatever the body.
+                try await server.call(.patch, path, key: "cfy_test_nope", json: "{}").assertProblem(401, "UNAUTHORIZED")
+                let other = try await server.activeTenant()
+                for (key, target) in [(other.key, path), (tenant.key, "/v1/webhooks/\(hook.id + 1000)"), (tenant.key, "/v1/webhooks/abc")] {
+                    for body in ["{nope", #"{"url": null}"#] {
+                        try await server.call(.patch, target, key: key, json: body).assertProblem(404, "NOT_FOUND")
+                    }
+                }
+                XCTAssertEqual(try stored(), before)
+
+                // A delivery failing at the old url...
+                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "moved") }
+                try await eventually("an attempt at the old url") { !receiver.hits("/dead/before").isEmpty }
+                // ...is retried at the new one, signed with the same secret.
+                let changed = try await server.call(
+                    .patch, path, key: tenant.key,
+                    json: #"{"url": "http://127.0.0.1:\#(port)/ok/after", "events": ["document.authorized"]}"#)
+                XCTAssertEqual(changed.status, 200, changed.text)
+                XCTAssertEqual(try changed.int("webhook", "id"), hook.id)
+                XCTAssertEqual(try changed.string("webhook", "url"), "http://127.0.0.1:\(port)/ok/after")
+                XCTAssertEqual(try changed.array("webhook", "events"), [.string("document.authorized")])
+                XCTAssertFalse(changed.text.contains("whsec_"), "no secret in the answer")
+                try await eventually("the retry at the new url") { !receiver.hits("/ok/after").isEmpty }
+                let hit = try XCTUnwrap(receiver.hits("/ok/after").first)
+                XCTAssertEqual(hit.eventID, id, "the same event")
+                let signed = try Self.signatures(hit)
+                XCTAssertEqual(signed.v1, [try Self.expected(hook.secret, hit, timestamp: signed.timestamp)], "the same secret")
+                try await eventually("the delivery recorded as delivered") {
+                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self)
+                        == "delivered"
+                }
+
+                // The events alone; listed as changed.
+                let events = try await server.call(
+                    .patch, path, key: tenant.key, json: #"{"events": ["document.returned", "document.returned"]}"#)
+                XCTAssertEqual(events.status, 200, events.text)
+                let listed = try await server.call(.get, "/v1/webhooks", key: tenant.key)
+                XCTAssertEqual(try listed.array("webhooks").first?["events"], .array([.string("document.returned")]))
+                XCTAssertEqual(try listed.string("webhooks", 0, "url"), "http://127.0.0.1:\(port)/ok/after")
+
+                // Each change audited as done by the key, with what changed.
+                let keyID = try TestDatabase.scalar("SELECT id FROM api_keys WHERE tenant_id = $1", [tenant.id], as: Int64.self)
+                let audit = try TestDatabase.query(
+                    """
+                    SELECT actor_key_id, (details->>'webhookId')::bigint, details ? 'url', details->'events'
+                      FROM audit_events WHERE action = 'webhook.updated' AND tenant_id IN ($1, $2) ORDER BY id
+                    """, [tenant.id, other.id])
+                XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 0) }, [keyID, keyID])
+                XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 1) }, [hook.id, hook.id])
+                XCTAssertEqual(try audit.rows.map { try $0.decode(Bool.self, at: 2) }, [true, false], "the url only when it changed")
+                XCTAssertEqual(try audit[1].decode(String.self, at: 3), #"["document.returned"]"#)
+
+                // A production key does not reach the sandbox's webhook; a deleted webhook is not changed.
+                let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+                let live = try promoted.string("apiKeys", 0, "apiKey")
+                try await server.call(.patch, path, key: live, json: #"{"events": ["document.authorized"]}"#).assertProblem(
+                    404, "NOT_FOUND")
+                let sandbox = try await server.mintKey(live, label: "test rig")
+                let deleted = try await server.call(.delete, path, key: sandbox)
+                XCTAssertEqual(deleted.status, 200, deleted.text)
+                try await server.call(.patch, path, key: sandbox, json: #"{"events": ["document.authorized"]}"#).assertProblem(
+                    404, "NOT_FOUND")
+            }
+        }
+    }
+
     /// End to end: documents issued through the API and decided by the local
     /// SRI (authorized, not authorized, returned) through a sending server;
     /// each decision reaches the endpoint once, signed, with the document as

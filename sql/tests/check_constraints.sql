@@ -6,7 +6,7 @@
 -- something else.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(97);
+SELECT plan(98);
 
 -- Rules of single values are domains (migration 0012): a refused value names
 -- the domain and its constraint, with the same SQLSTATE -----------------------------------
@@ -253,7 +253,7 @@ SELECT ok((SELECT convalidated FROM pg_constraint
             WHERE conrelid = 'webhook_endpoints'::regclass AND conname = 'webhook_endpoints_http_only_to_localhost'),
           'the rule is validated (0080), so it holds for the older rows too');
 
--- audit_events: the actions it knows (migrations 0035-0036, 0077-0078) ----------------------------------
+-- audit_events: the actions it knows (migrations 0035-0036, 0077-0078, 0081-0082) ----------------------------------
 
 SELECT throws_ok($$ INSERT INTO audit_events (tenant_id, action, actor) VALUES (900001, 'webhook.renamed', 'tenant') $$,
                  '23514', 'new row for relation "audit_events" violates check constraint "audit_events_action_values"',
@@ -262,8 +262,10 @@ SELECT lives_ok($$ INSERT INTO audit_events (tenant_id, action, actor, actor_key
                 'audit_events.action takes webhook.deleted');
 SELECT lives_ok($$ INSERT INTO audit_events (tenant_id, action, actor, actor_key_id) VALUES (900001, 'webhook.secret_rotated', 'tenant', 900011) $$,
                 'audit_events.action takes webhook.secret_rotated (migration 0077)');
+SELECT lives_ok($$ INSERT INTO audit_events (tenant_id, action, actor, actor_key_id) VALUES (900001, 'webhook.updated', 'tenant', 900011) $$,
+                'audit_events.action takes webhook.updated (migration 0081)');
 SELECT ok((SELECT convalidated FROM pg_constraint WHERE conrelid = 'audit_events'::regclass AND conname = 'audit_events_action_values'),
-          'the rule of the actions is validated (0036, 0078), so it holds for the older rows too');
+          'the rule of the actions is validated (0036, 0078, 0082), so it holds for the older rows too');
 
 -- Rules every row already followed, held since migrations 0074-0075 ------------------------
 

@@ -166,6 +166,7 @@ $$, $$ VALUES
     ('tenants', 'status'), ('tenants', 'environment'), ('tenants', 'promoted_at'), ('tenants', 'roster_changed_at'),
     ('webhook_endpoints', 'deleted_at'), ('webhook_endpoints', 'sealed_secret'), ('webhook_endpoints', 'master_key_id'),
     ('webhook_endpoints', 'previous_sealed_secret'), ('webhook_endpoints', 'previous_secret_expires_at'),
+    ('webhook_endpoints', 'url'), ('webhook_endpoints', 'events'),
     ('webhook_deliveries', 'status'), ('webhook_deliveries', 'attempts'), ('webhook_deliveries', 'next_attempt_at'),
     ('webhook_deliveries', 'leased_by'), ('webhook_deliveries', 'leased_until'), ('webhook_deliveries', 'last_response_code'),
     ('webhook_deliveries', 'last_duration_ms'), ('webhook_deliveries', 'last_error'), ('webhook_deliveries', 'updated_at')

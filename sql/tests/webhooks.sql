@@ -8,12 +8,12 @@
 --   * at most p_per_endpoint deliveries of one endpoint are leased at once;
 --   * acting for tenant B, tenant A's rows cannot be seen or changed;
 --   * the CHECKs hold a delivery's status and its waiting together, and a deleted webhook stays deleted;
---   * a rotation (migration 0077): the app may change a webhook's sealed secrets and their expiry, never its
---     url; a previous secret comes with its expiry; B cannot rotate A's; webhook.secret_rotated is audited.
+--   * a rotation (migration 0077): the app may change a webhook's sealed secrets and their expiry; a previous
+--     secret comes with its expiry; B cannot rotate A's; a changed url (0081) follows the table's rules.
 BEGIN;
 \ir fixtures/two_tenants.sql
 
-SELECT plan(27);
+SELECT plan(28);
 
 -- More deliveries of tenant A's endpoint: delivered, failed, not yet due, and two more due.
 INSERT INTO webhook_events (tenant_id, id, environment, type, document_id, payload) VALUES
@@ -84,8 +84,8 @@ SELECT is_empty($$ UPDATE webhook_endpoints SET sealed_secret = 'sealed by b', p
                                              previous_secret_expires_at = now() + interval '1 day'
                     WHERE id = 900101 RETURNING 1 $$,
                 'tenant B cannot rotate tenant A''s webhook secret');
-SELECT throws_ok($$ UPDATE webhook_endpoints SET url = 'https://elsewhere.example.invalid/' WHERE id = 900102 $$,
-                 '42501', NULL, 'a webhook''s url cannot be changed by the app');
+SELECT is_empty($$ UPDATE webhook_endpoints SET url = 'https://elsewhere.example.invalid/' WHERE id = 900101 RETURNING 1 $$,
+                'tenant B cannot change tenant A''s webhook url (migration 0081 lets the app change its own)');
 
 -- Acting for tenant A.
 SELECT is(set_config('app.tenant_id', '900001', true), '900001', 'acting for tenant A');
@@ -95,6 +95,8 @@ SELECT results_eq($$ UPDATE webhook_endpoints SET sealed_secret = 'sealed new', 
                       WHERE id = 900101 RETURNING sealed_secret, previous_sealed_secret $$,
                   $$ VALUES ('sealed new'::bytea, 'sealed secret a'::bytea) $$,
                   'tenant A rotates its webhook''s secret, the replaced one kept as the previous');
+SELECT throws_ok($$ UPDATE webhook_endpoints SET url = 'http://elsewhere.example.invalid/' WHERE id = 900101 $$,
+                 '23514', NULL, 'a changed url follows the table''s rules (http only to localhost)');
 SELECT throws_ok($$ UPDATE webhook_endpoints SET previous_secret_expires_at = NULL WHERE id = 900101 $$,
                  '23514', NULL, 'a previous secret comes with its expiry');
 SELECT throws_ok($$ UPDATE webhook_endpoints SET previous_sealed_secret = NULL WHERE id = 900101 $$,

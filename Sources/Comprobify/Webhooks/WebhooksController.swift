@@ -2,8 +2,8 @@ import Hummingbird
 import NIOCore
 import Postgres
 
-/// POST/GET /v1/webhooks, DELETE /v1/webhooks/:id, POST /v1/webhooks/:id/rotate-secret
-/// and GET /v1/webhooks/:id/deliveries.
+/// POST/GET /v1/webhooks, PATCH/DELETE /v1/webhooks/:id, POST
+/// /v1/webhooks/:id/rotate-secret and GET /v1/webhooks/:id/deliveries.
 /// A webhook belongs to the environment of the key that created it: keys see,
 /// delete and read the history of their own environment's webhooks only.
 struct WebhooksController {
@@ -17,6 +17,7 @@ struct WebhooksController {
     func addRoutes(to group: RouterGroup<TenantRequestContext>) {
         group.post("webhooks", use: create)
         group.get("webhooks", use: list)
+        group.patch("webhooks/:id", use: update)
         group.delete("webhooks/:id", use: delete)
         group.post("webhooks/:id/rotate-secret", use: rotateSecret)
         group.get("webhooks/:id/deliveries", use: deliveries)
@@ -34,15 +35,7 @@ struct WebhooksController {
             try WebhookRequest(input, allowHTTP: allowHTTP)
         }
         let tenantID = try await database.authenticate(for: context.token, facts: context.facts).tenantID
-        // A name whose lookup takes longer than `creationLookupSeconds` is
-        // taken as not in DNS yet: allowed now, checked before every delivery.
-        let lookupDeadline = NIODeadline.now() + .seconds(WebhooksController.creationLookupSeconds)
-        let url = parsed.url
-        let refusal =
-            await firstBefore(lookupDeadline) {
-                await AddressGuard.refusal(
-                    for: url, tenantID: tenantID, allowHTTP: allowHTTP, requireAddress: false, deadline: lookupDeadline)
-            } ?? nil
+        let refusal = await Self.refusal(of: parsed.url, tenantID: tenantID, allowHTTP: allowHTTP)
         let secretBox = self.secretBox
         let created = try await database.transactionHoldingTenantRow(
             for: context.token, facts: context.facts, tenantRow: WebhooksStore.tenantRow
@@ -60,6 +53,40 @@ struct WebhooksController {
         let (principal, all) = try await database.read(for: context.token, facts: context.facts, WebhooksStore.active)
         let mine = all.filter { $0.environment == principal.keyEnvironment.rawValue }.map(\.json)
         return Reply.json([("webhooks", .array(mine))])
+    }
+
+    /// Changes a webhook's url or events in place: its id, secret, history
+    /// and pending deliveries stay (they go to the new url). The order of
+    /// every route: the key's 401, the webhook's 404, then the body's 400; a
+    /// new url's host is looked up as at creation, once all that passed and
+    /// before the transaction.
+    @Sendable func update(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let id = Format.pathID(context.parameters.get("id")) ?? 0
+        let bytes = try await Input.collect(request)
+        let allowHTTP = settings.allowHTTP
+        let (principal, environment) = try await database.read(for: context.token, facts: context.facts, WebhooksStore.exists(id))
+        guard environment == principal.keyEnvironment.rawValue else { throw WebhooksStore.notFound }
+        let changes = try WebhookChanges(try Input.parse(bytes, of: request, allowEmpty: false), allowHTTP: allowHTTP)
+        if let url = changes.url, let refusal = await Self.refusal(of: url, tenantID: principal.tenantID, allowHTTP: allowHTTP) {
+            throw APIError.validation(field: "url", refusal)
+        }
+        let webhook = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
+            try WebhooksStore.update(
+                transaction, id: id, environment: principal.keyEnvironment, url: changes.url?.text, events: changes.events,
+                actorKeyID: principal.keyID)
+        }
+        return Reply.json([("webhook", webhook)])
+    }
+
+    /// Why the host of a url given by a tenant is refused, from what it
+    /// resolves to; nil when allowed. A name whose lookup takes longer than
+    /// `creationLookupSeconds` is taken as not in DNS yet: allowed now,
+    /// checked before every delivery.
+    static func refusal(of url: WebhookURL, tenantID: Int64, allowHTTP: Bool) async -> String? {
+        let deadline = NIODeadline.now() + .seconds(creationLookupSeconds)
+        return await firstBefore(deadline) {
+            await AddressGuard.refusal(for: url, tenantID: tenantID, allowHTTP: allowHTTP, requireAddress: false, deadline: deadline)
+        } ?? nil
     }
 
     /// Deletes a webhook; its pending deliveries are given up.
@@ -106,36 +133,66 @@ struct WebhookRequest: Sendable {
 
     init(_ input: Input, allowHTTP: Bool) throws {
         var input = input
-        var url: WebhookURL?
-        if let text = input.string("url", required: true, length: 1...WebhookURL.maximumLength) {
-            switch WebhookURL.parse(text, allowHTTP: allowHTTP) {
-            case .success(let parsed): url = parsed
-            case .failure(let refusal): input.fail("url", refusal.message)
-            }
+        let url = Self.url(&input, required: true, allowHTTP: allowHTTP)
+        let events = Self.events(&input)
+        try input.validated()
+        guard let url else { throw APIError.validation(field: "url", "url is required.") }
+        self.url = url
+        self.events = events ?? WebhookEventType.allCases
+    }
+
+    /// `url`, checked by the rules that need no network; nil when absent (an
+    /// error when `required`) or refused. Null is refused: a webhook has a url.
+    static func url(_ input: inout Input, required: Bool, allowHTTP: Bool) -> WebhookURL? {
+        if input.value["url"] == .null, !required {
+            input.fail("url", "url cannot be null: leave it out to keep the webhook's.")
+            return nil
         }
-        var events = WebhookEventType.allCases
+        guard let text = input.string("url", required: required, length: 1...WebhookURL.maximumLength) else { return nil }
+        switch WebhookURL.parse(text, allowHTTP: allowHTTP) {
+        case .success(let parsed): return parsed
+        case .failure(let refusal):
+            input.fail("url", refusal.message)
+            return nil
+        }
+    }
+
+    /// `events`, each once in the order first given; nil when absent.
+    static func events(_ input: inout Input) -> [WebhookEventType]? {
         let allowed = WebhookEventType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
         switch input.value["events"] {
         case nil:
-            break
+            return nil
         case .array(let items)? where !items.isEmpty:
             var chosen: [WebhookEventType] = []
             for item in items {
                 guard case .string(let name) = item, let type = WebhookEventType(rawValue: name) else {
                     input.fail("events", "events must list event types among \(allowed).")
-                    chosen = []
-                    break
+                    return nil
                 }
                 if !chosen.contains(type) { chosen.append(type) }
             }
-            if !chosen.isEmpty { events = chosen }
+            return chosen
         default:
             input.fail("events", "events must be a non-empty array of event types among \(allowed).")
+            return nil
+        }
+    }
+}
+
+/// The body of PATCH /v1/webhooks/:id: `url`, `events`, or both; at least one.
+struct WebhookChanges: Sendable {
+    let url: WebhookURL?
+    let events: [WebhookEventType]?
+
+    init(_ input: Input, allowHTTP: Bool) throws {
+        var input = input
+        url = WebhookRequest.url(&input, required: false, allowHTTP: allowHTTP)
+        events = WebhookRequest.events(&input)
+        if !input.has("url"), !input.has("events") {
+            input.fail("body", "Give url, events or both.")
         }
         try input.validated()
-        guard let url else { throw APIError.validation(field: "url", "url is required.") }
-        self.url = url
-        self.events = events
     }
 }
 

@@ -83,6 +83,33 @@ enum WebhooksStore {
         return (try webhook(inserted[0][0]), secret)
     }
 
+    /// Changes the url and/or events of the active endpoint `id` of
+    /// `environment`, records `webhook.updated` (what changed, as done by the
+    /// key `actorKeyID`), and commits; 404 when there is none.
+    static func update(
+        _ transaction: Transaction, id: Int64, environment: Environment, url: String?, events: [WebhookEventType]?, actorKeyID: Int64
+    ) throws -> JSONValue {
+        let results = try transaction.commit(after: [
+            """
+            WITH changed AS (
+                UPDATE webhook_endpoints
+                   SET url = coalesce(\(url)::text, url), events = coalesce(\(events?.map(\.rawValue))::text[], events)
+                 WHERE id = \(id) AND environment = \(environment.rawValue) AND deleted_at IS NULL
+                RETURNING \(unescaped: columns)
+            ), audited AS (
+                INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
+                SELECT current_tenant_id(), 'webhook.updated', 'tenant', \(actorKeyID),
+                       jsonb_strip_nulls(jsonb_build_object('webhookId', id, 'environment', environment,
+                                                            'url', \(url)::text, 'events', \(events?.map(\.rawValue))::text[]))
+                  FROM changed
+            )
+            SELECT * FROM changed
+            """
+        ])
+        guard let row = results[0].first else { throw notFound }
+        return try webhook(row)
+    }
+
     /// Deletes an active endpoint of `environment`, gives up its pending
     /// deliveries, records `webhook.deleted` as done by the key `actorKeyID`,
     /// and commits; 404 when there is none.
