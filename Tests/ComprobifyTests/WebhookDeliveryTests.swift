@@ -797,6 +797,69 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// An endpoint that was down past the retry window: once it is fixed
+    /// (here, moved with PATCH), each failed event is sent again on request,
+    /// the same id and body, signed with the webhook's secret; a delivered one
+    /// can be sent again too. 404 for an event the webhook has no delivery
+    /// of, another tenant's webhook, another environment's key.
+    func testAFailedDeliveryIsSentAgainOnRequest() async throws {
+        let scope = TenantScope()
+        try await WebhookReceiver.run { receiver, port in
+            try await TestServer.run(configure: { scope.configure(&$0, retryForSeconds: 1) }) { server in
+                let tenant = try await server.activeTenant()
+                scope.add(tenant.id)
+                let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/dead/down")
+                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "down") }
+                try await eventually("the delivery to fail") {
+                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "failed"
+                }
+                let failedBody = try XCTUnwrap(receiver.hits("/dead/down").first).body
+                let fixed = try await server.call(
+                    .patch, "/v1/webhooks/\(hook.id)", key: tenant.key, json: #"{"url": "http://127.0.0.1:\#(port)/ok/up"}"#)
+                XCTAssertEqual(fixed.status, 200, fixed.text)
+                try await Task.sleep(for: .milliseconds(300))
+                XCTAssertTrue(receiver.hits("/ok/up").isEmpty, "a failed delivery is not tried again by itself")
+
+                let path = "/v1/webhooks/\(hook.id)/deliveries/\(id)/redeliver"
+                try await server.call(.post, path, key: "cfy_test_nope").assertProblem(401, "UNAUTHORIZED")
+                let other = try await server.activeTenant()
+                try await server.call(.post, path, key: other.key).assertProblem(404, "NOT_FOUND")
+                try await server.call(.post, "/v1/webhooks/\(hook.id)/deliveries/evt_unknown/redeliver", key: tenant.key)
+                    .assertProblem(404, "NOT_FOUND")
+                XCTAssertEqual(
+                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self), "failed",
+                    "refused requests change nothing")
+
+                let again = try await server.call(.post, path, key: tenant.key)
+                XCTAssertEqual(again.status, 200, again.text)
+                XCTAssertEqual(try again.string("deliveryStatus"), "pending")
+                try await eventually("the event at the fixed endpoint") { !receiver.hits("/ok/up").isEmpty }
+                let hit = try XCTUnwrap(receiver.hits("/ok/up").first)
+                XCTAssertEqual(hit.eventID, id)
+                XCTAssertEqual(hit.body, failedBody, "the same body")
+                let signed = try Self.signatures(hit)
+                XCTAssertEqual(signed.v1, [try Self.expected(hook.secret, hit, timestamp: signed.timestamp)])
+                try await eventually("recorded as delivered") {
+                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self)
+                        == "delivered"
+                }
+                // A delivered event, sent again on request.
+                let second = try await server.call(.post, path, key: tenant.key)
+                XCTAssertEqual(second.status, 200, second.text)
+                try await eventually("the event sent a second time") { receiver.hits("/ok/up").count == 2 }
+                XCTAssertEqual(receiver.hits("/ok/up").map(\.eventID), [id, id])
+                XCTAssertEqual(
+                    try TestDatabase.scalar("SELECT redeliveries FROM webhook_deliveries WHERE event_id = $1", [id], as: Int64.self), 2,
+                    "each redelivery of an ended delivery is counted")
+
+                // Another environment's key does not reach it.
+                let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+                let live = try promoted.string("apiKeys", 0, "apiKey")
+                try await server.call(.post, path, key: live).assertProblem(404, "NOT_FOUND")
+            }
+        }
+    }
+
     /// A delivery whose endpoint's secret does not open (a master key that
     /// does not match) is not attempted; it is looked at again, and fails
     /// once the retry window is over, as a delivery that never succeeded does.

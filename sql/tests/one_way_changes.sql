@@ -6,7 +6,7 @@
 -- The allowed direction of each change still works.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(26);
+SELECT plan(29);
 
 -- Fixture rows in the state a refused change starts from.
 UPDATE tenants SET environment = 'production', promoted_at = now() - interval '1 day' WHERE id = 900002;
@@ -56,7 +56,15 @@ SELECT results_eq($$ UPDATE document_submissions SET updated_at = now() WHERE do
 SELECT results_eq($$ UPDATE webhook_deliveries SET status = 'delivered', next_attempt_at = NULL WHERE id = 900111 RETURNING id $$,
                   ARRAY[900111]::bigint[], 'a pending delivery can be delivered');
 SELECT throws_ok($$ UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now() WHERE id = 900111 $$,
-                 '23000', 'a delivered or failed webhook delivery stays so', 'a delivered delivery cannot be made pending again');
+                 '23000', 'a delivered or failed webhook delivery stays so, unless it is redelivered',
+                 'a delivered delivery cannot be made pending again without counting a redelivery');
+SELECT throws_ok($$ UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), redeliveries = redeliveries + 2 WHERE id = 900111 $$,
+                 '23000', NULL, 'a redelivery counts one');
+SELECT throws_ok($$ UPDATE webhook_deliveries SET status = 'failed', redeliveries = redeliveries + 1 WHERE id = 900111 $$,
+                 '23000', NULL, 'a delivered delivery cannot be made failed, counted or not');
+SELECT results_eq($$ UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), redeliveries = redeliveries + 1
+                     WHERE id = 900111 RETURNING redeliveries $$,
+                  ARRAY[1], 'a redelivery puts a delivered delivery back to pending, counted (migration 0083)');
 
 SELECT throws_ok($$ UPDATE sequentials SET next_sequential = 1 WHERE issuer_id = 900061 AND document_type = '01' $$,
                  '23000', 'a numbering counter never moves back', 'a counter cannot be moved back');

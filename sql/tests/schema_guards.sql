@@ -169,7 +169,8 @@ $$, $$ VALUES
     ('webhook_endpoints', 'url'), ('webhook_endpoints', 'events'),
     ('webhook_deliveries', 'status'), ('webhook_deliveries', 'attempts'), ('webhook_deliveries', 'next_attempt_at'),
     ('webhook_deliveries', 'leased_by'), ('webhook_deliveries', 'leased_until'), ('webhook_deliveries', 'last_response_code'),
-    ('webhook_deliveries', 'last_duration_ms'), ('webhook_deliveries', 'last_error'), ('webhook_deliveries', 'updated_at')
+    ('webhook_deliveries', 'last_duration_ms'), ('webhook_deliveries', 'last_error'), ('webhook_deliveries', 'updated_at'),
+    ('webhook_deliveries', 'redeliveries')
 $$, 'comprobify_app may update exactly these columns (never tenant_id, ids, digests or document content)');
 
 SELECT set_eq($$

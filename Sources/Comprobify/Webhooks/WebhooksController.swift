@@ -3,7 +3,8 @@ import NIOCore
 import Postgres
 
 /// POST/GET /v1/webhooks, PATCH/DELETE /v1/webhooks/:id, POST
-/// /v1/webhooks/:id/rotate-secret and GET /v1/webhooks/:id/deliveries.
+/// /v1/webhooks/:id/rotate-secret, GET /v1/webhooks/:id/deliveries and POST
+/// /v1/webhooks/:id/deliveries/:eventId/redeliver.
 /// A webhook belongs to the environment of the key that created it: keys see,
 /// delete and read the history of their own environment's webhooks only.
 struct WebhooksController {
@@ -21,6 +22,7 @@ struct WebhooksController {
         group.delete("webhooks/:id", use: delete)
         group.post("webhooks/:id/rotate-secret", use: rotateSecret)
         group.get("webhooks/:id/deliveries", use: deliveries)
+        group.post("webhooks/:id/deliveries/:eventId/redeliver", use: redeliver)
     }
 
     /// 201 with the secret, shown this once. Fields are checked before any
@@ -114,6 +116,20 @@ struct WebhooksController {
                 actorKeyID: principal.keyID, secretBox: secretBox)
         }
         return Reply.json([("webhook", rotated.webhook), ("secret", .string(rotated.secret))], noStore: true)
+    }
+
+    /// Sends an event to the webhook again, now: its delivery, ended
+    /// (delivered or failed) or waiting for its next retry, is due at once, with
+    /// the same event id and body. 404 when the webhook is not the key's
+    /// environment's active one or has no delivery of that event (never
+    /// subscribed, or purged past `WEBHOOK_RETENTION_DAYS`).
+    @Sendable func redeliver(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let id = Format.pathID(context.parameters.get("id")) ?? 0
+        let eventID = context.parameters.get("eventId") ?? ""
+        let status = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
+            try WebhooksStore.redeliver(transaction, endpoint: id, eventID: eventID, environment: principal.keyEnvironment)
+        }
+        return Reply.json([("deliveryStatus", .string(status))])
     }
 
     /// The webhook's last 100 attempts, newest first. One round trip.

@@ -185,6 +185,41 @@ enum WebhooksStore {
         return (try self.webhook(webhook), secret)
     }
 
+    /// Makes the delivery of `eventID` to the active endpoint `endpoint` of
+    /// `environment` due now, and commits: an ended one (delivered or failed)
+    /// is pending again, one waiting for a retry is moved to now, one being
+    /// attempted (leased) is left to that attempt. Its retries after this
+    /// attempt stay within the retry window of the event. Returns the
+    /// delivery's status; 404 when there is none.
+    static func redeliver(_ transaction: Transaction, endpoint: Int64, eventID: String, environment: Environment) throws -> String {
+        let results = try transaction.commit(after: [
+            """
+            WITH target AS (
+                SELECT d.id, d.leased_by IS NOT NULL AND d.leased_until > now() AS in_flight
+                  FROM webhook_deliveries d
+                  JOIN webhook_endpoints w ON w.tenant_id = d.tenant_id AND w.id = d.endpoint_id
+                 WHERE d.endpoint_id = \(endpoint) AND d.event_id = \(eventID)
+                   AND w.environment = \(environment.rawValue) AND w.deleted_at IS NULL
+                   FOR UPDATE OF d
+            ), due AS (
+                -- An ended delivery back to pending counts a redelivery (the
+                -- one change of an ended delivery the table allows: 0083).
+                UPDATE webhook_deliveries d
+                   SET redeliveries = d.redeliveries + CASE WHEN d.status = 'pending' THEN 0 ELSE 1 END,
+                       status = 'pending', next_attempt_at = now(), leased_by = NULL, leased_until = NULL, updated_at = now()
+                  FROM target t
+                 WHERE d.id = t.id AND NOT t.in_flight
+                RETURNING d.status
+            )
+            SELECT coalesce((SELECT status FROM due), 'pending') FROM target
+            """
+        ])
+        guard let row = results[0].first else {
+            throw APIError.notFound("This webhook has no delivery of this event.")
+        }
+        return try row.decode(String.self, at: 0)
+    }
+
     /// Whether an active endpoint of `environment` has this id.
     static func exists(_ id: Int64) -> Read<String?> {
         Read("SELECT environment FROM webhook_endpoints WHERE id = \(id) AND deleted_at IS NULL") { result in
