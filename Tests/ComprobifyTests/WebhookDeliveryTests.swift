@@ -860,6 +860,60 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// A purge of old history beside a redelivery of one of its events: the
+    /// redelivery, committed after the purge chose the event, keeps it (the
+    /// purge failed the whole batch on the event's foreign key), and the purge
+    /// removes the rest. Held apart by a lock on the delivery's row.
+    func testAPurgeBesideARedeliveryKeepsTheRedeliveredEvent() async throws {
+        try await TestServer.run(configure: { $0.webhooks.allowHTTP = true }) { server in
+            let tenant = try await server.signUp()
+            let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:9/x")
+            var events: [String] = []
+            try await withTestDatabase { database in
+                for tag in ["redelivered", "purged"] { events.append(try await Self.record(database, tenant: tenant.id, tag: tag)) }
+            }
+            // Both failed three days ago (a purge with a day's retention takes them; the servers' 30 days do not).
+            try TestDatabase.query(
+                "UPDATE webhook_events SET created_at = now() - interval '3 days' WHERE id = ANY($1::text[])", [events])
+            try TestDatabase.query(
+                """
+                UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = now() - interval '3 days'
+                 WHERE event_id = ANY($1::text[])
+                """, [events])
+            // The redelivered event's delivery held, so that the redelivery and the purge both wait for it.
+            let holder = try TestDatabase.owner()
+            try holder.query("BEGIN", prepared: false)
+            try holder.query("SELECT 1 FROM webhook_deliveries WHERE event_id = \(events[0]) FOR UPDATE", prepared: false)
+            let redeliver = "/v1/webhooks/\(hook.id)/deliveries/\(events[0])/redeliver"
+            let redelivery = Task { () throws -> (Int, String) in
+                let reply = try await server.call(.post, redeliver, key: tenant.key)
+                return (reply.status, reply.text)
+            }
+            @Sendable func waiting() throws -> Int64 {
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ~ '(webhook_deliveries|purge_webhook_history)'",
+                    as: Int64.self)
+            }
+            try await eventually("the redelivery waiting") { try waiting() == 1 }
+            let purge = Task.detached { () throws -> Int64 in
+                let app = try Connection(conninfo: TestDatabase.appURL)
+                return try app.query("SELECT purge_webhook_history(interval '1 day')", prepared: false)[0].decode(Int64.self, at: 0)
+            }
+            try await eventually("the purge waiting") { try waiting() == 2 }
+            try holder.query("COMMIT", prepared: false)
+            let (status, text) = try await redelivery.value
+            XCTAssertEqual(status, 200, text)
+            let purged = try await purge.value
+            // At least the other event (old history of tests running beside this one may go too).
+            XCTAssertGreaterThanOrEqual(purged, 1, "the batch purged, not failed")
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM webhook_events WHERE id = $1", [events[0]], as: Int64.self), 1)
+            XCTAssertEqual(try TestDatabase.scalar("SELECT count(*) FROM webhook_events WHERE id = $1", [events[1]], as: Int64.self), 0)
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [events[0]], as: String.self),
+                "pending")
+        }
+    }
+
     /// A delivery whose endpoint's secret does not open (a master key that
     /// does not match) is not attempted; it is looked at again, and fails
     /// once the retry window is over, as a delivery that never succeeded does.

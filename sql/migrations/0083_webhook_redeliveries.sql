@@ -6,15 +6,17 @@
 --   redeliveries   how many times the tenant asked for the delivery again
 --
 -- webhook_deliveries_outcome_is_final (migration 0017) still refuses every
--- other change of a delivered or failed delivery, for every role; back to
--- pending it now allows only together with redeliveries growing by one, so a
--- statement that puts an ended delivery back to pending by mistake still fails.
--- Its attempts so far stay in webhook_delivery_attempts.
+-- other change of a delivered or failed delivery's status, for every role;
+-- back to pending it now allows only together with redeliveries growing by
+-- one, so a statement that puts an ended delivery back to pending by mistake
+-- still fails. The count itself never goes down
+-- (webhook_deliveries_redeliveries_never_move_back). Its attempts so far stay
+-- in webhook_delivery_attempts.
 --
 -- The column comes with its default (no rewrite); its rule is added NOT VALID
 -- and validated by 0084. Written to be run again: the column, the rule and
--- the grant already there are left as they are; the trigger is replaced by
--- the same one.
+-- the grant already there are left as they are; the triggers are replaced by
+-- the same ones.
 
 ALTER TABLE webhook_deliveries ADD COLUMN IF NOT EXISTS redeliveries integer NOT NULL DEFAULT 0;
 
@@ -36,6 +38,13 @@ CREATE TRIGGER webhook_deliveries_outcome_is_final BEFORE UPDATE ON webhook_deli
           AND NOT (NEW.status = 'pending' AND NEW.redeliveries = OLD.redeliveries + 1))
     EXECUTE FUNCTION refuse_change('a delivered or failed webhook delivery stays so, unless it is redelivered');
 
+DROP TRIGGER IF EXISTS webhook_deliveries_redeliveries_never_move_back ON webhook_deliveries;
+CREATE TRIGGER webhook_deliveries_redeliveries_never_move_back BEFORE UPDATE ON webhook_deliveries FOR EACH ROW
+    WHEN (NEW.redeliveries < OLD.redeliveries)
+    EXECUTE FUNCTION refuse_change('a delivery''s count of redeliveries never goes down');
+
+COMMENT ON TRIGGER webhook_deliveries_redeliveries_never_move_back ON webhook_deliveries IS
+    'Refuses to lower a delivery''s count of redeliveries (refuse_change, SQLSTATE 23000), for every role (migration 0083).';
 COMMENT ON TRIGGER webhook_deliveries_outcome_is_final ON webhook_deliveries IS
     'Refuses to change the status of a delivered or failed delivery (refuse_change, SQLSTATE 23000), for every role, but back to pending with redeliveries grown by one: a redelivery the tenant asked for (migration 0083).';
 COMMENT ON COLUMN webhook_deliveries.redeliveries IS

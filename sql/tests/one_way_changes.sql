@@ -6,7 +6,7 @@
 -- The allowed direction of each change still works.
 BEGIN;
 \ir fixtures/two_tenants.sql
-SELECT plan(29);
+SELECT plan(30);
 
 -- Fixture rows in the state a refused change starts from.
 UPDATE tenants SET environment = 'production', promoted_at = now() - interval '1 day' WHERE id = 900002;
@@ -65,6 +65,8 @@ SELECT throws_ok($$ UPDATE webhook_deliveries SET status = 'failed', redeliverie
 SELECT results_eq($$ UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), redeliveries = redeliveries + 1
                      WHERE id = 900111 RETURNING redeliveries $$,
                   ARRAY[1], 'a redelivery puts a delivered delivery back to pending, counted (migration 0083)');
+SELECT throws_ok($$ UPDATE webhook_deliveries SET redeliveries = 0 WHERE id = 900111 $$,
+                 '23000', 'a delivery''s count of redeliveries never goes down', 'the count of redeliveries cannot be lowered');
 
 SELECT throws_ok($$ UPDATE sequentials SET next_sequential = 1 WHERE issuer_id = 900061 AND document_type = '01' $$,
                  '23000', 'a numbering counter never moves back', 'a counter cannot be moved back');

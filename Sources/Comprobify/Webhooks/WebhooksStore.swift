@@ -215,7 +215,7 @@ enum WebhooksStore {
             """
         ])
         guard let row = results[0].first else {
-            throw APIError.notFound("This webhook has no delivery of this event.")
+            throw APIError.notFound("No webhook with this id has a delivery of this event.")
         }
         return try row.decode(String.self, at: 0)
     }
