@@ -81,6 +81,11 @@ struct Serve: AsyncParsableCommand {
         for (name, value) in Serve.developmentSecrets where environment[name] == value {
             logger.warning("\(name) is docker-compose.yml's development value, which is public: set your own anywhere but a laptop")
         }
+        if configuration.secretBox.currentKeyLooksWeak {
+            logger.warning(
+                "COMPROBIFY_SECRET_KEY does not look random (fewer than 16 different bytes of 32): make one with `openssl rand -base64 32`, then move what it sealed with `comprobify reseal`"
+            )
+        }
         let app: any ApplicationProtocol
         let shutdown = ShutdownSignal()
         do {

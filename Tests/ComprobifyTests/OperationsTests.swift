@@ -698,6 +698,33 @@ final class OperationsTests: XCTestCase {
     /// An open-file limit too low for HTTP_MAX_CONNECTIONS is said at start
     /// (a warning naming the connections it leaves room for); one that cannot
     /// even hold the database connections stops the start, naming the limit.
+    /// A master key that does not look random (all zeros) is said at start,
+    /// a warning; the server starts. A random one is not.
+    func testAMasterKeyThatDoesNotLookRandomIsSaid() throws {
+        for (key, weak) in [(Data(repeating: 0, count: 32).base64EncodedString(), true), (TestSecrets.keyText, false)] {
+            let process = Process()
+            process.executableURL = try Executable.url()
+            process.arguments = ["serve"]
+            process.environment = [
+                "DATABASE_URL": TestDatabase.appURL, "PORT": String(try freeLoopbackPort()), "HOST": "127.0.0.1",
+                "LOG_LEVEL": "info", "COMPROBIFY_SECRET_KEY": key, "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0",
+            ]
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            defer { if process.isRunning { process.terminate() } }
+            var read = ""
+            for _ in 0..<100 where !read.contains("\"connection limits\"") {
+                read += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            }
+            let warned = read.split(separator: "\n").first { $0.contains("does not look random") }.map(String.init)
+            XCTAssertEqual(warned != nil, weak, read)
+            if let warned { XCTAssertTrue(warned.contains("\"level\":\"warning\""), warned) }
+            XCTAssertFalse(read.contains(key), "the key is never written")
+            XCTAssertTrue(process.isRunning, "a warning, not a refusal")
+        }
+    }
+
     func testAnOpenFileLimitTooLowIsSaidOrRefused() throws {
         let binary = try Executable.url()
         func start(files: Int, _ environment: [String: String]) throws -> (Process, Pipe) {

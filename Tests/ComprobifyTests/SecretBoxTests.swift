@@ -83,6 +83,18 @@ final class SecretBoxTests: XCTestCase {
         }
     }
 
+    func testAKeyThatDoesNotLookRandomIsToldApart() throws {
+        for (bytes, weak) in [
+            (Array(repeating: UInt8(0), count: 32), true), ((0..<32).map { UInt8($0 % 4) }, true),
+            (Array("dev-only-key-do-not-use-in-prod!".utf8), false), ((0..<32).map { UInt8($0) }, false),
+        ] {
+            XCTAssertEqual(try SecretBox(currentKey: Data(bytes).base64EncodedString()).currentKeyLooksWeak, weak, "\(bytes)")
+        }
+        for _ in 0..<100 {
+            XCTAssertFalse(try SecretBox(currentKey: Self.randomKey()).currentKeyLooksWeak, "a random key")
+        }
+    }
+
     func testBadMasterKeysAreRejectedInOneLine() {
         let cases: [([String: String], SecretKeyError)] = [
             ([:], .missing(variable: "COMPROBIFY_SECRET_KEY")),

@@ -47,6 +47,12 @@ public struct SecretBox: Sendable, CustomStringConvertible, CustomDebugStringCon
     /// The id of the key that seals, as 8 hex characters.
     public var currentKeyID: String { current.idText }
 
+    /// Whether the sealing key does not look drawn at random: 32 random bytes
+    /// hold about 30 different values, and fewer than 16 (all zeros, a
+    /// repeated pattern) is a key a person typed, which an attacker may guess.
+    /// A warning at start, not a refusal: the key may already seal data.
+    public var currentKeyLooksWeak: Bool { Set(current.bytes).count < 16 }
+
     public var description: String {
         "SecretBox(current: \(current.idText), previous: [\(previous.map(\.idText).joined(separator: ", "))])"
     }
