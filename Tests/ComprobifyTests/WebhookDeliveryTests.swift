@@ -371,17 +371,28 @@ final class WebhookDeliveryTests: XCTestCase {
                 XCTAssertEqual(try listed.array("webhooks").first?["events"], .array([.string("document.returned")]))
                 XCTAssertEqual(try listed.string("webhooks", 0, "url"), "http://127.0.0.1:\(port)/ok/after")
 
-                // Each change audited as done by the key, with what changed.
+                // The same values again: no change, nothing audited.
+                let same = try await server.call(.patch, path, key: tenant.key, json: #"{"events": ["document.returned"]}"#)
+                XCTAssertEqual(same.status, 200, same.text)
+
+                // Each change audited as done by the key, with what changed and from what.
                 let keyID = try TestDatabase.scalar("SELECT id FROM api_keys WHERE tenant_id = $1", [tenant.id], as: Int64.self)
                 let audit = try TestDatabase.query(
                     """
-                    SELECT actor_key_id, (details->>'webhookId')::bigint, details ? 'url', details->'events'
+                    SELECT actor_key_id, (details->>'webhookId')::bigint, details->>'url', details->>'previousUrl',
+                           details->>'events', details->>'previousEvents'
                       FROM audit_events WHERE action = 'webhook.updated' AND tenant_id IN ($1, $2) ORDER BY id
                     """, [tenant.id, other.id])
-                XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 0) }, [keyID, keyID])
+                XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 0) }, [keyID, keyID], "two changes, not three")
                 XCTAssertEqual(try audit.rows.map { try $0.decode(Int64.self, at: 1) }, [hook.id, hook.id])
-                XCTAssertEqual(try audit.rows.map { try $0.decode(Bool.self, at: 2) }, [true, false], "the url only when it changed")
-                XCTAssertEqual(try audit[1].decode(String.self, at: 3), #"["document.returned"]"#)
+                XCTAssertEqual(try audit[0].decode(String?.self, at: 2), "http://127.0.0.1:\(port)/ok/after")
+                XCTAssertEqual(try audit[0].decode(String?.self, at: 3), "http://127.0.0.1:\(port)/dead/before")
+                XCTAssertEqual(try audit[0].decode(String?.self, at: 4), #"["document.authorized"]"#)
+                XCTAssertEqual(
+                    try audit[0].decode(String?.self, at: 5), #"["document.authorized", "document.not_authorized", "document.returned"]"#)
+                XCTAssertNil(try audit[1].decode(String?.self, at: 2), "the url only when it changed")
+                XCTAssertEqual(try audit[1].decode(String?.self, at: 4), #"["document.returned"]"#)
+                XCTAssertEqual(try audit[1].decode(String?.self, at: 5), #"["document.authorized"]"#)
 
                 // A production key does not reach the sandbox's webhook; a deleted webhook is not changed.
                 let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)

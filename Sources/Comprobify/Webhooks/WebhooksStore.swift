@@ -84,24 +84,35 @@ enum WebhooksStore {
     }
 
     /// Changes the url and/or events of the active endpoint `id` of
-    /// `environment`, records `webhook.updated` (what changed, as done by the
-    /// key `actorKeyID`), and commits; 404 when there is none.
+    /// `environment`, records `webhook.updated` (what changed and from what, as
+    /// done by the key `actorKeyID`; nothing for a change to the same values),
+    /// and commits; 404 when there is none.
     static func update(
         _ transaction: Transaction, id: Int64, environment: Environment, url: String?, events: [WebhookEventType]?, actorKeyID: Int64
     ) throws -> JSONValue {
         let results = try transaction.commit(after: [
             """
-            WITH changed AS (
+            WITH before AS (
+                -- The row as the statement's snapshot has it: what the change replaces.
+                SELECT id, url, events FROM webhook_endpoints
+                 WHERE id = \(id) AND environment = \(environment.rawValue) AND deleted_at IS NULL
+            ), changed AS (
                 UPDATE webhook_endpoints
                    SET url = coalesce(\(url)::text, url), events = coalesce(\(events?.map(\.rawValue))::text[], events)
                  WHERE id = \(id) AND environment = \(environment.rawValue) AND deleted_at IS NULL
                 RETURNING \(unescaped: columns)
             ), audited AS (
+                -- What changed, from what; a change to the same values is not one.
                 INSERT INTO audit_events (tenant_id, action, actor, actor_key_id, details)
                 SELECT current_tenant_id(), 'webhook.updated', 'tenant', \(actorKeyID),
-                       jsonb_strip_nulls(jsonb_build_object('webhookId', id, 'environment', environment,
-                                                            'url', \(url)::text, 'events', \(events?.map(\.rawValue))::text[]))
-                  FROM changed
+                       jsonb_strip_nulls(jsonb_build_object(
+                           'webhookId', c.id, 'environment', c.environment,
+                           'url', CASE WHEN c.url IS DISTINCT FROM b.url THEN c.url END,
+                           'previousUrl', CASE WHEN c.url IS DISTINCT FROM b.url THEN b.url END,
+                           'events', CASE WHEN c.events IS DISTINCT FROM b.events THEN c.events END,
+                           'previousEvents', CASE WHEN c.events IS DISTINCT FROM b.events THEN b.events END))
+                  FROM changed c JOIN before b ON b.id = c.id
+                 WHERE c.url IS DISTINCT FROM b.url OR c.events IS DISTINCT FROM b.events
             )
             SELECT * FROM changed
             """
