@@ -437,31 +437,27 @@ final class SimulatorTests: XCTestCase {
         try await app.test(.live) { client in
             let sri = SRIClient(settings: .init(timeoutMilliseconds: 5000))
             let base = "http://127.0.0.1:\(client.port!)"
+            /// The error matches `expected` (any unparseable answer for `.unparseable`).
+            func check(_ error: SRITransportError, _ expected: SRITransportError, _ path: String) {
+                if case .unparseable = expected {
+                    if case .unparseable = error {} else { XCTFail("\(path): \(error)") }
+                } else {
+                    XCTAssertEqual(error, expected, path)
+                }
+            }
             for (path, expected) in [
                 ("/html-200", SRITransportError.unparseable("")), ("/html-502", .httpStatus(502)), ("/soap-500", .httpStatus(500)),
             ] {
                 do throws(SRITransportError) {
                     _ = try await sri.validate(signed: Self.comprobante(key), accessKey: key, baseURL: base + path)
                     XCTFail("\(path): taken as SRI's reception")
-                } catch {
-                    if case .unparseable = expected {
-                        if case .unparseable = error {} else { XCTFail("\(path): \(error)") }
-                    } else {
-                        XCTAssertEqual(error, expected, path)
-                    }
-                }
+                } catch { check(error, expected, path) }
             }
             for (path, expected) in [("/html-200", SRITransportError.unparseable("")), ("/soap-503", .httpStatus(503))] {
                 do throws(SRITransportError) {
                     _ = try await sri.authorize(accessKey: key, baseURL: base + path)
                     XCTFail("\(path): taken as SRI's decision")
-                } catch {
-                    if case .unparseable = expected {
-                        if case .unparseable = error {} else { XCTFail("\(path): \(error)") }
-                    } else {
-                        XCTAssertEqual(error, expected, path)
-                    }
-                }
+                } catch { check(error, expected, path) }
             }
             // What the queue makes of them: no decision, tried again.
             let transition = Transition.after(

@@ -785,25 +785,41 @@ final class WebhookDeliveryTests: XCTestCase {
     }
 
     func testFailedAfterTheRetryWindow() async throws {
+        try await Self.withFailedDelivery("a") { receiver, server, tenant, dead, id, _ in
+            let attempts = try TestDatabase.scalar("SELECT attempts FROM webhook_deliveries WHERE event_id = $1", [id], as: Int64.self)
+            // 0 s, 0.2 s, 0.6 s; the next would be at 1.4 s, past the window.
+            XCTAssertEqual(attempts, 3)
+            XCTAssertEqual(Int64(receiver.hits("/dead/a").count), attempts)
+            try await Task.sleep(for: .seconds(1))
+            XCTAssertEqual(Int64(receiver.hits("/dead/a").count), attempts, "nothing more once failed")
+            let history = try await server.call(.get, "/v1/webhooks/\(dead.id)/deliveries", key: tenant.key).array("deliveries")
+            XCTAssertEqual(history.first?["status"], .string("failed"))
+            XCTAssertEqual(history.first?["deliveryStatus"], .string("failed"))
+        }
+    }
+
+    /// A server delivering, with a retry window of 1 s, to a webhook at
+    /// `/dead/<path>` of a local receiver (always 500), and one event whose
+    /// delivery has failed for good; the tenant is active.
+    static func withFailedDelivery(
+        _ path: String,
+        _ body:
+            @escaping @Sendable (
+                _ receiver: WebhookReceiver, _ server: TestServer, _ tenant: TestServer.Tenant, _ hook: (id: Int64, secret: String),
+                _ eventID: String, _ port: Int
+            ) async throws -> Void
+    ) async throws {
         let scope = TenantScope()
         try await WebhookReceiver.run { receiver, port in
             try await TestServer.run(configure: { scope.configure(&$0, retryForSeconds: 1) }) { server in
-                let tenant = try await server.signUp()
+                let tenant = try await server.activeTenant()
                 scope.add(tenant.id)
-                let dead = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/dead/a")
-                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "dead") }
+                let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/dead/\(path)")
+                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: path) }
                 try await eventually("the delivery to fail") {
                     try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "failed"
                 }
-                let attempts = try TestDatabase.scalar("SELECT attempts FROM webhook_deliveries WHERE event_id = $1", [id], as: Int64.self)
-                // 0 s, 0.2 s, 0.6 s; the next would be at 1.4 s, past the window.
-                XCTAssertEqual(attempts, 3)
-                XCTAssertEqual(Int64(receiver.hits("/dead/a").count), attempts)
-                try await Task.sleep(for: .seconds(1))
-                XCTAssertEqual(Int64(receiver.hits("/dead/a").count), attempts, "nothing more once failed")
-                let history = try await server.call(.get, "/v1/webhooks/\(dead.id)/deliveries", key: tenant.key).array("deliveries")
-                XCTAssertEqual(history.first?["status"], .string("failed"))
-                XCTAssertEqual(history.first?["deliveryStatus"], .string("failed"))
+                try await body(receiver, server, tenant, hook, id, port)
             }
         }
     }
@@ -814,60 +830,50 @@ final class WebhookDeliveryTests: XCTestCase {
     /// can be sent again too. 404 for an event the webhook has no delivery
     /// of, another tenant's webhook, another environment's key.
     func testAFailedDeliveryIsSentAgainOnRequest() async throws {
-        let scope = TenantScope()
-        try await WebhookReceiver.run { receiver, port in
-            try await TestServer.run(configure: { scope.configure(&$0, retryForSeconds: 1) }) { server in
-                let tenant = try await server.activeTenant()
-                scope.add(tenant.id)
-                let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/dead/down")
-                let id = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "down") }
-                try await eventually("the delivery to fail") {
-                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "failed"
-                }
-                let failedBody = try XCTUnwrap(receiver.hits("/dead/down").first).body
-                let fixed = try await server.call(
-                    .patch, "/v1/webhooks/\(hook.id)", key: tenant.key, json: #"{"url": "http://127.0.0.1:\#(port)/ok/up"}"#)
-                XCTAssertEqual(fixed.status, 200, fixed.text)
-                try await Task.sleep(for: .milliseconds(300))
-                XCTAssertTrue(receiver.hits("/ok/up").isEmpty, "a failed delivery is not tried again by itself")
+        try await Self.withFailedDelivery("down") { receiver, server, tenant, hook, id, port in
+            let failedBody = try XCTUnwrap(receiver.hits("/dead/down").first).body
+            let fixed = try await server.call(
+                .patch, "/v1/webhooks/\(hook.id)", key: tenant.key, json: #"{"url": "http://127.0.0.1:\#(port)/ok/up"}"#)
+            XCTAssertEqual(fixed.status, 200, fixed.text)
+            try await Task.sleep(for: .milliseconds(300))
+            XCTAssertTrue(receiver.hits("/ok/up").isEmpty, "a failed delivery is not tried again by itself")
 
-                let path = "/v1/webhooks/\(hook.id)/deliveries/\(id)/redeliver"
-                try await server.call(.post, path, key: "cfy_test_nope").assertProblem(401, "UNAUTHORIZED")
-                let other = try await server.activeTenant()
-                try await server.call(.post, path, key: other.key).assertProblem(404, "NOT_FOUND")
-                try await server.call(.post, "/v1/webhooks/\(hook.id)/deliveries/evt_unknown/redeliver", key: tenant.key)
-                    .assertProblem(404, "NOT_FOUND")
-                XCTAssertEqual(
-                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self), "failed",
-                    "refused requests change nothing")
+            let path = "/v1/webhooks/\(hook.id)/deliveries/\(id)/redeliver"
+            try await server.call(.post, path, key: "cfy_test_nope").assertProblem(401, "UNAUTHORIZED")
+            let other = try await server.activeTenant()
+            try await server.call(.post, path, key: other.key).assertProblem(404, "NOT_FOUND")
+            try await server.call(.post, "/v1/webhooks/\(hook.id)/deliveries/evt_unknown/redeliver", key: tenant.key)
+                .assertProblem(404, "NOT_FOUND")
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self), "failed",
+                "refused requests change nothing")
 
-                let again = try await server.call(.post, path, key: tenant.key)
-                XCTAssertEqual(again.status, 200, again.text)
-                XCTAssertEqual(try again.string("deliveryStatus"), "pending")
-                try await eventually("the event at the fixed endpoint") { !receiver.hits("/ok/up").isEmpty }
-                let hit = try XCTUnwrap(receiver.hits("/ok/up").first)
-                XCTAssertEqual(hit.eventID, id)
-                XCTAssertEqual(hit.body, failedBody, "the same body")
-                let signed = try Self.signatures(hit)
-                XCTAssertEqual(signed.v1, [try Self.expected(hook.secret, hit, timestamp: signed.timestamp)])
-                try await eventually("recorded as delivered") {
-                    try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self)
-                        == "delivered"
-                }
-                // A delivered event, sent again on request.
-                let second = try await server.call(.post, path, key: tenant.key)
-                XCTAssertEqual(second.status, 200, second.text)
-                try await eventually("the event sent a second time") { receiver.hits("/ok/up").count == 2 }
-                XCTAssertEqual(receiver.hits("/ok/up").map(\.eventID), [id, id])
-                XCTAssertEqual(
-                    try TestDatabase.scalar("SELECT redeliveries FROM webhook_deliveries WHERE event_id = $1", [id], as: Int64.self), 2,
-                    "each redelivery of an ended delivery is counted")
-
-                // Another environment's key does not reach it.
-                let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
-                let live = try promoted.string("apiKeys", 0, "apiKey")
-                try await server.call(.post, path, key: live).assertProblem(404, "NOT_FOUND")
+            let again = try await server.call(.post, path, key: tenant.key)
+            XCTAssertEqual(again.status, 200, again.text)
+            XCTAssertEqual(try again.string("deliveryStatus"), "pending")
+            try await eventually("the event at the fixed endpoint") { !receiver.hits("/ok/up").isEmpty }
+            let hit = try XCTUnwrap(receiver.hits("/ok/up").first)
+            XCTAssertEqual(hit.eventID, id)
+            XCTAssertEqual(hit.body, failedBody, "the same body")
+            let signed = try Self.signatures(hit)
+            XCTAssertEqual(signed.v1, [try Self.expected(hook.secret, hit, timestamp: signed.timestamp)])
+            try await eventually("recorded as delivered") {
+                try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self)
+                    == "delivered"
             }
+            // A delivered event, sent again on request.
+            let second = try await server.call(.post, path, key: tenant.key)
+            XCTAssertEqual(second.status, 200, second.text)
+            try await eventually("the event sent a second time") { receiver.hits("/ok/up").count == 2 }
+            XCTAssertEqual(receiver.hits("/ok/up").map(\.eventID), [id, id])
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT redeliveries FROM webhook_deliveries WHERE event_id = $1", [id], as: Int64.self), 2,
+                "each redelivery of an ended delivery is counted")
+
+            // Another environment's key does not reach it.
+            let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+            let live = try promoted.string("apiKeys", 0, "apiKey")
+            try await server.call(.post, path, key: live).assertProblem(404, "NOT_FOUND")
         }
     }
 
