@@ -458,7 +458,7 @@ public final class ConnectionPool: Sendable {
                     let value = try body(transaction, Array(results.dropFirst()))
                     if !transaction.isCommitted {
                         try connection.requireCommittable()
-                        try connection.query("COMMIT")
+                        try Transaction.committing { try connection.query("COMMIT") }
                     }
                     return value
                 }
@@ -701,7 +701,7 @@ public final class Transaction {
     @discardableResult
     public func commit(after statements: [Statement] = []) throws -> [QueryResult] {
         try connection.requireCommittable()
-        let results = try connection.pipeline(statements + [Statement("COMMIT")])
+        let results = try Self.committing { try connection.pipeline(statements + [Statement("COMMIT")]) }
         isCommitted = true
         return Array(results.dropLast())
     }
@@ -712,9 +712,19 @@ public final class Transaction {
     @discardableResult
     public func commit(after statements: [Statement], answeredFirst: (Bool) -> Void) throws -> [QueryResult] {
         try connection.requireCommittable()
-        let results = try connection.pipeline(statements + [Statement("COMMIT")], answeredFirst: answeredFirst)
+        let results = try Self.committing { try connection.pipeline(statements + [Statement("COMMIT")], answeredFirst: answeredFirst) }
         isCommitted = true
         return Array(results.dropLast())
+    }
+
+    /// Runs `send`, which sends COMMIT: a connection lost meanwhile is
+    /// thrown as `PostgresError.commitUncertain`.
+    static func committing<T>(_ send: () throws -> T) throws -> T {
+        do {
+            return try send()
+        } catch let error as PostgresError {
+            throw error.whileCommitting()
+        }
     }
 
     /// Statements sent by this attempt of the transaction so far, BEGIN and

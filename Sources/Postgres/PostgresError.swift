@@ -33,6 +33,11 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public let column: String?
     /// The server function that raised it (never translated, unlike `message`).
     public let sourceFunction: String?
+    /// The connection was lost once COMMIT had been sent (`Transaction.commit(after:)`,
+    /// or the pool's own COMMIT): the transaction may have committed, and
+    /// nothing on this side can tell. Work that must not happen twice is
+    /// looked up before it is done again.
+    public private(set) var commitUncertain = false
 
     public init(
         kind: Kind,
@@ -70,6 +75,21 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The connection broke or the server ended the session (class 08, 57P): unlike
+    /// a statement's error, the work sent may or may not have run.
+    public var isConnectionLoss: Bool {
+        kind == .connection || (kind == .server && (hasClass("08") || hasClass("57P")))
+    }
+
+    /// This error as met while COMMIT was on its way or running: a lost
+    /// connection leaves the outcome unknown (`commitUncertain`); any other
+    /// error (the server refused a statement, so COMMIT did not run) is as it was.
+    func whileCommitting() -> PostgresError {
+        var error = self
+        if isConnectionLoss { error.commitUncertain = true }
+        return error
+    }
+
     /// The database could not be reached or the connection was lost (including an
     /// administrator shutting the server down), or it takes no writes: a standby
     /// (the connection reached a demoted primary after a failover) or a database
@@ -88,6 +108,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         if let sqlState { text += " \(sqlState.code)" }
         text += ": \(hasClass("22") ? PostgresError.redactingQuotes(message) : message)"
         if let constraint { text += " [constraint \(constraint)]" }
+        if commitUncertain { text += " [while committing: the transaction may have committed]" }
         return text + ")"
     }
 }

@@ -291,16 +291,15 @@ final class DocumentsTests: XCTestCase {
         }
     }
 
-    /// Facturas offered together that the counter gives other numbers to
-    /// store none, and each request issues again on its own: here the
-    /// counter's row is held by another session while the first request's
-    /// statement waits for it and the others queue behind, signed ahead; that
-    /// session then takes two numbers itself, the first's and the second's
-    /// guesses. Every request still answers 201 with its own document,
-    /// gapless from there, signed as numbered.
-    func testFacturasOfferedTogetherThatMissIssueAgainAlone() async throws {
-        let logs = LogCapture()
-        // The requests behind the first wait for their turns as long as the row is held.
+    /// A server whose issuer has issued 1 to 10 (so the next facturas go in one
+    /// round trip), its factura counter's row held by `owner` (a transaction
+    /// of the owner's), and six facturas sent at once (`burst`, each with its
+    /// index as metadata `request`): the first's statement waits for the row,
+    /// the others for their turns, as long as the row is held.
+    private func withSixFacturasBehindAHeldCounter(
+        logs: LogCapture? = nil,
+        _ body: @escaping @Sendable (TestServer, TestServer.Tenant, Int64, Connection, Task<[Reply], any Error>) async throws -> Void
+    ) async throws {
         let configure: @Sendable (inout Configuration) -> Void = {
             $0.poolSize = 16
             $0.issuingTurnWait = 30
@@ -317,6 +316,20 @@ final class DocumentsTests: XCTestCase {
                     try await server.issue(tenant.key, issuer: issuer, body: Bodies.factura(metadata: #"{"request": \#(index)}"#))
                 }
             }
+            try await body(server, tenant, issuer, owner, burst)
+        }
+    }
+
+    /// Facturas offered together that the counter gives other numbers to
+    /// store none, and each request issues again on its own: here the
+    /// counter's row is held by another session while the first request's
+    /// statement waits for it and the others queue behind, signed ahead; that
+    /// session then takes two numbers itself, the first's and the second's
+    /// guesses. Every request still answers 201 with its own document,
+    /// gapless from there, signed as numbered.
+    func testFacturasOfferedTogetherThatMissIssueAgainAlone() async throws {
+        let logs = LogCapture()
+        try await withSixFacturasBehindAHeldCounter(logs: logs) { server, tenant, issuer, owner, burst in
             // All six sign ahead as 11 to 16; the first's statement waits for the
             // row, the rest for their turns. The second's turn takes the four
             // offers behind it: 12 to 16, which the counter no longer gives.
@@ -335,6 +348,71 @@ final class DocumentsTests: XCTestCase {
             let alone = logs.text.components(separatedBy: "the documents sent together were not stored: issuing alone").count - 1
             // Five when all had signed by then; a request still signing leads the next batch, or goes alone.
             XCTAssertGreaterThanOrEqual(alone, 2, "the second's turn took offers behind it, and none stored")
+        }
+    }
+
+    /// Facturas stored together whose connection breaks while their statement
+    /// waits for the counter's row: the server cannot know whether the
+    /// statement and COMMIT it sent ran, so every request of the statement
+    /// fails alike, as one document alone would, and none is issued again
+    /// (here nothing ran: the backends are ended while they wait). The first
+    /// request's statement, alone, is ended the same way; the second's turn
+    /// then takes the offers queued behind it. Nothing is stored, no number
+    /// is taken, and the next factura takes 11.
+    func testFacturasStoredTogetherWhoseConnectionBreaksFailAlikeAndTakeNoNumber() async throws {
+        try await withSixFacturasBehindAHeldCounter { server, tenant, issuer, owner, burst in
+            // Ends the backend whose statement waits for the counter's row, once there is one.
+            let watcher = try Connection(conninfo: TestDatabase.ownerURL)
+            func endTheWaitingStatement() async throws {
+                let waiting: PostgresQuery = """
+                    SELECT pid FROM pg_stat_activity
+                     WHERE usename = 'comprobify_app' AND wait_event_type = 'Lock' AND query LIKE '%UPDATE sequentials%'
+                    """
+                for _ in 0..<200 {
+                    let pids = try watcher.query(waiting).rows.map { try $0.decode(Int64.self, at: 0) }
+                    if let pid = pids.first {
+                        XCTAssertEqual(pids.count, 1, "one statement at a time waits for the row: the others wait for their turns")
+                        try watcher.query("SELECT pg_terminate_backend(\(pid))")
+                        // Gone once PostgreSQL has ended it.
+                        while try watcher.query("SELECT 1 FROM pg_stat_activity WHERE pid = \(pid)").rows.count > 0 {
+                            try await Task.sleep(for: .milliseconds(10))
+                        }
+                        return
+                    }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                XCTFail("no statement waited for the counter's row")
+            }
+            // All six sign ahead as 11 to 16; the first's statement waits for the
+            // row, the rest for their turns, offering their documents. Once the
+            // first's ends, the second's turn takes the four offers behind it.
+            try await Task.sleep(for: .seconds(2))
+            try await endTheWaitingStatement()
+            try await endTheWaitingStatement()
+            try owner.query("ROLLBACK")
+            let replies = try await burst.value
+            let failed = replies.filter { $0.status != 201 }
+            XCTAssertGreaterThanOrEqual(failed.count, 3, "the first alone and at least two stored together failed")
+            for reply in failed {
+                // Each statement went with its COMMIT: the client is told the document may have been issued.
+                reply.assertProblem(503, "SERVICE_UNAVAILABLE")
+                XCTAssertEqual(reply.headers[.retryAfter], "1")
+                XCTAssertEqual(reply.json?["detail"], .string(APIError.commitUncertain.detail), reply.text)
+            }
+            // Whatever the second's turn did not take issues once the row is free, from 11 on.
+            let issued = replies.filter { $0.status == 201 }
+            XCTAssertEqual(try issued.map { try $0.int("document", "sequential") }.sorted(), Array(11..<11 + Int64(issued.count)))
+            let rows = try owner.query(
+                """
+                SELECT count(*), count(s.document_id) FROM documents d
+                  LEFT JOIN document_submissions s ON s.tenant_id = d.tenant_id AND s.document_id = d.id
+                 WHERE d.issuer_id = \(issuer)
+                """)
+            XCTAssertEqual(try rows[0].decode(Int.self, at: 0), 10 + issued.count, "no failed request stored its document")
+            XCTAssertEqual(try rows[0].decode(Int.self, at: 1), 10 + issued.count)
+            let next = try await server.issue(tenant.key, issuer: issuer)
+            XCTAssertEqual(try next.int("document", "sequential"), 11 + Int64(issued.count), next.text)
+            try await ComprobantesTests.assertSignedAsNumbered(server, tenant.key, issuer: issuer, next)
         }
     }
 

@@ -252,6 +252,56 @@ final class PoolTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A connection lost once COMMIT was sent (the pool's own, or one sent by
+    /// `commit(after:)` behind the transaction's statements) leaves the
+    /// outcome unknown, and the error says so; one lost while a statement ran
+    /// before COMMIT was sent does not: that transaction did not commit.
+    func testAConnectionLostWhileCommittingIsThrownAsUncertain() async throws {
+        let owner = try Connection(conninfo: TestDatabase.ownerURL)
+        let table = "commit_uncertain_\(UInt32.random(in: 0...UInt32.max))"
+        // A deferred trigger keeps COMMIT running until the backend is ended.
+        try owner.execute(
+            script: """
+                CREATE TABLE \(table) (id int);
+                CREATE FUNCTION \(table)_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
+                CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON \(table) DEFERRABLE INITIALLY DEFERRED
+                    FOR EACH ROW EXECUTE FUNCTION \(table)_slow();
+                """)
+        defer { try? owner.execute(script: "DROP TABLE \(table); DROP FUNCTION \(table)_slow();") }
+        let pool = ConnectionPool(configuration: .init(conninfo: TestDatabase.ownerURL, size: 1, waitTimeout: .seconds(5)))
+        // Runs `work`, ends its backend once it runs `running`, and returns the error it threw.
+        func lost(running: String, _ work: @escaping @Sendable (Transaction) throws -> Void) async throws -> PostgresError? {
+            let task = Task { try await pool.transaction { transaction, _ in try work(transaction) } }
+            var ended = false
+            for _ in 0..<300 where !ended {
+                try await Task.sleep(for: .milliseconds(20))
+                ended =
+                    try owner.query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1 AND wait_event = 'PgSleep'", [running]
+                    ).rows.count > 0
+            }
+            XCTAssertTrue(ended, "no backend ran \(running)")
+            do {
+                try await task.value
+                XCTFail("the transaction survived its backend")
+                return nil
+            } catch let error as PostgresError {
+                XCTAssertTrue(error.isUnavailable, "\(error)")
+                return error
+            }
+        }
+        let pools = try await lost(running: "COMMIT") { try $0.query("INSERT INTO \(unescaped: table) VALUES (1)") }
+        XCTAssertEqual(pools?.commitUncertain, true, "the pool's COMMIT")
+        XCTAssertTrue(pools?.description.contains("may have committed") == true, pools?.description ?? "")
+        let pipelined = try await lost(running: "COMMIT") { try $0.commit(after: ["INSERT INTO \(unescaped: table) VALUES (2)"]) }
+        XCTAssertEqual(pipelined?.commitUncertain, true, "COMMIT sent behind the statements")
+        let before = try await lost(running: "SELECT pg_sleep(30)") { try $0.query("SELECT pg_sleep(30)") }
+        XCTAssertEqual(before?.commitUncertain, false, "lost before COMMIT was sent")
+        // What the server did: the commits ended before they were done, nothing stored.
+        XCTAssertEqual(try owner.query("SELECT count(*) FROM \(unescaped: table)")[0].decode(Int.self, at: 0), 0)
+        await pool.shutdown()
+    }
+
     /// A write refused as read-only (a standby, a demoted primary) closes the
     /// connection: the next one may reach the new primary.
     func testAConnectionRefusedAWriteAsReadOnlyIsReplaced() async throws {

@@ -94,6 +94,16 @@ public struct APIError: Error, Sendable {
         headers: [.retryAfter: "1"]
     )
 
+    /// The connection to the database broke once COMMIT was sent
+    /// (`PostgresError.commitUncertain`): the change may have been made.
+    public static let commitUncertain = APIError(
+        status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE",
+        detail: "The connection to the database broke while the change was being committed: it may have been made. "
+            + "Look before making it again: POST /v1/documents sent again with the same Idempotency-Key answers "
+            + "the document if it was issued, and issues it if it was not.",
+        headers: [.retryAfter: "1"]
+    )
+
     /// A transaction that kept failing on serialization or deadlock after every
     /// retry, or waited longer than the role's lock_timeout for a row lock.
     public static let contended = APIError(

@@ -167,7 +167,7 @@ struct RequestMiddleware: RouterMiddleware {
             apiError = .unavailable
         case let error as PostgresError where error.isUnavailable || error.hasCode(SQLState.queryCanceled):
             context.logger.warning("database unavailable", metadata: ["error": .string(error.description)])
-            apiError = .unavailable
+            apiError = error.commitUncertain ? .commitUncertain : .unavailable
         case let error as PostgresError where error.hasCode(SQLState.checkViolation):
             // Input validation should have caught it first; the database refused it,
             // the transaction rolled back, and nothing changed.
