@@ -90,9 +90,11 @@ struct QueueTenant: Sendable {
     }
 
     /// Signs a factura and queues it as SIGNED; returns its access key.
-    /// `tamper` changes the signed bytes (a signature that no longer verifies).
+    /// `tamper` changes the signed bytes (a signature that no longer verifies);
+    /// `withoutXML` stores the document as one numbered before comprobantes
+    /// (no XML, body, total or buyer), queued all the same.
     @discardableResult
-    func queue(environment: Environment = .sandbox, tamper: Bool = false) throws -> String {
+    func queue(environment: Environment = .sandbox, tamper: Bool = false, withoutXML: Bool = false) throws -> String {
         let sequential = counter.next()
         let key = TestSigner.accessKey(sequential: sequential, environment: environment)
         var xml = try TestSigner.signedFactura(accessKey: key, sequential: sequential, environment: environment)
@@ -105,10 +107,13 @@ struct QueueTenant: Sendable {
             """
             INSERT INTO documents (tenant_id, issuer_id, document_type, environment, sequential, number, access_key, issue_date,
                                    metadata, body, xml, total, buyer_id_type, buyer_id)
-            VALUES ($1, $2, '01', $3, $4, $5, $6, '2026-12-01', '{}', '{}', $7, 24.73, '07', '9999999999999')
+            VALUES ($1, $2, '01', $3, $4, $5, $6, '2026-12-01', '{}', $7::json, $8::bytea, $9::numeric, $10::text, $11::text)
             RETURNING id
             """,
-            [tenant.id, issuer, environment.rawValue, sequential, String(format: "001-001-%09d", sequential), key, Data(xml)],
+            [tenant.id, issuer, environment.rawValue, sequential, String(format: "001-001-%09d", sequential), key]
+                + (withoutXML
+                    ? [String?.none, Data?.none, String?.none, String?.none, String?.none]
+                    : ["{}", Data(xml), "24.73", "07", "9999999999999"]),
             prepared: false)[0].decode(Int64.self, at: 0)
         try connection.query(
             "INSERT INTO document_submissions (tenant_id, document_id) VALUES ($1, $2)", [tenant.id, id], prepared: false)

@@ -672,6 +672,37 @@ final class SubmissionTests: XCTestCase {
         }
     }
 
+    /// A queued document with no signed XML (written outside the server: one
+    /// numbered before comprobantes has none) is not sent and does not hold
+    /// its claim: it is logged and let go until the longest backoff, and a
+    /// signed one queued beside it is sent and decided meanwhile.
+    func testAQueuedDocumentWithoutXMLIsLetGoAndTheOthersAreSent() async throws {
+        try await run { _, tenant, sri in
+            let bare = try tenant.queue(withoutXML: true)
+            let signed = try tenant.queue()
+            let logs = LogCapture()
+            var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])
+            settings.retryMaxMilliseconds = 30_000
+            let start = Date()
+            try await withSender(settings, logs: logs) { _ in
+                try await tenant.waitFor([signed], in: ["AUTHORIZED"])
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            let submission = try tenant.submission(bare)
+            XCTAssertEqual(submission.status, "SIGNED")
+            XCTAssertEqual(submission.attempts, 0, "no exchange")
+            XCTAssertFalse(submission.leased, "its claim let go")
+            XCTAssertGreaterThan(
+                submission.nextAttemptAt ?? .distantPast, start.addingTimeInterval(25), "looked at again after the longest backoff")
+            XCTAssertEqual(try tenant.outcomes(bare), [])
+            let receptions = await sri.receptions(bare)
+            XCTAssertEqual(receptions, 0)
+            let said = logs.lines.withLockedValue { $0 }.filter { $0.contains("a queued document has no signed XML") }
+            XCTAssertEqual(said.count, 1, "said once, not at every poll: \(said)")
+            XCTAssertTrue(said.allSatisfy { $0.hasPrefix("error ") }, "at error level: \(said)")
+        }
+    }
+
     func testOneLogLinePerExchangeWithoutTheXML() async throws {
         try await run { _, tenant, sri in
             let key = try tenant.queue()
