@@ -230,6 +230,38 @@ final class PoolPipelineTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A pipeline whose backend is ended while part of it is still unsent (the
+    /// statement ahead keeps the backend from reading; the rest, 16 MiB, fills
+    /// the socket's buffers and waits for them to drain): the watcher's next
+    /// send meets the closed socket (libpq keeps that failure for the read
+    /// that follows, which finds the server's last message), the pipeline
+    /// fails as unavailable without hanging, its slot is freed, and the next
+    /// pipeline runs on a new connection.
+    func testAKillWhileAPipelineIsStillBeingSentFailsItAndFreesTheSlot() async throws {
+        let pool = makePool(size: 1)
+        let killer = try Connection(conninfo: TestDatabase.ownerURL)
+        let large = String(repeating: "x", count: 16 << 20)
+        let sending = Task { try await pool.pipeline(["SELECT pg_sleep(30)", Statement("SELECT length($1)", [large])]) }
+        var pid: Int32?
+        for _ in 0..<250 where pid == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            pid = try killer.query("SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND wait_event = 'PgSleep'")
+                .rows.first?.decode(Int32.self, at: 0)
+        }
+        let sleeping = try XCTUnwrap(pid, "the pipeline's first statement never ran")
+        // Time for the rest to fill the socket's buffers and stop there.
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertTrue(try killer.query("SELECT pg_terminate_backend($1)", [sleeping])[0].decode(Bool.self, at: 0))
+        switch await sending.result {
+        case .success: XCTFail("the pipeline should fail with its connection")
+        case .failure(let error): XCTAssertTrue((error as? PostgresError)?.isUnavailable ?? false, "\(error)")
+        }
+        XCTAssertEqual(pool.inUse, 0)
+        let after = try await pool.pipeline(["SELECT 3", Statement("SELECT length($1)", [large])])
+        XCTAssertEqual(try after[1][0].decode(Int.self, at: 0), 16 << 20, "a large pipeline is sent whole on the new connection")
+        await pool.shutdown()
+    }
+
     func testAPipelineThatCannotBeSentFailsAndFreesTheSlot() async throws {
         let pool = makePool(size: 1)
         // libpq refuses more than 65535 parameters before anything of this statement is sent.
