@@ -40,7 +40,12 @@ public final class Connection: @unchecked Sendable {
             throw PostgresError(kind: .connection, message: "out of memory creating a connection")
         }
         guard PQstatus(handle) == CONNECTION_OK else {
-            let message = Connection.trimmed(PQerrorMessage(handle))
+            // libpq quotes what it could not use, and a password written
+            // unescaped in a URL is misread as other parts ("invalid
+            // percent-encoded token: "…"", a host name that is half of it):
+            // every quoted part is elided, so no connection string's secret
+            // reaches a log line or a terminal.
+            let message = PostgresError.redactingQuotes(Connection.trimmed(PQerrorMessage(handle)))
             PQfinish(handle)
             throw PostgresError(kind: .connection, message: message.isEmpty ? "could not connect" : message)
         }

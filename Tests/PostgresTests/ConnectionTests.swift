@@ -268,6 +268,28 @@ final class ConnectionTests: XCTestCase {
         XCTAssertThrowsError(try Connection(conninfo: "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")) { error in
             XCTAssertEqual((error as? PostgresError)?.kind, .connection)
             XCTAssertTrue((error as? PostgresError)?.isUnavailable ?? false)
+            XCTAssertTrue("\(error)".contains("port 1 failed"), "\(error)")
+        }
+    }
+
+    /// A password written unescaped in a URL is misread by libpq as another
+    /// part, which its error quotes: no part of the connection string it
+    /// quotes reaches the error, its message or its description.
+    func testAConnectionErrorQuotesNothingOfTheConnectionString() {
+        let cases = [
+            // '%' not followed by two hex digits: libpq quotes the whole password.
+            ("postgresql://comprobify_app:Sup3r%ZZsecret@127.0.0.1:1/none?connect_timeout=2", "ZZsecret", "percent-encoded"),
+            // A path libpq quotes in its answer (here a directory named like a secret).
+            ("host=/nonexistent/Sup3rsecret port=1 dbname=none", "Sup3rsecret", "No such file or directory"),
+        ]
+        for (conninfo, secret, kept) in cases {
+            XCTAssertThrowsError(try Connection(conninfo: conninfo)) { error in
+                guard let error = error as? PostgresError else { return XCTFail("\(error)") }
+                XCTAssertEqual(error.kind, .connection)
+                XCTAssertFalse(error.message.contains(secret), error.message)
+                XCTAssertFalse("\(error)".contains(secret), "\(error)")
+                XCTAssertTrue(error.message.contains(kept), "what failed is still said: \(error.message)")
+            }
         }
     }
 }
