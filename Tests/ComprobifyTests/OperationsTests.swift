@@ -175,6 +175,42 @@ final class OperationsTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// While the database is out of reach every request fails alike: its
+    /// warning is written once a second, the next line saying how many were
+    /// left out, not once per request.
+    func testTheDatabasesAbsenceIsWarnedAboutOnceASecondNotPerRequest() async throws {
+        var configuration = Configuration(
+            databaseURL: "postgresql://comprobify_app@127.0.0.1:1/none?connect_timeout=1", secretBox: TestSecrets.box)
+        configuration.poolSize = 1
+        let logs = LogCapture()
+        let logger = Logger(label: "test", factory: { _ in LogCapture.Handler(capture: logs) })
+        let pool = makePool(configuration: configuration, logger: logger)
+        let router = buildRouter(configuration: configuration, database: Database(pool: pool), logger: logger)
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
+        try await app.test(.live) { client in
+            func call() async throws {
+                let keys = try await client.execute(
+                    uri: "/v1/keys", method: .get, headers: [.authorization: "Bearer " + APIToken.generate(.sandbox).plaintext])
+                XCTAssertEqual(keys.status, .serviceUnavailable)
+            }
+            func warnings() -> [String] { logs.lines.withLockedValue { $0 }.filter { $0.contains("database unavailable") } }
+            let start = ContinuousClock.now
+            for _ in 0..<20 { try await call() }
+            // Within the second the first began (a slow run says so rather than fail).
+            if ContinuousClock.now - start < .milliseconds(900) {
+                XCTAssertEqual(warnings().count, 1, warnings().joined(separator: "\n"))
+                XCTAssertTrue(warnings().first?.contains(#""like_it_left_out": 0"#) == true, warnings().joined(separator: "\n"))
+                try await Task.sleep(until: start + .milliseconds(1100))
+                try await call()
+                XCTAssertEqual(warnings().count, 2, warnings().joined(separator: "\n"))
+                XCTAssertTrue(warnings().last?.contains(#""like_it_left_out": 19"#) == true, warnings().joined(separator: "\n"))
+            } else {
+                XCTAssertLessThan(warnings().count, 20, "at most one line a second: \(warnings().count) lines")
+            }
+        }
+        await pool.shutdown()
+    }
+
     /// A database that takes no writes (a standby reached after a failover,
     /// or one set read-only): /readyz is 503, so the balancer stops sending
     /// traffic, and a write is 503 with Retry-After, to be tried again.

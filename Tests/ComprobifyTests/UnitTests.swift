@@ -741,6 +741,24 @@ final class JSONLogHandlerTests: XCTestCase {
     }
 }
 
+final class LogThrottleTests: XCTestCase {
+    /// The first line of a burst is written; those within the interval after it
+    /// are counted, and the first one after it is written with that count.
+    func testOneLineAnIntervalAndTheCountOfThoseLeftOut() {
+        let throttle = LogThrottle(interval: .seconds(1))
+        let start = ContinuousClock.now
+        func at(_ milliseconds: Int) -> Int? { throttle.admit(now: start + .milliseconds(milliseconds)) }
+        XCTAssertEqual(at(0), 0)
+        XCTAssertNil(at(1))
+        XCTAssertNil(at(500))
+        XCTAssertNil(at(999))
+        XCTAssertEqual(at(1000), 3)
+        XCTAssertNil(at(1999))
+        XCTAssertEqual(at(5000), 1, "a quiet spell: the next line is written at once")
+        XCTAssertEqual(at(6000), 0)
+    }
+}
+
 final class JSONEscapeScanTests: XCTestCase {
     func naive(_ bytes: [UInt8]) -> Bool {
         !bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }

@@ -19,6 +19,10 @@ struct RequestMiddleware: RouterMiddleware {
     /// The longest a request waits, in all, for its places in the tenant
     /// gates and for a connection (`DB_POOL_WAIT_MS`): one `WaitBudget` each.
     var poolWait: Duration = .seconds(2)
+    /// The warnings of errors that every request meets while they last (the
+    /// database out of reach, contention past its retries): a line a second each.
+    var unavailableLog = LogThrottle()
+    var contentionLog = LogThrottle()
 
     func handle(
         _ request: Request, context: AppRequestContext,
@@ -166,8 +170,18 @@ struct RequestMiddleware: RouterMiddleware {
             // The server is stopping and its grace period ran out.
             apiError = .unavailable
         case let error as PostgresError where error.isUnavailable || error.hasCode(SQLState.queryCanceled):
-            context.logger.warning("database unavailable", metadata: ["error": .string(error.description)])
-            apiError = error.commitUncertain ? .commitUncertain : .unavailable
+            if error.commitUncertain {
+                // Each may be a change made that its client is told may not be:
+                // always said (at most a pool's worth when the database goes).
+                context.logger.warning("database connection lost while committing", metadata: ["error": .string(error.description)])
+                apiError = .commitUncertain
+            } else {
+                if let leftOut = unavailableLog.admit() {
+                    context.logger.warning(
+                        "database unavailable", metadata: ["error": .string(error.description), "like_it_left_out": "\(leftOut)"])
+                }
+                apiError = .unavailable
+            }
         case let error as PostgresError where error.hasCode(SQLState.checkViolation):
             // Input validation should have caught it first; the database refused it,
             // the transaction rolled back, and nothing changed.
@@ -175,8 +189,11 @@ struct RequestMiddleware: RouterMiddleware {
             // The constraint's name is logged, never answered (API.md: no internal names).
             apiError = .badRequest("A value in the request is not accepted.")
         case let error as PostgresError where error.isTransactionRetryable || error.hasCode(SQLState.lockNotAvailable):
-            context.logger.warning(
-                "lock contention: retries exhausted or lock wait timed out", metadata: ["error": .string(error.description)])
+            if let leftOut = contentionLog.admit() {
+                context.logger.warning(
+                    "lock contention: retries exhausted or lock wait timed out",
+                    metadata: ["error": .string(error.description), "like_it_left_out": "\(leftOut)"])
+            }
             apiError = .contended
         case let error as HTTPResponseError:
             switch error.status {
