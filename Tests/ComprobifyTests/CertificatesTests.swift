@@ -252,7 +252,9 @@ final class CertificatesTests: XCTestCase {
                 XCTAssertFalse(refused.text.lowercased().contains("sealed"), refused.text)
             }
         }
-        XCTAssertTrue(logs.text.contains("sealed private key cannot be opened"), logs.text)
+        XCTAssertTrue(
+            logs.text.contains("sealed private key cannot be opened (tenant \(tenant.id), issuer \(issuer))"),
+            "the operator is told which issuer: \(logs.text)")
         XCTAssertEqual(
             try TestDatabase.scalar("SELECT count(*) FROM documents WHERE issuer_id = $1", [issuer], as: Int64.self), 1,
             "nothing stored")

@@ -104,7 +104,7 @@ enum CertificatesStore {
         do {
             pkcs8 = try secretBox.open(Array(sealed), associatedData: SecretBox.associatedData(tenantID: tenant, issuerID: issuer))
         } catch {
-            throw SealedKeyUnavailable(reason: error.description)
+            throw SealedKeyUnavailable(tenantID: tenant, issuerID: issuer, reason: error.description)
         }
         defer { pkcs8.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
         do {
@@ -112,7 +112,7 @@ enum CertificatesStore {
             cache?.store(identity, for: .init(tenant: tenant, issuer: issuer, certificate: Crypto.sha256(der)))
             return identity
         } catch {
-            throw SealedKeyUnavailable(reason: "the stored key does not match its certificate")
+            throw SealedKeyUnavailable(tenantID: tenant, issuerID: issuer, reason: "the stored key does not match its certificate")
         }
     }
 
@@ -124,10 +124,15 @@ enum CertificatesStore {
 }
 
 /// A stored private key that cannot be used: sealed under a master key that is
-/// not configured, or altered. An operator's problem (500, logged), never the client's.
+/// not configured, or altered. An operator's problem (500, logged with the
+/// issuer it concerns), never the client's.
 struct SealedKeyUnavailable: Error, CustomStringConvertible {
+    let tenantID: Int64
+    let issuerID: Int64
     let reason: String
-    var description: String { "an issuer's sealed private key cannot be opened: \(reason)" }
+    var description: String {
+        "an issuer's sealed private key cannot be opened (tenant \(tenantID), issuer \(issuerID)): \(reason)"
+    }
 }
 
 /// Signing identities opened from their sealed keys, kept per process so a
