@@ -15,22 +15,9 @@ final class DocumentsTests: XCTestCase {
     /// documents, all of them for a type it has few of. A page filtered by a
     /// submission's status is planned with its values every time.
     func testListStatementsKeepTheirIndexesInGenericPlans() throws {
-        // As the server reads: the app role, its tenant set, so that row-level
-        // security adds the tenant_id every index starts with.
-        let connection = try Connection(conninfo: TestDatabase.appURL)
-        try connection.execute(
-            script: """
-                SELECT set_config('app.tenant_id', '1', false);
-                SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET max_parallel_workers_per_gather = 0
-                """)
-        func plan(_ query: PostgresQuery, _ arguments: String) throws -> String {
-            try connection.execute(script: "DEALLOCATE ALL; PREPARE page AS \(query.sql)")
-            return try connection.query("EXPLAIN (COSTS OFF) EXECUTE page(\(unescaped: arguments))").rows
-                .map { try $0.decode(String.self, at: 0) }.joined(separator: "\n")
-        }
         let byType = DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: "04", status: nil).query
         XCTAssertFalse(byType.plannedEachTime)
-        let typePlan = try plan(byType, "1000000, 1, 0, '04', NULL, 50")
+        let typePlan = try genericPlan(byType, arguments: "1000000, 1, 0, '04', NULL, 50")
         XCTAssertTrue(typePlan.contains("documents_by_issuer_and_type"), typePlan)
         let byStatus = DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: "RETURNED").query
         XCTAssertTrue(byStatus.plannedEachTime)

@@ -36,6 +36,24 @@ final class LogCapture: Sendable {
     }
 }
 
+/// The plan PostgreSQL keeps for `query` once it goes generic (what a
+/// prepared statement may switch to after five runs), with `arguments` (SQL
+/// text) for its parameters: as the server reads, the app role with a tenant
+/// set, so that row-level security adds the tenant_id every index starts
+/// with; sequential scans off, so that a small test table still shows the
+/// index a large one would use. EXPLAIN's lines.
+func genericPlan(_ query: PostgresQuery, arguments: String) throws -> String {
+    let connection = try Connection(conninfo: TestDatabase.appURL)
+    try connection.execute(
+        script: """
+            SELECT set_config('app.tenant_id', '1', false);
+            SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET max_parallel_workers_per_gather = 0;
+            PREPARE page AS \(query.sql)
+            """)
+    return try connection.query("EXPLAIN (COSTS OFF) EXECUTE page(\(unescaped: arguments))", prepared: false).rows
+        .map { try $0.decode(String.self, at: 0) }.joined(separator: "\n")
+}
+
 /// Has PostgreSQL refuse every row of `tenant` inserted into `table` (a
 /// trigger that raises), until the returned function is called: one kind of
 /// write failing for a moment, as while the database is out of reach.

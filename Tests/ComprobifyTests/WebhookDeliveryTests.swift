@@ -877,6 +877,100 @@ final class WebhookDeliveryTests: XCTestCase {
         }
     }
 
+    /// The events a webhook missed are listed whole, however many attempts
+    /// each took (the attempts' list shows the latest 100 only): three events
+    /// failed at an endpoint that was down, then one delivered once it was
+    /// moved. `status` filters by delivery state; pages go oldest first, as
+    /// documents' do. Refusals: 401, then another tenant's webhook or another
+    /// environment's key 404 (before the query's 400), then 400 naming each
+    /// bad parameter.
+    func testTheEventsAWebhookMissedAreListedWholeAndPaged() async throws {
+        try await Self.withFailedDelivery("listed") { receiver, server, tenant, hook, first, port in
+            let more = try await withTestDatabaseValue { database in
+                [
+                    try await Self.record(database, tenant: tenant.id, tag: "listed-2"),
+                    try await Self.record(database, tenant: tenant.id, tag: "listed-3"),
+                ]
+            }
+            try await eventually("the two more to fail") {
+                try TestDatabase.scalar(
+                    "SELECT count(*) FROM webhook_deliveries WHERE event_id = ANY($1) AND status = 'failed'", [more], as: Int64.self) == 2
+            }
+            let fixed = try await server.call(
+                .patch, "/v1/webhooks/\(hook.id)", key: tenant.key, json: #"{"url": "http://127.0.0.1:\#(port)/ok/listed"}"#)
+            XCTAssertEqual(fixed.status, 200, fixed.text)
+            let delivered = try await withTestDatabaseValue { try await Self.record($0, tenant: tenant.id, tag: "listed-4") }
+            try await eventually("the fourth delivered") { !receiver.hits("/ok/listed").isEmpty }
+            try await eventually("recorded as delivered") {
+                try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [delivered], as: String.self)
+                    == "delivered"
+            }
+            let path = "/v1/webhooks/\(hook.id)/events"
+            func ids(_ reply: Reply) -> [String] {
+                guard case .array(let events)? = reply.value(["events"]) else { return [] }
+                return events.compactMap { $0["eventId"]?.stringValue }
+            }
+            let failed = try await server.call(.get, path + "?status=failed", key: tenant.key)
+            XCTAssertEqual(failed.status, 200, failed.text)
+            XCTAssertEqual(ids(failed), [first] + more, "the missed events, oldest first")
+            XCTAssertEqual(failed.value(["nextAfter"]), .null)
+            XCTAssertEqual(failed.value(["events", 0, "eventType"]), .string("document.authorized"))
+            XCTAssertEqual(failed.value(["events", 0, "deliveryStatus"]), .string("failed"))
+            XCTAssertEqual(failed.value(["events", 0, "lastResponseCode"]), .number("500"))
+            XCTAssertEqual(failed.value(["events", 0, "redeliveries"]), .number("0"))
+            XCTAssertEqual(failed.value(["events", 0, "nextAttemptAt"]), .null, "no attempt to come")
+            XCTAssertGreaterThanOrEqual(try failed.int("events", 0, "attempts"), 1)
+            let deliveredOnly = try await server.call(.get, path + "?status=delivered", key: tenant.key)
+            XCTAssertEqual(ids(deliveredOnly), [delivered])
+            XCTAssertEqual(deliveredOnly.value(["events", 0, "lastResponseCode"]), .number("200"))
+            let pending = try await server.call(.get, path + "?status=pending", key: tenant.key)
+            XCTAssertEqual(ids(pending), [])
+            // Every event, two at a time.
+            let page1 = try await server.call(.get, path + "?limit=2", key: tenant.key)
+            XCTAssertEqual(ids(page1), [first, more[0]])
+            let cursor = try page1.int("nextAfter")
+            let page2 = try await server.call(.get, path + "?limit=2&after=\(cursor)", key: tenant.key)
+            XCTAssertEqual(ids(page2), [more[1], delivered])
+            let page3 = try await server.call(.get, path + "?limit=2&after=\(try page2.int("nextAfter"))", key: tenant.key)
+            XCTAssertEqual(ids(page3), [])
+            XCTAssertEqual(page3.value(["nextAfter"]), .null)
+
+            try await server.call(.get, path, key: "cfy_test_nope").assertProblem(401, "UNAUTHORIZED")
+            let other = try await server.activeTenant()
+            try await server.call(.get, path + "?status=bogus", key: other.key).assertProblem(404, "NOT_FOUND")
+            try await server.call(.get, "/v1/webhooks/\(hook.id + 1000)/events?limit=0", key: tenant.key)
+                .assertProblem(404, "NOT_FOUND")
+            let bad = try await server.call(.get, path + "?status=bogus&limit=0&after=-1&status=failed", key: tenant.key)
+            bad.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(
+                bad.value(["errors"]).flatMap { value -> [String]? in
+                    guard case .array(let errors) = value else { return nil }
+                    return errors.compactMap { $0["field"]?.stringValue }
+                }, ["status", "limit", "after"], bad.text)
+            let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
+            let live = try promoted.string("apiKeys", 0, "apiKey")
+            try await server.call(.get, path, key: live).assertProblem(404, "NOT_FOUND")
+        }
+    }
+
+    /// The events' statements keep their indexes in a generic plan (what a
+    /// prepared statement may switch to after five runs): every event of an
+    /// endpoint read in delivery order through an index, never sorted
+    /// (webhook_deliveries_by_endpoint, or one that starts with the tenant and
+    /// the id when the statistics say a tenant has few endpoints), the failed
+    /// ones through webhook_deliveries_failed_by_endpoint alone.
+    func testTheEventsStatementsKeepTheirIndexesInGenericPlans() throws {
+        func plan(status: String?) throws -> String {
+            try genericPlan(WebhooksStore.events(endpoint: 1, status: status, after: 0, limit: 50).query, arguments: "1, 0, 50")
+        }
+        let every = try plan(status: nil)
+        let deliveries = every.split(separator: "\n").first { $0.contains(" on webhook_deliveries d") } ?? ""
+        XCTAssertTrue(deliveries.contains("Index Scan using webhook_deliveries_"), every)
+        XCTAssertFalse(every.contains("Sort"), every)
+        let failed = try plan(status: "failed")
+        XCTAssertTrue(failed.contains("webhook_deliveries_failed_by_endpoint"), failed)
+    }
+
     /// A purge of old history beside a redelivery of one of its events: the
     /// redelivery, committed after the purge chose the event, keeps it (the
     /// purge failed the whole batch on the event's foreign key), and the purge

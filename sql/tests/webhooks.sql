@@ -13,7 +13,7 @@
 BEGIN;
 \ir fixtures/two_tenants.sql
 
-SELECT plan(28);
+SELECT plan(30);
 
 -- More deliveries of tenant A's endpoint: delivered, failed, not yet due, and two more due.
 INSERT INTO webhook_events (tenant_id, id, environment, type, document_id, payload) VALUES
@@ -123,6 +123,15 @@ SELECT lives_ok($$ INSERT INTO webhook_delivery_attempts (tenant_id, delivery_id
                    VALUES (900001, 900134, 900101, 'evt_a4aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'delivered', 200, 5, 'delivered',
                            '00000000-0000-0000-0000-000000000009') $$,
                 'an attempt naming its delivery''s endpoint and event is kept');
+
+-- The lists of an endpoint's events (migrations 0086-0087): every delivery in
+-- order, and the failed ones alone.
+SELECT is(pg_get_indexdef('webhook_deliveries_by_endpoint'::regclass),
+          'CREATE INDEX webhook_deliveries_by_endpoint ON public.webhook_deliveries USING btree (tenant_id, endpoint_id, id)',
+          'an endpoint''s deliveries are read in order by their index');
+SELECT is(pg_get_indexdef('webhook_deliveries_failed_by_endpoint'::regclass),
+          'CREATE INDEX webhook_deliveries_failed_by_endpoint ON public.webhook_deliveries USING btree (tenant_id, endpoint_id, id) WHERE (status = ''failed''::text)',
+          'an endpoint''s failed deliveries have an index of their own');
 
 SELECT * FROM finish();
 ROLLBACK;

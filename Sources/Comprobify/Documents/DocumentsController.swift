@@ -481,48 +481,10 @@ struct ListRequest: Sendable {
     var after: Int64 = 0
 
     init(_ request: Request) throws {
-        let query = request.uri.queryParameters
-        var errors: [APIError.FieldError] = []
-        // One value each: `limit=2&limit=3` asks two things at once. The
-        // others are still checked, so that every violation is reported.
-        func single(_ name: String) -> String? {
-            let values = query.getAll(name)
-            guard values.count <= 1 else {
-                errors.append(.init(field: name, message: "\(name) must be given at most once."))
-                return nil
-            }
-            return values.first.map { String($0) }
-        }
-        if let value = single("documentType") {
-            if DocumentType.codes.contains(value) {
-                documentType = value
-            } else {
-                errors.append(
-                    .init(field: "documentType", message: "documentType must be one of \(DocumentType.codes.joined(separator: ", "))."))
-            }
-        }
-        if let value = single("status") {
-            if ListRequest.statuses.contains(value) {
-                status = value
-            } else {
-                errors.append(.init(field: "status", message: "status must be one of \(ListRequest.statuses.joined(separator: ", "))."))
-            }
-        }
-        if let value = single("limit") {
-            // Digits only, as X-Issuer-Id: Int("+5") would take a sign.
-            if Format.digits(value), let parsed = Int(value), (1...200).contains(parsed) {
-                limit = parsed
-            } else {
-                errors.append(.init(field: "limit", message: "limit must be an integer from 1 to 200."))
-            }
-        }
-        if let value = single("after") {
-            if Format.digits(value), let parsed = Int64(value) {
-                after = parsed
-            } else {
-                errors.append(.init(field: "after", message: "after must be a document id (a non-negative integer)."))
-            }
-        }
-        if !errors.isEmpty { throw APIError.validation(errors) }
+        var query = PageQuery(request)
+        documentType = query.oneOf("documentType", DocumentType.codes)
+        status = query.oneOf("status", ListRequest.statuses)
+        (limit, after) = query.page(afterMeaning: "a document id")
+        try query.validated()
     }
 }

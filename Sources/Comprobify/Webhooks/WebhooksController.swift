@@ -3,8 +3,8 @@ import NIOCore
 import Postgres
 
 /// POST/GET /v1/webhooks, PATCH/DELETE /v1/webhooks/:id, POST
-/// /v1/webhooks/:id/rotate-secret, GET /v1/webhooks/:id/deliveries and POST
-/// /v1/webhooks/:id/deliveries/:eventId/redeliver.
+/// /v1/webhooks/:id/rotate-secret, GET /v1/webhooks/:id/deliveries and
+/// /v1/webhooks/:id/events, and POST /v1/webhooks/:id/deliveries/:eventId/redeliver.
 /// A webhook belongs to the environment of the key that created it: keys see,
 /// delete and read the history of their own environment's webhooks only.
 struct WebhooksController {
@@ -22,6 +22,7 @@ struct WebhooksController {
         group.delete("webhooks/:id", use: delete)
         group.post("webhooks/:id/rotate-secret", use: rotateSecret)
         group.get("webhooks/:id/deliveries", use: deliveries)
+        group.get("webhooks/:id/events", use: events)
         group.post("webhooks/:id/deliveries/:eventId/redeliver", use: redeliver)
     }
 
@@ -139,6 +140,35 @@ struct WebhooksController {
             for: context.token, facts: context.facts, WebhooksStore.exists(id), WebhooksStore.attempts(endpoint: id, limit: 100))
         guard environment == principal.keyEnvironment.rawValue else { throw WebhooksStore.notFound }
         return Reply.json([("deliveries", .array(attempts))])
+    }
+}
+
+extension WebhooksController {
+    /// The events sent (or to be sent) to the webhook, oldest first, each with
+    /// where its delivery stands; `status=failed` lists the events it missed,
+    /// to send again with `redeliver`. Paged as documents are (`limit`,
+    /// `after`, `nextAfter`). The order of every route: the key's 401, the
+    /// webhook's 404, then the query's 400. One round trip.
+    @Sendable func events(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let id = Format.pathID(context.parameters.get("id")) ?? 0
+        let status: String?
+        let page: (limit: Int, after: Int64)
+        do {
+            var query = PageQuery(request)
+            status = query.oneOf("status", WebhooksStore.deliveryStatuses)
+            page = query.page(afterMeaning: "the nextAfter of a page")
+            try query.validated()
+        } catch {
+            let (principal, environment) = try await database.read(for: context.token, facts: context.facts, WebhooksStore.exists(id))
+            guard environment == principal.keyEnvironment.rawValue else { throw WebhooksStore.notFound }
+            throw error
+        }
+        let (principal, environment, events) = try await database.read(
+            for: context.token, facts: context.facts, WebhooksStore.exists(id),
+            WebhooksStore.events(endpoint: id, status: status, after: page.after, limit: page.limit))
+        guard environment == principal.keyEnvironment.rawValue else { throw WebhooksStore.notFound }
+        let nextAfter = events.count == page.limit ? events.last.map { JSONValue($0.id) } : nil
+        return Reply.json([("events", .array(events.map(\.json))), ("nextAfter", nextAfter ?? .null)])
     }
 }
 

@@ -268,6 +268,53 @@ enum WebhooksStore {
         }
     }
 
+    /// The delivery states a list of an endpoint's events may ask for.
+    static let deliveryStatuses = ["pending", "delivered", "failed"]
+
+    /// The events routed to endpoint `id`, oldest first (by delivery), after
+    /// the delivery `after`, at most `limit`, only those whose delivery is in
+    /// `status` when given (one of `deliveryStatuses`), each with its delivery
+    /// id (the page's cursor) and its JSON. The filter is written out per
+    /// status, so that a generic plan still sees `webhook_deliveries_failed_by_endpoint`'s
+    /// predicate (migrations 0086-0087).
+    static func events(endpoint id: Int64, status: String?, after: Int64, limit: Int) -> Read<[(id: Int64, json: JSONValue)]> {
+        let filter: String
+        switch status {
+        case "pending": filter = "AND d.status = 'pending'"
+        case "delivered": filter = "AND d.status = 'delivered'"
+        case "failed": filter = "AND d.status = 'failed'"
+        default: filter = ""
+        }
+        return Read(
+            """
+            SELECT d.id, d.event_id, e.type, d.status, d.attempts, d.redeliveries, d.last_response_code, d.last_error,
+                   d.next_attempt_at, e.created_at, d.updated_at
+              FROM webhook_deliveries d
+              JOIN webhook_events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+             WHERE d.endpoint_id = \(id) AND d.id > \(after) \(unescaped: filter)
+             ORDER BY d.id LIMIT \(limit)
+            """
+        ) { result in
+            try result.rows.map { row in
+                (
+                    try row.decode(Int64.self, at: 0),
+                    .object([
+                        ("eventId", try row.string(at: 1)),
+                        ("eventType", try row.string(at: 2)),
+                        ("deliveryStatus", try row.string(at: 3)),
+                        ("attempts", try row.int(at: 4)),
+                        ("redeliveries", try row.int(at: 5)),
+                        ("lastResponseCode", try row.decode(Int64?.self, at: 6).map { JSONValue($0) } ?? .null),
+                        ("lastError", try row.string(at: 7)),
+                        ("nextAttemptAt", try row.timestamp(at: 8)),
+                        ("createdAt", try row.timestamp(at: 9)),
+                        ("updatedAt", try row.timestamp(at: 10)),
+                    ])
+                )
+            }
+        }
+    }
+
     // MARK: - Events
 
     /// Records an event of `type` about `document` (its JSON as the API shows
