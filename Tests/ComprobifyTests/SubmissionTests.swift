@@ -310,6 +310,8 @@ final class SubmissionTests: XCTestCase {
             // sent again by the other worker (by design, and not what is tested).
             var settings = testSRISettings(url: url, tenants: [tenant.tenant.id])
             settings.leaseMilliseconds = 60_000
+            // A refused connection fails its exchange at once, not after the timeout.
+            settings.timeoutMilliseconds = 20_000
             try await withSender(settings) { _ in
                 // Nobody listens: every exchange fails, and is retried.
                 let deadline = Date().addingTimeInterval(30)
@@ -323,6 +325,10 @@ final class SubmissionTests: XCTestCase {
                     XCTAssertTrue(submission.lastError?.hasPrefix("connection failed") == true, "\(submission.lastError ?? "nil")")
                     XCTAssertNotNil(submission.nextAttemptAt)
                 }
+                let slowest = try TestDatabase.scalar(
+                    "SELECT max(duration_ms) FROM sri_exchanges WHERE tenant_id = $1 AND outcome = 'connection'", [tenant.tenant.id],
+                    as: Int64.self)
+                XCTAssertLessThan(slowest, 2_000, "a refused connection does not wait for the 20 s timeout")
                 // SRI comes back.
                 try await LocalSRI.run(port: port) { sri in
                     try await tenant.waitFor(keys)

@@ -81,6 +81,13 @@ public final class SRIClient: Service, Sendable {
         )
         configuration.decompression = .disabled
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(settings.connectionsPerHost, 1)
+        // A connection SRI refuses (its host down, nothing listening) fails the
+        // exchange at once: AsyncHTTPClient would otherwise try again until the
+        // whole timeout passed, holding the worker (and a stop) for
+        // `SRI_TIMEOUT_MS` per document. The exchanges queued for a connection
+        // that could not be made fail with it; each worker has a connection of
+        // its own (`connectionsPerHost`), so few ever wait for one.
+        configuration.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
     }
 
@@ -279,7 +286,7 @@ public final class SRIClient: Service, Sendable {
         } catch let error as SRITransportError {
             throw error
         } catch let error as NIOConnectionError {
-            // AsyncHTTPClient retries a failed connection until the deadline, then reports the last failure.
+            // Each address tried (IPv4 and IPv6) failed: the last one's reason.
             throw .connection(Self.short(error.connectionErrors.last.map { "\($0.error)" } ?? "cannot connect to \(error.host)"))
         } catch {
             throw .connection(Self.short("\(error)"))
