@@ -44,8 +44,11 @@ public final class Connection: @unchecked Sendable {
             // unescaped in a URL is misread as other parts ("invalid
             // percent-encoded token: "…"", a host name that is half of it):
             // every quoted part is elided, so no connection string's secret
-            // reaches a log line or a terminal.
-            let message = PostgresError.redactingQuotes(Connection.trimmed(PQerrorMessage(handle)))
+            // reaches a log line or a terminal. libpq does not escape a quote
+            // inside what it quotes: a connection string with one is elided
+            // from each line's first quote to its last.
+            let quotesMayNest = conninfo.contains("\"") || conninfo.lowercased().contains("%22")
+            let message = PostgresError.redactingQuotes(Connection.trimmed(PQerrorMessage(handle)), quotesMayNest: quotesMayNest)
             PQfinish(handle)
             throw PostgresError(kind: .connection, message: message.isEmpty ? "could not connect" : message)
         }

@@ -117,6 +117,20 @@ extension PostgresError {
     /// Data exceptions (class 22) quote the offending input, which may be a
     /// parameter: `invalid input syntax for type integer: "..."`. Logs get the
     /// message with every quoted part elided.
+    /// `redactingQuotes`, unless the text libpq quotes may itself hold a
+    /// quote (`quotesMayNest`: the connection string has one, written or
+    /// percent-encoded): then each line keeps only what comes before its first
+    /// quote and after its last, since the quotes cannot be paired.
+    static func redactingQuotes(_ message: String, quotesMayNest: Bool) -> String {
+        guard quotesMayNest else { return redactingQuotes(message) }
+        return message.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            guard let first = line.firstIndex(of: "\""), let last = line.lastIndex(of: "\""), first < last else {
+                return line.contains("\"") ? String(line.prefix { $0 != "\"" }) + "\"…" : String(line)
+            }
+            return line[..<first] + "\"…\"" + line[line.index(after: last)...]
+        }.joined(separator: "\n")
+    }
+
     static func redactingQuotes(_ message: String) -> String {
         var out = ""
         var inQuote = false

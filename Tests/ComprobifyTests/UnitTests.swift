@@ -756,6 +756,11 @@ final class LogThrottleTests: XCTestCase {
         XCTAssertNil(at(1999))
         XCTAssertEqual(at(5000), 1, "a quiet spell: the next line is written at once")
         XCTAssertEqual(at(6000), 0)
+        // Another kind's burst does not hide this kind's first line.
+        XCTAssertEqual(throttle.admit("25006", now: start + .milliseconds(6001)), 0)
+        XCTAssertNil(throttle.admit("25006", now: start + .milliseconds(6002)))
+        XCTAssertNil(at(6500))
+        XCTAssertEqual(throttle.admit("25006", now: start + .milliseconds(7002)), 1)
     }
 }
 

@@ -956,7 +956,7 @@ final class WebhookDeliveryTests: XCTestCase {
     /// The events' statements keep their indexes in a generic plan (what a
     /// prepared statement may switch to after five runs): every event of an
     /// endpoint read in delivery order through an index, never sorted
-    /// (webhook_deliveries_by_endpoint, or one that starts with the tenant and
+    /// (webhook_deliveries_by_endpoint_and_id, or one that starts with the tenant and
     /// the id when the statistics say a tenant has few endpoints), the failed
     /// ones through webhook_deliveries_failed_by_endpoint alone.
     func testTheEventsStatementsKeepTheirIndexesInGenericPlans() throws {

@@ -281,6 +281,9 @@ final class ConnectionTests: XCTestCase {
             ("postgresql://comprobify_app:Sup3r%ZZsecret@127.0.0.1:1/none?connect_timeout=2", "ZZsecret", "percent-encoded"),
             // A path libpq quotes in its answer (here a directory named like a secret).
             ("host=/nonexistent/Sup3rsecret port=1 dbname=none", "Sup3rsecret", "No such file or directory"),
+            // A quote inside the password: libpq does not escape it where it quotes it.
+            ("postgresql://comprobify_app:p\"w%ZZsecret@127.0.0.1:1/none?connect_timeout=2", "ZZsecret", "percent-encoded"),
+            ("postgresql://comprobify_app:p%22w\"x%ZZsecret@127.0.0.1:1/none?connect_timeout=2", "ZZsecret", "percent-encoded"),
         ]
         for (conninfo, secret, kept) in cases {
             XCTAssertThrowsError(try Connection(conninfo: conninfo)) { error in

@@ -126,8 +126,8 @@ SELECT lives_ok($$ INSERT INTO webhook_delivery_attempts (tenant_id, delivery_id
 
 -- The lists of an endpoint's events (migrations 0086-0087): every delivery in
 -- order, and the failed ones alone.
-SELECT is(pg_get_indexdef('webhook_deliveries_by_endpoint'::regclass),
-          'CREATE INDEX webhook_deliveries_by_endpoint ON public.webhook_deliveries USING btree (tenant_id, endpoint_id, id)',
+SELECT is(pg_get_indexdef('webhook_deliveries_by_endpoint_and_id'::regclass),
+          'CREATE INDEX webhook_deliveries_by_endpoint_and_id ON public.webhook_deliveries USING btree (tenant_id, endpoint_id, id)',
           'an endpoint''s deliveries are read in order by their index');
 SELECT is(pg_get_indexdef('webhook_deliveries_failed_by_endpoint'::regclass),
           'CREATE INDEX webhook_deliveries_failed_by_endpoint ON public.webhook_deliveries USING btree (tenant_id, endpoint_id, id) WHERE (status = ''failed''::text)',

@@ -95,13 +95,14 @@ public struct APIError: Error, Sendable {
     )
 
     /// The connection to the database broke once COMMIT was sent
-    /// (`PostgresError.commitUncertain`): the change may have been made.
+    /// (`PostgresError.commitUncertain`): the change may have been made. No
+    /// `Retry-After`: a client that repeats every 503 it is told to, without
+    /// an Idempotency-Key, would issue a document twice.
     public static let commitUncertain = APIError(
         status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE",
         detail: "The connection to the database broke while the change was being committed: it may have been made. "
             + "Look before making it again: POST /v1/documents sent again with the same Idempotency-Key answers "
-            + "the document if it was issued, and issues it if it was not.",
-        headers: [.retryAfter: "1"]
+            + "the document if it was issued, and issues it if it was not."
     )
 
     /// A transaction that kept failing on serialization or deadlock after every

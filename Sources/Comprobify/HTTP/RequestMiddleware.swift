@@ -20,7 +20,8 @@ struct RequestMiddleware: RouterMiddleware {
     /// gates and for a connection (`DB_POOL_WAIT_MS`): one `WaitBudget` each.
     var poolWait: Duration = .seconds(2)
     /// The warnings of errors that every request meets while they last (the
-    /// database out of reach, contention past its retries): a line a second each.
+    /// database out of reach, contention past its retries): a line a second
+    /// for each SQLSTATE (or kind of error without one).
     var unavailableLog = LogThrottle()
     var contentionLog = LogThrottle()
 
@@ -176,7 +177,7 @@ struct RequestMiddleware: RouterMiddleware {
                 context.logger.warning("database connection lost while committing", metadata: ["error": .string(error.description)])
                 apiError = .commitUncertain
             } else {
-                if let leftOut = unavailableLog.admit() {
+                if let leftOut = unavailableLog.admit(error.sqlState?.code ?? error.kind.rawValue) {
                     context.logger.warning(
                         "database unavailable", metadata: ["error": .string(error.description), "like_it_left_out": "\(leftOut)"])
                 }
@@ -189,7 +190,7 @@ struct RequestMiddleware: RouterMiddleware {
             // The constraint's name is logged, never answered (API.md: no internal names).
             apiError = .badRequest("A value in the request is not accepted.")
         case let error as PostgresError where error.isTransactionRetryable || error.hasCode(SQLState.lockNotAvailable):
-            if let leftOut = contentionLog.admit() {
+            if let leftOut = contentionLog.admit(error.sqlState?.code ?? error.kind.rawValue) {
                 context.logger.warning(
                     "lock contention: retries exhausted or lock wait timed out",
                     metadata: ["error": .string(error.description), "like_it_left_out": "\(leftOut)"])
