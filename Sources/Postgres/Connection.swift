@@ -46,7 +46,7 @@ public final class Connection: @unchecked Sendable {
             // every quoted part is elided, so no connection string's secret
             // reaches a log line or a terminal. libpq does not escape a quote
             // inside what it quotes: a connection string with one is elided
-            // from each line's first quote to its last.
+            // from the message's first quote to its last.
             let quotesMayNest = conninfo.contains("\"") || conninfo.lowercased().contains("%22")
             let message = PostgresError.redactingQuotes(Connection.trimmed(PQerrorMessage(handle)), quotesMayNest: quotesMayNest)
             PQfinish(handle)

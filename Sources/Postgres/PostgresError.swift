@@ -119,16 +119,14 @@ extension PostgresError {
     /// message with every quoted part elided.
     /// `redactingQuotes`, unless the text libpq quotes may itself hold a
     /// quote (`quotesMayNest`: the connection string has one, written or
-    /// percent-encoded): then each line keeps only what comes before its first
-    /// quote and after its last, since the quotes cannot be paired.
+    /// percent-encoded): then only what comes before the message's first quote
+    /// and after its last is kept, since the quotes cannot be paired.
     static func redactingQuotes(_ message: String, quotesMayNest: Bool) -> String {
         guard quotesMayNest else { return redactingQuotes(message) }
-        return message.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            guard let first = line.firstIndex(of: "\""), let last = line.lastIndex(of: "\""), first < last else {
-                return line.contains("\"") ? String(line.prefix { $0 != "\"" }) + "\"…" : String(line)
-            }
-            return line[..<first] + "\"…\"" + line[line.index(after: last)...]
-        }.joined(separator: "\n")
+        guard let first = message.firstIndex(of: "\"") else { return message }
+        let last = message.lastIndex(of: "\"") ?? first
+        guard first < last else { return message[..<first] + "\"…" }
+        return message[..<first] + "\"…\"" + message[message.index(after: last)...]
     }
 
     static func redactingQuotes(_ message: String) -> String {
