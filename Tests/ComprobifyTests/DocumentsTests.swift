@@ -351,9 +351,10 @@ final class DocumentsTests: XCTestCase {
             // Ends the backend whose statement waits for the counter's row, once there is one.
             let watcher = try Connection(conninfo: TestDatabase.ownerURL)
             func endTheWaitingStatement() async throws {
+                // Those blocked by this test's hold on the row (tests running beside it hold rows of their own).
                 let waiting: PostgresQuery = """
                     SELECT pid FROM pg_stat_activity
-                     WHERE usename = 'comprobify_app' AND wait_event_type = 'Lock' AND query LIKE '%UPDATE sequentials%'
+                     WHERE usename = 'comprobify_app' AND \(owner.backendPID) = ANY (pg_blocking_pids(pid))
                     """
                 for _ in 0..<200 {
                     let pids = try watcher.query(waiting).rows.map { try $0.decode(Int64.self, at: 0) }

@@ -241,11 +241,13 @@ final class PoolPipelineTests: XCTestCase {
         let pool = makePool(size: 1)
         let killer = try Connection(conninfo: TestDatabase.ownerURL)
         let large = String(repeating: "x", count: 16 << 20)
-        let sending = Task { try await pool.pipeline(["SELECT pg_sleep(30)", Statement("SELECT length($1)", [large])]) }
+        // Its own text: tests running beside it sleep too.
+        let sleep = "SELECT pg_sleep(30) /* a pipeline still being sent */"
+        let sending = Task { try await pool.pipeline([Statement(sleep, []), Statement("SELECT length($1)", [large])]) }
         var pid: Int32?
         for _ in 0..<250 where pid == nil {
             try await Task.sleep(for: .milliseconds(20))
-            pid = try killer.query("SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND wait_event = 'PgSleep'")
+            pid = try killer.query("SELECT pid FROM pg_stat_activity WHERE query = $1 AND wait_event = 'PgSleep'", [sleep])
                 .rows.first?.decode(Int32.self, at: 0)
         }
         let sleeping = try XCTUnwrap(pid, "the pipeline's first statement never ran")

@@ -275,9 +275,14 @@ final class PoolTests: XCTestCase {
             var ended = false
             for _ in 0..<300 where !ended {
                 try await Task.sleep(for: .milliseconds(20))
+                // Only a backend that wrote into this test's table, or runs its own text: tests beside it sleep too.
                 ended =
                     try owner.query(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1 AND wait_event = 'PgSleep'", [running]
+                        """
+                        SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a
+                         WHERE a.query = $1 AND a.wait_event = 'PgSleep'
+                           AND (a.query <> 'COMMIT' OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = $2::regclass))
+                        """, [running, table]
                     ).rows.count > 0
             }
             XCTAssertTrue(ended, "no backend ran \(running)")
@@ -295,7 +300,8 @@ final class PoolTests: XCTestCase {
         XCTAssertTrue(pools?.description.contains("may have committed") == true, pools?.description ?? "")
         let pipelined = try await lost(running: "COMMIT") { try $0.commit(after: ["INSERT INTO \(unescaped: table) VALUES (2)"]) }
         XCTAssertEqual(pipelined?.commitUncertain, true, "COMMIT sent behind the statements")
-        let before = try await lost(running: "SELECT pg_sleep(30)") { try $0.query("SELECT pg_sleep(30)") }
+        let sleep = "SELECT pg_sleep(30) /* lost before COMMIT */"
+        let before = try await lost(running: sleep) { try $0.query("SELECT pg_sleep(30) /* lost before COMMIT */") }
         XCTAssertEqual(before?.commitUncertain, false, "lost before COMMIT was sent")
         // What the server did: the commits ended before they were done, nothing stored.
         XCTAssertEqual(try owner.query("SELECT count(*) FROM \(unescaped: table)")[0].decode(Int.self, at: 0), 0)
