@@ -19,6 +19,12 @@ final class DocumentsTests: XCTestCase {
         XCTAssertFalse(byType.plannedEachTime)
         let typePlan = try genericPlan(byType, arguments: "1000000, 1, 0, '04', NULL, 50")
         XCTAssertTrue(typePlan.contains("documents_by_issuer_and_type"), typePlan)
+        // An environment's documents: the issuer's in order, filtered.
+        let byEnvironment = DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: nil, environment: "production")
+        XCTAssertFalse(byEnvironment.query.plannedEachTime)
+        let environmentPlan = try genericPlan(byEnvironment.query, arguments: "1000000, 1, 0, NULL, NULL, 'production', 50")
+        XCTAssertTrue(environmentPlan.contains("documents_by_issuer "), environmentPlan)
+        XCTAssertTrue(environmentPlan.contains("environment"), environmentPlan)
         let byStatus = DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: "RETURNED").query
         XCTAssertTrue(byStatus.plannedEachTime)
         XCTAssertFalse(DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: "LEGACY").query.plannedEachTime)
@@ -610,6 +616,23 @@ final class DocumentsTests: XCTestCase {
             XCTAssertEqual(try production.string("document", "environment"), "production")
             XCTAssertEqual(try production.int("document", "sequential"), 1)
             XCTAssertEqual(Array(try production.string("document", "accessKey"))[23], "2")
+            // The issuer lists both, and each environment's alone when asked.
+            func listed(_ query: String) async throws -> [String] {
+                let list = try await server.call(.get, "/v1/documents" + query, key: live, issuer: issuer)
+                XCTAssertEqual(list.status, 200, list.text)
+                return try list.array("documents").indices.map { try list.string("documents", $0, "accessKey") }
+            }
+            let sandboxKey = try sandboxIssue.string("document", "accessKey")
+            let productionKey = try production.string("document", "accessKey")
+            let all = try await listed("")
+            XCTAssertEqual(all, [sandboxKey, productionKey])
+            let onlyProduction = try await listed("?environment=production")
+            XCTAssertEqual(onlyProduction, [productionKey])
+            let onlySandbox = try await listed("?environment=sandbox&documentType=01&status=SIGNED")
+            XCTAssertEqual(onlySandbox, [sandboxKey])
+            let bad = try await server.call(.get, "/v1/documents?environment=live", key: live, issuer: issuer)
+            bad.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(bad.errorFields, ["environment"])
             // sandbox key (minted after promotion, allowed) → production issuer: 401 naming the sides
             let sandbox = try await server.mintKey(live, label: "test rig")
             XCTAssertTrue(sandbox.hasPrefix("cfy_test_"))
@@ -761,7 +784,7 @@ final class DocumentsTests: XCTestCase {
                 ("?limit=0", "limit"), ("?limit=201", "limit"), ("?limit=abc", "limit"), ("?after=-1", "after"),
                 ("?after=x", "after"), ("?documentType=02", "documentType"), ("?limit=2&limit=3", "limit"),
                 ("?documentType=01&documentType=04", "documentType"), ("?status=SIGNED&after=1&status=SIGNED", "status"),
-                ("?after=1&after=", "after"), ("?status=NOPE", "status"),
+                ("?after=1&after=", "after"), ("?status=NOPE", "status"), ("?environment=Production", "environment"),
             ] {
                 let reply = try await server.call(.get, "/v1/documents\(query)", key: tenant.key, issuer: issuer)
                 reply.assertProblem(400, "VALIDATION_ERROR")

@@ -341,7 +341,7 @@ struct DocumentsController {
             for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID),
             DocumentsStore.page(
                 issuer: issuerID, after: page.after, limit: page.limit, documentType: page.documentType, status: page.status,
-                bytes: bytes)
+                environment: page.environment, bytes: bytes)
         )
         _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
         // A full page points at its last id (API.md), however it is written.
@@ -471,12 +471,17 @@ enum IssueRequest {
     }
 }
 
-/// The query of GET /v1/documents: `documentType`, `status`, `limit` (1–200, default 50), `after`.
+/// The query of GET /v1/documents: `documentType`, `status`, `environment`,
+/// `limit` (1–200, default 50), `after`.
 struct ListRequest: Sendable {
     static let statuses = ["SIGNED", "RECEIVED", "RETURNED", "AUTHORIZED", "NOT_AUTHORIZED", DocumentsStore.legacyStatus]
+    static let environments = ["sandbox", "production"]
 
     var documentType: String?
     var status: String?
+    /// A promoted issuer keeps the documents it issued in sandbox: `production`
+    /// lists only those SRI's production service receives.
+    var environment: String?
     var limit = 50
     var after: Int64 = 0
 
@@ -484,6 +489,7 @@ struct ListRequest: Sendable {
         var query = PageQuery(request)
         documentType = query.oneOf("documentType", DocumentType.codes)
         status = query.oneOf("status", ListRequest.statuses)
+        environment = query.oneOf("environment", ListRequest.environments)
         (limit, after) = query.page(afterMeaning: "a document id")
         try query.validated()
     }

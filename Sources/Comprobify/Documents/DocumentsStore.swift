@@ -124,7 +124,8 @@ enum DocumentsStore {
     /// messages: `json` columns, whose text `octet_length` finds in the
     /// value's header): no row's JSON is read or decompressed for it.
     static func page(
-        issuer: Int64, after: Int64, limit: Int, documentType: String?, status: String?, bytes: Int = ListBudget.bytes
+        issuer: Int64, after: Int64, limit: Int, documentType: String?, status: String?, environment: String? = nil,
+        bytes: Int = ListBudget.bytes
     ) -> Read<[(id: Int64, reckoned: Int, json: JSONValue?)]> {
         let reckoned = """
             coalesce(octet_length(d.body::text), 0) + octet_length(d.metadata::text) \
@@ -142,6 +143,11 @@ enum DocumentsStore {
         // of a large issuer's documents for a type it has few of. The values
         // are bound in the same order in every form.
         let (typeBefore, typeAfter) = documentType == nil ? ("", "::text IS NULL") : ("d.document_type = ", "")
+        // An issuer's documents of one environment are those after its
+        // promotion or before it: the issuer's index, read in order, filtered.
+        // Only the form that filters has the condition and its value: the
+        // statements of the other forms, and their plans, stay as they were.
+        let byEnvironment: SQLFragment = environment.map { "AND d.environment = \($0)" } ?? ""
         // A status other than LEGACY is a submission's: an inner join lets
         // PostgreSQL start from document_submissions_by_status when the
         // status is rare, where the coalesce of a left join read every
@@ -157,6 +163,7 @@ enum DocumentsStore {
              WHERE d.issuer_id = \(issuer) AND d.id > \(after)
                AND \(unescaped: typeBefore)\(documentType)\(unescaped: typeAfter)
                AND \(unescaped: statusBefore)\(status)\(unescaped: statusAfter)
+               \(byEnvironment)
             WINDOW running AS (ORDER BY d.id ROWS UNBOUNDED PRECEDING)
              ORDER BY d.id LIMIT \(limit)
             """
