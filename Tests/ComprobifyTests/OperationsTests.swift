@@ -297,6 +297,27 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// Each request's line names what an operator traces a request by: its
+    /// route and status, the tenant and key that sent it, and the address it
+    /// came from.
+    func testTheRequestLineNamesTheClientTheTenantAndTheKey() async throws {
+        let logs = LogCapture()
+        try await TestServer.run(logs: logs) { server in
+            let tenant = try await server.signUp()
+            let keys = try await server.call(.get, "/v1/keys", key: tenant.key)
+            XCTAssertEqual(keys.status, 200, keys.text)
+            let keyID = try keys.int("keys", 0, "id")
+            let line = logs.lines.withLockedValue { $0 }.last { $0.hasPrefix("info request ") && $0.contains(#""route": /v1/keys"#) }
+            let text = try XCTUnwrap(line, "no request line in:\n" + logs.text)
+            for field in [
+                #""client": 127.0.0.1"#, #""tenant_id": \#(tenant.id)"#, #""key_id": \#(keyID)"#, #""method": GET"#,
+                #""status": 200"#,
+            ] {
+                XCTAssertTrue(text.contains(field), "\(field) in \(text)")
+            }
+        }
+    }
+
     /// A port another process listens on: serve says so in one line and
     /// exits 1, without warnings from its background work stopping with it.
     func testServeOnAPortInUseSaysSoAndExits() async throws {

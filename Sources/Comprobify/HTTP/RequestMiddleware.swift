@@ -85,8 +85,12 @@ struct RequestMiddleware: RouterMiddleware {
         ServiceMetrics.record(method: request.method.rawValue, route: route, status: UInt16(response.status.code), nanoseconds: nanoseconds)
         if context.logger.logLevel <= .info {
             // In key order, as the line writes them.
-            var fields: [(key: String, value: String)] = [("duration_ms", (Double(nanoseconds / 10_000) / 100).description)]
-            fields.reserveCapacity(6)
+            var fields: [(key: String, value: String)] = []
+            fields.reserveCapacity(7)
+            // The address the connection came from (a proxy's, behind one), for
+            // tracing abuse to its source: formatted only when the line is written.
+            if let client = context.peerAddress { fields.append(("client", client)) }
+            fields.append(("duration_ms", (Double(nanoseconds / 10_000) / 100).description))
             if let key = context.facts.keyID { fields.append(("key_id", String(key))) }
             fields.append(("method", request.method.rawValue))
             fields.append(("route", route))
