@@ -515,8 +515,10 @@ final class SimulatorTests: XCTestCase {
                     + "<infoAdicional><claveAcceso>\(other)</claveAcceso></infoAdicional></factura>")
         }
         router.post("not-xml-comprobante/**") { _, _ in answer(queried: asked, number: asked, comprobante: "<factura><claveAcceso>") }
-        // The key dates the document 1 December 2026 (Ecuador): SRI cannot have authorized it before.
-        router.post("early-date/**") { _, _ in answer(queried: asked, number: asked, date: "2026-11-30T23:59:59-05:00") }
+        // The key dates the document 1 December 2026 (Ecuador): SRI cannot have
+        // authorized it before, but for clocks seconds apart around midnight.
+        router.post("early-date/**") { _, _ in answer(queried: asked, number: asked, date: "2026-11-29T23:59:59-05:00") }
+        router.post("clock-behind/**") { _, _ in answer(queried: asked, number: asked, date: "2026-11-30T23:59:56-05:00") }
         router.post("same-day/**") { _, _ in answer(queried: asked, number: asked, date: "2026-12-01T00:00:00-05:00") }
         router.post("production-answer/**") { _, _ in answer(queried: asked, number: asked, ambiente: "PRODUCCIÓN") }
         router.post("production-refusal/**") { _, _ in
@@ -535,7 +537,7 @@ final class SimulatorTests: XCTestCase {
                 ("/commented-comprobante", "an authorization of another document's comprobante"),
                 ("/second-key", "an authorization of another document's comprobante"),
                 ("/not-xml-comprobante", "an authorization whose comprobante is not XML"),
-                ("/early-date", "an authorization dated before the document's issue date"),
+                ("/early-date", "an authorization dated more than a day before the document's issue date"),
                 // Nor does a decision of the other environment (the key is a test one).
                 ("/production-answer", "an authorization of another environment (PRODUCCIÓN)"),
                 ("/production-refusal", "an authorization of another environment (PRODUCCION)"),
@@ -553,7 +555,7 @@ final class SimulatorTests: XCTestCase {
             let right = try await sri.authorize(accessKey: asked, baseURL: base + "/right")
             XCTAssertEqual(right.authorizations.first?.number, asked)
             // A comprobante that names no key (SRI's sample abbreviates it), or none at all, is not another document's.
-            for path in ["/bare-comprobante", "/no-comprobante", "/same-day"] {
+            for path in ["/bare-comprobante", "/no-comprobante", "/same-day", "/clock-behind"] {
                 let taken = try await sri.authorize(accessKey: asked, baseURL: base + path)
                 XCTAssertEqual(taken.authorizations.first?.status, .authorized, path)
             }

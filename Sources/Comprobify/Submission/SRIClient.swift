@@ -183,10 +183,13 @@ public final class SRIClient: Service, Sendable {
                         throw .unparseable("an authorization of another document's comprobante")
                     }
                 }
+                // A day's grace: a document dated just after midnight in Quito by
+                // a clock seconds ahead of SRI's is authorized "the day before",
+                // and SRI answers that same date every time it is asked.
                 if let text = authorization.date, let date = Transition.parseDate(text), let issued = Self.issueDay(of: accessKey),
-                    ComprobanteDate.todayInEcuador(now: date.timeIntervalSince1970) < issued
+                    ComprobanteDate.todayInEcuador(now: date.timeIntervalSince1970 + 86_400) < issued
                 {
-                    throw .unparseable("an authorization dated before the document's issue date")
+                    throw .unparseable("an authorization dated more than a day before the document's issue date")
                 }
                 guard !authorization.element.isEmpty else { throw .unparseable("an authorization that could not be kept") }
             }
