@@ -370,6 +370,15 @@ final class ComprobanteValidatorTests: XCTestCase {
         assertOnly("modifiedDocument.issueDate", note, containing: "2026-11-15")
         note.modifiedDocument?.issueDate = "2026-11-15"
         XCTAssertNoThrow(try note.validated(today: Self.today))
+        // A bad date of its own still leaves today as the limit: both are told at once.
+        note.issueDate = "2026-02-30"
+        note.modifiedDocument?.issueDate = "2030-01-01"
+        let both = violations(note)
+        XCTAssertEqual(both.map(\.field), ["issueDate", "modifiedDocument.issueDate"])
+        XCTAssertTrue(both.last?.message.contains("today (\(Self.today.iso))") == true, "\(both)")
+        note.modifiedDocument?.issueDate = "2026-11-15"
+        assertOnly("issueDate", note)
+        note.issueDate = "2026-11-15"
         for bad in [
             "001-001-00000012a", "0010-01-000000123", "001-001-0000001234", "001_001_000000123", "000-001-000000123",
             "001-000-000000123", "001-001-000000000",

@@ -92,7 +92,10 @@ private struct ComprobanteChecker {
             if input.reason != nil { fail("reason", "only a credit note (04) has a reason") }
         case .creditNote:
             if let given = input.payments, !given.isEmpty { fail("payments", "a credit note (04) has no payments") }
-            modifiedDocument = self.modifiedDocument(input.modifiedDocument, creditNoteDate: issueDateValid ? issueDate : nil)
+            // A bad issueDate still leaves today as a limit: a modified
+            // document dated after it is wrong whatever the note's date becomes.
+            modifiedDocument = self.modifiedDocument(
+                input.modifiedDocument, notAfter: issueDateValid ? (issueDate, "the credit note's issueDate") : (today, "today"))
             reason = text(input.reason, "reason", required: true, maximum: 300)
         case nil:
             break
@@ -336,7 +339,9 @@ private struct ComprobanteChecker {
 
     // MARK: - Credit notes
 
-    mutating func modifiedDocument(_ input: ModifiedDocumentInput?, creditNoteDate: ComprobanteDate?) -> ModifiedDocument? {
+    mutating func modifiedDocument(
+        _ input: ModifiedDocumentInput?, notAfter limit: (date: ComprobanteDate, name: String)
+    ) -> ModifiedDocument? {
         guard let input else {
             fail("modifiedDocument", "is required for a credit note (04)")
             return nil
@@ -355,8 +360,7 @@ private struct ComprobanteChecker {
             fail("modifiedDocument.number", "is required")
         }
         let issueDate = date(
-            input.issueDate, "modifiedDocument.issueDate", required: true, notAfter: creditNoteDate,
-            limitName: "the credit note's issueDate")
+            input.issueDate, "modifiedDocument.issueDate", required: true, notAfter: limit.date, limitName: limit.name)
         guard violations.count == before, let documentType = input.documentType, let number = input.number, let issueDate
         else { return nil }
         return ModifiedDocument(documentType: documentType, number: number, issueDate: issueDate)
