@@ -306,6 +306,13 @@ final class ComprobanteValidatorTests: XCTestCase {
 
         input.payments = [PaymentInput(method: "01", total: "20.00"), PaymentInput(method: "19", total: "4.14")]
         assertOnly("payments", input, containing: "24.14")
+        // A bad method or term beside amounts that do not add up: both told at once.
+        input.payments = [PaymentInput(method: "99", total: "1.00")]
+        XCTAssertEqual(violations(input).map(\.field), ["payments[0].method", "payments"])
+        input.payments = [PaymentInput(method: "01", total: "1.00", term: "1", termUnit: "anos")]
+        XCTAssertEqual(violations(input).map(\.field), ["payments[0].termUnit", "payments"])
+        input.payments = [PaymentInput(method: "99", total: "24.15")]
+        XCTAssertEqual(violations(input).map(\.field), ["payments[0].method"])
         input.payments = [
             PaymentInput(method: "01", total: "20.00"), PaymentInput(method: "19", total: "4.15", term: "0", termUnit: "meses"),
         ]

@@ -289,6 +289,9 @@ private struct ComprobanteChecker {
         guard let input, !input.isEmpty else { return [] }
         let before = violations.count
         var payments: [Payment] = []
+        // Every total read, even beside a bad method or term: their sum is
+        // checked whenever each total is an amount (all violations at once).
+        var sum: ExactDecimal? = input.count <= ComprobanteInput.maximumPayments ? .zero : nil
         if input.count > ComprobanteInput.maximumPayments {
             fail("payments", "must hold at most \(ComprobanteInput.maximumPayments) entries")
         }
@@ -301,6 +304,7 @@ private struct ComprobanteChecker {
                 fail(path + ".method", "must be one of " + ComprobanteInput.paymentMethods.sorted().joined(separator: ", "))
             }
             let total = amount(given.total, path + ".total", required: true, positive: true, places: 2)
+            sum = total.flatMap { total in sum.map { $0 + total } }
             var term: Int?
             if let text = given.term {
                 let value = try? ExactDecimal(parsing: text)
@@ -324,17 +328,12 @@ private struct ComprobanteChecker {
                 payments.append(Payment(method: method, total: total, term: term, termUnit: termUnit))
             }
         }
-        guard violations.count == before else { return nil }
-        if let documentTotal {
-            let sum = payments.reduce(ExactDecimal.zero) { $0 + $1.total }
-            if sum != documentTotal {
-                fail(
-                    "payments",
-                    "the payments add up to \(sum.text(places: 2)), the document total is \(documentTotal.text(places: 2))")
-                return nil
-            }
+        if let documentTotal, let sum, sum != documentTotal {
+            fail(
+                "payments",
+                "the payments add up to \(sum.text(places: 2)), the document total is \(documentTotal.text(places: 2))")
         }
-        return payments
+        return violations.count == before ? payments : nil
     }
 
     // MARK: - Credit notes
