@@ -403,6 +403,12 @@ final class ComprobantesTests: XCTestCase {
             otherBuyer.assertProblem(409, "CONFLICT", reason: "MODIFIED_DOCUMENT_MISMATCH")
             let otherDate = try await note(date: "2026-01-02")
             otherDate.assertProblem(409, "CONFLICT", reason: "MODIFIED_DOCUMENT_MISMATCH")
+            XCTAssertFalse(try otherDate.string("detail").contains("buyer"), otherDate.text)
+            // Both told in one answer.
+            let both = try await note(buyer: #"{"idType": "05", "id": "0912345678", "name": "Otra"}"#, date: "2026-01-02")
+            both.assertProblem(409, "CONFLICT", reason: "MODIFIED_DOCUMENT_MISMATCH")
+            XCTAssertTrue(try both.string("detail").contains("not 2026-01-02"), both.text)
+            XCTAssertTrue(try both.string("detail").contains("buyer"), both.text)
             let first = try await note()  // 11.50
             XCTAssertEqual(first.status, 201, first.text)
             XCTAssertEqual(try first.string("document", "modifiedDocument", "number"), number)

@@ -269,14 +269,18 @@ enum DocumentsStore {
             throw APIError.conflict(
                 .modifiedDocumentNotAuthorized, "The factura \(modified.number) is \(status); only an AUTHORIZED factura can be credited.")
         }
-        guard issueDate == modified.issueDate.iso else {
-            throw APIError.conflict(
-                .modifiedDocumentMismatch, "The factura \(modified.number) was issued on \(issueDate), not \(modified.issueDate.iso).")
+        // Every mismatch in one answer, so that the client mends them at once.
+        var mismatches: [String] = []
+        if issueDate != modified.issueDate.iso {
+            mismatches.append("The factura \(modified.number) was issued on \(issueDate), not \(modified.issueDate.iso).")
         }
         // Byte for byte, as SRI compares the two XMLs' identificacionComprador:
         // Swift's == would take two spellings of one accented letter as equal.
-        guard buyerIDType == note.buyer.idType, buyerID.utf8.elementsEqual(note.buyer.id.utf8) else {
-            throw APIError.conflict(.modifiedDocumentMismatch, "The credit note's buyer must be the factura's buyer (idType and id).")
+        if buyerIDType != note.buyer.idType || !buyerID.utf8.elementsEqual(note.buyer.id.utf8) {
+            mismatches.append("The credit note's buyer must be the factura's buyer (idType and id).")
+        }
+        guard mismatches.isEmpty else {
+            throw APIError.conflict(.modifiedDocumentMismatch, mismatches.joined(separator: " "))
         }
         // A statement of its own: its snapshot is taken once the lock is held,
         // so it sees every credit note that committed before. Notes issued
