@@ -69,6 +69,13 @@ final class SecretBoxTests: XCTestCase {
         XCTAssertThrowsError(try before.open(resealed, associatedData: here)) { error in
             XCTAssertEqual(error as? SecretBoxError, .unknownKey(id: after.currentKeyID))
         }
+        // A rolling restart's first step (README): a process that still seals
+        // under the old key but knows the new one opens what the restarted
+        // processes seal.
+        let announced = try SecretBox(environment: [SecretBox.currentKeyVariable: old, SecretBox.previousKeysVariable: new])
+        XCTAssertEqual(announced.currentKeyID, before.currentKeyID)
+        XCTAssertEqual(try announced.open(resealed, associatedData: here), secret)
+        XCTAssertEqual(try after.open(announced.seal(secret, associatedData: here), associatedData: here), secret)
         // Once the old key is dropped, its values no longer open.
         let dropped = try SecretBox(currentKey: new)
         XCTAssertThrowsError(try dropped.open(sealed, associatedData: here)) { error in
