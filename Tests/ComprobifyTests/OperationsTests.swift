@@ -871,6 +871,8 @@ final class OperationsTests: XCTestCase {
         try locker.query("COMMIT", prepared: false)
         let reply = try await inFlight.value
         XCTAssertEqual(reply.status, 200, reply.text)
+        // The connection closes after it, and the answer says so.
+        XCTAssertEqual(reply.headers[.connection], "close")
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0)
     }

@@ -439,9 +439,18 @@ final class RequestStartHandler: ChannelInboundHandler, RemovableChannelHandler 
 /// close` alone, the one form after which Hummingbird closes the connection
 /// once the answer is written. Without it such a client's connection stayed
 /// open until the idle timeout.
-final class ConnectionCloseHandler: ChannelInboundHandler, RemovableChannelHandler {
+///
+/// Once the server is stopping (the quiesce event of a SIGTERM), an answer
+/// still to be written says `Connection: close`: the connection closes after
+/// it, and a client told so opens a new one for its next request rather than
+/// sending it on a socket about to close.
+final class ConnectionCloseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var stopping = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .head(var head) = unwrapInboundIn(data), !head.isKeepAlive, head.headers["connection"] != ["close"] {
@@ -450,6 +459,20 @@ final class ConnectionCloseHandler: ChannelInboundHandler, RemovableChannelHandl
             return
         }
         context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent { stopping = true }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if stopping, case .head(var head) = unwrapOutboundIn(data), head.headers["connection"] != ["close"] {
+            head.headers.replaceOrAdd(name: "Connection", value: "close")
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+            return
+        }
+        context.write(data, promise: promise)
     }
 }
 
