@@ -800,9 +800,10 @@ final class WebhookDeliveryTests: XCTestCase {
 
     /// A server delivering, with a retry window of 1 s, to a webhook at
     /// `/dead/<path>` of a local receiver (always 500), and one event whose
-    /// delivery has failed for good; the tenant is active.
+    /// delivery has failed for good; the tenant is active. The retries wait
+    /// `retryBaseMilliseconds` doubling (200 ms unless given).
     static func withFailedDelivery(
-        _ path: String,
+        _ path: String, retryBaseMilliseconds: Int? = nil,
         _ body:
             @escaping @Sendable (
                 _ receiver: WebhookReceiver, _ server: TestServer, _ tenant: TestServer.Tenant, _ hook: (id: Int64, secret: String),
@@ -811,7 +812,10 @@ final class WebhookDeliveryTests: XCTestCase {
     ) async throws {
         let scope = TenantScope()
         try await WebhookReceiver.run { receiver, port in
-            try await TestServer.run(configure: { scope.configure(&$0, retryForSeconds: 1) }) { server in
+            try await TestServer.run(configure: {
+                scope.configure(&$0, retryForSeconds: 1)
+                if let retryBaseMilliseconds { $0.webhooks.retryBaseMilliseconds = retryBaseMilliseconds }
+            }) { server in
                 let tenant = try await server.activeTenant()
                 scope.add(tenant.id)
                 let hook = try await server.createWebhook(tenant.key, url: "http://127.0.0.1:\(port)/dead/\(path)")
@@ -874,6 +878,24 @@ final class WebhookDeliveryTests: XCTestCase {
             let promoted = try await server.call(.post, "/v1/tenants/promote", key: tenant.key)
             let live = try promoted.string("apiKeys", 0, "apiKey")
             try await server.call(.post, path, key: live).assertProblem(404, "NOT_FOUND")
+        }
+    }
+
+    /// A delivery with many attempts behind it (each redelivery adds one)
+    /// and the longest retry base: its next wait, 2^attempts times the base,
+    /// lies past any timestamp PostgreSQL has. A failed attempt is still
+    /// recorded, and the delivery fails (past its window) instead of being
+    /// posted again at each lease.
+    func testAFailedAttemptAfterManyIsRecordedWhateverTheBase() async throws {
+        try await Self.withFailedDelivery("many", retryBaseMilliseconds: 86_400_000) { receiver, server, tenant, hook, id, _ in
+            try TestDatabase.query("UPDATE webhook_deliveries SET attempts = 45 WHERE event_id = $1", [id])
+            let again = try await server.call(.post, "/v1/webhooks/\(hook.id)/deliveries/\(id)/redeliver", key: tenant.key)
+            XCTAssertEqual(again.status, 200, again.text)
+            try await eventually("the redelivery's failed attempt recorded") {
+                try TestDatabase.scalar("SELECT status FROM webhook_deliveries WHERE event_id = $1", [id], as: String.self) == "failed"
+            }
+            XCTAssertEqual(try TestDatabase.scalar("SELECT attempts FROM webhook_deliveries WHERE event_id = $1", [id], as: Int64.self), 46)
+            XCTAssertEqual(receiver.hits("/dead/many").count, 2, "posted once more, for the redelivery")
         }
     }
 

@@ -460,9 +460,15 @@ enum WebhooksStore {
                      WHERE tenant_id = current_tenant_id() AND delivery_id = \(delivery.id) AND lease = \(lease.uuidString)::uuid
                 ) AS yes
             ), planned AS (
+                -- The wait no longer than the window and a second: any longer
+                -- fails the delivery all the same, and 2^attempts of a long
+                -- base (redeliveries add attempts) passed PostgreSQL's last
+                -- timestamp, which failed the record and posted the event
+                -- again at each lease, for ever.
                 SELECT d.id,
-                       now() + make_interval(secs => \(retryBaseMilliseconds)::double precision / 1000
-                                                      * power(2, least(d.attempts, 40))) AS next_at,
+                       now() + make_interval(secs => least(\(retryBaseMilliseconds)::double precision / 1000
+                                                            * power(2, least(d.attempts, 40)),
+                                                            \(retryForSeconds)::double precision + 1)) AS next_at,
                        d.created_at + make_interval(secs => \(retryForSeconds)::double precision) AS give_up_at
                   FROM webhook_deliveries d
                  WHERE d.id = \(delivery.id) AND d.leased_by = \(lease.uuidString)::uuid AND d.status = 'pending'
