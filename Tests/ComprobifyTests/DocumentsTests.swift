@@ -19,12 +19,14 @@ final class DocumentsTests: XCTestCase {
         XCTAssertFalse(byType.plannedEachTime)
         let typePlan = try genericPlan(byType, arguments: "1000000, 1, 0, '04', NULL, 50")
         XCTAssertTrue(typePlan.contains("documents_by_issuer_and_type"), typePlan)
-        // An environment's documents: the issuer's in order, filtered.
+        // An environment's documents: through their own index, the environment
+        // in its condition (a filter would walk the other environment's first).
         let byEnvironment = DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: nil, environment: "production")
         XCTAssertFalse(byEnvironment.query.plannedEachTime)
         let environmentPlan = try genericPlan(byEnvironment.query, arguments: "1000000, 1, 0, NULL, NULL, 'production', 50")
-        XCTAssertTrue(environmentPlan.contains("documents_by_issuer "), environmentPlan)
-        XCTAssertTrue(environmentPlan.contains("environment"), environmentPlan)
+        XCTAssertTrue(environmentPlan.contains("documents_by_issuer_and_environment"), environmentPlan)
+        let condition = environmentPlan.split(separator: "\n").first { $0.contains("Index Cond:") } ?? ""
+        XCTAssertTrue(condition.contains("environment"), environmentPlan)
         let byStatus = DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: "RETURNED").query
         XCTAssertTrue(byStatus.plannedEachTime)
         XCTAssertFalse(DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: "LEGACY").query.plannedEachTime)

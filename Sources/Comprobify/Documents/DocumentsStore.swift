@@ -144,7 +144,8 @@ enum DocumentsStore {
         // are bound in the same order in every form.
         let (typeBefore, typeAfter) = documentType == nil ? ("", "::text IS NULL") : ("d.document_type = ", "")
         // An issuer's documents of one environment are those after its
-        // promotion or before it: the issuer's index, read in order, filtered.
+        // promotion or before it: documents_by_issuer_and_environment (0089)
+        // reads them in order, never the other environment's.
         // Only the form that filters has the condition and its value: the
         // statements of the other forms, and their plans, stay as they were.
         let byEnvironment: SQLFragment = environment.map { "AND d.environment = \($0)" } ?? ""
