@@ -467,7 +467,8 @@ final class ConnectionCloseHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if stopping, case .head(var head) = unwrapOutboundIn(data), head.headers["connection"] != ["close"] {
+        // A final answer only: an interim one (100 Continue) is no place for it.
+        if stopping, case .head(var head) = unwrapOutboundIn(data), head.status.code >= 200, head.headers["connection"] != ["close"] {
             head.headers.replaceOrAdd(name: "Connection", value: "close")
             context.write(wrapOutboundOut(.head(head)), promise: promise)
             return
