@@ -31,7 +31,7 @@ public final class ConnectionPool: Sendable {
         /// (or less: what is left of its `WaitBudget`).
         public var waitTimeout: Duration
         /// Session settings applied once per new connection (`set_config(name, value, false)`).
-        /// `DateStyle` and `TimeZone`, which result decoding relies on, are always set.
+        /// `DateStyle`, `TimeZone` and `bytea_output`, which result decoding relies on, are always set.
         public var sessionSettings: [(String, String)]
         /// Attempts of a transaction that fails with 40001 or 40P01 (including the first).
         public var maxTransactionAttempts: Int
@@ -666,10 +666,12 @@ public final class ConnectionPool: Sendable {
     private static func connect(_ configuration: Configuration, watch: AnswerWatch?) throws -> Connection {
         let connection = try Connection(conninfo: configuration.conninfo)
         watch?.watch(connection)
-        let settings = [("DateStyle", "ISO"), ("TimeZone", "UTC"), ("client_encoding", "UTF8")] + configuration.sessionSettings
-        for (name, value) in settings {
-            try connection.query("SELECT set_config(\(name), \(value), false)", prepared: false)
-        }
+        let settings =
+            [("DateStyle", "ISO"), ("TimeZone", "UTC"), ("client_encoding", "UTF8"), ("bytea_output", "hex")]
+            + configuration.sessionSettings
+        // In one round trip: a pool reconnecting after an outage does so at once.
+        let each: [SQLFragment] = settings.map { name, value in "set_config(\(name), \(value), false)" }
+        try connection.query("SELECT \(each, separator: ", ")", prepared: false)
         return connection
     }
 }

@@ -299,21 +299,27 @@ final class OperationsTests: XCTestCase {
 
     /// Each request's line names what an operator traces a request by: its
     /// route and status, the tenant and key that sent it, and the address it
-    /// came from.
+    /// came from; behind a trusted proxy (TRUST_PROXY=1), the hop the proxy
+    /// appended to X-Forwarded-For.
     func testTheRequestLineNamesTheClientTheTenantAndTheKey() async throws {
-        let logs = LogCapture()
-        try await TestServer.run(logs: logs) { server in
-            let tenant = try await server.signUp()
-            let keys = try await server.call(.get, "/v1/keys", key: tenant.key)
-            XCTAssertEqual(keys.status, 200, keys.text)
-            let keyID = try keys.int("keys", 0, "id")
-            let line = logs.lines.withLockedValue { $0 }.last { $0.hasPrefix("info request ") && $0.contains(#""route": /v1/keys"#) }
-            let text = try XCTUnwrap(line, "no request line in:\n" + logs.text)
-            for field in [
-                #""client": 127.0.0.1"#, #""tenant_id": \#(tenant.id)"#, #""key_id": \#(keyID)"#, #""method": GET"#,
-                #""status": 200"#,
-            ] {
-                XCTAssertTrue(text.contains(field), "\(field) in \(text)")
+        for trustProxy in [false, true] {
+            let logs = LogCapture()
+            try await TestServer.run(configure: { $0.trustProxy = trustProxy }, logs: logs) { server in
+                let tenant = try await server.signUp()
+                let keys = try await server.call(
+                    .get, "/v1/keys", key: tenant.key, headers: [.forwardedFor: "198.51.100.1, 203.0.113.9"])
+                XCTAssertEqual(keys.status, 200, keys.text)
+                let keyID = try keys.int("keys", 0, "id")
+                let line = logs.lines.withLockedValue { $0 }.last {
+                    $0.hasPrefix("info request ") && $0.contains(#""route": /v1/keys"#)
+                }
+                let text = try XCTUnwrap(line, "no request line in:\n" + logs.text)
+                for field in [
+                    #""client": \#(trustProxy ? "203.0.113.9" : "127.0.0.1")"#, #""tenant_id": \#(tenant.id)"#,
+                    #""key_id": \#(keyID)"#, #""method": GET"#, #""status": 200"#,
+                ] {
+                    XCTAssertTrue(text.contains(field), "\(field) in \(text)")
+                }
             }
         }
     }
@@ -495,6 +501,39 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual(session, "pg_catalog, public, pg_temp")
         XCTAssertEqual("search_path=" + session, definer)
         await pool.shutdown()
+    }
+
+    /// Role defaults that would change what the server's transactions mean
+    /// (the role may `ALTER ROLE ... SET` them on itself; here the
+    /// connection's options stand in) are set back on every session: read
+    /// committed, writable, commits flushed (the background pool's are not
+    /// waited for, by design), bytea in hex.
+    func testTheAppRolesSessionsSetWhatTheirTransactionsMeanWhateverTheRoleSays() async throws {
+        let url = TestDatabase.appURL
+        let hostile = [
+            "default_transaction_isolation=serializable", "default_transaction_read_only=on", "synchronous_commit=off",
+            "bytea_output=escape",
+        ].map { "-c%20" + $0.replacingOccurrences(of: "=", with: "%3D") }.joined(separator: "%20")
+        let overridden = url + (url.contains("?") ? "&" : "?") + "options=" + hostile
+        for background in [false, true] {
+            var configuration = Configuration(databaseURL: overridden, secretBox: TestSecrets.box)
+            configuration.poolSize = 1
+            configuration.backgroundPoolSize = 1
+            let pool = makePool(configuration: configuration, logger: Logger(label: "test"), background: background)
+            let settings = try await pool.withConnection { connection in
+                try connection.query(
+                    """
+                    SELECT current_setting('default_transaction_isolation'), current_setting('default_transaction_read_only'),
+                           current_setting('synchronous_commit'), '\\x01'::bytea::text
+                    """
+                )[0].decode((String, String, String, String).self)
+            }
+            XCTAssertEqual(settings.0, "read committed")
+            XCTAssertEqual(settings.1, "off")
+            XCTAssertEqual(settings.2, background ? "off" : "on")
+            XCTAssertEqual(settings.3, "\\x01")
+            await pool.shutdown()
+        }
     }
 
     /// Requests the HTTP/1.1 parser refuses get a 400 problem that says what

@@ -28,12 +28,24 @@ public final class RequestFacts: Sendable {
 public struct AppRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestID = ""
-    /// The client's address, formatted only when a route asks (sign-up's
-    /// limit): `inet_ntop` and its formatting cost every request about a
+    /// The connection's peer, formatted only when asked (sign-up's limit,
+    /// the request's log line): `inet_ntop` and its formatting cost about a
     /// microsecond. Read when the request arrives: NIO forgets a channel's
     /// addresses once it closes, which a client could make happen before
     /// the route asks.
     public var peerAddress: String? { remoteAddress?.ipAddress }
+
+    /// The client's address: the peer, or with TRUST_PROXY=1 the last
+    /// X-Forwarded-For hop, the one the trusted proxy appended (whatever came
+    /// before it, the client wrote); nil when there is neither (a Unix socket).
+    func clientAddress(_ request: Request, trustProxy: Bool) -> String? {
+        if trustProxy, let forwarded = request.headers[.forwardedFor] {
+            let last = forwarded.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            // At most 255 code points, as the schema counts them.
+            if !last.isEmpty { return String(String.UnicodeScalarView(last.unicodeScalars.prefix(255))) }
+        }
+        return peerAddress
+    }
     private let remoteAddress: SocketAddress?
     public let facts = RequestFacts()
     /// The token of `Authorization: Bearer <token>` when it has a token's shape.

@@ -19,6 +19,8 @@ struct RequestMiddleware: RouterMiddleware {
     /// The longest a request waits, in all, for its places in the tenant
     /// gates and for a connection (`DB_POOL_WAIT_MS`): one `WaitBudget` each.
     var poolWait: Duration = .seconds(2)
+    /// TRUST_PROXY=1: the log line's client is the last X-Forwarded-For hop.
+    var trustProxy = false
     /// The warnings of errors that every request meets while they last (the
     /// database out of reach, contention past its retries): a line a second
     /// for each SQLSTATE (or kind of error without one).
@@ -87,9 +89,10 @@ struct RequestMiddleware: RouterMiddleware {
             // In key order, as the line writes them.
             var fields: [(key: String, value: String)] = []
             fields.reserveCapacity(7)
-            // The address the connection came from (a proxy's, behind one), for
-            // tracing abuse to its source: formatted only when the line is written.
-            if let client = context.peerAddress { fields.append(("client", client)) }
+            // The client's address, for tracing abuse to its source (behind a
+            // proxy, with TRUST_PROXY=1, the hop that proxy appended): formatted
+            // only when the line is written.
+            if let client = context.clientAddress(request, trustProxy: trustProxy) { fields.append(("client", client)) }
             fields.append(("duration_ms", (Double(nanoseconds / 10_000) / 100).description))
             if let key = context.facts.keyID { fields.append(("key_id", String(key))) }
             fields.append(("method", request.method.rawValue))

@@ -39,16 +39,9 @@ struct TenantsController {
         return Reply.json(.created, [("tenant", tenant), ("apiKey", .string(apiKey.plaintext))], noStore: true)
     }
 
-    /// The client's address: the peer, or with TRUST_PROXY=1 the last
-    /// X-Forwarded-For hop, the one the trusted proxy appended (whatever came
-    /// before it, the client wrote).
+    /// The client's address (AppRequestContext.clientAddress), "unknown" when there is none.
     func clientAddress(_ request: Request, _ context: AppRequestContext) -> String {
-        if configuration.trustProxy, let forwarded = request.headers[.forwardedFor] {
-            let last = forwarded.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-            // At most 255 code points, as the schema counts them.
-            if !last.isEmpty { return String(String.UnicodeScalarView(last.unicodeScalars.prefix(255))) }
-        }
-        return context.peerAddress ?? "unknown"
+        context.clientAddress(request, trustProxy: configuration.trustProxy) ?? "unknown"
     }
 
     /// What the sign-up limit counts by: an IPv4 address, an IPv6 address's
