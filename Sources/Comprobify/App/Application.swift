@@ -71,15 +71,14 @@ public func makePool(
         ("statement_timeout", "\(configuration.statementTimeoutMilliseconds)ms"),
         ("idle_in_transaction_session_timeout", "\(configuration.idleInTransactionTimeoutMilliseconds)ms"),
         ("application_name", background ? RequestPressure.backgroundApplicationName : RequestPressure.requestApplicationName),
-        // The role's defaults that would change what a transaction means, set
-        // to what the server's code assumes, for the same reason: read
-        // committed where no level is asked (promotion asks for serializable),
-        // writable, and a request's commit flushed before its answer (a 201
-        // for a document a crash then loses would see its number issued again).
+        // The isolation the server's code is written for, for the same reason:
+        // read committed where no level is asked (promotion asks for
+        // serializable). Not the defaults an operator sets on purpose: a
+        // database made read-only (default_transaction_read_only) stops writes
+        // with 503s, and synchronous_commit stays as replication wants it.
         ("default_transaction_isolation", "read committed"),
-        ("default_transaction_read_only", "off"),
-        ("synchronous_commit", background ? "off" : "on"),
     ]
+    if background { settings.append(("synchronous_commit", "off")) }
     return ConnectionPool(
         configuration: .init(
             conninfo: configuration.databaseURL,
