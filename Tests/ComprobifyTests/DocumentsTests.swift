@@ -73,6 +73,71 @@ final class DocumentsTests: XCTestCase {
         XCTAssertEqual(DocumentsStore.sequential(of: "001-002-999999999"), 999_999_999)
     }
 
+    /// A status filter reads from the page's cursor and the issuer's first
+    /// document on, not the tenant's whole list of that status, and LEGACY
+    /// only the documents without XML. Planned as the app reads (its own
+    /// session copies of the two tables, under a policy like the tables'),
+    /// 20 thousand AUTHORIZED documents of a large issuer, then 100 of a
+    /// small one, 20 thousand of a third with 10 LEGACY ones among them.
+    /// Each page's scans may read a few pages' worth of rows, never the rest.
+    func testAStatusPageReadsNeitherTheTenantsOtherIssuersNorEarlierPages() throws {
+        let connection = try Connection(conninfo: TestDatabase.appURL)
+        try connection.execute(
+            script: """
+                SELECT set_config('app.tenant_id', '1', false);
+                -- The copies in the place of the tables (the role's path searches pg_temp last).
+                SET search_path = pg_temp, pg_catalog, public;
+                CREATE TEMP TABLE documents (LIKE public.documents INCLUDING DEFAULTS INCLUDING INDEXES);
+                CREATE TEMP TABLE document_submissions (LIKE public.document_submissions INCLUDING DEFAULTS INCLUDING INDEXES);
+                ALTER TABLE documents ENABLE ROW LEVEL SECURITY; ALTER TABLE documents FORCE ROW LEVEL SECURITY;
+                ALTER TABLE document_submissions ENABLE ROW LEVEL SECURITY; ALTER TABLE document_submissions FORCE ROW LEVEL SECURITY;
+                CREATE POLICY own ON documents USING (tenant_id = current_tenant_id());
+                CREATE POLICY own ON document_submissions USING (tenant_id = current_tenant_id());
+                INSERT INTO documents (tenant_id, id, issuer_id, document_type, environment, sequential, number, access_key, issue_date, xml)
+                SELECT 1, g, CASE WHEN g <= 20000 THEN 1 WHEN g <= 20100 THEN 2 ELSE 3 END, '01', 'sandbox', g,
+                       '001-002-' || lpad(g::text, 9, '0'), k || sri_check_digit(k),
+                       '2026-03-01', CASE WHEN g > 20100 AND g % 2000 = 0 THEN NULL ELSE '\\x00'::bytea END
+                  FROM generate_series(1, 40100) g,
+                       LATERAL (SELECT '010320260117900123450011001002' || lpad(g::text, 9, '0') || '123456781' AS k) x;
+                INSERT INTO document_submissions (tenant_id, document_id, environment, status)
+                SELECT 1, id, 'sandbox', 'AUTHORIZED' FROM documents WHERE xml IS NOT NULL;
+                ANALYZE documents; ANALYZE document_submissions;
+                SET max_parallel_workers_per_gather = 0
+                """)
+        func mostRowsAScanRead(_ issuer: Int64, after: Int64, status: String) throws -> (rows: Int, plan: String, found: Int) {
+            let query = DocumentsStore.page(issuer: issuer, after: after, limit: 50, documentType: nil, status: status).query
+            let arguments = query.binds.map { bind -> String in
+                switch bind {
+                case let value as Int64: return String(value)
+                case let value as Int: return String(value)
+                case let value as String: return "'\(value)'"
+                default: return "NULL"
+                }
+            }
+            try connection.execute(script: "DEALLOCATE ALL; PREPARE page AS \(query.sql)")
+            let plan = try connection.query(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE page(\(unescaped: arguments.joined(separator: ", ")))",
+                prepared: false
+            ).rows.map { try $0.decode(String.self, at: 0) }.joined(separator: "\n")
+            let scans = plan.split(separator: "\n").filter { $0.contains("Scan") }
+            let rows = scans.compactMap { line -> Int? in
+                guard let range = line.range(of: "actual rows=") else { return nil }
+                return Int(line[range.upperBound...].prefix { $0.isNumber })
+            }
+            let found = try connection.query("EXECUTE page(\(unescaped: arguments.joined(separator: ", ")))", prepared: false).rows.count
+            return (rows.max() ?? 0, plan, found)
+        }
+        let small = try mostRowsAScanRead(2, after: 0, status: "AUTHORIZED")
+        XCTAssertEqual(small.found, 50)
+        XCTAssertLessThan(small.rows, 500, small.plan)
+        let deep = try mostRowsAScanRead(1, after: 19_000, status: "AUTHORIZED")
+        XCTAssertEqual(deep.found, 50)
+        XCTAssertLessThan(deep.rows, 500, deep.plan)
+        let legacy = try mostRowsAScanRead(3, after: 0, status: "LEGACY")
+        XCTAssertEqual(legacy.found, 10)
+        XCTAssertLessThan(legacy.rows, 500, legacy.plan)
+    }
+
     func testIssuedDocumentsHaveTheSRILayout() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()

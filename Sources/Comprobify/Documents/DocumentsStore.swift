@@ -157,6 +157,19 @@ enum DocumentsStore {
         let (statusBefore, statusAfter) =
             status == nil
             ? ("", "::text IS NULL") : byStatus ? ("s.status = ", "") : ("coalesce(s.status, '\(legacyStatus)') = ", "")
+        // The status index holds the tenant's documents of every issuer: its
+        // walk starts at the page's cursor and at the issuer's first document,
+        // not at the tenant's first (a deep page read every earlier one, a
+        // small branch every document of the large ones before it). A LEGACY
+        // document is one without XML (documents_comprobante_complete):
+        // documents_legacy_by_issuer (0091) holds those alone.
+        let statusBounds: SQLFragment =
+            byStatus
+            ? """
+            AND s.document_id > \(after)
+            AND s.document_id >= (SELECT coalesce(min(f.id), 9223372036854775807) FROM documents f WHERE f.issuer_id = \(issuer))
+            """
+            : status == legacyStatus ? "AND d.xml IS NULL" : ""
         var query: PostgresQuery = """
             SELECT \(unescaped: pageColumns), (\(unescaped: reckoned))::bigint,
                    row_number() OVER running = 1 OR sum(\(unescaped: reckoned)) OVER running <= \(bytes)
@@ -164,7 +177,7 @@ enum DocumentsStore {
              WHERE d.issuer_id = \(issuer) AND d.id > \(after)
                AND \(unescaped: typeBefore)\(documentType)\(unescaped: typeAfter)
                AND \(unescaped: statusBefore)\(status)\(unescaped: statusAfter)
-               \(byEnvironment)
+               \(byEnvironment) \(statusBounds)
             WINDOW running AS (ORDER BY d.id ROWS UNBOUNDED PRECEDING)
              ORDER BY d.id LIMIT \(limit)
             """
