@@ -438,6 +438,25 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// A statement the database cancels for taking too long is a 503 that
+    /// says so, not "cannot reach its database": here a request waits on a
+    /// row another session holds past DB_STATEMENT_TIMEOUT_MS.
+    func testAStatementThatRunsOutOfTimeIsToldAsSuch() async throws {
+        let logs = LogCapture()
+        try await TestServer.run(configure: { $0.statementTimeoutMilliseconds = 300 }, logs: logs) { server in
+            let tenant = try await server.signUp()
+            let locker = try TestDatabase.owner()
+            try locker.query("BEGIN", prepared: false)
+            try locker.query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", [tenant.id], prepared: false)
+            defer { _ = try? locker.query("ROLLBACK", prepared: false) }
+            let reply = try await server.call(.post, "/v1/tenants/resend-verification", key: tenant.key)
+            reply.assertProblem(503, "SERVICE_UNAVAILABLE")
+            XCTAssertTrue(try reply.string("detail").contains("did not finish this request in time"), reply.text)
+            XCTAssertEqual(reply.headers[.retryAfter], "1")
+            XCTAssertTrue(logs.text.contains("database statement cancelled"), logs.text)
+        }
+    }
+
     func testTimeoutsOfTheAppRolesSessions() async throws {
         var configuration = Configuration(databaseURL: TestDatabase.appURL, secretBox: TestSecrets.box)
         configuration.poolSize = 1

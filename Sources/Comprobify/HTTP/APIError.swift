@@ -94,6 +94,16 @@ public struct APIError: Error, Sendable {
         headers: [.retryAfter: "1"]
     )
 
+    /// A statement the database cancelled (DB_STATEMENT_TIMEOUT_MS ran out, or
+    /// an operator cancelled it): the database answers, so "cannot reach" would
+    /// mislead; a request that keeps timing out asks for too much at once.
+    public static let timedOut = APIError(
+        status: .serviceUnavailable, code: "SERVICE_UNAVAILABLE",
+        detail: "The database did not finish this request in time. Retry shortly; "
+            + "if it keeps happening, ask for less at once (a narrower filter, a smaller limit).",
+        headers: [.retryAfter: "1"]
+    )
+
     /// The connection to the database broke once COMMIT was sent
     /// (`PostgresError.commitUncertain`): the change may have been made. No
     /// `Retry-After`: a client that repeats every 503 it is told to, without

@@ -184,11 +184,13 @@ struct RequestMiddleware: RouterMiddleware {
                 context.logger.warning("database connection lost while committing", metadata: ["error": .string(error.description)])
                 apiError = .commitUncertain
             } else {
+                let cancelled = error.hasCode(SQLState.queryCanceled)
                 if let leftOut = unavailableLog.admit(error.sqlState?.code ?? error.kind.rawValue) {
                     context.logger.warning(
-                        "database unavailable", metadata: ["error": .string(error.description), "like_it_left_out": "\(leftOut)"])
+                        cancelled ? "database statement cancelled" : "database unavailable",
+                        metadata: ["error": .string(error.description), "like_it_left_out": "\(leftOut)"])
                 }
-                apiError = .unavailable
+                apiError = cancelled ? .timedOut : .unavailable
             }
         case let error as PostgresError where error.hasCode(SQLState.checkViolation):
             // Input validation should have caught it first; the database refused it,
