@@ -721,6 +721,7 @@ public final class Transaction {
 
     /// Runs `send`, which sends COMMIT: a connection lost meanwhile is
     /// thrown as `PostgresError.commitUncertain`.
+    @discardableResult
     static func committing<T>(_ send: () throws -> T) throws -> T {
         do {
             return try send()

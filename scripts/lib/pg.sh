@@ -69,6 +69,12 @@ pg_start() {
         fi
         tls="-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
     fi
+    # A cluster already running in this folder (a second scripts/run beside
+    # the first) is said so in one line, not as pg_ctl's failure to start.
+    if pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        echo "a PostgreSQL server already runs on $dir (pid $(head -1 "$dir/data/postmaster.pid")): stop what started it first (Ctrl-C of scripts/run)" >&2
+        return 1
+    fi
     [ -n "$port" ] || port=$(pg_free_port)
     pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=256MB -c fsync=${PG_FSYNC:-on} -c max_locks_per_transaction=256 $tls" \
