@@ -21,7 +21,7 @@ final class DocumentsTests: XCTestCase {
         XCTAssertTrue(typePlan.contains("documents_by_issuer_and_type"), typePlan)
         // An environment's documents: through their own index, the environment
         // in its condition (a filter would walk the other environment's first).
-        let byEnvironment = DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: nil, environment: "production")
+        let byEnvironment = DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: nil, environment: .production)
         XCTAssertFalse(byEnvironment.query.plannedEachTime)
         let environmentPlan = try genericPlan(byEnvironment.query, arguments: "1000000, 1, 0, NULL, NULL, 'production', 50")
         XCTAssertTrue(environmentPlan.contains("documents_by_issuer_and_environment"), environmentPlan)

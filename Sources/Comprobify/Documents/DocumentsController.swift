@@ -475,13 +475,12 @@ enum IssueRequest {
 /// `limit` (1–200, default 50), `after`.
 struct ListRequest: Sendable {
     static let statuses = ["SIGNED", "RECEIVED", "RETURNED", "AUTHORIZED", "NOT_AUTHORIZED", DocumentsStore.legacyStatus]
-    static let environments = ["sandbox", "production"]
 
     var documentType: String?
     var status: String?
     /// A promoted issuer keeps the documents it issued in sandbox: `production`
     /// lists only those SRI's production service receives.
-    var environment: String?
+    var environment: Environment?
     var limit = 50
     var after: Int64 = 0
 
@@ -489,7 +488,7 @@ struct ListRequest: Sendable {
         var query = PageQuery(request)
         documentType = query.oneOf("documentType", DocumentType.codes)
         status = query.oneOf("status", ListRequest.statuses)
-        environment = query.oneOf("environment", ListRequest.environments)
+        environment = query.oneOf("environment", Environment.allCases.map(\.rawValue)).flatMap(Environment.init(rawValue:))
         (limit, after) = query.page(afterMeaning: "a document id")
         try query.validated()
     }

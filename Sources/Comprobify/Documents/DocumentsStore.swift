@@ -124,7 +124,7 @@ enum DocumentsStore {
     /// messages: `json` columns, whose text `octet_length` finds in the
     /// value's header): no row's JSON is read or decompressed for it.
     static func page(
-        issuer: Int64, after: Int64, limit: Int, documentType: String?, status: String?, environment: String? = nil,
+        issuer: Int64, after: Int64, limit: Int, documentType: String?, status: String?, environment: Environment? = nil,
         bytes: Int = ListBudget.bytes
     ) -> Read<[(id: Int64, reckoned: Int, json: JSONValue?)]> {
         let reckoned = """
@@ -148,7 +148,7 @@ enum DocumentsStore {
         // reads them in order, never the other environment's.
         // Only the form that filters has the condition and its value: the
         // statements of the other forms, and their plans, stay as they were.
-        let byEnvironment: SQLFragment = environment.map { "AND d.environment = \($0)" } ?? ""
+        let byEnvironment: SQLFragment = environment.map { "AND d.environment = \($0.rawValue)" } ?? ""
         // A status other than LEGACY is a submission's: an inner join lets
         // PostgreSQL start from document_submissions_by_status when the
         // status is rare, where the coalesce of a left join read every

@@ -1,5 +1,5 @@
 /// Environments of keys, issuers, counters and documents.
-public enum Environment: String, Sendable {
+public enum Environment: String, Sendable, CaseIterable {
     case sandbox
     case production
 

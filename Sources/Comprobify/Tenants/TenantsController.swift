@@ -29,7 +29,9 @@ struct TenantsController {
         // form, so an accent written composed or not is one address.
         guard let name, let email else { throw APIError.internalError }
 
-        try await enforceSignupLimit(for: TenantsController.signupClient(clientAddress(request, context)))
+        try await enforceSignupLimit(
+            for: TenantsController.signupClient(
+                context.clientAddress(request, trustProxy: configuration.trustProxy) ?? "unknown"))
 
         let apiKey = APIToken.generate(.sandbox)
         let verification = Crypto.hex(Crypto.randomBytes(32))
@@ -37,11 +39,6 @@ struct TenantsController {
             try TenantsStore.signUp(transaction, email: email, name: name, apiKey: apiKey, verification: verification)
         }
         return Reply.json(.created, [("tenant", tenant), ("apiKey", .string(apiKey.plaintext))], noStore: true)
-    }
-
-    /// The client's address (AppRequestContext.clientAddress), "unknown" when there is none.
-    func clientAddress(_ request: Request, _ context: AppRequestContext) -> String {
-        context.clientAddress(request, trustProxy: configuration.trustProxy) ?? "unknown"
     }
 
     /// What the sign-up limit counts by: an IPv4 address, an IPv6 address's
