@@ -250,6 +250,58 @@ final class SubmissionTests: XCTestCase {
         }
     }
 
+    /// A document sent with `SRI_RESEND_EVERY` 2 to a local SRI given
+    /// `faults`, followed to AUTHORIZED: its exchanges' outcomes, how many
+    /// receptions SRI counted, and the document as the API shows it.
+    func resentDocument(
+        _ faults: SRISimulatorFaults, _ body: @escaping @Sendable ([String], Int, Reply) async throws -> Void
+    ) async throws {
+        try await run { server, tenant, sri in
+            try await sri.faults(faults)
+            let key = try tenant.queue()
+            var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])
+            settings.resendEvery = 2
+            try await withSender(settings) { _ in
+                try await tenant.waitFor([key])
+            }
+            let shown = try await server.call(.get, "/v1/documents/\(key)", key: tenant.tenant.key, issuer: tenant.issuer)
+            XCTAssertEqual(try shown.string("document", "status"), "AUTHORIZED", shown.text)
+            try await body(try tenant.outcomes(key), await sri.receptions(key), shown)
+        }
+    }
+
+    /// SRI lost a document it had received (a restart of its services): it
+    /// answers no decision for ever, as for one still in its queue. The
+    /// `resendEvery`-th exchange without a decision sends it again; SRI
+    /// receives it anew and decides.
+    func testADocumentSRILostIsSentAgainAndAuthorized() async throws {
+        try await resentDocument(.init(authorization: .init(forget: 1))) { outcomes, receptions, shown in
+            XCTAssertEqual(
+                outcomes,
+                [
+                    "reception:received", "authorization:pending", "authorization:pending", "reception:received",
+                    "authorization:authorized",
+                ])
+            XCTAssertEqual(receptions, 2)
+            XCTAssertEqual(try shown.int("document", "sri", "attempts"), 5)
+        }
+    }
+
+    /// A resend of a document SRI still has is answered 43: it stays
+    /// RECEIVED, its messages untouched, and the run of asks goes on.
+    func testAResendSRIAlreadyHasKeepsAskingForTheAuthorization() async throws {
+        try await resentDocument(.init(authorization: .init(pending: 2))) { outcomes, receptions, shown in
+            XCTAssertEqual(
+                outcomes,
+                [
+                    "reception:received", "authorization:pending", "authorization:pending", "reception:already_received",
+                    "authorization:authorized",
+                ])
+            XCTAssertEqual(receptions, 2)
+            XCTAssertEqual(try shown.array("document", "sri", "messages").count, 0, "the 43 is in the exchange, not the document")
+        }
+    }
+
     // MARK: Transport faults
 
     func testServerErrorsAreRetriedUntilDecided() async throws {
@@ -922,6 +974,47 @@ final class SubmissionStateTests: XCTestCase {
         let heavyJSON = ExchangeResult.authorization(.init(queriedAccessKey: "k", count: 50, authorizations: heavy)).answerJSON
         XCTAssertLessThan(heavyJSON?.serialized.utf8.count ?? .max, 200_000, "not 50 × 50 messages of 2.5 kB")
         XCTAssertNil(ExchangeResult.reception(.init(status: .received)).answerJSON?["messagesOmitted"])
+    }
+
+    func testAReceivedDocumentIsSentAgainEveryResendEveryExchangesWithoutADecision() {
+        var settings = settings
+        settings.resendEvery = 3
+        XCTAssertEqual(
+            (0...7).map { settings.service(for: .received, streak: $0) },
+            [
+                .authorization, .authorization, .authorization, .reception, .authorization, .authorization, .reception, .authorization,
+            ])
+        XCTAssertEqual(settings.service(for: .signed, streak: 1), .reception)
+        settings.resendEvery = 0
+        XCTAssertEqual(settings.service(for: .received, streak: 3), .authorization, "0: never")
+
+        let now = Date()
+        func resend(_ answer: ReceptionAnswer) -> Transition {
+            Transition.after(.reception(answer), from: .received, streak: 3, settings: settings, now: now)
+        }
+        func returnedWith(_ identifier: String, _ message: String) -> ReceptionAnswer {
+            ReceptionAnswer(
+                status: .returned, comprobantes: [.init(accessKey: "k", messages: [SRIMessage(identifier: identifier, message: message)])])
+        }
+        let received = resend(ReceptionAnswer(status: .received))
+        XCTAssertEqual(received.status, .received)
+        XCTAssertEqual(received.outcome, "received")
+        XCTAssertEqual(received.streak, 0)
+        XCTAssertEqual(received.nextAttemptMilliseconds, settings.authorizationDelayMilliseconds)
+
+        let registered = resend(returnedWith("43", "CLAVE ACCESO REGISTRADA"))
+        XCTAssertEqual(registered.status, .received)
+        XCTAssertEqual(registered.outcome, "already_received")
+        XCTAssertNil(registered.messages, "the document keeps its messages")
+        XCTAssertEqual(registered.streak, 4)
+        XCTAssertEqual(registered.nextAttemptMilliseconds, settings.backoffMilliseconds(streak: 4))
+
+        let returned = resend(returnedWith("58", "CERTIFICADO CADUCADO"))
+        XCTAssertEqual(returned.status, .received, "SRI received this comprobante before: not RETURNED now")
+        XCTAssertEqual(returned.outcome, "returned")
+        XCTAssertNil(returned.messages)
+        XCTAssertEqual(returned.streak, 4)
+        XCTAssertNotNil(returned.nextAttemptMilliseconds)
     }
 
     func testPendingAndFailuresBackOffAndKeepTheStatus() {

@@ -881,7 +881,8 @@ final class ConfigurationTests: XCTestCase {
             "SRI_PRODUCTION_URL": d.sri.productionURL, "SRI_WORKERS": "\(d.sri.workers)", "SRI_TIMEOUT_MS": "\(d.sri.timeoutMilliseconds)",
             "SRI_RETRY_BASE_MS": "\(d.sri.retryBaseMilliseconds)", "SRI_RETRY_MAX_MS": "\(d.sri.retryMaxMilliseconds)",
             "SRI_AUTHORIZATION_DELAY_MS": "\(d.sri.authorizationDelayMilliseconds)", "SRI_LEASE_MS": "\(d.sri.leaseMilliseconds)",
-            "SRI_POLL_MS": "\(d.sri.pollMilliseconds)", "SRI_EXCHANGE_RETENTION_DAYS": "\(d.sri.exchangeRetentionDays)",
+            "SRI_POLL_MS": "\(d.sri.pollMilliseconds)", "SRI_RESEND_EVERY": "\(d.sri.resendEvery)",
+            "SRI_EXCHANGE_RETENTION_DAYS": "\(d.sri.exchangeRetentionDays)",
             "WEBHOOK_TIMEOUT_MS": "\(d.webhooks.timeoutMilliseconds)", "WEBHOOK_RETRY_BASE_MS": "\(d.webhooks.retryBaseMilliseconds)",
             "WEBHOOK_RETRY_FOR_S": "\(d.webhooks.retryForSeconds)", "WEBHOOK_WORKERS": "\(d.webhooks.workers)",
             "WEBHOOK_POLL_MS": "\(d.webhooks.pollMilliseconds)", "WEBHOOK_PER_TENANT": "\(d.webhooks.perTenant)",
@@ -923,7 +924,7 @@ final class ConfigurationTests: XCTestCase {
             "PORT": "9000", "DB_POOL_SIZE": "16", "SRI_SIGNATURE_ALGORITHM": "rsa-sha1", "TRUST_PROXY": "1", "SRI_TIMEOUT_MS": "5000",
             "SRI_LEASE_MS": "7001", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
             "WEBHOOK_PER_TENANT": "3", "WEBHOOK_RETENTION_DAYS": "0", "DB_PIPELINE_PACK": "1", "HTTP_BODY_BUDGET_MB": "64",
-            "SRI_EXCHANGE_RETENTION_DAYS": "0", "COMPROBIFY_ADMIN_TOKEN": "an-admin-token-of-32-characters",
+            "SRI_EXCHANGE_RETENTION_DAYS": "0", "SRI_RESEND_EVERY": "0", "COMPROBIFY_ADMIN_TOKEN": "an-admin-token-of-32-characters",
             "METRICS_TOKEN": "0123456789abcdef",
         ])
         XCTAssertNil(defaults.adminToken)
@@ -946,6 +947,7 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(set.webhooks.retentionDays, 0)
         XCTAssertEqual(defaults.webhooks.retentionDays, 30)
         XCTAssertEqual(set.sri.exchangeRetentionDays, 0)
+        XCTAssertEqual(set.sri.resendEvery, 0)
         XCTAssertEqual(defaults.sri.exchangeRetentionDays, 90)
         XCTAssertEqual(set.shutdownGraceSeconds, defaults.shutdownGraceSeconds, "an empty value is the default")
     }

@@ -118,7 +118,7 @@ public struct Configuration: Sendable {
         "HTTP_REQUEST_TIMEOUT_S", "HTTP_WRITE_TIMEOUT_S", "SHUTDOWN_GRACE_S", "SHUTDOWN_READY_DELAY_S", "LOG_LEVEL",
         "COMPROBIFY_ADMIN_TOKEN", "METRICS_TOKEN", "SIGNUP_RATE_LIMIT", "TRUST_PROXY", "RATE_LIMIT_PER_KEY",
         "RATE_LIMIT_BURST", "SRI_TEST_URL", "SRI_PRODUCTION_URL", "SRI_TIMEOUT_MS", "SRI_RETRY_BASE_MS", "SRI_RETRY_MAX_MS",
-        "SRI_AUTHORIZATION_DELAY_MS", "SRI_LEASE_MS", "SRI_WORKERS", "SRI_POLL_MS", "SRI_EXCHANGE_RETENTION_DAYS",
+        "SRI_AUTHORIZATION_DELAY_MS", "SRI_LEASE_MS", "SRI_WORKERS", "SRI_POLL_MS", "SRI_RESEND_EVERY", "SRI_EXCHANGE_RETENTION_DAYS",
         "SRI_SIGNATURE_ALGORITHM", "WEBHOOK_TIMEOUT_MS", "WEBHOOK_RETRY_BASE_MS", "WEBHOOK_RETRY_FOR_S", "WEBHOOK_WORKERS",
         "WEBHOOK_POLL_MS", "WEBHOOK_PER_TENANT", "WEBHOOK_RETENTION_DAYS", "WEBHOOKS_ALLOW_HTTP",
     ]
@@ -252,6 +252,7 @@ public struct Configuration: Sendable {
         configuration.sri.leaseMilliseconds = integer("SRI_LEASE_MS", 1000...86_400_000) ?? configuration.sri.leaseMilliseconds
         configuration.sri.workers = integer("SRI_WORKERS", 0...1024) ?? configuration.sri.workers
         configuration.sri.pollMilliseconds = integer("SRI_POLL_MS", 10...600_000) ?? configuration.sri.pollMilliseconds
+        configuration.sri.resendEvery = integer("SRI_RESEND_EVERY", 0...1_000_000) ?? configuration.sri.resendEvery
         configuration.sri.exchangeRetentionDays =
             integer("SRI_EXCHANGE_RETENTION_DAYS", 0...36_500) ?? configuration.sri.exchangeRetentionDays
         // A lease, renewed when the document is read, must outlast the

@@ -84,6 +84,10 @@ public struct SRISimulatorFaults: Codable, Sendable, Equatable {
         public var pending: Int?
         /// The next n queries of a received key answer one autorizacion EN PROCESO.
         public var inProcess: Int?
+        /// The next n queries of a received, undecided key find it lost, as
+        /// after a restart: it is forgotten and the answer has no decision
+        /// (numeroComprobantes 0); sent again, it is RECIBIDA.
+        public var forget: Int?
         /// The next n decisions are NO AUTORIZADO with `refuseWith` (default 39).
         public var refuse: Int?
         public var refuseWith: String?
@@ -93,11 +97,12 @@ public struct SRISimulatorFaults: Codable, Sendable, Equatable {
         public var delayCount: Int?
 
         public init(
-            pending: Int? = nil, inProcess: Int? = nil, refuse: Int? = nil, refuseWith: String? = nil, http500: Int? = nil,
-            delayMs: Int? = nil, delayCount: Int? = nil
+            pending: Int? = nil, inProcess: Int? = nil, forget: Int? = nil, refuse: Int? = nil, refuseWith: String? = nil,
+            http500: Int? = nil, delayMs: Int? = nil, delayCount: Int? = nil
         ) {
             self.pending = pending
             self.inProcess = inProcess
+            self.forget = forget
             self.refuse = refuse
             self.refuseWith = refuseWith
             self.http500 = http500
@@ -220,6 +225,7 @@ public actor SRISimulator {
             var current = faults.authorization ?? .init()
             if let value = change.pending { current.pending = value }
             if let value = change.inProcess { current.inProcess = value }
+            if let value = change.forget { current.forget = value }
             if let value = change.refuse { current.refuse = value }
             if let value = change.refuseWith { current.refuseWith = value }
             if let value = change.http500 { current.http500 = value }
@@ -385,6 +391,10 @@ public actor SRISimulator {
         queries[key, default: 0] += 1
         guard var document = held[key] else { return authorizationAnswer(key, []) }
         if document.decisions.isEmpty {
+            if take(&faults.authorization, \.forget) {
+                held[key] = nil
+                return authorizationAnswer(key, [])
+            }
             if take(&faults.authorization, \.pending) { return authorizationAnswer(key, []) }
             if take(&faults.authorization, \.inProcess) {
                 return authorizationAnswer(key, [AuthorizationDraft(status: .inProcess, environment: Self.environment(of: key))])

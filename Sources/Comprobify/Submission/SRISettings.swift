@@ -28,6 +28,10 @@ public struct SRISettings: Sendable, Equatable {
     /// status, SRI's messages, its authorization and its count of attempts
     /// (`SRI_EXCHANGE_RETENTION_DAYS`; 0 keeps them all).
     public var exchangeRetentionDays = 90
+    /// A `RECEIVED` document is sent again at every this many exchanges in a
+    /// row without a decision (`SRI_RESEND_EVERY`; 0 never): SRI answers 43 or
+    /// 70 when it has it, and receives it again when it lost it.
+    public var resendEvery = 8
     /// How often an idle process looks for due documents: `SRI_POLL_MS`.
     public var pollMilliseconds = 500
     /// How often the queue gauges are refreshed (less often while counting
@@ -70,6 +74,17 @@ public struct SRISettings: Sendable, Equatable {
     /// The base URL for a document's environment.
     func baseURL(for environment: Environment) -> String {
         environment == .production ? productionURL : testURL
+    }
+
+    /// The service of a document's next exchange, `streak` exchanges into a
+    /// run without progress: reception while `SIGNED`; authorization once
+    /// `RECEIVED`, but reception again at every `resendEvery`-th exchange of
+    /// the run. SRI answers "no autorizacion" alike for a document still in
+    /// its queue and for one it lost (a restart of its services): only a
+    /// resend tells them apart, and it is harmless (43, 70) when SRI has it.
+    func service(for status: SubmissionStatus, streak: Int) -> SRIService {
+        if status == .signed { return .reception }
+        return resendEvery > 0 && streak > 0 && streak % resendEvery == 0 ? .reception : .authorization
     }
 
     /// The wait before the next exchange after `streak` exchanges in a row

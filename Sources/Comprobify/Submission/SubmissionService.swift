@@ -14,7 +14,8 @@ import ServiceLifecycle
 ///    drawn for that claim: a worker that outlived its lease cannot record over
 ///    a later claim of the same document, this process's included;
 /// 2. each is read, as its tenant, with the lease still held;
-/// 3. one exchange with SRI (reception when SIGNED, authorization when RECEIVED);
+/// 3. one exchange with SRI (reception when SIGNED, authorization when RECEIVED,
+///    reception again when SRI has long given no decision: `SRISettings.service`);
 /// 4. as the tenant again, one statement records the exchange, moves the
 ///    document to its next state and lets the lease go, in one commit.
 ///
@@ -115,7 +116,7 @@ struct SubmissionService: Service {
         let leaseEnds = ContinuousClock.now + .milliseconds(settings.leaseMilliseconds)
 
         let baseURL = settings.baseURL(for: document.environment)
-        let service: SRIService = document.status == .signed ? .reception : .authorization
+        let service = settings.service(for: document.status, streak: document.streak)
         let url = SRIClient.join(baseURL, service == .reception ? SRIClient.receptionPath : SRIClient.authorizationPath)
         let start = ContinuousClock.now
         let result: ExchangeResult

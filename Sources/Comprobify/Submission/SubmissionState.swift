@@ -73,6 +73,22 @@ struct Transition: Sendable, Equatable {
                 status: status, outcome: error.outcome, messages: nil, authorization: nil, lastError: error.description,
                 streak: streak + 1, nextAttemptMilliseconds: settings.backoffMilliseconds(streak: streak + 1),
                 httpStatus: error.httpStatus)
+        case .reception(let answer) where status == .received:
+            // A resend of a document SRI had received (SRISettings.service):
+            // RECIBIDA means it had lost it, and its authorization is asked
+            // for anew; anything else leaves it where it was, and the run goes
+            // on backing off. Even DEVUELTA for other reasons is not final
+            // here: SRI received this very comprobante before.
+            let outcome = ReceptionOutcome(answer)
+            if outcome == .received {
+                return Transition(
+                    status: .received, outcome: "received", messages: [], lastError: nil, streak: 0,
+                    nextAttemptMilliseconds: settings.authorizationDelayMilliseconds, httpStatus: 200)
+            }
+            return Transition(
+                status: .received, outcome: outcome.countsAsReceived ? "already_received" : "returned", messages: nil,
+                lastError: nil, streak: streak + 1, nextAttemptMilliseconds: settings.backoffMilliseconds(streak: streak + 1),
+                httpStatus: 200)
         case .reception(let answer):
             switch ReceptionOutcome(answer) {
             case .received:
