@@ -190,6 +190,7 @@ public struct SQLState: Sendable, Hashable, CustomStringConvertible, Expressible
     public static let serializationFailure: SQLState = "40001"
     public static let deadlockDetected: SQLState = "40P01"
     public static let insufficientPrivilege: SQLState = "42501"
+    public static let undefinedFunction: SQLState = "42883"
     public static let invalidTextRepresentation: SQLState = "22P02"
     public static let queryCanceled: SQLState = "57014"
     public static let adminShutdown: SQLState = "57P01"

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import Postgres
 import TestSupport
@@ -687,6 +688,34 @@ final class MigrateTests: XCTestCase {
         }
     }
 
+    /// A database created by a superuser (`createdb` without `-O`, as a
+    /// restore may be) leaves schema public to that superuser, its owner,
+    /// whatever role owns the schema's objects: the refusal names the
+    /// statement that mends it, which then lets the same migrate run.
+    func testADatabaseOfAnotherOwnerTellsHowToHandItOver() throws {
+        try withHostedOwner { conninfo, superuser in
+            let admin = try Connection(conninfo: superuser)
+            let role = try XCTUnwrap(URLComponents(string: conninfo)?.user)
+            let database = try XCTUnwrap(URLComponents(string: conninfo)?.path.dropFirst())
+            try admin.execute(script: "ALTER DATABASE \(database) OWNER TO CURRENT_USER")
+            let refused = try migrate(conninfo)
+            XCTAssertNotEqual(refused.status, 0, refused.output)
+            let statement = "ALTER DATABASE \(database) OWNER TO \(role)"
+            XCTAssertTrue(refused.output.contains("schema public belongs to the database's owner"), refused.output)
+            XCTAssertTrue(refused.output.contains(statement), refused.output)
+            try admin.execute(script: statement)
+            let run = try migrate(conninfo)
+            XCTAssertEqual(run.status, 0, run.output)
+        }
+    }
+
+    func testIdentifiersAreQuotedAsSQLWritesThem() {
+        XCTAssertEqual(Migrator.quotedIdentifier("cfy_owner"), "cfy_owner")
+        XCTAssertEqual(Migrator.quotedIdentifier("Owner"), "\"Owner\"")
+        XCTAssertEqual(Migrator.quotedIdentifier("1db"), "\"1db\"")
+        XCTAssertEqual(Migrator.quotedIdentifier("a\"b-c"), "\"a\"\"b-c\"")
+    }
+
     /// The service's own role given to `migrate` (the app's URL for the
     /// owner's) is named as the mistake, before anything is applied, rather
     /// than answered with advice about schema public's owner.
@@ -696,6 +725,79 @@ final class MigrateTests: XCTestCase {
         XCTAssertTrue(run.output.contains("connected as comprobify_app"), run.output)
         XCTAssertTrue(run.output.contains("schema's owner"), run.output)
         XCTAssertFalse(run.output.contains("ALTER SCHEMA"), run.output)
+    }
+
+    /// `serve` refuses a database whose ledger is older than the code it was
+    /// built with (an upgrade that started the new servers before
+    /// `comprobify migrate`), naming what it found and what to run; a ledger
+    /// at or past its newest migration passes. `SchemaCheck.newestMigration`
+    /// is the newest file of sql/migrations.
+    func testServeRefusesADatabaseOlderThanItsCode() async throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.migrations.path).filter { $0.hasSuffix(".sql") }.sorted()
+        XCTAssertEqual(SchemaCheck.newestMigration, files.last)
+        let name = "migrate_\(UInt32.random(in: 0...UInt32.max))"
+        try TestDatabase.query("CREATE DATABASE \(name)")
+        defer { _ = try? TestDatabase.query("DROP DATABASE \(name) WITH (FORCE)") }
+        func on(_ url: String) throws -> String {
+            guard let range = url.range(of: "/postgres", options: .backwards) else {
+                throw Unexpected(description: "the URL does not name the postgres database")
+            }
+            return url.replacingCharacters(in: range, with: "/\(name)")
+        }
+        let owner = try on(TestDatabase.ownerURL)
+        var configuration = Configuration(databaseURL: try on(TestDatabase.appURL), secretBox: TestSecrets.box)
+        configuration.port = 0
+        func refusal() async throws -> String? {
+            let pool = ConnectionPool(configuration: .init(conninfo: configuration.databaseURL, size: 1))
+            defer { Task { await pool.shutdown() } }
+            do {
+                try await SchemaCheck.verify(pool: pool)
+                return nil
+            } catch let error as SchemaCheck.Behind {
+                return error.description
+            }
+        }
+
+        // The release before: every migration but the newest.
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: Self.migrations, to: copy)
+        defer { try? FileManager.default.removeItem(at: copy) }
+        try FileManager.default.removeItem(at: copy.appendingPathComponent(SchemaCheck.newestMigration))
+        try Migrator(directory: copy).run(on: try Connection(conninfo: owner))
+        let older = try await refusal()
+        do {
+            _ = try await buildApplication(configuration: configuration, logger: Logger(label: "test"))
+            XCTFail("serve must refuse a database older than its code")
+        } catch let error as SchemaCheck.Behind {
+            XCTAssertEqual(error.description, older)
+        }
+        XCTAssertEqual(
+            older,
+            "the database's schema is older than this server: its newest migration is older than \(SchemaCheck.newestMigration), "
+                + "this server needs \(SchemaCheck.newestMigration). Run `comprobify migrate` as the schema's owner before starting "
+                + "the servers of a new release")
+        let binary = try Executable.run(
+            try Executable.url(), ["serve"],
+            environment: ["DATABASE_URL": configuration.databaseURL, "PORT": "0", "COMPROBIFY_SECRET_KEY": TestSecrets.keyText])
+        XCTAssertEqual(binary.status, 1, binary.output)
+        XCTAssertTrue(binary.output.contains("Run `comprobify migrate`"), binary.output)
+
+        try Migrator(directory: Self.migrations).run(on: try Connection(conninfo: owner))
+        let current = try await refusal()
+        XCTAssertNil(current, "migrated: it serves")
+
+        // A ledger whose newest row is one before (as after 0093, for a later release's check).
+        let connection = try Connection(conninfo: owner)
+        _ = try connection.query("DELETE FROM schema_migrations WHERE name = \(SchemaCheck.newestMigration)")
+        let previous = files.dropLast().last ?? ""
+        let behind = try await refusal()
+        XCTAssertEqual(
+            behind?.hasPrefix("the database's schema is older than this server: its newest migration is \(previous), "), true,
+            behind ?? "nil")
+        // A later release's migrations applied (its servers roll out after ours): it serves.
+        _ = try connection.query("INSERT INTO schema_migrations (name, checksum) VALUES ('9999_later.sql', '')")
+        let later = try await refusal()
+        XCTAssertNil(later, "a newer ledger passes")
     }
 
     /// The checksums in `Migrator.revisions` are those of the files: the

@@ -15,7 +15,7 @@ INSERT INTO signup_attempts (client_address, attempted_at) VALUES
     ('pgtap-203.0.113.9', now() - interval '2 hours'),
     ('pgtap-203.0.113.9', now());
 
-SELECT plan(46);
+SELECT plan(49);
 
 -- How they are declared ----------------------------------------------------------
 
@@ -151,6 +151,17 @@ SELECT set_eq($$ SELECT key FROM idempotency_keys WHERE key LIKE 'idem-%' $$,
 SELECT set_eq($$ SELECT attempted_at > now() - interval '1 hour' FROM signup_attempts WHERE client_address = 'pgtap-203.0.113.9' $$,
               ARRAY[true],
               'purge_expired() removed the sign-up attempt older than an hour and kept the recent one');
+
+-- schema_version() (migration 0093): the ledger's newest name, for serve's
+-- check at start, to comprobify_app, which cannot read the ledger itself.
+SELECT is_definer('public', 'schema_version', ARRAY[]::name[], 'schema_version() is SECURITY DEFINER');
+SET LOCAL ROLE comprobify_app;
+SELECT set_config('pgtap.schema_version', schema_version(), true);
+SELECT throws_ok('SELECT count(*) FROM schema_migrations', '42501', NULL,
+                 'comprobify_app still cannot read the ledger itself');
+RESET ROLE;
+SELECT is(current_setting('pgtap.schema_version'), (SELECT max(name) FROM schema_migrations),
+          'schema_version() names the newest migration of the ledger to comprobify_app');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -88,7 +88,8 @@ $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'pu
          'webhook_queue_depth()',
          'claim_sri_work(uuid,integer,integer,integer,bigint[])',
          'sri_queue_depth()', 'refuse_held_token_digest()',
-         'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)', 'purge_webhook_history(interval)', 'purge_sri_exchanges(interval)', 'sealed_under_other_keys(text,text,bigint,bigint,integer,bigint[])'],
+         'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)', 'purge_webhook_history(interval)', 'purge_sri_exchanges(interval)', 'sealed_under_other_keys(text,text,bigint,bigint,integer,bigint[])',
+         'schema_version()'],
    'comprobify_auth owns exactly the cross-tenant functions');
 
 SELECT is_empty($$

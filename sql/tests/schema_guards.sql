@@ -39,8 +39,9 @@ $$, ARRAY['authenticate(bytea,boolean)', 'email_verification_tenant(bytea)', 'pu
          'webhook_queue_depth()',
         'claim_sri_work(uuid,integer,integer,integer,bigint[])',
          'sri_queue_depth()', 'refuse_held_token_digest()',
-         'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)', 'purge_webhook_history(interval)', 'purge_sri_exchanges(interval)', 'sealed_under_other_keys(text,text,bigint,bigint,integer,bigint[])'],
-'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work, sri_queue_depth, take_outbox_messages, mark_outbox_message_sent, purge_webhook_history, purge_sri_exchanges, sealed_under_other_keys and the trigger function refuse_held_token_digest');
+         'take_outbox_messages(integer)', 'mark_outbox_message_sent(bigint,bigint)', 'purge_webhook_history(interval)', 'purge_sri_exchanges(interval)', 'sealed_under_other_keys(text,text,bigint,bigint,integer,bigint[])',
+         'schema_version()'],
+'the SECURITY DEFINER functions are exactly authenticate, email_verification_tenant, purge_expired, claim_webhook_deliveries, webhook_queue_depth, claim_sri_work, sri_queue_depth, take_outbox_messages, mark_outbox_message_sent, purge_webhook_history, purge_sri_exchanges, sealed_under_other_keys, schema_version and the trigger function refuse_held_token_digest');
 
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p

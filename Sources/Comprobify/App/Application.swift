@@ -116,6 +116,7 @@ public func buildApplication(
     let pool = makePool(configuration: configuration, logger: logger)
     let database = Database(pool: pool, tenantMaxConnections: configuration.effectiveTenantMaxConnections)
     try await RoleCheck.verify(pool: pool)
+    try await SchemaCheck.verify(pool: pool)
     let probePool = makeProbePool(configuration: configuration, logger: logger)
     let router = buildRouter(
         configuration: configuration, database: database, logger: logger, shutdown: shutdown, probe: Database(pool: probePool))

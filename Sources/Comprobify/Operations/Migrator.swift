@@ -314,12 +314,37 @@ public struct Migrator: Sendable {
                         + "(the role that owns the database, or a superuser), with that role's URL in DATABASE_URL"
                 )
             }
+            if owner == "pg_database_owner" {
+                // As PostgreSQL 15 makes it, but the database is another role's
+                // (createdb run by a superuser, a restore into it): the schema
+                // follows the database's owner.
+                let database = try connection.query(
+                    "SELECT current_database()::text, pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()",
+                    prepared: false)
+                let (name, databaseOwner) = try database[0].decode((String, String).self)
+                throw Failure(
+                    description:
+                        "schema public belongs to the database's owner, \(databaseOwner), not to \(role), and \(role) is not a superuser: "
+                        + "have a superuser run ALTER DATABASE \(Migrator.quotedIdentifier(name)) OWNER TO \(Migrator.quotedIdentifier(role)) "
+                        + "(or create the database with createdb -O \(role)), or migrate as a superuser"
+                )
+            }
             throw Failure(
                 description:
                     "schema public is owned by \(owner), whose rights \(role) does not have, and \(role) is not a superuser: "
                     + "have a superuser run ALTER SCHEMA public OWNER TO pg_database_owner (as PostgreSQL 15 makes it), or migrate as a superuser"
             )
         }
+    }
+
+    /// `name` as SQL writes an identifier: bare when it is lower-case
+    /// letters, digits and underscores (not starting with a digit), else in
+    /// double quotes with any double quote doubled. For messages to paste.
+    static func quotedIdentifier(_ name: String) -> String {
+        let plain =
+            name.first.map { !$0.isNumber } == true
+            && name.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLowercase || $0.isNumber)) }
+        return plain ? name : "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
     static func runsOutsideATransaction(_ sql: String) -> Bool {
