@@ -734,7 +734,7 @@ final class MigrateTests: XCTestCase {
     /// is the newest file of sql/migrations.
     func testServeRefusesADatabaseOlderThanItsCode() async throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.migrations.path).filter { $0.hasSuffix(".sql") }.sorted()
-        XCTAssertEqual(SchemaCheck.newestMigration, files.last)
+        XCTAssertEqual(SchemaCheck.newestMigration, files.last, "a new migration names itself in SchemaCheck.newestMigration")
         let name = "migrate_\(UInt32.random(in: 0...UInt32.max))"
         try TestDatabase.query("CREATE DATABASE \(name)")
         defer { _ = try? TestDatabase.query("DROP DATABASE \(name) WITH (FORCE)") }
