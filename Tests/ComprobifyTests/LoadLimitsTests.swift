@@ -170,6 +170,34 @@ final class LoadLimitsTests: XCTestCase {
         try await holder.value
     }
 
+    /// A request that found no free place is timed (`db_tenant_gate_wait_seconds`),
+    /// and one that waited in vain counted (`db_tenant_gate_timeouts_total`),
+    /// by the gate's name: the pool's own metrics show neither.
+    func testTenantGateWaitsAndTimeoutsAreMeasured() async throws {
+        _ = MetricsBootstrap.registry
+        let name = "test_\(UInt32.random(in: 0...UInt32.max))"
+        let gate = TenantGate(perTenant: 1, wait: .milliseconds(100), name: name)
+        func metric(_ line: String) -> Double? {
+            MetricsBootstrap.render().split(separator: "\n").first { $0.hasPrefix(line + " ") }
+                .flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        try await gate.run(lane: .tenant(1)) {}
+        XCTAssertEqual(metric("db_tenant_gate_wait_seconds_count{gate=\"\(name)\"}") ?? 0, 0, "a free place is no wait")
+        let (holder, release) = await hold(gate, lanes: [.tenant(1)])
+        do {
+            try await gate.run(lane: .tenant(1)) {}
+            XCTFail("a second request of a full lane got in")
+        } catch let error as APIError {
+            XCTAssertEqual(error.detail, APIError.tenantBusy.detail)
+        }
+        release.yield()
+        release.finish()
+        try await holder.value
+        XCTAssertEqual(metric("db_tenant_gate_timeouts_total{gate=\"\(name)\"}"), 1)
+        XCTAssertEqual(metric("db_tenant_gate_wait_seconds_count{gate=\"\(name)\"}"), 1)
+        XCTAssertGreaterThanOrEqual(metric("db_tenant_gate_wait_seconds_sum{gate=\"\(name)\"}") ?? 0, 0.09)
+    }
+
     func testTenantGateLearnsTheTenantOfAKey() {
         let gate = TenantGate(perTenant: 1, wait: .milliseconds(10))
         let digest = Data([7, 7])

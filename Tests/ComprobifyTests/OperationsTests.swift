@@ -213,6 +213,57 @@ final class OperationsTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A tenant at its share of connections (one here) while its first
+    /// request is held up: the rest wait `DB_POOL_WAIT_MS` at the tenant's
+    /// gate, never at the pool, and get 503. The server warns once (a line a
+    /// second at most) and /metrics counts them by gate, where the pool's
+    /// metrics would show it half idle.
+    func testATenantAtItsShareIsWarnedAboutAndCounted() async throws {
+        let logs = LogCapture()
+        try await TestServer.run(
+            configure: {
+                $0.poolSize = 2
+                $0.tenantMaxConnections = 1
+                $0.pipelineDepth = 1
+                $0.poolWaitMilliseconds = 200
+            }, logs: logs
+        ) { server in
+            let tenant = try await server.activeTenant()
+            func timeouts() async throws -> Double {
+                let text = try await server.call(.get, "/metrics").text
+                let line = text.split(separator: "\n").first { $0.hasPrefix(#"db_tenant_gate_timeouts_total{gate="tenant_reads"} "#) }
+                return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            }
+            let before = try await timeouts()
+            // The keys table locked for a second: the tenant's first request holds its one place meanwhile.
+            let locked = DispatchSemaphore(value: 0)
+            let owner = TestDatabase.ownerURL
+            let holder = Thread {
+                guard let connection = try? Connection(conninfo: owner) else {
+                    locked.signal()
+                    return
+                }
+                _ = try? connection.execute(script: "BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+                locked.signal()
+                _ = try? connection.execute(script: "SELECT pg_sleep(1); COMMIT")
+            }
+            holder.start()
+            locked.wait()
+            let replies = try await withThrowingTaskGroup(of: Reply.self) { group in
+                for _ in 0..<6 { group.addTask { try await server.call(.get, "/v1/keys", key: tenant.key) } }
+                return try await group.reduce(into: [Reply]()) { $0.append($1) }
+            }
+            let turnedAway = replies.filter { (try? $0.string("detail")) == APIError.tenantBusy.detail }
+            XCTAssertGreaterThanOrEqual(turnedAway.count, 4, replies.map(\.text).joined(separator: "\n"))
+            XCTAssertTrue(turnedAway.allSatisfy { $0.status == 503 })
+            let after = try await timeouts()
+            XCTAssertEqual(after - before, Double(turnedAway.count))
+            let warnings = logs.lines.withLockedValue { $0 }.filter { $0.contains("tenant at its share of database connections") }
+            XCTAssertEqual(warnings.count, 1, logs.text)
+            XCTAssertTrue(warnings.first?.contains(#""like_it_left_out": 0"#) == true, warnings.joined(separator: "\n"))
+        }
+    }
+
     /// A database that takes no writes (a standby reached after a failover,
     /// or one set read-only): /readyz is 503, so the balancer stops sending
     /// traffic, and a write is 503 with Retry-After, to be tried again.
@@ -656,6 +707,30 @@ final class OperationsTests: XCTestCase {
             pipelined.send(
                 "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nPOST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"email\":")
             XCTAssertTrue(pipelined.waitForClose(within: 5), "a pipelined request left unfinished is cut off by the request timeout")
+        }
+    }
+
+    /// A request the request timeout cut off while its body was arriving has
+    /// its answer delivered to no one: it is counted and logged as 499, not
+    /// as the 400 a body that ended early would be.
+    func testARequestCutOffIsCountedAs499() async throws {
+        let logs = LogCapture()
+        try await TestServer.run(configure: { $0.httpRequestTimeoutSeconds = 1 }, logs: logs) { server in
+            func count(_ status: Int) async throws -> Double {
+                let prefix = #"http_requests_total{method="POST",route="/v1/tenants",status="\#(status)"} "#
+                let line = try await server.call(.get, "/metrics").text.split(separator: "\n").first { $0.hasPrefix(prefix) }
+                return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            }
+            let (before400, before499) = (try await count(400), try await count(499))
+            let stalled = try RawSocket(port: server.port)
+            stalled.send("POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":")
+            XCTAssertTrue(stalled.waitForClose(within: 5), "a stalled request is cut off")
+            try await eventually("the request counted") { try await count(499) - before499 == 1 }
+            let after400 = try await count(400)
+            XCTAssertEqual(after400, before400, "no 400 that no one received")
+            let lines = logs.lines.withLockedValue { $0 }.filter { $0.contains("/v1/tenants") && $0.contains("duration_ms") }
+            XCTAssertEqual(lines.count, 1, lines.joined(separator: "\n"))
+            XCTAssertTrue(lines.first?.contains("499") == true, lines.joined(separator: "\n"))
         }
     }
 

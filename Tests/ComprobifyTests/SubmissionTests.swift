@@ -777,6 +777,7 @@ final class SubmissionTests: XCTestCase {
                 XCTAssertTrue(
                     ["\"document_id\": \(documentID),", "\"document_id\": \(documentID)]"].contains { line.contains($0) }, line)
                 XCTAssertTrue(line.contains("duration_ms"), line)
+                XCTAssertTrue(line.contains(#""document_status": "#), "the document's status, apart from any HTTP status: \(line)")
                 XCTAssertTrue(
                     ["\"tenant_id\": \(tenant.tenant.id),", "\"tenant_id\": \(tenant.tenant.id)]"].contains { line.contains($0) }, line)
                 XCTAssertFalse(line.contains("<"), "no XML in logs: \(line)")

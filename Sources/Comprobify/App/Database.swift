@@ -91,9 +91,11 @@ public struct Database: Sendable {
         let size = pool.configuration.size
         let share = min(size, tenantMaxConnections ?? max(1, size / 2))
         self.gate = TenantGate(perTenant: share, wait: pool.configuration.waitTimeout)
-        self.reads = TenantGate(perTenant: share * pool.configuration.pipelineDepth, wait: pool.configuration.waitTimeout)
+        self.reads = TenantGate(
+            perTenant: share * pool.configuration.pipelineDepth, wait: pool.configuration.waitTimeout, name: "tenant_reads")
         self.counters = TenantGate(
-            perTenant: Database.issuingPerCounter(tenantShare: share), wait: pool.configuration.waitTimeout, busy: .counterBusy)
+            perTenant: Database.issuingPerCounter(tenantShare: share), wait: pool.configuration.waitTimeout, busy: .counterBusy,
+            name: "counter")
     }
 
     /// Runs `body` (the issuing transaction) in the lane of the counter it

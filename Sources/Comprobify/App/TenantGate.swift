@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import NIOConcurrencyHelpers
 import Postgres
@@ -47,16 +48,26 @@ final class TenantGate: Sendable {
     let memory: Duration
     private let state = NIOLockedValueBox(State())
     private static let cacheLimit = 100_000
+    /// `db_tenant_gate_wait_seconds{gate}`: how long requests that found no
+    /// free place waited, admitted or not; `db_tenant_gate_timeouts_total{gate}`:
+    /// those that waited in vain (their 503s). The pool's metrics show neither:
+    /// a tenant at its share waits with the pool half idle.
+    private let waitTimer: CoreMetrics.Timer
+    private let timeouts: Counter
 
     /// `perTenant`: places per lane. The same gate also serves lanes that are
     /// not tenants (`Database.issuing`: one lane per numbering counter), with
-    /// their own `busy` answer.
+    /// their own `busy` answer. `name`: the gate's `gate` label.
     /// `memory`: how long a key's tenant is remembered after it was last used.
-    init(perTenant: Int, wait: Duration, busy: APIError = .tenantBusy, memory: Duration = .seconds(60)) {
+    init(
+        perTenant: Int, wait: Duration, busy: APIError = .tenantBusy, name: String = "tenant", memory: Duration = .seconds(60)
+    ) {
         self.perTenant = max(1, perTenant)
         self.wait = wait
         self.busy = busy
         self.memory = memory
+        self.waitTimer = CoreMetrics.Timer(label: "db_tenant_gate_wait_seconds", dimensions: [("gate", name)])
+        self.timeouts = Counter(label: "db_tenant_gate_timeouts_total", dimensions: [("gate", name)])
     }
 
     /// The lane of a key: its tenant when known, else the key's digest. A key
@@ -112,7 +123,11 @@ final class TenantGate: Sendable {
         // The wait shares the request's budget (`WaitBudget`) when it has one.
         let start = ContinuousClock.now
         let (deadline, budget) = ConnectionPool.budgetedWait(startingAt: start, atMost: wait)
-        defer { budget?.spend(ContinuousClock.now - start) }
+        defer {
+            let waited = ContinuousClock.now - start
+            budget?.spend(waited)
+            waitTimer.recordNanoseconds(waited.components.seconds * 1_000_000_000 + waited.components.attoseconds / 1_000_000_000)
+        }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let (admittedNow, startSweeper) = state.withLockedValue { state -> (Bool, Bool) in
                 var entry = state.lanes[lane, default: Places()]
@@ -163,6 +178,7 @@ final class TenantGate: Sendable {
                     if state.waiting.isEmpty { state.sweeping = false }
                     return (expired, state.waiting.isEmpty)
                 }
+                if !expired.isEmpty { self.timeouts.increment(by: expired.count) }
                 for waiter in expired { waiter.continuation.resume(throwing: self.busy) }
                 if done { return }
             }

@@ -47,6 +47,13 @@ public struct AppRequestContext: RequestContext {
         return peerAddress
     }
     private let remoteAddress: SocketAddress?
+    /// The connection, to tell whether it is still there when the answer is
+    /// ready (`isConnectionGone`).
+    private let channel: any Channel
+    /// The connection closed before the answer went out (the request timeout
+    /// cut off a request still arriving): no one receives what is answered
+    /// then. A client's half-close leaves it open: it may still read.
+    var isConnectionGone: Bool { !channel.isActive }
     public let facts = RequestFacts()
     /// The token of `Authorization: Bearer <token>` when it has a token's shape.
     public var presentedToken: APIToken?
@@ -59,6 +66,7 @@ public struct AppRequestContext: RequestContext {
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.remoteAddress = source.channel.remoteAddress
+        self.channel = source.channel
     }
 
     /// Bodies are read through `readJSONBody`, which enforces 1 MiB itself.

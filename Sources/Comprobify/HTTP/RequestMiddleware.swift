@@ -26,6 +26,9 @@ struct RequestMiddleware: RouterMiddleware {
     /// for each SQLSTATE (or kind of error without one).
     var unavailableLog = LogThrottle()
     var contentionLog = LogThrottle()
+    /// Requests a tenant's share of connections, or a numbering counter's
+    /// places, turned away after `DB_POOL_WAIT_MS`: a line a second for each.
+    var shareLog = LogThrottle()
 
     func handle(
         _ request: Request, context: AppRequestContext,
@@ -84,7 +87,13 @@ struct RequestMiddleware: RouterMiddleware {
         let route = context.endpointPath ?? "unmatched"
         let elapsed = ContinuousClock.now - start
         let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
-        ServiceMetrics.record(method: request.method.rawValue, route: route, status: UInt16(response.status.code), nanoseconds: nanoseconds)
+        // An answer no one can receive (the connection closed before it:
+        // HTTP_REQUEST_TIMEOUT_S cut off a body still arriving, or the client
+        // closed both ways before its answer) is counted and logged as 499,
+        // not as the 400 a body ended early would otherwise be. A client that
+        // only ends its half (it may still read) gets its answer, counted as is.
+        let status = context.isConnectionGone ? 499 : response.status.code
+        ServiceMetrics.record(method: request.method.rawValue, route: route, status: UInt16(status), nanoseconds: nanoseconds)
         if context.logger.logLevel <= .info {
             // In key order, as the line writes them.
             var fields: [(key: String, value: String)] = []
@@ -97,7 +106,7 @@ struct RequestMiddleware: RouterMiddleware {
             if let key = context.facts.keyID { fields.append(("key_id", String(key))) }
             fields.append(("method", request.method.rawValue))
             fields.append(("route", route))
-            fields.append(("status", String(response.status.code)))
+            fields.append(("status", String(status)))
             if let tenant = context.facts.tenantID { fields.append(("tenant_id", String(tenant))) }
             if let handler = context.logger.handler as? JSONLogHandler {
                 handler.info("request", sortedFields: fields)
@@ -174,6 +183,18 @@ struct RequestMiddleware: RouterMiddleware {
         switch error {
         case let error as APIError:
             apiError = error
+            // A tenant at its share waits with the pool half idle: the pool's
+            // warnings never say it.
+            for (busy, kind, message) in [
+                (APIError.tenantBusy, "tenant", "tenant at its share of database connections"),
+                (APIError.counterBusy, "counter", "numbering counter busy with other requests"),
+            ] where error.detail == busy.detail {
+                if let leftOut = shareLog.admit(kind) {
+                    context.logger.warning(
+                        "\(message): requests turned away after DB_POOL_WAIT_MS",
+                        metadata: ["like_it_left_out": "\(leftOut)"])
+                }
+            }
         case is CancellationError:
             // The server is stopping and its grace period ran out.
             apiError = .unavailable

@@ -136,7 +136,7 @@ struct SubmissionService: Service {
         var metadata: Logger.Metadata = [
             "tenant_id": "\(tenantID)", "document_id": "\(documentID)", "service": "\(service.rawValue)",
             "outcome": "\(transition.outcome)",
-            "duration_ms": "\(milliseconds)", "status": "\(transition.status.rawValue)", "attempt": "\(document.attempts + 1)",
+            "duration_ms": "\(milliseconds)", "document_status": "\(transition.status.rawValue)", "attempt": "\(document.attempts + 1)",
         ]
         if let error = transition.lastError { metadata["error"] = "\(error)" }
         if let next = transition.nextAttemptMilliseconds, transition.lastError != nil || transition.outcome == "pending" {
