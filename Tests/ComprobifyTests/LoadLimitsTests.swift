@@ -182,7 +182,7 @@ final class LoadLimitsTests: XCTestCase {
                 .flatMap { Double($0.split(separator: " ").last ?? "") }
         }
         try await gate.run(lane: .tenant(1)) {}
-        XCTAssertEqual(metric("db_tenant_gate_wait_seconds_count{gate=\"\(name)\"}") ?? 0, 0, "a free place is no wait")
+        XCTAssertEqual(metric("db_tenant_gate_wait_seconds_count{gate=\"\(name)\",pool=\"requests\"}") ?? 0, 0, "a free place is no wait")
         let (holder, release) = await hold(gate, lanes: [.tenant(1)])
         do {
             try await gate.run(lane: .tenant(1)) {}
@@ -193,9 +193,9 @@ final class LoadLimitsTests: XCTestCase {
         release.yield()
         release.finish()
         try await holder.value
-        XCTAssertEqual(metric("db_tenant_gate_timeouts_total{gate=\"\(name)\"}"), 1)
-        XCTAssertEqual(metric("db_tenant_gate_wait_seconds_count{gate=\"\(name)\"}"), 1)
-        XCTAssertGreaterThanOrEqual(metric("db_tenant_gate_wait_seconds_sum{gate=\"\(name)\"}") ?? 0, 0.09)
+        XCTAssertEqual(metric("db_tenant_gate_timeouts_total{gate=\"\(name)\",pool=\"requests\"}"), 1)
+        XCTAssertEqual(metric("db_tenant_gate_wait_seconds_count{gate=\"\(name)\",pool=\"requests\"}"), 1)
+        XCTAssertGreaterThanOrEqual(metric("db_tenant_gate_wait_seconds_sum{gate=\"\(name)\",pool=\"requests\"}") ?? 0, 0.09)
     }
 
     func testTenantGateLearnsTheTenantOfAKey() {

@@ -700,7 +700,7 @@ final class MigrateTests: XCTestCase {
             try admin.execute(script: "ALTER DATABASE \(database) OWNER TO CURRENT_USER")
             let refused = try migrate(conninfo)
             XCTAssertNotEqual(refused.status, 0, refused.output)
-            let statement = "ALTER DATABASE \(database) OWNER TO \(role)"
+            let statement = "ALTER DATABASE \"\(database)\" OWNER TO \"\(role)\""
             XCTAssertTrue(refused.output.contains("schema public belongs to the database's owner"), refused.output)
             XCTAssertTrue(refused.output.contains(statement), refused.output)
             try admin.execute(script: statement)
@@ -710,9 +710,8 @@ final class MigrateTests: XCTestCase {
     }
 
     func testIdentifiersAreQuotedAsSQLWritesThem() {
-        XCTAssertEqual(Migrator.quotedIdentifier("cfy_owner"), "cfy_owner")
-        XCTAssertEqual(Migrator.quotedIdentifier("Owner"), "\"Owner\"")
-        XCTAssertEqual(Migrator.quotedIdentifier("1db"), "\"1db\"")
+        XCTAssertEqual(Migrator.quotedIdentifier("cfy_owner"), "\"cfy_owner\"")
+        XCTAssertEqual(Migrator.quotedIdentifier("user"), "\"user\"", "a keyword")
         XCTAssertEqual(Migrator.quotedIdentifier("a\"b-c"), "\"a\"\"b-c\"")
     }
 

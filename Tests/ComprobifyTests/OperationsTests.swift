@@ -217,40 +217,43 @@ final class OperationsTests: XCTestCase {
     /// request is held up: the rest wait `DB_POOL_WAIT_MS` at the tenant's
     /// gate, never at the pool, and get 503. The server warns once (a line a
     /// second at most) and /metrics counts them by gate, where the pool's
-    /// metrics would show it half idle.
+    /// metrics would show it half idle. The hold is a lock on this tenant's
+    /// own key rows, which its writes share-lock: no other test waits.
     func testATenantAtItsShareIsWarnedAboutAndCounted() async throws {
         let logs = LogCapture()
         try await TestServer.run(
             configure: {
                 $0.poolSize = 2
                 $0.tenantMaxConnections = 1
-                $0.pipelineDepth = 1
                 $0.poolWaitMilliseconds = 200
             }, logs: logs
         ) { server in
             let tenant = try await server.activeTenant()
             func timeouts() async throws -> Double {
                 let text = try await server.call(.get, "/metrics").text
-                let line = text.split(separator: "\n").first { $0.hasPrefix(#"db_tenant_gate_timeouts_total{gate="tenant_reads"} "#) }
+                let line = text.split(separator: "\n").first {
+                    $0.hasPrefix(#"db_tenant_gate_timeouts_total{gate="tenant",pool="requests"} "#)
+                }
                 return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
             }
             let before = try await timeouts()
-            // The keys table locked for a second: the tenant's first request holds its one place meanwhile.
             let locked = DispatchSemaphore(value: 0)
-            let owner = TestDatabase.ownerURL
+            let (owner, tenantID) = (TestDatabase.ownerURL, tenant.id)
             let holder = Thread {
                 guard let connection = try? Connection(conninfo: owner) else {
                     locked.signal()
                     return
                 }
-                _ = try? connection.execute(script: "BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+                _ = try? connection.execute(script: "BEGIN; SELECT 1 FROM api_keys WHERE tenant_id = \(tenantID) FOR UPDATE")
                 locked.signal()
                 _ = try? connection.execute(script: "SELECT pg_sleep(1); COMMIT")
             }
             holder.start()
             locked.wait()
             let replies = try await withThrowingTaskGroup(of: Reply.self) { group in
-                for _ in 0..<6 { group.addTask { try await server.call(.get, "/v1/keys", key: tenant.key) } }
+                for n in 0..<6 {
+                    group.addTask { try await server.call(.post, "/v1/keys", key: tenant.key, json: #"{"label": "held-\#(n)"}"#) }
+                }
                 return try await group.reduce(into: [Reply]()) { $0.append($1) }
             }
             let turnedAway = replies.filter { (try? $0.string("detail")) == APIError.tenantBusy.detail }

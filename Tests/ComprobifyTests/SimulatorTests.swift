@@ -682,6 +682,9 @@ final class SimulatorTests: XCTestCase {
             let negative = try await sri.control.execute(
                 uri: "/control/faults", method: .post, body: ByteBuffer(string: #"{"reception": {"http500": -1}}"#))
             XCTAssertEqual(negative.status, .badRequest)
+            let negativeForget = try await sri.control.execute(
+                uri: "/control/faults", method: .post, body: ByteBuffer(string: #"{"authorization": {"forget": -1}}"#))
+            XCTAssertEqual(negativeForget.status, .badRequest)
             // A latency and a delay that would overflow when added are refused;
             // the simulator keeps answering.
             let huge = try await sri.control.execute(

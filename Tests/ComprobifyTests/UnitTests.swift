@@ -965,6 +965,7 @@ final class ConfigurationTests: XCTestCase {
             (["DB_PIPELINE_PACK": "0"], "DB_PIPELINE_PACK must be an integer from 1 to 64"),
             (["HTTP_BODY_BUDGET_MB": "0"], "HTTP_BODY_BUDGET_MB must be an integer from 1 to 1048576"),
             (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
+            (["SRI_RESEND_EVERY": "1"], "SRI_RESEND_EVERY must be 0 (never) or at least 2"),
             (["SHUTDOWN_GRACE_S": "5", "SHUTDOWN_READY_DELAY_S": "5"], "SHUTDOWN_READY_DELAY_S must be shorter than SHUTDOWN_GRACE_S"),
             (["SHUTDOWN_GRACE_S": "0"], "SHUTDOWN_GRACE_S must be an integer from 1 to 3600"),
             (

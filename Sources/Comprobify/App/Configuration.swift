@@ -253,6 +253,10 @@ public struct Configuration: Sendable {
         configuration.sri.workers = integer("SRI_WORKERS", 0...1024) ?? configuration.sri.workers
         configuration.sri.pollMilliseconds = integer("SRI_POLL_MS", 10...600_000) ?? configuration.sri.pollMilliseconds
         configuration.sri.resendEvery = integer("SRI_RESEND_EVERY", 0...1_000_000) ?? configuration.sri.resendEvery
+        if configuration.sri.resendEvery == 1 {
+            // Every exchange a resend: SRI's 43 to each, and no authorization asked for ever.
+            problems.append("SRI_RESEND_EVERY must be 0 (never) or at least 2: with 1 no authorization would be asked again")
+        }
         configuration.sri.exchangeRetentionDays =
             integer("SRI_EXCHANGE_RETENTION_DAYS", 0...36_500) ?? configuration.sri.exchangeRetentionDays
         // A lease, renewed when the document is read, must outlast the

@@ -90,12 +90,14 @@ public struct Database: Sendable {
         self.pool = pool
         let size = pool.configuration.size
         let share = min(size, tenantMaxConnections ?? max(1, size / 2))
-        self.gate = TenantGate(perTenant: share, wait: pool.configuration.waitTimeout)
+        let name = pool.configuration.name
+        self.gate = TenantGate(perTenant: share, wait: pool.configuration.waitTimeout, pool: name)
         self.reads = TenantGate(
-            perTenant: share * pool.configuration.pipelineDepth, wait: pool.configuration.waitTimeout, name: "tenant_reads")
+            perTenant: share * pool.configuration.pipelineDepth, wait: pool.configuration.waitTimeout, name: "tenant_reads",
+            pool: name)
         self.counters = TenantGate(
             perTenant: Database.issuingPerCounter(tenantShare: share), wait: pool.configuration.waitTimeout, busy: .counterBusy,
-            name: "counter")
+            name: "counter", pool: name)
     }
 
     /// Runs `body` (the issuing transaction) in the lane of the counter it

@@ -48,26 +48,29 @@ final class TenantGate: Sendable {
     let memory: Duration
     private let state = NIOLockedValueBox(State())
     private static let cacheLimit = 100_000
-    /// `db_tenant_gate_wait_seconds{gate}`: how long requests that found no
-    /// free place waited, admitted or not; `db_tenant_gate_timeouts_total{gate}`:
-    /// those that waited in vain (their 503s). The pool's metrics show neither:
-    /// a tenant at its share waits with the pool half idle.
+    /// `db_tenant_gate_wait_seconds{gate, pool}`: how long work that found no
+    /// free place waited, admitted or not; `db_tenant_gate_timeouts_total{gate, pool}`:
+    /// waits that ran out (a request's 503; a streamed page waits again).
+    /// The pool's metrics show neither: a tenant at its share waits with the
+    /// pool half idle.
     private let waitTimer: CoreMetrics.Timer
     private let timeouts: Counter
 
     /// `perTenant`: places per lane. The same gate also serves lanes that are
     /// not tenants (`Database.issuing`: one lane per numbering counter), with
-    /// their own `busy` answer. `name`: the gate's `gate` label.
+    /// their own `busy` answer. `name` and `pool`: the metrics' `gate` and
+    /// `pool` labels (the pool's name, as the `db_pool_*` metrics have it).
     /// `memory`: how long a key's tenant is remembered after it was last used.
     init(
-        perTenant: Int, wait: Duration, busy: APIError = .tenantBusy, name: String = "tenant", memory: Duration = .seconds(60)
+        perTenant: Int, wait: Duration, busy: APIError = .tenantBusy, name: String = "tenant", pool: String = "requests",
+        memory: Duration = .seconds(60)
     ) {
         self.perTenant = max(1, perTenant)
         self.wait = wait
         self.busy = busy
         self.memory = memory
-        self.waitTimer = CoreMetrics.Timer(label: "db_tenant_gate_wait_seconds", dimensions: [("gate", name)])
-        self.timeouts = Counter(label: "db_tenant_gate_timeouts_total", dimensions: [("gate", name)])
+        self.waitTimer = CoreMetrics.Timer(label: "db_tenant_gate_wait_seconds", dimensions: [("gate", name), ("pool", pool)])
+        self.timeouts = Counter(label: "db_tenant_gate_timeouts_total", dimensions: [("gate", name), ("pool", pool)])
     }
 
     /// The lane of a key: its tenant when known, else the key's digest. A key

@@ -337,14 +337,11 @@ public struct Migrator: Sendable {
         }
     }
 
-    /// `name` as SQL writes an identifier: bare when it is lower-case
-    /// letters, digits and underscores (not starting with a digit), else in
-    /// double quotes with any double quote doubled. For messages to paste.
+    /// `name` as a quoted SQL identifier (any double quote doubled), for
+    /// messages to paste: quoted, a role named like a keyword (`user`) or
+    /// with capitals still parses and names that role.
     static func quotedIdentifier(_ name: String) -> String {
-        let plain =
-            name.first.map { !$0.isNumber } == true
-            && name.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLowercase || $0.isNumber)) }
-        return plain ? name : "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
     static func runsOutsideATransaction(_ sql: String) -> Bool {

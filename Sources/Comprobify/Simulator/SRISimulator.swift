@@ -195,7 +195,7 @@ public actor SRISimulator {
         }
         let counts = [
             update.reception?.http500, update.reception?.delayMs, update.reception?.delayCount, update.reception?.loseAnswer,
-            update.reception?.returns, update.authorization?.pending, update.authorization?.inProcess,
+            update.reception?.returns, update.authorization?.pending, update.authorization?.inProcess, update.authorization?.forget,
             update.authorization?.refuse, update.authorization?.http500, update.authorization?.delayMs,
             update.authorization?.delayCount, update.latencyMs,
         ]

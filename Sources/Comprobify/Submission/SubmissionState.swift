@@ -74,20 +74,24 @@ struct Transition: Sendable, Equatable {
                 streak: streak + 1, nextAttemptMilliseconds: settings.backoffMilliseconds(streak: streak + 1),
                 httpStatus: error.httpStatus)
         case .reception(let answer) where status == .received:
-            // A resend of a document SRI had received (SRISettings.service):
-            // RECIBIDA means it had lost it, and its authorization is asked
-            // for anew; anything else leaves it where it was, and the run goes
-            // on backing off. Even DEVUELTA for other reasons is not final
-            // here: SRI received this very comprobante before.
+            // A resend of a document SRI had received (SRISettings.service).
+            // It stays RECEIVED whatever the answer, and the run's streak goes
+            // on (its backoff with it, and no first-ask priority in the claim:
+            // a document SRI keeps losing costs an exchange every few minutes,
+            // not a fresh run of them). RECIBIDA (SRI had lost it) has its
+            // authorization asked for after the usual delay; 43/70 change
+            // nothing; DEVUELTA for another reason is not final here (SRI
+            // received this very comprobante before) but its messages are
+            // shown on the document, the one trace of why it waits.
             let outcome = ReceptionOutcome(answer)
-            if outcome == .received {
-                return Transition(
-                    status: .received, outcome: "received", messages: [], lastError: nil, streak: 0,
-                    nextAttemptMilliseconds: settings.authorizationDelayMilliseconds, httpStatus: 200)
-            }
+            let received = outcome == .received
+            var messages: [SRIMessage]? = nil
+            if case .returned(let returned) = outcome { messages = returned }
             return Transition(
-                status: .received, outcome: outcome.countsAsReceived ? "already_received" : "returned", messages: nil,
-                lastError: nil, streak: streak + 1, nextAttemptMilliseconds: settings.backoffMilliseconds(streak: streak + 1),
+                status: .received, outcome: received ? "received" : outcome.countsAsReceived ? "already_received" : "returned",
+                messages: messages, lastError: nil, streak: streak + 1,
+                nextAttemptMilliseconds: received
+                    ? settings.authorizationDelayMilliseconds : settings.backoffMilliseconds(streak: streak + 1),
                 httpStatus: 200)
         case .reception(let answer):
             switch ReceptionOutcome(answer) {
