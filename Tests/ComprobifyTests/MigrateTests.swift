@@ -171,9 +171,13 @@ final class MigrateTests: XCTestCase {
             try writer.execute(
                 script: "BEGIN; INSERT INTO tenants (email, name) VALUES ('one@example.invalid', 'One')")
             let outcome = NIOLockedValueBox<Result<[String], Error>?>(nil)
+            let notices = NIOLockedValueBox<[String]>([])
             let done = DispatchSemaphore(value: 0)
             DispatchQueue.global().async {
-                let result = Result { try Migrator(directory: copy).run(on: try Connection(conninfo: url)) }
+                var migrator = Migrator(directory: copy)
+                migrator.quietWaitSeconds = 0.5
+                migrator.notice = { text in notices.withLockedValue { $0.append(text) } }
+                let result = Result { try migrator.run(on: try Connection(conninfo: url)) }
                 outcome.withLockedValue { $0 = result }
                 done.signal()
             }
@@ -193,6 +197,12 @@ final class MigrateTests: XCTestCase {
             // Meanwhile the table takes writes without waiting.
             try other.execute(script: "SET lock_timeout = 1000; INSERT INTO tenants (email, name) VALUES ('two@example.invalid', 'Two')")
             XCTAssertEqual(done.wait(timeout: .now() + 1), .timedOut, "still waiting for the writer")
+            // A wait without a word looks hung: said once, with where to look.
+            for _ in 0..<100 where notices.withLockedValue({ $0.isEmpty }) { Thread.sleep(forTimeInterval: 0.05) }
+            let said = notices.withLockedValue { $0 }
+            XCTAssertEqual(said.count, 1, said.joined(separator: "\n"))
+            XCTAssertTrue(said.first?.hasPrefix("migration 9998_index.sql still runs after 0.5 s") == true, said.joined(separator: "\n"))
+            XCTAssertTrue(said.first?.contains("SELECT pg_blocking_pids(") == true, said.joined(separator: "\n"))
             try writer.execute(script: "COMMIT")
             XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
             XCTAssertEqual(try XCTUnwrap(outcome.withLockedValue { $0 }).get(), ["9998_index.sql"])

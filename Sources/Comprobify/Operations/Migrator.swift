@@ -30,6 +30,10 @@ public struct Migrator: Sendable {
     public let directory: URL
     public var lockTimeoutMilliseconds = 5_000
     public var lockTries = 10
+    /// After this long a statement run outside a transaction (an index built
+    /// concurrently, which waits without a word for every older transaction)
+    /// is said to be still running, once, with where to look.
+    public var quietWaitSeconds = 5.0
 
     public init(directory: URL) {
         self.directory = directory
@@ -357,6 +361,16 @@ public struct Migrator: Sendable {
         do {
             try connection.execute(script: "SET lock_timeout = 0")
             defer { _ = try? connection.execute(script: "SET lock_timeout = \(max(lockTimeoutMilliseconds, 1))") }
+            let (notice, pid, seconds) = (self.notice, connection.backendPID, quietWaitSeconds)
+            let after = seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
+            let stillRunning = DispatchWorkItem {
+                notice(
+                    "migration \(name) still runs after \(after) s: an index built concurrently waits for every transaction "
+                        + "older than it to end (a pg_dump under way, a session idle in a transaction); pg_stat_progress_create_index "
+                        + "shows its phase, SELECT pg_blocking_pids(\(pid)) who it waits for")
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: stillRunning)
+            defer { stillRunning.cancel() }
             try connection.execute(script: sql)
         } catch {
             let left = (try? Migrator.invalidIndexes(on: connection)).flatMap { $0 }.map {
