@@ -204,3 +204,9 @@ extension PostgresQuery {
         }
     )
 }
+
+/// `name` as a quoted SQL identifier, any double quote in it doubled: a name
+/// with capitals, or spelled like a keyword (`user`), still names itself.
+public func quotedIdentifier(_ name: String) -> String {
+    "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+}

@@ -59,7 +59,7 @@ public final class QueryResult: @unchecked Sendable {
 
     /// The position of the column called `name`.
     public func columnIndex(_ name: String) throws -> Int {
-        let index = Int(PQfnumber(handle, "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""))
+        let index = Int(PQfnumber(handle, quotedIdentifier(name)))
         guard index >= 0 else {
             throw PostgresError(kind: .decoding, message: "no column named \(name) in the result")
         }

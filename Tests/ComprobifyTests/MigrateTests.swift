@@ -720,9 +720,9 @@ final class MigrateTests: XCTestCase {
     }
 
     func testIdentifiersAreQuotedAsSQLWritesThem() {
-        XCTAssertEqual(Migrator.quotedIdentifier("cfy_owner"), "\"cfy_owner\"")
-        XCTAssertEqual(Migrator.quotedIdentifier("user"), "\"user\"", "a keyword")
-        XCTAssertEqual(Migrator.quotedIdentifier("a\"b-c"), "\"a\"\"b-c\"")
+        XCTAssertEqual(quotedIdentifier("cfy_owner"), "\"cfy_owner\"")
+        XCTAssertEqual(quotedIdentifier("user"), "\"user\"", "a keyword")
+        XCTAssertEqual(quotedIdentifier("a\"b-c"), "\"a\"\"b-c\"")
     }
 
     /// The service's own role given to `migrate` (the app's URL for the

@@ -329,7 +329,7 @@ public struct Migrator: Sendable {
                 throw Failure(
                     description:
                         "schema public belongs to the database's owner, \(databaseOwner), not to \(role), and \(role) is not a superuser: "
-                        + "have a superuser run ALTER DATABASE \(Migrator.quotedIdentifier(name)) OWNER TO \(Migrator.quotedIdentifier(role)) "
+                        + "have a superuser run ALTER DATABASE \(quotedIdentifier(name)) OWNER TO \(quotedIdentifier(role)) "
                         + "(or create the database with createdb -O \(role)), or migrate as a superuser"
                 )
             }
@@ -339,13 +339,6 @@ public struct Migrator: Sendable {
                     + "have a superuser run ALTER SCHEMA public OWNER TO pg_database_owner (as PostgreSQL 15 makes it), or migrate as a superuser"
             )
         }
-    }
-
-    /// `name` as a quoted SQL identifier (any double quote doubled), for
-    /// messages to paste: quoted, a role named like a keyword (`user`) or
-    /// with capitals still parses and names that role.
-    static func quotedIdentifier(_ name: String) -> String {
-        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
     static func runsOutsideATransaction(_ sql: String) -> Bool {
