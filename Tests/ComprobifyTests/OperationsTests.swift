@@ -351,6 +351,48 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// Every family GET /metrics exports has its `# TYPE` and a `# HELP` line
+    /// saying what it counts (what `promtool check metrics` asks of it), and
+    /// every metric the service's code makes has its text in `MetricHelp`:
+    /// one made only later (a gate's wait, say) would otherwise go out bare.
+    func testEveryMetricSaysWhatItCounts() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            _ = try await server.call(.get, "/v1/keys", key: tenant.key)
+            let text = try await server.call(.get, "/metrics").text
+            var types: [String: String] = [:]
+            var helps: [String: String] = [:]
+            for line in text.split(separator: "\n") where line.hasPrefix("# ") {
+                let parts = line.split(separator: " ", maxSplits: 3).map(String.init)
+                guard parts.count == 4 else { continue }
+                if parts[1] == "TYPE" { types[parts[2]] = parts[3] }
+                if parts[1] == "HELP" { helps[parts[2]] = parts[3] }
+            }
+            XCTAssertGreaterThanOrEqual(types.count, 20, text)
+            for (name, _) in types {
+                XCTAssertEqual(helps[name], MetricHelp.texts[name], "the HELP line of \(name)")
+                XCTAssertFalse((helps[name] ?? "").isEmpty, "\(name) has no HELP line")
+            }
+            XCTAssertEqual(helps["http_requests_total"].map { $0.hasPrefix("Requests answered") }, true, text)
+        }
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources")
+        let made = try NSRegularExpression(pattern: #"(Counter|Gauge|Timer|Meter|Recorder)\(\s*label: "([a-z_]+)""#)
+        var names: Set<String> = []
+        for case let file as URL in FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil)!
+        where file.pathExtension == "swift" {
+            let code = try String(contentsOf: file, encoding: .utf8)
+            for match in made.matches(in: code, range: NSRange(code.startIndex..., in: code)) {
+                names.insert(String(code[Range(match.range(at: 2), in: code)!]))
+            }
+        }
+        XCTAssertGreaterThanOrEqual(names.count, 25, "the metrics made in Sources")
+        for name in names.sorted() {
+            XCTAssertFalse(MetricHelp.text(name).isEmpty, "\(name) has no text in MetricHelp")
+        }
+        XCTAssertEqual(Set(MetricHelp.texts.keys), names, "MetricHelp names only metrics the code makes")
+    }
+
     /// Each request's line names what an operator traces a request by: its
     /// route and status, the tenant and key that sent it, and the address it
     /// came from; behind a trusted proxy (TRUST_PROXY=1), the hop the proxy

@@ -101,16 +101,17 @@ enum ServiceMetrics {
 public enum MetricsBootstrap {
     public static let registry: PrometheusCollectorRegistry = {
         let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [
-            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
-            .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
-            .seconds(1), .seconds(2), .seconds(5),
-        ]
+        var factory = DescribedMetricsFactory(
+            registry: registry,
+            defaultDurationBuckets: [
+                .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+                .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+                .seconds(1), .seconds(2), .seconds(5),
+            ])
         // An exchange with SRI may take up to SRI_TIMEOUT_MS (20 s by default):
         // its slow tail is what an operator watches, so its buckets reach past
         // the default timeout instead of stopping at 5 s.
-        factory.durationHistogramBuckets["sri_request_duration_seconds"] = [
+        factory.durationBuckets["sri_request_duration_seconds"] = [
             .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
             .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(20), .seconds(30),
             .seconds(60), .seconds(120),
