@@ -246,6 +246,8 @@ final class ComprobantesTests: XCTestCase {
             let noAddress = try await server.issue(tenant.key, issuer: issuer)
             noAddress.assertProblem(409, "CONFLICT", reason: "ISSUER_NOT_READY")
             XCTAssertTrue(try noAddress.string("detail").contains("headOfficeAddress"))
+            // What it lacks to sign is named in the same answer.
+            XCTAssertTrue(try noAddress.string("detail").contains("no signing certificate"), noAddress.text)
             // An address, still no certificate.
             _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"headOfficeAddress": "Quito"}"#)
             let noCertificate = try await server.issue(tenant.key, issuer: issuer)
@@ -258,6 +260,14 @@ final class ComprobantesTests: XCTestCase {
                 [issuer])
             let expired = try await server.issue(tenant.key, issuer: issuer)
             expired.assertProblem(409, "CONFLICT", reason: "CERTIFICATE_NOT_VALID")
+            // With the address gone again, both at once.
+            _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"headOfficeAddress": null}"#)
+            let expiredAndNoAddress = try await server.issue(tenant.key, issuer: issuer)
+            expiredAndNoAddress.assertProblem(409, "CONFLICT", reason: "ISSUER_NOT_READY")
+            for named in ["no headOfficeAddress", "certificate is not valid now"] {
+                XCTAssertTrue(try expiredAndNoAddress.string("detail").contains(named), expiredAndNoAddress.text)
+            }
+            _ = try await server.call(.patch, "/v1/issuers/\(issuer)", key: tenant.key, json: #"{"headOfficeAddress": "Quito"}"#)
             // Validation failures of every kind.
             for body in [
                 Bodies.factura(extra: #""payments": [{"method": "01", "total": "1.00"}]"#),
@@ -291,7 +301,8 @@ final class ComprobantesTests: XCTestCase {
             XCTAssertEqual(
                 try TestDatabase.scalar("SELECT count(*) FROM documents WHERE issuer_id = $1", [branch], as: Int.self), 0)
             // Everything an issuer lacks, named in one answer: the RUC, the head
-            // office address and a trade name a comprobante cannot carry.
+            // office address, a trade name a comprobante cannot carry and a
+            // signing certificate.
             let lacking = try await server.call(
                 .post, "/v1/issuers", key: tenant.key,
                 json:
@@ -301,7 +312,7 @@ final class ComprobantesTests: XCTestCase {
             let all = try await server.issue(tenant.key, issuer: try lacking.int("issuer", "id"))
             all.assertProblem(409, "CONFLICT", reason: "ISSUER_NOT_READY")
             let detail = try all.string("detail")
-            for named in ["ruc 1790012345002", "no headOfficeAddress", "tradeName holds"] {
+            for named in ["ruc 1790012345002", "no headOfficeAddress", "tradeName holds", "no signing certificate"] {
                 XCTAssertTrue(detail.contains(named), "\(named): \(detail)")
             }
         }

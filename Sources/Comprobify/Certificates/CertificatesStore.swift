@@ -116,6 +116,17 @@ enum CertificatesStore {
         }
     }
 
+    /// What `signingIdentity` would refuse in `signingMaterial`'s row, as a
+    /// clause of an issuer's 409 (`ResolvedIssuer.forXML`); nil when the
+    /// certificate is there and valid at `now`.
+    static func problem(_ result: QueryResult, now: Date) throws -> String? {
+        guard let row = result.first else {
+            return "it has no signing certificate (upload one with PUT /v1/issuers/:id/certificate)"
+        }
+        let (_, notBefore, notAfter) = try row.decode((Data, Date, Date).self)
+        return notBefore <= now && now <= notAfter ? nil : "its signing certificate is not valid now (upload a current one)"
+    }
+
     static let noSigningCertificate = APIError.conflict(
         .certificateMissing,
         "The issuer has no signing certificate: upload one with PUT /v1/issuers/:id/certificate.")

@@ -144,8 +144,8 @@ struct DocumentsController {
             {
                 return (replay, true)
             }
-            let xmlIssuer = try issuer.forXML()
             let now = Date()
+            let xmlIssuer = try issuer.forXML { try CertificatesStore.problem(results[1], now: now) }
             let identity = try CertificatesStore.signingIdentity(
                 results[1], transaction: transaction, tenant: principal.tenantID, issuer: issuer.id, secretBox: signing.secretBox,
                 cache: signing.identities, now: now

@@ -79,8 +79,12 @@ struct ResolvedIssuer: Sendable {
     }
 
     /// The issuer as the XML states it; 409 when it lacks what the XML
-    /// requires, naming everything it lacks at once.
-    func forXML() throws -> ComprobanteIssuer {
+    /// requires, naming everything it lacks at once, and then also what
+    /// `certificateProblem` finds (`CertificatesStore.problem`, asked only
+    /// then), what it lacks to sign: an issuer set up by hand is told all of
+    /// it in one answer. A certificate problem alone is left to the signing
+    /// identity's own 409.
+    func forXML(certificateProblem: () throws -> String? = { nil }) throws -> ComprobanteIssuer {
         var missing: [String] = []
         // API.md takes any 13 digits for an issuer; the official XSDs take an
         // issuer's RUC only as ten digits and 001.
@@ -105,6 +109,7 @@ struct ResolvedIssuer: Sendable {
                     + "(change it with PATCH /v1/issuers/:id)")
         }
         guard missing.isEmpty, let headOfficeAddress else {
+            if let problem = try certificateProblem() { missing.append(problem) }
             throw APIError.conflict(.issuerNotReady, "The issuer cannot issue comprobantes: " + missing.joined(separator: "; ") + ".")
         }
         return ComprobanteIssuer(
