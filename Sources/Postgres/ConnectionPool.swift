@@ -219,7 +219,9 @@ public final class ConnectionPool: Sendable {
     /// slot as `withConnection` does, inside `alone` when given (the caller's
     /// share of the connections, say): so does a pipeline with a statement
     /// that could leave a transaction open behind it (BEGIN, say:
-    /// `Statement.mayControlTransaction`). A pipeline opens a connection to
+    /// `Statement.mayControlTransaction`), and one with a statement marked
+    /// `runsAlone` (a long read would hold up every pipeline sent behind it).
+    /// A pipeline opens a connection to
     /// sharing only if `opening`, when given, takes a place in that share at
     /// once (it answers how to give the place back, or nil), and holds the
     /// place while it is in flight: a caller's slow pipelines hold no more
@@ -230,7 +232,7 @@ public final class ConnectionPool: Sendable {
         opening: (@Sendable () -> (@Sendable () -> Void)?)? = nil
     ) async throws -> [QueryResult] {
         #if os(Linux)
-            if let watcher, configuration.pipelineDepth > 1, !statements.contains(where: \.mayControlTransaction) {
+            if let watcher, configuration.pipelineDepth > 1, !statements.contains(where: { $0.runsAlone || $0.mayControlTransaction }) {
                 switch try share(opening: opening) {
                 case .join(let channel):
                     do {

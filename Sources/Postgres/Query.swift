@@ -17,6 +17,12 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
     /// statement to after five runs, would be far slower than a custom one;
     /// it costs a parse and a plan per run.
     public var plannedEachTime = false
+    /// Never shares a connection with other pipelines (`ConnectionPool.pipeline`),
+    /// for a read that may take long (a page of large rows): PostgreSQL runs the
+    /// pipelines of a connection one after the other, so everything sent behind
+    /// it, any caller's, would wait for it. It waits for a connection of its
+    /// own instead, as a transaction does.
+    public var runsAlone = false
 
     public init(stringLiteral value: String) {
         sql = value

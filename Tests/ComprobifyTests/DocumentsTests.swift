@@ -32,6 +32,27 @@ final class DocumentsTests: XCTestCase {
         XCTAssertFalse(DocumentsStore.page(issuer: 1, after: 0, limit: 50, documentType: nil, status: "LEGACY").query.plannedEachTime)
     }
 
+    /// The reads of a list that may take long wait for a connection of their
+    /// own (`PostgresQuery.runsAlone`): on a shared one, every read sent
+    /// behind them, another tenant's included, would wait for them. A page of
+    /// documents (by any filter), a further chunk of a streamed page, and a
+    /// page of a webhook's events; the short reads of the API share.
+    func testLongListReadsShareNoConnection() {
+        for status in [nil, "RETURNED", "LEGACY"] {
+            for type in [nil, "01"] {
+                XCTAssertTrue(
+                    DocumentsStore.page(issuer: 1, after: 0, limit: 200, documentType: type, status: status).query.runsAlone,
+                    "\(type ?? "any type"), \(status ?? "any status")")
+            }
+        }
+        XCTAssertTrue(DocumentsStore.byIDs(issuer: 1, ids: [1, 2]).query.runsAlone)
+        for status in [nil, "pending", "delivered", "failed"] {
+            XCTAssertTrue(WebhooksStore.events(endpoint: 1, status: status, after: 0, limit: 100).query.runsAlone)
+        }
+        XCTAssertFalse(DocumentsStore.byAccessKey(issuer: 1, accessKey: String(repeating: "1", count: 49)).query.runsAlone)
+        XCTAssertFalse(WebhooksStore.exists(1).query.runsAlone)
+    }
+
     /// A credit note finds the factura it names by the number's sequential,
     /// through documents_sequential_unique (migration 0064 dropped the index
     /// on numbers), not by reading every factura of the issuer. Planned

@@ -251,6 +251,41 @@ final class PoolPipelineSharingTests: XCTestCase {
         await pool.shutdown()
     }
 
+    /// A long read marked `runsAlone` waits for a connection of its own: it
+    /// goes behind no pipeline in flight, and none goes behind it (PostgreSQL
+    /// would run it first, and the short read would wait for the long one).
+    func testAPipelineThatRunsAloneSharesNoConnection() async throws {
+        let (pool, pid) = try await makePool(size: 2)
+        let sleeping = try await started(["SELECT pg_sleep(0.5)", "SELECT pg_backend_pid()"], on: pool)
+        let long: Statement = {
+            var statement: Statement = "SELECT pg_backend_pid(), pg_sleep(0.5)"
+            statement.runsAlone = true
+            return statement
+        }()
+        let wrapped = NIOLockedValueBox(0)
+        let alone = Task {
+            try await pool.pipeline([long]) { work in
+                wrapped.withLockedValue { $0 += 1 }
+                return try await work()
+            }
+        }
+        try await waitUntil { pool.inUse == 2 }
+        XCTAssertEqual(pool.sharedPipelinesInFlight, 1, "not behind the sleeper")
+        let aloneAnswer = try await alone.value
+        let alonePID = try aloneAnswer[0][0].decode(Int32.self, at: 0)
+        XCTAssertNotEqual(alonePID, pid, "on the other connection")
+        XCTAssertEqual(wrapped.withLockedValue { $0 }, 1, "as a pipeline alone, inside the caller's wrapper")
+        _ = try await sleeping.value
+        // Behind it: a short read started while it runs is not queued on its connection.
+        let again = Task { try await pool.pipeline([long]) }
+        try await waitUntil { pool.inUse == 1 }
+        let short = try await pool.pipeline(["SELECT pg_backend_pid()"])
+        let shortPID = try short[0][0].decode(Int32.self, at: 0)
+        let againPID = try await again.value[0][0].decode(Int32.self, at: 0)
+        XCTAssertNotEqual(shortPID, againPID, "not sent behind the long read")
+        await pool.shutdown()
+    }
+
     func testStatementsThatMayControlATransactionAreKnownByTheirFirstWord() {
         for sql in [
             "BEGIN", "  begin isolation level serializable", "START TRANSACTION", "commit", "END", "Rollback", "ABORT",

@@ -185,6 +185,10 @@ enum DocumentsStore {
         // for one plan: a generic one walked the issuer's documents for a
         // status it had none of (0.2 s where a custom plan took 0.1 ms).
         if byStatus { query.plannedEachTime = true }
+        // A page may read hundreds of large rows (or walk an index for a
+        // rare status): on a shared connection every read sent behind it, any
+        // tenant's, would wait for it.
+        query.runsAlone = true
         return Read(query) { result in
             let reckonedAt = 18
             return try result.rows.map { row in
@@ -198,8 +202,11 @@ enum DocumentsStore {
     /// The issuer's documents with these ids, by id: the rest of a page that
     /// `page` left out (documents are never deleted, so each is there).
     static func byIDs(issuer: Int64, ids: [Int64]) -> Read<[(id: Int64, json: JSONValue)]> {
-        Read("SELECT \(unescaped: columns) FROM \(unescaped: from) WHERE d.issuer_id = \(issuer) AND d.id = ANY (\(ids)) ORDER BY d.id") {
-            result in
+        var query: PostgresQuery =
+            "SELECT \(unescaped: columns) FROM \(unescaped: from) WHERE d.issuer_id = \(issuer) AND d.id = ANY (\(ids)) ORDER BY d.id"
+        // A chunk of a page holds up to ListBudget.streamedBytes of documents (see `page`).
+        query.runsAlone = true
+        return Read(query) { result in
             try result.rows.map { (try $0.decode(Int64.self, at: 0), try listed($0)) }
         }
     }

@@ -285,8 +285,7 @@ enum WebhooksStore {
         case "failed": filter = "AND d.status = 'failed'"
         default: filter = ""
         }
-        return Read(
-            """
+        var query: PostgresQuery = """
             SELECT d.id, d.event_id, e.type, d.status, d.attempts, d.redeliveries, d.last_response_code, d.last_error,
                    d.next_attempt_at, e.created_at, d.updated_at
               FROM webhook_deliveries d
@@ -294,7 +293,10 @@ enum WebhooksStore {
              WHERE d.endpoint_id = \(id) AND d.id > \(after) \(unescaped: filter)
              ORDER BY d.id LIMIT \(limit)
             """
-        ) { result in
+        // A status the endpoint has few of walks its deliveries: on a shared
+        // connection every read sent behind it, any tenant's, would wait.
+        query.runsAlone = true
+        return Read(query) { result in
             try result.rows.map { row in
                 (
                     try row.decode(Int64.self, at: 0),
