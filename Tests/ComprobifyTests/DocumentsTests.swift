@@ -35,8 +35,9 @@ final class DocumentsTests: XCTestCase {
     /// The reads of a list that may take long wait for a connection of their
     /// own (`PostgresQuery.runsAlone`): on a shared one, every read sent
     /// behind them, another tenant's included, would wait for them. A page of
-    /// documents (by any filter), a further chunk of a streamed page, and a
-    /// page of a webhook's events; the short reads of the API share.
+    /// documents (by any filter), a further chunk of a streamed page, a page
+    /// of a webhook's events and its deliveries; the short reads of the API
+    /// share.
     func testLongListReadsShareNoConnection() {
         for status in [nil, "RETURNED", "LEGACY"] {
             for type in [nil, "01"] {
@@ -49,6 +50,7 @@ final class DocumentsTests: XCTestCase {
         for status in [nil, "pending", "delivered", "failed"] {
             XCTAssertTrue(WebhooksStore.events(endpoint: 1, status: status, after: 0, limit: 100).query.runsAlone)
         }
+        XCTAssertTrue(WebhooksStore.attempts(endpoint: 1, limit: 100).query.runsAlone)
         XCTAssertFalse(DocumentsStore.byAccessKey(issuer: 1, accessKey: String(repeating: "1", count: 49)).query.runsAlone)
         XCTAssertFalse(WebhooksStore.exists(1).query.runsAlone)
     }

@@ -95,7 +95,7 @@ enum MetricHelp {
         "db_tenant_gate_wait_seconds":
             "Time work waited because its tenant's share of connections (or its numbering counter's places) was taken, by gate and pool.",
         "db_tenant_gate_timeouts_total":
-            "Waits for a tenant's share that ran out after DB_POOL_WAIT_MS, by gate and pool.",
+            "Waits at a tenant's or a numbering counter's gate that ran out after DB_POOL_WAIT_MS, by gate and pool.",
         "documents_issued_total": "Documents issued (not replays), by document type and environment.",
         "documents_signed_ahead_total":
             "Documents signed before their counter's lock with the number foreseen, by outcome (hit: the counter gave it; miss: signed again).",

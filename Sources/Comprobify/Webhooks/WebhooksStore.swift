@@ -240,8 +240,8 @@ enum WebhooksStore {
 
     /// The endpoint's latest attempts, newest first.
     static func attempts(endpoint id: Int64, limit: Int) -> Read<[JSONValue]> {
-        Read(
-            """
+        // Up to `limit` rows over three tables: like a page of events (`events`), on a connection of its own.
+        var query: PostgresQuery = """
             SELECT a.event_id, e.type, a.outcome, a.status_after, a.response_code, a.duration_ms, a.error, a.attempted_at,
                    d.status, d.attempts
               FROM webhook_delivery_attempts a
@@ -250,7 +250,8 @@ enum WebhooksStore {
              WHERE a.endpoint_id = \(id)
              ORDER BY a.id DESC LIMIT \(limit)
             """
-        ) { result in
+        query.runsAlone = true
+        return Read(query) { result in
             try result.rows.map { row in
                 .object([
                     ("eventId", try row.string(at: 0)),
