@@ -89,9 +89,12 @@ enum CertificatesStore {
         _ result: QueryResult, transaction: Transaction, tenant: Int64, issuer: Int64, secretBox: SecretBox,
         cache: SigningIdentityCache? = nil, now: Date
     ) throws -> SigningIdentity {
-        guard let row = result.first else { throw noSigningCertificate }
-        let (fingerprint, notBefore, notAfter) = try row.decode((Data, Date, Date).self)
-        guard notBefore <= now, now <= notAfter else { throw notValidNow }
+        let fingerprint: Data
+        switch try standing(result, now: now) {
+        case .missing: throw noSigningCertificate
+        case .notValidNow: throw notValidNow
+        case .valid(let found): fingerprint = found
+        }
         if let cached = cache?.identity(for: .init(tenant: tenant, issuer: issuer, certificate: fingerprint)) { return cached }
         // Read again with the key: a new upload may have committed since, so
         // its validity is checked again and it is cached under its own fingerprint.
@@ -116,15 +119,28 @@ enum CertificatesStore {
         }
     }
 
+    /// What `signingMaterial`'s row says of the issuer's certificate at `now`.
+    private enum Standing {
+        case missing
+        case notValidNow
+        case valid(fingerprint: Data)
+    }
+
+    private static func standing(_ result: QueryResult, now: Date) throws -> Standing {
+        guard let row = result.first else { return .missing }
+        let (fingerprint, notBefore, notAfter) = try row.decode((Data, Date, Date).self)
+        return notBefore <= now && now <= notAfter ? .valid(fingerprint: fingerprint) : .notValidNow
+    }
+
     /// What `signingIdentity` would refuse in `signingMaterial`'s row, as a
     /// clause of an issuer's 409 (`ResolvedIssuer.forXML`); nil when the
     /// certificate is there and valid at `now`.
     static func problem(_ result: QueryResult, now: Date) throws -> String? {
-        guard let row = result.first else {
-            return "it has no signing certificate (upload one with PUT /v1/issuers/:id/certificate)"
+        switch try standing(result, now: now) {
+        case .missing: "it has no signing certificate (upload one with PUT /v1/issuers/:id/certificate)"
+        case .notValidNow: "its signing certificate is not valid now (upload a current one)"
+        case .valid: nil
         }
-        let (_, notBefore, notAfter) = try row.decode((Data, Date, Date).self)
-        return notBefore <= now && now <= notAfter ? nil : "its signing certificate is not valid now (upload a current one)"
     }
 
     static let noSigningCertificate = APIError.conflict(
