@@ -668,6 +668,30 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// Headers over a limit (their count, a field's size, their sum) get a
+    /// 400 that names the limits, the count among them; at the limit they pass.
+    func testRequestsOverTheHeaderLimitsAreToldTheLimits() async throws {
+        try await TestServer.run { server in
+            func fields(_ count: Int) -> String { (1...count).map { "X-H\($0): v\r\n" }.joined() }
+            let limits = "at most 200 header fields, 16 KiB for the target or a header field, 64 KiB in all"
+            for (name, request, refused) in [
+                ("200 fields", "GET /healthz HTTP/1.1\r\nHost: x\r\n\(fields(199))\r\n", false),
+                ("201 fields", "GET /healthz HTTP/1.1\r\nHost: x\r\n\(fields(200))\r\n", true),
+                ("a 17 KiB field", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "b", count: 17 * 1024))\r\n\r\n", true),
+            ] {
+                let socket = try RawSocket(port: server.port)
+                socket.send(request)
+                let answer = socket.readInBursts(of: 1 << 20, pausing: .zero, within: 5) { $0.hasSuffix("}") }
+                if refused {
+                    XCTAssertTrue(answer.hasPrefix("HTTP/1.1 400 "), "\(name): \(answer)")
+                    XCTAssertTrue(answer.contains(limits), "\(name): \(answer)")
+                } else {
+                    XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200 "), "\(name): \(answer)")
+                }
+            }
+        }
+    }
+
     /// A request that does not keep its connection (HTTP/1.0 without
     /// keep-alive; a `close` token in any case, or among others) is answered
     /// and its connection closed right after, not at the idle timeout (30 s);

@@ -139,7 +139,10 @@ final class ComprobanteValidatorTests: XCTestCase {
     }
 
     func testEmails() {
-        for good in ["a@b.co", "jose.nunez+factura@example.ec", "ñandú@correo.ec"] {
+        for good in [
+            "a@b.co", "jose.nunez+factura@example.ec", "ñandú@correo.ec", "o'brien&co@example.ec", "Ventas@Mail.Example.COM.EC",
+            "a@xn--and-6ma2c.ec", "info@ñandú.ec", String(repeating: "a", count: 64) + "@" + String(repeating: "b", count: 63) + ".ec",
+        ] {
             var input = Self.factura()
             input.buyer?.email = good
             XCTAssertNoThrow(try input.validated(today: Self.today), good)
@@ -151,6 +154,13 @@ final class ComprobanteValidatorTests: XCTestCase {
             // combining mark, and what XML cannot carry.
             "jo\u{200B}se@example.ec", "jose@exa\u{202E}mple.ec", "jose@example.ec\u{0085}", "a@b@\u{301}c.ec",
             "jose\u{FFFE}@example.ec",
+            // What no mail could reach: empty labels, a hyphen at a label's
+            // edge, an underscore in a host name, dots at a local part's edge
+            // or doubled, a one-letter or numeric top-level domain, an address
+            // literal, a local part over 64 or a label over 63.
+            "jose@example..ec", "jose@.example.ec", "jose@example.ec.", "jose@-x.ec", "jose@x-.ec", "jose@x_y.ec",
+            ".jose@example.ec", "jose.@example.ec", "jo..se@example.ec", "jose@example.e", "jose@192.0.2.1",
+            "jose@[192.0.2.1]", String(repeating: "a", count: 65) + "@b.ec", "a@" + String(repeating: "b", count: 64) + ".ec",
         ] {
             var input = Self.factura()
             input.buyer?.email = bad

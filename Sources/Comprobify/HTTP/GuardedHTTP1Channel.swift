@@ -139,7 +139,7 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             var decoderLimits = NIOHTTPDecoderLimitConfiguration()
             decoderLimits.maxHeaderFieldSize = 16 * 1024
             decoderLimits.maxHeaderListSize = 64 * 1024
-            decoderLimits.maxHeaderFieldCount = 200
+            decoderLimits.maxHeaderFieldCount = RequestGuardHandler.maxHeaderFields
             try pipeline.configureHTTPServerPipeline(
                 withPipeliningAssistance: false,
                 withErrorHandling: false,
@@ -545,13 +545,18 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// The most header fields a request may have.
+    static let maxHeaderFields = 200
+
     static func problem(for error: HTTPParserError) -> APIError {
         switch error {
         case .headerOverflow:
             // 400 BAD_REQUEST, as nginx answers it: API.md's codes have no 431.
-            // The parser counts the request line (its target: path and query) with the headers.
+            // The parser counts the request line (its target: path and query)
+            // with the headers, and reports too many fields the same way.
             return .badRequest(
-                "The request's target or headers are too large (at most 16 KiB for the target or a header field, 64 KiB in all).")
+                "The request's target or headers are too large or too many (at most \(maxHeaderFields) header fields, "
+                    + "16 KiB for the target or a header field, 64 KiB in all).")
         case .invalidMethod:
             return .badRequest("The request is not valid HTTP/1.1: unknown method or malformed request line.")
         default:
