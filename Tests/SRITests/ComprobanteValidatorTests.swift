@@ -240,6 +240,13 @@ final class ComprobanteValidatorTests: XCTestCase {
         assertOnly("items[0].taxes", taxes([]))
         assertOnly("items[0].taxes", taxes([TaxInput(code: "2", rateCode: "4"), TaxInput(code: "2", rateCode: "0")]))
         assertOnly("items[0].taxes[0].code", taxes([TaxInput(code: "3", rateCode: "4")]))
+        // A wrong or missing code and a wrong rate code are named together.
+        for code in ["9", nil] {
+            XCTAssertEqual(
+                violations(taxes([TaxInput(code: code, rateCode: "99")])).map(\.field),
+                ["items[0].taxes[0].code", "items[0].taxes[0].rateCode"], code ?? "no code")
+        }
+        assertOnly("items[0].taxes[0].code", taxes([TaxInput(code: nil, rateCode: "4")]))
         assertOnly("items[0].taxes[0].rateCode", taxes([TaxInput(code: "2", rateCode: "8")]))
         assertOnly("items[0].taxes[0].rateCode", taxes([TaxInput(code: "2", rateCode: nil)]))
         for code in ["0", "2", "3", "4", "5", "6", "7", "10"] {
@@ -267,6 +274,10 @@ final class ComprobanteValidatorTests: XCTestCase {
         let line = ItemInput(description: "x", quantity: "1", unitPrice: "1", taxes: [TaxInput(code: "2", rateCode: "0")])
         input.items = Array(repeating: line, count: 1001)
         assertOnly("items", input, containing: "1000")
+        // Over the limit, the lines within it are still checked; none past it.
+        input.items?[999].quantity = "0"
+        input.items?[1000].quantity = "0"
+        XCTAssertEqual(violations(input).map(\.field), ["items", "items[999].quantity"])
         input.items = Array(repeating: line, count: 1000)
         XCTAssertEqual(try input.validated(today: Self.today).totals.total.text(places: 2), "1000.00")
     }

@@ -187,9 +187,12 @@ private struct ComprobanteChecker {
             fail("items", "is required")
             return (nil, nil)
         }
-        guard (1...ComprobanteInput.maximumItems).contains(input.count) else {
+        // Over the limit, the first items are still checked (all violations
+        // at once), as many as the limit: the parser read no more of them.
+        let tooMany = input.count > ComprobanteInput.maximumItems
+        if input.isEmpty || tooMany {
             fail("items", "must hold 1 to \(ComprobanteInput.maximumItems) items")
-            return (nil, nil)
+            if input.isEmpty { return (nil, nil) }
         }
         var items: [LineItem] = []
         var amounts: [LineItem] = []
@@ -197,11 +200,12 @@ private struct ComprobanteChecker {
         amounts.reserveCapacity(input.count)
         var allValid = true
         var amountsValid = true
-        for (index, item) in input.enumerated() {
+        for (index, item) in input.prefix(ComprobanteInput.maximumItems).enumerated() {
             let checked = self.item(item, "items[\(index)]")
             if let line = checked.line { items.append(line) } else { allValid = false }
             if let line = checked.amounts { amounts.append(line) } else { amountsValid = false }
         }
+        if tooMany { return (nil, nil) }
         return (allValid ? items : nil, amountsValid ? amounts : nil)
     }
 
@@ -255,23 +259,24 @@ private struct ComprobanteChecker {
             fail(path, "must hold exactly one entry, the IVA (code \"2\")")
             return nil
         }
-        guard let code = tax.code else {
+        // The code and the rate code are checked each on its own, so that
+        // both are named at once: IVA is the only tax taken, so a rate code
+        // is read against IVA's table whatever the code says.
+        if let code = tax.code {
+            if code != TaxTable.ivaCode { fail(path + "[0].code", "must be \"2\" (IVA)") }
+        } else {
             fail(path + "[0].code", "is required")
-            return nil
-        }
-        guard code == TaxTable.ivaCode else {
-            fail(path + "[0].code", "must be \"2\" (IVA)")
-            return nil
         }
         guard let rateCode = tax.rateCode else {
             fail(path + "[0].rateCode", "is required")
             return nil
         }
-        guard let rate = TaxTable.rate(code: code, rateCode: rateCode) else {
+        guard let rate = TaxTable.rate(code: TaxTable.ivaCode, rateCode: rateCode) else {
             let codes = TaxTable.iva.map(\.rateCode).joined(separator: ", ")
             fail(path + "[0].rateCode", "must be one of \(codes)")
             return nil
         }
+        guard tax.code == TaxTable.ivaCode else { return nil }
         return rate
     }
 
