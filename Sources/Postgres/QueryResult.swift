@@ -176,10 +176,11 @@ public struct Row: Sendable {
     public func withBytes<R>(at column: Int, ofType type: Oid, _ body: (UnsafeBufferPointer<UInt8>?) throws -> R) throws -> R {
         try requireRow()
         let handle = result.handle
-        let col = Int32(column)
-        guard column >= 0, column < Int(PQnfields(handle)), PQftype(handle, col) == type else {
+        // In range before it is made an Int32, which would trap past Int32.max.
+        guard column >= 0, column < Int(PQnfields(handle)), PQftype(handle, Int32(column)) == type else {
             throw PostgresError(kind: .decoding, message: "column \(column) is not of type oid \(type)")
         }
+        let col = Int32(column)
         if PQgetisnull(handle, Int32(index), col) == 1 { return try body(nil) }
         let length = Int(PQgetlength(handle, Int32(index), col))
         // The bytes belong to the PGresult, which `result` frees: kept alive until `body` returns.

@@ -145,6 +145,10 @@ final class WebhooksTests: XCTestCase {
                     // Percent-encoded, shortened and numeric spellings of loopback.
                     "https://%31%32%37.0.0.1/x", "https://127.1/x", "https://2130706433/x", "https://0x7f.0.0.1/x",
                     "https://%6c%6f%63%61%6c%68%6f%73%74/x",
+                    // A host that %-escapes end early for the C resolver (a NUL),
+                    // or that hold a space or a delimiter once decoded.
+                    "https://8.8.8.8%00.internal/x", "https://127.0.0.1%00.example.com/x", "https://erp%20x.example.com/x",
+                    "https://erp%2fx.example.com/x", "https://erp%40x.example.com/x", "https://erp%25x.example.com/x",
                 ] + WebhooksTests.loopbackHostNames.map { "https://\($0)/x" }
             for url in privateURLs {
                 let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)

@@ -135,6 +135,12 @@ final class ConnectionTests: XCTestCase {
         XCTAssertEqual(one.columnName(0), "one")
         XCTAssertEqual(one.columnName(7), "?")
         XCTAssertThrowsError(try one[0].decode(Int.self, at: 7))
+        // Past what a C int holds: an error, not a trap.
+        for column in [Int(Int32.max) + 1, Int.max, Int.min] {
+            XCTAssertThrowsError(try one[0].rfc3339Milliseconds(at: column), "\(column)")
+            XCTAssertThrowsError(try one[0].decode(Int.self, at: column), "\(column)")
+            XCTAssertTrue(one[0].isNull(at: column))
+        }
     }
 
     func testTypeMismatchIsAClearDecodingError() throws {

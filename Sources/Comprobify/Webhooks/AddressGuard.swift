@@ -186,6 +186,8 @@ enum AddressGuard {
 
     /// Every address `host` resolves to, or nil.
     @Sendable private static func resolve(_ host: String) -> [IPAddress]? {
+        // getaddrinfo reads up to a NUL: a name holding one is not the name asked.
+        guard !host.utf8.contains(0) else { return nil }
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         #if canImport(Glibc)

@@ -38,6 +38,13 @@ struct WebhookURL: Sendable, Equatable {
         // "localhost." is "localhost": a trailing dot only roots the name.
         while host.hasSuffix(".") { host.removeLast() }
         guard !host.isEmpty else { return .failure(.init("url must name a host.")) }
+        // The host as decoded from its %-escapes must still be one: a NUL
+        // (%00) would end it early for inet_pton and getaddrinfo, which would
+        // judge a shorter host than the one kept.
+        guard !host.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || "%/\\@?#".unicodeScalars.contains($0) })
+        else {
+            return .failure(.init("url's host must be a name or an address, with no escaped control character, space or delimiter."))
+        }
         let loopbackAllowed = allowHTTP && isAllowedLoopbackHost(host)
         // http names its host plainly, as the table's rule reads it
         // (webhook_endpoints_http_only_to_localhost): not `[127.0.0.1]`, not
@@ -86,6 +93,8 @@ struct IPAddress: Sendable, Equatable, CustomStringConvertible {
     let bytes: [UInt8]
 
     init?(_ text: String) {
+        // inet_pton reads up to a NUL: "8.8.8.8\0.internal" is no address.
+        guard !text.utf8.contains(0) else { return nil }
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
             bytes = withUnsafeBytes(of: &v4) { Array($0) }
