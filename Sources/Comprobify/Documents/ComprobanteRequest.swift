@@ -53,7 +53,7 @@ struct ComprobanteRequest: Sendable {
         )
         metadata = reader.metadata()
         if input.value["content"] != nil {
-            reader.fail("content", "content is now called metadata (SRI.md): send your own object as metadata.")
+            reader.fail("content", "content is now called metadata: send your own object as metadata.")
         }
 
         var violations = reader.errors
