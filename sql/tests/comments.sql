@@ -19,7 +19,7 @@
 -- and so is everything on or of such an object. Policies are checked by
 -- schema_guards.sql.
 BEGIN;
-SELECT plan(9);
+SELECT plan(10);
 
 -- Objects that belong to an extension.
 CREATE TEMP VIEW extension_members AS
@@ -123,6 +123,14 @@ SELECT is_empty($$
        AND coalesce(btrim(obj_description(s.oid, 'pg_class')), '') = ''
      ORDER BY 1
 $$, 'every sequence that belongs to no column has a comment');
+
+SELECT is_empty($$
+    SELECT s.name
+      FROM schema_relations s
+     WHERE CASE WHEN s.relkind = 'S' THEN has_sequence_privilege('comprobify_app', s.oid, 'USAGE') ELSE false END
+       AND coalesce(btrim(obj_description(s.oid, 'pg_class')), '') = ''
+     ORDER BY 1
+$$, 'every sequence comprobify_app may draw from says why (migration 0094)');
 
 -- Roles ------------------------------------------------------------------------------------
 
