@@ -149,6 +149,7 @@ final class WebhooksTests: XCTestCase {
                     // or that hold a space or a delimiter once decoded.
                     "https://8.8.8.8%00.internal/x", "https://127.0.0.1%00.example.com/x", "https://erp%20x.example.com/x",
                     "https://erp%2fx.example.com/x", "https://erp%40x.example.com/x", "https://erp%25x.example.com/x",
+                    "https://erp%C2%A0x.example.com/x", "https://erp%C2%85x.example.com/x", "https://erp%5Bx.example.com/x",
                 ] + WebhooksTests.loopbackHostNames.map { "https://\($0)/x" }
             for url in privateURLs {
                 let reply = try await server.call(.post, "/v1/webhooks", key: tenant.key, json: #"{"url": "\#(url)"}"#)

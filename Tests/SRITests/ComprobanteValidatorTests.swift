@@ -141,7 +141,8 @@ final class ComprobanteValidatorTests: XCTestCase {
     func testEmails() {
         for good in [
             "a@b.co", "jose.nunez+factura@example.ec", "ñandú@correo.ec", "o'brien&co@example.ec", "Ventas@Mail.Example.COM.EC",
-            "a@xn--and-6ma2c.ec", "info@ñandú.ec", String(repeating: "a", count: 64) + "@" + String(repeating: "b", count: 63) + ".ec",
+            "a@xn--and-6ma2c.ec", "info@ñandú.ec", "jose@x\u{301}.ec", String(repeating: "ñ", count: 32) + "@b.ec",
+            String(repeating: "a", count: 64) + "@" + String(repeating: "b", count: 63) + ".ec",
         ] {
             var input = Self.factura()
             input.buyer?.email = good
@@ -161,6 +162,10 @@ final class ComprobanteValidatorTests: XCTestCase {
             "jose@example..ec", "jose@.example.ec", "jose@example.ec.", "jose@-x.ec", "jose@x-.ec", "jose@x_y.ec",
             ".jose@example.ec", "jose.@example.ec", "jo..se@example.ec", "jose@example.e", "jose@192.0.2.1",
             "jose@[192.0.2.1]", String(repeating: "a", count: 65) + "@b.ec", "a@" + String(repeating: "b", count: 64) + ".ec",
+            // A combining mark does not hide a hyphen at a label's end nor
+            // start a label; a top-level domain of other digits is digits;
+            // 64 is counted in bytes (33 ñ are 66).
+            "jose@x-\u{301}.ec", "jose@\u{301}x.ec", "jose@b.\u{661}\u{662}", String(repeating: "ñ", count: 33) + "@b.ec",
         ] {
             var input = Self.factura()
             input.buyer?.email = bad

@@ -41,7 +41,11 @@ struct WebhookURL: Sendable, Equatable {
         // The host as decoded from its %-escapes must still be one: a NUL
         // (%00) would end it early for inet_pton and getaddrinfo, which would
         // judge a shorter host than the one kept.
-        guard !host.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || "%/\\@?#".unicodeScalars.contains($0) })
+        guard
+            !host.unicodeScalars.contains(where: {
+                $0.value <= 0x20 || (0x7F...0x9F).contains($0.value) || $0.properties.isWhitespace
+                    || "%/\\@?#[]".unicodeScalars.contains($0)
+            })
         else {
             return .failure(.init("url's host must be a name or an address, with no escaped control character, space or delimiter."))
         }

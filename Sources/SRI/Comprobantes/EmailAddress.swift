@@ -6,13 +6,15 @@ public enum EmailAddress {
     /// it (an "@" followed by a combining mark is still an "@"), so whatever
     /// passes here passes there.
     ///
-    /// - Exactly one "@". The local part has 1 to 64 characters (RFC 5321),
-    ///   neither starts nor ends with a dot and has no two dots in a row.
+    /// - Exactly one "@". The local part has 1 to 64 bytes in UTF-8 (RFC
+    ///   5321's octets), neither starts nor ends with a dot and has no two
+    ///   dots in a row.
     /// - The domain has two labels or more, each of 1 to 63 characters, of
-    ///   ASCII letters, digits and hyphens, or any other letter (an
-    ///   internationalized name), and neither starting nor ending with a
-    ///   hyphen; the last (the top-level domain) has two characters or more,
-    ///   not all digits. No address literals (`[192.0.2.1]`).
+    ///   ASCII letters, digits and hyphens, or any other letter or digit (an
+    ///   internationalized name) with its combining marks; a label starts with
+    ///   a letter or digit and does not end with a hyphen (marks after it
+    ///   aside); the last (the top-level domain) has two characters or more,
+    ///   not all digits of any script. No address literals (`[192.0.2.1]`).
     /// - Nowhere whitespace, a control character (C0, DEL, C1), an invisible
     ///   formatting character (zero-width, bidi: an address that looks like
     ///   another's must not be another address), or U+FFFE / U+FFFF, which XML
@@ -32,7 +34,8 @@ public enum EmailAddress {
     }
 
     private static func isPlausibleLocalPart(_ local: ArraySlice<Unicode.Scalar>) -> Bool {
-        guard (1...64).contains(local.count), local.first != ".", local.last != "." else { return false }
+        let bytes = local.reduce(0) { $0 + UTF8.width($1) }
+        guard (1...64).contains(bytes), local.first != ".", local.last != "." else { return false }
         return !zip(local, local.dropFirst()).contains { $0 == "." && $1 == "." }
     }
 
@@ -40,14 +43,16 @@ public enum EmailAddress {
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
         guard labels.count >= 2, let top = labels.last else { return false }
         for label in labels {
-            guard (1...63).contains(label.count), label.first != "-", label.last != "-" else { return false }
+            guard (1...63).contains(label.count), let first = label.first, first != "-", !isMark(first),
+                label.last(where: { !isMark($0) }) != "-"
+            else { return false }
             guard
                 label.allSatisfy({
                     $0.isASCII ? isHostCharacter($0) : $0.properties.isAlphabetic || $0.properties.numericType != nil || isMark($0)
                 })
             else { return false }
         }
-        return top.count >= 2 && !top.allSatisfy { ("0"..."9").contains($0) }
+        return top.count >= 2 && !top.allSatisfy { $0.properties.numericType != nil || isMark($0) }
     }
 
     private static func isHostCharacter(_ scalar: Unicode.Scalar) -> Bool {
