@@ -199,6 +199,11 @@ final class WebhooksTests: XCTestCase {
     }
 
     func testAHostNameIsJudgedByWhatItResolvesTo() async throws {
+        // An internationalized name is judged, and looked up, in its xn-- form.
+        for written in ["https://ñandú.ec/x", "https://xn--and-6ma2c.ec/x", "https://XN--AND-6MA2C.EC./x"] {
+            XCTAssertEqual(try WebhookURL.parse(written, allowHTTP: false).get().host, "xn--and-6ma2c.ec", written)
+        }
+        XCTAssertThrowsError(try WebhookURL.parse("https://%C3%B1and%C3%BA.ec/x", allowHTTP: false).get())
         let url = try WebhookURL.parse("https://rebind.example.com/x", allowHTTP: false).get()
         let answers: [String: [IPAddress]] = [
             "loopback": [IPAddress("127.0.0.1")!], "metadata": [IPAddress("169.254.169.254")!],

@@ -49,6 +49,17 @@ struct WebhookURL: Sendable, Equatable {
         else {
             return .failure(.init("url's host must be a name or an address, with no escaped control character, space or delimiter."))
         }
+        // An internationalized name is looked up, and named to the server, in
+        // its ASCII (xn--) form, which URLComponents decodes: Foundation's URL
+        // gives that form back (getaddrinfo takes no other).
+        if !host.unicodeScalars.allSatisfy(\.isASCII) {
+            var ascii = (URL(string: text)?.host ?? "").lowercased()
+            while ascii.hasSuffix(".") { ascii.removeLast() }
+            guard !ascii.isEmpty, ascii.unicodeScalars.allSatisfy(\.isASCII), !ascii.contains("%") else {
+                return .failure(.init("url's host must be written as it is or in its xn-- form, not %-escaped."))
+            }
+            host = ascii
+        }
         let loopbackAllowed = allowHTTP && isAllowedLoopbackHost(host)
         // http names its host plainly, as the table's rule reads it
         // (webhook_endpoints_http_only_to_localhost): not `[127.0.0.1]`, not
