@@ -809,6 +809,43 @@ final class DocumentsTests: XCTestCase {
         }
     }
 
+    /// A repeat of a request accepted before a rule was made stricter (its
+    /// body fails validation now) is answered what it was answered; the same
+    /// body with another key, with another issuer, or once the key expired,
+    /// is the 400 it now is.
+    func testARepeatOfABodyThatNoLongerValidatesReplaysItsAnswer() async throws {
+        try await TestServer.run { server in
+            let tenant = try await server.signUp()
+            let issuer = try await server.createIssuer(tenant.key)
+            let second = try await server.createIssuer(tenant.key, emissionPoint: "002")
+            let first = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "then-valid"], body: Bodies.factura())
+            XCTAssertEqual(first.status, 201, first.text)
+            // As if the body had been accepted under an older rule: the key
+            // remembers a body that fails validation today.
+            let stricter = Bodies.factura(
+                buyer: #"{"idType": "05", "id": "1712345678", "name": "José Núñez", "email": "jose@example..ec"}"#)
+            try TestDatabase.query(
+                "UPDATE idempotency_keys SET request_digest = sha256(convert_to($2, 'UTF8')) WHERE tenant_id = $1 AND key = 'then-valid'",
+                [tenant.id, stricter])
+            let repeated = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "then-valid"], body: stricter)
+            XCTAssertEqual(repeated.status, 201, repeated.text)
+            XCTAssertEqual(repeated.headers[.idempotentReplayed], "true")
+            XCTAssertEqual(repeated.value(["document"]), first.value(["document"]))
+            for (key, target) in [("another-key", issuer), ("then-valid", second)] {
+                let refused = try await server.issue(tenant.key, issuer: target, headers: [.idempotencyKey: key], body: stricter)
+                refused.assertProblem(400, "VALIDATION_ERROR")
+                XCTAssertEqual(refused.errorFields, ["buyer.email"], "\(key), issuer \(target)")
+            }
+            try TestDatabase.query(
+                "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', expires_at = now() - interval '1 hour' WHERE tenant_id = $1",
+                [tenant.id])
+            let expired = try await server.issue(tenant.key, issuer: issuer, headers: [.idempotencyKey: "then-valid"], body: stricter)
+            expired.assertProblem(400, "VALIDATION_ERROR")
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT count(*) FROM documents WHERE tenant_id = $1", [tenant.id], as: Int.self), 1)
+        }
+    }
+
     func testExpiredIdempotencyKeysArePurgedAndReusable() async throws {
         try await TestServer.run { server in
             let tenant = try await server.signUp()

@@ -52,7 +52,21 @@ struct DocumentsController {
             }
             if let keyError { throw keyError }
         } catch {
-            try await database.resolveIssuer(issuerID, context)
+            // A body refused with a single, well-formed Idempotency-Key: the
+            // key may have answered this very body before a rule was made
+            // stricter, and a repeat is answered what it was answered.
+            if let key = idempotencyKey, IssueRequest.idempotencyKeyProblem(idempotencyKeys) == nil,
+                (error as? APIError)?.code == "VALIDATION_ERROR"
+            {
+                let replay = DocumentsStore.replay(
+                    key: key, issuer: issuerID, environment: context.token.environment, digest: Crypto.sha256(bytes))
+                let (principal, found, replayed) = try await database.read(
+                    for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID), replay)
+                _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
+                if let replayed { return Self.issued(replayed, replayed: true) }
+            } else {
+                try await database.resolveIssuer(issuerID, context)
+            }
             throw error
         }
         // Only a request with an Idempotency-Key is compared with an earlier one.
@@ -84,6 +98,12 @@ struct DocumentsController {
         if !replayed {
             ServiceMetrics.documentIssued(type: document.comprobante.kind.rawValue, environment: context.token.environment)
         }
+        return Self.issued(json, replayed: replayed)
+    }
+
+    /// POST /v1/documents' 201: the document, marked when it replays an
+    /// Idempotency-Key's first answer.
+    static func issued(_ json: JSONValue, replayed: Bool) -> Response {
         var response = Reply.json(.created, [("document", json)])
         if replayed { response.headers[.idempotentReplayed] = "true" }
         return response

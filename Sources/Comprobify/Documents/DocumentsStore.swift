@@ -549,6 +549,26 @@ enum DocumentsStore {
     /// repeat is the same request (issuer and body): it issues a production
     /// document, never replays a sandbox one. With another issuer or body it
     /// is 409, as for any key.
+    /// The document an unexpired Idempotency-Key answered for this issuer and
+    /// this request body, in the issuer's environment, as its first response
+    /// showed it; nil when there is none. For a repeat whose body no longer
+    /// passes validation (a rule made stricter since it was accepted): it is
+    /// answered what the request was answered, as any repeat is (`claim`'s
+    /// replay, read without claiming).
+    static func replay(key: String, issuer: Int64, environment: Environment, digest: Data) -> Read<JSONValue?> {
+        Read(
+            """
+            SELECT \(unescaped: firstResponseColumns)
+              FROM idempotency_keys k
+              JOIN \(unescaped: from) ON d.tenant_id = k.tenant_id AND d.id = k.document_id
+             WHERE k.key = \(key) AND k.expires_at >= now() AND k.issuer_id = \(issuer) AND k.request_digest = \(digest)
+               AND d.environment = \(environment.rawValue)
+            """
+        ) { result in
+            try result.first.map { try document($0) }
+        }
+    }
+
     static func claim(_ transaction: Transaction, key: String, issuer: Int64, environment: Environment, digest: Data) throws
         -> JSONValue?
     {
