@@ -60,10 +60,9 @@ struct DocumentsController {
             {
                 let replay = DocumentsStore.replay(
                     key: key, issuer: issuerID, environment: context.token.environment, digest: Crypto.sha256(bytes))
-                let (principal, found, replayed) = try await database.read(
-                    for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID), replay)
-                _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
-                if let replayed { return Self.issued(replayed, replayed: true) }
+                if let replayed = try await database.resolveIssuer(issuerID, context, also: replay) {
+                    return Self.issued(replayed, replayed: true)
+                }
             } else {
                 try await database.resolveIssuer(issuerID, context)
             }

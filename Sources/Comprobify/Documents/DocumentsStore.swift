@@ -537,18 +537,6 @@ enum DocumentsStore {
         SELECT \(storedColumns) FROM d, s
         """
 
-    /// Claims an Idempotency-Key for this request, or returns the first
-    /// response of the earlier request that holds it (the document as it was
-    /// stored: status SIGNED, whatever SRI has decided since, as API.md's
-    /// "returns the first response again" says). A concurrent request with the same key
-    /// waits on the primary key until the first commits (then replays it) or
-    /// rolls back (then claims the key itself).
-    ///
-    /// A key whose document is of another environment than the issuer's now
-    /// (used in sandbox, repeated after the promotion) starts over when the
-    /// repeat is the same request (issuer and body): it issues a production
-    /// document, never replays a sandbox one. With another issuer or body it
-    /// is 409, as for any key.
     /// The document an unexpired Idempotency-Key answered for this issuer and
     /// this request body, in the issuer's environment, as its first response
     /// showed it; nil when there is none. For a repeat whose body no longer
@@ -569,6 +557,18 @@ enum DocumentsStore {
         }
     }
 
+    /// Claims an Idempotency-Key for this request, or returns the first
+    /// response of the earlier request that holds it (the document as it was
+    /// stored: status SIGNED, whatever SRI has decided since, as API.md's
+    /// "returns the first response again" says). A concurrent request with the same key
+    /// waits on the primary key until the first commits (then replays it) or
+    /// rolls back (then claims the key itself).
+    ///
+    /// A key whose document is of another environment than the issuer's now
+    /// (used in sandbox, repeated after the promotion) starts over when the
+    /// repeat is the same request (issuer and body): it issues a production
+    /// document, never replays a sandbox one. With another issuer or body it
+    /// is 409, as for any key.
     static func claim(_ transaction: Transaction, key: String, issuer: Int64, environment: Environment, digest: Data) throws
         -> JSONValue?
     {

@@ -145,4 +145,12 @@ extension Database {
         let (principal, found) = try await read(for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID))
         _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
     }
+
+    /// The same, with `also` read in the same round trip: its value, once the
+    /// issuer resolved.
+    func resolveIssuer<A>(_ issuerID: Int64, _ context: TenantRequestContext, also: Read<A>) async throws -> A {
+        let (principal, found, value) = try await read(for: context.token, facts: context.facts, ResolvedIssuer.lookup(issuerID), also)
+        _ = try ResolvedIssuer.resolve(found, keyEnvironment: principal.keyEnvironment)
+        return value
+    }
 }
