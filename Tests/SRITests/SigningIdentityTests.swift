@@ -110,11 +110,13 @@ final class SigningIdentityTests: XCTestCase {
             })
         defer { EVP_PKEY_free(key) }
         var bags: OpaquePointer?
+        defer { OPENSSL_sk_pop_free(bags, { PKCS12_SAFEBAG_free(OpaquePointer($0)) }) }
         for _ in 0..<6 {
             XCTAssertNotNil(
                 PKCS12_add_key(&bags, key, 0, Int32(PKCS12Limits.iterations), NID_pbe_WithSHA1And3_Key_TripleDES_CBC, TestPKI.password))
         }
         var safes: OpaquePointer?
+        defer { OPENSSL_sk_pop_free(safes, { PKCS7_free($0?.assumingMemoryBound(to: PKCS7.self)) }) }
         XCTAssertNotNil(PKCS12_add_safe(&safes, bags, -1, 0, nil))
         let file = try XCTUnwrap(PKCS12_add_safes(safes, 0))
         defer { PKCS12_free(file) }

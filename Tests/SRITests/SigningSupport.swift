@@ -11,6 +11,11 @@ extension TestPKI {
     func pkcs12(pairs names: [String], password: String = TestPKI.password) throws -> [UInt8] {
         var certificateBags: OpaquePointer?
         var keyBags: OpaquePointer?
+        // The bags are copied into their safes, and the safes into the file.
+        defer {
+            OPENSSL_sk_pop_free(certificateBags, { PKCS12_SAFEBAG_free(OpaquePointer($0)) })
+            OPENSSL_sk_pop_free(keyBags, { PKCS12_SAFEBAG_free(OpaquePointer($0)) })
+        }
         for (index, name) in names.enumerated() {
             let key = try readPEM(name + ".key") { PEM_read_bio_PrivateKey($0, nil, nil, nil) }
             let certificate = try readPEM(name + ".pem") { PEM_read_bio_X509($0, nil, nil, nil) }
@@ -27,6 +32,7 @@ extension TestPKI {
             PKCS12_add_friendlyname_utf8(keyBag, index == 0 ? "Encryption Key" : "Signing Key", -1)
         }
         var safes: OpaquePointer?
+        defer { OPENSSL_sk_pop_free(safes, { PKCS7_free($0?.assumingMemoryBound(to: PKCS7.self)) }) }
         guard PKCS12_add_safe(&safes, certificateBags, -1, 0, nil) == 1,
             PKCS12_add_safe(&safes, keyBags, -1, 0, nil) == 1,
             let file = PKCS12_add_safes(safes, 0)
