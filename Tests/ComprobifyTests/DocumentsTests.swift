@@ -204,11 +204,10 @@ final class DocumentsTests: XCTestCase {
     }
 
     func testSixtyFourConcurrentIssuesAreGaplessAndUnique() async throws {
-        // 64 at once on one counter: with room for a slow debug build beside
-        // the other test processes (no 503 from the wait for the counter).
+        // 64 at once on one counter.
         try await TestServer.run(configure: {
             $0.poolSize = 8
-            $0.poolWaitMilliseconds = 30_000
+            $0.waitLongForTheCounter()
         }) { server in
             let tenant = try await server.signUp()
             let issuer = try await server.createIssuer(tenant.key)
@@ -318,15 +317,12 @@ final class DocumentsTests: XCTestCase {
     /// one's guesses miss, and documents offered together store none) changes
     /// none of that.
     func testABurstOnOneCounterIsStoredTogetherAndStaysGapless() async throws {
-        // Every answer's XML is read back: no rate limit. A burst of 60 on one
-        // counter, beside the other test processes on a small machine, may
-        // wait past the default budget for its turn on the counter (the 503
-        // of LoadLimitsTests' testACounterLaneBelongsToTheKeysTenantAndItsBusyAnswerNamesTheCounter);
-        // this test checks the numbering, so it waits longer.
+        // Every answer's XML is read back: no rate limit. Bursts of 40 and 60
+        // on one counter.
         let configure: @Sendable (inout Configuration) -> Void = {
             $0.poolSize = 16
             $0.rateLimitPerKey = 0
-            $0.poolWaitMilliseconds = 30_000
+            $0.waitLongForTheCounter()
         }
         try await TestServer.run(configure: configure) { first in
             try await TestServer.run(configure: configure) { second in
@@ -516,8 +512,8 @@ final class DocumentsTests: XCTestCase {
     /// and the request issues again. Every document is stored once, gapless,
     /// signed with its own number.
     func testTwoProcessesOnOneCounterStayGaplessAndSignedAsNumbered() async throws {
-        // 40 at once on one counter below: with room for a slow debug build.
-        let patient: @Sendable (inout Configuration) -> Void = { $0.poolWaitMilliseconds = 30_000 }
+        // 40 at once on one counter below.
+        let patient: @Sendable (inout Configuration) -> Void = { $0.waitLongForTheCounter() }
         try await TestServer.run(configure: patient) { first in
             try await TestServer.run(configure: patient) { second in
                 let tenant = try await first.signUp()
@@ -571,10 +567,10 @@ final class DocumentsTests: XCTestCase {
     /// are issued at once misses none (the type's ids commit in their order,
     /// its counter taking them in turn).
     func testPagingOneTypeWhileItIsIssuedMissesNone() async throws {
-        // 60 at once on two counters: with room for a slow debug build.
+        // 60 at once on two counters.
         try await TestServer.run(configure: {
             $0.poolSize = 8
-            $0.poolWaitMilliseconds = 30_000
+            $0.waitLongForTheCounter()
             $0.rateLimitBurst = 1_000
         }) { server in
             let tenant = try await server.signUp()
@@ -945,11 +941,10 @@ final class DocumentsTests: XCTestCase {
     /// that stops at a page shorter than `limit` (API.md) misses none. Here
     /// 200 facturas with 7 KiB of metadata each, 1.7 MiB of JSON in all.
     func testAFullPageOfLargeDocumentsIsNotCutShort() async throws {
-        // 200 issues on one counter: in rounds of 25, with room for a slow
-        // debug build (no 503 from the pool's wait, no 429 from the key's rate).
+        // 200 issues on one counter, in rounds of 25 (no 429 from the key's rate).
         try await TestServer.run(configure: {
             $0.poolSize = 8
-            $0.poolWaitMilliseconds = 30_000
+            $0.waitLongForTheCounter()
             $0.rateLimitPerKey = 0
         }) { server in
             let tenant = try await server.signUp()

@@ -81,6 +81,14 @@ func refuseInserts(into table: String, ofTenant tenant: Int64, check: String? = 
     }
 }
 
+extension Configuration {
+    /// For a test that issues many facturas on one counter at once and checks
+    /// their numbering, not the wait budget: room for a slow debug build beside
+    /// the other test processes, with no 503 from the wait for the counter
+    /// (the budget's own tests set theirs).
+    mutating func waitLongForTheCounter() { poolWaitMilliseconds = 30_000 }
+}
+
 /// A live server on a free loopback port, over the test database as comprobify_app.
 struct TestServer: Sendable {
     let port: Int
