@@ -68,14 +68,17 @@ final class BackgroundWorkTests: XCTestCase {
 
     /// The caller's cancellation reaches the background task, and its wait ends.
     func testCancellingTheCallerCancelsTheBackgroundTask() async throws {
+        let sawCancellation = NIOLockedValueBox(false)
         let caller = Task {
             await BackgroundWork.run {
                 while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(5)) }
+                sawCancellation.withLockedValue { $0 = true }
             }
         }
         try await Task.sleep(for: .milliseconds(50))
         caller.cancel()
-        await caller.value
+        try await assertEnds(within: 10, "the cancelled caller") { await caller.value }
+        XCTAssertTrue(sawCancellation.withLockedValue { $0 }, "the background task saw the cancellation")
     }
 
     /// A service whose work runs in the background still sees the service
@@ -92,11 +95,32 @@ final class BackgroundWorkTests: XCTestCase {
         }
         let started = NIOLockedValueBox(false)
         let group = ServiceGroup(configuration: .init(services: [Waiting(started: started)], logger: Logger(label: "test")))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            while !started.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+        let running = Task { try await group.run() }
+        try await assertEnds(within: 10, "the service's start") {
+            while !started.withLockedValue({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+        }
+        await group.triggerGracefulShutdown()
+        try await assertEnds(within: 10, "the service group after its graceful shutdown") { _ = try? await running.value }
+        let outcome = await running.result
+        XCTAssertNoThrow(try outcome.get(), "the group stopped without an error")
+    }
+
+    /// Fails the test when `work` has not ended within `seconds`, without
+    /// waiting for it: a hang fails here instead of holding the run for ever.
+    private func assertEnds(
+        within seconds: Double, _ what: String, file: StaticString = #filePath, line: UInt = #line,
+        _ work: @escaping @Sendable () async -> Void
+    ) async throws {
+        let ended = NIOLockedValueBox(false)
+        let task = Task {
+            await work()
+            ended.withLockedValue { $0 = true }
+        }
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while !ended.withLockedValue({ $0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        guard ended.withLockedValue({ $0 }) else {
+            task.cancel()
+            return XCTFail("\(what) did not end within \(seconds) s", file: file, line: line)
         }
     }
 

@@ -423,6 +423,9 @@ final class DocumentsTests: XCTestCase {
             // All six sign ahead as 11 to 16; the first's statement waits for the
             // row, the rest for their turns. The second's turn takes the four
             // offers behind it: 12 to 16, which the counter no longer gives.
+            // The first's statement waits for the row (seen, whatever the
+            // machine's load); then time for the others to sign and queue.
+            XCTAssertNotNil(TestDatabase.sessionBlocked(by: owner.backendPID), "a statement waits for the counter's row")
             try await Task.sleep(for: .seconds(2))
             try owner.query(
                 "UPDATE sequentials SET next_sequential = next_sequential + 2 WHERE issuer_id = \(issuer) AND document_type = '01'")
@@ -870,13 +873,18 @@ final class DocumentsTests: XCTestCase {
             XCTAssertEqual(fresh.status, 201)
             XCTAssertNil(fresh.headers[.idempotentReplayed], "an expired key starts over")
             XCTAssertEqual(try fresh.int("document", "sequential"), 2)
-            try TestDatabase.query(
+            // The key expires and the app role purges it in one transaction, so
+            // no other server's housekeeping (tests run in parallel) sees it
+            // expired first: this purge is the one that removes it.
+            let session = try TestDatabase.owner()
+            _ = try session.query("BEGIN", [])
+            try session.query(
                 "UPDATE idempotency_keys SET created_at = now() - interval '25 hours', expires_at = now() - interval '1 hour' WHERE tenant_id = $1",
                 [tenant.id])
-            // The app role may purge; another server's housekeeping (tests run in
-            // parallel) may have purged the row first, so only its absence is certain.
-            let app = try Postgres.Connection(conninfo: TestDatabase.appURL)
-            XCTAssertGreaterThanOrEqual(try app.query("SELECT purge_expired()")[0].decode(Int64.self, at: 0), 0)
+            _ = try session.query("SET LOCAL ROLE comprobify_app", [])
+            let purged = try session.query("SELECT purge_expired()", [])[0].decode(Int64.self, at: 0)
+            _ = try session.query("COMMIT", [])
+            XCTAssertGreaterThanOrEqual(purged, 1, "the expired key is among the rows purged")
             XCTAssertEqual(
                 try TestDatabase.scalar("SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1", [tenant.id], as: Int.self), 0)
         }

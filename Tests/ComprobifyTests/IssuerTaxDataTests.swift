@@ -1,4 +1,5 @@
 import HTTPTypes
+import Postgres
 import TestSupport
 import XCTest
 
@@ -140,7 +141,16 @@ final class IssuerTaxDataTests: XCTestCase {
             let anonymous = try await server.call(.patch, "/v1/issuers/\(id)", json: #"{"ruc": "1"}"#)
             anonymous.assertProblem(401, "UNAUTHORIZED")
             // The database holds the branch identity even against a direct update.
-            XCTAssertThrowsError(try TestDatabase.query("UPDATE issuers SET establishment = '009' WHERE id = $1", [id]))
+            // issuers_identity_is_fixed refuses it (refuse_change: SQLSTATE 23000, its reason).
+            let branch = "SELECT establishment FROM issuers WHERE id = $1"
+            let establishment = try TestDatabase.scalar(branch, [id], as: String.self)
+            XCTAssertNotEqual(establishment, "009")
+            XCTAssertThrowsError(try TestDatabase.query("UPDATE issuers SET establishment = '009' WHERE id = $1", [id])) { error in
+                let refused = error as? PostgresError
+                XCTAssertEqual(refused?.sqlState, "23000", "\(error)")
+                XCTAssertTrue(refused?.message.contains("establishment and emission point are fixed") == true, "\(error)")
+            }
+            XCTAssertEqual(try TestDatabase.scalar(branch, [id], as: String.self), establishment)
         }
     }
 }

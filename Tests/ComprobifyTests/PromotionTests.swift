@@ -422,7 +422,6 @@ final class PromotionTests: XCTestCase {
 
     func testMintIssuerAndDocumentRacingAPromotion() async throws {
         try await TestServer.run(configure: { $0.poolSize = 8 }) { server in
-            var mintOutcomes = Set<Int>()
             for round in 0..<8 {
                 let tenant = try await server.activeTenant()
                 let issuer = try await server.createIssuer(tenant.key)
@@ -443,7 +442,6 @@ final class PromotionTests: XCTestCase {
                 }
                 XCTAssertEqual(replies[0].status, 200, replies[0].text)
                 let labels = try replies[0].array("apiKeys").compactMap { $0["label"]?.stringValue }
-                mintOutcomes.insert(replies[1].status)
                 switch replies[1].status {
                 case 201:
                     // The mint committed first: its key was swapped like the others.
@@ -475,7 +473,6 @@ final class PromotionTests: XCTestCase {
                 )
                 try PromotionTests.assertFullyPromoted(tenant.id)
             }
-            XCTAssertFalse(mintOutcomes.isEmpty)
         }
     }
 

@@ -721,12 +721,22 @@ final class SubmissionTests: XCTestCase {
             let key = try tenant.queue()
             var settings = testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])
             settings.workers = 0
-            try await withSender(settings) { _ in
+            let logs = LogCapture()
+            try await withSender(settings, logs: logs) { _ in
                 try await Task.sleep(for: .milliseconds(500))
             }
             XCTAssertEqual(try tenant.submission(key).attempts, 0)
             let receptions = await sri.receptions(key)
             XCTAssertEqual(receptions, 0)
+            // No sender was started at all, not one that had not sent yet: the
+            // service ran (the service group logs its start and its end), and
+            // the line a sender logs when it starts is missing.
+            let lines = logs.text.split(separator: "\n")
+            XCTAssertTrue(
+                lines.contains { $0.hasPrefix("debug Starting service") && $0.contains("SubmissionService(") }, "\(lines.count) lines")
+            XCTAssertTrue(
+                lines.contains { $0.hasPrefix("debug Service finished") && $0.contains("SubmissionService(") }, "\(lines.count) lines")
+            XCTAssertFalse(logs.text.contains("sending to SRI"))
         }
     }
 
