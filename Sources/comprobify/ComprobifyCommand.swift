@@ -129,6 +129,11 @@ struct Serve: AsyncParsableCommand {
                 "cannot listen on \(configuration.host):\(configuration.port): another process listens there (PORT and HOST choose another)"
             )
             throw ExitCode(1)
+        } catch is SocketAddressError.UnknownHost {
+            logger.critical(
+                "cannot listen on \(configuration.host):\(configuration.port): HOST is neither an address nor a name this machine resolves"
+            )
+            throw ExitCode(1)
         } catch {
             logger.critical("stopped", metadata: ["error": "\(error)"])
             throw ExitCode(1)

@@ -437,6 +437,21 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// A HOST that is no address and does not resolve: serve says so in one
+    /// line naming the setting and exits 1, as for a port in use.
+    func testServeOnAHostThatDoesNotResolveSaysSoAndExits() async throws {
+        let (status, output) = try Executable.run(
+            try Executable.url(), ["serve"],
+            environment: [
+                "DATABASE_URL": TestDatabase.appURL, "PORT": "0", "HOST": "no-such-host.invalid",
+                "COMPROBIFY_SECRET_KEY": TestSecrets.keyText, "SRI_WORKERS": "0", "WEBHOOK_WORKERS": "0",
+            ])
+        XCTAssertEqual(status, 1, output)
+        XCTAssertTrue(
+            output.contains("cannot listen on no-such-host.invalid:0: HOST is neither an address nor a name this machine resolves"), output)
+        XCTAssertFalse(output.contains("\"warning\""), output)
+    }
+
     /// A new process shows every counter whose series are known in advance
     /// at 0, before anything happened: an alert on their rate reads 0, not
     /// "no data". (A process of its own: the tests share one registry.)
