@@ -30,7 +30,7 @@ final class IssuersTests: XCTestCase {
             XCTAssertEqual(try list.array("issuers").compactMap { $0["id"]?.intValue }, [id, second])
             let show = try await server.call(.get, "/v1/issuers/\(id)", key: tenant.key)
             XCTAssertEqual(try show.string("issuer", "legalName"), "Comercial Ñ S.A.")
-            XCTAssertTrue(show.isNull("issuer", "tradeName") == false)
+            XCTAssertEqual(try show.string("issuer", "tradeName"), "Ñ")
 
             let other = try await server.signUp()
             let hidden = try await server.call(.get, "/v1/issuers/\(id)", key: other.key)

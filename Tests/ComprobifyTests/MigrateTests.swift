@@ -99,7 +99,7 @@ final class MigrateTests: XCTestCase {
                 done.signal()
             }
             // 0001_roles.sql waits for the holder's change of comprobify_app.
-            Thread.sleep(forTimeInterval: 0.5)
+            XCTAssertNotNil(TestDatabase.sessionBlocked(by: holder.backendPID), "the migration waits for the holder")
             try holder.execute(script: "COMMIT")
             XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
             let applied = try XCTUnwrap(outcome.withLockedValue { $0 }).get()

@@ -1,4 +1,5 @@
 import Foundation
+import SRI
 import XCTest
 
 @testable import Comprobify
@@ -44,9 +45,19 @@ final class SecretBoxTests: XCTestCase {
         for index in sealed.indices {
             var tampered = sealed
             tampered[index] ^= 0x01
-            XCTAssertThrowsError(try box.open(tampered, associatedData: here), "byte \(index)")
+            // The version byte, then the key's id, then what the tag covers.
+            let expected: SecretBoxError =
+                index == 0
+                ? .malformed
+                : index <= SecretBox.keyIDLength
+                    ? .unknownKey(id: Hex.encode(Array(tampered[1...SecretBox.keyIDLength]))) : .authenticationFailed
+            XCTAssertThrowsError(try box.open(tampered, associatedData: here), "byte \(index)") { error in
+                XCTAssertEqual(error as? SecretBoxError, expected, "byte \(index)")
+            }
         }
-        XCTAssertThrowsError(try box.open(Array(sealed.dropLast()), associatedData: here))
+        XCTAssertThrowsError(try box.open(Array(sealed.dropLast()), associatedData: here)) { error in
+            XCTAssertEqual(error as? SecretBoxError, .authenticationFailed, "a tag one byte short")
+        }
         XCTAssertThrowsError(try box.open(Array(sealed.prefix(20)), associatedData: here)) { error in
             XCTAssertEqual(error as? SecretBoxError, .malformed)
         }

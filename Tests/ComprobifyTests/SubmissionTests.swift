@@ -521,16 +521,24 @@ final class SubmissionTests: XCTestCase {
                 UPDATE document_submissions SET leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute'
                  WHERE tenant_id = $1
                 """, [tenant.tenant.id])
+            // A document of the same tenant queued after it, not leased: once
+            // the sender has decided it, the sender has claimed past the leased one.
+            let free = try tenant.queue()
             try await withSender(testSRISettings(url: sri.baseURL, tenants: [tenant.tenant.id])) { _ in
-                // The sender polls every few milliseconds: give it many chances.
-                try await Task.sleep(for: .milliseconds(500))
+                try await tenant.waitFor([free])
                 let untouched = try TestDatabase.scalar(
-                    "SELECT attempts = 0 AND leased_until > now() FROM document_submissions WHERE tenant_id = $1",
-                    [tenant.tenant.id], as: Bool.self)
+                    """
+                    SELECT s.attempts = 0 AND s.leased_until > now()
+                      FROM document_submissions s JOIN documents d ON d.tenant_id = s.tenant_id AND d.id = s.document_id
+                     WHERE d.tenant_id = $1 AND d.access_key = $2
+                    """, [tenant.tenant.id, key], as: Bool.self)
                 XCTAssertTrue(untouched, "nobody touches it while the lease lasts")
+                let receptions = await sri.receptions(key)
+                XCTAssertEqual(receptions, 0)
                 // Then the lease ends, and another process takes the document over.
                 try TestDatabase.query(
-                    "UPDATE document_submissions SET leased_until = now() WHERE tenant_id = $1", [tenant.tenant.id])
+                    "UPDATE document_submissions SET leased_until = now() WHERE tenant_id = $1 AND leased_until > now()", [tenant.tenant.id]
+                )
                 try await tenant.waitFor([key])
             }
             XCTAssertEqual(try tenant.submission(key).status, "AUTHORIZED")

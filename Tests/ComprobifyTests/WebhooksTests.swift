@@ -244,16 +244,20 @@ final class WebhooksTests: XCTestCase {
         let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
         let closedPort = try XCTUnwrap(listener.localAddress?.port)
         try await listener.close()
-        let pin = (hosts: ["hooks.example.com"], address: IPAddress("127.0.0.1")!)
+        // A name no resolver knows (.invalid): only the pin leads anywhere, so
+        // a refused connection shows the pin was used (a lookup would fail
+        // with an unknown host instead).
+        let pin = (hosts: ["hooks.invalid"], address: IPAddress("127.0.0.1")!)
         let client = HTTPClient(
             eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: WebhookService.clientConfiguration(settings, pinning: pin)
         )
         let started = ContinuousClock.now
         do {
-            _ = try await client.execute(HTTPClientRequest(url: "http://hooks.example.com:\(closedPort)/x"), timeout: .seconds(5))
+            _ = try await client.execute(HTTPClientRequest(url: "http://hooks.invalid:\(closedPort)/x"), timeout: .seconds(5))
             XCTFail("the port is closed")
         } catch {
             XCTAssertLessThan(ContinuousClock.now - started, .seconds(1), "failed at once: \(error)")
+            XCTAssertTrue(String(describing: error).contains("refused"), "refused at the pinned address: \(error)")
         }
         try await client.shutdown()
     }
@@ -334,6 +338,8 @@ final class WebhooksTests: XCTestCase {
         let release = DispatchSemaphore(value: 0)
         let limit = AddressGuard.maximumLookupsWaiting
         try await withThrowingTaskGroup(of: [IPAddress]?.self) { group in
+            // Frees the held lookups however the body ends (a failed wait throws).
+            defer { for _ in 0..<limit { release.signal() } }
             // One lookup per tenant: the bound of all tenants together.
             for tenant in 0..<limit {
                 group.addTask {
@@ -372,6 +378,7 @@ final class WebhooksTests: XCTestCase {
         let slowTenant: Int64 = 7_000_001
         let queuedRan = NIOLockedValueBox(false)
         try await withThrowingTaskGroup(of: [IPAddress]?.self) { group in
+            defer { for _ in 0..<perTenant { release.signal() } }
             for _ in 0..<perTenant {
                 group.addTask {
                     try await AddressGuard.boundedLookup("never-answers.example.com", tenantID: slowTenant) { _ in
@@ -387,10 +394,8 @@ final class WebhooksTests: XCTestCase {
                     return [IPAddress("93.184.215.14")!]
                 }
             }
-            let started = ContinuousClock.now
-            while AddressGuard.lookupsWaiting.withLockedValue({ $0.queued[slowTenant]?.count ?? 0 }) < 1 {
-                XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the tenant's next lookup never queued")
-                try await Task.sleep(for: .milliseconds(5))
+            try await Self.poll("the tenant's next lookup queued") {
+                AddressGuard.lookupsWaiting.withLockedValue { $0.queued[slowTenant]?.count ?? 0 } >= 1
             }
             XCTAssertFalse(queuedRan.withLockedValue { $0 }, "the tenant's next lookup waits for one of its places")
             let other = try await AddressGuard.boundedLookup("erp.example.com", tenantID: slowTenant + 1) { _ in
@@ -425,6 +430,7 @@ final class WebhooksTests: XCTestCase {
         }
         @Sendable func next(_: String) -> [IPAddress]? { [address] }
         try await withThrowingTaskGroup(of: (String, [IPAddress]?).self) { group in
+            defer { for _ in 0..<perTenant { release.signal() } }
             for _ in 0..<perTenant {
                 group.addTask {
                     let answer = try await AddressGuard.boundedLookup("never-answers.example.com", tenantID: tenant, held)
@@ -441,10 +447,8 @@ final class WebhooksTests: XCTestCase {
                 let answer = try await AddressGuard.boundedLookup("next.example.com", tenantID: tenant, next)
                 return ("next", answer)
             }
-            let started = ContinuousClock.now
-            while AddressGuard.lookupsWaiting.withLockedValue({ $0.queued[tenant]?.count ?? 0 }) < 2 {
-                XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the two lookups never queued")
-                try await Task.sleep(for: .milliseconds(5))
+            try await Self.poll("the two lookups queued") {
+                AddressGuard.lookupsWaiting.withLockedValue { $0.queued[tenant]?.count ?? 0 } >= 2
             }
             try await Task.sleep(for: .milliseconds(100))
             for _ in 0..<perTenant { release.signal() }
@@ -482,11 +486,25 @@ final class WebhooksTests: XCTestCase {
         XCTAssertNil(AddressGuard.lookupsWaiting.withLockedValue { $0.byTenant[tenant] })
     }
 
-    /// Waits until `count` lookups are waiting or running.
-    private static func waitForLookups(_ count: Int) async throws {
+    /// Waits until `count` lookups are waiting or running (`poll`).
+    private static func waitForLookups(_ count: Int, file: StaticString = #filePath, line: UInt = #line) async throws {
+        try await poll("\(count) lookups started", file: file, line: line) {
+            AddressGuard.lookupsWaiting.withLockedValue { $0.total } >= count
+        }
+    }
+
+    /// Polls until `condition` holds; after 10 s fails the test and throws,
+    /// and the caller's deferred release frees the lookups it holds, so that
+    /// a regression fails instead of hanging the run.
+    private static func poll(
+        _ what: String, file: StaticString = #filePath, line: UInt = #line, until condition: () -> Bool
+    ) async throws {
         let started = ContinuousClock.now
-        while AddressGuard.lookupsWaiting.withLockedValue({ $0.total }) < count {
-            XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the lookups never started")
+        while !condition() {
+            guard ContinuousClock.now - started < .seconds(10) else {
+                XCTFail("not within 10 s: \(what)", file: file, line: line)
+                throw CancellationError()
+            }
             try await Task.sleep(for: .milliseconds(5))
         }
     }

@@ -128,13 +128,17 @@ final class ConnectionTests: XCTestCase {
                 XCTAssertTrue((error as? PostgresError)?.message.contains("does not exist") ?? false)
             }
         }
-        XCTAssertThrowsError(try none[0].rfc3339Milliseconds(at: 0))
+        XCTAssertThrowsError(try none[0].rfc3339Milliseconds(at: 0)) { error in
+            XCTAssertEqual((error as? PostgresError)?.kind, .decoding, "\(error)")
+        }
         XCTAssertTrue(none[0].isNull(at: 0))
         let one = try connection.query("SELECT 1 AS one")
         XCTAssertTrue(one[0].isNull(at: 7), "a column the result does not have reads as NULL")
         XCTAssertEqual(one.columnName(0), "one")
         XCTAssertEqual(one.columnName(7), "?")
-        XCTAssertThrowsError(try one[0].decode(Int.self, at: 7))
+        XCTAssertThrowsError(try one[0].decode(Int.self, at: 7)) { error in
+            XCTAssertEqual((error as? PostgresError)?.kind, .decoding, "\(error)")
+        }
         // Past what a C int holds: an error, not a trap.
         for column in [Int(Int32.max) + 1, Int.max, Int.min] {
             XCTAssertThrowsError(try one[0].rfc3339Milliseconds(at: column), "\(column)")

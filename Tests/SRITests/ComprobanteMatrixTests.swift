@@ -452,7 +452,14 @@ final class ComprobanteMatrixTests: XCTestCase {
                     comprobante, issuer: issuer, numbering: ComprobanteNumbering(accessKey: Self.accessKey, sequential: index + 1))
                 try assertValid(xml, kind: comprobante.kind, "\(buyer.idType ?? "") \(body.documentType ?? "")")
                 let root = comprobante.kind == .factura ? "/factura" : "/notaCredito"
-                XCTAssertEqual(try XMLLint.string(root + "/infoTributaria/contribuyenteRimpe", in: xml), issuer.rimpe?.legend ?? "")
+                // SRI.md's legends, written out here, not read from the builder.
+                let legend: String =
+                    switch issuer.rimpe {
+                    case nil: ""
+                    case .emprendedor?: "CONTRIBUYENTE RÉGIMEN RIMPE"
+                    case .negocioPopular?: "CONTRIBUYENTE NEGOCIO POPULAR - RÉGIMEN RIMPE"
+                    }
+                XCTAssertEqual(try XMLLint.string(root + "/infoTributaria/contribuyenteRimpe", in: xml), legend)
             }
         }
     }
@@ -492,7 +499,11 @@ final class ComprobanteMatrixTests: XCTestCase {
             ComprobanteNumbering(accessKey: "123", sequential: 1), ComprobanteNumbering(accessKey: Self.accessKey, sequential: 0),
             ComprobanteNumbering(accessKey: Self.accessKey, sequential: 1_000_000_000),
         ] {
-            XCTAssertThrowsError(try ComprobanteXML.build(comprobante, issuer: Self.minimalIssuer, numbering: numbering))
+            XCTAssertThrowsError(try ComprobanteXML.build(comprobante, issuer: Self.minimalIssuer, numbering: numbering)) { error in
+                guard case .invalidNumbering? = error as? ComprobanteXML.BuildError else {
+                    return XCTFail("\(numbering): \(error)")
+                }
+            }
         }
         var issuer = Self.minimalIssuer
         issuer.legalName = "A\u{0}B"

@@ -75,15 +75,14 @@ final class DecimalTests: XCTestCase {
         }
     }
 
+    /// Refused from the exponent alone: 1e999999999999999999999999, expanded,
+    /// would never fit in memory, so these answers show nothing was expanded.
     func testExponentBombsAreRefusedWithoutExpansion() {
-        let start = ContinuousClock.now
         XCTAssertEqual(parseError("1e131071"), .outOfRange)
         XCTAssertEqual(parseError("1e999999999999999999999999"), .outOfRange)
+        XCTAssertEqual(parseError("1e-999999999999999999999999"), .outOfRange)
         XCTAssertEqual(parseError("1e-131071"), .outOfRange)
         XCTAssertEqual(parseError("-9.99e41"), .outOfRange)
-        // Expanded, 1e131071 would be 131072 digits a parse: a bound that only
-        // says none of them was expanded (speed is scripts/bench's business).
-        XCTAssertLessThan(ContinuousClock.now - start, .seconds(5))
         // Right at the limits.
         XCTAssertEqual(d("1e39").integerDigitCount, 40)
         XCTAssertEqual(parseError("1e40"), .outOfRange)

@@ -4,10 +4,18 @@ import XCTest
 @testable import SRI
 
 final class SchemasTests: XCTestCase {
+    /// The files the library ships are SRI's official schemas byte for byte
+    /// (their SHA-256, taken from the copies SRI publishes).
     func testTheOfficialSchemasShipWithTheLibrary() throws {
-        for name in ["factura_V2.1.0.xsd", "nota_credito_V1.1.0.xsd", "xmldsig-core-schema.xsd"] {
+        let official = [
+            "factura_V2.1.0.xsd": "81940fc9dc7030ce446d603eddb5ea43bef5fddebf11753a0219b26758b2639a",
+            "nota_credito_V1.1.0.xsd": "00b6b1664adcd876a31996df6cfb8d4709613723e9895a1d7f97d1a06aba0cbc",
+            "xmldsig-core-schema.xsd": "35cf8197da812c85e40d57891b35c94187569ed474a2dac813ce5090dafcd35c",
+        ]
+        for (name, digest) in official {
             let data = try Data(contentsOf: Schemas.file(name))
-            XCTAssertTrue(String(decoding: data, as: UTF8.self).contains("schema"), name)
+            let hex = OpenSSL.digest(Array(data), .sha256).map { String(format: "%02x", $0) }.joined()
+            XCTAssertEqual(hex, digest, name)
         }
     }
 }
@@ -31,8 +39,13 @@ final class SchemaLoadingTests: XCTestCase {
         close(file)
         let written = try String(contentsOf: captured, encoding: .utf8)
         XCTAssertEqual(written, "", "libxml2 wrote to standard error")
-        for validator in validators {
+        let creditNote = try ComprobanteXML.build(
+            try ComprobanteValidatorTests.creditNote().validated(today: ComprobanteMatrixTests.today),
+            issuer: ComprobanteMatrixTests.minimalIssuer,
+            numbering: ComprobanteNumbering(accessKey: ComprobanteMatrixTests.accessKey, sequential: 7))
+        for (validator, valid) in zip(validators, [Fixtures.factura, creditNote]) {
             XCTAssertEqual(validator.loadErrors, [], validator.file)
+            XCTAssertEqual(validator.validate(valid), [], "\(validator.file) takes a valid document")
             XCTAssertFalse(validator.validate(Array("<factura id=\"comprobante\" version=\"2.1.0\"/>".utf8)).isEmpty, validator.file)
         }
     }
