@@ -479,8 +479,9 @@ final class ConnectionCloseHandler: ChannelDuplexHandler, RemovableChannelHandle
 
 /// After the HTTP codec: stops the request clock at each request's end,
 /// answers `Expect: 100-continue`, and turns a parser error between requests
-/// into a problem document with X-Request-Id (a parser error inside a request
-/// whose handler is running is left to Hummingbird, which owns that response).
+/// into a problem document with X-Request-Id, written once the answers to the
+/// requests before it have ended (a parser error inside a request whose
+/// handler is running is left to Hummingbird, which owns that response).
 final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -491,6 +492,14 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
     let logger: Logger
     /// Requests whose head was read and whose response has not ended.
     private var open = 0
+    /// A request's head was read and its end not yet.
+    private var reading = false
+    /// The request being read asked for `100 Continue` while an earlier
+    /// answer was still being written: sent once that answer has ended.
+    private var continueOwed = false
+    /// A parser error between pipelined requests, to be answered once the
+    /// answers before it have ended.
+    private var owedAnswer: HTTPParserError?
     private var failed = false
 
     init(deadline: ConnectionDeadline, logger: Logger) {
@@ -502,33 +511,72 @@ final class RequestGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             open += 1
+            reading = true
             // A request whose first bytes came in the read that ended the one
             // before it started no clock there: it starts now.
             deadline.start(context)
             if RequestGuardHandler.expectsContinue(head) && RequestGuardHandler.acceptableLength(head) {
-                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+                // An interim head in the middle of another answer would end
+                // that answer's framing (the encoder starts over on it).
+                if open == 1 {
+                    context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+                } else {
+                    continueOwed = true
+                }
             }
         case .body:
             break
         case .end:
+            reading = false
+            continueOwed = false
             deadline.stop()
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { open -= 1 }
+        guard case .end = unwrapOutboundIn(data) else {
+            context.write(data, promise: promise)
+            return
+        }
+        open -= 1
         context.write(data, promise: promise)
+        if open == 1, continueOwed {
+            continueOwed = false
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+        }
+        if open == 0, let owed = owedAnswer {
+            owedAnswer = nil
+            answer(owed, context: context)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let parserError = error as? HTTPParserError, open == 0, !failed else {
+        if failed {
+            // Once a malformed request is answered, the decoder refuses every
+            // later read (its error state): those bytes are dropped until the
+            // connection closes, so the client reads the answer, not a reset.
+            if error is HTTPParserError || error is ByteToMessageDecoderError { return }
+            context.fireErrorCaught(error)
+            return
+        }
+        guard let parserError = error as? HTTPParserError, !reading else {
             context.fireErrorCaught(error)
             return
         }
         failed = true
         deadline.stop()
         logger.debug("malformed HTTP request", metadata: ["error": "\(parserError)"])
+        // Behind answers still being written (pipelined requests): after them.
+        if open > 0 {
+            owedAnswer = parserError
+        } else {
+            answer(parserError, context: context)
+        }
+    }
+
+    /// Writes the problem document for `parserError` and closes the connection.
+    private func answer(_ parserError: HTTPParserError, context: ChannelHandlerContext) {
         let apiError = RequestGuardHandler.problem(for: parserError)
         let bytes = RawResponse.bytes(apiError, allocator: context.channel.allocator)
         // Written below the codec, as bytes, from the first handler's place. Then
