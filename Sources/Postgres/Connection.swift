@@ -90,9 +90,12 @@ public final class Connection: @unchecked Sendable {
         waitingSince.store(Connection.monotonicNanoseconds(), ordering: .relaxed)
     }
 
-    /// Marks the connection as waiting for nothing.
+    /// Marks the connection as waiting for nothing. Sequentially consistent,
+    /// with `cutOffIfOverdue`'s two steps and `isReusable`'s look: either the
+    /// cut-off sees this and does nothing, or the caller, looking next, sees
+    /// the cut-off and does not reuse the connection.
     private func answered() {
-        waitingSince.store(0, ordering: .relaxed)
+        waitingSince.store(0, ordering: .sequentiallyConsistent)
     }
 
     /// Runs one blocking libpq call that waits for the server.
@@ -119,10 +122,16 @@ public final class Connection: @unchecked Sendable {
         let (seconds, attoseconds) = limit.components
         let waited = now - since
         guard waited > seconds * 1_000_000_000 + attoseconds / 1_000_000_000 else { return nil }
-        // Not when an answer came (or the wait ended) since the look.
-        guard waitingSince.compareExchange(expected: since, desired: 0, ordering: .relaxed).exchanged else { return nil }
+        // Marked cut off before the wait is taken, so that a caller whose answer
+        // came at this moment cannot find the connection reusable and hand it
+        // on before its socket is shut (`answered`); not when an answer came
+        // (or the wait ended) since the look.
         let milliseconds = max(1, waited / 1_000_000)
-        cutOffAfter.store(milliseconds, ordering: .relaxed)
+        cutOffAfter.store(milliseconds, ordering: .sequentiallyConsistent)
+        guard waitingSince.compareExchange(expected: since, desired: 0, ordering: .sequentiallyConsistent).exchanged else {
+            cutOffAfter.store(0, ordering: .sequentiallyConsistent)
+            return nil
+        }
         _ = shutdown(watchedSocket, Int32(SHUT_RDWR))
         return milliseconds
     }
@@ -167,7 +176,7 @@ public final class Connection: @unchecked Sendable {
     /// its pool's answer limit (`cutOffIfOverdue`).
     public var isReusable: Bool {
         !isBroken && !abandoned && !isInTransaction && PQpipelineStatus(handle) == PQ_PIPELINE_OFF
-            && cutOffAfter.load(ordering: .relaxed) == 0
+            && cutOffAfter.load(ordering: .sequentiallyConsistent) == 0
     }
 
     /// True once libpq has seen the connection fail; the pool discards such connections.

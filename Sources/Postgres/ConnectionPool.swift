@@ -255,7 +255,13 @@ public final class ConnectionPool: Sendable {
                         state.withLockedValue { $0.opening -= 1 }
                         return try await runBlocking(holding: connection) { try $0.pipeline(statements) }
                     }
-                    return try await send(statements, on: openChannel(on: connection, shareable: true, watcher), watcher)
+                    do {
+                        return try await send(statements, on: openChannel(on: connection, shareable: true, watcher), watcher)
+                    } catch is PipelineWatcher.NotSent {
+                        // A pipeline that joined the new connection first could
+                        // not be sent and gave it up: this one goes alone.
+                        break
+                    }
                 case .alone:
                     break
                 }

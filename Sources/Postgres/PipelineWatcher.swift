@@ -252,8 +252,14 @@
                         do {
                             guard let read = try connection.readPipeline(blocking: false, reading: reading) else { break }
                             results = read
-                        } catch  where connection.pipelinesInFlight == channel.completions.count - 1 {
-                            // A statement's error: it ends this pipeline only.
+                        } catch let error as PostgresError
+                            where error.kind == .server && connection.pipelinesInFlight == channel.completions.count - 1
+                        {
+                            // A statement's error: it ends this pipeline only. (A
+                            // broken connection, a refused COPY or an answer out of
+                            // order ends every pipeline on it, below, even when this
+                            // was the only one: the channel is abandoned at once, so
+                            // that no pipeline joins it in the meantime.)
                             done.append((channel.completions.removeFirst(), .failure(error)))
                             continue
                         }
