@@ -66,12 +66,16 @@ final class BackgroundWorkTests: XCTestCase {
         XCTAssertGreaterThan(loopNice, requestNice)
     }
 
-    /// The caller's cancellation reaches the background task, and its wait ends.
+    /// The caller's cancellation reaches the background task, and the caller's
+    /// wait ends when the task has ended, not before.
     func testCancellingTheCallerCancelsTheBackgroundTask() async throws {
         let sawCancellation = NIOLockedValueBox(false)
         let caller = Task {
             await BackgroundWork.run {
                 while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(5)) }
+                // Work that still takes a moment once cancelled (a cancelled
+                // task's sleep would not wait): the caller waits for it too.
+                usleep(50_000)
                 sawCancellation.withLockedValue { $0 = true }
             }
         }

@@ -51,21 +51,27 @@ final class BackgroundWork: Service, Sendable {
         self.logger = logger
     }
 
-    /// Runs `body` in a task of background priority and waits for it. The wait
-    /// does not raise the task's priority, as awaiting its value would (a
-    /// higher-priority waiter escalates the task it awaits); the task keeps the
-    /// caller's task-local values, graceful shutdown included, and is
-    /// cancelled with the caller.
+    /// Runs `body` in a task of background priority and waits for it to end,
+    /// also when the caller is cancelled (the task is cancelled with it). The
+    /// wait, on a continuation the task resumes, does not raise the task's
+    /// priority, as awaiting its value would (a higher-priority waiter
+    /// escalates the task it awaits), and is not cut short by the caller's
+    /// cancellation, as iterating a stream would be; the task keeps the
+    /// caller's task-local values, graceful shutdown included.
     static func run(_ body: @escaping @Sendable () async -> Void) async {
-        let (done, finish) = AsyncStream<Never>.makeStream()
-        let task = Task(priority: .background) {
-            await body()
-            finish.finish()
-        }
+        let started = NIOLockedValueBox<Task<Void, Never>?>(nil)
         await withTaskCancellationHandler {
-            for await _ in done {}
+            await withCheckedContinuation { (ended: CheckedContinuation<Void, Never>) in
+                let task = Task(priority: .background) {
+                    await body()
+                    ended.resume()
+                }
+                started.withLockedValue { $0 = task }
+                // Cancelled before the task could be seen by the handler below.
+                if Task.isCancelled { task.cancel() }
+            }
         } onCancel: {
-            task.cancel()
+            started.withLockedValue { $0 }?.cancel()
         }
     }
 
