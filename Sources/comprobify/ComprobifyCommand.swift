@@ -94,6 +94,11 @@ struct Serve: AsyncParsableCommand {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
+        /// The one line saying why the server cannot listen; its exit code.
+        func cannotListen(_ why: String) -> ExitCode {
+            logger.critical("cannot listen on \(configuration.host):\(configuration.port): \(why)")
+            return ExitCode(1)
+        }
         let completion = ShutdownSignal.Completion()
         var groupConfiguration = ServiceGroupConfiguration(
             // Services stop in reverse order: the notice first, so that the
@@ -125,15 +130,9 @@ struct Serve: AsyncParsableCommand {
         } catch let exit as ExitCode {
             throw exit
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
-            logger.critical(
-                "cannot listen on \(configuration.host):\(configuration.port): another process listens there (PORT and HOST choose another)"
-            )
-            throw ExitCode(1)
+            throw cannotListen("another process listens there (PORT and HOST choose another)")
         } catch is SocketAddressError.UnknownHost {
-            logger.critical(
-                "cannot listen on \(configuration.host):\(configuration.port): HOST is neither an address nor a name this machine resolves"
-            )
-            throw ExitCode(1)
+            throw cannotListen("HOST is neither an address nor a name this machine resolves")
         } catch {
             logger.critical("stopped", metadata: ["error": "\(error)"])
             throw ExitCode(1)

@@ -120,11 +120,11 @@ final class BackgroundWorkTests: XCTestCase {
             await work()
             ended.withLockedValue { $0 = true }
         }
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while !ended.withLockedValue({ $0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
-        guard ended.withLockedValue({ $0 }) else {
+        do {
+            try await eventually("\(what) to end", within: seconds, every: 5, file: file, line: line) { ended.withLockedValue { $0 } }
+        } catch {
             task.cancel()
-            return XCTFail("\(what) did not end within \(seconds) s", file: file, line: line)
+            throw error
         }
     }
 

@@ -110,14 +110,25 @@ func withTestDatabase(_ body: (Database) async throws -> Void) async throws {
     await pool.shutdown()
 }
 
-/// Waits until `condition` holds (at most `seconds`), checking every 50 ms.
-func eventually(_ what: String, within seconds: Double = 15, _ condition: () async throws -> Bool) async throws {
+/// Waits until `condition` holds (at most `seconds`), checking every
+/// `milliseconds`; when it never does, fails the test and throws, so that
+/// the test stops there rather than going on from a state it did not reach.
+func eventually(
+    _ what: String, within seconds: Double = 15, every milliseconds: Int = 50, file: StaticString = #filePath, line: UInt = #line,
+    _ condition: () async throws -> Bool
+) async throws {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     while ContinuousClock.now < deadline {
         if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Task.sleep(for: .milliseconds(milliseconds))
     }
-    XCTFail("timed out waiting for \(what)")
+    XCTFail("timed out waiting for \(what)", file: file, line: line)
+    throw TimedOut(what: what)
+}
+
+/// What `eventually` throws when its condition never held.
+struct TimedOut: Error {
+    let what: String
 }
 
 extension TestServer {

@@ -394,7 +394,7 @@ final class WebhooksTests: XCTestCase {
                     return [IPAddress("93.184.215.14")!]
                 }
             }
-            try await Self.poll("the tenant's next lookup queued") {
+            try await eventually("the tenant's next lookup queued", within: 10, every: 5) {
                 AddressGuard.lookupsWaiting.withLockedValue { $0.queued[slowTenant]?.count ?? 0 } >= 1
             }
             XCTAssertFalse(queuedRan.withLockedValue { $0 }, "the tenant's next lookup waits for one of its places")
@@ -447,7 +447,7 @@ final class WebhooksTests: XCTestCase {
                 let answer = try await AddressGuard.boundedLookup("next.example.com", tenantID: tenant, next)
                 return ("next", answer)
             }
-            try await Self.poll("the two lookups queued") {
+            try await eventually("the two lookups queued", within: 10, every: 5) {
                 AddressGuard.lookupsWaiting.withLockedValue { $0.queued[tenant]?.count ?? 0 } >= 2
             }
             try await Task.sleep(for: .milliseconds(100))
@@ -486,26 +486,12 @@ final class WebhooksTests: XCTestCase {
         XCTAssertNil(AddressGuard.lookupsWaiting.withLockedValue { $0.byTenant[tenant] })
     }
 
-    /// Waits until `count` lookups are waiting or running (`poll`).
+    /// Waits until `count` lookups are waiting or running; after 10 s fails
+    /// the test and throws, and the caller's deferred release frees the
+    /// lookups it holds, so that a regression fails instead of hanging the run.
     private static func waitForLookups(_ count: Int, file: StaticString = #filePath, line: UInt = #line) async throws {
-        try await poll("\(count) lookups started", file: file, line: line) {
+        try await eventually("\(count) lookups started", within: 10, every: 5, file: file, line: line) {
             AddressGuard.lookupsWaiting.withLockedValue { $0.total } >= count
-        }
-    }
-
-    /// Polls until `condition` holds; after 10 s fails the test and throws,
-    /// and the caller's deferred release frees the lookups it holds, so that
-    /// a regression fails instead of hanging the run.
-    private static func poll(
-        _ what: String, file: StaticString = #filePath, line: UInt = #line, until condition: () -> Bool
-    ) async throws {
-        let started = ContinuousClock.now
-        while !condition() {
-            guard ContinuousClock.now - started < .seconds(10) else {
-                XCTFail("not within 10 s: \(what)", file: file, line: line)
-                throw CancellationError()
-            }
-            try await Task.sleep(for: .milliseconds(5))
         }
     }
 
