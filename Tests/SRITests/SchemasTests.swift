@@ -14,8 +14,7 @@ final class SchemasTests: XCTestCase {
         ]
         for (name, digest) in official {
             let data = try Data(contentsOf: Schemas.file(name))
-            let hex = OpenSSL.digest(Array(data), .sha256).map { String(format: "%02x", $0) }.joined()
-            XCTAssertEqual(hex, digest, name)
+            XCTAssertEqual(Hex.encode(OpenSSL.digest(Array(data), .sha256)), digest, name)
         }
     }
 }
