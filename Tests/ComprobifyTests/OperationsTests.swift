@@ -776,6 +776,42 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    /// One peer holds at most its share of the budget
+    /// (`HTTP_BODY_BUDGET_PER_ADDRESS_MB`, here 1 MiB of 4): while 127.0.0.1
+    /// holds 700 kB of an unfinished body, its next body that does not fit
+    /// beside it is 503 with Retry-After, though the process's budget has room,
+    /// and the same body from 127.0.0.2 is read (and answered for what it says).
+    func testOnePeerHoldsAtMostItsShareOfTheBodyBudget() async throws {
+        try await TestServer.run(configure: {
+            $0.httpBodyBudgetMegabytes = 4
+            $0.httpBodyBudgetPerAddressMegabytes = 1
+        }) { server in
+            let request = "POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            let body = #"{"email": "a@example.ec", "name": "\#(String(repeating: "x", count: 500_000))"}"#
+            let holder = try RawSocket(port: server.port, from: "127.0.0.1")
+            holder.send(request + "Content-Length: 1000000\r\n\r\n" + #"{"name": ""# + String(repeating: "y", count: 700_000))
+            try await eventually("the held body is counted for its peer") { BodyBudget.shared.held(by: "127.0.0.1") >= 700_000 }
+            func answer(from source: String) throws -> String {
+                let socket = try RawSocket(port: server.port, from: source)
+                socket.send(request + "Content-Length: \(body.utf8.count)\r\n\r\n" + body)
+                return socket.readAll(within: 5)
+            }
+            let same = try answer(from: "127.0.0.1")
+            XCTAssertTrue(same.hasPrefix("HTTP/1.1 503 "), same)
+            XCTAssertTrue(same.contains("\"SERVICE_UNAVAILABLE\""), same)
+            XCTAssertTrue(same.lowercased().contains("\r\nretry-after: 1\r\n"), same)
+            let other = try answer(from: "127.0.0.2")
+            XCTAssertTrue(other.hasPrefix("HTTP/1.1 400 "), other)
+            XCTAssertTrue(other.contains("\"VALIDATION_ERROR\""), other)
+            XCTAssertEqual(BodyBudget.shared.held(by: "127.0.0.2"), 0, "a body read gives its bytes back")
+            withExtendedLifetime(holder) {}
+            _ = consume holder
+            try await eventually("a body given up gives its peer's bytes back") {
+                BodyBudget.shared.held(by: "127.0.0.1") == 0 && BodyBudget.shared.used == 0
+            }
+        }
+    }
+
     func testIdleAndStalledClientsAreCutOff() async throws {
         try await TestServer.run(configure: { $0.httpIdleTimeoutSeconds = 1 }) { server in
             // Sends nothing at all.
@@ -1210,11 +1246,21 @@ final class RawSocket {
     let fd: Int32
 
     /// `receiveBuffer` sets SO_RCVBUF before connecting: a small one makes a
-    /// client that stops reading fill the server's side soon.
-    init(port: Int, receiveBuffer: Int32? = nil) throws {
+    /// client that stops reading fill the server's side soon. `source` is the
+    /// loopback address it connects from (the kernel's choice when nil).
+    init(port: Int, receiveBuffer: Int32? = nil, from source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else { throw Unexpected(description: "cannot bind to \(source)") }
         }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)

@@ -888,7 +888,9 @@ final class ConfigurationTests: XCTestCase {
             "WEBHOOK_POLL_MS": "\(d.webhooks.pollMilliseconds)", "WEBHOOK_PER_TENANT": "\(d.webhooks.perTenant)",
             "WEBHOOK_RETENTION_DAYS": "\(d.webhooks.retentionDays)", "WEBHOOKS_ALLOW_HTTP": flag(d.webhooks.allowHTTP),
             "HTTP_MAX_CONNECTIONS": "\(d.httpMaxConnections)", "HTTP_MAX_CONNECTIONS_PER_ADDRESS": "\(d.httpMaxConnectionsPerAddress)",
-            "HTTP_BODY_BUDGET_MB": "\(d.httpBodyBudgetMegabytes)", "HTTP_REQUEST_TIMEOUT_S": "\(d.httpRequestTimeoutSeconds)",
+            "HTTP_BODY_BUDGET_MB": "\(d.httpBodyBudgetMegabytes)",
+            "HTTP_BODY_BUDGET_PER_ADDRESS_MB": "\(d.httpBodyBudgetPerAddressMegabytes)",
+            "HTTP_REQUEST_TIMEOUT_S": "\(d.httpRequestTimeoutSeconds)",
             "HTTP_WRITE_TIMEOUT_S": "\(d.httpWriteTimeoutSeconds)", "RATE_LIMIT_PER_KEY": "\(d.rateLimitPerKey)",
             "RATE_LIMIT_BURST": "\(d.rateLimitBurst)",
         ]
@@ -924,6 +926,7 @@ final class ConfigurationTests: XCTestCase {
             "PORT": "9000", "DB_POOL_SIZE": "16", "SRI_SIGNATURE_ALGORITHM": "rsa-sha1", "TRUST_PROXY": "1", "SRI_TIMEOUT_MS": "5000",
             "SRI_LEASE_MS": "7001", "LOG_LEVEL": "WARNING", "WEBHOOKS_ALLOW_HTTP": "1", "SHUTDOWN_GRACE_S": "",
             "WEBHOOK_PER_TENANT": "3", "WEBHOOK_RETENTION_DAYS": "0", "DB_PIPELINE_PACK": "1", "HTTP_BODY_BUDGET_MB": "64",
+            "HTTP_BODY_BUDGET_PER_ADDRESS_MB": "8",
             "SRI_EXCHANGE_RETENTION_DAYS": "0", "SRI_RESEND_EVERY": "0", "COMPROBIFY_ADMIN_TOKEN": "an-admin-token-of-32-characters",
             "METRICS_TOKEN": "0123456789abcdef",
         ])
@@ -933,6 +936,8 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(set.metricsToken, "0123456789abcdef", "16 characters are enough")
         XCTAssertEqual(defaults.httpBodyBudgetMegabytes, 256)
         XCTAssertEqual(set.httpBodyBudgetMegabytes, 64)
+        XCTAssertEqual(defaults.httpBodyBudgetPerAddressMegabytes, 64)
+        XCTAssertEqual(set.httpBodyBudgetPerAddressMegabytes, 8)
         XCTAssertEqual(defaults.pipelinePack, 4)
         XCTAssertEqual(set.pipelinePack, 1)
         XCTAssertEqual(set.port, 9000)
@@ -964,6 +969,7 @@ final class ConfigurationTests: XCTestCase {
             (["PORT": "-0"], "PORT must be an integer from 0 to 65535"),
             (["DB_PIPELINE_PACK": "0"], "DB_PIPELINE_PACK must be an integer from 1 to 64"),
             (["HTTP_BODY_BUDGET_MB": "0"], "HTTP_BODY_BUDGET_MB must be an integer from 1 to 1048576"),
+            (["HTTP_BODY_BUDGET_PER_ADDRESS_MB": "0"], "HTTP_BODY_BUDGET_PER_ADDRESS_MB must be an integer from 1 to 1048576"),
             (["SRI_TIMEOUT_MS": "60000"], "SRI_LEASE_MS must be longer than SRI_TIMEOUT_MS plus DB_POOL_WAIT_MS"),
             (["SRI_RESEND_EVERY": "1"], "SRI_RESEND_EVERY must be 0 (never) or at least 2"),
             (["SHUTDOWN_GRACE_S": "5", "SHUTDOWN_READY_DELAY_S": "5"], "SHUTDOWN_READY_DELAY_S must be shorter than SHUTDOWN_GRACE_S"),

@@ -38,7 +38,7 @@ struct AdminController {
     @Sendable func mintKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         try authorize(context)
         guard let id = Format.pathID(context.parameters.get("id")) else { throw AdminController.tenantNotFound }
-        let bytes = try await Input.collect(request)
+        let bytes = try await Input.collect(request, from: context.bodyPeer)
         // The body and its fields are answered after the tenant (404 first, as on every route).
         let parsed = Result { try MintRequest(try Input.parse(bytes, of: request, allowEmpty: true)) }
         let environment = (try? parsed.get())?.environment ?? .sandbox

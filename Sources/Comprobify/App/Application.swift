@@ -146,13 +146,15 @@ public func buildApplication(
         writeTimeout: .seconds(Int64(configuration.httpWriteTimeoutSeconds)),
         sendBufferBytes: configuration.httpSendBufferBytes
     )
-    BodyBudget.shared.setLimit(configuration.httpBodyBudgetMegabytes << 20)
+    BodyBudget.shared.setLimits(
+        total: configuration.httpBodyBudgetMegabytes << 20, perPeer: configuration.httpBodyBudgetPerAddressMegabytes << 20)
     logger.info(
         "connection limits",
         metadata: [
             "open_files_soft": "\(files.soft)", "open_files_hard": "\(files.hard)",
             "max_connections": "\(limits.maximum)", "max_connections_per_address": "\(limits.maximumPerAddress)",
             "body_budget_mb": "\(configuration.httpBodyBudgetMegabytes)",
+            "body_budget_per_address_mb": "\(configuration.httpBodyBudgetPerAddressMegabytes)",
         ])
     var app = Application(
         router: router,

@@ -61,6 +61,8 @@ public struct Configuration: Sendable {
     /// Bytes of request bodies being read at once in this process, in MiB
     /// (`BodyBudget`): past it a body's next piece is answered 503.
     public var httpBodyBudgetMegabytes = 256
+    /// Of that budget, the MiB one peer may hold (`ConnectionCounter.client`).
+    public var httpBodyBudgetPerAddressMegabytes = 64
     /// From the first byte of a request to its last, headers and body together.
     public var httpRequestTimeoutSeconds = 30
     /// The period in which a client must take 32 KiB of an answer waiting for
@@ -115,6 +117,7 @@ public struct Configuration: Sendable {
         "DB_PIPELINE_DEPTH", "DB_PIPELINE_CONNECTIONS", "DB_PIPELINE_PACK", "DB_BACKGROUND_POOL_SIZE", "BACKGROUND_BUSY_RATE",
         "DB_POOL_WAIT_MS", "DB_STATEMENT_TIMEOUT_MS", "DB_IDLE_IN_TX_TIMEOUT_MS", "DB_TENANT_MAX_CONNECTIONS",
         "HTTP_IDLE_TIMEOUT_S", "HTTP_MAX_CONNECTIONS", "HTTP_MAX_CONNECTIONS_PER_ADDRESS", "HTTP_BODY_BUDGET_MB",
+        "HTTP_BODY_BUDGET_PER_ADDRESS_MB",
         "HTTP_REQUEST_TIMEOUT_S", "HTTP_WRITE_TIMEOUT_S", "SHUTDOWN_GRACE_S", "SHUTDOWN_READY_DELAY_S", "LOG_LEVEL",
         "COMPROBIFY_ADMIN_TOKEN", "METRICS_TOKEN", "SIGNUP_RATE_LIMIT", "TRUST_PROXY", "RATE_LIMIT_PER_KEY",
         "RATE_LIMIT_BURST", "SRI_TEST_URL", "SRI_PRODUCTION_URL", "SRI_TIMEOUT_MS", "SRI_RETRY_BASE_MS", "SRI_RETRY_MAX_MS",
@@ -222,6 +225,8 @@ public struct Configuration: Sendable {
         configuration.httpMaxConnectionsPerAddress =
             integer("HTTP_MAX_CONNECTIONS_PER_ADDRESS", 1...1_000_000) ?? configuration.httpMaxConnectionsPerAddress
         configuration.httpBodyBudgetMegabytes = integer("HTTP_BODY_BUDGET_MB", 1...1_048_576) ?? configuration.httpBodyBudgetMegabytes
+        configuration.httpBodyBudgetPerAddressMegabytes =
+            integer("HTTP_BODY_BUDGET_PER_ADDRESS_MB", 1...1_048_576) ?? configuration.httpBodyBudgetPerAddressMegabytes
         configuration.httpRequestTimeoutSeconds = integer("HTTP_REQUEST_TIMEOUT_S", 1...3600) ?? configuration.httpRequestTimeoutSeconds
         configuration.httpWriteTimeoutSeconds = integer("HTTP_WRITE_TIMEOUT_S", 1...3600) ?? configuration.httpWriteTimeoutSeconds
         configuration.tenantMaxConnections = integer("DB_TENANT_MAX_CONNECTIONS", 1...256)

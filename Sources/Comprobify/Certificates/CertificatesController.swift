@@ -24,7 +24,7 @@ struct CertificatesController {
     /// connection. Nothing is stored on any error.
     @Sendable func upload(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id")) ?? 0
-        let bytes = try await Input.collect(request)
+        let bytes = try await Input.collect(request, from: context.bodyPeer)
         let (principal, environment) = try await database.read(for: context.token, facts: context.facts, IssuersStore.environment(id))
         guard let environment else { throw IssuersStore.notFound }
         try ResolvedIssuer.checkEnvironment(key: principal.keyEnvironment, issuer: environment)

@@ -30,7 +30,7 @@ struct DocumentsController {
     /// against the official XSD) and its XAdES-BES signature, and the stored
     /// document. Any failure rolls all of it back: no number is consumed.
     @Sendable func issue(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let bytes = try await Input.collect(request)
+        let bytes = try await Input.collect(request, from: context.bodyPeer)
         let issuerID = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {
             try ResolvedIssuer.requestedID(request)
         }

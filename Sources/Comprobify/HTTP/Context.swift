@@ -46,7 +46,10 @@ public struct AppRequestContext: RequestContext {
         }
         return peerAddress
     }
-    private let remoteAddress: SocketAddress?
+    /// Whom the bytes of a body this request sends are counted for in
+    /// `BodyBudget`: its connection's peer, as `ConnectionCounter` counts it.
+    var bodyPeer: String { ConnectionCounter.client(of: remoteAddress) }
+    fileprivate let remoteAddress: SocketAddress?
     /// The connection, to tell whether it is still there when the answer is
     /// ready (`isConnectionGone`).
     private let channel: any Channel
@@ -86,6 +89,7 @@ public struct TenantRequestContext: ChildRequestContext {
     public let requestID: String
     public let facts: RequestFacts
     public let token: APIToken
+    private let remoteAddress: SocketAddress?
 
     public init(context: AppRequestContext) throws {
         guard let token = context.presentedToken, !context.keyRefused else { throw APIError.unauthorized }
@@ -93,7 +97,11 @@ public struct TenantRequestContext: ChildRequestContext {
         self.requestID = context.requestID
         self.facts = context.facts
         self.token = token
+        self.remoteAddress = context.remoteAddress
     }
+
+    /// As `AppRequestContext.bodyPeer`.
+    var bodyPeer: String { ConnectionCounter.client(of: remoteAddress) }
 
     public var maxUploadSize: Int { RequestBodyLimit.bytes }
 }

@@ -10,12 +10,13 @@ struct Input {
     private(set) var errors: [APIError.FieldError] = []
 
     /// Reads at most 1 MiB (413 past that). An empty body is `{}` when `allowEmpty`.
-    static func read(_ request: Request, allowEmpty: Bool = false) async throws -> Input {
-        try parse(try await collect(request), of: request, allowEmpty: allowEmpty)
+    static func read(_ request: Request, from peer: String, allowEmpty: Bool = false) async throws -> Input {
+        try parse(try await collect(request, from: peer), of: request, allowEmpty: allowEmpty)
     }
 
-    /// The body's bytes: at most 1 MiB (413 past that).
-    static func collect(_ request: Request) async throws -> [UInt8] {
+    /// The body's bytes: at most 1 MiB (413 past that). `peer` is whom its
+    /// bytes are counted for in `BodyBudget` (the contexts' `bodyPeer`).
+    static func collect(_ request: Request, from peer: String) async throws -> [UInt8] {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > RequestBodyLimit.bytes {
             throw APIError.payloadTooLarge
         }
@@ -23,7 +24,7 @@ struct Input {
         // (`BodyBudget`) until the body is read whole or refused.
         var buffer = ByteBuffer()
         var taken = 0
-        defer { BodyBudget.shared.give(taken) }
+        defer { BodyBudget.shared.give(taken, for: peer) }
         var pieces = request.body.makeAsyncIterator()
         while true {
             let piece: ByteBuffer?
@@ -35,7 +36,7 @@ struct Input {
             }
             guard let piece else { break }
             guard buffer.readableBytes + piece.readableBytes <= RequestBodyLimit.bytes else { throw APIError.payloadTooLarge }
-            guard BodyBudget.shared.take(piece.readableBytes) else { throw APIError.bodiesBusy }
+            guard BodyBudget.shared.take(piece.readableBytes, for: peer) else { throw APIError.bodiesBusy }
             taken += piece.readableBytes
             if buffer.readableBytes == 0 {
                 buffer = piece
@@ -184,7 +185,7 @@ extension Database {
     /// so a revoked or unknown key gets its 401 whatever it sent (the order of
     /// every route: 401, 404, 400); one over 1 MiB is 413 before.
     func input(_ request: Request, _ context: TenantRequestContext, allowEmpty: Bool = false) async throws -> Input {
-        let bytes = try await Input.collect(request)
+        let bytes = try await Input.collect(request, from: context.bodyPeer)
         return try await checkAfterAuthenticating(for: context.token, facts: context.facts) {
             try Input.parse(bytes, of: request, allowEmpty: allowEmpty)
         }

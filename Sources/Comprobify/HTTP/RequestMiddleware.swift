@@ -58,7 +58,7 @@ struct RequestMiddleware: RouterMiddleware {
             // limit, so that a route that never reads one cannot act on a request
             // whose body is over it; routes that read it get the bytes read.
             if headers.contentLength == nil, headers.transferEncoding != nil {
-                request.body = RequestBody(buffer: ByteBuffer(bytes: try await Comprobify.Input.collect(request)))
+                request.body = RequestBody(buffer: ByteBuffer(bytes: try await Comprobify.Input.collect(request, from: context.bodyPeer)))
             }
             if let token = context.presentedToken {
                 // A key the database refused is not rate-limited: the routes

@@ -48,7 +48,7 @@ struct IssuersController {
     /// kept for a test rig does not change what production comprobantes say.
     @Sendable func update(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id"))
-        let bytes = try await Input.collect(request)
+        let bytes = try await Input.collect(request, from: context.bodyPeer)
         let changes: IssuerChanges
         do {
             changes = try await database.checkAfterAuthenticating(for: context.token, facts: context.facts) {

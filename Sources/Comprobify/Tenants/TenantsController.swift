@@ -20,7 +20,7 @@ struct TenantsController {
     }
 
     @Sendable func signUp(_ request: Request, context: AppRequestContext) async throws -> Response {
-        var input = try await Input.read(request)
+        var input = try await Input.read(request, from: context.bodyPeer)
         let email = input.formatted(
             "email", required: true, rule: "a plausible email address of at most 254 characters", matches: Format.email)
         let name = input.string("name", required: true, length: 1...200)
@@ -71,7 +71,7 @@ struct TenantsController {
     }
 
     @Sendable func verifyEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
-        var input = try await Input.read(request)
+        var input = try await Input.read(request, from: context.bodyPeer)
         // Any string is looked up: an empty or overlong one is simply unknown (BAD_REQUEST).
         let token = input.string("token", required: true, length: 0...Int.max)
         try input.validated()

@@ -65,7 +65,7 @@ struct WebhooksController {
     /// before the transaction.
     @Sendable func update(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id")) ?? 0
-        let bytes = try await Input.collect(request)
+        let bytes = try await Input.collect(request, from: context.bodyPeer)
         let allowHTTP = settings.allowHTTP
         let (principal, environment) = try await database.read(for: context.token, facts: context.facts, WebhooksStore.exists(id))
         guard environment == principal.keyEnvironment.rawValue else { throw WebhooksStore.notFound }
@@ -108,7 +108,7 @@ struct WebhooksController {
     /// webhook is found; a body over 1 MiB is 413 before all.
     @Sendable func rotateSecret(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let id = Format.pathID(context.parameters.get("id")) ?? 0
-        let bytes = try await Input.collect(request)
+        let bytes = try await Input.collect(request, from: context.bodyPeer)
         let parsed = Result { try SecretRotationRequest(try Input.parse(bytes, of: request, allowEmpty: true)) }
         let secretBox = self.secretBox
         let rotated = try await database.transaction(for: context.token, facts: context.facts) { transaction, principal, _ in
