@@ -85,7 +85,7 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["Postgres"],
+            dependencies: ["Postgres", "COpenSSL"],
             path: "Tests/TestSupport"
         ),
         .testTarget(

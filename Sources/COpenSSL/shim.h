@@ -93,15 +93,65 @@ static inline int comprobify_pkcs8_rsa_kind(const PKCS8_PRIV_KEY_INFO *info, int
     return length <= maximumLength ? 1 : 2;
 }
 
-/* Whether an RSA key's public exponent is odd and at least 3 (with e = 1 a
-   "signature" is the padded digest itself, which anyone can make). */
+/* Whether an RSA key's public exponent is odd, at least 3 (with e = 1 a
+   "signature" is the padded digest itself, which anyone can make) and at
+   most 256 bits long (FIPS 186-5's bound: OpenSSL checks each signature by
+   raising it to e, so a longer e makes every signature slower). */
 static inline int comprobify_rsa_exponent_is_sound(const EVP_PKEY *key) {
     BIGNUM *exponent = NULL;
     if (EVP_PKEY_get_bn_param(key, "e", &exponent) != 1 || exponent == NULL) return 0;
     BIGNUM *three = BN_new();
-    int sound = three != NULL && BN_set_word(three, 3) == 1 && BN_is_odd(exponent) && BN_cmp(exponent, three) >= 0;
+    int sound = three != NULL && BN_set_word(three, 3) == 1 && BN_is_odd(exponent) && BN_cmp(exponent, three) >= 0
+        && BN_num_bits(exponent) <= 256;
     BN_free(three);
     BN_free(exponent);
+    return sound;
+}
+
+/* Whether an RSA private key's values are no longer than a two-prime key's:
+   n = p·q, d no longer than n, the CRT exponents no longer than their primes
+   and the coefficient no longer than p. OpenSSL signs with the CRT values as
+   they are, and when a result fails its check it signs again with d: a key
+   whose CRT exponents are not reduced, or whose d is many times n's length,
+   still makes correct signatures, each many times slower. A few
+   multiplications: cheap enough for every key restored from storage. */
+static inline int comprobify_rsa_key_is_bounded(const EVP_PKEY *key) {
+    BIGNUM *n = NULL, *d = NULL, *p = NULL, *q = NULL, *dp = NULL, *dq = NULL, *qinv = NULL, *extra = NULL;
+    BIGNUM *product = BN_new();
+    BN_CTX *scratch = BN_CTX_new();
+    int bounded = product != NULL && scratch != NULL
+        && EVP_PKEY_get_bn_param(key, "n", &n) == 1 && EVP_PKEY_get_bn_param(key, "d", &d) == 1
+        && EVP_PKEY_get_bn_param(key, "rsa-factor1", &p) == 1 && EVP_PKEY_get_bn_param(key, "rsa-factor2", &q) == 1
+        && EVP_PKEY_get_bn_param(key, "rsa-exponent1", &dp) == 1 && EVP_PKEY_get_bn_param(key, "rsa-exponent2", &dq) == 1
+        && EVP_PKEY_get_bn_param(key, "rsa-coefficient1", &qinv) == 1
+        && EVP_PKEY_get_bn_param(key, "rsa-factor3", &extra) != 1
+        && BN_num_bits(d) <= BN_num_bits(n) && BN_num_bits(dp) <= BN_num_bits(p) && BN_num_bits(dq) <= BN_num_bits(q)
+        && BN_num_bits(qinv) <= BN_num_bits(p)
+        && BN_mul(product, p, q, scratch) == 1 && BN_cmp(product, n) == 0;
+    BN_free(n);
+    BN_clear_free(d);
+    BN_clear_free(p);
+    BN_clear_free(q);
+    BN_clear_free(dp);
+    BN_clear_free(dq);
+    BN_clear_free(qinv);
+    BN_clear_free(extra);
+    BN_clear_free(product);
+    BN_CTX_free(scratch);
+    return bounded;
+}
+
+/* Whether an RSA private key is a sound two-prime key: bounded (above), and
+   by OpenSSL's pairwise check p and q prime, d·e = 1 modulo lcm(p − 1, q − 1),
+   and its CRT values exactly d mod (p − 1), d mod (q − 1) and q⁻¹ mod p (a
+   wrong one of the right length sends every signature back to d). The bounds
+   come first, so that the primality tests run on factors no longer than n;
+   those tests take milliseconds, once, when a certificate is uploaded. */
+static inline int comprobify_rsa_key_is_sound(EVP_PKEY *key) {
+    if (comprobify_rsa_key_is_bounded(key) != 1) return 0;
+    EVP_PKEY_CTX *context = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+    int sound = context != NULL && EVP_PKEY_pairwise_check(context) == 1;
+    EVP_PKEY_CTX_free(context);
     return sound;
 }
 

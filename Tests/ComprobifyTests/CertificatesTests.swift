@@ -76,6 +76,9 @@ final class CertificatesTests: XCTestCase {
         let large = try pki.leaf("Enorme", key: "rsa:4160")
         let overlong = try pki.leafWithOverlongKey("Descomunal")
         let cannotSign = try pki.leafWithKeyThatCannotSign("Par")
+        let slow = try pki.leaf("Lento", slowKey: .unreducedCRTExponent)
+        let longExponent = try pki.leaf("Exponente", slowKey: .longPublicExponent)
+        let unusableIssuer = try pki.selfSigned("Emisor \u{FFFE}")
         // 120 bytes: a serial number of 289 decimal digits, which OpenSSL parses.
         let longSerial = try pki.leaf(good, reissuedWithSerial: "0x" + String(repeating: "AB", count: 120))
         // A MAC asking for 8388607 iterations: a file made with 65536, whose
@@ -92,7 +95,11 @@ final class CertificatesTests: XCTestCase {
             (Self.upload(try pki.pkcs12(small)), "p12", "1024 bits"),
             (Self.upload(try pki.pkcs12(large)), "p12", "4160 bits; at most 4096"),
             (Self.upload(try pki.pkcs12(overlong)), "p12", "far more than 4096 bits; at most 4096"),
-            (Self.upload(try pki.pkcs12(cannotSign)), "p12", "cannot make a signature"),
+            // Its modulus is not the product of its primes.
+            (Self.upload(try pki.pkcs12(cannotSign)), "p12", "standard two-prime key"),
+            (Self.upload(try pki.pkcs12(slow)), "p12", "standard two-prime key"),
+            (Self.upload(try pki.pkcs12(longExponent)), "p12", "at most 256 bits long"),
+            (Self.upload(try pki.pkcs12(unusableIssuer)), "p12", "issuer name"),
             (Self.upload(try pki.pkcs12(longSerial)), "p12", "serial number"),
             (Self.upload(costlyMAC), "p12", "asks for 8388607 iterations"),
             (Self.upload(try pki.pkcs12(good, options: ["-iter", "300000"])), "p12", "asks for 300000 iterations"),

@@ -153,26 +153,76 @@ final class SigningIdentityTests: XCTestCase {
         assertFails({ $0 == .weakExponent }, field: "p12", file: file)
     }
 
+    /// Keys that make correct signatures, each many times slower than their
+    /// size asks for: CRT values unreduced or wrong (OpenSSL then signs again
+    /// with d), a private exponent far longer than the modulus, a 2048-bit
+    /// public exponent. Each is refused when its file is opened. Restored
+    /// from storage (a key stored before uploads were checked), those whose
+    /// values are too long are refused; the wrong CRT value, of the right
+    /// length, is used and signs what its certificate verifies, as the
+    /// upload's probe would have found: only the pairwise check tells it.
+    func testRefusesKeysCraftedToSignSlowly() throws {
+        let pki = try pki
+        let cases: [(TestPKI.SlowKey, CertificateError, restores: Bool)] = [
+            (.unreducedCRTExponent, .unsoundKey, false), (.wrongCRTExponent, .unsoundKey, true),
+            (.longPrivateExponent, .unsoundKey, false), (.longPublicExponent, .weakExponent, false),
+        ]
+        for (slowKey, expected, restores) in cases {
+            let name = try pki.leaf("Slow \(slowKey)", slowKey: slowKey)
+            assertFails({ $0 == expected }, field: "p12", file: try pki.pkcs12(name))
+            try pki.openssl([
+                "pkcs8", "-topk8", "-nocrypt", "-in", pki.path("\(name).key"), "-outform", "DER", "-out", pki.path("\(name).p8"),
+            ])
+            let stored = [UInt8](try Data(contentsOf: pki.url("\(name).p8")))
+            guard restores else {
+                XCTAssertThrowsError(try SigningIdentity(privateKeyPKCS8: stored, certificateDER: try pki.der(name)), "\(slowKey)") {
+                    XCTAssertEqual($0 as? CertificateError, .invalidStoredKey)
+                }
+                continue
+            }
+            let restored = try SigningIdentity(privateKeyPKCS8: stored, certificateDER: try pki.der(name))
+            let probe = Array("any bytes".utf8)
+            let signature = try probe.withUnsafeBytes { try restored.sign($0, .sha256) }
+            try Data(probe).write(to: pki.url("\(name).probe"))
+            try Data(signature).write(to: pki.url("\(name).sig"))
+            let verified = try pki.openssl([
+                "dgst", "-sha256", "-verify", pki.path("\(name).pub"), "-signature", pki.path("\(name).sig"), pki.path("\(name).probe"),
+            ])
+            XCTAssertTrue(verified.contains("Verified OK"), "\(slowKey): \(verified)")
+        }
+    }
+
+    /// The issuer's name is written into every signature (X509IssuerName):
+    /// one holding U+FFFF, which XML cannot carry, is refused when the file is
+    /// opened; the same certificate named in plain text opens, and its name
+    /// beyond ASCII is kept as UTF-8.
+    func testRefusesAnIssuerNameXMLCannotCarry() throws {
+        let pki = try pki
+        let unusable = try pki.selfSigned("Firma \u{FFFF} Rara")
+        assertFails({ $0 == .unusableIssuerName }, field: "p12", file: try pki.pkcs12(unusable))
+        let plain = try pki.selfSigned("Firma Ñandú")
+        XCTAssertEqual(try load(try pki.pkcs12(plain)).certificate.issuer, "CN=Firma Ñandú,C=EC")
+    }
+
     func testRejectsAnECKey() throws {
         let pki = try pki
         let file = try pki.pkcs12(try pki.leaf("EC Signer", key: "ec"))
         assertFails({ $0 == .notRSA }, field: "p12", file: file)
     }
 
-    /// A key that matches its certificate but cannot sign (an even modulus)
-    /// is refused when the file is opened, not found out when a document is
-    /// signed; a key restored from storage that cannot sign throws.
+    /// A key that matches its certificate but cannot sign (an even modulus,
+    /// not the product of its primes) is refused when the file is opened, not
+    /// found out when a document is signed, and so is it restored from storage.
     func testRejectsAKeyThatCannotSign() throws {
         let pki = try pki
         let name = try pki.leafWithKeyThatCannotSign("Even Modulus")
         let file = try pki.pkcs12(name)
-        assertFails({ $0 == .keyCannotSign }, field: "p12", file: file)
+        assertFails({ $0 == .unsoundKey }, field: "p12", file: file)
         try pki.openssl(["pkcs8", "-topk8", "-nocrypt", "-in", pki.path("\(name).key"), "-outform", "DER", "-out", pki.path("\(name).p8")])
-        let restored = try SigningIdentity(
-            privateKeyPKCS8: [UInt8](try Data(contentsOf: pki.url("\(name).p8"))), certificateDER: try pki.der(name))
-        let probe = Array("any bytes".utf8)
-        XCTAssertThrowsError(try probe.withUnsafeBytes { try restored.sign($0, .sha256) }) { error in
-            XCTAssertEqual(error as? SigningError, .keyCannotSign)
+        XCTAssertThrowsError(
+            try SigningIdentity(privateKeyPKCS8: [UInt8](try Data(contentsOf: pki.url("\(name).p8"))), certificateDER: try pki.der(name))
+        ) { error in
+            XCTAssertEqual(error as? CertificateError, .invalidStoredKey)
         }
     }
 

@@ -1,3 +1,4 @@
+import COpenSSL
 import Foundation
 
 /// Runs a program and returns its exit status and its output (stdout then
@@ -208,6 +209,45 @@ public final class TestPKI: @unchecked Sendable {
         try leaf(commonName) { integers in integers[3] = String(repeating: "7F", count: 9_000) }
     }
 
+    /// A self-signed signing certificate (its issuer is its subject,
+    /// `/C=EC/CN=<commonName>`, as UTF-8) and its key, not from the CA.
+    public func selfSigned(_ commonName: String) throws -> String {
+        let name = "self-\(UUID().uuidString)"
+        try openssl([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("\(name).key"), "-out", path("\(name).pem"),
+            "-days", "30", "-utf8", "-subj", "/C=EC/CN=\(commonName)",
+            "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature,nonRepudiation",
+        ])
+        return name
+    }
+
+    /// How `leaf(_:slowKey:)` makes its key sign slowly.
+    public enum SlowKey: Sendable {
+        /// dp + (p − 1) · 2^3000: the same value modulo p − 1, 3000 bits longer.
+        case unreducedCRTExponent
+        /// dp + 2: OpenSSL's check of each CRT result fails, and it signs again with d.
+        case wrongCRTExponent
+        /// d + (p − 1)(q − 1) · 2^3000, with the CRT values as they were.
+        case longPrivateExponent
+        /// e + (p − 1)(q − 1): a 2048-bit public exponent that d still inverts.
+        case longPublicExponent
+    }
+
+    /// A leaf whose RSA key makes correct signatures, each many times slower
+    /// than its size asks for, as a key crafted against the signer would.
+    public func leaf(_ commonName: String, slowKey: SlowKey) throws -> String {
+        try leaf(commonName) { integers in
+            let (e, d, p, q, dp) = (Big(integers[2]), Big(integers[3]), Big(integers[4]), Big(integers[5]), Big(integers[6]))
+            let phi = p.minusOne * q.minusOne
+            switch slowKey {
+            case .unreducedCRTExponent: integers[6] = (dp + p.minusOne.shifted(by: 3000)).hex
+            case .wrongCRTExponent: integers[6] = (dp + Big("2")).hex
+            case .longPrivateExponent: integers[3] = (d + phi.shifted(by: 3000)).hex
+            case .longPublicExponent: integers[2] = (e + phi).hex
+            }
+        }
+    }
+
     /// A leaf whose RSA key's integers (version, n, e, d, p, q, dp, dq, qinv,
     /// as upper-case hex) `change` rewrites; the CA then certifies the
     /// changed public key. Built with `openssl asn1parse -genconf`.
@@ -244,5 +284,48 @@ public final class TestPKI: @unchecked Sendable {
     public func der(_ name: String) throws -> [UInt8] {
         try openssl(["x509", "-in", path("\(name).pem"), "-outform", "DER", "-out", path("\(name).der")])
         return try [UInt8](Data(contentsOf: url("\(name).der")))
+    }
+}
+
+/// A non-negative big integer (OpenSSL's BIGNUM), written and read as
+/// upper-case hex as `openssl asn1parse` shows a key's integers.
+private final class Big {
+    private let number: OpaquePointer
+
+    init(_ hex: String) {
+        var parsed: OpaquePointer?
+        precondition(BN_hex2bn(&parsed, hex) > 0, "not hex: \(hex)")
+        number = parsed!
+    }
+
+    private init(made: (OpaquePointer, OpaquePointer) -> Int32) {
+        number = BN_new()!
+        let scratch = BN_CTX_new()!
+        defer { BN_CTX_free(scratch) }
+        precondition(made(number, scratch) == 1, "a big-integer operation failed")
+    }
+
+    deinit { BN_free(number) }
+
+    var hex: String {
+        let text = BN_bn2hex(number)!
+        defer { CRYPTO_free(text, #fileID, #line) }
+        return String(cString: text)
+    }
+
+    var minusOne: Big {
+        Big { result, _ in BN_copy(result, self.number) == nil ? 0 : BN_sub_word(result, 1) }
+    }
+
+    func shifted(by bits: Int32) -> Big {
+        Big { result, _ in BN_lshift(result, self.number, bits) }
+    }
+
+    static func + (left: Big, right: Big) -> Big {
+        Big { result, _ in BN_add(result, left.number, right.number) }
+    }
+
+    static func * (left: Big, right: Big) -> Big {
+        Big { result, scratch in BN_mul(result, left.number, right.number, scratch) }
     }
 }

@@ -115,7 +115,7 @@ enum CertificatesStore {
             cache?.store(identity, for: .init(tenant: tenant, issuer: issuer, certificate: Crypto.sha256(der)))
             return identity
         } catch {
-            throw SealedKeyUnavailable(tenantID: tenant, issuerID: issuer, reason: "the stored key does not match its certificate")
+            throw SealedKeyUnavailable(tenantID: tenant, issuerID: issuer, reason: "\(error)")
         }
     }
 

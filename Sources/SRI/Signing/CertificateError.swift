@@ -28,18 +28,26 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
     /// `PKCS12Limits.totalIterations`, or holds more than
     /// `PKCS12Limits.maximumItems` items.
     case tooMuchWork
-    /// The RSA key's public exponent is even or below 3.
+    /// The RSA key's public exponent is even, below 3 or over 256 bits long.
     case weakExponent
+    /// The RSA private key's values do not belong together as a two-prime
+    /// key's do (`comprobify_rsa_key_is_sound`): such a key may still sign,
+    /// many times slower.
+    case unsoundKey
     /// An encryption whose key derivation is neither PBES1 nor PBES2 with
     /// PBKDF2, so its cost cannot be told before it is paid.
     case unsupportedEncryption
-    /// A stored key and certificate that do not decode, or do not belong together.
+    /// A stored key and certificate that do not decode, or do not belong
+    /// together, or a stored key past the bounds of a sound RSA key.
     case invalidStoredKey
     /// The file's only key pair is for encipherment: its certificate's key
     /// usage allows neither digitalSignature nor nonRepudiation.
     case notForSigning
     /// OpenSSL cannot write the private key as PKCS#8, the form it is stored in.
     case keyNotExportable
+    /// An issuer name that is empty or holds what XML cannot carry (U+FFFE,
+    /// U+FFFF): it is written into every signature as X509IssuerName.
+    case unusableIssuerName
     /// A validity date outside the years 1 to 9999 (GeneralizedTime allows
     /// year 0), which no timestamp of the API or the database can hold.
     case unusableValidityDates
@@ -68,15 +76,20 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .tooMuchWork:
             return "the file asks for more than \(PKCS12Limits.totalIterations) iterations of key derivation in all, "
                 + "or holds more than \(PKCS12Limits.maximumItems) items"
-        case .weakExponent: return "the RSA key's public exponent must be odd and at least 3"
+        case .weakExponent: return "the RSA key's public exponent must be odd, at least 3 and at most 256 bits long"
+        case .unsoundKey:
+            return "the RSA private key must be a standard two-prime key: its modulus the product of its two primes, "
+                + "its CRT exponents and coefficient those of its private exponent, reduced"
         case .unsupportedEncryption:
             return "the file is encrypted with a password-based scheme other than PBES1 or PBES2 with PBKDF2"
         case .unusableSerialNumber: return "the certificate's serial number must be a positive integer of at most 100 digits"
         case .keyCannotSign: return "the private key cannot make a signature its certificate verifies"
-        case .invalidStoredKey: return "the stored key does not match its certificate"
+        case .invalidStoredKey: return "the stored key does not match its certificate, or is not a sound RSA key"
         case .notForSigning:
             return "the certificate's key usage allows neither digitalSignature nor nonRepudiation: SRI refuses documents signed with it"
         case .keyNotExportable: return "the private key cannot be written as PKCS#8 to be stored"
+        case .unusableIssuerName:
+            return "the certificate's issuer name must be text without U+FFFE or U+FFFF: every signature carries it in XML, which cannot"
         case .unusableValidityDates: return "the certificate's validity dates must lie in the years 1 to 9999"
         }
     }

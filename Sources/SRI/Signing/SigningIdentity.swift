@@ -123,6 +123,10 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
             throw .unusableValidityDates
         }
         guard let info = CertificateInfo(x509) else { throw .notPKCS12 }
+        // Written into every signature (X509IssuerName): OpenSSL escapes
+        // control characters, not U+FFFE and U+FFFF, and gives no text at
+        // all for a name it cannot print.
+        guard !info.issuer.isEmpty, ComprobanteInput.isComprobanteText(info.issuer) else { throw .unusableIssuerName }
         guard (1...100).contains(info.serialNumber.utf8.count), info.serialNumber.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
             info.serialNumber.utf8.contains(where: { $0 != 0x30 })
         else { throw .unusableSerialNumber }
@@ -135,6 +139,9 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
         // would hold a core for minutes in the probe below and in every
         // signature after it.
         guard bits <= SigningIdentity.maximumKeyBits else { throw .keyTooLarge(bits: bits) }
+        // A key made to sign slowly still signs correctly: the probe below
+        // would pass it, and every document after it would pay.
+        guard comprobify_rsa_key_is_sound(key) == 1 else { throw .unsoundKey }
         try info.checkValidity(at: now)
         guard SigningIdentity.signsForItsCertificate(key: key, certificate: x509) else { throw .keyCannotSign }
         kept = true
@@ -168,6 +175,13 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
             EVP_PKEY_free(key)
             X509_free(x509)
             throw .notRSA
+        }
+        // A key stored before uploads were checked for soundness may still
+        // be one made to sign slowly: not used (the cheap half of the check).
+        guard comprobify_rsa_exponent_is_sound(key) == 1, comprobify_rsa_key_is_bounded(key) == 1 else {
+            EVP_PKEY_free(key)
+            X509_free(x509)
+            throw .invalidStoredKey
         }
         self.init(key: key, x509: x509, certificate: certificate)
     }
