@@ -260,16 +260,23 @@ final class TenantsTests: XCTestCase {
         }
         // Without TRUST_PROXY the header is ignored: the limit applies to the peer
         // address, so two "different" forwarded addresses share one allowance.
+        // The peer is a loopback address of this test's own, from which no
+        // other test has signed up within the hour.
         try await TestServer.run(configure: { $0.signupRateLimit = 1 }) { server in
-            var statuses: [Int] = []
+            let peer = "127.\(Int.random(in: 1...254)).\(Int.random(in: 1...254)).\(Int.random(in: 1...254))"
+            var statuses: [String] = []
             for hop in ["198.51.100.1", "198.51.100.2"] {
-                let reply = try await server.call(
-                    .post, "/v1/tenants", headers: [.forwardedFor: hop],
-                    json: #"{"email": "\#(TestServer.uniqueEmail())", "name": "X"}"#
-                )
-                statuses.append(reply.status)
+                let body = #"{"email": "\#(TestServer.uniqueEmail())", "name": "X"}"#
+                let socket = try RawSocket(port: server.port, from: peer)
+                socket.send(
+                    "POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Forwarded-For: \(hop)\r\n"
+                        + "Connection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body)
+                statuses.append(String(socket.readAll(within: 5).prefix(12)))
             }
-            XCTAssertEqual(statuses.last, 429)
+            XCTAssertEqual(statuses, ["HTTP/1.1 201", "HTTP/1.1 429"])
+            XCTAssertEqual(
+                try TestDatabase.scalar("SELECT count(*) FROM signup_attempts WHERE client_address = $1", [peer], as: Int.self), 1,
+                "kept under the peer's address, not the header's")
         }
     }
 
