@@ -64,19 +64,95 @@ static inline long comprobify_pkcs12_mac_iterations(const PKCS12 *file) {
     return iterations == NULL ? 1 : ASN1_INTEGER_get(iterations);
 }
 
-/* The count of an encrypted safe (PKCS#7 encryptedData). */
-static inline long comprobify_pkcs7_encryption_iterations(const PKCS7 *safe) {
-    if (safe == NULL || safe->d.encrypted == NULL || safe->d.encrypted->enc_data == NULL) return -1;
-    return comprobify_pbe_iterations(safe->d.encrypted->enc_data->algorithm);
+/* The key derivation of an encrypted safe (PKCS#7 encryptedData); NULL when
+   there is none to read. */
+static inline const X509_ALGOR *comprobify_pkcs7_encryption(const PKCS7 *safe) {
+    if (safe == NULL || safe->d.encrypted == NULL || safe->d.encrypted->enc_data == NULL) return NULL;
+    return safe->d.encrypted->enc_data->algorithm;
 }
 
-/* The count of a shrouded key bag. */
-static inline long comprobify_shrouded_key_iterations(const PKCS12_SAFEBAG *bag) {
+/* The key derivation of a shrouded key bag; NULL when there is none to read. */
+static inline const X509_ALGOR *comprobify_shrouded_key_encryption(const PKCS12_SAFEBAG *bag) {
     const X509_SIG *shrouded = PKCS12_SAFEBAG_get0_pkcs8(bag);
     const X509_ALGOR *algorithm = NULL;
-    if (shrouded == NULL) return -1;
+    if (shrouded == NULL) return NULL;
     X509_SIG_get0(shrouded, &algorithm, NULL);
-    return comprobify_pbe_iterations(algorithm);
+    return algorithm;
+}
+
+/* Blocks of `size` bytes that `length` bytes take. */
+static inline long comprobify_blocks(int length, int size) {
+    if (length <= 0) return 0;
+    if (size <= 0) return length;
+    return (length + size - 1) / size;
+}
+
+/* How many chains of its stated iterations one decryption with `algorithm`
+   derives, each iteration a hash computation: a PKCS#12 PBE derives its key
+   and its IV apart, each in blocks of its hash's length and each block a
+   chain of its own (three for triple-DES with SHA-1); PBKDF2 runs a chain of
+   HMACs, two hash computations each, per block of the cipher's key; PBKDF1
+   (PKCS#5 v1.5) one chain. At least 1. What cannot be read counts as the
+   costliest PKCS#12 PBE's three. */
+static inline long comprobify_pbe_chains(const X509_ALGOR *algorithm) {
+    const ASN1_OBJECT *oid = NULL;
+    int type = 0;
+    const void *value = NULL;
+    if (algorithm == NULL) return 3;
+    X509_ALGOR_get0(&oid, &type, &value, algorithm);
+    int nid = OBJ_obj2nid(oid);
+    long chains = 3;
+    if (nid == NID_pbes2) {
+        if (type != V_ASN1_SEQUENCE || value == NULL) return 3;
+        const unsigned char *cursor = ASN1_STRING_get0_data((const ASN1_STRING *)value);
+        PBE2PARAM *pbes2 = d2i_PBE2PARAM(NULL, &cursor, ASN1_STRING_length((const ASN1_STRING *)value));
+        if (pbes2 == NULL) return 3;
+        int digestSize = 20; /* hmacWithSHA1, PBKDF2's PRF when none is named */
+        const ASN1_OBJECT *kdf = NULL;
+        int kdfType = 0;
+        const void *kdfValue = NULL;
+        X509_ALGOR_get0(&kdf, &kdfType, &kdfValue, pbes2->keyfunc);
+        if (OBJ_obj2nid(kdf) == NID_id_pbkdf2 && kdfType == V_ASN1_SEQUENCE && kdfValue != NULL) {
+            const unsigned char *kdfCursor = ASN1_STRING_get0_data((const ASN1_STRING *)kdfValue);
+            PBKDF2PARAM *pbkdf2 = d2i_PBKDF2PARAM(NULL, &kdfCursor, ASN1_STRING_length((const ASN1_STRING *)kdfValue));
+            if (pbkdf2 != NULL) {
+                int digestNid = 0;
+                if (pbkdf2->prf != NULL
+                    && EVP_PBE_find(EVP_PBE_TYPE_PRF, OBJ_obj2nid(pbkdf2->prf->algorithm), NULL, &digestNid, NULL) == 1) {
+                    const EVP_MD *digest = EVP_get_digestbynid(digestNid);
+                    if (digest != NULL) digestSize = EVP_MD_get_size(digest);
+                }
+                PBKDF2PARAM_free(pbkdf2);
+            }
+        }
+        /* OpenSSL derives the cipher's key length, whatever the parameters state. */
+        const EVP_CIPHER *cipher = pbes2->encryption == NULL ? NULL : EVP_get_cipherbyobj(pbes2->encryption->algorithm);
+        chains = 2 * comprobify_blocks(cipher != NULL ? EVP_CIPHER_get_key_length(cipher) : 64, digestSize);
+        PBE2PARAM_free(pbes2);
+    } else {
+        int cipherNid = 0;
+        int digestNid = 0;
+        if (EVP_PBE_find(EVP_PBE_TYPE_OUTER, nid, &cipherNid, &digestNid, NULL) != 1) return 3;
+        switch (nid) {
+        case NID_pbe_WithSHA1And128BitRC4:
+        case NID_pbe_WithSHA1And40BitRC4:
+        case NID_pbe_WithSHA1And3_Key_TripleDES_CBC:
+        case NID_pbe_WithSHA1And2_Key_TripleDES_CBC:
+        case NID_pbe_WithSHA1And128BitRC2_CBC:
+        case NID_pbe_WithSHA1And40BitRC2_CBC: {
+            const EVP_CIPHER *cipher = EVP_get_cipherbynid(cipherNid);
+            const EVP_MD *digest = EVP_get_digestbynid(digestNid);
+            if (cipher == NULL || digest == NULL) return 3;
+            int size = EVP_MD_get_size(digest);
+            chains = comprobify_blocks(EVP_CIPHER_get_key_length(cipher), size)
+                + comprobify_blocks(EVP_CIPHER_get_iv_length(cipher), size);
+            break;
+        }
+        default:
+            chains = 1;
+        }
+    }
+    return chains < 1 ? 1 : chains;
 }
 
 /* What a PKCS#8 key is, read before it is decoded: 1 for RSA

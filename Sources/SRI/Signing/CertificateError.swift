@@ -74,7 +74,8 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .tooManyIterations(let count):
             return "the file asks for \(count) iterations of its password's key derivation; at most \(PKCS12Limits.iterations) are accepted"
         case .tooMuchWork:
-            return "the file asks for more than \(PKCS12Limits.totalIterations) iterations of key derivation in all, "
+            return "the file asks for more than \(PKCS12Limits.totalIterations) iterations of key derivation in all "
+                + "(counted once for each chain its encryptions run: three for triple-DES), "
                 + "or holds more than \(PKCS12Limits.maximumItems) items"
         case .weakExponent: return "the RSA key's public exponent must be odd, at least 3 and at most 256 bits long"
         case .unsoundKey:

@@ -250,7 +250,10 @@ public final class SigningIdentity: @unchecked Sendable, CustomStringConvertible
 /// by OpenSSL, Windows and Java ask for 2,000 to 10,000.
 ///
 /// Each derivation is bounded (`iterations`), and so is the whole file's:
-/// `totalIterations` over its MAC and every encryption, and `maximumItems`
+/// `totalIterations` over its MAC and every encryption, each counted as the
+/// hash computations it runs (`comprobify_pbe_chains`: three chains of its
+/// iterations for triple-DES's PKCS#12 PBE, which derives its key and IV
+/// apart; two for PBKDF2 with HMAC-SHA256 and AES-256), and `maximumItems`
 /// bags, keys and certificates in all, checked before each derivation, so
 /// that a file of thousands of encrypted keys asks for no more than a few.
 public enum PKCS12Limits {
@@ -279,12 +282,19 @@ private final class PKCS12Contents {
     private var iterationsLeft = PKCS12Limits.totalIterations
     private var itemsLeft = PKCS12Limits.maximumItems
 
-    /// Checks a derivation of `count` iterations against its own bound and
-    /// what is left of the file's, and counts it.
-    private func spend(_ count: Int) throws(CertificateError) {
+    /// Checks a derivation of `count` iterations against its own bound, and
+    /// its work (`count` in each of its `chains`) against what is left of the
+    /// file's, and counts it.
+    private func spend(_ count: Int, chains: Int = 1) throws(CertificateError) {
         try PKCS12Limits.check(count)
-        guard count <= iterationsLeft else { throw .tooMuchWork }
-        iterationsLeft -= count
+        let (work, overflow) = count.multipliedReportingOverflow(by: max(chains, 1))
+        guard !overflow, work <= iterationsLeft else { throw .tooMuchWork }
+        iterationsLeft -= work
+    }
+
+    /// `spend` for a decryption with `algorithm`.
+    private func spend(decrypting algorithm: UnsafePointer<X509_ALGOR>?) throws(CertificateError) {
+        try spend(comprobify_pbe_iterations(algorithm), chains: comprobify_pbe_chains(algorithm))
     }
 
     private func countItem() throws(CertificateError) {
@@ -336,7 +346,7 @@ private final class PKCS12Contents {
             switch OBJ_obj2nid(safe.pointee.type) {
             case NID_pkcs7_data: bags = PKCS12_unpack_p7data(safe)
             case NID_pkcs7_encrypted:
-                try spend(comprobify_pkcs7_encryption_iterations(safe))
+                try spend(decrypting: comprobify_pkcs7_encryption(safe))
                 bags = PKCS12_unpack_p7encdata(safe, password, password == nil ? 0 : -1)
             default: continue
             }
@@ -356,7 +366,7 @@ private final class PKCS12Contents {
             case NID_keyBag:
                 if let info = PKCS12_SAFEBAG_get0_p8inf(bag) { decode(info) }
             case NID_pkcs8ShroudedKeyBag:
-                try spend(comprobify_shrouded_key_iterations(bag))
+                try spend(decrypting: comprobify_shrouded_key_encryption(bag))
                 guard let info = PKCS12_decrypt_skey(bag, password, password == nil ? 0 : -1) else { throw .wrongPassword }
                 decode(info)
                 PKCS8_PRIV_KEY_INFO_free(info)
