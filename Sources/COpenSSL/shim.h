@@ -20,6 +20,18 @@
    so that a file cannot make the server derive keys for minutes. Each returns
    -1 when the count cannot be read (an unknown algorithm, say). */
 
+/* The PBKDF2 parameters of a PBES2 algorithm (the caller frees them); NULL
+   when its key derivation is not PBKDF2 or cannot be read. */
+static inline PBKDF2PARAM *comprobify_pbkdf2_parameters(const PBE2PARAM *pbes2) {
+    const ASN1_OBJECT *kdf = NULL;
+    int kdfType = 0;
+    const void *kdfValue = NULL;
+    X509_ALGOR_get0(&kdf, &kdfType, &kdfValue, pbes2->keyfunc);
+    if (OBJ_obj2nid(kdf) != NID_id_pbkdf2 || kdfType != V_ASN1_SEQUENCE || kdfValue == NULL) return NULL;
+    const unsigned char *cursor = ASN1_STRING_get0_data((const ASN1_STRING *)kdfValue);
+    return d2i_PBKDF2PARAM(NULL, &cursor, ASN1_STRING_length((const ASN1_STRING *)kdfValue));
+}
+
 /* The count of a password-based encryption algorithm: PBES1 (PBEParameter)
    or PBES2 with PBKDF2. */
 static inline long comprobify_pbe_iterations(const X509_ALGOR *algorithm) {
@@ -35,17 +47,10 @@ static inline long comprobify_pbe_iterations(const X509_ALGOR *algorithm) {
     if (OBJ_obj2nid(oid) == NID_pbes2) {
         PBE2PARAM *pbes2 = d2i_PBE2PARAM(NULL, &cursor, length);
         if (pbes2 == NULL) return -1;
-        const ASN1_OBJECT *kdf = NULL;
-        int kdfType = 0;
-        const void *kdfValue = NULL;
-        X509_ALGOR_get0(&kdf, &kdfType, &kdfValue, pbes2->keyfunc);
-        if (OBJ_obj2nid(kdf) == NID_id_pbkdf2 && kdfType == V_ASN1_SEQUENCE && kdfValue != NULL) {
-            const unsigned char *kdfCursor = ASN1_STRING_get0_data((const ASN1_STRING *)kdfValue);
-            PBKDF2PARAM *pbkdf2 = d2i_PBKDF2PARAM(NULL, &kdfCursor, ASN1_STRING_length((const ASN1_STRING *)kdfValue));
-            if (pbkdf2 != NULL) {
-                iterations = ASN1_INTEGER_get(pbkdf2->iter);
-                PBKDF2PARAM_free(pbkdf2);
-            }
+        PBKDF2PARAM *pbkdf2 = comprobify_pbkdf2_parameters(pbes2);
+        if (pbkdf2 != NULL) {
+            iterations = ASN1_INTEGER_get(pbkdf2->iter);
+            PBKDF2PARAM_free(pbkdf2);
         }
         PBE2PARAM_free(pbes2);
     } else {
@@ -108,22 +113,15 @@ static inline long comprobify_pbe_chains(const X509_ALGOR *algorithm) {
         PBE2PARAM *pbes2 = d2i_PBE2PARAM(NULL, &cursor, ASN1_STRING_length((const ASN1_STRING *)value));
         if (pbes2 == NULL) return 3;
         int digestSize = 20; /* hmacWithSHA1, PBKDF2's PRF when none is named */
-        const ASN1_OBJECT *kdf = NULL;
-        int kdfType = 0;
-        const void *kdfValue = NULL;
-        X509_ALGOR_get0(&kdf, &kdfType, &kdfValue, pbes2->keyfunc);
-        if (OBJ_obj2nid(kdf) == NID_id_pbkdf2 && kdfType == V_ASN1_SEQUENCE && kdfValue != NULL) {
-            const unsigned char *kdfCursor = ASN1_STRING_get0_data((const ASN1_STRING *)kdfValue);
-            PBKDF2PARAM *pbkdf2 = d2i_PBKDF2PARAM(NULL, &kdfCursor, ASN1_STRING_length((const ASN1_STRING *)kdfValue));
-            if (pbkdf2 != NULL) {
-                int digestNid = 0;
-                if (pbkdf2->prf != NULL
-                    && EVP_PBE_find(EVP_PBE_TYPE_PRF, OBJ_obj2nid(pbkdf2->prf->algorithm), NULL, &digestNid, NULL) == 1) {
-                    const EVP_MD *digest = EVP_get_digestbynid(digestNid);
-                    if (digest != NULL) digestSize = EVP_MD_get_size(digest);
-                }
-                PBKDF2PARAM_free(pbkdf2);
+        PBKDF2PARAM *pbkdf2 = comprobify_pbkdf2_parameters(pbes2);
+        if (pbkdf2 != NULL) {
+            int digestNid = 0;
+            if (pbkdf2->prf != NULL
+                && EVP_PBE_find(EVP_PBE_TYPE_PRF, OBJ_obj2nid(pbkdf2->prf->algorithm), NULL, &digestNid, NULL) == 1) {
+                const EVP_MD *digest = EVP_get_digestbynid(digestNid);
+                if (digest != NULL) digestSize = EVP_MD_get_size(digest);
             }
+            PBKDF2PARAM_free(pbkdf2);
         }
         /* OpenSSL derives the cipher's key length, whatever the parameters state. */
         const EVP_CIPHER *cipher = pbes2->encryption == NULL ? NULL : EVP_get_cipherbyobj(pbes2->encryption->algorithm);
