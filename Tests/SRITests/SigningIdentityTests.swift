@@ -230,6 +230,20 @@ final class SigningIdentityTests: XCTestCase {
         XCTAssertEqual(try load(try pki.pkcs12(plain)).certificate.issuer, "CN=Firma Ñandú,C=EC")
     }
 
+    /// OpenSSL before 1.1.0 encoded each UTF-8 byte of a password as a
+    /// character of its own: its export with "clave Ñ s3creta" is what OpenSSL
+    /// now writes for "clave Ã\u{91} s3creta". It opens with the password the
+    /// user typed, as with OpenSSL's own tool; a wrong password still does not.
+    func testOpensAnOldOpenSSLExportOfAPasswordBeyondASCII() throws {
+        let pki = try pki
+        let name = try pki.leaf("Old Export")
+        let legacyForm = String(String.UnicodeScalarView(TestPKI.password.utf8.map { Unicode.Scalar($0) }))
+        XCTAssertNotEqual(legacyForm, TestPKI.password)
+        let file = try pki.pkcs12(name, password: legacyForm)
+        XCTAssertEqual(try load(file, password: TestPKI.password).certificate.subject, try load(try pki.pkcs12(name)).certificate.subject)
+        assertFails({ $0 == .wrongPassword }, field: "password", file: file, password: "clave Ñ otra")
+    }
+
     func testRejectsAnECKey() throws {
         let pki = try pki
         let file = try pki.pkcs12(try pki.leaf("EC Signer", key: "ec"))

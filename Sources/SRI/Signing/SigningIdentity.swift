@@ -312,8 +312,14 @@ private final class PKCS12Contents {
         let macIterations = PKCS12_mac_present(file) == 1 ? comprobify_pkcs12_mac_iterations(file) : 0
         if PKCS12_mac_present(file) == 1 { try PKCS12Limits.check(macIterations) }
         // An empty password may have been encoded as absent; try both forms.
+        // OpenSSL before 1.1.0 encoded a password's UTF-8 bytes each as a
+        // character of its own: a file it exported with a password beyond
+        // ASCII opens with that form (as OpenSSL's own tool retries it).
         var candidates: [String?] = [password]
         if password.isEmpty { candidates.append(nil) }
+        if !password.utf8.allSatisfy({ $0 < 0x80 }) {
+            candidates.append(String(String.UnicodeScalarView(password.utf8.map { Unicode.Scalar($0) })))
+        }
         var opened: String?? = .none
         if PKCS12_mac_present(file) == 1 {
             for candidate in candidates {
