@@ -237,8 +237,9 @@ final class SigningIdentityTests: XCTestCase {
     func testOpensAnOldOpenSSLExportOfAPasswordBeyondASCII() throws {
         let pki = try pki
         let name = try pki.leaf("Old Export")
-        let legacyForm = String(String.UnicodeScalarView(TestPKI.password.utf8.map { Unicode.Scalar($0) }))
-        XCTAssertNotEqual(legacyForm, TestPKI.password)
+        // "Ñ" is C3 91 in UTF-8: two characters, U+00C3 and U+0091, in the old encoding.
+        XCTAssertEqual(TestPKI.password, "clave Ñ s3creta")
+        let legacyForm = "clave \u{C3}\u{91} s3creta"
         let file = try pki.pkcs12(name, password: legacyForm)
         XCTAssertEqual(try load(file, password: TestPKI.password).certificate.subject, try load(try pki.pkcs12(name)).certificate.subject)
         assertFails({ $0 == .wrongPassword }, field: "password", file: file, password: "clave Ñ otra")
